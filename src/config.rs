@@ -1,0 +1,870 @@
+//! Configuration: a TOML file with one section per concern, `deny_unknown_fields`,
+//! environment overrides `INFLOW__SECTION__KEY`, and secrets read from `*_file` paths.
+//!
+//! Loading never stops at the first problem: syntax errors, unknown keys, wrong types and
+//! semantic problems (bad time zone, missing secret file, plain IMAP to a remote host…) are
+//! all collected with their key path and, where the TOML parser knows it, the line.
+//! The `///` docs on each field are the reference `config/inflow.example.toml` mirrors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub org: OrgConfig,
+    pub log: LogConfig,
+    pub daemon: DaemonConfig,
+    /// One entry per polled mailbox (`[[mailboxes]]`).
+    pub mailboxes: Vec<MailboxConfig>,
+    pub pbx: PbxConfig,
+    pub smtp: SmtpConfig,
+    pub waves: WavesConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (the default: `./inflow.db`, or `$STATE_DIRECTORY/inflow.db` under
+    /// systemd) or `postgres://user@host:port/db` for several daemons on one database.
+    pub url: String,
+    /// File holding the PostgreSQL password (kept out of the URL and the config).
+    pub password_file: Option<PathBuf>,
+    /// Read from `password_file`; never set in TOML.
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for the database at start-up and for a pooled connection.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: default_sqlite_url(), password_file: None, password: None, max_connections: 8, connect_timeout_secs: 10 }
+    }
+}
+
+/// `sqlite://$STATE_DIRECTORY/inflow.db` under systemd, else `sqlite://./inflow.db`.
+pub fn default_sqlite_url() -> String {
+    match std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several directories separated by ':'; the first is ours.
+        Some(dir) => {
+            let dir = dir.to_string_lossy().split(':').next().unwrap_or(".").to_string();
+            format!("sqlite://{}", Path::new(&dir).join("inflow.db").display())
+        }
+        None => "sqlite://./inflow.db".to_string(),
+    }
+}
+
+/// `[http]`: the admin API, webhooks, health and metrics listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on. Port 0 picks a free port (logged at start-up).
+    pub listen: String,
+    /// Largest request body accepted; larger gets 413.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into(), body_limit_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[org]`: organisation settings (DOMAIN `org_settings`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrgConfig {
+    /// IANA time zone for "today", week boundaries (weeks start Monday) and DateOnly due dates.
+    pub timezone: String,
+    /// ISO 3166 region used to read national phone numbers (R-DUP-2), e.g. RU, UA.
+    pub default_phone_region: String,
+    /// Currency of new opportunities and campaigns (ISO 4217).
+    pub currency: String,
+    /// [DESIGN] R-DUP-1: domains whose local parts fold dots and `+tags` (e.g. gmail.com).
+    pub email_fold_domains: Vec<String>,
+    /// R-LD-4: accepted custom `leadsourcecode` values (≥ 100000000).
+    pub custom_lead_sources: Vec<i32>,
+    /// Base URL of this daemon as the outside world reaches it (links in mail).
+    pub public_base_url: Option<String>,
+}
+
+impl Default for OrgConfig {
+    fn default() -> Self {
+        OrgConfig {
+            timezone: "Europe/Moscow".into(),
+            default_phone_region: "RU".into(),
+            currency: "RUB".into(),
+            email_fold_domains: Vec::new(),
+            custom_lead_sources: vec![100_000_000, 100_000_001],
+            public_base_url: None,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `inflow=debug,sqlx=warn`. `RUST_LOG` wins if set.
+    pub level: String,
+    /// `auto` (journald style under systemd, human on a terminal), `human`, or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Auto }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Hard limit for a clean stop after SIGTERM; keep it below systemd's TimeoutStopSec.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig { shutdown_timeout_secs: 20 }
+    }
+}
+
+/// How to reach an IMAP or SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connect, then STARTTLS (IMAP 143, submission 587).
+    Starttls,
+    /// No TLS: allowed only to a loopback address.
+    Plain,
+}
+
+/// R-EM-6 (a): what to create for unknown senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoCreate {
+    None,
+    Leads,
+    Contacts,
+}
+
+/// `[[mailboxes]]`: one polled IMAP folder (DOMAIN §2.13 `mailbox`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxConfig {
+    /// Unique name; used in logs, metrics and the checkpoint key.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub user: String,
+    /// Prefer `password_file`.
+    pub password: Option<String>,
+    /// File holding the password (relative paths are looked up in $CREDENTIALS_DIRECTORY).
+    pub password_file: Option<PathBuf>,
+    pub folder: String,
+    /// The owning user (systemuser id or internal e-mail): owner of created records.
+    pub owner: String,
+    /// R-EM-2: 0 all, 1 replies to CRM mail only, 2 known parties only, 3 any e-mail-enabled record.
+    pub filter: u8,
+    /// R-EM-6 (a).
+    pub auto_create: AutoCreate,
+    /// Folder processed mail is moved to; unset = leave in place and set `processed_flag`.
+    pub processed_folder: Option<String>,
+    /// IMAP keyword set on processed mail when not moving it.
+    pub processed_flag: String,
+    /// Poll interval when the server has no IDLE (and the IDLE safety net).
+    pub poll_interval_secs: u64,
+    /// R-RS-1 (Dynamics default: yes).
+    pub create_responses_for_incoming_email: bool,
+    /// R-OPT-3.
+    pub auto_unsubscribe: bool,
+    /// R-EM-6 lead source for leads from this mailbox (10 Other; 100000000 = E-mail).
+    pub default_leadsourcecode: i32,
+    /// Larger messages are quarantined, not parsed.
+    pub max_message_bytes: usize,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig {
+            name: String::new(),
+            host: String::new(),
+            port: 993,
+            tls: TlsMode::Implicit,
+            user: String::new(),
+            password: None,
+            password_file: None,
+            folder: "INBOX".into(),
+            owner: String::new(),
+            filter: 1,
+            auto_create: AutoCreate::None,
+            processed_folder: None,
+            processed_flag: "$InflowProcessed".into(),
+            poll_interval_secs: 60,
+            create_responses_for_incoming_email: true,
+            auto_unsubscribe: false,
+            default_leadsourcecode: 10,
+            max_message_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[pbx]`: call-record webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PbxConfig {
+    /// R-PBX-3: a missed call's callback is due this long after the call.
+    pub callback_sla_secs: u64,
+    /// R-PBX-5: shortest answered call that creates a lead (per line overridable).
+    pub min_answered_seconds: u64,
+    /// A call with no final event is closed with what is known after this long.
+    pub final_event_timeout_secs: u64,
+    /// Phone lines (DIDs) and what calls to them mean.
+    pub lines: Vec<PbxLineConfig>,
+}
+
+impl Default for PbxConfig {
+    fn default() -> Self {
+        PbxConfig { callback_sla_secs: 2 * 3600, min_answered_seconds: 10, final_event_timeout_secs: 3 * 3600, lines: Vec::new() }
+    }
+}
+
+/// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PbxLineConfig {
+    /// The dialled number (any format; normalised with org.default_phone_region).
+    pub did: String,
+    /// Owner of calls, callbacks and leads from this line (systemuser id or e-mail).
+    pub owner: String,
+    /// R-PBX-4: a campaign tracking number maps to this wave (campaign activity id).
+    pub campaignactivity_id: Option<uuid::Uuid>,
+    /// R-PBX-5.
+    pub create_leads: bool,
+    pub min_answered_seconds: Option<u64>,
+    /// Subject of leads created from this line.
+    pub lead_subject: Option<String>,
+}
+
+/// `[smtp]`: the relay for waves and alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Unset = no outbound mail (waves and alerts stay queued).
+    pub host: Option<String>,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Envelope and header sender of system mail.
+    pub from: Option<String>,
+    pub pool_size: u32,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig { host: None, port: 587, tls: TlsMode::Starttls, user: None, password: None, password_file: None, from: None, pool_size: 4, timeout_secs: 30 }
+    }
+}
+
+/// `[waves]`: campaign e-mail waves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WavesConfig {
+    /// Global messages per minute per relay (unset = unlimited).
+    pub rate_per_minute: Option<u32>,
+    /// Delivery attempts before a recipient fails for good.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt.
+    pub retry_base_secs: u64,
+    /// Domain of our Message-IDs (default: the smtp.from domain).
+    pub message_id_domain: Option<String>,
+    /// File holding the key that signs unsubscribe tokens.
+    pub unsubscribe_secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub unsubscribe_secret: Option<String>,
+    /// R-OPT-3 keywords (subject or first line of a reply).
+    pub unsubscribe_keywords: Vec<String>,
+}
+
+impl Default for WavesConfig {
+    fn default() -> Self {
+        WavesConfig {
+            rate_per_minute: None,
+            max_attempts: 5,
+            retry_base_secs: 60,
+            message_id_domain: None,
+            unsubscribe_secret_file: None,
+            unsubscribe_secret: None,
+            unsubscribe_keywords: ["unsubscribe", "stop", "отписаться", "отписать", "відписатися", "відписати"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// `[alerts]`: overdue-activity notifications (R-TASK-*).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub enabled: bool,
+    pub scan_interval_secs: u64,
+    /// R-TASK-3: level 1 fires this long after the due date.
+    pub escalation_delay_secs: u64,
+    /// R-TASK-4: highest level (1 = owner then manager).
+    pub max_level: u32,
+    /// R-TASK-3: who is told when no manager is found.
+    pub fallback_address: Option<String>,
+    /// Working hours in the org time zone, `HH:MM-HH:MM`.
+    pub working_hours: String,
+    /// Working days: mon, tue, wed, thu, fri, sat, sun.
+    pub working_days: Vec<String>,
+    /// R-TASK-1: activity types that can be overdue.
+    pub kinds: Vec<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            scan_interval_secs: 300,
+            escalation_delay_secs: 24 * 3600,
+            max_level: 1,
+            fallback_address: None,
+            working_hours: "09:00-18:00".into(),
+            working_days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+            kinds: ["task", "phonecall", "campaignactivity"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// One configuration problem: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Key path, e.g. `mailboxes[0].tls`; empty for the file as a whole.
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() { "<file>" } else { &self.path };
+        match self.line {
+            Some(l) => write!(f, "{path} (line {l}): {}", self.message),
+            None => write!(f, "{path}: {}", self.message),
+        }
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} problem(s):", self.source_name, self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a config comes from: a file, or the embedded defaults.
+pub enum Source<'a> {
+    File(&'a Path),
+    Defaults,
+    Text { name: &'a str, text: &'a str },
+}
+
+impl Config {
+    /// Loads, applies `INFLOW__…` overrides from `env`, reads secret files, validates.
+    pub fn load(source: Source<'_>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let (name, text) = match source {
+            Source::File(p) => match std::fs::read_to_string(p) {
+                Ok(t) => (p.display().to_string(), t),
+                Err(e) => {
+                    return Err(ConfigError {
+                        source_name: p.display().to_string(),
+                        problems: vec![ConfigProblem { path: String::new(), line: None, message: format!("cannot read the file: {e}") }],
+                    });
+                }
+            },
+            Source::Defaults => ("embedded defaults".to_string(), String::new()),
+            Source::Text { name, text } => (name.to_string(), text.to_string()),
+        };
+        let mut problems = Vec::new();
+        let cfg = parse_text(&text, env, &mut problems);
+        if let Some(mut cfg) = cfg {
+            cfg.validate(&mut problems);
+            if problems.is_empty() {
+                cfg.read_secrets(env, &mut problems);
+            }
+            if problems.is_empty() {
+                return Ok(cfg);
+            }
+        }
+        Err(ConfigError { source_name: name, problems })
+    }
+
+    /// Semantic checks that serde cannot express; every problem is collected.
+    fn validate(&self, out: &mut Vec<ConfigProblem>) {
+        let mut bad = |path: String, message: String| out.push(ConfigProblem { path, line: None, message });
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bad("database.url".into(), format!("'{url}' must start with sqlite:// or postgres://"));
+        }
+        if self.database.max_connections == 0 {
+            bad("database.max_connections".into(), "must be at least 1".into());
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            bad("http.listen".into(), format!("'{}' is not an address like 127.0.0.1:8080", self.http.listen));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            bad("http.body_limit_bytes".into(), "must be at least 1024".into());
+        }
+        if self.org.timezone.parse::<chrono_tz::Tz>().is_err() {
+            bad("org.timezone".into(), format!("'{}' is not an IANA time zone (e.g. Europe/Moscow)", self.org.timezone));
+        }
+        if self.org.default_phone_region.to_ascii_uppercase().parse::<phonenumber::country::Id>().is_err() {
+            bad("org.default_phone_region".into(), format!("'{}' is not a phone region (e.g. RU, UA)", self.org.default_phone_region));
+        }
+        for (i, c) in self.org.custom_lead_sources.iter().enumerate() {
+            if *c < 100_000_000 {
+                bad(format!("org.custom_lead_sources[{i}]"), format!("{c}: custom values start at 100000000 (R-LD-4)"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            let p = |k: &str| format!("mailboxes[{i}].{k}");
+            if m.name.trim().is_empty() {
+                bad(p("name"), "is required".into());
+            } else if !names.insert(m.name.clone()) {
+                bad(p("name"), format!("'{}' is used by another mailbox", m.name));
+            }
+            if m.host.trim().is_empty() {
+                bad(p("host"), "is required".into());
+            }
+            if m.user.trim().is_empty() {
+                bad(p("user"), "is required".into());
+            }
+            if m.owner.trim().is_empty() {
+                bad(p("owner"), "is required (a systemuser id or internal e-mail)".into());
+            }
+            match (&m.password, &m.password_file) {
+                (None, None) => bad(p("password_file"), "a password or password_file is required".into()),
+                (Some(_), Some(_)) => bad(p("password"), "set password or password_file, not both".into()),
+                _ => {}
+            }
+            if m.tls == TlsMode::Plain && !is_loopback(&m.host) {
+                bad(p("tls"), format!("plain IMAP is allowed only to a loopback address, not '{}'", m.host));
+            }
+            if m.filter > 3 {
+                bad(p("filter"), format!("{} is not 0..3 (R-EM-2)", m.filter));
+            }
+            if m.poll_interval_secs == 0 {
+                bad(p("poll_interval_secs"), "must be at least 1".into());
+            }
+        }
+        for (i, l) in self.pbx.lines.iter().enumerate() {
+            if crate::crm::Phone::parse(&l.did, &self.org.default_phone_region).e164().is_none() {
+                bad(format!("pbx.lines[{i}].did"), format!("'{}' is not a phone number", l.did));
+            }
+            if l.owner.trim().is_empty() {
+                bad(format!("pbx.lines[{i}].owner"), "is required".into());
+            }
+        }
+        if let Some(host) = &self.smtp.host {
+            if self.smtp.tls == TlsMode::Plain && !is_loopback(host) {
+                bad("smtp.tls".into(), format!("plain SMTP is allowed only to a loopback address, not '{host}'"));
+            }
+            match &self.smtp.from {
+                None => bad("smtp.from".into(), "is required when smtp.host is set".into()),
+                Some(f) if crate::crm::EmailAddress::parse(f).is_err() => bad("smtp.from".into(), format!("'{f}' is not an e-mail address")),
+                _ => {}
+            }
+            if self.smtp.password.is_some() && self.smtp.password_file.is_some() {
+                bad("smtp.password".into(), "set password or password_file, not both".into());
+            }
+        }
+        if self.waves.max_attempts == 0 {
+            bad("waves.max_attempts".into(), "must be at least 1".into());
+        }
+        if parse_working_hours(&self.alerts.working_hours).is_none() {
+            bad("alerts.working_hours".into(), format!("'{}' is not HH:MM-HH:MM", self.alerts.working_hours));
+        }
+        for (i, d) in self.alerts.working_days.iter().enumerate() {
+            if !["mon", "tue", "wed", "thu", "fri", "sat", "sun"].contains(&d.as_str()) {
+                bad(format!("alerts.working_days[{i}]"), format!("'{d}' is not mon..sun"));
+            }
+        }
+        for (i, k) in self.alerts.kinds.iter().enumerate() {
+            if !["task", "phonecall", "campaignactivity", "campaignresponse", "email", "appointment"].contains(&k.as_str()) {
+                bad(format!("alerts.kinds[{i}]"), format!("'{k}' cannot be overdue (R-TASK-1)"));
+            }
+        }
+        if let Some(f) = &self.alerts.fallback_address {
+            if crate::crm::EmailAddress::parse(f).is_err() {
+                bad("alerts.fallback_address".into(), format!("'{f}' is not an e-mail address"));
+            }
+        }
+    }
+
+    /// Reads every `*_file` secret. Relative paths are looked up in `$CREDENTIALS_DIRECTORY`
+    /// (systemd `LoadCredential=`) when it is set.
+    fn read_secrets(&mut self, env: &BTreeMap<String, String>, out: &mut Vec<ConfigProblem>) {
+        let cred_dir = env.get("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let mut read = |path: String, file: &Option<PathBuf>| -> Option<String> {
+            let f = file.as_ref()?;
+            let full = match (&cred_dir, f.is_relative()) {
+                (Some(d), true) => d.join(f),
+                _ => f.clone(),
+            };
+            match std::fs::read_to_string(&full) {
+                Ok(s) => {
+                    let s = s.trim_end_matches(['\n', '\r']).to_string();
+                    if s.is_empty() {
+                        out.push(ConfigProblem { path, line: None, message: format!("secret file {} is empty", full.display()) });
+                        None
+                    } else {
+                        Some(s)
+                    }
+                }
+                Err(e) => {
+                    out.push(ConfigProblem { path, line: None, message: format!("cannot read secret file {}: {e}", full.display()) });
+                    None
+                }
+            }
+        };
+        if let Some(p) = read("database.password_file".into(), &self.database.password_file) {
+            self.database.password = Some(p);
+        }
+        for (i, m) in self.mailboxes.iter_mut().enumerate() {
+            if let Some(p) = read(format!("mailboxes[{i}].password_file"), &m.password_file) {
+                m.password = Some(p);
+            }
+        }
+        if let Some(p) = read("smtp.password_file".into(), &self.smtp.password_file) {
+            self.smtp.password = Some(p);
+        }
+        if let Some(p) = read("waves.unsubscribe_secret_file".into(), &self.waves.unsubscribe_secret_file) {
+            self.waves.unsubscribe_secret = Some(p);
+        }
+    }
+
+    /// The org time zone (validated at load).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.org.timezone.parse().unwrap_or(chrono_tz::Europe::Moscow)
+    }
+}
+
+/// `HH:MM-HH:MM` → minutes since midnight (start, end).
+pub fn parse_working_hours(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once('-')?;
+    let hm = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    let (a, b) = (hm(a)?, hm(b)?);
+    (a < b).then_some((a, b))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Syntax → env overrides → typed tree, collecting every syntax, unknown-key and type problem.
+fn parse_text(text: &str, env: &BTreeMap<String, String>, out: &mut Vec<ConfigProblem>) -> Option<Config> {
+    let (spanned, errors) = toml::de::DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in errors {
+            out.push(ConfigProblem { path: String::new(), line: e.span().map(|s| line_of(text, s.start)), message: e.message().trim().to_string() });
+        }
+        return None;
+    }
+    let mut tree: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(ConfigProblem { path: String::new(), line: e.span().map(|s| line_of(text, s.start)), message: e.message().trim().to_string() });
+            return None;
+        }
+    };
+    let mut from_env = std::collections::HashSet::new();
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("INFLOW__") else { continue };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            out.push(ConfigProblem { path: format!("env {k}"), line: None, message: "empty key segment".into() });
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(v.clone()));
+        if let Err(m) = set_path(&mut tree, &path, value) {
+            out.push(ConfigProblem { path: format!("env {k}"), line: None, message: m });
+        }
+        from_env.insert(display_path(&path));
+    }
+    let root = spanned.get_ref();
+    let problems_before = out.len();
+    for _ in 0..100 {
+        match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(tree.clone())) {
+            Ok(cfg) => return (out.len() == problems_before).then_some(cfg),
+            Err(e) => {
+                let mut segs = path_segments(e.path());
+                let message = e.inner().to_string();
+                let message = message.lines().next().unwrap_or("").trim().to_string();
+                if let Some(field) = unknown_field(&message) {
+                    if segs.last() != Some(&field) {
+                        segs.push(field);
+                    }
+                }
+                let shown = display_path(&segs);
+                let line = if from_env.contains(&shown) { None } else { span_line(text, root, &segs) };
+                let line_label = if from_env.contains(&shown) { format!(" (from env INFLOW__{})", segs.join("__").to_ascii_uppercase()) } else { String::new() };
+                out.push(ConfigProblem { path: shown, line, message: format!("{message}{line_label}") });
+                if segs.is_empty() || !remove_path(&mut tree, &segs) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
+    use serde_path_to_error::Segment;
+    p.iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// `["mailboxes", "0", "tls"]` → `mailboxes[0].tls`.
+fn display_path(segs: &[String]) -> String {
+    let mut s = String::new();
+    for seg in segs {
+        if seg.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+            s.push_str(&format!("[{seg}]"));
+        } else {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            s.push_str(seg);
+        }
+    }
+    s
+}
+
+fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty path")?;
+    if rest.is_empty() {
+        tree.insert(first.clone(), value);
+        return Ok(());
+    }
+    let entry = tree.entry(first.clone()).or_insert_with(|| {
+        if rest[0].chars().all(|c| c.is_ascii_digit()) { toml::Value::Array(Vec::new()) } else { toml::Value::Table(toml::Table::new()) }
+    });
+    set_in_value(entry, rest, value)
+}
+
+fn set_in_value(v: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    match v {
+        toml::Value::Table(t) => set_path(t, path, value),
+        toml::Value::Array(a) => {
+            let (idx, rest) = path.split_first().ok_or("empty path")?;
+            let i: usize = idx.parse().map_err(|_| format!("'{idx}' is not an index"))?;
+            while a.len() <= i {
+                a.push(toml::Value::Table(toml::Table::new()));
+            }
+            if rest.is_empty() {
+                a[i] = value;
+                Ok(())
+            } else {
+                set_in_value(&mut a[i], rest, value)
+            }
+        }
+        _ => Err("cannot set a key inside a plain value".into()),
+    }
+}
+
+fn remove_path(tree: &mut toml::Table, path: &[String]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return false };
+    if rest.is_empty() {
+        return tree.remove(first).is_some();
+    }
+    match tree.get_mut(first) {
+        Some(v) => remove_in_value(v, rest),
+        None => false,
+    }
+}
+
+fn remove_in_value(v: &mut toml::Value, path: &[String]) -> bool {
+    match v {
+        toml::Value::Table(t) => remove_path(t, path),
+        toml::Value::Array(a) => {
+            let Some((idx, rest)) = path.split_first() else { return false };
+            let Ok(i) = idx.parse::<usize>() else { return false };
+            if i >= a.len() {
+                return false;
+            }
+            if rest.is_empty() {
+                // Keep indexes stable for later messages: blank the element instead.
+                a[i] = toml::Value::Table(toml::Table::new());
+                true
+            } else {
+                remove_in_value(&mut a[i], rest)
+            }
+        }
+        _ => false,
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// The line of the key at `path` in the source, walking the spanned parse tree.
+fn span_line(text: &str, root: &toml::de::DeTable<'_>, path: &[String]) -> Option<usize> {
+    use toml::de::DeValue;
+    let mut table = root;
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    let mut last_span = None;
+    for seg in path {
+        let item = if let Some(a) = array.take() {
+            a.get(seg.parse::<usize>().ok()?)?
+        } else {
+            let (k, v) = table.get_key_value(seg.as_str())?;
+            last_span = Some(k.span());
+            v
+        };
+        if last_span.is_none() {
+            last_span = Some(item.span());
+        }
+        match item.get_ref() {
+            DeValue::Table(t) => table = t,
+            DeValue::Array(a) => array = Some(a),
+            _ => {}
+        }
+    }
+    last_span.map(|s| line_of(text, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::load(Source::Text { name: "test.toml", text }, &BTreeMap::new())
+    }
+
+    #[test]
+    fn empty_config_is_the_embedded_defaults() {
+        let c = load("").unwrap();
+        assert!(c.database.url.starts_with("sqlite://"));
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert_eq!(c.org.timezone, "Europe/Moscow");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_path_and_line() {
+        let text = "[database]\nurl = \"mysql://x\"\nbogus = 1\n\n[http]\nlisten = 5\n\n[org]\ntimezone = \"Mars/Base\"\n\n[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\ntls = \"plain\"\nuser = \"u\"\npassword = \"p\"\nowner = \"o\"\nfilter = 9\n";
+        let err = load(text).unwrap_err();
+        let shown = err.to_string();
+        // Structural problems come first (the typed tree cannot be built), all of them at once.
+        assert!(err.problems.iter().any(|p| p.path == "database.bogus" && p.line == Some(3)), "{shown}");
+        assert!(err.problems.iter().any(|p| p.path == "http.listen" && p.line == Some(6)), "{shown}");
+        assert_eq!(err.problems.len(), 2, "{shown}");
+        // With those fixed, the semantic ones are all reported together.
+        let text = text.replace("bogus = 1\n", "").replace("listen = 5", "listen = \"127.0.0.1:0\"");
+        let err = load(&text).unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["database.url", "org.timezone", "mailboxes[0].tls", "mailboxes[0].filter"], "{err}");
+    }
+
+    #[test]
+    fn broken_toml_is_reported_with_its_line() {
+        let err = load("[database]\nurl = \"sqlite://x.db\"\n[http\nlisten = 1\n").unwrap_err();
+        assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+        assert_eq!(err.problems[0].line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_win_and_are_typed() {
+        let mut env = BTreeMap::new();
+        env.insert("INFLOW__HTTP__LISTEN".to_string(), "127.0.0.1:9999".to_string());
+        env.insert("INFLOW__DATABASE__MAX_CONNECTIONS".to_string(), "3".to_string());
+        env.insert("INFLOW__ORG__DEFAULT_PHONE_REGION".to_string(), "UA".to_string());
+        let c = Config::load(Source::Text { name: "t", text: "[http]\nlisten = \"127.0.0.1:1\"\n" }, &env).unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:9999");
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(c.org.default_phone_region, "UA");
+        env.insert("INFLOW__DATABASE__NOPE".to_string(), "1".to_string());
+        let err = Config::load(Source::Defaults, &env).unwrap_err();
+        assert_eq!(err.problems[0].path, "database.nope", "{err}");
+        assert!(err.problems[0].message.contains("INFLOW__DATABASE__NOPE"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("imap.pass"), "s3cret\n").unwrap();
+        let text = |f: &str| {
+            format!("[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\ntls = \"plain\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"{f}\"\n")
+        };
+        let mut env = BTreeMap::new();
+        env.insert("CREDENTIALS_DIRECTORY".to_string(), dir.path().display().to_string());
+        let c = Config::load(Source::Text { name: "t", text: &text("imap.pass") }, &env).unwrap();
+        assert_eq!(c.mailboxes[0].password.as_deref(), Some("s3cret"));
+        let err = Config::load(Source::Text { name: "t", text: &text("/nonexistent/imap.pass") }, &env).unwrap_err();
+        assert_eq!(err.problems[0].path, "mailboxes[0].password_file");
+        assert!(err.problems[0].message.contains("/nonexistent/imap.pass"), "{err}");
+    }
+
+    #[test]
+    fn working_hours_parse() {
+        assert_eq!(parse_working_hours("09:00-18:30"), Some((540, 1110)));
+        assert_eq!(parse_working_hours("18:00-09:00"), None);
+        assert_eq!(parse_working_hours("9-18"), None);
+    }
+}

@@ -1,0 +1,131 @@
+//! Campaign rules: status transitions ([DESIGN] §2.7), cost roll-up (R-WV-6), response
+//! rate (R-WV-7) and the wave preconditions (R-WV-1).
+
+use super::entities::{Campaign, CampaignActivity, MarketingList};
+use super::error::{RuleError, refuse};
+use super::types::Money;
+
+pub const PROPOSED: i32 = 0;
+pub const READY_TO_LAUNCH: i32 = 1;
+pub const LAUNCHED: i32 = 2;
+pub const COMPLETED: i32 = 3;
+pub const CANCELED: i32 = 4;
+pub const SUSPENDED: i32 = 5;
+
+/// [DESIGN] §2.7: Proposed → Ready To Launch → Launched → Completed; any of those → Canceled;
+/// Launched ↔ Suspended. All are statuses of the Active state.
+pub fn check_status_change(from: i32, to: i32) -> Result<(), RuleError> {
+    let ok = matches!(
+        (from, to),
+        (PROPOSED, READY_TO_LAUNCH)
+            | (READY_TO_LAUNCH, LAUNCHED)
+            | (LAUNCHED, COMPLETED)
+            | (PROPOSED | READY_TO_LAUNCH | LAUNCHED | SUSPENDED, CANCELED)
+            | (LAUNCHED, SUSPENDED)
+            | (SUSPENDED, LAUNCHED)
+    ) || from == to;
+    if ok { Ok(()) } else { refuse("§2.7", "invalid_campaign_transition", format!("campaign status {from} cannot change to {to}")) }
+}
+
+/// R-WV-6: (totalcampaignactivityactualcost, totalactualcost) from the activities' actual
+/// costs and the campaign's othercost.
+pub fn rollup(activity_costs: impl IntoIterator<Item = Option<Money>>, othercost: Option<Money>) -> Result<(Money, Money), RuleError> {
+    let overflow = || RuleError::new("R-WV-6", "cost_overflow", "campaign cost total is out of range");
+    let mut total = Money::ZERO;
+    for c in activity_costs.into_iter().flatten() {
+        total = total.checked_add(c).ok_or_else(overflow)?;
+    }
+    let actual = total.checked_add(othercost.unwrap_or_default()).ok_or_else(overflow)?;
+    Ok((total, actual))
+}
+
+/// R-WV-6: budget variance = budgetedcost − totalactualcost; negative means over budget.
+pub fn variance(c: &Campaign) -> Option<Money> {
+    c.budgetedcost.and_then(|b| b.checked_sub(c.totalactualcost.unwrap_or_default()))
+}
+
+/// [DESIGN] R-WV-6: the campaign is flagged when actual cost exceeds the budget.
+pub fn over_budget(c: &Campaign) -> bool {
+    variance(c).is_some_and(|v| v.minor() < 0)
+}
+
+/// R-WV-7: responses ÷ successfully sent, as a percentage, if anything was sent.
+pub fn response_rate(responses: i64, sent: i64) -> Option<f64> {
+    (sent > 0).then(|| responses as f64 * 100.0 / sent as f64)
+}
+
+/// R-WV-1: a wave (e-mail campaign activity) may be distributed.
+pub fn check_wave_preconditions(
+    campaign: &Campaign,
+    wave: &CampaignActivity,
+    targets: &[MarketingList],
+    campaign_list_ids: &[uuid::Uuid],
+) -> Result<(), RuleError> {
+    if campaign.statecode != 0 || !matches!(campaign.statuscode, READY_TO_LAUNCH | LAUNCHED) {
+        return refuse("R-WV-1", "campaign_not_launched", "the campaign must be Active and Ready To Launch or Launched");
+    }
+    if wave.statecode != 0 {
+        return refuse("R-WV-1", "wave_not_open", "the campaign activity is not Open");
+    }
+    if !matches!(wave.channeltypecode, Some(7 | 8)) {
+        return refuse("R-WV-1", "wave_not_email", "only e-mail campaign activities (channel 7 or 8) are sent as waves");
+    }
+    if targets.is_empty() {
+        return refuse("R-WV-1", "wave_without_lists", "the campaign activity has no target list");
+    }
+    for l in targets {
+        if l.statecode != 0 {
+            return refuse("R-WV-1", "list_inactive", format!("list '{}' is inactive", l.listname));
+        }
+        if !campaign_list_ids.contains(&l.listid) {
+            return refuse("R-WV-1", "list_not_in_campaign", format!("list '{}' is not linked to the campaign", l.listname));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_campaign_status_transitions() {
+        assert!(check_status_change(PROPOSED, READY_TO_LAUNCH).is_ok());
+        assert!(check_status_change(LAUNCHED, SUSPENDED).is_ok());
+        assert!(check_status_change(SUSPENDED, LAUNCHED).is_ok());
+        assert!(check_status_change(READY_TO_LAUNCH, CANCELED).is_ok());
+        assert!(check_status_change(PROPOSED, LAUNCHED).is_err());
+        assert!(check_status_change(COMPLETED, LAUNCHED).is_err());
+        assert!(check_status_change(CANCELED, PROPOSED).is_err());
+    }
+
+    #[test]
+    fn r_wv_6_rollup_and_variance() {
+        let (acts, total) = rollup([Some(Money(10_000)), None, Some(Money(2_550))], Some(Money(1_000))).unwrap();
+        assert_eq!((acts, total), (Money(12_550), Money(13_550)));
+        let c = Campaign { budgetedcost: Some(Money(13_000)), totalactualcost: Some(total), ..Default::default() };
+        assert_eq!(variance(&c), Some(Money(-550)));
+        assert!(over_budget(&c));
+        assert!(rollup([Some(Money(i64::MAX)), Some(Money(1))], None).is_err());
+    }
+
+    #[test]
+    fn r_wv_7_response_rate() {
+        assert_eq!(response_rate(5, 200), Some(2.5));
+        assert_eq!(response_rate(5, 0), None);
+    }
+
+    #[test]
+    fn r_wv_1_preconditions() {
+        let list = MarketingList { listid: uuid::Uuid::from_u128(1), listname: "L".into(), ..Default::default() };
+        let mut c = Campaign { statuscode: LAUNCHED, ..Default::default() };
+        let w = CampaignActivity { channeltypecode: Some(7), ..Default::default() };
+        assert!(check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).is_ok());
+        assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[]).unwrap_err().code, "list_not_in_campaign");
+        assert_eq!(check_wave_preconditions(&c, &w, &[], &[]).unwrap_err().code, "wave_without_lists");
+        let phone = CampaignActivity { channeltypecode: Some(1), ..Default::default() };
+        assert_eq!(check_wave_preconditions(&c, &phone, &[list.clone()], &[list.listid]).unwrap_err().code, "wave_not_email");
+        c.statuscode = PROPOSED;
+        assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).unwrap_err().code, "campaign_not_launched");
+    }
+}

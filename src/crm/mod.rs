@@ -1,0 +1,22 @@
+//! The CRM core: entities, newtypes and the rules of `shared/DOMAIN.md`.
+//!
+//! Everything here is pure: no I/O, no clock, no randomness. Callers (the store, the ingest
+//! channels, the HTTP layer) gather the facts a rule needs, call a `plan_*`/`validate_*`
+//! function here, and apply the returned decision in one transaction. Tests beside each rule
+//! cite its rule ID.
+
+pub mod activity;
+pub mod campaign;
+pub mod criteria;
+pub mod entities;
+pub mod error;
+pub mod lead;
+pub mod matching;
+pub mod normalize;
+pub mod response;
+pub mod state;
+pub mod types;
+
+pub use error::RuleError;
+pub use normalize::{EmailAddress, EmailRules, Phone, PhoneNumber};
+pub use types::{EntityKind, EntityRef, Money};

@@ -1,0 +1,13 @@
+//! inflow: a worker daemon that keeps a sales-and-marketing CRM fed (see README.md).
+//!
+//! Channels in (IMAP, PBX webhooks, admin HTTP) → `crm` (pure rules) → `store` (SQL) →
+//! channels out (waves, alerts, jobs). `app` wires them together under one shutdown token.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crm;
+pub mod http;
+pub mod jobs;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,488 @@
+//! Pools, transactions and the value layer shared by both engines.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Column, PgPool, Postgres, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
+
+use super::{Result, StoreError};
+use crate::config::DatabaseConfig;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A bind parameter or a column value. Parameters carry their type even when NULL, because
+/// PostgreSQL types every parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A NULL read from a row (untyped). Never bind it: use the typed `None`s.
+    Null,
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null | Value::Int(None) | Value::Real(None) | Value::Text(None) | Value::Bool(None) | Value::Bytes(None))
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $v:ident $(via $conv:expr)?),* $(,)?) => {$(
+        impl From<$t> for Value { fn from(x: $t) -> Value { Value::$v(Some(value_from!(@conv x $(, $conv)?))) } }
+        impl From<Option<$t>> for Value { fn from(x: Option<$t>) -> Value { Value::$v(x.map(|x| value_from!(@conv x $(, $conv)?))) } }
+    )*};
+    (@conv $x:ident) => { $x.into() };
+    (@conv $x:ident, $conv:expr) => { ($conv)($x) };
+}
+value_from! {
+    i64 => Int, i32 => Int, bool => Bool, f64 => Real, String => Text, Vec<u8> => Bytes,
+    &str => Text via |s: &str| s.to_string(),
+    uuid::Uuid => Text via |u: uuid::Uuid| u.to_string(),
+    chrono::DateTime<chrono::Utc> => Int via |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis(),
+    chrono::NaiveDate => Text via |d: chrono::NaiveDate| d.to_string(),
+    crate::crm::Money => Int via |m: crate::crm::Money| m.minor(),
+    crate::crm::EntityKind => Text via |k: crate::crm::EntityKind| k.as_str().to_string(),
+}
+
+/// Reads a typed value out of a `Value`.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> Result<Self, String>;
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        if v.is_null() { Ok(None) } else { T::from_value(v).map(Some) }
+    }
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Int(Some(i)) => Ok(*i),
+            Value::Bool(Some(b)) => Ok(*b as i64),
+            other => Err(format!("expected an integer, got {other:?}")),
+        }
+    }
+}
+impl FromValue for i32 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        i64::from_value(v).and_then(|i| i32::try_from(i).map_err(|e| e.to_string()))
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Bool(Some(b)) => Ok(*b),
+            Value::Int(Some(i)) => Ok(*i != 0),
+            other => Err(format!("expected a boolean, got {other:?}")),
+        }
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Real(Some(f)) => Ok(*f),
+            Value::Int(Some(i)) => Ok(*i as f64),
+            other => Err(format!("expected a number, got {other:?}")),
+        }
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Text(Some(s)) => Ok(s.clone()),
+            other => Err(format!("expected text, got {other:?}")),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Bytes(Some(b)) => Ok(b.clone()),
+            Value::Text(Some(s)) => Ok(s.clone().into_bytes()),
+            other => Err(format!("expected bytes, got {other:?}")),
+        }
+    }
+}
+impl FromValue for uuid::Uuid {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        String::from_value(v)?.parse().map_err(|e: uuid::Error| e.to_string())
+    }
+}
+impl FromValue for chrono::DateTime<chrono::Utc> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let ms = i64::from_value(v)?;
+        chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("{ms} is not a valid instant"))
+    }
+}
+impl FromValue for chrono::NaiveDate {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        String::from_value(v)?.parse().map_err(|e: chrono::ParseError| e.to_string())
+    }
+}
+impl FromValue for crate::crm::Money {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        i64::from_value(v).map(crate::crm::Money)
+    }
+}
+impl FromValue for crate::crm::EntityKind {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        String::from_value(v)?.parse()
+    }
+}
+
+/// A result row: column names and values, engine-neutral.
+#[derive(Debug, Clone)]
+pub struct Row {
+    cols: Arc<[String]>,
+    vals: Vec<Value>,
+}
+
+impl Row {
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.cols.iter().position(|c| c == name).map(|i| &self.vals[i])
+    }
+
+    /// The typed value of column `name`.
+    pub fn get<T: FromValue>(&self, name: &str) -> Result<T> {
+        let v = self.value(name).ok_or_else(|| StoreError::Decode(format!("no column {name}")))?;
+        T::from_value(v).map_err(|e| StoreError::Decode(format!("column {name}: {e}")))
+    }
+
+    /// The typed value of column `i`.
+    pub fn at<T: FromValue>(&self, i: usize) -> Result<T> {
+        let v = self.vals.get(i).ok_or_else(|| StoreError::Decode(format!("no column #{i}")))?;
+        T::from_value(v).map_err(|e| StoreError::Decode(format!("column #{i}: {e}")))
+    }
+
+    pub fn columns(&self) -> &[String] {
+        &self.cols
+    }
+}
+
+fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<Row> {
+    let cols: Arc<[String]> = r.columns().iter().map(|c| c.name().to_string()).collect();
+    let mut vals = Vec::with_capacity(cols.len());
+    for i in 0..cols.len() {
+        let raw = r.try_get_raw(i)?;
+        if raw.is_null() {
+            vals.push(Value::Null);
+            continue;
+        }
+        let ty = raw.type_info().name().to_ascii_uppercase();
+        let v = match ty.as_str() {
+            "INTEGER" | "BIGINT" | "INT" | "INT8" | "BOOLEAN" | "BOOL" | "NUMERIC" => Value::Int(Some(r.try_get_unchecked::<i64, _>(i)?)),
+            "REAL" | "FLOAT" | "DOUBLE" => Value::Real(Some(r.try_get_unchecked::<f64, _>(i)?)),
+            "BLOB" => Value::Bytes(Some(r.try_get_unchecked::<Vec<u8>, _>(i)?)),
+            _ => Value::Text(Some(r.try_get_unchecked::<String, _>(i)?)),
+        };
+        vals.push(v);
+    }
+    Ok(Row { cols, vals })
+}
+
+fn pg_row(r: &sqlx::postgres::PgRow) -> Result<Row> {
+    let cols: Arc<[String]> = r.columns().iter().map(|c| c.name().to_string()).collect();
+    let mut vals = Vec::with_capacity(cols.len());
+    for i in 0..cols.len() {
+        let raw = r.try_get_raw(i)?;
+        if raw.is_null() {
+            vals.push(Value::Null);
+            continue;
+        }
+        let v = match raw.type_info().name() {
+            "INT8" => Value::Int(Some(r.try_get::<i64, _>(i)?)),
+            "INT4" => Value::Int(Some(r.try_get::<i32, _>(i)? as i64)),
+            "INT2" => Value::Int(Some(r.try_get::<i16, _>(i)? as i64)),
+            "BOOL" => Value::Bool(Some(r.try_get::<bool, _>(i)?)),
+            "FLOAT8" => Value::Real(Some(r.try_get::<f64, _>(i)?)),
+            "FLOAT4" => Value::Real(Some(r.try_get::<f32, _>(i)? as f64)),
+            "BYTEA" => Value::Bytes(Some(r.try_get::<Vec<u8>, _>(i)?)),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => Value::Text(Some(r.try_get::<String, _>(i)?)),
+            other => return Err(StoreError::Decode(format!("column {} has unsupported type {other}", cols[i]))),
+        };
+        vals.push(v);
+    }
+    Ok(Row { cols, vals })
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Value::Null | Value::Text(None) => q.bind(Option::<String>::None),
+                Value::Int(v) => q.bind(v),
+                Value::Real(v) => q.bind(v),
+                Value::Text(v) => q.bind(v),
+                Value::Bool(v) => q.bind(v),
+                Value::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs statements: implemented by a pool (`Db`, autocommit) and a transaction (`Tx`).
+pub trait Exec: Send {
+    fn engine(&self) -> Engine;
+    fn execute(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<u64>> + Send;
+    fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    fn fetch_optional(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Option<Row>>> + Send {
+        async move { Ok(self.fetch_all(sql, args).await?.into_iter().next()) }
+    }
+
+    fn fetch_one(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Row>> + Send {
+        async move { self.fetch_optional(sql, args).await?.ok_or(StoreError::Db(sqlx::Error::RowNotFound)) }
+    }
+}
+
+/// A connection pool on one engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction. Dropping it without `commit` rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Db {
+    /// Opens the pool for `cfg.url`: `sqlite://path` (created if missing; WAL,
+    /// `synchronous=FULL`, foreign keys on, 5 s busy timeout) or `postgres://…`.
+    pub async fn connect(cfg: &DatabaseConfig) -> Result<Db> {
+        let url = cfg.url.as_str();
+        let timeout = Duration::from_secs(cfg.connect_timeout_secs.max(1));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            if let Some(p) = &cfg.password {
+                opts = opts.password(p);
+            }
+            opts = opts.application_name("inflow");
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(timeout)
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unavailable(describe_connect_error(url, &e)))?;
+            Ok(Db::Postgres(pool))
+        } else {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a committed CRM write survives power loss, not only a process crash.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(timeout)
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unavailable(describe_connect_error(url, &e)))?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`)
+    /// so a read-then-write transaction never fails half-way on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
+    // Never echo a password from the URL.
+    let shown = match url.find('@') {
+        Some(at) if url.contains("://") => {
+            let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+            format!("{}…{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_string(),
+    };
+    format!("{shown}: {e}")
+}
+
+impl Exec for Db {
+    fn engine(&self) -> Engine {
+        Db::engine(self)
+    }
+
+    async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
+        Ok(match self {
+            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
+            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
+        })
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+        match self {
+            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
+            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(pg_row).collect(),
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Exec for Tx {
+    fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+        match self {
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
+            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
+        }
+    }
+}
+
+// ---- migrations ----
+
+/// One migration: the portable part (`migrations/common`) followed by the engine's own part
+/// (`migrations/sqlite`, `migrations/postgres`) of the same version.
+struct MigrationFiles {
+    version: i64,
+    description: &'static str,
+    common: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+macro_rules! migration {
+    ($v:expr, $name:literal) => {
+        MigrationFiles {
+            version: $v,
+            description: $name,
+            common: include_str!(concat!("../../migrations/common/", $name, ".sql")),
+            sqlite: include_str!(concat!("../../migrations/sqlite/", $name, ".sql")),
+            postgres: include_str!(concat!("../../migrations/postgres/", $name, ".sql")),
+        }
+    };
+}
+
+const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core")];
+
+/// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
+/// apalis-sqlite uses for its queue tables in the same SQLite file.
+pub const MIGRATIONS_TABLE: &str = "inflow_migrations";
+
+fn migrator(engine: Engine) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let list = MIGRATIONS
+        .iter()
+        .map(|m| {
+            let own = match engine {
+                Engine::Sqlite => m.sqlite,
+                Engine::Postgres => m.postgres,
+            };
+            let sql = format!("{}\n{}", m.common, own);
+            Migration::new(m.version, m.description.into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
+        })
+        .collect();
+    let mut m = Migrator::with_migrations(list);
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
+}
+
+use sqlx::SqlSafeStr as _;
+
+impl Db {
+    /// Applies inflow's migrations, then the apalis queue migrations (apalis-sqlite in
+    /// `_sqlx_migrations`, apalis-postgres in schema `apalis`).
+    pub async fn migrate(&self) -> Result<()> {
+        let m = migrator(self.engine());
+        let err = |e: sqlx::migrate::MigrateError| StoreError::Migrate(e.to_string());
+        match self {
+            Db::Sqlite(p) => {
+                m.run(p).await.map_err(err)?;
+                // Not SqliteStorage::setup(): it would set synchronous=OFF on a pooled
+                // connection. The pool's own pragmas (WAL, FULL) stay in force.
+                apalis_sqlite::SqliteStorage::<()>::migrations().run(p).await.map_err(err)?;
+            }
+            Db::Postgres(p) => {
+                m.run(p).await.map_err(err)?;
+                apalis_postgres::PostgresStorage::<()>::setup(p).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn readiness(&self) -> Result<()> {
+        let latest = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut db = self.clone();
+        let sql = format!("SELECT COALESCE(MAX(version), 0) AS v FROM {MIGRATIONS_TABLE} WHERE success = TRUE");
+        let row = db.fetch_one(&sql, vec![]).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let applied: i64 = row.get("v")?;
+        if applied < latest {
+            return Err(StoreError::Migrate(format!("schema at version {applied}, this binary needs {latest}")));
+        }
+        Ok(())
+    }
+}

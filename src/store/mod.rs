@@ -1,0 +1,101 @@
+//! The only place with SQL. One interface over SQLite (embedded default) and PostgreSQL
+//! (several daemons on one database).
+//!
+//! SQL is written once, portable, with `$n` placeholders (SQLite accepts `$NNN` too) and
+//! portable column types: ids TEXT, instants BIGINT epoch ms, dates TEXT, money BIGINT minor
+//! units, booleans BOOLEAN. Statements go through a tiny value layer (`Value`, `Row`) so that
+//! each query exists once and runs on either engine; per-engine SQL exists only where the
+//! dialects differ (`dialect`). Callers get typed results and `StoreError`.
+
+mod criteria;
+mod db;
+mod ops;
+mod records;
+mod rules;
+
+pub use criteria::compile_members_query;
+pub use db::{Db, Engine, Exec, Row, Tx, Value};
+pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
+pub use records::{ListPage, RecordExt};
+pub use rules::CreateMode;
+
+use crate::crm::{EmailRules, RuleError};
+use crate::config::DatabaseConfig;
+
+/// Errors callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A domain rule refused the operation.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// Someone else changed the record first (optimistic concurrency on versionnumber).
+    #[error("{kind} {id} was changed concurrently; reload and retry")]
+    Conflict { kind: &'static str, id: String },
+    #[error("stored data could not be read: {0}")]
+    Decode(String),
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+    #[error("migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn decode(e: impl std::fmt::Display) -> Self {
+        StoreError::Decode(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the store needs to normalise addresses (R-DUP-1/2) when it indexes records.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    pub email_rules: EmailRules,
+    pub default_region: String,
+}
+
+impl Default for Normalizer {
+    fn default() -> Self {
+        Normalizer { email_rules: EmailRules::default(), default_region: "RU".into() }
+    }
+}
+
+/// The store: a pool on one engine plus the normalisation settings.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    pub norm: Normalizer,
+    /// Configured custom `leadsourcecode` values (R-LD-4).
+    pub custom_lead_sources: Vec<i32>,
+    pub default_currency: String,
+}
+
+impl Store {
+    /// Connects (creating the SQLite file if needed). Does not migrate.
+    pub async fn connect(cfg: &DatabaseConfig, norm: Normalizer) -> Result<Store> {
+        let db = Db::connect(cfg).await?;
+        Ok(Store { db, norm, custom_lead_sources: vec![100_000_000, 100_000_001], default_currency: "RUB".into() })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.db.engine()
+    }
+
+    /// Applies inflow's migrations and the apalis queue migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        self.db.migrate().await
+    }
+
+    /// `/readyz`: the database answers and every migration this binary knows is applied.
+    pub async fn readiness(&self) -> Result<()> {
+        self.db.readiness().await
+    }
+
+    pub async fn close(&self) {
+        self.db.close().await
+    }
+}

@@ -1,0 +1,381 @@
+//! Party indexing and matching (R-DUP-1..4, R-EM-4) and the daemon tables of DOMAIN §2.13:
+//! inbound_event, suppression, dup_candidate, notification_log. Every write here is
+//! idempotent by a unique key.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::db::{Exec, Value};
+use super::{Result, Store, StoreError};
+use crate::crm::entities::Record;
+use crate::crm::matching::{Hit, MatchOutcome};
+use crate::crm::normalize::account_name_key;
+use crate::crm::{EmailAddress, EntityKind, EntityRef, Phone};
+
+/// Which fields of a party are matchable, and how.
+fn indexed_fields(kind: EntityKind) -> (&'static [&'static str], &'static [&'static str], Option<&'static str>) {
+    match kind {
+        EntityKind::Contact => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "telephone2", "mobilephone"], None),
+        EntityKind::Lead => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "mobilephone"], None),
+        EntityKind::Account => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1"], Some("name")),
+        EntityKind::Systemuser => (&["internalemailaddress"], &[], None),
+        _ => (&[], &[], None),
+    }
+}
+
+/// Re-indexes the matchable addresses of a party record in the caller's transaction.
+pub(crate) async fn index_contact_points<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R) -> Result<()> {
+    let (emails, phones, name) = indexed_fields(R::KIND);
+    if emails.is_empty() && phones.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_value(rec).map_err(StoreError::decode)?;
+    let obj = json.as_object().ok_or_else(|| StoreError::decode("record is not an object"))?;
+    let text = |f: &str| obj.get(f).and_then(Json::as_str).map(str::to_string);
+    let statecode = match R::KIND {
+        EntityKind::Systemuser => obj.get("isdisabled").and_then(Json::as_bool).map(|d| d as i64).unwrap_or(0),
+        _ => obj.get("statecode").and_then(Json::as_i64).unwrap_or(0),
+    };
+    let kind = R::KIND.as_str();
+    let id = rec.id().to_string();
+    ex.execute("DELETE FROM contact_point WHERE entitytype = $1 AND entityid = $2", vec![kind.into(), id.clone().into()]).await?;
+    let mut points: Vec<(&str, &str, String)> = Vec::new();
+    for f in emails {
+        if let Some(e) = text(f).and_then(|raw| EmailAddress::parse_with(&raw, &store.norm.email_rules).ok()) {
+            points.push((f, "email", e.as_str().to_string()));
+        }
+    }
+    for f in phones {
+        if let Some(p) = text(f).map(|raw| Phone::parse(&raw, &store.norm.default_region)) {
+            if let Some(e) = p.e164() {
+                points.push((f, "phone", e.to_string()));
+            }
+        }
+    }
+    if let Some(f) = name {
+        if let Some(k) = text(f).and_then(|n| account_name_key(&n)) {
+            points.push((f, "name", k));
+        }
+    }
+    for (field, channel, value) in points {
+        ex.execute(
+            "INSERT INTO contact_point (entitytype, entityid, field, channel, value, statecode) VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![kind.into(), id.clone().into(), field.into(), channel.into(), value.into(), statecode.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Party hits (contacts, leads, accounts) for an e-mail and/or an E.164 number.
+pub(crate) async fn party_hits(ex: &mut impl Exec, email: Option<&str>, phone: Option<&str>) -> Result<Vec<Hit>> {
+    let rows = ex
+        .fetch_all(
+            "SELECT entitytype, entityid, channel, statecode FROM contact_point \
+             WHERE entitytype IN ('contact', 'lead', 'account') \
+               AND ((channel = 'email' AND value = $1) OR (channel = 'phone' AND value = $2))",
+            vec![email.into(), phone.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Hit {
+                record: EntityRef::new(r.get("entitytype")?, r.get("entityid")?),
+                statecode: r.get("statecode")?,
+                by_phone: r.get::<String>("channel")? == "phone",
+            })
+        })
+        .collect()
+}
+
+/// Records of `kind` whose `field` (a contact_point field, e.g. `emailaddress1` or `name`)
+/// equals `value` among records in `statecode` (None = any state).
+pub(crate) async fn field_matches(ex: &mut impl Exec, kind: EntityKind, field: &str, value: &str, statecode: Option<i32>) -> Result<Vec<EntityRef>> {
+    let rows = ex
+        .fetch_all(
+            "SELECT entityid FROM contact_point WHERE entitytype = $1 AND field = $2 AND value = $3 AND ($4 IS NULL OR statecode = $4)",
+            vec![kind.into(), field.into(), value.into(), Value::Int(statecode.map(i64::from))],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(EntityRef::new(kind, r.get("entityid")?))).collect()
+}
+
+/// An idempotency + audit row for one inbound item (DOMAIN §2.13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    pub id: Uuid,
+    /// `imap:<mailbox>`, `pbx:<provider>`, …
+    pub source: String,
+    /// Normalised Message-ID, PBX call/event id, or a content hash.
+    pub external_id: String,
+    pub received_at: DateTime<Utc>,
+    /// pending | processed | skipped | quarantined | failed
+    pub status: String,
+    pub reason: Option<String>,
+    /// Created entity references and other results, as JSON.
+    pub result: Option<Json>,
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
+    pub raw_location: Option<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// Whether recording an inbound item created a new row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboundOutcome {
+    New,
+    /// Seen before: the existing row (its status and result tell what happened then).
+    Duplicate(InboundEvent),
+}
+
+const INBOUND_COLS: &str = "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
+
+fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
+    Ok(InboundEvent {
+        id: r.get("id")?,
+        source: r.get("source")?,
+        external_id: r.get("external_id")?,
+        received_at: r.get("received_at")?,
+        status: r.get("status")?,
+        reason: r.get("reason")?,
+        result: r.get::<Option<String>>("result")?.map(|s| serde_json::from_str(&s)).transpose().map_err(StoreError::decode)?,
+        raw: r.get("raw")?,
+        raw_location: r.get("raw_location")?,
+        processed_at: r.get("processed_at")?,
+    })
+}
+
+/// Inserts the event unless (source, external_id) exists; reports which happened.
+pub(crate) async fn record_inbound(ex: &mut impl Exec, ev: &InboundEvent) -> Result<InboundOutcome> {
+    let n = ex
+        .execute(
+            &format!("INSERT INTO inbound_event ({INBOUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source, external_id) DO NOTHING"),
+            vec![
+                ev.id.into(),
+                ev.source.clone().into(),
+                ev.external_id.clone().into(),
+                ev.received_at.into(),
+                ev.status.clone().into(),
+                ev.reason.clone().into(),
+                ev.result.as_ref().map(|j| j.to_string()).into(),
+                ev.raw.clone().into(),
+                ev.raw_location.clone().into(),
+                ev.processed_at.into(),
+            ],
+        )
+        .await?;
+    if n == 1 {
+        return Ok(InboundOutcome::New);
+    }
+    let row = ex
+        .fetch_one(&format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"), vec![ev.source.clone().into(), ev.external_id.clone().into()])
+        .await?;
+    Ok(InboundOutcome::Duplicate(inbound_from_row(&row)?))
+}
+
+/// Sets the outcome of an inbound item.
+pub(crate) async fn finish_inbound(ex: &mut impl Exec, id: Uuid, status: &str, reason: Option<&str>, result: Option<&Json>, at: DateTime<Utc>) -> Result<()> {
+    let n = ex
+        .execute(
+            "UPDATE inbound_event SET status = $2, reason = $3, result = $4, processed_at = $5 WHERE id = $1",
+            vec![id.into(), status.into(), reason.into(), result.map(|j| j.to_string()).into(), at.into()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound { kind: "inbound_event", id: id.to_string() });
+    }
+    Ok(())
+}
+
+/// An address-level opt-out (DOMAIN §2.13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// A normalised e-mail address or an E.164 number.
+    pub address: String,
+    /// email | phone
+    pub kind: String,
+    pub reason: String,
+    pub source: String,
+    pub detail: Option<String>,
+    pub created_on: DateTime<Utc>,
+}
+
+/// Adds a suppression unless the address is already suppressed (the first reason stays).
+/// Returns whether a row was added.
+pub(crate) async fn suppress(ex: &mut impl Exec, s: &Suppression) -> Result<bool> {
+    let n = ex
+        .execute(
+            "INSERT INTO suppression (address, kind, reason, source, detail, created_on) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (address) DO NOTHING",
+            vec![s.address.clone().into(), s.kind.clone().into(), s.reason.clone().into(), s.source.clone().into(), s.detail.clone().into(), s.created_on.into()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn suppression(ex: &mut impl Exec, address: &str) -> Result<Option<Suppression>> {
+    let row = ex.fetch_optional("SELECT address, kind, reason, source, detail, created_on FROM suppression WHERE address = $1", vec![address.into()]).await?;
+    row.map(|r| {
+        Ok(Suppression {
+            address: r.get("address")?,
+            kind: r.get("kind")?,
+            reason: r.get("reason")?,
+            source: r.get("source")?,
+            detail: r.get("detail")?,
+            created_on: r.get("created_on")?,
+        })
+    })
+    .transpose()
+}
+
+/// An ambiguous match waiting for a person (R-DUP-3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DupCandidate {
+    pub id: Uuid,
+    pub rule: String,
+    /// email | phone | name
+    pub subject_type: String,
+    pub subject_value: String,
+    /// What raised it (e.g. an inbound event id); empty if none.
+    pub source_ref: String,
+    pub candidates: Vec<EntityRef>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records an ambiguous match once per (rule, value, source); returns whether it is new.
+pub(crate) async fn record_dup_candidate(ex: &mut impl Exec, d: &DupCandidate) -> Result<bool> {
+    let n = ex
+        .execute(
+            "INSERT INTO dup_candidate (id, rule, subject_type, subject_value, source_ref, candidates, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rule, subject_value, source_ref) DO NOTHING",
+            vec![
+                d.id.into(),
+                d.rule.clone().into(),
+                d.subject_type.clone().into(),
+                d.subject_value.clone().into(),
+                d.source_ref.clone().into(),
+                serde_json::to_string(&d.candidates).map_err(StoreError::decode)?.into(),
+                d.status.clone().into(),
+                d.created_at.into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn dup_candidates(ex: &mut impl Exec, status: &str) -> Result<Vec<DupCandidate>> {
+    let rows = ex
+        .fetch_all(
+            "SELECT id, rule, subject_type, subject_value, source_ref, candidates, status, created_at FROM dup_candidate WHERE status = $1 ORDER BY created_at, id",
+            vec![status.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DupCandidate {
+                id: r.get("id")?,
+                rule: r.get("rule")?,
+                subject_type: r.get("subject_type")?,
+                subject_value: r.get("subject_value")?,
+                source_ref: r.get("source_ref")?,
+                candidates: serde_json::from_str(&r.get::<String>("candidates")?).map_err(StoreError::decode)?,
+                status: r.get("status")?,
+                created_at: r.get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// One (activity, level, due date) notification slot (R-TASK-5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationClaim {
+    pub activityid: Uuid,
+    pub activitytype: EntityKind,
+    pub level: i32,
+    pub scheduledend: DateTime<Utc>,
+    pub recipient: String,
+    pub recipient_userid: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Claims the slot; true if this call created it (so the caller sends), false if it existed.
+pub(crate) async fn claim_notification(ex: &mut impl Exec, c: &NotificationClaim) -> Result<bool> {
+    let n = ex
+        .execute(
+            "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, recipient, recipient_userid, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) ON CONFLICT (activityid, level, scheduledend) DO NOTHING",
+            vec![
+                Uuid::new_v4().into(),
+                c.activityid.into(),
+                c.activitytype.into(),
+                c.level.into(),
+                c.scheduledend.into(),
+                c.recipient.clone().into(),
+                c.recipient_userid.into(),
+                c.created_at.into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+impl Store {
+    /// R-DUP-3: matches an e-mail and/or phone (raw values; normalised here) to one party.
+    pub async fn match_party(&self, email: Option<&str>, phone: Option<&str>) -> Result<MatchOutcome> {
+        let email = email.and_then(|e| EmailAddress::parse_with(e, &self.norm.email_rules).ok());
+        let phone = phone.map(|p| Phone::parse(p, &self.norm.default_region));
+        let e164 = phone.as_ref().and_then(Phone::e164);
+        if email.is_none() && e164.is_none() {
+            return Ok(MatchOutcome::None);
+        }
+        let hits = party_hits(&mut self.db.clone(), email.as_ref().map(EmailAddress::as_str), e164).await?;
+        Ok(crate::crm::matching::resolve(&hits))
+    }
+
+    /// R-EM-4 step 1: the enabled or disabled users whose internal address this is.
+    pub async fn users_by_email(&self, email: &EmailAddress) -> Result<Vec<EntityRef>> {
+        field_matches(&mut self.db.clone(), EntityKind::Systemuser, "internalemailaddress", email.as_str(), None).await
+    }
+
+    pub async fn record_inbound(&self, ev: &InboundEvent) -> Result<InboundOutcome> {
+        let mut tx = self.db.begin().await?;
+        let out = record_inbound(&mut tx, ev).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn finish_inbound(&self, id: Uuid, status: &str, reason: Option<&str>, result: Option<&Json>, at: DateTime<Utc>) -> Result<()> {
+        finish_inbound(&mut self.db.clone(), id, status, reason, result, at).await
+    }
+
+    pub async fn inbound_event(&self, source: &str, external_id: &str) -> Result<Option<InboundEvent>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(&format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"), vec![source.into(), external_id.into()])
+            .await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
+    pub async fn suppress(&self, s: &Suppression) -> Result<bool> {
+        suppress(&mut self.db.clone(), s).await
+    }
+
+    pub async fn suppression(&self, address: &str) -> Result<Option<Suppression>> {
+        suppression(&mut self.db.clone(), address).await
+    }
+
+    pub async fn record_dup_candidate(&self, d: &DupCandidate) -> Result<bool> {
+        record_dup_candidate(&mut self.db.clone(), d).await
+    }
+
+    pub async fn dup_candidates(&self, status: &str) -> Result<Vec<DupCandidate>> {
+        dup_candidates(&mut self.db.clone(), status).await
+    }
+
+    pub async fn claim_notification(&self, c: &NotificationClaim) -> Result<bool> {
+        claim_notification(&mut self.db.clone(), c).await
+    }
+}
