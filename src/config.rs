@@ -178,6 +178,8 @@ pub enum AutoCreate {
 pub struct MailboxConfig {
     /// Unique name; used in logs, metrics and the checkpoint key.
     pub name: String,
+    /// A disabled mailbox is checked for shape only: no secret is read, nothing is polled.
+    pub enabled: bool,
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
@@ -213,6 +215,7 @@ impl Default for MailboxConfig {
     fn default() -> Self {
         MailboxConfig {
             name: String::new(),
+            enabled: true,
             host: String::new(),
             port: 993,
             tls: TlsMode::Implicit,
@@ -484,7 +487,7 @@ impl Config {
                 bad(p("owner"), "is required (a systemuser id or internal e-mail)".into());
             }
             match (&m.password, &m.password_file) {
-                (None, None) => bad(p("password_file"), "a password or password_file is required".into()),
+                (None, None) if m.enabled => bad(p("password_file"), "a password or password_file is required".into()),
                 (Some(_), Some(_)) => bad(p("password"), "set password or password_file, not both".into()),
                 _ => {}
             }
@@ -571,7 +574,7 @@ impl Config {
         if let Some(p) = read("database.password_file".into(), &self.database.password_file) {
             self.database.password = Some(p);
         }
-        for (i, m) in self.mailboxes.iter_mut().enumerate() {
+        for (i, m) in self.mailboxes.iter_mut().enumerate().filter(|(_, m)| m.enabled) {
             if let Some(p) = read(format!("mailboxes[{i}].password_file"), &m.password_file) {
                 m.password = Some(p);
             }
@@ -866,5 +869,55 @@ mod tests {
         assert_eq!(parse_working_hours("09:00-18:30"), Some((540, 1110)));
         assert_eq!(parse_working_hours("18:00-09:00"), None);
         assert_eq!(parse_working_hours("9-18"), None);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/inflow.example.toml");
+
+    #[test]
+    fn example_config_loads() {
+        let c = Config::load(Source::Text { name: "config/inflow.example.toml", text: EXAMPLE }, &BTreeMap::new()).unwrap();
+        assert_eq!(c.mailboxes.len(), 2, "DOMAIN: the example shows an inquiries and a reply-to mailbox");
+        assert_eq!((c.mailboxes[0].filter, c.mailboxes[0].auto_create), (0, AutoCreate::Leads));
+        assert_eq!(c.mailboxes[1].filter, 1);
+        assert_eq!(c.pbx.lines.len(), 2);
+    }
+
+    /// Every key of every section (including list entries) appears in the example, set or
+    /// commented out.
+    #[test]
+    fn example_config_documents_every_key() {
+        let full = Config { mailboxes: vec![MailboxConfig::default()], pbx: PbxConfig { lines: vec![PbxLineConfig::default()], ..Default::default() }, ..Default::default() };
+        let json = serde_json::to_value(&full).unwrap();
+        let mut missing = Vec::new();
+        fn walk(v: &serde_json::Value, path: String, missing: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    for (k, v) in o {
+                        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                        let is_section = v.is_object() || (v.is_array() && v.as_array().unwrap().first().is_some_and(|x| x.is_object()));
+                        if !is_section {
+                            let re = regex::Regex::new(&format!(r"(?m)^\s*#?\s*{}\s*=", regex::escape(k))).unwrap();
+                            if !re.is_match(EXAMPLE) {
+                                missing.push(p.clone());
+                            }
+                        }
+                        walk(v, p, missing);
+                    }
+                }
+                serde_json::Value::Array(a) => {
+                    for x in a {
+                        walk(x, path.clone(), missing);
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&json, String::new(), &mut missing);
+        assert!(missing.is_empty(), "keys not documented in config/inflow.example.toml: {missing:?}");
     }
 }

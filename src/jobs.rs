@@ -3,7 +3,7 @@
 //! Queue names are explicit (the apalis default is the Rust type path, which breaks on a
 //! rename). Pushing with an idempotency key that is already queued is "already queued" on
 //! both engines: apalis-sqlite drops the duplicate itself, apalis-postgres reports a unique
-//! violation on `idx_jobs_idempotency_key`, which `JobQueue::push` turns into `Ok(false)`.
+//! violation on `idx_jobs_idempotency_key`, which `JobQueue::push` treats as success.
 
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
@@ -39,17 +39,17 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static> JobQueue<T
         }
     }
 
-    /// Enqueues `job` once per `key`. Returns false if a job with that key was already queued.
-    pub async fn push(&self, job: T, key: &str, max_attempts: usize) -> Result<bool, BoxDynError> {
+    /// Enqueues `job` once per `key`: a key that is already queued is a success, not a
+    /// second job.
+    pub async fn push(&self, job: T, key: &str, max_attempts: usize) -> Result<(), BoxDynError> {
         let task = TaskBuilder::new(job).idempotency_key(key).max_attempts(max_attempts).build();
         let res = match self.clone() {
             JobQueue::Sqlite(mut s) => s.push_task(task).await.map_err(BoxDynError::from),
             JobQueue::Postgres(mut p) => p.push_task(task).await.map_err(BoxDynError::from),
         };
         match res {
-            Ok(()) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) if !is_duplicate_key(&e) => Err(e),
+            _ => Ok(()),
         }
     }
 }

@@ -322,6 +322,16 @@ pub(crate) async fn claim_notification(ex: &mut impl Exec, c: &NotificationClaim
 }
 
 impl Store {
+    /// Jobs of queue `name` still in the apalis tables (any status). Dialect: the two apalis
+    /// backends keep their tables under different names.
+    pub async fn queued_jobs(&self, name: &str) -> Result<i64> {
+        let sql = match self.engine() {
+            super::Engine::Sqlite => "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = $1",
+            super::Engine::Postgres => "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1",
+        };
+        self.db.clone().fetch_one(sql, vec![name.into()]).await?.get("n")
+    }
+
     /// R-DUP-3: matches an e-mail and/or phone (raw values; normalised here) to one party.
     pub async fn match_party(&self, email: Option<&str>, phone: Option<&str>) -> Result<MatchOutcome> {
         let email = email.and_then(|e| EmailAddress::parse_with(e, &self.norm.email_rules).ok());

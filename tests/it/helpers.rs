@@ -1,0 +1,121 @@
+//! Test fixtures: fresh databases per test on both engines, and the real binary.
+//!
+//! PostgreSQL: `INFLOW_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! must reach a server that lets us create databases. When it cannot, the PostgreSQL tests
+//! fail with a clear message — they never skip (`scripts/test-services.sh` installs and starts
+//! a server on a machine without one).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use inflow::config::DatabaseConfig;
+use inflow::store::{Normalizer, Store};
+
+pub const PG_ADMIN_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub fn pg_admin_url() -> String {
+    std::env::var("INFLOW_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_DEFAULT.to_string())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("inflow.db").display());
+        TestDb { url, pg_name: None, _dir: Some(dir) }
+    }
+
+    /// A fresh PostgreSQL database. Panics (fails the test) if the server is unreachable.
+    pub async fn postgres() -> TestDb {
+        use sqlx::Connection;
+        let admin = pg_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is required for the store suite and is unreachable at {admin}: {e}. Run scripts/test-services.sh or set INFLOW_TEST_PG_URL.")
+        });
+        let now = chrono::Utc::now().timestamp();
+        // Leftovers of killed runs (older than an hour) are dropped; names carry their birth time.
+        let old: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'inflow_t_%'").fetch_all(&mut conn).await.expect("list databases");
+        for (name,) in old {
+            let born: i64 = name.split('_').nth(2).and_then(|s| s.parse().ok()).unwrap_or(now);
+            if now - born > 3600 {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await;
+            }
+        }
+        let name = format!("inflow_t_{now}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+        TestDb { url: format!("{base}/{name}"), pg_name: Some(name), _dir: None }
+    }
+
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig { url: self.url.clone(), max_connections: 4, connect_timeout_secs: 5, ..Default::default() }
+    }
+
+    /// A migrated store on this database (org region RU).
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.config(), Normalizer::default()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Drops a PostgreSQL test database (SQLite files go with their temp dir).
+    pub async fn cleanup(self) {
+        use sqlx::Connection;
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+/// Runs one async test body against a fresh migrated store on the named engine.
+pub async fn with_store<F, Fut>(engine: &str, body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let db = if engine == "sqlite" { TestDb::sqlite() } else { TestDb::postgres().await };
+    let store = db.store().await;
+    body(store.clone()).await;
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// Declares the same test body for SQLite and PostgreSQL:
+/// `both_engines!(name, |store| async move { ... });`
+#[macro_export]
+macro_rules! both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::helpers::with_store("sqlite", $body).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::helpers::with_store("postgres", $body).await;
+            }
+        }
+    };
+}
+
+/// Now, truncated to the store's millisecond precision.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let t = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap()
+}
+
+/// The path of the built `inflow` binary.
+pub fn inflow_bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_inflow"))
+}

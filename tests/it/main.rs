@@ -1,0 +1,6 @@
+//! The one integration-test binary: store suites run the same bodies on SQLite and on
+//! PostgreSQL; daemon tests start the real `inflow` binary.
+
+mod daemon;
+mod helpers;
+mod store;

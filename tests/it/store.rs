@@ -1,0 +1,549 @@
+//! The store suite: every body runs on SQLite and on PostgreSQL (`both_engines!`).
+
+use chrono::Duration;
+use inflow::crm::entities::*;
+use inflow::crm::lead::QualifyParams;
+use inflow::crm::matching::MatchOutcome;
+use inflow::crm::response::ConvertOption;
+use inflow::crm::{EntityKind, EntityRef, Money};
+use inflow::store::{CreateMode, InboundEvent, InboundOutcome, NotificationClaim, RecordExt, Store, StoreError, Suppression};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::both_engines;
+use crate::helpers::now;
+
+async fn user(store: &Store, last: &str, email: &str, manager: Option<Uuid>) -> SystemUser {
+    let t = now();
+    let u = SystemUser {
+        systemuserid: Uuid::new_v4(),
+        lastname: last.into(),
+        internalemailaddress: Some(email.into()),
+        parentsystemuserid: manager,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
+    store.insert(&u).await.unwrap();
+    u
+}
+
+fn lead(owner: Uuid, subject: &str, email: Option<&str>, company: Option<&str>) -> Lead {
+    let t = now();
+    Lead {
+        leadid: Uuid::new_v4(),
+        subject: subject.into(),
+        firstname: Some("Ivan".into()),
+        lastname: "Petrov".into(),
+        companyname: company.map(str::to_string),
+        emailaddress1: email.map(str::to_string),
+        leadqualitycode: 2,
+        statecode: 0,
+        statuscode: 1,
+        ownerid: owner,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    }
+}
+
+fn contact(owner: Uuid, last: &str, email: Option<&str>, phone: Option<&str>) -> Contact {
+    let t = now();
+    Contact {
+        contactid: Uuid::new_v4(),
+        lastname: last.into(),
+        emailaddress1: email.map(str::to_string),
+        telephone1: phone.map(str::to_string),
+        statecode: 0,
+        statuscode: 1,
+        ownerid: owner,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    }
+}
+
+fn account(owner: Uuid, name: &str, email: Option<&str>) -> Account {
+    let t = now();
+    Account {
+        accountid: Uuid::new_v4(),
+        name: name.into(),
+        emailaddress1: email.map(str::to_string),
+        statecode: 0,
+        statuscode: 1,
+        ownerid: owner,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    }
+}
+
+fn campaign(owner: Uuid, name: &str) -> Campaign {
+    let t = now();
+    Campaign {
+        campaignid: Uuid::new_v4(),
+        name: name.into(),
+        typecode: 1,
+        transactioncurrencyid: "RUB".into(),
+        statecode: 0,
+        statuscode: 2,
+        ownerid: owner,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    }
+}
+
+fn list(owner: Uuid, name: &str, code: i32, query: Option<serde_json::Value>) -> MarketingList {
+    let t = now();
+    MarketingList {
+        listid: Uuid::new_v4(),
+        listname: name.into(),
+        createdfromcode: code,
+        isdynamic: query.is_some(),
+        query,
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ownerid: owner,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    }
+}
+
+fn rule_code(e: StoreError) -> String {
+    match e {
+        StoreError::Rule(r) => r.code.to_string(),
+        other => panic!("expected a rule error, got {other}"),
+    }
+}
+
+both_engines!(migrations_are_idempotent_and_ready, |store: Store| async move {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.readiness().await.unwrap();
+});
+
+both_engines!(every_record_type_round_trips, |store: Store| async move {
+    let u = user(&store, "Smirnova", "a.smirnova@example.com", None).await;
+    assert_eq!(store.load::<SystemUser>(u.systemuserid).await.unwrap(), u);
+    let mut l = lead(u.systemuserid, "Need 40 licences", Some("ivan@romashka.ru"), Some("ООО Ромашка"));
+    l.revenue = Some(Money(123_456_789));
+    l.estimatedclosedate = Some(chrono::NaiveDate::from_ymd_opt(2027, 3, 31).unwrap());
+    l.description = Some("Многострочное\nописание ✓".into());
+    store.insert(&l).await.unwrap();
+    assert_eq!(store.load::<Lead>(l.leadid).await.unwrap(), l);
+    let a = account(u.systemuserid, "Ромашка", None);
+    store.insert(&a).await.unwrap();
+    assert_eq!(store.load::<Account>(a.accountid).await.unwrap(), a);
+    let c = contact(u.systemuserid, "Sidorova", None, Some("+7 495 111-22-33"));
+    store.insert(&c).await.unwrap();
+    assert_eq!(store.load::<Contact>(c.contactid).await.unwrap(), c);
+    let ml = list(u.systemuserid, "Dyn", 4, Some(json!({"field": "industrycode", "op": "eq", "value": 16})));
+    store.insert(&ml).await.unwrap();
+    assert_eq!(store.load::<MarketingList>(ml.listid).await.unwrap(), ml);
+    let t = now();
+    let act = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Task,
+        subject: Some("Call back".into()),
+        scheduledend: Some(t + Duration::hours(2)),
+        regardingobjectid: Some(l.leadid),
+        regardingobjectidtype: Some(EntityKind::Lead),
+        directioncode: Some(true),
+        ownerid: u.systemuserid,
+        statecode: 0,
+        statuscode: 2,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
+    store.insert(&act).await.unwrap();
+    assert_eq!(store.load::<Activity>(act.activityid).await.unwrap(), act);
+    assert!(store.get::<Lead>(Uuid::new_v4()).await.unwrap().is_none());
+    let page = store.list::<Lead>(10, 0).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (1, 1));
+});
+
+both_engines!(optimistic_concurrency_on_versionnumber, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let l = lead(u.systemuserid, "Topic", None, None);
+    store.insert(&l).await.unwrap();
+    let mut first = l.clone();
+    first.statuscode = 2;
+    let stored = store.update(&first).await.unwrap();
+    assert_eq!(stored.versionnumber, 2);
+    // A writer holding the old version loses.
+    let mut stale = l.clone();
+    stale.subject = "Other".into();
+    assert!(matches!(store.update(&stale).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.load::<Lead>(l.leadid).await.unwrap().subject, "Topic");
+});
+
+both_engines!(r_ld_1_and_r_dup_4_on_manual_create, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let mut bad = lead(u.systemuserid, "Topic", None, None);
+    bad.lastname = "".into();
+    assert_eq!(rule_code(store.create_lead(&bad, CreateMode::CheckDuplicates).await.unwrap_err()), "required_field");
+    let first = lead(u.systemuserid, "Topic", Some("Ivan@Romashka.ru"), None);
+    store.create_lead(&first, CreateMode::CheckDuplicates).await.unwrap();
+    // Same address in another case and a display-name form: R-DUP-1 makes it the same.
+    let second = lead(u.systemuserid, "Again", Some("IVAN@romashka.RU"), None);
+    match store.create_lead(&second, CreateMode::CheckDuplicates).await.unwrap_err() {
+        StoreError::Rule(r) => {
+            assert_eq!((r.rule, r.code), ("R-DUP-4", "duplicate_found"));
+            assert_eq!(r.candidates, vec![EntityRef::new(EntityKind::Lead, first.leadid)]);
+        }
+        other => panic!("{other}"),
+    }
+    store.create_lead(&second, CreateMode::IgnoreDuplicates).await.unwrap();
+    // Lead ↔ Contact same e-mail.
+    let c = contact(u.systemuserid, "Known", Some("known@example.com"), None);
+    store.create_contact(&c, CreateMode::CheckDuplicates).await.unwrap();
+    let third = lead(u.systemuserid, "T", Some("known@example.com"), None);
+    assert_eq!(rule_code(store.create_lead(&third, CreateMode::CheckDuplicates).await.unwrap_err()), "duplicate_found");
+    // Accounts with the same normalised name.
+    store.create_account(&account(u.systemuserid, "ООО «Ромашка»", None), CreateMode::CheckDuplicates).await.unwrap();
+    let dup = account(u.systemuserid, "Ромашка  ООО", None);
+    assert_eq!(rule_code(store.create_account(&dup, CreateMode::CheckDuplicates).await.unwrap_err()), "duplicate_found");
+});
+
+both_engines!(s3_1_qualify_creates_then_links_existing, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let l1 = lead(u.systemuserid, "40 licences", Some("ivan@romashka.ru"), Some("ООО Ромашка"));
+    store.create_lead(&l1, CreateMode::CheckDuplicates).await.unwrap();
+    let all = QualifyParams { create_account: true, create_contact: true, create_opportunity: true, ..Default::default() };
+    let (q, created) = store.qualify_lead(l1.leadid, &all, Some(u.systemuserid), now()).await.unwrap();
+    assert_eq!((q.statecode, q.statuscode), (1, 3));
+    assert_eq!(created.len(), 3);
+    let acc: Account = store.load(q.parentaccountid.unwrap()).await.unwrap();
+    assert_eq!(acc.name, "ООО Ромашка");
+    assert_eq!(acc.originatingleadid, Some(l1.leadid));
+    let opp: Opportunity = store.load(q.qualifyingopportunityid.unwrap()).await.unwrap();
+    assert_eq!(opp.customerid, Some(acc.accountid));
+    assert_eq!(opp.originatingleadid, Some(l1.leadid));
+
+    // A second lead from the same company and person links the existing records (§3.1).
+    let l2 = lead(u.systemuserid, "More licences", Some("ivan@romashka.ru"), Some("Romashka")).clone();
+    let mut l2 = l2;
+    l2.companyname = Some("ромашка ооо".into());
+    store.create_lead(&l2, CreateMode::IgnoreDuplicates).await.unwrap();
+    let (q2, created2) = store.qualify_lead(l2.leadid, &all, None, now()).await.unwrap();
+    assert_eq!(q2.parentaccountid, q.parentaccountid);
+    assert_eq!(q2.parentcontactid, q.parentcontactid);
+    assert_eq!(created2.iter().filter(|r| r.kind != EntityKind::Opportunity).count(), 0, "no duplicate account/contact");
+    assert_eq!(store.list::<Account>(50, 0).await.unwrap().total, 1);
+    assert_eq!(store.list::<Contact>(50, 0).await.unwrap().total, 1);
+
+    // Qualifying again needs a reactivate first.
+    assert_eq!(rule_code(store.qualify_lead(l2.leadid, &all, None, now()).await.unwrap_err()), "lead_not_open");
+    // A lead with an opportunity cannot be disqualified, even after reactivate.
+    store.reactivate_lead(l2.leadid, None, now()).await.unwrap();
+    assert_eq!(rule_code(store.disqualify_lead(l2.leadid, Some(5), None, None, now()).await.unwrap_err()), "lead_has_opportunity");
+});
+
+both_engines!(s3_1_qualify_refuses_ambiguous_duplicates, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let a1 = account(u.systemuserid, "Vector", Some("info@vector.ru"));
+    let a2 = account(u.systemuserid, "Vector LLC", None);
+    store.insert(&a1).await.unwrap();
+    store.insert(&a2).await.unwrap();
+    let l = lead(u.systemuserid, "Deal", Some("info@vector.ru"), Some("Vector"));
+    store.create_lead(&l, CreateMode::IgnoreDuplicates).await.unwrap();
+    let p = QualifyParams { create_account: true, ..Default::default() };
+    match store.qualify_lead(l.leadid, &p, None, now()).await.unwrap_err() {
+        StoreError::Rule(r) => {
+            assert_eq!(r.code, "ambiguous_duplicate");
+            assert_eq!(r.candidates.len(), 2);
+        }
+        other => panic!("{other}"),
+    }
+    // Nothing was written: the lead is still open and no account was added.
+    assert_eq!(store.load::<Lead>(l.leadid).await.unwrap().statecode, 0);
+    assert_eq!(store.list::<Account>(10, 0).await.unwrap().total, 2);
+    // Linking one explicitly resolves it.
+    let mut linked = store.load::<Lead>(l.leadid).await.unwrap();
+    linked.parentaccountid = Some(a2.accountid);
+    store.update_lead(&linked).await.unwrap();
+    let (q, _) = store.qualify_lead(l.leadid, &p, None, now()).await.unwrap();
+    assert_eq!(q.parentaccountid, Some(a2.accountid));
+});
+
+both_engines!(s3_2_disqualify_and_reactivate, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let l = lead(u.systemuserid, "Topic", None, None);
+    store.create_lead(&l, CreateMode::CheckDuplicates).await.unwrap();
+    let d = store.disqualify_lead(l.leadid, Some(6), Some("Бюджет урезан"), Some(u.systemuserid), now()).await.unwrap();
+    assert_eq!((d.statecode, d.statuscode), (2, 6));
+    assert_eq!(d.qualificationcomments.as_deref(), Some("Бюджет урезан"));
+    assert_eq!(rule_code(store.disqualify_lead(l.leadid, Some(6), None, None, now()).await.unwrap_err()), "lead_not_open");
+    // R-LD-2: a closed lead is read-only.
+    let mut edit = d.clone();
+    edit.subject = "changed".into();
+    assert_eq!(rule_code(store.update_lead(&edit).await.unwrap_err()), "lead_closed");
+    let r = store.reactivate_lead(l.leadid, None, now()).await.unwrap();
+    assert_eq!((r.statecode, r.statuscode), (0, 1));
+    assert_eq!(rule_code(store.disqualify_lead(l.leadid, Some(3), None, None, now()).await.unwrap_err()), "invalid_status");
+});
+
+both_engines!(r_dup_2_and_3_party_matching, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let c = contact(u.systemuserid, "Caller", None, Some("8 (495) 123-45-67"));
+    store.insert(&c).await.unwrap();
+    for form in ["+7 495 1234567", "74951234567", "4951234567", "tel:+74951234567"] {
+        assert_eq!(store.match_party(None, Some(form)).await.unwrap(), MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, c.contactid)), "{form}");
+    }
+    // An e-mail match on a lead beats a phone match on the contact (R-DUP-3 order).
+    let mut l = lead(u.systemuserid, "T", Some("caller@example.com"), None);
+    l.telephone1 = Some("+74951234567".into());
+    store.insert(&l).await.unwrap();
+    assert_eq!(store.match_party(Some("Caller@Example.com"), Some("84951234567")).await.unwrap().unique().unwrap().kind, EntityKind::Lead);
+    // Two contacts sharing a number: ambiguous, queued for review once, never linked.
+    let c2 = contact(u.systemuserid, "Colleague", None, Some("+7 (495) 123-45-67"));
+    store.insert(&c2).await.unwrap();
+    let m = store.match_or_queue(None, Some("84951234567"), "pbx:call-1", now()).await.unwrap();
+    assert!(matches!(m, MatchOutcome::Ambiguous(ref v) if v.len() == 2), "{m:?}");
+    store.match_or_queue(None, Some("84951234567"), "pbx:call-1", now()).await.unwrap();
+    let open = store.dup_candidates("open").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].subject_value, "+74951234567");
+    // Short numbers and unparsable numbers never match.
+    assert_eq!(store.match_party(None, Some("101")).await.unwrap(), MatchOutcome::None);
+    // Updating a record re-indexes it: the old number no longer matches.
+    let mut moved = store.load::<Contact>(c2.contactid).await.unwrap();
+    moved.telephone1 = Some("+7 812 000-00-00".into());
+    store.update(&moved).await.unwrap();
+    assert!(matches!(store.match_party(None, Some("84951234567")).await.unwrap(), MatchOutcome::Unique(_)));
+});
+
+both_engines!(s3_3_convert_responses, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let camp = campaign(u.systemuserid, "Autumn");
+    store.insert(&camp).await.unwrap();
+    let resp = |last: Option<&str>, email: &str| {
+        let t = now();
+        CampaignResponse {
+            activityid: Uuid::new_v4(),
+            subject: "Re: Autumn offer".into(),
+            regardingobjectid: camp.campaignid,
+            regardingobjectidtype: EntityKind::Campaign,
+            lastname: last.map(str::to_string),
+            emailaddress: Some(email.into()),
+            companyname: Some("Vector".into()),
+            responsecode: 1,
+            statecode: 0,
+            statuscode: 1,
+            ownerid: u.systemuserid,
+            createdon: t,
+            modifiedon: t,
+            versionnumber: 1,
+            ..Default::default()
+        }
+    };
+    // a) new lead
+    let r1 = resp(Some("Orlova"), "orlova@vector.ru");
+    store.insert(&r1).await.unwrap();
+    let (closed, created) = store.convert_response(r1.activityid, &ConvertOption::NewLead, Some(100_000_000), None, now()).await.unwrap();
+    assert_eq!((closed.statecode, closed.statuscode), (1, 2));
+    let new_lead: Lead = store.load(created[0].id).await.unwrap();
+    assert_eq!(new_lead.campaignid, Some(camp.campaignid));
+    assert_eq!(new_lead.relatedobjectid, Some(r1.activityid));
+    assert_eq!(closed.customerid, Some(new_lead.leadid));
+    // R-RS-4: a closed response converts no more.
+    assert_eq!(rule_code(store.convert_response(r1.activityid, &ConvertOption::NewLead, None, None, now()).await.unwrap_err()), "response_not_open");
+    // b) existing closed lead needs reactivate
+    store.disqualify_lead(new_lead.leadid, None, None, None, now()).await.unwrap();
+    let r2 = resp(None, "orlova@vector.ru");
+    store.insert(&r2).await.unwrap();
+    let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: false };
+    assert_eq!(rule_code(store.convert_response(r2.activityid, &opt, None, None, now()).await.unwrap_err()), "lead_closed");
+    let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: true };
+    store.convert_response(r2.activityid, &opt, None, None, now()).await.unwrap();
+    assert_eq!(store.load::<Lead>(new_lead.leadid).await.unwrap().statecode, 0);
+    // c) new customer: dedupe links an existing contact instead of creating one
+    let known = contact(u.systemuserid, "Belova", Some("belova@vector.ru"), None);
+    store.insert(&known).await.unwrap();
+    let r3 = resp(Some("Belova"), "belova@vector.ru");
+    store.insert(&r3).await.unwrap();
+    let opt = ConvertOption::NewCustomer { create_account: true, create_contact: true, create_opportunity: true };
+    let (closed3, created3) = store.convert_response(r3.activityid, &opt, None, None, now()).await.unwrap();
+    assert_eq!(closed3.customeridtype, Some(EntityKind::Account));
+    assert!(created3.iter().any(|r| r.kind == EntityKind::Account));
+    assert!(!created3.iter().any(|r| r.kind == EntityKind::Contact), "existing contact is linked, not duplicated");
+    assert!(created3.iter().any(|r| r.kind == EntityKind::Opportunity));
+    // d) cancel
+    let r4 = resp(None, "x@vector.ru");
+    store.insert(&r4).await.unwrap();
+    let (c4, _) = store.convert_response(r4.activityid, &ConvertOption::Close { cancel: true }, None, None, now()).await.unwrap();
+    assert_eq!((c4.statecode, c4.statuscode), (2, 3));
+});
+
+both_engines!(r_wv_6_cost_rollup, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let mut camp = campaign(u.systemuserid, "Expo");
+    camp.budgetedcost = Some(Money(100_000_00));
+    store.insert(&camp).await.unwrap();
+    let act = |subject: &str, cost: i64| {
+        let t = now();
+        CampaignActivity {
+            activityid: Uuid::new_v4(),
+            regardingobjectid: camp.campaignid,
+            subject: subject.into(),
+            channeltypecode: Some(7),
+            actualcost: Some(Money(cost)),
+            donotsendonoptout: true,
+            ignoreinactivelistmembers: true,
+            ownerid: u.systemuserid,
+            statecode: 0,
+            statuscode: 1,
+            createdon: t,
+            modifiedon: t,
+            versionnumber: 1,
+            ..Default::default()
+        }
+    };
+    let a1 = act("Wave 1", 30_000_00);
+    store.create_campaign_activity(&a1).await.unwrap();
+    store.create_campaign_activity(&act("Print", 45_000_50)).await.unwrap();
+    let c = store.load::<Campaign>(camp.campaignid).await.unwrap();
+    assert_eq!(c.totalcampaignactivityactualcost, Some(Money(75_000_50)));
+    let c = store.set_campaign_othercost(camp.campaignid, Some(Money(10_000_00)), now()).await.unwrap();
+    assert_eq!(c.totalactualcost, Some(Money(85_000_50)));
+    let c = store.set_campaign_activity_cost(a1.activityid, Some(Money(50_000_00)), now()).await.unwrap();
+    assert_eq!((c.totalcampaignactivityactualcost, c.totalactualcost), (Some(Money(95_000_50)), Some(Money(105_000_50))));
+    assert!(inflow::crm::campaign::over_budget(&c));
+});
+
+both_engines!(lists_static_dynamic_and_snapshot, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let mut fin = lead(u.systemuserid, "Bank deal", None, None);
+    fin.industrycode = Some(16);
+    fin.revenue = Some(Money(2_000_000_00));
+    let mut small = lead(u.systemuserid, "Small bank", None, None);
+    small.industrycode = Some(16);
+    small.revenue = Some(Money(500_000_00));
+    let mut other = lead(u.systemuserid, "Consulting", None, None);
+    other.industrycode = Some(7);
+    other.revenue = Some(Money(9_000_000_00));
+    for l in [&fin, &small, &other] {
+        store.insert(l).await.unwrap();
+    }
+    // SEED 001's filter as a dynamic list: industry = Financial AND revenue > 1,000,000.
+    let dynl = list(u.systemuserid, "Financial, big", 4, Some(json!({"all": [
+        {"field": "industrycode", "op": "eq", "value": 16},
+        {"field": "revenue", "op": "gt", "value": 1000000}
+    ]})));
+    store.insert(&dynl).await.unwrap();
+    assert_eq!(store.list_members(dynl.listid, now()).await.unwrap(), vec![EntityRef::new(EntityKind::Lead, fin.leadid)]);
+    // Membership follows the data at use time.
+    let mut grown = store.load::<Lead>(small.leadid).await.unwrap();
+    grown.revenue = Some(Money(1_500_000_00));
+    store.update(&grown).await.unwrap();
+    assert_eq!(store.list_members(dynl.listid, now()).await.unwrap().len(), 2);
+    // SQL-looking text is data.
+    let inj = list(u.systemuserid, "inj", 4, Some(json!({"field": "subject", "op": "contains", "value": "' OR 1=1 --"})));
+    store.insert(&inj).await.unwrap();
+    assert!(store.list_members(inj.listid, now()).await.unwrap().is_empty());
+    let pct = list(u.systemuserid, "pct", 4, Some(json!({"field": "subject", "op": "begins_with", "value": "bank"})));
+    store.insert(&pct).await.unwrap();
+    assert_eq!(store.list_members(pct.listid, now()).await.unwrap(), vec![EntityRef::new(EntityKind::Lead, fin.leadid)], "case-insensitive prefix");
+    // An unknown field in a stored query is a clear rule error at use time.
+    let broken = list(u.systemuserid, "broken", 4, Some(json!({"field": "password", "op": "eq", "value": "x"})));
+    store.insert(&broken).await.unwrap();
+    match store.list_members(broken.listid, now()).await.unwrap_err() {
+        StoreError::Rule(r) => assert!(r.message.contains("password") && r.message.contains("query.field"), "{}", r.message),
+        other => panic!("{other}"),
+    }
+    // Snapshot: locked static copy.
+    let snap = store.copy_dynamic_to_static(dynl.listid, Uuid::new_v4(), None, now()).await.unwrap();
+    assert!(snap.lockstatus && !snap.isdynamic);
+    assert_eq!(snap.membercount, Some(2));
+    assert_eq!(store.list_members(snap.listid, now()).await.unwrap().len(), 2);
+    assert_eq!(rule_code(store.add_list_members(snap.listid, &[other.leadid], now()).await.unwrap_err()), "list_locked");
+    // Static list: member type must match createdfromcode; duplicates are no-ops.
+    let stat = list(u.systemuserid, "Expo visitors", 4, None);
+    store.insert(&stat).await.unwrap();
+    assert_eq!(store.add_list_members(stat.listid, &[fin.leadid, other.leadid, fin.leadid], now()).await.unwrap(), 2);
+    let c = contact(u.systemuserid, "NotALead", None, None);
+    store.insert(&c).await.unwrap();
+    assert_eq!(rule_code(store.add_list_members(stat.listid, &[c.contactid], now()).await.unwrap_err()), "member_type_mismatch");
+    assert_eq!(store.load::<MarketingList>(stat.listid).await.unwrap().membercount, Some(2));
+    assert_eq!(store.remove_list_members(stat.listid, &[other.leadid]).await.unwrap(), 1);
+    assert_eq!(rule_code(store.add_list_members(dynl.listid, &[fin.leadid], now()).await.unwrap_err()), "list_dynamic");
+});
+
+both_engines!(wave_lists_must_belong_to_the_campaign, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let camp = campaign(u.systemuserid, "C");
+    store.insert(&camp).await.unwrap();
+    let l1 = list(u.systemuserid, "In campaign", 2, None);
+    let l2 = list(u.systemuserid, "Elsewhere", 2, None);
+    store.insert(&l1).await.unwrap();
+    store.insert(&l2).await.unwrap();
+    store.add_campaign_lists(camp.campaignid, &[l1.listid]).await.unwrap();
+    let t = now();
+    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Wave".into(), channeltypecode: Some(7), ownerid: u.systemuserid, statuscode: 1, createdon: t, modifiedon: t, versionnumber: 1, ..Default::default() };
+    store.create_campaign_activity(&wave).await.unwrap();
+    store.set_wave_lists(wave.activityid, &[l1.listid]).await.unwrap();
+    assert_eq!(rule_code(store.set_wave_lists(wave.activityid, &[l2.listid]).await.unwrap_err()), "list_not_in_campaign");
+});
+
+both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
+    let t = now();
+    let ev = InboundEvent {
+        id: Uuid::new_v4(),
+        source: "imap:sales".into(),
+        external_id: "<abc@example.com>".into(),
+        received_at: t,
+        status: "pending".into(),
+        reason: None,
+        result: None,
+        raw: Some(b"From: a@b.c\r\n\r\nhello\xff".to_vec()),
+        raw_location: None,
+        processed_at: None,
+    };
+    assert_eq!(store.record_inbound(&ev).await.unwrap(), InboundOutcome::New);
+    store.finish_inbound(ev.id, "processed", None, Some(&json!({"created": ["lead:1"]})), t).await.unwrap();
+    let again = InboundEvent { id: Uuid::new_v4(), ..ev.clone() };
+    match store.record_inbound(&again).await.unwrap() {
+        InboundOutcome::Duplicate(existing) => {
+            assert_eq!(existing.id, ev.id);
+            assert_eq!(existing.status, "processed");
+            assert_eq!(existing.raw, ev.raw, "raw bytes kept exactly");
+            assert_eq!(existing.result, Some(json!({"created": ["lead:1"]})));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Suppression: first reason wins.
+    let s = Suppression { address: "x@example.com".into(), kind: "email".into(), reason: "hard_bounce".into(), source: "imap:news".into(), detail: Some("550 5.1.1".into()), created_on: t };
+    assert!(store.suppress(&s).await.unwrap());
+    assert!(!store.suppress(&Suppression { reason: "unsubscribe".into(), ..s.clone() }).await.unwrap());
+    assert_eq!(store.suppression("x@example.com").await.unwrap().unwrap().reason, "hard_bounce");
+    assert!(store.suppression("y@example.com").await.unwrap().is_none());
+    // notification_log: one per (activity, level, due date); a new due date is a new slot.
+    let claim = NotificationClaim { activityid: Uuid::new_v4(), activitytype: EntityKind::Task, level: 0, scheduledend: t, recipient: "o@example.com".into(), recipient_userid: None, created_at: t };
+    assert!(store.claim_notification(&claim).await.unwrap());
+    assert!(!store.claim_notification(&claim).await.unwrap());
+    assert!(store.claim_notification(&NotificationClaim { level: 1, ..claim.clone() }).await.unwrap());
+    assert!(store.claim_notification(&NotificationClaim { scheduledend: t + Duration::days(1), ..claim.clone() }).await.unwrap());
+});
+
+both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async move {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+    let q = inflow::jobs::JobQueue::<Ping>::new(&store.db, "test-ping");
+    q.push(Ping { n: 1 }, "ping:1", 3).await.unwrap();
+    q.push(Ping { n: 1 }, "ping:1", 3).await.expect("a second push with the same key is 'already queued', not an error");
+    assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1);
+    q.push(Ping { n: 2 }, "ping:2", 3).await.unwrap();
+    assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 2);
+});
