@@ -37,7 +37,8 @@ where
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cfg.level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let _ = match (cfg.format, under_journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
         (LogFormat::Auto, true) => builder.event_format(Journald).try_init(),

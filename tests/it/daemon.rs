@@ -1,1 +1,223 @@
+//! The real binary: start-up, readiness, the sd_notify contract, SIGTERM, and the CLI's
+//! handling of bad configuration.
 
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+use crate::helpers::inflow_bin;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A started daemon and the address it printed.
+struct Daemon {
+    child: Child,
+    addr: String,
+    stderr: tokio::task::JoinHandle<Vec<String>>,
+}
+
+/// Spawns `inflow <args>` and waits (bounded) for its "listening on" line.
+async fn spawn(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Daemon {
+    let mut cmd = Command::new(inflow_bin());
+    cmd.args(args).current_dir(cwd).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("STATE_DIRECTORY").env_remove("INFLOW_CONFIG").env("RUST_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn inflow");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stderr = tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("inflow listening on http://") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    let addr = match tokio::time::timeout(DEADLINE, rx).await {
+        Ok(Ok(a)) => a,
+        _ => {
+            let _ = child.kill().await;
+            let log = stderr.await.unwrap_or_default();
+            panic!("inflow did not start within {DEADLINE:?}; stderr:\n{}", log.join("\n"));
+        }
+    };
+    Daemon { child, addr, stderr }
+}
+
+impl Daemon {
+    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.expect("http request");
+        (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// SIGTERM, then the exit status (bounded wait) and everything it logged.
+    async fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+        let pid = self.child.id().expect("pid").to_string();
+        let st = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(st.success());
+        let status = tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("inflow did not stop after SIGTERM").expect("wait");
+        (status.code(), self.stderr.await.unwrap_or_default())
+    }
+}
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("inflow.toml");
+    let db = dir.join("state.db");
+    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n{extra}", db.display())).unwrap();
+    path
+}
+
+async fn recv_notify(sock: &UnixDatagram) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(DEADLINE, sock.recv(&mut buf)).await.expect("no sd_notify message in time").expect("recv");
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_becomes_ready_notifies_systemd_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]).await;
+    assert!(recv_notify(&sock).await.contains("READY=1"));
+    assert_eq!(d.get("/healthz").await.0, 200);
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    assert!(dir.path().join("state.db").exists(), "the SQLite file is created and migrated");
+    let (code, log) = d.terminate().await;
+    assert_eq!(code, Some(0), "exit status after SIGTERM; log:\n{}", log.join("\n"));
+    assert!(recv_notify(&sock).await.contains("STOPPING=1"));
+    assert!(log.iter().any(|l| l.contains("stopped")), "{}", log.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_config_uses_the_embedded_sqlite_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = spawn(&["run"], dir.path(), &[("INFLOW__HTTP__LISTEN", "127.0.0.1:0")]).await;
+    assert_eq!(d.get("/readyz").await.0, 200);
+    assert!(dir.path().join("inflow.db").exists(), "./inflow.db in the working directory");
+    assert_eq!(d.terminate().await.0, Some(0));
+
+    // Under systemd the default lands in $STATE_DIRECTORY.
+    let state = tempfile::tempdir().unwrap();
+    let d = spawn(&["run"], dir.path(), &[("INFLOW__HTTP__LISTEN", "127.0.0.1:0"), ("STATE_DIRECTORY", state.path().to_str().unwrap())]).await;
+    assert_eq!(d.get("/readyz").await.0, 200);
+    assert!(state.path().join("inflow.db").exists());
+    assert_eq!(d.terminate().await.0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let mut d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[]).await;
+    let pid = d.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let st = tokio::time::timeout(DEADLINE, d.child.wait()).await.expect("stopped in time").unwrap();
+    assert_eq!(st.code(), Some(0));
+}
+
+async fn run_cli(args: &[&str], cwd: &Path) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        DEADLINE,
+        Command::new(inflow_bin()).args(args).current_dir(cwd).env_remove("INFLOW_CONFIG").env_remove("CREDENTIALS_DIRECTORY").output(),
+    )
+    .await
+    .expect("inflow finished in time")
+    .expect("run inflow");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[tokio::test]
+async fn check_config_accepts_the_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = run_cli(&["check-config", "config/inflow.example.toml"], root).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("OK"));
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[database]\nurl = \"sqlite://x.db\"\ncolour = \"blue\"\n\n[http]\nlisten = [1]\n\n[smtp]\nport = \"twenty-five\"\n").unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
+    assert_eq!(code, Some(2), "{err}");
+    for needle in ["database.colour (line 3)", "http.listen (line 6)", "smtp.port (line 9)", "3 problem(s)"] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Semantic problems and a missing secret file, all named.
+    std::fs::write(
+        &path,
+        "[org]\ntimezone = \"Europe/Atlantis\"\ndefault_phone_region = \"XX\"\n\n[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"/nonexistent/imap.pass\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("org.timezone") && err.contains("org.default_phone_region"), "{err}");
+    // Secret files are read only once the rest is valid; fix the rest and the secret is named.
+    std::fs::write(&path, "[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"/nonexistent/imap.pass\"\n").unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("mailboxes[0].password_file") && err.contains("/nonexistent/imap.pass"), "{err}");
+
+    // Broken TOML.
+    std::fs::write(&path, "[database\nurl = 1\n").unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("line 1"), "{err}");
+
+    // A config that does not exist.
+    let (code, _, err) = run_cli(&["check-config", "/nonexistent/inflow.toml"], dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_config_never_starts_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[http]\nlisten = \"127.0.0.1:0\"\nunknown_key = true\n").unwrap();
+    let (code, _, err) = run_cli(&["--config", path.to_str().unwrap(), "run"], dir.path()).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("http.unknown_key"), "{err}");
+    assert!(!dir.path().join("inflow.db").exists(), "nothing started half-configured");
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pg.toml");
+    std::fs::write(&path, "[database]\nurl = \"postgres://inflow:hunter2@127.0.0.1:1/inflow\"\nconnect_timeout_secs = 2\n").unwrap();
+    let (code, _, err) = run_cli(&["--config", path.to_str().unwrap(), "migrate"], dir.path()).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot open the database") && err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "the password never appears: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let (code, out, err) = run_cli(&["--config", cfg.to_str().unwrap(), "migrate"], dir.path()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("migrations applied"));
+    let (code, out, _) = run_cli(&["--version"], dir.path()).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), format!("inflow {}", env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure the services the test suite talks to are running on this machine:
+#   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite).
+# On the project's machines PostgreSQL is already running; on a fresh Debian machine this
+# installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
+set -euo pipefail
+
+PG_URL_DEFAULT="postgres://postgres@127.0.0.1:5432/postgres"
+
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+
+if ! command -v pg_isready >/dev/null 2>&1 || ! pg_up; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "test-services: installing PostgreSQL from Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+  pg_up || { echo "test-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+# A fresh Debian cluster asks for a password on TCP; give the postgres role one we know.
+if ! psql "$PG_URL_DEFAULT" -qAtc 'select 1' >/dev/null 2>&1; then
+  su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  echo "postgres://postgres:postgres@127.0.0.1:5432/postgres"
+else
+  echo "$PG_URL_DEFAULT"
+fi
