@@ -80,7 +80,7 @@ macro_rules! record {
             fn version(&self) -> i64 { self.versionnumber }
         }
     };
-    ($(#[$m:meta])* owned $name:ident ($kind:ident) in $table:literal key $key:ident {
+    ($(#[$m:meta])* owned $name:ident ($kind:ident) in $table:literal key $key:ident $(state_from $sf:ident)? {
         $( $(#[$fm:meta])* $f:ident : $t:ty ),* $(,)?
     }) => {
         $(#[$m])*
@@ -98,6 +98,26 @@ macro_rules! record {
             pub modifiedon: DateTime<Utc>,
             pub modifiedby: Option<Uuid>,
             pub versionnumber: i64,
+        }
+        impl $name {
+            /// Sets what every new user-owned record carries: owner, the default state
+            /// (0 with its default status; for activities, of their activitytypecode),
+            /// creation and modification stamps, version 1.
+            pub fn stamped(mut self, owner: Uuid, owner_type: EntityKind, now: DateTime<Utc>, actor: Option<Uuid>) -> Self {
+                self.ownerid = owner;
+                self.owneridtype = owner_type;
+                #[allow(unused_variables)]
+                let kind = EntityKind::$kind;
+                $(let kind = self.$sf;)?
+                self.statecode = 0;
+                self.statuscode = super::state::model(kind).first().map(|d| d.default).unwrap_or(1);
+                self.createdon = now;
+                self.createdby = actor;
+                self.modifiedon = now;
+                self.modifiedby = actor;
+                self.versionnumber = 1;
+                self
+            }
         }
         record!(@impl $name, $kind, $table, $key, [$key: Uuid, $($f: $t,)* ownerid: Uuid, owneridtype: EntityKind,
             statecode: i32, statuscode: i32, createdon: DateTime<Utc>, createdby: Option<Uuid>,
@@ -401,7 +421,7 @@ record! {
 record! {
     /// The plain activities (§2.11: task, phonecall, email, appointment, letter, fax) share
     /// one table, like Dynamics' activitypointer; type-specific fields are nullable.
-    owned Activity (Task) in "activity" key activityid {
+    owned Activity (Task) in "activity" key activityid state_from activitytypecode {
         activitytypecode: EntityKind,
         subject: Option<String>,
         description: Option<String>,
@@ -467,6 +487,17 @@ mod tests {
         check::<BulkOperation>();
         check::<CampaignResponse>();
         check::<Activity>();
+    }
+
+    #[test]
+    fn stamped_takes_the_state_model_of_the_record_type() {
+        let t = DateTime::<Utc>::from_timestamp(0, 0).unwrap();
+        let call = Activity { activitytypecode: EntityKind::Phonecall, ..Default::default() }.stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
+        assert_eq!((call.statecode, call.statuscode), (0, 1), "phonecall Open");
+        let task = Activity { activitytypecode: EntityKind::Task, ..Default::default() }.stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
+        assert_eq!(task.statuscode, 2, "task Not Started");
+        let lead = Lead::default().stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
+        assert_eq!((lead.statuscode, lead.versionnumber), (1, 1));
     }
 
     #[test]

@@ -170,7 +170,6 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
     }
     let (_, status) = super::state::resolve(EntityKind::Lead, QUALIFIED, params.status)?;
     let now = facts.now;
-    let stamp = |owner: Uuid, ownertype: EntityKind| (owner, ownertype, now, facts.actor);
 
     // 2. Account: an explicit link on the lead wins; then a unique dedupe hit; else create.
     let account = if !params.create_account {
@@ -191,7 +190,6 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
                 let Some(name) = lead.companyname.as_deref().filter(|n| account_name_key(n).is_some()) else {
                     return refuse("§3.1", "companyname_required", "companyname is required to create an account");
                 };
-                let (o, ot, t, by) = stamp(lead.ownerid, lead.owneridtype);
                 Slot::Create(Account {
                     accountid: facts.new_ids[0],
                     name: name.trim().to_string(),
@@ -206,17 +204,8 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
                     revenue: lead.revenue,
                     numberofemployees: lead.numberofemployees,
                     originatingleadid: Some(lead.leadid),
-                    ownerid: o,
-                    owneridtype: ot,
-                    statecode: 0,
-                    statuscode: 1,
-                    createdon: t,
-                    createdby: by,
-                    modifiedon: t,
-                    modifiedby: by,
-                    versionnumber: 1,
                     ..Default::default()
-                })
+                }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
             }
         }
     };
@@ -238,7 +227,6 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
                     .with_candidates(c.clone()));
             }
             MatchOutcome::None => {
-                let (o, ot, t, by) = stamp(lead.ownerid, lead.owneridtype);
                 Slot::Create(Contact {
                     contactid: facts.new_ids[1],
                     firstname: lead.firstname.clone(),
@@ -254,17 +242,8 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
                     parentcustomerid: account_id,
                     parentcustomeridtype: account_id.map(|_| EntityKind::Account),
                     originatingleadid: Some(lead.leadid),
-                    ownerid: o,
-                    owneridtype: ot,
-                    statecode: 0,
-                    statuscode: 1,
-                    createdon: t,
-                    createdby: by,
-                    modifiedon: t,
-                    modifiedby: by,
-                    versionnumber: 1,
                     ..Default::default()
-                })
+                }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
             }
         }
     };
@@ -290,7 +269,6 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
         if !matches!(customer.kind, EntityKind::Account | EntityKind::Contact) {
             return refuse("§3.1", "invalid_customer", "the opportunity customer must be an account or a contact");
         }
-        let (o, ot, t, by) = stamp(lead.ownerid, lead.owneridtype);
         Some(Opportunity {
             opportunityid: facts.new_ids[2],
             name: lead.subject.clone(),
@@ -306,17 +284,8 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
             budgetamount: lead.budgetamount,
             opportunityratingcode: lead.leadqualitycode,
             transactioncurrencyid: Some(params.opportunity_currency_id.clone().unwrap_or_else(|| facts.default_currency.clone())),
-            ownerid: o,
-            owneridtype: ot,
-            statecode: 0,
-            statuscode: 1,
-            createdon: t,
-            createdby: by,
-            modifiedon: t,
-            modifiedby: by,
-            versionnumber: 1,
             ..Default::default()
-        })
+        }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
     } else {
         None
     };

@@ -46,12 +46,12 @@ const STEPS: [(EntityKind, bool, Option<i32>); 8] = [
     (EntityKind::Account, true, None),     // 6. account by phone
 ];
 
-/// R-DUP-3: first unique hit wins; several hits at the same step are ambiguous.
-pub fn resolve(hits: &[Hit]) -> MatchOutcome {
-    for (kind, by_phone, state) in STEPS {
+/// The first step with hits decides: one record links, several are ambiguous.
+fn first_step(hits: &[Hit], steps: impl IntoIterator<Item = (EntityKind, Option<bool>, Option<i32>)>) -> MatchOutcome {
+    for (kind, by_phone, state) in steps {
         let mut at_step: Vec<EntityRef> = hits
             .iter()
-            .filter(|h| h.record.kind == kind && h.by_phone == by_phone && state.is_none_or(|s| h.statecode == s))
+            .filter(|h| h.record.kind == kind && by_phone.is_none_or(|p| h.by_phone == p) && state.is_none_or(|s| h.statecode == s))
             .map(|h| h.record)
             .collect();
         at_step.sort();
@@ -65,27 +65,16 @@ pub fn resolve(hits: &[Hit]) -> MatchOutcome {
     MatchOutcome::None
 }
 
+/// R-DUP-3: first unique hit wins; several hits at the same step are ambiguous.
+pub fn resolve(hits: &[Hit]) -> MatchOutcome {
+    first_step(hits, STEPS.iter().map(|(k, p, s)| (*k, Some(*p), *s)))
+}
+
 /// R-EM-4 sender resolution, after the internal-user check: active contacts, then leads in
 /// any state, then active accounts, each by e-mail. Exactly one match at the first step with
 /// hits links; more is ambiguous.
 pub fn resolve_sender(hits: &[Hit]) -> MatchOutcome {
-    let steps: [(EntityKind, Option<i32>); 3] =
-        [(EntityKind::Contact, Some(0)), (EntityKind::Lead, None), (EntityKind::Account, Some(0))];
-    for (kind, state) in steps {
-        let mut at_step: Vec<EntityRef> = hits
-            .iter()
-            .filter(|h| !h.by_phone && h.record.kind == kind && state.is_none_or(|s| h.statecode == s))
-            .map(|h| h.record)
-            .collect();
-        at_step.sort();
-        at_step.dedup();
-        match at_step.len() {
-            0 => continue,
-            1 => return MatchOutcome::Unique(at_step[0]),
-            _ => return MatchOutcome::Ambiguous(at_step),
-        }
-    }
-    MatchOutcome::None
+    first_step(hits, [(EntityKind::Contact, Some(false), Some(0)), (EntityKind::Lead, Some(false), None), (EntityKind::Account, Some(false), Some(0))])
 }
 
 #[cfg(test)]

@@ -70,6 +70,27 @@ fn responder_lastname(resp: &CampaignResponse) -> Option<String> {
         .map(|s| s.chars().take(50).collect())
 }
 
+/// A lead carrying the responder's data (§3.3 a; the transient lead of option c).
+fn lead_from_response(resp: &CampaignResponse, campaign: Option<Uuid>, facts: &ConvertFacts<'_>) -> Result<Lead, RuleError> {
+    let Some(lastname) = responder_lastname(resp) else {
+        return refuse("R-LD-1", "required_field", "the response has no last name, e-mail or phone to name a lead by");
+    };
+    Ok(Lead {
+        leadid: facts.new_lead_id,
+        subject: resp.subject.clone(),
+        firstname: resp.firstname.clone(),
+        lastname,
+        companyname: resp.companyname.clone(),
+        emailaddress1: resp.emailaddress.clone(),
+        telephone1: resp.telephone.clone(),
+        fax: resp.fax.clone(),
+        campaignid: campaign,
+        leadqualitycode: 2,
+        ..Default::default()
+    }
+    .stamped(resp.ownerid, resp.owneridtype, facts.now, facts.actor))
+}
+
 /// Facts conversion needs besides the response.
 pub struct ConvertFacts<'a> {
     /// The target lead for option b).
@@ -87,33 +108,9 @@ pub fn plan_convert(resp: &CampaignResponse, option: &ConvertOption, facts: &Con
     let now = facts.now;
     match option {
         ConvertOption::NewLead => {
-            let Some(lastname) = responder_lastname(resp) else {
-                return refuse("R-LD-1", "required_field", "the response has no last name, e-mail or phone to name a lead by");
-            };
-            let lead = Lead {
-                leadid: facts.new_lead_id,
-                subject: resp.subject.clone(),
-                firstname: resp.firstname.clone(),
-                lastname,
-                companyname: resp.companyname.clone(),
-                emailaddress1: resp.emailaddress.clone(),
-                telephone1: resp.telephone.clone(),
-                fax: resp.fax.clone(),
-                campaignid: campaign,
-                relatedobjectid: Some(resp.activityid),
-                leadsourcecode: facts.leadsourcecode,
-                leadqualitycode: 2,
-                ownerid: resp.ownerid,
-                owneridtype: resp.owneridtype,
-                statecode: 0,
-                statuscode: 1,
-                createdon: now,
-                createdby: facts.actor,
-                modifiedon: now,
-                modifiedby: facts.actor,
-                versionnumber: 1,
-                ..Default::default()
-            };
+            let mut lead = lead_from_response(resp, campaign, facts)?;
+            lead.relatedobjectid = Some(resp.activityid);
+            lead.leadsourcecode = facts.leadsourcecode;
             let response = closed(resp, Some(EntityRef::new(EntityKind::Lead, lead.leadid)), now, facts.actor);
             Ok(ConvertPlan::NewLead { lead, response })
         }
@@ -145,25 +142,7 @@ pub fn plan_convert(resp: &CampaignResponse, option: &ConvertOption, facts: &Con
             if !create_account && !create_contact {
                 return refuse("§3.3", "nothing_to_create", "a new customer needs an account, a contact or both");
             }
-            let Some(lastname) = responder_lastname(resp) else {
-                return refuse("R-LD-1", "required_field", "the response has no last name, e-mail or phone to name a contact by");
-            };
-            let proto_lead = Lead {
-                leadid: facts.new_lead_id,
-                subject: resp.subject.clone(),
-                firstname: resp.firstname.clone(),
-                lastname,
-                companyname: resp.companyname.clone(),
-                emailaddress1: resp.emailaddress.clone(),
-                telephone1: resp.telephone.clone(),
-                campaignid: campaign,
-                leadqualitycode: 2,
-                ownerid: resp.ownerid,
-                owneridtype: resp.owneridtype,
-                statecode: 0,
-                statuscode: 1,
-                ..Default::default()
-            };
+            let proto_lead = lead_from_response(resp, campaign, facts)?;
             let params = QualifyParams {
                 create_account: *create_account,
                 create_contact: *create_contact,

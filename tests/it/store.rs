@@ -39,14 +39,9 @@ fn lead(owner: Uuid, subject: &str, email: Option<&str>, company: Option<&str>) 
         companyname: company.map(str::to_string),
         emailaddress1: email.map(str::to_string),
         leadqualitycode: 2,
-        statecode: 0,
-        statuscode: 1,
-        ownerid: owner,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
         ..Default::default()
     }
+    .stamped(owner, EntityKind::Systemuser, t, None)
 }
 
 fn contact(owner: Uuid, last: &str, email: Option<&str>, phone: Option<&str>) -> Contact {
@@ -56,14 +51,9 @@ fn contact(owner: Uuid, last: &str, email: Option<&str>, phone: Option<&str>) ->
         lastname: last.into(),
         emailaddress1: email.map(str::to_string),
         telephone1: phone.map(str::to_string),
-        statecode: 0,
-        statuscode: 1,
-        ownerid: owner,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
         ..Default::default()
     }
+    .stamped(owner, EntityKind::Systemuser, t, None)
 }
 
 fn account(owner: Uuid, name: &str, email: Option<&str>) -> Account {
@@ -72,31 +62,23 @@ fn account(owner: Uuid, name: &str, email: Option<&str>) -> Account {
         accountid: Uuid::new_v4(),
         name: name.into(),
         emailaddress1: email.map(str::to_string),
-        statecode: 0,
-        statuscode: 1,
-        ownerid: owner,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
         ..Default::default()
     }
+    .stamped(owner, EntityKind::Systemuser, t, None)
 }
 
 fn campaign(owner: Uuid, name: &str) -> Campaign {
     let t = now();
-    Campaign {
+    let mut c = Campaign {
         campaignid: Uuid::new_v4(),
         name: name.into(),
         typecode: 1,
         transactioncurrencyid: "RUB".into(),
-        statecode: 0,
-        statuscode: 2,
-        ownerid: owner,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
         ..Default::default()
     }
+    .stamped(owner, EntityKind::Systemuser, t, None);
+    c.statuscode = 2; // Launched
+    c
 }
 
 fn list(owner: Uuid, name: &str, code: i32, query: Option<serde_json::Value>) -> MarketingList {
@@ -109,12 +91,9 @@ fn list(owner: Uuid, name: &str, code: i32, query: Option<serde_json::Value>) ->
         query,
         donotsendonoptout: true,
         ignoreinactivelistmembers: true,
-        ownerid: owner,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
         ..Default::default()
     }
+    .stamped(owner, EntityKind::Systemuser, t, None)
 }
 
 fn rule_code(e: StoreError) -> String {
