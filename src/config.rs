@@ -247,14 +247,86 @@ pub struct PbxConfig {
     pub min_answered_seconds: u64,
     /// A call with no final event is closed with what is known after this long.
     pub final_event_timeout_secs: u64,
+    /// Largest webhook body accepted (413 above).
+    pub body_limit_bytes: usize,
     /// Phone lines (DIDs) and what calls to them mean.
     pub lines: Vec<PbxLineConfig>,
+    /// Zadarma (and Novofon classic, its fork): enabled when the section is present.
+    pub zadarma: Option<ZadarmaConfig>,
+    /// Mango Office VPBX.
+    pub mango: Option<MangoConfig>,
+    /// Twilio Programmable Voice.
+    pub twilio: Option<TwilioConfig>,
+    /// inflow's own JSON format for PBXs without an adapter.
+    pub generic: Option<GenericPbxConfig>,
 }
 
 impl Default for PbxConfig {
     fn default() -> Self {
-        PbxConfig { callback_sla_secs: 2 * 3600, min_answered_seconds: 10, final_event_timeout_secs: 3 * 3600, lines: Vec::new() }
+        PbxConfig {
+            callback_sla_secs: 2 * 3600,
+            min_answered_seconds: 10,
+            final_event_timeout_secs: 3 * 3600,
+            body_limit_bytes: 64 * 1024,
+            lines: Vec::new(),
+            zadarma: None,
+            mango: None,
+            twilio: None,
+            generic: None,
+        }
     }
+}
+
+/// `[pbx.zadarma]`: POST /pbx/zadarma (GET answers the `zd_echo` check).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZadarmaConfig {
+    /// File with the API secret (the HMAC key of the `Signature` header).
+    pub secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub secret: Option<String>,
+    /// Zone of `call_start` (Zadarma sends local time without an offset); default org.timezone.
+    pub timezone: Option<String>,
+}
+
+/// `[pbx.mango]`: POST /pbx/mango/events/{call,summary,recording}.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MangoConfig {
+    /// The VPBX API key (`vpbx_api_key`; an identifier, checked against each request).
+    pub api_key: String,
+    /// File with the API salt (the secret part of `sign`).
+    pub api_salt_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub api_salt: Option<String>,
+}
+
+/// `[pbx.twilio]`: POST /pbx/twilio/status (StatusCallback), /pbx/twilio/dial (Dial action),
+/// /pbx/twilio/recording (recordingStatusCallback).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    /// File with the account's Auth Token (the HMAC key of `X-Twilio-Signature`).
+    pub auth_token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub auth_token: Option<String>,
+    /// The public base URL Twilio calls (signatures cover the exact URL Twilio used),
+    /// e.g. `https://crm.example.com`; default org.public_base_url.
+    pub public_base_url: Option<String>,
+}
+
+/// `[pbx.generic]`: POST /pbx/generic with inflow's JSON call event (see README).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenericPbxConfig {
+    /// File with a bearer token (`Authorization: Bearer …`).
+    pub token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// File with an HMAC-SHA256 key: `X-Inflow-Signature: sha256=<hex of HMAC(raw body)>`.
+    pub hmac_secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub hmac_secret: Option<String>,
 }
 
 /// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
@@ -518,6 +590,40 @@ impl Config {
                 bad(format!("pbx.lines[{i}].owner"), "is required".into());
             }
         }
+        if self.pbx.body_limit_bytes < 1024 {
+            bad("pbx.body_limit_bytes".into(), "must be at least 1024".into());
+        }
+        if let Some(z) = &self.pbx.zadarma {
+            if z.secret_file.is_none() {
+                bad("pbx.zadarma.secret_file".into(), "is required: Zadarma notifications are signed with the API secret".into());
+            }
+            if let Some(tz) = &z.timezone {
+                if tz.parse::<chrono_tz::Tz>().is_err() {
+                    bad("pbx.zadarma.timezone".into(), format!("'{tz}' is not an IANA time zone"));
+                }
+            }
+        }
+        if let Some(m) = &self.pbx.mango {
+            if m.api_key.trim().is_empty() {
+                bad("pbx.mango.api_key".into(), "is required".into());
+            }
+            if m.api_salt_file.is_none() {
+                bad("pbx.mango.api_salt_file".into(), "is required: Mango signs events with the API salt".into());
+            }
+        }
+        if let Some(t) = &self.pbx.twilio {
+            if t.auth_token_file.is_none() {
+                bad("pbx.twilio.auth_token_file".into(), "is required".into());
+            }
+            if t.public_base_url.is_none() && self.org.public_base_url.is_none() {
+                bad("pbx.twilio.public_base_url".into(), "is required (or org.public_base_url): Twilio signs the exact URL it calls".into());
+            }
+        }
+        if let Some(g) = &self.pbx.generic {
+            if g.token_file.is_none() && g.hmac_secret_file.is_none() {
+                bad("pbx.generic.token_file".into(), "set token_file or hmac_secret_file: unauthenticated call events are refused".into());
+            }
+        }
         if let Some(host) = &self.smtp.host {
             if self.smtp.tls == TlsMode::Plain && !is_loopback(host) {
                 bad("smtp.tls".into(), format!("plain SMTP is allowed only to a loopback address, not '{host}'"));
@@ -587,6 +693,19 @@ impl Config {
             if let Some(p) = read(format!("mailboxes[{i}].password_file"), &m.password_file) {
                 m.password = Some(p);
             }
+        }
+        if let Some(z) = self.pbx.zadarma.as_mut() {
+            z.secret = read("pbx.zadarma.secret_file".into(), &z.secret_file);
+        }
+        if let Some(m) = self.pbx.mango.as_mut() {
+            m.api_salt = read("pbx.mango.api_salt_file".into(), &m.api_salt_file);
+        }
+        if let Some(t) = self.pbx.twilio.as_mut() {
+            t.auth_token = read("pbx.twilio.auth_token_file".into(), &t.auth_token_file);
+        }
+        if let Some(g) = self.pbx.generic.as_mut() {
+            g.token = read("pbx.generic.token_file".into(), &g.token_file);
+            g.hmac_secret = read("pbx.generic.hmac_secret_file".into(), &g.hmac_secret_file);
         }
         if let Some(p) = read("smtp.password_file".into(), &self.smtp.password_file) {
             self.smtp.password = Some(p);
@@ -911,7 +1030,18 @@ mod example_tests {
     /// commented out.
     #[test]
     fn example_config_documents_every_key() {
-        let full = Config { mailboxes: vec![MailboxConfig::default()], pbx: PbxConfig { lines: vec![PbxLineConfig::default()], ..Default::default() }, ..Default::default() };
+        let full = Config {
+            mailboxes: vec![MailboxConfig::default()],
+            pbx: PbxConfig {
+                lines: vec![PbxLineConfig::default()],
+                zadarma: Some(Default::default()),
+                mango: Some(Default::default()),
+                twilio: Some(Default::default()),
+                generic: Some(Default::default()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         let json = serde_json::to_value(&full).unwrap();
         let mut missing = Vec::new();
         fn walk(v: &serde_json::Value, path: String, missing: &mut Vec<String>) {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod crm;
 pub mod http;
+pub mod ingest;
 pub mod jobs;
 pub mod store;
 pub mod telemetry;

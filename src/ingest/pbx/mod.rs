@@ -1,0 +1,211 @@
+//! PBX call-record webhooks: one adapter per provider turns its events into `CallEvent`s
+//! (verify the signature, parse, map fields); events of one call merge into one record
+//! (`merge`), order-independently, and the merged record becomes CRM records in a job
+//! (`process`). Adapters do no I/O beyond reading the request they are given.
+
+pub mod generic;
+pub mod mango;
+pub mod process;
+pub mod twilio;
+pub mod zadarma;
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Call direction, as seen from the company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    /// Extension to extension: never a customer call.
+    Internal,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    Answered,
+    Missed,
+    Busy,
+    Failed,
+}
+
+/// What one provider event says about its call. Every field is optional: events carry
+/// different parts of the picture, and `merge` puts them together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallFacts {
+    pub direction: Option<Direction>,
+    /// The external party's number, raw (normalised later with the org region).
+    pub external: Option<String>,
+    /// The number dialled (DID, call-tracking number), raw.
+    pub did: Option<String>,
+    /// The internal extension that took or made the call.
+    pub extension: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Talk time in seconds.
+    pub duration_secs: Option<i64>,
+    pub disposition: Option<Disposition>,
+    /// A recording URL or provider recording id.
+    pub recording: Option<String>,
+    /// This event closes the call (the provider's end/summary event).
+    pub is_final: bool,
+    /// Precedence when events disagree: start 0 < answer 1 < end 2 < summary/dial result 3.
+    pub rank: u8,
+    /// The provider's own ordering within a rank (Mango `seq`, Twilio `SequenceNumber`).
+    pub seq: i64,
+}
+
+/// One accepted event of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEvent {
+    /// The provider's id of the whole call (legs grouped: Mango entry_id, Twilio parent CallSid).
+    pub call_id: String,
+    /// Unique per event: a redelivery has the same id.
+    pub event_id: String,
+    pub facts: CallFacts,
+}
+
+/// What an adapter made of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Events(Vec<CallEvent>),
+    /// A well-formed, authentic event of a type we do not use (answered 200).
+    Ignored(String),
+    /// A provider check that wants this text back (Zadarma `zd_echo`).
+    Echo(String),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WebhookError {
+    /// Missing or wrong signature/token → 401, nothing written.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Unreadable body or a missing/invalid field → 400 naming it.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl WebhookError {
+    pub fn missing(field: &str) -> Self {
+        WebhookError::Malformed(format!("missing required field '{field}'"))
+    }
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
+        WebhookError::Malformed(format!("invalid field '{field}': {why}"))
+    }
+}
+
+/// A webhook request as the adapters see it.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    /// The path below the provider's prefix, e.g. `/events/summary` or `/status`.
+    pub subpath: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// When the request arrived (for providers whose events carry no time).
+    pub received_at: DateTime<Utc>,
+}
+
+/// Merges the facts of all events of one call. The result does not depend on the order the
+/// events arrived in: they are applied by (rank, seq), later ones overriding earlier ones.
+pub fn merge(events: &[CallFacts]) -> CallFacts {
+    let mut sorted: Vec<&CallFacts> = events.iter().collect();
+    sorted.sort_by_key(|f| (f.rank, f.seq));
+    let mut m = CallFacts::default();
+    for f in sorted {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if f.$field.is_some() { m.$field = f.$field.clone(); } )* };
+        }
+        take!(direction, external, did, extension, ended_at, duration_secs, disposition, recording);
+        // The earliest start and answer seen win: later legs do not move them.
+        m.started_at = match (m.started_at, f.started_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        m.answered_at = match (m.answered_at, f.answered_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        m.is_final |= f.is_final;
+        m.rank = m.rank.max(f.rank);
+    }
+    if m.disposition.is_none() && m.answered_at.is_some() && m.is_final {
+        m.disposition = Some(Disposition::Answered);
+    }
+    m
+}
+
+/// Form fields of an `application/x-www-form-urlencoded` body (repeated keys kept).
+pub fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(|e| WebhookError::Malformed(format!("body is not a URL-encoded form: {e}")))
+}
+
+/// The first value of `key` in form fields.
+pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+pub fn required<'a>(fields: &'a [(String, String)], key: &str) -> Result<&'a str, WebhookError> {
+    field(fields, key).ok_or_else(|| WebhookError::missing(key))
+}
+
+/// Constant-time equality of two secrets or signatures.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// HMAC-SHA1 of `msg` with `key` (Zadarma, Twilio).
+pub fn hmac_sha1(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// HMAC-SHA256 of `msg` with `key` (the generic format).
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> Option<DateTime<Utc>> {
+        Some(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
+    }
+
+    #[test]
+    fn merge_is_order_independent() {
+        let start = CallFacts { direction: Some(Direction::Inbound), external: Some("79161234567".into()), did: Some("74951234567".into()), started_at: t(0), rank: 0, ..Default::default() };
+        let answer = CallFacts { answered_at: t(5), extension: Some("101".into()), rank: 1, ..Default::default() };
+        let end = CallFacts { ended_at: t(65), duration_secs: Some(60), disposition: Some(Disposition::Answered), is_final: true, rank: 2, ..Default::default() };
+        let a = merge(&[start.clone(), answer.clone(), end.clone()]);
+        let b = merge(&[end.clone(), start.clone(), answer.clone()]);
+        let c = merge(&[answer, end, start]);
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert!(a.is_final);
+        assert_eq!((a.extension.as_deref(), a.duration_secs, a.disposition), (Some("101"), Some(60), Some(Disposition::Answered)));
+    }
+
+    #[test]
+    fn higher_rank_wins_a_disagreement() {
+        let status_completed = CallFacts { disposition: Some(Disposition::Answered), is_final: true, rank: 2, ..Default::default() };
+        let dial_result = CallFacts { disposition: Some(Disposition::Missed), is_final: true, rank: 3, ..Default::default() };
+        assert_eq!(merge(&[dial_result.clone(), status_completed.clone()]).disposition, Some(Disposition::Missed));
+        assert_eq!(merge(&[status_completed, dial_result]).disposition, Some(Disposition::Missed));
+    }
+}
