@@ -12,8 +12,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::http::pbx::PbxWebhooks;
 use crate::http::{AppState, router};
+use crate::ingest::pbx::generic::Generic;
+use crate::ingest::pbx::mango::Mango;
+use crate::ingest::pbx::process::{self as pbx_process, PbxRuntime, PbxSettings};
+use crate::ingest::pbx::twilio::Twilio;
+use crate::ingest::pbx::zadarma::Zadarma;
+use crate::jobs::JobQueue;
 use crate::store::{Normalizer, Store};
 
 /// Opens the store described by `cfg` (creating a SQLite file if needed).
@@ -33,6 +42,73 @@ pub struct Running {
     pub addr: SocketAddr,
     pub token: CancellationToken,
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The PBX processing runtime, when PBX webhooks are configured.
+    pub pbx: Option<Arc<PbxRuntime>>,
+}
+
+/// Builds the PBX webhooks from the configuration (None when no provider is configured).
+fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<Arc<PbxWebhooks>> {
+    let p = &cfg.pbx;
+    if p.zadarma.is_none() && p.mango.is_none() && p.twilio.is_none() && p.generic.is_none() {
+        return None;
+    }
+    let runtime = Arc::new(PbxRuntime { store: store.clone(), settings: PbxSettings::from_config(cfg), queue: JobQueue::new(&store.db, pbx_process::QUEUE) });
+    Some(Arc::new(PbxWebhooks {
+        runtime,
+        zadarma: p.zadarma.as_ref().map(|z| Zadarma {
+            secret: z.secret.clone().unwrap_or_default(),
+            tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
+        }),
+        mango: p.mango.as_ref().map(|m| Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
+        twilio: p.twilio.as_ref().map(|t| Twilio {
+            auth_token: t.auth_token.clone().unwrap_or_default(),
+            public_base_url: t.public_base_url.clone().or(cfg.org.public_base_url.clone()).unwrap_or_default(),
+        }),
+        generic: p.generic.as_ref().map(|g| Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }),
+        body_limit: p.body_limit_bytes,
+    }))
+}
+
+/// Runs the `pbx-call` job worker until the token is cancelled. Worker names are unique per
+/// process, so a daemon restarted right after a crash never collides with its old name.
+fn spawn_pbx_worker(rt: Arc<PbxRuntime>, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    use apalis::prelude::*;
+    let name = format!("pbx-call-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    macro_rules! run {
+        ($backend:expr) => {{
+            let backend = $backend;
+            let data = rt.clone();
+            let monitor = Monitor::new()
+                .register(move |_restarts| WorkerBuilder::new(name.as_str()).backend(backend.clone()).data(data.clone()).concurrency(4).build(pbx_process::handle))
+                .shutdown_timeout(Duration::from_secs(10));
+            tokio::spawn(async move {
+                if let Err(e) = monitor.run_with_signal(async move { token.cancelled().await; Ok(()) }).await {
+                    tracing::error!(error = %e, "pbx-call worker stopped with an error");
+                }
+            })
+        }};
+    }
+    match &rt.queue {
+        JobQueue::Sqlite(s) => run!(s.clone()),
+        JobQueue::Postgres(p) => run!(p.clone()),
+    }
+}
+
+/// Periodically enqueues calls that are due (final but unqueued, or timed out).
+fn spawn_pbx_sweep(rt: Arc<PbxRuntime>, every: Duration, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = rt.sweep(chrono::Utc::now()).await {
+                        tracing::warn!(error = %e, "pbx sweep failed; retrying at the next tick");
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Connects, migrates, binds and starts serving; returns once the daemon is ready.
@@ -42,7 +118,14 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let addr: SocketAddr = cfg.http.listen.parse().context("http.listen")?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let state = AppState { store: store.clone() };
+    let pbx = pbx_webhooks(&cfg, &store);
+    let mut workers = Vec::new();
+    if let Some(p) = &pbx {
+        workers.push(spawn_pbx_worker(p.runtime.clone(), token.clone()));
+        workers.push(spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()));
+    }
+    let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
+    let state = AppState { store: store.clone(), pbx };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);
@@ -59,11 +142,16 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
                 }
             }
         }
+        for w in workers {
+            if tokio::time::timeout(limit, w).await.is_err() {
+                tracing::warn!(limit_secs = limit.as_secs(), "a worker did not stop within the shutdown limit");
+            }
+        }
         store.close().await;
         Ok(())
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
-    Ok(Running { addr, token, done })
+    Ok(Running { addr, token, done, pbx: pbx_runtime })
 }
 
 fn open_engine(cfg: &Config) -> &'static str {

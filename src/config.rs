@@ -243,12 +243,16 @@ impl Default for MailboxConfig {
 pub struct PbxConfig {
     /// R-PBX-3: a missed call's callback is due this long after the call.
     pub callback_sla_secs: u64,
+    /// Owner of calls whose line and extension name nobody (systemuser id or e-mail).
+    pub default_owner: Option<String>,
     /// R-PBX-5: shortest answered call that creates a lead (per line overridable).
     pub min_answered_seconds: u64,
     /// A call with no final event is closed with what is known after this long.
     pub final_event_timeout_secs: u64,
     /// Largest webhook body accepted (413 above).
     pub body_limit_bytes: usize,
+    /// How often to look for calls to process or close by timeout.
+    pub sweep_interval_secs: u64,
     /// Phone lines (DIDs) and what calls to them mean.
     pub lines: Vec<PbxLineConfig>,
     /// Zadarma (and Novofon classic, its fork): enabled when the section is present.
@@ -265,9 +269,11 @@ impl Default for PbxConfig {
     fn default() -> Self {
         PbxConfig {
             callback_sla_secs: 2 * 3600,
+            default_owner: None,
             min_answered_seconds: 10,
             final_event_timeout_secs: 3 * 3600,
             body_limit_bytes: 64 * 1024,
+            sweep_interval_secs: 60,
             lines: Vec::new(),
             zadarma: None,
             mango: None,
@@ -589,6 +595,9 @@ impl Config {
             if l.owner.trim().is_empty() {
                 bad(format!("pbx.lines[{i}].owner"), "is required".into());
             }
+        }
+        if self.pbx.sweep_interval_secs == 0 {
+            bad("pbx.sweep_interval_secs".into(), "must be at least 1".into());
         }
         if self.pbx.body_limit_bytes < 1024 {
             bad("pbx.body_limit_bytes".into(), "must be at least 1024".into());

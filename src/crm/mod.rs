@@ -6,6 +6,7 @@
 //! cite its rule ID.
 
 pub mod activity;
+pub mod calls;
 pub mod campaign;
 pub mod criteria;
 pub mod entities;

@@ -11,10 +11,14 @@ use serde_json::json;
 
 use crate::store::{Store, StoreError};
 
+pub mod pbx;
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// PBX webhooks, when any provider is configured.
+    pub pbx: Option<std::sync::Arc<pbx::PbxWebhooks>>,
 }
 
 /// An error as the API shows it.
@@ -67,10 +71,12 @@ impl From<StoreError> for ApiError {
 
 /// The router with every route of the daemon.
 pub fn router(state: AppState, body_limit: usize) -> Router {
+    let pbx_limit = state.pbx.as_ref().map(|p| p.body_limit).unwrap_or(body_limit);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .merge(pbx::routes(pbx_limit))
         .with_state(state)
 }
 

@@ -10,11 +10,13 @@
 mod criteria;
 mod db;
 mod ops;
+mod pbx;
 mod records;
 mod rules;
 
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
+pub use pbx::{PbxCall, PbxCallUpdate, PbxEventRow};
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
 pub use records::{ListPage, RecordExt};
 pub use rules::CreateMode;

@@ -13,25 +13,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Call direction, as seen from the company.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-    /// Extension to extension: never a customer call.
-    Internal,
-}
-
-/// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Disposition {
-    Answered,
-    Missed,
-    Busy,
-    Failed,
-}
+pub use crate::crm::calls::{Direction, Disposition};
 
 /// What one provider event says about its call. Every field is optional: events carry
 /// different parts of the picture, and `merge` puts them together.

@@ -1,1 +1,254 @@
-pub async fn _placeholder() {}
+//! Turning a call's stored events into CRM records: merge the facts, gather what the rules
+//! need (line, owner, party match, open callbacks), let `crm::calls::plan_call` decide, and
+//! apply it through the store in one transaction. Runs in the `pbx-call` job; a sweep closes
+//! calls whose final event never came.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{CallFacts, merge};
+use crate::config::Config;
+use crate::crm::calls::{CallContext, CallPlan, CallRecord, Direction, Disposition, LineInfo, WaveRef, plan_call};
+use crate::crm::entities::CampaignActivity;
+use crate::crm::{EntityRef, Phone};
+use crate::jobs::JobQueue;
+use crate::store::{RecordExt, Store, StoreError};
+
+/// The job: process one call at one version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessCall {
+    pub provider: String,
+    pub call_id: String,
+    pub version: i64,
+}
+
+/// Explicit queue name (see DESIGN rule 9).
+pub const QUEUE: &str = "pbx-call";
+
+impl ProcessCall {
+    pub fn key(&self) -> String {
+        format!("pbx:{}:{}:{}", self.provider, self.call_id, self.version)
+    }
+}
+
+/// A configured line, normalised.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub did: String,
+    pub owner: String,
+    pub wave: Option<Uuid>,
+    pub create_leads: bool,
+    pub min_answered_secs: i64,
+    pub lead_subject: String,
+}
+
+/// What processing needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct PbxSettings {
+    pub lines: Vec<Line>,
+    pub callback_sla: Duration,
+    pub final_event_timeout: Duration,
+    pub tz: Tz,
+    pub region: String,
+    pub lead_source: i32,
+    pub default_owner: Option<String>,
+}
+
+impl PbxSettings {
+    pub fn from_config(cfg: &Config) -> PbxSettings {
+        let region = cfg.org.default_phone_region.to_ascii_uppercase();
+        PbxSettings {
+            lines: cfg
+                .pbx
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    Some(Line {
+                        did: Phone::parse(&l.did, &region).e164()?.to_string(),
+                        owner: l.owner.clone(),
+                        wave: l.campaignactivity_id,
+                        create_leads: l.create_leads,
+                        min_answered_secs: l.min_answered_seconds.unwrap_or(cfg.pbx.min_answered_seconds) as i64,
+                        lead_subject: l.lead_subject.clone().unwrap_or_else(|| "Phone call".into()),
+                    })
+                })
+                .collect(),
+            callback_sla: Duration::seconds(cfg.pbx.callback_sla_secs as i64),
+            final_event_timeout: Duration::seconds(cfg.pbx.final_event_timeout_secs as i64),
+            tz: cfg.tz(),
+            region,
+            lead_source: 100_000_001,
+            default_owner: cfg.pbx.default_owner.clone(),
+        }
+    }
+}
+
+/// Shared by the webhook handlers, the job worker and the sweep.
+pub struct PbxRuntime {
+    pub store: Store,
+    pub settings: PbxSettings,
+    pub queue: JobQueue<ProcessCall>,
+}
+
+/// What processing did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Not final yet and not timed out: a later event or the sweep will come back.
+    Waiting,
+    /// Already processed at this version (or a newer version is pending).
+    Stale,
+    Processed(Vec<EntityRef>),
+    Skipped(String),
+}
+
+fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out: bool) -> CallRecord {
+    let external = m.external.as_deref().map(|n| Phone::parse(n, region)).unwrap_or(Phone::None);
+    let disposition = m.disposition.unwrap_or(if m.answered_at.is_some() { Disposition::Answered } else { Disposition::Missed });
+    CallRecord {
+        provider: provider.to_string(),
+        call_id: call_id.to_string(),
+        // A call seen only through a tracking number or an external caller is inbound.
+        direction: m.direction.unwrap_or(Direction::Inbound),
+        external,
+        external_raw: m.external.clone(),
+        did: m.did.as_deref().and_then(|d| Phone::parse(d, region).e164().map(str::to_string)),
+        extension: m.extension.clone(),
+        started_at: m.started_at,
+        answered_at: m.answered_at,
+        ended_at: m.ended_at,
+        duration_secs: m.duration_secs.unwrap_or(0).max(0),
+        disposition,
+        recording: m.recording.clone(),
+        timed_out,
+    }
+}
+
+impl PbxRuntime {
+    /// Processes a call if it is due: final, or silent past the timeout.
+    pub async fn process(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let Some(call) = self.store.pbx_call(provider, call_id).await? else {
+            return Ok(Outcome::Stale);
+        };
+        if call.status != "open" || call.processed_version >= call.version {
+            return Ok(Outcome::Stale);
+        }
+        let timed_out = !call.is_final && call.last_event_at < now - self.settings.final_event_timeout;
+        if !call.is_final && !timed_out {
+            return Ok(Outcome::Waiting);
+        }
+        let facts: Vec<CallFacts> = self
+            .store
+            .pbx_call_facts(provider, call_id)
+            .await?
+            .iter()
+            .map(|j| serde_json::from_str(j).map_err(StoreError::decode))
+            .collect::<Result<_, _>>()?;
+        let merged = merge(&facts);
+        let rec = record(provider, call_id, &merged, &self.settings.region, timed_out);
+
+        // Facts for the rules.
+        let line_cfg = rec.did.as_ref().and_then(|d| self.settings.lines.iter().find(|l| &l.did == d));
+        let mut line = None;
+        if let Some(l) = line_cfg {
+            let owner = self.store.resolve_user(&l.owner).await?;
+            let wave = match l.wave {
+                Some(id) => self.store.get::<CampaignActivity>(id).await?.map(|w| WaveRef { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid }),
+                None => None,
+            };
+            if l.wave.is_some() && wave.is_none() {
+                tracing::warn!(did = %l.did, "the line's campaignactivity_id names no campaign activity; no campaign response");
+            }
+            if let Some(owner) = owner {
+                line = Some(LineInfo { owner, wave, create_leads: l.create_leads, min_answered_secs: l.min_answered_secs, lead_subject: l.lead_subject.clone() });
+            } else {
+                tracing::warn!(did = %l.did, owner = %l.owner, "the line's owner is not a known user");
+            }
+        }
+        let ext_user = match &rec.extension {
+            Some(x) => self.store.user_by_extension(x).await?,
+            None => None,
+        };
+        let default_owner = match &self.settings.default_owner {
+            Some(o) => self.store.resolve_user(o).await?,
+            None => None,
+        };
+        let owner = ext_user.or(line.as_ref().map(|l| l.owner)).or(default_owner);
+        let e164 = rec.external.e164().map(str::to_string);
+        let party = match &e164 {
+            Some(n) => self.store.match_or_queue(None, Some(n), &format!("pbx:{provider}:{call_id}"), now).await?,
+            None => crate::crm::matching::MatchOutcome::None,
+        };
+        let existing = match call.activityid {
+            Some(id) => self.store.get(id).await?,
+            None => None,
+        };
+        let open_callback = match &e164 {
+            Some(n) => self.store.open_callback(n).await?,
+            None => None,
+        };
+        let response_exists = match line.as_ref().and_then(|l| l.wave) {
+            Some(w) => self.store.wave_response_exists(w.activity_id, party.unique().map(|p| p.id), e164.as_deref()).await?,
+            None => false,
+        };
+        let ctx = CallContext {
+            line,
+            owner,
+            party,
+            existing,
+            open_callback,
+            response_exists,
+            callback_sla: self.settings.callback_sla,
+            lead_source: self.settings.lead_source,
+            tz: self.settings.tz,
+            now,
+            ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+        };
+        match plan_call(&rec, &ctx) {
+            CallPlan::Skip(reason) => {
+                let applied = self.store.apply_pbx_call(provider, call_id, call.version, None, "skipped", Some(&reason), timed_out, now).await?;
+                tracing::info!(provider, call_id, %reason, "call skipped");
+                Ok(if applied { Outcome::Skipped(reason) } else { Outcome::Stale })
+            }
+            CallPlan::Apply(writes) => {
+                let created = writes.created();
+                let applied = self.store.apply_pbx_call(provider, call_id, call.version, Some(&writes), "processed", None, timed_out, now).await?;
+                if applied {
+                    tracing::info!(provider, call_id, activity = %writes.activity.activityid, created = created.len(), timed_out, "call recorded");
+                    Ok(Outcome::Processed(created))
+                } else {
+                    Ok(Outcome::Stale)
+                }
+            }
+        }
+    }
+
+    /// Enqueues processing of a call version (idempotent per version).
+    pub async fn enqueue(&self, provider: &str, call_id: &str, version: i64) {
+        let job = ProcessCall { provider: provider.into(), call_id: call_id.into(), version };
+        let key = job.key();
+        if let Err(e) = self.queue.push(job, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
+            // The sweep finds the call again; nothing is lost.
+            tracing::warn!(provider, call_id, error = %e, "could not enqueue call processing; the sweep will retry");
+        }
+    }
+
+    /// Enqueues every call that is due: final calls not yet processed (e.g. a crash between
+    /// storing the event and enqueueing) and calls whose final event never came.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let due = self.store.pbx_calls_due(now, self.settings.final_event_timeout, 500).await?;
+        for c in &due {
+            self.enqueue(&c.provider, &c.call_id, c.version).await;
+        }
+        Ok(due.len())
+    }
+}
+
+/// The job handler.
+pub async fn handle(job: ProcessCall, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+    rt.process(&job.provider, &job.call_id, Utc::now()).await?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! PBX webhook endpoints: verify and parse with the provider's adapter, persist the events,
+//! answer 2xx, and leave the CRM work to the `pbx-call` job.
+//!
+//! 401 wrong/missing signature (nothing written), 413 body over `pbx.body_limit_bytes`,
+//! 400 malformed body or missing field (named), 200 + ignored for event types we do not use.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::ingest::pbx::generic::Generic;
+use crate::ingest::pbx::mango::Mango;
+use crate::ingest::pbx::process::PbxRuntime;
+use crate::ingest::pbx::twilio::Twilio;
+use crate::ingest::pbx::zadarma::Zadarma;
+use crate::ingest::pbx::{Parsed, WebhookError, WebhookRequest};
+use crate::store::PbxEventRow;
+
+/// The configured adapters and the processing runtime.
+pub struct PbxWebhooks {
+    pub runtime: Arc<PbxRuntime>,
+    pub zadarma: Option<Zadarma>,
+    pub mango: Option<Mango>,
+    pub twilio: Option<Twilio>,
+    pub generic: Option<Generic>,
+    pub body_limit: usize,
+}
+
+pub fn routes(body_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route("/pbx/zadarma", post(zadarma).get(zadarma))
+        .route("/pbx/mango/{*rest}", post(mango))
+        .route("/pbx/twilio/{*rest}", post(twilio))
+        .route("/pbx/generic", post(generic))
+        .layer(DefaultBodyLimit::max(body_limit))
+}
+
+fn not_configured(provider: &str) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "provider_not_configured", format!("the {provider} endpoint is not enabled in [pbx.{provider}]")).into_response()
+}
+
+/// Logs each ignored event type once per process, not once per request.
+fn note_ignored(provider: &str, kind: &str) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let key = format!("{provider}:{kind}");
+    if SEEN.get_or_init(Default::default).lock().map(|mut s| s.insert(key)).unwrap_or(false) {
+        tracing::info!(provider, event = kind, "ignoring PBX events of this type (logged once)");
+    }
+}
+
+async fn receive(state: &AppState, provider: &'static str, req: WebhookRequest<'_>, parse: impl FnOnce(&WebhookRequest<'_>) -> Result<Parsed, WebhookError>) -> Result<Parsed, Response> {
+    let _ = state;
+    match parse(&req) {
+        Ok(p) => Ok(p),
+        Err(WebhookError::Unauthorized(why)) => {
+            tracing::warn!(provider, %why, "webhook refused");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response())
+        }
+        Err(WebhookError::Malformed(why)) => {
+            tracing::warn!(provider, %why, "malformed webhook");
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response())
+        }
+    }
+}
+
+/// Persists the events, enqueues final calls, and answers.
+async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: &[u8]) -> Result<serde_json::Value, Response> {
+    let hooks = state.pbx.as_ref().expect("checked by the caller");
+    let events = match parsed {
+        Parsed::Echo(text) => return Ok(json!({ "echo": text })),
+        Parsed::Ignored(kind) => {
+            note_ignored(provider, &kind);
+            return Ok(json!({ "status": "ignored", "event": kind }));
+        }
+        Parsed::Events(e) => e,
+    };
+    let rows: Vec<PbxEventRow> = events
+        .iter()
+        .map(|e| PbxEventRow { call_id: e.call_id.clone(), event_id: e.event_id.clone(), facts: serde_json::to_string(&e.facts).unwrap_or_default(), is_final: e.facts.is_final })
+        .collect();
+    let raw = String::from_utf8_lossy(body);
+    let updates = match hooks.runtime.store.record_pbx_events(provider, &rows, &raw, Utc::now()).await {
+        Ok(u) => u,
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    let mut calls = Vec::new();
+    for u in &updates {
+        if u.new_event && u.is_final {
+            hooks.runtime.enqueue(provider, &u.call_id, u.version).await;
+        }
+        calls.push(json!({ "call_id": u.call_id, "duplicate": !u.new_event, "status": u.status, "activityid": u.activityid }));
+    }
+    Ok(json!({ "status": "accepted", "calls": calls }))
+}
+
+fn request<'a>(method: &'a Method, uri: &'a Uri, prefix: &str, headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+    let path = uri.path();
+    WebhookRequest {
+        method: method.as_str(),
+        subpath: path.strip_prefix(prefix).unwrap_or(path),
+        query: uri.query(),
+        headers,
+        body,
+        received_at: Utc::now(),
+    }
+}
+
+async fn zadarma(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(a) = s.pbx.as_ref().and_then(|p| p.zadarma.as_ref()) else { return not_configured("zadarma") };
+    let parsed = match receive(&s, "zadarma", request(&method, &uri, "/pbx/zadarma", &headers, &body), |r| a.parse(r)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Parsed::Echo(text) = parsed {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+    }
+    match accept(&s, "zadarma", parsed, &body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn mango(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(a) = s.pbx.as_ref().and_then(|p| p.mango.as_ref()) else { return not_configured("mango") };
+    let parsed = match receive(&s, "mango", request(&method, &uri, "/pbx/mango", &headers, &body), |r| a.parse(r)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match accept(&s, "mango", parsed, &body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(a) = s.pbx.as_ref().and_then(|p| p.twilio.as_ref()) else { return not_configured("twilio") };
+    let parsed = match receive(&s, "twilio", request(&method, &uri, "/pbx/twilio", &headers, &body), |r| a.parse(r)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let dial = uri.path().trim_end_matches('/').ends_with("/dial");
+    match accept(&s, "twilio", parsed, &body).await {
+        // The <Dial action> reply replaces the rest of the call's TwiML: the dial is over.
+        Ok(_) if dial => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>").into_response(),
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn generic(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(a) = s.pbx.as_ref().and_then(|p| p.generic.as_ref()) else { return not_configured("generic") };
+    let parsed = match receive(&s, "generic", request(&method, &uri, "/pbx/generic", &headers, &body), |r| a.parse(r)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match accept(&s, "generic", parsed, &body).await {
+        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,261 @@
+//! PBX call records: raw events (idempotent per provider event id), per-call aggregation
+//! rows, and applying a call's CRM writes in one transaction.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::db::{Exec, Row};
+use super::records::{insert, update};
+use super::{Result, Store, StoreError};
+use crate::crm::calls::CallWrites;
+use crate::crm::{EmailAddress, EntityKind};
+
+/// One accepted webhook event, ready to store.
+#[derive(Debug, Clone)]
+pub struct PbxEventRow {
+    pub call_id: String,
+    pub event_id: String,
+    /// The normalised facts, as JSON.
+    pub facts: String,
+    pub is_final: bool,
+}
+
+/// What storing an event did to its call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PbxCallUpdate {
+    pub call_id: String,
+    /// False for a redelivered event (nothing changed).
+    pub new_event: bool,
+    pub version: i64,
+    pub is_final: bool,
+    pub status: String,
+    pub activityid: Option<Uuid>,
+}
+
+/// A call's aggregation row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PbxCall {
+    pub provider: String,
+    pub call_id: String,
+    pub first_event_at: DateTime<Utc>,
+    pub last_event_at: DateTime<Utc>,
+    pub is_final: bool,
+    pub timed_out: bool,
+    pub version: i64,
+    pub processed_version: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub activityid: Option<Uuid>,
+    pub result: Option<Json>,
+}
+
+const CALL_COLS: &str = "provider, call_id, first_event_at, last_event_at, is_final, timed_out, version, processed_version, status, reason, activityid, result";
+
+fn call_from_row(r: &Row) -> Result<PbxCall> {
+    Ok(PbxCall {
+        provider: r.get("provider")?,
+        call_id: r.get("call_id")?,
+        first_event_at: r.get("first_event_at")?,
+        last_event_at: r.get("last_event_at")?,
+        is_final: r.get("is_final")?,
+        timed_out: r.get("timed_out")?,
+        version: r.get("version")?,
+        processed_version: r.get("processed_version")?,
+        status: r.get("status")?,
+        reason: r.get("reason")?,
+        activityid: r.get("activityid")?,
+        result: r.get::<Option<String>>("result")?.map(|s| serde_json::from_str(&s)).transpose().map_err(StoreError::decode)?,
+    })
+}
+
+impl Store {
+    /// Stores the events of one webhook request in one transaction: each new event is kept
+    /// with the raw body and bumps its call's version (reopening a processed call so the
+    /// late facts are applied); a redelivered event changes nothing.
+    pub async fn record_pbx_events(&self, provider: &str, events: &[PbxEventRow], raw: &str, now: DateTime<Utc>) -> Result<Vec<PbxCallUpdate>> {
+        let mut tx = self.db.begin().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let n = tx
+                .execute(
+                    "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (provider, event_id) DO NOTHING",
+                    vec![Uuid::new_v4().into(), provider.into(), ev.event_id.clone().into(), ev.call_id.clone().into(), now.into(), ev.facts.clone().into(), raw.into()],
+                )
+                .await?;
+            if n == 1 {
+                tx.execute(
+                    "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ($1, $2, $3, $3, $4, 1, 'open') \
+                     ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
+                       is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + 1, status = 'open'",
+                    vec![provider.into(), ev.call_id.clone().into(), now.into(), ev.is_final.into()],
+                )
+                .await?;
+            }
+            let row = tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![provider.into(), ev.call_id.clone().into()]).await?;
+            let call = call_from_row(&row)?;
+            out.push(PbxCallUpdate { call_id: ev.call_id.clone(), new_event: n == 1, version: call.version, is_final: call.is_final, status: call.status, activityid: call.activityid });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn pbx_call(&self, provider: &str, call_id: &str) -> Result<Option<PbxCall>> {
+        let row = self.db.clone().fetch_optional(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![provider.into(), call_id.into()]).await?;
+        row.as_ref().map(call_from_row).transpose()
+    }
+
+    /// The stored facts (JSON) of every event of a call.
+    pub async fn pbx_call_facts(&self, provider: &str, call_id: &str) -> Result<Vec<String>> {
+        let rows = self.db.clone().fetch_all("SELECT facts FROM pbx_event WHERE provider = $1 AND call_id = $2 ORDER BY received_at, event_id", vec![provider.into(), call_id.into()]).await?;
+        rows.iter().map(|r| r.get("facts")).collect()
+    }
+
+    /// Calls waiting for processing: final ones, and open ones silent for `timeout`.
+    pub async fn pbx_calls_due(&self, now: DateTime<Utc>, timeout: Duration, limit: i64) -> Result<Vec<PbxCall>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                &format!("SELECT {CALL_COLS} FROM pbx_call WHERE status = 'open' AND (is_final OR last_event_at < $1) ORDER BY last_event_at LIMIT $2"),
+                vec![(now - timeout).into(), limit.into()],
+            )
+            .await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    /// Applies a processed call: the CRM writes (if any) and the call's outcome, in one
+    /// transaction, only if the call is still at `version` and not yet processed at it
+    /// (so two daemons, or a late event, never double-apply). Returns whether it applied.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_pbx_call(
+        &self,
+        provider: &str,
+        call_id: &str,
+        version: i64,
+        writes: Option<&CallWrites>,
+        status: &str,
+        reason: Option<&str>,
+        timed_out: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let result = serde_json::json!({
+            "activityid": writes.map(|w| w.activity.activityid),
+            "created": writes.map(|w| w.created()).unwrap_or_default(),
+        });
+        let n = tx
+            .execute(
+                "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
+                   activityid = COALESCE($8, activityid) \
+                 WHERE provider = $1 AND call_id = $2 AND version = $3 AND processed_version < $3",
+                vec![
+                    provider.into(),
+                    call_id.into(),
+                    version.into(),
+                    status.into(),
+                    reason.into(),
+                    timed_out.into(),
+                    result.to_string().into(),
+                    writes.map(|w| w.activity.activityid).into(),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(w) = writes {
+            if let Some(l) = &w.lead {
+                insert(&mut tx, self, l).await?;
+            }
+            if w.is_new {
+                insert(&mut tx, self, &w.activity).await?;
+            } else {
+                update(&mut tx, self, &w.activity).await?;
+                tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()]).await?;
+            }
+            for p in &w.parties {
+                tx.execute(
+                    "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, $2, $3, $4, $5)",
+                    vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()],
+                )
+                .await?;
+            }
+            if let Some(r) = &w.response {
+                insert(&mut tx, self, r).await?;
+            }
+        }
+        // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
+        tx.execute(
+            "INSERT INTO inbound_event (id, source, external_id, received_at, status, reason, result, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
+             ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, processed_at = excluded.processed_at",
+            vec![
+                Uuid::new_v4().into(),
+                format!("pbx:{provider}").into(),
+                call_id.into(),
+                now.into(),
+                (if status == "processed" { "processed" } else if status == "failed" { "failed" } else { "skipped" }).into(),
+                reason.into(),
+                result.to_string().into(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An enabled user by PBX extension.
+    pub async fn user_by_extension(&self, ext: &str) -> Result<Option<Uuid>> {
+        let row = self.db.clone().fetch_optional("SELECT systemuserid FROM systemuser WHERE pbx_extension = $1 AND isdisabled = FALSE", vec![ext.into()]).await?;
+        row.map(|r| r.get("systemuserid")).transpose()
+    }
+
+    /// A user named by id or by internal e-mail (config `owner` values).
+    pub async fn resolve_user(&self, owner: &str) -> Result<Option<Uuid>> {
+        if let Ok(id) = owner.trim().parse::<Uuid>() {
+            let row = self.db.clone().fetch_optional("SELECT systemuserid FROM systemuser WHERE systemuserid = $1", vec![id.into()]).await?;
+            return row.map(|r| r.get("systemuserid")).transpose();
+        }
+        let Ok(email) = EmailAddress::parse_with(owner, &self.norm.email_rules) else { return Ok(None) };
+        let users = self.users_by_email(&email).await?;
+        Ok((users.len() == 1).then(|| users[0].id))
+    }
+
+    /// An open callback (phone call with a due date) for this number, if any.
+    pub async fn open_callback(&self, e164: &str) -> Result<Option<Uuid>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL ORDER BY createdon LIMIT 1",
+                vec![e164.into()],
+            )
+            .await?;
+        row.map(|r| r.get("activityid")).transpose()
+    }
+
+    /// R-RS-2: whether this caller (by party or number) already responded to this wave.
+    pub async fn wave_response_exists(&self, wave: Uuid, customer: Option<Uuid>, telephone: Option<&str>) -> Result<bool> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
+                vec![wave.into(), customer.into(), telephone.into()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Phone-call activities recorded for a number (newest first).
+    pub async fn phonecalls_for(&self, e164: &str) -> Result<Vec<crate::crm::entities::Activity>> {
+        let cols = <crate::crm::entities::Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(&format!("SELECT {cols} FROM activity WHERE phonenumber = $1 AND activitytypecode = $2 ORDER BY createdon DESC, activityid"), vec![e164.into(), EntityKind::Phonecall.into()])
+            .await?;
+        rows.iter().map(super::records::from_row).collect()
+    }
+}
