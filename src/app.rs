@@ -76,7 +76,9 @@ fn spawn_pbx_worker(rt: Arc<PbxRuntime>, token: CancellationToken) -> tokio::tas
     let name = format!("pbx-call-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     macro_rules! run {
         ($backend:expr) => {{
-            let backend = $backend;
+            // Idle polling backs off from 100 ms to 2 s (apalis' default backs off to 60 s,
+            // which would leave a call unprocessed for up to a minute).
+            let backend = $backend.poll_with_backoff(Duration::from_millis(100), apalis::prelude::BackoffConfig::new(Duration::from_secs(2)));
             let data = rt.clone();
             let monitor = Monitor::new()
                 .register(move |_restarts| WorkerBuilder::new(name.as_str()).backend(backend.clone()).data(data.clone()).concurrency(4).build(pbx_process::handle))

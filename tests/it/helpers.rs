@@ -119,3 +119,60 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 pub fn inflow_bin() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_inflow"))
 }
+
+/// The real app, started in-process on port 0 against a fresh database.
+pub struct TestApp {
+    pub addr: String,
+    pub store: Store,
+    pub running: inflow::app::Running,
+    pub _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    db: Option<TestDb>,
+}
+
+/// Polls a condition until it holds or the deadline passes (no fixed sleeps).
+pub async fn poll_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // poll interval
+    }
+}
+
+impl TestApp {
+    /// Starts the app with `extra` appended to a base config. `{dir}` in `extra` is replaced
+    /// by a temp dir where tests put secret files (write them before calling).
+    pub async fn spawn(engine: &str, dir: tempfile::TempDir, extra: &str) -> TestApp {
+        let db = if engine == "sqlite" { TestDb::sqlite() } else { TestDb::postgres().await };
+        let text = format!(
+            "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n\n{}",
+            db.url,
+            extra.replace("{dir}", &dir.path().display().to_string())
+        );
+        let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "test", text: &text }, &std::collections::BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+        let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await.expect("app starts");
+        let store = inflow::app::open_store(&cfg).await.expect("store");
+        TestApp { addr: running.addr.to_string(), store, running, _dir: dir, http: reqwest::Client::new(), db: Some(db) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        self.running.token.cancel();
+        let done = tokio::time::timeout(std::time::Duration::from_secs(30), self.running.done).await.expect("app stops in time");
+        done.expect("app task").expect("app result");
+        self.store.close().await;
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+}

@@ -3,4 +3,5 @@
 
 mod daemon;
 mod helpers;
+mod pbx;
 mod store;

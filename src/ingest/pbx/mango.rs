@@ -139,7 +139,8 @@ impl Mango {
                 let facts = CallFacts {
                     direction: Some(direction),
                     external,
-                    did: if direction == Direction::Inbound { did(&j, text(j.get("line_number"))) } else { None },
+                    // Inbound: the dialled line or tracking number; outbound: the line used.
+                    did: if direction == Direction::Inbound { did(&j, text(j.get("line_number"))) } else { text(j.get("line_number")) },
                     extension,
                     started_at: at(j.get("create_time")),
                     answered_at: talk,

@@ -97,7 +97,11 @@ impl Twilio {
                     facts.direction = direction;
                     // Inbound: the caller is From and the dialled number To; outbound the reverse.
                     match direction {
-                        Some(Direction::Outbound) => facts.external = field(&f, "To").map(str::to_string),
+                        Some(Direction::Outbound) => {
+                            facts.external = field(&f, "To").map(str::to_string);
+                            // Our caller id names the line (and so the owner) of an outbound call.
+                            facts.did = field(&f, "From").map(str::to_string);
+                        }
                         _ => {
                             facts.external = field(&f, "From").map(str::to_string);
                             facts.did = field(&f, "To").map(str::to_string);

@@ -130,6 +130,8 @@ impl Zadarma {
                 CallFacts {
                     direction: Some(Direction::Outbound),
                     external: field(&f, "destination").map(str::to_string),
+                    // The caller id shown to the customer: our line.
+                    did: field(&f, "caller_id").map(str::to_string),
                     extension: field(&f, "internal").map(str::to_string),
                     started_at: started,
                     answered_at: (d == Disposition::Answered).then(|| now - chrono::Duration::seconds(duration.unwrap_or(0))),

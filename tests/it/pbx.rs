@@ -1,0 +1,447 @@
+//! PBX webhooks through real HTTP against the app on port 0: per provider an answered call,
+//! a missed call, an outbound call, a duplicate delivery, bad signatures, oversized and
+//! malformed bodies; Mango events out of order; the CRM effects (R-PBX-2..5).
+//! Bodies come from `fixtures/pbx/<provider>/` (see each SOURCES.md); signatures are
+//! computed here, independently of the adapters.
+
+use base64::Engine as _;
+use chrono::Duration;
+use hmac::{KeyInit, Mac};
+use inflow::crm::entities::*;
+use inflow::crm::{EntityKind, Money};
+use inflow::store::{RecordExt, Store};
+use sha2::Digest;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, now, poll_until};
+
+const ZADARMA_SECRET: &str = "zd-secret-7f3a";
+const MANGO_KEY: &str = "vpbx-key-1234";
+const MANGO_SALT: &str = "mango-salt-5678";
+const TWILIO_TOKEN: &str = "twilio-token-abcd";
+const GENERIC_TOKEN: &str = "generic-bearer-token";
+const GENERIC_HMAC: &str = "generic-hmac-key";
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// Ids the seeded data uses.
+struct Seed {
+    head: Uuid,
+    ext101: Uuid,
+    ext102: Uuid,
+    marketing: Uuid,
+    known_contact: Uuid,
+    wave: Uuid,
+    campaign: Uuid,
+}
+
+async fn user(store: &Store, last: &str, email: &str, ext: Option<&str>) -> Uuid {
+    let t = now();
+    let u = SystemUser {
+        systemuserid: Uuid::new_v4(),
+        lastname: last.into(),
+        internalemailaddress: Some(email.into()),
+        pbx_extension: ext.map(str::to_string),
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
+    store.insert(&u).await.unwrap();
+    u.systemuserid
+}
+
+/// Starts the app with every provider enabled and seeds users, a known contact and a
+/// campaign wave behind the tracking number 8 800 555-35-35.
+async fn start(engine: &str) -> (TestApp, Seed) {
+    let dir = tempfile::tempdir().unwrap();
+    for (f, v) in [("zd", ZADARMA_SECRET), ("salt", MANGO_SALT), ("tw", TWILIO_TOKEN), ("gt", GENERIC_TOKEN), ("gh", GENERIC_HMAC)] {
+        std::fs::write(dir.path().join(f), v).unwrap();
+    }
+    let wave = Uuid::new_v4();
+    let extra = format!(
+        r#"[org]
+timezone = "Europe/Moscow"
+default_phone_region = "RU"
+
+[pbx]
+callback_sla_secs = 7200
+min_answered_seconds = 10
+final_event_timeout_secs = 3600
+sweep_interval_secs = 3600
+body_limit_bytes = 4096
+
+[[pbx.lines]]
+did = "+7 (495) 123-45-67"
+owner = "head@acme.ru"
+create_leads = true
+lead_subject = "Call to the main line"
+
+[[pbx.lines]]
+did = "8 800 555-35-35"
+owner = "marketing@acme.ru"
+campaignactivity_id = "{wave}"
+create_leads = true
+lead_subject = "Autumn campaign call"
+
+[pbx.zadarma]
+secret_file = "{{dir}}/zd"
+timezone = "Europe/Moscow"
+
+[pbx.mango]
+api_key = "{MANGO_KEY}"
+api_salt_file = "{{dir}}/salt"
+
+[pbx.twilio]
+auth_token_file = "{{dir}}/tw"
+public_base_url = "https://crm.acme.ru"
+
+[pbx.generic]
+token_file = "{{dir}}/gt"
+hmac_secret_file = "{{dir}}/gh"
+"#
+    );
+    let app = TestApp::spawn(engine, dir, &extra).await;
+    let s = &app.store;
+    let head = user(s, "Head", "head@acme.ru", None).await;
+    let ext101 = user(s, "Ivanov", "ivanov@acme.ru", Some("101")).await;
+    let ext102 = user(s, "Petrova", "petrova@acme.ru", Some("102")).await;
+    let marketing = user(s, "Marketing", "marketing@acme.ru", None).await;
+    let t = now();
+    let c = Contact { contactid: Uuid::new_v4(), lastname: "Sidorov".into(), mobilephone: Some("8 (916) 123-45-67".into()), ..Default::default() }.stamped(head, EntityKind::Systemuser, t, None);
+    s.insert(&c).await.unwrap();
+    let camp = Campaign { campaignid: Uuid::new_v4(), name: "Autumn".into(), typecode: 1, transactioncurrencyid: "RUB".into(), budgetedcost: Some(Money(100_000)), ..Default::default() }.stamped(marketing, EntityKind::Systemuser, t, None);
+    s.insert(&camp).await.unwrap();
+    let w = CampaignActivity { activityid: wave, regardingobjectid: camp.campaignid, subject: "Autumn radio ads".into(), channeltypecode: Some(1), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
+        .stamped(marketing, EntityKind::Systemuser, t, None);
+    s.create_campaign_activity(&w).await.unwrap();
+    (app, Seed { head, ext101, ext102, marketing, known_contact: c.contactid, wave, campaign: camp.campaignid })
+}
+
+fn zadarma_sig(body: &str) -> String {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let event = get("event");
+    let s = match event.as_str() {
+        "NOTIFY_ANSWER" => format!("{}{}{}", get("caller_id"), get("destination"), get("call_start")),
+        "NOTIFY_OUT_START" | "NOTIFY_OUT_END" => format!("{}{}{}", get("internal"), get("destination"), get("call_start")),
+        "NOTIFY_RECORD" => format!("{}{}", get("pbx_call_id"), get("call_id_with_rec")),
+        _ => format!("{}{}{}", get("caller_id"), get("called_did"), get("call_start")),
+    };
+    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(ZADARMA_SECRET.as_bytes()).unwrap();
+    m.update(s.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(hex::encode(m.finalize().into_bytes()))
+}
+
+impl TestApp {
+    async fn zadarma(&self, body: &str) -> reqwest::Response {
+        self.http.post(self.url("/pbx/zadarma")).header("Content-Type", "application/x-www-form-urlencoded").header("Signature", zadarma_sig(body)).body(body.to_string()).send().await.unwrap()
+    }
+
+    async fn mango(&self, path: &str, json: &str) -> reqwest::Response {
+        let sign = hex::encode(sha2::Sha256::digest(format!("{MANGO_KEY}{json}{MANGO_SALT}").as_bytes()));
+        let body = serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", sign.as_str()), ("json", json)]).unwrap();
+        self.http.post(self.url(&format!("/pbx/mango{path}"))).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
+    }
+
+    async fn twilio(&self, path: &str, body: &str) -> reqwest::Response {
+        let mut params: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+        params.sort();
+        let mut s = format!("https://crm.acme.ru/pbx/twilio{path}");
+        for (k, v) in &params {
+            s.push_str(k);
+            s.push_str(v);
+        }
+        let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+        m.update(s.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
+        self.http.post(self.url(&format!("/pbx/twilio{path}"))).header("Content-Type", "application/x-www-form-urlencoded").header("X-Twilio-Signature", sig).body(body.to_string()).send().await.unwrap()
+    }
+
+    async fn generic(&self, json: &str) -> reqwest::Response {
+        self.http.post(self.url("/pbx/generic")).header("Authorization", format!("Bearer {GENERIC_TOKEN}")).header("Content-Type", "application/json").body(json.to_string()).send().await.unwrap()
+    }
+
+    /// Waits until the call's latest version is processed, then returns its activity.
+    async fn call_activity(&self, provider: &str, call_id: &str) -> Activity {
+        let store = self.store.clone();
+        let (p, c) = (provider.to_string(), call_id.to_string());
+        poll_until(&format!("{provider} call {call_id} processed"), || {
+            let (store, p, c) = (store.clone(), p.clone(), c.clone());
+            async move { store.pbx_call(&p, &c).await.unwrap().is_some_and(|call| call.status != "open" && call.processed_version == call.version) }
+        })
+        .await;
+        let call = self.store.pbx_call(provider, call_id).await.unwrap().unwrap();
+        assert_eq!(call.status, "processed", "{call:?}");
+        self.store.load::<Activity>(call.activityid.expect("activity")).await.unwrap()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        use inflow::store::Exec;
+        self.store.db.clone().fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![]).await.unwrap().get("n").unwrap()
+    }
+}
+
+async fn ok(r: reqwest::Response) -> serde_json::Value {
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zadarma_answered_missed_outbound_and_duplicates() {
+    let (app, seed) = start("sqlite").await;
+    // Answered inbound call from a known contact's mobile.
+    for f in ["notify_start", "notify_answer", "notify_end_answered"] {
+        ok(app.zadarma(&fixture(&format!("zadarma/{f}.form"))).await).await;
+    }
+    let a = app.call_activity("zadarma", "in_8b9a2f6c1d").await;
+    assert_eq!(a.activitytypecode, EntityKind::Phonecall);
+    assert_eq!((a.statecode, a.statuscode), (1, 4), "answered incoming: Completed / Received");
+    assert_eq!(a.directioncode, Some(false));
+    assert_eq!(a.phonenumber.as_deref(), Some("+79161234567"));
+    assert_eq!(a.regardingobjectid, Some(seed.known_contact), "R-DUP-3 matched the contact's mobile");
+    assert_eq!(a.ownerid, seed.ext101, "the extension's user owns the call");
+    assert_eq!(a.actualdurationminutes, Some(2), "95 s → 2 minutes");
+    assert!(a.description.as_deref().unwrap().contains("zadarma:1732690800.123456"), "recording reference kept");
+    // The same END delivered again: accepted, reported as a duplicate, nothing new.
+    let dup = ok(app.zadarma(&fixture("zadarma/notify_end_answered.form")).await).await;
+    assert_eq!(dup["calls"][0]["duplicate"], true);
+    assert_eq!(app.count("activity").await, 1);
+    assert_eq!(app.count("lead").await, 0, "a known caller makes no lead");
+
+    // Missed inbound call from an unknown number → open callback for the line owner.
+    ok(app.zadarma(&fixture("zadarma/notify_end_missed.form")).await).await;
+    let m = app.call_activity("zadarma", "in_77c0e1aa02").await;
+    assert_eq!((m.statecode, m.statuscode), (0, 1), "R-PBX-3: an open phone call");
+    assert_eq!(m.ownerid, seed.head);
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap().and_hms_opt(8, 15, 0).unwrap().and_utc();
+    assert_eq!(m.actualstart, Some(start), "call_start read in Europe/Moscow");
+    assert!(m.scheduledend.unwrap() > a.createdon, "due after the SLA");
+    assert_eq!(app.count("lead").await, 0, "a missed call makes no lead");
+
+    // Outbound.
+    ok(app.zadarma(&fixture("zadarma/notify_out_start.form")).await).await;
+    ok(app.zadarma(&fixture("zadarma/notify_out_end.form")).await).await;
+    let o = app.call_activity("zadarma", "out_5d1e2b3c4a").await;
+    assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
+    assert_eq!(o.phonenumber.as_deref(), Some("+74997654321"));
+    assert_eq!(o.ownerid, seed.ext102);
+    assert_eq!(app.count("activity").await, 3);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zadarma_refuses_bad_input_and_answers_its_checks() {
+    let (app, _) = start("sqlite").await;
+    // zd_echo: the URL check when it is saved in the cabinet.
+    let r = app.http.get(app.url("/pbx/zadarma?zd_echo=abc123")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "abc123");
+    let body = fixture("zadarma/notify_end_answered.form");
+    // Wrong and missing signatures: 401, nothing written.
+    let r = app.http.post(app.url("/pbx/zadarma")).header("Signature", "bm9wZQ==").body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.http.post(app.url("/pbx/zadarma")).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A signature over other values (tampered duration is not signed, but caller_id is).
+    let tampered = body.replace("caller_id=79161234567", "caller_id=79990000000");
+    let r = app.http.post(app.url("/pbx/zadarma")).header("Signature", zadarma_sig(&body)).body(tampered).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.count("pbx_event").await, 0);
+    // Missing field → 400 naming it.
+    let no_id = body.replace("pbx_call_id=in_8b9a2f6c1d&", "");
+    let r = app.zadarma(&no_id).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("pbx_call_id"));
+    // Oversized body → 413.
+    let big = format!("{body}&padding={}", "x".repeat(8000));
+    let r = app.zadarma(&big).await;
+    assert_eq!(r.status(), 413);
+    // Unknown event types → 200, ignored; IVR is signed but unused.
+    let v = ok(app.zadarma(&fixture("zadarma/notify_sms.form")).await).await;
+    assert_eq!(v["status"], "ignored");
+    assert_eq!(app.count("pbx_event").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mango_legs_out_of_order_make_one_call() {
+    let (app, seed) = start("sqlite").await;
+    // The summary first, then the leg events (they travel in parallel), one twice.
+    ok(app.mango("/events/summary", fixture("mango/summary_answered.json").trim()).await).await;
+    for f in ["call_disconnected", "call_appeared", "call_connected", "call_connected"] {
+        ok(app.mango("/events/call", fixture(&format!("mango/{f}.json")).trim()).await).await;
+    }
+    let a = app.call_activity("mango", "MTAwMDQ1Njc4OQ==").await;
+    assert_eq!((a.statecode, a.statuscode), (1, 4));
+    assert_eq!(a.regardingobjectid, Some(seed.known_contact));
+    assert_eq!(a.ownerid, seed.ext101);
+    assert_eq!(a.actualdurationminutes, Some(2), "talk 06→126 s = 120 s");
+    assert_eq!(a.actualstart, chrono::DateTime::from_timestamp(1764226800, 0));
+    assert_eq!(app.count("activity").await, 1, "one activity for all legs and redeliveries");
+    // The recording arrives after the call was recorded: the same activity gains it.
+    ok(app.mango("/events/recording", fixture("mango/recording_completed.json").trim()).await).await;
+    let again = app.call_activity("mango", "MTAwMDQ1Njc4OQ==").await;
+    assert_eq!(again.activityid, a.activityid);
+    assert!(again.description.unwrap().contains("mango:MToxMDAwNDU2Nzg5OjEwMTpyZWM="));
+    assert_eq!(app.count("activity").await, 1);
+
+    // Missed (numbers as strings, empty `to`), and outbound.
+    ok(app.mango("/events/summary", fixture("mango/summary_missed.json").trim()).await).await;
+    let m = app.call_activity("mango", "MjAwMDQ1Njc4OQ==").await;
+    assert_eq!(m.statecode, 0, "missed → open callback");
+    ok(app.mango("/events/summary", fixture("mango/summary_outbound.json").trim()).await).await;
+    let o = app.call_activity("mango", "MzAwMDQ1Njc4OQ==").await;
+    assert_eq!((o.statecode, o.statuscode, o.ownerid), (1, 2, seed.ext102));
+
+    // Bad sign, unknown key, malformed JSON, missing field, unknown event path.
+    let json = fixture("mango/summary_answered.json");
+    let body = serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", "00"), ("json", json.trim())]).unwrap();
+    assert_eq!(app.http.post(app.url("/pbx/mango/events/summary")).body(body).send().await.unwrap().status(), 401);
+    let r = app.mango("/events/summary", "{\"entry_id\": ").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("json"));
+    let r = app.mango("/events/summary", r#"{"call_direction":1}"#).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("entry_id"));
+    let v = ok(app.mango("/events/dtmf", r#"{"entry_id":"x"}"#).await).await;
+    assert_eq!(v["status"], "ignored");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_status_and_dial_callbacks() {
+    let (app, seed) = start("sqlite").await;
+    ok(app.twilio("/status", &fixture("twilio/status_ringing.form")).await).await;
+    let r = app.twilio("/dial", &fixture("twilio/dial_completed.form")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<Response>"), "the Dial action gets TwiML back");
+    ok(app.twilio("/status", &fixture("twilio/status_completed.form")).await).await;
+    let a = app.call_activity("twilio", "CA11111111111111111111111111111111").await;
+    assert_eq!((a.statecode, a.statuscode), (1, 4));
+    assert_eq!(a.regardingobjectid, Some(seed.known_contact));
+    assert_eq!(app.count("activity").await, 1);
+    // Missed: the caller reached Twilio (parent completed) but the dialled agent never answered.
+    ok(app.twilio("/status", &fixture("twilio/status_missed_completed.form")).await).await;
+    app.twilio("/dial", &fixture("twilio/dial_no_answer.form")).await;
+    let m = app.call_activity("twilio", "CA33333333333333333333333333333333").await;
+    assert_eq!(m.statecode, 0, "the Dial result (no-answer) wins over the parent's 'completed'");
+    // Outbound.
+    ok(app.twilio("/status", &fixture("twilio/status_outbound_completed.form")).await).await;
+    let o = app.call_activity("twilio", "CA55555555555555555555555555555555").await;
+    assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
+    assert_eq!(o.ownerid, seed.head, "no extension: the line owner of the caller id");
+    // A signature for another URL is refused.
+    let body = fixture("twilio/status_completed.form");
+    let r = app.http.post(app.url("/pbx/twilio/status")).header("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_json_auth_and_validation() {
+    let (app, _) = start("sqlite").await;
+    let body = fixture("generic/end_answered.json");
+    assert_eq!(app.generic(&body).await.status(), 202);
+    assert_eq!(app.generic(&body).await.status(), 202, "redelivery accepted");
+    let a = app.call_activity("generic", "asterisk-1764226800.42").await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)));
+    assert_eq!(app.count("pbx_event").await, 1);
+    // HMAC of the raw body works as well as the bearer token.
+    let other = body.replace("asterisk-1764226800.42", "asterisk-2");
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(GENERIC_HMAC.as_bytes()).unwrap();
+    m.update(other.as_bytes());
+    let sig = format!("sha256={}", hex::encode(m.finalize().into_bytes()));
+    assert_eq!(app.http.post(app.url("/pbx/generic")).header("X-Inflow-Signature", sig).body(other).send().await.unwrap().status(), 202);
+    // Wrong token, unknown field, broken JSON, missing field.
+    let r = app.http.post(app.url("/pbx/generic")).header("Authorization", "Bearer nope").body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.generic(&body.replace("\"event\"", "\"colour\":\"red\",\"event\"")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("colour"));
+    let r = app.generic("{\"call_id\": \"x\",").await;
+    assert_eq!(r.status(), 400);
+    let r = app.generic(r#"{"call_id":"x","event":"end","direction":"inbound"}"#).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("disposition"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
+    let (app, seed) = start("sqlite").await;
+    let ev = |id: &str, from: &str, did: &str, disp: &str, secs: i64| {
+        serde_json::json!({"call_id": id, "event": "end", "direction": "inbound", "external_number": from, "did": did,
+            "duration_secs": secs, "disposition": disp, "started_at": "2026-11-27T07:00:00Z", "ended_at": "2026-11-27T07:03:00Z"})
+        .to_string()
+    };
+    // R-PBX-4 + R-PBX-5: unknown caller to the campaign number → response, lead through it.
+    app.generic(&ev("t1", "+7 903 111-22-33", "88005553535", "answered", 120)).await;
+    let a = app.call_activity("generic", "t1").await;
+    let lead: Lead = app.store.load(a.regardingobjectid.expect("regarding the new lead")).await.unwrap();
+    assert_eq!(lead.lastname, "Caller +79031112233");
+    assert_eq!((lead.leadsourcecode, lead.campaignid), (Some(100_000_001), Some(seed.campaign)));
+    assert_eq!(lead.ownerid, seed.marketing);
+    let page = app.store.list::<CampaignResponse>(10, 0).await.unwrap();
+    assert_eq!(page.total, 1);
+    let r = &page.items[0];
+    assert_eq!((r.regardingobjectid, r.campaignactivityid, r.channeltypecode), (seed.campaign, Some(seed.wave), Some(2)));
+    assert_eq!((r.originatingactivityid, r.customerid), (Some(a.activityid), Some(lead.leadid)));
+    // R-RS-2: the same caller again → no second response, and no second lead (now known).
+    app.generic(&ev("t2", "89031112233", "+78005553535", "answered", 60)).await;
+    let a2 = app.call_activity("generic", "t2").await;
+    assert_eq!(a2.regardingobjectid, Some(lead.leadid));
+    assert_eq!(app.store.list::<CampaignResponse>(10, 0).await.unwrap().total, 1);
+    assert_eq!(app.count("lead").await, 1);
+    // A short call and a withheld number make no lead.
+    app.generic(&ev("t3", "+7 903 000-00-01", "+74951234567", "answered", 5)).await;
+    app.generic(&ev("t4", "anonymous", "+74951234567", "answered", 300)).await;
+    app.call_activity("generic", "t3").await;
+    let anon = app.call_activity("generic", "t4").await;
+    assert!(anon.phonenumber.as_deref() == Some("anonymous") && anon.regardingobjectid.is_none());
+    assert_eq!(app.count("lead").await, 1);
+    // Two contacts sharing a number: one activity, linked to neither, a dup candidate.
+    let t = now();
+    for last in ["Twin A", "Twin B"] {
+        let c = Contact { contactid: Uuid::new_v4(), lastname: last.into(), telephone1: Some("+7 812 333-44-55".into()), ..Default::default() }.stamped(seed.head, EntityKind::Systemuser, t, None);
+        app.store.insert(&c).await.unwrap();
+    }
+    app.generic(&ev("t5", "8 812 333 44 55", "+74951234567", "answered", 60)).await;
+    let amb = app.call_activity("generic", "t5").await;
+    assert!(amb.regardingobjectid.is_none());
+    assert_eq!(app.store.dup_candidates("open").await.unwrap().len(), 1);
+    // A call whose final event never comes is closed by the sweep after the timeout.
+    let start_only = serde_json::json!({"call_id": "t6", "event": "start", "direction": "inbound", "external_number": "+7 903 555-66-77", "did": "+74951234567"}).to_string();
+    app.generic(&start_only).await;
+    let rt = app.running.pbx.clone().unwrap();
+    assert_eq!(rt.sweep(chrono::Utc::now()).await.unwrap(), 0, "not due yet");
+    assert_eq!(rt.sweep(chrono::Utc::now() + Duration::hours(2)).await.unwrap(), 1);
+    let closed = rt.process("generic", "t6", chrono::Utc::now() + Duration::hours(2)).await.unwrap();
+    assert!(matches!(closed, inflow::ingest::pbx::process::Outcome::Processed(_) | inflow::ingest::pbx::process::Outcome::Stale), "{closed:?}");
+    let c = app.call_activity("generic", "t6").await;
+    assert!(c.description.unwrap().contains("Closed by timeout"));
+    assert_eq!(c.statecode, 0, "no answer known: a callback");
+    let call = app.store.pbx_call("generic", "t6").await.unwrap().unwrap();
+    assert!(call.timed_out);
+    // R-PBX-1: every call has its idempotency/audit row with the refs.
+    assert_eq!(app.store.inbound_event("pbx:generic", "t1").await.unwrap().unwrap().status, "processed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_same_call_events_make_one_activity() {
+    let (app, seed) = start("postgres").await;
+    for f in ["notify_end_answered", "notify_start", "notify_answer", "notify_end_answered"] {
+        ok(app.zadarma(&fixture(&format!("zadarma/{f}.form"))).await).await;
+    }
+    let a = app.call_activity("zadarma", "in_8b9a2f6c1d").await;
+    assert_eq!(a.regardingobjectid, Some(seed.known_contact));
+    assert_eq!(app.count("activity").await, 1);
+    ok(app.mango("/events/summary", fixture("mango/summary_missed.json").trim()).await).await;
+    assert_eq!(app.call_activity("mango", "MjAwMDQ1Njc4OQ==").await.statecode, 0);
+    app.stop().await;
+}
