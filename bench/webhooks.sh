@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Webhook benchmark (issue: PBX webhooks). Prints, in one run:
+#   (a) requests/s of an empty axum handler (examples/empty_server.rs),
+#   (b) requests/s of inflow's /pbx/generic endpoint, every call durably persisted,
+#       on SQLite and on PostgreSQL, and the ratio b/a;
+#   p50/p99 latency at ~1,000 requests/s (wrk 4 has no rate flag: 10 connections pausing
+#   10 ms between requests, achieved rate printed);
+#   the end-to-end rate at which calls become phone-call activities;
+#   lost calls: requests answered 2xx minus stored calls (must be 0).
+# Usage: bench/webhooks.sh [seconds-per-run]   (needs wrk: apt-get install wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+PORT=18080
+BASE_PORT=18081
+PG_ADMIN=${INFLOW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --quiet --bin inflow --example empty_server
+BIN=target/release/inflow
+WORK=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" | head -1; }
+
+echo "== baseline: empty axum handler =="
+target/release/examples/empty_server 127.0.0.1:$BASE_PORT 2>/dev/null &
+BASE_PID=$!
+wait_port $BASE_PORT
+BASE=$(INFLOW_BENCH_RUN=base wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$BASE_PORT | grep RESULT)
+echo "$BASE"
+BASE_RPS=$(echo "$BASE" | field rps)
+kill $BASE_PID; wait $BASE_PID 2>/dev/null || true
+
+count() { # engine url sql
+  if [ "$1" = sqlite ]; then /usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "${2#sqlite://}" "$3";
+  else psql "$2" -qAtc "$3"; fi
+}
+
+run_engine() {
+  local engine=$1 url
+  if [ "$engine" = sqlite ]; then url="sqlite://$WORK/bench.db"; else
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS inflow_bench WITH (FORCE)" -qc "CREATE DATABASE inflow_bench" >/dev/null
+    url="${PG_ADMIN%/*}/inflow_bench"
+  fi
+  echo "bench-token" > "$WORK/token"
+  cat > "$WORK/inflow.toml" <<TOML
+[database]
+url = "$url"
+[http]
+listen = "127.0.0.1:$PORT"
+[log]
+level = "warn"
+[pbx]
+sweep_interval_secs = 1
+default_owner = "bench@example.com"
+[[pbx.lines]]
+did = "+74951234567"
+owner = "bench@example.com"
+create_leads = true
+[pbx.generic]
+token_file = "$WORK/token"
+TOML
+  $BIN --config "$WORK/inflow.toml" migrate >/dev/null
+  local now_ms=$(($(date +%s) * 1000))
+  local ins="INSERT INTO systemuser (systemuserid, lastname, internalemailaddress, createdon, modifiedon) VALUES ('00000000-0000-0000-0000-00000000be7c', 'Bench', 'bench@example.com', $now_ms, $now_ms)"
+  if [ "$engine" = sqlite ]; then /usr/bin/python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.execute(\"INSERT INTO contact_point VALUES ('systemuser','00000000-0000-0000-0000-00000000be7c','internalemailaddress','email','bench@example.com',0)\"); c.commit()" "$WORK/bench.db" "$ins";
+  else psql "$url" -qc "$ins" -qc "INSERT INTO contact_point VALUES ('systemuser','00000000-0000-0000-0000-00000000be7c','internalemailaddress','email','bench@example.com',0)" >/dev/null; fi
+  $BIN --config "$WORK/inflow.toml" run 2>"$WORK/inflow.log" &
+  local pid=$!
+  wait_port $PORT
+  echo "== inflow /pbx/generic on $engine: max throughput =="
+  local t0=$(date +%s.%N)
+  local max=$(INFLOW_BENCH_RUN=max-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
+  echo "$max"
+  echo "== inflow /pbx/generic on $engine: ~1,000 req/s =="
+  local fixed=$(INFLOW_BENCH_RUN=fixed-$engine INFLOW_BENCH_DELAY_MS=10 wrk -t2 -c10 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
+  echo "$fixed"
+  local sent=$(( $(echo "$max" | field requests) - $(echo "$max" | field non2xx) + $(echo "$fixed" | field requests) - $(echo "$fixed" | field non2xx) ))
+  local stored=$(count $engine "$url" "SELECT COUNT(*) FROM pbx_call")
+  # Wait (bounded) until every call is processed, then report the end-to-end rate.
+  local deadline=$(( $(date +%s) + 600 ))
+  while :; do
+    local open=$(count $engine "$url" "SELECT COUNT(*) FROM pbx_call WHERE status = 'open'")
+    [ "$open" = 0 ] && break
+    [ "$(date +%s)" -gt $deadline ] && { echo "still $open calls open after 600 s"; break; }
+    sleep 0.5
+  done
+  local t1=$(date +%s.%N)
+  local acts=$(count $engine "$url" "SELECT COUNT(*) FROM activity")
+  kill -TERM $pid; wait $pid || true
+  local rps=$(echo "$max" | field rps)
+  /usr/bin/python3 - "$engine" "$BASE_RPS" "$rps" "$sent" "$stored" "$acts" "$t0" "$t1" "$(echo "$fixed" | field rps)" "$(echo "$fixed" | field p99_ms)" <<'PY'
+import sys
+eng, base, rps, sent, stored, acts, t0, t1, frps, p99 = sys.argv[1:]
+base, rps, t0, t1 = float(base), float(rps), float(t0), float(t1)
+print(f"SUMMARY {eng}: empty={base:.0f} req/s inflow={rps:.0f} req/s ratio={rps/base:.3f} | "
+      f"~1k run: {float(frps):.0f} req/s p99={float(p99):.2f} ms | 2xx answered={sent} calls stored={stored} lost={int(sent)-int(stored)} | "
+      f"activities={acts} end-to-end={int(acts)/(t1-t0):.0f} calls/s over {t1-t0:.1f} s")
+PY
+}
+
+run_engine sqlite
+run_engine postgres
