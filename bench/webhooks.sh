@@ -3,8 +3,8 @@
 #   (a) requests/s of an empty axum handler (examples/empty_server.rs),
 #   (b) requests/s of inflow's /pbx/generic endpoint, every call durably persisted,
 #       on SQLite and on PostgreSQL, and the ratio b/a;
-#   p50/p99 latency at ~1,000 requests/s (wrk 4 has no rate flag: 10 connections pausing
-#   10 ms between requests, achieved rate printed);
+#   p50/p99 latency at ~1,000 requests/s (wrk 4 has no rate flag: 16 connections pausing
+#   12 ms between requests, achieved rate printed);
 #   the end-to-end rate at which calls become phone-call activities;
 #   lost calls: requests answered 2xx minus stored calls (must be 0).
 # Usage: bench/webhooks.sh [seconds-per-run]   (needs wrk: apt-get install wrk)
@@ -76,7 +76,7 @@ TOML
   local max=$(INFLOW_BENCH_RUN=max-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
   echo "$max"
   echo "== inflow /pbx/generic on $engine: ~1,000 req/s =="
-  local fixed=$(INFLOW_BENCH_RUN=fixed-$engine INFLOW_BENCH_DELAY_MS=10 wrk -t2 -c10 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
+  local fixed=$(INFLOW_BENCH_RUN=fixed-$engine INFLOW_BENCH_DELAY_MS=12 wrk -t2 -c16 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
   echo "$fixed"
   local sent=$(( $(echo "$max" | field requests) - $(echo "$max" | field non2xx) + $(echo "$fixed" | field requests) - $(echo "$fixed" | field non2xx) ))
   local stored=$(count $engine "$url" "SELECT COUNT(*) FROM pbx_call")

@@ -46,15 +46,18 @@ pub struct Running {
     pub pbx: Option<Arc<PbxRuntime>>,
 }
 
-/// Builds the PBX webhooks from the configuration (None when no provider is configured).
-fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<Arc<PbxWebhooks>> {
+/// Builds the PBX webhooks from the configuration (None when no provider is configured),
+/// with the writer's inbox; the caller runs the writer on the returned receiver.
+fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
     let p = &cfg.pbx;
     if p.zadarma.is_none() && p.mango.is_none() && p.twilio.is_none() && p.generic.is_none() {
         return None;
     }
     let runtime = Arc::new(PbxRuntime { store: store.clone(), settings: PbxSettings::from_config(cfg), queue: JobQueue::new(&store.db, pbx_process::QUEUE) });
-    Some(Arc::new(PbxWebhooks {
+    let (writer, inbox) = tokio::sync::mpsc::channel(4096);
+    let hooks = Arc::new(PbxWebhooks {
         runtime,
+        writer,
         zadarma: p.zadarma.as_ref().map(|z| Zadarma {
             secret: z.secret.clone().unwrap_or_default(),
             tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
@@ -66,7 +69,8 @@ fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<Arc<PbxWebhooks>> {
         }),
         generic: p.generic.as_ref().map(|g| Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }),
         body_limit: p.body_limit_bytes,
-    }))
+    });
+    Some((hooks, inbox))
 }
 
 /// Runs the `pbx-call` job worker until the token is cancelled. Worker names are unique per
@@ -120,8 +124,12 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let addr: SocketAddr = cfg.http.listen.parse().context("http.listen")?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let pbx = pbx_webhooks(&cfg, &store);
     let mut workers = Vec::new();
+    let pbx = pbx_webhooks(&cfg, &store).map(|(p, inbox)| {
+        // The writer drains its inbox until the server (holding the senders) is gone.
+        workers.push(tokio::spawn(p.runtime.clone().run_writer(inbox)));
+        p
+    });
     if let Some(p) = &pbx {
         workers.push(spawn_pbx_worker(p.runtime.clone(), token.clone()));
         workers.push(spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()));
@@ -132,17 +140,21 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let server_token = token.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);
     let done = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(server_token.clone().cancelled_owned());
-        let mut serve = std::pin::pin!(serve.into_future());
-        tokio::select! {
-            r = &mut serve => r.context("http server failed")?,
-            _ = server_token.cancelled() => {
-                // Drain in-flight requests, but never past the shutdown limit.
-                match tokio::time::timeout(limit, &mut serve).await {
-                    Ok(r) => r.context("http server failed")?,
-                    Err(_) => tracing::warn!(limit_secs = limit.as_secs(), "shutdown limit reached; dropping open connections"),
+        {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(server_token.clone().cancelled_owned());
+            let mut serve = std::pin::pin!(serve.into_future());
+            tokio::select! {
+                r = &mut serve => r.context("http server failed")?,
+                _ = server_token.cancelled() => {
+                    // Drain in-flight requests, but never past the shutdown limit.
+                    match tokio::time::timeout(limit, &mut serve).await {
+                        Ok(r) => r.context("http server failed")?,
+                        Err(_) => tracing::warn!(limit_secs = limit.as_secs(), "shutdown limit reached; dropping open connections"),
+                    }
                 }
             }
+            // The server (and with it the writer's senders) is dropped here, so the writer
+            // finishes what it holds and ends.
         }
         for w in workers {
             if tokio::time::timeout(limit, w).await.is_err() {

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::ingest::pbx::generic::Generic;
 use crate::ingest::pbx::mango::Mango;
-use crate::ingest::pbx::process::PbxRuntime;
+use crate::ingest::pbx::process::{IngestRequest, PbxRuntime};
 use crate::ingest::pbx::twilio::Twilio;
 use crate::ingest::pbx::zadarma::Zadarma;
 use crate::ingest::pbx::{Parsed, WebhookError, WebhookRequest};
@@ -28,6 +28,8 @@ use crate::store::PbxEventRow;
 /// The configured adapters and the processing runtime.
 pub struct PbxWebhooks {
     pub runtime: Arc<PbxRuntime>,
+    /// The group-commit writer's inbox.
+    pub writer: tokio::sync::mpsc::Sender<IngestRequest>,
     pub zadarma: Option<Zadarma>,
     pub mango: Option<Mango>,
     pub twilio: Option<Twilio>,
@@ -87,18 +89,17 @@ async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: 
         .iter()
         .map(|e| PbxEventRow { call_id: e.call_id.clone(), event_id: e.event_id.clone(), facts: serde_json::to_string(&e.facts).unwrap_or_default(), is_final: e.facts.is_final })
         .collect();
-    let raw = String::from_utf8_lossy(body);
-    let updates = match hooks.runtime.store.record_pbx_events(provider, &rows, &raw, Utc::now()).await {
-        Ok(u) => u,
-        Err(e) => return Err(ApiError::from(e).into_response()),
-    };
-    let mut calls = Vec::new();
-    for u in &updates {
-        if u.new_event && u.is_final {
-            hooks.runtime.enqueue(provider, &u.call_id, u.version).await;
-        }
-        calls.push(json!({ "call_id": u.call_id, "duplicate": !u.new_event, "status": u.status, "activityid": u.activityid }));
+    let raw = String::from_utf8_lossy(body).into_owned();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later").into_response();
+    if hooks.writer.send(IngestRequest { provider, rows, raw, reply }).await.is_err() {
+        return Err(unavailable());
     }
+    let updates = match answer.await {
+        Ok(Ok(u)) => u,
+        _ => return Err(unavailable()),
+    };
+    let calls: Vec<_> = updates.iter().map(|u| json!({ "call_id": u.call_id, "duplicate": !u.new_event, "status": u.status, "activityid": u.activityid })).collect();
     Ok(json!({ "status": "accepted", "calls": calls }))
 }
 

@@ -70,32 +70,40 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
 }
 
 impl Store {
-    /// Stores the events of one webhook request in one transaction: each new event is kept
-    /// with the raw body and bumps its call's version (reopening a processed call so the
-    /// late facts are applied); a redelivered event changes nothing.
-    pub async fn record_pbx_events(&self, provider: &str, events: &[PbxEventRow], raw: &str, now: DateTime<Utc>) -> Result<Vec<PbxCallUpdate>> {
+    /// Stores the events of several webhook requests in one transaction (group commit):
+    /// each new event is kept with its request's raw body and bumps its call's version
+    /// (reopening a processed call so late facts are applied); a redelivered event changes
+    /// nothing. Returns, per request, what happened to each event's call.
+    pub async fn record_pbx_events(&self, requests: &[(&str, &[PbxEventRow], &str)], now: DateTime<Utc>) -> Result<Vec<Vec<PbxCallUpdate>>> {
         let mut tx = self.db.begin().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            let n = tx
-                .execute(
-                    "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (provider, event_id) DO NOTHING",
-                    vec![Uuid::new_v4().into(), provider.into(), ev.event_id.clone().into(), ev.call_id.clone().into(), now.into(), ev.facts.clone().into(), raw.into()],
-                )
-                .await?;
-            if n == 1 {
-                tx.execute(
-                    "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ($1, $2, $3, $3, $4, 1, 'open') \
-                     ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
-                       is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + 1, status = 'open'",
-                    vec![provider.into(), ev.call_id.clone().into(), now.into(), ev.is_final.into()],
-                )
-                .await?;
+        let mut out = Vec::with_capacity(requests.len());
+        for (provider, events, raw) in requests {
+            let mut updates = Vec::with_capacity(events.len());
+            for ev in events.iter() {
+                let n = tx
+                    .execute(
+                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (provider, event_id) DO NOTHING",
+                        vec![Uuid::new_v4().into(), (*provider).into(), ev.event_id.clone().into(), ev.call_id.clone().into(), now.into(), ev.facts.clone().into(), (*raw).into()],
+                    )
+                    .await?;
+                let row = if n == 1 {
+                    tx.fetch_one(
+                        &format!(
+                            "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ($1, $2, $3, $3, $4, 1, 'open') \
+                             ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
+                               is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + 1, status = 'open' RETURNING {CALL_COLS}"
+                        ),
+                        vec![(*provider).into(), ev.call_id.clone().into(), now.into(), ev.is_final.into()],
+                    )
+                    .await?
+                } else {
+                    tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![(*provider).into(), ev.call_id.clone().into()]).await?
+                };
+                let call = call_from_row(&row)?;
+                updates.push(PbxCallUpdate { call_id: ev.call_id.clone(), new_event: n == 1, version: call.version, is_final: call.is_final, status: call.status, activityid: call.activityid });
             }
-            let row = tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![provider.into(), ev.call_id.clone().into()]).await?;
-            let call = call_from_row(&row)?;
-            out.push(PbxCallUpdate { call_id: ev.call_id.clone(), new_event: n == 1, version: call.version, is_final: call.is_final, status: call.status, activityid: call.activityid });
+            out.push(updates);
         }
         tx.commit().await?;
         Ok(out)

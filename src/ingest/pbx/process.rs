@@ -18,21 +18,34 @@ use crate::crm::{EntityRef, Phone};
 use crate::jobs::JobQueue;
 use crate::store::{RecordExt, Store, StoreError};
 
-/// The job: process one call at one version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessCall {
+/// One call at one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRef {
     pub provider: String,
     pub call_id: String,
     pub version: i64,
 }
 
+/// The job: process the calls one write batch (or one sweep) found due. Processing is
+/// idempotent per call version, so a batch retried after a crash repeats nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessCalls {
+    pub calls: Vec<CallRef>,
+}
+
 /// Explicit queue name (see DESIGN rule 9).
 pub const QUEUE: &str = "pbx-call";
 
-impl ProcessCall {
-    pub fn key(&self) -> String {
-        format!("pbx:{}:{}:{}", self.provider, self.call_id, self.version)
-    }
+/// Most requests the writer commits in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One webhook request's events on their way to the database; the handler answers once
+/// `reply` says they are committed.
+pub struct IngestRequest {
+    pub provider: &'static str,
+    pub rows: Vec<crate::store::PbxEventRow>,
+    pub raw: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<crate::store::PbxCallUpdate>, String>>,
 }
 
 /// A configured line, normalised.
@@ -91,7 +104,7 @@ impl PbxSettings {
 pub struct PbxRuntime {
     pub store: Store,
     pub settings: PbxSettings,
-    pub queue: JobQueue<ProcessCall>,
+    pub queue: JobQueue<ProcessCalls>,
 }
 
 /// What processing did.
@@ -226,13 +239,16 @@ impl PbxRuntime {
         }
     }
 
-    /// Enqueues processing of a call version (idempotent per version).
-    pub async fn enqueue(&self, provider: &str, call_id: &str, version: i64) {
-        let job = ProcessCall { provider: provider.into(), call_id: call_id.into(), version };
-        let key = job.key();
-        if let Err(e) = self.queue.push(job, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
-            // The sweep finds the call again; nothing is lost.
-            tracing::warn!(provider, call_id, error = %e, "could not enqueue call processing; the sweep will retry");
+    /// Enqueues processing of these call versions as one job.
+    pub async fn enqueue(&self, calls: Vec<CallRef>) {
+        if calls.is_empty() {
+            return;
+        }
+        let n = calls.len();
+        let key = format!("pbx-batch:{}", Uuid::new_v4());
+        if let Err(e) = self.queue.push(ProcessCalls { calls }, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
+            // The sweep finds the calls again; nothing is lost.
+            tracing::warn!(calls = n, error = %e, "could not enqueue call processing; the sweep will retry");
         }
     }
 
@@ -240,15 +256,53 @@ impl PbxRuntime {
     /// storing the event and enqueueing) and calls whose final event never came.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let due = self.store.pbx_calls_due(now, self.settings.final_event_timeout, 500).await?;
-        for c in &due {
-            self.enqueue(&c.provider, &c.call_id, c.version).await;
+        let n = due.len();
+        self.enqueue(due.into_iter().map(|c| CallRef { provider: c.provider, call_id: c.call_id, version: c.version }).collect()).await;
+        Ok(n)
+    }
+
+    /// The group-commit writer: takes every request waiting in the channel, stores them in
+    /// one transaction, answers each, then enqueues the calls that became final. Ends when
+    /// every sender is gone (the HTTP server has stopped).
+    pub async fn run_writer(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<IngestRequest>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let reqs: Vec<(&str, &[crate::store::PbxEventRow], &str)> = batch.iter().map(|r| (r.provider, r.rows.as_slice(), r.raw.as_str())).collect();
+            match self.store.record_pbx_events(&reqs, Utc::now()).await {
+                Ok(results) => {
+                    let mut due = Vec::new();
+                    for (r, ups) in batch.into_iter().zip(results) {
+                        due.extend(ups.iter().filter(|u| u.new_event && u.is_final).map(|u| CallRef { provider: r.provider.to_string(), call_id: u.call_id.clone(), version: u.version }));
+                        let _ = r.reply.send(Ok(ups));
+                    }
+                    self.enqueue(due).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, requests = batch.len(), "storing PBX events failed");
+                    for r in batch {
+                        let _ = r.reply.send(Err(e.to_string()));
+                    }
+                }
+            }
         }
-        Ok(due.len())
     }
 }
 
-/// The job handler.
-pub async fn handle(job: ProcessCall, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
-    rt.process(&job.provider, &job.call_id, Utc::now()).await?;
-    Ok(())
+/// The job handler: every call of the batch is attempted; any failure retries the job
+/// (calls already done are skipped as stale).
+pub async fn handle(job: ProcessCalls, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+    let mut failed = Vec::new();
+    for c in &job.calls {
+        if let Err(e) = rt.process(&c.provider, &c.call_id, Utc::now()).await {
+            tracing::warn!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing a call failed; will retry");
+            failed.push(c.call_id.clone());
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("{} of {} calls failed: {}", failed.len(), job.calls.len(), failed.join(", ")).into()) }
 }
