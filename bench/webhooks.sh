@@ -71,13 +71,13 @@ TOML
   $BIN --config "$WORK/inflow.toml" run 2>"$WORK/inflow.log" &
   local pid=$!
   wait_port $PORT
-  echo "== inflow /pbx/generic on $engine: max throughput =="
   local t0=$(date +%s.%N)
-  local max=$(INFLOW_BENCH_RUN=max-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
-  echo "$max"
   echo "== inflow /pbx/generic on $engine: ~1,000 req/s =="
   local fixed=$(INFLOW_BENCH_RUN=fixed-$engine INFLOW_BENCH_DELAY_MS=12 wrk -t2 -c16 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
   echo "$fixed"
+  echo "== inflow /pbx/generic on $engine: max throughput =="
+  local max=$(INFLOW_BENCH_RUN=max-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
+  echo "$max"
   local sent=$(( $(echo "$max" | field requests) - $(echo "$max" | field non2xx) + $(echo "$fixed" | field requests) - $(echo "$fixed" | field non2xx) ))
   local stored=$(count $engine "$url" "SELECT COUNT(*) FROM pbx_call")
   # Wait (bounded) until every call is processed, then report the end-to-end rate.

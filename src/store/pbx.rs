@@ -73,40 +73,81 @@ impl Store {
     /// Stores the events of several webhook requests in one transaction (group commit):
     /// each new event is kept with its request's raw body and bumps its call's version
     /// (reopening a processed call so late facts are applied); a redelivered event changes
-    /// nothing. Returns, per request, what happened to each event's call.
+    /// nothing. A batch costs three statements whatever its size: one multi-row insert of
+    /// the events, one multi-row upsert of the calls they touch, one read of the rest.
+    /// Returns, per request, what happened to each event's call.
     pub async fn record_pbx_events(&self, requests: &[(&str, &[PbxEventRow], &str)], now: DateTime<Utc>) -> Result<Vec<Vec<PbxCallUpdate>>> {
+        use std::collections::{BTreeMap, HashSet};
         let mut tx = self.db.begin().await?;
-        let mut out = Vec::with_capacity(requests.len());
-        for (provider, events, raw) in requests {
-            let mut updates = Vec::with_capacity(events.len());
-            for ev in events.iter() {
-                let n = tx
-                    .execute(
-                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (provider, event_id) DO NOTHING",
-                        vec![Uuid::new_v4().into(), (*provider).into(), ev.event_id.clone().into(), ev.call_id.clone().into(), now.into(), ev.facts.clone().into(), (*raw).into()],
-                    )
-                    .await?;
-                let row = if n == 1 {
-                    tx.fetch_one(
-                        &format!(
-                            "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ($1, $2, $3, $3, $4, 1, 'open') \
-                             ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
-                               is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + 1, status = 'open' RETURNING {CALL_COLS}"
-                        ),
-                        vec![(*provider).into(), ev.call_id.clone().into(), now.into(), ev.is_final.into()],
-                    )
-                    .await?
-                } else {
-                    tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![(*provider).into(), ev.call_id.clone().into()]).await?
-                };
-                let call = call_from_row(&row)?;
-                updates.push(PbxCallUpdate { call_id: ev.call_id.clone(), new_event: n == 1, version: call.version, is_final: call.is_final, status: call.status, activityid: call.activityid });
+        // 1. Every event, once: the database says which are new.
+        let mut new_events: HashSet<(String, String)> = HashSet::new();
+        let all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
+        for chunk in all.chunks(1000) {
+            let mut sql = String::from("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ");
+            let mut args = Vec::with_capacity(chunk.len() * 7);
+            for (i, (p, e, raw)) in chunk.iter().enumerate() {
+                let b = i * 7;
+                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i > 0 { ", " } else { "" }, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
+                args.extend([Uuid::new_v4().into(), (*p).into(), e.event_id.clone().into(), e.call_id.clone().into(), now.into(), e.facts.clone().into(), (*raw).into()]);
             }
-            out.push(updates);
+            sql.push_str(" ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id");
+            for r in tx.fetch_all(&sql, args).await? {
+                new_events.insert((r.get("provider")?, r.get("event_id")?));
+            }
+        }
+        // 2. Each call touched by a new event: one upsert row (new-event count, finality).
+        let mut touched: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for (p, e, _) in &all {
+            let id = (p.to_string(), e.event_id.clone());
+            if new_events.contains(&id) && seen.insert(id) {
+                let t = touched.entry((p.to_string(), e.call_id.clone())).or_insert((0, false));
+                t.0 += 1;
+                t.1 |= e.is_final;
+            }
+        }
+        let mut calls: BTreeMap<(String, String), PbxCall> = BTreeMap::new();
+        let touched: Vec<_> = touched.into_iter().collect();
+        for chunk in touched.chunks(1000) {
+            let mut sql = String::from("INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ");
+            let mut args = Vec::with_capacity(chunk.len() * 5);
+            for (i, ((p, c), (n, fin))) in chunk.iter().enumerate() {
+                let b = i * 5;
+                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, 'open')", if i > 0 { ", " } else { "" }, b + 1, b + 2, b + 3, b + 3, b + 4, b + 5));
+                args.extend([p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]);
+            }
+            sql.push_str(&format!(
+                " ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
+                  is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + excluded.version, status = 'open' RETURNING {CALL_COLS}"
+            ));
+            for r in tx.fetch_all(&sql, args).await? {
+                let call = call_from_row(&r)?;
+                calls.insert((call.provider.clone(), call.call_id.clone()), call);
+            }
+        }
+        // 3. Calls only redelivered events touched: read as they are.
+        for (p, e, _) in &all {
+            let key = (p.to_string(), e.call_id.clone());
+            if !calls.contains_key(&key) {
+                let row = tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![(*p).into(), e.call_id.clone().into()]).await?;
+                calls.insert(key, call_from_row(&row)?);
+            }
         }
         tx.commit().await?;
-        Ok(out)
+        let mut reported: HashSet<(String, String)> = HashSet::new();
+        Ok(requests
+            .iter()
+            .map(|(p, evs, _)| {
+                evs.iter()
+                    .map(|e| {
+                        let call = &calls[&(p.to_string(), e.call_id.clone())];
+                        // An event id repeated within one batch counts as new only once.
+                        let new_event = new_events.contains(&(p.to_string(), e.event_id.clone())) && reported.insert((p.to_string(), e.event_id.clone()));
+                        PbxCallUpdate { call_id: e.call_id.clone(), new_event, version: call.version, is_final: call.is_final, status: call.status.clone(), activityid: call.activityid }
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     pub async fn pbx_call(&self, provider: &str, call_id: &str) -> Result<Option<PbxCall>> {

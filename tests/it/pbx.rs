@@ -445,3 +445,37 @@ async fn postgres_same_call_events_make_one_activity() {
     assert_eq!(app.call_activity("mango", "MjAwMDQ1Njc4OQ==").await.statecode, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redeliveries() {
+    let (app, _) = start("sqlite").await;
+    let pad = "x".repeat(5000);
+    // 413 above pbx.body_limit_bytes (4096 here), for every endpoint, before any parsing.
+    for path in ["/pbx/zadarma", "/pbx/mango/events/summary", "/pbx/twilio/status", "/pbx/generic"] {
+        let r = app.http.post(app.url(path)).body(format!("a={pad}")).send().await.unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+    }
+    // Twilio: a body that is no form, and a signed form without CallSid.
+    let r = app.twilio("/status", "CallStatus=completed&%zz").await;
+    assert_eq!(r.status(), 400);
+    let r = app.twilio("/status", "CallStatus=completed&Direction=inbound").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("CallSid"));
+    // Twilio redelivers a status callback: one event, one activity.
+    for _ in 0..3 {
+        ok(app.twilio("/status", &fixture("twilio/status_outbound_completed.form")).await).await;
+    }
+    app.call_activity("twilio", "CA55555555555555555555555555555555").await;
+    // Generic: a missed inbound and an outbound call.
+    let missed = r#"{"call_id":"g-m","event":"end","direction":"inbound","external_number":"+79035550099","did":"+74951234567","disposition":"missed"}"#;
+    let out = r#"{"call_id":"g-o","event":"end","direction":"outbound","external_number":"+74997654321","did":"+74951234567","extension":"102","duration_secs":12,"disposition":"answered"}"#;
+    assert_eq!(app.generic(missed).await.status(), 202);
+    assert_eq!(app.generic(missed).await.status(), 202);
+    assert_eq!(app.generic(out).await.status(), 202);
+    assert_eq!(app.call_activity("generic", "g-m").await.statecode, 0);
+    let o = app.call_activity("generic", "g-o").await;
+    assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
+    assert_eq!(app.count("activity").await, 3);
+    assert_eq!(app.count("pbx_event").await, 3);
+    app.stop().await;
+}
