@@ -250,15 +250,21 @@ pub trait Exec: Send {
 }
 
 /// A connection pool on one engine. Cheap to clone.
+///
+/// SQLite has one writer at a time. Its own busy handler makes waiting writers sleep and
+/// retry (1 ms … 100 ms steps), which shows up as latency spikes under mixed load; so write
+/// transactions of this process queue on `write_lock` instead, and SQLite's busy timeout is
+/// left for writers from other processes.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 
-/// A write transaction. Dropping it without `commit` rolls back.
+/// A write transaction. Dropping it without `commit` rolls back (and, on SQLite, lets the
+/// next writer of this process in).
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>, tokio::sync::OwnedMutexGuard<()>),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
@@ -296,13 +302,13 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .map_err(|e| StoreError::Unavailable(describe_connect_error(url, &e)))?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(()))))
         }
     }
 
     pub fn engine(&self) -> Engine {
         match self {
-            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Sqlite(..) => Engine::Sqlite,
             Db::Postgres(_) => Engine::Postgres,
         }
     }
@@ -311,21 +317,26 @@ impl Db {
     /// so a read-then-write transaction never fails half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p, lock) => {
+                let guard = tokio::time::timeout(Duration::from_secs(60), lock.clone().lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Unavailable("waited 60 s for the SQLite write lock".into()))?;
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, guard)
+            }
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p) => p.close().await,
+            Db::Sqlite(p, _) => p.close().await,
             Db::Postgres(p) => p.close().await,
         }
     }
 
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match self {
-            Db::Sqlite(p) => Some(p),
+            Db::Sqlite(p, _) => Some(p),
             _ => None,
         }
     }
@@ -357,14 +368,14 @@ impl Exec for Db {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
+            Db::Sqlite(p, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
             Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
         })
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
         match self {
-            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
+            Db::Sqlite(p, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
             Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(pg_row).collect(),
         }
     }
@@ -373,7 +384,7 @@ impl Exec for Db {
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _guard) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -383,21 +394,21 @@ impl Tx {
 impl Exec for Tx {
     fn engine(&self) -> Engine {
         match self {
-            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Sqlite(..) => Engine::Sqlite,
             Tx::Postgres(_) => Engine::Postgres,
         }
     }
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
             Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
         })
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
         match self {
-            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
+            Tx::Sqlite(t, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
             Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
         }
     }
@@ -460,7 +471,7 @@ impl Db {
         let m = migrator(self.engine());
         let err = |e: sqlx::migrate::MigrateError| StoreError::Migrate(e.to_string());
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, _) => {
                 m.run(p).await.map_err(err)?;
                 // Not SqliteStorage::setup(): it would set synchronous=OFF on a pooled
                 // connection. The pool's own pragmas (WAL, FULL) stay in force.
