@@ -250,21 +250,15 @@ pub trait Exec: Send {
 }
 
 /// A connection pool on one engine. Cheap to clone.
-///
-/// SQLite has one writer at a time. Its own busy handler makes waiting writers sleep and
-/// retry (1 ms … 100 ms steps), which shows up as latency spikes under mixed load; so write
-/// transactions of this process queue on `write_lock` instead, and SQLite's busy timeout is
-/// left for writers from other processes.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
+    Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
-/// A write transaction. Dropping it without `commit` rolls back (and, on SQLite, lets the
-/// next writer of this process in).
+/// A write transaction. Dropping it without `commit` rolls back.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>, tokio::sync::OwnedMutexGuard<()>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
@@ -302,13 +296,13 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .map_err(|e| StoreError::Unavailable(describe_connect_error(url, &e)))?;
-            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(()))))
+            Ok(Db::Sqlite(pool))
         }
     }
 
     pub fn engine(&self) -> Engine {
         match self {
-            Db::Sqlite(..) => Engine::Sqlite,
+            Db::Sqlite(_) => Engine::Sqlite,
             Db::Postgres(_) => Engine::Postgres,
         }
     }
@@ -317,26 +311,21 @@ impl Db {
     /// so a read-then-write transaction never fails half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite(p, lock) => {
-                let guard = tokio::time::timeout(Duration::from_secs(60), lock.clone().lock_owned())
-                    .await
-                    .map_err(|_| StoreError::Unavailable("waited 60 s for the SQLite write lock".into()))?;
-                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, guard)
-            }
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p, _) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
         }
     }
 
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match self {
-            Db::Sqlite(p, _) => Some(p),
+            Db::Sqlite(p) => Some(p),
             _ => None,
         }
     }
@@ -368,14 +357,14 @@ impl Exec for Db {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Db::Sqlite(p, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
+            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
             Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
         })
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
         match self {
-            Db::Sqlite(p, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
+            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
             Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(pg_row).collect(),
         }
     }
@@ -384,7 +373,7 @@ impl Exec for Db {
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t, _guard) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -394,21 +383,21 @@ impl Tx {
 impl Exec for Tx {
     fn engine(&self) -> Engine {
         match self {
-            Tx::Sqlite(..) => Engine::Sqlite,
+            Tx::Sqlite(_) => Engine::Sqlite,
             Tx::Postgres(_) => Engine::Postgres,
         }
     }
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Tx::Sqlite(t, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
             Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
         })
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
         match self {
-            Tx::Sqlite(t, _) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
             Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
         }
     }
@@ -471,7 +460,7 @@ impl Db {
         let m = migrator(self.engine());
         let err = |e: sqlx::migrate::MigrateError| StoreError::Migrate(e.to_string());
         match self {
-            Db::Sqlite(p, _) => {
+            Db::Sqlite(p) => {
                 m.run(p).await.map_err(err)?;
                 // Not SqliteStorage::setup(): it would set synchronous=OFF on a pooled
                 // connection. The pool's own pragmas (WAL, FULL) stay in force.
