@@ -79,13 +79,13 @@ fn spawn_pbx_worker(rt: Arc<PbxRuntime>, token: CancellationToken) -> tokio::tas
     use apalis::prelude::*;
     let name = format!("pbx-call-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     macro_rules! run {
-        ($backend:expr) => {{
+        ($backend:expr, $concurrency:expr) => {{
             // Idle polling backs off from 100 ms to 2 s (apalis' default backs off to 60 s,
             // which would leave a call unprocessed for up to a minute).
             let backend = $backend.poll_with_backoff(Duration::from_millis(100), apalis::prelude::BackoffConfig::new(Duration::from_secs(2)));
             let data = rt.clone();
             let monitor = Monitor::new()
-                .register(move |_restarts| WorkerBuilder::new(name.as_str()).backend(backend.clone()).data(data.clone()).concurrency(4).build(pbx_process::handle))
+                .register(move |_restarts| WorkerBuilder::new(name.as_str()).backend(backend.clone()).data(data.clone()).concurrency($concurrency).build(pbx_process::handle))
                 .shutdown_timeout(Duration::from_secs(10));
             tokio::spawn(async move {
                 if let Err(e) = monitor.run_with_signal(async move { token.cancelled().await; Ok(()) }).await {
@@ -95,8 +95,10 @@ fn spawn_pbx_worker(rt: Arc<PbxRuntime>, token: CancellationToken) -> tokio::tas
         }};
     }
     match &rt.queue {
-        JobQueue::Sqlite(s) => run!(s.clone()),
-        JobQueue::Postgres(p) => run!(p.clone()),
+        // SQLite has one writer: concurrent jobs would only queue on its lock and delay the
+        // webhook writer. PostgreSQL processes calls in parallel.
+        JobQueue::Sqlite(s) => run!(s.clone(), 1),
+        JobQueue::Postgres(p) => run!(p.clone(), 4),
     }
 }
 
