@@ -61,6 +61,7 @@ fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<(Arc<PbxWebhooks>, tokio:
         zadarma: p.zadarma.as_ref().map(|z| Zadarma {
             secret: z.secret.clone().unwrap_or_default(),
             tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
+            max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
         }),
         mango: p.mango.as_ref().map(|m| Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
         twilio: p.twilio.as_ref().map(|t| Twilio {

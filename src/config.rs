@@ -284,7 +284,7 @@ impl Default for PbxConfig {
 }
 
 /// `[pbx.zadarma]`: POST /pbx/zadarma (GET answers the `zd_echo` check).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZadarmaConfig {
     /// File with the API secret (the HMAC key of the `Signature` header).
@@ -293,6 +293,15 @@ pub struct ZadarmaConfig {
     pub secret: Option<String>,
     /// Zone of `call_start` (Zadarma sends local time without an offset); default org.timezone.
     pub timezone: Option<String>,
+    /// Refuse notifications whose call_start is further than this from now (replays of
+    /// captured requests: Zadarma signs only a few fields). 0 turns the check off.
+    pub max_event_age_secs: u64,
+}
+
+impl Default for ZadarmaConfig {
+    fn default() -> Self {
+        ZadarmaConfig { secret_file: None, secret: None, timezone: None, max_event_age_secs: 2 * 86_400 }
+    }
 }
 
 /// `[pbx.mango]`: POST /pbx/mango/events/{call,summary,recording}.

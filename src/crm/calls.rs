@@ -46,6 +46,8 @@ pub struct CallRecord {
     pub external_raw: Option<String>,
     /// The dialled number in E.164, if any.
     pub did: Option<String>,
+    /// A second number naming the line (Mango's line behind a tracking number), E.164.
+    pub line: Option<String>,
     pub extension: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -256,22 +258,30 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
     activity.statecode = statecode;
     activity.statuscode = statuscode;
 
+    // Re-processing after a late event (a recording, a final event after the timeout):
+    // patch what the event adds and leave the rest as people may have edited it.
     let is_new = ctx.existing.is_none();
     if let Some(old) = &ctx.existing {
-        activity.activityid = old.activityid;
-        activity.createdon = old.createdon;
-        activity.createdby = old.createdby;
-        activity.versionnumber = old.versionnumber;
-        if old.statecode != 0 {
-            // Someone already closed it: keep their decision.
-            activity.statecode = old.statecode;
-            activity.statuscode = old.statuscode;
-            activity.scheduledend = old.scheduledend;
+        let mut a = old.clone();
+        a.actualstart = a.actualstart.or(rec.started_at);
+        a.actualend = rec.ended_at.or(a.actualend);
+        a.actualdurationminutes = Some(duration_minutes(rec.duration_secs)).max(a.actualdurationminutes);
+        if let Some(r) = &rec.recording {
+            let d = a.description.get_or_insert_with(String::new);
+            if !d.contains(r.as_str()) {
+                if !d.is_empty() {
+                    d.push('\n');
+                }
+                d.push_str(&format!("Recording: {r}"));
+            }
         }
-        if activity.regardingobjectid.is_none() {
-            activity.regardingobjectid = old.regardingobjectid;
-            activity.regardingobjectidtype = old.regardingobjectidtype;
+        // Our own open callback closes if the call turns out to have been answered.
+        if a.statecode == 0 && inbound && rec.answered() {
+            a.statecode = 1;
+            a.statuscode = 4;
         }
+        a.modifiedon = t;
+        activity = a;
     }
 
     // activityparty: the customer side (record or raw number) and the owner.
@@ -332,6 +342,7 @@ mod tests {
             external: Phone::parse(number, "RU"),
             external_raw: Some(number.into()),
             did: Some("+74951234567".into()),
+            line: None,
             extension: Some("101".into()),
             started_at: Some(start),
             answered_at: (disposition == Disposition::Answered).then_some(start),

@@ -85,6 +85,14 @@ async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: 
         }
         Parsed::Events(e) => e,
     };
+    // Ids become keys and index entries: bounded length, no control characters.
+    for e in &events {
+        for (name, v) in [("call id", &e.call_id), ("event id", &e.event_id)] {
+            if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", format!("the {name} must be 1..512 characters without control characters")).into_response());
+            }
+        }
+    }
     let rows: Vec<PbxEventRow> = events
         .iter()
         .map(|e| PbxEventRow { call_id: e.call_id.clone(), event_id: e.event_id.clone(), facts: serde_json::to_string(&e.facts).unwrap_or_default(), is_final: e.facts.is_final })

@@ -89,6 +89,8 @@ lead_subject = "Autumn campaign call"
 [pbx.zadarma]
 secret_file = "{{dir}}/zd"
 timezone = "Europe/Moscow"
+# The fixtures carry fixed dates; the replay window is unit-tested in zadarma.rs.
+max_event_age_secs = 0
 
 [pbx.mango]
 api_key = "{MANGO_KEY}"
@@ -477,5 +479,19 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
     assert_eq!(app.count("activity").await, 3);
     assert_eq!(app.count("pbx_event").await, 3);
+
+    // Twilio answers an inbound parent leg itself: 'completed' with CallDuration > 0 and no
+    // dialled leg that answered is a missed call (IVR time is not talk time).
+    let ivr_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=%2B79035550077&To=%2B74951234567&CallDuration=40&SequenceNumber=1";
+    ok(app.twilio("/status", ivr_only).await).await;
+    let m = app.call_activity("twilio", "CA66666666666666666666666666666666").await;
+    assert_eq!((m.statecode, m.ownerid), (0, app.store.resolve_user("head@acme.ru").await.unwrap().unwrap()), "a callback for the line owner");
+    // Mango legs without a summary, closed by the timeout: an outbound leg stays outbound.
+    let out_leg = r#"{"entry_id":"NDAw","call_id":"NDAwOjE=","timestamp":1764234000,"seq":1,"call_state":"Appeared","location":"abonent","from":{"extension":"102","number":"sip:petrova@acme.mangosip.ru"},"to":{"number":"74997654321"}}"#;
+    ok(app.mango("/events/call", out_leg).await).await;
+    let rt = app.running.pbx.clone().unwrap();
+    rt.process("mango", "NDAw", chrono::Utc::now() + Duration::hours(2)).await.unwrap();
+    let o = app.call_activity("mango", "NDAw").await;
+    assert_eq!((o.directioncode, o.statecode), (Some(true), 1), "not a callback to someone we phoned");
     app.stop().await;
 }

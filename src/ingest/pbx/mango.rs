@@ -54,12 +54,13 @@ fn req_text(j: &Value, key: &str) -> Result<String, WebhookError> {
     text(j.get(key)).ok_or_else(|| WebhookError::missing(&format!("json.{key}")))
 }
 
-/// The dialled number: a call-tracking number (dct.type 1 or 2) wins over the line.
-fn did(j: &Value, line: Option<String>) -> Option<String> {
+/// The dialled number: a call-tracking number (dct.type 1 or 2) is tried first, the PBX
+/// line second (a dynamic tracking pool number is often configured nowhere).
+fn did(j: &Value, line: Option<String>) -> (Option<String>, Option<String>) {
     let dct = j.get("dct");
     match (num(dct.and_then(|d| d.get("type"))), text(dct.and_then(|d| d.get("number")))) {
-        (Some(1 | 2), Some(n)) => Some(n),
-        _ => line,
+        (Some(1 | 2), Some(n)) => (Some(n), line),
+        _ => (line, None),
     }
 }
 
@@ -99,10 +100,12 @@ impl Mango {
                 // A leg that starts at an employee and leaves through no line is outbound or
                 // internal; the summary says which for sure.
                 let inbound = line.is_some() || from_ext.is_none();
-                let mut facts = CallFacts { seq, rank: 0, ..Default::default() };
+                // The heuristic direction stands until the summary (rank 3) says for sure, so a
+                // call whose summary never comes is still closed the right way round.
+                let mut facts = CallFacts { seq, rank: 0, direction: Some(if inbound { Direction::Inbound } else { Direction::Outbound }), ..Default::default() };
                 if inbound {
                     facts.external = text(from.and_then(|v| v.get("number")));
-                    facts.did = did(&j, line);
+                    (facts.did, facts.line) = did(&j, line);
                 } else {
                     facts.external = text(to.and_then(|v| v.get("number")));
                     facts.extension = from_ext.clone();
@@ -136,11 +139,13 @@ impl Mango {
                     Direction::Inbound => (text(from.and_then(|v| v.get("number"))), text(to.and_then(|v| v.get("extension")))),
                     _ => (text(to.and_then(|v| v.get("number"))), text(from.and_then(|v| v.get("extension")))),
                 };
+                // Inbound: the tracking number or the dialled line; outbound: the line used.
+                let (did_n, line_n) = if direction == Direction::Inbound { did(&j, text(j.get("line_number"))) } else { (text(j.get("line_number")), None) };
                 let facts = CallFacts {
                     direction: Some(direction),
                     external,
-                    // Inbound: the dialled line or tracking number; outbound: the line used.
-                    did: if direction == Direction::Inbound { did(&j, text(j.get("line_number"))) } else { text(j.get("line_number")) },
+                    did: did_n,
+                    line: line_n,
                     extension,
                     started_at: at(j.get("create_time")),
                     answered_at: talk,

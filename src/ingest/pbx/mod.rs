@@ -24,6 +24,10 @@ pub struct CallFacts {
     pub external: Option<String>,
     /// The number dialled (DID, call-tracking number), raw.
     pub did: Option<String>,
+    /// Another number naming the line, tried when `did` matches no configured line (Mango:
+    /// the PBX line behind a dynamic call-tracking number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
     /// The internal extension that took or made the call.
     pub extension: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -105,7 +109,7 @@ pub fn merge(events: &[CallFacts]) -> CallFacts {
         macro_rules! take {
             ($($field:ident),*) => { $( if f.$field.is_some() { m.$field = f.$field.clone(); } )* };
         }
-        take!(direction, external, did, extension, ended_at, duration_secs, disposition, recording);
+        take!(direction, external, did, line, extension, ended_at, duration_secs, disposition, recording);
         // The earliest start and answer seen win: later legs do not move them.
         m.started_at = match (m.started_at, f.started_at) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -129,6 +129,7 @@ fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out:
         external,
         external_raw: m.external.clone(),
         did: m.did.as_deref().and_then(|d| Phone::parse(d, region).e164().map(str::to_string)),
+        line: m.line.as_deref().and_then(|d| Phone::parse(d, region).e164().map(str::to_string)),
         extension: m.extension.clone(),
         started_at: m.started_at,
         answered_at: m.answered_at,
@@ -161,10 +162,17 @@ impl PbxRuntime {
             .map(|j| serde_json::from_str(j).map_err(StoreError::decode))
             .collect::<Result<_, _>>()?;
         let merged = merge(&facts);
+        if merged.direction.is_none() && merged.external.is_none() && merged.did.is_none() {
+            // Only stray events (a recording of an unknown leg, say): nothing to record.
+            let reason = "no call facts: only events without numbers or direction arrived";
+            let applied = self.store.apply_pbx_call(provider, call_id, call.version, None, "skipped", Some(reason), timed_out, now).await?;
+            return Ok(if applied { Outcome::Skipped(reason.into()) } else { Outcome::Stale });
+        }
         let rec = record(provider, call_id, &merged, &self.settings.region, timed_out);
 
         // Facts for the rules.
-        let line_cfg = rec.did.as_ref().and_then(|d| self.settings.lines.iter().find(|l| &l.did == d));
+        let find_line = |n: &Option<String>| n.as_ref().and_then(|d| self.settings.lines.iter().find(|l| &l.did == d));
+        let line_cfg = find_line(&rec.did).or_else(|| find_line(&rec.line));
         let mut line = None;
         if let Some(l) = line_cfg {
             let owner = self.store.resolve_user(&l.owner).await?;
@@ -189,7 +197,10 @@ impl PbxRuntime {
             Some(o) => self.store.resolve_user(o).await?,
             None => None,
         };
-        let owner = ext_user.or(line.as_ref().map(|l| l.owner)).or(default_owner);
+        // R-PBX-3: a missed call's callback belongs to the line's owner, not to whichever
+        // extension happened to ring; answered and outbound calls to the extension's user.
+        let line_owner = line.as_ref().map(|l| l.owner);
+        let owner = if rec.direction == Direction::Inbound && !rec.answered() { line_owner.or(ext_user) } else { ext_user.or(line_owner) }.or(default_owner);
         let e164 = rec.external.e164().map(str::to_string);
         let party = match &e164 {
             Some(n) => self.store.match_or_queue(None, Some(n), &format!("pbx:{provider}:{call_id}"), now).await?,

@@ -108,10 +108,16 @@ impl Twilio {
                         }
                     }
                 }
+                // On an inbound call Twilio answers the parent leg itself (TwiML, IVR), so the
+                // parent's in-progress/CallDuration say nothing about a person answering: that
+                // comes from the dialled child leg or the <Dial action> result.
+                let inbound_parent = !is_child && direction != Some(Direction::Outbound);
                 match status {
                     "queued" | "initiated" | "ringing" => facts.started_at = Some(now),
                     "in-progress" => {
-                        facts.answered_at = Some(now);
+                        if !inbound_parent {
+                            facts.answered_at = Some(now);
+                        }
                         facts.rank = 1;
                     }
                     terminal => {
@@ -125,8 +131,10 @@ impl Twilio {
                             facts.rank = 1;
                         } else {
                             facts.ended_at = Some(now);
-                            facts.duration_secs = Some(duration);
-                            facts.disposition = Some(d);
+                            if !inbound_parent || d != Disposition::Answered {
+                                facts.duration_secs = Some(if d == Disposition::Answered { duration } else { 0 });
+                                facts.disposition = Some(d);
+                            }
                             facts.is_final = true;
                             facts.rank = 2;
                         }
@@ -141,8 +149,14 @@ impl Twilio {
                 let status = required(&f, "DialCallStatus")?;
                 let duration = num("DialCallDuration")?.unwrap_or(0);
                 let d = status_disposition(status, duration.max(1)).ok_or_else(|| WebhookError::invalid("DialCallStatus", format!("unknown value '{status}'")))?;
+                let (external, did) = match direction {
+                    Some(Direction::Outbound) => (field(&f, "To"), field(&f, "From")),
+                    _ => (field(&f, "From"), field(&f, "To")),
+                };
                 let facts = CallFacts {
                     direction,
+                    external: external.map(str::to_string),
+                    did: did.map(str::to_string),
                     disposition: Some(d),
                     duration_secs: Some(if d == Disposition::Answered { duration } else { 0 }),
                     answered_at: (d == Disposition::Answered).then(|| now - chrono::Duration::seconds(duration)),

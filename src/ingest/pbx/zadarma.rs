@@ -15,6 +15,9 @@ use super::{CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, 
 pub struct Zadarma {
     pub secret: String,
     pub tz: Tz,
+    /// Notifications whose `call_start` is further than this from now are refused
+    /// (replay protection; Zadarma signs only a few fields). None = no check.
+    pub max_age: Option<chrono::Duration>,
 }
 
 /// Which fields form the signed string of each event (lib/Webhook/Notify*.php).
@@ -72,6 +75,15 @@ impl Zadarma {
         let call_id = required(&f, "pbx_call_id")?.to_string();
         let event_id = format!("{event}:{call_id}:{signed}:{}", field(&f, "internal").unwrap_or(""));
         let started = self.call_start(&f)?;
+        // Zadarma signs only a few fields; a captured notification replayed days later (with
+        // other unsigned fields) is refused by its age. The window is wide enough for a
+        // misconfigured zone.
+        if let (Some(t), Some(max)) = (started, self.max_age) {
+            let age = req.received_at - t;
+            if age > max || age < -max {
+                return Err(WebhookError::invalid("call_start", format!("{t} is too far from now for a live notification")));
+            }
+        }
         let now = req.received_at;
         let duration = match field(&f, "duration") {
             Some(d) => Some(d.trim().parse::<i64>().map_err(|e| WebhookError::invalid("duration", e))?),
@@ -162,6 +174,20 @@ mod tests {
         let decoded = base64::engine::general_purpose::STANDARD.decode(&s).unwrap();
         assert_eq!(decoded.len(), 40, "base64 of the 40-char hex text, not of the 20 raw bytes");
         assert!(decoded.iter().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn old_notifications_are_refused_as_replays() {
+        let z = Zadarma { secret: "s".into(), tz: chrono_tz::Europe::Moscow, max_age: Some(chrono::Duration::hours(48)) };
+        let body = "event=NOTIFY_START&call_start=2026-11-27+10%3A00%3A00&pbx_call_id=in_1&caller_id=79161234567&called_did=74951234567";
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("Signature", signature("s", "79161234567749512345672026-11-27 10:00:00").parse().unwrap());
+        let at = |d: &str| chrono::DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&chrono::Utc);
+        let req = |now| WebhookRequest { method: "POST", subpath: "", query: None, headers: &headers, body: body.as_bytes(), received_at: now };
+        assert!(matches!(z.parse(&req(at("2026-11-27T07:00:05Z"))), Ok(Parsed::Events(_))));
+        assert!(matches!(z.parse(&req(at("2026-12-05T07:00:00Z"))), Err(WebhookError::Malformed(m)) if m.contains("call_start")));
+        let lax = Zadarma { max_age: None, ..z };
+        assert!(matches!(lax.parse(&req(at("2026-12-05T07:00:00Z"))), Ok(Parsed::Events(_))));
     }
 
     #[test]
