@@ -7,7 +7,9 @@
 #   12 ms between requests, achieved rate printed);
 #   the end-to-end rate at which calls become phone-call activities;
 #   lost calls: requests answered 2xx minus stored calls (must be 0).
-# Usage: bench/webhooks.sh [seconds-per-run]   (needs wrk: apt-get install wrk)
+# Usage: bench/webhooks.sh [seconds-per-run]   (installs wrk from Debian if missing)
+#   ENGINES="sqlite postgres" (default both); INFLOW_BENCH_PG_SOCKET=/run/postgresql to reach
+#   PostgreSQL over its Unix socket instead of 127.0.0.1:5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -44,6 +46,8 @@ run_engine() {
   if [ "$engine" = sqlite ]; then url="sqlite://$WORK/bench.db"; else
     psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS inflow_bench WITH (FORCE)" -qc "CREATE DATABASE inflow_bench" >/dev/null
     url="${PG_ADMIN%/*}/inflow_bench"
+    # A local server can be reached over its Unix socket instead of TCP.
+    [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && url="postgres://postgres@localhost/inflow_bench?host=$INFLOW_BENCH_PG_SOCKET"
   fi
   echo "bench-token" > "$WORK/token"
   cat > "$WORK/inflow.toml" <<TOML
@@ -102,5 +106,4 @@ print(f"SUMMARY {eng}: empty={base:.0f} req/s inflow={rps:.0f} req/s ratio={rps/
 PY
 }
 
-run_engine sqlite
-run_engine postgres
+for e in ${ENGINES:-sqlite postgres}; do run_engine "$e"; done
