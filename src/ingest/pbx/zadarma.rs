@@ -90,6 +90,26 @@ impl Zadarma {
             None => None,
         };
         let recording = || (field(&f, "is_recorded") == Some("1")).then(|| field(&f, "call_id_with_rec").map(|r| format!("zadarma:{r}"))).flatten();
+        // NOTIFY_END / NOTIFY_OUT_END: the final event; `duration` is talk time when answered.
+        let end = |direction, external: Option<&str>, did: Option<&str>| -> Result<CallFacts, WebhookError> {
+            let d = disposition(required(&f, "disposition")?);
+            let answered = d == Disposition::Answered;
+            Ok(CallFacts {
+                direction: Some(direction),
+                external: external.map(str::to_string),
+                did: did.map(str::to_string),
+                extension: field(&f, "internal").map(str::to_string),
+                started_at: started,
+                answered_at: answered.then(|| now - chrono::Duration::seconds(duration.unwrap_or(0))),
+                ended_at: Some(now),
+                duration_secs: Some(if answered { duration.unwrap_or(0) } else { 0 }),
+                disposition: Some(d),
+                recording: recording(),
+                is_final: true,
+                rank: 2,
+                ..Default::default()
+            })
+        };
         let facts = match event {
             "NOTIFY_START" | "NOTIFY_IVR" | "NOTIFY_INTERNAL" => {
                 required(&f, "call_start")?;
@@ -111,24 +131,7 @@ impl Zadarma {
                 rank: 1,
                 ..Default::default()
             },
-            "NOTIFY_END" => {
-                let d = disposition(required(&f, "disposition")?);
-                CallFacts {
-                    direction: Some(Direction::Inbound),
-                    external: field(&f, "caller_id").map(str::to_string),
-                    did: field(&f, "called_did").map(str::to_string),
-                    extension: field(&f, "internal").map(str::to_string),
-                    started_at: started,
-                    answered_at: (d == Disposition::Answered).then(|| now - chrono::Duration::seconds(duration.unwrap_or(0))),
-                    ended_at: Some(now),
-                    duration_secs: Some(if d == Disposition::Answered { duration.unwrap_or(0) } else { 0 }),
-                    disposition: Some(d),
-                    recording: recording(),
-                    is_final: true,
-                    rank: 2,
-                    ..Default::default()
-                }
-            }
+            "NOTIFY_END" => end(Direction::Inbound, field(&f, "caller_id"), field(&f, "called_did"))?,
             "NOTIFY_OUT_START" => CallFacts {
                 direction: Some(Direction::Outbound),
                 external: field(&f, "destination").map(str::to_string),
@@ -137,25 +140,8 @@ impl Zadarma {
                 rank: 0,
                 ..Default::default()
             },
-            "NOTIFY_OUT_END" => {
-                let d = disposition(required(&f, "disposition")?);
-                CallFacts {
-                    direction: Some(Direction::Outbound),
-                    external: field(&f, "destination").map(str::to_string),
-                    // The caller id shown to the customer: our line.
-                    did: field(&f, "caller_id").map(str::to_string),
-                    extension: field(&f, "internal").map(str::to_string),
-                    started_at: started,
-                    answered_at: (d == Disposition::Answered).then(|| now - chrono::Duration::seconds(duration.unwrap_or(0))),
-                    ended_at: Some(now),
-                    duration_secs: Some(if d == Disposition::Answered { duration.unwrap_or(0) } else { 0 }),
-                    disposition: Some(d),
-                    recording: recording(),
-                    is_final: true,
-                    rank: 2,
-                    ..Default::default()
-                }
-            }
+            // The caller id shown to the customer is our line.
+            "NOTIFY_OUT_END" => end(Direction::Outbound, field(&f, "destination"), field(&f, "caller_id"))?,
             // NOTIFY_RECORD: the recording is ready; it adds a reference, never closes the call.
             _ => CallFacts { recording: Some(format!("zadarma:{}", required(&f, "call_id_with_rec")?)), rank: 3, ..Default::default() },
         };
