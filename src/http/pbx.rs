@@ -59,21 +59,6 @@ fn note_ignored(provider: &str, kind: &str) {
     }
 }
 
-async fn receive(state: &AppState, provider: &'static str, req: WebhookRequest<'_>, parse: impl FnOnce(&WebhookRequest<'_>) -> Result<Parsed, WebhookError>) -> Result<Parsed, Response> {
-    let _ = state;
-    match parse(&req) {
-        Ok(p) => Ok(p),
-        Err(WebhookError::Unauthorized(why)) => {
-            tracing::warn!(provider, %why, "webhook refused");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response())
-        }
-        Err(WebhookError::Malformed(why)) => {
-            tracing::warn!(provider, %why, "malformed webhook");
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response())
-        }
-    }
-}
-
 /// Persists the events, enqueues final calls, and answers.
 async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: &[u8]) -> Result<serde_json::Value, Response> {
     let hooks = state.pbx.as_ref().expect("checked by the caller");
@@ -123,56 +108,71 @@ fn request<'a>(method: &'a Method, uri: &'a Uri, prefix: &str, headers: &'a Head
     }
 }
 
+/// Verify + parse with the provider's adapter, then persist: the common path of every
+/// provider endpoint. `Err` is the response to send as is.
+async fn ingest(
+    s: &AppState,
+    provider: &'static str,
+    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &Bytes),
+    parse: impl FnOnce(&WebhookRequest<'_>) -> Result<Parsed, WebhookError>,
+) -> Result<Accepted, Response> {
+    let req = request(method, uri, &format!("/pbx/{provider}"), headers, body);
+    let parsed = match parse(&req) {
+        Ok(Parsed::Echo(text)) => return Ok(Accepted::Echo(text)),
+        Ok(p) => p,
+        Err(WebhookError::Unauthorized(why)) => {
+            tracing::warn!(provider, %why, "webhook refused");
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response());
+        }
+        Err(WebhookError::Malformed(why)) => {
+            tracing::warn!(provider, %why, "malformed webhook");
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response());
+        }
+    };
+    accept(s, provider, parsed, body).await.map(Accepted::Json)
+}
+
+/// What an accepted request gets back.
+enum Accepted {
+    Echo(String),
+    Json(serde_json::Value),
+}
+
 async fn zadarma(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.zadarma.as_ref()) else { return not_configured("zadarma") };
-    let parsed = match receive(&s, "zadarma", request(&method, &uri, "/pbx/zadarma", &headers, &body), |r| a.parse(r)).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Parsed::Echo(text) = parsed {
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
-    }
-    match accept(&s, "zadarma", parsed, &body).await {
-        Ok(v) => Json(v).into_response(),
+    match ingest(&s, "zadarma", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
+        Ok(Accepted::Echo(text)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Ok(Accepted::Json(v)) => Json(v).into_response(),
         Err(r) => r,
     }
 }
 
 async fn mango(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.mango.as_ref()) else { return not_configured("mango") };
-    let parsed = match receive(&s, "mango", request(&method, &uri, "/pbx/mango", &headers, &body), |r| a.parse(r)).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match accept(&s, "mango", parsed, &body).await {
-        Ok(v) => Json(v).into_response(),
+    match ingest(&s, "mango", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
+        Ok(Accepted::Json(v)) => Json(v).into_response(),
+        Ok(Accepted::Echo(t)) => t.into_response(),
         Err(r) => r,
     }
 }
 
 async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.twilio.as_ref()) else { return not_configured("twilio") };
-    let parsed = match receive(&s, "twilio", request(&method, &uri, "/pbx/twilio", &headers, &body), |r| a.parse(r)).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let dial = uri.path().trim_end_matches('/').ends_with("/dial");
-    match accept(&s, "twilio", parsed, &body).await {
+    match ingest(&s, "twilio", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
         // The <Dial action> reply replaces the rest of the call's TwiML: the dial is over.
         Ok(_) if dial => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>").into_response(),
-        Ok(v) => Json(v).into_response(),
+        Ok(Accepted::Json(v)) => Json(v).into_response(),
+        Ok(Accepted::Echo(t)) => t.into_response(),
         Err(r) => r,
     }
 }
 
 async fn generic(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.generic.as_ref()) else { return not_configured("generic") };
-    let parsed = match receive(&s, "generic", request(&method, &uri, "/pbx/generic", &headers, &body), |r| a.parse(r)).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match accept(&s, "generic", parsed, &body).await {
-        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+    match ingest(&s, "generic", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
+        Ok(Accepted::Json(v)) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Ok(Accepted::Echo(t)) => t.into_response(),
         Err(r) => r,
     }
 }
