@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to are running on this machine:
-#   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite).
+#   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite);
+#   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server).
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
 set -euo pipefail
@@ -20,6 +21,13 @@ if ! command -v pg_isready >/dev/null 2>&1 || ! pg_up; then
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
   for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
   pg_up || { echo "test-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "test-services: installing python3-aiosmtpd from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-aiosmtpd >/dev/null
 fi
 
 # A fresh Debian cluster asks for a password on TCP; give the postgres role one we know.

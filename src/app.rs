@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use crate::alerts::AlertsRuntime;
 use crate::config::Config;
 use crate::http::pbx::PbxWebhooks;
 use crate::http::{AppState, router};
@@ -44,6 +45,37 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The PBX processing runtime, when PBX webhooks are configured.
     pub pbx: Option<Arc<PbxRuntime>>,
+    /// The overdue-alerts runtime, when alerts are enabled.
+    pub alerts: Option<Arc<AlertsRuntime>>,
+}
+
+/// Runs the overdue scan on its cron schedule and the digest sender until the token is
+/// cancelled. Every daemon may scan: the claims in notification_log are idempotent.
+fn spawn_alerts(rt: Arc<AlertsRuntime>, cron_expr: &str, token: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use apalis::prelude::*;
+    use std::str::FromStr;
+    let schedule = cron::Schedule::from_str(cron_expr).map_err(|e| anyhow::anyhow!("alerts.scan_interval_secs → '{cron_expr}': {e}"))?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    macro_rules! run {
+        ($backend:expr) => {{
+            let backend = $backend.poll_with_backoff(Duration::from_millis(200), apalis::prelude::BackoffConfig::new(Duration::from_secs(5)));
+            let (scan_rt, digest_rt) = (rt.clone(), rt.clone());
+            let (scan_name, digest_name) = (format!("overdue-scan-{suffix}"), format!("alert-digest-{suffix}"));
+            let monitor = Monitor::new()
+                .register(move |_| WorkerBuilder::new(scan_name.as_str()).backend(apalis_cron::CronScheduler::new(schedule.clone())).data(scan_rt.clone()).build(crate::alerts::on_tick))
+                .register(move |_| WorkerBuilder::new(digest_name.as_str()).backend(backend.clone()).data(digest_rt.clone()).concurrency(2).build(crate::alerts::on_digest))
+                .shutdown_timeout(Duration::from_secs(10));
+            tokio::spawn(async move {
+                if let Err(e) = monitor.run_with_signal(async move { token.cancelled().await; Ok(()) }).await {
+                    tracing::error!(error = %e, "alert workers stopped with an error");
+                }
+            })
+        }};
+    }
+    Ok(match &rt.queue {
+        JobQueue::Sqlite(s) => run!(s.clone()),
+        JobQueue::Postgres(p) => run!(p.clone()),
+    })
 }
 
 /// Builds the PBX webhooks from the configuration (None when no provider is configured),
@@ -138,6 +170,13 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         workers.push(spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()));
     }
     let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
+    let alerts = if cfg.alerts.enabled {
+        let rt = Arc::new(AlertsRuntime::from_config(&cfg, store.clone())?);
+        workers.push(spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?);
+        Some(rt)
+    } else {
+        None
+    };
     let state = AppState { store: store.clone(), pbx };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
@@ -168,7 +207,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         Ok(())
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
-    Ok(Running { addr, token, done, pbx: pbx_runtime })
+    Ok(Running { addr, token, done, pbx: pbx_runtime, alerts })
 }
 
 fn open_engine(cfg: &Config) -> &'static str {

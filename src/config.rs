@@ -436,6 +436,12 @@ pub struct AlertsConfig {
     pub working_days: Vec<String>,
     /// R-TASK-1: activity types that can be overdue.
     pub kinds: Vec<String>,
+    /// minijinja template of the digest subject (default: English; see
+    /// config/alerts-ru.example.toml for Russian). Variables: recipient, count, escalation, groups.
+    pub subject_template: Option<String>,
+    /// minijinja template of the digest body; `groups` is a list of {owner, lines}, each line
+    /// {subject, kind, due, overdue_hours, level, regarding, link}.
+    pub body_template: Option<String>,
 }
 
 impl Default for AlertsConfig {
@@ -449,6 +455,8 @@ impl Default for AlertsConfig {
             working_hours: "09:00-18:00".into(),
             working_days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
             kinds: ["task", "phonecall", "campaignactivity"].map(String::from).to_vec(),
+            subject_template: None,
+            body_template: None,
         }
     }
 }
@@ -657,6 +665,19 @@ impl Config {
         }
         if self.waves.max_attempts == 0 {
             bad("waves.max_attempts".into(), "must be at least 1".into());
+        }
+        let si = self.alerts.scan_interval_secs;
+        let divides = |unit: u64| si > 0 && (if si < unit { unit % si == 0 } else { si % unit == 0 });
+        if !(si < 60 && divides(60) || (60..3600).contains(&si) && si % 60 == 0 && 3600 % si == 0 || si >= 3600 && si % 3600 == 0 && 86_400 % si == 0) {
+            bad("alerts.scan_interval_secs".into(), format!("{si} must divide a minute (e.g. 30), an hour (e.g. 300) or a day (e.g. 7200)"));
+        }
+        for (k, t) in [("alerts.subject_template", &self.alerts.subject_template), ("alerts.body_template", &self.alerts.body_template)] {
+            if let Some(t) = t {
+                let mut env = minijinja::Environment::new();
+                if let Err(e) = env.add_template("t", t) {
+                    bad(k.into(), format!("template error: {e}"));
+                }
+            }
         }
         if parse_working_hours(&self.alerts.working_hours).is_none() {
             bad("alerts.working_hours".into(), format!("'{}' is not HH:MM-HH:MM", self.alerts.working_hours));

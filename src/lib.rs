@@ -3,6 +3,7 @@
 //! Channels in (IMAP, PBX webhooks, admin HTTP) → `crm` (pure rules) → `store` (SQL) →
 //! channels out (waves, alerts, jobs). `app` wires them together under one shutdown token.
 
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;

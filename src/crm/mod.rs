@@ -6,6 +6,7 @@
 //! cite its rule ID.
 
 pub mod activity;
+pub mod alerts;
 pub mod calls;
 pub mod campaign;
 pub mod criteria;

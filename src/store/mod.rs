@@ -7,6 +7,7 @@
 //! each query exists once and runs on either engine; per-engine SQL exists only where the
 //! dialects differ (`dialect`). Callers get typed results and `StoreError`.
 
+mod alerts;
 mod criteria;
 mod db;
 mod ops;
@@ -14,6 +15,7 @@ mod pbx;
 mod records;
 mod rules;
 
+pub use alerts::DigestRow;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
 pub use pbx::{PbxCall, PbxCallUpdate, PbxEventRow};

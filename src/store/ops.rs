@@ -295,25 +295,34 @@ pub struct NotificationClaim {
     pub activitytype: EntityKind,
     pub level: i32,
     pub scheduledend: DateTime<Utc>,
+    /// The owner the escalation is for: a new owner restarts it (R-TASK-5).
+    pub ownerid: Uuid,
     pub recipient: String,
     pub recipient_userid: Option<Uuid>,
+    /// The digest this notification goes out in, and what it says (JSON).
+    pub digest_id: Option<Uuid>,
+    pub item: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 /// Claims the slot; true if this call created it (so the caller sends), false if it existed.
+/// One (activity, level, due date, owner) is claimed at most once (R-TASK-5).
 pub(crate) async fn claim_notification(ex: &mut impl Exec, c: &NotificationClaim) -> Result<bool> {
     let n = ex
         .execute(
-            "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, recipient, recipient_userid, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) ON CONFLICT (activityid, level, scheduledend) DO NOTHING",
+            "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, recipient, recipient_userid, digest_id, item, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11) ON CONFLICT (activityid, level, scheduledend, ownerid) DO NOTHING",
             vec![
                 Uuid::new_v4().into(),
                 c.activityid.into(),
                 c.activitytype.into(),
                 c.level.into(),
                 c.scheduledend.into(),
+                c.ownerid.into(),
                 c.recipient.clone().into(),
                 c.recipient_userid.into(),
+                c.digest_id.into(),
+                c.item.clone().into(),
                 c.created_at.into(),
             ],
         )

@@ -507,11 +507,23 @@ both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
     assert_eq!(store.suppression("x@example.com").await.unwrap().unwrap().reason, "hard_bounce");
     assert!(store.suppression("y@example.com").await.unwrap().is_none());
     // notification_log: one per (activity, level, due date); a new due date is a new slot.
-    let claim = NotificationClaim { activityid: Uuid::new_v4(), activitytype: EntityKind::Task, level: 0, scheduledend: t, recipient: "o@example.com".into(), recipient_userid: None, created_at: t };
+    let claim = NotificationClaim {
+        activityid: Uuid::new_v4(),
+        activitytype: EntityKind::Task,
+        level: 0,
+        scheduledend: t,
+        ownerid: Uuid::new_v4(),
+        recipient: "o@example.com".into(),
+        recipient_userid: None,
+        digest_id: None,
+        item: None,
+        created_at: t,
+    };
     assert!(store.claim_notification(&claim).await.unwrap());
     assert!(!store.claim_notification(&claim).await.unwrap());
     assert!(store.claim_notification(&NotificationClaim { level: 1, ..claim.clone() }).await.unwrap());
     assert!(store.claim_notification(&NotificationClaim { scheduledend: t + Duration::days(1), ..claim.clone() }).await.unwrap());
+    assert!(store.claim_notification(&NotificationClaim { ownerid: Uuid::new_v4(), ..claim.clone() }).await.unwrap(), "a new owner restarts the escalation");
 });
 
 both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async move {

@@ -1,0 +1,301 @@
+//! Overdue-activity alerts: a periodic scan (apalis-cron) finds overdue activities, decides
+//! the due notifications (crm::alerts), claims them in notification_log (persist before
+//! side effects) grouped into one digest per recipient, and enqueues a `alert-digest` job
+//! per digest; the job renders the digest (minijinja) and sends it through the SMTP relay
+//! (lettre). A crash between claim and send leaves the rows pending; the next scan
+//! re-enqueues them, so at most the in-flight digest is sent twice, and nothing is lost.
+//! The clock is a parameter (`scan(now)`), so tests drive time without sleeping.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::{Config, SmtpConfig, TlsMode};
+use crate::crm::alerts::{DigestGroup, DigestLine, Escalation, Notice, WorkingHours, digest, due_notices, weekday};
+use crate::crm::EntityKind;
+use crate::jobs::JobQueue;
+use crate::store::{NotificationClaim, Store, StoreError};
+
+/// Explicit queue name (DESIGN rule 9).
+pub const QUEUE: &str = "alert-digest";
+
+/// The job: send one digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendDigest {
+    pub digest_id: Uuid,
+}
+
+/// The default templates (English). Config can replace them; config/alerts-ru.example.toml
+/// has a Russian pair.
+pub const DEFAULT_SUBJECT: &str = "{% if escalation %}Escalation: {% endif %}{{ count }} overdue activit{{ 'y' if count == 1 else 'ies' }}";
+pub const DEFAULT_BODY: &str = "Hello {{ recipient }},\n\n\
+{% if escalation %}These activities of your team are still overdue:{% else %}These activities you own are overdue:{% endif %}\n\
+{% for g in groups %}\n{{ g.owner }}\n{% for l in g.lines %}  - {{ l.subject }} ({{ l.kind }}), due {{ l.due }}, {{ l.overdue_hours }} h overdue{% if l.regarding %}, regarding {{ l.regarding }}{% endif %}\n    {{ l.link }}\n{% endfor %}{% endfor %}\n\
+-- \ninflow\n";
+
+/// The SMTP relay, shared by alerts (and later the waves).
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// 4xx, timeouts, connection trouble: try again later.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// 5xx or a message we cannot build: do not retry.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl Mailer {
+    /// Builds the pooled transport from `[smtp]` (None when no host is set).
+    pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Mailer>> {
+        let Some(host) = &c.host else { return Ok(None) };
+        let builder = match c.tls {
+            TlsMode::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+            TlsMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+            TlsMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()),
+        };
+        let mut builder = builder.port(c.port).timeout(Some(std::time::Duration::from_secs(c.timeout_secs))).pool_config(PoolConfig::new().max_size(c.pool_size));
+        if let (Some(u), Some(p)) = (&c.user, &c.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        let from: Mailbox = c.from.as_deref().unwrap_or("inflow@localhost").parse()?;
+        Ok(Some(Mailer { transport: builder.build(), from }))
+    }
+
+    /// Sends a plain-text message.
+    pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), SendError> {
+        let to: Mailbox = to.parse().map_err(|e| SendError::Permanent(format!("bad recipient {to}: {e}")))?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        match self.transport.send(msg).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+            Err(e) => Err(SendError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanReport {
+    pub overdue: usize,
+    pub notices: usize,
+    /// Notifications claimed now (new), and the digests enqueued for them.
+    pub claimed: usize,
+    pub digests: usize,
+    /// Pending digests re-enqueued (lost job, 4xx).
+    pub requeued: usize,
+    /// Outside working hours: nothing was claimed.
+    pub quiet: bool,
+}
+
+/// The alerts runtime.
+pub struct AlertsRuntime {
+    pub store: Store,
+    pub queue: JobQueue<SendDigest>,
+    pub mailer: Option<Mailer>,
+    pub escalation: Escalation,
+    pub hours: WorkingHours,
+    pub kinds: Vec<EntityKind>,
+    pub tz: Tz,
+    pub link_base: String,
+    pub subject_template: String,
+    pub body_template: String,
+    /// Pending digests older than this are re-enqueued.
+    pub resend_after: Duration,
+}
+
+impl AlertsRuntime {
+    pub fn from_config(cfg: &Config, store: Store) -> anyhow::Result<AlertsRuntime> {
+        let a = &cfg.alerts;
+        let (start_min, end_min) = crate::config::parse_working_hours(&a.working_hours).unwrap_or((9 * 60, 18 * 60));
+        Ok(AlertsRuntime {
+            queue: JobQueue::new(&store.db, QUEUE),
+            store,
+            mailer: Mailer::from_config(&cfg.smtp)?,
+            escalation: Escalation { delay: Duration::seconds(a.escalation_delay_secs as i64), max_level: a.max_level, fallback: a.fallback_address.clone() },
+            hours: WorkingHours { start_min, end_min, days: a.working_days.iter().filter_map(|d| weekday(d)).collect(), tz: cfg.tz() },
+            kinds: a.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
+            tz: cfg.tz(),
+            link_base: cfg.org.public_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.http.listen)),
+            subject_template: a.subject_template.clone().unwrap_or_else(|| DEFAULT_SUBJECT.to_string()),
+            body_template: a.body_template.clone().unwrap_or_else(|| DEFAULT_BODY.to_string()),
+            resend_after: Duration::seconds((a.scan_interval_secs as i64 * 2).max(60)),
+        })
+    }
+
+    /// One scan at `now`: claim the due notifications as digests and enqueue them.
+    pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, StoreError> {
+        let mut report = ScanReport::default();
+        for d in self.store.stale_digests(now - self.resend_after).await? {
+            // One re-push per resend window: the key changes with the window.
+            let bucket = now.timestamp() / self.resend_after.num_seconds().max(1);
+            if self.queue.push(SendDigest { digest_id: d }, &format!("digest:{d}:{bucket}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await.is_ok() {
+                report.requeued += 1;
+            }
+        }
+        if !self.hours.contains(now) {
+            report.quiet = true;
+            return Ok(report);
+        }
+        let items = self.store.overdue_items(now, self.tz, &self.kinds, 100_000).await?;
+        report.overdue = items.len();
+        let (users, teams) = self.store.alert_directory().await?;
+        let notices = due_notices(&items, now, &users, &teams, &self.escalation);
+        report.notices = notices.len();
+        let mut by_recipient: BTreeMap<String, Vec<&Notice>> = BTreeMap::new();
+        for n in &notices {
+            by_recipient.entry(n.recipient.address.clone()).or_default().push(n);
+        }
+        for (address, ns) in by_recipient {
+            let digest_id = Uuid::new_v4();
+            let claims: Vec<NotificationClaim> = ns
+                .iter()
+                .map(|n| NotificationClaim {
+                    activityid: n.item.id,
+                    activitytype: n.item.kind,
+                    level: n.level as i32,
+                    scheduledend: n.item.due,
+                    ownerid: n.item.owner,
+                    recipient: address.clone(),
+                    recipient_userid: n.recipient.user,
+                    digest_id: Some(digest_id),
+                    item: serde_json::to_string(&StoredLine::of(n, &users, now, self.tz, &self.link_base)).ok(),
+                    created_at: now,
+                })
+                .collect();
+            let fresh = self.store.claim_notifications(&claims).await?;
+            let n_new = fresh.iter().filter(|f| **f).count();
+            if n_new == 0 {
+                continue;
+            }
+            report.claimed += n_new;
+            match self.queue.push(SendDigest { digest_id }, &format!("digest:{digest_id}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
+                Ok(()) => report.digests += 1,
+                Err(e) => tracing::warn!(%digest_id, error = %e, "could not enqueue a digest; the next scan will"),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Renders and sends one digest; marks its rows. A transient failure is an `Err` (the
+    /// job retries, the rows stay pending); a permanent one marks them failed.
+    pub async fn send_digest(&self, digest_id: Uuid, now: DateTime<Utc>) -> Result<bool, anyhow::Error> {
+        let rows = self.store.digest_rows(digest_id).await?;
+        let Some(first) = rows.first() else { return Ok(false) };
+        let Some(mailer) = &self.mailer else {
+            anyhow::bail!("no [smtp] relay configured; digest {digest_id} stays pending");
+        };
+        let lines: Vec<StoredLine> = rows.iter().filter_map(|r| r.item.as_deref().and_then(|j| serde_json::from_str(j).ok())).collect();
+        let escalation = rows.iter().any(|r| r.level > 0);
+        let (subject, body) = self.render(&first.recipient, &lines, escalation)?;
+        match mailer.send(&first.recipient, &subject, body).await {
+            Ok(()) => {
+                self.store.finish_digest(digest_id, "sent", None, now).await?;
+                tracing::info!(%digest_id, recipient = %first.recipient, lines = rows.len(), "overdue digest sent");
+                Ok(true)
+            }
+            Err(SendError::Permanent(e)) => {
+                self.store.finish_digest(digest_id, "failed", Some(&e), now).await?;
+                tracing::warn!(%digest_id, error = %e, "overdue digest refused by the relay");
+                Ok(false)
+            }
+            Err(SendError::Transient(e)) => {
+                self.store.finish_digest(digest_id, "pending", Some(&e), now).await?;
+                anyhow::bail!("digest {digest_id}: {e}")
+            }
+        }
+    }
+
+    fn render(&self, recipient: &str, lines: &[StoredLine], escalation: bool) -> anyhow::Result<(String, String)> {
+        let mut groups: BTreeMap<String, Vec<DigestLine>> = BTreeMap::new();
+        for l in lines {
+            groups.entry(l.owner.clone()).or_default().push(l.line.clone());
+        }
+        let groups: Vec<DigestGroup> = groups
+            .into_iter()
+            .map(|(owner, mut lines)| {
+                lines.sort_by(|a, b| b.overdue_hours.cmp(&a.overdue_hours).then(a.id.cmp(&b.id)));
+                DigestGroup { owner, lines }
+            })
+            .collect();
+        let mut env = minijinja::Environment::new();
+        env.add_template("subject", &self.subject_template)?;
+        env.add_template("body", &self.body_template)?;
+        let ctx = minijinja::context! { recipient => recipient, count => lines.len(), escalation => escalation, groups => groups };
+        Ok((env.get_template("subject")?.render(&ctx)?.trim().to_string(), env.get_template("body")?.render(&ctx)?))
+    }
+}
+
+/// What a notification row keeps for its digest line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredLine {
+    owner: String,
+    line: DigestLine,
+}
+
+impl StoredLine {
+    fn of(n: &Notice, users: &std::collections::HashMap<Uuid, crate::crm::alerts::UserNode>, now: DateTime<Utc>, tz: Tz, link_base: &str) -> StoredLine {
+        let mut groups = digest(&[n], users, now, tz, link_base);
+        let g = groups.remove(0);
+        StoredLine { owner: g.owner, line: g.lines.into_iter().next().expect("one line") }
+    }
+}
+
+/// The cron handler: one scan per tick.
+pub async fn on_tick(_tick: apalis_cron::Tick, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+    let r = rt.scan(Utc::now()).await?;
+    if r.claimed > 0 || r.requeued > 0 {
+        tracing::info!(overdue = r.overdue, claimed = r.claimed, digests = r.digests, requeued = r.requeued, "overdue scan");
+    }
+    Ok(())
+}
+
+/// The digest job handler.
+pub async fn on_digest(job: SendDigest, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+    rt.send_digest(job.digest_id, Utc::now()).await.map(|_| ()).map_err(|e| e.to_string().into())
+}
+
+/// The cron expression for a scan interval (validated by the config: it must divide a
+/// minute, an hour or a day).
+pub fn cron_for(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("*/{s} * * * * *"),
+        s if s < 3600 => format!("0 */{} * * * *", s / 60),
+        s => format!("0 0 */{} * * *", (s / 3600).max(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_expressions_parse() {
+        use std::str::FromStr;
+        for s in [10, 30, 60, 300, 900, 3600, 7200] {
+            assert!(cron::Schedule::from_str(&cron_for(s)).is_ok(), "{s}");
+        }
+        assert_eq!(cron_for(300), "0 */5 * * * *");
+    }
+}

@@ -1,0 +1,157 @@
+//! Overdue scan (R-TASK-1) and the notification log of alert digests.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use super::db::{Exec, Row, Value};
+use super::ops::{NotificationClaim, claim_notification};
+use super::{Result, Store, StoreError};
+use crate::crm::activity::date_only_due;
+use crate::crm::alerts::{OverdueItem, UserNode};
+use crate::crm::{EntityKind, EntityRef};
+
+/// A pending row of a digest, as stored.
+#[derive(Debug, Clone)]
+pub struct DigestRow {
+    pub id: Uuid,
+    pub recipient: String,
+    pub item: Option<String>,
+    pub level: i32,
+    pub attempts: i32,
+}
+
+fn regarding(r: &Row, id: &str, ty: &str) -> Result<Option<EntityRef>> {
+    Ok(match (r.get::<Option<Uuid>>(id)?, r.get::<Option<EntityKind>>(ty)?) {
+        (Some(i), Some(k)) => Some(EntityRef::new(k, i)),
+        _ => None,
+    })
+}
+
+impl Store {
+    /// R-TASK-1: open activities of the given kinds whose due instant has passed. Plain
+    /// activities compare their instant; campaign activities and responses carry a DateOnly
+    /// due date that falls due at the end of that day in `tz`, so they are overdue once the
+    /// org's date is past it. Each query runs on a partial index `(scheduledend) WHERE statecode = 0`.
+    pub async fn overdue_items(&self, now: DateTime<Utc>, tz: Tz, kinds: &[EntityKind], limit: i64) -> Result<Vec<OverdueItem>> {
+        let mut db = self.db.clone();
+        let mut out = Vec::new();
+        let plain: Vec<EntityKind> = kinds.iter().copied().filter(|k| k.is_plain_activity()).collect();
+        if !plain.is_empty() {
+            let ph: Vec<String> = (0..plain.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT activityid, activitytypecode, subject, ownerid, owneridtype, scheduledend, regardingobjectid, regardingobjectidtype \
+                 FROM activity WHERE statecode = 0 AND scheduledend < $1 AND activitytypecode IN ({}) ORDER BY scheduledend LIMIT $2",
+                ph.join(", ")
+            );
+            let mut args: Vec<Value> = vec![now.into(), limit.into()];
+            args.extend(plain.iter().map(|k| Value::from(*k)));
+            for r in db.fetch_all(&sql, args).await? {
+                out.push(OverdueItem {
+                    kind: r.get("activitytypecode")?,
+                    id: r.get("activityid")?,
+                    subject: r.get::<Option<String>>("subject")?.unwrap_or_default(),
+                    owner: r.get("ownerid")?,
+                    owner_type: r.get("owneridtype")?,
+                    due: r.get("scheduledend")?,
+                    regarding: regarding(&r, "regardingobjectid", "regardingobjectidtype")?,
+                });
+            }
+        }
+        let today = now.with_timezone(&tz).date_naive();
+        for (kind, table) in [(EntityKind::Campaignactivity, "campaignactivity"), (EntityKind::Campaignresponse, "campaignresponse")] {
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT activityid, subject, ownerid, owneridtype, scheduledend, regardingobjectid FROM {table} \
+                 WHERE statecode = 0 AND scheduledend < $1 ORDER BY scheduledend LIMIT $2"
+            );
+            for r in db.fetch_all(&sql, vec![today.into(), limit.into()]).await? {
+                let date: NaiveDate = r.get("scheduledend")?;
+                out.push(OverdueItem {
+                    kind,
+                    id: r.get("activityid")?,
+                    subject: r.get("subject")?,
+                    owner: r.get("ownerid")?,
+                    owner_type: r.get("owneridtype")?,
+                    due: date_only_due(date, tz),
+                    regarding: Some(EntityRef::new(EntityKind::Campaign, r.get("regardingobjectid")?)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every user (for the manager chain) and every team's contact address.
+    pub async fn alert_directory(&self) -> Result<(HashMap<Uuid, UserNode>, HashMap<Uuid, String>)> {
+        let mut db = self.db.clone();
+        let mut users = HashMap::new();
+        for r in db.fetch_all("SELECT systemuserid, fullname, firstname, lastname, internalemailaddress, isdisabled, parentsystemuserid FROM systemuser", vec![]).await? {
+            let name = r.get::<Option<String>>("fullname")?.unwrap_or_else(|| {
+                let first: Option<String> = r.get("firstname").ok().flatten();
+                let last: String = r.get("lastname").unwrap_or_default();
+                first.map(|f| format!("{f} {last}")).unwrap_or(last)
+            });
+            let id: Uuid = r.get("systemuserid")?;
+            users.insert(id, UserNode { id, name, email: r.get("internalemailaddress")?, disabled: r.get("isdisabled")?, manager: r.get("parentsystemuserid")? });
+        }
+        let mut teams = HashMap::new();
+        for r in db.fetch_all("SELECT teamid, contact_email FROM team WHERE contact_email IS NOT NULL", vec![]).await? {
+            teams.insert(r.get("teamid")?, r.get("contact_email")?);
+        }
+        Ok((users, teams))
+    }
+
+    /// Claims a digest's notifications in one transaction; returns which were new
+    /// (only those go out: R-TASK-5).
+    pub async fn claim_notifications(&self, claims: &[NotificationClaim]) -> Result<Vec<bool>> {
+        let mut tx = self.db.begin().await?;
+        let mut out = Vec::with_capacity(claims.len());
+        for c in claims {
+            out.push(claim_notification(&mut tx, c).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The pending rows of a digest.
+    pub async fn digest_rows(&self, digest: Uuid) -> Result<Vec<DigestRow>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all("SELECT id, recipient, item, level, attempts FROM notification_log WHERE digest_id = $1 AND status = 'pending' ORDER BY scheduledend, id", vec![digest.into()])
+            .await?;
+        rows.iter()
+            .map(|r| Ok(DigestRow { id: r.get("id")?, recipient: r.get("recipient")?, item: r.get("item")?, level: r.get("level")?, attempts: r.get("attempts")? }))
+            .collect()
+    }
+
+    /// Marks a digest's pending rows sent, failed (with the reason), or retried (attempts + 1).
+    pub async fn finish_digest(&self, digest: Uuid, status: &str, error: Option<&str>, now: DateTime<Utc>) -> Result<u64> {
+        if !matches!(status, "sent" | "failed" | "pending") {
+            return Err(StoreError::Decode(format!("bad digest status {status}")));
+        }
+        self.db
+            .clone()
+            .execute(
+                "UPDATE notification_log SET status = $2, last_error = $3, attempts = attempts + 1, sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE sent_at END \
+                 WHERE digest_id = $1 AND status = 'pending'",
+                vec![digest.into(), status.into(), error.into(), now.into()],
+            )
+            .await
+    }
+
+    /// Digests with rows still pending since before `before` (their job was lost, or a
+    /// 4xx left them for later).
+    pub async fn stale_digests(&self, before: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all("SELECT DISTINCT digest_id FROM notification_log WHERE status = 'pending' AND created_at < $1 AND digest_id IS NOT NULL", vec![before.into()])
+            .await?;
+        rows.iter().map(|r| r.get("digest_id")).collect()
+    }
+}
