@@ -28,10 +28,11 @@ use crate::store::{NotificationClaim, Store, StoreError};
 /// Explicit queue name (DESIGN rule 9).
 pub const QUEUE: &str = "alert-digest";
 
-/// The job: send one digest.
+/// The job: send the digests one scan claimed (one job per scan keeps enqueueing cheap;
+/// a retry skips digests already sent, whose rows are no longer pending).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendDigest {
-    pub digest_id: Uuid,
+pub struct SendDigests {
+    pub digest_ids: Vec<Uuid>,
 }
 
 /// The default templates (English). Config can replace them; config/alerts-ru.example.toml
@@ -112,7 +113,7 @@ pub struct ScanReport {
 /// The alerts runtime.
 pub struct AlertsRuntime {
     pub store: Store,
-    pub queue: JobQueue<SendDigest>,
+    pub queue: JobQueue<SendDigests>,
     pub mailer: Option<Mailer>,
     pub escalation: Escalation,
     pub hours: WorkingHours,
@@ -147,11 +148,13 @@ impl AlertsRuntime {
     /// One scan at `now`: claim the due notifications as digests and enqueue them.
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();
-        for d in self.store.stale_digests(now - self.resend_after).await? {
+        let stale = self.store.stale_digests(now - self.resend_after).await?;
+        if !stale.is_empty() {
             // One re-push per resend window: the key changes with the window.
             let bucket = now.timestamp() / self.resend_after.num_seconds().max(1);
-            if self.queue.push(SendDigest { digest_id: d }, &format!("digest:{d}:{bucket}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await.is_ok() {
-                report.requeued += 1;
+            let n = stale.len();
+            if self.queue.push(SendDigests { digest_ids: stale }, &format!("digests:stale:{bucket}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await.is_ok() {
+                report.requeued = n;
             }
         }
         if !self.hours.contains(now) {
@@ -167,11 +170,14 @@ impl AlertsRuntime {
         for n in &notices {
             by_recipient.entry(n.recipient.address.clone()).or_default().push(n);
         }
-        for (address, ns) in by_recipient {
+        // One digest id per recipient; all claims of the scan in one transaction.
+        let mut claims: Vec<NotificationClaim> = Vec::with_capacity(notices.len());
+        let mut digest_of: Vec<Uuid> = Vec::with_capacity(notices.len());
+        for (address, ns) in &by_recipient {
             let digest_id = Uuid::new_v4();
-            let claims: Vec<NotificationClaim> = ns
-                .iter()
-                .map(|n| NotificationClaim {
+            claims.extend(ns.iter().map(|n| {
+                digest_of.push(digest_id);
+                NotificationClaim {
                     activityid: n.item.id,
                     activitytype: n.item.kind,
                     level: n.level as i32,
@@ -182,17 +188,18 @@ impl AlertsRuntime {
                     digest_id: Some(digest_id),
                     item: serde_json::to_string(&StoredLine::of(n, &users, now, self.tz, &self.link_base)).ok(),
                     created_at: now,
-                })
-                .collect();
-            let fresh = self.store.claim_notifications(&claims).await?;
-            let n_new = fresh.iter().filter(|f| **f).count();
-            if n_new == 0 {
-                continue;
-            }
-            report.claimed += n_new;
-            match self.queue.push(SendDigest { digest_id }, &format!("digest:{digest_id}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
-                Ok(()) => report.digests += 1,
-                Err(e) => tracing::warn!(%digest_id, error = %e, "could not enqueue a digest; the next scan will"),
+                }
+            }));
+        }
+        let fresh = self.store.claim_notifications(&claims).await?;
+        let mut digests: Vec<Uuid> = digest_of.iter().zip(&fresh).filter(|(_, f)| **f).map(|(d, _)| *d).collect();
+        digests.dedup();
+        report.claimed = fresh.iter().filter(|f| **f).count();
+        report.digests = digests.len();
+        if !digests.is_empty() {
+            let key = format!("digests:{}", digests[0]);
+            if let Err(e) = self.queue.push(SendDigests { digest_ids: digests }, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
+                tracing::warn!(error = %e, "could not enqueue the digests; the next scan will");
             }
         }
         Ok(report)
@@ -271,9 +278,16 @@ pub async fn on_tick(_tick: apalis_cron::Tick, rt: apalis::prelude::Data<Arc<Ale
     Ok(())
 }
 
-/// The digest job handler.
-pub async fn on_digest(job: SendDigest, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
-    rt.send_digest(job.digest_id, Utc::now()).await.map(|_| ()).map_err(|e| e.to_string().into())
+/// The digest job handler: every digest is attempted; a transient failure retries the job.
+pub async fn on_digest(job: SendDigests, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+    let mut failed = 0;
+    for d in &job.digest_ids {
+        if let Err(e) = rt.send_digest(*d, Utc::now()).await {
+            tracing::warn!(digest_id = %d, error = %e, "digest not sent; will retry");
+            failed += 1;
+        }
+    }
+    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} digests not sent", job.digest_ids.len()).into()) }
 }
 
 /// The cron expression for a scan interval (validated by the config: it must divide a

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use uuid::Uuid;
 
 use super::db::{Exec, Row, Value};
-use super::ops::{NotificationClaim, claim_notification};
+use super::ops::NotificationClaim;
 use super::{Result, Store, StoreError};
 use crate::crm::activity::date_only_due;
 use crate::crm::alerts::{OverdueItem, UserNode};
@@ -105,16 +105,55 @@ impl Store {
         Ok((users, teams))
     }
 
-    /// Claims a digest's notifications in one transaction; returns which were new
-    /// (only those go out: R-TASK-5).
+    /// Claims notifications in one transaction (multi-row inserts, ON CONFLICT DO NOTHING);
+    /// returns which were new — only those go out (R-TASK-5).
     pub async fn claim_notifications(&self, claims: &[NotificationClaim]) -> Result<Vec<bool>> {
+        use std::collections::HashSet;
         let mut tx = self.db.begin().await?;
-        let mut out = Vec::with_capacity(claims.len());
-        for c in claims {
-            out.push(claim_notification(&mut tx, c).await?);
+        let mut new: HashSet<(Uuid, i32, i64, Uuid)> = HashSet::new();
+        for chunk in claims.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, recipient, recipient_userid, digest_id, item, status, created_at) VALUES ",
+            );
+            let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
+            for (i, c) in chunk.iter().enumerate() {
+                let b = i * 11;
+                let ph: Vec<String> = (1..=11).map(|k| format!("${}", b + k)).collect();
+                sql.push_str(&format!("{}({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {})", if i > 0 { ", " } else { "" }, ph[0], ph[1], ph[2], ph[3], ph[4], ph[5], ph[6], ph[7], ph[8], ph[9], ph[10]));
+                args.extend([
+                    Uuid::new_v4().into(),
+                    c.activityid.into(),
+                    c.activitytype.into(),
+                    c.level.into(),
+                    c.scheduledend.into(),
+                    c.ownerid.into(),
+                    c.recipient.clone().into(),
+                    c.recipient_userid.into(),
+                    c.digest_id.into(),
+                    c.item.clone().into(),
+                    c.created_at.into(),
+                ]);
+            }
+            sql.push_str(" ON CONFLICT (activityid, level, scheduledend, ownerid) DO NOTHING RETURNING activityid, level, scheduledend, ownerid");
+            for r in tx.fetch_all(&sql, args).await? {
+                let due: DateTime<Utc> = r.get("scheduledend")?;
+                new.insert((r.get("activityid")?, r.get("level")?, due.timestamp_millis(), r.get("ownerid")?));
+            }
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(claims.iter().map(|c| new.contains(&(c.activityid, c.level, c.scheduledend.timestamp_millis(), c.ownerid))).collect())
+    }
+
+    /// The query plan of the plain-activity overdue query (for the benchmark). Dialect:
+    /// SQLite says EXPLAIN QUERY PLAN, PostgreSQL EXPLAIN.
+    pub async fn explain_overdue(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let q = "SELECT activityid FROM activity WHERE statecode = 0 AND scheduledend < $1 AND activitytypecode IN ($2, $3) ORDER BY scheduledend LIMIT 100000";
+        let (sql, col) = match self.engine() {
+            super::Engine::Sqlite => (format!("EXPLAIN QUERY PLAN {q}"), "detail"),
+            super::Engine::Postgres => (format!("EXPLAIN {q}"), "QUERY PLAN"),
+        };
+        let rows = self.db.clone().fetch_all(&sql, vec![now.into(), EntityKind::Task.into(), EntityKind::Phonecall.into()]).await?;
+        rows.iter().map(|r| r.get(col)).collect()
     }
 
     /// The pending rows of a digest.
