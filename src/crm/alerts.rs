@@ -182,6 +182,20 @@ pub struct DigestGroup {
     pub lines: Vec<DigestLine>,
 }
 
+/// The digest line of one notice.
+pub fn line(n: &Notice, now: DateTime<Utc>, tz: Tz, link_base: &str) -> DigestLine {
+    DigestLine {
+        kind: n.item.kind,
+        id: n.item.id,
+        subject: n.item.subject.clone(),
+        due: n.item.due.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        overdue_hours: (now - n.item.due).num_hours(),
+        level: n.level,
+        regarding: n.item.regarding.map(|r| r.to_string()),
+        link: format!("{}/api/v1/activities/{}", link_base.trim_end_matches('/'), n.item.id),
+    }
+}
+
 /// One recipient's digest: groups by owner (by name), each oldest first.
 pub fn digest(notices: &[&Notice], users: &HashMap<Uuid, UserNode>, now: DateTime<Utc>, tz: Tz, link_base: &str) -> Vec<DigestGroup> {
     let mut by_owner: BTreeMap<String, Vec<&Notice>> = BTreeMap::new();
@@ -195,19 +209,7 @@ pub fn digest(notices: &[&Notice], users: &HashMap<Uuid, UserNode>, now: DateTim
             ns.sort_by_key(|n| (n.item.due, n.item.id));
             DigestGroup {
                 owner,
-                lines: ns
-                    .into_iter()
-                    .map(|n| DigestLine {
-                        kind: n.item.kind,
-                        id: n.item.id,
-                        subject: n.item.subject.clone(),
-                        due: n.item.due.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-                        overdue_hours: (now - n.item.due).num_hours(),
-                        level: n.level,
-                        regarding: n.item.regarding.map(|r| r.to_string()),
-                        link: format!("{}/api/v1/activities/{}", link_base.trim_end_matches('/'), n.item.id),
-                    })
-                    .collect(),
+                lines: ns.into_iter().map(|n| line(n, now, tz, link_base)).collect(),
             }
         })
         .collect()

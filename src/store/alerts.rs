@@ -111,7 +111,7 @@ impl Store {
         use std::collections::HashSet;
         let mut tx = self.db.begin().await?;
         let mut new: HashSet<(Uuid, i32, i64, Uuid)> = HashSet::new();
-        for chunk in claims.chunks(500) {
+        for chunk in claims.chunks(super::ROWS_PER_STATEMENT) {
             let mut sql = String::from(
                 "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, recipient, recipient_userid, digest_id, item, status, created_at) VALUES ",
             );

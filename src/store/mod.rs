@@ -55,6 +55,12 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Rows per multi-row INSERT. SQLite looks bound parameters up by name with a linear scan
+/// (`$N` placeholders are named), so a statement's binding cost grows with the square of
+/// its parameter count: measured on 15,000 claims, 50 rows per statement took 0.36 s,
+/// 500 took 1.2 s and 2,000 took 4.3 s.
+pub(crate) const ROWS_PER_STATEMENT: usize = 50;
+
 /// What the store needs to normalise addresses (R-DUP-1/2) when it indexes records.
 #[derive(Debug, Clone)]
 pub struct Normalizer {

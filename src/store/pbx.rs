@@ -82,7 +82,7 @@ impl Store {
         // 1. Every event, once: the database says which are new.
         let mut new_events: HashSet<(String, String)> = HashSet::new();
         let all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
-        for chunk in all.chunks(1000) {
+        for chunk in all.chunks(super::ROWS_PER_STATEMENT) {
             let mut sql = String::from("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ");
             let mut args = Vec::with_capacity(chunk.len() * 7);
             for (i, (p, e, raw)) in chunk.iter().enumerate() {
@@ -108,7 +108,7 @@ impl Store {
         }
         let mut calls: BTreeMap<(String, String), PbxCall> = BTreeMap::new();
         let touched: Vec<_> = touched.into_iter().collect();
-        for chunk in touched.chunks(1000) {
+        for chunk in touched.chunks(super::ROWS_PER_STATEMENT) {
             let mut sql = String::from("INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ");
             let mut args = Vec::with_capacity(chunk.len() * 5);
             for (i, ((p, c), (n, fin))) in chunk.iter().enumerate() {
