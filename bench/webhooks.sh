@@ -9,7 +9,8 @@
 #   lost calls: requests answered 2xx minus stored calls (must be 0).
 # Usage: bench/webhooks.sh [seconds-per-run]   (installs wrk from Debian if missing)
 #   ENGINES="sqlite postgres" (default both); INFLOW_BENCH_PG_SOCKET=/run/postgresql to reach
-#   PostgreSQL over its Unix socket instead of 127.0.0.1:5432.
+#   PostgreSQL over its Unix socket instead of 127.0.0.1:5432; INFLOW_BENCH_SQLITE_SYNC=normal
+#   runs SQLite with synchronous=NORMAL (default full).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -53,6 +54,7 @@ run_engine() {
   cat > "$WORK/inflow.toml" <<TOML
 [database]
 url = "$url"
+sqlite_synchronous = "${INFLOW_BENCH_SQLITE_SYNC:-full}"
 [http]
 listen = "127.0.0.1:$PORT"
 [log]

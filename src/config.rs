@@ -46,11 +46,23 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long to wait for the database at start-up and for a pooled connection.
     pub connect_timeout_secs: u64,
+    /// SQLite durability: `full` (default; a commit survives power loss) or `normal` (WAL +
+    /// NORMAL: survives a crash of inflow, may lose the last commits on power loss; one
+    /// fsync per checkpoint instead of per commit).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// `database.sqlite_synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Full,
+    Normal,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: default_sqlite_url(), password_file: None, password: None, max_connections: 8, connect_timeout_secs: 10 }
+        DatabaseConfig { url: default_sqlite_url(), password_file: None, password: None, max_connections: 8, connect_timeout_secs: 10, sqlite_synchronous: SqliteSync::Full }
     }
 }
 

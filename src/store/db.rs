@@ -286,8 +286,11 @@ impl Db {
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a committed CRM write survives power loss, not only a process crash.
-                .synchronous(SqliteSynchronous::Full)
+                // FULL (default): a committed CRM write survives power loss, not only a crash.
+                .synchronous(match cfg.sqlite_synchronous {
+                    crate::config::SqliteSync::Full => SqliteSynchronous::Full,
+                    crate::config::SqliteSync::Normal => SqliteSynchronous::Normal,
+                })
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
