@@ -305,31 +305,6 @@ pub struct NotificationClaim {
     pub created_at: DateTime<Utc>,
 }
 
-/// Claims the slot; true if this call created it (so the caller sends), false if it existed.
-/// One (activity, level, due date, owner) is claimed at most once (R-TASK-5).
-pub(crate) async fn claim_notification(ex: &mut impl Exec, c: &NotificationClaim) -> Result<bool> {
-    let n = ex
-        .execute(
-            "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, recipient, recipient_userid, digest_id, item, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11) ON CONFLICT (activityid, level, scheduledend, ownerid) DO NOTHING",
-            vec![
-                Uuid::new_v4().into(),
-                c.activityid.into(),
-                c.activitytype.into(),
-                c.level.into(),
-                c.scheduledend.into(),
-                c.ownerid.into(),
-                c.recipient.clone().into(),
-                c.recipient_userid.into(),
-                c.digest_id.into(),
-                c.item.clone().into(),
-                c.created_at.into(),
-            ],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
 impl Store {
     /// Jobs of queue `name` still in the apalis tables (any status). Dialect: the two apalis
     /// backends keep their tables under different names.
@@ -394,7 +369,9 @@ impl Store {
         dup_candidates(&mut self.db.clone(), status).await
     }
 
+    /// Claims one slot; true if this call created it (so the caller sends), false if it
+    /// existed. One (activity, level, due date, owner) is claimed at most once (R-TASK-5).
     pub async fn claim_notification(&self, c: &NotificationClaim) -> Result<bool> {
-        claim_notification(&mut self.db.clone(), c).await
+        Ok(self.claim_notifications(std::slice::from_ref(c)).await?[0])
     }
 }

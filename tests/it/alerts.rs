@@ -13,7 +13,7 @@ use inflow::store::{NotificationClaim, RecordExt, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, now, poll_until};
+use crate::helpers::{TestApp, add_user, now, poll_until};
 
 /// The SMTP server of one test.
 struct SmtpSink {
@@ -80,24 +80,6 @@ fn body(raw: &str) -> String {
     out
 }
 
-async fn user(store: &Store, first: &str, last: &str, email: &str, manager: Option<Uuid>) -> Uuid {
-    let t = now();
-    let u = SystemUser {
-        systemuserid: Uuid::new_v4(),
-        firstname: Some(first.into()),
-        lastname: last.into(),
-        fullname: Some(format!("{first} {last}")),
-        internalemailaddress: Some(email.into()),
-        parentsystemuserid: manager,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
-        ..Default::default()
-    };
-    store.insert(&u).await.unwrap();
-    u.systemuserid
-}
-
 async fn task(store: &Store, owner: Uuid, subject: &str, due: DateTime<Utc>) -> Activity {
     let a = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(due), ..Default::default() }
         .stamped(owner, EntityKind::Systemuser, now(), None);
@@ -122,9 +104,9 @@ async fn owner_then_manager(engine: &str) {
     let app = start(engine, &smtp, "00:00-24:00", ALL_DAYS).await;
     let rt = app.running.alerts.clone().unwrap();
     let s = &app.store;
-    let boss = user(s, "Anna", "Volkova", "anna@acme.ru", None).await;
-    let owner = user(s, "Oleg", "Ivanov", "oleg@acme.ru", Some(boss)).await;
-    let other = user(s, "Pavel", "Sokolov", "pavel@acme.ru", Some(boss)).await;
+    let boss = add_user(s, "Anna", "Volkova", "anna@acme.ru", None, None).await;
+    let owner = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", Some(boss), None).await;
+    let other = add_user(s, "Pavel", "Sokolov", "pavel@acme.ru", Some(boss), None).await;
     let t0 = now();
     let fresh = task(s, owner, "Send the offer", t0 - Duration::hours(2)).await;
     task(s, owner, "Call back Romashka", t0 - Duration::hours(50)).await;
@@ -204,7 +186,7 @@ async fn quiet_hours_wait_for_the_next_working_period() {
     let smtp = SmtpSink::start(0).await;
     let app = start("sqlite", &smtp, "09:00-18:00", "[\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]").await;
     let rt = app.running.alerts.clone().unwrap();
-    let owner = user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None).await;
+    let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
     // Friday 2030-11-22 20:00 MSK: after hours; Saturday: weekend; Monday 09:00 MSK: open.
     let msk = |d: u32, h: u32| chrono_tz::Europe::Moscow.from_local_datetime(&NaiveDate::from_ymd_opt(2030, 11, d).unwrap().and_hms_opt(h, 0, 0).unwrap()).unwrap().with_timezone(&Utc);
     task(&app.store, owner, "Friday task", msk(22, 12)).await;
@@ -227,7 +209,7 @@ async fn transient_smtp_failure_is_retried_and_a_crash_after_claiming_loses_noth
     let smtp = SmtpSink::start(1).await;
     let app = start("sqlite", &smtp, "00:00-24:00", ALL_DAYS).await;
     let rt = app.running.alerts.clone().unwrap();
-    let owner = user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None).await;
+    let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
     let t0 = now();
     let a = task(&app.store, owner, "Retry me", t0 - Duration::hours(1)).await;
     assert_eq!(rt.scan(t0).await.unwrap().digests, 1);

@@ -176,3 +176,24 @@ impl TestApp {
         }
     }
 }
+
+/// Adds an enabled user; returns its id.
+pub async fn add_user(store: &Store, first: &str, last: &str, email: &str, manager: Option<uuid::Uuid>, ext: Option<&str>) -> uuid::Uuid {
+    use inflow::store::RecordExt;
+    let t = now();
+    let u = inflow::crm::entities::SystemUser {
+        systemuserid: uuid::Uuid::new_v4(),
+        firstname: Some(first.into()),
+        lastname: last.into(),
+        fullname: Some(format!("{first} {last}").trim().to_string()),
+        internalemailaddress: Some(email.into()),
+        parentsystemuserid: manager,
+        pbx_extension: ext.map(str::to_string),
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
+    store.insert(&u).await.unwrap();
+    u.systemuserid
+}

@@ -9,11 +9,11 @@ use chrono::Duration;
 use hmac::{KeyInit, Mac};
 use inflow::crm::entities::*;
 use inflow::crm::{EntityKind, Money};
-use inflow::store::{RecordExt, Store};
+use inflow::store::RecordExt;
 use sha2::Digest;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, now, poll_until};
+use crate::helpers::{TestApp, add_user, now, poll_until};
 
 const ZADARMA_SECRET: &str = "zd-secret-7f3a";
 const MANGO_KEY: &str = "vpbx-key-1234";
@@ -35,22 +35,6 @@ struct Seed {
     known_contact: Uuid,
     wave: Uuid,
     campaign: Uuid,
-}
-
-async fn user(store: &Store, last: &str, email: &str, ext: Option<&str>) -> Uuid {
-    let t = now();
-    let u = SystemUser {
-        systemuserid: Uuid::new_v4(),
-        lastname: last.into(),
-        internalemailaddress: Some(email.into()),
-        pbx_extension: ext.map(str::to_string),
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
-        ..Default::default()
-    };
-    store.insert(&u).await.unwrap();
-    u.systemuserid
 }
 
 /// Starts the app with every provider enabled and seeds users, a known contact and a
@@ -107,10 +91,10 @@ hmac_secret_file = "{{dir}}/gh"
     );
     let app = TestApp::spawn(engine, dir, &extra).await;
     let s = &app.store;
-    let head = user(s, "Head", "head@acme.ru", None).await;
-    let ext101 = user(s, "Ivanov", "ivanov@acme.ru", Some("101")).await;
-    let ext102 = user(s, "Petrova", "petrova@acme.ru", Some("102")).await;
-    let marketing = user(s, "Marketing", "marketing@acme.ru", None).await;
+    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
+    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
+    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
+    let marketing = add_user(s, "", "Marketing", "marketing@acme.ru", None, None).await;
     let t = now();
     let c = Contact { contactid: Uuid::new_v4(), lastname: "Sidorov".into(), mobilephone: Some("8 (916) 123-45-67".into()), ..Default::default() }.stamped(head, EntityKind::Systemuser, t, None);
     s.insert(&c).await.unwrap();

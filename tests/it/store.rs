@@ -14,19 +14,8 @@ use crate::both_engines;
 use crate::helpers::now;
 
 async fn user(store: &Store, last: &str, email: &str, manager: Option<Uuid>) -> SystemUser {
-    let t = now();
-    let u = SystemUser {
-        systemuserid: Uuid::new_v4(),
-        lastname: last.into(),
-        internalemailaddress: Some(email.into()),
-        parentsystemuserid: manager,
-        createdon: t,
-        modifiedon: t,
-        versionnumber: 1,
-        ..Default::default()
-    };
-    store.insert(&u).await.unwrap();
-    u
+    let id = crate::helpers::add_user(store, "", last, email, manager, None).await;
+    store.load(id).await.unwrap()
 }
 
 fn lead(owner: Uuid, subject: &str, email: Option<&str>, company: Option<&str>) -> Lead {
