@@ -172,6 +172,9 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
     let alerts = if cfg.alerts.enabled {
         let rt = Arc::new(AlertsRuntime::from_config(&cfg, store.clone())?);
+        if rt.mailer.is_none() {
+            tracing::info!("alerts are enabled but [smtp] has no host: overdue notifications wait until a relay is configured");
+        }
         workers.push(spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?);
         Some(rt)
     } else {

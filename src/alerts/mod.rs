@@ -108,6 +108,8 @@ pub struct ScanReport {
     pub requeued: usize,
     /// Outside working hours: nothing was claimed.
     pub quiet: bool,
+    /// No `[smtp]` relay is configured: nothing was claimed (notifications wait for one).
+    pub no_relay: bool,
     /// Where the time went, in milliseconds: the overdue query, the rules (directory,
     /// escalation, digest lines), the claims, the enqueueing.
     pub query_ms: f64,
@@ -162,6 +164,12 @@ impl AlertsRuntime {
             if self.queue.push(SendDigests { digest_ids: stale }, &format!("digests:stale:{bucket}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await.is_ok() {
                 report.requeued = n;
             }
+        }
+        if self.mailer.is_none() {
+            // Claiming without a relay would only pile up pending rows; once [smtp] is set,
+            // the first scan claims and sends everything still overdue.
+            report.no_relay = true;
+            return Ok(report);
         }
         if !self.hours.contains(now) {
             report.quiet = true;

@@ -244,3 +244,16 @@ async fn transient_smtp_failure_is_retried_and_a_crash_after_claiming_loses_noth
     app.stop().await;
     smtp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_relay_nothing_is_claimed_until_one_is_configured() {
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "[alerts]\nenabled = true\nworking_hours = \"00:00-24:00\"\n").await;
+    let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    task(&app.store, owner, "Waits for a relay", now() - Duration::hours(1)).await;
+    let r = app.running.alerts.clone().unwrap().scan(now()).await.unwrap();
+    assert!(r.no_relay && r.claimed == 0, "{r:?}");
+    use inflow::store::Exec;
+    let n: i64 = app.store.db.clone().fetch_one("SELECT COUNT(*) AS n FROM notification_log", vec![]).await.unwrap().get("n").unwrap();
+    assert_eq!(n, 0);
+    app.stop().await;
+}
