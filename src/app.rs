@@ -85,7 +85,7 @@ fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<(Arc<PbxWebhooks>, tokio:
     if p.zadarma.is_none() && p.mango.is_none() && p.twilio.is_none() && p.generic.is_none() {
         return None;
     }
-    let runtime = Arc::new(PbxRuntime { store: store.clone(), settings: PbxSettings::from_config(cfg), queue: JobQueue::new(&store.db, pbx_process::QUEUE) });
+    let runtime = Arc::new(PbxRuntime::new(store.clone(), PbxSettings::from_config(cfg), JobQueue::new(&store.db, pbx_process::QUEUE)));
     let (writer, inbox) = tokio::sync::mpsc::channel(4096);
     let hooks = Arc::new(PbxWebhooks {
         runtime,

@@ -105,6 +105,19 @@ pub struct PbxRuntime {
     pub store: Store,
     pub settings: PbxSettings,
     pub queue: JobQueue<ProcessCalls>,
+    /// Line owners and waves found recently (positive answers only, for `LOOKUP_TTL`), so a
+    /// busy line does not resolve the same owner and wave for every call.
+    pub lookups: std::sync::Mutex<Lookups>,
+}
+
+/// How long a resolved owner or wave is reused.
+const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The lookup cache of `PbxRuntime`.
+#[derive(Default)]
+pub struct Lookups {
+    users: std::collections::HashMap<String, (std::time::Instant, Uuid)>,
+    waves: std::collections::HashMap<Uuid, (std::time::Instant, WaveRef)>,
 }
 
 /// What processing did.
@@ -142,6 +155,38 @@ fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out:
 }
 
 impl PbxRuntime {
+    pub fn new(store: Store, settings: PbxSettings, queue: JobQueue<ProcessCalls>) -> PbxRuntime {
+        PbxRuntime { store, settings, queue, lookups: Default::default() }
+    }
+
+    /// A config owner (id or e-mail) as a user id; found answers are reused for a minute.
+    async fn owner(&self, owner: &str) -> Result<Option<Uuid>, StoreError> {
+        if let Some((at, id)) = self.lookups.lock().ok().and_then(|l| l.users.get(owner).copied()) {
+            if at.elapsed() < LOOKUP_TTL {
+                return Ok(Some(id));
+            }
+        }
+        let found = self.store.resolve_user(owner).await?;
+        if let (Some(id), Ok(mut l)) = (found, self.lookups.lock()) {
+            l.users.insert(owner.to_string(), (std::time::Instant::now(), id));
+        }
+        Ok(found)
+    }
+
+    /// A line's wave (campaign activity → campaign, owner); found answers reused for a minute.
+    async fn wave(&self, id: Uuid) -> Result<Option<WaveRef>, StoreError> {
+        if let Some((at, w)) = self.lookups.lock().ok().and_then(|l| l.waves.get(&id).copied()) {
+            if at.elapsed() < LOOKUP_TTL {
+                return Ok(Some(w));
+            }
+        }
+        let found = self.store.get::<CampaignActivity>(id).await?.map(|w| WaveRef { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid });
+        if let (Some(w), Ok(mut l)) = (found, self.lookups.lock()) {
+            l.waves.insert(id, (std::time::Instant::now(), w));
+        }
+        Ok(found)
+    }
+
     /// Processes a call if it is due: final, or silent past the timeout.
     pub async fn process(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
         let Some(call) = self.store.pbx_call(provider, call_id).await? else {
@@ -175,9 +220,9 @@ impl PbxRuntime {
         let line_cfg = find_line(&rec.did).or_else(|| find_line(&rec.line));
         let mut line = None;
         if let Some(l) = line_cfg {
-            let owner = self.store.resolve_user(&l.owner).await?;
+            let owner = self.owner(&l.owner).await?;
             let wave = match l.wave {
-                Some(id) => self.store.get::<CampaignActivity>(id).await?.map(|w| WaveRef { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid }),
+                Some(id) => self.wave(id).await?,
                 None => None,
             };
             if l.wave.is_some() && wave.is_none() {
@@ -193,14 +238,15 @@ impl PbxRuntime {
             Some(x) => self.store.user_by_extension(x).await?,
             None => None,
         };
-        let default_owner = match &self.settings.default_owner {
-            Some(o) => self.store.resolve_user(o).await?,
-            None => None,
-        };
         // R-PBX-3: a missed call's callback belongs to the line's owner, not to whichever
         // extension happened to ring; answered and outbound calls to the extension's user.
         let line_owner = line.as_ref().map(|l| l.owner);
-        let owner = if rec.direction == Direction::Inbound && !rec.answered() { line_owner.or(ext_user) } else { ext_user.or(line_owner) }.or(default_owner);
+        let mut owner = if rec.direction == Direction::Inbound && !rec.answered() { line_owner.or(ext_user) } else { ext_user.or(line_owner) };
+        if owner.is_none() {
+            if let Some(o) = &self.settings.default_owner {
+                owner = self.owner(o).await?;
+            }
+        }
         let e164 = rec.external.e164().map(str::to_string);
         let party = match &e164 {
             Some(n) => self.store.match_or_queue(None, Some(n), &format!("pbx:{provider}:{call_id}"), now).await?,
