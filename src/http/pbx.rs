@@ -63,7 +63,7 @@ fn note_ignored(provider: &str, kind: &str) {
 async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: &[u8]) -> Result<serde_json::Value, Response> {
     let hooks = state.pbx.as_ref().expect("checked by the caller");
     let events = match parsed {
-        Parsed::Echo(text) => return Ok(json!({ "echo": text })),
+        Parsed::Echo(text) => return Ok(json!({ "echo": text })), // answered by `ingest`
         Parsed::Ignored(kind) => {
             note_ignored(provider, &kind);
             return Ok(json!({ "status": "ignored", "event": kind }));
@@ -109,16 +109,17 @@ fn request<'a>(method: &'a Method, uri: &'a Uri, prefix: &str, headers: &'a Head
 }
 
 /// Verify + parse with the provider's adapter, then persist: the common path of every
-/// provider endpoint. `Err` is the response to send as is.
+/// provider endpoint. `Err` is a response to send as is: a refusal, or the text a provider's
+/// URL check wants echoed (Zadarma `zd_echo`).
 async fn ingest(
     s: &AppState,
     provider: &'static str,
     (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &Bytes),
     parse: impl FnOnce(&WebhookRequest<'_>) -> Result<Parsed, WebhookError>,
-) -> Result<Accepted, Response> {
+) -> Result<serde_json::Value, Response> {
     let req = request(method, uri, &format!("/pbx/{provider}"), headers, body);
     let parsed = match parse(&req) {
-        Ok(Parsed::Echo(text)) => return Ok(Accepted::Echo(text)),
+        Ok(Parsed::Echo(text)) => return Err(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
         Ok(p) => p,
         Err(WebhookError::Unauthorized(why)) => {
             tracing::warn!(provider, %why, "webhook refused");
@@ -129,20 +130,13 @@ async fn ingest(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response());
         }
     };
-    accept(s, provider, parsed, body).await.map(Accepted::Json)
-}
-
-/// What an accepted request gets back.
-enum Accepted {
-    Echo(String),
-    Json(serde_json::Value),
+    accept(s, provider, parsed, body).await
 }
 
 async fn zadarma(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.zadarma.as_ref()) else { return not_configured("zadarma") };
     match ingest(&s, "zadarma", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(Accepted::Echo(text)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
-        Ok(Accepted::Json(v)) => Json(v).into_response(),
+        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
 }
@@ -150,8 +144,7 @@ async fn zadarma(State(s): State<AppState>, method: Method, uri: Uri, headers: H
 async fn mango(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.mango.as_ref()) else { return not_configured("mango") };
     match ingest(&s, "mango", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(Accepted::Json(v)) => Json(v).into_response(),
-        Ok(Accepted::Echo(t)) => t.into_response(),
+        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
 }
@@ -162,8 +155,7 @@ async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: He
     match ingest(&s, "twilio", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
         // The <Dial action> reply replaces the rest of the call's TwiML: the dial is over.
         Ok(_) if dial => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>").into_response(),
-        Ok(Accepted::Json(v)) => Json(v).into_response(),
-        Ok(Accepted::Echo(t)) => t.into_response(),
+        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
 }
@@ -171,8 +163,7 @@ async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: He
 async fn generic(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(a) = s.pbx.as_ref().and_then(|p| p.generic.as_ref()) else { return not_configured("generic") };
     match ingest(&s, "generic", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(Accepted::Json(v)) => (StatusCode::ACCEPTED, Json(v)).into_response(),
-        Ok(Accepted::Echo(t)) => t.into_response(),
+        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Err(r) => r,
     }
 }
