@@ -13,6 +13,7 @@ pub mod criteria;
 pub mod entities;
 pub mod error;
 pub mod lead;
+pub mod mail;
 pub mod matching;
 pub mod normalize;
 pub mod response;

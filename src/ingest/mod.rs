@@ -1,4 +1,5 @@
 //! Channels in: each turns raw input (a webhook, a mail message) into typed values for the
 //! CRM rules, and nothing else. They never write SQL; persistence goes through `store`.
 
+pub mod mail;
 pub mod pbx;

@@ -1,0 +1,530 @@
+//! What one inbound e-mail makes in the CRM (DOMAIN §4.1, §4.3, §4.5): the e-mail activity
+//! (R-EM-5), a campaign response on the wave it answers (R-RS-1..3), a lead or contact from
+//! an unknown sender (R-EM-6), opt-out and suppression (R-OPT-3), bounce bookkeeping, or
+//! nothing (R-EM-2 filter, internal sender, auto-reply, sender rate limit).
+//! Pure: the store gathers the facts into a [`MailContext`] and applies the [`MailPlan`].
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::entities::{Activity, ActivityParty, CampaignResponse, Contact, Lead};
+use super::matching::MatchOutcome;
+use super::normalize::EmailAddress;
+use super::response::{self, ConvertFacts, ConvertOption, ConvertPlan};
+use super::types::{EntityKind, EntityRef};
+use crate::ingest::mail::{Automated, FailedRecipient, ParsedMail, strip_reply_prefixes};
+
+/// R-EM-6 (a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Nothing,
+    Leads,
+    Contacts,
+}
+
+/// A mailbox's settings, as the rules need them (config `[[mailboxes]]`).
+#[derive(Debug, Clone)]
+pub struct MailboxPolicy {
+    pub name: String,
+    pub owner: Uuid,
+    /// R-EM-2: 0 all, 1 replies to CRM mail, 2 known parties, 3 any e-mail-enabled record.
+    pub filter: u8,
+    pub create: Create,
+    /// R-RS-1.
+    pub create_responses: bool,
+    /// R-OPT-3 for keyword replies (the List-Unsubscribe mailto always counts).
+    pub auto_unsubscribe: bool,
+    /// R-RS-3 `interested_unknown_only` (true) or never convert (false).
+    pub auto_convert: bool,
+    pub lead_source: i32,
+    /// Records a sender may cause per hour before further mail from it is skipped.
+    pub sender_hourly_limit: i64,
+    pub unsubscribe_keywords: Vec<String>,
+    pub unsubscribe_mailto: Option<String>,
+}
+
+/// The outbound mail an inbound message correlates to (R-EM-3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    pub activity_id: Uuid,
+    /// 2 XHeader, 3 InReplyTo, 4 TrackingToken.
+    pub method: i32,
+    pub regarding: Option<EntityRef>,
+    /// Set when the outbound mail was a wave message.
+    pub wave: Option<Wave>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wave {
+    pub activity_id: Uuid,
+    pub campaign_id: Uuid,
+    pub owner: Uuid,
+}
+
+/// Facts the store gathered for one message.
+#[derive(Debug, Clone)]
+pub struct MailContext {
+    /// The normalised From address (None: not a valid address, R-DUP-1).
+    pub sender: Option<EmailAddress>,
+    /// R-EM-4 step 1.
+    pub internal_sender: bool,
+    /// R-EM-4 steps 2–4.
+    pub party: MatchOutcome,
+    /// The matched party when it is a lead (R-EM-7, R-RS-3 b).
+    pub party_lead: Option<Lead>,
+    pub outbound: Option<Outbound>,
+    /// R-RS-2: this responder already has a response on the wave.
+    pub response_exists: bool,
+    /// R-EM-6 (e).
+    pub suppressed: bool,
+    /// The mailto hit of our List-Unsubscribe address.
+    pub mailto_unsubscribe: bool,
+    /// Records this sender caused in the last hour.
+    pub recent_from_sender: i64,
+    pub tz: Tz,
+    pub now: DateTime<Utc>,
+    /// Ids for the e-mail, a lead/contact and a response.
+    pub ids: [Uuid; 3],
+}
+
+/// Bounce bookkeeping the store applies: counters, suppression, the delivery marked failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BounceWrites {
+    pub recipients: Vec<FailedRecipient>,
+    /// The outbound e-mail that bounced, if we know it.
+    pub delivery: Option<Uuid>,
+}
+
+/// Everything one message writes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MailWrites {
+    pub email: Option<Activity>,
+    pub parties: Vec<ActivityParty>,
+    pub lead: Option<Lead>,
+    pub contact: Option<Contact>,
+    pub response: Option<CampaignResponse>,
+    /// R-OPT-3: set donotsendmm + donotbulkemail on this party.
+    pub opt_out: Option<EntityRef>,
+    /// (address, reason) to add to suppression.
+    pub suppress: Vec<(String, String)>,
+    pub bounce: Option<BounceWrites>,
+    /// R-EM-4: an ambiguous sender for the review queue.
+    pub dup_candidates: Option<Vec<EntityRef>>,
+}
+
+impl MailWrites {
+    pub fn created(&self) -> Vec<EntityRef> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.email {
+            v.push(EntityRef::new(EntityKind::Email, e.activityid));
+        }
+        if let Some(l) = &self.lead {
+            v.push(EntityRef::new(EntityKind::Lead, l.leadid));
+        }
+        if let Some(c) = &self.contact {
+            v.push(EntityRef::new(EntityKind::Contact, c.contactid));
+        }
+        if let Some(r) = &self.response {
+            v.push(EntityRef::new(EntityKind::Campaignresponse, r.activityid));
+        }
+        v
+    }
+}
+
+/// The decision for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailPlan {
+    /// inquiry | reply | bounce | auto_reply | unsubscribe | internal | filtered | rate_limited
+    pub class: &'static str,
+    /// `processed` or `skipped` (inbound_event status).
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub writes: MailWrites,
+}
+
+fn skip(class: &'static str, reason: String) -> MailPlan {
+    MailPlan { class, status: "skipped", reason: Some(reason), writes: MailWrites::default() }
+}
+
+/// R-EM-6 field mapping: display name → first/last name, else the local part.
+fn split_name(name: Option<&str>, address: &str) -> (Option<String>, String) {
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    let tokens: Vec<&str> = name.unwrap_or("").split_whitespace().collect();
+    match tokens.len() {
+        0 => (None, cut(address.split('@').next().unwrap_or(address), 50)),
+        1 => (None, cut(tokens[0], 50)),
+        n => (Some(cut(&tokens[..n - 1].join(" "), 50)), cut(tokens[n - 1], 50)),
+    }
+}
+
+/// Decides what a parsed message creates.
+pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -> MailPlan {
+    let t = ctx.now;
+    let addr = ctx.sender.as_ref().map(|e| e.as_str().to_string());
+
+    // Bounces are about our own mail: bookkeeping only, whatever the filter.
+    if let Some(b) = &mail.bounce {
+        let mut w = MailWrites { bounce: Some(BounceWrites { recipients: b.recipients.clone(), delivery: ctx.outbound.as_ref().map(|o| o.activity_id) }), ..Default::default() };
+        w.suppress.clear();
+        return MailPlan { class: "bounce", status: "processed", reason: Some(format!("{} bounce for {}", b.shape, b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", "))), writes: w };
+    }
+    if ctx.internal_sender {
+        return skip("internal", "R-EM-4: the sender is a CRM user; nothing is created".into());
+    }
+    if let Some(Automated::AutoReply(r)) = &mail.automated {
+        return MailPlan { class: "auto_reply", status: "processed", reason: Some(format!("auto-reply ({r}): recorded, never answered")), writes: MailWrites::default() };
+    }
+    if ctx.recent_from_sender >= policy.sender_hourly_limit {
+        return skip("rate_limited", format!("{} records from {} in the last hour (limit {}): looks like a loop", ctx.recent_from_sender, addr.as_deref().unwrap_or("?"), policy.sender_hourly_limit));
+    }
+    let party = ctx.party.unique().filter(|p| p.kind.is_party());
+    let wave = ctx.outbound.as_ref().and_then(|o| o.wave);
+
+    // R-OPT-3: a mailto hit always counts; a keyword reply counts when it answers a wave.
+    let keyword = wave.is_some() && crate::ingest::mail::is_unsubscribe_text(&mail.subject, &mail.text, &policy.unsubscribe_keywords);
+    let unsubscribe = ctx.mailto_unsubscribe || keyword;
+    let mut w = MailWrites::default();
+    if unsubscribe && (ctx.mailto_unsubscribe || policy.auto_unsubscribe) {
+        w.opt_out = party;
+        if let Some(a) = &addr {
+            w.suppress.push((a.clone(), if ctx.mailto_unsubscribe { "unsubscribe: List-Unsubscribe mailto".into() } else { "unsubscribe: reply keyword".into() }));
+        }
+    }
+
+    // R-EM-2 for mail that answers nothing of ours.
+    if ctx.outbound.is_none() && !ctx.mailto_unsubscribe {
+        let known = party.is_some();
+        let pass = match policy.filter {
+            0 => true,
+            1 => false,
+            _ => known,
+        };
+        if !pass {
+            let why = match policy.filter {
+                1 => "R-EM-2 filter 1: not a reply to CRM mail",
+                2 => "R-EM-2 filter 2: not from a known lead, contact or account",
+                _ => "R-EM-2 filter 3: not from an e-mail-enabled record",
+            };
+            return skip("filtered", why.into());
+        }
+    }
+
+    // R-EM-6: a lead (or contact) from an unknown sender, never for a reply to a wave (that
+    // goes through the response) or for machine mail, suppressed or unsubscribing senders.
+    let automated = mail.automated.is_some();
+    let may_create = ctx.party == MatchOutcome::None && !automated && !ctx.suppressed && !unsubscribe && addr.is_some();
+    let (firstname, lastname) = split_name(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
+    let subject_line = {
+        let s: String = strip_reply_prefixes(&mail.subject).chars().take(300).collect();
+        if s.is_empty() { format!("E-mail from {}", addr.as_deref().unwrap_or(&mail.from.address)) } else { s }
+    };
+    if wave.is_none() && may_create {
+        match policy.create {
+            Create::Leads => {
+                w.lead = Some(
+                    Lead {
+                        leadid: ctx.ids[1],
+                        subject: subject_line.clone(),
+                        firstname: firstname.clone(),
+                        lastname: lastname.clone(),
+                        emailaddress1: addr.clone(),
+                        description: Some(mail.text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                        leadsourcecode: Some(policy.lead_source),
+                        leadqualitycode: 2,
+                        ..Default::default()
+                    }
+                    .stamped(policy.owner, EntityKind::Systemuser, t, None),
+                );
+            }
+            Create::Contacts => {
+                w.contact = Some(
+                    Contact { contactid: ctx.ids[1], firstname: firstname.clone(), lastname: lastname.clone(), emailaddress1: addr.clone(), ..Default::default() }
+                        .stamped(policy.owner, EntityKind::Systemuser, t, None),
+                );
+            }
+            Create::Nothing => {}
+        }
+    }
+    let created_party = w.lead.as_ref().map(|l| EntityRef::new(EntityKind::Lead, l.leadid)).or(w.contact.as_ref().map(|c| EntityRef::new(EntityKind::Contact, c.contactid)));
+
+    // R-RS-1..3: the first reply per recipient per wave is a response.
+    let mut notes = Vec::new();
+    if let (Some(wv), Some(out)) = (wave, &ctx.outbound) {
+        let single = !matches!(ctx.party, MatchOutcome::Ambiguous(_));
+        if policy.create_responses && single && !ctx.response_exists {
+            let code = if unsubscribe { 3 } else { 1 };
+            let mut r = CampaignResponse {
+                activityid: ctx.ids[2],
+                subject: subject_line.chars().take(200).collect(),
+                regardingobjectid: wv.campaign_id,
+                regardingobjectidtype: EntityKind::Campaign,
+                originatingactivityid: Some(out.activity_id),
+                originatingactivityidtype: Some(EntityKind::Email),
+                campaignactivityid: Some(wv.activity_id),
+                customerid: party.map(|p| p.id),
+                customeridtype: party.map(|p| p.kind),
+                firstname: if party.is_none() { firstname.clone() } else { None },
+                lastname: if party.is_none() { Some(lastname.clone()) } else { None },
+                emailaddress: addr.clone(),
+                responsecode: code,
+                channeltypecode: Some(1),
+                receivedon: Some(mail.date.unwrap_or(t).with_timezone(&ctx.tz).date_naive()),
+                description: Some(mail.text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                ..Default::default()
+            }
+            .stamped(wv.owner, EntityKind::Systemuser, t, None);
+            // R-RS-3 interested_unknown_only: code 1 from an unknown responder → a) new lead;
+            // from an Open lead → b) that lead; contacts and accounts stay Open for sales.
+            if policy.auto_convert && code == 1 {
+                fn facts<'a>(lead: Option<&'a Lead>, ctx: &MailContext, policy: &MailboxPolicy) -> ConvertFacts<'a> {
+                    ConvertFacts { existing_lead: lead, new_lead_id: ctx.ids[1], leadsourcecode: Some(policy.lead_source), now: ctx.now, actor: None }
+                }
+                if ctx.party == MatchOutcome::None && addr.is_some() && !ctx.suppressed {
+                    if let Ok(ConvertPlan::NewLead { mut lead, response }) = response::plan_convert(&r, &ConvertOption::NewLead, &facts(None, ctx, policy)) {
+                        lead.description = r.description.clone();
+                        w.lead = Some(lead);
+                        r = response;
+                    }
+                } else if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 0) {
+                    if let Ok(ConvertPlan::ExistingLead { response, .. }) = response::plan_convert(&r, &ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false }, &facts(Some(l), ctx, policy)) {
+                        r = response;
+                    }
+                } else if party.is_some_and(|p| matches!(p.kind, EntityKind::Contact | EntityKind::Account)) {
+                    notes.push("R-RS-3: the responder is a known customer; the response stays open for the wave owner.".to_string());
+                }
+            }
+            w.response = Some(r);
+        } else if ctx.response_exists {
+            notes.push("R-RS-2: a later reply from this recipient; stored as an e-mail on the wave.".to_string());
+        }
+    }
+    let party_after = party.or(created_party).or(w.lead.as_ref().map(|l| EntityRef::new(EntityKind::Lead, l.leadid)));
+    if let MatchOutcome::Ambiguous(c) = &ctx.party {
+        w.dup_candidates = Some(c.clone());
+        notes.push(format!("R-EM-4: the sender matches {} records; not linked (see dup candidates).", c.len()));
+    }
+    if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 2) {
+        notes.push(format!("R-EM-7: from disqualified lead {}; the lead is not reopened.", l.leadid));
+    }
+
+    // R-EM-5: the e-mail activity.
+    let regarding = ctx.outbound.as_ref().and_then(|o| o.regarding).or(party_after);
+    let mut description = mail.text.chars().take(64 * 1024).collect::<String>();
+    if !notes.is_empty() {
+        description = format!("{}\n\n[inflow] {}", description, notes.join(" "));
+    }
+    let mut email = Activity {
+        activityid: ctx.ids[0],
+        activitytypecode: EntityKind::Email,
+        subject: Some(if mail.subject.is_empty() { subject_line.clone() } else { mail.subject.chars().take(200).collect() }),
+        description: Some(description),
+        regardingobjectid: regarding.map(|r| r.id),
+        regardingobjectidtype: regarding.map(|r| r.kind),
+        directioncode: Some(false),
+        messageid: mail.message_id.clone(),
+        inreplyto: mail.in_reply_to.clone(),
+        trackingtoken: None,
+        correlationmethod: ctx.outbound.as_ref().map(|o| o.method),
+        sender: addr.clone().or(Some(mail.from.address.clone())),
+        torecipients: Some(mail.recipients.join(";")).filter(|s| !s.is_empty()),
+        parentactivityid: ctx.outbound.as_ref().map(|o| o.activity_id),
+        actualend: mail.date,
+        senton: mail.date,
+        ..Default::default()
+    }
+    .stamped(policy.owner, EntityKind::Systemuser, t, None);
+    email.statecode = 1;
+    email.statuscode = 4;
+    w.parties = vec![
+        ActivityParty { participationtypemask: 1, party: party_after, addressused: addr.clone().or(Some(mail.from.address.clone())) },
+        ActivityParty { participationtypemask: 2, party: Some(EntityRef::new(EntityKind::Systemuser, policy.owner)), addressused: mail.recipients.first().cloned() },
+    ];
+    w.email = Some(email);
+    let class = if unsubscribe {
+        "unsubscribe"
+    } else if ctx.outbound.is_some() {
+        "reply"
+    } else {
+        "inquiry"
+    };
+    let reason = match (&mail.automated, &w.lead, &w.contact) {
+        (Some(Automated::Bulk(r)), _, _) if ctx.party == MatchOutcome::None => Some(format!("R-EM-6 (d): {r}; no lead")),
+        (_, None, None) if ctx.party == MatchOutcome::None && ctx.suppressed => Some("R-EM-6 (e): the sender is suppressed; no lead".into()),
+        _ => None,
+    };
+    MailPlan { class, status: "processed", reason, writes: w }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn fixture(name: &str) -> ParsedMail {
+        let raw = std::fs::read(format!("{}/fixtures/mail/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        crate::ingest::mail::parse(&raw, 1 << 24).unwrap()
+    }
+
+    fn policy(filter: u8, create: Create) -> MailboxPolicy {
+        MailboxPolicy {
+            name: "sales".into(),
+            owner: Uuid::from_u128(1),
+            filter,
+            create,
+            create_responses: true,
+            auto_unsubscribe: true,
+            auto_convert: true,
+            lead_source: 100_000_000,
+            sender_hourly_limit: 20,
+            unsubscribe_keywords: ["unsubscribe", "stop", "отписаться"].map(String::from).to_vec(),
+            unsubscribe_mailto: Some("unsubscribe@news.crm.example.com".into()),
+        }
+    }
+
+    fn ctx(mail: &ParsedMail) -> MailContext {
+        MailContext {
+            sender: EmailAddress::parse(&mail.from.address).ok(),
+            internal_sender: false,
+            party: MatchOutcome::None,
+            party_lead: None,
+            outbound: None,
+            response_exists: false,
+            suppressed: false,
+            mailto_unsubscribe: false,
+            recent_from_sender: 0,
+            tz: chrono_tz::Europe::Moscow,
+            now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
+            ids: [Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12)],
+        }
+    }
+
+    fn wave_outbound() -> Outbound {
+        let wave = Wave { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) };
+        Outbound { activity_id: Uuid::from_u128(60), method: 3, regarding: Some(EntityRef::new(EntityKind::Campaignactivity, wave.activity_id)), wave: Some(wave) }
+    }
+
+    #[test]
+    fn r_em_6_unknown_sender_becomes_a_lead_with_the_field_mapping() {
+        let m = fixture("inquiry-koi8r.eml");
+        let p = plan_mail(&m, &ctx(&m), &policy(0, Create::Leads));
+        assert_eq!((p.class, p.status), ("inquiry", "processed"));
+        let lead = p.writes.lead.expect("lead");
+        assert_eq!(lead.subject, "Запрос цены на оборудование");
+        assert_eq!((lead.firstname.as_deref(), lead.lastname.as_str()), (Some("Иван"), "Петров"));
+        assert_eq!(lead.emailaddress1.as_deref(), Some("ivan.petrov@zavod.example"));
+        assert_eq!((lead.leadqualitycode, lead.leadsourcecode, lead.ownerid), (2, Some(100_000_000), Uuid::from_u128(1)));
+        let e = p.writes.email.expect("email");
+        assert_eq!((e.statecode, e.statuscode, e.directioncode), (1, 4, Some(false)));
+        assert_eq!(e.regardingobjectid, Some(lead.leadid));
+    }
+
+    #[test]
+    fn r_em_6_no_lead_for_machine_mail_suppressed_or_ambiguous_senders() {
+        let m = fixture("newsletter-bulk.eml");
+        let p = plan_mail(&m, &ctx(&m), &policy(0, Create::Leads));
+        assert!(p.writes.lead.is_none());
+        assert!(p.reason.unwrap().contains("R-EM-6 (d)"));
+        let m = fixture("inquiry-plain.eml");
+        let mut c = ctx(&m);
+        c.suppressed = true;
+        assert!(plan_mail(&m, &c, &policy(0, Create::Leads)).writes.lead.is_none());
+        let mut c = ctx(&m);
+        c.party = MatchOutcome::Ambiguous(vec![EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)), EntityRef::new(EntityKind::Contact, Uuid::from_u128(8))]);
+        let p = plan_mail(&m, &c, &policy(0, Create::Leads));
+        assert!(p.writes.lead.is_none() && p.writes.dup_candidates.is_some());
+        assert_eq!(p.writes.email.unwrap().regardingobjectid, None);
+    }
+
+    #[test]
+    fn r_em_2_filters() {
+        let m = fixture("inquiry-plain.eml");
+        assert_eq!(plan_mail(&m, &ctx(&m), &policy(1, Create::Leads)).status, "skipped");
+        assert_eq!(plan_mail(&m, &ctx(&m), &policy(2, Create::Leads)).status, "skipped");
+        let mut c = ctx(&m);
+        c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
+        let p = plan_mail(&m, &c, &policy(2, Create::Leads));
+        assert_eq!(p.status, "processed");
+        assert!(p.writes.lead.is_none(), "R-EM-7: known sender, no lead");
+        assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(7)));
+    }
+
+    #[test]
+    fn r_rs_1_to_3_reply_to_a_wave() {
+        let m = fixture("reply-to-wave.eml");
+        let mut c = ctx(&m);
+        c.outbound = Some(wave_outbound());
+        // Unknown responder, interested → response converted to a new lead (R-RS-3 a).
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        assert_eq!(p.class, "reply");
+        let r = p.writes.response.clone().expect("response");
+        assert_eq!((r.regardingobjectid, r.campaignactivityid, r.originatingactivityid), (Uuid::from_u128(51), Some(Uuid::from_u128(50)), Some(Uuid::from_u128(60))));
+        assert_eq!((r.responsecode, r.channeltypecode, r.statecode, r.ownerid), (1, Some(1), 1, Uuid::from_u128(3)));
+        let lead = p.writes.lead.expect("converted lead");
+        assert_eq!(r.customerid, Some(lead.leadid));
+        assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(50)));
+        // A known contact: the response stays open.
+        c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        let r = p.writes.response.unwrap();
+        assert_eq!((r.statecode, r.customerid), (0, Some(Uuid::from_u128(7))));
+        assert!(p.writes.lead.is_none());
+        // R-RS-2: a second reply makes no response.
+        c.response_exists = true;
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        assert!(p.writes.response.is_none());
+        assert!(p.writes.email.is_some());
+    }
+
+    #[test]
+    fn r_opt_3_unsubscribe_reply_and_mailto() {
+        let m = fixture("unsubscribe-reply-ru.eml");
+        let mut c = ctx(&m);
+        c.outbound = Some(wave_outbound());
+        c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        assert_eq!(p.class, "unsubscribe");
+        assert_eq!(p.writes.opt_out, Some(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7))));
+        assert_eq!(p.writes.suppress[0].0, "maria@client.example");
+        let r = p.writes.response.unwrap();
+        assert_eq!((r.responsecode, r.statecode), (3, 0), "code 3, never converted");
+        // auto_unsubscribe off: still a code-3 response, no flags.
+        let mut pol = policy(1, Create::Nothing);
+        pol.auto_unsubscribe = false;
+        let p = plan_mail(&m, &c, &pol);
+        assert!(p.writes.opt_out.is_none() && p.writes.suppress.is_empty());
+        assert_eq!(p.writes.response.unwrap().responsecode, 3);
+        // The mailto hit counts without correlation, even in a replies-only mailbox.
+        let m = fixture("unsubscribe-mailto.eml");
+        let mut c = ctx(&m);
+        c.mailto_unsubscribe = true;
+        let p = plan_mail(&m, &c, &policy(1, Create::Leads));
+        assert_eq!((p.class, p.status), ("unsubscribe", "processed"));
+        assert_eq!(p.writes.suppress[0].0, "petr@client.example");
+        assert!(p.writes.lead.is_none());
+    }
+
+    #[test]
+    fn bounces_auto_replies_internal_and_loops_create_nothing() {
+        let m = fixture("bounce-postfix-dsn.eml");
+        let p = plan_mail(&m, &ctx(&m), &policy(1, Create::Leads));
+        assert_eq!(p.class, "bounce");
+        assert_eq!(p.writes.bounce.unwrap().recipients[0].address, "nobody@client.example");
+        assert!(p.writes.email.is_none());
+        let m = fixture("autoreply-rfc3834.eml");
+        let mut c = ctx(&m);
+        c.outbound = Some(wave_outbound());
+        let p = plan_mail(&m, &c, &policy(0, Create::Leads));
+        assert_eq!(p.class, "auto_reply");
+        assert_eq!(p.writes, MailWrites::default(), "no response, no lead, no e-mail");
+        let m = fixture("inquiry-plain.eml");
+        let mut c = ctx(&m);
+        c.internal_sender = true;
+        assert_eq!(plan_mail(&m, &c, &policy(0, Create::Leads)).class, "internal");
+        let mut c = ctx(&m);
+        c.recent_from_sender = 20;
+        let p = plan_mail(&m, &c, &policy(0, Create::Leads));
+        assert_eq!((p.class, p.status), ("rate_limited", "skipped"));
+    }
+}
