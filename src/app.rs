@@ -180,6 +180,12 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     } else {
         None
     };
+    // One worker per enabled mailbox, each under its own lease (DESIGN rule 5).
+    let holder = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    for mb in cfg.mailboxes.iter().filter(|m| m.enabled) {
+        let rt = Arc::new(crate::ingest::imap::MailboxRuntime::new(&cfg, mb, store.clone(), &holder)?);
+        workers.push(tokio::spawn(rt.run(token.clone())));
+    }
     let state = AppState { store: store.clone(), pbx };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
@@ -211,6 +217,10 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
     Ok(Running { addr, token, done, pbx: pbx_runtime, alerts })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
 }
 
 fn open_engine(cfg: &Config) -> &'static str {

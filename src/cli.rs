@@ -30,6 +30,25 @@ pub enum Command {
         /// File to check; defaults to --config, or the embedded defaults.
         path: Option<PathBuf>,
     },
+    /// Inbound mail: list quarantined messages, replay them after a fix.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// List quarantined and failed messages with their reasons.
+    Quarantine,
+    /// Process quarantined or failed messages again (by inbound event id, or all).
+    Replay {
+        /// Inbound event ids (from `inflow mail quarantine`).
+        ids: Vec<uuid::Uuid>,
+        /// Replay every quarantined and failed message.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
@@ -78,6 +97,7 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::CheckConfig { .. } => Ok(()),
+            Command::Mail { command } => mail_command(&cfg, command).await,
         }
     });
     match result {
@@ -87,4 +107,43 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `inflow mail …`: straight to the database, the same core as the daemon.
+async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
+    let store = crate::app::open_store(cfg).await?;
+    store.migrate().await?;
+    let events = store.quarantined_mail().await?;
+    match cmd {
+        MailCommand::Quarantine => {
+            if events.is_empty() {
+                println!("no quarantined mail");
+            }
+            for e in &events {
+                println!("{}\t{}\t{}\t{}\t{}", e.id, e.status, e.received_at.to_rfc3339(), e.raw_location.as_deref().unwrap_or("-"), e.reason.as_deref().unwrap_or("-"));
+            }
+        }
+        MailCommand::Replay { ids, all } => {
+            let chosen: Vec<_> = events.iter().filter(|e| all || ids.contains(&e.id)).collect();
+            for id in &ids {
+                if !events.iter().any(|e| e.id == *id) {
+                    anyhow::bail!("{id} is not a quarantined or failed mail event (see `inflow mail quarantine`)");
+                }
+            }
+            let holder = format!("cli-{}", std::process::id());
+            for e in chosen {
+                // The mailbox the message came from names the rules to apply.
+                let mailbox = e.raw_location.as_deref().and_then(|l| l.strip_prefix("imap://")).and_then(|l| l.split('/').next()).unwrap_or("");
+                let Some(mb) = cfg.mailboxes.iter().find(|m| m.name == mailbox) else {
+                    println!("{}\tskipped: mailbox '{mailbox}' is not configured", e.id);
+                    continue;
+                };
+                let rt = crate::ingest::imap::MailboxRuntime::new(cfg, mb, store.clone(), &holder)?;
+                let out = rt.replay(e).await?;
+                println!("{}\t{}\t{}\t{}", e.id, out.status, out.class.as_deref().unwrap_or("-"), out.reason.as_deref().unwrap_or("-"));
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
 }

@@ -221,6 +221,23 @@ pub struct MailboxConfig {
     pub default_leadsourcecode: i32,
     /// Larger messages are quarantined, not parsed.
     pub max_message_bytes: usize,
+    /// R-RS-3: convert interested responses from unknown senders (a) and open leads (b).
+    pub auto_convert: bool,
+    /// Records one sender may cause per hour; more mail from it is skipped (mail loops).
+    pub sender_hourly_limit: u32,
+    /// Soft bounces (4.x.x) of an address before it is suppressed.
+    pub soft_bounce_limit: u32,
+    /// Messages fetched and committed per batch.
+    pub batch_size: u32,
+    /// Use IMAP IDLE when the server offers it (poll_interval_secs stays the safety net).
+    pub idle: bool,
+    /// With several daemons, one works the mailbox under a lease of this length; another
+    /// takes over when the holder stops renewing it.
+    pub lease_secs: u64,
+    /// Longest wait between reconnect attempts (the wait doubles from 1 s up to this).
+    pub max_backoff_secs: u64,
+    /// PEM file of extra CA certificates to trust for this server (private CAs).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for MailboxConfig {
@@ -245,6 +262,14 @@ impl Default for MailboxConfig {
             auto_unsubscribe: false,
             default_leadsourcecode: 10,
             max_message_bytes: 25 * 1024 * 1024,
+            auto_convert: true,
+            sender_hourly_limit: 20,
+            soft_bounce_limit: 3,
+            batch_size: 50,
+            idle: true,
+            lease_secs: 120,
+            max_backoff_secs: 300,
+            tls_ca_file: None,
         }
     }
 }
@@ -414,6 +439,8 @@ pub struct WavesConfig {
     pub unsubscribe_secret: Option<String>,
     /// R-OPT-3 keywords (subject or first line of a reply).
     pub unsubscribe_keywords: Vec<String>,
+    /// Our List-Unsubscribe mailto address; mail to it (or to local+token@) opts the sender out.
+    pub unsubscribe_mailto: Option<String>,
 }
 
 impl Default for WavesConfig {
@@ -426,6 +453,7 @@ impl Default for WavesConfig {
             unsubscribe_secret_file: None,
             unsubscribe_secret: None,
             unsubscribe_keywords: ["unsubscribe", "stop", "отписаться", "отписать", "відписатися", "відписати"].map(String::from).to_vec(),
+            unsubscribe_mailto: None,
         }
     }
 }
@@ -606,6 +634,18 @@ impl Config {
                 (None, None) if m.enabled => bad(p("password_file"), "a password or password_file is required".into()),
                 (Some(_), Some(_)) => bad(p("password"), "set password or password_file, not both".into()),
                 _ => {}
+            }
+            if m.batch_size == 0 || m.batch_size > 1000 {
+                bad(p("batch_size"), "must be between 1 and 1000".into());
+            }
+            if m.lease_secs < 10 {
+                bad(p("lease_secs"), "must be at least 10".into());
+            }
+            if m.poll_interval_secs == 0 {
+                bad(p("poll_interval_secs"), "must be at least 1".into());
+            }
+            if m.sender_hourly_limit == 0 {
+                bad(p("sender_hourly_limit"), "must be at least 1".into());
             }
             if m.tls == TlsMode::Plain && !is_loopback(&m.host) {
                 bad(p("tls"), format!("plain IMAP is allowed only to a loopback address, not '{}'", m.host));

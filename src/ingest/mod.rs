@@ -1,5 +1,6 @@
 //! Channels in: each turns raw input (a webhook, a mail message) into typed values for the
 //! CRM rules, and nothing else. They never write SQL; persistence goes through `store`.
 
+pub mod imap;
 pub mod mail;
 pub mod pbx;

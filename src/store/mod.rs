@@ -10,6 +10,7 @@
 mod alerts;
 mod criteria;
 mod db;
+mod mail;
 mod ops;
 mod pbx;
 mod records;
@@ -18,6 +19,7 @@ mod rules;
 pub use alerts::DigestRow;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
+pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
 pub use pbx::{PbxCall, PbxCallUpdate, PbxEventRow};
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
 pub use records::{ListPage, RecordExt};

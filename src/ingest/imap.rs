@@ -1,0 +1,534 @@
+//! The mailbox worker (DOMAIN §4.1; DESIGN rules 2 and 5): one task per `[[mailboxes]]`
+//! entry. It holds the mailbox's lease, connects (implicit TLS, STARTTLS, or plain to
+//! loopback), fetches new messages by UID with `BODY.PEEK[]` (never setting \Seen), has
+//! them parsed (`ingest::mail`) and applied (`store`), then moves or flags them and only
+//! then advances the (UIDVALIDITY, last UID) checkpoint. It waits with IDLE where the
+//! server has it, polling otherwise, and reconnects with capped exponential backoff,
+//! logging one line per state change. It never deletes mail.
+//!
+//! Owned by `app::start`, which spawns [`MailboxRuntime::run`] and cancels it through the
+//! shared shutdown token; the CLI uses [`MailboxRuntime::replay`] for quarantined mail.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::Session;
+use chrono::Utc;
+use futures::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{AutoCreate, Config, MailboxConfig, TlsMode};
+use crate::crm::mail::{Create, MailboxPolicy};
+use crate::ingest::mail::{self, Malformed};
+use crate::store::{BounceRules, MailInput, MailOutcome, Store};
+
+/// Longest a single server round trip may take before the connection counts as lost.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// RFC 2177: re-issue IDLE well before the server's 30-minute inactivity limit.
+const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
+
+/// The transport under the IMAP client: plain TCP or TLS over TCP.
+#[derive(Debug)]
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a mailbox is not being worked right now. The kind is what state-change logging
+/// compares: a retry that fails the same way logs nothing new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// TCP connect failed or timed out.
+    Unreachable(String),
+    /// TLS handshake or certificate problem.
+    Tls(String),
+    /// The server refused the login: wrong user or password.
+    Credentials(String),
+    /// The folder cannot be selected, or the server answered something we cannot use.
+    Server(String),
+    /// The connection dropped mid-session (server restart, network).
+    Lost(String),
+    /// The database refused a write.
+    Store(String),
+    /// The configured owner is not a CRM user.
+    Owner(String),
+}
+
+impl Trouble {
+    fn kind(&self) -> &'static str {
+        match self {
+            Trouble::Unreachable(_) => "unreachable",
+            Trouble::Tls(_) => "tls_failed",
+            Trouble::Credentials(_) => "login_rejected",
+            Trouble::Server(_) => "server_error",
+            Trouble::Lost(_) => "connection_lost",
+            Trouble::Store(_) => "store_error",
+            Trouble::Owner(_) => "owner_unknown",
+        }
+    }
+    fn detail(&self) -> &str {
+        match self {
+            Trouble::Unreachable(d) | Trouble::Tls(d) | Trouble::Credentials(d) | Trouble::Server(d) | Trouble::Lost(d) | Trouble::Store(d) | Trouble::Owner(d) => d,
+        }
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> Trouble {
+    Trouble::Lost(e.to_string())
+}
+
+async fn io<T, E: std::fmt::Display>(what: &str, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, Trouble> {
+    match tokio::time::timeout(IO_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Trouble::Lost(format!("{what}: {e}"))),
+        Err(_) => Err(Trouble::Lost(format!("{what}: no answer in {} s", IO_TIMEOUT.as_secs()))),
+    }
+}
+
+/// Fails the process on purpose at a named point (crash tests): `INFLOW_FAILPOINT=<name>`.
+fn failpoint(name: &str) {
+    if std::env::var("INFLOW_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// One configured mailbox: settings, rules policy and the store.
+pub struct MailboxRuntime {
+    pub cfg: MailboxConfig,
+    store: Store,
+    policy_base: MailboxPolicy,
+    bounces: BounceRules,
+    tz: chrono_tz::Tz,
+    /// This daemon's lease holder id.
+    holder: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+use tokio_rustls::rustls;
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(f) = ca_file {
+        for c in CertificateDer::pem_file_iter(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
+            roots.add(c.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+impl MailboxRuntime {
+    pub fn new(cfg: &Config, mb: &MailboxConfig, store: Store, holder: &str) -> anyhow::Result<MailboxRuntime> {
+        let policy_base = MailboxPolicy {
+            name: mb.name.clone(),
+            owner: Uuid::nil(),
+            filter: mb.filter,
+            create: match mb.auto_create {
+                AutoCreate::None => Create::Nothing,
+                AutoCreate::Leads => Create::Leads,
+                AutoCreate::Contacts => Create::Contacts,
+            },
+            create_responses: mb.create_responses_for_incoming_email,
+            auto_unsubscribe: mb.auto_unsubscribe,
+            auto_convert: mb.auto_convert,
+            lead_source: mb.default_leadsourcecode,
+            sender_hourly_limit: mb.sender_hourly_limit as i64,
+            unsubscribe_keywords: cfg.waves.unsubscribe_keywords.clone(),
+            unsubscribe_mailto: cfg.waves.unsubscribe_mailto.clone(),
+        };
+        Ok(MailboxRuntime {
+            cfg: mb.clone(),
+            store,
+            policy_base,
+            bounces: BounceRules { soft_limit: mb.soft_bounce_limit as i64 },
+            tz: cfg.tz(),
+            holder: holder.to_string(),
+            tls: tls_config(mb.tls_ca_file.as_deref())?,
+        })
+    }
+
+    /// The policy with the owner resolved now (the owner may be created after start).
+    async fn policy(&self) -> Result<MailboxPolicy, Trouble> {
+        let owner = self.store.resolve_user(&self.cfg.owner).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let Some(owner) = owner else {
+            return Err(Trouble::Owner(format!("owner '{}' is not a CRM user (systemuser id or internal e-mail)", self.cfg.owner)));
+        };
+        Ok(MailboxPolicy { owner, ..self.policy_base.clone() })
+    }
+
+    /// Parses and applies raw messages (in UID order) in one transaction.
+    pub async fn process(&self, policy: &MailboxPolicy, msgs: Vec<Fetched>, uidvalidity: u32) -> Result<Vec<MailOutcome>, Trouble> {
+        let limit = self.cfg.max_message_bytes as u64;
+        let items: Vec<MailInput> = msgs
+            .into_iter()
+            .map(|f| {
+                let location = format!("imap://{}/{};UIDVALIDITY={}/;UID={}", self.cfg.name, self.cfg.folder, uidvalidity, f.uid);
+                match f.body {
+                    Body::Full(raw) => {
+                        let parsed = mail::parse(&raw, limit);
+                        let raw_key = mail::raw_key(&raw);
+                        MailInput { raw: parsed.is_err().then_some(raw), parsed, location, raw_key }
+                    }
+                    Body::HeaderOnly { header, size } => {
+                        // Over the limit: quarantined with its headers; the message stays on the
+                        // server (in the processed folder) for whoever handles it.
+                        let key = mail::raw_key(&header);
+                        MailInput { parsed: Err(Malformed::TooBig { size, limit }), raw: Some(header), location, raw_key: key }
+                    }
+                }
+            })
+            .collect();
+        self.store.ingest_mail(&items, policy, self.bounces, self.tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
+    }
+
+    /// Re-processes a quarantined or failed message from its stored bytes.
+    pub async fn replay(&self, ev: &crate::store::InboundEvent) -> anyhow::Result<MailOutcome> {
+        let policy = self.policy().await.map_err(|t| anyhow::anyhow!("{}", t.detail()))?;
+        let Some(raw) = ev.raw.clone() else { anyhow::bail!("event {} has no stored bytes to replay", ev.id) };
+        let limit = self.cfg.max_message_bytes as u64;
+        let parsed = mail::parse(&raw, limit);
+        let it = MailInput { raw_key: mail::raw_key(&raw), raw: Some(raw), parsed, location: ev.raw_location.clone().unwrap_or_default() };
+        Ok(self.store.replay_mail(ev.id, &it, &policy, self.bounces, self.tz, Utc::now()).await?)
+    }
+
+    /// The worker: lease, connect, fetch, wait; until `token` is cancelled.
+    pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        let max_backoff = Duration::from_secs(self.cfg.max_backoff_secs.max(1));
+        let lease = chrono::Duration::seconds(self.cfg.lease_secs as i64);
+        let mut last: Option<String> = None;
+        let folder = self.cfg.folder.clone();
+        while !token.is_cancelled() {
+            match self.store.acquire_mailbox_lease(&self.cfg.name, &folder, &self.holder, lease, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.report(&mut last, "standby", "another daemon holds this mailbox's lease").await;
+                    if sleep_or_cancel(&token, Duration::from_secs(self.cfg.lease_secs / 3 + 1)).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.report(&mut last, "store_error", &e.to_string()).await;
+                    if sleep_or_cancel(&token, backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                    continue;
+                }
+            }
+            let mut connected = false;
+            let r = self.session(&token, &mut last, &mut connected).await;
+            if connected {
+                backoff = Duration::from_secs(1);
+            }
+            match r {
+                Ok(()) => {}
+                Err(t) => {
+                    self.report(&mut last, t.kind(), t.detail()).await;
+                    if sleep_or_cancel(&token, backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+            }
+        }
+        let _ = self.store.release_mailbox_lease(&self.cfg.name, &folder, &self.holder).await;
+        tracing::info!(mailbox = %self.cfg.name, "mailbox worker stopped");
+    }
+
+    /// Logs and records a state change (once per change, not per retry).
+    async fn report(&self, last: &mut Option<String>, state: &str, detail: &str) {
+        if last.as_deref() == Some(state) {
+            return;
+        }
+        let m = &self.cfg.name;
+        match state {
+            "connected" => tracing::info!(mailbox = %m, host = %self.cfg.host, folder = %self.cfg.folder, "{detail}"),
+            "standby" => tracing::info!(mailbox = %m, "standby: {detail}"),
+            "login_rejected" => tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password ({detail}); retrying with backoff"),
+            "owner_unknown" => tracing::error!(mailbox = %m, "{detail}; retrying with backoff"),
+            "tls_failed" => tracing::error!(mailbox = %m, host = %self.cfg.host, "TLS failed: {detail}; retrying with backoff"),
+            "unreachable" => tracing::warn!(mailbox = %m, host = %self.cfg.host, port = self.cfg.port, "server unreachable: {detail}; retrying with backoff"),
+            "connection_lost" => tracing::warn!(mailbox = %m, "connection lost: {detail}; reconnecting with backoff"),
+            _ => tracing::warn!(mailbox = %m, state, "{detail}"),
+        }
+        *last = Some(state.to_string());
+        let _ = self.store.set_mailbox_status(&self.cfg.name, &self.cfg.folder, state, Some(detail), false, Utc::now()).await;
+    }
+
+    async fn connect(&self) -> Result<Session<Conn>, Trouble> {
+        let c = &self.cfg;
+        let tcp = match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((c.host.as_str(), c.port))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Trouble::Unreachable(format!("{}:{}: {e}", c.host, c.port))),
+            Err(_) => return Err(Trouble::Unreachable(format!("{}:{}: connect timed out", c.host, c.port))),
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = |tcp: TcpStream| async move {
+            let name = rustls::pki_types::ServerName::try_from(c.host.clone()).map_err(|e| Trouble::Tls(format!("'{}': {e}", c.host)))?;
+            let s = tokio::time::timeout(Duration::from_secs(30), tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp))
+                .await
+                .map_err(|_| Trouble::Tls("handshake timed out".into()))?
+                .map_err(|e| Trouble::Tls(e.to_string()))?;
+            Ok::<_, Trouble>(Conn::Tls(Box::new(s)))
+        };
+        let mut client = match c.tls {
+            TlsMode::Implicit => async_imap::Client::new(tls(tcp).await?),
+            TlsMode::Plain | TlsMode::Starttls => async_imap::Client::new(Conn::Plain(tcp)),
+        };
+        // The greeting comes first (also before STARTTLS, which has no second greeting).
+        match io("greeting", client.read_response()).await? {
+            Some(_) => {}
+            None => return Err(Trouble::Lost("server closed the connection before its greeting".into())),
+        }
+        if c.tls == TlsMode::Starttls {
+            client.run_command_and_check_ok("STARTTLS", None).await.map_err(|e| Trouble::Tls(format!("STARTTLS refused: {e}")))?;
+            let Conn::Plain(tcp) = client.into_inner() else { unreachable!("STARTTLS starts on plain TCP") };
+            client = async_imap::Client::new(tls(tcp).await?);
+        }
+        let password = c.password.clone().unwrap_or_default();
+        match tokio::time::timeout(IO_TIMEOUT, client.login(&c.user, &password)).await {
+            Err(_) => Err(Trouble::Lost("login: no answer".into())),
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => Err(Trouble::Credentials(m.trim().to_string())),
+            Ok(Err((e, _))) => Err(lost(format!("login: {e}"))),
+        }
+    }
+
+    async fn session(&self, token: &CancellationToken, last: &mut Option<String>, connected: &mut bool) -> Result<(), Trouble> {
+        let policy = self.policy().await?;
+        let mut s = self.connect().await?;
+        let caps = io("CAPABILITY", s.capabilities()).await?;
+        let has_idle = caps.has_str("IDLE");
+        let has_move = caps.has_str("MOVE");
+        let has_uidplus = caps.has_str("UIDPLUS");
+        let c = &self.cfg;
+        if let Some(dest) = &c.processed_folder {
+            // Exists already → NO [ALREADYEXISTS]: fine.
+            let _ = io("CREATE", s.create(dest)).await;
+        }
+        let mb = match tokio::time::timeout(IO_TIMEOUT, s.select(&c.folder)).await {
+            Ok(Ok(mb)) => mb,
+            Ok(Err(async_imap::error::Error::No(m))) => return Err(Trouble::Server(format!("cannot select folder '{}': {m}", c.folder))),
+            Ok(Err(e)) => return Err(lost(format!("SELECT: {e}"))),
+            Err(_) => return Err(Trouble::Lost("SELECT: no answer".into())),
+        };
+        let Some(uidvalidity) = mb.uid_validity else { return Err(Trouble::Server("the server sent no UIDVALIDITY".into())) };
+        let state = self.store.mailbox_state(&c.name, &c.folder).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let mut last_uid: u32 = match &state {
+            Some(st) if st.uidvalidity == Some(uidvalidity as i64) => st.last_uid as u32,
+            Some(st) if st.uidvalidity.is_some() => {
+                tracing::warn!(mailbox = %c.name, old = st.uidvalidity, new = uidvalidity, "UIDVALIDITY changed: rescanning the folder (already-seen messages are recognised by Message-ID)");
+                0
+            }
+            _ => 0,
+        };
+        *connected = true;
+        self.report(last, "connected", &format!("connected ({}; IDLE {})", if c.processed_folder.is_some() { "moving processed mail" } else { "flagging processed mail" }, if has_idle && c.idle { "on" } else { "off" }))
+            .await;
+        let lease = chrono::Duration::seconds(c.lease_secs as i64);
+        let wait_max = Duration::from_secs(c.poll_interval_secs.min(c.lease_secs / 3).max(1)).min(IDLE_MAX);
+        loop {
+            if token.is_cancelled() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
+                return Ok(());
+            }
+            if !self.store.acquire_mailbox_lease(&c.name, &c.folder, &self.holder, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
+                tracing::warn!(mailbox = %c.name, "lease lost to another daemon; stepping back");
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
+                return Ok(());
+            }
+            // New messages by UID (a `n:*` range always returns the last message: filter).
+            let sizes: Vec<(u32, u32)> = {
+                let stream = io("UID FETCH sizes", s.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)")).await?;
+                let fetched: Vec<_> = io("UID FETCH sizes", stream.try_collect::<Vec<_>>()).await?;
+                let mut v: Vec<(u32, u32)> = fetched.iter().filter_map(|f| f.uid.map(|u| (u, f.size.unwrap_or(0)))).filter(|(u, _)| *u > last_uid).collect();
+                v.sort_unstable();
+                v
+            };
+            for chunk in sizes.chunks(c.batch_size.max(1) as usize) {
+                let msgs = self.fetch_chunk(&mut s, chunk).await?;
+                let outcomes = self.process(&policy, msgs, uidvalidity).await?;
+                failpoint("imap-after-commit");
+                for o in &outcomes {
+                    match o.status.as_str() {
+                        "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
+                        _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
+                    }
+                }
+                let set = uid_set(chunk.iter().map(|(u, _)| *u));
+                self.mark_processed(&mut s, &set, has_move, has_uidplus).await?;
+                failpoint("imap-before-checkpoint");
+                last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(last_uid);
+                if !self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
+                    tracing::warn!(mailbox = %c.name, "lease lost before the checkpoint; stepping back");
+                    return Ok(());
+                }
+            }
+            if sizes.is_empty() {
+                // Record the poll even when nothing came, so "last successful poll" is true.
+                let _ = self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, Utc::now()).await;
+            }
+            // Wait for new mail: IDLE where offered, else sleep until the next poll.
+            if c.idle && has_idle {
+                let mut idle = s.idle();
+                io("IDLE", idle.init()).await?;
+                let waited = {
+                    let (wait, stop) = idle.wait_with_timeout(wait_max);
+                    let mut wait = std::pin::pin!(wait);
+                    tokio::select! {
+                        r = &mut wait => r.map(|_| ()),
+                        _ = token.cancelled() => {
+                            drop(stop);
+                            wait.await.map(|_| ())
+                        }
+                    }
+                };
+                waited.map_err(|e| lost(format!("IDLE: {e}")))?;
+                s = io("DONE", idle.done()).await?;
+            } else if sleep_or_cancel(token, wait_max).await {
+                continue;
+            }
+        }
+    }
+
+    async fn fetch_chunk(&self, s: &mut Session<Conn>, chunk: &[(u32, u32)]) -> Result<Vec<Fetched>, Trouble> {
+        let limit = self.cfg.max_message_bytes as u64;
+        let (small, big): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, size)| (*size as u64) <= limit);
+        let mut out: Vec<Fetched> = Vec::with_capacity(chunk.len());
+        if !small.is_empty() {
+            let stream = io("UID FETCH", s.uid_fetch(uid_set(small.iter().map(|(u, _)| *u)), "(UID BODY.PEEK[])")).await?;
+            let fetched: Vec<_> = io("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+            for f in &fetched {
+                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                    out.push(Fetched { uid, body: Body::Full(body.to_vec()) });
+                }
+            }
+        }
+        if !big.is_empty() {
+            let stream = io("UID FETCH headers", s.uid_fetch(uid_set(big.iter().map(|(u, _)| *u)), "(UID RFC822.SIZE BODY.PEEK[HEADER])")).await?;
+            let fetched: Vec<_> = io("UID FETCH headers", stream.try_collect::<Vec<_>>()).await?;
+            for f in &fetched {
+                if let Some(uid) = f.uid {
+                    out.push(Fetched { uid, body: Body::HeaderOnly { header: f.header().unwrap_or_default().to_vec(), size: f.size.unwrap_or(0) as u64 } });
+                }
+            }
+        }
+        // A message expunged by someone else between the two fetches is simply gone.
+        out.sort_by_key(|f| f.uid);
+        Ok(out)
+    }
+
+    /// Moves processed mail to the configured folder (MOVE, or COPY + \Deleted + UID
+    /// EXPUNGE of exactly those UIDs), or flags it. Never deletes without a copy.
+    async fn mark_processed(&self, s: &mut Session<Conn>, set: &str, has_move: bool, has_uidplus: bool) -> Result<(), Trouble> {
+        match &self.cfg.processed_folder {
+            Some(dest) if has_move => io("UID MOVE", s.uid_mv(set, dest)).await,
+            Some(dest) if has_uidplus => {
+                io("UID COPY", s.uid_copy(set, dest)).await?;
+                let st = io("UID STORE", s.uid_store(set, "+FLAGS.SILENT (\\Deleted)")).await?;
+                io("UID STORE", st.try_collect::<Vec<_>>()).await?;
+                let ex = io("UID EXPUNGE", s.uid_expunge(set)).await?;
+                io("UID EXPUNGE", ex.try_collect::<Vec<_>>()).await?;
+                Ok(())
+            }
+            _ => {
+                let st = io("UID STORE", s.uid_store(set, format!("+FLAGS.SILENT ({})", self.cfg.processed_flag))).await?;
+                io("UID STORE", st.try_collect::<Vec<_>>()).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A fetched message: whole, or only its header when over the size limit.
+pub struct Fetched {
+    pub uid: u32,
+    pub body: Body,
+}
+
+pub enum Body {
+    Full(Vec<u8>),
+    HeaderOnly { header: Vec<u8>, size: u64 },
+}
+
+/// `1,2,5:9`-style UID set from sorted UIDs.
+pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(u32, u32)> = None;
+    for u in uids {
+        run = match run {
+            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some((a, b)) => {
+                out.push(if a == b { a.to_string() } else { format!("{a}:{b}") });
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some((a, b)) = run {
+        out.push(if a == b { a.to_string() } else { format!("{a}:{b}") });
+    }
+    out.join(",")
+}
+
+/// Sleeps unless cancelled first; true if cancelled.
+async fn sleep_or_cancel(token: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = token.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uid_sets_compress_runs() {
+        assert_eq!(super::uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(super::uid_set([4]), "4");
+        assert_eq!(super::uid_set([]), "");
+    }
+}

@@ -1,0 +1,473 @@
+//! Inbound e-mail: the facts a message's rules need (R-EM-3 correlation, R-EM-4 sender
+//! resolution, R-RS-2, suppression, the sender rate), applying the plan with its
+//! idempotency row (R-EM-1) in one transaction, quarantine and replay, and the mailbox
+//! checkpoint and lease. Several messages share one transaction (group commit); a message
+//! whose writes fail is retried alone and recorded as failed, never dropped.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::db::{Exec, Tx};
+use super::ops::{self, DupCandidate, InboundEvent, Suppression};
+use super::records::{get, insert};
+use super::{Result, Store, StoreError};
+use crate::crm::entities::{Activity, CampaignActivity, Lead};
+use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
+use crate::crm::matching::{MatchOutcome, resolve_sender};
+use crate::crm::{EmailAddress, EntityKind, EntityRef};
+use crate::ingest::mail::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
+
+/// The inbound_event source of every mailbox: one key space, so the same message in two
+/// mailboxes is one event (R-EM-1).
+pub const SOURCE: &str = "imap";
+
+/// One fetched message, parsed or not.
+#[derive(Debug)]
+pub struct MailInput {
+    pub parsed: std::result::Result<ParsedMail, Malformed>,
+    /// Kept for quarantined messages (replay after a fix); None when too big to keep.
+    pub raw: Option<Vec<u8>>,
+    /// Where the message was: `imap://<mailbox>/<folder>;UIDVALIDITY=v/;UID=n` (RFC 5092 style).
+    pub location: String,
+    /// Key for an unparsable message (hash of its bytes or headers).
+    pub raw_key: String,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MailOutcome {
+    pub key: String,
+    /// processed | skipped | quarantined | failed | duplicate
+    pub status: String,
+    pub class: Option<String>,
+    pub reason: Option<String>,
+    pub created: Vec<EntityRef>,
+    pub event_id: Option<Uuid>,
+}
+
+/// A mailbox folder's checkpoint and lease row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MailboxState {
+    pub mailbox: String,
+    pub folder: String,
+    pub uidvalidity: Option<i64>,
+    pub last_uid: i64,
+    pub lease_holder: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub state: String,
+    pub state_detail: Option<String>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+}
+
+/// Bounce settings the store applies.
+#[derive(Debug, Clone, Copy)]
+pub struct BounceRules {
+    /// Soft bounces before an address is suppressed.
+    pub soft_limit: i64,
+}
+
+impl Store {
+    /// Processes a batch of messages in one transaction. If the batch fails on a write,
+    /// each message is retried in its own transaction so one bad message cannot block the
+    /// others; a message that still fails is recorded as `failed` with the error.
+    pub async fn ingest_mail(&self, items: &[MailInput], policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Vec<MailOutcome>> {
+        let attempt = async {
+            let mut tx = self.db.begin().await?;
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                out.push(self.ingest_one(&mut tx, it, policy, bounces, tz, now, None).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(out)
+        };
+        match attempt.await {
+            Ok(out) => Ok(out),
+            Err(e @ StoreError::Unavailable(_)) => Err(e),
+            Err(batch_err) if items.len() > 1 => {
+                tracing::warn!(error = %batch_err, n = items.len(), "mail batch failed; retrying its messages one by one");
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push(self.ingest_alone(it, policy, bounces, tz, now, None).await?);
+                }
+                Ok(out)
+            }
+            Err(_) => Ok(vec![self.ingest_alone(&items[0], policy, bounces, tz, now, None).await?]),
+        }
+    }
+
+    /// One message in its own transaction; a write error becomes a `failed` event row.
+    async fn ingest_alone(&self, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, replacing: Option<Uuid>) -> Result<MailOutcome> {
+        let mut tx = self.db.begin().await?;
+        match self.ingest_one(&mut tx, it, policy, bounces, tz, now, replacing).await {
+            Ok(o) => {
+                tx.commit().await?;
+                Ok(o)
+            }
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))) => Err(e),
+            Err(e) => {
+                drop(tx);
+                let key = it.parsed.as_ref().map(|p| p.key.clone()).unwrap_or_else(|_| it.raw_key.clone());
+                let reason = format!("processing failed: {e}");
+                tracing::error!(key = %key, error = %e, "inbound message could not be applied; kept as failed for replay");
+                let mut tx = self.db.begin().await?;
+                let ev = event(&key, "failed", Some(reason.clone()), None, it, now);
+                ops::record_inbound(&mut tx, &ev).await?;
+                tx.commit().await?;
+                Ok(MailOutcome { key, status: "failed".into(), class: None, reason: Some(reason), created: vec![], event_id: Some(ev.id) })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, replacing: Option<Uuid>) -> Result<MailOutcome> {
+        if let Some(old) = replacing {
+            tx.execute("DELETE FROM inbound_event WHERE id = $1 AND status IN ('quarantined', 'failed')", vec![old.into()]).await?;
+        }
+        let mail = match &it.parsed {
+            Err(m) => {
+                let ev = event(&it.raw_key, "quarantined", Some(m.to_string()), None, it, now);
+                let status = match ops::record_inbound(tx, &ev).await? {
+                    ops::InboundOutcome::New => "quarantined",
+                    ops::InboundOutcome::Duplicate(_) => "duplicate",
+                };
+                return Ok(MailOutcome { key: it.raw_key.clone(), status: status.into(), class: None, reason: Some(m.to_string()), created: vec![], event_id: Some(ev.id) });
+            }
+            Ok(m) => m,
+        };
+        // R-EM-1: seen before (here or in another mailbox) → nothing new.
+        if let Some(r) = tx.fetch_optional("SELECT id, status FROM inbound_event WHERE source = $1 AND external_id = $2", vec![SOURCE.into(), mail.key.clone().into()]).await? {
+            return Ok(MailOutcome { key: mail.key.clone(), status: "duplicate".into(), class: None, reason: Some(format!("already {}", r.get::<String>("status")?)), created: vec![], event_id: Some(r.get("id")?) });
+        }
+        let ctx = self.mail_context(tx, mail, policy, tz, now).await?;
+        let plan = plan_mail(mail, &ctx, policy);
+        self.apply_mail_plan(tx, mail, &plan, bounces, now).await?;
+        let created = plan.writes.created();
+        let result = json!({
+            "class": plan.class,
+            "created": created,
+            "correlation": ctx.outbound.as_ref().map(|o| json!({"activityid": o.activity_id, "method": o.method, "wave": o.wave.map(|w| w.activity_id)})),
+            "bounce": plan.writes.bounce,
+        });
+        let mut ev = event(&mail.key, plan.status, plan.reason.clone(), Some(result), it, now);
+        ev.raw = None;
+        ops::record_inbound(tx, &ev).await?;
+        let sender = ctx.sender.as_ref().map(|e| e.as_str().to_string());
+        tx.execute("UPDATE inbound_event SET sender = $2, class = $3 WHERE id = $1", vec![ev.id.into(), sender.into(), plan.class.into()]).await?;
+        Ok(MailOutcome { key: mail.key.clone(), status: plan.status.into(), class: Some(plan.class.into()), reason: plan.reason, created, event_id: Some(ev.id) })
+    }
+
+    async fn mail_context(&self, tx: &mut Tx, mail: &ParsedMail, policy: &MailboxPolicy, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailContext> {
+        let sender = EmailAddress::parse_with(&mail.from.address, &self.norm.email_rules).ok();
+        let addr = sender.as_ref().map(|e| e.as_str().to_string());
+        let internal_sender = match &addr {
+            Some(a) => !ops::field_matches(tx, EntityKind::Systemuser, "internalemailaddress", a, None).await?.is_empty(),
+            None => false,
+        };
+        let party = match &addr {
+            Some(a) if !internal_sender => resolve_sender(&ops::party_hits(tx, Some(a), None).await?),
+            _ => MatchOutcome::None,
+        };
+        let party_lead = match party.unique() {
+            Some(r) if r.kind == EntityKind::Lead => get::<Lead>(tx, r.id).await?,
+            _ => None,
+        };
+        let outbound = self.correlate(tx, mail).await?;
+        let response_exists = match outbound.as_ref().and_then(|o| o.wave) {
+            Some(w) => tx
+                .fetch_optional(
+                    "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (emailaddress IS NOT NULL AND emailaddress = $3)) LIMIT 1",
+                    vec![w.activity_id.into(), party.unique().map(|p| p.id).into(), addr.clone().into()],
+                )
+                .await?
+                .is_some(),
+            None => false,
+        };
+        let suppressed = match &addr {
+            Some(a) => ops::suppression(tx, a).await?.is_some(),
+            None => false,
+        };
+        let recent_from_sender = match &addr {
+            Some(a) => tx
+                .fetch_one(
+                    "SELECT COUNT(*) AS n FROM inbound_event WHERE sender = $1 AND received_at > $2 AND status = 'processed' AND class IN ('inquiry', 'reply', 'unsubscribe')",
+                    vec![a.clone().into(), (now - Duration::hours(1)).into()],
+                )
+                .await?
+                .get("n")?,
+            None => 0,
+        };
+        let mailto_unsubscribe = policy.unsubscribe_mailto.as_deref().is_some_and(|m| hits_unsubscribe_address(&mail.recipients, m));
+        Ok(MailContext {
+            sender,
+            internal_sender,
+            party,
+            party_lead,
+            outbound,
+            response_exists,
+            suppressed,
+            mailto_unsubscribe,
+            recent_from_sender,
+            tz,
+            now,
+            ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+        })
+    }
+
+    /// R-EM-3: our X-header, then In-Reply-To/References, then the tracking token. For a
+    /// bounce, the returned original's X-header and Message-ID.
+    async fn correlate(&self, tx: &mut Tx, mail: &ParsedMail) -> Result<Option<Outbound>> {
+        let cols = <Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        let outbound_sql = format!("SELECT {cols} FROM activity WHERE activitytypecode = 'email' AND directioncode = TRUE");
+        let mut found: Option<(Activity, i32)> = None;
+        let (xheader, ids, token) = match &mail.bounce {
+            Some(b) => (b.original_activity, b.original_message_id.iter().cloned().collect::<Vec<_>>(), None),
+            None => (mail.correlation.activity, mail.correlation.message_ids.clone(), mail.correlation.token.clone()),
+        };
+        if let Some(id) = xheader {
+            if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND activityid = $1"), vec![id.into()]).await? {
+                found = Some((super::records::from_row(&r)?, 2));
+            }
+        }
+        if found.is_none() {
+            for id in ids.iter().take(20) {
+                if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND messageid = $1 LIMIT 1"), vec![id.clone().into()]).await? {
+                    found = Some((super::records::from_row(&r)?, 3));
+                    break;
+                }
+            }
+        }
+        if found.is_none() {
+            if let Some(t) = token {
+                if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND trackingtoken = $1"), vec![t.into()]).await? {
+                    found = Some((super::records::from_row(&r)?, 4));
+                }
+            }
+        }
+        let Some((a, method)) = found else { return Ok(None) };
+        let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
+        let wave = match regarding {
+            Some(r) if r.kind == EntityKind::Campaignactivity => get::<CampaignActivity>(tx, r.id).await?.map(|w| Wave { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid }),
+            _ => None,
+        };
+        Ok(Some(Outbound { activity_id: a.activityid, method, regarding, wave }))
+    }
+
+    async fn apply_mail_plan(&self, tx: &mut Tx, mail: &ParsedMail, plan: &MailPlan, bounces: BounceRules, now: DateTime<Utc>) -> Result<()> {
+        let w = &plan.writes;
+        if let Some(l) = &w.lead {
+            insert(tx, self, l).await?;
+        }
+        if let Some(c) = &w.contact {
+            insert(tx, self, c).await?;
+        }
+        if let Some(e) = &w.email {
+            insert(tx, self, e).await?;
+            for p in &w.parties {
+                tx.execute(
+                    "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, $2, $3, $4, $5)",
+                    vec![e.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()],
+                )
+                .await?;
+            }
+        }
+        if let Some(r) = &w.response {
+            insert(tx, self, r).await?;
+        }
+        if let Some(p) = w.opt_out {
+            // R-OPT-3: donotsendmm (what CRM's auto-unsubscribe sets) and donotbulkemail.
+            let (table, key) = match p.kind {
+                EntityKind::Contact => ("contact", "contactid"),
+                EntityKind::Lead => ("lead", "leadid"),
+                EntityKind::Account => ("account", "accountid"),
+                _ => ("", ""),
+            };
+            if !table.is_empty() {
+                tx.execute(
+                    &format!("UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, versionnumber = versionnumber + 1 WHERE {key} = $1"),
+                    vec![p.id.into(), now.into()],
+                )
+                .await?;
+            }
+        }
+        for (address, reason) in &w.suppress {
+            ops::suppress(tx, &Suppression { address: address.clone(), kind: "email".into(), reason: reason.clone(), source: format!("{SOURCE}:{}", mail.key), detail: None, created_on: now }).await?;
+        }
+        if let Some(b) = &w.bounce {
+            let mut any_hard = false;
+            for r in &b.recipients {
+                let Ok(addr) = EmailAddress::parse_with(&r.address, &self.norm.email_rules) else { continue };
+                let (s, h, d) = match r.severity {
+                    Severity::Hard => (0, 1, 0),
+                    Severity::Soft => (1, 0, 0),
+                    Severity::Delayed => (0, 0, 1),
+                };
+                any_hard |= r.severity == Severity::Hard;
+                tx.execute(
+                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, last_diagnostic, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (address) DO UPDATE SET soft_count = mail_bounce.soft_count + excluded.soft_count, hard_count = mail_bounce.hard_count + excluded.hard_count, \
+                       delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = excluded.last_status, last_diagnostic = excluded.last_diagnostic, last_at = excluded.last_at",
+                    vec![addr.as_str().into(), (s as i64).into(), (h as i64).into(), (d as i64).into(), r.status.clone().into(), r.diagnostic.clone().into(), now.into()],
+                )
+                .await?;
+                let soft: i64 = tx.fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()]).await?.get("soft_count")?;
+                let reason = match r.severity {
+                    Severity::Hard => Some(format!("bounce: hard {}", r.status.as_deref().unwrap_or(""))),
+                    Severity::Soft if soft >= bounces.soft_limit => Some(format!("bounce: {soft} soft bounces, last {}", r.status.as_deref().unwrap_or(""))),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    ops::suppress(tx, &Suppression { address: addr.as_str().into(), kind: "email".into(), reason: reason.trim().into(), source: format!("{SOURCE}:{}", mail.key), detail: r.diagnostic.clone(), created_on: now }).await?;
+                }
+            }
+            // R-WV-4: the delivery that bounced goes to 8 Failed (statecode back to Open).
+            if let (Some(d), true) = (b.delivery, any_hard) {
+                tx.execute(
+                    "UPDATE activity SET statecode = 0, statuscode = 8, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1 AND activitytypecode = 'email' AND directioncode = TRUE",
+                    vec![d.into(), now.into()],
+                )
+                .await?;
+            }
+        }
+        if let Some(c) = &w.dup_candidates {
+            ops::record_dup_candidate(
+                tx,
+                &DupCandidate {
+                    id: Uuid::new_v4(),
+                    rule: "R-EM-4".into(),
+                    subject_type: "email".into(),
+                    subject_value: w.parties.first().and_then(|p| p.addressused.clone()).unwrap_or_default(),
+                    source_ref: format!("{SOURCE}:{}", mail.key),
+                    candidates: c.clone(),
+                    status: "open".into(),
+                    created_at: now,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Quarantined (or failed) mail events, oldest first.
+    pub async fn quarantined_mail(&self) -> Result<Vec<InboundEvent>> {
+        let ids = self.db.clone().fetch_all("SELECT external_id FROM inbound_event WHERE source = $1 AND status IN ('quarantined', 'failed') ORDER BY received_at, id", vec![SOURCE.into()]).await?;
+        let mut out = Vec::new();
+        for r in ids {
+            if let Some(e) = self.inbound_event(SOURCE, &r.get::<String>("external_id")?).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replays one quarantined or failed message: its row is replaced by the outcome of
+    /// processing it again (still quarantined if it still cannot be parsed).
+    pub async fn replay_mail(&self, event_id: Uuid, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailOutcome> {
+        self.ingest_alone(it, policy, bounces, tz, now, Some(event_id)).await
+    }
+
+    // ------------------------------------------------------------ checkpoint and lease
+
+    /// Takes or renews the lease on a mailbox folder; true if `holder` has it until `now + ttl`.
+    pub async fn acquire_mailbox_lease(&self, mailbox: &str, folder: &str, holder: &str, ttl: Duration, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "INSERT INTO mailbox_state (mailbox, folder, updated_at) VALUES ($1, $2, $3) ON CONFLICT (mailbox, folder) DO NOTHING",
+            vec![mailbox.into(), folder.into(), now.into()],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                "UPDATE mailbox_state SET lease_holder = $3, lease_until = $4, updated_at = $5 \
+                 WHERE mailbox = $1 AND folder = $2 AND (lease_holder IS NULL OR lease_holder = $3 OR lease_until < $5)",
+                vec![mailbox.into(), folder.into(), holder.into(), (now + ttl).into(), now.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lease up (clean shutdown) so another daemon need not wait for it to expire.
+    pub async fn release_mailbox_lease(&self, mailbox: &str, folder: &str, holder: &str) -> Result<()> {
+        self.db
+            .clone()
+            .execute("UPDATE mailbox_state SET lease_holder = NULL, lease_until = NULL WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3", vec![mailbox.into(), folder.into(), holder.into()])
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the checkpoint; only the lease holder may. False if the lease was lost.
+    pub async fn save_mailbox_checkpoint(&self, mailbox: &str, folder: &str, holder: &str, uidvalidity: i64, last_uid: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .db
+            .clone()
+            .execute(
+                "UPDATE mailbox_state SET uidvalidity = $4, last_uid = $5, last_poll_at = $6, updated_at = $6 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+                vec![mailbox.into(), folder.into(), holder.into(), uidvalidity.into(), last_uid.into(), now.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records the connection state operators see (and metrics read).
+    pub async fn set_mailbox_status(&self, mailbox: &str, folder: &str, state: &str, detail: Option<&str>, polled: bool, now: DateTime<Utc>) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "UPDATE mailbox_state SET state = $3, state_detail = $4, last_poll_at = CASE WHEN $5 THEN $6 ELSE last_poll_at END, updated_at = $6 WHERE mailbox = $1 AND folder = $2",
+                vec![mailbox.into(), folder.into(), state.into(), detail.into(), polled.into(), now.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mailbox_state(&self, mailbox: &str, folder: &str) -> Result<Option<MailboxState>> {
+        let r = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT mailbox, folder, uidvalidity, last_uid, lease_holder, lease_until, state, state_detail, last_poll_at FROM mailbox_state WHERE mailbox = $1 AND folder = $2",
+                vec![mailbox.into(), folder.into()],
+            )
+            .await?;
+        r.map(|r| {
+            Ok(MailboxState {
+                mailbox: r.get("mailbox")?,
+                folder: r.get("folder")?,
+                uidvalidity: r.get("uidvalidity")?,
+                last_uid: r.get("last_uid")?,
+                lease_holder: r.get("lease_holder")?,
+                lease_until: r.get("lease_until")?,
+                state: r.get("state")?,
+                state_detail: r.get("state_detail")?,
+                last_poll_at: r.get("last_poll_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts of mail inbound events by status and class (tests, status views).
+    pub async fn mail_event_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all("SELECT status, COALESCE(class, '') AS class, COUNT(*) AS n FROM inbound_event WHERE source = $1 GROUP BY status, class ORDER BY status, class", vec![SOURCE.into()])
+            .await?;
+        rows.iter().map(|r| Ok((r.get("status")?, r.get("class")?, r.get("n")?))).collect()
+    }
+}
+
+fn event(key: &str, status: &str, reason: Option<String>, result: Option<serde_json::Value>, it: &MailInput, now: DateTime<Utc>) -> InboundEvent {
+    InboundEvent {
+        id: Uuid::new_v4(),
+        source: SOURCE.into(),
+        external_id: key.into(),
+        received_at: now,
+        status: status.into(),
+        reason,
+        result,
+        raw: if status == "quarantined" || status == "failed" { it.raw.clone() } else { None },
+        raw_location: Some(it.location.clone()),
+        processed_at: Some(now),
+    }
+}
