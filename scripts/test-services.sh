@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to are running on this machine:
 #   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite);
-#   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server).
+#   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server);
+#   Dovecot (dovecot-imapd), which the IMAP tests run in temp dirs of their own.
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
 set -euo pipefail
@@ -28,6 +29,15 @@ if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq python3-aiosmtpd >/dev/null
+fi
+
+# Dovecot for the IMAP tests: the tests start their own instances (tests/it/dovecot.rs);
+# the packaged service itself is not needed and is not started.
+if ! command -v /usr/sbin/dovecot >/dev/null 2>&1; then
+  echo "test-services: installing dovecot-imapd from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq dovecot-imapd >/dev/null
 fi
 
 # A fresh Debian cluster asks for a password on TCP; give the postgres role one we know.

@@ -267,7 +267,7 @@ impl Default for MailboxConfig {
             soft_bounce_limit: 3,
             batch_size: 50,
             idle: true,
-            lease_secs: 120,
+            lease_secs: 60,
             max_backoff_secs: 300,
             tls_ca_file: None,
         }

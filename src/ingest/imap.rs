@@ -390,6 +390,10 @@ impl MailboxRuntime {
                 v
             };
             for chunk in sizes.chunks(c.batch_size.max(1) as usize) {
+                // Shutdown between batches: everything before is committed and checkpointed.
+                if token.is_cancelled() {
+                    break;
+                }
                 let msgs = self.fetch_chunk(&mut s, chunk).await?;
                 let outcomes = self.process(&policy, msgs, uidvalidity).await?;
                 failpoint("imap-after-commit");

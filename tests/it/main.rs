@@ -3,6 +3,8 @@
 
 mod alerts;
 mod daemon;
+mod dovecot;
 mod helpers;
+mod mail;
 mod pbx;
 mod store;
