@@ -15,12 +15,28 @@ pub const PASSWORD: &str = "secret";
 pub struct Dovecot {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Implicit-TLS port, when started with TLS.
+    pub tls_port: Option<u16>,
     child: Option<Child>,
 }
 
 impl Dovecot {
     /// Starts Dovecot with users `sales`, `news` and `other` (password [`PASSWORD`]).
     pub fn start() -> Dovecot {
+        Self::start_opts(false)
+    }
+
+    /// Starts Dovecot with STARTTLS on the plain port and implicit TLS on `tls_port`, with a
+    /// self-signed certificate for 127.0.0.1 (its PEM is [`Dovecot::ca_file`]).
+    pub fn start_tls() -> Dovecot {
+        Self::start_opts(true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_opts(tls: bool) -> Dovecot {
         let dir = tempfile::Builder::new().prefix("dv").tempdir_in("/tmp").expect("temp dir");
         let d = dir.path();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -28,6 +44,22 @@ impl Dovecot {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let tls_port = tls.then(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let ssl = if tls {
+            // A private CA and a server certificate it signs (webpki refuses a self-signed
+            // CA certificate used as the server's own).
+            let run = |args: &[&str]| {
+                let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+                assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=inflow test CA", "-keyout", "ca-key.pem", "-out", "ca.pem"]);
+            run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.csr"]);
+            std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+            run(&["x509", "-req", "-in", "cert.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "cert.pem"]);
+            format!("ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n", d = d.display())
+        } else {
+            "ssl = no\n".to_string()
+        };
         std::fs::write(d.join("passwd"), ["sales", "news", "other"].map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).concat()).unwrap();
         let conf = format!(
             r#"protocols = imap
@@ -35,8 +67,7 @@ listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
 passdb {{
@@ -58,7 +89,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service stats {{
@@ -70,12 +102,13 @@ service stats {{
   }}
 }}
 "#,
-            d = d.display()
+            d = d.display(),
+            imaps = tls_port.unwrap_or(0),
         );
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
         let st = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(d.join("home")).status().expect("chown");
         assert!(st.success(), "chown home to dovecot");
-        let mut dv = Dovecot { dir, port, child: None };
+        let mut dv = Dovecot { dir, port, tls_port, child: None };
         dv.run();
         dv
     }

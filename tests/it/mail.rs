@@ -420,3 +420,33 @@ async fn two_daemons_share_a_mailbox_under_a_lease() {
     s.close().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_with_a_private_ca_and_a_clear_tls_failure() {
+    let dv = Dovecot::start_tls();
+    let ca = dv.ca_file();
+    let tls_port = dv.tls_port.unwrap();
+    let boxes = format!(
+        "[[mailboxes]]\nname = \"starttls\"\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"starttls\"\ntls_ca_file = \"{ca}\"\nuser = \"sales\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
+         [[mailboxes]]\nname = \"implicit\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\ntls_ca_file = \"{ca}\"\nuser = \"news\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
+         [[mailboxes]]\nname = \"untrusted\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\nuser = \"other\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nmax_backoff_secs = 2\n",
+        p = dv.port,
+        ca = ca.display()
+    );
+    dv.append("sales", "INBOX", &[inquiry("tls-1@client.example", "T1 <t1@client.example>", "Over STARTTLS")]).await;
+    dv.append("news", "INBOX", &[inquiry("tls-2@client.example", "T2 <t2@client.example>", "Over implicit TLS")]).await;
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &boxes).await;
+    let s = app.store.clone();
+    seed(&s).await;
+    poll_until("both TLS mailboxes ingest", || {
+        let s = s.clone();
+        async move { !lead_by_email(&s, "t1@client.example").await.is_empty() && !lead_by_email(&s, "t2@client.example").await.is_empty() }
+    })
+    .await;
+    poll_until("the private CA's certificate is refused without tls_ca_file", || {
+        let s = s.clone();
+        async move { s.mailbox_state("untrusted", "INBOX").await.unwrap().is_some_and(|st| st.state == "tls_failed" && st.state_detail.as_deref().is_some_and(|d| d.to_lowercase().contains("certificate"))) }
+    })
+    .await;
+    app.stop().await;
+}
