@@ -68,7 +68,7 @@ for engine in ${ENGINES:-sqlite postgres}; do
     url="${PG_ADMIN%/*}/inflow_imapbench"
     [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && url="postgres://postgres@localhost/inflow_imapbench?host=$INFLOW_BENCH_PG_SOCKET"
   fi
-  out=$(RUST_LOG=warn target/release/examples/imap_bench inflow "$PORT" bench secret "$BATCH" "$url")
+  out=$(RUST_LOG=warn ${PERF_CMD:-} target/release/examples/imap_bench inflow "$PORT" bench secret "$BATCH" "$url")
   echo "$out"
   rate=$(echo "$out" | sed -E 's/.* = ([0-9]+) msg\/s.*/\1/')
   python3 -c "print(f'ratio {\"$engine\"}: {$rate / $bare_rate:.2f} (target >= 0.5)')"

@@ -8,13 +8,15 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::db::{Exec, Tx};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::db::{Exec, Tx, Value};
 use super::ops::{self, DupCandidate, InboundEvent, Suppression};
-use super::records::{get, insert};
+use super::records::{get, insert_many};
 use super::{Result, Store, StoreError};
-use crate::crm::entities::{Activity, CampaignActivity, Lead};
+use crate::crm::entities::{Activity, Lead};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
-use crate::crm::matching::{MatchOutcome, resolve_sender};
+use crate::crm::matching::{Hit, MatchOutcome, resolve_sender};
 use crate::crm::{EmailAddress, EntityKind, EntityRef};
 use crate::ingest::mail::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 
@@ -74,10 +76,12 @@ impl Store {
     pub async fn ingest_mail(&self, items: &[MailInput], policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Vec<MailOutcome>> {
         let attempt = async {
             let mut tx = self.db.begin().await?;
+            let mut facts = self.batch_facts(&mut tx, items, now).await?;
             let mut out = Vec::with_capacity(items.len());
             for it in items {
-                out.push(self.ingest_one(&mut tx, it, policy, bounces, tz, now, None).await?);
+                out.push(self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now, None).await?);
             }
+            self.flush(&mut tx, &mut facts.pending).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(out)
         };
@@ -99,7 +103,17 @@ impl Store {
     /// One message in its own transaction; a write error becomes a `failed` event row.
     async fn ingest_alone(&self, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, replacing: Option<Uuid>) -> Result<MailOutcome> {
         let mut tx = self.db.begin().await?;
-        match self.ingest_one(&mut tx, it, policy, bounces, tz, now, replacing).await {
+        let outcome = async {
+            if let Some(old) = replacing {
+                tx.execute("DELETE FROM inbound_event WHERE id = $1 AND status IN ('quarantined', 'failed')", vec![old.into()]).await?;
+            }
+            let mut facts = self.batch_facts(&mut tx, std::slice::from_ref(it), now).await?;
+            let o = self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now, replacing).await?;
+            self.flush(&mut tx, &mut facts.pending).await?;
+            Ok(o)
+        }
+        .await;
+        match outcome {
             Ok(o) => {
                 tx.commit().await?;
                 Ok(o)
@@ -120,10 +134,7 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, replacing: Option<Uuid>) -> Result<MailOutcome> {
-        if let Some(old) = replacing {
-            tx.execute("DELETE FROM inbound_event WHERE id = $1 AND status IN ('quarantined', 'failed')", vec![old.into()]).await?;
-        }
+    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, facts: &mut BatchFacts, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, _replacing: Option<Uuid>) -> Result<MailOutcome> {
         let mail = match &it.parsed {
             Err(m) => {
                 let ev = event(&it.raw_key, "quarantined", Some(m.to_string()), None, it, now);
@@ -135,13 +146,14 @@ impl Store {
             }
             Ok(m) => m,
         };
-        // R-EM-1: seen before (here or in another mailbox) → nothing new.
-        if let Some(r) = tx.fetch_optional("SELECT id, status FROM inbound_event WHERE source = $1 AND external_id = $2", vec![SOURCE.into(), mail.key.clone().into()]).await? {
-            return Ok(MailOutcome { key: mail.key.clone(), status: "duplicate".into(), class: None, reason: Some(format!("already {}", r.get::<String>("status")?)), created: vec![], event_id: Some(r.get("id")?) });
+        // R-EM-1: seen before (here, in another mailbox, or earlier in this batch) → nothing new.
+        if let Some(status) = facts.seen.get(&mail.key) {
+            return Ok(MailOutcome { key: mail.key.clone(), status: "duplicate".into(), class: None, reason: Some(format!("already {status}")), created: vec![], event_id: None });
         }
-        let ctx = self.mail_context(tx, mail, policy, tz, now).await?;
+        let ctx = self.mail_context(tx, facts, mail, policy, tz, now).await?;
         let plan = plan_mail(mail, &ctx, policy);
-        self.apply_mail_plan(tx, mail, &plan, bounces, now).await?;
+        self.apply_mail_plan(tx, &mut facts.pending, mail, &plan, bounces, now).await?;
+        facts.learn(mail, &ctx, &plan);
         let created = plan.writes.created();
         let result = json!({
             "class": plan.class,
@@ -149,54 +161,111 @@ impl Store {
             "correlation": ctx.outbound.as_ref().map(|o| json!({"activityid": o.activity_id, "method": o.method, "wave": o.wave.map(|w| w.activity_id)})),
             "bounce": plan.writes.bounce,
         });
-        let mut ev = event(&mail.key, plan.status, plan.reason.clone(), Some(result), it, now);
-        ev.raw = None;
-        ops::record_inbound(tx, &ev).await?;
+        let id = Uuid::new_v4();
         let sender = ctx.sender.as_ref().map(|e| e.as_str().to_string());
-        tx.execute("UPDATE inbound_event SET sender = $2, class = $3 WHERE id = $1", vec![ev.id.into(), sender.into(), plan.class.into()]).await?;
+        facts.pending.events.push(vec![id.into(), SOURCE.into(), mail.key.clone().into(), now.into(), plan.status.into(), plan.reason.clone().into(), result.to_string().into(), it.location.clone().into(), now.into(), sender.into(), plan.class.into()]);
+        let ev = InboundEvent { id, ..event(&mail.key, plan.status, None, None, it, now) };
         Ok(MailOutcome { key: mail.key.clone(), status: plan.status.into(), class: Some(plan.class.into()), reason: plan.reason, created, event_id: Some(ev.id) })
     }
 
-    async fn mail_context(&self, tx: &mut Tx, mail: &ParsedMail, policy: &MailboxPolicy, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailContext> {
+    /// Everything the messages of a batch need to know, in a handful of queries (not a
+    /// dozen per message): seen keys, the senders' contact points, the outbound mail they
+    /// answer, suppressions, the senders' recent counts, existing responses.
+    async fn batch_facts(&self, tx: &mut Tx, items: &[MailInput], now: DateTime<Utc>) -> Result<BatchFacts> {
+        let mut f = BatchFacts::default();
+        let parsed: Vec<&ParsedMail> = items.iter().filter_map(|i| i.parsed.as_ref().ok()).collect();
+        let keys: Vec<Value> = parsed.iter().map(|m| m.key.clone().into()).collect();
+        for r in in_chunks(tx, "SELECT external_id, status FROM inbound_event WHERE source = $1 AND external_id IN ({})", vec![SOURCE.into()], &keys).await? {
+            f.seen.insert(r.get("external_id")?, r.get("status")?);
+        }
+        let senders: Vec<String> = parsed.iter().filter_map(|m| EmailAddress::parse_with(&m.from.address, &self.norm.email_rules).ok()).map(|e| e.as_str().to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let sv: Vec<Value> = senders.iter().map(|s| s.clone().into()).collect();
+        for r in in_chunks(tx, "SELECT entitytype, entityid, statecode, value FROM contact_point WHERE channel = 'email' AND value IN ({})", vec![], &sv).await? {
+            let kind: EntityKind = r.get("entitytype")?;
+            f.points.entry(r.get("value")?).or_default().push((EntityRef::new(kind, r.get("entityid")?), r.get("statecode")?));
+        }
+        for r in in_chunks(tx, "SELECT address FROM suppression WHERE address IN ({})", vec![], &sv).await? {
+            f.suppressed.insert(r.get("address")?);
+        }
+        for r in in_chunks(
+            tx,
+            "SELECT sender, COUNT(*) AS n FROM inbound_event WHERE received_at > $1 AND status = 'processed' AND class IN ('inquiry', 'reply', 'unsubscribe') AND sender IN ({}) GROUP BY sender",
+            vec![(now - Duration::hours(1)).into()],
+            &sv,
+        )
+        .await?
+        {
+            f.recent.insert(r.get("sender")?, r.get("n")?);
+        }
+        // R-EM-3 candidates: X-header ids, Message-IDs, tokens (for bounces: the original's).
+        let (mut ids, mut mids, mut tokens) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for m in &parsed {
+            match &m.bounce {
+                Some(b) => {
+                    ids.extend(b.original_activity);
+                    mids.extend(b.original_message_id.clone());
+                }
+                None => {
+                    ids.extend(m.correlation.activity);
+                    mids.extend(m.correlation.message_ids.iter().take(20).cloned());
+                    tokens.extend(m.correlation.token.clone());
+                }
+            }
+        }
+        let cols = <Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        let base = format!("SELECT {cols} FROM activity WHERE activitytypecode = 'email' AND directioncode = TRUE AND ");
+        for (field, vals) in [
+            ("activityid", ids.into_iter().map(Value::from).collect::<Vec<_>>()),
+            ("messageid", mids.into_iter().map(Value::from).collect()),
+            ("trackingtoken", tokens.into_iter().map(Value::from).collect()),
+        ] {
+            for r in in_chunks(tx, &format!("{base}{field} IN ({{}})"), vec![], &vals).await? {
+                let a: Activity = super::records::from_row(&r)?;
+                f.outbound.push(a);
+            }
+        }
+        let waves: Vec<Value> = f.outbound.iter().filter(|a| a.regardingobjectidtype == Some(EntityKind::Campaignactivity)).filter_map(|a| a.regardingobjectid).collect::<BTreeSet<_>>().into_iter().map(Value::from).collect();
+        for r in in_chunks(tx, "SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})", vec![], &waves).await? {
+            let w = Wave { activity_id: r.get("activityid")?, campaign_id: r.get("regardingobjectid")?, owner: r.get("ownerid")? };
+            f.waves.insert(w.activity_id, w);
+        }
+        // R-RS-2: existing responses on those waves by these senders (by address or party).
+        if !waves.is_empty() {
+            for r in in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE campaignactivityid IN ({})", vec![], &waves).await? {
+                let wave: Uuid = r.get("campaignactivityid")?;
+                if let Some(c) = r.get::<Option<Uuid>>("customerid")? {
+                    f.responses.insert((wave, c.to_string()));
+                }
+                if let Some(e) = r.get::<Option<String>>("emailaddress")? {
+                    f.responses.insert((wave, e.to_lowercase()));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    async fn mail_context(&self, tx: &mut Tx, facts: &BatchFacts, mail: &ParsedMail, policy: &MailboxPolicy, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailContext> {
         let sender = EmailAddress::parse_with(&mail.from.address, &self.norm.email_rules).ok();
         let addr = sender.as_ref().map(|e| e.as_str().to_string());
-        let internal_sender = match &addr {
-            Some(a) => !ops::field_matches(tx, EntityKind::Systemuser, "internalemailaddress", a, None).await?.is_empty(),
-            None => false,
-        };
-        let party = match &addr {
-            Some(a) if !internal_sender => resolve_sender(&ops::party_hits(tx, Some(a), None).await?),
-            _ => MatchOutcome::None,
+        let points: &[(EntityRef, i32)] = addr.as_ref().and_then(|a| facts.points.get(a)).map(Vec::as_slice).unwrap_or(&[]);
+        let internal_sender = points.iter().any(|(r, _)| r.kind == EntityKind::Systemuser);
+        let party = if internal_sender {
+            MatchOutcome::None
+        } else {
+            let hits: Vec<Hit> = points.iter().filter(|(r, _)| r.kind.is_party()).map(|(r, st)| Hit { record: *r, statecode: *st, by_phone: false }).collect();
+            resolve_sender(&hits)
         };
         let party_lead = match party.unique() {
             Some(r) if r.kind == EntityKind::Lead => get::<Lead>(tx, r.id).await?,
             _ => None,
         };
-        let outbound = self.correlate(tx, mail).await?;
+        let outbound = facts.correlate(mail);
         let response_exists = match outbound.as_ref().and_then(|o| o.wave) {
-            Some(w) => tx
-                .fetch_optional(
-                    "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (emailaddress IS NOT NULL AND emailaddress = $3)) LIMIT 1",
-                    vec![w.activity_id.into(), party.unique().map(|p| p.id).into(), addr.clone().into()],
-                )
-                .await?
-                .is_some(),
+            Some(w) => party.unique().is_some_and(|p| facts.responses.contains(&(w.activity_id, p.id.to_string()))) || addr.as_ref().is_some_and(|a| facts.responses.contains(&(w.activity_id, a.clone()))),
             None => false,
         };
-        let suppressed = match &addr {
-            Some(a) => ops::suppression(tx, a).await?.is_some(),
-            None => false,
-        };
-        let recent_from_sender = match &addr {
-            Some(a) => tx
-                .fetch_one(
-                    "SELECT COUNT(*) AS n FROM inbound_event WHERE sender = $1 AND received_at > $2 AND status = 'processed' AND class IN ('inquiry', 'reply', 'unsubscribe')",
-                    vec![a.clone().into(), (now - Duration::hours(1)).into()],
-                )
-                .await?
-                .get("n")?,
-            None => 0,
-        };
+        let suppressed = addr.as_ref().is_some_and(|a| facts.suppressed.contains(a));
+        let recent_from_sender = addr.as_ref().and_then(|a| facts.recent.get(a)).copied().unwrap_or(0);
         let mailto_unsubscribe = policy.unsubscribe_mailto.as_deref().is_some_and(|m| hits_unsubscribe_address(&mail.recipients, m));
         Ok(MailContext {
             sender,
@@ -214,66 +283,19 @@ impl Store {
         })
     }
 
-    /// R-EM-3: our X-header, then In-Reply-To/References, then the tracking token. For a
-    /// bounce, the returned original's X-header and Message-ID.
-    async fn correlate(&self, tx: &mut Tx, mail: &ParsedMail) -> Result<Option<Outbound>> {
-        let cols = <Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
-        let outbound_sql = format!("SELECT {cols} FROM activity WHERE activitytypecode = 'email' AND directioncode = TRUE");
-        let mut found: Option<(Activity, i32)> = None;
-        let (xheader, ids, token) = match &mail.bounce {
-            Some(b) => (b.original_activity, b.original_message_id.iter().cloned().collect::<Vec<_>>(), None),
-            None => (mail.correlation.activity, mail.correlation.message_ids.clone(), mail.correlation.token.clone()),
-        };
-        if let Some(id) = xheader {
-            if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND activityid = $1"), vec![id.into()]).await? {
-                found = Some((super::records::from_row(&r)?, 2));
-            }
-        }
-        if found.is_none() {
-            for id in ids.iter().take(20) {
-                if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND messageid = $1 LIMIT 1"), vec![id.clone().into()]).await? {
-                    found = Some((super::records::from_row(&r)?, 3));
-                    break;
-                }
-            }
-        }
-        if found.is_none() {
-            if let Some(t) = token {
-                if let Some(r) = tx.fetch_optional(&format!("{outbound_sql} AND trackingtoken = $1"), vec![t.into()]).await? {
-                    found = Some((super::records::from_row(&r)?, 4));
-                }
-            }
-        }
-        let Some((a, method)) = found else { return Ok(None) };
-        let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
-        let wave = match regarding {
-            Some(r) if r.kind == EntityKind::Campaignactivity => get::<CampaignActivity>(tx, r.id).await?.map(|w| Wave { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid }),
-            _ => None,
-        };
-        Ok(Some(Outbound { activity_id: a.activityid, method, regarding, wave }))
-    }
-
-    async fn apply_mail_plan(&self, tx: &mut Tx, mail: &ParsedMail, plan: &MailPlan, bounces: BounceRules, now: DateTime<Utc>) -> Result<()> {
+    /// Writes what a plan changes in existing rows now, and queues its new rows (inserted
+    /// together by `flush` before the batch commits).
+    async fn apply_mail_plan(&self, tx: &mut Tx, pending: &mut Pending, mail: &ParsedMail, plan: &MailPlan, bounces: BounceRules, now: DateTime<Utc>) -> Result<()> {
         let w = &plan.writes;
-        if let Some(l) = &w.lead {
-            insert(tx, self, l).await?;
-        }
-        if let Some(c) = &w.contact {
-            insert(tx, self, c).await?;
-        }
+        pending.leads.extend(w.lead.clone());
+        pending.contacts.extend(w.contact.clone());
         if let Some(e) = &w.email {
-            insert(tx, self, e).await?;
+            pending.emails.push(e.clone());
             for p in &w.parties {
-                tx.execute(
-                    "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, $2, $3, $4, $5)",
-                    vec![e.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()],
-                )
-                .await?;
+                pending.parties.push(vec![e.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]);
             }
         }
-        if let Some(r) = &w.response {
-            insert(tx, self, r).await?;
-        }
+        pending.responses.extend(w.response.clone());
         if let Some(p) = w.opt_out {
             // R-OPT-3: donotsendmm (what CRM's auto-unsubscribe sets) and donotbulkemail.
             let (table, key) = match p.kind {
@@ -345,6 +367,17 @@ impl Store {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Inserts a batch's queued rows, several per statement, parents before children.
+    async fn flush(&self, tx: &mut Tx, p: &mut Pending) -> Result<()> {
+        insert_many(tx, self, &std::mem::take(&mut p.leads)).await?;
+        insert_many(tx, self, &std::mem::take(&mut p.contacts)).await?;
+        insert_many(tx, self, &std::mem::take(&mut p.emails)).await?;
+        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &std::mem::take(&mut p.parties)).await?;
+        insert_many(tx, self, &std::mem::take(&mut p.responses)).await?;
+        insert_rows(tx, "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class)", &std::mem::take(&mut p.events)).await?;
         Ok(())
     }
 
@@ -470,4 +503,110 @@ fn event(key: &str, status: &str, reason: Option<String>, result: Option<serde_j
         raw_location: Some(it.location.clone()),
         processed_at: Some(now),
     }
+}
+
+/// New rows of a batch, inserted together at its end.
+#[derive(Default)]
+struct Pending {
+    leads: Vec<Lead>,
+    contacts: Vec<crate::crm::entities::Contact>,
+    emails: Vec<Activity>,
+    responses: Vec<crate::crm::entities::CampaignResponse>,
+    parties: Vec<Vec<Value>>,
+    events: Vec<Vec<Value>>,
+}
+
+/// Multi-row INSERT of same-shaped value rows into `table (cols)`.
+async fn insert_rows(tx: &mut Tx, table_cols: &str, rows: &[Vec<Value>]) -> Result<()> {
+    let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+    for chunk in rows.chunks((400 / width).max(1)) {
+        let mut args = Vec::with_capacity(chunk.len() * width);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (i, r) in chunk.iter().enumerate() {
+            tuples.push(format!("({})", (i * width + 1..=i * width + width).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
+            args.extend(r.iter().cloned());
+        }
+        tx.execute(&format!("INSERT INTO {table_cols} VALUES {}", tuples.join(", ")), args).await?;
+    }
+    Ok(())
+}
+
+/// What a batch's messages need to know (see `Store::batch_facts`), kept current as each
+/// message is applied so later messages of the same batch see earlier ones' records.
+#[derive(Default)]
+struct BatchFacts {
+    pending: Pending,
+    /// Inbound keys already recorded, with their status.
+    seen: HashMap<String, String>,
+    /// Normalised address → the records carrying it (with statecode), users included.
+    points: HashMap<String, Vec<(EntityRef, i32)>>,
+    outbound: Vec<Activity>,
+    waves: HashMap<Uuid, Wave>,
+    suppressed: HashSet<String>,
+    recent: HashMap<String, i64>,
+    /// (wave, customer id or lower-case address) pairs that already have a response.
+    responses: HashSet<(Uuid, String)>,
+}
+
+impl BatchFacts {
+    /// R-EM-3 over the prefetched outbound mail: X-header, then In-Reply-To/References in
+    /// order, then the token. For a bounce, the returned original's X-header and Message-ID.
+    fn correlate(&self, mail: &ParsedMail) -> Option<Outbound> {
+        let (xheader, ids, token): (Option<Uuid>, Vec<String>, Option<String>) = match &mail.bounce {
+            Some(b) => (b.original_activity, b.original_message_id.iter().cloned().collect(), None),
+            None => (mail.correlation.activity, mail.correlation.message_ids.iter().take(20).cloned().collect(), mail.correlation.token.clone()),
+        };
+        fn by(m: i32, a: Option<&Activity>) -> Option<(&Activity, i32)> {
+            a.map(|a| (a, m))
+        }
+        let found = xheader
+            .and_then(|x| by(2, self.outbound.iter().find(|a| a.activityid == x)))
+            .or_else(|| ids.iter().find_map(|id| by(3, self.outbound.iter().find(|a| a.messageid.as_deref() == Some(id.as_str())))))
+            .or_else(|| token.and_then(|t| by(4, self.outbound.iter().find(|a| a.trackingtoken.as_deref() == Some(t.as_str())))));
+        let (a, method) = found?;
+        let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
+        let wave = regarding.filter(|r| r.kind == EntityKind::Campaignactivity).and_then(|r| self.waves.get(&r.id).copied());
+        Some(Outbound { activity_id: a.activityid, method, regarding, wave })
+    }
+
+    /// Takes in what a message just wrote.
+    fn learn(&mut self, mail: &ParsedMail, ctx: &MailContext, plan: &MailPlan) {
+        self.seen.insert(mail.key.clone(), plan.status.to_string());
+        let Some(addr) = ctx.sender.as_ref().map(|e| e.as_str().to_string()) else { return };
+        let w = &plan.writes;
+        if let Some(l) = &w.lead {
+            self.points.entry(addr.clone()).or_default().push((EntityRef::new(EntityKind::Lead, l.leadid), 0));
+        }
+        if let Some(c) = &w.contact {
+            self.points.entry(addr.clone()).or_default().push((EntityRef::new(EntityKind::Contact, c.contactid), 0));
+        }
+        for (a, _) in &w.suppress {
+            self.suppressed.insert(a.clone());
+        }
+        if plan.status == "processed" && matches!(plan.class, "inquiry" | "reply" | "unsubscribe") {
+            *self.recent.entry(addr.clone()).or_default() += 1;
+        }
+        if let Some(r) = &w.response {
+            if let Some(wave) = r.campaignactivityid {
+                if let Some(c) = r.customerid {
+                    self.responses.insert((wave, c.to_string()));
+                }
+                self.responses.insert((wave, addr));
+            }
+        }
+    }
+}
+
+/// Runs `sql` (with `{}` standing for an IN list) over `vals` in chunks, after the fixed
+/// `args` ($1..); returns all rows. Nothing to look up → no query.
+async fn in_chunks(tx: &mut Tx, sql: &str, args: Vec<Value>, vals: &[Value]) -> Result<Vec<super::db::Row>> {
+    let mut out = Vec::new();
+    for chunk in vals.chunks(super::ROWS_PER_STATEMENT) {
+        let first = args.len() + 1;
+        let list = (first..first + chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let mut a = args.clone();
+        a.extend(chunk.iter().cloned());
+        out.extend(tx.fetch_all(&sql.replace("{}", &list), a).await?);
+    }
+    Ok(out)
 }

@@ -27,9 +27,26 @@ fn indexed_fields(kind: EntityKind) -> (&'static [&'static str], &'static [&'sta
 
 /// Re-indexes the matchable addresses of a party record in the caller's transaction.
 pub(crate) async fn index_contact_points<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R) -> Result<()> {
+    index_points(ex, store, rec, true).await
+}
+
+/// Indexes a record's contact points; `replace` first drops its old ones (not needed for a
+/// record inserted just now, which has none).
+pub(crate) async fn index_points<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R, replace: bool) -> Result<()> {
+    if replace {
+        ex.execute("DELETE FROM contact_point WHERE entitytype = $1 AND entityid = $2", vec![R::KIND.as_str().into(), rec.id().to_string().into()]).await?;
+    }
+    insert_points(ex, &contact_points(store, rec)?).await
+}
+
+/// One contact_point row: (entitytype, entityid, field, channel, value, statecode).
+pub(crate) type PointRow = (&'static str, String, &'static str, &'static str, String, i64);
+
+/// The matchable addresses of a party record (none for other records).
+pub(crate) fn contact_points<R: Record>(store: &Store, rec: &R) -> Result<Vec<PointRow>> {
     let (emails, phones, name) = indexed_fields(R::KIND);
     if emails.is_empty() && phones.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let json = serde_json::to_value(rec).map_err(StoreError::decode)?;
     let obj = json.as_object().ok_or_else(|| StoreError::decode("record is not an object"))?;
@@ -40,31 +57,41 @@ pub(crate) async fn index_contact_points<R: Record>(ex: &mut impl Exec, store: &
     };
     let kind = R::KIND.as_str();
     let id = rec.id().to_string();
-    ex.execute("DELETE FROM contact_point WHERE entitytype = $1 AND entityid = $2", vec![kind.into(), id.clone().into()]).await?;
-    let mut points: Vec<(&str, &str, String)> = Vec::new();
+    let mut points: Vec<PointRow> = Vec::new();
     for f in emails {
         if let Some(e) = text(f).and_then(|raw| EmailAddress::parse_with(&raw, &store.norm.email_rules).ok()) {
-            points.push((f, "email", e.as_str().to_string()));
+            points.push((kind, id.clone(), f, "email", e.as_str().to_string(), statecode));
         }
     }
     for f in phones {
         if let Some(p) = text(f).map(|raw| Phone::parse(&raw, &store.norm.default_region)) {
             if let Some(e) = p.e164() {
-                points.push((f, "phone", e.to_string()));
+                points.push((kind, id.clone(), f, "phone", e.to_string(), statecode));
             }
         }
     }
     if let Some(f) = name {
         if let Some(k) = text(f).and_then(|n| account_name_key(&n)) {
-            points.push((f, "name", k));
+            points.push((kind, id.clone(), f, "name", k, statecode));
         }
     }
-    for (field, channel, value) in points {
-        ex.execute(
-            "INSERT INTO contact_point (entitytype, entityid, field, channel, value, statecode) VALUES ($1, $2, $3, $4, $5, $6)",
-            vec![kind.into(), id.clone().into(), field.into(), channel.into(), value.into(), statecode.into()],
-        )
-        .await?;
+    Ok(points)
+}
+
+/// Inserts contact_point rows, several per statement.
+pub(crate) async fn insert_points(ex: &mut impl Exec, points: &[PointRow]) -> Result<()> {
+    for chunk in points.chunks(super::ROWS_PER_STATEMENT) {
+        let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        let rows: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, id, field, channel, value, state))| {
+                args.extend([(*kind).into(), id.clone().into(), (*field).into(), (*channel).into(), value.clone().into(), (*state).into()]);
+                let b = i * 6;
+                format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+            })
+            .collect();
+        ex.execute(&format!("INSERT INTO contact_point (entitytype, entityid, field, channel, value, statecode) VALUES {}", rows.join(", ")), args).await?;
     }
     Ok(())
 }

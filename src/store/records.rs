@@ -92,7 +92,27 @@ fn placeholders(n: usize, start: usize) -> String {
 pub(crate) async fn insert<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R) -> Result<()> {
     let sql = format!("INSERT INTO {} ({}) VALUES ({})", R::TABLE, col_list::<R>(), placeholders(R::COLS.len(), 1));
     ex.execute(&sql, to_values(rec)?).await?;
-    super::ops::index_contact_points(ex, store, rec).await
+    super::ops::index_points(ex, store, rec, false).await
+}
+
+/// Inserts several records of one type with multi-row statements (a few hundred bound
+/// values each: SQLite's named-parameter lookup grows with the square of their number),
+/// then their contact points.
+pub(crate) async fn insert_many<R: Record>(ex: &mut impl Exec, store: &Store, recs: &[R]) -> Result<()> {
+    let per = (400 / R::COLS.len()).max(1);
+    let cols = col_list::<R>();
+    let mut points = Vec::new();
+    for chunk in recs.chunks(per) {
+        let mut args = Vec::with_capacity(chunk.len() * R::COLS.len());
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (i, rec) in chunk.iter().enumerate() {
+            args.extend(to_values(rec)?);
+            rows.push(format!("({})", placeholders(R::COLS.len(), i * R::COLS.len() + 1)));
+            points.extend(super::ops::contact_points(store, rec)?);
+        }
+        ex.execute(&format!("INSERT INTO {} ({cols}) VALUES {}", R::TABLE, rows.join(", ")), args).await?;
+    }
+    super::ops::insert_points(ex, &points).await
 }
 
 /// Selects one record by key.
