@@ -30,3 +30,7 @@ CREATE TABLE mail_bounce (
     last_diagnostic TEXT,
     last_at BIGINT NOT NULL
 );
+
+-- R-RS-2 lookups by responder (address or record) rather than by wave.
+CREATE INDEX campaignresponse_email ON campaignresponse (emailaddress);
+CREATE INDEX campaignresponse_customer ON campaignresponse (customerid);

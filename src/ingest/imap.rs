@@ -407,14 +407,14 @@ impl MailboxRuntime {
                 self.mark_processed(&mut s, &set, has_move, has_uidplus).await?;
                 failpoint("imap-before-checkpoint");
                 last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(last_uid);
-                if !self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
+                if !self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
                     tracing::warn!(mailbox = %c.name, "lease lost before the checkpoint; stepping back");
                     return Ok(());
                 }
             }
             if sizes.is_empty() {
                 // Record the poll even when nothing came, so "last successful poll" is true.
-                let _ = self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, Utc::now()).await;
+                let _ = self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await;
             }
             // Wait for new mail: IDLE where offered, else sleep until the next poll.
             if c.idle && has_idle {

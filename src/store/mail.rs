@@ -229,10 +229,14 @@ impl Store {
             let w = Wave { activity_id: r.get("activityid")?, campaign_id: r.get("regardingobjectid")?, owner: r.get("ownerid")? };
             f.waves.insert(w.activity_id, w);
         }
-        // R-RS-2: existing responses on those waves by these senders (by address or party).
+        // R-RS-2: existing responses on those waves by these senders (by address or party),
+        // looked up by sender, so a wave with 100,000 responses costs no more than a new one.
         if !waves.is_empty() {
-            for r in in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE campaignactivityid IN ({})", vec![], &waves).await? {
-                let wave: Uuid = r.get("campaignactivityid")?;
+            let parties: Vec<Value> = f.points.values().flatten().filter(|(r, _)| r.kind.is_party()).map(|(r, _)| Value::from(r.id)).collect::<Vec<_>>();
+            let mut rows = in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE emailaddress IN ({})", vec![], &sv).await?;
+            rows.extend(in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE customerid IN ({})", vec![], &parties).await?);
+            for r in rows {
+                let Some(wave) = r.get::<Option<Uuid>>("campaignactivityid")? else { continue };
                 if let Some(c) = r.get::<Option<Uuid>>("customerid")? {
                     f.responses.insert((wave, c.to_string()));
                 }
@@ -429,14 +433,15 @@ impl Store {
         Ok(())
     }
 
-    /// Moves the checkpoint; only the lease holder may. False if the lease was lost.
-    pub async fn save_mailbox_checkpoint(&self, mailbox: &str, folder: &str, holder: &str, uidvalidity: i64, last_uid: i64, now: DateTime<Utc>) -> Result<bool> {
+    /// Moves the checkpoint and renews the lease; only the lease holder may. False if the
+    /// lease was lost.
+    pub async fn save_mailbox_checkpoint(&self, mailbox: &str, folder: &str, holder: &str, uidvalidity: i64, last_uid: i64, lease: Duration, now: DateTime<Utc>) -> Result<bool> {
         let n = self
             .db
             .clone()
             .execute(
-                "UPDATE mailbox_state SET uidvalidity = $4, last_uid = $5, last_poll_at = $6, updated_at = $6 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
-                vec![mailbox.into(), folder.into(), holder.into(), uidvalidity.into(), last_uid.into(), now.into()],
+                "UPDATE mailbox_state SET uidvalidity = $4, last_uid = $5, last_poll_at = $6, updated_at = $6, lease_until = $7 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+                vec![mailbox.into(), folder.into(), holder.into(), uidvalidity.into(), last_uid.into(), now.into(), (now + lease).into()],
             )
             .await?;
         Ok(n == 1)
