@@ -170,6 +170,15 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         w.suppress.clear();
         return MailPlan { class: "bounce", status: "processed", reason: Some(format!("{} bounce for {}", b.shape, b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", "))), writes: w };
     }
+    // A spam complaint (ARF) about our mail: stop mailing the complainer.
+    if let Some(c) = &mail.complaint {
+        let mut w = MailWrites::default();
+        if let Some(a) = c.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()) {
+            w.suppress.push((a.as_str().to_string(), format!("complaint: ARF {} report", c.feedback_type)));
+        }
+        let reason = format!("{} complaint about {}", c.feedback_type, c.address.as_deref().unwrap_or("an unnamed recipient"));
+        return MailPlan { class: "complaint", status: "processed", reason: Some(reason), writes: w };
+    }
     if ctx.internal_sender {
         return skip("internal", "R-EM-4: the sender is a CRM user; nothing is created".into());
     }
@@ -503,6 +512,15 @@ mod tests {
         assert_eq!((p.class, p.status), ("unsubscribe", "processed"));
         assert_eq!(p.writes.suppress[0].0, "petr@client.example");
         assert!(p.writes.lead.is_none());
+    }
+
+    #[test]
+    fn complaints_suppress_the_complainer() {
+        let m = fixture("complaint-arf.eml");
+        let p = plan_mail(&m, &ctx(&m), &policy(0, Create::Leads));
+        assert_eq!((p.class, p.status), ("complaint", "processed"));
+        assert_eq!(p.writes.suppress, vec![("angry@mail.example".to_string(), "complaint: ARF abuse report".to_string())]);
+        assert!(p.writes.lead.is_none() && p.writes.email.is_none());
     }
 
     #[test]

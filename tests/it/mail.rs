@@ -99,6 +99,7 @@ async fn every_class(engine: &str) {
         "malformed-no-from.eml",
         "newsletter-bulk.eml",
         "inquiry-cp1251.eml",
+        "complaint-arf.eml",
     ]
     .iter()
     .map(|f| fixture(f))
@@ -111,14 +112,14 @@ async fn every_class(engine: &str) {
     let app = TestApp::spawn(engine, dir, &config(&dv, "")).await;
     let s = app.store.clone();
     let seed = seed(&s).await;
-    poll_until("all nine messages handled", || {
+    poll_until("all ten messages handled", || {
         let s = s.clone();
-        async move { events(&s).await == 9 }
+        async move { events(&s).await == 10 }
     })
     .await;
     poll_until("processed mail moved out of INBOX", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
     let moved = dv.messages("sales", "Processed").await;
-    assert_eq!(moved.len(), 9, "never deleted: all moved to Processed");
+    assert_eq!(moved.len(), 10, "never deleted: all moved to Processed");
     assert!(moved.iter().all(|(_, flags)| !flags.iter().any(|f| f.contains("Seen"))), "BODY.PEEK leaves \\Seen unset: {moved:?}");
 
     // New inquiry in KOI8-R → a lead with decoded text (R-EM-6 mapping).
@@ -145,6 +146,7 @@ async fn every_class(engine: &str) {
     assert_eq!(s.suppression("petr@client.example").await.unwrap().expect("unsubscribed").reason, "unsubscribe: List-Unsubscribe mailto");
     let sup = s.suppression("nobody@client.example").await.unwrap().expect("hard bounce suppressed");
     assert!(sup.reason.contains("5.1.1"), "{sup:?}");
+    assert_eq!(s.suppression("angry@mail.example").await.unwrap().expect("complaint").reason, "complaint: ARF abuse report");
     let bounced: Activity = s.load(BOUNCED_ACTIVITY.parse().unwrap()).await.unwrap();
     assert_eq!((bounced.statecode, bounced.statuscode), (0, 8), "the delivery is marked failed");
 
@@ -167,12 +169,12 @@ async fn every_class(engine: &str) {
     })
     .await;
     poll_until("INBOX emptied again", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
-    assert_eq!(events(&s).await, 10);
+    assert_eq!(events(&s).await, 11);
     assert_eq!(lead_by_email(&s, "ivan.petrov@zavod.example").await.len(), 1);
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM campaignresponse").await, 1);
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE messageid = 'reply-1@client.example'").await, 1);
     let st = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap();
-    assert_eq!(st.last_uid, 12, "checkpoint after the last UID");
+    assert_eq!(st.last_uid, 13, "checkpoint after the last UID");
     assert_eq!(st.state, "connected");
     app.stop().await;
 }
@@ -449,4 +451,49 @@ async fn starttls_and_implicit_tls_with_a_private_ca_and_a_clear_tls_failure() {
     })
     .await;
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lease_holder_is_taken_over_after_its_lease_expires() {
+    let dv = Dovecot::start();
+    let db = crate::helpers::TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("inflow.toml");
+    let text = format!(
+        "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        db.url,
+        config(&dv, "batch_size = 10\nlease_secs = 10\npoll_interval_secs = 1")
+    );
+    std::fs::write(&cfg_path, &text).unwrap();
+    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let s = inflow::app::open_store(&cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    seed(&s).await;
+    // The first daemon, a real process, is killed (SIGKILL) while it holds the lease.
+    let mut first = daemon(&cfg_path, None);
+    poll_until("the first daemon holds the lease", || {
+        let s = s.clone();
+        async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.lease_holder.is_some() && st.state == "connected") }
+    })
+    .await;
+    let holder = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.unwrap();
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    // Mail that arrives after the death; the second daemon must take the mailbox over once
+    // the dead holder's lease runs out (it is never released).
+    dv.append("sales", "INBOX", &(0..30).map(|i| inquiry(&format!("k-{i}@client.example"), &format!("K{i} <k{i}@client.example>"), "After the kill")).collect::<Vec<_>>()).await;
+    assert_eq!(s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.as_deref(), Some(holder.as_str()), "a killed holder releases nothing");
+    let mut second = daemon(&cfg_path, None);
+    poll_until("the second daemon ingests the mailbox", || {
+        let s = s.clone();
+        async move { events(&s).await == 30 }
+    })
+    .await;
+    let st = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap();
+    assert!(st.lease_holder.is_some_and(|h| h != holder));
+    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM lead").await, 30);
+    let _ = std::process::Command::new("kill").args(["-TERM", &second.id().unwrap().to_string()]).status();
+    assert!(tokio::time::timeout(std::time::Duration::from_secs(30), second.wait()).await.unwrap().unwrap().success());
+    s.close().await;
+    db.cleanup().await;
 }
