@@ -145,8 +145,21 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     if msg.headers().is_empty() {
         return Err(Malformed::NoHeaders);
     }
-    let from = sender(&msg)?;
-    let subject = msg.subject().unwrap_or("").trim().to_string();
+    let mut from = sender(&msg)?;
+    let mut subject = msg.subject().unwrap_or("").trim().to_string();
+    // Raw 8-bit headers (no RFC 2047), common from older Russian mailers: decode them with
+    // the message's charset, else the likelier of Windows-1251 and KOI8-R.
+    if subject.contains('\u{FFFD}') {
+        if let Some(v) = raw_header(raw, "Subject").and_then(|b| redecode(&b, charset_hint(&msg))) {
+            subject = v.trim().to_string();
+        }
+    }
+    if from.name.as_deref().is_some_and(|n| n.contains('\u{FFFD}')) {
+        if let Some(v) = raw_header(raw, "From").and_then(|b| redecode(&b, charset_hint(&msg))) {
+            let name = v.split('<').next().unwrap_or("").trim().trim_matches('"').trim().to_string();
+            from.name = (!name.is_empty()).then_some(name);
+        }
+    }
     let date = msg.date().and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0));
     let text = body_text(&msg);
     let message_id = msg.message_id().and_then(normalize_message_id);
@@ -224,6 +237,48 @@ fn sender(msg: &Message<'_>) -> Result<Sender, Malformed> {
         return Err(Malformed::NoSender("From has no address".into()));
     }
     Ok(Sender { name, address })
+}
+
+/// The raw bytes of a top-level header's value (continuation lines unfolded).
+fn raw_header(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| raw.windows(2).position(|w| w == b"\n\n")).unwrap_or(raw.len());
+    let head = &raw[..end];
+    let mut lines = head.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && line[name.len()] == b':' {
+            let mut v = line[name.len() + 1..].to_vec();
+            while let Some(next) = lines.peek() {
+                if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                    let n = lines.next().unwrap();
+                    v.extend_from_slice(n.strip_suffix(b"\r").unwrap_or(n));
+                } else {
+                    break;
+                }
+            }
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The charset named by the message's (or its first text part's) Content-Type.
+fn charset_hint<'a>(msg: &'a Message<'_>) -> Option<&'a str> {
+    msg.content_type().and_then(|c| c.attribute("charset")).or_else(|| msg.text_part(0).and_then(|p| p.content_type()).and_then(|c| c.attribute("charset")))
+}
+
+/// Decodes 8-bit header bytes: with the hinted charset if mail-parser knows it, else the
+/// one of Windows-1251 and KOI8-R that yields more lower-case Cyrillic (Russian text is
+/// mostly lower case; each charset's lower case is the other's upper case).
+fn redecode(bytes: &[u8], hint: Option<&str>) -> Option<String> {
+    use mail_parser::decoders::charsets::map::charset_decoder;
+    if let Some(d) = hint.filter(|h| !h.eq_ignore_ascii_case("utf-8") && !h.eq_ignore_ascii_case("us-ascii")).and_then(|h| charset_decoder(h.as_bytes())) {
+        return Some(d(bytes));
+    }
+    let lower = |s: &str| s.chars().filter(|c| ('а'..='я').contains(c) || *c == 'ё').count();
+    let a = charset_decoder(b"windows-1251")?(bytes);
+    let b = charset_decoder(b"koi8-r")?(bytes);
+    Some(if lower(&b) > lower(&a) { b } else { a })
 }
 
 fn fallback_key(msg: &Message<'_>, text: &str) -> String {
@@ -671,6 +726,15 @@ mod tests {
         assert_ne!(parse(other, 1 << 20).unwrap().key, k1);
     }
 
+    /// KOI8-R bytes of a character (test helper; ASCII passes through).
+    fn koi8r(c: char) -> Vec<u8> {
+        if c.is_ascii() {
+            return vec![c as u8];
+        }
+        let d = mail_parser::decoders::charsets::map::charset_decoder(b"koi8-r").unwrap();
+        (0x80..=0xFFu8).find(|b| d(&[*b]).starts_with(c)).map(|b| vec![b]).unwrap_or_else(|| vec![b'?'])
+    }
+
     #[test]
     fn charsets_end_up_as_text() {
         let m = p("inquiry-koi8r.eml");
@@ -684,6 +748,14 @@ mod tests {
         let m = p("inquiry-iso8859-5.eml");
         assert_eq!(m.subject, "Вопрос по доставке");
         assert!(m.text.contains("Когда будет доставка"), "{}", m.text);
+        let m = p("inquiry-8bit-headers-cp1251.eml");
+        assert_eq!(m.subject, "Заявка на поставку");
+        assert_eq!(m.from.name.as_deref(), Some("Иван Петров"));
+        assert!(m.text.contains("Тело письма"));
+        let koi = "Subject: Заявка на поставку\r\nFrom: Иван <i@x.example>\r\nMessage-ID: <k@x>\r\n\r\nbody\r\n";
+        let koi: Vec<u8> = koi.chars().flat_map(|c| koi8r(c)).collect();
+        let m = parse(&koi, 1 << 20).unwrap();
+        assert_eq!(m.subject, "Заявка на поставку", "no charset named: KOI8-R told from Windows-1251 by letter case");
         let m = p("inquiry-utf8-ua.eml");
         assert_eq!(m.subject, "Запит щодо співпраці");
         assert_eq!(m.from.name.as_deref(), Some("Олена Коваль"));
