@@ -112,9 +112,13 @@ fn lost(e: impl std::fmt::Display) -> Trouble {
     Trouble::Lost(e.to_string())
 }
 
-async fn io<T, E: std::fmt::Display>(what: &str, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, Trouble> {
+/// One server round trip with a deadline. A NO or BAD answer is the server refusing the
+/// command (a missing folder, no permission), not a lost connection.
+async fn io<T>(what: &str, f: impl std::future::Future<Output = async_imap::error::Result<T>>) -> Result<T, Trouble> {
+    use async_imap::error::Error;
     match tokio::time::timeout(IO_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(Error::No(m) | Error::Bad(m))) => Err(Trouble::Server(format!("{what} refused: {}", m.trim()))),
         Ok(Err(e)) => Err(Trouble::Lost(format!("{what}: {e}"))),
         Err(_) => Err(Trouble::Lost(format!("{what}: no answer in {} s", IO_TIMEOUT.as_secs()))),
     }
@@ -210,6 +214,10 @@ impl MailboxRuntime {
                         let parsed = mail::parse(&raw, limit);
                         let raw_key = mail::raw_key(&raw);
                         MailInput { raw: parsed.is_err().then_some(raw), parsed, location, raw_key }
+                    }
+                    Body::Missing { size } => {
+                        let key = format!("missing:{}/{}/{}/{}", self.cfg.name, self.cfg.folder, uidvalidity, f.uid);
+                        MailInput { parsed: Err(Malformed::NotFetched { uid: f.uid, size }), raw: None, location, raw_key: key }
                     }
                     Body::HeaderOnly { header, size } => {
                         // Over the limit: quarantined with its headers; the message stays on the
@@ -320,7 +328,7 @@ impl MailboxRuntime {
             TlsMode::Plain | TlsMode::Starttls => async_imap::Client::new(Conn::Plain(tcp)),
         };
         // The greeting comes first (also before STARTTLS, which has no second greeting).
-        match io("greeting", client.read_response()).await? {
+        match io("greeting", async { client.read_response().await.map_err(async_imap::error::Error::from) }).await? {
             Some(_) => {}
             None => return Err(Trouble::Lost("server closed the connection before its greeting".into())),
         }
@@ -461,7 +469,13 @@ impl MailboxRuntime {
                 }
             }
         }
-        // A message expunged by someone else between the two fetches is simply gone.
+        // A UID the server returned no body for (expunged by another client in between, or a
+        // server fault) is recorded as failed, not passed over in silence.
+        for (uid, size) in chunk {
+            if !out.iter().any(|f| f.uid == *uid) {
+                out.push(Fetched { uid: *uid, body: Body::Missing { size: *size as u64 } });
+            }
+        }
         out.sort_by_key(|f| f.uid);
         Ok(out)
     }
@@ -497,6 +511,8 @@ pub struct Fetched {
 pub enum Body {
     Full(Vec<u8>),
     HeaderOnly { header: Vec<u8>, size: u64 },
+    /// Listed by the server but not delivered by its FETCH.
+    Missing { size: u64 },
 }
 
 /// `1,2,5:9`-style UID set from sorted UIDs.

@@ -33,6 +33,8 @@ pub enum Malformed {
     NoSender(String),
     #[error("message is {size} bytes, over the mailbox limit of {limit}")]
     TooBig { size: u64, limit: u64 },
+    #[error("the server listed UID {uid} ({size} bytes) but returned no body for it (expunged by another client meanwhile?)")]
+    NotFetched { uid: u32, size: u64 },
 }
 
 /// The sender, as written in From.
