@@ -85,8 +85,8 @@ pub struct MailContext {
     pub recent_from_sender: i64,
     pub tz: Tz,
     pub now: DateTime<Utc>,
-    /// Ids for the e-mail, a lead/contact and a response.
-    pub ids: [Uuid; 3],
+    /// Ids for the e-mail, a lead/contact, a response and a follow-up task.
+    pub ids: [Uuid; 4],
 }
 
 /// Bounce bookkeeping the store applies: counters, suppression, the delivery marked failed.
@@ -112,6 +112,10 @@ pub struct MailWrites {
     pub bounce: Option<BounceWrites>,
     /// R-EM-4: an ambiguous sender for the review queue.
     pub dup_candidates: Option<Vec<EntityRef>>,
+    /// A follow-up task due now for someone who must hear of this message (R-EM-7: the owner
+    /// of a disqualified lead that wrote; R-RS-3: the wave owner for a known customer's
+    /// response). Being due, it reaches its owner through the overdue alerts (§4.7).
+    pub task: Option<Activity>,
 }
 
 impl MailWrites {
@@ -129,6 +133,9 @@ impl MailWrites {
         if let Some(r) = &self.response {
             v.push(EntityRef::new(EntityKind::Campaignresponse, r.activityid));
         }
+        if let Some(t) = &self.task {
+            v.push(EntityRef::new(EntityKind::Task, t.activityid));
+        }
         v
     }
 }
@@ -142,6 +149,22 @@ pub struct MailPlan {
     pub status: &'static str,
     pub reason: Option<String>,
     pub writes: MailWrites,
+}
+
+/// An open task due now, regarding `regarding`, for `owner` (see `MailWrites::task`).
+fn follow_up(ctx: &MailContext, owner: Uuid, subject: String, regarding: Uuid, kind: EntityKind, about: EntityRef) -> Activity {
+    Activity {
+        activityid: ctx.ids[3],
+        activitytypecode: EntityKind::Task,
+        subject: Some(subject.chars().take(200).collect()),
+        description: Some(format!("Created by inflow from an inbound e-mail about {} {}.", about.kind.as_str(), about.id)),
+        regardingobjectid: Some(regarding),
+        regardingobjectidtype: Some(kind),
+        scheduledend: Some(ctx.now),
+        prioritycode: Some(1),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, ctx.now, None)
 }
 
 fn skip(class: &'static str, reason: String) -> MailPlan {
@@ -300,8 +323,9 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                     if let Ok(ConvertPlan::ExistingLead { response, .. }) = response::plan_convert(&r, &ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false }, &facts(Some(l), ctx, policy)) {
                         r = response;
                     }
-                } else if party.is_some_and(|p| matches!(p.kind, EntityKind::Contact | EntityKind::Account)) {
+                } else if let Some(p) = party.filter(|p| matches!(p.kind, EntityKind::Contact | EntityKind::Account)) {
                     notes.push("R-RS-3: the responder is a known customer; the response stays open for the wave owner.".to_string());
+                    w.task = Some(follow_up(ctx, wv.owner, format!("Campaign response from {} to follow up", addr.as_deref().unwrap_or("a customer")), r.activityid, EntityKind::Campaignresponse, p));
                 }
             }
             w.response = Some(r);
@@ -316,6 +340,9 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     }
     if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 2) {
         notes.push(format!("R-EM-7: from disqualified lead {}; the lead is not reopened.", l.leadid));
+        if w.task.is_none() {
+            w.task = Some(follow_up(ctx, l.ownerid, format!("Disqualified lead {} wrote again", addr.as_deref().unwrap_or(&l.lastname)), l.leadid, EntityKind::Lead, EntityRef::new(EntityKind::Lead, l.leadid)));
+        }
     }
 
     // R-EM-5: the e-mail activity.
@@ -405,7 +432,7 @@ mod tests {
             recent_from_sender: 0,
             tz: chrono_tz::Europe::Moscow,
             now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
-            ids: [Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12)],
+            ids: [Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12), Uuid::from_u128(13)],
         }
     }
 
@@ -457,6 +484,16 @@ mod tests {
         assert_eq!(p.status, "processed");
         assert!(p.writes.lead.is_none(), "R-EM-7: known sender, no lead");
         assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(7)));
+        assert!(p.writes.task.is_none());
+        // R-EM-7: a disqualified lead writes: no reopening, its owner gets a task.
+        let lead = Lead { leadid: Uuid::from_u128(8), lastname: "Gone".into(), statecode: 2, statuscode: 4, ownerid: Uuid::from_u128(5), ..Default::default() };
+        let mut c = ctx(&m);
+        c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Lead, lead.leadid));
+        c.party_lead = Some(lead);
+        let p = plan_mail(&m, &c, &policy(0, Create::Leads));
+        assert!(p.writes.lead.is_none());
+        let t = p.writes.task.expect("owner told");
+        assert_eq!((t.ownerid, t.regardingobjectid), (Uuid::from_u128(5), Some(Uuid::from_u128(8))));
     }
 
     #[test]
@@ -479,6 +516,8 @@ mod tests {
         let r = p.writes.response.unwrap();
         assert_eq!((r.statecode, r.customerid), (0, Some(Uuid::from_u128(7))));
         assert!(p.writes.lead.is_none());
+        let t = p.writes.task.expect("R-RS-3: the wave owner is told");
+        assert_eq!((t.ownerid, t.regardingobjectid, t.statecode, t.scheduledend), (Uuid::from_u128(3), Some(r.activityid), 0, Some(c.now)));
         // R-RS-2: a second reply makes no response.
         c.response_exists = true;
         let p = plan_mail(&m, &c, &policy(1, Create::Nothing));

@@ -283,7 +283,7 @@ impl Store {
             recent_from_sender,
             tz,
             now,
-            ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+            ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
         })
     }
 
@@ -293,6 +293,7 @@ impl Store {
         let w = &plan.writes;
         pending.leads.extend(w.lead.clone());
         pending.contacts.extend(w.contact.clone());
+        pending.emails.extend(w.task.clone());
         if let Some(e) = &w.email {
             pending.emails.push(e.clone());
             for p in &w.parties {

@@ -138,6 +138,10 @@ async fn every_class(engine: &str) {
     let resp: CampaignResponse = s.load(r.get("activityid").unwrap()).await.unwrap();
     assert_eq!((resp.regardingobjectid, resp.customerid, resp.originatingactivityid), (seed.campaign, Some(seed.contact), Some(seed.reply_target)));
     assert_eq!((resp.responsecode, resp.channeltypecode, resp.statecode, resp.ownerid), (1, Some(1), 0, seed.marketing));
+    // R-RS-3: a known customer's response stays open and its wave owner gets a task due now.
+    let t = s.db.clone().fetch_one("SELECT activityid FROM activity WHERE activitytypecode = 'task' AND regardingobjectid = $1", vec![resp.activityid.into()]).await.unwrap();
+    let task: Activity = s.load(t.get("activityid").unwrap()).await.unwrap();
+    assert_eq!((task.ownerid, task.statecode), (seed.marketing, 0));
     let e = s.db.clone().fetch_one("SELECT activityid FROM activity WHERE messageid = 'reply-1@client.example'", vec![]).await.unwrap();
     let email: Activity = s.load(e.get("activityid").unwrap()).await.unwrap();
     assert_eq!((email.regardingobjectid, email.correlationmethod, email.statecode, email.statuscode), (Some(seed.wave), Some(3), 1, 4));
