@@ -501,3 +501,19 @@ async fn a_killed_lease_holder_is_taken_over_after_its_lease_expires() {
     s.close().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_in_two_mailboxes_is_one_event() {
+    let dv = Dovecot::start();
+    let msg = inquiry("both-1@client.example", "Both <both@client.example>", "Sent to two addresses");
+    dv.append("sales", "INBOX", std::slice::from_ref(&msg)).await;
+    dv.append("news", "INBOX", std::slice::from_ref(&msg)).await;
+    let extra = format!("{}\n{}", config(&dv, ""), dv.mailbox_toml("news", "news", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\n"));
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &extra).await;
+    let s = app.store.clone();
+    seed(&s).await;
+    poll_until("both mailboxes worked through", || async { dv.messages("sales", "Processed").await.len() == 1 && dv.messages("news", "Processed").await.len() == 1 }).await;
+    assert_eq!(events(&s).await, 1);
+    assert_eq!(lead_by_email(&s, "both@client.example").await.len(), 1);
+    app.stop().await;
+}
