@@ -202,8 +202,8 @@ impl MailboxRuntime {
         Ok(MailboxPolicy { owner, ..self.policy_base.clone() })
     }
 
-    /// Parses and applies raw messages (in UID order) in one transaction.
-    pub async fn process(&self, policy: &MailboxPolicy, msgs: Vec<Fetched>, uidvalidity: u32) -> Result<Vec<MailOutcome>, Trouble> {
+    /// Parses fetched messages into store inputs (quarantine reasons included).
+    fn prepare(&self, msgs: Vec<Fetched>, uidvalidity: u32) -> Vec<MailInput> {
         let limit = self.cfg.max_message_bytes as u64;
         let items: Vec<MailInput> = msgs
             .into_iter()
@@ -228,7 +228,33 @@ impl MailboxRuntime {
                 }
             })
             .collect();
-        self.store.ingest_mail(&items, policy, self.bounces, self.tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
+        items
+    }
+
+    /// Applies a batch in one transaction, on a task of its own so the next batch can be
+    /// fetched and parsed meanwhile.
+    fn commit(&self, policy: &MailboxPolicy, items: Vec<MailInput>) -> tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>> {
+        let (store, policy, bounces, tz) = (self.store.clone(), policy.clone(), self.bounces, self.tz);
+        tokio::spawn(async move { store.ingest_mail(&items, &policy, bounces, tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string())) })
+    }
+
+    /// After a batch committed: move or flag its messages, then advance the checkpoint
+    /// (renewing the lease). False if the lease was lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_batch(&self, s: &mut Session<Conn>, chunk: &[(u32, u32)], outcomes: &[MailOutcome], has_move: bool, has_uidplus: bool, uidvalidity: u32, lease: chrono::Duration) -> Result<bool, Trouble> {
+        let c = &self.cfg;
+        failpoint("imap-after-commit");
+        for o in outcomes {
+            match o.status.as_str() {
+                "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
+                _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
+            }
+        }
+        let set = uid_set(chunk.iter().map(|(u, _)| *u));
+        self.mark_processed(s, &set, has_move, has_uidplus).await?;
+        failpoint("imap-before-checkpoint");
+        let last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(0);
+        self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
     }
 
     /// Re-processes a quarantined or failed message from its stored bytes.
@@ -397,28 +423,31 @@ impl MailboxRuntime {
                 v.sort_unstable();
                 v
             };
-            for chunk in sizes.chunks(c.batch_size.max(1) as usize) {
+            // A two-stage pipeline: batch N commits on its own task while batch N+1 is
+            // fetched and parsed; N's messages are moved and checkpointed only after its
+            // commit, before N+1 is applied.
+            let chunks: Vec<&[(u32, u32)]> = sizes.chunks(c.batch_size.max(1) as usize).collect();
+            let mut next = 0;
+            let mut in_flight: Option<(tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>, &[(u32, u32)])> = None;
+            loop {
                 // Shutdown between batches: everything before is committed and checkpointed.
-                if token.is_cancelled() {
-                    break;
-                }
-                let msgs = self.fetch_chunk(&mut s, chunk).await?;
-                let outcomes = self.process(&policy, msgs, uidvalidity).await?;
-                failpoint("imap-after-commit");
-                for o in &outcomes {
-                    match o.status.as_str() {
-                        "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
-                        _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
+                let fetched = if next < chunks.len() && !token.is_cancelled() {
+                    next += 1;
+                    Some((chunks[next - 1], self.fetch_chunk(&mut s, chunks[next - 1]).await))
+                } else {
+                    None
+                };
+                if let Some((h, done)) = in_flight.take() {
+                    let outcomes = h.await.map_err(|e| Trouble::Store(format!("batch task: {e}")))??;
+                    if !self.finish_batch(&mut s, done, &outcomes, has_move, has_uidplus, uidvalidity, lease).await? {
+                        tracing::warn!(mailbox = %c.name, "lease lost before the checkpoint; stepping back");
+                        return Ok(());
                     }
+                    last_uid = done.last().map(|(u, _)| *u).unwrap_or(last_uid);
                 }
-                let set = uid_set(chunk.iter().map(|(u, _)| *u));
-                self.mark_processed(&mut s, &set, has_move, has_uidplus).await?;
-                failpoint("imap-before-checkpoint");
-                last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(last_uid);
-                if !self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
-                    tracing::warn!(mailbox = %c.name, "lease lost before the checkpoint; stepping back");
-                    return Ok(());
-                }
+                let Some((chunk, msgs)) = fetched else { break };
+                let items = self.prepare(msgs?, uidvalidity);
+                in_flight = Some((self.commit(&policy, items), chunk));
             }
             if sizes.is_empty() {
                 // Record the poll even when nothing came, so "last successful poll" is true.
