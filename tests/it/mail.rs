@@ -517,3 +517,44 @@ async fn the_same_message_in_two_mailboxes_is_one_event() {
     assert_eq!(lead_by_email(&s, "both@client.example").await.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trouble_is_logged_once_per_change_not_per_retry() {
+    use tokio::io::AsyncReadExt;
+    let dv = Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("inflow.db");
+    let cfg_path = dir.path().join("inflow.toml");
+    let text = format!(
+        "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        db.display(),
+        dv.mailbox_toml("wrong", "sales", "not-the-password", "owner = \"sales@crm.example.com\"\n")
+    );
+    std::fs::write(&cfg_path, &text).unwrap();
+    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let s = inflow::app::open_store(&cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    add_user(&s, "", "Sales", "sales@crm.example.com", None, None).await;
+    let mut child = tokio::process::Command::new(inflow_bin())
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Several rejected logins on the server's side…
+    poll_until("at least three failed logins", || async { dv.log().matches("auth failed").count() >= 3 }).await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+    assert!(child.wait().await.unwrap().success());
+    // …and one line about it in ours, naming the cause.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("login rejected")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("wrong user or password"), "{}", lines[0]);
+    assert!(!err.contains("not-the-password"), "the password never reaches the log");
+    s.close().await;
+}
