@@ -139,8 +139,10 @@ async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
                     continue;
                 };
                 let rt = crate::ingest::imap::MailboxRuntime::new(cfg, mb, store.clone(), &holder)?;
-                let out = rt.replay(e).await?;
-                println!("{}\t{}\t{}\t{}", e.id, out.status, out.class.as_deref().unwrap_or("-"), out.reason.as_deref().unwrap_or("-"));
+                match rt.replay(e).await {
+                    Ok(out) => println!("{}\t{}\t{}\t{}", e.id, out.status, out.class.as_deref().unwrap_or("-"), out.reason.as_deref().unwrap_or("-")),
+                    Err(err) => println!("{}\tnot replayed: {err:#}", e.id),
+                }
             }
         }
     }

@@ -54,6 +54,8 @@ pub struct Outbound {
     pub regarding: Option<EntityRef>,
     /// Set when the outbound mail was a wave message.
     pub wave: Option<Wave>,
+    /// Its subject (a reply that only repeats it says nothing about unsubscribing).
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +97,8 @@ pub struct BounceWrites {
     pub recipients: Vec<FailedRecipient>,
     /// The outbound e-mail that bounced, if we know it.
     pub delivery: Option<Uuid>,
+    /// Correlated to mail we sent: only then may it suppress.
+    pub ours: bool,
 }
 
 /// Everything one message writes.
@@ -188,24 +192,29 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     let addr = ctx.sender.as_ref().map(|e| e.as_str().to_string());
 
     // Bounces are about our own mail: bookkeeping only, whatever the filter.
+    // Only a bounce of mail we sent (correlated by our header or Message-ID) may suppress:
+    // anyone can forge a bounce, and backscatter names strangers.
     if let Some(b) = &mail.bounce {
-        let mut w = MailWrites { bounce: Some(BounceWrites { recipients: b.recipients.clone(), delivery: ctx.outbound.as_ref().map(|o| o.activity_id) }), ..Default::default() };
-        w.suppress.clear();
-        return MailPlan { class: "bounce", status: "processed", reason: Some(format!("{} bounce for {}", b.shape, b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", "))), writes: w };
+        let ours = ctx.outbound.is_some();
+        let w = MailWrites { bounce: Some(BounceWrites { recipients: b.recipients.clone(), delivery: ctx.outbound.as_ref().map(|o| o.activity_id), ours }), ..Default::default() };
+        let who = b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", ");
+        let reason = if ours { format!("{} bounce for {who}", b.shape) } else { format!("{} bounce for {who} of mail we did not send (no correlation): counted, nothing suppressed", b.shape) };
+        return MailPlan { class: "bounce", status: "processed", reason: Some(reason), writes: w };
     }
     // A spam complaint (ARF) about our mail: stop mailing the complainer.
     if let Some(c) = &mail.complaint {
         let mut w = MailWrites::default();
-        if let Some(a) = c.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()) {
+        let ours = ctx.outbound.is_some();
+        if let Some(a) = c.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()).filter(|_| ours) {
             w.suppress.push((a.as_str().to_string(), format!("complaint: ARF {} report", c.feedback_type)));
         }
-        let reason = format!("{} complaint about {}", c.feedback_type, c.address.as_deref().unwrap_or("an unnamed recipient"));
+        let reason = format!("{} complaint about {}{}", c.feedback_type, c.address.as_deref().unwrap_or("an unnamed recipient"), if ours { "" } else { " about mail we did not send: recorded only" });
         return MailPlan { class: "complaint", status: "processed", reason: Some(reason), writes: w };
     }
     if ctx.internal_sender {
         return skip("internal", "R-EM-4: the sender is a CRM user; nothing is created".into());
     }
-    if let Some(Automated::AutoReply(r)) = &mail.automated {
+    if let (Some(Automated::AutoReply(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
         return MailPlan { class: "auto_reply", status: "processed", reason: Some(format!("auto-reply ({r}): recorded, never answered")), writes: MailWrites::default() };
     }
     if ctx.recent_from_sender >= policy.sender_hourly_limit {
@@ -215,7 +224,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     let wave = ctx.outbound.as_ref().and_then(|o| o.wave);
 
     // R-OPT-3: a mailto hit always counts; a keyword reply counts when it answers a wave.
-    let keyword = wave.is_some() && crate::ingest::mail::is_unsubscribe_text(&mail.subject, &mail.text, &policy.unsubscribe_keywords);
+    let keyword = wave.is_some() && crate::ingest::mail::is_unsubscribe_text(&mail.subject, ctx.outbound.as_ref().and_then(|o| o.subject.as_deref()), &mail.text, &policy.unsubscribe_keywords);
     let unsubscribe = ctx.mailto_unsubscribe || keyword;
     let mut w = MailWrites::default();
     if unsubscribe && (ctx.mailto_unsubscribe || policy.auto_unsubscribe) {
@@ -438,7 +447,7 @@ mod tests {
 
     fn wave_outbound() -> Outbound {
         let wave = Wave { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) };
-        Outbound { activity_id: Uuid::from_u128(60), method: 3, regarding: Some(EntityRef::new(EntityKind::Campaignactivity, wave.activity_id)), wave: Some(wave) }
+        Outbound { activity_id: Uuid::from_u128(60), method: 3, regarding: Some(EntityRef::new(EntityKind::Campaignactivity, wave.activity_id)), wave: Some(wave), subject: Some("November news".into()) }
     }
 
     #[test]
@@ -556,7 +565,10 @@ mod tests {
     #[test]
     fn complaints_suppress_the_complainer() {
         let m = fixture("complaint-arf.eml");
-        let p = plan_mail(&m, &ctx(&m), &policy(0, Create::Leads));
+        assert!(plan_mail(&m, &ctx(&m), &policy(0, Create::Leads)).writes.suppress.is_empty(), "a complaint about mail we did not send suppresses nothing");
+        let mut c = ctx(&m);
+        c.outbound = Some(wave_outbound());
+        let p = plan_mail(&m, &c, &policy(0, Create::Leads));
         assert_eq!((p.class, p.status), ("complaint", "processed"));
         assert_eq!(p.writes.suppress, vec![("angry@mail.example".to_string(), "complaint: ARF abuse report".to_string())]);
         assert!(p.writes.lead.is_none() && p.writes.email.is_none());
@@ -567,7 +579,12 @@ mod tests {
         let m = fixture("bounce-postfix-dsn.eml");
         let p = plan_mail(&m, &ctx(&m), &policy(1, Create::Leads));
         assert_eq!(p.class, "bounce");
-        assert_eq!(p.writes.bounce.unwrap().recipients[0].address, "nobody@client.example");
+        let b = p.writes.bounce.unwrap();
+        assert_eq!(b.recipients[0].address, "nobody@client.example");
+        assert!(!b.ours, "uncorrelated: counted, never suppressing");
+        let mut c = ctx(&m);
+        c.outbound = Some(wave_outbound());
+        assert!(plan_mail(&m, &c, &policy(1, Create::Leads)).writes.bounce.unwrap().ours);
         assert!(p.writes.email.is_none());
         let m = fixture("autoreply-rfc3834.eml");
         let mut c = ctx(&m);

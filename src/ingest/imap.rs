@@ -213,11 +213,9 @@ impl MailboxRuntime {
                     Body::Full(raw) => {
                         let parsed = mail::parse(&raw, limit);
                         let raw_key = mail::raw_key(&raw);
-                        MailInput { raw: parsed.is_err().then_some(raw), parsed, location, raw_key }
-                    }
-                    Body::Missing { size } => {
-                        let key = format!("missing:{}/{}/{}/{}", self.cfg.name, self.cfg.folder, uidvalidity, f.uid);
-                        MailInput { parsed: Err(Malformed::NotFetched { uid: f.uid, size }), raw: None, location, raw_key: key }
+                        // Kept for every message: a quarantined or failed one is stored with its
+                        // bytes so it can be replayed (the store drops them otherwise).
+                        MailInput { raw: Some(raw), parsed, location, raw_key }
                     }
                     Body::HeaderOnly { header, size } => {
                         // Over the limit: quarantined with its headers; the message stays on the
@@ -251,7 +249,13 @@ impl MailboxRuntime {
             }
         }
         let set = uid_set(chunk.iter().map(|(u, _)| *u));
-        self.mark_processed(s, &set, has_move, has_uidplus).await?;
+        match self.mark_processed(s, &set, has_move, has_uidplus).await {
+            Ok(()) => {}
+            // The records are committed; a refused MOVE/STORE (quota, a bad folder name) must
+            // not stall the mailbox on these messages forever. They stay where they are.
+            Err(Trouble::Server(m)) => tracing::warn!(mailbox = %c.name, uids = %set, "processed mail could not be moved or flagged ({m}); it stays in {}", c.folder),
+            Err(t) => return Err(t),
+        }
         failpoint("imap-before-checkpoint");
         let last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(0);
         self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
@@ -261,6 +265,9 @@ impl MailboxRuntime {
     pub async fn replay(&self, ev: &crate::store::InboundEvent) -> anyhow::Result<MailOutcome> {
         let policy = self.policy().await.map_err(|t| anyhow::anyhow!("{}", t.detail()))?;
         let Some(raw) = ev.raw.clone() else { anyhow::bail!("event {} has no stored bytes to replay", ev.id) };
+        if ev.reason.as_deref().is_some_and(|r| r.contains("over the mailbox limit")) {
+            anyhow::bail!("event {} was over max_message_bytes: only its header is stored; the whole message is at {}", ev.id, ev.raw_location.as_deref().unwrap_or("?"));
+        }
         let limit = self.cfg.max_message_bytes as u64;
         let parsed = mail::parse(&raw, limit);
         let it = MailInput { raw_key: mail::raw_key(&raw), raw: Some(raw), parsed, location: ev.raw_location.clone().unwrap_or_default() };
@@ -382,9 +389,9 @@ impl MailboxRuntime {
         let c = &self.cfg;
         if let Some(dest) = &c.processed_folder {
             // Exists already → NO [ALREADYEXISTS]: fine.
-            let _ = io("CREATE", s.create(dest)).await;
+            let _ = io("CREATE", s.create(utf7_imap(dest))).await;
         }
-        let mb = match tokio::time::timeout(IO_TIMEOUT, s.select(&c.folder)).await {
+        let mb = match tokio::time::timeout(IO_TIMEOUT, s.select(utf7_imap(&c.folder))).await {
             Ok(Ok(mb)) => mb,
             Ok(Err(async_imap::error::Error::No(m))) => return Err(Trouble::Server(format!("cannot select folder '{}': {m}", c.folder))),
             Ok(Err(e)) => return Err(lost(format!("SELECT: {e}"))),
@@ -446,8 +453,14 @@ impl MailboxRuntime {
                     last_uid = done.last().map(|(u, _)| *u).unwrap_or(last_uid);
                 }
                 let Some((chunk, msgs)) = fetched else { break };
-                let items = self.prepare(msgs?, uidvalidity);
-                in_flight = Some((self.commit(&policy, items), chunk));
+                let msgs = msgs?;
+                let done = &chunk[..msgs.len()];
+                if done.len() < chunk.len() {
+                    // Stop after this prefix: nothing past the missing UID may be checkpointed.
+                    next = chunks.len();
+                }
+                let items = self.prepare(msgs, uidvalidity);
+                in_flight = Some((self.commit(&policy, items), done));
             }
             if sizes.is_empty() {
                 // Record the poll even when nothing came, so "last successful poll" is true.
@@ -460,9 +473,15 @@ impl MailboxRuntime {
                 let waited = {
                     let (wait, stop) = idle.wait_with_timeout(wait_max);
                     let mut wait = std::pin::pin!(wait);
+                    // An overall deadline too: the server's keepalives ("* OK Still here") may
+                    // restart async-imap's inactivity timeout, and the lease needs renewing.
                     tokio::select! {
                         r = &mut wait => r.map(|_| ()),
                         _ = token.cancelled() => {
+                            drop(stop);
+                            wait.await.map(|_| ())
+                        }
+                        _ = tokio::time::sleep(wait_max + Duration::from_secs(1)) => {
                             drop(stop);
                             wait.await.map(|_| ())
                         }
@@ -498,14 +517,20 @@ impl MailboxRuntime {
                 }
             }
         }
-        // A UID the server returned no body for (expunged by another client in between, or a
-        // server fault) is recorded as failed, not passed over in silence.
-        for (uid, size) in chunk {
-            if !out.iter().any(|f| f.uid == *uid) {
-                out.push(Fetched { uid: *uid, body: Body::Missing { size: *size as u64 } });
-            }
-        }
+        // async-imap ends a FETCH stream at the tagged reply without telling NO from OK, so a
+        // UID without its body (a transient "NO Some messages could not be FETCHed", or one
+        // expunged meanwhile) is not processed, moved or checkpointed: only the prefix before
+        // it is; the next round fetches from there again.
         out.sort_by_key(|f| f.uid);
+        let prefix = chunk.iter().zip(out.iter()).take_while(|((u, _), f)| *u == f.uid).count();
+        if prefix < chunk.len() {
+            let missing = chunk[prefix].0;
+            if prefix == 0 {
+                return Err(Trouble::Server(format!("the server returned no body for UID {missing}; retrying")));
+            }
+            tracing::warn!(mailbox = %self.cfg.name, uid = missing, "no body returned for a UID; this batch stops before it");
+            out.truncate(prefix);
+        }
         Ok(out)
     }
 
@@ -513,9 +538,9 @@ impl MailboxRuntime {
     /// EXPUNGE of exactly those UIDs), or flags it. Never deletes without a copy.
     async fn mark_processed(&self, s: &mut Session<Conn>, set: &str, has_move: bool, has_uidplus: bool) -> Result<(), Trouble> {
         match &self.cfg.processed_folder {
-            Some(dest) if has_move => io("UID MOVE", s.uid_mv(set, dest)).await,
+            Some(dest) if has_move => io("UID MOVE", s.uid_mv(set, utf7_imap(dest))).await,
             Some(dest) if has_uidplus => {
-                io("UID COPY", s.uid_copy(set, dest)).await?;
+                io("UID COPY", s.uid_copy(set, utf7_imap(dest))).await?;
                 let st = io("UID STORE", s.uid_store(set, "+FLAGS.SILENT (\\Deleted)")).await?;
                 io("UID STORE", st.try_collect::<Vec<_>>()).await?;
                 let ex = io("UID EXPUNGE", s.uid_expunge(set)).await?;
@@ -540,8 +565,38 @@ pub struct Fetched {
 pub enum Body {
     Full(Vec<u8>),
     HeaderOnly { header: Vec<u8>, size: u64 },
-    /// Listed by the server but not delivered by its FETCH.
-    Missing { size: u64 },
+}
+
+/// A mailbox name in IMAP's modified UTF-7 (RFC 3501 §5.1.3): printable ASCII as is ("&"
+/// as "&-"), anything else as modified base64 of UTF-16 between "&" and "-".
+pub fn utf7_imap(name: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::GeneralPurpose::new(&base64::alphabet::IMAP_MUTF7, base64::engine::general_purpose::NO_PAD);
+    let mut out = String::new();
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if !run.is_empty() {
+            let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+            out.push('&');
+            out.push_str(&b64.encode(bytes));
+            out.push('-');
+            run.clear();
+        }
+    };
+    for ch in name.chars() {
+        if (' '..='~').contains(&ch) {
+            flush(&mut run, &mut out);
+            out.push(ch);
+            if ch == '&' {
+                out.push('-');
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            run.extend_from_slice(ch.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// `1,2,5:9`-style UID set from sorted UIDs.
@@ -574,6 +629,15 @@ async fn sleep_or_cancel(token: &CancellationToken, d: Duration) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn folder_names_in_modified_utf7() {
+        // RFC 3501 §5.1.3's example, and a Cyrillic name as Dovecot stores it.
+        assert_eq!(super::utf7_imap("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+        assert_eq!(super::utf7_imap("Обработанные"), "&BB4EMQRABDAEMQQ+BEIEMAQ9BD0ESwQ1-");
+        assert_eq!(super::utf7_imap("A&B"), "A&-B");
+        assert_eq!(super::utf7_imap("INBOX"), "INBOX");
+    }
+
     #[test]
     fn uid_sets_compress_runs() {
         assert_eq!(super::uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");

@@ -33,8 +33,6 @@ pub enum Malformed {
     NoSender(String),
     #[error("message is {size} bytes, over the mailbox limit of {limit}")]
     TooBig { size: u64, limit: u64 },
-    #[error("the server listed UID {uid} ({size} bytes) but returned no body for it (expunged by another client meanwhile?)")]
-    NotFetched { uid: u32, size: u64 },
 }
 
 /// The sender, as written in From.
@@ -369,12 +367,10 @@ fn detect_automated(msg: &Message<'_>, from: &Sender, subject: &str) -> Option<A
         }
     }
     if let Some(v) = h("X-Auto-Response-Suppress") {
-        // Exchange sets it on its own generated mail (OOF, receipts); "None" means an ordinary message.
+        // It asks others not to auto-reply to this message, and ordinary Outlook mail carries
+        // it too: alone it proves nothing; with an out-of-office subject it is Exchange's OOF.
         if v != "none" && AUTO_SUBJECT.is_match(subject) {
             return Some(Automated::AutoReply(format!("X-Auto-Response-Suppress: {v} and an out-of-office subject")));
-        }
-        if v.contains("oof") || v == "all" {
-            return Some(Automated::AutoReply(format!("X-Auto-Response-Suppress: {v}")));
         }
     }
     let precedence = h("Precedence");
@@ -400,7 +396,7 @@ fn detect_automated(msg: &Message<'_>, from: &Sender, subject: &str) -> Option<A
     if NOREPLY.is_match(local) {
         return Some(Automated::Bulk(format!("no-reply sender {local}")));
     }
-    if matches!(msg.return_path(), HeaderValue::Text(t) if t.trim().trim_matches(['<', '>']).is_empty()) {
+    if msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty()) {
         return Some(Automated::Bulk("empty Return-Path".into()));
     }
     None
@@ -408,7 +404,12 @@ fn detect_automated(msg: &Message<'_>, from: &Sender, subject: &str) -> Option<A
 
 // ---------------------------------------------------------------- bounces (RFC 3464 and others)
 
-static STATUS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b").unwrap());
+/// An RFC 3463 enhanced status code, not part of a dotted number such as an IP address.
+static STATUS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\s|$)|$)").unwrap());
+
+fn status_in(text: &str) -> Option<String> {
+    STATUS.captures(text).map(|c| c[1].to_string())
+}
 static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(])([45])\d\d(?:[\s-]|$)").unwrap());
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)<?([a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)>?").unwrap());
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
@@ -420,22 +421,26 @@ fn is_daemon(from: &Sender) -> bool {
     local == "mailer-daemon" || local == "postmaster" || local.starts_with("mailer-daemon") || from.address.is_empty()
 }
 
-fn severity_of(status: Option<&str>, text: &str) -> Severity {
+/// Hard only when the address itself is dead: 5.1.x (bad mailbox or domain), 5.2.1
+/// (mailbox disabled), 5.4.4 (domain cannot be routed), or a 5xx reply saying the user does
+/// not exist. Policy and content refusals (5.7.x blocklists, 5.2.2 full, 5.3.4 too big) are
+/// soft: suppressing on them would drop good addresses wholesale.
+pub fn severity_of(status: Option<&str>, text: &str) -> Severity {
     if let Some(s) = status {
-        return match s.as_bytes().first() {
-            Some(b'5') => Severity::Hard,
-            Some(b'4') => Severity::Soft,
+        let mut parts = s.split('.');
+        let (class, subject, detail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        return match (class, subject, detail) {
+            ("5", "1", _) | ("5", "2", "1") | ("5", "4", "4") => Severity::Hard,
             _ => Severity::Soft,
         };
     }
-    if let Some(c) = SMTP_CODE.captures(text) {
-        return if &c[1] == "5" { Severity::Hard } else { Severity::Soft };
-    }
     let t = text.to_ascii_lowercase();
-    if t.contains("permanent") || t.contains("user unknown") || t.contains("does not exist") || t.contains("no such user") || t.contains("address not found") || t.contains("unknown user") {
-        Severity::Hard
-    } else {
-        Severity::Soft
+    let unknown_user = ["user unknown", "unknown user", "does not exist", "no such user", "address not found", "no mailbox here", "mailbox unavailable", "recipient not found", "invalid recipient"].iter().any(|w| t.contains(w));
+    match SMTP_CODE.captures(text) {
+        Some(c) if &c[1] == "5" && unknown_user => Severity::Hard,
+        Some(_) => Severity::Soft,
+        None if unknown_user => Severity::Hard,
+        None => Severity::Soft,
     }
 }
 
@@ -488,8 +493,13 @@ fn detect_bounce(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, te
             return None;
         }
     }
-    let looks_like_bounce = is_daemon(from) || BOUNCE_SUBJECT.is_match(subject) || is_report;
-    if !looks_like_bounce {
+    // A subject alone is no evidence (a customer may write "Re: order not delivered"):
+    // a bounce also comes from a mail system — null sender, MAILER-DAEMON/postmaster, a
+    // report, X-Failed-Recipients, or an Exchange system mailbox with an NDR subject.
+    let null_sender = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
+    let exchange = from.address.to_ascii_lowercase().starts_with("microsoftexchange") && BOUNCE_SUBJECT.is_match(subject);
+    let machine = is_daemon(from) || null_sender || is_report || msg.header_raw("X-Failed-Recipients").is_some() || exchange;
+    if !machine {
         return None;
     }
     if original_message_id.is_none() {
@@ -503,36 +513,30 @@ fn detect_bounce(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, te
         .filter(|a| a.contains('@'))
         .collect();
     let (shape, section) = nonstandard_section(text);
-    let mut recipients: Vec<FailedRecipient> = if !failed.is_empty() {
+    let recipients: Vec<FailedRecipient> = if !failed.is_empty() {
         failed
             .into_iter()
             .map(|a| {
                 let ctx = context_for(section, &a);
-                let status = STATUS.find(ctx).map(|m| m.as_str().to_string());
+                let status = status_in(ctx);
                 FailedRecipient { severity: severity_of(status.as_deref(), ctx), status, diagnostic: diagnostic_line(ctx), address: a }
             })
             .collect()
     } else {
         let mut v: Vec<FailedRecipient> = Vec::new();
+        // The message's own parties (its From, To, Cc) are never failed recipients.
+        let own: Vec<String> = msg.from().into_iter().chain(msg.to()).chain(msg.cc()).flat_map(|a| a.iter()).filter_map(|a| a.address()).map(|a| a.to_ascii_lowercase()).collect();
         for c in EMAIL.captures_iter(section) {
             let a = c[1].to_string();
-            if a.eq_ignore_ascii_case(&from.address) || v.iter().any(|r| r.address.eq_ignore_ascii_case(&a)) || is_daemon(&Sender { name: None, address: a.clone() }) {
+            if a.len() > 254 || own.contains(&a.to_ascii_lowercase()) || v.iter().any(|r| r.address.eq_ignore_ascii_case(&a)) || is_daemon(&Sender { name: None, address: a.clone() }) {
                 continue;
             }
             let ctx = context_for(section, &a);
-            let status = STATUS.find(ctx).map(|m| m.as_str().to_string());
+            let status = status_in(ctx);
             v.push(FailedRecipient { severity: severity_of(status.as_deref(), ctx), status, diagnostic: diagnostic_line(ctx), address: a });
         }
         v
     };
-    if shape == "qmail" {
-        let permanent = section.to_ascii_lowercase().contains("permanent error");
-        for r in &mut recipients {
-            if permanent && r.status.is_none() {
-                r.severity = Severity::Hard;
-            }
-        }
-    }
     if recipients.is_empty() {
         return None;
     }
@@ -586,10 +590,11 @@ fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
     while !section.is_char_boundary(end) {
         end -= 1;
     }
-    if let Some(next) = lower[start + address.len()..end].find("\n\n\n") {
-        end = start + address.len() + next;
+    let after = (start + address.len()).min(end);
+    if let Some(next) = lower.get(after..end).and_then(|t| t.find("\n\n\n")) {
+        end = after + next;
     }
-    &section[start..end]
+    section.get(start..end).unwrap_or(section)
 }
 
 fn diagnostic_line(ctx: &str) -> Option<String> {
@@ -620,7 +625,7 @@ fn parse_dsn(dsn: &str) -> (Vec<FailedRecipient>, usize) {
                 "final-recipient" => rcpt = Some(v.split_once(';').map(|(_, a)| a).unwrap_or(v).trim().trim_matches(['<', '>']).to_string()),
                 "original-recipient" if rcpt.is_none() => rcpt = Some(v.split_once(';').map(|(_, a)| a).unwrap_or(v).trim().trim_matches(['<', '>']).to_string()),
                 "action" => action = Some(v.to_ascii_lowercase()),
-                "status" => status = STATUS.find(v).map(|m| m.as_str().to_string()),
+                "status" => status = status_in(v),
                 "diagnostic-code" => diag = Some(v.split_once(';').map(|(_, d)| d).unwrap_or(v).trim().chars().take(300).collect::<String>()),
                 _ => {}
             }
@@ -628,10 +633,7 @@ fn parse_dsn(dsn: &str) -> (Vec<FailedRecipient>, usize) {
         let (Some(address), Some(action)) = (rcpt, action) else { continue };
         groups += 1;
         let severity = match action.split_whitespace().next().unwrap_or("") {
-            "failed" => match status.as_deref().and_then(|s| s.bytes().next()) {
-                Some(b'4') => Severity::Soft,
-                _ => Severity::Hard,
-            },
+            "failed" => severity_of(status.as_deref(), diag.as_deref().unwrap_or("")),
             "delayed" => Severity::Delayed,
             _ => continue, // delivered, relayed, expanded: not a failure
         };
@@ -686,12 +688,16 @@ fn detect_complaint(msg: &Message<'_>, raw: &[u8]) -> Option<Complaint> {
 /// R-OPT-3 keyword test on a reply: the subject (without reply prefixes) or the first line
 /// the person wrote is a short phrase containing a keyword as a whole word — "Unsubscribe",
 /// "STOP", "Отписаться, пожалуйста" — not a long sentence that happens to use the word.
-pub fn is_unsubscribe_text(subject: &str, text: &str, keywords: &[String]) -> bool {
+/// `original` is the subject of the mail being answered: a subject that merely repeats it
+/// ("Re: Stop overpaying for freight") says nothing about the reader's wish.
+pub fn is_unsubscribe_text(subject: &str, original: Option<&str>, text: &str, keywords: &[String]) -> bool {
     let check = |line: &str| {
         let words: Vec<String> = line.split(|c: char| !c.is_alphanumeric() && c != '-').filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect();
         !words.is_empty() && words.len() <= 6 && keywords.iter().any(|k| words.iter().any(|w| w == &k.to_lowercase()))
     };
-    check(strip_reply_prefixes(subject)) || check(first_line(text))
+    let own = strip_reply_prefixes(subject);
+    let repeated = original.is_some_and(|o| strip_reply_prefixes(o).eq_ignore_ascii_case(own) || own.to_lowercase().contains(&strip_reply_prefixes(o).to_lowercase()));
+    (!repeated && check(own)) || check(first_line(text))
 }
 
 /// Whether one of the message's recipients is our List-Unsubscribe mailto address
@@ -847,12 +853,37 @@ mod tests {
     #[test]
     fn r_opt_3_keywords_need_a_short_phrase() {
         let kw: Vec<String> = ["unsubscribe", "stop", "отписаться", "відписатися"].map(String::from).to_vec();
-        assert!(is_unsubscribe_text("Re: News", "Отписаться, пожалуйста\n\n> quoted", &kw));
-        assert!(is_unsubscribe_text("Re: STOP", "", &kw));
-        assert!(is_unsubscribe_text("Відписатися", "", &kw));
-        assert!(!is_unsubscribe_text("Re: News", "I can't stop thinking about your offer, please send me the price list today", &kw));
+        assert!(is_unsubscribe_text("Re: News", Some("News"), "Отписаться, пожалуйста\n\n> quoted", &kw));
+        assert!(is_unsubscribe_text("Re: STOP", Some("November news"), "", &kw));
+        assert!(is_unsubscribe_text("Відписатися", None, "", &kw));
+        assert!(!is_unsubscribe_text("Re: News", Some("News"), "I can't stop thinking about your offer, please send me the price list today", &kw));
+        // A wave titled with a keyword: replies repeating its subject are not unsubscribes.
+        assert!(!is_unsubscribe_text("Re: Stop overpaying for freight", Some("Stop overpaying for freight"), "Yes, send me the price list", &kw));
         assert!(hits_unsubscribe_address(&["Unsubscribe+abc@News.Example.com".into()], "unsubscribe@news.example.com"));
         assert!(!hits_unsubscribe_address(&["sales@news.example.com".into()], "unsubscribe@news.example.com"));
+    }
+
+    #[test]
+    fn review_shapes_human_mail_is_no_bounce_and_policy_codes_are_soft() {
+        // A customer's complaint with a bounce-like subject, quoting our address.
+        let raw = "From: Client <client@shop.example>\r\nTo: sales@ours.example\r\nSubject: Re: Заказ 512 не доставлен\r\nMessage-ID: <h1@shop.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nГде заказ?\r\n\r\nОт: Отдел продаж <sales@ours.example>\r\nТел. 550 12 34\r\n".as_bytes();
+        let m = parse(raw, 1 << 20).unwrap();
+        assert!(m.bounce.is_none(), "{:?}", m.bounce);
+        // Policy refusals do not suppress; an IP address is not a status code.
+        assert_eq!(severity_of(Some("5.7.26"), ""), Severity::Soft);
+        assert_eq!(severity_of(Some("5.2.2"), ""), Severity::Soft);
+        assert_eq!(severity_of(Some("5.1.1"), ""), Severity::Hard);
+        assert_eq!(status_in("host mx [10.4.5.120] said: 550 5.1.1 <x@y>").as_deref(), Some("5.1.1"));
+        assert_eq!(status_in("[2.56.1.1]"), None);
+        // Outlook's X-Auto-Response-Suppress on a person's mail is no auto-reply.
+        let raw = b"From: Kate <kate@client.example>\r\nTo: sales@ours.example\r\nSubject: Price request\r\nMessage-ID: <h2@client.example>\r\nX-Auto-Response-Suppress: All\r\n\r\nPlease send prices.\r\n";
+        assert!(parse(raw, 1 << 20).unwrap().automated.is_none());
+        // Null Return-Path: machine mail, no lead.
+        let raw = b"Return-Path: <>\r\nFrom: Service Desk <sd@vendor.example>\r\nSubject: Request 4711 received\r\nMessage-ID: <h3@vendor.example>\r\n\r\nThanks.\r\n";
+        assert!(matches!(parse(raw, 1 << 20).unwrap().automated, Some(Automated::Bulk(_))));
+        // A huge address in a daemon's text does not panic.
+        let raw = format!("From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nMessage-ID: <h4@x>\r\n\r\n{}@x.example failed\r\n", "a".repeat(900));
+        let _ = parse(raw.as_bytes(), 1 << 20);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Store {
         };
         match attempt.await {
             Ok(out) => Ok(out),
-            Err(e @ StoreError::Unavailable(_)) => Err(e),
+            Err(e) if transient(&e) => Err(e),
             Err(batch_err) if items.len() > 1 => {
                 tracing::warn!(error = %batch_err, n = items.len(), "mail batch failed; retrying its messages one by one");
                 let mut out = Vec::with_capacity(items.len());
@@ -118,7 +118,7 @@ impl Store {
                 tx.commit().await?;
                 Ok(o)
             }
-            Err(e @ (StoreError::Unavailable(_) | StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))) => Err(e),
+            Err(e) if transient(&e) => Err(e),
             Err(e) => {
                 drop(tx);
                 let key = it.parsed.as_ref().map(|p| p.key.clone()).unwrap_or_else(|_| it.raw_key.clone());
@@ -147,7 +147,8 @@ impl Store {
             Ok(m) => m,
         };
         // R-EM-1: seen before (here, in another mailbox, or earlier in this batch) → nothing new.
-        if let Some(status) = facts.seen.get(&mail.key) {
+        // A message one mailbox skipped (its filter) may still count in another.
+        if let Some(status) = facts.seen.get(&mail.key).filter(|s| s.as_str() != "skipped") {
             return Ok(MailOutcome { key: mail.key.clone(), status: "duplicate".into(), class: None, reason: Some(format!("already {status}")), created: vec![], event_id: None });
         }
         let ctx = self.mail_context(tx, facts, mail, policy, tz, now).await?;
@@ -180,6 +181,15 @@ impl Store {
         }
         let senders: Vec<String> = parsed.iter().filter_map(|m| EmailAddress::parse_with(&m.from.address, &self.norm.email_rules).ok()).map(|e| e.as_str().to_string()).collect::<BTreeSet<_>>().into_iter().collect();
         let sv: Vec<Value> = senders.iter().map(|s| s.clone().into()).collect();
+        // PostgreSQL runs under READ COMMITTED: two daemons (or mailboxes) must not both
+        // decide "unknown sender → new lead" for one address. Lock the batch's senders (in
+        // sorted order) until commit; SQLite's BEGIN IMMEDIATE already serialises writers.
+        if tx.engine() == super::Engine::Postgres && !sv.is_empty() {
+            for chunk in sv.chunks(super::ROWS_PER_STATEMENT) {
+                let list = (1..=chunk.len()).map(|i| format!("(CAST(${i} AS TEXT))")).collect::<Vec<_>>().join(", ");
+                tx.fetch_all(&format!("SELECT COUNT(l) AS n FROM (SELECT CAST(pg_advisory_xact_lock(hashtextextended(v, 7)) AS TEXT) AS l FROM (SELECT v FROM (VALUES {list}) AS t(v) ORDER BY v) AS s) AS x"), chunk.to_vec()).await?;
+            }
+        }
         for r in in_chunks(tx, "SELECT entitytype, entityid, statecode, value FROM contact_point WHERE channel = 'email' AND value IN ({})", vec![], &sv).await? {
             let kind: EntityKind = r.get("entitytype")?;
             f.points.entry(r.get("value")?).or_default().push((EntityRef::new(kind, r.get("entityid")?), r.get("statecode")?));
@@ -200,6 +210,10 @@ impl Store {
         // R-EM-3 candidates: X-header ids, Message-IDs, tokens (for bounces: the original's).
         let (mut ids, mut mids, mut tokens) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for m in &parsed {
+            if let Some(c) = &m.complaint {
+                ids.extend(c.original_activity);
+                mids.extend(c.original_message_id.clone());
+            }
             match &m.bounce {
                 Some(b) => {
                     ids.extend(b.original_activity);
@@ -339,6 +353,7 @@ impl Store {
                 .await?;
                 let soft: i64 = tx.fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()]).await?.get("soft_count")?;
                 let reason = match r.severity {
+                    _ if !b.ours => None,
                     Severity::Hard => Some(format!("bounce: hard {}", r.status.as_deref().unwrap_or(""))),
                     Severity::Soft if soft >= bounces.soft_limit => Some(format!("bounce: {soft} soft bounces, last {}", r.status.as_deref().unwrap_or(""))),
                     _ => None,
@@ -348,7 +363,7 @@ impl Store {
                 }
             }
             // R-WV-4: the delivery that bounced goes to 8 Failed (statecode back to Open).
-            if let (Some(d), true) = (b.delivery, any_hard) {
+            if let (Some(d), true) = (b.delivery, any_hard && b.ours) {
                 tx.execute(
                     "UPDATE activity SET statecode = 0, statuscode = 8, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1 AND activitytypecode = 'email' AND directioncode = TRUE",
                     vec![d.into(), now.into()],
@@ -380,9 +395,16 @@ impl Store {
         insert_many(tx, self, &std::mem::take(&mut p.leads)).await?;
         insert_many(tx, self, &std::mem::take(&mut p.contacts)).await?;
         insert_many(tx, self, &std::mem::take(&mut p.emails)).await?;
-        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &std::mem::take(&mut p.parties)).await?;
+        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &std::mem::take(&mut p.parties), "").await?;
         insert_many(tx, self, &std::mem::take(&mut p.responses)).await?;
-        insert_rows(tx, "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class)", &std::mem::take(&mut p.events)).await?;
+        insert_rows(
+            tx,
+            "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class)",
+            &std::mem::take(&mut p.events),
+            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, raw_location = excluded.raw_location, \
+               processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class WHERE inbound_event.status = 'skipped'",
+        )
+        .await?;
         Ok(())
     }
 
@@ -496,6 +518,17 @@ impl Store {
     }
 }
 
+/// Errors worth retrying the whole batch for (the database, not the message): lost
+/// connections, and on PostgreSQL serialization failures, deadlocks and shutdowns.
+fn transient(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(_) => true,
+        StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => true,
+        StoreError::Db(sqlx::Error::Database(d)) => d.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
 fn event(key: &str, status: &str, reason: Option<String>, result: Option<serde_json::Value>, it: &MailInput, now: DateTime<Utc>) -> InboundEvent {
     InboundEvent {
         id: Uuid::new_v4(),
@@ -523,7 +556,7 @@ struct Pending {
 }
 
 /// Multi-row INSERT of same-shaped value rows into `table (cols)`.
-async fn insert_rows(tx: &mut Tx, table_cols: &str, rows: &[Vec<Value>]) -> Result<()> {
+async fn insert_rows(tx: &mut Tx, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
     let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
     for chunk in rows.chunks((400 / width).max(1)) {
         let mut args = Vec::with_capacity(chunk.len() * width);
@@ -532,7 +565,7 @@ async fn insert_rows(tx: &mut Tx, table_cols: &str, rows: &[Vec<Value>]) -> Resu
             tuples.push(format!("({})", (i * width + 1..=i * width + width).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
             args.extend(r.iter().cloned());
         }
-        tx.execute(&format!("INSERT INTO {table_cols} VALUES {}", tuples.join(", ")), args).await?;
+        tx.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
     }
     Ok(())
 }
@@ -558,9 +591,10 @@ impl BatchFacts {
     /// R-EM-3 over the prefetched outbound mail: X-header, then In-Reply-To/References in
     /// order, then the token. For a bounce, the returned original's X-header and Message-ID.
     fn correlate(&self, mail: &ParsedMail) -> Option<Outbound> {
-        let (xheader, ids, token): (Option<Uuid>, Vec<String>, Option<String>) = match &mail.bounce {
-            Some(b) => (b.original_activity, b.original_message_id.iter().cloned().collect(), None),
-            None => (mail.correlation.activity, mail.correlation.message_ids.iter().take(20).cloned().collect(), mail.correlation.token.clone()),
+        let (xheader, ids, token): (Option<Uuid>, Vec<String>, Option<String>) = match (&mail.bounce, &mail.complaint) {
+            (Some(b), _) => (b.original_activity, b.original_message_id.iter().cloned().collect(), None),
+            (None, Some(c)) => (c.original_activity, c.original_message_id.iter().cloned().collect(), None),
+            (None, None) => (mail.correlation.activity, mail.correlation.message_ids.iter().take(20).cloned().collect(), mail.correlation.token.clone()),
         };
         fn by(m: i32, a: Option<&Activity>) -> Option<(&Activity, i32)> {
             a.map(|a| (a, m))
@@ -572,7 +606,7 @@ impl BatchFacts {
         let (a, method) = found?;
         let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
         let wave = regarding.filter(|r| r.kind == EntityKind::Campaignactivity).and_then(|r| self.waves.get(&r.id).copied());
-        Some(Outbound { activity_id: a.activityid, method, regarding, wave })
+        Some(Outbound { activity_id: a.activityid, method, regarding, wave, subject: a.subject.clone() })
     }
 
     /// Takes in what a message just wrote.

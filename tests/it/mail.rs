@@ -66,6 +66,8 @@ async fn seed(s: &Store) -> Seed {
     let reply_target = Uuid::new_v4();
     s.insert(&outbound(reply_target, "wave-1.rcpt-2@crm.example.com", "CRM:W1R2TOKEN")).await.unwrap();
     s.insert(&outbound(BOUNCED_ACTIVITY.parse().unwrap(), "wave-1.rcpt-1@crm.example.com", "CRM:W1R1TOKEN")).await.unwrap();
+    // The wave message the ARF complaint fixture returns.
+    s.insert(&outbound(Uuid::new_v4(), "wave-1.rcpt-9@crm.example.com", "CRM:W1R9TOKEN")).await.unwrap();
     // The mailbox owner last: workers resolve it per connection, so they start only now.
     let sales = add_user(s, "", "Sales", "sales@crm.example.com", None, None).await;
     Seed { sales, marketing, contact: c.contactid, wave: wave.activityid, campaign: camp.campaignid, reply_target }
