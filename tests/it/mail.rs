@@ -560,3 +560,31 @@ async fn trouble_is_logged_once_per_change_not_per_retry() {
     assert!(!err.contains("not-the-password"), "the password never reaches the log");
     s.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mailboxes_one_unknown_sender_one_lead_on_postgres() {
+    // Different messages (different Message-IDs) from one unknown sender reach two mailboxes
+    // worked at the same time: R-DUP-3 must still see one sender, so one lead, not two.
+    let dv = Dovecot::start();
+    for (user, n) in [("sales", 0), ("news", 100)] {
+        let msgs: Vec<Vec<u8>> = (n..n + 20).map(|i| inquiry(&format!("same-{i}@client.example"), "Same Sender <same@client.example>", &format!("Message {i}"))).collect();
+        dv.append(user, "INBOX", &msgs).await;
+    }
+    let extra = format!(
+        "{}\n{}",
+        config(&dv, "batch_size = 5\nsender_hourly_limit = 1000"),
+        dv.mailbox_toml("news", "news", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\nsender_hourly_limit = 1000\n")
+    );
+    let app = TestApp::spawn("postgres", tempfile::tempdir().unwrap(), &extra).await;
+    let s = app.store.clone();
+    seed(&s).await;
+    poll_until("all 40 messages handled", || {
+        let s = s.clone();
+        async move { events(&s).await == 40 }
+    })
+    .await;
+    assert_eq!(lead_by_email(&s, "same@client.example").await.len(), 1, "one lead for one sender");
+    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'same@client.example'").await, 40);
+    assert!(s.dup_candidates("open").await.unwrap().is_empty(), "never ambiguous with itself");
+    app.stop().await;
+}
