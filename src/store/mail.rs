@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::db::{Exec, Tx, Value};
 use super::ops::{self, DupCandidate, InboundEvent, Suppression};
-use super::records::{get, insert_many};
+use super::records::{get, insert_many, insert_rows};
 use super::{Result, Store, StoreError};
 use crate::crm::entities::{Activity, Lead};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
@@ -553,21 +553,6 @@ struct Pending {
     responses: Vec<crate::crm::entities::CampaignResponse>,
     parties: Vec<Vec<Value>>,
     events: Vec<Vec<Value>>,
-}
-
-/// Multi-row INSERT of same-shaped value rows into `table (cols)`.
-async fn insert_rows(tx: &mut Tx, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
-    let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-    for chunk in rows.chunks((400 / width).max(1)) {
-        let mut args = Vec::with_capacity(chunk.len() * width);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (i, r) in chunk.iter().enumerate() {
-            tuples.push(format!("({})", (i * width + 1..=i * width + width).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
-            args.extend(r.iter().cloned());
-        }
-        tx.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
-    }
-    Ok(())
 }
 
 /// What a batch's messages need to know (see `Store::batch_facts`), kept current as each

@@ -80,20 +80,11 @@ pub(crate) fn contact_points<R: Record>(store: &Store, rec: &R) -> Result<Vec<Po
 
 /// Inserts contact_point rows, several per statement.
 pub(crate) async fn insert_points(ex: &mut impl Exec, points: &[PointRow]) -> Result<()> {
-    for chunk in points.chunks(super::ROWS_PER_STATEMENT) {
-        let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
-        let rows: Vec<String> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (kind, id, field, channel, value, state))| {
-                args.extend([(*kind).into(), id.clone().into(), (*field).into(), (*channel).into(), value.clone().into(), (*state).into()]);
-                let b = i * 6;
-                format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-            })
-            .collect();
-        ex.execute(&format!("INSERT INTO contact_point (entitytype, entityid, field, channel, value, statecode) VALUES {}", rows.join(", ")), args).await?;
-    }
-    Ok(())
+    let rows: Vec<Vec<Value>> = points
+        .iter()
+        .map(|(kind, id, field, channel, value, state)| vec![(*kind).into(), id.clone().into(), (*field).into(), (*channel).into(), value.clone().into(), (*state).into()])
+        .collect();
+    super::records::insert_rows(ex, "contact_point (entitytype, entityid, field, channel, value, statecode)", &rows, "").await
 }
 
 /// Party hits (contacts, leads, accounts) for an e-mail and/or an E.164 number.

@@ -99,20 +99,26 @@ pub(crate) async fn insert<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R
 /// values each: SQLite's named-parameter lookup grows with the square of their number),
 /// then their contact points.
 pub(crate) async fn insert_many<R: Record>(ex: &mut impl Exec, store: &Store, recs: &[R]) -> Result<()> {
-    let per = (400 / R::COLS.len()).max(1);
-    let cols = col_list::<R>();
+    let mut rows = Vec::with_capacity(recs.len());
     let mut points = Vec::new();
-    for chunk in recs.chunks(per) {
-        let mut args = Vec::with_capacity(chunk.len() * R::COLS.len());
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (i, rec) in chunk.iter().enumerate() {
-            args.extend(to_values(rec)?);
-            rows.push(format!("({})", placeholders(R::COLS.len(), i * R::COLS.len() + 1)));
-            points.extend(super::ops::contact_points(store, rec)?);
-        }
-        ex.execute(&format!("INSERT INTO {} ({cols}) VALUES {}", R::TABLE, rows.join(", ")), args).await?;
+    for rec in recs {
+        rows.push(to_values(rec)?);
+        points.extend(super::ops::contact_points(store, rec)?);
     }
+    insert_rows(ex, &format!("{} ({})", R::TABLE, col_list::<R>()), &rows, "").await?;
     super::ops::insert_points(ex, &points).await
+}
+
+/// Multi-row INSERT of same-shaped value rows into `table (cols)`, a few hundred bound
+/// values per statement, with an optional `ON CONFLICT …` tail.
+pub(crate) async fn insert_rows(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
+    let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+    for chunk in rows.chunks((400 / width).max(1)) {
+        let tuples: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(width, i * width + 1))).collect();
+        let args: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        ex.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
+    }
+    Ok(())
 }
 
 /// Selects one record by key.
