@@ -29,6 +29,9 @@ use crate::store::{BounceRules, MailInput, MailOutcome, Store};
 
 /// Longest a single server round trip may take before the connection counts as lost.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// A batch holds at most this many bytes of mail (besides `batch_size` messages), so memory
+/// and each FETCH's duration stay bounded when large messages come in a row.
+const BATCH_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// RFC 2177: re-issue IDLE well before the server's 30-minute inactivity limit.
 const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
 
@@ -433,7 +436,7 @@ impl MailboxRuntime {
             // A two-stage pipeline: batch N commits on its own task while batch N+1 is
             // fetched and parsed; N's messages are moved and checkpointed only after its
             // commit, before N+1 is applied.
-            let chunks: Vec<&[(u32, u32)]> = sizes.chunks(c.batch_size.max(1) as usize).collect();
+            let chunks = batches(&sizes, c.batch_size.max(1) as usize, BATCH_MAX_BYTES);
             let mut next = 0;
             let mut in_flight: Option<(tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>, &[(u32, u32)])> = None;
             loop {
@@ -599,6 +602,25 @@ pub fn utf7_imap(name: &str) -> String {
     out
 }
 
+/// Splits (uid, size) pairs into consecutive batches of at most `count` messages and
+/// `max_bytes` bytes (a single larger message forms a batch of its own).
+pub fn batches(sizes: &[(u32, u32)], count: usize, max_bytes: u64) -> Vec<&[(u32, u32)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (_, size)) in sizes.iter().enumerate() {
+        let n = i - start;
+        if n > 0 && (n >= count || bytes + *size as u64 > max_bytes) {
+            out.push(&sizes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += *size as u64;
+    }
+    if start < sizes.len() {
+        out.push(&sizes[start..]);
+    }
+    out
+}
+
 /// `1,2,5:9`-style UID set from sorted UIDs.
 pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -636,6 +658,16 @@ mod tests {
         assert_eq!(super::utf7_imap("Обработанные"), "&BB4EMQRABDAEMQQ+BEIEMAQ9BD0ESwQ1-");
         assert_eq!(super::utf7_imap("A&B"), "A&-B");
         assert_eq!(super::utf7_imap("INBOX"), "INBOX");
+    }
+
+    #[test]
+    fn batches_are_capped_by_count_and_bytes() {
+        let sizes: Vec<(u32, u32)> = vec![(1, 10), (2, 10), (3, 10), (4, 100), (5, 10)];
+        let b = super::batches(&sizes, 2, 1000);
+        assert_eq!(b.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
+        let b = super::batches(&sizes, 50, 35);
+        assert_eq!(b.iter().map(|c| c.iter().map(|(u, _)| *u).collect::<Vec<_>>()).collect::<Vec<_>>(), vec![vec![1, 2, 3], vec![4], vec![5]]);
+        assert!(super::batches(&[], 50, 35).is_empty());
     }
 
     #[test]

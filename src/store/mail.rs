@@ -79,7 +79,7 @@ impl Store {
             let mut facts = self.batch_facts(&mut tx, items, now).await?;
             let mut out = Vec::with_capacity(items.len());
             for it in items {
-                out.push(self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now, None).await?);
+                out.push(self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now).await?);
             }
             self.flush(&mut tx, &mut facts.pending).await?;
             tx.commit().await?;
@@ -108,7 +108,7 @@ impl Store {
                 tx.execute("DELETE FROM inbound_event WHERE id = $1 AND status IN ('quarantined', 'failed')", vec![old.into()]).await?;
             }
             let mut facts = self.batch_facts(&mut tx, std::slice::from_ref(it), now).await?;
-            let o = self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now, replacing).await?;
+            let o = self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now).await?;
             self.flush(&mut tx, &mut facts.pending).await?;
             Ok(o)
         }
@@ -134,7 +134,7 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, facts: &mut BatchFacts, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, _replacing: Option<Uuid>) -> Result<MailOutcome> {
+    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, facts: &mut BatchFacts, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailOutcome> {
         let mail = match &it.parsed {
             Err(m) => {
                 let ev = event(&it.raw_key, "quarantined", Some(m.to_string()), None, it, now);
