@@ -410,14 +410,15 @@ impl Store {
 
     /// Quarantined (or failed) mail events, oldest first.
     pub async fn quarantined_mail(&self) -> Result<Vec<InboundEvent>> {
-        let ids = self.db.clone().fetch_all("SELECT external_id FROM inbound_event WHERE source = $1 AND status IN ('quarantined', 'failed') ORDER BY received_at, id", vec![SOURCE.into()]).await?;
-        let mut out = Vec::new();
-        for r in ids {
-            if let Some(e) = self.inbound_event(SOURCE, &r.get::<String>("external_id")?).await? {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND status IN ('quarantined', 'failed') ORDER BY received_at, id", ops::INBOUND_COLS),
+                vec![SOURCE.into()],
+            )
+            .await?;
+        rows.iter().map(ops::inbound_from_row).collect()
     }
 
     /// Replays one quarantined or failed message: its row is replaced by the outcome of

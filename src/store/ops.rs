@@ -148,9 +148,9 @@ pub enum InboundOutcome {
     Duplicate(InboundEvent),
 }
 
-const INBOUND_COLS: &str = "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
+pub(crate) const INBOUND_COLS: &str = "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
 
-fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
+pub(crate) fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
     Ok(InboundEvent {
         id: r.get("id")?,
         source: r.get("source")?,
