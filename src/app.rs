@@ -47,6 +47,8 @@ pub struct Running {
     pub pbx: Option<Arc<PbxRuntime>>,
     /// The overdue-alerts runtime, when alerts are enabled.
     pub alerts: Option<Arc<AlertsRuntime>>,
+    /// The wave sender, when `[smtp]` has a host and waves are enabled.
+    pub waves: Option<Arc<crate::waves::WaveRuntime>>,
 }
 
 /// Runs the overdue scan on its cron schedule and the digest sender until the token is
@@ -186,7 +188,17 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         let rt = Arc::new(crate::ingest::imap::MailboxRuntime::new(&cfg, mb, store.clone(), &holder)?);
         workers.push(tokio::spawn(rt.run(token.clone())));
     }
-    let state = AppState { store: store.clone(), pbx };
+    // The unsubscribe links work whether or not this daemon sends waves.
+    let signer = crate::waves::link_signer(&cfg, &store).await.context("cannot load the unsubscribe-link key")?;
+    let waves = match crate::waves::Relay::from_config(&cfg.smtp) {
+        Some(relay) if cfg.waves.enabled => {
+            let rt = Arc::new(crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(&cfg), &holder, signer.clone()));
+            workers.push(tokio::spawn(rt.clone().run(token.clone())));
+            Some(rt)
+        }
+        _ => None,
+    };
+    let state = AppState { store: store.clone(), pbx, unsubscribe: Some(signer) };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);
@@ -216,7 +228,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         Ok(())
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
-    Ok(Running { addr, token, done, pbx: pbx_runtime, alerts })
+    Ok(Running { addr, token, done, pbx: pbx_runtime, alerts, waves })
 }
 
 fn hostname() -> String {

@@ -441,6 +441,22 @@ pub struct WavesConfig {
     pub unsubscribe_keywords: Vec<String>,
     /// Our List-Unsubscribe mailto address; mail to it (or to local+token@) opts the sender out.
     pub unsubscribe_mailto: Option<String>,
+    /// Run the wave sender in this daemon (needs `[smtp]`); scheduling works either way.
+    pub enabled: bool,
+    /// Deliveries claimed per round trip to the database.
+    pub batch_size: usize,
+    /// A claim is a lease: if the daemon dies mid-send, another may take the delivery after this.
+    pub claim_lease_secs: u64,
+    /// How often an idle sender looks for due waves and deliveries.
+    pub poll_interval_ms: u64,
+    /// Longest wait between retries of one recipient.
+    pub max_retry_delay_secs: u64,
+    /// First back-off of the whole relay after a throttling reply (doubles while they repeat).
+    pub throttle_backoff_secs: u64,
+    /// Envelope sender (Return-Path) of wave mail, where bounces go (default: the wave's From).
+    pub bounce_address: Option<String>,
+    /// R-OPT-1 [DESIGN]: honour a wave's `donotsendonoptout = false` (send to opted-out members).
+    pub allow_optout_override: bool,
 }
 
 impl Default for WavesConfig {
@@ -454,6 +470,14 @@ impl Default for WavesConfig {
             unsubscribe_secret: None,
             unsubscribe_keywords: ["unsubscribe", "stop", "отписаться", "отписать", "відписатися", "відписати"].map(String::from).to_vec(),
             unsubscribe_mailto: None,
+            enabled: true,
+            batch_size: 100,
+            claim_lease_secs: 120,
+            poll_interval_ms: 1000,
+            max_retry_delay_secs: 3600,
+            throttle_backoff_secs: 60,
+            bounce_address: None,
+            allow_optout_override: false,
         }
     }
 }
@@ -717,6 +741,25 @@ impl Config {
         }
         if self.waves.max_attempts == 0 {
             bad("waves.max_attempts".into(), "must be at least 1".into());
+        }
+        if self.waves.batch_size == 0 || self.waves.batch_size > 10_000 {
+            bad("waves.batch_size".into(), "must be between 1 and 10000".into());
+        }
+        if self.waves.claim_lease_secs < 1 {
+            bad("waves.claim_lease_secs".into(), "must be at least 1".into());
+        }
+        if self.waves.poll_interval_ms < 10 {
+            bad("waves.poll_interval_ms".into(), "must be at least 10".into());
+        }
+        if self.waves.rate_per_minute == Some(0) {
+            bad("waves.rate_per_minute".into(), "must be at least 1 (leave it unset for no limit)".into());
+        }
+        for (k, v) in [("waves.bounce_address", &self.waves.bounce_address), ("waves.unsubscribe_mailto", &self.waves.unsubscribe_mailto)] {
+            if let Some(a) = v {
+                if crate::crm::EmailAddress::parse(a).is_err() {
+                    bad(k.into(), format!("'{a}' is not an e-mail address"));
+                }
+            }
         }
         let si = self.alerts.scan_interval_secs;
         let divides = |unit: u64| si > 0 && (if si < unit { unit % si == 0 } else { si % unit == 0 });

@@ -13,3 +13,4 @@ pub mod ingest;
 pub mod jobs;
 pub mod store;
 pub mod telemetry;
+pub mod waves;

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::store::{Store, StoreError};
 
 pub mod pbx;
+pub mod unsubscribe;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub store: Store,
     /// PBX webhooks, when any provider is configured.
     pub pbx: Option<std::sync::Arc<pbx::PbxWebhooks>>,
+    /// Checks the signed unsubscribe links of wave mail.
+    pub unsubscribe: Option<crate::waves::LinkSigner>,
 }
 
 /// An error as the API shows it.
@@ -76,6 +79,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .merge(unsubscribe::routes())
         .merge(pbx::routes(pbx_limit))
         .with_state(state)
 }

@@ -15,6 +15,7 @@ mod ops;
 mod pbx;
 mod records;
 mod rules;
+pub mod waves;
 
 pub use alerts::DigestRow;
 pub use criteria::compile_members_query;

@@ -3,62 +3,13 @@
 //! grouping, no repeats, quiet hours, a 4xx then success, recovery of claimed-but-unsent
 //! digests after a restart.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use inflow::crm::entities::*;
 use inflow::crm::EntityKind;
 use inflow::store::{NotificationClaim, RecordExt, Store};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, add_user, now, poll_until};
-
-/// The SMTP server of one test.
-struct SmtpSink {
-    child: tokio::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    async fn start(fail_first: u32) -> SmtpSink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
-        let mut child = tokio::process::Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .arg(fail_first.to_string())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 with aiosmtpd (scripts/test-services.sh installs python3-aiosmtpd)");
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(std::time::Duration::from_secs(30), out.next_line()).await;
-        assert!(matches!(ready, Ok(Ok(Some(ref l))) if l == "READY"), "smtp sink did not start: {ready:?}");
-        SmtpSink { child, port, dir }
-    }
-
-    /// Accepted messages so far, in order: (envelope recipients, raw message).
-    fn messages(&self) -> Vec<(String, String)> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "eml")).collect();
-        files.sort();
-        files.iter().map(|p| (std::fs::read_to_string(p.with_extension("rcpt")).unwrap(), std::fs::read_to_string(p).unwrap())).collect()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
-        poll_until(&format!("{n} messages at the SMTP server"), || async { self.messages().len() >= n }).await;
-        self.messages()
-    }
-
-    async fn stop(mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().unwrap().to_string()]).status();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
-    }
-}
+use crate::helpers::{SmtpSink, TestApp, add_user, now};
 
 /// Decodes a quoted-printable or 8bit text body enough to search it.
 fn body(raw: &str) -> String {

@@ -8,3 +8,4 @@ mod helpers;
 mod mail;
 mod pbx;
 mod store;
+mod waves;

@@ -4,8 +4,10 @@
 Usage: smtp_sink.py PORT OUTDIR [FAIL_FIRST]
 Every accepted message is written to OUTDIR/NNNNNN.eml (and its envelope recipients to
 NNNNNN.rcpt) atomically. The first FAIL_FIRST DATA commands are answered 451 (a transient
-4xx); recipients at @reject.test get 550 at RCPT. Prints READY when listening; stops on
-SIGTERM/SIGINT.
+4xx); recipients at @reject.test get 550 at RCPT; a recipient whose local part starts with
+"busy" gets 450 (mailbox busy) at its first RCPT, one starting with "throttle" gets a 451
+rate-limit reply at its first RCPT. RCPT counts per address go to OUTDIR/rcpt.log.
+Prints READY when listening; stops on SIGTERM/SIGINT.
 """
 import os
 import signal
@@ -19,10 +21,19 @@ class Sink:
         self.out = out
         self.fail_first = fail_first
         self.n = 0
+        self.seen = {}
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.lower().endswith("@reject.test"):
-            return "550 5.1.1 mailbox unavailable"
+        a = address.lower()
+        self.seen[a] = self.seen.get(a, 0) + 1
+        with open(os.path.join(self.out, "rcpt.log"), "a") as f:
+            f.write(a + "\n")
+        if a.endswith("@reject.test"):
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % a
+        if a.startswith("busy") and self.seen[a] == 1:
+            return "450 4.2.1 mailbox busy, try again later"
+        if a.startswith("throttle") and self.seen[a] == 1:
+            return "451 4.7.1 Too many messages, rate limit exceeded, slow down"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -1,0 +1,961 @@
+//! Campaign e-mail waves (DOMAIN §4.4, §4.5): schedule, expansion at start (R-WV-2/3, one
+//! transaction that freezes the member set into delivery rows, e-mail activities and the
+//! bulkoperation), claiming due deliveries under a lease and the relay's rate, recording
+//! SMTP outcomes, completion with the books (R-WV-5), pause/resume/cancel, the unsubscribe
+//! link (R-OPT-3) and the per-wave figures. SQL only; the decisions are `crm::waves`.
+//!
+//! Exactly once: a delivery row (with its Message-ID and token) exists before its SMTP
+//! attempt; a claim is a lease (`claimed_by`, `claimed_until`) committed before the send, so
+//! a daemon that dies mid-send leaves rows another claim picks up once the lease ends. Only
+//! messages the relay accepted but whose result was not yet committed can go twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::db::{Engine, Exec, Tx, Value};
+use super::ops::{self, Suppression};
+use super::records::{insert, insert_many, insert_rows, load};
+use super::{Result, Store, StoreError};
+use crate::crm::entities::{Activity, BulkOperation, Campaign, CampaignActivity, CampaignResponse, MarketingList};
+use crate::crm::waves::{ExpandSettings, Member, WaveAction, WaveState, gcra_take, next_state, plan_recipients};
+use crate::crm::{EmailAddress, EntityKind, RuleError};
+
+/// What a marketer schedules.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveSchedule {
+    pub activity_id: Uuid,
+    pub start_at: DateTime<Utc>,
+    /// The zone the start was given in (shown back to marketers).
+    pub timezone: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub from_address: String,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    /// Messages per minute for this wave (the relay's own limit applies as well).
+    pub rate_per_minute: Option<u32>,
+    /// Wave 2 = "members who did not respond to wave 1": the wave whose responders are skipped.
+    pub skip_responders_of: Option<Uuid>,
+}
+
+/// A wave as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveRow {
+    pub activity_id: Uuid,
+    pub campaign_id: Uuid,
+    pub owner: Uuid,
+    pub subject_line: String,
+    pub state: WaveState,
+    pub schedule: WaveSchedule,
+    pub bulkoperation_id: Option<Uuid>,
+    pub targeted: Option<i64>,
+    pub excluded: BTreeMap<String, i64>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// How expansion writes messages.
+pub struct ExpandOptions<'a> {
+    pub tz: Tz,
+    /// Right-hand side of our Message-IDs.
+    pub message_id_domain: String,
+    /// R-OPT-1 [DESIGN]: honour `donotsendonoptout = false` only when set.
+    pub allow_optout_override: bool,
+    /// Renders the personalised subject of one recipient (stored on its e-mail activity).
+    pub subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync),
+}
+
+/// The result of starting one due wave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StartOutcome {
+    Started { wave: Uuid, recipients: usize },
+    /// The preconditions failed: the wave is aborted with the reason.
+    Aborted { wave: Uuid, reason: String },
+}
+
+/// A delivery handed to a sender.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    pub wave_id: Uuid,
+    pub address: String,
+    pub written: String,
+    pub member: crate::crm::EntityRef,
+    pub message_id: String,
+    pub token: String,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub attempts: i32,
+    pub subject: String,
+}
+
+/// What a claim returned.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub items: Vec<ClaimedDelivery>,
+    /// Nothing may go before this much time passes (rate or relay back-off).
+    pub wait: Option<std::time::Duration>,
+}
+
+/// The outcome of one SMTP attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent,
+    /// Retry at `at` (the attempt counts).
+    Retry { at: DateTime<Utc>, detail: String },
+    /// Failed for good; `suppress` puts the address on the suppression list with `detail`.
+    Failed { reason: String, detail: String, suppress: bool },
+    /// Not attempted or not the recipient's fault (throttle, relay down, shutdown): back to
+    /// pending at `at` without counting an attempt.
+    Released { at: DateTime<Utc> },
+    /// The wave cannot be sent (sender refused): aborts the wave; the delivery goes back.
+    AbortWave { detail: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub id: Uuid,
+    pub wave_id: Uuid,
+    pub address: String,
+    pub outcome: DeliveryOutcome,
+}
+
+/// Per-wave figures (issue 5 §4, R-WV-7).
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveStatus {
+    pub wave: WaveRow,
+    pub campaign_name: String,
+    pub pending: i64,
+    pub in_flight: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub canceled: i64,
+    pub failed_by_reason: BTreeMap<String, i64>,
+    /// Sent messages the IMAP ingest later saw bounce.
+    pub bounced: i64,
+    pub responded: i64,
+    /// R-WV-7: responses ÷ sent, %; and the campaign's expected response %.
+    pub response_rate: Option<f64>,
+    pub expected_response: Option<i32>,
+    pub bulkoperation_status: Option<i32>,
+}
+
+/// What the unsubscribe link did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum UnsubscribeOutcome {
+    Done { address: String },
+    AlreadyDone { address: String },
+}
+
+const WAVE_COLS: &str = "w.activityid, w.state, w.start_at, w.timezone, w.subject_template, w.text_template, w.html_template, w.from_address, w.from_name, w.reply_to, \
+    w.rate_per_minute, w.skip_responders_of, w.bulkoperationid, w.targeted, w.excluded, w.error, w.started_at, w.finished_at, \
+    ca.regardingobjectid AS campaign_id, ca.ownerid AS owner, ca.subject AS subject_line";
+
+fn wave_from_row(r: &super::db::Row) -> Result<WaveRow> {
+    let state: String = r.get("state")?;
+    let excluded: Option<String> = r.get("excluded")?;
+    Ok(WaveRow {
+        activity_id: r.get("activityid")?,
+        campaign_id: r.get("campaign_id")?,
+        owner: r.get("owner")?,
+        subject_line: r.get("subject_line")?,
+        state: WaveState::parse(&state).ok_or_else(|| StoreError::Decode(format!("wave state '{state}'")))?,
+        schedule: WaveSchedule {
+            activity_id: r.get("activityid")?,
+            start_at: r.get("start_at")?,
+            timezone: r.get("timezone")?,
+            subject: r.get("subject_template")?,
+            text: r.get("text_template")?,
+            html: r.get("html_template")?,
+            from_address: r.get("from_address")?,
+            from_name: r.get("from_name")?,
+            reply_to: r.get("reply_to")?,
+            rate_per_minute: r.get::<Option<i64>>("rate_per_minute")?.map(|n| n as u32),
+            skip_responders_of: r.get("skip_responders_of")?,
+        },
+        bulkoperation_id: r.get("bulkoperationid")?,
+        targeted: r.get("targeted")?,
+        excluded: excluded.map(|e| serde_json::from_str(&e)).transpose().map_err(StoreError::decode)?.unwrap_or_default(),
+        error: r.get("error")?,
+        started_at: r.get("started_at")?,
+        finished_at: r.get("finished_at")?,
+    })
+}
+
+async fn wave_in(ex: &mut impl Exec, id: Uuid) -> Result<WaveRow> {
+    let row = ex
+        .fetch_optional(&format!("SELECT {WAVE_COLS} FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid WHERE w.activityid = $1"), vec![id.into()])
+        .await?
+        .ok_or_else(|| StoreError::NotFound { kind: "wave", id: id.to_string() })?;
+    wave_from_row(&row)
+}
+
+/// `IN ($k, $k+1, ...)` for `n` parameters starting at `first`.
+fn in_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn lock_rows(engine: Engine) -> &'static str {
+    match engine {
+        // Several daemons claim at once on PostgreSQL; SQLite has one writer (BEGIN IMMEDIATE).
+        Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        Engine::Sqlite => "",
+    }
+}
+
+fn member_table(kind: EntityKind) -> (&'static str, &'static str, &'static str) {
+    match kind {
+        EntityKind::Account => ("account", "accountid", "name AS company, NULL AS firstname, NULL AS lastname, NULL AS jobtitle"),
+        EntityKind::Contact => ("contact", "contactid", "NULL AS company, firstname, lastname, jobtitle"),
+        _ => ("lead", "leadid", "companyname AS company, firstname, lastname, jobtitle"),
+    }
+}
+
+fn text_var(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, v: Option<String>) {
+    if let Some(v) = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+        map.insert(key.into(), serde_json::Value::String(v));
+    }
+}
+
+/// Reads the members' facts for the expansion, `ROWS` ids per statement.
+async fn load_members(ex: &mut impl Exec, refs: &[crate::crm::EntityRef]) -> Result<Vec<Member>> {
+    const ROWS: usize = 400;
+    let mut by_kind: BTreeMap<EntityKind, Vec<Uuid>> = BTreeMap::new();
+    for r in refs {
+        by_kind.entry(r.kind).or_default().push(r.id);
+    }
+    let mut found: HashMap<Uuid, Member> = HashMap::new();
+    for (kind, ids) in by_kind {
+        let (table, key, extra) = member_table(kind);
+        for chunk in ids.chunks(ROWS) {
+            let sql = format!(
+                "SELECT {key} AS id, statecode, emailaddress1, emailaddress2, emailaddress3, donotemail, donotbulkemail, donotsendmm, lastusedincampaign, address1_city, {extra} \
+                 FROM {table} WHERE {key} IN ({})",
+                in_list(1, chunk.len())
+            );
+            for r in ex.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
+                let mut vars = serde_json::Map::new();
+                let (first, last): (Option<String>, Option<String>) = (r.get("firstname")?, r.get("lastname")?);
+                let full = [first.clone(), last.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                text_var(&mut vars, "first_name", first);
+                text_var(&mut vars, "last_name", last);
+                text_var(&mut vars, "full_name", Some(full));
+                text_var(&mut vars, "company", r.get("company")?);
+                text_var(&mut vars, "job_title", r.get("jobtitle")?);
+                text_var(&mut vars, "city", r.get("address1_city")?);
+                let id: Uuid = r.get("id")?;
+                found.insert(
+                    id,
+                    Member {
+                        kind,
+                        id,
+                        statecode: r.get("statecode")?,
+                        emails: [r.get("emailaddress1")?, r.get("emailaddress2")?, r.get("emailaddress3")?],
+                        donotemail: r.get("donotemail")?,
+                        donotbulkemail: r.get("donotbulkemail")?,
+                        donotsendmm: r.get("donotsendmm")?,
+                        lastusedincampaign: r.get("lastusedincampaign")?,
+                        vars,
+                    },
+                );
+            }
+        }
+    }
+    // Keep the list order (static rows first, then dynamic, as gathered).
+    Ok(refs.iter().filter_map(|r| found.get(&r.id).cloned()).collect())
+}
+
+/// Which of `addresses` are suppressed.
+async fn suppressed_among(ex: &mut impl Exec, addresses: &[String]) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in addresses.chunks(400) {
+        let sql = format!("SELECT address FROM suppression WHERE address IN ({})", in_list(1, chunk.len()));
+        for r in ex.fetch_all(&sql, chunk.iter().map(|a| a.clone().into()).collect()).await? {
+            out.insert(r.get("address")?);
+        }
+    }
+    Ok(out)
+}
+
+fn token_for(id: Uuid) -> String {
+    // A tracking token in Dynamics' shape (`CRM:` + letters/digits), unique per message.
+    let bytes = Uuid::new_v4();
+    format!("CRM:{}{}", &id.simple().to_string()[..6].to_uppercase(), &bytes.simple().to_string()[..10].to_uppercase())
+}
+
+impl Store {
+    /// Schedules (or, while still scheduled, re-schedules) a wave. R-WV-1 is checked now
+    /// and again at start.
+    pub async fn schedule_wave(&self, s: &WaveSchedule, now: DateTime<Utc>) -> Result<WaveRow> {
+        let mut tx = self.db.begin().await?;
+        let ca: CampaignActivity = load(&mut tx, s.activity_id).await?;
+        self.check_preconditions(&mut tx, &ca).await?;
+        if let Some(prev) = s.skip_responders_of {
+            let p: CampaignActivity = load(&mut tx, prev).await?;
+            if p.regardingobjectid != ca.regardingobjectid {
+                return Err(RuleError::new("R-WV-2", "wave_of_other_campaign", "the wave whose responders are skipped belongs to another campaign").into());
+            }
+        }
+        let existing = tx.fetch_optional("SELECT state FROM wave WHERE activityid = $1", vec![s.activity_id.into()]).await?;
+        if let Some(r) = existing {
+            let state: String = r.get("state")?;
+            if state != "scheduled" {
+                return Err(RuleError::new("R-WV-5", "wave_already_started", format!("the wave is {state}; only a scheduled wave can be rescheduled")).into());
+            }
+            tx.execute("DELETE FROM wave WHERE activityid = $1", vec![s.activity_id.into()]).await?;
+        }
+        tx.execute(
+            "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, updated_at) \
+             VALUES ($1, 'scheduled', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            vec![
+                s.activity_id.into(),
+                s.start_at.into(),
+                s.timezone.clone().into(),
+                s.subject.clone().into(),
+                s.text.clone().into(),
+                s.html.clone().into(),
+                s.from_address.clone().into(),
+                s.from_name.clone().into(),
+                s.reply_to.clone().into(),
+                s.rate_per_minute.map(i64::from).into(),
+                s.skip_responders_of.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        let w = wave_in(&mut tx, s.activity_id).await?;
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    /// R-WV-1 for a campaign activity.
+    async fn check_preconditions(&self, tx: &mut Tx, ca: &CampaignActivity) -> Result<()> {
+        let campaign: Campaign = load(tx, ca.regardingobjectid).await?;
+        let rows = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![ca.activityid.into()]).await?;
+        let mut targets = Vec::new();
+        for r in rows {
+            targets.push(load::<MarketingList>(tx, r.get("listid")?).await?);
+        }
+        let linked = tx.fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign.campaignid.into()]).await?;
+        let linked = linked.iter().map(|r| r.get("listid")).collect::<Result<Vec<Uuid>>>()?;
+        crate::crm::campaign::check_wave_preconditions(&campaign, ca, &targets, &linked)?;
+        Ok(())
+    }
+
+    pub async fn wave(&self, id: Uuid) -> Result<WaveRow> {
+        wave_in(&mut self.db.clone(), id).await
+    }
+
+    pub async fn waves(&self) -> Result<Vec<WaveRow>> {
+        let rows = self.db.clone().fetch_all(&format!("SELECT {WAVE_COLS} FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid ORDER BY w.start_at, w.activityid"), vec![]).await?;
+        rows.iter().map(wave_from_row).collect()
+    }
+
+    /// Starts every scheduled wave whose time has come: each in its own transaction, so
+    /// two daemons racing start it once (the conditional state change decides).
+    pub async fn start_due_waves(&self, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<StartOutcome>> {
+        let due = self.db.clone().fetch_all("SELECT activityid FROM wave WHERE state = 'scheduled' AND start_at <= $1 ORDER BY start_at", vec![now.into()]).await?;
+        let mut out = Vec::new();
+        for r in due {
+            let id: Uuid = r.get("activityid")?;
+            if let Some(o) = self.start_wave(id, now, opts).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// R-WV-2..4: freezes the member set of one wave into deliveries and e-mail activities.
+    async fn start_wave(&self, id: Uuid, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Option<StartOutcome>> {
+        let mut tx = self.db.begin().await?;
+        let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let wave = wave_in(&mut tx, id).await?;
+        let mut ca: CampaignActivity = load(&mut tx, id).await?;
+        let today = now.with_timezone(&opts.tz).date_naive();
+        if let Err(e) = self.check_preconditions(&mut tx, &ca).await {
+            drop(tx);
+            let reason = e.to_string();
+            self.abort_wave(id, &reason, now).await?;
+            return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
+        }
+        // R-WV-2: the union of the target lists' members, evaluated now.
+        let lists = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![id.into()]).await?;
+        let mut refs = Vec::new();
+        let mut list_ids = Vec::new();
+        for l in lists {
+            let lid: Uuid = l.get("listid")?;
+            list_ids.push(lid);
+            refs.extend(super::rules::list_members_in(&mut tx, lid, now).await?);
+        }
+        let members = load_members(&mut tx, &refs).await?;
+        let rules = self.norm.email_rules.clone();
+        let normalize = |e: &str| EmailAddress::parse_with(e, &rules).ok().map(|a| a.as_str().to_string());
+        let all_addresses: Vec<String> = members.iter().flat_map(|m| m.emails.iter().flatten()).filter_map(|e| normalize(e)).collect::<HashSet<_>>().into_iter().collect();
+        let suppressed = suppressed_among(&mut tx, &all_addresses).await?;
+        let mut responded = HashSet::new();
+        if let Some(prev) = wave.schedule.skip_responders_of {
+            for r in tx.fetch_all("SELECT customerid, emailaddress FROM campaignresponse WHERE campaignactivityid = $1", vec![prev.into()]).await? {
+                if let Some(c) = r.get::<Option<String>>("customerid")? {
+                    responded.insert(c);
+                }
+                if let Some(e) = r.get::<Option<String>>("emailaddress")?.and_then(|e| normalize(&e)) {
+                    responded.insert(e);
+                }
+            }
+        }
+        let settings = ExpandSettings {
+            skip_opted_out: ca.donotsendonoptout || !opts.allow_optout_override,
+            ignore_inactive: ca.ignoreinactivelistmembers,
+            exclude_days: ca.excludeifcontactedinxdays,
+            today,
+        };
+        let plan = plan_recipients(members, &settings, normalize, &suppressed, &responded);
+        // The run (R-WV-5): bulkoperation 4 Distribute, In Progress.
+        let run = BulkOperation {
+            activityid: Uuid::new_v4(),
+            operationtypecode: 4,
+            createdrecordtypecode: Some(4),
+            regardingobjectid: id,
+            regardingobjectidtype: EntityKind::Campaignactivity,
+            subject: Some(ca.subject.clone()),
+            targetmemberscount: Some(plan.targeted as i32),
+            successcount: Some(0),
+            failurecount: Some(0),
+            ..Default::default()
+        }
+        .stamped(wave.owner, EntityKind::Systemuser, now, None);
+        let run = BulkOperation { statuscode: 2, ..run };
+        insert(&mut tx, self, &run).await?;
+        // R-WV-4: one e-mail activity and one delivery row per recipient, before any send.
+        let mut activities = Vec::with_capacity(plan.recipients.len());
+        let mut parties = Vec::with_capacity(plan.recipients.len());
+        let mut deliveries = Vec::with_capacity(plan.recipients.len());
+        for r in &plan.recipients {
+            let did = Uuid::new_v4();
+            let message_id = format!("{}@{}", did.simple(), opts.message_id_domain);
+            let token = token_for(did);
+            let subject = (opts.subject)(&wave, &r.vars).map_err(|e| RuleError::new("R-WV-4", "template_error", format!("the subject cannot be rendered: {e}")))?;
+            activities.push(
+                Activity {
+                    activityid: did,
+                    activitytypecode: EntityKind::Email,
+                    subject: Some(subject.chars().take(200).collect()),
+                    regardingobjectid: Some(id),
+                    regardingobjectidtype: Some(EntityKind::Campaignactivity),
+                    directioncode: Some(true),
+                    messageid: Some(message_id.clone()),
+                    trackingtoken: Some(token.clone()),
+                    sender: Some(wave.schedule.from_address.clone()),
+                    torecipients: Some(r.written.clone()),
+                    deliveryattempts: Some(0),
+                    ..Default::default()
+                }
+                .stamped(wave.owner, EntityKind::Systemuser, now, None),
+            );
+            // 6 Pending Send (state 0 Open).
+            if let Some(a) = activities.last_mut() {
+                a.statuscode = 6;
+            }
+            parties.push(vec![did.into(), 2i32.into(), r.id.into(), r.kind.into(), r.written.clone().into()]);
+            let mut vars = r.vars.clone();
+            vars.insert("email".into(), serde_json::Value::String(r.written.clone()));
+            deliveries.push(vec![
+                did.into(),
+                id.into(),
+                r.address.clone().into(),
+                r.written.clone().into(),
+                r.id.into(),
+                r.kind.into(),
+                message_id.into(),
+                token.into(),
+                serde_json::Value::Object(vars).to_string().into(),
+                "pending".into(),
+                0i32.into(),
+                now.into(),
+            ]);
+        }
+        insert_many(&mut tx, self, &activities).await?;
+        insert_rows(&mut tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await?;
+        insert_rows(
+            &mut tx,
+            "wave_delivery (id, wave_id, address, written, member_id, member_type, message_id, token, vars, state, attempts, next_attempt_at)",
+            &deliveries,
+            " ON CONFLICT (wave_id, address) DO NOTHING",
+        )
+        .await?;
+        let excluded: BTreeMap<&str, usize> = plan.excluded.clone();
+        tx.execute(
+            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5 WHERE activityid = $1",
+            vec![id.into(), run.activityid.into(), (plan.targeted as i64).into(), serde_json::to_string(&excluded).map_err(StoreError::decode)?.into(), now.into()],
+        )
+        .await?;
+        // R-WV-5: the campaign activity is In Progress from its actual start.
+        ca.statuscode = 0;
+        ca.actualstart = Some(today);
+        ca.modifiedon = now;
+        super::records::update(&mut tx, self, &ca).await?;
+        let n = plan.recipients.len();
+        tx.commit().await?;
+        Ok(Some(StartOutcome::Started { wave: id, recipients: n }))
+    }
+
+    /// Claims up to `want` due deliveries of sending waves for `holder` until `now + lease`,
+    /// within the relay's rate (`relay_rate` per minute, shared by every daemon) and each
+    /// wave's own rate, unless the relay is backing off.
+    pub async fn claim_deliveries(&self, holder: &str, relay: &str, relay_rate: Option<u32>, want: usize, lease: Duration, now: DateTime<Utc>) -> Result<Claim> {
+        let mut tx = self.db.begin().await?;
+        let engine = tx.engine();
+        tx.execute("INSERT INTO smtp_relay (relay, updated_at) VALUES ($1, $2) ON CONFLICT (relay) DO NOTHING", vec![relay.into(), now.into()]).await?;
+        let lock = if engine == Engine::Postgres { " FOR UPDATE" } else { "" };
+        let r = tx.fetch_one(&format!("SELECT tat, throttled_until FROM smtp_relay WHERE relay = $1{lock}"), vec![relay.into()]).await?;
+        let (relay_tat, throttled_until): (i64, i64) = (r.get("tat")?, r.get("throttled_until")?);
+        let now_ms = now.timestamp_millis();
+        if throttled_until > now_ms {
+            return Ok(Claim { items: vec![], wait: Some(std::time::Duration::from_millis((throttled_until - now_ms) as u64)) });
+        }
+        let mut budget = want;
+        let mut new_relay_tat = relay_tat;
+        let mut wait: Option<i64> = None;
+        if let Some(rate) = relay_rate {
+            let (g, tat, w) = gcra_take(relay_tat, now_ms, rate, want);
+            budget = g;
+            new_relay_tat = tat;
+            if g == 0 {
+                wait = Some(w);
+            }
+        }
+        let waves = tx.fetch_all(&format!("SELECT activityid, rate_per_minute, tat FROM wave WHERE state = 'sending' ORDER BY start_at, activityid{lock}"), vec![]).await?;
+        let mut items = Vec::new();
+        let mut used_total = 0usize;
+        for w in waves {
+            if budget == 0 {
+                break;
+            }
+            let wid: Uuid = w.get("activityid")?;
+            let (rate, wtat): (Option<i64>, i64) = (w.get("rate_per_minute")?, w.get("tat")?);
+            let mut allow = budget;
+            if let Some(rate) = rate {
+                let (g, _, ww) = gcra_take(wtat, now_ms, rate as u32, budget);
+                allow = g;
+                if g == 0 {
+                    wait = Some(wait.map_or(ww, |x| x.min(ww)));
+                    continue;
+                }
+            }
+            let rows = tx
+                .fetch_all(
+                    &format!(
+                        "SELECT d.id, d.address, d.written, d.member_id, d.member_type, d.message_id, d.token, d.vars, d.attempts, a.subject \
+                         FROM wave_delivery d JOIN activity a ON a.activityid = d.id \
+                         WHERE d.wave_id = $1 AND ((d.state = 'pending' AND d.next_attempt_at <= $2) OR (d.state = 'sending' AND d.claimed_until < $2)) \
+                         ORDER BY d.next_attempt_at, d.id LIMIT $3{}",
+                        lock_rows(engine).replace("UPDATE", "UPDATE OF d")
+                    ),
+                    vec![wid.into(), now.into(), (allow as i64).into()],
+                )
+                .await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let mut ids = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let vars: String = r.get("vars")?;
+                let vars = match serde_json::from_str::<serde_json::Value>(&vars).map_err(StoreError::decode)? {
+                    serde_json::Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                };
+                let id: Uuid = r.get("id")?;
+                ids.push(id);
+                items.push(ClaimedDelivery {
+                    id,
+                    wave_id: wid,
+                    address: r.get("address")?,
+                    written: r.get("written")?,
+                    member: crate::crm::EntityRef::new(r.get("member_type")?, r.get("member_id")?),
+                    message_id: r.get("message_id")?,
+                    token: r.get("token")?,
+                    vars,
+                    attempts: r.get("attempts")?,
+                    subject: r.get::<Option<String>>("subject")?.unwrap_or_default(),
+                });
+            }
+            if let Some(rate) = rate {
+                let (_, tat, _) = gcra_take(wtat, now_ms, rate as u32, ids.len());
+                tx.execute("UPDATE wave SET tat = $2 WHERE activityid = $1", vec![wid.into(), tat.into()]).await?;
+            }
+            for chunk in ids.chunks(400) {
+                let mut args: Vec<Value> = vec![holder.into(), (now + lease).into()];
+                args.extend(chunk.iter().map(|i| Value::from(*i)));
+                tx.execute(&format!("UPDATE wave_delivery SET state = 'sending', claimed_by = $1, claimed_until = $2 WHERE id IN ({})", in_list(3, chunk.len())), args.clone()).await?;
+                // R-WV-4: 7 Sending.
+                let ids_only: Vec<Value> = chunk.iter().map(|i| Value::from(*i)).collect();
+                tx.execute(&format!("UPDATE activity SET statuscode = 7 WHERE activityid IN ({})", in_list(1, chunk.len())), ids_only).await?;
+            }
+            budget -= ids.len();
+            used_total += ids.len();
+        }
+        if relay_rate.is_some() {
+            // Only what was used is charged to the relay.
+            let (_, tat, _) = gcra_take(relay_tat, now_ms, relay_rate.unwrap_or(1), used_total);
+            if tat != relay_tat {
+                tx.execute("UPDATE smtp_relay SET tat = $2, updated_at = $3 WHERE relay = $1", vec![relay.into(), tat.into(), now.into()]).await?;
+            }
+        } else {
+            let _ = new_relay_tat;
+        }
+        tx.commit().await?;
+        Ok(Claim { items, wait: wait.map(|w| std::time::Duration::from_millis(w.max(1) as u64)) })
+    }
+
+    /// Records SMTP outcomes in one transaction. A throttle (`throttle = Some(base)`) backs
+    /// the whole relay off, doubling while throttles repeat; a success resets that.
+    pub async fn record_deliveries(&self, results: &[DeliveryResult], relay: &str, throttle: Option<(Duration, String)>, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let sent: Vec<Uuid> = results.iter().filter(|r| r.outcome == DeliveryOutcome::Sent).map(|r| r.id).collect();
+        for chunk in sent.chunks(400) {
+            let mut args: Vec<Value> = vec![now.into()];
+            args.extend(chunk.iter().map(|i| Value::from(*i)));
+            let ids = in_list(2, chunk.len());
+            tx.execute(
+                &format!("UPDATE wave_delivery SET state = 'sent', attempts = attempts + 1, sent_at = $1, claimed_by = NULL, claimed_until = NULL, reason = NULL WHERE id IN ({ids}) AND state IN ('sending', 'pending')"),
+                args.clone(),
+            )
+            .await?;
+            // R-WV-4: 3 Sent (state 1 Completed).
+            tx.execute(
+                &format!("UPDATE activity SET statecode = 1, statuscode = 3, senton = $1, actualend = $1, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $1, versionnumber = versionnumber + 1 WHERE activityid IN ({ids})"),
+                args,
+            )
+            .await?;
+        }
+        let mut abort: Vec<(Uuid, String)> = Vec::new();
+        for r in results {
+            match &r.outcome {
+                DeliveryOutcome::Sent => {}
+                DeliveryOutcome::Retry { at, detail } => {
+                    tx.execute(
+                        "UPDATE wave_delivery SET state = 'pending', attempts = attempts + 1, next_attempt_at = $2, reason = 'retry', detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state IN ('sending', 'pending')",
+                        vec![r.id.into(), (*at).into(), detail.clone().into()],
+                    )
+                    .await?;
+                    tx.execute("UPDATE activity SET statuscode = 6, deliveryattempts = COALESCE(deliveryattempts, 0) + 1 WHERE activityid = $1", vec![r.id.into()]).await?;
+                }
+                DeliveryOutcome::Failed { reason, detail, suppress } => {
+                    tx.execute(
+                        "UPDATE wave_delivery SET state = 'failed', attempts = attempts + 1, reason = $2, detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state IN ('sending', 'pending')",
+                        vec![r.id.into(), reason.clone().into(), detail.clone().into()],
+                    )
+                    .await?;
+                    // R-WV-4: 8 Failed, statecode back to 0 Open, attempts counted.
+                    tx.execute(
+                        "UPDATE activity SET statecode = 0, statuscode = 8, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1",
+                        vec![r.id.into(), now.into()],
+                    )
+                    .await?;
+                    if *suppress {
+                        ops::suppress(&mut tx, &Suppression { address: r.address.clone(), kind: "email".into(), reason: "smtp_rejected".into(), source: "wave".into(), detail: Some(detail.clone()), created_on: now }).await?;
+                    }
+                }
+                DeliveryOutcome::Released { at } => {
+                    tx.execute(
+                        "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending'",
+                        vec![r.id.into(), (*at).into()],
+                    )
+                    .await?;
+                    tx.execute("UPDATE activity SET statuscode = 6 WHERE activityid = $1 AND statuscode = 7", vec![r.id.into()]).await?;
+                }
+                DeliveryOutcome::AbortWave { detail } => {
+                    tx.execute("UPDATE wave_delivery SET state = 'pending', claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending'", vec![r.id.into()]).await?;
+                    if !abort.iter().any(|(w, _)| *w == r.wave_id) {
+                        abort.push((r.wave_id, detail.clone()));
+                    }
+                }
+            }
+        }
+        if let Some((base, reply)) = throttle {
+            let r = tx.fetch_one("SELECT throttle_streak FROM smtp_relay WHERE relay = $1", vec![relay.into()]).await?;
+            let streak: i32 = r.get("throttle_streak")?;
+            let wait = crate::crm::waves::retry_delay(base.to_std().unwrap_or_default(), streak as u32 + 1, std::time::Duration::from_secs(600));
+            let until = now + Duration::from_std(wait).unwrap_or_default();
+            tx.execute(
+                "UPDATE smtp_relay SET throttled_until = $2, throttle_streak = throttle_streak + 1, last_reply = $3, updated_at = $4 WHERE relay = $1",
+                vec![relay.into(), until.into(), reply.into(), now.into()],
+            )
+            .await?;
+        } else if !sent.is_empty() {
+            tx.execute("UPDATE smtp_relay SET throttle_streak = 0 WHERE relay = $1 AND throttle_streak <> 0", vec![relay.into()]).await?;
+        }
+        tx.commit().await?;
+        for (w, detail) in abort {
+            self.abort_wave(w, &detail, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands back this holder's claims (shutdown): pending again, no attempt counted.
+    pub async fn release_claims(&self, holder: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "UPDATE activity SET statuscode = 6 WHERE statuscode = 7 AND activityid IN (SELECT id FROM wave_delivery WHERE claimed_by = $1 AND state = 'sending')",
+            vec![holder.into()],
+        )
+        .await?;
+        let n = tx
+            .execute("UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND state = 'sending'", vec![holder.into(), now.into()])
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Completes every sending wave with nothing left to try (R-WV-5): bulkoperation
+    /// 4 Completed with its counts, the campaign activity 6 Completed (still Open) with
+    /// `actualend`, `lastusedincampaign` on contacted members, `lastusedon` on the lists.
+    pub async fn finish_waves(&self, now: DateTime<Utc>, tz: Tz) -> Result<Vec<Uuid>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT w.activityid FROM wave w WHERE w.state = 'sending' AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = w.activityid AND d.state IN ('pending', 'sending'))",
+                vec![],
+            )
+            .await?;
+        let today = now.with_timezone(&tz).date_naive();
+        let mut done = Vec::new();
+        for r in rows {
+            let id: Uuid = r.get("activityid")?;
+            let mut tx = self.db.begin().await?;
+            let n = tx
+                .execute(
+                    "UPDATE wave SET state = 'completed', finished_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'sending' \
+                     AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = $1 AND d.state IN ('pending', 'sending'))",
+                    vec![id.into(), now.into()],
+                )
+                .await?;
+            if n == 0 {
+                continue;
+            }
+            self.close_run(&mut tx, id, 1, 4, now).await?;
+            let mut ca: CampaignActivity = load(&mut tx, id).await?;
+            ca.statuscode = 6;
+            ca.actualend = Some(today);
+            ca.modifiedon = now;
+            super::records::update(&mut tx, self, &ca).await?;
+            for (kind, table, key) in [("contact", "contact", "contactid"), ("lead", "lead", "leadid"), ("account", "account", "accountid")] {
+                tx.execute(
+                    &format!("UPDATE {table} SET lastusedincampaign = $3 WHERE {key} IN (SELECT member_id FROM wave_delivery WHERE wave_id = $1 AND state = 'sent' AND member_type = $2)"),
+                    vec![id.into(), kind.into(), today.into()],
+                )
+                .await?;
+            }
+            tx.execute("UPDATE list SET lastusedon = $2 WHERE listid IN (SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1)", vec![id.into(), today.into()]).await?;
+            tx.commit().await?;
+            done.push(id);
+        }
+        Ok(done)
+    }
+
+    /// Sets the run's final state with its counts.
+    async fn close_run(&self, tx: &mut Tx, wave: Uuid, statecode: i32, statuscode: i32, now: DateTime<Utc>) -> Result<()> {
+        let c = tx
+            .fetch_one(
+                "SELECT SUM(CASE WHEN state = 'sent' THEN 1 ELSE 0 END) AS ok, SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS bad FROM wave_delivery WHERE wave_id = $1",
+                vec![wave.into()],
+            )
+            .await?;
+        let (ok, bad): (Option<i64>, Option<i64>) = (c.get("ok")?, c.get("bad")?);
+        tx.execute(
+            "UPDATE bulkoperation SET statecode = $2, statuscode = $3, successcount = $4, failurecount = $5, modifiedon = $6, versionnumber = versionnumber + 1 \
+             WHERE activityid = (SELECT bulkoperationid FROM wave WHERE activityid = $1)",
+            vec![wave.into(), statecode.into(), statuscode.into(), ok.unwrap_or(0).into(), bad.unwrap_or(0).into(), now.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Pause, resume or cancel (R-WV-5). Cancel stops every pending delivery (their e-mail
+    /// activities become Canceled); messages already handed to the relay finish.
+    pub async fn control_wave(&self, id: Uuid, action: WaveAction, now: DateTime<Utc>) -> Result<WaveRow> {
+        let mut tx = self.db.begin().await?;
+        let w = wave_in(&mut tx, id).await?;
+        let to = next_state(w.state, action)?;
+        let n = tx
+            .execute("UPDATE wave SET state = $3, updated_at = $4, finished_at = CASE WHEN $3 = 'canceled' THEN $4 ELSE finished_at END WHERE activityid = $1 AND state = $2", vec![
+                id.into(),
+                w.state.as_str().into(),
+                to.as_str().into(),
+                now.into(),
+            ])
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Conflict { kind: "wave", id: id.to_string() });
+        }
+        if to == WaveState::Canceled {
+            tx.execute(
+                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN (SELECT id FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
+                vec![id.into(), now.into()],
+            )
+            .await?;
+            tx.execute("UPDATE wave_delivery SET state = 'canceled', reason = 'wave_canceled' WHERE wave_id = $1 AND state = 'pending'", vec![id.into()]).await?;
+            if w.bulkoperation_id.is_some() {
+                self.close_run(&mut tx, id, 2, 5, now).await?;
+            }
+        }
+        let out = wave_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Stops a wave on an error (R-WV-5: run 3 Aborted, campaign activity 5 System Aborted).
+    pub async fn abort_wave(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let n = tx
+            .execute(
+                "UPDATE wave SET state = 'aborted', error = $2, finished_at = $3, updated_at = $3 WHERE activityid = $1 AND state IN ('scheduled', 'sending', 'paused')",
+                vec![id.into(), reason.into(), now.into()],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        tx.execute(
+            "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN (SELECT id FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
+            vec![id.into(), now.into()],
+        )
+        .await?;
+        tx.execute("UPDATE wave_delivery SET state = 'canceled', reason = 'wave_aborted' WHERE wave_id = $1 AND state = 'pending'", vec![id.into()]).await?;
+        self.close_run(&mut tx, id, 1, 3, now).await?;
+        tx.execute("UPDATE campaignactivity SET statuscode = 5, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1 AND statecode = 0", vec![id.into(), now.into()]).await?;
+        tx.commit().await
+    }
+
+    /// The figures of one wave.
+    pub async fn wave_status(&self, id: Uuid) -> Result<WaveStatus> {
+        let mut db = self.db.clone();
+        let wave = wave_in(&mut db, id).await?;
+        let campaign: Campaign = load(&mut db, wave.campaign_id).await?;
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for r in db.fetch_all("SELECT state, COUNT(*) AS n FROM wave_delivery WHERE wave_id = $1 GROUP BY state", vec![id.into()]).await? {
+            counts.insert(r.get("state")?, r.get("n")?);
+        }
+        let mut failed_by_reason = BTreeMap::new();
+        for r in db.fetch_all("SELECT COALESCE(reason, 'unknown') AS reason, COUNT(*) AS n FROM wave_delivery WHERE wave_id = $1 AND state = 'failed' GROUP BY COALESCE(reason, 'unknown')", vec![id.into()]).await? {
+            failed_by_reason.insert(r.get("reason")?, r.get("n")?);
+        }
+        let bounced: i64 = db
+            .fetch_one("SELECT COUNT(*) AS n FROM wave_delivery d JOIN activity a ON a.activityid = d.id WHERE d.wave_id = $1 AND d.state = 'sent' AND a.statuscode = 8", vec![id.into()])
+            .await?
+            .get("n")?;
+        let responded: i64 = db.fetch_one("SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1", vec![id.into()]).await?.get("n")?;
+        let run_status = match wave.bulkoperation_id {
+            Some(b) => db.fetch_optional("SELECT statuscode FROM bulkoperation WHERE activityid = $1", vec![b.into()]).await?.map(|r| r.get("statuscode")).transpose()?,
+            None => None,
+        };
+        let sent = counts.get("sent").copied().unwrap_or(0);
+        Ok(WaveStatus {
+            campaign_name: campaign.name.clone(),
+            pending: counts.get("pending").copied().unwrap_or(0),
+            in_flight: counts.get("sending").copied().unwrap_or(0),
+            sent,
+            failed: counts.get("failed").copied().unwrap_or(0),
+            canceled: counts.get("canceled").copied().unwrap_or(0),
+            failed_by_reason,
+            bounced,
+            responded,
+            response_rate: crate::crm::campaign::response_rate(responded, sent),
+            expected_response: campaign.expectedresponse,
+            bulkoperation_status: run_status,
+            wave,
+        })
+    }
+
+    /// The recipient and wave of a delivery (the unsubscribe page).
+    pub async fn delivery_address(&self, id: Uuid) -> Result<Option<(String, Uuid)>> {
+        let r = self.db.clone().fetch_optional("SELECT written, wave_id FROM wave_delivery WHERE id = $1", vec![id.into()]).await?;
+        r.map(|r| Ok((r.get("written")?, r.get("wave_id")?))).transpose()
+    }
+
+    /// R-OPT-3 through the unsubscribe link: opt-out flags on the member (`donotsendmm`,
+    /// `donotbulkemail`), the address suppressed, a campaign response with code 3 on the
+    /// wave. Once per delivery (an inbound_event keyed by the delivery id).
+    pub async fn unsubscribe_delivery(&self, id: Uuid, via: &str, now: DateTime<Utc>) -> Result<Option<UnsubscribeOutcome>> {
+        let mut tx = self.db.begin().await?;
+        let Some(d) = tx.fetch_optional("SELECT wave_id, address, written, member_id, member_type FROM wave_delivery WHERE id = $1", vec![id.into()]).await? else {
+            return Ok(None);
+        };
+        let (wave_id, address, written): (Uuid, String, String) = (d.get("wave_id")?, d.get("address")?, d.get("written")?);
+        let member = crate::crm::EntityRef::new(d.get("member_type")?, d.get("member_id")?);
+        let ev = ops::InboundEvent {
+            id: Uuid::new_v4(),
+            source: "unsubscribe".into(),
+            external_id: id.to_string(),
+            received_at: now,
+            status: "processed".into(),
+            reason: Some(via.into()),
+            result: None,
+            raw: None,
+            raw_location: None,
+            processed_at: Some(now),
+        };
+        if let ops::InboundOutcome::Duplicate(_) = ops::record_inbound(&mut tx, &ev).await? {
+            return Ok(Some(UnsubscribeOutcome::AlreadyDone { address: written }));
+        }
+        let (table, key, _) = member_table(member.kind);
+        tx.execute(
+            &format!("UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, versionnumber = versionnumber + 1 WHERE {key} = $1"),
+            vec![member.id.into(), now.into()],
+        )
+        .await?;
+        ops::suppress(&mut tx, &Suppression { address: address.clone(), kind: "email".into(), reason: "unsubscribe".into(), source: via.into(), detail: Some(format!("delivery {id}")), created_on: now }).await?;
+        let wave = wave_in(&mut tx, wave_id).await?;
+        let tz: Tz = wave.schedule.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let resp = CampaignResponse {
+            activityid: Uuid::new_v4(),
+            subject: format!("Unsubscribe: {}", wave.subject_line).chars().take(200).collect(),
+            regardingobjectid: wave.campaign_id,
+            regardingobjectidtype: EntityKind::Campaign,
+            originatingactivityid: Some(id),
+            originatingactivityidtype: Some(EntityKind::Email),
+            campaignactivityid: Some(wave_id),
+            customerid: Some(member.id),
+            customeridtype: Some(member.kind),
+            emailaddress: Some(written.clone()),
+            responsecode: 3,
+            channeltypecode: Some(1),
+            receivedon: Some(now.with_timezone(&tz).date_naive()),
+            ..Default::default()
+        }
+        .stamped(wave.owner, EntityKind::Systemuser, now, None);
+        insert(&mut tx, self, &resp).await?;
+        tx.commit().await?;
+        Ok(Some(UnsubscribeOutcome::Done { address: written }))
+    }
+
+    /// A key generated once and shared by every instance on this database.
+    pub async fn instance_secret(&self, name: &str, now: DateTime<Utc>) -> Result<String> {
+        let mut tx = self.db.begin().await?;
+        let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        tx.execute("INSERT INTO instance_secret (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", vec![name.into(), fresh.into(), now.into()]).await?;
+        let v: String = tx.fetch_one("SELECT value FROM instance_secret WHERE name = $1", vec![name.into()]).await?.get("value")?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    /// Deliveries of a wave (tests and the status view): (address, state, attempts, message_id).
+    pub async fn wave_deliveries(&self, wave: Uuid) -> Result<Vec<(String, String, i32, String)>> {
+        let rows = self.db.clone().fetch_all("SELECT address, state, attempts, message_id FROM wave_delivery WHERE wave_id = $1 ORDER BY address", vec![wave.into()]).await?;
+        rows.iter().map(|r| Ok((r.get("address")?, r.get("state")?, r.get("attempts")?, r.get("message_id")?))).collect()
+    }
+}
+
+/// Today's date in `tz` (tests and callers that pass the clock).
+pub fn local_date(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    now.with_timezone(&tz).date_naive()
+}

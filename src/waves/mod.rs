@@ -1,0 +1,644 @@
+//! The wave sender: starts due waves (expansion in `store::waves`), claims due deliveries
+//! under a lease and the relay's rate, renders each message (minijinja), sends it over a
+//! few long-lived SMTP connections (lettre's connection API, so a refused recipient is told
+//! apart from a refused sender and the connection survives a 5xx), and records outcomes in
+//! group commits. Also: template checks at schedule time, test sends that touch no counts,
+//! and the signed unsubscribe links (RFC 8058 one-click).
+//!
+//! Who owns what: the claim loop owns the job sender; K sender tasks share the job receiver
+//! and each owns one SMTP connection; the recorder owns the result receiver and is the only
+//! writer of outcomes. Shutdown: the loop stops claiming, senders hand unsent jobs back as
+//! `Released`, the recorder commits everything it got, then the holder's claims are released.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use lettre::Address;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{Config, SmtpConfig, TlsMode};
+use crate::crm::waves::{Stage, Verdict, classify, retry_delay};
+use crate::store::waves::{ClaimedDelivery, DeliveryOutcome, DeliveryResult, ExpandOptions, WaveRow, WaveSchedule};
+use crate::store::{Store, StoreError};
+
+/// Our correlation header (the IMAP ingest reads it back from replies and bounces).
+pub const XHEADER_ACTIVITY: &str = crate::ingest::mail::XHEADER_ACTIVITY;
+
+/// Compiled templates of one wave.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+    has_html: bool,
+}
+
+impl Templates {
+    /// Compiles a wave's subject, text and optional HTML (HTML is auto-escaped).
+    pub fn compile(s: &WaveSchedule) -> Result<Templates, String> {
+        let mut env = minijinja::Environment::new();
+        env.add_template_owned("subject.txt", s.subject.clone()).map_err(|e| format!("subject: {e}"))?;
+        env.add_template_owned("body.txt", s.text.clone()).map_err(|e| format!("text: {e}"))?;
+        if let Some(h) = &s.html {
+            env.add_template_owned("body.html", h.clone()).map_err(|e| format!("html: {e}"))?;
+        }
+        Ok(Templates { env, has_html: s.html.is_some() })
+    }
+
+    fn render(&self, name: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
+        let t = self.env.get_template(name).map_err(|e| e.to_string())?;
+        t.render(minijinja::Value::from_serialize(vars)).map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// The subject line (one line, at most 998 octets per RFC 5322 §2.1.1).
+    pub fn subject(&self, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
+        let s = self.render("subject.txt", vars)?;
+        Ok(s.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ").chars().take(300).collect())
+    }
+}
+
+/// Signs and checks unsubscribe tokens: `<delivery id hex>.<HMAC-SHA256, 128 bits, base64url>`.
+#[derive(Clone)]
+pub struct LinkSigner {
+    key: Vec<u8>,
+}
+
+impl LinkSigner {
+    pub fn new(key: &[u8]) -> LinkSigner {
+        LinkSigner { key: key.to_vec() }
+    }
+
+    fn mac(&self, id: Uuid) -> String {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        m.update(b"inflow-unsubscribe:");
+        m.update(id.as_bytes());
+        let full = m.finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&full[..16])
+    }
+
+    pub fn token(&self, id: Uuid) -> String {
+        format!("{}.{}", id.simple(), self.mac(id))
+    }
+
+    /// The delivery a token names, if its signature is ours (constant-time comparison).
+    pub fn verify(&self, token: &str) -> Option<Uuid> {
+        let (id, sig) = token.split_once('.')?;
+        if id.len() != 32 {
+            return None;
+        }
+        let id = Uuid::parse_str(id).ok()?;
+        let want = self.mac(id);
+        use subtle::ConstantTimeEq;
+        bool::from(want.as_bytes().ct_eq(sig.as_bytes())).then_some(id)
+    }
+}
+
+/// Where and how wave mail goes.
+#[derive(Clone)]
+pub struct Relay {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub credentials: Option<Credentials>,
+    pub timeout: Duration,
+    /// Key of the relay's shared rate and back-off row.
+    pub key: String,
+}
+
+impl Relay {
+    pub fn from_config(c: &SmtpConfig) -> Option<Relay> {
+        let host = c.host.clone()?;
+        Some(Relay {
+            key: format!("{host}:{}", c.port),
+            port: c.port,
+            tls: c.tls,
+            credentials: match (&c.user, &c.password) {
+                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+                _ => None,
+            },
+            timeout: Duration::from_secs(c.timeout_secs.max(1)),
+            host,
+        })
+    }
+
+    /// Opens a session: TCP (or implicit TLS), EHLO, STARTTLS when asked, AUTH when set.
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let hello = ClientId::default();
+        let tls = || TlsParameters::new(self.host.clone());
+        let mut conn = match self.tls {
+            TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1((self.host.as_str(), self.port), Some(self.timeout), &hello, Some(tls()?), None).await?,
+            _ => AsyncSmtpConnection::connect_tokio1((self.host.as_str(), self.port), Some(self.timeout), &hello, None, None).await?,
+        };
+        if self.tls == TlsMode::Starttls {
+            conn.starttls(tls()?, &hello).await?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+        }
+        Ok(conn)
+    }
+}
+
+/// One SMTP transaction on an open session; the error says at which stage it failed.
+async fn transact(conn: &mut AsyncSmtpConnection, from: &Address, to: &Address, body: &[u8]) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
+    let mut params = Vec::new();
+    if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(Some(from.clone()), params)).await.map_err(|e| (Stage::Mail, e))?;
+    conn.command(Rcpt::new(to.clone(), vec![])).await.map_err(|e| (Stage::Rcpt, e))?;
+    conn.command(Data).await.map_err(|e| (Stage::Data, e))?;
+    conn.message(body).await.map_err(|e| (Stage::Data, e))?;
+    Ok(())
+}
+
+fn reply_code(e: &lettre::transport::smtp::Error) -> Option<u16> {
+    e.status().and_then(|c| c.to_string().parse().ok())
+}
+
+/// Settings of the sender.
+#[derive(Clone)]
+pub struct WaveSettings {
+    pub batch: usize,
+    pub lease: chrono::Duration,
+    pub poll: Duration,
+    pub relay_rate: Option<u32>,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub throttle_backoff: Duration,
+    pub pool: usize,
+    pub tz: chrono_tz::Tz,
+    pub message_id_domain: String,
+    pub base_url: String,
+    pub mailto: Option<String>,
+    pub bounce_address: Option<String>,
+    pub allow_optout_override: bool,
+}
+
+impl WaveSettings {
+    pub fn from_config(cfg: &Config) -> WaveSettings {
+        let w = &cfg.waves;
+        let from_domain = cfg.smtp.from.as_deref().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_string());
+        WaveSettings {
+            batch: w.batch_size.max(1),
+            lease: chrono::Duration::seconds(w.claim_lease_secs.max(1) as i64),
+            poll: Duration::from_millis(w.poll_interval_ms.max(10)),
+            relay_rate: w.rate_per_minute,
+            max_attempts: w.max_attempts.max(1),
+            retry_base: Duration::from_secs(w.retry_base_secs.max(1)),
+            retry_max: Duration::from_secs(w.max_retry_delay_secs.max(1)),
+            throttle_backoff: Duration::from_secs(w.throttle_backoff_secs.max(1)),
+            pool: (cfg.smtp.pool_size as usize).max(1),
+            tz: cfg.tz(),
+            message_id_domain: w.message_id_domain.clone().or(from_domain).unwrap_or_else(|| "localhost".into()),
+            base_url: cfg.org.public_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.http.listen)).trim_end_matches('/').to_string(),
+            mailto: w.unsubscribe_mailto.clone(),
+            bounce_address: w.bounce_address.clone(),
+            allow_optout_override: w.allow_optout_override,
+        }
+    }
+}
+
+/// Process-wide counters of the crash-test failpoints.
+static ATTEMPTED: AtomicUsize = AtomicUsize::new(0);
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+
+/// `INFLOW_FAILPOINT=wave-before-smtp:N` aborts the process before the N-th SMTP attempt;
+/// `wave-after-smtp:N` right after the relay accepted the N-th message, before its commit.
+fn failpoint(name: &str, n: usize) {
+    if let Ok(v) = std::env::var("INFLOW_FAILPOINT") {
+        if let Some((p, at)) = v.split_once(':') {
+            if p == name && at.parse::<usize>().ok() == Some(n) {
+                eprintln!("failpoint {name}:{n}: aborting");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// One message ready for SMTP.
+struct Job {
+    d: ClaimedDelivery,
+    wave: Arc<(WaveRow, Templates)>,
+}
+
+/// The sender runtime of one daemon.
+pub struct WaveRuntime {
+    pub store: Store,
+    pub relay: Relay,
+    pub s: WaveSettings,
+    pub holder: String,
+    pub signer: LinkSigner,
+    waves: Mutex<HashMap<Uuid, Arc<(WaveRow, Templates)>>>,
+}
+
+/// What one message looks like on the wire, for a delivery or a test send.
+pub struct Built {
+    pub from: Address,
+    pub to: Address,
+    pub bytes: Vec<u8>,
+}
+
+impl WaveRuntime {
+    pub fn new(store: Store, relay: Relay, s: WaveSettings, holder: &str, signer: LinkSigner) -> WaveRuntime {
+        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()) }
+    }
+
+    /// The unsubscribe URL of a delivery.
+    pub fn unsubscribe_url(&self, delivery: Uuid) -> String {
+        format!("{}/u/{}", self.s.base_url, self.signer.token(delivery))
+    }
+
+    fn expand_options<'a>(&self, subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync)) -> ExpandOptions<'a> {
+        ExpandOptions { tz: self.s.tz, message_id_domain: self.s.message_id_domain.clone(), allow_optout_override: self.s.allow_optout_override, subject }
+    }
+
+    /// Starts due waves and completes finished ones (each daemon may do it: the state
+    /// changes are conditional, so a wave starts and completes once).
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let render = |w: &WaveRow, vars: &serde_json::Map<String, serde_json::Value>| Templates::compile(&w.schedule)?.subject(vars);
+        for o in self.store.start_due_waves(now, &self.expand_options(&render)).await? {
+            tracing::info!(outcome = ?o, "wave start");
+        }
+        for w in self.store.finish_waves(now, self.s.tz).await? {
+            tracing::info!(wave = %w, "wave completed");
+        }
+        Ok(())
+    }
+
+    async fn wave(&self, id: Uuid) -> Result<Arc<(WaveRow, Templates)>, String> {
+        let mut cache = self.waves.lock().await;
+        if let Some(w) = cache.get(&id) {
+            return Ok(w.clone());
+        }
+        let row = self.store.wave(id).await.map_err(|e| e.to_string())?;
+        let t = Templates::compile(&row.schedule)?;
+        let w = Arc::new((row, t));
+        cache.insert(id, w.clone());
+        Ok(w)
+    }
+
+    /// Renders and builds one wave message: personalised subject/text/HTML, our Message-ID,
+    /// X-header and token, List-Unsubscribe (https + mailto) with One-Click (RFC 8058).
+    pub fn build(&self, wave: &WaveRow, t: &Templates, d: &ClaimedDelivery, test: bool) -> Result<Built, String> {
+        let url = if test { format!("{}/u/test", self.s.base_url) } else { self.unsubscribe_url(d.id) };
+        let mut vars = d.vars.clone();
+        vars.insert("unsubscribe_url".into(), url.clone().into());
+        vars.insert("campaign_code".into(), d.token.clone().into());
+        let subject = if test { format!("[TEST] {}", t.subject(&vars)?) } else if d.subject.is_empty() { t.subject(&vars)? } else { d.subject.clone() };
+        let text = t.render("body.txt", &vars)?;
+        let from_addr: Address = wave.schedule.from_address.parse().map_err(|e| format!("from address: {e}"))?;
+        let to_addr: Address = d.written.parse().or_else(|_| d.address.parse()).map_err(|e| format!("recipient address: {e}"))?;
+        let mut b = lettre::Message::builder()
+            .from(Mailbox::new(wave.schedule.from_name.clone(), from_addr.clone()))
+            .to(Mailbox::new(None, to_addr.clone()))
+            .subject(subject)
+            .message_id(Some(format!("<{}>", d.message_id)));
+        if let Some(r) = &wave.schedule.reply_to {
+            b = b.reply_to(r.parse().map_err(|e| format!("reply-to: {e}"))?);
+        }
+        let mut unsub = format!("<{url}>");
+        if let Some(m) = &self.s.mailto {
+            unsub.push_str(&format!(", <mailto:{m}?subject=unsubscribe%20{}>", d.token.replace(':', "%3A")));
+        }
+        if !test {
+            b = b
+                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(XHEADER_ACTIVITY), d.id.to_string()))
+                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(crate::ingest::mail::XHEADER_TOKEN), d.token.clone()));
+        }
+        b = b
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()));
+        let msg = if t.has_html {
+            let html = t.render("body.html", &vars)?;
+            b.multipart(MultiPart::alternative_plain_html(text, html))
+        } else {
+            b.singlepart(SinglePart::plain(text))
+        }
+        .map_err(|e| e.to_string())?;
+        let envelope_from: Address = match &self.s.bounce_address {
+            Some(a) => a.parse().map_err(|e| format!("bounce address: {e}"))?,
+            None => from_addr,
+        };
+        Ok(Built { from: envelope_from, to: to_addr, bytes: msg.formatted() })
+    }
+
+    /// Sends a wave's message to `to` as a test: rendered with fallbacks (or `vars`), marked
+    /// [TEST], no X-header; no delivery row, no counts, no activity.
+    pub async fn test_send(&self, wave: Uuid, to: &str, vars: serde_json::Map<String, serde_json::Value>) -> anyhow::Result<()> {
+        let row = self.store.wave(wave).await?;
+        let t = Templates::compile(&row.schedule).map_err(|e| anyhow::anyhow!(e))?;
+        let d = ClaimedDelivery {
+            id: Uuid::new_v4(),
+            wave_id: wave,
+            address: to.to_string(),
+            written: to.to_string(),
+            member: crate::crm::EntityRef::new(crate::crm::EntityKind::Contact, Uuid::nil()),
+            message_id: format!("test.{}@{}", Uuid::new_v4().simple(), self.s.message_id_domain),
+            token: "CRM:TEST".into(),
+            vars,
+            attempts: 0,
+            subject: String::new(),
+        };
+        let built = self.build(&row, &t, &d, true).map_err(|e| anyhow::anyhow!(e))?;
+        let mut conn = self.relay.connect().await?;
+        transact(&mut conn, &built.from, &built.to, &built.bytes).await.map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
+        let _ = conn.quit().await;
+        Ok(())
+    }
+
+    /// Runs until `token` is cancelled.
+    pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        let (job_tx, job_rx) = mpsc::channel::<Job>(self.s.batch * 2);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (res_tx, res_rx) = mpsc::channel::<(DeliveryResult, Option<String>)>(self.s.batch * 4);
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let notify = Arc::new(Notify::new());
+        let mut senders = Vec::new();
+        for _ in 0..self.s.pool {
+            senders.push(tokio::spawn(self.clone().sender(job_rx.clone(), res_tx.clone(), token.clone())));
+        }
+        drop(res_tx);
+        let recorder = tokio::spawn(self.clone().recorder(res_rx, inflight.clone(), notify.clone()));
+        let max_inflight = self.s.batch * 2;
+        let mut last_tick = tokio::time::Instant::now() - self.s.poll;
+        let mut trouble = false;
+        loop {
+            if token.is_cancelled() {
+                break;
+            }
+            let now = Utc::now();
+            if last_tick.elapsed() >= self.s.poll {
+                last_tick = tokio::time::Instant::now();
+                if let Err(e) = self.tick(now).await {
+                    tracing::warn!(error = %e, "wave scan failed; retrying");
+                }
+            }
+            let room = max_inflight.saturating_sub(inflight.load(Ordering::Acquire)).min(self.s.batch);
+            if room == 0 {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(self.s.poll) => {}
+                }
+                continue;
+            }
+            let claim = match self.store.claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now).await {
+                Ok(c) => {
+                    if trouble {
+                        tracing::info!("wave claims work again");
+                        trouble = false;
+                    }
+                    c
+                }
+                Err(e) => {
+                    if !trouble {
+                        tracing::warn!(error = %e, "cannot claim deliveries; retrying");
+                        trouble = true;
+                    }
+                    tokio::select! { _ = token.cancelled() => break, _ = tokio::time::sleep(self.s.poll) => {} }
+                    continue;
+                }
+            };
+            if claim.items.is_empty() {
+                let wait = claim.wait.unwrap_or(self.s.poll).min(self.s.poll);
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+            inflight.fetch_add(claim.items.len(), Ordering::AcqRel);
+            for d in claim.items {
+                match self.wave(d.wave_id).await {
+                    Ok(w) => {
+                        if job_tx.send(Job { d, wave: w }).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(wave = %d.wave_id, error = %e, "wave templates unusable; aborting the wave");
+                        let _ = self.store.abort_wave(d.wave_id, &e, Utc::now()).await;
+                        let _ = self.store.release_claims(&self.holder, Utc::now()).await;
+                        inflight.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+        drop(job_tx);
+        for s in senders {
+            let _ = s.await;
+        }
+        let _ = recorder.await;
+        match self.store.release_claims(&self.holder, Utc::now()).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "unsent wave deliveries handed back"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back claims; they return when the lease ends"),
+        }
+    }
+
+    /// One SMTP session working through jobs.
+    async fn sender(self: Arc<Self>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, results: mpsc::Sender<(DeliveryResult, Option<String>)>, token: CancellationToken) {
+        let mut conn: Option<AsyncSmtpConnection> = None;
+        loop {
+            let job = { jobs.lock().await.recv().await };
+            let Some(job) = job else { break };
+            let (outcome, throttle) = if token.is_cancelled() {
+                (DeliveryOutcome::Released { at: Utc::now() }, None)
+            } else {
+                self.deliver(&job, &mut conn).await
+            };
+            let r = DeliveryResult { id: job.d.id, wave_id: job.d.wave_id, address: job.d.address.clone(), outcome };
+            if results.send((r, throttle)).await.is_err() {
+                break;
+            }
+        }
+        if let Some(mut c) = conn {
+            let _ = c.quit().await;
+        }
+    }
+
+    /// Sends one message; returns its outcome and, for a throttle or a relay failure, the
+    /// reply that backs the relay off.
+    async fn deliver(&self, job: &Job, conn: &mut Option<AsyncSmtpConnection>) -> (DeliveryOutcome, Option<String>) {
+        let now = Utc::now();
+        let (wave, templates) = (&job.wave.0, &job.wave.1);
+        let built = match self.build(wave, templates, &job.d, false) {
+            Ok(b) => b,
+            Err(e) => return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None),
+        };
+        if conn.as_ref().is_none_or(|c| c.has_broken()) {
+            *conn = None;
+            match tokio::time::timeout(self.relay.timeout, self.relay.connect()).await {
+                Ok(Ok(c)) => *conn = Some(c),
+                Ok(Err(e)) => {
+                    let text = e.to_string();
+                    let _ = classify(Stage::Connect, reply_code(&e), &text);
+                    tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session");
+                    return (DeliveryOutcome::Released { at: now }, Some(text));
+                }
+                Err(_) => return (DeliveryOutcome::Released { at: now }, Some("timed out connecting".into())),
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        failpoint("wave-before-smtp", ATTEMPTED.fetch_add(1, Ordering::SeqCst) + 1);
+        let res = tokio::time::timeout(self.relay.timeout, transact(c, &built.from, &built.to, &built.bytes)).await;
+        let (stage, err) = match res {
+            Ok(Ok(())) => {
+                failpoint("wave-after-smtp", ACCEPTED.fetch_add(1, Ordering::SeqCst) + 1);
+                return (DeliveryOutcome::Sent, None);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => {
+                *conn = None;
+                return (self.retry(&job.d, "timed out".into(), now), None);
+            }
+        };
+        let code = reply_code(&err);
+        let text = err.to_string();
+        // Keep the session for the next message when the server answered; drop it otherwise.
+        if code.is_some() && !matches!(code, Some(421)) {
+            if c.command(Rset).await.is_err() {
+                *conn = None;
+            }
+        } else {
+            if let Some(mut c) = conn.take() {
+                c.abort().await;
+            }
+        }
+        match classify(stage, code, &text) {
+            Verdict::Retry => (self.retry(&job.d, text, now), None),
+            Verdict::Throttled | Verdict::RelayDown => (DeliveryOutcome::Released { at: now }, Some(text)),
+            Verdict::Rejected { suppress } => (DeliveryOutcome::Failed { reason: if suppress { "recipient_rejected".into() } else { "message_rejected".into() }, detail: text, suppress }, None),
+            Verdict::SenderRejected => (DeliveryOutcome::AbortWave { detail: format!("the relay refused the sender: {text}") }, None),
+        }
+    }
+
+    /// A transient failure: retry with backoff, or fail once the attempts are used up.
+    fn retry(&self, d: &ClaimedDelivery, detail: String, now: DateTime<Utc>) -> DeliveryOutcome {
+        let attempts = d.attempts as u32 + 1;
+        if attempts >= self.s.max_attempts {
+            return DeliveryOutcome::Failed { reason: "attempts_exhausted".into(), detail, suppress: false };
+        }
+        let wait = retry_delay(self.s.retry_base, attempts, self.s.retry_max);
+        DeliveryOutcome::Retry { at: now + chrono::Duration::from_std(wait).unwrap_or_default(), detail }
+    }
+
+    /// Commits outcomes in groups (one transaction per group); never drops one.
+    async fn recorder(self: Arc<Self>, mut rx: mpsc::Receiver<(DeliveryResult, Option<String>)>, inflight: Arc<AtomicUsize>, notify: Arc<Notify>) {
+        let mut buf: Vec<DeliveryResult> = Vec::new();
+        loop {
+            let Some((first, t)) = rx.recv().await else { break };
+            let mut throttle = t;
+            buf.push(first);
+            while buf.len() < 500 {
+                match rx.try_recv() {
+                    Ok((r, t)) => {
+                        buf.push(r);
+                        if t.is_some() {
+                            throttle = t;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Released deliveries go back after the relay's back-off, not at once.
+            let backoff = throttle.as_ref().map(|reply| (chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default(), reply.clone()));
+            if let Some((_, reply)) = &backoff {
+                tracing::warn!(relay = %self.relay.key, reply = %reply, "relay throttling or unavailable; backing off");
+            }
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match self.store.record_deliveries(&buf, &self.relay.key, backoff.clone(), Utc::now()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, n = buf.len(), "cannot record delivery outcomes; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            inflight.fetch_sub(buf.len(), Ordering::AcqRel);
+            buf.clear();
+            notify.notify_one();
+        }
+    }
+}
+
+/// Checks templates and addresses, then schedules (the CLI and the admin API use this).
+pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> anyhow::Result<WaveRow> {
+    Templates::compile(s).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
+    s.from_address.parse::<Address>().map_err(|e| anyhow::anyhow!("from address '{}': {e}", s.from_address))?;
+    if let Some(r) = &s.reply_to {
+        r.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("reply-to '{r}': {e}"))?;
+    }
+    Ok(store.schedule_wave(s, now).await?)
+}
+
+/// The key that signs unsubscribe links: the configured one, else one generated once and
+/// kept in the database (shared by every instance).
+pub async fn link_signer(cfg: &Config, store: &Store) -> anyhow::Result<LinkSigner> {
+    let key = match &cfg.waves.unsubscribe_secret {
+        Some(k) => k.trim().to_string(),
+        None => store.instance_secret("unsubscribe", Utc::now()).await?,
+    };
+    Ok(LinkSigner::new(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsubscribe_tokens_are_signed_and_checked() {
+        let s = LinkSigner::new(b"key one");
+        let id = Uuid::new_v4();
+        let t = s.token(id);
+        assert_eq!(s.verify(&t), Some(id));
+        assert_eq!(LinkSigner::new(b"key two").verify(&t), None);
+        let (hex, sig) = t.split_once('.').unwrap();
+        let other = Uuid::new_v4().simple().to_string();
+        assert_eq!(s.verify(&format!("{other}.{sig}")), None, "a signature is bound to its delivery");
+        assert_eq!(s.verify(hex), None);
+        assert_eq!(s.verify(&format!("{hex}.{}", &sig[1..])), None);
+        assert_eq!(s.verify("../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn templates_personalise_with_fallbacks_and_escape_html() {
+        let s = WaveSchedule {
+            activity_id: Uuid::nil(),
+            start_at: Utc::now(),
+            timezone: "UTC".into(),
+            subject: "{{ first_name | default(\"колега\") }}, news\n".into(),
+            text: "Hi {{ first_name | default(\"колега\") }} from {{ company | default(\"your company\") }}".into(),
+            html: Some("<p>{{ company }}</p>".into()),
+            from_address: "a@b.ru".into(),
+            from_name: None,
+            reply_to: None,
+            rate_per_minute: None,
+            skip_responders_of: None,
+        };
+        let t = Templates::compile(&s).unwrap();
+        let mut vars = serde_json::Map::new();
+        assert_eq!(t.subject(&vars).unwrap(), "колега, news");
+        vars.insert("first_name".into(), "Анна".into());
+        vars.insert("company".into(), "<Рога & Копыта>".into());
+        assert_eq!(t.render("body.txt", &vars).unwrap(), "Hi Анна from <Рога & Копыта>");
+        assert_eq!(t.render("body.html", &vars).unwrap(), "<p>&lt;Рога &amp; Копыта&gt;</p>");
+        let bad = WaveSchedule { text: "{% if %}".into(), ..s };
+        assert!(Templates::compile(&bad).err().unwrap().starts_with("text:"));
+    }
+}
