@@ -294,7 +294,7 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
         WaveCommand::Resume { wave } => println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Resume, now).await?.state.as_str()),
         WaveCommand::Cancel { wave } => println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Cancel, now).await?.state.as_str()),
         WaveCommand::TestSend { wave, to, vars } => {
-            let relay = crate::waves::Relay::from_config(&cfg.smtp).ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
+            let relay = crate::waves::Relay::from_config(&cfg.smtp)?.ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
             let signer = crate::waves::link_signer(cfg, &store).await?;
             let rt = crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(cfg), "cli", signer);
             let vars = match vars {

@@ -413,11 +413,13 @@ pub struct SmtpConfig {
     pub from: Option<String>,
     pub pool_size: u32,
     pub timeout_secs: u64,
+    /// Extra CA certificates (PEM) trusted for implicit TLS, e.g. a private relay's CA.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        SmtpConfig { host: None, port: 587, tls: TlsMode::Starttls, user: None, password: None, password_file: None, from: None, pool_size: 4, timeout_secs: 30 }
+        SmtpConfig { host: None, port: 587, tls: TlsMode::Starttls, user: None, password: None, password_file: None, from: None, pool_size: 4, timeout_secs: 30, tls_ca_file: None }
     }
 }
 
@@ -443,7 +445,8 @@ pub struct WavesConfig {
     pub unsubscribe_mailto: Option<String>,
     /// Run the wave sender in this daemon (needs `[smtp]`); scheduling works either way.
     pub enabled: bool,
-    /// Deliveries claimed per round trip to the database.
+    /// Deliveries claimed per round trip to the database. At most twice this many are claimed
+    /// and not yet recorded at a time: after a crash, only those can be sent twice.
     pub batch_size: usize,
     /// A claim is a lease: if the daemon dies mid-send, another may take the delivery after this.
     pub claim_lease_secs: u64,

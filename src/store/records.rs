@@ -95,9 +95,8 @@ pub(crate) async fn insert<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R
     super::ops::index_points(ex, store, rec, false).await
 }
 
-/// Inserts several records of one type with multi-row statements (a few hundred bound
-/// values each: SQLite's named-parameter lookup grows with the square of their number),
-/// then their contact points.
+/// Inserts several records of one type with multi-row statements (`insert_rows`), then
+/// their contact points.
 pub(crate) async fn insert_many<R: Record>(ex: &mut impl Exec, store: &Store, recs: &[R]) -> Result<()> {
     let mut rows = Vec::with_capacity(recs.len());
     let mut points = Vec::new();
@@ -109,12 +108,19 @@ pub(crate) async fn insert_many<R: Record>(ex: &mut impl Exec, store: &Store, re
     super::ops::insert_points(ex, &points).await
 }
 
-/// Multi-row INSERT of same-shaped value rows into `table (cols)`, a few hundred bound
-/// values per statement, with an optional `ON CONFLICT …` tail.
+/// Multi-row INSERT of same-shaped value rows into `table (cols)`, with an optional
+/// `ON CONFLICT …` tail. On SQLite the placeholders are anonymous `?`: SQLite finds a named
+/// parameter (`$N`) by a linear scan, so binding n named values costs n²/2 lookups — with
+/// `?` it is linear, and a statement can carry ~900 values (measured: expanding a 20,000
+/// recipient wave, 3.3 s of inserts at 400 named values per statement).
 pub(crate) async fn insert_rows(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
     let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-    for chunk in rows.chunks((400 / width).max(1)) {
-        let tuples: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(width, i * width + 1))).collect();
+    let sqlite = ex.engine() == super::db::Engine::Sqlite;
+    let per_statement = if sqlite { 900 } else { 1000 };
+    for chunk in rows.chunks((per_statement / width).max(1)) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| if sqlite { format!("({})", vec!["?"; width].join(", ")) } else { format!("({})", placeholders(width, i * width + 1)) })
+            .collect();
         let args: Vec<Value> = chunk.iter().flatten().cloned().collect();
         ex.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
     }

@@ -22,7 +22,7 @@ use lettre::Address;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -113,12 +113,18 @@ pub struct Relay {
     pub timeout: Duration,
     /// Key of the relay's shared rate and back-off row.
     pub key: String,
+    /// Roots for implicit TLS (the web PKI plus `smtp.tls_ca_file`).
+    pub tls_config: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// `smtp.tls_ca_file` as PEM, added to lettre's roots for STARTTLS.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Relay {
-    pub fn from_config(c: &SmtpConfig) -> Option<Relay> {
-        let host = c.host.clone()?;
-        Some(Relay {
+    pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Relay>> {
+        let Some(host) = c.host.clone() else { return Ok(None) };
+        Ok(Some(Relay {
+            tls_config: crate::ingest::imap::tls_config(c.tls_ca_file.as_deref())?,
+            ca_pem: c.tls_ca_file.as_ref().map(|f| std::fs::read(f).map_err(|e| anyhow::anyhow!("smtp.tls_ca_file {}: {e}", f.display()))).transpose()?,
             key: format!("{host}:{}", c.port),
             port: c.port,
             tls: c.tls,
@@ -128,35 +134,131 @@ impl Relay {
             },
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
             host,
-        })
+        }))
     }
 
-    /// Opens a session: TCP (or implicit TLS), EHLO, STARTTLS when asked, AUTH when set.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+    /// Opens a session: TCP with TCP_NODELAY (lettre's own connect leaves Nagle on, and the
+    /// body and its final "." are two writes: measured 90 msg/s over 4 sessions on loopback,
+    /// each message waiting out a delayed ACK), implicit TLS or STARTTLS, EHLO, AUTH.
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
         let hello = ClientId::default();
-        let tls = || TlsParameters::new(self.host.clone());
-        let mut conn = match self.tls {
-            TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1((self.host.as_str(), self.port), Some(self.timeout), &hello, Some(tls()?), None).await?,
-            _ => AsyncSmtpConnection::connect_tokio1((self.host.as_str(), self.port), Some(self.timeout), &hello, None, None).await?,
+        let at = format!("{}:{}", self.host, self.port);
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| format!("{at}: connect timed out"))?
+            .map_err(|e| format!("{at}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn AsyncTokioStream> = if self.tls == TlsMode::Implicit {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| format!("'{}': {e}", self.host))?;
+            let tls = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(self.tls_config.clone()).connect(name, tcp))
+                .await
+                .map_err(|_| format!("{at}: TLS handshake timed out"))?
+                .map_err(|e| format!("{at}: TLS: {e}"))?;
+            Box::new(TlsStream(tls))
+        } else {
+            Box::new(tcp)
         };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello).await.map_err(|e| format!("{at}: {e}"))?;
         if self.tls == TlsMode::Starttls {
-            conn.starttls(tls()?, &hello).await?;
+            let mut params = TlsParameters::builder(self.host.clone());
+            if let Some(pem) = &self.ca_pem {
+                params = params.add_root_certificate(lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|e| format!("smtp.tls_ca_file: {e}"))?);
+            }
+            let params = params.build().map_err(|e| e.to_string())?;
+            conn.starttls(params, &hello).await.map_err(|e| format!("{at}: STARTTLS: {e}"))?;
         }
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|e| format!("{at}: AUTH: {e}"))?;
         }
         Ok(conn)
     }
 }
 
-/// One SMTP transaction on an open session; the error says at which stage it failed.
-async fn transact(conn: &mut AsyncSmtpConnection, from: &Address, to: &Address, body: &[u8]) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
+/// An implicit-TLS session as lettre's transport trait wants it.
+#[derive(Debug)]
+struct TlsStream(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl tokio::io::AsyncRead for TlsStream {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsStream {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsStream {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// A pre-formatted group of commands written in one go (RFC 2920 pipelining).
+struct Raw(String);
+
+impl std::fmt::Display for Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether the server offers PIPELINING (lettre's EHLO parser keeps only the extensions it
+/// uses itself, so ask again and read the keywords).
+pub async fn offers_pipelining(conn: &mut AsyncSmtpConnection) -> bool {
+    match conn.command(lettre::transport::smtp::commands::Ehlo::new(ClientId::default())).await {
+        Ok(r) => r.message().any(|l| l.trim().eq_ignore_ascii_case("PIPELINING")),
+        Err(_) => false,
+    }
+}
+
+/// One SMTP transaction on an open session; the error says at which stage it failed. With
+/// `pipelining`, MAIL, RCPT and DATA go out in one write and their three replies are read
+/// in order (RFC 2920 §3.1): two round trips per message instead of four.
+async fn transact(conn: &mut AsyncSmtpConnection, pipelining: bool, from: &Address, to: &Address, body: &[u8]) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
     let mut params = Vec::new();
     if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    conn.command(Mail::new(Some(from.clone()), params)).await.map_err(|e| (Stage::Mail, e))?;
-    conn.command(Rcpt::new(to.clone(), vec![])).await.map_err(|e| (Stage::Rcpt, e))?;
+    let mail = Mail::new(Some(from.clone()), params);
+    let rcpt = Rcpt::new(to.clone(), vec![]);
+    if pipelining {
+        let r_mail = conn.command(Raw(format!("{mail}{rcpt}{Data}"))).await;
+        if let Err(e) = &r_mail {
+            if !e.is_transient() && !e.is_permanent() {
+                return Err((Stage::Mail, r_mail.unwrap_err()));
+            }
+        }
+        let r_rcpt = conn.read_response().await;
+        let r_data = conn.read_response().await;
+        let failed = match (r_mail, r_rcpt, &r_data) {
+            (Err(e), _, _) => Some((Stage::Mail, e)),
+            (_, Err(e), _) => Some((Stage::Rcpt, e)),
+            (_, _, Err(_)) => None,
+            _ => {
+                conn.message(body).await.map_err(|e| (Stage::Data, e))?;
+                return Ok(());
+            }
+        };
+        if let Some(f) = failed {
+            // A server that still said 354 gets an empty message ended at once.
+            if r_data.is_ok() {
+                let _ = conn.message(b"").await;
+            }
+            return Err(f);
+        }
+        return Err((Stage::Data, r_data.unwrap_err()));
+    }
+    conn.command(mail).await.map_err(|e| (Stage::Mail, e))?;
+    conn.command(rcpt).await.map_err(|e| (Stage::Rcpt, e))?;
     conn.command(Data).await.map_err(|e| (Stage::Data, e))?;
     conn.message(body).await.map_err(|e| (Stage::Data, e))?;
     Ok(())
@@ -210,6 +312,10 @@ impl WaveSettings {
     }
 }
 
+/// How long the recorder gathers outcomes into one commit. Bounds the extra latency of a
+/// result, and with it what a crash can leave accepted but unrecorded.
+const GROUP_COMMIT_MS: u64 = 10;
+
 /// Process-wide counters of the crash-test failpoints.
 static ATTEMPTED: AtomicUsize = AtomicUsize::new(0);
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
@@ -241,6 +347,10 @@ pub struct WaveRuntime {
     pub holder: String,
     pub signer: LinkSigner,
     waves: Mutex<HashMap<Uuid, Arc<(WaveRow, Templates)>>>,
+    /// Taken by the claim loop and the recorder around their transactions: on SQLite the
+    /// two would otherwise meet on the write lock and wait in SQLite's busy handler, which
+    /// sleeps in steps of milliseconds.
+    db_turn: Mutex<()>,
 }
 
 /// What one message looks like on the wire, for a delivery or a test send.
@@ -252,7 +362,7 @@ pub struct Built {
 
 impl WaveRuntime {
     pub fn new(store: Store, relay: Relay, s: WaveSettings, holder: &str, signer: LinkSigner) -> WaveRuntime {
-        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()) }
+        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()), db_turn: Mutex::new(()) }
     }
 
     /// The unsubscribe URL of a delivery.
@@ -267,7 +377,22 @@ impl WaveRuntime {
     /// Starts due waves and completes finished ones (each daemon may do it: the state
     /// changes are conditional, so a wave starts and completes once).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let render = |w: &WaveRow, vars: &serde_json::Map<String, serde_json::Value>| Templates::compile(&w.schedule)?.subject(vars);
+        // Compiled once per wave, not once per recipient.
+        let compiled: std::sync::Mutex<HashMap<Uuid, Arc<Templates>>> = std::sync::Mutex::new(HashMap::new());
+        let render = |w: &WaveRow, vars: &serde_json::Map<String, serde_json::Value>| {
+            let t = {
+                let mut c = compiled.lock().map_err(|_| "template cache poisoned".to_string())?;
+                match c.get(&w.activity_id) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = Arc::new(Templates::compile(&w.schedule)?);
+                        c.insert(w.activity_id, t.clone());
+                        t
+                    }
+                }
+            };
+            t.subject(vars)
+        };
         for o in self.store.start_due_waves(now, &self.expand_options(&render)).await? {
             tracing::info!(outcome = ?o, "wave start");
         }
@@ -352,8 +477,8 @@ impl WaveRuntime {
             subject: String::new(),
         };
         let built = self.build(&row, &t, &d, true).map_err(|e| anyhow::anyhow!(e))?;
-        let mut conn = self.relay.connect().await?;
-        transact(&mut conn, &built.from, &built.to, &built.bytes).await.map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
+        let mut conn = self.relay.connect().await.map_err(|e| anyhow::anyhow!(e))?;
+        transact(&mut conn, false, &built.from, &built.to, &built.bytes).await.map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
         let _ = conn.quit().await;
         Ok(())
     }
@@ -385,8 +510,11 @@ impl WaveRuntime {
                     tracing::warn!(error = %e, "wave scan failed; retrying");
                 }
             }
-            let room = max_inflight.saturating_sub(inflight.load(Ordering::Acquire)).min(self.s.batch);
-            if room == 0 {
+            // Claim in big batches (each claim is a transaction): only once half a batch of
+            // room is free, or when nothing is in flight at all.
+            let busy = inflight.load(Ordering::Acquire);
+            let room = max_inflight.saturating_sub(busy).min(self.s.batch);
+            if room == 0 || (busy > 0 && room < self.s.batch.div_ceil(2)) {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = notify.notified() => {}
@@ -394,7 +522,11 @@ impl WaveRuntime {
                 }
                 continue;
             }
-            let claim = match self.store.claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now).await {
+            let claimed = {
+                let _turn = self.db_turn.lock().await;
+                self.store.claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now).await
+            };
+            let claim = match claimed {
                 Ok(c) => {
                     if trouble {
                         tracing::info!("wave claims work again");
@@ -451,7 +583,7 @@ impl WaveRuntime {
 
     /// One SMTP session working through jobs.
     async fn sender(self: Arc<Self>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, results: mpsc::Sender<(DeliveryResult, Option<String>)>, token: CancellationToken) {
-        let mut conn: Option<AsyncSmtpConnection> = None;
+        let mut conn: Option<(AsyncSmtpConnection, bool)> = None;
         loop {
             let job = { jobs.lock().await.recv().await };
             let Some(job) = job else { break };
@@ -465,36 +597,37 @@ impl WaveRuntime {
                 break;
             }
         }
-        if let Some(mut c) = conn {
+        if let Some((mut c, _)) = conn {
             let _ = c.quit().await;
         }
     }
 
     /// Sends one message; returns its outcome and, for a throttle or a relay failure, the
     /// reply that backs the relay off.
-    async fn deliver(&self, job: &Job, conn: &mut Option<AsyncSmtpConnection>) -> (DeliveryOutcome, Option<String>) {
+    async fn deliver(&self, job: &Job, conn: &mut Option<(AsyncSmtpConnection, bool)>) -> (DeliveryOutcome, Option<String>) {
         let now = Utc::now();
         let (wave, templates) = (&job.wave.0, &job.wave.1);
         let built = match self.build(wave, templates, &job.d, false) {
             Ok(b) => b,
             Err(e) => return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None),
         };
-        if conn.as_ref().is_none_or(|c| c.has_broken()) {
+        if conn.as_ref().is_none_or(|(c, _)| c.has_broken()) {
             *conn = None;
             match tokio::time::timeout(self.relay.timeout, self.relay.connect()).await {
-                Ok(Ok(c)) => *conn = Some(c),
-                Ok(Err(e)) => {
-                    let text = e.to_string();
-                    let _ = classify(Stage::Connect, reply_code(&e), &text);
+                Ok(Ok(mut c)) => {
+                    let p = offers_pipelining(&mut c).await;
+                    *conn = Some((c, p));
+                }
+                Ok(Err(text)) => {
                     tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session");
                     return (DeliveryOutcome::Released { at: now }, Some(text));
                 }
                 Err(_) => return (DeliveryOutcome::Released { at: now }, Some("timed out connecting".into())),
             }
         }
-        let c = conn.as_mut().expect("connected above");
+        let (c, pipelining) = conn.as_mut().expect("connected above");
         failpoint("wave-before-smtp", ATTEMPTED.fetch_add(1, Ordering::SeqCst) + 1);
-        let res = tokio::time::timeout(self.relay.timeout, transact(c, &built.from, &built.to, &built.bytes)).await;
+        let res = tokio::time::timeout(self.relay.timeout, transact(c, *pipelining, &built.from, &built.to, &built.bytes)).await;
         let (stage, err) = match res {
             Ok(Ok(())) => {
                 failpoint("wave-after-smtp", ACCEPTED.fetch_add(1, Ordering::SeqCst) + 1);
@@ -514,7 +647,7 @@ impl WaveRuntime {
                 *conn = None;
             }
         } else {
-            if let Some(mut c) = conn.take() {
+            if let Some((mut c, _)) = conn.take() {
                 c.abort().await;
             }
         }
@@ -543,15 +676,18 @@ impl WaveRuntime {
             let Some((first, t)) = rx.recv().await else { break };
             let mut throttle = t;
             buf.push(first);
+            // Group commit: gather what arrives within a few milliseconds (each commit is a
+            // transaction and, on SQLite with synchronous=FULL, an fsync).
+            let window = tokio::time::Instant::now() + Duration::from_millis(GROUP_COMMIT_MS);
             while buf.len() < 500 {
-                match rx.try_recv() {
-                    Ok((r, t)) => {
+                match tokio::time::timeout_at(window, rx.recv()).await {
+                    Ok(Some((r, t))) => {
                         buf.push(r);
                         if t.is_some() {
                             throttle = t;
                         }
                     }
-                    Err(_) => break,
+                    _ => break,
                 }
             }
             // Released deliveries go back after the relay's back-off, not at once.
@@ -561,7 +697,11 @@ impl WaveRuntime {
             }
             let mut wait = Duration::from_millis(100);
             loop {
-                match self.store.record_deliveries(&buf, &self.relay.key, backoff.clone(), Utc::now()).await {
+                let recorded = {
+                    let _turn = self.db_turn.lock().await;
+                    self.store.record_deliveries(&buf, &self.relay.key, backoff.clone(), Utc::now()).await
+                };
+                match recorded {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, n = buf.len(), "cannot record delivery outcomes; retrying");

@@ -352,7 +352,8 @@ fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Chi
 /// Returns how many recipients got a second copy.
 async fn crash_and_resume(failpoint: &str) -> usize {
     let sink = SmtpSink::start(0).await;
-    // One session and small claims: the in-flight bound is the claim size (4).
+    // One session and small claims: at most 2 × batch_size (8) deliveries are claimed and
+    // unrecorded at any time; only those can go twice.
     let (_dir, cfg, s) = binary_setup(&sink, "batch_size = 4\nclaim_lease_secs = 1").await;
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pool_size = 2", "pool_size = 1")).unwrap();
     let (owner, camp) = campaign(&s).await;
@@ -381,7 +382,7 @@ async fn crash_and_resume(failpoint: &str) -> usize {
     }
     assert_eq!(got.len(), 12);
     let dups: usize = got.values().map(|n| n - 1).sum();
-    assert!(dups <= 4, "duplicates only within the in-flight bound: {got:?}");
+    assert!(dups <= 8, "duplicates only within the in-flight bound: {got:?}");
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status();
     let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("stops on SIGTERM").unwrap();
     assert!(st.success());
@@ -428,7 +429,7 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
     let rt = inflow::waves::WaveRuntime::new(
         s.clone(),
-        inflow::waves::Relay::from_config(&appcfg.smtp).unwrap(),
+        inflow::waves::Relay::from_config(&appcfg.smtp).unwrap().unwrap(),
         inflow::waves::WaveSettings::from_config(&appcfg),
         "test",
         inflow::waves::link_signer(&appcfg, &s).await.unwrap(),

@@ -23,6 +23,11 @@ class Sink:
         self.n = 0
         self.seen = {}
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # Offer RFC 2920 pipelining as Postfix does (aiosmtpd reads pipelined commands in order).
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         a = address.lower()
         self.seen[a] = self.seen.get(a, 0) + 1
