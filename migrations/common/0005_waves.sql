@@ -1,7 +1,9 @@
 -- Campaign e-mail waves (DOMAIN §4.4, §4.5). `wave` is the daemon's schedule and books for
 -- one e-mail campaign activity; `wave_delivery` is one row per (wave, normalised address),
--- written with its Message-ID and tracking token before any SMTP attempt (DESIGN rule 3);
--- its id is the id of the outbound e-mail activity the IMAP ingest correlates replies to.
+-- written at the wave's start with its Message-ID, tracking token and subject (DESIGN rule
+-- 3); its id is the id of the outbound e-mail activity, which the claim that first hands
+-- the delivery to a sender creates (`has_activity`), so the activity too exists before any
+-- SMTP attempt, and the IMAP ingest correlates replies to it.
 CREATE TABLE wave (
     activityid TEXT PRIMARY KEY REFERENCES campaignactivity(activityid),
     state TEXT NOT NULL CHECK (state IN ('scheduled', 'sending', 'paused', 'completed', 'canceled', 'aborted')),
@@ -37,6 +39,8 @@ CREATE TABLE wave_delivery (
     message_id TEXT NOT NULL,
     token TEXT NOT NULL,
     vars TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    has_activity BOOLEAN NOT NULL DEFAULT FALSE,
     state TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'canceled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,
