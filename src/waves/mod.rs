@@ -19,8 +19,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use lettre::Address;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
@@ -416,7 +416,7 @@ impl WaveRuntime {
 
     /// Renders and builds one wave message: personalised subject/text/HTML, our Message-ID,
     /// X-header and token, List-Unsubscribe (https + mailto) with One-Click (RFC 8058).
-    pub fn build(&self, wave: &WaveRow, t: &Templates, d: &ClaimedDelivery, test: bool) -> Result<Built, String> {
+    pub fn build(&self, wave: &WaveRow, t: &Templates, d: &ClaimedDelivery, test: bool, eightbit: bool) -> Result<Built, String> {
         let url = if test { format!("{}/u/test", self.s.base_url) } else { self.unsubscribe_url(d.id) };
         let mut vars = d.vars.clone();
         vars.insert("unsubscribe_url".into(), url.clone().into());
@@ -445,11 +445,15 @@ impl WaveRuntime {
         b = b
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()));
+        let part = |ctype: ContentType, body: String| {
+            let body = if eightbit { Body::new_with_encoding(body, ContentTransferEncoding::EightBit).unwrap_or_else(|raw| Body::new(String::from_utf8_lossy(&raw).into_owned())) } else { Body::new(body) };
+            SinglePart::builder().header(ctype).body(body)
+        };
         let msg = if t.has_html {
             let html = t.render("body.html", &vars)?;
-            b.multipart(MultiPart::alternative_plain_html(text, html))
+            b.multipart(MultiPart::alternative().singlepart(part(ContentType::TEXT_PLAIN, text)).singlepart(part(ContentType::TEXT_HTML, html)))
         } else {
-            b.singlepart(SinglePart::plain(text))
+            b.singlepart(part(ContentType::TEXT_PLAIN, text))
         }
         .map_err(|e| e.to_string())?;
         let envelope_from: Address = match &self.s.bounce_address {
@@ -476,7 +480,7 @@ impl WaveRuntime {
             attempts: 0,
             subject: String::new(),
         };
-        let built = self.build(&row, &t, &d, true).map_err(|e| anyhow::anyhow!(e))?;
+        let built = self.build(&row, &t, &d, true, false).map_err(|e| anyhow::anyhow!(e))?;
         let mut conn = self.relay.connect().await.map_err(|e| anyhow::anyhow!(e))?;
         transact(&mut conn, false, &built.from, &built.to, &built.bytes).await.map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
         let _ = conn.quit().await;
@@ -607,10 +611,6 @@ impl WaveRuntime {
     async fn deliver(&self, job: &Job, conn: &mut Option<(AsyncSmtpConnection, bool)>) -> (DeliveryOutcome, Option<String>) {
         let now = Utc::now();
         let (wave, templates) = (&job.wave.0, &job.wave.1);
-        let built = match self.build(wave, templates, &job.d, false) {
-            Ok(b) => b,
-            Err(e) => return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None),
-        };
         if conn.as_ref().is_none_or(|(c, _)| c.has_broken()) {
             *conn = None;
             match tokio::time::timeout(self.relay.timeout, self.relay.connect()).await {
@@ -626,6 +626,13 @@ impl WaveRuntime {
             }
         }
         let (c, pipelining) = conn.as_mut().expect("connected above");
+        // 8-bit bodies where the relay takes them (RFC 6152): no quoted-printable for
+        // Cyrillic text, which would triple its size.
+        let eightbit = c.server_info().supports_feature(Extension::EightBitMime);
+        let built = match self.build(wave, templates, &job.d, false, eightbit) {
+            Ok(b) => b,
+            Err(e) => return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None),
+        };
         failpoint("wave-before-smtp", ATTEMPTED.fetch_add(1, Ordering::SeqCst) + 1);
         let res = tokio::time::timeout(self.relay.timeout, transact(c, *pipelining, &built.from, &built.to, &built.bytes)).await;
         let (stage, err) = match res {
