@@ -67,6 +67,50 @@ impl Templates {
     }
 }
 
+/// Longest line (octets) a flowed text part keeps before a soft break.
+const FLOW_WIDTH: usize = 76;
+
+/// RFC 3676 format=flowed: lines longer than `FLOW_WIDTH` octets are broken after a space
+/// (the space stays at the end: a soft break a reader rejoins); hard line ends lose their
+/// trailing spaces; lines starting with a space, "From " or ">" are space-stuffed.
+pub fn flowed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 64);
+    for raw in text.split('\n') {
+        let line = raw.trim_end_matches(['\r', ' ']);
+        let mut rest = line;
+        loop {
+            // Every line written (a continuation too) is space-stuffed when it needs it.
+            if rest.starts_with(' ') || rest.starts_with("From ") || rest.starts_with('>') {
+                out.push(' ');
+            }
+            if rest.len() <= FLOW_WIDTH {
+                out.push_str(rest);
+                out.push('\n');
+                break;
+            }
+            // The last space at or before the width; else the first one after it.
+            let b = rest.floor_char_boundary(FLOW_WIDTH);
+            let cut = rest[..b].rfind(' ').filter(|&i| i > 0).or_else(|| rest[b..].find(' ').map(|i| i + b));
+            match cut {
+                Some(i) => {
+                    out.push_str(&rest[..=i]);
+                    out.push('\n');
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    out.push_str(rest);
+                    out.push('\n');
+                    break;
+                }
+            }
+        }
+    }
+    if !text.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
 /// Signs and checks unsubscribe tokens: `<delivery id hex>.<HMAC-SHA256, 128 bits, base64url>`.
 #[derive(Clone)]
 pub struct LinkSigner {
@@ -446,14 +490,27 @@ impl WaveRuntime {
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()));
         let part = |ctype: ContentType, body: String| {
-            let body = if eightbit { Body::new_with_encoding(body, ContentTransferEncoding::EightBit).unwrap_or_else(|raw| Body::new(String::from_utf8_lossy(&raw).into_owned())) } else { Body::new(body) };
+            let body = if eightbit {
+                Body::new_with_encoding(body, ContentTransferEncoding::EightBit).unwrap_or_else(|raw| match String::from_utf8(raw) {
+                    Ok(s) => Body::new(s),
+                    Err(e) => Body::new(e.into_bytes()),
+                })
+            } else {
+                Body::new(body)
+            };
             SinglePart::builder().header(ctype).body(body)
+        };
+        // Long paragraphs go as format=flowed (RFC 3676) so the text part can stay 8-bit.
+        let (text_type, text) = if eightbit && text.lines().any(|l| l.len() > FLOW_WIDTH) {
+            (ContentType::parse("text/plain; charset=utf-8; format=flowed").map_err(|e| e.to_string())?, flowed(&text))
+        } else {
+            (ContentType::TEXT_PLAIN, text)
         };
         let msg = if t.has_html {
             let html = t.render("body.html", &vars)?;
-            b.multipart(MultiPart::alternative().singlepart(part(ContentType::TEXT_PLAIN, text)).singlepart(part(ContentType::TEXT_HTML, html)))
+            b.multipart(MultiPart::alternative().singlepart(part(text_type, text)).singlepart(part(ContentType::TEXT_HTML, html)))
         } else {
-            b.singlepart(part(ContentType::TEXT_PLAIN, text))
+            b.singlepart(part(text_type, text))
         }
         .map_err(|e| e.to_string())?;
         let envelope_from: Address = match &self.s.bounce_address {
@@ -747,6 +804,22 @@ pub async fn link_signer(cfg: &Config, store: &Store) -> anyhow::Result<LinkSign
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flowed_text_breaks_long_lines_softly_and_keeps_short_ones() {
+        let long = "Здравствуйте, Анна! ".repeat(10);
+        let f = flowed(&format!("{long}\nshort line  \nFrom here\n>quoted"));
+        let lines: Vec<&str> = f.split('\n').collect();
+        assert!(lines.iter().all(|l| l.len() <= FLOW_WIDTH + 1), "{f}");
+        // Soft breaks end with a space; joining them gives the paragraph back.
+        let para: String = lines.iter().take_while(|l| l.ends_with(' ')).copied().collect::<Vec<_>>().concat();
+        let last = lines[lines.iter().take_while(|l| l.ends_with(' ')).count()];
+        assert_eq!(format!("{para}{last}"), long.trim_end());
+        assert!(f.contains("\nshort line\n"), "hard line ends lose trailing spaces");
+        assert!(f.contains("\n From here\n") && f.ends_with("\n >quoted"), "space-stuffing: {f}");
+        let word = "x".repeat(100);
+        assert_eq!(flowed(&word), word, "an unbreakable word stays whole");
+    }
 
     #[test]
     fn unsubscribe_tokens_are_signed_and_checked() {
