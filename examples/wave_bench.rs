@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
 
     let relay = inflow::waves::Relay::from_config(&cfg.smtp)?.expect("smtp host set");
     let signer = inflow::waves::link_signer(&cfg, &store).await?;
-    let rt = std::sync::Arc::new(inflow::waves::WaveRuntime::new(store.clone(), relay, inflow::waves::WaveSettings::from_config(&cfg), "bench", signer));
+    let rt = std::sync::Arc::new(inflow::waves::WaveRuntime::new(store.clone(), relay, inflow::waves::WaveSettings::from_config(&cfg)?, "bench", signer));
     let token = tokio_util::sync::CancellationToken::new();
     let t0 = Instant::now();
     let task = tokio::spawn(rt.clone().run(token.clone()));

@@ -2,6 +2,7 @@
 # Makes sure the services the test suite talks to are running on this machine:
 #   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite);
 #   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server);
+#   dkimpy for /usr/bin/python3 (tests/support/dkim_verify.py checks DKIM signatures);
 #   Dovecot (dovecot-imapd), which the IMAP tests run in temp dirs of their own.
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
@@ -29,6 +30,14 @@ if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq python3-aiosmtpd >/dev/null
+fi
+
+# dkimpy verifies the DKIM signatures of wave mail (tests/support/dkim_verify.py).
+if ! /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1; then
+  echo "test-services: installing python3-dkim from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-dkim >/dev/null
 fi
 
 # Dovecot for the IMAP tests: the tests start their own instances (tests/it/dovecot.rs);

@@ -192,7 +192,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let signer = crate::waves::link_signer(&cfg, &store).await.context("cannot load the unsubscribe-link key")?;
     let waves = match crate::waves::Relay::from_config(&cfg.smtp)? {
         Some(relay) if cfg.waves.enabled => {
-            let rt = Arc::new(crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(&cfg), &holder, signer.clone()));
+            let rt = Arc::new(crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(&cfg)?, &holder, signer.clone()));
             workers.push(tokio::spawn(rt.clone().run(token.clone())));
             Some(rt)
         }

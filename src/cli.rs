@@ -296,7 +296,7 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
         WaveCommand::TestSend { wave, to, vars } => {
             let relay = crate::waves::Relay::from_config(&cfg.smtp)?.ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
             let signer = crate::waves::link_signer(cfg, &store).await?;
-            let rt = crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(cfg), "cli", signer);
+            let rt = crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(cfg)?, "cli", signer);
             let vars = match vars {
                 Some(v) => match serde_json::from_str(&v)? {
                     serde_json::Value::Object(m) => m,

@@ -460,6 +460,17 @@ pub struct WavesConfig {
     pub bounce_address: Option<String>,
     /// R-OPT-1 [DESIGN]: honour a wave's `donotsendonoptout = false` (send to opted-out members).
     pub allow_optout_override: bool,
+    /// DKIM signing (RFC 6376) of wave mail: the signing domain (`d=`), unset = no signing.
+    pub dkim_domain: Option<String>,
+    /// The selector (`s=`): the key is published at `<selector>._domainkey.<domain>`.
+    pub dkim_selector: Option<String>,
+    /// `rsa` (a PKCS#1 PEM key: `openssl genrsa -traditional 2048`) or `ed25519` (the 32-byte
+    /// seed, base64).
+    pub dkim_algorithm: String,
+    /// File holding the private key.
+    pub dkim_private_key_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub dkim_private_key: Option<String>,
 }
 
 impl Default for WavesConfig {
@@ -481,6 +492,11 @@ impl Default for WavesConfig {
             throttle_backoff_secs: 60,
             bounce_address: None,
             allow_optout_override: false,
+            dkim_domain: None,
+            dkim_selector: None,
+            dkim_algorithm: "rsa".into(),
+            dkim_private_key_file: None,
+            dkim_private_key: None,
         }
     }
 }
@@ -745,6 +761,13 @@ impl Config {
         if self.waves.max_attempts == 0 {
             bad("waves.max_attempts".into(), "must be at least 1".into());
         }
+        let dkim = [self.waves.dkim_domain.is_some(), self.waves.dkim_selector.is_some(), self.waves.dkim_private_key_file.is_some()];
+        if dkim.iter().any(|x| *x) && !dkim.iter().all(|x| *x) {
+            bad("waves.dkim_domain".into(), "DKIM needs dkim_domain, dkim_selector and dkim_private_key_file together".into());
+        }
+        if dkim_algorithm(&self.waves.dkim_algorithm).is_none() {
+            bad("waves.dkim_algorithm".into(), format!("'{}' must be rsa or ed25519", self.waves.dkim_algorithm));
+        }
         if self.waves.batch_size == 0 || self.waves.batch_size > 10_000 {
             bad("waves.batch_size".into(), "must be between 1 and 10000".into());
         }
@@ -849,6 +872,13 @@ impl Config {
         }
         if let Some(p) = read("waves.unsubscribe_secret_file".into(), &self.waves.unsubscribe_secret_file) {
             self.waves.unsubscribe_secret = Some(p);
+        }
+        if let Some(k) = read("waves.dkim_private_key_file".into(), &self.waves.dkim_private_key_file) {
+            match dkim_algorithm(&self.waves.dkim_algorithm).map(|a| lettre::message::dkim::DkimSigningKey::new(&k, a)) {
+                Some(Ok(_)) => self.waves.dkim_private_key = Some(k),
+                Some(Err(e)) => out.push(ConfigProblem { path: "waves.dkim_private_key_file".into(), line: None, message: format!("not a usable {} key: {e:?}", self.waves.dkim_algorithm) }),
+                None => {}
+            }
         }
     }
 
@@ -1206,5 +1236,14 @@ mod example_tests {
         }
         walk(&json, String::new(), &mut missing);
         assert!(missing.is_empty(), "keys not documented in config/inflow.example.toml: {missing:?}");
+    }
+}
+
+/// `waves.dkim_algorithm` → lettre's algorithm.
+pub fn dkim_algorithm(s: &str) -> Option<lettre::message::dkim::DkimSigningAlgorithm> {
+    match s {
+        "rsa" => Some(lettre::message::dkim::DkimSigningAlgorithm::Rsa),
+        "ed25519" => Some(lettre::message::dkim::DkimSigningAlgorithm::Ed25519),
+        _ => None,
     }
 }

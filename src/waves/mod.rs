@@ -330,13 +330,28 @@ pub struct WaveSettings {
     pub mailto: Option<String>,
     pub bounce_address: Option<String>,
     pub allow_optout_override: bool,
+    /// DKIM signing, when configured.
+    pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+}
+
+/// The DKIM settings of `[waves]` (key already read and checked by the config loader).
+fn dkim_config(cfg: &Config) -> anyhow::Result<Option<Arc<lettre::message::dkim::DkimConfig>>> {
+    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningKey};
+    let w = &cfg.waves;
+    let (Some(domain), Some(selector), Some(key)) = (&w.dkim_domain, &w.dkim_selector, &w.dkim_private_key) else { return Ok(None) };
+    let alg = crate::config::dkim_algorithm(&w.dkim_algorithm).ok_or_else(|| anyhow::anyhow!("waves.dkim_algorithm '{}'", w.dkim_algorithm))?;
+    let key = DkimSigningKey::new(key, alg).map_err(|e| anyhow::anyhow!("waves.dkim_private_key_file: {e:?}"))?;
+    let headers = ["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"].map(HeaderName::new_from_ascii_str).to_vec();
+    let canon = DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
+    Ok(Some(Arc::new(DkimConfig::new(selector.clone(), domain.clone(), key, headers, canon))))
 }
 
 impl WaveSettings {
-    pub fn from_config(cfg: &Config) -> WaveSettings {
+    pub fn from_config(cfg: &Config) -> anyhow::Result<WaveSettings> {
         let w = &cfg.waves;
         let from_domain = cfg.smtp.from.as_deref().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_string());
-        WaveSettings {
+        Ok(WaveSettings {
+            dkim: dkim_config(cfg)?,
             batch: w.batch_size.max(1),
             lease: chrono::Duration::seconds(w.claim_lease_secs.max(1) as i64),
             poll: Duration::from_millis(w.poll_interval_ms.max(10)),
@@ -352,7 +367,7 @@ impl WaveSettings {
             mailto: w.unsubscribe_mailto.clone(),
             bounce_address: w.bounce_address.clone(),
             allow_optout_override: w.allow_optout_override,
-        }
+        })
     }
 }
 
@@ -513,6 +528,10 @@ impl WaveRuntime {
             b.singlepart(part(text_type, text))
         }
         .map_err(|e| e.to_string())?;
+        let mut msg = msg;
+        if let Some(d) = &self.s.dkim {
+            msg.sign(d);
+        }
         let envelope_from: Address = match &self.s.bounce_address {
             Some(a) => a.parse().map_err(|e| format!("bounce address: {e}"))?,
             None => from_addr,

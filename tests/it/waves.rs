@@ -433,7 +433,7 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     let rt = inflow::waves::WaveRuntime::new(
         s.clone(),
         inflow::waves::Relay::from_config(&appcfg.smtp).unwrap().unwrap(),
-        inflow::waves::WaveSettings::from_config(&appcfg),
+        inflow::waves::WaveSettings::from_config(&appcfg).unwrap(),
         "test",
         inflow::waves::link_signer(&appcfg, &s).await.unwrap(),
     );
@@ -509,6 +509,45 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
     let origin: Uuid = row.get("originatingactivityid").unwrap();
     assert_eq!(origin.to_string(), sent.headers["x-inflow-activity"], "the response points at the message Anna answered");
     assert_eq!(s.wave_status(w).await.unwrap().responded, 1);
+    app.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wave_mail_is_dkim_signed_over_the_unsubscribe_headers() {
+    let sink = SmtpSink::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.key");
+    let keygen = std::process::Command::new("openssl").args(["genrsa", "-traditional", "-out"]).arg(&key).arg("2048").output().expect("openssl");
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let der = std::process::Command::new("openssl").args(["rsa", "-pubout", "-outform", "DER", "-in"]).arg(&key).output().unwrap();
+    assert!(der.status.success());
+    let public = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der.stdout);
+    let extra = smtp_toml(&sink, &format!("dkim_domain = \"crm.example.com\"\ndkim_selector = \"wave2026\"\ndkim_private_key_file = \"{}\"", key.display()));
+    let app = TestApp::spawn("sqlite", dir, &extra).await;
+    let s = app.store.clone();
+    let (owner, camp) = campaign(&s).await;
+    let c = contact(&s, owner, Some("Анна"), Some("anna@client.example"), |_| {}).await;
+    let l = static_list(&s, owner, &[c]).await;
+    let w = wave(&s, owner, camp, &[l], "DKIM").await;
+    inflow::waves::schedule(&s, &schedule(w, now(), None), now()).await.unwrap();
+    wait_state(&s, w, "completed").await;
+    let (_, raw) = sink.messages().pop().unwrap();
+    let p = parse("anna@client.example", &raw);
+    let sig = &p.headers["dkim-signature"];
+    assert!(sig.contains("d=crm.example.com") && sig.contains("s=wave2026"), "{sig}");
+    assert!(sig.to_ascii_lowercase().contains("list-unsubscribe-post"), "the one-click header is signed: {sig}");
+    let verify = |raw: &str| {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), raw).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/dkim_verify.py");
+        let out = std::process::Command::new("/usr/bin/python3").arg(script).arg(f.path()).args(["wave2026", "crm.example.com", &public]).output().expect("python3 with dkimpy (scripts/test-services.sh)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(verify(&raw), "pass", "dkimpy verifies the signature with the published key");
+    let tampered = raw.replacen("List-Unsubscribe: <https://crm.acme.ru/u/", "List-Unsubscribe: <https://evil.example/u/", 1);
+    assert_ne!(tampered, raw);
+    assert_eq!(verify(&tampered), "fail", "a changed unsubscribe link breaks the signature");
     app.stop().await;
     sink.stop().await;
 }
