@@ -9,7 +9,7 @@ use inflow::crm::EntityKind;
 use inflow::store::{NotificationClaim, RecordExt, Store};
 use uuid::Uuid;
 
-use crate::helpers::{SmtpSink, TestApp, add_user, now};
+use crate::helpers::{SmtpSink, TestApp, add_user, now, poll_until};
 
 /// Decodes a quoted-printable or 8bit text body enough to search it.
 fn body(raw: &str) -> String {
@@ -190,6 +190,13 @@ async fn transient_smtp_failure_is_retried_and_a_crash_after_claiming_loses_noth
     assert_eq!((r.requeued, r.claimed), (1, 0), "{r:?}");
     let msgs = smtp.wait_for(2).await;
     assert!(body(&msgs[1].1).contains("Claimed before the crash"));
+    // The server has the message; the job marks its rows sent right after (a scan in
+    // between would rightly see them pending).
+    poll_until("the digest recorded as sent", || {
+        let s = app.store.clone();
+        async move { s.stale_digests(t0 + Duration::hours(6)).await.unwrap().is_empty() }
+    })
+    .await;
     assert_eq!(rt.scan(t0 + Duration::hours(6)).await.unwrap().requeued, 0, "sent rows are not requeued");
     let _ = a;
     app.stop().await;
