@@ -452,6 +452,8 @@ pub struct WavesConfig {
     pub claim_lease_secs: u64,
     /// How often an idle sender looks for due waves and deliveries.
     pub poll_interval_ms: u64,
+    /// Recipients written per expansion transaction (sending starts after the first).
+    pub expansion_chunk: usize,
     /// Longest wait between retries of one recipient.
     pub max_retry_delay_secs: u64,
     /// First back-off of the whole relay after a throttling reply (doubles while they repeat).
@@ -488,6 +490,7 @@ impl Default for WavesConfig {
             batch_size: 100,
             claim_lease_secs: 120,
             poll_interval_ms: 1000,
+            expansion_chunk: 1000,
             max_retry_delay_secs: 3600,
             throttle_backoff_secs: 60,
             bounce_address: None,
@@ -770,6 +773,9 @@ impl Config {
         }
         if self.waves.batch_size == 0 || self.waves.batch_size > 10_000 {
             bad("waves.batch_size".into(), "must be between 1 and 10000".into());
+        }
+        if self.waves.expansion_chunk == 0 {
+            bad("waves.expansion_chunk".into(), "must be at least 1".into());
         }
         if self.waves.claim_lease_secs < 1 {
             bad("waves.claim_lease_secs".into(), "must be at least 1".into());

@@ -21,6 +21,9 @@ CREATE TABLE wave (
     bulkoperationid TEXT,
     targeted INTEGER,
     excluded TEXT,
+    -- Every delivery row is written; until then `expand_until` is the expanding daemon's lease.
+    expanded BOOLEAN NOT NULL DEFAULT FALSE,
+    expand_until BIGINT,
     error TEXT,
     started_at BIGINT,
     finished_at BIGINT,

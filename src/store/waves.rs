@@ -69,6 +69,12 @@ pub struct ExpandOptions<'a> {
     pub allow_optout_override: bool,
     /// Renders the personalised subject of one recipient (stored on its e-mail activity).
     pub subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync),
+    /// Recipients per expansion transaction.
+    pub chunk: usize,
+    /// How long an expansion may go without progress before another daemon resumes it.
+    pub lease: Duration,
+    /// Called after each committed expansion chunk with its number (crash tests).
+    pub after_chunk: &'a (dyn Fn(usize) + Sync),
 }
 
 /// The result of starting one due wave.
@@ -371,32 +377,17 @@ impl Store {
         Ok(out)
     }
 
-    /// R-WV-2..4: freezes the member set of one wave into deliveries and e-mail activities.
-    async fn start_wave(&self, id: Uuid, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Option<StartOutcome>> {
-        let mut tx = self.db.begin().await?;
-        let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        let wave = wave_in(&mut tx, id).await?;
-        let mut ca: CampaignActivity = load(&mut tx, id).await?;
-        let today = now.with_timezone(&opts.tz).date_naive();
-        if let Err(e) = self.check_preconditions(&mut tx, &ca).await {
-            drop(tx);
-            let reason = e.to_string();
-            self.abort_wave(id, &reason, now).await?;
-            return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
-        }
-        // R-WV-2: the union of the target lists' members, evaluated now.
-        let lists = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![id.into()]).await?;
+    /// R-WV-2 / R-WV-3: the member set of a wave evaluated at `now`.
+    async fn plan_wave(&self, tx: &mut Tx, wave: &WaveRow, ca: &CampaignActivity, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<crate::crm::waves::Expansion> {
+        let lists = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![wave.activity_id.into()]).await?;
         let mut members = Vec::new();
         for l in lists {
-            members.extend(list_member_facts(&mut tx, l.get("listid")?, now).await?);
+            members.extend(list_member_facts(tx, l.get("listid")?, now).await?);
         }
         let rules = self.norm.email_rules.clone();
         let normalize = |e: &str| EmailAddress::parse_with(e, &rules).ok().map(|a| a.as_str().to_string());
         let all_addresses: Vec<String> = members.iter().flat_map(|m| m.emails.iter().flatten()).filter_map(|e| normalize(e)).collect::<HashSet<_>>().into_iter().collect();
-        let suppressed = suppressed_among(&mut tx, &all_addresses).await?;
+        let suppressed = suppressed_among(tx, &all_addresses).await?;
         let mut responded = HashSet::new();
         if let Some(prev) = wave.schedule.skip_responders_of {
             for r in tx.fetch_all("SELECT customerid, emailaddress FROM campaignresponse WHERE campaignactivityid = $1", vec![prev.into()]).await? {
@@ -412,9 +403,96 @@ impl Store {
             skip_opted_out: ca.donotsendonoptout || !opts.allow_optout_override,
             ignore_inactive: ca.ignoreinactivelistmembers,
             exclude_days: ca.excludeifcontactedinxdays,
-            today,
+            today: now.with_timezone(&opts.tz).date_naive(),
         };
-        let plan = plan_recipients(members, &settings, normalize, &suppressed, &responded);
+        Ok(plan_recipients(members, &settings, normalize, &suppressed, &responded))
+    }
+
+    /// R-WV-4: delivery rows (Message-ID, token, personalised subject) for recipients.
+    fn delivery_rows(wave: &WaveRow, recipients: &[crate::crm::waves::Recipient], now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<Vec<Value>>> {
+        let mut rows = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            // Time-ordered ids: a wave's rows sit together in the B-trees, so claiming and
+            // recording a batch rewrites a few pages rather than one page per message.
+            let did = Uuid::now_v7();
+            let message_id = format!("{}@{}", did.simple(), opts.message_id_domain);
+            let token = token_for(did);
+            let subject: String = (opts.subject)(wave, &r.vars).map_err(|e| RuleError::new("R-WV-4", "template_error", format!("the subject cannot be rendered: {e}")))?.chars().take(200).collect();
+            let mut vars = r.vars.clone();
+            vars.insert("email".into(), serde_json::Value::String(r.written.clone()));
+            rows.push(vec![
+                did.into(),
+                wave.activity_id.into(),
+                r.address.clone().into(),
+                r.written.clone().into(),
+                r.id.into(),
+                r.kind.into(),
+                message_id.into(),
+                token.into(),
+                serde_json::Value::Object(vars).to_string().into(),
+                subject.into(),
+                "pending".into(),
+                0i32.into(),
+                now.into(),
+            ]);
+        }
+        Ok(rows)
+    }
+
+    async fn insert_deliveries(tx: &mut Tx, rows: &[Vec<Value>]) -> Result<()> {
+        insert_rows(
+            tx,
+            "wave_delivery (id, wave_id, address, written, member_id, member_type, message_id, token, vars, subject, state, attempts, next_attempt_at)",
+            rows,
+            " ON CONFLICT (wave_id, address) DO NOTHING",
+        )
+        .await
+    }
+
+    /// Writes `chunks` of a wave's recipients, one transaction each, while the wave is still
+    /// sending or paused (a cancel stops it); the last one marks the wave expanded. Each
+    /// transaction renews the expansion lease, so another daemon resumes only a dead one.
+    async fn expand_chunks(&self, wave: &WaveRow, chunks: &[&[crate::crm::waves::Recipient]], first_index: usize, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<bool> {
+        for (i, chunk) in chunks.iter().enumerate() {
+            let rows = Self::delivery_rows(wave, chunk, now, opts)?;
+            let last = i + 1 == chunks.len();
+            let mut tx = self.db.begin().await?;
+            let n = tx
+                .execute(
+                    "UPDATE wave SET expand_until = $2, expanded = $3, updated_at = $4 WHERE activityid = $1 AND expanded = FALSE AND state IN ('sending', 'paused')",
+                    vec![wave.activity_id.into(), (Utc::now() + opts.lease).into(), last.into(), now.into()],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            Self::insert_deliveries(&mut tx, &rows).await?;
+            tx.commit().await?;
+            (opts.after_chunk)(first_index + i + 1);
+        }
+        Ok(true)
+    }
+
+    /// R-WV-2..4: freezes the member set of one wave (targeted, excluded by reason, the
+    /// run) in one transaction with its first `opts.chunk` deliveries; the rest follow in
+    /// transactions of that size, so a big list neither holds the write lock for long nor
+    /// waits to start sending.
+    async fn start_wave(&self, id: Uuid, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Option<StartOutcome>> {
+        let mut tx = self.db.begin().await?;
+        let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let wave = wave_in(&mut tx, id).await?;
+        let mut ca: CampaignActivity = load(&mut tx, id).await?;
+        let today = now.with_timezone(&opts.tz).date_naive();
+        if let Err(e) = self.check_preconditions(&mut tx, &ca).await {
+            drop(tx);
+            let reason = e.to_string();
+            self.abort_wave(id, &reason, now).await?;
+            return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
+        }
+        let plan = self.plan_wave(&mut tx, &wave, &ca, now, opts).await?;
         // The run (R-WV-5): bulkoperation 4 Distribute, In Progress.
         let run = BulkOperation {
             activityid: Uuid::new_v4(),
@@ -431,48 +509,21 @@ impl Store {
         .stamped(wave.owner, EntityKind::Systemuser, now, None);
         let run = BulkOperation { statuscode: 2, ..run };
         insert(&mut tx, self, &run).await?;
-        // R-WV-4: one delivery row per recipient, before any send (its e-mail activity is
-        // created by the claim that first hands it to a sender, also before the send);
-        // built and written a thousand at a time so memory stays flat for big lists.
-        for chunk in plan.recipients.chunks(1000) {
-            let mut deliveries = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                // Time-ordered ids: a wave's rows sit together in the B-trees, so claiming and
-                // recording a batch rewrites a few pages rather than one page per message.
-                let did = Uuid::now_v7();
-                let message_id = format!("{}@{}", did.simple(), opts.message_id_domain);
-                let token = token_for(did);
-                let subject: String = (opts.subject)(&wave, &r.vars).map_err(|e| RuleError::new("R-WV-4", "template_error", format!("the subject cannot be rendered: {e}")))?.chars().take(200).collect();
-                let mut vars = r.vars.clone();
-                vars.insert("email".into(), serde_json::Value::String(r.written.clone()));
-                deliveries.push(vec![
-                    did.into(),
-                    id.into(),
-                    r.address.clone().into(),
-                    r.written.clone().into(),
-                    r.id.into(),
-                    r.kind.into(),
-                    message_id.into(),
-                    token.into(),
-                    serde_json::Value::Object(vars).to_string().into(),
-                    subject.into(),
-                    "pending".into(),
-                    0i32.into(),
-                    now.into(),
-                ]);
-            }
-            insert_rows(
-                &mut tx,
-                "wave_delivery (id, wave_id, address, written, member_id, member_type, message_id, token, vars, subject, state, attempts, next_attempt_at)",
-                &deliveries,
-                " ON CONFLICT (wave_id, address) DO NOTHING",
-            )
-            .await?;
-        }
+        let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
+        let first = chunks.first().copied().unwrap_or(&[]);
+        Self::insert_deliveries(&mut tx, &Self::delivery_rows(&wave, first, now, opts)?).await?;
         let excluded: BTreeMap<&str, usize> = plan.excluded.clone();
         tx.execute(
-            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5 WHERE activityid = $1",
-            vec![id.into(), run.activityid.into(), (plan.targeted as i64).into(), serde_json::to_string(&excluded).map_err(StoreError::decode)?.into(), now.into()],
+            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until = $6, expanded = $7 WHERE activityid = $1",
+            vec![
+                id.into(),
+                run.activityid.into(),
+                (plan.targeted as i64).into(),
+                serde_json::to_string(&excluded).map_err(StoreError::decode)?.into(),
+                now.into(),
+                (Utc::now() + opts.lease).into(),
+                (chunks.len() <= 1).into(),
+            ],
         )
         .await?;
         // R-WV-5: the campaign activity is In Progress from its actual start.
@@ -480,9 +531,48 @@ impl Store {
         ca.actualstart = Some(today);
         ca.modifiedon = now;
         super::records::update(&mut tx, self, &ca).await?;
-        let n = plan.recipients.len();
         tx.commit().await?;
-        Ok(Some(StartOutcome::Started { wave: id, recipients: n }))
+        if chunks.len() > 1 {
+            (opts.after_chunk)(1);
+            self.expand_chunks(&wave, &chunks[1..], 1, now, opts).await?;
+        }
+        Ok(Some(StartOutcome::Started { wave: id, recipients: plan.recipients.len() }))
+    }
+
+    /// Finishes expansions whose daemon died (their lease ended): the member set is
+    /// evaluated again and only the missing deliveries are added (one per address, as ever).
+    pub async fn resume_expansions(&self, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<Uuid>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all("SELECT activityid FROM wave WHERE state IN ('sending', 'paused') AND expanded = FALSE AND expand_until < $1", vec![now.into()])
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: Uuid = r.get("activityid")?;
+            let mut tx = self.db.begin().await?;
+            let n = tx
+                .execute(
+                    "UPDATE wave SET expand_until = $3 WHERE activityid = $1 AND expanded = FALSE AND expand_until < $2 AND state IN ('sending', 'paused')",
+                    vec![id.into(), now.into(), (Utc::now() + opts.lease).into()],
+                )
+                .await?;
+            if n == 0 {
+                continue;
+            }
+            let wave = wave_in(&mut tx, id).await?;
+            let ca: CampaignActivity = load(&mut tx, id).await?;
+            let plan = self.plan_wave(&mut tx, &wave, &ca, now, opts).await?;
+            tx.commit().await?;
+            let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
+            if chunks.is_empty() {
+                self.db.clone().execute("UPDATE wave SET expanded = TRUE WHERE activityid = $1", vec![id.into()]).await?;
+            } else {
+                self.expand_chunks(&wave, &chunks, 0, now, opts).await?;
+            }
+            out.push(id);
+        }
+        Ok(out)
     }
 
     /// Claims up to `want` due deliveries of sending waves for `holder` until `now + lease`,
@@ -765,7 +855,7 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                "SELECT w.activityid FROM wave w WHERE w.state = 'sending' AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = w.activityid AND d.state IN ('pending', 'sending'))",
+                "SELECT w.activityid FROM wave w WHERE w.state = 'sending' AND w.expanded = TRUE AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = w.activityid AND d.state IN ('pending', 'sending'))",
                 vec![],
             )
             .await?;
@@ -776,7 +866,7 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
-                    "UPDATE wave SET state = 'completed', finished_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'sending' \
+                    "UPDATE wave SET state = 'completed', finished_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'sending' AND expanded = TRUE \
                      AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = $1 AND d.state IN ('pending', 'sending'))",
                     vec![id.into(), now.into()],
                 )

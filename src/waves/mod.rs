@@ -324,6 +324,7 @@ pub struct WaveSettings {
     pub retry_max: Duration,
     pub throttle_backoff: Duration,
     pub pool: usize,
+    pub expansion_chunk: usize,
     pub tz: chrono_tz::Tz,
     pub message_id_domain: String,
     pub base_url: String,
@@ -361,6 +362,7 @@ impl WaveSettings {
             retry_max: Duration::from_secs(w.max_retry_delay_secs.max(1)),
             throttle_backoff: Duration::from_secs(w.throttle_backoff_secs.max(1)),
             pool: (cfg.smtp.pool_size as usize).max(1),
+            expansion_chunk: w.expansion_chunk.max(1),
             tz: cfg.tz(),
             message_id_domain: w.message_id_domain.clone().or(from_domain).unwrap_or_else(|| "localhost".into()),
             base_url: cfg.org.public_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.http.listen)).trim_end_matches('/').to_string(),
@@ -380,7 +382,8 @@ static ATTEMPTED: AtomicUsize = AtomicUsize::new(0);
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 
 /// `INFLOW_FAILPOINT=wave-before-smtp:N` aborts the process before the N-th SMTP attempt;
-/// `wave-after-smtp:N` right after the relay accepted the N-th message, before its commit.
+/// `wave-after-smtp:N` right after the relay accepted the N-th message, before its commit;
+/// `wave-mid-expansion:N` right after the N-th expansion chunk committed.
 fn failpoint(name: &str, n: usize) {
     if let Ok(v) = std::env::var("INFLOW_FAILPOINT") {
         if let Some((p, at)) = v.split_once(':') {
@@ -430,10 +433,19 @@ impl WaveRuntime {
     }
 
     fn expand_options<'a>(&self, subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync)) -> ExpandOptions<'a> {
-        ExpandOptions { tz: self.s.tz, message_id_domain: self.s.message_id_domain.clone(), allow_optout_override: self.s.allow_optout_override, subject }
+        ExpandOptions {
+            tz: self.s.tz,
+            message_id_domain: self.s.message_id_domain.clone(),
+            allow_optout_override: self.s.allow_optout_override,
+            subject,
+            chunk: self.s.expansion_chunk,
+            lease: self.s.lease,
+            after_chunk: &|n| failpoint("wave-mid-expansion", n),
+        }
     }
 
-    /// Starts due waves and completes finished ones (each daemon may do it: the state
+    /// Starts due waves, resumes expansions a dead daemon left, and completes finished
+    /// waves (each daemon may do it: the state
     /// changes are conditional, so a wave starts and completes once).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         // Compiled once per wave, not once per recipient.
@@ -452,8 +464,12 @@ impl WaveRuntime {
             };
             t.subject(vars)
         };
-        for o in self.store.start_due_waves(now, &self.expand_options(&render)).await? {
+        let opts = self.expand_options(&render);
+        for o in self.store.start_due_waves(now, &opts).await? {
             tracing::info!(outcome = ?o, "wave start");
+        }
+        for w in self.store.resume_expansions(now, &opts).await? {
+            tracing::info!(wave = %w, "wave expansion resumed");
         }
         for w in self.store.finish_waves(now, self.s.tz).await? {
             tracing::info!(wave = %w, "wave completed");
@@ -577,19 +593,31 @@ impl WaveRuntime {
         drop(res_tx);
         let recorder = tokio::spawn(self.clone().recorder(res_rx, inflight.clone(), notify.clone()));
         let max_inflight = self.s.batch * 2;
-        let mut last_tick = tokio::time::Instant::now() - self.s.poll;
+        // Starting (expanding) and completing waves runs beside the claims, so a big wave
+        // starts sending after its first expansion chunk.
+        let scanner = {
+            let rt = self.clone();
+            let token = token.clone();
+            let notify = notify.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = rt.tick(Utc::now()).await {
+                        tracing::warn!(error = %e, "wave scan failed; retrying");
+                    }
+                    notify.notify_one();
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(rt.s.poll) => {}
+                    }
+                }
+            })
+        };
         let mut trouble = false;
         loop {
             if token.is_cancelled() {
                 break;
             }
             let now = Utc::now();
-            if last_tick.elapsed() >= self.s.poll {
-                last_tick = tokio::time::Instant::now();
-                if let Err(e) = self.tick(now).await {
-                    tracing::warn!(error = %e, "wave scan failed; retrying");
-                }
-            }
             // Claim in big batches (each claim is a transaction): only once half a batch of
             // room is free, or when nothing is in flight at all.
             let busy = inflight.load(Ordering::Acquire);
@@ -650,6 +678,7 @@ impl WaveRuntime {
             }
         }
         drop(job_tx);
+        let _ = scanner.await;
         for s in senders {
             let _ = s.await;
         }

@@ -356,8 +356,8 @@ fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Chi
 async fn crash_and_resume(failpoint: &str) -> usize {
     let sink = SmtpSink::start(0).await;
     // One session and small claims: at most 2 × batch_size (8) deliveries are claimed and
-    // unrecorded at any time; only those can go twice.
-    let (_dir, cfg, s) = binary_setup(&sink, "batch_size = 4\nclaim_lease_secs = 1").await;
+    // unrecorded at any time; only those can go twice. Expansion in chunks of 5 (3 chunks).
+    let (_dir, cfg, s) = binary_setup(&sink, "batch_size = 4\nclaim_lease_secs = 1\nexpansion_chunk = 5").await;
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("pool_size = 2", "pool_size = 1")).unwrap();
     let (owner, camp) = campaign(&s).await;
     let mut ids = Vec::new();
@@ -376,6 +376,8 @@ async fn crash_and_resume(failpoint: &str) -> usize {
     let mut child = daemon(&cfg, None);
     let st = wait_state(&s, w, "completed").await;
     assert_eq!((st.sent, st.failed), (12, 0));
+    assert_eq!(st.wave.targeted, Some(12));
+    assert_eq!(s.wave_deliveries(w).await.unwrap().len(), 12, "one delivery per recipient, however the expansion went");
     let mut got: BTreeMap<String, usize> = BTreeMap::new();
     for (r, _) in sink.messages() {
         *got.entry(r.trim().to_lowercase()).or_default() += 1;
@@ -399,6 +401,13 @@ async fn crash_before_smtp_skips_nobody() {
     // The message at the failpoint was never handed to the relay; only earlier messages whose
     // acceptance was not yet committed can go twice (checked against the bound inside).
     crash_and_resume("wave-before-smtp:5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_expansion_is_resumed_by_the_next_daemon() {
+    // The first of three expansion chunks is committed (and may already be sending) when
+    // the daemon dies; the restarted one takes the expansion over once its lease ends.
+    crash_and_resume("wave-mid-expansion:1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
