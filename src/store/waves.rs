@@ -75,6 +75,9 @@ pub struct ExpandOptions<'a> {
     pub lease: Duration,
     /// Called after each committed expansion chunk with its number (crash tests).
     pub after_chunk: &'a (dyn Fn(usize) + Sync),
+    /// Held around each expansion transaction: the caller's other writers take it too, so
+    /// on SQLite they queue here instead of sleeping in SQLite's busy handler.
+    pub turn: Option<&'a tokio::sync::Mutex<()>>,
 }
 
 /// The result of starting one due wave.
@@ -456,6 +459,10 @@ impl Store {
         for (i, chunk) in chunks.iter().enumerate() {
             let rows = Self::delivery_rows(wave, chunk, now, opts)?;
             let last = i + 1 == chunks.len();
+            let _turn = match opts.turn {
+                Some(t) => Some(t.lock().await),
+                None => None,
+            };
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
@@ -478,6 +485,10 @@ impl Store {
     /// transactions of that size, so a big list neither holds the write lock for long nor
     /// waits to start sending.
     async fn start_wave(&self, id: Uuid, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Option<StartOutcome>> {
+        let turn = match opts.turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
         let mut tx = self.db.begin().await?;
         let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
         if n == 0 {
@@ -532,6 +543,7 @@ impl Store {
         ca.modifiedon = now;
         super::records::update(&mut tx, self, &ca).await?;
         tx.commit().await?;
+        drop(turn);
         if chunks.len() > 1 {
             (opts.after_chunk)(1);
             self.expand_chunks(&wave, &chunks[1..], 1, now, opts).await?;

@@ -432,7 +432,7 @@ impl WaveRuntime {
         format!("{}/u/{}", self.s.base_url, self.signer.token(delivery))
     }
 
-    fn expand_options<'a>(&self, subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync)) -> ExpandOptions<'a> {
+    fn expand_options<'a>(&'a self, subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync)) -> ExpandOptions<'a> {
         ExpandOptions {
             tz: self.s.tz,
             message_id_domain: self.s.message_id_domain.clone(),
@@ -441,6 +441,7 @@ impl WaveRuntime {
             chunk: self.s.expansion_chunk,
             lease: self.s.lease,
             after_chunk: &|n| failpoint("wave-mid-expansion", n),
+            turn: Some(&self.db_turn),
         }
     }
 
