@@ -124,6 +124,16 @@ pub fn inflow_bin() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_inflow"))
 }
 
+/// Runs the real binary on a config file (optionally with `INFLOW_FAILPOINT`); returns the child.
+pub fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(inflow_bin());
+    cmd.arg("--config").arg(cfg).arg("run").stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    if let Some(f) = failpoint {
+        cmd.env("INFLOW_FAILPOINT", f);
+    }
+    cmd.spawn().expect("inflow binary")
+}
+
 /// The real app, started in-process on port 0 against a fresh database.
 pub struct TestApp {
     pub addr: String,

@@ -11,7 +11,7 @@ use inflow::store::{Exec, RecordExt, Store};
 use uuid::Uuid;
 
 use crate::dovecot::{Dovecot, PASSWORD, fixture, inquiry};
-use crate::helpers::{TestApp, add_user, inflow_bin, now, poll_until};
+use crate::helpers::{TestApp, add_user, daemon, inflow_bin, now, poll_until};
 
 /// The outbound wave message the fixtures reply to / bounce (X-header in bounce-postfix-dsn.eml).
 const BOUNCED_ACTIVITY: &str = "6f1c2a9e-4b1d-4c57-9a3e-1f0e8d7c6b5a";
@@ -265,15 +265,6 @@ async fn wrong_password_is_reported_and_restart_recovers() {
     app.stop().await;
 }
 
-/// Runs the real binary on a config file; returns the child.
-fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(inflow_bin());
-    cmd.arg("--config").arg(cfg).arg("run").stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
-    if let Some(f) = failpoint {
-        cmd.env("INFLOW_FAILPOINT", f);
-    }
-    cmd.spawn().expect("inflow binary")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {

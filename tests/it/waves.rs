@@ -7,7 +7,6 @@
 //! campaign response by the IMAP ingest (real Dovecot).
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
 
 use chrono::{DateTime, Duration, Utc};
 use inflow::crm::EntityKind;
@@ -16,7 +15,7 @@ use inflow::store::waves::WaveSchedule;
 use inflow::store::{Exec, RecordExt, Store};
 use uuid::Uuid;
 
-use crate::helpers::{SmtpSink, TestApp, add_user, inflow_bin, now, poll_until};
+use crate::helpers::{SmtpSink, TestApp, add_user, daemon, inflow_bin, now, poll_until};
 
 async fn count(store: &Store, sql: &str, args: Vec<inflow::store::Value>) -> i64 {
     store.db.clone().fetch_one(sql, args).await.unwrap().get("n").unwrap()
@@ -342,14 +341,6 @@ async fn binary_setup(sink: &SmtpSink, waves_extra: &str) -> (tempfile::TempDir,
     (dir, cfg, store)
 }
 
-fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(inflow_bin());
-    cmd.arg("--config").arg(cfg).arg("run").stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
-    if let Some(f) = failpoint {
-        cmd.env("INFLOW_FAILPOINT", f);
-    }
-    cmd.spawn().expect("inflow binary")
-}
 
 /// Crash at `failpoint`, restart, and compare what the server received with the rows.
 /// Returns how many recipients got a second copy.
