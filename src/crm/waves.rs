@@ -237,7 +237,8 @@ pub fn is_throttle(code: u16, text: &str) -> bool {
 pub fn classify(stage: Stage, code: Option<u16>, text: &str) -> Verdict {
     match (stage, code) {
         (_, Some(c)) if is_throttle(c, text) => Verdict::Throttled,
-        (Stage::Connect, _) => Verdict::RelayDown,
+        // 421: the relay is closing the session (RFC 5321 §3.8), whoever the recipient.
+        (Stage::Connect, _) | (_, Some(421)) => Verdict::RelayDown,
         (_, None) => Verdict::Retry,
         (_, Some(c)) if c < 500 => Verdict::Retry,
         (Stage::Mail, Some(_)) => Verdict::SenderRejected,
@@ -378,6 +379,7 @@ mod tests {
         assert_eq!(classify(Stage::Mail, Some(553), "sender not allowed"), Verdict::SenderRejected);
         assert_eq!(classify(Stage::Connect, Some(535), "authentication failed"), Verdict::RelayDown);
         assert_eq!(classify(Stage::Connect, None, "connection refused"), Verdict::RelayDown);
+        assert_eq!(classify(Stage::Rcpt, Some(421), "4.3.2 service shutting down"), Verdict::RelayDown, "421 is the relay's, not the recipient's");
         assert!(!is_throttle(550, "rate limit"), "a 5xx is never a throttle");
     }
 

@@ -101,6 +101,8 @@ pub struct ClaimedDelivery {
     pub vars: serde_json::Map<String, serde_json::Value>,
     pub attempts: i32,
     pub subject: String,
+    /// The claim's lease: past it, another daemon may take the delivery.
+    pub claimed_until: DateTime<Utc>,
 }
 
 /// What a claim returned.
@@ -317,7 +319,9 @@ impl Store {
             if state != "scheduled" {
                 return Err(RuleError::new("R-WV-5", "wave_already_started", format!("the wave is {state}; only a scheduled wave can be rescheduled")).into());
             }
-            tx.execute("DELETE FROM wave WHERE activityid = $1", vec![s.activity_id.into()]).await?;
+            if tx.execute("DELETE FROM wave WHERE activityid = $1 AND state = 'scheduled'", vec![s.activity_id.into()]).await? == 0 {
+                return Err(RuleError::new("R-WV-5", "wave_already_started", "the wave started meanwhile; only a scheduled wave can be rescheduled").into());
+            }
         }
         tx.execute(
             "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, updated_at) \
@@ -373,11 +377,31 @@ impl Store {
         let mut out = Vec::new();
         for r in due {
             let id: Uuid = r.get("activityid")?;
-            if let Some(o) = self.start_wave(id, now, opts).await? {
-                out.push(o);
+            match self.start_wave(id, now, opts).await {
+                Ok(Some(o)) => out.push(o),
+                Ok(None) => {}
+                Err(e) => out.push(self.wave_failed(id, e, now).await?),
             }
         }
         Ok(out)
+    }
+
+    /// One wave's start or expansion failed: a rule or data error (a template that does not
+    /// render, criteria that no longer parse) aborts that wave; anything else is left for
+    /// the next scan. Either way the other waves go on.
+    async fn wave_failed(&self, id: Uuid, e: StoreError, now: DateTime<Utc>) -> Result<StartOutcome> {
+        match e {
+            StoreError::Rule(_) | StoreError::Decode(_) | StoreError::NotFound { .. } => {
+                let reason = e.to_string();
+                tracing::error!(wave = %id, error = %reason, "wave cannot be expanded; aborted");
+                self.abort_wave(id, &reason, now).await?;
+                Ok(StartOutcome::Aborted { wave: id, reason })
+            }
+            other => {
+                tracing::warn!(wave = %id, error = %other, "wave expansion failed; retried at the next scan");
+                Ok(StartOutcome::Aborted { wave: id, reason: format!("transient: {other}") })
+            }
+        }
     }
 
     /// R-WV-2 / R-WV-3: the member set of a wave evaluated at `now`.
@@ -546,7 +570,9 @@ impl Store {
         drop(turn);
         if chunks.len() > 1 {
             (opts.after_chunk)(1);
-            self.expand_chunks(&wave, &chunks[1..], 1, now, opts).await?;
+            if let Err(e) = self.expand_chunks(&wave, &chunks[1..], 1, now, opts).await {
+                self.wave_failed(id, e, now).await?;
+            }
         }
         Ok(Some(StartOutcome::Started { wave: id, recipients: plan.recipients.len() }))
     }
@@ -574,13 +600,20 @@ impl Store {
             }
             let wave = wave_in(&mut tx, id).await?;
             let ca: CampaignActivity = load(&mut tx, id).await?;
-            let plan = self.plan_wave(&mut tx, &wave, &ca, now, opts).await?;
+            let plan = match self.plan_wave(&mut tx, &wave, &ca, now, opts).await {
+                Ok(p) => p,
+                Err(e) => {
+                    drop(tx);
+                    self.wave_failed(id, e, now).await?;
+                    continue;
+                }
+            };
             tx.commit().await?;
             let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
             if chunks.is_empty() {
                 self.db.clone().execute("UPDATE wave SET expanded = TRUE WHERE activityid = $1", vec![id.into()]).await?;
-            } else {
-                self.expand_chunks(&wave, &chunks, 0, now, opts).await?;
+            } else if let Err(e) = self.expand_chunks(&wave, &chunks, 0, now, opts).await {
+                self.wave_failed(id, e, now).await?;
             }
             out.push(id);
         }
@@ -713,6 +746,7 @@ impl Store {
                     vars,
                     attempts: r.get("attempts")?,
                     subject,
+                    claimed_until: now + lease,
                 });
             }
             if let Some(rate) = rate {
@@ -761,7 +795,7 @@ impl Store {
 
     /// Records SMTP outcomes in one transaction. A throttle (`throttle = Some(base)`) backs
     /// the whole relay off, doubling while throttles repeat; a success resets that.
-    pub async fn record_deliveries(&self, results: &[DeliveryResult], relay: &str, throttle: Option<(Duration, String)>, now: DateTime<Utc>) -> Result<()> {
+    pub async fn record_deliveries(&self, results: &[DeliveryResult], holder: &str, relay: &str, throttle: Option<(Duration, String)>, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let sent: Vec<Uuid> = results.iter().filter(|r| r.outcome == DeliveryOutcome::Sent).map(|r| r.id).collect();
         for chunk in sent.chunks(IN_CHUNK) {
@@ -785,19 +819,29 @@ impl Store {
             match &r.outcome {
                 DeliveryOutcome::Sent => {}
                 DeliveryOutcome::Retry { at, detail } => {
-                    tx.execute(
-                        "UPDATE wave_delivery SET state = 'pending', attempts = attempts + 1, next_attempt_at = $2, reason = 'retry', detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state IN ('sending', 'pending')",
-                        vec![r.id.into(), (*at).into(), detail.clone().into()],
-                    )
-                    .await?;
-                    tx.execute("UPDATE activity SET statuscode = 6, deliveryattempts = COALESCE(deliveryattempts, 0) + 1 WHERE activityid = $1", vec![r.id.into()]).await?;
+                    // Only while this holder still has the claim (a replayed group commit or
+                    // a lease another daemon took over changes nothing).
+                    let n = tx
+                        .execute(
+                            "UPDATE wave_delivery SET state = 'pending', attempts = attempts + 1, next_attempt_at = $2, reason = 'retry', detail = $3, claimed_by = NULL, claimed_until = NULL \
+                             WHERE id = $1 AND state = 'sending' AND claimed_by = $4",
+                            vec![r.id.into(), (*at).into(), detail.clone().into(), holder.into()],
+                        )
+                        .await?;
+                    if n > 0 {
+                        tx.execute("UPDATE activity SET statuscode = 6, deliveryattempts = COALESCE(deliveryattempts, 0) + 1 WHERE activityid = $1", vec![r.id.into()]).await?;
+                    }
                 }
                 DeliveryOutcome::Failed { reason, detail, suppress } => {
-                    tx.execute(
-                        "UPDATE wave_delivery SET state = 'failed', attempts = attempts + 1, reason = $2, detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state IN ('sending', 'pending')",
-                        vec![r.id.into(), reason.clone().into(), detail.clone().into()],
-                    )
-                    .await?;
+                    let n = tx
+                        .execute(
+                            "UPDATE wave_delivery SET state = 'failed', attempts = attempts + 1, reason = $2, detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $4",
+                            vec![r.id.into(), reason.clone().into(), detail.clone().into(), holder.into()],
+                        )
+                        .await?;
+                    if n == 0 {
+                        continue;
+                    }
                     // R-WV-4: 8 Failed, statecode back to 0 Open, attempts counted.
                     tx.execute(
                         "UPDATE activity SET statecode = 0, statuscode = 8, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1",
@@ -809,15 +853,18 @@ impl Store {
                     }
                 }
                 DeliveryOutcome::Released { at } => {
-                    tx.execute(
-                        "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending'",
-                        vec![r.id.into(), (*at).into()],
-                    )
-                    .await?;
-                    tx.execute("UPDATE activity SET statuscode = 6 WHERE activityid = $1 AND statuscode = 7", vec![r.id.into()]).await?;
+                    let n = tx
+                        .execute(
+                            "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $3",
+                            vec![r.id.into(), (*at).into(), holder.into()],
+                        )
+                        .await?;
+                    if n > 0 {
+                        tx.execute("UPDATE activity SET statuscode = 6 WHERE activityid = $1 AND statuscode = 7", vec![r.id.into()]).await?;
+                    }
                 }
                 DeliveryOutcome::AbortWave { detail } => {
-                    tx.execute("UPDATE wave_delivery SET state = 'pending', claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending'", vec![r.id.into()]).await?;
+                    tx.execute("UPDATE wave_delivery SET state = 'pending', claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $2", vec![r.id.into(), holder.into()]).await?;
                     if !abort.iter().any(|(w, _)| *w == r.wave_id) {
                         abort.push((r.wave_id, detail.clone()));
                     }
@@ -838,8 +885,11 @@ impl Store {
             tx.execute("UPDATE smtp_relay SET throttle_streak = 0 WHERE relay = $1 AND throttle_streak <> 0", vec![relay.into()]).await?;
         }
         tx.commit().await?;
+        // After the commit: a failure here must not make the caller replay the outcomes.
         for (w, detail) in abort {
-            self.abort_wave(w, &detail, now).await?;
+            if let Err(e) = self.abort_wave(w, &detail, now).await {
+                tracing::warn!(wave = %w, error = %e, "could not abort the wave; its sender stays refused and the next outcome retries");
+            }
         }
         Ok(())
     }
@@ -863,6 +913,7 @@ impl Store {
     /// 4 Completed with its counts, the campaign activity 6 Completed (still Open) with
     /// `actualend`, `lastusedincampaign` on contacted members, `lastusedon` on the lists.
     pub async fn finish_waves(&self, now: DateTime<Utc>, tz: Tz) -> Result<Vec<Uuid>> {
+        self.sweep_deliveries(now).await?;
         let rows = self
             .db
             .clone()
@@ -904,6 +955,23 @@ impl Store {
             done.push(id);
         }
         Ok(done)
+    }
+
+    /// Deliveries that must not wait any longer: those of canceled or aborted waves (left
+    /// pending by a late outcome, or claimed by a daemon that died), and pending ones whose
+    /// address was suppressed after the expansion (a bounce or an unsubscribe meanwhile:
+    /// R-OPT-1 holds until the send).
+    async fn sweep_deliveries(&self, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        const ENDED: &str = "wave_id IN (SELECT activityid FROM wave WHERE state IN ('canceled', 'aborted')) AND (state = 'pending' OR (state = 'sending' AND claimed_until < $1))";
+        const SUPPRESSED: &str = "state = 'pending' AND address IN (SELECT address FROM suppression) AND wave_id IN (SELECT activityid FROM wave WHERE state IN ('sending', 'paused'))";
+        let cancel_emails = |cond: &str| format!("UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $1 WHERE activityid IN (SELECT id FROM wave_delivery WHERE {cond})");
+        let cancel = |cond: &str, reason: &str| format!("UPDATE wave_delivery SET state = 'canceled', reason = '{reason}', claimed_by = NULL, claimed_until = NULL WHERE {cond}");
+        tx.execute(&cancel_emails(ENDED), vec![now.into()]).await?;
+        tx.execute(&cancel(ENDED, "wave_ended"), vec![now.into()]).await?;
+        tx.execute(&cancel_emails(SUPPRESSED), vec![now.into()]).await?;
+        tx.execute(&cancel(SUPPRESSED, "suppressed"), vec![]).await?;
+        tx.commit().await
     }
 
     /// Sets the run's final state with its counts.

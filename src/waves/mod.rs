@@ -413,6 +413,8 @@ pub struct WaveRuntime {
     /// two would otherwise meet on the write lock and wait in SQLite's busy handler, which
     /// sleeps in steps of milliseconds.
     db_turn: Mutex<()>,
+    /// Epoch ms until which no session sends (after a throttle or an unusable relay).
+    backoff_until: std::sync::atomic::AtomicI64,
 }
 
 /// What one message looks like on the wire, for a delivery or a test send.
@@ -424,7 +426,7 @@ pub struct Built {
 
 impl WaveRuntime {
     pub fn new(store: Store, relay: Relay, s: WaveSettings, holder: &str, signer: LinkSigner) -> WaveRuntime {
-        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()), db_turn: Mutex::new(()) }
+        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()), db_turn: Mutex::new(()), backoff_until: std::sync::atomic::AtomicI64::new(0) }
     }
 
     /// The unsubscribe URL of a delivery.
@@ -478,13 +480,15 @@ impl WaveRuntime {
         Ok(())
     }
 
-    async fn wave(&self, id: Uuid) -> Result<Arc<(WaveRow, Templates)>, String> {
+    /// A wave's row and compiled templates; the error says whether it is permanent (the
+    /// templates do not compile) or passing (the database).
+    async fn wave(&self, id: Uuid) -> Result<Arc<(WaveRow, Templates)>, (bool, String)> {
         let mut cache = self.waves.lock().await;
         if let Some(w) = cache.get(&id) {
             return Ok(w.clone());
         }
-        let row = self.store.wave(id).await.map_err(|e| e.to_string())?;
-        let t = Templates::compile(&row.schedule)?;
+        let row = self.store.wave(id).await.map_err(|e| (false, e.to_string()))?;
+        let t = Templates::compile(&row.schedule).map_err(|e| (true, e))?;
         let w = Arc::new((row, t));
         cache.insert(id, w.clone());
         Ok(w)
@@ -572,6 +576,7 @@ impl WaveRuntime {
             vars,
             attempts: 0,
             subject: String::new(),
+            claimed_until: Utc::now() + chrono::Duration::hours(1),
         };
         let built = self.build(&row, &t, &d, true, false).map_err(|e| anyhow::anyhow!(e))?;
         let mut conn = self.relay.connect().await.map_err(|e| anyhow::anyhow!(e))?;
@@ -591,6 +596,8 @@ impl WaveRuntime {
         for _ in 0..self.s.pool {
             senders.push(tokio::spawn(self.clone().sender(job_rx.clone(), res_tx.clone(), token.clone())));
         }
+        // The claim loop hands deliveries it cannot start back through the recorder too.
+        let res_tx_claim = res_tx.clone();
         drop(res_tx);
         let recorder = tokio::spawn(self.clone().recorder(res_rx, inflight.clone(), notify.clone()));
         let max_inflight = self.s.batch * 2;
@@ -669,16 +676,24 @@ impl WaveRuntime {
                             break;
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(wave = %d.wave_id, error = %e, "wave templates unusable; aborting the wave");
-                        let _ = self.store.abort_wave(d.wave_id, &e, Utc::now()).await;
-                        let _ = self.store.release_claims(&self.holder, Utc::now()).await;
-                        inflight.fetch_sub(1, Ordering::AcqRel);
+                    Err((permanent, e)) => {
+                        if permanent {
+                            tracing::error!(wave = %d.wave_id, error = %e, "wave templates unusable; aborting the wave");
+                            if let Err(err) = self.store.abort_wave(d.wave_id, &e, Utc::now()).await {
+                                tracing::warn!(wave = %d.wave_id, error = %err, "could not abort the wave");
+                            }
+                        }
+                        // This delivery goes back (the sweep cancels it if its wave ended).
+                        let r = DeliveryResult { id: d.id, wave_id: d.wave_id, address: d.address.clone(), outcome: DeliveryOutcome::Released { at: Utc::now() + chrono::Duration::from_std(self.s.poll).unwrap_or_default() } };
+                        if res_tx_claim.send((r, None)).await.is_err() {
+                            inflight.fetch_sub(1, Ordering::AcqRel);
+                        }
                     }
                 }
             }
         }
         drop(job_tx);
+        drop(res_tx_claim);
         let _ = scanner.await;
         for s in senders {
             let _ = s.await;
@@ -708,7 +723,7 @@ impl WaveRuntime {
             }
         }
         if let Some((mut c, _)) = conn {
-            let _ = c.quit().await;
+            let _ = tokio::time::timeout(self.relay.timeout, c.quit()).await;
         }
     }
 
@@ -717,15 +732,26 @@ impl WaveRuntime {
     async fn deliver(&self, job: &Job, conn: &mut Option<(AsyncSmtpConnection, bool)>) -> (DeliveryOutcome, Option<String>) {
         let now = Utc::now();
         let (wave, templates) = (&job.wave.0, &job.wave.1);
+        // Never send on a claim that may pass to another daemon before the transaction ends
+        // (margin: the relay's timeout, at most half the lease), nor while the relay backs off.
+        let margin = chrono::Duration::from_std(self.relay.timeout).unwrap_or_default().min(self.s.lease / 2);
+        if now + margin >= job.d.claimed_until {
+            return (DeliveryOutcome::Released { at: now }, None);
+        }
+        if now.timestamp_millis() < self.backoff_until.load(Ordering::Acquire) {
+            return (DeliveryOutcome::Released { at: DateTime::from_timestamp_millis(self.backoff_until.load(Ordering::Acquire)).unwrap_or(now) }, None);
+        }
         if conn.as_ref().is_none_or(|(c, _)| c.has_broken()) {
             *conn = None;
             match tokio::time::timeout(self.relay.timeout, self.relay.connect()).await {
                 Ok(Ok(mut c)) => {
-                    let p = offers_pipelining(&mut c).await;
+                    let p = tokio::time::timeout(self.relay.timeout, offers_pipelining(&mut c)).await.unwrap_or(false);
                     *conn = Some((c, p));
                 }
                 Ok(Err(text)) => {
                     tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session");
+                    let until = now + chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default();
+                    self.backoff_until.fetch_max(until.timestamp_millis(), Ordering::AcqRel);
                     return (DeliveryOutcome::Released { at: now }, Some(text));
                 }
                 Err(_) => return (DeliveryOutcome::Released { at: now }, Some("timed out connecting".into())),
@@ -756,7 +782,7 @@ impl WaveRuntime {
         let text = err.to_string();
         // Keep the session for the next message when the server answered; drop it otherwise.
         if code.is_some() && !matches!(code, Some(421)) {
-            if c.command(Rset).await.is_err() {
+            if !matches!(tokio::time::timeout(self.relay.timeout, c.command(Rset)).await, Ok(Ok(_))) {
                 *conn = None;
             }
         } else {
@@ -766,7 +792,12 @@ impl WaveRuntime {
         }
         match classify(stage, code, &text) {
             Verdict::Retry => (self.retry(&job.d, text, now), None),
-            Verdict::Throttled | Verdict::RelayDown => (DeliveryOutcome::Released { at: now }, Some(text)),
+            Verdict::Throttled | Verdict::RelayDown => {
+                // The other sessions hold back their queued messages too.
+                let until = now + chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default();
+                self.backoff_until.fetch_max(until.timestamp_millis(), Ordering::AcqRel);
+                (DeliveryOutcome::Released { at: now }, Some(text))
+            }
             Verdict::Rejected { suppress } => (DeliveryOutcome::Failed { reason: if suppress { "recipient_rejected".into() } else { "message_rejected".into() }, detail: text, suppress }, None),
             Verdict::SenderRejected => (DeliveryOutcome::AbortWave { detail: format!("the relay refused the sender: {text}") }, None),
         }
@@ -812,7 +843,7 @@ impl WaveRuntime {
             loop {
                 let recorded = {
                     let _turn = self.db_turn.lock().await;
-                    self.store.record_deliveries(&buf, &self.relay.key, backoff.clone(), Utc::now()).await
+                    self.store.record_deliveries(&buf, &self.holder, &self.relay.key, backoff.clone(), Utc::now()).await
                 };
                 match recorded {
                     Ok(()) => break,
@@ -832,7 +863,31 @@ impl WaveRuntime {
 
 /// Checks templates and addresses, then schedules (the CLI and the admin API use this).
 pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> anyhow::Result<WaveRow> {
-    Templates::compile(s).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
+    let t = Templates::compile(s).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
+    // Unknown filters and the like only show when rendering: try every part on a sample
+    // member, and on one with nothing but an address.
+    let sample: serde_json::Map<String, serde_json::Value> = [
+        ("first_name", "Анна"),
+        ("last_name", "Иванова"),
+        ("full_name", "Анна Иванова"),
+        ("company", "ООО Ромашка"),
+        ("job_title", "CTO"),
+        ("city", "Москва"),
+        ("email", "anna@example.com"),
+        ("unsubscribe_url", "https://example.com/u/x"),
+        ("campaign_code", "CRM:TEST"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.into())))
+    .collect();
+    let bare: serde_json::Map<String, serde_json::Value> = sample.iter().filter(|(k, _)| matches!(k.as_str(), "email" | "unsubscribe_url" | "campaign_code")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    for vars in [&sample, &bare] {
+        t.subject(vars).map_err(|e| anyhow::anyhow!("template error: subject: {e}"))?;
+        t.render("body.txt", vars).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
+        if t.has_html {
+            t.render("body.html", vars).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
+        }
+    }
     s.from_address.parse::<Address>().map_err(|e| anyhow::anyhow!("from address '{}': {e}", s.from_address))?;
     if let Some(r) = &s.reply_to {
         r.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("reply-to '{r}': {e}"))?;

@@ -551,3 +551,31 @@ async fn wave_mail_is_dkim_signed_over_the_unsubscribe_headers() {
     app.stop().await;
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_that_cannot_render_is_aborted_and_the_others_go_on() {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &smtp_toml(&sink, "")).await;
+    let s = app.store.clone();
+    let (owner, camp) = campaign(&s).await;
+    let a = contact(&s, owner, Some("Анна"), Some("anna@client.example"), |_| {}).await;
+    let b = contact(&s, owner, Some("Борис"), Some("boris@client.example"), |_| {}).await;
+    let la = static_list(&s, owner, &[a]).await;
+    let lb = static_list(&s, owner, &[b]).await;
+    let broken = wave(&s, owner, camp, &[la], "Broken").await;
+    let fine = wave(&s, owner, camp, &[lb], "Fine").await;
+    // The CLI and API refuse such a template at schedule time; written straight to the
+    // store it must still not stop the sender.
+    let bad = WaveSchedule { subject: "{{ first_name | no_such_filter }}".into(), ..schedule(broken, now() - Duration::seconds(2), None) };
+    assert!(inflow::waves::schedule(&s, &bad, now()).await.unwrap_err().to_string().contains("template error"));
+    s.schedule_wave(&bad, now()).await.unwrap();
+    inflow::waves::schedule(&s, &schedule(fine, now(), None), now()).await.unwrap();
+    let st = wait_state(&s, broken, "aborted").await;
+    assert!(st.wave.error.as_deref().unwrap_or("").contains("no_such_filter") || st.wave.error.as_deref().unwrap_or("").contains("unknown filter"), "{:?}", st.wave.error);
+    let ok = wait_state(&s, fine, "completed").await;
+    assert_eq!(ok.sent, 1);
+    let got: Vec<String> = sink.messages().iter().map(|(r, _)| r.trim().to_string()).collect();
+    assert_eq!(got, ["boris@client.example"]);
+    app.stop().await;
+    sink.stop().await;
+}
