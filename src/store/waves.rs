@@ -348,7 +348,7 @@ impl Store {
     }
 
     /// R-WV-1 for a campaign activity.
-    async fn check_preconditions(&self, tx: &mut Tx, ca: &CampaignActivity) -> Result<()> {
+    async fn check_preconditions(&self, tx: &mut impl Exec, ca: &CampaignActivity) -> Result<()> {
         let campaign: Campaign = load(tx, ca.regardingobjectid).await?;
         let rows = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![ca.activityid.into()]).await?;
         let mut targets = Vec::new();
@@ -405,7 +405,7 @@ impl Store {
     }
 
     /// R-WV-2 / R-WV-3: the member set of a wave evaluated at `now`.
-    async fn plan_wave(&self, tx: &mut Tx, wave: &WaveRow, ca: &CampaignActivity, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<crate::crm::waves::Expansion> {
+    async fn plan_wave(&self, tx: &mut impl Exec, wave: &WaveRow, ca: &CampaignActivity, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<crate::crm::waves::Expansion> {
         let lists = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![wave.activity_id.into()]).await?;
         let mut members = Vec::new();
         for l in lists {
@@ -509,25 +509,32 @@ impl Store {
     /// transactions of that size, so a big list neither holds the write lock for long nor
     /// waits to start sending.
     async fn start_wave(&self, id: Uuid, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Option<StartOutcome>> {
+        // Read first, outside the write lock (a big list takes a while): the wave, R-WV-1
+        // and the member set, evaluated now.
+        let mut db = self.db.clone();
+        let wave = wave_in(&mut db, id).await?;
+        if wave.state != WaveState::Scheduled {
+            return Ok(None);
+        }
+        let ca: CampaignActivity = load(&mut db, id).await?;
+        let today = now.with_timezone(&opts.tz).date_naive();
+        if let Err(e) = self.check_preconditions(&mut db, &ca).await {
+            let reason = e.to_string();
+            self.abort_wave(id, &reason, now).await?;
+            return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
+        }
+        let plan = self.plan_wave(&mut db, &wave, &ca, now, opts).await?;
         let turn = match opts.turn {
             Some(t) => Some(t.lock().await),
             None => None,
         };
         let mut tx = self.db.begin().await?;
+        // The conditional state change decides which daemon starts the wave.
         let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
         if n == 0 {
             return Ok(None);
         }
-        let wave = wave_in(&mut tx, id).await?;
         let mut ca: CampaignActivity = load(&mut tx, id).await?;
-        let today = now.with_timezone(&opts.tz).date_naive();
-        if let Err(e) = self.check_preconditions(&mut tx, &ca).await {
-            drop(tx);
-            let reason = e.to_string();
-            self.abort_wave(id, &reason, now).await?;
-            return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
-        }
-        let plan = self.plan_wave(&mut tx, &wave, &ca, now, opts).await?;
         // The run (R-WV-5): bulkoperation 4 Distribute, In Progress.
         let run = BulkOperation {
             activityid: Uuid::new_v4(),
@@ -598,17 +605,22 @@ impl Store {
             if n == 0 {
                 continue;
             }
-            let wave = wave_in(&mut tx, id).await?;
-            let ca: CampaignActivity = load(&mut tx, id).await?;
-            let plan = match self.plan_wave(&mut tx, &wave, &ca, now, opts).await {
+            tx.commit().await?;
+            // The lease is ours: plan outside the write lock.
+            let mut db = self.db.clone();
+            let planned = async {
+                let wave = wave_in(&mut db, id).await?;
+                let ca: CampaignActivity = load(&mut db, id).await?;
+                let plan = self.plan_wave(&mut db, &wave, &ca, now, opts).await?;
+                Ok::<_, StoreError>((wave, plan))
+            };
+            let (wave, plan) = match planned.await {
                 Ok(p) => p,
                 Err(e) => {
-                    drop(tx);
                     self.wave_failed(id, e, now).await?;
                     continue;
                 }
             };
-            tx.commit().await?;
             let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
             if chunks.is_empty() {
                 self.db.clone().execute("UPDATE wave SET expanded = TRUE WHERE activityid = $1", vec![id.into()]).await?;
