@@ -490,7 +490,8 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
-                    "UPDATE wave SET expand_until = $2, expanded = $3, updated_at = $4 WHERE activityid = $1 AND expanded = FALSE AND state IN ('sending', 'paused')",
+                    "UPDATE wave SET expand_until = $2, expanded = $3, updated_at = $4, frozen = CASE WHEN $3 THEN NULL ELSE frozen END \
+                     WHERE activityid = $1 AND expanded = FALSE AND state IN ('sending', 'paused')",
                     vec![wave.activity_id.into(), (Utc::now() + opts.lease).into(), last.into(), now.into()],
                 )
                 .await?;
@@ -556,7 +557,7 @@ impl Store {
         Self::insert_deliveries(&mut tx, &Self::delivery_rows(&wave, first, now, opts)?).await?;
         let excluded: BTreeMap<&str, usize> = plan.excluded.clone();
         tx.execute(
-            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until = $6, expanded = $7 WHERE activityid = $1",
+            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until = $6, expanded = $7, frozen = $8 WHERE activityid = $1",
             vec![
                 id.into(),
                 run.activityid.into(),
@@ -565,6 +566,7 @@ impl Store {
                 now.into(),
                 (Utc::now() + opts.lease).into(),
                 (chunks.len() <= 1).into(),
+                if chunks.len() > 1 { Some(serde_json::to_string(&plan.recipients).map_err(StoreError::decode)?) } else { None }.into(),
             ],
         )
         .await?;
@@ -584,8 +586,8 @@ impl Store {
         Ok(Some(StartOutcome::Started { wave: id, recipients: plan.recipients.len() }))
     }
 
-    /// Finishes expansions whose daemon died (their lease ended): the member set is
-    /// evaluated again and only the missing deliveries are added (one per address, as ever).
+    /// Finishes expansions whose daemon died (their lease ended) from the member set frozen
+    /// at the start; only the missing deliveries are added (one per address, as ever).
     pub async fn resume_expansions(&self, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<Uuid>> {
         let rows = self
             .db
@@ -610,8 +612,15 @@ impl Store {
             let mut db = self.db.clone();
             let planned = async {
                 let wave = wave_in(&mut db, id).await?;
-                let ca: CampaignActivity = load(&mut db, id).await?;
-                let plan = self.plan_wave(&mut db, &wave, &ca, now, opts).await?;
+                // The member set frozen at the start; re-evaluated only if none was kept.
+                let frozen: Option<String> = db.fetch_one("SELECT frozen FROM wave WHERE activityid = $1", vec![id.into()]).await?.get("frozen")?;
+                let plan = match frozen {
+                    Some(f) => crate::crm::waves::Expansion { recipients: serde_json::from_str(&f).map_err(StoreError::decode)?, ..Default::default() },
+                    None => {
+                        let ca: CampaignActivity = load(&mut db, id).await?;
+                        self.plan_wave(&mut db, &wave, &ca, now, opts).await?
+                    }
+                };
                 Ok::<_, StoreError>((wave, plan))
             };
             let (wave, plan) = match planned.await {
