@@ -24,8 +24,8 @@ CREATE TABLE wave (
     -- Every delivery row is written; until then `expand_until` is the expanding daemon's lease.
     expanded BOOLEAN NOT NULL DEFAULT FALSE,
     expand_until BIGINT,
-    -- The recipients frozen at the start (JSON), kept until every chunk is written, so a
-    -- resumed expansion writes exactly the member set of the start (R-WV-2).
+    -- The recipients frozen at the start (JSON: member type, id, address), kept until every
+    -- chunk is written, so a resumed expansion writes exactly the member set of the start.
     frozen TEXT,
     error TEXT,
     started_at BIGINT,

@@ -107,7 +107,7 @@ pub struct ExpandSettings {
 }
 
 /// One recipient of a wave.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recipient {
     pub kind: EntityKind,
     pub id: Uuid,

@@ -254,30 +254,54 @@ async fn list_member_facts(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>
         // analysed (an IN subquery here took 30 s on PostgreSQL right after a bulk import).
         (format!("SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 ORDER BY t.{key}"), vec![Value::from(list_id)])
     };
-    let mut out = Vec::new();
-    for r in ex.fetch_all(&sql, args).await? {
-        let mut vars = serde_json::Map::new();
-        let (first, last): (Option<String>, Option<String>) = (r.get("firstname")?, r.get("lastname")?);
-        let full = [first.clone(), last.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        text_var(&mut vars, "first_name", first);
-        text_var(&mut vars, "last_name", last);
-        text_var(&mut vars, "full_name", Some(full));
-        text_var(&mut vars, "company", r.get("company")?);
-        text_var(&mut vars, "job_title", r.get("jobtitle")?);
-        text_var(&mut vars, "city", r.get("address1_city")?);
-        out.push(Member {
-            kind,
-            id: r.get("id")?,
-            statecode: r.get("statecode")?,
-            emails: [r.get("emailaddress1")?, r.get("emailaddress2")?, r.get("emailaddress3")?],
-            donotemail: r.get("donotemail")?,
-            donotbulkemail: r.get("donotbulkemail")?,
-            donotsendmm: r.get("donotsendmm")?,
-            lastusedincampaign: r.get("lastusedincampaign")?,
-            vars,
-        });
+    ex.fetch_all(&sql, args).await?.iter().map(|r| member_from_row(kind, r)).collect()
+}
+
+fn member_from_row(kind: EntityKind, r: &super::db::Row) -> Result<Member> {
+    let mut vars = serde_json::Map::new();
+    let (first, last): (Option<String>, Option<String>) = (r.get("firstname")?, r.get("lastname")?);
+    let full = [first.clone(), last.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    text_var(&mut vars, "first_name", first);
+    text_var(&mut vars, "last_name", last);
+    text_var(&mut vars, "full_name", Some(full));
+    text_var(&mut vars, "company", r.get("company")?);
+    text_var(&mut vars, "job_title", r.get("jobtitle")?);
+    text_var(&mut vars, "city", r.get("address1_city")?);
+    Ok(Member {
+        kind,
+        id: r.get("id")?,
+        statecode: r.get("statecode")?,
+        emails: [r.get("emailaddress1")?, r.get("emailaddress2")?, r.get("emailaddress3")?],
+        donotemail: r.get("donotemail")?,
+        donotbulkemail: r.get("donotbulkemail")?,
+        donotsendmm: r.get("donotsendmm")?,
+        lastusedincampaign: r.get("lastusedincampaign")?,
+        vars,
+    })
+}
+
+/// The personalisation of frozen recipients, read again (a resumed expansion).
+async fn frozen_recipients(ex: &mut impl Exec, frozen: Vec<(EntityKind, Uuid, String, String)>) -> Result<Vec<crate::crm::waves::Recipient>> {
+    let mut vars: HashMap<Uuid, serde_json::Map<String, serde_json::Value>> = HashMap::new();
+    let mut by_kind: BTreeMap<EntityKind, Vec<Uuid>> = BTreeMap::new();
+    for (k, id, _, _) in &frozen {
+        by_kind.entry(*k).or_default().push(*id);
     }
-    Ok(out)
+    for (kind, ids) in by_kind {
+        let (table, key, extra) = member_table(kind);
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra} \
+                 FROM {table} t WHERE t.{key} IN ({})",
+                in_list(1, chunk.len())
+            );
+            for r in ex.fetch_all(&sql, chunk.iter().map(|i| Value::from(*i)).collect()).await? {
+                let m = member_from_row(kind, &r)?;
+                vars.insert(m.id, m.vars);
+            }
+        }
+    }
+    Ok(frozen.into_iter().map(|(kind, id, address, written)| crate::crm::waves::Recipient { kind, id, address, written, vars: vars.remove(&id).unwrap_or_default() }).collect())
 }
 
 /// Which of `addresses` are suppressed.
@@ -566,7 +590,14 @@ impl Store {
                 now.into(),
                 (Utc::now() + opts.lease).into(),
                 (chunks.len() <= 1).into(),
-                if chunks.len() > 1 { Some(serde_json::to_string(&plan.recipients).map_err(StoreError::decode)?) } else { None }.into(),
+                if chunks.len() > 1 {
+                    // Who and where only (the personalisation is read again on a resume).
+                    let who: Vec<(EntityKind, Uuid, &str, &str)> = plan.recipients.iter().map(|r| (r.kind, r.id, r.address.as_str(), r.written.as_str())).collect();
+                    Some(serde_json::to_string(&who).map_err(StoreError::decode)?)
+                } else {
+                    None
+                }
+                .into(),
             ],
         )
         .await?;
@@ -615,7 +646,7 @@ impl Store {
                 // The member set frozen at the start; re-evaluated only if none was kept.
                 let frozen: Option<String> = db.fetch_one("SELECT frozen FROM wave WHERE activityid = $1", vec![id.into()]).await?.get("frozen")?;
                 let plan = match frozen {
-                    Some(f) => crate::crm::waves::Expansion { recipients: serde_json::from_str(&f).map_err(StoreError::decode)?, ..Default::default() },
+                    Some(f) => crate::crm::waves::Expansion { recipients: frozen_recipients(&mut db, serde_json::from_str(&f).map_err(StoreError::decode)?).await?, ..Default::default() },
                     None => {
                         let ca: CampaignActivity = load(&mut db, id).await?;
                         self.plan_wave(&mut db, &wave, &ca, now, opts).await?
