@@ -483,7 +483,7 @@ async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
+async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
     let l: MarketingList = load(ex, list_id).await?;
     let kind = crate::crm::criteria::member_kind(l.createdfromcode).ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
     if l.isdynamic {
