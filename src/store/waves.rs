@@ -687,12 +687,10 @@ impl Store {
             return Ok(Claim { items: vec![], wait: Some(std::time::Duration::from_millis((throttled_until - now_ms) as u64)) });
         }
         let mut budget = want;
-        let mut new_relay_tat = relay_tat;
         let mut wait: Option<i64> = None;
         if let Some(rate) = relay_rate {
-            let (g, tat, w) = gcra_take(relay_tat, now_ms, rate, want);
+            let (g, _, w) = gcra_take(relay_tat, now_ms, rate, want);
             budget = g;
-            new_relay_tat = tat;
             if g == 0 {
                 wait = Some(w);
             }
@@ -832,14 +830,12 @@ impl Store {
             budget -= ids.len();
             used_total += ids.len();
         }
-        if relay_rate.is_some() {
+        if let Some(rate) = relay_rate {
             // Only what was used is charged to the relay.
-            let (_, tat, _) = gcra_take(relay_tat, now_ms, relay_rate.unwrap_or(1), used_total);
+            let (_, tat, _) = gcra_take(relay_tat, now_ms, rate, used_total);
             if tat != relay_tat {
                 tx.execute("UPDATE smtp_relay SET tat = $2, updated_at = $3 WHERE relay = $1", vec![relay.into(), tat.into(), now.into()]).await?;
             }
-        } else {
-            let _ = new_relay_tat;
         }
         tx.commit().await?;
         Ok(Claim { items, wait: wait.map(|w| std::time::Duration::from_millis(w.max(1) as u64)) })
