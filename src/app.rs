@@ -198,7 +198,15 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         }
         _ => None,
     };
-    let state = AppState { store: store.clone(), pbx, unsubscribe: Some(signer) };
+    let state = AppState {
+        store: store.clone(),
+        pbx,
+        unsubscribe: Some(signer),
+        api: Arc::new(crate::http::api::settings(&cfg)),
+        waves: waves.clone(),
+        config: Some(Arc::new(cfg.clone())),
+        smtp_from: cfg.smtp.from.clone(),
+    };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);

@@ -40,6 +40,131 @@ pub enum Command {
         #[command(subcommand)]
         command: WaveCommand,
     },
+    /// Leads: qualify and disqualify (DOMAIN §3.1, §3.2).
+    Lead {
+        #[command(subcommand)]
+        command: LeadCommand,
+    },
+    /// CRM users: add, set a manager (the escalation chain of overdue alerts).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Admin API bearer tokens: create (printed once, only its hash is kept), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Bulk imports.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeadCommand {
+    /// QualifyLead: create (or link, when the duplicate rules find one) account, contact and opportunity.
+    Qualify {
+        lead: uuid::Uuid,
+        #[arg(long)]
+        account: bool,
+        #[arg(long)]
+        contact: bool,
+        #[arg(long)]
+        opportunity: bool,
+        /// Source campaign of the opportunity (default: the lead's).
+        #[arg(long)]
+        campaign: Option<uuid::Uuid>,
+    },
+    /// Disqualify an open lead: status 4 Lost, 5 Cannot Contact, 6 No Longer Interested, 7 Canceled.
+    Disqualify {
+        lead: uuid::Uuid,
+        #[arg(long, default_value_t = 4)]
+        status: i32,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reactivate a qualified or disqualified lead.
+    Reactivate { lead: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; prints its id.
+    Add {
+        #[arg(long)]
+        first: Option<String>,
+        #[arg(long)]
+        last: String,
+        /// Internal e-mail address (alerts go there).
+        #[arg(long)]
+        email: String,
+        /// Manager: a user id or internal e-mail.
+        #[arg(long)]
+        manager: Option<String>,
+        /// PBX extension (missed calls to it make callback tasks for this user).
+        #[arg(long)]
+        extension: Option<String>,
+    },
+    /// Set (or with --none, clear) a user's manager.
+    SetManager {
+        /// The user: id or internal e-mail.
+        user: String,
+        /// The manager: id or internal e-mail.
+        manager: Option<String>,
+        #[arg(long, conflicts_with = "manager")]
+        none: bool,
+    },
+    /// List users with their managers.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token acting as a user with a role; prints the token once.
+    Create {
+        /// The user the token acts as: id or internal e-mail.
+        #[arg(long)]
+        user: String,
+        /// admin, marketer or viewer.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    List,
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import leads from a CSV file (UTF-8 or Windows-1251; comma or semicolon). All rows
+    /// or none, unless --skip-bad-rows.
+    Leads {
+        file: PathBuf,
+        /// auto, utf-8 or windows-1251.
+        #[arg(long, default_value = "auto")]
+        encoding: String,
+        /// Column mapping overrides, e.g. --map "Контактное лицо=lastname" (repeatable).
+        #[arg(long = "map")]
+        map: Vec<String>,
+        /// Owner of the new leads: a user id or internal e-mail.
+        #[arg(long)]
+        owner: String,
+        /// Topic of rows without one (default: the file name).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Lead source (leadsourcecode) of every row without one, e.g. 3 Trade Show.
+        #[arg(long)]
+        source: Option<i32>,
+        /// What to do with rows the duplicate rules match: skip or link.
+        #[arg(long, default_value = "skip")]
+        duplicates: String,
+        /// Import the good rows even when some rows are bad.
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +286,12 @@ pub fn main() -> ExitCode {
             Command::CheckConfig { .. } => Ok(()),
             Command::Mail { command } => mail_command(&cfg, command).await,
             Command::Wave { command } => wave_command(&cfg, command).await,
+            Command::Lead { command } => lead_command(&cfg, command).await,
+            Command::User { command } => user_command(&cfg, command).await,
+            Command::Token { command } => token_command(&cfg, command).await,
+            Command::Import { command: ImportCommand::Leads { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows } } => {
+                import_leads(&cfg, ImportArgs { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows }).await
+            }
         }
     });
     match result {
@@ -309,5 +440,232 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn open(cfg: &Config) -> anyhow::Result<crate::store::Store> {
+    let store = crate::app::open_store(cfg).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A user named by id or internal e-mail.
+async fn find_user(store: &crate::store::Store, who: &str) -> anyhow::Result<uuid::Uuid> {
+    use crate::store::RecordExt;
+    if let Ok(id) = who.parse::<uuid::Uuid>() {
+        store.get::<crate::crm::entities::SystemUser>(id).await?.ok_or_else(|| anyhow::anyhow!("no user {id}"))?;
+        return Ok(id);
+    }
+    let email = crate::crm::EmailAddress::parse(who).map_err(|e| anyhow::anyhow!("'{who}' is neither a user id nor an e-mail address: {e}"))?;
+    match store.users_by_email(&email).await?.as_slice() {
+        [one] => Ok(one.id),
+        [] => anyhow::bail!("no user with the e-mail {who}"),
+        _ => anyhow::bail!("several users have the e-mail {who}; use the id"),
+    }
+}
+
+async fn lead_command(cfg: &Config, cmd: LeadCommand) -> anyhow::Result<()> {
+    let store = open(cfg).await?;
+    let now = chrono::Utc::now();
+    match cmd {
+        LeadCommand::Qualify { lead, account, contact, opportunity, campaign } => {
+            let p = crate::crm::lead::QualifyParams { create_account: account, create_contact: contact, create_opportunity: opportunity, source_campaign_id: campaign, status: Some(3), ..Default::default() };
+            let (l, created) = store.qualify_lead(lead, &p, None, now).await?;
+            println!("lead {} qualified (status {})", l.leadid, l.statuscode);
+            for r in created {
+                println!("  {} {}", r.kind.as_str(), r.id);
+            }
+        }
+        LeadCommand::Disqualify { lead, status, reason } => {
+            let l = store.disqualify_lead(lead, Some(status), reason.as_deref(), None, now).await?;
+            println!("lead {} disqualified (status {})", l.leadid, l.statuscode);
+        }
+        LeadCommand::Reactivate { lead } => {
+            let l = store.reactivate_lead(lead, None, now).await?;
+            println!("lead {} reactivated", l.leadid);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
+    use crate::store::RecordExt;
+    let store = open(cfg).await?;
+    let now = chrono::Utc::now();
+    match cmd {
+        UserCommand::Add { first, last, email, manager, extension } => {
+            let email = crate::crm::EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            let manager = match manager {
+                Some(m) => Some(find_user(&store, &m).await?),
+                None => None,
+            };
+            let u = crate::crm::entities::SystemUser {
+                systemuserid: uuid::Uuid::now_v7(),
+                fullname: Some(match &first { Some(f) => format!("{f} {last}"), None => last.clone() }),
+                firstname: first,
+                lastname: last,
+                internalemailaddress: Some(email.as_str().to_string()),
+                parentsystemuserid: manager,
+                pbx_extension: extension,
+                createdon: now,
+                modifiedon: now,
+                versionnumber: 1,
+                ..Default::default()
+            };
+            store.insert(&u).await?;
+            println!("{}", u.systemuserid);
+        }
+        UserCommand::SetManager { user, manager, none } => {
+            let id = find_user(&store, &user).await?;
+            let manager = match (manager, none) {
+                (Some(m), _) => Some(find_user(&store, &m).await?),
+                (None, true) => None,
+                (None, false) => anyhow::bail!("name a manager, or pass --none"),
+            };
+            if manager == Some(id) {
+                anyhow::bail!("a user cannot be their own manager");
+            }
+            let mut u: crate::crm::entities::SystemUser = store.load(id).await?;
+            u.parentsystemuserid = manager;
+            u.modifiedon = now;
+            store.update(&u).await?;
+            println!("{} → manager {}", id, manager.map(|m| m.to_string()).unwrap_or_else(|| "none".into()));
+        }
+        UserCommand::List => {
+            let page = store.query_records::<crate::crm::entities::SystemUser>(&[], None, 1, crate::store::api::MAX_LIMIT).await?;
+            for u in page.items {
+                println!("{}\t{}\t{}\tmanager {}", u.systemuserid, u.fullname.unwrap_or_default(), u.internalemailaddress.unwrap_or_default(), u.parentsystemuserid.map(|m| m.to_string()).unwrap_or_else(|| "-".into()));
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn token_command(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
+    let store = open(cfg).await?;
+    let now = chrono::Utc::now();
+    match cmd {
+        TokenCommand::Create { user, role, name } => {
+            if crate::http::api::Role::parse(&role).is_none() {
+                anyhow::bail!("--role: '{role}' is not admin, marketer or viewer");
+            }
+            let user = find_user(&store, &user).await?;
+            let token = crate::http::api::new_token();
+            let t = store.add_api_token(&name, &crate::http::api::token_hash(&token), user, &role, now).await?;
+            eprintln!("token {} ({role}, user {user}) created; it is shown once and only its hash is kept:", t.id);
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            for t in store.api_tokens().await? {
+                println!("{}\t{}\t{}\t{}\t{}", t.id, t.name, t.role, t.systemuserid, t.created_on.to_rfc3339());
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke_api_token(id, now).await? {
+                anyhow::bail!("no live token {id}");
+            }
+            println!("token {id} revoked");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+struct ImportArgs {
+    file: PathBuf,
+    encoding: String,
+    map: Vec<String>,
+    owner: String,
+    subject: Option<String>,
+    source: Option<i32>,
+    duplicates: String,
+    skip_bad_rows: bool,
+}
+
+/// `inflow import leads`: parse, then one transaction; a bar on a terminal, a summary always.
+async fn import_leads(cfg: &Config, a: ImportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let enc: crate::import::Encoding = a.encoding.parse().map_err(|e: String| anyhow::anyhow!("--encoding {e}"))?;
+    let dups = match a.duplicates.as_str() {
+        "skip" => crate::store::ImportDuplicates::Skip,
+        "link" => crate::store::ImportDuplicates::Link,
+        other => anyhow::bail!("--duplicates: '{other}' is not skip or link"),
+    };
+    let mut overrides = BTreeMap::new();
+    for m in &a.map {
+        let (h, f) = m.split_once('=').ok_or_else(|| anyhow::anyhow!("--map '{m}': expected \"Header=field\""))?;
+        overrides.insert(h.trim().to_string(), f.trim().to_string());
+    }
+    let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let subject = a.subject.clone().unwrap_or_else(|| format!("Import {}", a.file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()));
+    let parsed = crate::import::parse(&bytes, enc, &overrides, &subject).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let store = open(cfg).await?;
+    let owner = find_user(&store, &a.owner).await?;
+    let now = chrono::Utc::now();
+    println!("{}: {} rows, {}, delimiter '{}'", a.file.display(), parsed.rows.len(), parsed.encoding, parsed.delimiter);
+    if !parsed.mapping.ignored.is_empty() {
+        println!("columns not imported: {}", parsed.mapping.ignored.join(", "));
+    }
+    let mut errors: Vec<(u64, String)> = Vec::new();
+    let mut rows = Vec::new();
+    for r in parsed.rows {
+        match r {
+            Ok(mut row) => {
+                row.lead.leadid = uuid::Uuid::now_v7();
+                if row.lead.leadsourcecode.is_none() {
+                    row.lead.leadsourcecode = a.source;
+                }
+                let quality = row.lead.leadqualitycode;
+                row.lead = row.lead.stamped(owner, crate::crm::EntityKind::Systemuser, now, None);
+                row.lead.leadqualitycode = quality;
+                rows.push(row);
+            }
+            Err(e) => errors.push((e.line, e.message)),
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(rows.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {elapsed}") {
+            b.set_style(style);
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let parse_failed = !errors.is_empty() && !a.skip_bad_rows;
+    let mut rep = if parse_failed {
+        crate::store::ImportReport::default()
+    } else {
+        store.import_leads(&rows, dups, a.skip_bad_rows, |n| if let Some(b) = &bar { b.set_position(n) }).await?
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    rep.errors.extend(errors);
+    rep.errors.sort();
+    for (line, msg) in &rep.errors {
+        println!("line {line}: error: {msg}");
+    }
+    for (line, hits) in &rep.duplicates {
+        let list: Vec<String> = hits.iter().map(|h| format!("{} {}", h.kind.as_str(), h.id)).collect();
+        println!("line {line}: duplicate of {}, skipped", list.join(", "));
+    }
+    for (line, lead, contact) in &rep.linked {
+        println!("line {line}: lead {lead} linked to existing contact {contact}");
+    }
+    store.close().await;
+    if !rep.committed {
+        println!("nothing imported: {} bad rows (fix them, or pass --skip-bad-rows)", rep.errors.len());
+        anyhow::bail!("import rolled back");
+    }
+    println!(
+        "imported {} leads ({} linked to existing contacts), {} duplicates skipped, {} bad rows skipped",
+        rep.created.len() + rep.linked.len(),
+        rep.linked.len(),
+        rep.duplicates.len(),
+        rep.errors.len()
+    );
     Ok(())
 }

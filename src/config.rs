@@ -28,6 +28,40 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub waves: WavesConfig,
     pub alerts: AlertsConfig,
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the admin HTTP API under `/api/v1` (issue 7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve `/api/v1` (every route needs a bearer token).
+    pub enabled: bool,
+    /// R-LD-5 / view `stale`: an open lead with no activity for this many days.
+    pub stale_lead_days: u32,
+    /// Tokens given in the config (more are made with `inflow token create`, kept in the
+    /// database). Only the SHA-256 of a token is written here, never the token.
+    pub tokens: Vec<ApiTokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { enabled: true, stale_lead_days: 30, tokens: Vec::new() }
+    }
+}
+
+/// `[[api.tokens]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    /// A label for logs.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    /// The systemuser the token acts as (the `@me` of the views).
+    pub user: uuid::Uuid,
+    /// admin | marketer | viewer
+    pub role: String,
 }
 
 /// `[database]`
@@ -711,6 +745,17 @@ impl Config {
                 bad(format!("pbx.lines[{i}].owner"), "is required".into());
             }
         }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                bad(format!("api.tokens[{i}].sha256"), "must be 64 lowercase hex digits (the SHA-256 of the token)".into());
+            }
+            if !["admin", "marketer", "viewer"].contains(&t.role.as_str()) {
+                bad(format!("api.tokens[{i}].role"), format!("'{}' is not admin, marketer or viewer", t.role));
+            }
+        }
+        if self.api.stale_lead_days == 0 {
+            bad("api.stale_lead_days".into(), "must be at least 1".into());
+        }
         if self.pbx.sweep_interval_secs == 0 {
             bad("pbx.sweep_interval_secs".into(), "must be at least 1".into());
         }
@@ -1213,6 +1258,7 @@ mod example_tests {
                 generic: Some(Default::default()),
                 ..Default::default()
             },
+            api: ApiConfig { tokens: vec![ApiTokenConfig { name: "t".into(), sha256: String::new(), user: uuid::Uuid::nil(), role: "viewer".into() }], ..Default::default() },
             ..Default::default()
         };
         let json = serde_json::to_value(&full).unwrap();

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod crm;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod jobs;
 pub mod store;

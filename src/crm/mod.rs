@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod response;
 pub mod state;
 pub mod types;
+pub mod views;
 pub mod waves;
 
 pub use error::RuleError;

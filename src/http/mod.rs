@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::store::{Store, StoreError};
 
+pub mod api;
 pub mod pbx;
 pub mod unsubscribe;
 
@@ -22,6 +23,21 @@ pub struct AppState {
     pub pbx: Option<std::sync::Arc<pbx::PbxWebhooks>>,
     /// Checks the signed unsubscribe links of wave mail.
     pub unsubscribe: Option<crate::waves::LinkSigner>,
+    /// Admin API settings (tokens from the config, org time zone, view parameters).
+    pub api: std::sync::Arc<api::ApiSettings>,
+    /// The wave sender, for test sends (when this daemon sends waves).
+    pub waves: Option<std::sync::Arc<crate::waves::WaveRuntime>>,
+    /// The daemon's configuration (mailbox rules for quarantine replay).
+    pub config: Option<std::sync::Arc<crate::config::Config>>,
+    /// `smtp.from`: the default sender of a wave.
+    pub smtp_from: Option<String>,
+}
+
+impl AppState {
+    /// State over a store alone: no PBX, no waves, default API settings.
+    pub fn bare(store: Store) -> AppState {
+        AppState { store, pbx: None, unsubscribe: None, api: Default::default(), waves: None, config: None, smtp_from: None }
+    }
 }
 
 /// An error as the API shows it.
@@ -54,7 +70,13 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Rule(r) => {
                 // A conflict with existing data is 409; a request the rules reject is 422.
-                let status = if r.code == "duplicate_found" || r.code == "ambiguous_duplicate" || r.code.ends_with("_not_open") || r.code.starts_with("lead_") {
+                // Refusals that depend on the record's current state (or on other records) are
+                // conflicts; a request that no state would accept is unprocessable.
+                const CONFLICTS: &[&str] = &[
+                    "duplicate_found", "ambiguous_duplicate", "activity_closed", "campaign_not_launched", "invalid_campaign_transition", "invalid_wave_transition", "list_dynamic",
+                    "list_inactive", "list_locked", "list_not_dynamic", "list_not_editable", "state_change_not_allowed", "wave_already_started", "invalid_state",
+                ];
+                let status = if CONFLICTS.contains(&r.code) || r.code.ends_with("_not_open") || r.code.starts_with("lead_") {
                     StatusCode::CONFLICT
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -63,6 +85,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound { kind, id } => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{kind} {id} not found")),
             StoreError::Conflict { kind, id } => ApiError::new(StatusCode::CONFLICT, "version_conflict", format!("{kind} {id} was changed concurrently")),
+            StoreError::Db(ref db) if db.as_database_error().is_some_and(|d| d.is_unique_violation()) => ApiError::new(StatusCode::CONFLICT, "conflict", "a record with this key already exists"),
+            StoreError::Db(ref db) if db.as_database_error().is_some_and(|d| d.is_foreign_key_violation() || d.is_check_violation()) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "constraint", "a value refers to a record that does not exist or is out of range")
+            }
             StoreError::Unavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable"),
             other => {
                 tracing::error!(error = %other, "request failed");
@@ -75,10 +101,11 @@ impl From<StoreError> for ApiError {
 /// The router with every route of the daemon.
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let pbx_limit = state.pbx.as_ref().map(|p| p.body_limit).unwrap_or(body_limit);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+    let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
+    if state.api.enabled {
+        r = r.merge(api::routes(state.clone()));
+    }
+    r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .merge(unsubscribe::routes())
         .merge(pbx::routes(pbx_limit))
         .with_state(state)

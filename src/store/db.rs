@@ -430,7 +430,7 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves")];
+const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api")];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
 /// apalis-sqlite uses for its queue tables in the same SQLite file.

@@ -8,6 +8,7 @@
 //! dialects differ (`dialect`). Callers get typed results and `StoreError`.
 
 mod alerts;
+pub mod api;
 mod criteria;
 mod db;
 mod mail;
@@ -24,7 +25,7 @@ pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL
 pub use pbx::{PbxCall, PbxCallUpdate, PbxEventRow};
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
 pub use records::{ListPage, RecordExt};
-pub use rules::CreateMode;
+pub use rules::{CreateMode, ImportDuplicates, ImportReport};
 
 use crate::crm::{EmailRules, RuleError};
 use crate::config::DatabaseConfig;

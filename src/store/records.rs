@@ -51,7 +51,7 @@ fn json_to_value(name: &str, ty: ColType, v: &Json) -> Result<Value> {
     })
 }
 
-fn value_to_json(name: &str, ty: ColType, v: &Value) -> Result<Json> {
+pub(crate) fn json_of(name: &str, ty: ColType, v: &Value) -> Result<Json> {
     if v.is_null() {
         return Ok(Json::Null);
     }
@@ -75,7 +75,7 @@ pub(crate) fn from_row<R: Record>(row: &Row) -> Result<R> {
     let mut obj = Map::with_capacity(R::COLS.len());
     for c in R::COLS {
         let v = row.value(c.name).ok_or_else(|| StoreError::Decode(format!("{}: no column {}", R::TABLE, c.name)))?;
-        obj.insert(c.name.to_string(), value_to_json(c.name, c.ty, v)?);
+        obj.insert(c.name.to_string(), json_of(c.name, c.ty, v)?);
     }
     serde_json::from_value(Json::Object(obj)).map_err(|e| StoreError::Decode(format!("{}: {e}", R::TABLE)))
 }

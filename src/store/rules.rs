@@ -288,6 +288,19 @@ impl Store {
         update(tx, self, &c).await
     }
 
+    /// Changes a campaign's status ([DESIGN] §2.7 transitions).
+    pub async fn set_campaign_status(&self, id: Uuid, to: i32, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<Campaign> {
+        let mut tx = self.db.begin().await?;
+        let mut c: Campaign = load(&mut tx, id).await?;
+        crate::crm::campaign::check_status_change(c.statuscode, to)?;
+        c.statuscode = to;
+        c.modifiedon = now;
+        c.modifiedby = actor;
+        let out = update(&mut tx, self, &c).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Creates a campaign activity and rolls its cost up to the campaign (R-WV-6).
     pub async fn create_campaign_activity(&self, a: &CampaignActivity) -> Result<CampaignActivity> {
         crate::crm::error::require("subject", Some(&a.subject), "§2.8")?;
@@ -498,3 +511,80 @@ async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) 
     }
 }
 
+
+/// What an import does with a row the duplicate rules (R-DUP-4) match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportDuplicates {
+    /// Leave the row out and report the records it matched.
+    Skip,
+    /// A unique matching contact: create the lead linked to it (parentcontactid, and the
+    /// contact's account as parentaccountid). A matching open lead: leave the row out.
+    Link,
+}
+
+/// What happened to each row of an import.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub created: Vec<(u64, Uuid)>,
+    /// (line, new lead, the contact it was linked to)
+    pub linked: Vec<(u64, Uuid, Uuid)>,
+    /// (line, the records it duplicates)
+    pub duplicates: Vec<(u64, Vec<EntityRef>)>,
+    pub errors: Vec<(u64, String)>,
+    /// False when row errors rolled the whole import back.
+    pub committed: bool,
+}
+
+impl Store {
+    /// Imports leads in one transaction: each row is validated (R-LD-1, R-LD-4), checked
+    /// against the duplicate rules — including rows earlier in the same file — and inserted.
+    /// Any row error rolls everything back unless `skip_bad_rows`. `progress` is told how
+    /// many rows are done.
+    pub async fn import_leads(&self, rows: &[crate::import::ImportRow], dups: ImportDuplicates, skip_bad_rows: bool, mut progress: impl FnMut(u64) + Send) -> Result<ImportReport> {
+        let mut tx = self.db.begin().await?;
+        let mut rep = ImportReport::default();
+        for (i, row) in rows.iter().enumerate() {
+            progress(i as u64 + 1);
+            let mut lead = row.lead.clone();
+            if let Err(e) = lead::validate(&lead, &self.custom_lead_sources) {
+                rep.errors.push((row.line, e.to_string()));
+                continue;
+            }
+            if let Some(c) = lead.campaignid {
+                if get::<Campaign>(&mut tx, c).await?.is_none() {
+                    rep.errors.push((row.line, format!("campaignid {c}: no such campaign")));
+                    continue;
+                }
+            }
+            let mut hits = self.lead_duplicates(&mut tx, lead.emailaddress1.as_deref()).await?;
+            hits.sort();
+            hits.dedup();
+            let contacts: Vec<&EntityRef> = hits.iter().filter(|h| h.kind == EntityKind::Contact).collect();
+            let leads = hits.iter().any(|h| h.kind == EntityKind::Lead);
+            let mut linked_to = None;
+            if !hits.is_empty() {
+                if dups == ImportDuplicates::Link && !leads && contacts.len() == 1 {
+                    let c: Contact = load(&mut tx, contacts[0].id).await?;
+                    lead.parentcontactid = Some(c.contactid);
+                    if c.parentcustomeridtype == Some(EntityKind::Account) {
+                        lead.parentaccountid = c.parentcustomerid;
+                    }
+                    linked_to = Some(c.contactid);
+                } else {
+                    rep.duplicates.push((row.line, hits));
+                    continue;
+                }
+            }
+            insert(&mut tx, self, &lead).await?;
+            match linked_to {
+                Some(c) => rep.linked.push((row.line, lead.leadid, c)),
+                None => rep.created.push((row.line, lead.leadid)),
+            }
+        }
+        if rep.errors.is_empty() || skip_bad_rows {
+            tx.commit().await?;
+            rep.committed = true;
+        }
+        Ok(rep)
+    }
+}

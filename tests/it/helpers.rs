@@ -176,6 +176,11 @@ impl TestApp {
         TestApp { addr: running.addr.to_string(), store, running, _dir: dir, http: reqwest::Client::new(), db: Some(db) }
     }
 
+    /// The URL of the app's database (for the CLI run against the same data).
+    pub fn db_url(&self) -> String {
+        self.db.as_ref().expect("database").url.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

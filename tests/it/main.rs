@@ -2,6 +2,7 @@
 //! PostgreSQL; daemon tests start the real `inflow` binary.
 
 mod alerts;
+mod api;
 mod daemon;
 mod dovecot;
 mod helpers;
