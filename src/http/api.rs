@@ -211,7 +211,12 @@ fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
     let int = |k: &str, v: &str, lo: i64, hi: i64| -> Result<i64, ApiError> {
         v.parse::<i64>().ok().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_pagination", format!("{k}: an integer from {lo} to {hi}")))
     };
+    let mut seen = std::collections::HashSet::new();
     for (k, v) in pairs {
+        let reserved = matches!(k.as_str(), "view" | "page" | "limit" | "sort" | "group_by") || VIEW_PARAMS.contains(&k.as_str());
+        if reserved && !seen.insert(k.clone()) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{k} is given twice")));
+        }
         match k.as_str() {
             "view" => p.view = Some(v),
             "page" => p.page = int("page", &v, 1, 1_000_000)?,
@@ -219,6 +224,15 @@ fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
             "sort" => p.sort = Some(v),
             "group_by" => p.group_by = Some(v),
             k if VIEW_PARAMS.contains(&k) => {
+                // Checked here whatever the view, so a wrong value is never silently ignored.
+                let ok = match k {
+                    "id" | "campaign" => v.parse::<Uuid>().is_ok(),
+                    "all_states" => v == "true" || v == "false",
+                    _ => v.parse::<u32>().is_ok_and(|d| (1..=366).contains(&d)),
+                };
+                if !ok {
+                    return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{k}: not a valid value")));
+                }
                 p.extra.insert(k.to_string(), v);
             }
             _ => p.filters.push((k, v)),
@@ -815,9 +829,45 @@ fn record_schema(cols: &[crate::crm::entities::Col]) -> J {
     json!({"type": "object", "properties": props})
 }
 
-fn writable_schema(cols: &[crate::crm::entities::Col], key: &str) -> J {
-    let props: serde_json::Map<String, J> = cols.iter().filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name)).map(|c| (c.name.to_string(), col_schema(c.ty))).collect();
-    json!({"type": "object", "properties": props, "additionalProperties": false})
+fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, create: bool) -> J {
+    let mut props: serde_json::Map<String, J> = cols.iter().filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name)).map(|c| (c.name.to_string(), col_schema(c.ty))).collect();
+    let text = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
+    let required: &[&str] = match table {
+        "lead" => &["subject", "lastname"],
+        "contact" => &["lastname"],
+        "account" => &["name"],
+        "campaign" => &["name"],
+        "list" => &["listname", "createdfromcode"],
+        "campaignactivity" => &["regardingobjectid", "subject"],
+        "activity" => &["activitytypecode"],
+        _ => &[],
+    };
+    for r in required {
+        props.insert(r.to_string(), text.clone());
+    }
+    match table {
+        "list" => {
+            props.insert("createdfromcode".into(), json!({"type": "integer", "enum": [1, 2, 4]}));
+        }
+        "activity" => {
+            props.insert("activitytypecode".into(), json!({"type": "string", "enum": ["task", "phonecall", "appointment", "letter", "fax"]}));
+        }
+        "lead" => {
+            props.insert("leadqualitycode".into(), json!({"type": "integer", "enum": [1, 2, 3]}));
+        }
+        _ => {}
+    }
+    if props.contains_key("ownerid") {
+        props.insert("ownerid".into(), json!({"type": "string", "format": "uuid", "description": "default: the caller's user"}));
+    }
+    let mut schema = json!({"type": "object", "properties": props, "additionalProperties": false});
+    if create && !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    if !create {
+        schema["properties"]["versionnumber"] = json!({"type": "integer", "description": "optimistic concurrency: the version read"});
+    }
+    schema
 }
 
 fn named_body(name: &str) -> J {
@@ -850,10 +900,11 @@ fn named_body(name: &str) -> J {
 pub fn openapi() -> J {
     let mut paths = serde_json::Map::new();
     let error = json!({"$ref": "#/components/schemas/Error"});
-    for d in table() {
+    let all = table();
+    let op_id = |d: &RouteDef| format!("{}_{}", d.method.as_str().to_lowercase(), d.path.trim_start_matches("/api/v1/").replace(['/', '-', '.'], "_").replace(['{', '}'], ""));
+    for d in &all {
         let mut op = serde_json::Map::new();
-        let op_id = format!("{}_{}", d.method.as_str().to_lowercase(), d.path.trim_start_matches("/api/v1/").replace(['/', '-', '.'], "_").replace(['{', '}'], ""));
-        op.insert("operationId".into(), json!(op_id));
+        op.insert("operationId".into(), json!(op_id(d)));
         op.insert("summary".into(), json!(d.summary));
         op.insert("security".into(), json!([{"bearer": []}]));
         let mut params = Vec::new();
@@ -885,7 +936,7 @@ pub fn openapi() -> J {
         }
         let body = match d.body {
             BodyDoc::None => None,
-            BodyDoc::Record => d.set.map(|(_, cols, table)| writable_schema(cols, &crate_key(table))),
+            BodyDoc::Record => d.set.map(|(_, cols, table)| writable_schema(cols, &crate_key(table), table, d.method == Method::POST)),
             BodyDoc::Named(n) => Some(named_body(n)),
         };
         if let Some(b) = body {
@@ -898,7 +949,18 @@ pub fn openapi() -> J {
             _ => json!({"type": "object"}),
         };
         let mut responses = serde_json::Map::new();
-        responses.insert(d.status.to_string(), json!({"description": "OK", "content": {"application/json": {"schema": ok}}}));
+        let mut success = json!({"description": "OK", "content": {"application/json": {"schema": ok}}});
+        // A created record's id feeds the routes on that record (OpenAPI links).
+        if let (true, BodyDoc::Record, Some((set, _, table))) = (d.method == Method::POST, d.body, d.set) {
+            let prefix = format!("/api/v1/{set}/{{id}}");
+            let links: serde_json::Map<String, J> = all
+                .iter()
+                .filter(|o| o.path.starts_with(&prefix))
+                .map(|o| (op_id(o), json!({"operationId": op_id(o), "parameters": {"id": format!("$response.body#/{}", crate_key(table))}})))
+                .collect();
+            success["links"] = J::Object(links);
+        }
+        responses.insert(d.status.to_string(), success);
         for (code, what) in [("400", "Bad request"), ("401", "Missing or wrong token"), ("403", "The token's role may not do this"), ("404", "Not found"), ("409", "Conflicts with the record's state or a duplicate"), ("413", "Body too large"), ("422", "Refused by a rule"), ("502", "The relay refused the test message"), ("503", "Database unavailable")] {
             responses.insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
         }
