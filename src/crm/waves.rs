@@ -190,6 +190,24 @@ pub fn plan_recipients(
     out
 }
 
+/// R-OPT-1 for the `optouts` view of a list: why a member gets no marketing e-mail whatever
+/// the wave — each opt-out flag set, a suppressed address, or no valid address. Empty = none.
+pub fn optout_reasons(m: &Member, normalize: impl Fn(&str) -> Option<String>, suppressed: &HashSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (set, flag) in [(m.donotemail, "donotemail"), (m.donotbulkemail, "donotbulkemail"), (m.donotsendmm, "donotsendmm")] {
+        if set {
+            out.push(format!("{REASON_OPTED_OUT}: {flag}"));
+        }
+    }
+    let addresses: Vec<String> = m.emails.iter().flatten().filter_map(|e| normalize(e)).collect();
+    match addresses.first() {
+        None => out.push(REASON_NO_EMAIL.to_string()),
+        Some(a) if suppressed.contains(a) => out.push(format!("{REASON_SUPPRESSED}: {a}")),
+        Some(_) => {}
+    }
+    out
+}
+
 /// A wall-clock start in a named zone → the UTC instant. A time skipped by a DST change is
 /// refused; an ambiguous one (clocks going back) takes the earlier instant.
 pub fn local_start(local: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, RuleError> {
@@ -274,6 +292,18 @@ pub fn gcra_take(tat_ms: i64, now_ms: i64, rate_per_min: u32, want: usize) -> (u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r_opt_1_optout_reasons_name_each_flag_and_the_suppression() {
+        let m = Member { kind: EntityKind::Contact, id: Uuid::nil(), statecode: 0, emails: [Some("A@x.ru".into()), None, None], donotemail: false, donotbulkemail: true, donotsendmm: true, lastusedincampaign: None, vars: Default::default() };
+        let norm = |e: &str| Some(e.to_lowercase());
+        let sup: HashSet<String> = ["a@x.ru".to_string()].into();
+        assert_eq!(optout_reasons(&m, norm, &sup), vec!["opted_out: donotbulkemail", "opted_out: donotsendmm", "suppressed: a@x.ru"]);
+        let clean = Member { donotbulkemail: false, donotsendmm: false, ..m.clone() };
+        assert!(optout_reasons(&clean, norm, &HashSet::new()).is_empty());
+        let none = Member { emails: [Some("broken".into()), None, None], ..clean };
+        assert_eq!(optout_reasons(&none, |_| None, &HashSet::new()), vec!["no_valid_email"]);
+    }
     use serde_json::json;
 
     fn member(id: u128, email: Option<&str>) -> Member {

@@ -300,6 +300,7 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
         ViewSpec::BudgetVsActual => json!({ "items": s.store.campaign_budget_vs_actual().await? }),
         ViewSpec::Performance => json!({ "items": s.store.campaign_performance().await? }),
         ViewSpec::Hierarchy => json!({ "items": s.store.user_hierarchy().await? }),
+        ViewSpec::Failures(run) => json!({ "items": s.store.wave_failures(run, p.limit.max(200)).await? }),
         ViewSpec::Pipeline => {
             conds.push(q::filter::<R>("statecode", "0").map_err(bad)?);
             let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
@@ -624,6 +625,11 @@ async fn test_send_h(State(s): State<AppState>, Path(id): Path<String>, Body(b):
     Ok(Json(json!({"sent_to": b.to})))
 }
 
+async fn optouts_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
+    let items = s.store.list_optouts(parse_id(&id)?, Utc::now()).await?;
+    Ok(Json(json!({"total": items.len(), "items": items})))
+}
+
 async fn members_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
     let members = s.store.list_members(parse_id(&id)?, Utc::now()).await?;
     Ok(Json(json!({"items": members, "total": members.len()})))
@@ -779,6 +785,7 @@ pub fn table() -> Vec<RouteDef> {
     t.push(RouteDef { body: BodyDoc::Named("TestSend"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/test-send", w(Marketing), "Send the wave's message to one address, marked [TEST]; touches no counts", post(test_send_h)) });
     t.push(route(Method::GET, "/api/v1/campaignactivities/{id}/status", r(Marketing), "A wave's state and figures", get(wave_status_h)));
     t.push(route(Method::GET, "/api/v1/lists/{id}/members", r(Marketing), "Members of a list (dynamic lists evaluated now)", get(members_h)));
+    t.push(route(Method::GET, "/api/v1/lists/{id}/optouts", r(Marketing), "Members no marketing e-mail reaches (R-OPT-1), with the reasons", get(optouts_h)));
     t.push(RouteDef { body: BodyDoc::Named("Members"), ..route(Method::POST, "/api/v1/lists/{id}/members", w(Marketing), "Add members to a static, unlocked list", post(add_members_h)) });
     t.push(RouteDef { body: BodyDoc::Named("Members"), ..route(Method::POST, "/api/v1/lists/{id}/members/remove", w(Marketing), "Remove members from a static, unlocked list", post(remove_members_h)) });
     t.push(RouteDef { body: BodyDoc::Named("Empty"), reply: ReplyDoc::Record, set: Some(("lists", MarketingList::COLS, "list")), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/copy-to-static", w(Marketing), "Copy a dynamic list's current members to a new static list", post(copy_static_h)) });

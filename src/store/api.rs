@@ -175,6 +175,8 @@ pub enum ViewSpec {
     Pipeline,
     /// The manager tree.
     Hierarchy,
+    /// Failed e-mails per wave run with the reason (optionally of one run, `?id=`).
+    Failures(Option<Uuid>),
 }
 
 /// The facts a view needs besides the request's own filters.
@@ -210,7 +212,7 @@ pub fn views(table: &str) -> &'static [&'static str] {
         "campaignresponse" => &["all", "open", "by-campaign", "by-wave", "by-responsecode", "interested-unconverted", "unsubscribes"],
         "campaign" => &["all", "active", "budget-vs-actual", "performance"],
         "campaignactivity" => &["all", "by-campaign", "waves-in-progress", "overdue"],
-        "bulkoperation" => &["all", "runs"],
+        "bulkoperation" => &["all", "runs", "failures"],
         "list" => &["all"],
         "activity" => &["all", "my-open", "due-today", "overdue", "overdue-by-owner", "escalated", "by-regarding"],
         "opportunity" => &["all", "open-pipeline", "closing-this-month", "won", "lost"],
@@ -289,7 +291,8 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
         )]),
         // R-TASK-1 with a DateOnly due date: overdue once its local day has ended.
         ("campaignactivity", "overdue") => rows(vec![open(), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![cal::today(ctx.now, ctx.tz).into()])]),
-        ("bulkoperation", "runs") => ViewSpec::Rows { conds: vec![], sort: newest },
+        ("bulkoperation", "runs") => ViewSpec::Rows { conds: vec![eq("operationtypecode", 4i64)], sort: newest },
+        ("bulkoperation", "failures") => ViewSpec::Failures(ctx.params.get("id").map(|_| param_uuid(ctx, "id")).transpose()?),
         ("activity", "due-today") => {
             let (a, b) = cal::day_bounds(ctx.now, ctx.tz);
             rows(vec![open(), Cond::new("scheduledend >= ? AND scheduledend < ?", vec![a.into(), b.into()])])

@@ -304,6 +304,49 @@ async fn frozen_recipients(ex: &mut impl Exec, frozen: Vec<(EntityKind, Uuid, St
     Ok(frozen.into_iter().map(|(kind, id, address, written)| crate::crm::waves::Recipient { kind, id, address, written, vars: vars.remove(&id).unwrap_or_default() }).collect())
 }
 
+impl Store {
+    /// The `optouts` view of a list (R-OPT-1): members no marketing e-mail reaches, and why.
+    pub async fn list_optouts(&self, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<serde_json::Value>> {
+        let mut db = self.db.clone();
+        let members = list_member_facts(&mut db, list_id, now).await?;
+        let rules = self.norm.email_rules.clone();
+        let normalize = |e: &str| EmailAddress::parse_with(e, &rules).ok().map(|a| a.as_str().to_string());
+        let all: Vec<String> = members.iter().flat_map(|m| m.emails.iter().flatten()).filter_map(|e| normalize(e)).collect::<HashSet<_>>().into_iter().collect();
+        let suppressed = suppressed_among(&mut db, &all).await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| {
+                let why = crate::crm::waves::optout_reasons(m, normalize, &suppressed);
+                (!why.is_empty()).then(|| serde_json::json!({"kind": m.kind, "id": m.id, "reasons": why}))
+            })
+            .collect())
+    }
+
+    /// The `failures` view of bulk operations: failed e-mails per wave run with the reason.
+    pub async fn wave_failures(&self, bulkoperation: Option<Uuid>, limit: i64) -> Result<Vec<serde_json::Value>> {
+        let mut sql = "SELECT b.activityid AS run, d.wave_id, d.address, d.reason, d.detail, d.attempts FROM wave_delivery d                        JOIN wave w ON w.activityid = d.wave_id JOIN bulkoperation b ON b.activityid = w.bulkoperationid WHERE d.state = 'failed'"
+            .to_string();
+        let mut args = Vec::new();
+        if let Some(b) = bulkoperation {
+            sql.push_str(" AND b.activityid = $1");
+            args.push(Value::from(b));
+        }
+        sql.push_str(&format!(" ORDER BY d.wave_id, d.address LIMIT {}", limit.clamp(1, 10_000)));
+        self.db
+            .clone()
+            .fetch_all(&sql, args)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "bulkoperationid": r.get::<String>("run")?, "wave": r.get::<String>("wave_id")?, "address": r.get::<String>("address")?,
+                    "reason": r.get::<Option<String>>("reason")?, "detail": r.get::<Option<String>>("detail")?, "attempts": r.get::<i64>("attempts")?,
+                }))
+            })
+            .collect()
+    }
+}
+
 /// Which of `addresses` are suppressed.
 async fn suppressed_among(ex: &mut impl Exec, addresses: &[String]) -> Result<HashSet<String>> {
     let mut out = HashSet::new();

@@ -264,6 +264,20 @@ async fn retry_reject_and_throttle() {
     assert!(relay.get::<String>("last_reply").unwrap().contains("rate limit"));
     let failed_email = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = a.activityid WHERE d.address = 'nobody@reject.test' AND a.statuscode = 8 AND a.statecode = 0 AND a.deliveryattempts = 1", vec![]).await;
     assert_eq!(failed_email, 1, "R-WV-4: 8 Failed, back to Open, attempts counted");
+    // The admin views of the run: its failures with the reason, and the list's opt-outs now
+    // that the refused address is suppressed.
+    s.add_api_token("t", &inflow::http::api::token_hash("views-token"), owner, "marketer", now()).await.unwrap();
+    let get = |path: String| {
+        let req = app.http.get(app.url(&path)).bearer_auth("views-token");
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let failures = get("/api/v1/bulkoperations?view=failures".into()).await;
+    assert_eq!(failures["items"].as_array().unwrap().len(), 1, "{failures}");
+    assert_eq!((failures["items"][0]["address"].as_str(), failures["items"][0]["reason"].as_str()), (Some("nobody@reject.test"), Some("recipient_rejected")));
+    let optouts = get(format!("/api/v1/lists/{l}/optouts")).await;
+    assert_eq!(optouts["items"], serde_json::json!([{"kind": "contact", "id": ids[1].to_string(), "reasons": ["suppressed: nobody@reject.test"]}]), "{optouts}");
+    let runs = get("/api/v1/bulkoperations?view=runs".into()).await;
+    assert_eq!(runs["total"], 1);
     app.stop().await;
     sink.stop().await;
 }
