@@ -26,6 +26,36 @@ use crate::ingest::pbx::zadarma::Zadarma;
 use crate::jobs::JobQueue;
 use crate::store::{Normalizer, Store};
 
+/// The worker supervisor's view: workers that ended while the daemon was not stopping.
+#[derive(Debug, Default)]
+pub struct Health {
+    dead: std::sync::Mutex<Vec<String>>,
+}
+
+impl Health {
+    /// Workers that stopped on their own (a panic or an early return).
+    pub fn dead(&self) -> Vec<String> {
+        self.dead.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Watches a worker task: if it ends before shutdown, the daemon is unhealthy.
+    fn watch<T: Send + 'static>(self: &Arc<Self>, name: &str, handle: tokio::task::JoinHandle<T>, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+        let (me, name, token) = (self.clone(), name.to_string(), token.clone());
+        tokio::spawn(async move {
+            let result = handle.await;
+            if !token.is_cancelled() {
+                match &result {
+                    Err(e) => tracing::error!(worker = %name, error = %e, "worker died"),
+                    Ok(_) => tracing::error!(worker = %name, "worker stopped before shutdown"),
+                }
+                if let Ok(mut d) = me.dead.lock() {
+                    d.push(name);
+                }
+            }
+        })
+    }
+}
+
 /// Opens the store described by `cfg` (creating a SQLite file if needed).
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let norm = Normalizer {
@@ -41,6 +71,9 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 /// A started daemon: where it listens and how to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Which workers are alive (the watchdog pings only while all are, and the database answers).
+    pub health: Arc<Health>,
+    pub store: Store,
     pub token: CancellationToken,
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The PBX processing runtime, when PBX webhooks are configured.
@@ -162,14 +195,19 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
     let mut workers = Vec::new();
+    let health = Arc::new(Health::default());
+    if std::env::var("INFLOW_FAILPOINT").is_ok_and(|v| v == "worker-panic") {
+        // Crash test of the supervisor: a watched worker that dies at once.
+        workers.push(health.watch("failpoint", tokio::spawn(async { panic!("failpoint worker-panic") }), &token));
+    }
     let pbx = pbx_webhooks(&cfg, &store).map(|(p, inbox)| {
         // The writer drains its inbox until the server (holding the senders) is gone.
         workers.push(tokio::spawn(p.runtime.clone().run_writer(inbox)));
         p
     });
     if let Some(p) = &pbx {
-        workers.push(spawn_pbx_worker(p.runtime.clone(), token.clone()));
-        workers.push(spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()));
+        workers.push(health.watch("pbx-jobs", spawn_pbx_worker(p.runtime.clone(), token.clone()), &token));
+        workers.push(health.watch("pbx-sweep", spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()), &token));
     }
     let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
     let alerts = if cfg.alerts.enabled {
@@ -177,7 +215,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         if rt.mailer.is_none() {
             tracing::info!("alerts are enabled but [smtp] has no host: overdue notifications wait until a relay is configured");
         }
-        workers.push(spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?);
+        workers.push(health.watch("alerts", spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?, &token));
         Some(rt)
     } else {
         None
@@ -186,14 +224,14 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let holder = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     for mb in cfg.mailboxes.iter().filter(|m| m.enabled) {
         let rt = Arc::new(crate::ingest::imap::MailboxRuntime::new(&cfg, mb, store.clone(), &holder)?);
-        workers.push(tokio::spawn(rt.run(token.clone())));
+        workers.push(health.watch(&format!("mailbox:{}", mb.name), tokio::spawn(rt.run(token.clone())), &token));
     }
     // The unsubscribe links work whether or not this daemon sends waves.
     let signer = crate::waves::link_signer(&cfg, &store).await.context("cannot load the unsubscribe-link key")?;
     let waves = match crate::waves::Relay::from_config(&cfg.smtp)? {
         Some(relay) if cfg.waves.enabled => {
             let rt = Arc::new(crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(&cfg)?, &holder, signer.clone()));
-            workers.push(tokio::spawn(rt.clone().run(token.clone())));
+            workers.push(health.watch("waves", tokio::spawn(rt.clone().run(token.clone())), &token));
             Some(rt)
         }
         _ => None,
@@ -209,6 +247,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
+    let store_for_running = store.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);
     let done = tokio::spawn(async move {
         {
@@ -236,7 +275,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         Ok(())
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
-    Ok(Running { addr, token, done, pbx: pbx_runtime, alerts, waves })
+    Ok(Running { addr, health, store: store_for_running, token, done, pbx: pbx_runtime, alerts, waves })
 }
 
 fn hostname() -> String {
@@ -254,10 +293,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // "listening on" is machine-readable for tests and scripts that pass port 0.
     eprintln!("inflow listening on http://{}", running.addr);
     notify(sd_notify::NotifyState::Ready);
+    let watchdog = spawn_watchdog(&running, &token);
     wait_for_signal(&token).await;
     tracing::info!("shutdown requested");
     notify(sd_notify::NotifyState::Stopping);
     token.cancel();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     running.done.await.context("server task panicked")??;
     tracing::info!("stopped");
     Ok(())
@@ -275,6 +318,37 @@ async fn wait_for_signal(token: &CancellationToken) {
         _ = int.recv() => {}
         _ = token.cancelled() => {}
     }
+}
+
+/// With `WatchdogSec=` (WATCHDOG_USEC set for this process), sends WATCHDOG=1 at half the
+/// period while every worker is alive and the database answers; an unhealthy daemon goes
+/// silent and systemd restarts it.
+fn spawn_watchdog(running: &Running, token: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    // sd_watchdog_enabled(3): WATCHDOG_USEC set, and WATCHDOG_PID (when set) is this process.
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse().ok()).filter(|u| *u > 0)?;
+    if std::env::var("WATCHDOG_PID").ok().is_some_and(|p| p.parse::<u32>().ok() != Some(std::process::id())) {
+        return None;
+    }
+    let period = Duration::from_micros(usec / 2).max(Duration::from_millis(50));
+    let (health, store, token) = (running.health.clone(), running.store.clone(), token.clone());
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => return,
+            }
+            let dead = health.dead();
+            let db = tokio::time::timeout(period, store.readiness()).await;
+            match (dead.is_empty(), db) {
+                (true, Ok(Ok(()))) => notify(sd_notify::NotifyState::Watchdog),
+                (false, _) => tracing::error!(dead = ?dead, "workers are down; withholding the watchdog ping"),
+                (_, Ok(Err(e))) => tracing::warn!(error = %e, "database not ready; withholding the watchdog ping"),
+                (_, Err(_)) => tracing::warn!("database check timed out; withholding the watchdog ping"),
+            }
+        }
+    }))
 }
 
 /// sd_notify when NOTIFY_SOCKET is set; a no-op otherwise.

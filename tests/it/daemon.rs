@@ -81,7 +81,7 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 async fn recv_notify(sock: &UnixDatagram) -> String {
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(DEADLINE, sock.recv(&mut buf)).await.expect("no sd_notify message in time").expect("recv");
-    String::from_utf8_lossy(&buf[..n]).to_string()
+    String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,16 +90,44 @@ async fn binary_becomes_ready_notifies_systemd_and_stops_cleanly_on_sigterm() {
     let cfg = write_config(dir.path(), "");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]).await;
+    // WatchdogSec=0.4 s as systemd passes it: pings are due every 0.2 s while healthy.
+    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")]).await;
     assert!(recv_notify(&sock).await.contains("READY=1"));
+    for _ in 0..3 {
+        assert_eq!(recv_notify(&sock).await, "WATCHDOG=1");
+    }
     assert_eq!(d.get("/healthz").await.0, 200);
     let (status, body) = d.get("/readyz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
     assert!(dir.path().join("state.db").exists(), "the SQLite file is created and migrated");
     let (code, log) = d.terminate().await;
     assert_eq!(code, Some(0), "exit status after SIGTERM; log:\n{}", log.join("\n"));
-    assert!(recv_notify(&sock).await.contains("STOPPING=1"));
+    // Pings sent before the signal may still be queued; STOPPING=1 follows them.
+    let mut msg = recv_notify(&sock).await;
+    while msg == "WATCHDOG=1" {
+        msg = recv_notify(&sock).await;
+    }
+    assert!(msg.contains("STOPPING=1"), "{msg}");
     assert!(log.iter().any(|l| l.contains("stopped")), "{}", log.join("\n"));
+}
+
+/// A worker that dies makes the daemon unhealthy: READY=1 still came, but no WATCHDOG=1
+/// follows, so systemd's WatchdogSec restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_silences_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000"), ("INFLOW_FAILPOINT", "worker-panic")]).await;
+    assert!(recv_notify(&sock).await.contains("READY=1"));
+    // Five ping periods without a ping (a healthy daemon sends one every 0.2 s).
+    let mut buf = [0u8; 256];
+    let got = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await;
+    assert!(got.is_err(), "unexpected message: {:?}", got.map(|r| r.map(|n| String::from_utf8_lossy(&buf[..n]).to_string())));
+    let (code, log) = d.terminate().await;
+    assert_eq!(code, Some(0));
+    assert!(log.iter().any(|l| l.contains("withholding the watchdog ping") && l.contains("failpoint")), "{}", log.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,4 +248,64 @@ async fn migrate_and_version() {
     let (code, out, _) = run_cli(&["--version"], dir.path()).await;
     assert_eq!(code, Some(0));
     assert_eq!(out.trim(), format!("inflow {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// Issue 8 §5: a full run at debug level with every kind of secret configured and used —
+/// IMAP and SMTP passwords, PBX token and HMAC secret, an API token, a message body — and
+/// none of them appears in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_tokens_and_bodies_never_reach_the_log() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = ["imap-Pa55-QxT7", "smtp-Pa55-Lm2K", "pbx-Tok3n-Hh81", "pbx-Hmac-Vv90", "unsub-Key-Rr55", "api-Tok3n-Zz11"];
+    for (f, v) in [("imap.pass", secrets[0]), ("smtp.pass", secrets[1]), ("pbx.token", secrets[2]), ("pbx.hmac", secrets[3]), ("unsub.key", secrets[4])] {
+        std::fs::write(dir.path().join(f), v).unwrap();
+    }
+    // The mailbox owner and the token's user: a real CRM user, made with the CLI.
+    let pre = write_config(dir.path(), "");
+    let (code, out, err) = run_cli(&["--config", pre.to_str().unwrap(), "user", "add", "--last", "Ops", "--email", "ops@example.com"], dir.path()).await;
+    assert_eq!(code, Some(0), "{err}");
+    let user: uuid::Uuid = out.trim().parse().unwrap();
+    let api_hash = hex::encode(sha2::Sha256::digest(secrets[5].as_bytes()));
+    let d = dir.path().display();
+    let extra = format!(
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"sales\"\npassword_file = \"{d}/imap.pass\"\nowner = \"ops@example.com\"\npoll_interval_secs = 1\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"mailer\"\npassword_file = \"{d}/smtp.pass\"\nfrom = \"crm@example.com\"\n\n\
+         [pbx.generic]\ntoken_file = \"{d}/pbx.token\"\nhmac_secret_file = \"{d}/pbx.hmac\"\n\n\
+         [waves]\nunsubscribe_secret_file = \"{d}/unsub.key\"\n\n\
+         [[api.tokens]]\nname = \"ops\"\nsha256 = \"{api_hash}\"\nuser = \"{user}\"\nrole = \"admin\"\n"
+    );
+    let cfg = write_config(dir.path(), &extra);
+    let daemon = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("RUST_LOG", "debug")]).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", daemon.addr);
+    let body_marker = "BODY-Marker-Kq42 секретное содержание";
+    // A webhook with the right token and a body, one with a wrong one.
+    let call = serde_json::json!({"call_id": "c-1", "event_id": "e-1", "direction": "inbound", "from": "+74951112233", "to": "+74957654321", "start": "2026-11-27T10:00:00Z", "end": "2026-11-27T10:01:00Z", "disposition": "answered", "note": body_marker});
+    let ok = http.post(url("/pbx/generic")).bearer_auth(secrets[2]).json(&call).send().await.unwrap();
+    assert!(ok.status().is_success() || ok.status().as_u16() == 400, "{}", ok.status());
+    let bad = http.post(url("/pbx/generic")).bearer_auth("wrong-token").json(&call).send().await.unwrap();
+    assert_eq!(bad.status(), 401);
+    // The API with the token: a read, a write whose body carries the marker, a refused write.
+    assert_eq!(http.get(url("/api/v1/leads")).bearer_auth(secrets[5]).send().await.unwrap().status(), 200);
+    let r = http.post(url("/api/v1/leads")).bearer_auth(secrets[5]).json(&serde_json::json!({"subject": "s", "lastname": "x", "description": body_marker})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http.post(url("/api/v1/leads")).bearer_auth(secrets[5]).json(&serde_json::json!({"subject": "s", "lastname": "x", "password": body_marker})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Wait until the mailbox worker has recorded its failed connection (so its errors are logged).
+    let store = inflow::store::Store::connect(&inflow::config::DatabaseConfig { url: format!("sqlite://{d}/state.db"), ..Default::default() }, Default::default()).await.unwrap();
+    crate::helpers::poll_until("the mailbox's failed connection", || async {
+        store.mailbox_state("sales", "INBOX").await.ok().flatten().is_some_and(|m| m.state == "unreachable")
+    })
+    .await;
+    store.close().await;
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0));
+    let all = log.join("\n");
+    assert!(all.contains("DEBUG"), "a debug-level log was written:\n{all}");
+    assert!(all.contains("sales"), "the mailbox's trouble is logged:\n{all}");
+    for s in secrets.iter().chain([&body_marker]) {
+        assert!(!all.contains(s), "{s} leaked into the log:\n{all}");
+    }
+    assert!(!all.contains(&api_hash), "not even the token's hash is logged");
 }
