@@ -12,6 +12,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod waves;

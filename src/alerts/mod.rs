@@ -244,11 +244,17 @@ impl AlertsRuntime {
         match mailer.send(&first.recipient, &subject, body).await {
             Ok(()) => {
                 self.store.finish_digest(digest_id, "sent", None, now).await?;
+                for r in &rows {
+                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "sent").increment(1);
+                }
                 tracing::info!(%digest_id, recipient = %first.recipient, lines = rows.len(), "overdue digest sent");
                 Ok(true)
             }
             Err(SendError::Permanent(e)) => {
                 self.store.finish_digest(digest_id, "failed", Some(&e), now).await?;
+                for r in &rows {
+                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "failed").increment(1);
+                }
                 tracing::warn!(%digest_id, error = %e, "overdue digest refused by the relay");
                 Ok(false)
             }

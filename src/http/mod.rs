@@ -101,13 +101,15 @@ impl From<StoreError> for ApiError {
 /// The router with every route of the daemon.
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let pbx_limit = state.pbx.as_ref().map(|p| p.body_limit).unwrap_or(body_limit);
-    let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
+    crate::metrics::install();
+    let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(crate::metrics::scrape));
     if state.api.enabled {
         r = r.merge(api::routes(state.clone()));
     }
     r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .merge(unsubscribe::routes())
         .merge(pbx::routes(pbx_limit))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 

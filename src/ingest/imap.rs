@@ -246,6 +246,10 @@ impl MailboxRuntime {
         let c = &self.cfg;
         failpoint("imap-after-commit");
         for o in outcomes {
+            metrics::counter!("inflow_mail_messages_total", "mailbox" => c.name.clone(), "class" => o.class.clone().unwrap_or_else(|| "none".into()), "status" => o.status.clone()).increment(1);
+            if o.status == "quarantined" {
+                metrics::counter!("inflow_mail_quarantined_total", "mailbox" => c.name.clone()).increment(1);
+            }
             match o.status.as_str() {
                 "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
                 _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),

@@ -531,6 +531,41 @@ impl Store {
     }
 }
 
+/// Gauges read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct OpsGauges {
+    /// (queue, items waiting)
+    pub queues: Vec<(String, i64)>,
+    pub mailboxes: Vec<super::MailboxState>,
+}
+
+impl Store {
+    /// Queue depths and mailbox states for `/metrics`.
+    pub async fn ops_gauges(&self) -> Result<OpsGauges> {
+        let mut db = self.db.clone();
+        let one = |sql: &'static str| sql;
+        let mut queues = Vec::new();
+        for (name, sql) in [
+            ("wave_deliveries", one("SELECT COUNT(*) AS n FROM wave_delivery WHERE state IN ('pending', 'sending')")),
+            ("pbx_calls", one("SELECT COUNT(*) AS n FROM pbx_call WHERE processed_version < version")),
+            ("notifications", one("SELECT COUNT(*) AS n FROM notification_log WHERE status = 'pending'")),
+            ("inbound_pending", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'pending'")),
+            ("quarantine", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status IN ('quarantined', 'failed')")),
+        ] {
+            queues.push((name.to_string(), db.fetch_one(sql, vec![]).await?.get::<i64>("n")?));
+        }
+        queues.push(("jobs:pbx-call".into(), self.queued_jobs(crate::ingest::pbx::process::QUEUE).await?));
+        let mut mailboxes = Vec::new();
+        for r in db.fetch_all("SELECT mailbox, folder FROM mailbox_state ORDER BY mailbox, folder", vec![]).await? {
+            let (m, f): (String, String) = (r.get("mailbox")?, r.get("folder")?);
+            if let Some(st) = self.mailbox_state(&m, &f).await? {
+                mailboxes.push(st);
+            }
+        }
+        Ok(OpsGauges { queues, mailboxes })
+    }
+}
+
 /// The ops record sets of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpsSet {

@@ -846,7 +846,19 @@ impl WaveRuntime {
                     self.store.record_deliveries(&buf, &self.holder, &self.relay.key, backoff.clone(), Utc::now()).await
                 };
                 match recorded {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        for r in &buf {
+                            let outcome = match r.outcome {
+                                DeliveryOutcome::Sent => "sent",
+                                DeliveryOutcome::Retry { .. } => "retry",
+                                DeliveryOutcome::Failed { .. } => "failed",
+                                DeliveryOutcome::Released { .. } => "released",
+                                DeliveryOutcome::AbortWave { .. } => "abort_wave",
+                            };
+                            metrics::counter!("inflow_wave_deliveries_total", "outcome" => outcome).increment(1);
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, n = buf.len(), "cannot record delivery outcomes; retrying");
                         tokio::time::sleep(wait).await;

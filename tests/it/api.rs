@@ -130,7 +130,12 @@ async fn auth_matrix(engine: &str) {
         }
     }
     assert_eq!(listed, routes.len());
-    // Health and the PBX/unsubscribe endpoints keep their own rules: no token needed.
+    // Requests are counted by route template (ids never become labels), with latency.
+    assert!(crate::helpers::metric(&api.app, "inflow_http_requests_total", &[("route", "/api/v1/leads/{id}/qualify"), ("status", "403")]).await >= 1.0);
+    assert!(crate::helpers::metric(&api.app, "inflow_http_request_duration_seconds_count", &[("route", "/api/v1/leads")]).await >= 1.0);
+    let text = api.app.http.get(api.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains(&some_id), "a raw path leaked into a label");
+    // Health, metrics and the PBX/unsubscribe endpoints keep their own rules: no token needed.
     assert_eq!(api.app.http.get(api.app.url("/healthz")).send().await.unwrap().status(), 200);
     api.stop().await;
 }

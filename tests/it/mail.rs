@@ -123,6 +123,9 @@ async fn every_class(engine: &str) {
     let moved = dv.messages("sales", "Processed").await;
     assert_eq!(moved.len(), 10, "never deleted: all moved to Processed");
     assert!(moved.iter().all(|(_, flags)| !flags.iter().any(|f| f.contains("Seen"))), "BODY.PEEK leaves \\Seen unset: {moved:?}");
+    assert!(crate::helpers::metric(&app, "inflow_mail_messages_total", &[("mailbox", "sales"), ("class", "bounce")]).await >= 1.0);
+    assert!(crate::helpers::metric(&app, "inflow_mail_quarantined_total", &[("mailbox", "sales")]).await >= 2.0);
+    assert!(crate::helpers::metric(&app, "inflow_mailbox_last_poll_timestamp_seconds", &[("mailbox", "sales")]).await > 1.7e9);
 
     // New inquiry in KOI8-R → a lead with decoded text (R-EM-6 mapping).
     let ivan = lead_by_email(&s, "ivan.petrov@zavod.example").await;

@@ -9,4 +9,5 @@ mod helpers;
 mod mail;
 mod pbx;
 mod store;
+mod systemd;
 mod waves;

@@ -198,6 +198,7 @@ async fn zadarma_answered_missed_outbound_and_duplicates() {
     assert_eq!(dup["calls"][0]["duplicate"], true);
     assert_eq!(app.count("activity").await, 1);
     assert_eq!(app.count("lead").await, 0, "a known caller makes no lead");
+    assert!(crate::helpers::metric(&app, "inflow_pbx_calls_total", &[("provider", "zadarma"), ("disposition", "answered"), ("outcome", "processed")]).await >= 1.0);
 
     // Missed inbound call from an unknown number → open callback for the line owner.
     ok(app.zadarma(&fixture("zadarma/notify_end_missed.form")).await).await;

@@ -159,6 +159,8 @@ async fn full_wave(engine: &str) {
     assert_eq!(excluded, BTreeMap::from([("duplicate_address", 1), ("inactive", 1), ("no_valid_email", 1), ("opted_out", 1), ("suppressed", 1)]));
     assert_eq!((st.sent, st.failed, st.pending, st.in_flight), (4, 0, 0, 0));
     assert_eq!(st.bulkoperation_status, Some(4), "run completed");
+    assert!(crate::helpers::metric(&app, "inflow_wave_deliveries_total", &[("outcome", "sent")]).await >= 4.0);
+    assert_eq!(crate::helpers::metric(&app, "inflow_queue_depth", &[("queue", "wave_deliveries")]).await, 0.0);
 
     // Personalisation with fallbacks, our headers, the stored Message-ID.
     let deliveries = s.wave_deliveries(w).await.unwrap();

@@ -280,6 +280,9 @@ impl PbxRuntime {
         match plan_call(&rec, &ctx) {
             CallPlan::Skip(reason) => {
                 let applied = self.store.apply_pbx_call(provider, call_id, call.version, None, "skipped", Some(&reason), timed_out, now).await?;
+                if applied {
+                    metrics::counter!("inflow_pbx_calls_total", "provider" => provider.to_string(), "disposition" => format!("{:?}", rec.disposition).to_lowercase(), "outcome" => "skipped").increment(1);
+                }
                 tracing::info!(provider, call_id, %reason, "call skipped");
                 Ok(if applied { Outcome::Skipped(reason) } else { Outcome::Stale })
             }
@@ -287,6 +290,7 @@ impl PbxRuntime {
                 let created = writes.created();
                 let applied = self.store.apply_pbx_call(provider, call_id, call.version, Some(&writes), "processed", None, timed_out, now).await?;
                 if applied {
+                    metrics::counter!("inflow_pbx_calls_total", "provider" => provider.to_string(), "disposition" => format!("{:?}", rec.disposition).to_lowercase(), "outcome" => "processed").increment(1);
                     tracing::info!(provider, call_id, activity = %writes.activity.activityid, created = created.len(), timed_out, "call recorded");
                     Ok(Outcome::Processed(created))
                 } else {
