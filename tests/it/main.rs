@@ -9,5 +9,6 @@ mod helpers;
 mod mail;
 mod pbx;
 mod store;
+mod scale;
 mod systemd;
 mod waves;
