@@ -244,6 +244,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         waves: waves.clone(),
         config: Some(Arc::new(cfg.clone())),
         smtp_from: cfg.smtp.from.clone(),
+        health: Some(health.clone()),
     };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
@@ -329,7 +330,9 @@ fn spawn_watchdog(running: &Running, token: &CancellationToken) -> Option<tokio:
     if std::env::var("WATCHDOG_PID").ok().is_some_and(|p| p.parse::<u32>().ok() != Some(std::process::id())) {
         return None;
     }
-    let period = Duration::from_micros(usec / 2).max(Duration::from_millis(50));
+    // A ping every third of the period, and a database check bounded by half a tick, so a
+    // slow check never lets the gap between pings reach WatchdogSec.
+    let period = Duration::from_micros(usec / 3).max(Duration::from_millis(50));
     let (health, store, token) = (running.health.clone(), running.store.clone(), token.clone());
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -340,7 +343,7 @@ fn spawn_watchdog(running: &Running, token: &CancellationToken) -> Option<tokio:
                 _ = token.cancelled() => return,
             }
             let dead = health.dead();
-            let db = tokio::time::timeout(period, store.readiness()).await;
+            let db = tokio::time::timeout(period / 2, store.readiness()).await;
             match (dead.is_empty(), db) {
                 (true, Ok(Ok(()))) => notify(sd_notify::NotifyState::Watchdog),
                 (false, _) => tracing::error!(dead = ?dead, "workers are down; withholding the watchdog ping"),

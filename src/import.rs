@@ -34,6 +34,11 @@ impl std::str::FromStr for Encoding {
 
 /// Decodes the file; returns the text and the encoding used.
 pub fn decode(bytes: &[u8], enc: Encoding) -> Result<(String, &'static str), String> {
+    // Excel's "Unicode text" is UTF-16 with a byte-order mark, whatever --encoding says.
+    if let Some((e, _)) = encoding_rs::Encoding::for_bom(bytes).filter(|(e, _)| *e == encoding_rs::UTF_16LE || *e == encoding_rs::UTF_16BE) {
+        let (text, _, bad) = e.decode(bytes);
+        return if bad { Err(format!("invalid {}", e.name())) } else { Ok((text.into_owned(), if e == encoding_rs::UTF_16LE { "utf-16le" } else { "utf-16be" })) };
+    }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match enc {
         Encoding::Utf8 => std::str::from_utf8(bytes).map(|s| (s.to_string(), "utf-8")).map_err(|e| format!("not UTF-8: {e} (try --encoding windows-1251)")),
@@ -212,7 +217,15 @@ fn row_lead(rec: &csv::StringRecord, m: &Mapping, subject: &str) -> Result<Lead,
             "industrycode" => l.industrycode = Some(int(v)?),
             "numberofemployees" => l.numberofemployees = Some(int(v)?),
             "revenue" => {
-                let n: f64 = v.replace([' ', '\u{a0}'], "").replace(',', ".").parse().map_err(|_| format!("revenue: '{v}' is not an amount"))?;
+                // "1 500 000,50" (Russian) and "1500000.50"; a comma as a thousands separator
+                // ("1,500") or both separators are ambiguous and refused.
+                let compact = v.replace([' ', '\u{a0}'], "");
+                let commas = compact.matches(',').count();
+                let ambiguous = (commas > 0 && compact.contains('.')) || commas > 1 || compact.split_once(',').is_some_and(|(_, frac)| frac.len() == 3);
+                if ambiguous {
+                    return Err(format!("revenue: '{v}' is ambiguous; write 1500000 or 1 500 000,50"));
+                }
+                let n: f64 = compact.replace(',', ".").parse().map_err(|_| format!("revenue: '{v}' is not an amount"))?;
                 if !n.is_finite() || n < 0.0 {
                     return Err(format!("revenue: '{v}' is not an amount"));
                 }
@@ -242,6 +255,10 @@ mod tests {
         let text = "Фамилия;Имя;Компания;E-mail;Телефон;Выручка;Оценка;Стенд\nИванов;Иван;ООО Ромашка;ivanov@romashka.ru;+7 495 123-45-67;1 500 000,50;горячий;A12\n";
         let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(text);
         let p = parse(&bytes, Encoding::Auto, &BTreeMap::new(), "Выставка").unwrap();
+        // The same file as Excel's UTF-16 "Unicode text" (with its byte-order mark).
+        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain(text.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let p16 = parse(&utf16, Encoding::Auto, &BTreeMap::new(), "Выставка").unwrap();
+        assert_eq!((p16.encoding, p16.rows[0].as_ref().unwrap().lead.lastname.as_str()), ("utf-16le", "Иванов"));
         assert_eq!((p.encoding, p.delimiter), ("windows-1251", ';'));
         assert_eq!(p.mapping.ignored, vec!["Стенд".to_string()]);
         let r = p.rows[0].as_ref().unwrap();
@@ -252,10 +269,11 @@ mod tests {
 
     #[test]
     fn row_errors_carry_their_line() {
-        let text = "lastname,email,employees\nA,a@x.ru,5\nB,not-an-address,5\nC,c@x.ru,many\nD,d@x.ru\n";
+        let text = "lastname,email,employees,revenue\nA,a@x.ru,5,\nB,not-an-address,5,\nC,c@x.ru,many,\nD,d@x.ru\nE,e@x.ru,1,\"1,500\"\nF,f@x.ru,1,\"1500,5\"\n";
         let p = parse(text.as_bytes(), Encoding::Utf8, &BTreeMap::new(), "s").unwrap();
         let errs: Vec<u64> = p.rows.iter().filter_map(|r| r.as_ref().err().map(|e| e.line)).collect();
-        assert_eq!(errs, vec![3, 4, 5]);
+        assert_eq!(errs, vec![3, 4, 5, 6], "{:?}", p.rows);
+        assert_eq!(p.rows[5].as_ref().unwrap().lead.revenue, Some(Money(150_050)));
         assert!(p.rows[0].is_ok());
     }
 

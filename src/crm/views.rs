@@ -58,7 +58,11 @@ pub fn months_ago(now: DateTime<Utc>, tz: Tz, n: u32) -> DateTime<Utc> {
     let back = local.checked_sub_months(Months::new(n)).unwrap_or(local);
     match tz.from_local_datetime(&back) {
         chrono::LocalResult::Single(x) | chrono::LocalResult::Ambiguous(x, _) => x.with_timezone(&Utc),
-        chrono::LocalResult::None => start_of_day(back.date(), tz),
+        // A time a DST change skips: the first existing local time after it.
+        chrono::LocalResult::None => (1..=4)
+            .find_map(|h| tz.from_local_datetime(&(back + chrono::Duration::hours(h))).earliest())
+            .map(|x| x.with_timezone(&Utc))
+            .unwrap_or_else(|| start_of_day(back.date(), tz)),
     }
 }
 

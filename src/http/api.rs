@@ -119,6 +119,11 @@ async fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Res
     };
     let (user, role, name) = found.ok_or_else(unauthorized)?;
     let role = Role::parse(&role).ok_or_else(unauthorized)?;
+    // A token acts as its user: one who is gone or disabled can no longer act.
+    match state.store.get::<SystemUser>(user).await? {
+        Some(u) if !u.isdisabled => {}
+        _ => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token's user is disabled or unknown")),
+    }
     if !allowed(role, access) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the {role:?} role may not do this").to_lowercase()));
     }
@@ -136,12 +141,20 @@ async fn guard(State((state, access)): State<(AppState, Access)>, mut req: Reque
 }
 
 /// API settings the handlers need.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub enabled: bool,
     pub tokens: Vec<crate::config::ApiTokenConfig>,
     pub tz: Option<chrono_tz::Tz>,
     pub stale_lead_days: u32,
+    /// R-TASK-1's types that live in the activity table (from `alerts.kinds`).
+    pub overdue_kinds: Vec<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { enabled: true, tokens: Vec::new(), tz: None, stale_lead_days: 30, overdue_kinds: vec!["task".into(), "phonecall".into()] }
+    }
 }
 
 impl ApiSettings {
@@ -273,15 +286,16 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
     let p = list_params(raw.as_deref())?;
     let mut conds = Vec::new();
     for (k, v) in &p.filters {
-        conds.push(q::filter::<R>(k, v).map_err(bad)?);
+        conds.push(q::filter::<R>(k, v, s.api.tz()).map_err(bad)?);
     }
     let mut sort = p.sort.as_deref().map(q::sort::<R>).transpose().map_err(bad)?;
-    let ctx = ViewCtx { me: c.user, now: Utc::now(), tz: s.api.tz(), stale_lead_days: s.api.stale_lead_days, params: &p.extra };
+    let ctx = ViewCtx { me: c.user, overdue_kinds: &s.api.overdue_kinds, now: Utc::now(), tz: s.api.tz(), stale_lead_days: s.api.stale_lead_days, params: &p.extra };
     let spec = q::view(R::TABLE, p.view.as_deref().unwrap_or("all"), &ctx).map_err(bad)?;
     if let Some(g) = &p.group_by {
         let col = q::field::<R>(g).ok_or_else(|| bad(QueryError { code: "bad_group_by", message: format!("cannot group {} by '{}'", R::TABLE, g.chars().take(60).collect::<String>()) }))?;
-        if let ViewSpec::Rows { conds: vc, .. } = spec {
-            conds.extend(vc);
+        match spec {
+            ViewSpec::Rows { conds: vc, .. } | ViewSpec::Groups { conds: vc, .. } => conds.extend(vc),
+            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_group_by", "this view is a report; group_by applies to record views")),
         }
         let groups = s.store.group_records::<R>(col.name, &conds).await?;
         return Ok(Json(json!({ "groups": groups })));
@@ -300,9 +314,9 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
         ViewSpec::BudgetVsActual => json!({ "items": s.store.campaign_budget_vs_actual().await? }),
         ViewSpec::Performance => json!({ "items": s.store.campaign_performance().await? }),
         ViewSpec::Hierarchy => json!({ "items": s.store.user_hierarchy().await? }),
-        ViewSpec::Failures(run) => json!({ "items": s.store.wave_failures(run, p.limit.max(200)).await? }),
+        ViewSpec::Failures(run) => json!({ "items": s.store.wave_failures(run, p.limit).await? }),
         ViewSpec::Pipeline => {
-            conds.push(q::filter::<R>("statecode", "0").map_err(bad)?);
+            conds.push(q::filter::<R>("statecode", "0", ctx.tz).map_err(bad)?);
             let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
             page["totals"] = s.store.pipeline_totals().await?;
             page
@@ -322,15 +336,31 @@ async fn get_h<R: Entity>(State(s): State<AppState>, Path(id): Path<String>) -> 
 /// Fields a client never writes: keys, audit stamps, version, and state (actions change it).
 const SERVER_FIELDS: [&str; 8] = ["createdon", "createdby", "modifiedon", "modifiedby", "versionnumber", "statecode", "statuscode", "owneridtype"];
 
+/// Per entity: fields the daemon keeps (roll-ups, books, snapshots) and, on update, fields
+/// that are fixed once the record exists (DOMAIN §2: a list's member type and kind, a wave's
+/// campaign).
+fn read_only(table: &str, create: bool) -> &'static [&'static str] {
+    match (table, create) {
+        ("list", true) => &["membercount", "lastusedon", "lockstatus"],
+        ("list", false) => &["createdfromcode", "isdynamic", "membercount", "lastusedon", "lockstatus"],
+        ("campaign", _) => &["totalcampaignactivityactualcost", "totalactualcost"],
+        ("campaignactivity", true) => &["actualstart", "actualend"],
+        ("campaignactivity", false) => &["regardingobjectid", "actualstart", "actualend"],
+        ("lead", _) => &["lastusedincampaign", "qualifyingopportunityid"],
+        ("contact" | "account", _) => &["lastusedincampaign"],
+        _ => &[],
+    }
+}
+
 /// Checks a body's fields against `R`'s columns; returns the object.
-fn record_fields<R: Record>(body: J, allow_version: bool) -> Result<serde_json::Map<String, J>, ApiError> {
+fn record_fields<R: Record>(body: J, create: bool) -> Result<serde_json::Map<String, J>, ApiError> {
     let J::Object(obj) = body else { return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object")) };
     for k in obj.keys() {
-        if k == "versionnumber" && allow_version {
+        if k == "versionnumber" && !create {
             continue;
         }
-        if k == R::KEY || SERVER_FIELDS.contains(&k.as_str()) {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "read_only_field", format!("{k} is set by the server")));
+        if k == R::KEY || SERVER_FIELDS.contains(&k.as_str()) || read_only(R::TABLE, create).contains(&k.as_str()) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "read_only_field", format!("{k} is kept by the server or fixed once the record exists")));
         }
         if q::field::<R>(k).is_none() {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", format!("{} has no field '{}'", R::TABLE, k.chars().take(60).collect::<String>())));
@@ -404,6 +434,9 @@ creatable!(
         if r.transactioncurrencyid.trim().is_empty() {
             r.transactioncurrencyid = st.store.default_currency.clone();
         }
+        // R-WV-6: no activities yet, so the total is the other cost.
+        r.totalcampaignactivityactualcost = Some(crate::crm::Money::ZERO);
+        r.totalactualcost = Some(r.othercost.unwrap_or(crate::crm::Money::ZERO));
     },
     |s, rec, _mode| {
         s.store.insert(&rec).await?;
@@ -439,7 +472,7 @@ creatable!(
 
 async fn create_h<R: Creatable>(State(s): State<AppState>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery, Body(body): Body<J>) -> Result<Response, ApiError> {
     let mode = create_mode(raw.as_deref())?;
-    let obj = record_fields::<R>(body, false)?;
+    let obj = record_fields::<R>(body, true)?;
     let owner = match obj.get("ownerid") {
         Some(v) => v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "ownerid: not a UUID"))?,
         None => c.user,
@@ -456,7 +489,16 @@ async fn create_h<R: Creatable>(State(s): State<AppState>, Extension(c): Extensi
 /// optimistic concurrency).
 async fn patch_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(body): Body<J>) -> Result<Json<R>, ApiError> {
     let id = parse_id(&id)?;
-    let obj = record_fields::<R>(body, true)?;
+    let mut obj = record_fields::<R>(body, false)?;
+    // Costs roll up to the campaign (R-WV-6): they go through the operations that do that.
+    let cost = match R::TABLE {
+        "campaignactivity" => obj.remove("actualcost").map(|v| ("actualcost", v)),
+        "campaign" => obj.remove("othercost").map(|v| ("othercost", v)),
+        _ => None,
+    };
+    let cost = cost
+        .map(|(f, v)| serde_json::from_value::<Option<crate::crm::Money>>(v).map(|m| (f, m)).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{f}: {e}"))))
+        .transpose()?;
     let current = s.store.load::<R>(id).await?;
     let J::Object(mut merged) = serde_json::to_value(&current).map_err(internal)? else { return Err(internal("record is not an object")) };
     let expected = obj.get("versionnumber").cloned();
@@ -471,7 +513,19 @@ async fn patch_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<C
         merged.insert("modifiedon".into(), json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
     }
     let rec: R = typed(merged)?;
-    Ok(Json(update_any(&s, rec).await?))
+    let mut out = update_any(&s, rec).await?;
+    if let Some((field, money)) = cost {
+        match field {
+            "actualcost" => {
+                s.store.set_campaign_activity_cost(id, money, Utc::now()).await?;
+            }
+            _ => {
+                s.store.set_campaign_othercost(id, money, Utc::now()).await?;
+            }
+        }
+        out = s.store.load::<R>(id).await?;
+    }
+    Ok(Json(out))
 }
 
 async fn update_any<R: Entity>(s: &AppState, rec: R) -> Result<R, ApiError> {
@@ -512,6 +566,17 @@ async fn reactivate_h(State(s): State<AppState>, Extension(c): Extension<Caller>
 }
 
 async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(o): Body<crate::crm::response::ConvertOption>) -> Result<Json<J>, ApiError> {
+    use crate::crm::response::ConvertOption;
+    // New lead and close are response work; linking to (or reactivating) an existing lead
+    // writes a lead, and a new customer writes accounts, contacts and opportunities.
+    let needs = match &o {
+        ConvertOption::NewLead | ConvertOption::Close { .. } => None,
+        ConvertOption::ExistingLead { .. } => Some(Access::Write(Area::Leads)),
+        ConvertOption::NewCustomer { .. } => Some(Access::Write(Area::Sales)),
+    };
+    if let Some(a) = needs.filter(|a| !allowed(c.role, *a)) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the {:?} role may not write the records this option changes ({a:?})", c.role).to_lowercase()));
+    }
     let (response, created) = s.store.convert_response(parse_id(&id)?, &o, None, Some(c.user), Utc::now()).await?;
     Ok(Json(json!({"response": response, "created": created})))
 }
@@ -837,7 +902,8 @@ fn record_schema(cols: &[crate::crm::entities::Col]) -> J {
 }
 
 fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, create: bool) -> J {
-    let mut props: serde_json::Map<String, J> = cols.iter().filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name)).map(|c| (c.name.to_string(), col_schema(c.ty))).collect();
+    let mut props: serde_json::Map<String, J> =
+        cols.iter().filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name) && !read_only(table, create).contains(&c.name)).map(|c| (c.name.to_string(), col_schema(c.ty))).collect();
     let text = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
     let required: &[&str] = match table {
         "lead" => &["subject", "lastname"],
@@ -849,11 +915,13 @@ fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, c
         "activity" => &["activitytypecode"],
         _ => &[],
     };
-    for r in required {
-        props.insert(r.to_string(), text.clone());
+    if create {
+        for r in required {
+            props.insert(r.to_string(), text.clone());
+        }
     }
     match table {
-        "list" => {
+        "list" if create => {
             props.insert("createdfromcode".into(), json!({"type": "integer", "enum": [1, 2, 4]}));
         }
         "activity" => {
@@ -1003,7 +1071,14 @@ fn crate_key(table: &str) -> String {
 
 /// Settings from the config, for `AppState`.
 pub fn settings(cfg: &crate::config::Config) -> ApiSettings {
-    ApiSettings { enabled: cfg.api.enabled, tokens: cfg.api.tokens.clone(), tz: Some(cfg.tz()), stale_lead_days: cfg.api.stale_lead_days }
+    const ACTIVITY_TABLE: [&str; 6] = ["task", "phonecall", "email", "appointment", "letter", "fax"];
+    ApiSettings {
+        enabled: cfg.api.enabled,
+        tokens: cfg.api.tokens.clone(),
+        tz: Some(cfg.tz()),
+        stale_lead_days: cfg.api.stale_lead_days,
+        overdue_kinds: cfg.alerts.kinds.iter().filter(|k| ACTIVITY_TABLE.contains(&k.as_str())).cloned().collect(),
+    }
 }
 
 pub type SharedConfig = Arc<crate::config::Config>;

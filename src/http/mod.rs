@@ -31,12 +31,14 @@ pub struct AppState {
     pub config: Option<std::sync::Arc<crate::config::Config>>,
     /// `smtp.from`: the default sender of a wave.
     pub smtp_from: Option<String>,
+    /// The worker supervisor (for `/healthz`).
+    pub health: Option<std::sync::Arc<crate::app::Health>>,
 }
 
 impl AppState {
     /// State over a store alone: no PBX, no waves, default API settings.
     pub fn bare(store: Store) -> AppState {
-        AppState { store, pbx: None, unsubscribe: None, api: Default::default(), waves: None, config: None, smtp_from: None }
+        AppState { store, pbx: None, unsubscribe: None, api: Default::default(), waves: None, config: None, smtp_from: None, health: None }
     }
 }
 
@@ -113,9 +115,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-/// Process is up.
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// Process is up and every worker alive (a worker that died makes it 503, naming it).
+async fn healthz(State(s): State<AppState>) -> Response {
+    let dead = s.health.as_ref().map(|h| h.dead()).unwrap_or_default();
+    if dead.is_empty() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unhealthy", "dead_workers": dead}))).into_response()
+    }
 }
 
 /// Database reachable and migrations applied.
@@ -124,7 +131,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).into_response()
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable or not migrated").into_response()
         }
     }
 }

@@ -52,7 +52,7 @@ pub fn field<R: Record>(name: &str) -> Option<&'static Col> {
 }
 
 /// Parses a filter value as the column stores it.
-fn parse_value(col: &Col, raw: &str) -> std::result::Result<Value, QueryError> {
+fn parse_value(col: &Col, raw: &str, tz: Tz) -> std::result::Result<Value, QueryError> {
     let bad = |what: &str| qerr("bad_filter", format!("{}: '{}' is not {what}", col.name, raw.chars().take(60).collect::<String>()));
     Ok(match col.ty {
         ColType::Text | ColType::Json => Value::from(raw.to_string()),
@@ -70,7 +70,8 @@ fn parse_value(col: &Col, raw: &str) -> std::result::Result<Value, QueryError> {
         ColType::Instant => {
             let t = DateTime::parse_from_rfc3339(raw)
                 .map(|t| t.with_timezone(&Utc))
-                .or_else(|_| chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()))
+                // A bare date is that day's local midnight in the org time zone (DOMAIN §7).
+                .or_else(|_| chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| cal::start_of_day(d, tz)))
                 .map_err(|_| bad("an RFC 3339 instant or a date"))?;
             Value::from(t)
         }
@@ -82,9 +83,9 @@ const OPS: [(&str, &str); 6] = [("_gt", ">"), ("_ge", ">="), ("_lt", "<"), ("_le
 
 /// A filter from a query parameter: `field=value`, `field_gt|_ge|_lt|_le|_ne=value`, or
 /// `field_null=true|false`. Unknown fields are refused.
-pub fn filter<R: Record>(param: &str, raw: &str) -> std::result::Result<Cond, QueryError> {
+pub fn filter<R: Record>(param: &str, raw: &str, tz: Tz) -> std::result::Result<Cond, QueryError> {
     if let Some(col) = field::<R>(param) {
-        return Ok(Cond::new(format!("{} = ?", col.name), vec![parse_value(col, raw)?]));
+        return Ok(Cond::new(format!("{} = ?", col.name), vec![parse_value(col, raw, tz)?]));
     }
     for (suffix, op) in OPS {
         if let Some(col) = param.strip_suffix(suffix).and_then(field::<R>) {
@@ -96,7 +97,7 @@ pub fn filter<R: Record>(param: &str, raw: &str) -> std::result::Result<Cond, Qu
                 };
                 return Ok(Cond::new(format!("{} {want}", col.name), vec![]));
             }
-            return Ok(Cond::new(format!("{} {op} ?", col.name), vec![parse_value(col, raw)?]));
+            return Ok(Cond::new(format!("{} {op} ?", col.name), vec![parse_value(col, raw, tz)?]));
         }
     }
     Err(qerr("unknown_filter", format!("'{}' is not a filterable field of {}", param.chars().take(60).collect::<String>(), R::TABLE)))
@@ -183,6 +184,8 @@ pub enum ViewSpec {
 #[derive(Debug, Clone)]
 pub struct ViewCtx<'a> {
     pub me: Uuid,
+    /// R-TASK-1: the activity types that can be overdue (`alerts.kinds`, activity table ones).
+    pub overdue_kinds: &'a [String],
     pub now: DateTime<Utc>,
     pub tz: Tz,
     pub stale_lead_days: u32,
@@ -200,6 +203,15 @@ fn eq(col: &'static str, v: impl Into<Value>) -> Cond {
 fn param_uuid(ctx: &ViewCtx, name: &str) -> std::result::Result<Uuid, QueryError> {
     let raw = ctx.params.get(name).ok_or_else(|| qerr("missing_parameter", format!("this view needs ?{name}=<id>")))?;
     raw.parse().map_err(|_| qerr("bad_parameter", format!("{name}: not a UUID")))
+}
+
+/// R-TASK-1's configured set, as a condition on `activitytypecode`.
+fn overdue_kinds(ctx: &ViewCtx) -> Cond {
+    let kinds: Vec<Value> = ctx.overdue_kinds.iter().map(|k| Value::from(k.clone())).collect();
+    if kinds.is_empty() {
+        return Cond::new("1 = 0", vec![]);
+    }
+    Cond::new(format!("activitytypecode IN ({})", vec!["?"; kinds.len()].join(", ")), kinds)
 }
 
 /// The named views of each entity set (DOMAIN §7).
@@ -297,13 +309,14 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
             let (a, b) = cal::day_bounds(ctx.now, ctx.tz);
             rows(vec![open(), Cond::new("scheduledend >= ? AND scheduledend < ?", vec![a.into(), b.into()])])
         }
-        ("activity", "overdue") => rows(vec![open(), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])]),
-        ("activity", "overdue-by-owner") => ViewSpec::Groups { col: "ownerid", conds: vec![open(), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])] },
+        ("activity", "overdue") => rows(vec![open(), overdue_kinds(ctx), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])]),
+        ("activity", "overdue-by-owner") => ViewSpec::Groups { col: "ownerid", conds: vec![open(), overdue_kinds(ctx), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])] },
         ("activity", "escalated") => rows(vec![
             open(),
+            overdue_kinds(ctx),
             Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()]),
             Cond::new(
-                "EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = activity.activityid AND n.level >= 1 AND n.scheduledend = activity.scheduledend)",
+                "EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = activity.activityid AND n.level >= 1 AND n.scheduledend = activity.scheduledend AND n.ownerid = activity.ownerid)",
                 vec![],
             ),
         ]),
@@ -325,8 +338,9 @@ impl Store {
     /// A page of `R` matching `conds`, sorted (then by key, so pages are stable).
     pub async fn query_records<R: Record>(&self, conds: &[Cond], sort: Option<Sort>, page: i64, limit: i64) -> Result<Page<R>> {
         let (where_, mut args) = render(conds, 1);
+        // NULLs last on both engines (PostgreSQL and SQLite disagree by default).
         let order = match sort {
-            Some(s) => format!("{} {}, {}", s.col, if s.desc { "DESC" } else { "ASC" }, R::KEY),
+            Some(s) => format!("({col} IS NULL), {col} {}, {}", if s.desc { "DESC" } else { "ASC" }, R::KEY, col = s.col),
             None => format!("{} DESC, {}", "createdon", R::KEY),
         };
         let limit = limit.clamp(1, MAX_LIMIT);
@@ -478,10 +492,11 @@ impl Store {
     /// A page of an ops table (`inbound_event`, `pbx_call`, `suppression`, `dup_candidate`),
     /// newest first, with optional equality filters on the named columns.
     pub async fn ops_page(&self, set: OpsSet, filters: &[(String, String)], page: i64, limit: i64) -> Result<std::result::Result<Page<Json>, QueryError>> {
-        let (table, cols, newest) = set.table();
+        let (table, cols, newest, key) = set.table();
+        let filterable = set.filterable();
         let mut conds = Vec::new();
         for (k, v) in filters {
-            match cols.iter().find(|c| **c == k.as_str()) {
+            match filterable.iter().find(|c| **c == k.as_str()) {
                 Some(c) => conds.push(Cond::new(format!("{c} = ?"), vec![Value::from(v.clone())])),
                 None => return Ok(Err(qerr("unknown_filter", format!("'{}' is not a filterable field of {table}", k.chars().take(60).collect::<String>())))),
             }
@@ -504,7 +519,7 @@ impl Store {
         let total: i64 = db.fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}{where_}"), args.clone()).await?.get("n")?;
         args.push(limit.into());
         args.push(((page - 1).saturating_mul(limit)).into());
-        let sql = format!("SELECT {} FROM {table}{where_} ORDER BY {newest} DESC LIMIT ${} OFFSET ${}", cols.join(", "), n + 1, n + 2);
+        let sql = format!("SELECT {} FROM {table}{where_} ORDER BY {newest} DESC, {key} LIMIT ${} OFFSET ${}", cols.join(", "), n + 1, n + 2);
         let rows = db.fetch_all(&sql, args).await?;
         let items = rows
             .iter()
@@ -579,18 +594,29 @@ pub enum OpsSet {
 }
 
 impl OpsSet {
-    /// (table, columns shown and filterable, newest-first column)
-    fn table(self) -> (&'static str, &'static [&'static str], &'static str) {
+    /// (table, columns shown, newest-first column, unique key for a stable order)
+    fn table(self) -> (&'static str, &'static [&'static str], &'static str, &'static str) {
         const INBOUND: &[&str] = &["id", "source", "external_id", "received_at", "status", "reason", "class", "sender", "result", "raw_location", "processed_at"];
         match self {
-            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => ("inbound_event", INBOUND, "received_at"),
+            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => ("inbound_event", INBOUND, "received_at", "id"),
             OpsSet::PbxCalls => (
                 "pbx_call",
                 &["provider", "call_id", "first_event_at", "last_event_at", "is_final", "timed_out", "status", "reason", "activityid", "result"],
                 "first_event_at",
+                "provider, call_id",
             ),
-            OpsSet::Suppression => ("suppression", &["address", "kind", "reason", "source", "detail", "created_on"], "created_on"),
-            OpsSet::DupCandidates => ("dup_candidate", &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"], "created_at"),
+            OpsSet::Suppression => ("suppression", &["address", "kind", "reason", "source", "detail", "created_on"], "created_on", "address"),
+            OpsSet::DupCandidates => ("dup_candidate", &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"], "created_at", "id"),
+        }
+    }
+
+    /// Text columns a request may filter on (equality, bound as text on both engines).
+    fn filterable(self) -> &'static [&'static str] {
+        match self {
+            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => &["id", "source", "external_id", "status", "class", "sender"],
+            OpsSet::PbxCalls => &["provider", "call_id", "status", "activityid"],
+            OpsSet::Suppression => &["address", "kind", "reason", "source"],
+            OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
         }
     }
 }
@@ -651,14 +677,18 @@ mod tests {
 
     #[test]
     fn filters_name_columns_and_bind_values() {
-        let c = filter::<Lead>("revenue_gt", "1000000").unwrap();
+        let msk = chrono_tz::Europe::Moscow;
+        let c = filter::<Lead>("revenue_gt", "1000000", msk).unwrap();
         assert_eq!(c.sql, "revenue > ?");
         assert_eq!(c.args, vec![Value::Int(Some(100_000_000))]);
-        let c = filter::<Lead>("address1_city", "Москва'; DROP TABLE lead; --").unwrap();
+        let c = filter::<Lead>("address1_city", "Москва'; DROP TABLE lead; --", msk).unwrap();
         assert_eq!(c.sql, "address1_city = ?");
-        assert_eq!(filter::<Lead>("leadid; DROP TABLE lead", "x").unwrap_err().code, "unknown_filter");
-        assert_eq!(filter::<Lead>("statecode", "open").unwrap_err().code, "bad_filter");
-        assert_eq!(filter::<Lead>("parentaccountid_null", "true").unwrap().sql, "parentaccountid IS NULL");
+        assert_eq!(filter::<Lead>("leadid; DROP TABLE lead", "x", msk).unwrap_err().code, "unknown_filter");
+        assert_eq!(filter::<Lead>("statecode", "open", msk).unwrap_err().code, "bad_filter");
+        assert_eq!(filter::<Lead>("parentaccountid_null", "true", msk).unwrap().sql, "parentaccountid IS NULL");
+        // A bare date is local midnight in the org zone: 1 May 00:00 in Moscow is 30 April 21:00 UTC.
+        let c = filter::<Lead>("createdon_ge", "2026-05-01", msk).unwrap();
+        assert_eq!(c.args, vec![Value::Int(Some(chrono::DateTime::parse_from_rfc3339("2026-04-30T21:00:00Z").unwrap().timestamp_millis()))]);
         assert_eq!(sort::<Lead>("-createdon").unwrap().col, "createdon");
         assert_eq!(sort::<Lead>("1; --").unwrap_err().code, "bad_sort");
     }
@@ -673,7 +703,7 @@ mod tests {
     #[test]
     fn every_listed_view_is_defined() {
         let params: BTreeMap<String, String> = [("id".to_string(), Uuid::nil().to_string())].into();
-        let ctx = ViewCtx { me: Uuid::nil(), now: Utc::now(), tz: chrono_tz::Europe::Moscow, stale_lead_days: 30, params: &params };
+        let ctx = ViewCtx { me: Uuid::nil(), overdue_kinds: &[], now: Utc::now(), tz: chrono_tz::Europe::Moscow, stale_lead_days: 30, params: &params };
         for t in ["lead", "campaignresponse", "campaign", "campaignactivity", "bulkoperation", "list", "activity", "opportunity", "systemuser"] {
             for v in views(t) {
                 assert!(view(t, v, &ctx).is_ok(), "{t}/{v}");

@@ -575,7 +575,7 @@ impl Store {
                     continue;
                 }
             }
-            insert(&mut tx, self, &lead).await?;
+            insert(&mut tx, self, &lead).await.map_err(|e| StoreError::Decode(format!("line {}: {e}", row.line)))?;
             match linked_to {
                 Some(c) => rep.linked.push((row.line, lead.leadid, c)),
                 None => rep.created.push((row.line, lead.leadid)),

@@ -875,6 +875,9 @@ impl WaveRuntime {
 
 /// Checks templates and addresses, then schedules (the CLI and the admin API use this).
 pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> anyhow::Result<WaveRow> {
+    if s.rate_per_minute == Some(0) {
+        anyhow::bail!("rate_per_minute 0 would never send; leave it unset for the relay's rate");
+    }
     let t = Templates::compile(s).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
     // Unknown filters and the like only show when rendering: try every part on a sample
     // member, and on one with nothing but an address.

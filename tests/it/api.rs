@@ -302,6 +302,12 @@ async fn actions(engine: &str) {
     let (st, sl) = api.call(Role::Marketer, Method::POST, "/api/v1/lists", Some(json!({"listname": "Выставка", "createdfromcode": 4}))).await;
     assert_eq!(st, 201, "{sl}");
     let sl_id = sl["listid"].as_str().unwrap().to_string();
+    let (st, e) = api.call(Role::Marketer, Method::PATCH, &format!("/api/v1/lists/{sl_id}"), Some(json!({"createdfromcode": 2}))).await;
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("read_only_field")), "a list's member type is fixed: {e}");
+    let (st, e) = api.call(Role::Marketer, Method::PATCH, &format!("/api/v1/campaigns/{cid}"), Some(json!({"totalactualcost": 1}))).await;
+    assert_eq!(st, 400, "roll-ups are the daemon's: {e}");
+    let (st, c2) = api.call(Role::Marketer, Method::PATCH, &format!("/api/v1/campaigns/{cid}"), Some(json!({"othercost": 2500, "description": "зимняя"}))).await;
+    assert_eq!((st, c2["othercost"].as_f64(), c2["totalactualcost"].as_f64(), c2["description"].as_str()), (200, Some(2500.0), Some(2500.0), Some("зимняя")), "R-WV-6 roll-up: {c2}");
     let (st, added) = api.call(Role::Marketer, Method::POST, &format!("/api/v1/lists/{sl_id}/members"), Some(json!({"members": [lead_id, other_id]}))).await;
     assert_eq!((st, added["added"].as_i64()), (200, Some(2)), "{added}");
     let members = api.get(&format!("/api/v1/lists/{sl_id}/members")).await;
@@ -322,6 +328,8 @@ async fn actions(engine: &str) {
     let wid = w["activityid"].as_str().unwrap().to_string();
     api.app.store.add_campaign_lists(cid.parse().unwrap(), &[sl_id.parse().unwrap()]).await.unwrap();
     api.app.store.set_wave_lists(wid.parse().unwrap(), &[sl_id.parse().unwrap()]).await.unwrap();
+    let (st, e) = api.post(&format!("/api/v1/campaignactivities/{wid}/schedule"), json!({"subject": "s", "text": "x", "from": "news@example.com", "rate_per_minute": 0})).await;
+    assert_eq!((st, e["error"]["code"].as_str()), (422, Some("invalid_wave")), "a rate of 0 would never send: {e}");
     let (st, e) = api.post(&format!("/api/v1/campaignactivities/{wid}/schedule"), json!({"start": "2031-03-02 10:00", "timezone": "Europe/Moscow", "subject": "{{ first_name | nope }}", "text": "x", "from": "news@example.com"})).await;
     assert_eq!((st, e["error"]["code"].as_str()), (422, Some("invalid_wave")), "{e}");
     let (st, sch) = api
@@ -353,6 +361,10 @@ async fn actions(engine: &str) {
     api.app.store.insert(&resp).await.unwrap();
     let open = api.get("/api/v1/campaignresponses?view=interested-unconverted").await;
     assert_eq!(open["total"], 1);
+    let (st, e) = api.call(Role::Marketer, Method::POST, &format!("/api/v1/campaignresponses/{}/convert", resp.activityid), Some(json!({"option": "existing_lead", "lead_id": lead_id, "reactivate": true}))).await;
+    assert_eq!(st, 403, "linking to a lead writes the lead: {e}");
+    let (st, e) = api.call(Role::Marketer, Method::POST, &format!("/api/v1/campaignresponses/{}/convert", resp.activityid), Some(json!({"option": "new_customer", "create_account": false, "create_contact": true}))).await;
+    assert_eq!(st, 403, "a new customer writes sales records: {e}");
     let (st, conv) = api.call(Role::Marketer, Method::POST, &format!("/api/v1/campaignresponses/{}/convert", resp.activityid), Some(json!({"option": "new_lead"}))).await;
     assert_eq!(st, 200, "{conv}");
     assert_eq!(conv["response"]["statecode"], 1);
@@ -405,6 +417,9 @@ async fn bad_input(engine: &str) {
         (Method::GET, "/api/v1/leads/not-a-uuid", None, 400, "bad_id"),
         (Method::GET, "/api/v1/activities?view=by-regarding", None, 400, "missing_parameter"),
         (Method::GET, "/api/v1/ops/suppression?password=x", None, 400, "unknown_filter"),
+        (Method::GET, "/api/v1/ops/pbx-calls?is_final=true", None, 400, "unknown_filter"),
+        (Method::GET, "/api/v1/leads?view=creation-rate&group_by=ownerid", None, 400, "bad_group_by"),
+        (Method::POST, "/api/v1/lists", Some(json!({"listname": "x", "createdfromcode": 2, "membercount": 5})), 400, "read_only_field"),
         (Method::POST, "/api/v1/leads/00000000-0000-0000-0000-000000000000/reactivate", Some(json!({"force": true})), 400, "invalid_body"),
         (Method::POST, "/api/v1/leads/00000000-0000-0000-0000-000000000000/reactivate", Some(json!({})), 404, "not_found"),
     ];
@@ -524,11 +539,113 @@ async fn config_tokens_authenticate_by_hash() {
     let token = "cfg-token-Zq8r";
     let extra = format!("[[api.tokens]]\nname = \"reporting\"\nsha256 = \"{}\"\nuser = \"{user}\"\nrole = \"viewer\"\n", token_hash(token));
     let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &extra).await;
+    let unknown = app.http.get(app.url("/api/v1/campaigns")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(unknown.status(), 401, "the token's user does not exist yet");
+    let mut u = inflow::crm::entities::SystemUser { systemuserid: user, lastname: "Reporting".into(), createdon: now(), modifiedon: now(), versionnumber: 1, ..Default::default() };
+    app.store.insert(&u).await.unwrap();
     let get = app.http.get(app.url("/api/v1/campaigns?view=active")).bearer_auth(token).send().await.unwrap();
     assert_eq!(get.status(), 200);
     let post = app.http.post(app.url("/api/v1/campaigns")).bearer_auth(token).json(&json!({"name": "x"})).send().await.unwrap();
     assert_eq!(post.status(), 403);
     let wrong = app.http.get(app.url("/api/v1/campaigns")).bearer_auth(token_hash(token)).send().await.unwrap();
     assert_eq!(wrong.status(), 401, "the hash itself is not a token");
+    u.isdisabled = true;
+    app.store.update(&u).await.unwrap();
+    let disabled = app.http.get(app.url("/api/v1/campaigns")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(disabled.status(), 401, "a disabled user's tokens stop working");
     app.stop().await;
+}
+
+async fn other_views(engine: &str) {
+    use inflow::crm::entities::{Campaign, CampaignActivity, CampaignResponse, Opportunity};
+    use inflow::crm::Money;
+    let api = Api::start(engine).await;
+    let s = &api.app.store;
+    let me = api.admin;
+    let t = now();
+    // Opportunities: two open (one closing this month), one won, one lost.
+    let (month_first, next_month) = cal::month_dates(t, MSK);
+    let opp = |name: &str, state: i32, value: i64, p: Option<i32>, close: Option<chrono::NaiveDate>| {
+        let mut o = Opportunity { opportunityid: Uuid::new_v4(), name: name.into(), estimatedvalue: Some(Money(value * 100)), closeprobability: p, estimatedclosedate: close, opportunityratingcode: 2, ..Default::default() }
+            .stamped(me, EntityKind::Systemuser, t, None);
+        o.statecode = state;
+        o.statuscode = match state { 0 => 1, 1 => 3, _ => 4 };
+        o
+    };
+    let open_now = opp("closing now", 0, 1000, Some(50), Some(month_first));
+    let open_later = opp("later", 0, 3000, Some(10), Some(next_month));
+    let won = opp("won", 1, 500, None, None);
+    let lost = opp("lost", 2, 700, None, None);
+    for o in [&open_now, &open_later, &won, &lost] {
+        s.insert(o).await.unwrap();
+    }
+    let pipe = api.get("/api/v1/opportunities?view=open-pipeline").await;
+    assert_eq!(pipe["total"], 2);
+    assert_eq!(pipe["totals"], json!({"open": 2, "estimatedvalue": 4000.0, "weighted": 800.0}), "Σ and Σ × probability");
+    assert_eq!(ids(&api.get("/api/v1/opportunities?view=closing-this-month").await, "opportunityid"), sorted(vec![open_now.opportunityid]));
+    assert_eq!(ids(&api.get("/api/v1/opportunities?view=won").await, "opportunityid"), sorted(vec![won.opportunityid]));
+    assert_eq!(ids(&api.get("/api/v1/opportunities?view=lost").await, "opportunityid"), sorted(vec![lost.opportunityid]));
+    // Campaigns, waves and responses.
+    let mut c1 = Campaign { campaignid: Uuid::new_v4(), name: "Активная".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(me, EntityKind::Systemuser, t, None);
+    c1.statuscode = 2;
+    let c2 = Campaign { campaignid: Uuid::new_v4(), name: "Предложена".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(me, EntityKind::Systemuser, t, None);
+    s.insert(&c1).await.unwrap();
+    s.insert(&c2).await.unwrap();
+    assert_eq!(ids(&api.get("/api/v1/campaigns?view=active").await, "campaignid"), sorted(vec![c1.campaignid]));
+    let yesterday = cal::today(t, MSK) - chrono::Days::new(1);
+    let ca = |subject: &str, end: Option<chrono::NaiveDate>| CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: c1.campaignid, subject: subject.into(), channeltypecode: Some(7), scheduledend: end, ..Default::default() }.stamped(me, EntityKind::Systemuser, t, None);
+    let late = ca("late", Some(yesterday));
+    let due_today = ca("today", Some(cal::today(t, MSK)));
+    for a in [&late, &due_today] {
+        s.create_campaign_activity(a).await.unwrap();
+    }
+    assert_eq!(ids(&api.get("/api/v1/campaignactivities?view=overdue").await, "activityid"), sorted(vec![late.activityid]), "DateOnly: overdue once its day has ended in Moscow");
+    assert_eq!(ids(&api.get(&format!("/api/v1/campaignactivities?view=by-campaign&campaign={}", c1.campaignid)).await, "activityid"), sorted(vec![late.activityid, due_today.activityid]));
+    let resp = |code: i32, state: i32, wave: Uuid| {
+        let mut r = CampaignResponse { activityid: Uuid::new_v4(), subject: "r".into(), regardingobjectid: c1.campaignid, regardingobjectidtype: EntityKind::Campaign, campaignactivityid: Some(wave), responsecode: code, ..Default::default() }
+            .stamped(me, EntityKind::Systemuser, t, None);
+        r.statecode = state;
+        r.statuscode = if state == 0 { 1 } else { 2 };
+        r
+    };
+    let r1 = resp(1, 0, late.activityid);
+    let r2 = resp(3, 1, late.activityid);
+    let r3 = resp(1, 1, due_today.activityid);
+    for r in [&r1, &r2, &r3] {
+        s.insert(r).await.unwrap();
+    }
+    assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=open").await, "activityid"), sorted(vec![r1.activityid]));
+    assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=unsubscribes").await, "activityid"), sorted(vec![r2.activityid]));
+    assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=interested-unconverted").await, "activityid"), sorted(vec![r1.activityid]));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-wave").await["groups"][0], json!({"key": late.activityid.to_string(), "count": 2}));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-responsecode").await["groups"], json!([{"key": 1, "count": 2}, {"key": 3, "count": 1}]));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-campaign").await["groups"], json!([{"key": c1.campaignid.to_string(), "count": 3}]));
+    // Escalated: overdue and notified at level ≥ 1 for its current due date.
+    let due = t - chrono::Duration::days(2);
+    let task = |subject: &str| Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(due), ..Default::default() }.stamped(me, EntityKind::Systemuser, t, None);
+    let (escalated, notified0) = (task("escalated"), task("owner told only"));
+    for a in [&escalated, &notified0] {
+        s.insert(a).await.unwrap();
+    }
+    for (a, level) in [(&escalated, 1), (&notified0, 0)] {
+        let claim = inflow::store::NotificationClaim { activityid: a.activityid, activitytype: EntityKind::Task, level, scheduledend: due, ownerid: me, recipient: "boss@crm.example.com".into(), recipient_userid: None, digest_id: None, item: None, created_at: t };
+        assert!(s.claim_notification(&claim).await.unwrap());
+    }
+    assert_eq!(ids(&api.get("/api/v1/activities?view=escalated").await, "activityid"), sorted(vec![escalated.activityid]));
+    // Ops lists: a suppression, filterable by column.
+    s.suppress(&inflow::store::Suppression { address: "gone@client.example".into(), kind: "email".into(), reason: "bounce".into(), source: "test".into(), detail: None, created_on: t }).await.unwrap();
+    let sup = api.get("/api/v1/ops/suppression?reason=bounce").await;
+    assert_eq!((sup["total"].as_i64(), sup["items"][0]["address"].as_str()), (Some(1), Some("gone@client.example")));
+    assert_eq!(api.get("/api/v1/ops/suppression?reason=complaint").await["total"], 0);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opportunity_campaign_response_and_ops_views_sqlite() {
+    other_views("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opportunity_campaign_response_and_ops_views_postgres() {
+    other_views("postgres").await;
 }

@@ -125,6 +125,8 @@ async fn a_dead_worker_silences_the_watchdog() {
     let mut buf = [0u8; 256];
     let got = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await;
     assert!(got.is_err(), "unexpected message: {:?}", got.map(|r| r.map(|n| String::from_utf8_lossy(&buf[..n]).to_string())));
+    let (status, body) = d.get("/healthz").await;
+    assert_eq!((status, body["dead_workers"].clone()), (503, serde_json::json!(["failpoint"])), "{body}");
     let (code, log) = d.terminate().await;
     assert_eq!(code, Some(0));
     assert!(log.iter().any(|l| l.contains("withholding the watchdog ping") && l.contains("failpoint")), "{}", log.join("\n"));
