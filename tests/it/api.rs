@@ -498,6 +498,17 @@ async fn csv_import(engine: &str) {
     assert_eq!(page["total"], 1, "{page}");
     let l = &page["items"][0];
     assert_eq!((l["firstname"].as_str(), l["leadsourcecode"].as_i64(), l["revenue"].as_f64(), l["ownerid"].as_str()), (Some("Иван"), Some(3), Some(1_500_000.0), Some(api.admin.to_string().as_str())));
+    // Lead actions from the CLI: disqualify one imported lead, then reactivate it.
+    let imported = page["items"][0]["leadid"].as_str().unwrap().to_string();
+    let (code, out, err) = cli(&["lead", "disqualify", &imported, "--status", "6", "--reason", "уже купили"], &cfg).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    let l: Lead = s.load(imported.parse().unwrap()).await.unwrap();
+    assert_eq!((l.statecode, l.statuscode, l.qualificationcomments.as_deref()), (2, 6, Some("уже купили")));
+    let (code, _, err) = cli(&["lead", "disqualify", &imported], &cfg).await;
+    assert_eq!(code, Some(1), "a closed lead cannot be disqualified again: {err}");
+    let (code, _, err) = cli(&["lead", "reactivate", &imported], &cfg).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s.load::<Lead>(imported.parse().unwrap()).await.unwrap().statecode, 0);
     // Tokens from the CLI: printed once, only the hash stored, usable at once.
     let (code, token, err) = cli(&["token", "create", "--user", "viewer@crm.example.com", "--role", "viewer", "--name", "report"], &cfg).await;
     assert_eq!(code, Some(0), "{err}");

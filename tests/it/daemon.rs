@@ -311,3 +311,31 @@ async fn secrets_tokens_and_bodies_never_reach_the_log() {
     }
     assert!(!all.contains(&api_hash), "not even the token's hash is logged");
 }
+
+/// Issue 8 §5: under systemd (JOURNAL_STREAM set) every line carries a syslog priority
+/// prefix and no timestamp, so journald keeps the levels; `log.format = "json"` writes one
+/// JSON object per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_for_journald_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("JOURNAL_STREAM", "8:12345")]).await;
+    let (code, log) = d.terminate().await;
+    assert_eq!(code, Some(0));
+    let lines: Vec<&String> = log.iter().filter(|l| !l.starts_with("inflow listening on")).collect();
+    assert!(lines.len() >= 2, "{log:?}");
+    for l in &lines {
+        assert!(l.starts_with("<6>") || l.starts_with("<4>") || l.starts_with("<3>") || l.starts_with("<7>"), "no priority prefix: {l}");
+        assert!(!l.contains(&chrono::Utc::now().format("%Y-%m-%dT").to_string()), "a timestamp under journald: {l}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>") && l.contains("inflow ready")), "{log:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "\n[log]\nformat = \"json\"\n");
+    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[]).await;
+    let (code, log) = d.terminate().await;
+    assert_eq!(code, Some(0));
+    let json: Vec<serde_json::Value> = log.iter().filter(|l| !l.starts_with("inflow listening on")).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(json.iter().any(|j| j["level"] == "INFO" && j["fields"]["message"] == "inflow ready"), "{json:?}");
+    assert!(json.iter().all(|j| j["timestamp"].is_string()));
+}

@@ -356,6 +356,21 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
         async move { s.quarantined_mail().await.unwrap().len() == 1 }
     })
     .await;
+    // The admin API lists it and replays it (still broken: it stays quarantined, not doubled).
+    let admin = add_user(&s, "", "Admin", "admin@crm.example.com", None, None).await;
+    s.add_api_token("ops", &inflow::http::api::token_hash("ops-token"), admin, "admin", now()).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", running.addr);
+    let listed: serde_json::Value = http.get(format!("{base}/api/v1/ops/quarantine")).bearer_auth("ops-token").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    let id = listed["items"][0]["id"].as_str().unwrap().to_string();
+    assert!(listed["items"][0]["reason"].as_str().unwrap().contains("no usable From"), "{listed}");
+    let r = http.post(format!("{base}/api/v1/ops/quarantine/{id}/replay")).bearer_auth("ops-token").json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "quarantined");
+    let r = http.post(format!("{base}/api/v1/ops/quarantine/{}/replay", uuid::Uuid::new_v4())).bearer_auth("ops-token").json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(s.quarantined_mail().await.unwrap().len(), 1);
     running.token.cancel();
     running.done.await.unwrap().unwrap();
     let q = s.quarantined_mail().await.unwrap();
