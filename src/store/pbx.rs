@@ -215,6 +215,7 @@ impl Store {
             return Ok(false);
         }
         if let Some(w) = writes {
+            Self::recheck_call_plan(&mut tx, provider, call_id, w).await?;
             if let Some(l) = &w.lead {
                 insert(&mut tx, self, l).await?;
             }
@@ -252,6 +253,44 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// A call is planned outside this transaction, so two first calls from one new number,
+    /// processed at once (two daemons, or concurrent jobs on PostgreSQL), could each plan a
+    /// lead or a wave response. Applies that create either are serialised per number (an
+    /// advisory lock on PostgreSQL; SQLite has one writer) and re-check what the plan saw:
+    /// if a party with the number (R-DUP-3) or a response to the wave from it (R-RS-2) has
+    /// appeared since, the apply is refused and the job retries with a fresh plan, which then
+    /// links to it. Nothing doubled.
+    async fn recheck_call_plan(tx: &mut super::db::Tx, provider: &str, call_id: &str, w: &CallWrites) -> Result<()> {
+        if w.lead.is_none() && w.response.is_none() {
+            return Ok(());
+        }
+        let Some(num) = w.activity.phonenumber.as_deref().filter(|n| n.starts_with('+')) else { return Ok(()) };
+        if tx.engine() == super::Engine::Postgres {
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", vec![format!("pbx-number:{num}").into()]).await?;
+        }
+        let conflict = |what: &str| StoreError::Conflict { kind: "pbx_call", id: format!("{provider}:{call_id} ({what} for {num} appeared meanwhile)") };
+        if w.lead.is_some() {
+            let hits = super::ops::party_hits(tx, None, Some(num)).await?;
+            if !matches!(crate::crm::matching::resolve(&hits), crate::crm::matching::MatchOutcome::None) {
+                return Err(conflict("a record"));
+            }
+        }
+        if let Some(r) = &w.response {
+            if let Some(wave) = r.campaignactivityid {
+                let row = tx
+                    .fetch_optional(
+                        "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
+                        vec![wave.into(), r.customerid.into(), r.telephone.clone().into()],
+                    )
+                    .await?;
+                if row.is_some() {
+                    return Err(conflict("a response to the wave"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An enabled user by PBX extension.

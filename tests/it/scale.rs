@@ -154,6 +154,15 @@ async fn two_daemons_on_one_postgres_database() {
     assert_eq!(pbx_event(ports[0], &call("start")).await, 202);
     assert_eq!(pbx_event(ports[1], &call("end")).await, 202);
     assert_eq!(pbx_event(ports[0], &call("end")).await, 202);
+    // Six first calls from one new number, at once, half to each daemon: one lead, linked by all.
+    let new_caller = |i: usize| {
+        serde_json::json!({"call_id": format!("scale-new-{i}"), "event": "end", "direction": "inbound", "external_number": "+7 916 555-77-88", "did": "+7 495 123-45-67",
+            "started_at": "2026-11-27T08:00:00Z", "answered_at": "2026-11-27T08:00:03Z", "ended_at": "2026-11-27T08:02:00Z", "duration_secs": 117, "disposition": "answered"})
+    };
+    let sends: Vec<_> = (0..6).map(|i| { let b = new_caller(i); let port = ports[i % 2]; tokio::spawn(async move { pbx_event(port, &b).await }) }).collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 202);
+    }
 
     // Mid-work: the wave is sending and the mailbox partly ingested; kill -9 the daemon that
     // holds the mailbox lease.
@@ -195,11 +204,14 @@ async fn two_daemons_on_one_postgres_database() {
     })
     .await;
     let s2 = s.clone();
-    poll_until("the call processed", || {
+    for id in std::iter::once("scale-call-1".to_string()).chain((0..6).map(|i| format!("scale-new-{i}"))) {
         let s = s2.clone();
-        async move { s.pbx_call("generic", "scale-call-1").await.unwrap().is_some_and(|c| c.status != "open" && c.processed_version == c.version) }
-    })
-    .await;
+        poll_until(&format!("call {id} processed"), || {
+            let (s, id) = (s.clone(), id.clone());
+            async move { s.pbx_call("generic", &id).await.unwrap().is_some_and(|c| c.status != "open" && c.processed_version == c.version) }
+        })
+        .await;
+    }
 
     // Mail: exactly once in total, under the survivor's lease.
     let st = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap();
@@ -228,11 +240,16 @@ async fn two_daemons_on_one_postgres_database() {
         let n = all_mail.matches(&format!("ScaleTask-{i:02}-end")).count();
         assert_eq!(n, 2, "task {i} notified {n} times (owner + manager expected)");
     }
-    // PBX: one activity for the call whose events went to both daemons.
-    let acts = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'phonecall'").await;
+    // PBX: one activity for the call whose events went to both daemons; six calls from one new
+    // number processed on both daemons at once made one lead, and every call is on it.
+    let acts = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'phonecall' AND phonenumber = '+79165550011'").await;
     assert_eq!(acts, 1);
+    let new_leads = count(&s, "SELECT COUNT(*) AS n FROM lead WHERE telephone1 = '+79165557788'").await;
+    assert_eq!(new_leads, 1, "one new caller, one lead");
+    let on_lead = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN lead l ON l.leadid = a.regardingobjectid WHERE l.telephone1 = '+79165557788' AND a.activitytypecode = 'phonecall'").await;
+    assert_eq!(on_lead, 6, "every call regards that lead");
     eprintln!(
-        "scale-out: mail {MESSAGES} messages → {leads} leads ({ingested_at_kill} before the kill of daemon {victim}); wave {RECIPIENTS} recipients → {} distinct received, {doubles} second copies ({sent_at_kill} sent before the kill); alerts {} notifications for {TASKS} tasks; call events 3 → {acts} activity",
+        "scale-out: mail {MESSAGES} messages → {leads} leads ({ingested_at_kill} before the kill of daemon {victim}); wave {RECIPIENTS} recipients → {} distinct received, {doubles} second copies ({sent_at_kill} sent before the kill); alerts {} notifications for {TASKS} tasks; call events 3 → {acts} activity; 6 concurrent first calls of one number → {new_leads} lead",
         wave_rcpts.len(),
         2 * TASKS
     );
