@@ -70,6 +70,31 @@ impl Templates {
 /// Longest line (octets) a flowed text part keeps before a soft break.
 const FLOW_WIDTH: usize = 76;
 
+/// A part's body as it goes on the wire. RFC 5321/5322 allow lines of 998 octets in 7bit and
+/// 8bit bodies, but lettre's encoding chooser wants them under 76 and otherwise falls back
+/// to quoted-printable for the whole part (and on every message spends CPU choosing). So:
+/// ASCII with short-enough lines is 7bit; UTF-8 is 8bit when the relay takes 8BITMIME;
+/// only what neither allows (an over-long line, 8-bit text to a 7-bit relay) goes through
+/// lettre's chooser.
+fn transfer_body(body: String, eightbit: bool) -> Body {
+    let ascii = body.is_ascii();
+    let fits = !body.contains('\0') && body.split('\n').all(|l| l.trim_end_matches('\r').len() <= 998);
+    if fits && (ascii || eightbit) {
+        let mut crlf = Vec::with_capacity(body.len() + body.len() / 32 + 2);
+        let bytes = body.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if i == 0 || bytes[i - 1] != b'\r' => crlf.extend_from_slice(b"\r\n"),
+                b'\r' if bytes.get(i + 1) != Some(&b'\n') => crlf.extend_from_slice(b"\r\n"),
+                _ => crlf.push(b),
+            }
+        }
+        Body::dangerous_pre_encoded(crlf, if ascii { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit })
+    } else {
+        Body::new(body)
+    }
+}
+
 /// RFC 3676 format=flowed: lines longer than `FLOW_WIDTH` octets are broken after a space
 /// (the space stays at the end: a soft break a reader rejoins); hard line ends lose their
 /// trailing spaces; lines starting with a space, "From " or ">" are space-stuffed.
@@ -525,17 +550,7 @@ impl WaveRuntime {
         b = b
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()));
-        let part = |ctype: ContentType, body: String| {
-            let body = if eightbit {
-                Body::new_with_encoding(body, ContentTransferEncoding::EightBit).unwrap_or_else(|raw| match String::from_utf8(raw) {
-                    Ok(s) => Body::new(s),
-                    Err(e) => Body::new(e.into_bytes()),
-                })
-            } else {
-                Body::new(body)
-            };
-            SinglePart::builder().header(ctype).body(body)
-        };
+        let part = |ctype: ContentType, body: String| SinglePart::builder().header(ctype).body(transfer_body(body, eightbit));
         // Long paragraphs go as format=flowed (RFC 3676) so the text part can stay 8-bit.
         let (text_type, text) = if eightbit && text.lines().any(|l| l.len() > FLOW_WIDTH) {
             (ContentType::parse("text/plain; charset=utf-8; format=flowed").map_err(|e| e.to_string())?, flowed(&text))
@@ -923,6 +938,21 @@ pub async fn link_signer(cfg: &Config, store: &Store) -> anyhow::Result<LinkSign
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_go_7bit_or_8bit_up_to_998_octet_lines() {
+        let url = format!("Unsubscribe: https://crm.example.com/u/{}\n", "a".repeat(120));
+        let b = transfer_body(format!("Hello\n{url}bye"), false);
+        assert_eq!(b.encoding(), ContentTransferEncoding::SevenBit, "a long ASCII line is fine in 7bit");
+        assert_eq!(b.into_vec(), format!("Hello\r\n{}bye", url.replace('\n', "\r\n")).into_bytes());
+        let ru = "Здравствуйте, Анна! ".repeat(20);
+        let b = transfer_body(ru.clone(), true);
+        assert_eq!(b.encoding(), ContentTransferEncoding::EightBit);
+        assert_eq!(b.into_vec(), ru.clone().into_bytes(), "no quoted-printable for Cyrillic to an 8BITMIME relay");
+        let seven = transfer_body(ru, false).encoding();
+        assert!(matches!(seven, ContentTransferEncoding::QuotedPrintable | ContentTransferEncoding::Base64), "8-bit text to a 7-bit relay is encoded: {seven:?}");
+        assert_ne!(transfer_body("x".repeat(1200), true).encoding(), ContentTransferEncoding::SevenBit, "over 998 octets a line must be encoded");
+    }
 
     #[test]
     fn flowed_text_breaks_long_lines_softly_and_keeps_short_ones() {
