@@ -289,13 +289,22 @@ fn open_engine(cfg: &Config) -> &'static str {
 
 /// `inflow run`: start, notify systemd, wait for a signal, stop cleanly.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a SIGTERM that arrives while starting (or right after "listening") is a
+    // clean stop, never the default action's kill.
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let token = CancellationToken::new();
     let running = start(cfg, token.clone()).await?;
     // "listening on" is machine-readable for tests and scripts that pass port 0.
     eprintln!("inflow listening on http://{}", running.addr);
     notify(sd_notify::NotifyState::Ready);
     let watchdog = spawn_watchdog(&running, &token);
-    wait_for_signal(&token).await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = token.cancelled() => {}
+    }
     tracing::info!("shutdown requested");
     notify(sd_notify::NotifyState::Stopping);
     token.cancel();
@@ -305,20 +314,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     running.done.await.context("server task panicked")??;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Waits for SIGTERM, SIGINT, or the token being cancelled elsewhere.
-async fn wait_for_signal(token: &CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = token.cancelled() => {}
-    }
 }
 
 /// With `WatchdogSec=` (WATCHDOG_USEC set for this process), sends WATCHDOG=1 at half the
