@@ -327,7 +327,7 @@ async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
             let holder = format!("cli-{}", std::process::id());
             for e in chosen {
                 // The mailbox the message came from names the rules to apply.
-                let mailbox = e.raw_location.as_deref().and_then(|l| l.strip_prefix("imap://")).and_then(|l| l.split('/').next()).unwrap_or("");
+                let mailbox = e.mailbox().unwrap_or("");
                 let Some(mb) = cfg.mailboxes.iter().find(|m| m.name == mailbox) else {
                     println!("{}\tskipped: mailbox '{mailbox}' is not configured", e.id);
                     continue;
@@ -382,10 +382,7 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
             let start_at = match &start {
                 None => now,
                 Some(s) => {
-                    let local = ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-                        .iter()
-                        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-                        .ok_or_else(|| anyhow::anyhow!("--start '{s}': expected YYYY-MM-DD HH:MM"))?;
+                    let local = crate::crm::waves::parse_local(s).ok_or_else(|| anyhow::anyhow!("--start '{s}': expected YYYY-MM-DD HH:MM"))?;
                     crate::crm::waves::local_start(local, zone)?
                 }
             };

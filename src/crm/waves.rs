@@ -208,6 +208,11 @@ pub fn optout_reasons(m: &Member, normalize: impl Fn(&str) -> Option<String>, su
     out
 }
 
+/// A marketer's wall-clock start, `YYYY-MM-DD HH:MM[:SS]` (a space or `T` between).
+pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"].iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+}
+
 /// A wall-clock start in a named zone → the UTC instant. A time skipped by a DST change is
 /// refused; an ambiguous one (clocks going back) takes the earlier instant.
 pub fn local_start(local: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, RuleError> {

@@ -623,10 +623,7 @@ async fn schedule_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): 
         Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
             Ok(t) => t.with_timezone(&Utc),
             Err(_) => {
-                let local = ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-                    .iter()
-                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw, f).ok())
-                    .ok_or_else(|| unprocessable("bad_start", "start: expected YYYY-MM-DD HH:MM (local) or an RFC 3339 instant"))?;
+                let local = crate::crm::waves::parse_local(raw).ok_or_else(|| unprocessable("bad_start", "start: expected YYYY-MM-DD HH:MM (local) or an RFC 3339 instant"))?;
                 crate::crm::waves::local_start(local, zone).map_err(|e| unprocessable("bad_start", e.to_string()))?
             }
         },
@@ -744,7 +741,7 @@ async fn replay_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty 
     let id = parse_id(&id)?;
     let events = s.store.quarantined_mail().await?;
     let ev = events.iter().find(|e| e.id == id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{id} is not a quarantined or failed mail event")))?;
-    let mailbox = ev.raw_location.as_deref().and_then(|l| l.strip_prefix("imap://")).and_then(|l| l.split('/').next()).unwrap_or("");
+    let mailbox = ev.mailbox().unwrap_or("");
     let cfg = s.config.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_config", "replay needs the daemon's mailbox configuration"))?;
     let mb = cfg.mailboxes.iter().find(|m| m.name == mailbox).ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "unknown_mailbox", format!("mailbox '{mailbox}' is not configured")))?;
     let rt = crate::ingest::imap::MailboxRuntime::new(&cfg, mb, s.store.clone(), "api").map_err(|e| ApiError::new(StatusCode::CONFLICT, "mailbox_config", e.to_string()))?;

@@ -631,6 +631,10 @@ pub struct ApiToken {
     pub created_on: DateTime<Utc>,
 }
 
+fn token_from_row(r: &Row) -> Result<ApiToken> {
+    Ok(ApiToken { id: r.get("id")?, name: r.get("name")?, systemuserid: r.get("systemuserid")?, role: r.get("role")?, created_on: r.get("created_on")? })
+}
+
 impl Store {
     /// Stores a token's hash; the clear token is never stored.
     pub async fn add_api_token(&self, name: &str, token_sha256: &str, user: Uuid, role: &str, now: DateTime<Utc>) -> Result<ApiToken> {
@@ -652,8 +656,7 @@ impl Store {
             .clone()
             .fetch_optional("SELECT id, name, systemuserid, role, created_on FROM api_token WHERE token_sha256 = $1 AND revoked_on IS NULL", vec![token_sha256.into()])
             .await?;
-        row.map(|r| Ok(ApiToken { id: r.get("id")?, name: r.get("name")?, systemuserid: r.get("systemuserid")?, role: r.get("role")?, created_on: r.get("created_on")? }))
-            .transpose()
+        row.as_ref().map(token_from_row).transpose()
     }
 
     /// Revokes a token; returns whether one was live.
@@ -664,9 +667,7 @@ impl Store {
     /// Live tokens (without their hashes).
     pub async fn api_tokens(&self) -> Result<Vec<ApiToken>> {
         let rows = self.db.clone().fetch_all("SELECT id, name, systemuserid, role, created_on FROM api_token WHERE revoked_on IS NULL ORDER BY created_on", vec![]).await?;
-        rows.iter()
-            .map(|r| Ok(ApiToken { id: r.get("id")?, name: r.get("name")?, systemuserid: r.get("systemuserid")?, role: r.get("role")?, created_on: r.get("created_on")? }))
-            .collect()
+        rows.iter().map(token_from_row).collect()
     }
 }
 

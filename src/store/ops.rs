@@ -140,6 +140,13 @@ pub struct InboundEvent {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
+impl InboundEvent {
+    /// The configured mailbox a stored message came from (`imap://<mailbox>/<folder>;UIDVALIDITY=…/;UID=…`).
+    pub fn mailbox(&self) -> Option<&str> {
+        self.raw_location.as_deref()?.strip_prefix("imap://")?.split('/').next()
+    }
+}
+
 /// Whether recording an inbound item created a new row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InboundOutcome {
