@@ -29,6 +29,60 @@ pub enum Value {
     Text(Option<String>),
     Bool(Option<bool>),
     Bytes(Option<Vec<u8>>),
+    /// A whole column bound as one PostgreSQL array (`UNNEST` inserts); SQLite refuses it.
+    Array(Array),
+}
+
+/// One typed column of values for a PostgreSQL array parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    Int(Vec<Option<i64>>),
+    Real(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+impl Array {
+    /// The column `values` as one array, typed by its first typed value (a typed `None`
+    /// counts); `None` when the column mixes types or has only untyped NULLs.
+    pub fn column<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> Option<Array> {
+        let mut out = match values.clone().find(|v| !matches!(v, Value::Null))? {
+            Value::Int(_) => Array::Int(Vec::new()),
+            Value::Real(_) => Array::Real(Vec::new()),
+            Value::Text(_) => Array::Text(Vec::new()),
+            Value::Bool(_) => Array::Bool(Vec::new()),
+            Value::Bytes(_) => Array::Bytes(Vec::new()),
+            Value::Null | Value::Array(_) => return None,
+        };
+        for v in values {
+            match (&mut out, v) {
+                (Array::Int(a), Value::Int(x)) => a.push(*x),
+                (Array::Real(a), Value::Real(x)) => a.push(*x),
+                (Array::Text(a), Value::Text(x)) => a.push(x.clone()),
+                (Array::Bool(a), Value::Bool(x)) => a.push(*x),
+                (Array::Bytes(a), Value::Bytes(x)) => a.push(x.clone()),
+                (Array::Int(a), Value::Null) => a.push(None),
+                (Array::Real(a), Value::Null) => a.push(None),
+                (Array::Text(a), Value::Null) => a.push(None),
+                (Array::Bool(a), Value::Null) => a.push(None),
+                (Array::Bytes(a), Value::Null) => a.push(None),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// The PostgreSQL array type to cast the parameter to.
+    pub fn pg_type(&self) -> &'static str {
+        match self {
+            Array::Int(_) => "int8[]",
+            Array::Real(_) => "float8[]",
+            Array::Text(_) => "text[]",
+            Array::Bool(_) => "bool[]",
+            Array::Bytes(_) => "bytea[]",
+        }
+    }
 }
 
 impl Value {
@@ -171,8 +225,30 @@ impl Row {
     }
 }
 
-fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<Row> {
-    let cols: Arc<[String]> = r.columns().iter().map(|c| c.name().to_string()).collect();
+/// The column names of a result set, read once from its first row and shared by all rows.
+fn column_names(r: &impl sqlx::Row) -> Arc<[String]> {
+    r.columns().iter().map(|c| c.name().to_string()).collect()
+}
+
+/// Converts a result set row by row as it streams in (the column names are allocated once,
+/// and the driver's rows are never all held beside ours); `f` maps each row as it arrives
+/// (and may drop it).
+async fn collect_rows<R: sqlx::Row, T>(
+    mut rows: impl futures::Stream<Item = std::result::Result<R, sqlx::Error>> + Unpin,
+    conv: fn(&R, &Arc<[String]>) -> Result<Row>,
+    mut f: impl FnMut(Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    use futures::TryStreamExt;
+    let mut cols: Option<Arc<[String]>> = None;
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        let c = cols.get_or_insert_with(|| column_names(&r));
+        out.push(f(conv(&r, c)?)?);
+    }
+    Ok(out)
+}
+
+fn sqlite_row(r: &sqlx::sqlite::SqliteRow, cols: &Arc<[String]>) -> Result<Row> {
     let mut vals = Vec::with_capacity(cols.len());
     for i in 0..cols.len() {
         let raw = r.try_get_raw(i)?;
@@ -180,20 +256,24 @@ fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<Row> {
             vals.push(Value::Null);
             continue;
         }
-        let ty = raw.type_info().name().to_ascii_uppercase();
-        let v = match ty.as_str() {
-            "INTEGER" | "BIGINT" | "INT" | "INT8" | "BOOLEAN" | "BOOL" | "NUMERIC" => Value::Int(Some(r.try_get_unchecked::<i64, _>(i)?)),
-            "REAL" | "FLOAT" | "DOUBLE" => Value::Real(Some(r.try_get_unchecked::<f64, _>(i)?)),
-            "BLOB" => Value::Bytes(Some(r.try_get_unchecked::<Vec<u8>, _>(i)?)),
-            _ => Value::Text(Some(r.try_get_unchecked::<String, _>(i)?)),
+        let ty = raw.type_info();
+        let ty = ty.name();
+        let is = |names: &[&str]| names.iter().any(|n| ty.eq_ignore_ascii_case(n));
+        let v = if is(&["INTEGER", "BIGINT", "INT", "INT8", "BOOLEAN", "BOOL", "NUMERIC"]) {
+            Value::Int(Some(r.try_get_unchecked::<i64, _>(i)?))
+        } else if is(&["REAL", "FLOAT", "DOUBLE"]) {
+            Value::Real(Some(r.try_get_unchecked::<f64, _>(i)?))
+        } else if is(&["BLOB"]) {
+            Value::Bytes(Some(r.try_get_unchecked::<Vec<u8>, _>(i)?))
+        } else {
+            Value::Text(Some(r.try_get_unchecked::<String, _>(i)?))
         };
         vals.push(v);
     }
-    Ok(Row { cols, vals })
+    Ok(Row { cols: cols.clone(), vals })
 }
 
-fn pg_row(r: &sqlx::postgres::PgRow) -> Result<Row> {
-    let cols: Arc<[String]> = r.columns().iter().map(|c| c.name().to_string()).collect();
+fn pg_row(r: &sqlx::postgres::PgRow, cols: &Arc<[String]>) -> Result<Row> {
     let mut vals = Vec::with_capacity(cols.len());
     for i in 0..cols.len() {
         let raw = r.try_get_raw(i)?;
@@ -214,11 +294,11 @@ fn pg_row(r: &sqlx::postgres::PgRow) -> Result<Row> {
         };
         vals.push(v);
     }
-    Ok(Row { cols, vals })
+    Ok(Row { cols: cols.clone(), vals })
 }
 
 macro_rules! bind_all {
-    ($q:expr, $args:expr) => {{
+    ($q:expr, $args:expr, $engine:ident) => {{
         let mut q = $q;
         for a in $args {
             q = match a {
@@ -228,9 +308,23 @@ macro_rules! bind_all {
                 Value::Text(v) => q.bind(v),
                 Value::Bool(v) => q.bind(v),
                 Value::Bytes(v) => q.bind(v),
+                Value::Array(v) => bind_all!(@array q, v, $engine),
             };
         }
         q
+    }};
+    (@array $q:ident, $v:ident, pg) => {
+        match $v {
+            Array::Int(v) => $q.bind(v),
+            Array::Real(v) => $q.bind(v),
+            Array::Text(v) => $q.bind(v),
+            Array::Bool(v) => $q.bind(v),
+            Array::Bytes(v) => $q.bind(v),
+        }
+    };
+    (@array $q:ident, $v:ident, sqlite) => {{
+        let _ = $v;
+        return Err(StoreError::Decode("array parameters are for PostgreSQL only".into()));
     }};
 }
 
@@ -238,7 +332,12 @@ macro_rules! bind_all {
 pub trait Exec: Send {
     fn engine(&self) -> Engine;
     fn execute(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<u64>> + Send;
-    fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Vec<Row>>> + Send;
+    /// Maps each row of the result as it streams in: a big result is never held as rows.
+    fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> impl Future<Output = Result<Vec<T>>> + Send;
+
+    fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        self.fetch_map(sql, args, Ok)
+    }
 
     fn fetch_optional(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Option<Row>>> + Send {
         async move { Ok(self.fetch_all(sql, args).await?.into_iter().next()) }
@@ -360,15 +459,15 @@ impl Exec for Db {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
-            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&*p).await?.rows_affected(),
+            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).execute(&*p).await?.rows_affected(),
+            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&*p).await?.rows_affected(),
         })
     }
 
-    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> Result<Vec<T>> {
         match self {
-            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(sqlite_row).collect(),
-            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&*p).await?.iter().map(pg_row).collect(),
+            Db::Sqlite(p) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&*p), sqlite_row, f).await,
+            Db::Postgres(p) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&*p), pg_row, f).await,
         }
     }
 }
@@ -393,15 +492,15 @@ impl Exec for Tx {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
-            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&mut **t).await?.rows_affected(),
         })
     }
 
-    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> Result<Vec<T>> {
         match self {
-            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect(),
-            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
+            Tx::Sqlite(t) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&mut **t), sqlite_row, f).await,
+            Tx::Postgres(t) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&mut **t), pg_row, f).await,
         }
     }
 }
@@ -487,5 +586,21 @@ impl Db {
             return Err(StoreError::Migrate(format!("schema at version {applied}, this binary needs {latest}")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_columns_take_the_type_of_their_first_typed_value() {
+        let col = [Value::Null, Value::Int(None), Value::Int(Some(7))];
+        assert_eq!(Array::column(col.iter()), Some(Array::Int(vec![None, None, Some(7)])));
+        let col = [Value::Text(Some("a".into())), Value::Null];
+        assert_eq!(Array::column(col.iter()).map(|a| a.pg_type()), Some("text[]"));
+        // Mixed types, or nothing but untyped NULLs: no array (the insert falls back to VALUES).
+        assert_eq!(Array::column([Value::Int(Some(1)), Value::Text(Some("1".into()))].iter()), None);
+        assert_eq!(Array::column([Value::Null, Value::Null].iter()), None);
     }
 }

@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::db::{Engine, Exec, Tx, Value};
+use super::db::{Array, Engine, Exec, Tx, Value};
 use super::ops::{self, Suppression};
 use super::records::{insert, insert_rows, load};
 use super::{Result, Store, StoreError};
@@ -210,6 +210,19 @@ async fn wave_in(ex: &mut impl Exec, id: Uuid) -> Result<WaveRow> {
 /// long lists cost more per id (see `ROWS_PER_STATEMENT`).
 const IN_CHUNK: usize = 100;
 
+/// `id IN (...)` conditions over `ids`, parameters from `$first`: on PostgreSQL one
+/// `= ANY($first::text[])` with one array parameter (one statement, one cached plan), on
+/// SQLite `IN` lists of `IN_CHUNK`.
+fn id_sets(engine: Engine, first: usize, ids: &[Uuid]) -> Vec<(String, Vec<Value>)> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    if engine == Engine::Postgres {
+        return vec![(format!("= ANY(${first}::text[])"), vec![Value::Array(Array::Text(ids.iter().map(|i| Some(i.to_string())).collect()))])];
+    }
+    ids.chunks(IN_CHUNK).map(|c| (format!("IN ({})", in_list(first, c.len())), c.iter().map(|i| Value::from(*i)).collect())).collect()
+}
+
 /// `IN ($k, $k+1, ...)` for `n` parameters starting at `first`.
 fn in_list(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -254,7 +267,9 @@ async fn list_member_facts(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>
         // analysed (an IN subquery here took 30 s on PostgreSQL right after a bulk import).
         (format!("SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 ORDER BY t.{key}"), vec![Value::from(list_id)])
     };
-    ex.fetch_all(&sql, args).await?.iter().map(|r| member_from_row(kind, r)).collect()
+    // Streamed: each row becomes a compact member as it arrives (a list of 20,000 read as
+    // rows first held ~4 KB per member at the peak).
+    ex.fetch_map(&sql, args, |r| member_from_row(kind, &r)).await
 }
 
 fn member_from_row(kind: EntityKind, r: &super::db::Row) -> Result<Member> {
@@ -722,7 +737,9 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let engine = tx.engine();
         tx.execute("INSERT INTO smtp_relay (relay, updated_at) VALUES ($1, $2) ON CONFLICT (relay) DO NOTHING", vec![relay.into(), now.into()]).await?;
-        let lock = if engine == Engine::Postgres { " FOR UPDATE" } else { "" };
+        // The relay's row is locked only when its rate is charged below; without a rate it
+        // is only read (its back-off), so daemons do not queue on it.
+        let lock = if engine == Engine::Postgres && relay_rate.is_some() { " FOR UPDATE" } else { "" };
         let r = tx.fetch_one(&format!("SELECT tat, throttled_until FROM smtp_relay WHERE relay = $1{lock}"), vec![relay.into()]).await?;
         let (relay_tat, throttled_until): (i64, i64) = (r.get("tat")?, r.get("throttled_until")?);
         let now_ms = now.timestamp_millis();
@@ -738,13 +755,13 @@ impl Store {
                 wait = Some(w);
             }
         }
-        let lock_w = if engine == Engine::Postgres { " FOR UPDATE OF w" } else { "" };
+        // Read without a row lock: an expansion chunk holds the wave's row for its whole
+        // transaction, and claims must not wait for it. Only a wave with a rate of its own is
+        // locked (below), to charge its GCRA state.
         let waves = tx
             .fetch_all(
-                &format!(
-                    "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, ca.ownerid FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid \
-                     WHERE w.state = 'sending' ORDER BY w.start_at, w.activityid{lock_w}"
-                ),
+                "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, ca.ownerid FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid \
+                 WHERE w.state = 'sending' ORDER BY w.start_at, w.activityid",
                 vec![],
             )
             .await?;
@@ -755,7 +772,13 @@ impl Store {
                 break;
             }
             let wid: Uuid = w.get("activityid")?;
-            let (rate, wtat): (Option<i64>, i64) = (w.get("rate_per_minute")?, w.get("tat")?);
+            let (rate, mut wtat): (Option<i64>, i64) = (w.get("rate_per_minute")?, w.get("tat")?);
+            if rate.is_some() && engine == Engine::Postgres {
+                match tx.fetch_optional("SELECT tat FROM wave WHERE activityid = $1 AND state = 'sending' FOR UPDATE", vec![wid.into()]).await? {
+                    Some(r) => wtat = r.get("tat")?,
+                    None => continue,
+                }
+            }
             let mut allow = budget;
             if let Some(rate) = rate {
                 let (g, _, ww) = gcra_take(wtat, now_ms, rate as u32, budget);
@@ -805,7 +828,10 @@ impl Store {
                 let (written, subject): (String, String) = (r.get("written")?, r.get("subject")?);
                 let member = crate::crm::EntityRef::new(r.get("member_type")?, r.get("member_id")?);
                 if !r.get::<bool>("has_activity")? {
-                    // R-WV-4: the outbound e-mail activity, regarding the wave, 7 Sending.
+                    // R-WV-4: the outbound e-mail activity, regarding the wave, 7 Sending
+                    // (state 1 Completed, DOMAIN §5; a failure moves it back to 0 Open). As
+                    // no indexed column changes when it is marked Sent, PostgreSQL can
+                    // update it in place (HOT).
                     fresh.push(vec![
                         id.into(),
                         EntityKind::Email.into(),
@@ -820,7 +846,7 @@ impl Store {
                         0i32.into(),
                         owner.into(),
                         EntityKind::Systemuser.into(),
-                        0i32.into(),
+                        1i32.into(),
                         7i32.into(),
                         now.into(),
                         now.into(),
@@ -856,19 +882,14 @@ impl Store {
             .await?;
             insert_rows(&mut tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await?;
             let again: Vec<Uuid> = rows.iter().zip(&ids).filter(|(r, _)| r.get::<bool>("has_activity").unwrap_or(true)).map(|(_, i)| *i).collect();
-            for chunk in ids.chunks(IN_CHUNK) {
+            for (set, ids) in id_sets(engine, 3, &ids) {
                 let mut args: Vec<Value> = vec![holder.into(), (now + lease).into()];
-                args.extend(chunk.iter().map(|i| Value::from(*i)));
-                tx.execute(
-                    &format!("UPDATE wave_delivery SET state = 'sending', claimed_by = $1, claimed_until = $2, has_activity = TRUE WHERE id IN ({})", in_list(3, chunk.len())),
-                    args,
-                )
-                .await?;
+                args.extend(ids);
+                tx.execute(&format!("UPDATE wave_delivery SET state = 'sending', claimed_by = $1, claimed_until = $2, has_activity = TRUE WHERE id {set}"), args).await?;
             }
             // R-WV-4: 7 Sending again for retries and taken-over claims.
-            for chunk in again.chunks(IN_CHUNK) {
-                let ids_only: Vec<Value> = chunk.iter().map(|i| Value::from(*i)).collect();
-                tx.execute(&format!("UPDATE activity SET statuscode = 7 WHERE activityid IN ({})", in_list(1, chunk.len())), ids_only).await?;
+            for (set, ids) in id_sets(engine, 1, &again) {
+                tx.execute(&format!("UPDATE activity SET statuscode = 7 WHERE activityid {set}"), ids).await?;
             }
             budget -= ids.len();
             used_total += ids.len();
@@ -889,18 +910,17 @@ impl Store {
     pub async fn record_deliveries(&self, results: &[DeliveryResult], holder: &str, relay: &str, throttle: Option<(Duration, String)>, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let sent: Vec<Uuid> = results.iter().filter(|r| r.outcome == DeliveryOutcome::Sent).map(|r| r.id).collect();
-        for chunk in sent.chunks(IN_CHUNK) {
+        for (set, ids) in id_sets(tx.engine(), 2, &sent) {
             let mut args: Vec<Value> = vec![now.into()];
-            args.extend(chunk.iter().map(|i| Value::from(*i)));
-            let ids = in_list(2, chunk.len());
+            args.extend(ids);
             tx.execute(
-                &format!("UPDATE wave_delivery SET state = 'sent', attempts = attempts + 1, sent_at = $1, claimed_by = NULL, claimed_until = NULL, reason = NULL WHERE id IN ({ids}) AND state IN ('sending', 'pending')"),
+                &format!("UPDATE wave_delivery SET state = 'sent', attempts = attempts + 1, sent_at = $1, claimed_by = NULL, claimed_until = NULL, reason = NULL WHERE id {set} AND state IN ('sending', 'pending')"),
                 args.clone(),
             )
             .await?;
             // R-WV-4: 3 Sent (state 1 Completed).
             tx.execute(
-                &format!("UPDATE activity SET statecode = 1, statuscode = 3, senton = $1, actualend = $1, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $1, versionnumber = versionnumber + 1 WHERE activityid IN ({ids})"),
+                &format!("UPDATE activity SET statecode = 1, statuscode = 3, senton = $1, actualend = $1, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $1, versionnumber = versionnumber + 1 WHERE activityid {set}"),
                 args,
             )
             .await?;

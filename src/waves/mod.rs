@@ -489,6 +489,15 @@ impl WaveRuntime {
         WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()), db_turn: Mutex::new(()), backoff_until: std::sync::atomic::AtomicI64::new(0) }
     }
 
+    /// SQLite's one writer: the claim loop, the recorder and the expansion take turns. On
+    /// PostgreSQL their transactions touch different rows and run side by side.
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.store.db.engine() {
+            crate::store::Engine::Sqlite => Some(self.db_turn.lock().await),
+            _ => None,
+        }
+    }
+
     /// The unsubscribe URL of a delivery.
     pub fn unsubscribe_url(&self, delivery: Uuid) -> String {
         format!("{}/u/{}", self.s.base_url, self.signer.token(delivery))
@@ -503,7 +512,7 @@ impl WaveRuntime {
             chunk: self.s.expansion_chunk,
             lease: self.s.lease,
             after_chunk: &|n| failpoint("wave-mid-expansion", n),
-            turn: Some(&self.db_turn),
+            turn: (self.store.db.engine() == crate::store::Engine::Sqlite).then_some(&self.db_turn),
         }
     }
 
@@ -689,7 +698,7 @@ impl WaveRuntime {
                 continue;
             }
             let claimed = {
-                let _turn = self.db_turn.lock().await;
+                let _turn = self.turn().await;
                 self.store.claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now).await
             };
             let claim = match claimed {
@@ -892,7 +901,7 @@ impl WaveRuntime {
             let mut wait = Duration::from_millis(100);
             loop {
                 let recorded = {
-                    let _turn = self.db_turn.lock().await;
+                    let _turn = self.turn().await;
                     self.store.record_deliveries(&buf, &self.holder, &self.relay.key, backoff.clone(), Utc::now()).await
                 };
                 match recorded {

@@ -379,6 +379,14 @@ async fn crash_and_resume(failpoint: &str) -> usize {
     let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait()).await.expect("the failpoint fires").unwrap();
     assert!(!status.success(), "aborted at the failpoint");
     assert_eq!(s.wave_status(w).await.unwrap().wave.state.as_str(), "sending", "the crash left the wave unfinished");
+    // R-WV-4: the e-mail is persisted before its SMTP attempt; DOMAIN §5: Pending Send and
+    // Sending sit under state Completed.
+    let sending = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode = 7 AND statecode = 1", vec![w.into()]).await;
+    let misfiled = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode IN (6, 7) AND statecode <> 1", vec![w.into()]).await;
+    assert_eq!(misfiled, 0, "Pending Send and Sending are statecode 1");
+    if failpoint.starts_with("wave-before-smtp") {
+        assert!(sending >= 1, "the message at the failpoint was stored as 7 Sending before its SMTP attempt");
+    }
     // A member leaves the list meanwhile: the member set frozen at the start still holds
     // (the last by id, so not in the first expansion chunk).
     let last = *ids.iter().max().unwrap();
