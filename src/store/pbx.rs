@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-use super::db::{Exec, Row};
+use super::db::{Exec, Row, Value};
 use super::records::{insert, update};
 use super::{Result, Store, StoreError};
 use crate::crm::calls::CallWrites;
@@ -69,6 +69,11 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
     })
 }
 
+/// `($1, …, $w), ($w+1, …)` for `n` rows of `w` parameters.
+fn tuples(n: usize, w: usize) -> String {
+    (0..n).map(|i| format!("({})", (1..=w).map(|k| format!("${}", i * w + k)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")
+}
+
 impl Store {
     /// Stores the events of several webhook requests in one transaction (group commit):
     /// each new event is kept with its request's raw body and bumps its call's version
@@ -82,15 +87,19 @@ impl Store {
         // 1. Every event, once: the database says which are new.
         let mut new_events: HashSet<(String, String)> = HashSet::new();
         let all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
-        for chunk in all.chunks(super::ROWS_PER_STATEMENT) {
-            let mut sql = String::from("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES ");
-            let mut args = Vec::with_capacity(chunk.len() * 7);
-            for (i, (p, e, raw)) in chunk.iter().enumerate() {
-                let b = i * 7;
-                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i > 0 { ", " } else { "" }, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
-                args.extend([Uuid::new_v4().into(), (*p).into(), e.event_id.clone().into(), e.call_id.clone().into(), now.into(), e.facts.clone().into(), (*raw).into()]);
-            }
-            sql.push_str(" ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id");
+        // On PostgreSQL one statement per batch (columns as arrays, the same text and plan
+        // whatever the batch size); on SQLite multi-row VALUES.
+        let pg = tx.engine() == super::Engine::Postgres;
+        for chunk in all.chunks(if pg { usize::MAX } else { super::ROWS_PER_STATEMENT }) {
+            const TAIL: &str = " ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id";
+            let rows: Vec<Vec<Value>> = chunk
+                .iter()
+                .map(|(p, e, raw)| vec![Uuid::new_v4().into(), (*p).into(), e.event_id.clone().into(), e.call_id.clone().into(), now.into(), e.facts.clone().into(), (*raw).into()])
+                .collect();
+            let (sql, args) = match (pg && rows.len() >= super::records::UNNEST_MIN_ROWS).then(|| super::records::unnest(&rows, 7)).flatten() {
+                Some((casts, args)) => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) SELECT * FROM UNNEST({casts}){TAIL}"), args),
+                None => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES {}{TAIL}", tuples(rows.len(), 7)), rows.into_iter().flatten().collect()),
+            };
             for r in tx.fetch_all(&sql, args).await? {
                 new_events.insert((r.get("provider")?, r.get("event_id")?));
             }
@@ -108,18 +117,20 @@ impl Store {
         }
         let mut calls: BTreeMap<(String, String), PbxCall> = BTreeMap::new();
         let touched: Vec<_> = touched.into_iter().collect();
-        for chunk in touched.chunks(super::ROWS_PER_STATEMENT) {
-            let mut sql = String::from("INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status) VALUES ");
-            let mut args = Vec::with_capacity(chunk.len() * 5);
-            for (i, ((p, c), (n, fin))) in chunk.iter().enumerate() {
-                let b = i * 5;
-                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, 'open')", if i > 0 { ", " } else { "" }, b + 1, b + 2, b + 3, b + 3, b + 4, b + 5));
-                args.extend([p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]);
-            }
-            sql.push_str(&format!(
+        for chunk in touched.chunks(if pg { usize::MAX } else { super::ROWS_PER_STATEMENT }) {
+            let tail = format!(
                 " ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
                   is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + excluded.version, status = 'open' RETURNING {CALL_COLS}"
-            ));
+            );
+            const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status)";
+            let rows: Vec<Vec<Value>> = chunk.iter().map(|((p, c), (n, fin))| vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]).collect();
+            let (sql, args) = match (pg && rows.len() >= super::records::UNNEST_MIN_ROWS).then(|| super::records::unnest(&rows, 5)).flatten() {
+                Some((casts, args)) => (format!("{INTO} SELECT p, c, t, t, f, v, 'open' FROM UNNEST({casts}) AS u(p, c, t, f, v){tail}"), args),
+                None => {
+                    let values: Vec<String> = (0..rows.len()).map(|i| format!("(${0}, ${1}, ${2}, ${2}, ${3}, ${4}, 'open')", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5)).collect();
+                    (format!("{INTO} VALUES {}{tail}", values.join(", ")), rows.into_iter().flatten().collect())
+                }
+            };
             for r in tx.fetch_all(&sql, args).await? {
                 let call = call_from_row(&r)?;
                 calls.insert((call.provider.clone(), call.call_id.clone()), call);
