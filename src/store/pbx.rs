@@ -71,7 +71,7 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
 
 /// `($1, …, $w), ($w+1, …)` for `n` rows of `w` parameters.
 fn tuples(n: usize, w: usize) -> String {
-    (0..n).map(|i| format!("({})", (1..=w).map(|k| format!("${}", i * w + k)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")
+    (0..n).map(|i| format!("({})", super::records::placeholders(w, i * w + 1))).collect::<Vec<_>>().join(", ")
 }
 
 impl Store {
@@ -96,7 +96,7 @@ impl Store {
                 .iter()
                 .map(|(p, e, raw)| vec![Uuid::new_v4().into(), (*p).into(), e.event_id.clone().into(), e.call_id.clone().into(), now.into(), e.facts.clone().into(), (*raw).into()])
                 .collect();
-            let (sql, args) = match (pg && rows.len() >= super::records::UNNEST_MIN_ROWS).then(|| super::records::unnest(&rows, 7)).flatten() {
+            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 7) {
                 Some((casts, args)) => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) SELECT * FROM UNNEST({casts}){TAIL}"), args),
                 None => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES {}{TAIL}", tuples(rows.len(), 7)), rows.into_iter().flatten().collect()),
             };
@@ -124,7 +124,7 @@ impl Store {
             );
             const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status)";
             let rows: Vec<Vec<Value>> = chunk.iter().map(|((p, c), (n, fin))| vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]).collect();
-            let (sql, args) = match (pg && rows.len() >= super::records::UNNEST_MIN_ROWS).then(|| super::records::unnest(&rows, 5)).flatten() {
+            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 5) {
                 Some((casts, args)) => (format!("{INTO} SELECT p, c, t, t, f, v, 'open' FROM UNNEST({casts}) AS u(p, c, t, f, v){tail}"), args),
                 None => {
                     let values: Vec<String> = (0..rows.len()).map(|i| format!("(${0}, ${1}, ${2}, ${2}, ${3}, ${4}, 'open')", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5)).collect();

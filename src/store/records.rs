@@ -84,7 +84,7 @@ fn col_list<R: Record>() -> String {
     R::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
-fn placeholders(n: usize, start: usize) -> String {
+pub(crate) fn placeholders(n: usize, start: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -110,24 +110,18 @@ pub(crate) async fn insert_many<R: Record>(ex: &mut impl Exec, store: &Store, re
 
 /// Rows per `UNNEST` insert on PostgreSQL, and the fewest that go that way.
 const UNNEST_ROWS: usize = 5000;
-pub(crate) const UNNEST_MIN_ROWS: usize = 8;
+const UNNEST_MIN_ROWS: usize = 8;
 
 /// Inserts same-shaped value rows into `table (cols)`, with an optional `ON CONFLICT …`
 /// tail. On PostgreSQL each column is bound as one array and the rows come from `UNNEST`:
 /// one statement per table whatever the row count, with the same text (and cached plan)
 /// every time. Multi-row VALUES with a parameter per value cost PostgreSQL a parse and plan
 /// per row count (a 20,000 recipient expansion took 1.6 s at 400 values per statement and
-/// 31 s at 1,000). A column PostgreSQL cannot type as an array (only untyped NULLs, or mixed
-/// types) falls back to VALUES for that chunk.
+/// 31 s at 1,000). Where `unnest` says no, the chunk goes as VALUES.
 pub(crate) async fn insert_rows(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
     let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-    // A few rows stay plain VALUES (measured: UNNEST for the 1-3 contact points of each
-    // call record made PBX processing ~10 % slower on PostgreSQL).
-    if ex.engine() == super::db::Engine::Sqlite || rows.len() < UNNEST_MIN_ROWS {
-        return insert_values(ex, table_cols, rows, on_conflict).await;
-    }
     for chunk in rows.chunks(UNNEST_ROWS) {
-        match unnest(chunk, width) {
+        match unnest(ex.engine(), chunk, width) {
             Some((casts, args)) => {
                 ex.execute(&format!("INSERT INTO {table_cols} SELECT * FROM UNNEST({casts}){on_conflict}"), args).await?;
             }
@@ -138,9 +132,14 @@ pub(crate) async fn insert_rows(ex: &mut impl Exec, table_cols: &str, rows: &[Ve
 }
 
 /// Same-shaped rows as PostgreSQL array parameters, one per column: the `$1::type[], …`
-/// list for `UNNEST(…)` and the arguments. `None` when a column cannot be typed (see
+/// list for `UNNEST(…)` and the arguments. `None` (use VALUES) on SQLite, for fewer than
+/// `UNNEST_MIN_ROWS` rows (measured: UNNEST for the 1-3 contact points of each call record
+/// made PBX processing ~10 % slower on PostgreSQL), or when a column cannot be typed (see
 /// `Array::column`).
-pub(crate) fn unnest(rows: &[Vec<Value>], width: usize) -> Option<(String, Vec<Value>)> {
+pub(crate) fn unnest(engine: super::db::Engine, rows: &[Vec<Value>], width: usize) -> Option<(String, Vec<Value>)> {
+    if engine != super::db::Engine::Postgres || rows.len() < UNNEST_MIN_ROWS {
+        return None;
+    }
     let columns: Vec<super::db::Array> = (0..width).map(|c| super::db::Array::column(rows.iter().map(move |r| &r[c]))).collect::<Option<_>>()?;
     let casts: Vec<String> = columns.iter().enumerate().map(|(i, a)| format!("${}::{}", i + 1, a.pg_type())).collect();
     Some((casts.join(", "), columns.into_iter().map(Value::Array).collect()))
