@@ -63,7 +63,13 @@ impl IntoResponse for ApiError {
         if !self.candidates.is_empty() {
             err["candidates"] = json!(self.candidates);
         }
-        (self.status, Json(json!({ "error": err }))).into_response()
+        let mut resp = (self.status, Json(json!({ "error": err }))).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read, so this connection cannot carry another
+            // request: say so, or a client reuses it and its next request fails.
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

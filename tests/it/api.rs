@@ -432,8 +432,12 @@ async fn bad_input(engine: &str) {
     assert_eq!(page["total"], 0);
     // A body over http.body_limit_bytes is a 413 with the JSON error body.
     let big = json!({"subject": "s", "lastname": "x", "description": "я".repeat(1024 * 1024)});
-    let (st, b) = api.call(Role::Admin, Method::POST, "/api/v1/leads", Some(big)).await;
+    let (st, b) = api.call(Role::Admin, Method::POST, "/api/v1/leads", Some(big.clone())).await;
     assert_eq!((st, b["error"]["code"].as_str()), (413, Some("body_too_large")), "{b}");
+    // The unread rest of the body makes the connection unusable: the client is told to close
+    // it (else its next request on that connection fails).
+    let resp = api.app.http.post(api.app.url("/api/v1/leads")).bearer_auth(api.token(Role::Admin)).json(&big).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers().get("connection").and_then(|v| v.to_str().ok())), (413, Some("close")));
     // Broken JSON.
     let resp = api.app.http.post(api.app.url("/api/v1/leads")).bearer_auth(api.token(Role::Admin)).header("content-type", "application/json").body("{\"subject\": ").send().await.unwrap();
     assert_eq!(resp.status(), 400);
