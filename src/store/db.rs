@@ -62,15 +62,21 @@ impl Array {
                 (Array::Text(a), Value::Text(x)) => a.push(x.clone()),
                 (Array::Bool(a), Value::Bool(x)) => a.push(*x),
                 (Array::Bytes(a), Value::Bytes(x)) => a.push(x.clone()),
-                (Array::Int(a), Value::Null) => a.push(None),
-                (Array::Real(a), Value::Null) => a.push(None),
-                (Array::Text(a), Value::Null) => a.push(None),
-                (Array::Bool(a), Value::Null) => a.push(None),
-                (Array::Bytes(a), Value::Null) => a.push(None),
+                (a, Value::Null) => a.push_null(),
                 _ => return None,
             }
         }
         Some(out)
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Array::Int(a) => a.push(None),
+            Array::Real(a) => a.push(None),
+            Array::Text(a) => a.push(None),
+            Array::Bool(a) => a.push(None),
+            Array::Bytes(a) => a.push(None),
+        }
     }
 
     /// The PostgreSQL array type to cast the parameter to.

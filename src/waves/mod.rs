@@ -491,10 +491,14 @@ impl WaveRuntime {
 
     /// SQLite's one writer: the claim loop, the recorder and the expansion take turns. On
     /// PostgreSQL their transactions touch different rows and run side by side.
+    fn db_turn(&self) -> Option<&Mutex<()>> {
+        (self.store.db.engine() == crate::store::Engine::Sqlite).then_some(&self.db_turn)
+    }
+
     async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.store.db.engine() {
-            crate::store::Engine::Sqlite => Some(self.db_turn.lock().await),
-            _ => None,
+        match self.db_turn() {
+            Some(m) => Some(m.lock().await),
+            None => None,
         }
     }
 
@@ -512,7 +516,7 @@ impl WaveRuntime {
             chunk: self.s.expansion_chunk,
             lease: self.s.lease,
             after_chunk: &|n| failpoint("wave-mid-expansion", n),
-            turn: (self.store.db.engine() == crate::store::Engine::Sqlite).then_some(&self.db_turn),
+            turn: self.db_turn(),
         }
     }
 
