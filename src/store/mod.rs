@@ -22,7 +22,7 @@ pub use alerts::DigestRow;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
 pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
-pub use pbx::{PbxCall, PbxCallUpdate, PbxEventRow};
+pub use pbx::{CallApply, PbxCall, PbxCallUpdate, PbxEventRow};
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
 pub use records::{ListPage, RecordExt};
 pub use rules::{CreateMode, ImportDuplicates, ImportReport};

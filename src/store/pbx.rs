@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 use uuid::Uuid;
 
 use super::db::{Exec, Row, Value};
-use super::records::{insert, update};
+use super::records::{insert_many, insert_rows, update};
 use super::{Result, Store, StoreError};
 use crate::crm::calls::CallWrites;
 use crate::crm::{EmailAddress, EntityKind};
@@ -31,6 +31,21 @@ pub struct PbxCallUpdate {
     pub is_final: bool,
     pub status: String,
     pub activityid: Option<Uuid>,
+}
+
+/// A planned call's outcome, to apply (`Store::apply_pbx_call`).
+#[derive(Debug, Clone)]
+pub struct CallApply {
+    pub provider: String,
+    pub call_id: String,
+    /// The call version the plan was made from.
+    pub version: i64,
+    /// The CRM writes; none for a skipped call.
+    pub writes: Option<CallWrites>,
+    /// `processed` or `skipped`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub timed_out: bool,
 }
 
 /// A call's aggregation row.
@@ -86,7 +101,11 @@ impl Store {
         let mut tx = self.db.begin().await?;
         // 1. Every event, once: the database says which are new.
         let mut new_events: HashSet<(String, String)> = HashSet::new();
-        let all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
+        let mut all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
+        // Several batches are written at once on PostgreSQL: rows are locked in one order
+        // (events by id here, calls by the sorted map below), so two batches that share an
+        // event or a call wait for each other instead of deadlocking.
+        all.sort_by(|a, b| (a.0, &a.1.event_id).cmp(&(b.0, &b.1.event_id)));
         // On PostgreSQL one statement per batch (columns as arrays, the same text and plan
         // whatever the batch size); on SQLite multi-row VALUES.
         let pg = tx.engine() == super::Engine::Postgres;
@@ -185,85 +204,84 @@ impl Store {
         rows.iter().map(call_from_row).collect()
     }
 
-    /// Applies a processed call: the CRM writes (if any) and the call's outcome, in one
-    /// transaction, only if the call is still at `version` and not yet processed at it
-    /// (so two daemons, or a late event, never double-apply). Returns whether it applied.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn apply_pbx_call(
-        &self,
-        provider: &str,
-        call_id: &str,
-        version: i64,
-        writes: Option<&CallWrites>,
-        status: &str,
-        reason: Option<&str>,
-        timed_out: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let mut tx = self.db.begin().await?;
-        let result = serde_json::json!({
-            "activityid": writes.map(|w| w.activity.activityid),
-            "created": writes.map(|w| w.created()).unwrap_or_default(),
-        });
-        let n = tx
-            .execute(
-                "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
-                   activityid = COALESCE($8, activityid) \
-                 WHERE provider = $1 AND call_id = $2 AND version = $3 AND processed_version < $3",
-                vec![
-                    provider.into(),
-                    call_id.into(),
-                    version.into(),
-                    status.into(),
-                    reason.into(),
-                    timed_out.into(),
-                    result.to_string().into(),
-                    writes.map(|w| w.activity.activityid).into(),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        if let Some(w) = writes {
-            Self::recheck_call_plan(&mut tx, provider, call_id, w).await?;
-            if let Some(l) = &w.lead {
-                insert(&mut tx, self, l).await?;
-            }
-            if w.is_new {
-                insert(&mut tx, self, &w.activity).await?;
-            } else {
-                update(&mut tx, self, &w.activity).await?;
-                tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()]).await?;
-            }
-            for p in &w.parties {
-                tx.execute(
-                    "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, $2, $3, $4, $5)",
-                    vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()],
+    /// Applies processed calls in `tx`: each call's CRM writes (if any) and outcome, only if
+    /// the call is still at its version and not yet processed at it (so two daemons, or a
+    /// late event, never double-apply). Returns, per call, whether it applied. A plan whose
+    /// re-check fails is a `Conflict` (see `recheck_call_plan`), which refuses them all.
+    /// The records of all the calls go in one multi-row insert per table.
+    pub async fn apply_pbx_calls(&self, tx: &mut super::db::Tx, calls: &[&CallApply], now: DateTime<Utc>) -> Result<Vec<bool>> {
+        use crate::crm::entities::{Activity, CampaignResponse, Lead};
+        let mut applied = Vec::with_capacity(calls.len());
+        let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) = Default::default();
+        let (mut parties, mut events): (Vec<Vec<Value>>, Vec<Vec<Value>>) = Default::default();
+        // R-RS-2 within the batch: the re-check reads only what is stored.
+        let mut responders = std::collections::HashSet::new();
+        for call in calls {
+            let CallApply { provider, call_id, version, writes, status, reason, timed_out } = call;
+            let writes = writes.as_ref();
+            let result = serde_json::json!({
+                "activityid": writes.map(|w| w.activity.activityid),
+                "created": writes.map(|w| w.created()).unwrap_or_default(),
+            })
+            .to_string();
+            let n = tx
+                .execute(
+                    "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
+                       activityid = COALESCE($8, activityid) \
+                     WHERE provider = $1 AND call_id = $2 AND version = $3 AND processed_version < $3",
+                    vec![
+                        provider.clone().into(),
+                        call_id.clone().into(),
+                        (*version).into(),
+                        (*status).into(),
+                        reason.clone().into(),
+                        (*timed_out).into(),
+                        result.clone().into(),
+                        writes.map(|w| w.activity.activityid).into(),
+                    ],
                 )
                 .await?;
+            applied.push(n > 0);
+            if n == 0 {
+                continue;
             }
-            if let Some(r) = &w.response {
-                insert(&mut tx, self, r).await?;
+            if let Some(w) = writes {
+                Self::recheck_call_plan(tx, provider, call_id, w).await?;
+                if let Some(r) = &w.response {
+                    let by_party = r.customerid.is_some_and(|c| !responders.insert((r.campaignactivityid, Some(c), None)));
+                    let by_number = r.telephone.as_ref().is_some_and(|t| !responders.insert((r.campaignactivityid, None, Some(t.clone()))));
+                    if by_party || by_number {
+                        return Err(StoreError::Conflict { kind: "pbx_call", id: format!("{provider}:{call_id} (another call of the batch responds to the same wave)") });
+                    }
+                    responses.push(r.clone());
+                }
+                leads.extend(w.lead.clone());
+                if w.is_new {
+                    activities.push(w.activity.clone());
+                } else {
+                    update(tx, self, &w.activity).await?;
+                    tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()]).await?;
+                }
+                parties.extend(w.parties.iter().map(|p| {
+                    vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]
+                }));
             }
+            // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
+            let state = if *status == "processed" { "processed" } else if *status == "failed" { "failed" } else { "skipped" };
+            events.push(vec![Uuid::new_v4().into(), format!("pbx:{provider}").into(), call_id.clone().into(), now.into(), state.into(), reason.clone().into(), result.into(), now.into()]);
         }
-        // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
-        tx.execute(
-            "INSERT INTO inbound_event (id, source, external_id, received_at, status, reason, result, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
-             ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, processed_at = excluded.processed_at",
-            vec![
-                Uuid::new_v4().into(),
-                format!("pbx:{provider}").into(),
-                call_id.into(),
-                now.into(),
-                (if status == "processed" { "processed" } else if status == "failed" { "failed" } else { "skipped" }).into(),
-                reason.into(),
-                result.to_string().into(),
-            ],
+        insert_many(tx, self, &leads).await?;
+        insert_many(tx, self, &activities).await?;
+        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await?;
+        insert_many(tx, self, &responses).await?;
+        insert_rows(
+            tx,
+            "inbound_event (id, source, external_id, received_at, status, reason, result, processed_at)",
+            &events,
+            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, processed_at = excluded.processed_at",
         )
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(applied)
     }
 
     /// A call is planned outside this transaction, so two first calls from one new number,

@@ -480,3 +480,78 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     assert_eq!((o.directioncode, o.statecode), (Some(true), 1), "not a callback to someone we phoned");
     app.stop().await;
 }
+
+/// One job's calls are planned one by one and applied together (one transaction per chunk,
+/// one multi-row insert per table). Calls that must see each other's records still do: two
+/// calls from one new number make one lead, and two numbers of one contact calling the
+/// campaign line make one response (R-RS-2). Runs on PostgreSQL, where a batch this size
+/// sends its activity parties through the array (`UNNEST`) insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_one_job_are_applied_together() {
+    use inflow::ingest::pbx::process::{CallRef, Outcome};
+    let (app, seed) = start("postgres").await;
+    let t = now();
+    let two = Contact { contactid: Uuid::new_v4(), lastname: "Two Phones".into(), telephone1: Some("+7 812 700-00-01".into()), mobilephone: Some("+7 921 700-00-02".into()), ..Default::default() }
+        .stamped(seed.head, EntityKind::Systemuser, t, None);
+    app.store.insert(&two).await.unwrap();
+    // Answer events only: no call is final, so the daemon leaves them to the timeout and
+    // this test processes them as one job.
+    let calls = [
+        ("b1", "+7 903 555-00-01", "+74951234567", "answered", 120),
+        ("b2", "8 903 555 00 01", "+74951234567", "answered", 90),
+        ("b3", "8 (916) 123-45-67", "+74951234567", "answered", 60),
+        ("b4", "+7 903 555-00-04", "+74951234567", "missed", 0),
+        ("b5", "+7 903 555-00-05", "+74951234567", "missed", 0),
+        ("b6", "+7 812 700-00-01", "88005553535", "answered", 60),
+        ("b7", "+7 921 700-00-02", "88005553535", "answered", 60),
+        ("b8", "anonymous", "+74951234567", "answered", 300),
+        ("b9", "+7 903 555-00-09", "88005553535", "answered", 45),
+        ("b10", "+7 903 555-00-10", "+74951234567", "missed", 0),
+    ];
+    for (id, from, did, disp, secs) in calls {
+        let answered = (disp == "answered").then_some("2026-11-27T07:00:05Z");
+        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound", "external_number": from, "did": did,
+            "duration_secs": secs, "disposition": disp, "started_at": "2026-11-27T07:00:00Z", "answered_at": answered});
+        ok(app.generic(&ev.to_string()).await).await;
+    }
+    let rt = app.running.pbx.clone().unwrap();
+    let refs: Vec<CallRef> = calls.iter().map(|c| CallRef { provider: "generic".into(), call_id: c.0.into(), version: 1 }).collect();
+    let later = chrono::Utc::now() + Duration::hours(2);
+    // Two jobs: b6 and b7 (one contact, two numbers) make the second job's batch refuse
+    // itself and fall back to one call at a time; the first job applies as one batch.
+    let (second, first): (Vec<CallRef>, Vec<CallRef>) = refs.iter().cloned().partition(|c| c.call_id == "b6" || c.call_id == "b7");
+    for job in [first, second] {
+        for (id, r) in rt.process_batch(&job, later).await {
+            assert!(matches!(r, Ok(Outcome::Processed(_))), "{id}: {r:?}");
+        }
+    }
+    let regarding = |a: &Activity| a.regardingobjectid;
+    let (b1, b2) = (app.call_activity("generic", "b1").await, app.call_activity("generic", "b2").await);
+    let lead = regarding(&b1).expect("a lead for the new number");
+    assert_eq!(regarding(&b2), Some(lead), "the second call from the number links to the first call's lead");
+    assert_eq!(regarding(&app.call_activity("generic", "b3").await), Some(seed.known_contact));
+    for id in ["b4", "b5", "b10"] {
+        let cb = app.call_activity("generic", id).await;
+        assert!(cb.statecode == 0 && cb.scheduledend.is_some(), "{id}: a missed call is an open callback: {cb:?}");
+    }
+    assert_eq!(regarding(&app.call_activity("generic", "b6").await), Some(two.contactid));
+    assert_eq!(regarding(&app.call_activity("generic", "b7").await), Some(two.contactid));
+    assert!(regarding(&app.call_activity("generic", "b8").await).is_none());
+    let b9 = app.call_activity("generic", "b9").await;
+    assert_ne!(regarding(&b9), Some(lead));
+    assert_eq!(app.count("lead").await, 2, "b1/b2's lead and b9's");
+    let responses = app.store.list::<CampaignResponse>(10, 0).await.unwrap();
+    let mut customers: Vec<_> = responses.items.iter().map(|r| r.customerid).collect();
+    customers.sort();
+    let mut want = vec![Some(two.contactid), regarding(&b9)];
+    want.sort();
+    assert_eq!(customers, want, "one response per caller to the wave");
+    assert_eq!(app.count("activity WHERE activitytypecode = 'phonecall'").await, 10);
+    assert_eq!(app.count("inbound_event WHERE source = 'pbx:generic' AND status = 'processed'").await, 10);
+    // The same job again (a retry after a crash) repeats nothing.
+    for (id, r) in rt.process_batch(&refs, later).await {
+        assert!(matches!(r, Ok(Outcome::Stale)), "{id}: {r:?}");
+    }
+    assert_eq!((app.count("activity WHERE activitytypecode = 'phonecall'").await, app.count("lead").await, app.count("campaignresponse").await), (10, 2, 2));
+    app.stop().await;
+}

@@ -16,7 +16,7 @@ use crate::crm::calls::{CallContext, CallPlan, CallRecord, Direction, Dispositio
 use crate::crm::entities::CampaignActivity;
 use crate::crm::{EntityRef, Phone};
 use crate::jobs::JobQueue;
-use crate::store::{RecordExt, Store, StoreError};
+use crate::store::{CallApply, RecordExt, Store, StoreError};
 
 /// One call at one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,8 +36,16 @@ pub struct ProcessCalls {
 /// Explicit queue name (see DESIGN rule 9).
 pub const QUEUE: &str = "pbx-call";
 
-/// Most requests the writer commits in one transaction.
+/// Most requests the writer commits in one transaction (and most calls in one job).
 const MAX_BATCH: usize = 512;
+
+/// Most calls applied in one transaction. SQLite's webhook writer waits while one is
+/// applied, so there it is kept to a couple of milliseconds.
+const APPLY_CHUNK: usize = 32;
+const APPLY_CHUNK_SQLITE: usize = 8;
+
+/// Group-commit writers working side by side on PostgreSQL.
+const PG_WRITERS: usize = 3;
 
 /// One webhook request's events on their way to the database; the handler answers once
 /// `reply` says they are committed.
@@ -108,6 +116,10 @@ pub struct PbxRuntime {
     /// Line owners and waves found recently (positive answers only, for `LOOKUP_TTL`), so a
     /// busy line does not resolve the same owner and wave for every call.
     pub lookups: std::sync::Mutex<Lookups>,
+    /// How many webhook batches are being written now. On SQLite, where writers take turns,
+    /// call processing waits for this to be zero before it applies: the webhook's answer is
+    /// what a provider waits for, the CRM records can come a moment later.
+    writing: tokio::sync::watch::Sender<usize>,
 }
 
 /// How long a resolved owner or wave is reused.
@@ -118,6 +130,38 @@ const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct Lookups {
     users: std::collections::HashMap<String, (std::time::Instant, Uuid)>,
     waves: std::collections::HashMap<Uuid, (std::time::Instant, WaveRef)>,
+}
+
+/// Counts one webhook batch in `PbxRuntime::writing` while it lives (a cancelled write
+/// still uncounts itself).
+struct Writing<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> Writing<'a> {
+    fn start(w: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        w.send_modify(|n| *n += 1);
+        Writing(w)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A call read and planned, waiting to be applied.
+struct PreparedCall {
+    apply: CallApply,
+    /// The call's disposition, for the metric; none for a call with no facts (not counted).
+    disposition: Option<String>,
+    /// The caller's number: calls sharing one are applied one after another.
+    number: Option<String>,
+}
+
+enum Prepared {
+    /// Nothing to apply (not due, or already processed).
+    Done(Outcome),
+    Apply(Box<PreparedCall>),
 }
 
 /// What processing did.
@@ -156,7 +200,7 @@ fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out:
 
 impl PbxRuntime {
     pub fn new(store: Store, settings: PbxSettings, queue: JobQueue<ProcessCalls>) -> PbxRuntime {
-        PbxRuntime { store, settings, queue, lookups: Default::default() }
+        PbxRuntime { store, settings, queue, lookups: Default::default(), writing: tokio::sync::watch::Sender::new(0) }
     }
 
     /// A config owner (id or e-mail) as a user id; found answers are reused for a minute.
@@ -189,16 +233,69 @@ impl PbxRuntime {
 
     /// Processes a call if it is due: final, or silent past the timeout.
     pub async fn process(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        match self.prepare(provider, call_id, now).await? {
+            Prepared::Done(outcome) => Ok(outcome),
+            Prepared::Apply(a) => {
+                self.yield_to_webhooks().await;
+                let mut tx = self.store.db.begin().await?;
+                let applied = self.store.apply_pbx_calls(&mut tx, &[&a.apply], now).await?;
+                tx.commit().await?;
+                Ok(self.applied(&a, applied[0]))
+            }
+        }
+    }
+
+    /// On SQLite, waits until no webhook batch is being written (see `writing`). Under a
+    /// sustained flood of webhooks processing falls behind; the calls wait, stored, in
+    /// `pbx_call`, and are processed when the flood eases.
+    async fn yield_to_webhooks(&self) {
+        if self.store.db.engine() == crate::store::Engine::Sqlite {
+            let _ = self.writing.subscribe().wait_for(|n| *n == 0).await;
+        }
+    }
+
+    /// What applying a prepared call came to (counted and logged once it is committed).
+    fn applied(&self, a: &PreparedCall, applied: bool) -> Outcome {
+        if !applied {
+            return Outcome::Stale;
+        }
+        let c = &a.apply;
+        match &c.writes {
+            Some(w) => {
+                metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(), "disposition" => a.disposition.clone().unwrap_or_default(), "outcome" => "processed").increment(1);
+                tracing::info!(provider = %c.provider, call_id = %c.call_id, activity = %w.activity.activityid, created = w.created().len(), timed_out = c.timed_out, "call recorded");
+                Outcome::Processed(w.created())
+            }
+            None => {
+                let reason = c.reason.clone().unwrap_or_default();
+                if let Some(d) = &a.disposition {
+                    metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(), "disposition" => d.clone(), "outcome" => "skipped").increment(1);
+                    tracing::info!(provider = %c.provider, call_id = %c.call_id, %reason, "call skipped");
+                }
+                Outcome::Skipped(reason)
+            }
+        }
+    }
+
+    /// Reads what the rules need about a call and plans it; nothing is written.
+    async fn prepare(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Prepared, StoreError> {
         let Some(call) = self.store.pbx_call(provider, call_id).await? else {
-            return Ok(Outcome::Stale);
+            return Ok(Prepared::Done(Outcome::Stale));
         };
         if call.status != "open" || call.processed_version >= call.version {
-            return Ok(Outcome::Stale);
+            return Ok(Prepared::Done(Outcome::Stale));
         }
         let timed_out = !call.is_final && call.last_event_at < now - self.settings.final_event_timeout;
         if !call.is_final && !timed_out {
-            return Ok(Outcome::Waiting);
+            return Ok(Prepared::Done(Outcome::Waiting));
         }
+        let skip = |reason: String, disposition: Option<String>, number: Option<String>| {
+            Prepared::Apply(Box::new(PreparedCall {
+                apply: CallApply { provider: provider.to_string(), call_id: call_id.to_string(), version: call.version, writes: None, status: "skipped", reason: Some(reason), timed_out },
+                disposition,
+                number,
+            }))
+        };
         let facts: Vec<CallFacts> = self
             .store
             .pbx_call_facts(provider, call_id)
@@ -209,9 +306,7 @@ impl PbxRuntime {
         let merged = merge(&facts);
         if merged.direction.is_none() && merged.external.is_none() && merged.did.is_none() {
             // Only stray events (a recording of an unknown leg, say): nothing to record.
-            let reason = "no call facts: only events without numbers or direction arrived";
-            let applied = self.store.apply_pbx_call(provider, call_id, call.version, None, "skipped", Some(reason), timed_out, now).await?;
-            return Ok(if applied { Outcome::Skipped(reason.into()) } else { Outcome::Stale });
+            return Ok(skip("no call facts: only events without numbers or direction arrived".into(), None, None));
         }
         let rec = record(provider, call_id, &merged, &self.settings.region, timed_out);
 
@@ -277,27 +372,73 @@ impl PbxRuntime {
             now,
             ids: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
         };
-        match plan_call(&rec, &ctx) {
-            CallPlan::Skip(reason) => {
-                let applied = self.store.apply_pbx_call(provider, call_id, call.version, None, "skipped", Some(&reason), timed_out, now).await?;
-                if applied {
-                    metrics::counter!("inflow_pbx_calls_total", "provider" => provider.to_string(), "disposition" => format!("{:?}", rec.disposition).to_lowercase(), "outcome" => "skipped").increment(1);
+        let disposition = format!("{:?}", rec.disposition).to_lowercase();
+        Ok(match plan_call(&rec, &ctx) {
+            CallPlan::Skip(reason) => skip(reason, Some(disposition), e164),
+            CallPlan::Apply(writes) => Prepared::Apply(Box::new(PreparedCall {
+                apply: CallApply { provider: provider.to_string(), call_id: call_id.to_string(), version: call.version, writes: Some(*writes), status: "processed", reason: None, timed_out },
+                disposition: Some(disposition),
+                number: e164,
+            })),
+        })
+    }
+
+    /// Processes a job's calls: each is prepared (read and planned), then the plans are
+    /// applied a chunk (`APPLY_CHUNK`) to a transaction, so a busy line costs one commit per
+    /// chunk rather than one per call. Calls sharing a caller's number are applied one
+    /// after another instead: the first may create the lead or callback the next must see.
+    /// If a chunk is refused (a plan's re-check found a lead or response that appeared
+    /// meanwhile), each of its calls is processed on its own, with a fresh plan.
+    pub async fn process_batch(&self, calls: &[CallRef], now: DateTime<Utc>) -> Vec<(String, Result<Outcome, StoreError>)> {
+        let mut results = Vec::new();
+        let mut batch: Vec<PreparedCall> = Vec::new();
+        let mut later: Vec<&CallRef> = Vec::new();
+        let mut numbers = std::collections::HashSet::new();
+        for c in calls {
+            match self.prepare(&c.provider, &c.call_id, now).await {
+                Ok(Prepared::Done(o)) => results.push((c.call_id.clone(), Ok(o))),
+                Ok(Prepared::Apply(a)) => {
+                    if a.number.as_ref().is_some_and(|n| !numbers.insert(n.clone())) {
+                        later.push(c);
+                    } else {
+                        batch.push(*a);
+                    }
                 }
-                tracing::info!(provider, call_id, %reason, "call skipped");
-                Ok(if applied { Outcome::Skipped(reason) } else { Outcome::Stale })
+                Err(e) => results.push((c.call_id.clone(), Err(e))),
             }
-            CallPlan::Apply(writes) => {
-                let created = writes.created();
-                let applied = self.store.apply_pbx_call(provider, call_id, call.version, Some(&writes), "processed", None, timed_out, now).await?;
-                if applied {
-                    metrics::counter!("inflow_pbx_calls_total", "provider" => provider.to_string(), "disposition" => format!("{:?}", rec.disposition).to_lowercase(), "outcome" => "processed").increment(1);
-                    tracing::info!(provider, call_id, activity = %writes.activity.activityid, created = created.len(), timed_out, "call recorded");
-                    Ok(Outcome::Processed(created))
-                } else {
-                    Ok(Outcome::Stale)
+        }
+        // Numbers in one order, so two jobs applying at once take their per-number locks
+        // (`recheck_call_plan`) in the same order.
+        batch.sort_by(|a, b| a.number.cmp(&b.number));
+        let size = if self.store.db.engine() == crate::store::Engine::Sqlite { APPLY_CHUNK_SQLITE } else { APPLY_CHUNK };
+        for chunk in batch.chunks(size) {
+            match self.apply_all(chunk, now).await {
+                Ok(applied) => results.extend(chunk.iter().zip(applied).map(|(a, ok)| (a.apply.call_id.clone(), Ok(self.applied(a, ok))))),
+                Err(e) => {
+                    if chunk.len() > 1 {
+                        tracing::debug!(error = %e, calls = chunk.len(), "the batch was refused; processing its calls one by one");
+                    }
+                    for a in chunk {
+                        results.push((a.apply.call_id.clone(), self.process(&a.apply.provider, &a.apply.call_id, now).await));
+                    }
                 }
             }
         }
+        for c in later {
+            results.push((c.call_id.clone(), self.process(&c.provider, &c.call_id, now).await));
+        }
+        results
+    }
+
+    async fn apply_all(&self, batch: &[PreparedCall], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.yield_to_webhooks().await;
+        let mut tx = self.store.db.begin().await?;
+        let applied = self.store.apply_pbx_calls(&mut tx, &batch.iter().map(|a| &a.apply).collect::<Vec<_>>(), now).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// Enqueues processing of these call versions as one job.
@@ -323,26 +464,52 @@ impl PbxRuntime {
     }
 
     /// The group-commit writer: takes every request waiting in the channel, stores them in
-    /// one transaction, answers each, then enqueues the calls that became final. Ends when
-    /// every sender is gone (the HTTP server has stopped).
-    pub async fn run_writer(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<IngestRequest>) {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+    /// one transaction, answers each, and hands the calls that became final to the enqueuer.
+    /// PostgreSQL runs `PG_WRITERS` of these loops side by side (one batch collects and
+    /// inserts while another waits for its commit to be flushed); SQLite has one writer.
+    /// Ends when every sender is gone (the HTTP server has stopped) and the last calls are
+    /// enqueued.
+    pub async fn run_writer(self: Arc<Self>, rx: tokio::sync::mpsc::Receiver<IngestRequest>) {
+        let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
+        let enqueuer = tokio::spawn(self.clone().run_enqueuer(due_rx));
+        let writers = if self.store.db.engine() == crate::store::Engine::Postgres { PG_WRITERS } else { 1 };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        futures::future::join_all((0..writers).map(|_| self.clone().write_batches(rx.clone(), due_tx.clone()))).await;
+        drop(due_tx);
+        let _ = enqueuer.await;
+    }
+
+    async fn write_batches(self: Arc<Self>, rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<IngestRequest>>>, due_tx: tokio::sync::mpsc::UnboundedSender<Vec<CallRef>>) {
+        loop {
+            let batch = {
+                let mut rx = rx.lock().await;
+                let Some(first) = rx.recv().await else { return };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
                 }
-            }
+                batch
+            };
             let reqs: Vec<(&str, &[crate::store::PbxEventRow], &str)> = batch.iter().map(|r| (r.provider, r.rows.as_slice(), r.raw.as_str())).collect();
-            match self.store.record_pbx_events(&reqs, Utc::now()).await {
+            let stored = {
+                let _writing = Writing::start(&self.writing);
+                self.store.record_pbx_events(&reqs, Utc::now()).await
+            };
+            match stored {
                 Ok(results) => {
                     let mut due = Vec::new();
                     for (r, ups) in batch.into_iter().zip(results) {
                         due.extend(ups.iter().filter(|u| u.new_event && u.is_final).map(|u| CallRef { provider: r.provider.to_string(), call_id: u.call_id.clone(), version: u.version }));
                         let _ = r.reply.send(Ok(ups));
                     }
-                    self.enqueue(due).await;
+                    if !due.is_empty() {
+                        // The enqueuer outlives every writer; if it were gone, the sweep
+                        // would still find these calls.
+                        let _ = due_tx.send(due);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, requests = batch.len(), "storing PBX events failed");
@@ -353,16 +520,32 @@ impl PbxRuntime {
             }
         }
     }
+
+    /// Enqueues the calls the writers found due, off their path: a writer goes on to its next
+    /// batch while the job is stored, and calls from several batches that arrive meanwhile
+    /// become one job. A crash before the job is stored loses nothing: the calls are final
+    /// and unprocessed in `pbx_call`, and the sweep enqueues them.
+    async fn run_enqueuer(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<CallRef>>) {
+        while let Some(mut calls) = rx.recv().await {
+            while calls.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => calls.extend(more),
+                    Err(_) => break,
+                }
+            }
+            self.enqueue(calls).await;
+        }
+    }
 }
 
 /// The job handler: every call of the batch is attempted; any failure retries the job
 /// (calls already done are skipped as stale).
 pub async fn handle(job: ProcessCalls, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
     let mut failed = Vec::new();
-    for c in &job.calls {
-        if let Err(e) = rt.process(&c.provider, &c.call_id, Utc::now()).await {
-            tracing::warn!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing a call failed; will retry");
-            failed.push(c.call_id.clone());
+    for (call_id, r) in rt.process_batch(&job.calls, Utc::now()).await {
+        if let Err(e) = r {
+            tracing::warn!(call_id = %call_id, error = %e, "processing a call failed; will retry");
+            failed.push(call_id);
         }
     }
     if failed.is_empty() { Ok(()) } else { Err(format!("{} of {} calls failed: {}", failed.len(), job.calls.len(), failed.join(", ")).into()) }
