@@ -27,17 +27,15 @@ async fn bare(port: u16, user: &str, password: &str, batch: usize) -> anyhow::Re
     c.read_response().await?;
     let mut s = c.login(user, password).await.map_err(|(e, _)| e)?;
     s.select("INBOX").await?;
-    let sizes: Vec<_> = s.uid_fetch("1:*", "(UID RFC822.SIZE)").await?.try_collect().await?;
-    let mut uids: Vec<u32> = sizes.iter().filter_map(|f| f.uid).collect();
+    // As the worker does: each response reduced as it arrives (see ingest/imap.rs).
+    let mut uids: Vec<u32> = s.uid_fetch("1:*", "(UID RFC822.SIZE)").await?.try_filter_map(|f| std::future::ready(Ok(f.uid))).try_collect().await?;
     uids.sort_unstable();
     let (mut n, mut bytes) = (0usize, 0usize);
     for chunk in uids.chunks(batch) {
         let set = inflow::ingest::imap::uid_set(chunk.iter().copied());
-        let fetched: Vec<_> = s.uid_fetch(set, "(UID BODY.PEEK[])").await?.try_collect().await?;
-        for f in &fetched {
-            n += 1;
-            bytes += f.body().map(|b| b.len()).unwrap_or(0);
-        }
+        let lens: Vec<usize> = s.uid_fetch(set, "(UID BODY.PEEK[])").await?.try_filter_map(|f| std::future::ready(Ok(f.body().map(<[u8]>::len)))).try_collect().await?;
+        n += lens.len();
+        bytes += lens.iter().sum::<usize>();
     }
     s.logout().await?;
     let secs = t0.elapsed().as_secs_f64();

@@ -430,10 +430,13 @@ impl MailboxRuntime {
                 return Ok(());
             }
             // New messages by UID (a `n:*` range always returns the last message: filter).
+            // Each response is reduced to (UID, size) as it arrives: async-imap gives every
+            // response its own read buffer (about 6 KB), so collecting 10,000 of them first
+            // held 64 MB.
             let sizes: Vec<(u32, u32)> = {
                 let stream = io("UID FETCH sizes", s.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)")).await?;
-                let fetched: Vec<_> = io("UID FETCH sizes", stream.try_collect::<Vec<_>>()).await?;
-                let mut v: Vec<(u32, u32)> = fetched.iter().filter_map(|f| f.uid.map(|u| (u, f.size.unwrap_or(0)))).filter(|(u, _)| *u > last_uid).collect();
+                let sized = stream.try_filter_map(|f| std::future::ready(Ok(f.uid.map(|u| (u, f.size.unwrap_or(0))).filter(|(u, _)| *u > last_uid))));
+                let mut v: Vec<(u32, u32)> = io("UID FETCH sizes", sized.try_collect::<Vec<_>>()).await?;
                 v.sort_unstable();
                 v
             };
@@ -507,22 +510,18 @@ impl MailboxRuntime {
         let (small, big): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, size)| (*size as u64) <= limit);
         let mut out: Vec<Fetched> = Vec::with_capacity(chunk.len());
         if !small.is_empty() {
+            // Each body is copied out as its response arrives, and the response (with its
+            // read buffer) dropped.
             let stream = io("UID FETCH", s.uid_fetch(uid_set(small.iter().map(|(u, _)| *u)), "(UID BODY.PEEK[])")).await?;
-            let fetched: Vec<_> = io("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
-            for f in &fetched {
-                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                    out.push(Fetched { uid, body: Body::Full(body.to_vec()) });
-                }
-            }
+            let bodies = stream.try_filter_map(|f| std::future::ready(Ok(f.uid.zip(f.body()).map(|(uid, body)| Fetched { uid, body: Body::Full(body.to_vec()) }))));
+            out.extend(io("UID FETCH", bodies.try_collect::<Vec<_>>()).await?);
         }
         if !big.is_empty() {
             let stream = io("UID FETCH headers", s.uid_fetch(uid_set(big.iter().map(|(u, _)| *u)), "(UID RFC822.SIZE BODY.PEEK[HEADER])")).await?;
-            let fetched: Vec<_> = io("UID FETCH headers", stream.try_collect::<Vec<_>>()).await?;
-            for f in &fetched {
-                if let Some(uid) = f.uid {
-                    out.push(Fetched { uid, body: Body::HeaderOnly { header: f.header().unwrap_or_default().to_vec(), size: f.size.unwrap_or(0) as u64 } });
-                }
-            }
+            let headers = stream.try_filter_map(|f| {
+                std::future::ready(Ok(f.uid.map(|uid| Fetched { uid, body: Body::HeaderOnly { header: f.header().unwrap_or_default().to_vec(), size: f.size.unwrap_or(0) as u64 } })))
+            });
+            out.extend(io("UID FETCH headers", headers.try_collect::<Vec<_>>()).await?);
         }
         // async-imap ends a FETCH stream at the tagged reply without telling NO from OK, so a
         // UID without its body (a transient "NO Some messages could not be FETCHed", or one
