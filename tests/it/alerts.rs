@@ -58,7 +58,11 @@ async fn owner_then_manager(engine: &str) {
     let boss = add_user(s, "Anna", "Volkova", "anna@acme.ru", None, None).await;
     let owner = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", Some(boss), None).await;
     let other = add_user(s, "Pavel", "Sokolov", "pavel@acme.ru", Some(boss), None).await;
-    let t0 = now();
+    // Noon in Moscow today: the plan task below is due by date, so how long it has been
+    // overdue depends on the time of day (run just after midnight in Moscow, it had been
+    // overdue for minutes, and did not reach level 1 within the 23 hours this test allows).
+    let moscow = chrono_tz::Europe::Moscow;
+    let t0 = moscow.from_local_datetime(&now().with_timezone(&moscow).date_naive().and_hms_opt(12, 0, 0).unwrap()).unwrap().with_timezone(&Utc);
     let fresh = task(s, owner, "Send the offer", t0 - Duration::hours(2)).await;
     task(s, owner, "Call back Romashka", t0 - Duration::hours(50)).await;
     task(s, other, "Prepare the demo", t0 - Duration::hours(30)).await;
