@@ -33,7 +33,7 @@ pub struct PbxCallUpdate {
     pub activityid: Option<Uuid>,
 }
 
-/// A planned call's outcome, to apply (`Store::apply_pbx_call`).
+/// A planned call's outcome, to apply (`Store::apply_pbx_calls`).
 #[derive(Debug, Clone)]
 pub struct CallApply {
     pub provider: String,
@@ -209,21 +209,27 @@ impl Store {
     /// late event, never double-apply). Returns, per call, whether it applied. A plan whose
     /// re-check fails is a `Conflict` (see `recheck_call_plan`), which refuses them all.
     /// The records of all the calls go in one multi-row insert per table.
+    ///
+    /// Locks are taken in two phases, each in one order, so that concurrent applies and the
+    /// webhook writers (which upsert `pbx_call` rows in (provider, call_id) order) never wait
+    /// on each other in a cycle: first every call row, by (provider, call_id); then the
+    /// per-number locks of the re-checks, in the order the calls come (callers sort them by
+    /// number).
     pub async fn apply_pbx_calls(&self, tx: &mut super::db::Tx, calls: &[&CallApply], now: DateTime<Utc>) -> Result<Vec<bool>> {
         use crate::crm::entities::{Activity, CampaignResponse, Lead};
-        let mut applied = Vec::with_capacity(calls.len());
-        let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) = Default::default();
-        let (mut parties, mut events): (Vec<Vec<Value>>, Vec<Vec<Value>>) = Default::default();
-        // R-RS-2 within the batch: the re-check reads only what is stored.
-        let mut responders = std::collections::HashSet::new();
-        for call in calls {
-            let CallApply { provider, call_id, version, writes, status, reason, timed_out } = call;
-            let writes = writes.as_ref();
-            let result = serde_json::json!({
-                "activityid": writes.map(|w| w.activity.activityid),
-                "created": writes.map(|w| w.created()).unwrap_or_default(),
+        let results: Vec<String> = calls
+            .iter()
+            .map(|c| {
+                let w = c.writes.as_ref();
+                serde_json::json!({ "activityid": w.map(|w| w.activity.activityid), "created": w.map(|w| w.created()).unwrap_or_default() }).to_string()
             })
-            .to_string();
+            .collect();
+        // Phase 1: the call rows.
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by(|&a, &b| (&calls[a].provider, &calls[a].call_id).cmp(&(&calls[b].provider, &calls[b].call_id)));
+        let mut applied = vec![false; calls.len()];
+        for i in order {
+            let CallApply { provider, call_id, version, writes, status, reason, timed_out } = calls[i];
             let n = tx
                 .execute(
                     "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
@@ -236,15 +242,23 @@ impl Store {
                         (*status).into(),
                         reason.clone().into(),
                         (*timed_out).into(),
-                        result.clone().into(),
-                        writes.map(|w| w.activity.activityid).into(),
+                        results[i].clone().into(),
+                        writes.as_ref().map(|w| w.activity.activityid).into(),
                     ],
                 )
                 .await?;
-            applied.push(n > 0);
-            if n == 0 {
+            applied[i] = n > 0;
+        }
+        // Phase 2: re-checks and the records.
+        let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) = Default::default();
+        let (mut parties, mut events): (Vec<Vec<Value>>, Vec<Vec<Value>>) = Default::default();
+        // R-RS-2 within the batch: the re-check reads only what is stored.
+        let mut responders = std::collections::HashSet::new();
+        for (i, call) in calls.iter().enumerate() {
+            if !applied[i] {
                 continue;
             }
+            let CallApply { provider, call_id, writes, status, reason, .. } = call;
             if let Some(w) = writes {
                 Self::recheck_call_plan(tx, provider, call_id, w).await?;
                 if let Some(r) = &w.response {
@@ -268,7 +282,7 @@ impl Store {
             }
             // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
             let state = if *status == "processed" { "processed" } else if *status == "failed" { "failed" } else { "skipped" };
-            events.push(vec![Uuid::new_v4().into(), format!("pbx:{provider}").into(), call_id.clone().into(), now.into(), state.into(), reason.clone().into(), result.into(), now.into()]);
+            events.push(vec![Uuid::new_v4().into(), format!("pbx:{provider}").into(), call_id.clone().into(), now.into(), state.into(), reason.clone().into(), results[i].clone().into(), now.into()]);
         }
         insert_many(tx, self, &leads).await?;
         insert_many(tx, self, &activities).await?;

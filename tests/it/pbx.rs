@@ -484,12 +484,23 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
 /// One job's calls are planned one by one and applied together (one transaction per chunk,
 /// one multi-row insert per table). Calls that must see each other's records still do: two
 /// calls from one new number make one lead, and two numbers of one contact calling the
-/// campaign line make one response (R-RS-2). Runs on PostgreSQL, where a batch this size
-/// sends its activity parties through the array (`UNNEST`) insert.
+/// campaign line make one response (R-RS-2). On PostgreSQL a batch this size sends its
+/// activity parties through the array (`UNNEST`) insert; on SQLite the first job's calls
+/// fit one chunk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_of_one_job_are_applied_together() {
+async fn calls_of_one_job_are_applied_together_postgres() {
+    calls_of_one_job_are_applied_together("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_one_job_are_applied_together_sqlite() {
+    calls_of_one_job_are_applied_together("sqlite").await;
+}
+
+async fn calls_of_one_job_are_applied_together(engine: &str) {
     use inflow::ingest::pbx::process::{CallRef, Outcome};
-    let (app, seed) = start("postgres").await;
+    use std::sync::atomic::Ordering;
+    let (app, seed) = start(engine).await;
     let t = now();
     let two = Contact { contactid: Uuid::new_v4(), lastname: "Two Phones".into(), telephone1: Some("+7 812 700-00-01".into()), mobilephone: Some("+7 921 700-00-02".into()), ..Default::default() }
         .stamped(seed.head, EntityKind::Systemuser, t, None);
@@ -520,10 +531,12 @@ async fn calls_of_one_job_are_applied_together() {
     // Two jobs: b6 and b7 (one contact, two numbers) make the second job's batch refuse
     // itself and fall back to one call at a time; the first job applies as one batch.
     let (second, first): (Vec<CallRef>, Vec<CallRef>) = refs.iter().cloned().partition(|c| c.call_id == "b6" || c.call_id == "b7");
-    for job in [first, second] {
-        for (id, r) in rt.process_batch(&job, later).await {
-            assert!(matches!(r, Ok(Outcome::Processed(_))), "{id}: {r:?}");
+    for (job, refused) in [(first, 0), (second, 1)] {
+        let before = rt.fallbacks.load(Ordering::Relaxed);
+        for (c, r) in rt.process_batch(&job, later).await {
+            assert!(matches!(r, Ok(Outcome::Processed(_))), "{c:?}: {r:?}");
         }
+        assert_eq!(rt.fallbacks.load(Ordering::Relaxed) - before, refused, "chunks refused as a whole");
     }
     let regarding = |a: &Activity| a.regardingobjectid;
     let (b1, b2) = (app.call_activity("generic", "b1").await, app.call_activity("generic", "b2").await);
@@ -549,8 +562,8 @@ async fn calls_of_one_job_are_applied_together() {
     assert_eq!(app.count("activity WHERE activitytypecode = 'phonecall'").await, 10);
     assert_eq!(app.count("inbound_event WHERE source = 'pbx:generic' AND status = 'processed'").await, 10);
     // The same job again (a retry after a crash) repeats nothing.
-    for (id, r) in rt.process_batch(&refs, later).await {
-        assert!(matches!(r, Ok(Outcome::Stale)), "{id}: {r:?}");
+    for (c, r) in rt.process_batch(&refs, later).await {
+        assert!(matches!(r, Ok(Outcome::Stale)), "{c:?}: {r:?}");
     }
     assert_eq!((app.count("activity WHERE activitytypecode = 'phonecall'").await, app.count("lead").await, app.count("campaignresponse").await), (10, 2, 2));
     app.stop().await;

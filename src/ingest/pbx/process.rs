@@ -36,13 +36,17 @@ pub struct ProcessCalls {
 /// Explicit queue name (see DESIGN rule 9).
 pub const QUEUE: &str = "pbx-call";
 
-/// Most requests the writer commits in one transaction (and most calls in one job).
+/// Most requests the writer commits in one transaction. The enqueuer stops merging due
+/// calls into one job once it has this many (a job may hold a little more: whole batches).
 const MAX_BATCH: usize = 512;
 
 /// Most calls applied in one transaction. SQLite's webhook writer waits while one is
 /// applied, so there it is kept to a couple of milliseconds.
 const APPLY_CHUNK: usize = 32;
 const APPLY_CHUNK_SQLITE: usize = 8;
+
+/// Longest a chunk of call processing waits for the webhook writer on SQLite.
+const YIELD_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Group-commit writers working side by side on PostgreSQL.
 const PG_WRITERS: usize = 3;
@@ -120,6 +124,9 @@ pub struct PbxRuntime {
     /// call processing waits for this to be zero before it applies: the webhook's answer is
     /// what a provider waits for, the CRM records can come a moment later.
     writing: tokio::sync::watch::Sender<usize>,
+    /// Chunks of a job refused as a whole (a re-check conflict or a database error) and
+    /// processed a call at a time instead.
+    pub fallbacks: std::sync::atomic::AtomicU64,
 }
 
 /// How long a resolved owner or wave is reused.
@@ -146,6 +153,12 @@ impl<'a> Writing<'a> {
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl PreparedCall {
+    fn call_ref(&self) -> CallRef {
+        CallRef { provider: self.apply.provider.clone(), call_id: self.apply.call_id.clone(), version: self.apply.version }
     }
 }
 
@@ -200,7 +213,7 @@ fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out:
 
 impl PbxRuntime {
     pub fn new(store: Store, settings: PbxSettings, queue: JobQueue<ProcessCalls>) -> PbxRuntime {
-        PbxRuntime { store, settings, queue, lookups: Default::default(), writing: tokio::sync::watch::Sender::new(0) }
+        PbxRuntime { store, settings, queue, lookups: Default::default(), writing: tokio::sync::watch::Sender::new(0), fallbacks: Default::default() }
     }
 
     /// A config owner (id or e-mail) as a user id; found answers are reused for a minute.
@@ -245,12 +258,14 @@ impl PbxRuntime {
         }
     }
 
-    /// On SQLite, waits until no webhook batch is being written (see `writing`). Under a
-    /// sustained flood of webhooks processing falls behind; the calls wait, stored, in
-    /// `pbx_call`, and are processed when the flood eases.
+    /// On SQLite, waits until no webhook batch is being written (see `writing`), for at
+    /// most `YIELD_MAX`: a writer with requests waiting starts its next batch at once, so
+    /// under steady traffic the count may never be seen at zero, and the CRM records must
+    /// not wait for the traffic to stop.
     async fn yield_to_webhooks(&self) {
         if self.store.db.engine() == crate::store::Engine::Sqlite {
-            let _ = self.writing.subscribe().wait_for(|n| *n == 0).await;
+            let mut writing = self.writing.subscribe();
+            let _ = tokio::time::timeout(YIELD_MAX, writing.wait_for(|n| *n == 0)).await;
         }
     }
 
@@ -277,7 +292,8 @@ impl PbxRuntime {
         }
     }
 
-    /// Reads what the rules need about a call and plans it; nothing is written.
+    /// Reads what the rules need about a call and plans it. The only write is the dup
+    /// candidate an ambiguous number opens (`match_or_queue`, idempotent per call).
     async fn prepare(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Prepared, StoreError> {
         let Some(call) = self.store.pbx_call(provider, call_id).await? else {
             return Ok(Prepared::Done(Outcome::Stale));
@@ -389,14 +405,14 @@ impl PbxRuntime {
     /// after another instead: the first may create the lead or callback the next must see.
     /// If a chunk is refused (a plan's re-check found a lead or response that appeared
     /// meanwhile), each of its calls is processed on its own, with a fresh plan.
-    pub async fn process_batch(&self, calls: &[CallRef], now: DateTime<Utc>) -> Vec<(String, Result<Outcome, StoreError>)> {
+    pub async fn process_batch(&self, calls: &[CallRef], now: DateTime<Utc>) -> Vec<(CallRef, Result<Outcome, StoreError>)> {
         let mut results = Vec::new();
         let mut batch: Vec<PreparedCall> = Vec::new();
         let mut later: Vec<&CallRef> = Vec::new();
         let mut numbers = std::collections::HashSet::new();
         for c in calls {
             match self.prepare(&c.provider, &c.call_id, now).await {
-                Ok(Prepared::Done(o)) => results.push((c.call_id.clone(), Ok(o))),
+                Ok(Prepared::Done(o)) => results.push((c.clone(), Ok(o))),
                 Ok(Prepared::Apply(a)) => {
                     if a.number.as_ref().is_some_and(|n| !numbers.insert(n.clone())) {
                         later.push(c);
@@ -404,28 +420,28 @@ impl PbxRuntime {
                         batch.push(*a);
                     }
                 }
-                Err(e) => results.push((c.call_id.clone(), Err(e))),
+                Err(e) => results.push((c.clone(), Err(e))),
             }
         }
-        // Numbers in one order, so two jobs applying at once take their per-number locks
-        // (`recheck_call_plan`) in the same order.
-        batch.sort_by(|a, b| a.number.cmp(&b.number));
+        // One order (number, then call), so two jobs applying at once take their per-number
+        // locks (`recheck_call_plan`) in the same order.
+        batch.sort_by(|a, b| (&a.number, &a.apply.provider, &a.apply.call_id).cmp(&(&b.number, &b.apply.provider, &b.apply.call_id)));
         let size = if self.store.db.engine() == crate::store::Engine::Sqlite { APPLY_CHUNK_SQLITE } else { APPLY_CHUNK };
         for chunk in batch.chunks(size) {
             match self.apply_all(chunk, now).await {
-                Ok(applied) => results.extend(chunk.iter().zip(applied).map(|(a, ok)| (a.apply.call_id.clone(), Ok(self.applied(a, ok))))),
+                Ok(applied) => results.extend(chunk.iter().zip(applied).map(|(a, ok)| (a.call_ref(), Ok(self.applied(a, ok))))),
                 Err(e) => {
-                    if chunk.len() > 1 {
-                        tracing::debug!(error = %e, calls = chunk.len(), "the batch was refused; processing its calls one by one");
-                    }
+                    self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!("inflow_pbx_batch_fallbacks_total").increment(1);
+                    tracing::debug!(error = %e, calls = chunk.len(), "a chunk of calls was refused; processing its calls one by one");
                     for a in chunk {
-                        results.push((a.apply.call_id.clone(), self.process(&a.apply.provider, &a.apply.call_id, now).await));
+                        results.push((a.call_ref(), self.process(&a.apply.provider, &a.apply.call_id, now).await));
                     }
                 }
             }
         }
         for c in later {
-            results.push((c.call_id.clone(), self.process(&c.provider, &c.call_id, now).await));
+            results.push((c.clone(), self.process(&c.provider, &c.call_id, now).await));
         }
         results
     }
@@ -470,9 +486,14 @@ impl PbxRuntime {
     /// Ends when every sender is gone (the HTTP server has stopped) and the last calls are
     /// enqueued.
     pub async fn run_writer(self: Arc<Self>, rx: tokio::sync::mpsc::Receiver<IngestRequest>) {
+        // Due calls, writers → enqueuer. Each writer owns a sender and drops it when it
+        // ends; the enqueuer then drains what is left and ends, and this function waits for
+        // it. Unbounded: a call ref is small, and the writers must never wait on the queue.
         let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
         let enqueuer = tokio::spawn(self.clone().run_enqueuer(due_rx));
         let writers = if self.store.db.engine() == crate::store::Engine::Postgres { PG_WRITERS } else { 1 };
+        // The writers take turns at the request channel: the one holding the lock gathers a
+        // batch, lets go, and writes it while the next gathers.
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         futures::future::join_all((0..writers).map(|_| self.clone().write_batches(rx.clone(), due_tx.clone()))).await;
         drop(due_tx);
@@ -542,10 +563,10 @@ impl PbxRuntime {
 /// (calls already done are skipped as stale).
 pub async fn handle(job: ProcessCalls, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
     let mut failed = Vec::new();
-    for (call_id, r) in rt.process_batch(&job.calls, Utc::now()).await {
+    for (c, r) in rt.process_batch(&job.calls, Utc::now()).await {
         if let Err(e) = r {
-            tracing::warn!(call_id = %call_id, error = %e, "processing a call failed; will retry");
-            failed.push(call_id);
+            tracing::warn!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing a call failed; will retry");
+            failed.push(c.call_id);
         }
     }
     if failed.is_empty() { Ok(()) } else { Err(format!("{} of {} calls failed: {}", failed.len(), job.calls.len(), failed.join(", ")).into()) }
