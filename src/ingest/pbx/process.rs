@@ -249,10 +249,7 @@ impl PbxRuntime {
         match self.prepare(provider, call_id, now).await? {
             Prepared::Done(outcome) => Ok(outcome),
             Prepared::Apply(a) => {
-                self.yield_to_webhooks().await;
-                let mut tx = self.store.db.begin().await?;
-                let applied = self.store.apply_pbx_calls(&mut tx, &[&a.apply], now).await?;
-                tx.commit().await?;
+                let applied = self.apply_all(std::slice::from_ref(&*a), now).await?;
                 Ok(self.applied(&a, applied[0]))
             }
         }
@@ -446,6 +443,7 @@ impl PbxRuntime {
         results
     }
 
+    /// Applies prepared calls in one transaction (after yielding to the webhook writer).
     async fn apply_all(&self, batch: &[PreparedCall], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
