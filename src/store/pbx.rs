@@ -84,6 +84,11 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
     })
 }
 
+/// Whether a call's plan leaves an open callback for its number (R-PBX-3).
+fn opens_callback(w: &CallWrites) -> bool {
+    w.activity.statecode == 0 && w.activity.scheduledend.is_some()
+}
+
 /// `($1, …, $w), ($w+1, …)` for `n` rows of `w` parameters.
 fn tuples(n: usize, w: usize) -> String {
     (0..n).map(|i| format!("({})", super::records::placeholders(w, i * w + 1))).collect::<Vec<_>>().join(", ")
@@ -213,8 +218,7 @@ impl Store {
     /// Locks are taken in two phases, each in one order, so that concurrent applies and the
     /// webhook writers (which upsert `pbx_call` rows in (provider, call_id) order) never wait
     /// on each other in a cycle: first every call row, by (provider, call_id); then the
-    /// per-number locks of the re-checks, in the order the calls come (callers sort them by
-    /// number).
+    /// re-checks' advisory locks, sorted (`recheck_locks`).
     pub async fn apply_pbx_calls(&self, tx: &mut super::db::Tx, calls: &[&CallApply], now: DateTime<Utc>) -> Result<Vec<bool>> {
         use crate::crm::entities::{Activity, CampaignResponse, Lead};
         let results: Vec<String> = calls
@@ -249,7 +253,9 @@ impl Store {
                 .await?;
             applied[i] = n > 0;
         }
-        // Phase 2: re-checks and the records.
+        // Phase 2: the re-checks' locks, the re-checks and the records.
+        let plans: Vec<&CallWrites> = calls.iter().zip(&applied).filter(|(_, a)| **a).filter_map(|(c, _)| c.writes.as_ref()).collect();
+        Self::recheck_locks(tx, &plans).await?;
         let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) = Default::default();
         let (mut parties, mut events): (Vec<Vec<Value>>, Vec<Vec<Value>>) = Default::default();
         // R-RS-2 within the batch: the re-check reads only what is stored.
@@ -298,21 +304,16 @@ impl Store {
         Ok(applied)
     }
 
-    /// A call is planned outside this transaction, so two first calls from one new number,
-    /// processed at once (two daemons, or concurrent jobs on PostgreSQL), could each plan a
-    /// lead or a wave response. Applies that create either are serialised per number (an
-    /// advisory lock on PostgreSQL; SQLite has one writer) and re-check what the plan saw:
-    /// if a party with the number (R-DUP-3) or a response to the wave from it (R-RS-2) has
-    /// appeared since, the apply is refused and the job retries with a fresh plan, which then
-    /// links to it. Nothing doubled.
+    /// A call is planned outside this transaction, so two calls processed at once (two
+    /// daemons, or concurrent jobs on PostgreSQL) could each plan what only one may make:
+    /// a lead for a new number (R-DUP-3), a response to a wave from one caller, by number
+    /// or by party (R-RS-2), an open callback for a number (R-PBX-3). Applies that make
+    /// any of these are serialised by what they make (`recheck_locks`: advisory locks on
+    /// PostgreSQL; SQLite has one writer) and re-check what the plan saw: if such a record
+    /// has appeared since, the apply is refused and the job retries with a fresh plan,
+    /// which then links to it. Nothing doubled.
     async fn recheck_call_plan(tx: &mut super::db::Tx, provider: &str, call_id: &str, w: &CallWrites) -> Result<()> {
-        if w.lead.is_none() && w.response.is_none() {
-            return Ok(());
-        }
         let Some(num) = w.activity.phonenumber.as_deref().filter(|n| n.starts_with('+')) else { return Ok(()) };
-        if tx.engine() == super::Engine::Postgres {
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", vec![format!("pbx-number:{num}").into()]).await?;
-        }
         let conflict = |what: &str| StoreError::Conflict { kind: "pbx_call", id: format!("{provider}:{call_id} ({what} for {num} appeared meanwhile)") };
         if w.lead.is_some() {
             let hits = super::ops::party_hits(tx, None, Some(num)).await?;
@@ -332,6 +333,41 @@ impl Store {
                     return Err(conflict("a response to the wave"));
                 }
             }
+        }
+        if opens_callback(w) {
+            let row = tx
+                .fetch_optional(
+                    "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL AND activityid <> $2 LIMIT 1",
+                    vec![num.into(), w.activity.activityid.into()],
+                )
+                .await?;
+            if row.is_some() {
+                return Err(conflict("an open callback"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes, on PostgreSQL, the advisory locks that serialise these plans' re-checks (see
+    /// `recheck_call_plan`): one per number that gets a lead, a response or a callback, and
+    /// one per (wave, party) that gets a response. All of a transaction's locks are taken
+    /// here, sorted, so two transactions never hold one each while waiting for the other.
+    async fn recheck_locks(tx: &mut super::db::Tx, plans: &[&CallWrites]) -> Result<()> {
+        if tx.engine() != super::Engine::Postgres {
+            return Ok(());
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for w in plans {
+            let Some(num) = w.activity.phonenumber.as_deref().filter(|n| n.starts_with('+')) else { continue };
+            if w.lead.is_some() || w.response.is_some() || opens_callback(w) {
+                keys.insert(format!("pbx-number:{num}"));
+            }
+            if let Some((wave, party)) = w.response.as_ref().and_then(|r| r.campaignactivityid.zip(r.customerid)) {
+                keys.insert(format!("pbx-response:{wave}:{party}"));
+            }
+        }
+        for k in keys {
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", vec![k.into()]).await?;
         }
         Ok(())
     }

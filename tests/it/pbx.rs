@@ -568,3 +568,39 @@ async fn calls_of_one_job_are_applied_together(engine: &str) {
     assert_eq!((app.count("activity WHERE activitytypecode = 'phonecall'").await, app.count("lead").await, app.count("campaignresponse").await), (10, 2, 2));
     app.stop().await;
 }
+
+/// Two calls planned at the same time (two daemons, or concurrent jobs) from one number
+/// that missed us: each plan sees no open callback and opens one. The second to apply is
+/// refused, and planned again it links to the first callback instead (R-PBX-3: one open
+/// callback per number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_plans_open_one_callback_per_number() {
+    use inflow::ingest::pbx::process::Outcome;
+    let (app, _seed) = start("postgres").await;
+    for id in ["m1", "m2"] {
+        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound", "external_number": "+7 903 555-77-88", "did": "+74951234567",
+            "disposition": "missed", "started_at": "2026-11-27T07:00:00Z"});
+        ok(app.generic(&ev.to_string()).await).await;
+    }
+    let rt = app.running.pbx.clone().unwrap();
+    let later = chrono::Utc::now() + Duration::hours(2);
+    let first = rt.plan("generic", "m1", later).await.unwrap().expect("m1 is due");
+    let second = rt.plan("generic", "m2", later).await.unwrap().expect("m2 is due");
+    for p in [&first, &second] {
+        let w = p.writes.as_ref().unwrap();
+        assert!(w.activity.statecode == 0 && w.activity.scheduledend.is_some(), "each plan alone opens a callback: {:?}", w.activity);
+    }
+    let mut tx = app.store.db.begin().await.unwrap();
+    assert_eq!(app.store.apply_pbx_calls(&mut tx, &[&first], later).await.unwrap(), vec![true]);
+    tx.commit().await.unwrap();
+    let mut tx = app.store.db.begin().await.unwrap();
+    let refused = app.store.apply_pbx_calls(&mut tx, &[&second], later).await;
+    assert!(matches!(refused, Err(inflow::store::StoreError::Conflict { .. })), "{refused:?}");
+    drop(tx);
+    assert!(matches!(rt.process("generic", "m2", later).await.unwrap(), Outcome::Processed(_)));
+    let (c1, c2) = (app.call_activity("generic", "m1").await, app.call_activity("generic", "m2").await);
+    assert_eq!((c1.statecode, c2.statecode), (0, 1), "one open callback; the second missed call is closed");
+    assert!(c2.description.unwrap_or_default().contains(&c1.activityid.to_string()), "the second names the open callback");
+    assert_eq!(app.count("activity WHERE statecode = 0 AND scheduledend IS NOT NULL").await, 1);
+    app.stop().await;
+}

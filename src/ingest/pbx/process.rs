@@ -289,6 +289,15 @@ impl PbxRuntime {
         }
     }
 
+    /// What processing a call now would apply, if it is due; nothing is applied. (For
+    /// checking a plan against others made at the same time.)
+    pub async fn plan(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Option<CallApply>, StoreError> {
+        Ok(match self.prepare(provider, call_id, now).await? {
+            Prepared::Apply(a) => Some(a.apply),
+            Prepared::Done(_) => None,
+        })
+    }
+
     /// Reads what the rules need about a call and plans it. The only write is the dup
     /// candidate an ambiguous number opens (`match_or_queue`, idempotent per call).
     async fn prepare(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Prepared, StoreError> {
@@ -420,9 +429,6 @@ impl PbxRuntime {
                 Err(e) => results.push((c.clone(), Err(e))),
             }
         }
-        // One order (number, then call), so two jobs applying at once take their per-number
-        // locks (`recheck_call_plan`) in the same order.
-        batch.sort_by(|a, b| (&a.number, &a.apply.provider, &a.apply.call_id).cmp(&(&b.number, &b.apply.provider, &b.apply.call_id)));
         let size = if self.store.db.engine() == crate::store::Engine::Sqlite { APPLY_CHUNK_SQLITE } else { APPLY_CHUNK };
         for chunk in batch.chunks(size) {
             match self.apply_all(chunk, now).await {
