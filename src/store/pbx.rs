@@ -84,6 +84,31 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
     })
 }
 
+/// The oldest open callback (a phone call with a due date) for a number, other than
+/// `except`: what the plan reads and the apply re-checks.
+async fn open_callback_in(ex: &mut impl Exec, e164: &str, except: Option<Uuid>) -> Result<Option<Uuid>> {
+    let row = ex
+        .fetch_optional(
+            "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL \
+             AND ($2 IS NULL OR activityid <> $2) ORDER BY createdon LIMIT 1",
+            vec![e164.into(), except.into()],
+        )
+        .await?;
+    row.map(|r| r.get("activityid")).transpose()
+}
+
+/// R-RS-2: whether this caller (by party or number) already responded to this wave: what
+/// the plan reads and the apply re-checks.
+async fn wave_response_in(ex: &mut impl Exec, wave: Uuid, customer: Option<Uuid>, telephone: Option<&str>) -> Result<bool> {
+    let row = ex
+        .fetch_optional(
+            "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
+            vec![wave.into(), customer.into(), telephone.into()],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Whether a call's plan leaves an open callback for its number (R-PBX-3).
 fn opens_callback(w: &CallWrites) -> bool {
     w.activity.statecode == 0 && w.activity.scheduledend.is_some()
@@ -323,27 +348,13 @@ impl Store {
         }
         if let Some(r) = &w.response {
             if let Some(wave) = r.campaignactivityid {
-                let row = tx
-                    .fetch_optional(
-                        "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
-                        vec![wave.into(), r.customerid.into(), r.telephone.clone().into()],
-                    )
-                    .await?;
-                if row.is_some() {
+                if wave_response_in(tx, wave, r.customerid, r.telephone.as_deref()).await? {
                     return Err(conflict("a response to the wave"));
                 }
             }
         }
-        if opens_callback(w) {
-            let row = tx
-                .fetch_optional(
-                    "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL AND activityid <> $2 LIMIT 1",
-                    vec![num.into(), w.activity.activityid.into()],
-                )
-                .await?;
-            if row.is_some() {
-                return Err(conflict("an open callback"));
-            }
+        if opens_callback(w) && open_callback_in(tx, num, Some(w.activity.activityid)).await?.is_some() {
+            return Err(conflict("an open callback"));
         }
         Ok(())
     }
@@ -391,28 +402,12 @@ impl Store {
 
     /// An open callback (phone call with a due date) for this number, if any.
     pub async fn open_callback(&self, e164: &str) -> Result<Option<Uuid>> {
-        let row = self
-            .db
-            .clone()
-            .fetch_optional(
-                "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL ORDER BY createdon LIMIT 1",
-                vec![e164.into()],
-            )
-            .await?;
-        row.map(|r| r.get("activityid")).transpose()
+        open_callback_in(&mut self.db.clone(), e164, None).await
     }
 
     /// R-RS-2: whether this caller (by party or number) already responded to this wave.
     pub async fn wave_response_exists(&self, wave: Uuid, customer: Option<Uuid>, telephone: Option<&str>) -> Result<bool> {
-        let row = self
-            .db
-            .clone()
-            .fetch_optional(
-                "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
-                vec![wave.into(), customer.into(), telephone.into()],
-            )
-            .await?;
-        Ok(row.is_some())
+        wave_response_in(&mut self.db.clone(), wave, customer, telephone).await
     }
 
     /// Phone-call activities recorded for a number (newest first).

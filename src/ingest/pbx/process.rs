@@ -156,12 +156,6 @@ impl Drop for Writing<'_> {
     }
 }
 
-impl PreparedCall {
-    fn call_ref(&self) -> CallRef {
-        CallRef { provider: self.apply.provider.clone(), call_id: self.apply.call_id.clone(), version: self.apply.version }
-    }
-}
-
 /// A call read and planned, waiting to be applied.
 struct PreparedCall {
     apply: CallApply,
@@ -169,6 +163,12 @@ struct PreparedCall {
     disposition: Option<String>,
     /// The caller's number: calls sharing one are applied one after another.
     number: Option<String>,
+}
+
+impl PreparedCall {
+    fn call_ref(&self) -> CallRef {
+        CallRef { provider: self.apply.provider.clone(), call_id: self.apply.call_id.clone(), version: self.apply.version }
+    }
 }
 
 enum Prepared {
