@@ -3,7 +3,7 @@
 //! depths and per-mailbox connection state — so every daemon sharing a database reports the
 //! same truth about it. The text format is served at `GET /metrics`.
 //!
-//! Names: inflow_mail_messages_total{mailbox,class,status}, inflow_mail_quarantined_total
+//! Names: inflow_mail_messages_total{mailbox,class,status}, inflow_mail_duplicates_total{mailbox}, inflow_mail_quarantined_total
 //! {mailbox}, inflow_pbx_calls_total{provider,disposition,outcome},
 //! inflow_wave_deliveries_total{outcome}, inflow_alerts_total{level,status},
 //! inflow_http_requests_total{route,method,status},

@@ -14,7 +14,7 @@ use super::matching::MatchOutcome;
 use super::normalize::EmailAddress;
 use super::response::{self, ConvertFacts, ConvertOption, ConvertPlan};
 use super::types::{EntityKind, EntityRef};
-use crate::ingest::mail::{Automated, FailedRecipient, ParsedMail, strip_reply_prefixes};
+use super::inbound::{Automated, FailedRecipient, ParsedMail, is_unsubscribe_text, strip_reply_prefixes};
 
 /// R-EM-6 (a).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,17 +175,6 @@ fn skip(class: &'static str, reason: String) -> MailPlan {
     MailPlan { class, status: "skipped", reason: Some(reason), writes: MailWrites::default() }
 }
 
-/// R-EM-6 field mapping: display name → first/last name, else the local part.
-fn split_name(name: Option<&str>, address: &str) -> (Option<String>, String) {
-    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-    let tokens: Vec<&str> = name.unwrap_or("").split_whitespace().collect();
-    match tokens.len() {
-        0 => (None, cut(address.split('@').next().unwrap_or(address), 50)),
-        1 => (None, cut(tokens[0], 50)),
-        n => (Some(cut(&tokens[..n - 1].join(" "), 50)), cut(tokens[n - 1], 50)),
-    }
-}
-
 /// Decides what a parsed message creates.
 pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -> MailPlan {
     let t = ctx.now;
@@ -202,7 +191,8 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         return MailPlan { class: "bounce", status: "processed", reason: Some(reason), writes: w };
     }
     // A spam complaint (ARF) about our mail: stop mailing the complainer.
-    if let Some(c) = &mail.complaint {
+    // (Apple Mail's unsubscribe message to our List-Unsubscribe mailto is an unsubscribe.)
+    if let Some(c) = mail.complaint.as_ref().filter(|c| !(ctx.mailto_unsubscribe && c.feedback_type == "opt-out")) {
         let mut w = MailWrites::default();
         let ours = ctx.outbound.is_some();
         if let Some(a) = c.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()).filter(|_| ours) {
@@ -217,6 +207,11 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     if let (Some(Automated::AutoReply(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
         return MailPlan { class: "auto_reply", status: "processed", reason: Some(format!("auto-reply ({r}): recorded, never answered")), writes: MailWrites::default() };
     }
+    // A mail system's report naming no failure (a delivery or read receipt, a notice from a
+    // mailer daemon): recorded, nothing created.
+    if let (Some(Automated::Report(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
+        return MailPlan { class: "report", status: "processed", reason: Some(format!("report ({r}): recorded, nothing created")), writes: MailWrites::default() };
+    }
     if ctx.recent_from_sender >= policy.sender_hourly_limit {
         return skip("rate_limited", format!("{} records from {} in the last hour (limit {}): looks like a loop", ctx.recent_from_sender, addr.as_deref().unwrap_or("?"), policy.sender_hourly_limit));
     }
@@ -224,7 +219,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     let wave = ctx.outbound.as_ref().and_then(|o| o.wave);
 
     // R-OPT-3: a mailto hit always counts; a keyword reply counts when it answers a wave.
-    let keyword = wave.is_some() && crate::ingest::mail::is_unsubscribe_text(&mail.subject, ctx.outbound.as_ref().and_then(|o| o.subject.as_deref()), &mail.text, &policy.unsubscribe_keywords);
+    let keyword = wave.is_some() && is_unsubscribe_text(&mail.subject, ctx.outbound.as_ref().and_then(|o| o.subject.as_deref()), &mail.new_text, &policy.unsubscribe_keywords);
     let unsubscribe = ctx.mailto_unsubscribe || keyword;
     let mut w = MailWrites::default();
     if unsubscribe && (ctx.mailto_unsubscribe || policy.auto_unsubscribe) {
@@ -256,7 +251,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     // goes through the response) or for machine mail, suppressed or unsubscribing senders.
     let automated = mail.automated.is_some();
     let may_create = ctx.party == MatchOutcome::None && !automated && !ctx.suppressed && !unsubscribe && addr.is_some();
-    let (firstname, lastname) = split_name(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
+    let (firstname, lastname) = super::person_name::split(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
     let subject_line = {
         let s: String = strip_reply_prefixes(&mail.subject).chars().take(300).collect();
         if s.is_empty() { format!("E-mail from {}", addr.as_deref().unwrap_or(&mail.from.address)) } else { s }
@@ -271,7 +266,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                         firstname: firstname.clone(),
                         lastname: lastname.clone(),
                         emailaddress1: addr.clone(),
-                        description: Some(mail.text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                        description: Some(mail.new_text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
                         leadsourcecode: Some(policy.lead_source),
                         leadqualitycode: 2,
                         ..Default::default()
@@ -312,7 +307,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                 responsecode: code,
                 channeltypecode: Some(1),
                 receivedon: Some(mail.date.unwrap_or(t).with_timezone(&ctx.tz).date_naive()),
-                description: Some(mail.text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                description: Some(mail.new_text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
                 ..Default::default()
             }
             .stamped(wv.owner, EntityKind::Systemuser, t, None);

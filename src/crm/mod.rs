@@ -7,15 +7,19 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod bounce;
 pub mod calls;
 pub mod campaign;
 pub mod criteria;
 pub mod entities;
 pub mod error;
+pub mod inbound;
 pub mod lead;
 pub mod mail;
 pub mod matching;
 pub mod normalize;
+pub mod person_name;
+pub mod reply_text;
 pub mod response;
 pub mod state;
 pub mod types;

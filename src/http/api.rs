@@ -735,7 +735,7 @@ macro_rules! ops_handler {
         async fn $name(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> { ops_h(&s, q::OpsSet::$set, raw.as_deref()).await }
     )*};
 }
-ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates);
+ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates, bounces_h => Bounces);
 
 async fn replay_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
     let id = parse_id(&id)?;
@@ -854,11 +854,12 @@ pub fn table() -> Vec<RouteDef> {
     for (path, summary, h) in [
         ("inbound-events", "Inbound events (mail and calls): idempotency and audit", get(inbound_h)),
         ("inbound-email-log", "Inbound e-mail log with each message's class and outcome", get(email_log_h)),
-        ("quarantine", "Quarantined and failed inbound mail", get(quarantine_h)),
+        ("quarantine", "Quarantined and failed inbound mail, and mail the loop guard held back", get(quarantine_h)),
         ("unmatched-senders", "Mail from senders that matched nobody and made no record", get(unmatched_h)),
         ("pbx-calls", "PBX calls and their processing state", get(calls_h)),
         ("suppression", "Suppressed addresses and numbers", get(suppression_h)),
         ("dup-candidates", "Ambiguous matches waiting for a person (R-DUP-3)", get(dups_h)),
+        ("bounces", "Bounce counts per address with the last reason, status and diagnostic (R-EM-8)", get(bounces_h)),
     ] {
         t.push(RouteDef { reply: ReplyDoc::Page, list: false, ..route(Method::GET, format!("/api/v1/ops/{path}"), r(Ops), summary, h) });
     }

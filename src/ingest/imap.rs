@@ -250,8 +250,14 @@ impl MailboxRuntime {
             if o.status == "quarantined" {
                 metrics::counter!("inflow_mail_quarantined_total", "mailbox" => c.name.clone()).increment(1);
             }
+            if o.status == "duplicate" {
+                metrics::counter!("inflow_mail_duplicates_total", "mailbox" => c.name.clone()).increment(1);
+            }
             match o.status.as_str() {
                 "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
+                // Visible without debug logging: the same Message-ID seen again (another
+                // mailbox, a re-sent copy, or a different message reusing an id).
+                "duplicate" => tracing::info!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message already seen; nothing new recorded"),
                 _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
             }
         }

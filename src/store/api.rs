@@ -506,7 +506,7 @@ impl Store {
             conds.push(Cond::new("source = 'imap' AND status = 'skipped' AND class = 'filtered'", vec![]));
         }
         if let OpsSet::Quarantine = set {
-            conds.push(Cond::new("status IN ('quarantined', 'failed')", vec![]));
+            conds.push(Cond::new("(status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))", vec![]));
         }
         if let OpsSet::InboundEmailLog = set {
             conds.push(Cond::new("source = 'imap'", vec![]));
@@ -527,7 +527,7 @@ impl Store {
                 let mut o = serde_json::Map::new();
                 for c in cols {
                     let v = r.value(c).unwrap_or(&Value::Null);
-                    let ty = if c.ends_with("_at") || *c == "created_on" || *c == "received_at" || *c == "processed_at" { ColType::Instant } else { ColType::Json };
+                    let ty = if c.ends_with("_at") || *c == "created_on" || *c == "received_at" || *c == "processed_at" || *c == "message_date" { ColType::Instant } else { ColType::Json };
                     let j = match (ty, v) {
                         (ColType::Instant, _) => json_of(c, ColType::Instant, v)?,
                         (_, Value::Int(Some(i))) => json!(i),
@@ -591,12 +591,13 @@ pub enum OpsSet {
     PbxCalls,
     Suppression,
     DupCandidates,
+    Bounces,
 }
 
 impl OpsSet {
     /// (table, columns shown, newest-first column, unique key for a stable order)
     fn table(self) -> (&'static str, &'static [&'static str], &'static str, &'static str) {
-        const INBOUND: &[&str] = &["id", "source", "external_id", "received_at", "status", "reason", "class", "sender", "result", "raw_location", "processed_at"];
+        const INBOUND: &[&str] = &["id", "source", "external_id", "received_at", "status", "reason", "class", "sender", "subject", "message_date", "result", "raw_location", "processed_at"];
         match self {
             OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => ("inbound_event", INBOUND, "received_at", "id"),
             OpsSet::PbxCalls => (
@@ -607,6 +608,7 @@ impl OpsSet {
             ),
             OpsSet::Suppression => ("suppression", &["address", "kind", "reason", "source", "detail", "created_on"], "created_on", "address"),
             OpsSet::DupCandidates => ("dup_candidate", &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"], "created_at", "id"),
+            OpsSet::Bounces => ("mail_bounce", &["address", "hard_count", "soft_count", "delayed_count", "last_reason", "last_status", "last_diagnostic", "last_at"], "last_at", "address"),
         }
     }
 
@@ -617,6 +619,7 @@ impl OpsSet {
             OpsSet::PbxCalls => &["provider", "call_id", "status", "activityid"],
             OpsSet::Suppression => &["address", "kind", "reason", "source"],
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
+            OpsSet::Bounces => &["address", "last_reason", "last_status"],
         }
     }
 }

@@ -97,6 +97,13 @@ impl Value {
     }
 }
 
+/// Text is NUL-free on both engines: PostgreSQL refuses a NUL in text (a quoted-printable
+/// body can decode to one) where SQLite would store it, so one engine would keep a message
+/// the other fails on for good.
+fn nul_free(s: String) -> String {
+    if s.contains('\0') { s.replace('\0', "") } else { s }
+}
+
 macro_rules! value_from {
     ($($t:ty => $v:ident $(via $conv:expr)?),* $(,)?) => {$(
         impl From<$t> for Value { fn from(x: $t) -> Value { Value::$v(Some(value_from!(@conv x $(, $conv)?))) } }
@@ -106,8 +113,8 @@ macro_rules! value_from {
     (@conv $x:ident, $conv:expr) => { ($conv)($x) };
 }
 value_from! {
-    i64 => Int, i32 => Int, bool => Bool, f64 => Real, String => Text, Vec<u8> => Bytes,
-    &str => Text via |s: &str| s.to_string(),
+    i64 => Int, i32 => Int, bool => Bool, f64 => Real, String => Text via nul_free, Vec<u8> => Bytes,
+    &str => Text via |s: &str| nul_free(s.to_string()),
     uuid::Uuid => Text via |u: uuid::Uuid| u.to_string(),
     chrono::DateTime<chrono::Utc> => Int via |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis(),
     chrono::NaiveDate => Text via |d: chrono::NaiveDate| d.to_string(),
@@ -590,7 +597,7 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api")];
+const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api"), migration!(7, "0007_mail_accuracy")];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
 /// apalis-sqlite uses for its queue tables in the same SQLite file.

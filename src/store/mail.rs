@@ -18,7 +18,7 @@ use crate::crm::entities::{Activity, Lead};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
 use crate::crm::matching::{Hit, MatchOutcome, resolve_sender};
 use crate::crm::{EmailAddress, EntityKind, EntityRef};
-use crate::ingest::mail::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
+use crate::crm::inbound::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 
 /// The inbound_event source of every mailbox: one key space, so the same message in two
 /// mailboxes is one event (R-EM-1).
@@ -105,11 +105,21 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let outcome = async {
             if let Some(old) = replacing {
-                tx.execute("DELETE FROM inbound_event WHERE id = $1 AND status IN ('quarantined', 'failed')", vec![old.into()]).await?;
+                tx.execute("DELETE FROM inbound_event WHERE id = $1 AND (status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))", vec![old.into()]).await?;
             }
             let mut facts = self.batch_facts(&mut tx, std::slice::from_ref(it), now).await?;
-            let o = self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now).await?;
+            if replacing.is_some() {
+                // An operator's replay is deliberate: the loop guard does not hold it back again.
+                facts.recent.clear();
+            }
+            let mut o = self.ingest_one(&mut tx, it, &mut facts, policy, bounces, tz, now).await?;
             self.flush(&mut tx, &mut facts.pending).await?;
+            // A replayed message keeps its event id, whatever it becomes (ids printed by
+            // `inflow mail quarantine` stay valid across replays).
+            if let (Some(old), Some(new)) = (replacing, o.event_id) {
+                tx.execute("UPDATE inbound_event SET id = $1 WHERE id = $2", vec![old.into(), new.into()]).await?;
+                o.event_id = Some(old);
+            }
             Ok(o)
         }
         .await;
@@ -125,7 +135,10 @@ impl Store {
                 let reason = format!("processing failed: {e}");
                 tracing::error!(key = %key, error = %e, "inbound message could not be applied; kept as failed for replay");
                 let mut tx = self.db.begin().await?;
-                let ev = event(&key, "failed", Some(reason.clone()), None, it, now);
+                let ev = InboundEvent { id: replacing.unwrap_or_else(Uuid::new_v4), ..event(&key, "failed", Some(reason.clone()), None, it, now) };
+                if let Some(old) = replacing {
+                    tx.execute("DELETE FROM inbound_event WHERE id = $1", vec![old.into()]).await?;
+                }
                 ops::record_inbound(&mut tx, &ev).await?;
                 tx.commit().await?;
                 Ok(MailOutcome { key, status: "failed".into(), class: None, reason: Some(reason), created: vec![], event_id: Some(ev.id) })
@@ -164,7 +177,26 @@ impl Store {
         });
         let id = Uuid::new_v4();
         let sender = ctx.sender.as_ref().map(|e| e.as_str().to_string());
-        facts.pending.events.push(vec![id.into(), SOURCE.into(), mail.key.clone().into(), now.into(), plan.status.into(), plan.reason.clone().into(), result.to_string().into(), it.location.clone().into(), now.into(), sender.into(), plan.class.into()]);
+        // A message the loop guard skipped keeps its bytes: it is listed with the quarantine
+        // and can be replayed (nothing is ever lost to the guard).
+        let raw = if plan.class == "rate_limited" { it.raw.clone() } else { None };
+        let subject: String = mail.subject.chars().take(300).collect();
+        facts.pending.events.push(vec![
+            id.into(),
+            SOURCE.into(),
+            mail.key.clone().into(),
+            now.into(),
+            plan.status.into(),
+            plan.reason.clone().into(),
+            result.to_string().into(),
+            it.location.clone().into(),
+            now.into(),
+            sender.or_else(|| (!mail.from.address.is_empty()).then(|| mail.from.address.to_lowercase())).into(),
+            plan.class.into(),
+            subject.into(),
+            mail.date.into(),
+            raw.into(),
+        ]);
         let ev = InboundEvent { id, ..event(&mail.key, plan.status, None, None, it, now) };
         Ok(MailOutcome { key: mail.key.clone(), status: plan.status.into(), class: Some(plan.class.into()), reason: plan.reason, created, event_id: Some(ev.id) })
     }
@@ -197,15 +229,19 @@ impl Store {
         for r in in_chunks(tx, "SELECT address FROM suppression WHERE address IN ({})", vec![], &sv).await? {
             f.suppressed.insert(r.get("address")?);
         }
+        // The loop guard counts a sender's records by the messages' own dates (R-EM-6 rate):
+        // a first poll of a mailbox with years of history is no loop.
+        let oldest = parsed.iter().map(|m| message_time(m, now)).min().unwrap_or(now);
         for r in in_chunks(
             tx,
-            "SELECT sender, COUNT(*) AS n FROM inbound_event WHERE received_at > $1 AND status = 'processed' AND class IN ('inquiry', 'reply', 'unsubscribe') AND sender IN ({}) GROUP BY sender",
-            vec![(now - Duration::hours(1)).into()],
+            "SELECT sender, COALESCE(message_date, received_at) AS t FROM inbound_event WHERE COALESCE(message_date, received_at) > $1 AND status = 'processed' \
+             AND class IN ('inquiry', 'reply', 'unsubscribe') AND sender IN ({})",
+            vec![(oldest - Duration::hours(1)).into()],
             &sv,
         )
         .await?
         {
-            f.recent.insert(r.get("sender")?, r.get("n")?);
+            f.recent.entry(r.get("sender")?).or_default().push(r.get("t")?);
         }
         // R-EM-3 candidates: X-header ids, Message-IDs, tokens (for bounces: the original's).
         let (mut ids, mut mids, mut tokens) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -283,7 +319,8 @@ impl Store {
             None => false,
         };
         let suppressed = addr.as_ref().is_some_and(|a| facts.suppressed.contains(a));
-        let recent_from_sender = addr.as_ref().and_then(|a| facts.recent.get(a)).copied().unwrap_or(0);
+        let at = message_time(mail, now);
+        let recent_from_sender = addr.as_ref().and_then(|a| facts.recent.get(a)).map_or(0, |ts| ts.iter().filter(|t| **t > at - Duration::hours(1) && **t <= at).count() as i64);
         let mailto_unsubscribe = policy.unsubscribe_mailto.as_deref().is_some_and(|m| hits_unsubscribe_address(&mail.recipients, m));
         Ok(MailContext {
             sender,
@@ -345,21 +382,16 @@ impl Store {
                 };
                 any_hard |= r.severity == Severity::Hard;
                 tx.execute(
-                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, last_diagnostic, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, last_diagnostic, last_at, last_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (address) DO UPDATE SET soft_count = mail_bounce.soft_count + excluded.soft_count, hard_count = mail_bounce.hard_count + excluded.hard_count, \
-                       delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = excluded.last_status, last_diagnostic = excluded.last_diagnostic, last_at = excluded.last_at",
-                    vec![addr.as_str().into(), (s as i64).into(), (h as i64).into(), (d as i64).into(), r.status.clone().into(), r.diagnostic.clone().into(), now.into()],
+                       delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = excluded.last_status, last_diagnostic = excluded.last_diagnostic, \
+                       last_at = excluded.last_at, last_reason = excluded.last_reason",
+                    vec![addr.as_str().into(), (s as i64).into(), (h as i64).into(), (d as i64).into(), r.status.clone().into(), r.diagnostic.clone().into(), now.into(), r.reason.as_str().into()],
                 )
                 .await?;
                 let soft: i64 = tx.fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()]).await?.get("soft_count")?;
-                let reason = match r.severity {
-                    _ if !b.ours => None,
-                    Severity::Hard => Some(format!("bounce: hard {}", r.status.as_deref().unwrap_or(""))),
-                    Severity::Soft if soft >= bounces.soft_limit => Some(format!("bounce: {soft} soft bounces, last {}", r.status.as_deref().unwrap_or(""))),
-                    _ => None,
-                };
-                if let Some(reason) = reason {
-                    ops::suppress(tx, &Suppression { address: addr.as_str().into(), kind: "email".into(), reason: reason.trim().into(), source: format!("{SOURCE}:{}", mail.key), detail: r.diagnostic.clone(), created_on: now }).await?;
+                if let Some(reason) = crate::crm::bounce::suppression(r.severity, r.reason, r.status.as_deref(), soft, bounces.soft_limit, b.ours) {
+                    ops::suppress(tx, &Suppression { address: addr.as_str().into(), kind: "email".into(), reason, source: format!("{SOURCE}:{}", mail.key), detail: r.diagnostic.clone(), created_on: now }).await?;
                 }
             }
             // R-WV-4: the delivery that bounced goes to 8 Failed (statecode back to Open).
@@ -399,10 +431,11 @@ impl Store {
         insert_many(tx, self, &std::mem::take(&mut p.responses)).await?;
         insert_rows(
             tx,
-            "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class)",
+            "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class, subject, message_date, raw)",
             &std::mem::take(&mut p.events),
             " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, raw_location = excluded.raw_location, \
-               processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class WHERE inbound_event.status = 'skipped'",
+               processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class, subject = excluded.subject, message_date = excluded.message_date, \
+               raw = excluded.raw WHERE inbound_event.status = 'skipped'",
         )
         .await?;
         Ok(())
@@ -414,7 +447,7 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND status IN ('quarantined', 'failed') ORDER BY received_at, id", ops::INBOUND_COLS),
+                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND (status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited')) ORDER BY received_at, id", ops::INBOUND_COLS),
                 vec![SOURCE.into()],
             )
             .await?;
@@ -568,7 +601,8 @@ struct BatchFacts {
     outbound: Vec<Activity>,
     waves: HashMap<Uuid, Wave>,
     suppressed: HashSet<String>,
-    recent: HashMap<String, i64>,
+    /// Per sender, the dates of its recent records (see `message_time`).
+    recent: HashMap<String, Vec<DateTime<Utc>>>,
     /// (wave, customer id or lower-case address) pairs that already have a response.
     responses: HashSet<(Uuid, String)>,
 }
@@ -610,7 +644,7 @@ impl BatchFacts {
             self.suppressed.insert(a.clone());
         }
         if plan.status == "processed" && matches!(plan.class, "inquiry" | "reply" | "unsubscribe") {
-            *self.recent.entry(addr.clone()).or_default() += 1;
+            self.recent.entry(addr.clone()).or_default().push(message_time(mail, ctx.now));
         }
         if let Some(r) = &w.response {
             if let Some(wave) = r.campaignactivityid {
@@ -621,6 +655,12 @@ impl BatchFacts {
             }
         }
     }
+}
+
+/// When a message was written, for the loop guard: its Date, but never later than now (a
+/// sender's clock cannot push its mail out of the window).
+fn message_time(mail: &ParsedMail, now: DateTime<Utc>) -> DateTime<Utc> {
+    mail.date.map_or(now, |d| d.min(now))
 }
 
 /// Runs `sql` (with `{}` standing for an IN list) over `vals` in chunks, after the fixed

@@ -22,7 +22,7 @@ fn json_to_value(name: &str, ty: ColType, v: &Json) -> Result<Value> {
     Ok(match ty {
         ColType::Text | ColType::Date | ColType::Uuid => match v {
             Json::Null => Value::Text(None),
-            Json::String(s) => Value::Text(Some(s.clone())),
+            Json::String(s) => Value::from(s.as_str()),
             _ => return Err(bad()),
         },
         ColType::Int => match v {
@@ -46,7 +46,7 @@ fn json_to_value(name: &str, ty: ColType, v: &Json) -> Result<Value> {
         },
         ColType::Json => match v {
             Json::Null => Value::Text(None),
-            other => Value::Text(Some(other.to_string())),
+            other => Value::from(other.to_string()),
         },
     })
 }

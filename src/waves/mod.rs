@@ -35,7 +35,7 @@ use crate::store::waves::{ClaimedDelivery, DeliveryOutcome, DeliveryResult, Expa
 use crate::store::{Store, StoreError};
 
 /// Our correlation header (the IMAP ingest reads it back from replies and bounces).
-pub const XHEADER_ACTIVITY: &str = crate::ingest::mail::XHEADER_ACTIVITY;
+pub const XHEADER_ACTIVITY: &str = crate::crm::inbound::XHEADER_ACTIVITY;
 
 /// Compiled templates of one wave.
 pub struct Templates {
@@ -593,7 +593,7 @@ impl WaveRuntime {
         if !test {
             b = b
                 .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(XHEADER_ACTIVITY), d.id.to_string()))
-                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(crate::ingest::mail::XHEADER_TOKEN), d.token.clone()));
+                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(crate::crm::inbound::XHEADER_TOKEN), d.token.clone()));
         }
         b = b
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))

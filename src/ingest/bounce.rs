@@ -1,0 +1,549 @@
+//! Reads a bounce (non-delivery report) in the shapes mail systems really write: RFC 3464
+//! delivery status notifications, and the text notices of Exim, qmail, Sendmail, Exchange,
+//! Gmail, Yahoo, Mail.ru, Domino, list managers and the rest, with their failed recipients,
+//! status codes and diagnostic text. What the failure *means* (the reason, hard or soft) is
+//! `crm::bounce`'s decision; this file only finds what the report says.
+//!
+//! Precision matters as much as recall: a text bounce mentions many addresses (the sender,
+//! help desks, list addresses, Message-IDs, queue ids), and only the ones in a recipient's
+//! place are failed recipients: alone on a line, `<addr>:` or `<addr>...`, after `RCPT TO:`,
+//! or in angle brackets on a line with an SMTP reply.
+
+use std::sync::LazyLock;
+
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use regex::Regex;
+use uuid::Uuid;
+
+use crate::crm::bounce::{self, Diagnosis};
+use crate::crm::inbound::{Bounce, FailedRecipient, Sender, XHEADER_ACTIVITY, normalize_message_id};
+
+/// An RFC 3463 enhanced status code, not part of a dotted number such as an IP address.
+static STATUS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\s|$)|$)").unwrap());
+/// An SMTP reply code at the start of a reply (`550 `, `550-`, `#550`, `(550)`).
+static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(\[])([245][0-5]\d)(?:[\s\-\])]|$)").unwrap());
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+").unwrap());
+/// The SMTP command a reply answered, as MTAs name it.
+static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:after|in reply to|in response to|during|while sending|command)\s+(?:the\s+)?(?:end of\s+)?(rcpt to|mail from|data|ehlo|helo|connect|conn|end of data|body|message)\b").unwrap()
+});
+
+static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(undeliver|undelivered mail|delivery status notification|delivery (?:has )?failed|delivery failure|delivery problem|mail delivery failed|failure notice|returned mail|return(?:ed)? to sender|could not be delivered|message not delivered|nondeliverable|non-?delivery|delivery notification|mail system error|permanent error|rejected|not delivered|недоставлен|не доставлен|не удалось доставить|не вдалося доставити|ошибка доставки|повідомлення не доставлено|unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar)",
+    )
+    .unwrap()
+});
+
+/// Lines that mark where a text bounce's own words end and the returned message begins.
+static RETURNED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?im)^[\s>-]*(?:-+\s*)?(?:original message|below this line is a copy of the message|this is a copy of the message|original message follows|original message headers|message headers follow|the header of the original message|returned message|unsent message below|the original message was received|content-type: message/rfc822|copy of the original message|headers of the original message|your message reads|message text follows|undelivered message attached|text of the returned message|\*\*\*\*\*\*\* original message|original-message|here is a copy of the first part of the message|message header follows|original message header)",
+    )
+    .unwrap()
+});
+
+/// Phrases of a mail system's failure notice (the body of a text bounce).
+static NOTICE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(could not be delivered|couldn't be delivered|was not delivered|delivery (?:to the following recipients? )?(?:has )?failed|permanent (?:fatal )?error|following address(?:es)? failed|unable to deliver|undeliverable|failed permanently|not be delivered|delivery to the following|could not deliver|this is the qmail-send program|mail delivery software|message could not|delivery status notification|has not been delivered|returned mail|unknown user|user unknown|no such user|mailbox (?:is )?(?:full|unavailable)|не может быть доставлено|не удалось доставить|не доставлено)",
+    )
+    .unwrap()
+});
+
+/// Addresses that are a mail system's own, never a failed recipient.
+static SYSTEM_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|mailer_daemon|abuse|hostmaster|webmaster|noc|root|nobody|daemon|mail\.?delivery\.?(?:subsystem|system)?|microsoftexchange[0-9a-f]*|ms-?exchange.*|bounce[s]?|bounce-.*|dmarc.*|double-bounce)$").unwrap()
+});
+
+/// What the returned copy of the message (or its headers) tells.
+#[derive(Debug, Default)]
+struct Original {
+    message_id: Option<String>,
+    activity: Option<Uuid>,
+    to: Vec<String>,
+    from: Vec<String>,
+}
+
+/// Raw body bytes of a part, as text (DSN fields are 7-bit by RFC 3464).
+pub(crate) fn part_raw<'a>(raw: &'a [u8], part: &mail_parser::MessagePart<'_>) -> &'a [u8] {
+    let (a, b) = (part.raw_body_offset() as usize, part.raw_end_offset() as usize);
+    raw.get(a..b.min(raw.len())).unwrap_or(&[])
+}
+
+fn addresses(v: &HeaderValue<'_>) -> Vec<String> {
+    match v {
+        HeaderValue::Address(a) => a.iter().filter_map(|x| x.address()).map(|s| s.trim().to_ascii_lowercase()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn original_of(m: &Message<'_>) -> Original {
+    let mut to: Vec<String> = Vec::new();
+    for h in ["To", "Cc"] {
+        if let Some(v) = m.header(h) {
+            to.extend(addresses(v));
+        }
+    }
+    let from = m.header("From").map(addresses).unwrap_or_default();
+    Original {
+        message_id: m.message_id().and_then(normalize_message_id),
+        activity: m.header_raw(XHEADER_ACTIVITY).and_then(|a| a.trim().parse().ok()),
+        to,
+        from,
+    }
+}
+
+/// Whether the sender is a mail system itself: MAILER-DAEMON, postmaster, an empty address,
+/// a "Mail Delivery System" name, an `X-Failed-Recipients` header or a report.
+pub fn system_sender(msg: &Message<'_>, from: &Sender) -> bool {
+    let local = from.address.rsplit_once('@').map(|(l, _)| l).unwrap_or(&from.address).to_ascii_lowercase();
+    let daemon = from.address.is_empty() || SYSTEM_LOCAL.is_match(&local) || local.starts_with("mailer-daemon") || local.starts_with("postmaster");
+    let name = from.name.as_deref().unwrap_or("").to_ascii_lowercase();
+    let system_name = ["mail delivery", "mailer-daemon", "mail administrator", "postmaster", "mail system", "delivery subsystem"].iter().any(|n| name.contains(n));
+    let failed_header = msg.header_raw("X-Failed-Recipients").is_some();
+    let report = msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+    daemon || system_name || failed_header || report
+}
+
+/// Whether a message is a mail system's report about delivery: the kind of sender, envelope
+/// and form a bounce has. A subject alone is no evidence (a customer may write "Re: order
+/// not delivered"), and neither is a reply's quoted thread.
+pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &str) -> bool {
+    if system_sender(msg, from) {
+        return true;
+    }
+    let null_sender = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
+    let subject_says = BOUNCE_SUBJECT.is_match(subject);
+    let body_says = NOTICE.is_match(text);
+    let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
+    (null_sender && (subject_says || body_says)) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
+}
+
+fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
+    RETURNED.is_match(text)
+        || msg.parts.iter().any(|p| {
+            p.content_type().is_some_and(|ct| {
+                let (t, s) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
+                (t == "message" && (s == "rfc822" || s.contains("headers") || s == "global")) || (t == "text" && s == "rfc822-headers")
+            })
+        })
+}
+
+/// Reads the bounce in a message, if it is one. `text` is the message's decoded text body.
+pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Bounce> {
+    let mut original = Original::default();
+    let mut dsn: Vec<String> = Vec::new();
+    let mut human = String::new();
+    for part in &msg.parts {
+        let Some(ct) = part.content_type() else { continue };
+        let (t, s) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
+        match (t.as_str(), s.as_str()) {
+            ("message", "delivery-status") | ("message", "global-delivery-status") => {
+                dsn.push(match &part.body {
+                    PartType::Text(t) => t.to_string(),
+                    _ => String::from_utf8_lossy(part_raw(raw, part)).into_owned(),
+                });
+            }
+            ("message", "rfc822") | ("text", "rfc822-headers") | ("message", "rfc822-headers") | ("message", "global") | ("message", "global-headers") => {
+                let o = match &part.body {
+                    PartType::Message(m) => Some(original_of(m)),
+                    _ => MessageParser::default().parse_headers(part_raw(raw, part)).map(|m| original_of(&m)),
+                };
+                if let Some(o) = o {
+                    if original.message_id.is_none() && original.activity.is_none() {
+                        original = o;
+                    }
+                }
+            }
+            ("text", "plain") if human.is_empty() => {
+                if let PartType::Text(t) = &part.body {
+                    human = t.to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    if human.is_empty() {
+        human = text.to_string();
+    }
+    // Returned headers quoted inside the text (qmail, Exim, Gmail's "Original message").
+    let (section, quoted) = split_returned(text);
+    if let Some(q) = quoted {
+        let head = q.trim_start_matches(|c: char| c.is_whitespace() || c == '-');
+        if let Some(m) = MessageParser::default().parse_headers(head.as_bytes()) {
+            let o = original_of(&m);
+            if original.message_id.is_none() {
+                original.message_id = o.message_id;
+            }
+            if original.activity.is_none() {
+                original.activity = o.activity;
+            }
+            if original.to.is_empty() {
+                original.to = o.to;
+            }
+            if original.from.is_empty() {
+                original.from = o.from;
+            }
+        }
+    }
+    if original.activity.is_none() {
+        original.activity = find_header_line(text, XHEADER_ACTIVITY).and_then(|v| v.parse().ok());
+    }
+    let failed_header: Vec<String> = msg
+        .header_values("X-Failed-Recipients")
+        .filter_map(|v| match v {
+            HeaderValue::Text(t) => Some(t.to_string()),
+            HeaderValue::TextList(l) => Some(l.join(",")),
+            _ => None,
+        })
+        .flat_map(|v| EMAIL.find_iter(&v).map(|m| m.as_str().to_ascii_lowercase()).collect::<Vec<_>>())
+        .collect();
+
+    if !dsn.is_empty() {
+        let groups = parse_dsn(&dsn.join("\n\n"));
+        if !groups.is_empty() {
+            let mut recipients = Vec::new();
+            for g in &groups {
+                let address = g.address(&original);
+                let Some(address) = address else { continue };
+                // Where the DSN has no diagnostic, the human-readable part may say why.
+                let own_text = g.diagnostic.clone().unwrap_or_default();
+                let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() { format!("{own_text}\n{}", context_for(&human, &address)) } else { own_text.clone() };
+                let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
+                let status = g.status.clone().or_else(|| status_in(&context));
+                let command = COMMAND.captures(&context).map(|c| command_name(&c[1]));
+                let d = Diagnosis { action: g.action.as_deref(), status: status.as_deref(), reply_code: reply.as_deref(), text: &context, command };
+                let reason = bounce::reason(&d);
+                if reason == bounce::Reason::Delivered {
+                    continue;
+                }
+                let severity = bounce::severity(reason, status.as_deref(), g.action.as_deref());
+                let diagnostic = g.diagnostic.clone().filter(|d| !d.trim().is_empty()).or_else(|| diagnostic_line(&context));
+                push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic });
+            }
+            if recipients.is_empty() {
+                // Every recipient was delivered, relayed or expanded: a success report, whose
+                // text must not be mined for addresses.
+                return None;
+            }
+            return Some(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
+        }
+    }
+    if !from_mail_system(msg, from, subject, text) {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let shape = if lower.contains("this is the qmail-send program") {
+        "qmail"
+    } else if lower.contains("mail delivery software") || lower.contains("following address(es) failed") {
+        "exim"
+    } else if lower.contains("delivery has failed to these recipients") || lower.contains("couldn't be delivered") {
+        "exchange"
+    } else if !failed_header.is_empty() {
+        "x-failed-recipients"
+    } else {
+        "text"
+    };
+    let own: Vec<String> = [msg.from(), msg.to(), msg.reply_to()].into_iter().flatten().flat_map(|a| a.iter()).filter_map(|a| a.address()).map(|a| a.to_ascii_lowercase()).chain(original.from.iter().cloned()).collect();
+    let ids: Vec<String> = [msg.message_id().map(str::to_string), original.message_id.clone()].into_iter().flatten().map(|s| s.to_ascii_lowercase()).collect();
+    let mut candidates = if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
+    if candidates.is_empty() {
+        // Nothing in a recipient's place: the returned message's single recipient, as a
+        // last resort only when the notice clearly says delivery failed.
+        if original.to.len() == 1 && NOTICE.is_match(section) && !own.contains(&original.to[0]) {
+            candidates.push(original.to[0].clone());
+        }
+    }
+    let mut recipients = Vec::new();
+    for address in candidates {
+        let ctx = context_for(section, &address);
+        let ctx = if bounce::reason_of_text(ctx).is_none() && status_in(ctx).is_none() { section } else { ctx };
+        let status = status_in(ctx);
+        let reply = reply_in(ctx);
+        let command = COMMAND.captures(ctx).map(|c| command_name(&c[1]));
+        let delayed = delayed_notice(section);
+        let action = if delayed { "delayed" } else { "failed" };
+        let d = Diagnosis { action: Some(action), status: status.as_deref(), reply_code: reply.as_deref(), text: ctx, command };
+        let reason = bounce::reason(&d);
+        if reason == bounce::Reason::Delivered {
+            continue;
+        }
+        let severity = bounce::severity(reason, status.as_deref(), Some(action));
+        push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: diagnostic_line(ctx) });
+    }
+    if recipients.is_empty() {
+        return None;
+    }
+    Some(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
+}
+
+fn push(v: &mut Vec<FailedRecipient>, r: FailedRecipient) {
+    if !v.iter().any(|x| x.address.eq_ignore_ascii_case(&r.address)) {
+        v.push(r);
+    }
+}
+
+/// A notice that the message is only delayed ("will retry", "has not yet been delivered").
+fn delayed_notice(section: &str) -> bool {
+    static DELAY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)(has not yet been delivered|not yet been delivered|delivery (?:is |has been )?delayed|will (?:continue to )?(?:retry|try again|keep trying)|still trying|this is (?:only )?a warning|temporary (?:error|failure)s? (?:only|that)|no action is required)").unwrap()
+    });
+    DELAY.is_match(section) && !section.to_ascii_lowercase().contains("permanent")
+}
+
+fn command_name(s: &str) -> &'static str {
+    match s.to_ascii_lowercase().as_str() {
+        "rcpt to" => "RCPT",
+        "mail from" => "MAIL",
+        "ehlo" => "EHLO",
+        "helo" => "HELO",
+        "connect" | "conn" => "CONN",
+        _ => "DATA",
+    }
+}
+
+pub(crate) fn status_in(text: &str) -> Option<String> {
+    STATUS.captures_iter(text).map(|c| c[1].to_string()).find(|s| !s.starts_with("2.") || !text.contains(" 5"))
+}
+
+fn reply_in(text: &str) -> Option<String> {
+    REPLY.captures_iter(text).map(|c| c[1].to_string()).find(|c| c.starts_with('4') || c.starts_with('5'))
+}
+
+/// Splits a text bounce into its own words and the returned copy (if quoted inline).
+fn split_returned(text: &str) -> (&str, Option<&str>) {
+    let marker = RETURNED.find(text).map(|m| m.start());
+    // A quoted header block with no marker before it: the first line that starts a run of
+    // header fields of a real message (Received:, Return-Path:, …).
+    let headers = header_block_start(text);
+    let cut = match (marker, headers) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match cut {
+        Some(c) => {
+            let rest = &text[c..];
+            // The quoted message starts at the first header line after the marker.
+            let start = header_block_start(rest).map(|h| &rest[h..]).or(Some(rest));
+            (&text[..c], start)
+        }
+        None => (text, None),
+    }
+}
+
+fn header_block_start(text: &str) -> Option<usize> {
+    static HEAD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?im)^(?:received|return-path|dkim-signature|x-received|arc-seal|message-id|authentication-results|x-originating-ip|x-mailer|mime-version|delivered-to): ").unwrap());
+    let m = HEAD.find(text)?;
+    // At least two header-like lines in the next few: a lone "Received: from" in prose is not a block.
+    let next: Vec<&str> = text[m.start()..].lines().take(8).collect();
+    let fields = next.iter().filter(|l| l.split_once(':').is_some_and(|(k, _)| !k.is_empty() && k.len() < 40 && !k.contains(' ') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))).count();
+    (fields >= 2).then_some(m.start())
+}
+
+/// Addresses in a recipient's place in a text bounce's own words.
+fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<String> {
+    static LINE_START: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?i)^[\s*>-]*(?:(?:to|recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]+?)>?["']?(?:\s*(?:[:.,;]|\.\.\.|\(|$)|\s+\S)"#).unwrap()
+    });
+    static RCPT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
+    static BRACKETED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<([^\s<>@]+@[^\s<>]+)>").unwrap());
+    static NOT_A_RECIPIENT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)(message-id|\bid\b|mailto:|https?://|contact|please|help ?desk|support|postmaster|administrator|\bfrom\b|sender|envelope-from|reply|return-path|questions|inquir|if you|\bvia\b)").unwrap()
+    });
+    let mut out: Vec<String> = Vec::new();
+    let push = |a: &str, out: &mut Vec<String>| {
+        let a = clean(a);
+        if a.is_empty() || a.len() > 254 || !EMAIL.is_match(&a) || EMAIL.find(&a).map(|m| m.as_str().len()) != Some(a.len()) {
+            return;
+        }
+        let local = a.rsplit_once('@').map(|(l, _)| l).unwrap_or("");
+        if own.contains(&a) || ids.iter().any(|i| i == &a) || SYSTEM_LOCAL.is_match(local) || looks_like_id(&a) || out.contains(&a) {
+            return;
+        }
+        out.push(a);
+    };
+    for line in section.lines() {
+        let l = line.trim_end();
+        if l.trim().is_empty() {
+            continue;
+        }
+        let lower = l.to_ascii_lowercase();
+        let is_reply = REPLY.is_match(l) || STATUS.is_match(l);
+        if let Some(c) = LINE_START.captures(l) {
+            // An address opening a line: a recipient unless the line is about something else.
+            let before = &lower[..c.get(1).map_or(0, |m| m.start())];
+            if !NOT_A_RECIPIENT.is_match(before) && !(lower.contains("mailto:") || lower.contains("http")) {
+                push(&c[1], &mut out);
+                continue;
+            }
+        }
+        for c in RCPT.captures_iter(l) {
+            push(&c[1], &mut out);
+        }
+        if is_reply && !NOT_A_RECIPIENT.is_match(&lower.replace("rcpt to", "")) {
+            for c in BRACKETED.captures_iter(l) {
+                push(&c[1], &mut out);
+            }
+        } else if is_reply {
+            // Sendmail's "<addr>... User unknown" and "550 <addr>: Recipient rejected".
+            for c in BRACKETED.captures_iter(l) {
+                let pre = l[..c.get(0).unwrap().start()].to_ascii_lowercase();
+                if !NOT_A_RECIPIENT.is_match(&pre) {
+                    push(&c[1], &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Trims what MTAs wrap addresses in: brackets, quotes, `SMTP=`/`rfc822;` prefixes, a
+/// trailing dot or colon.
+fn clean(a: &str) -> String {
+    let mut s = a.trim().trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';']).to_string();
+    for p in ["smtp=", "smtp:", "rfc822;", "mailto:", "sip:"] {
+        if s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p) {
+            s = s[p.len()..].to_string();
+        }
+    }
+    let s = s.trim_end_matches(['.', ':', ',', ';']).trim_matches(['<', '>', '"', '\'']);
+    s.to_ascii_lowercase()
+}
+
+/// A Message-ID or queue id written like an address (`20100101.abc123@mx.example`,
+/// `AAAA1234.5678@host`): long runs of hex or digits with dots in the local part.
+fn looks_like_id(a: &str) -> bool {
+    let Some((local, _)) = a.rsplit_once('@') else { return false };
+    let digits = local.chars().filter(|c| c.is_ascii_digit()).count();
+    let hexish = local.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | '-' | '$' | '_'));
+    (local.len() >= 16 && hexish && digits >= 6) || (digits >= 10 && digits * 2 >= local.len()) || local.contains('$')
+}
+
+/// `Name: value` from quoted original headers inside a text body.
+pub(crate) fn find_header_line(text: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    text.lines().map(|l| l.trim_start_matches(['>', ' ', '\t'])).find(|l| l.to_ascii_lowercase().starts_with(&prefix)).map(|l| l[prefix.len()..].trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// The lines around an address's mention: where its status or SMTP reply is. From the
+/// line that names it to the next blank-line-separated address block, at most 1,200 bytes.
+fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
+    let lower = section.to_ascii_lowercase();
+    let Some(at) = lower.find(&address.to_ascii_lowercase()) else { return section };
+    let start = lower[..at].rfind('\n').map_or(0, |n| n + 1);
+    let mut end = (at + 1200).min(section.len());
+    while !section.is_char_boundary(end) {
+        end -= 1;
+    }
+    let after = (at + address.len()).min(end);
+    if let Some(next) = lower.get(after..end).and_then(|t| t.find("\n\n\n")) {
+        end = after + next;
+    }
+    section.get(start..end).unwrap_or(section)
+}
+
+fn diagnostic_line(ctx: &str) -> Option<String> {
+    ctx.lines()
+        .map(str::trim)
+        .find(|l| REPLY.is_match(l) || STATUS.is_match(l) || bounce::reason_of_text(l).is_some())
+        .map(|l| l.chars().take(300).collect())
+}
+
+/// One per-recipient field group of a DSN (RFC 3464 §2.3).
+#[derive(Debug, Default)]
+struct Group {
+    final_recipient: Option<(String, String)>,
+    original_recipient: Option<(String, String)>,
+    action: Option<String>,
+    status: Option<String>,
+    diagnostic: Option<String>,
+}
+
+impl Group {
+    /// The failed address: the Original-Recipient (the address that was mailed, before a
+    /// forward or alias) when it is an RFC 822 address the returned message was sent to or
+    /// when the Final-Recipient is no address (X.400, a local mailbox name); else the
+    /// Final-Recipient.
+    fn address(&self, original: &Original) -> Option<String> {
+        let valid = |r: &Option<(String, String)>| r.as_ref().filter(|(t, a)| (t.is_empty() || t.contains("rfc822")) && EMAIL.find(a).is_some_and(|m| m.as_str().len() == a.len())).map(|(_, a)| a.clone());
+        let fin = valid(&self.final_recipient);
+        let orig = valid(&self.original_recipient);
+        match (fin, orig) {
+            (Some(f), Some(o)) if f != o && original.to.contains(&o) && !original.to.contains(&f) => Some(o),
+            (Some(f), _) => Some(f),
+            (None, Some(o)) => Some(o),
+            (None, None) => {
+                // An X.400 or malformed Final-Recipient: an address inside it, else the
+                // returned message's single recipient.
+                let inside = self.final_recipient.as_ref().and_then(|(_, a)| EMAIL.find(a).map(|m| m.as_str().to_ascii_lowercase()));
+                inside.or_else(|| (original.to.len() == 1).then(|| original.to[0].clone()))
+            }
+        }
+    }
+}
+
+/// RFC 3464 §2.3: the per-recipient field groups after the per-message group.
+fn parse_dsn(dsn: &str) -> Vec<Group> {
+    let dsn = dsn.replace("\r\n", "\n");
+    let unfolded = dsn.replace("\n ", " ").replace("\n\t", " ");
+    let mut out = Vec::new();
+    // Groups are separated by blank lines; some MTAs omit them, so a new Final-Recipient
+    // (or Original-Recipient after a complete group) also starts a group.
+    let mut g = Group::default();
+    let flush = |g: &mut Group, out: &mut Vec<Group>| {
+        if g.final_recipient.is_some() || g.original_recipient.is_some() {
+            out.push(std::mem::take(g));
+        } else {
+            *g = Group::default();
+        }
+    };
+    for line in unfolded.lines() {
+        if line.trim().is_empty() {
+            flush(&mut g, &mut out);
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':') else { continue };
+        let v = v.trim();
+        let typed = || match v.split_once(';') {
+            Some((t, a)) => (t.trim().to_ascii_lowercase(), clean(a)),
+            None => (String::new(), clean(v)),
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "final-recipient" => {
+                if g.final_recipient.is_some() {
+                    flush(&mut g, &mut out);
+                }
+                g.final_recipient = Some(typed());
+            }
+            "original-recipient" => {
+                if g.original_recipient.is_some() || g.action.is_some() {
+                    flush(&mut g, &mut out);
+                }
+                g.original_recipient = Some(typed());
+            }
+            "action" => g.action = Some(v.to_ascii_lowercase()),
+            "status" => g.status = status_in(&format!(" {v} ")).or_else(|| g.status.take()),
+            "diagnostic-code" => g.diagnostic = Some(v.split_once(';').map(|(_, d)| d).unwrap_or(v).trim().chars().take(1000).collect::<String>()),
+            _ => {}
+        }
+    }
+    flush(&mut g, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r_em_8_ids_and_help_desks_are_no_recipients() {
+        let own = vec!["sender@ours.example".to_string()];
+        let text = "Your message could not be delivered.\n\n<gone@client.example>:\n550 5.1.1 user unknown\n\nIf you need help, contact support@isp.example.\nMessage-ID: <20100101.abcdef123456@mx.example>\n";
+        assert_eq!(recipients_in_text(text, &own, &[]), vec!["gone@client.example"]);
+        assert!(looks_like_id("20100101123456.ab12cd@mx.example"));
+        assert!(!looks_like_id("ivan.petrov@client.example"));
+        assert_eq!(clean("SMTP=\"gone@client.example\""), "gone@client.example");
+    }
+}
