@@ -184,6 +184,23 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
     let table: &[(Reason, &[&str])] = &[
         (Reason::Delivered, &[r"\bdelivered to (?:mailbox|the recipient)\b", r"\bmessage (?:was )?(?:successfully )?delivered\b"]),
         (
+            Reason::Rejected,
+            &[
+                r"\bsender (?:address )?(?:rejected|refused|denied|blocked|verify failed|verification failed|not (?:allowed|permitted|authorized))\b",
+                r"\b(?:domain of )?sender (?:address )?(?:domain )?(?:does not exist|not found|must exist|unknown)\b",
+                r"\bpurported responsible address\b",
+                r"\bbad sender\b",
+                r"\benvelope sender\b.*\b(?:rejected|invalid|refused)\b",
+                r"\b(?:mail from|return path)\b.*\b(?:rejected|refused|invalid|denied)\b",
+                r"\bnot (?:allowed|permitted|authorized) to (?:post|send) to\b",
+                r"\b(?:you|sender) (?:may not|do(?:es)? not) have (?:the )?permission to post\b",
+                r"\bmay not have permission to post\b",
+                r"グループにメッセージを投稿する権限",
+                r"\breturn address\b.*\b(?:invalid|rejected)\b",
+                r"\byour (?:e-?mail )?address (?:is|has been) (?:blocked|blacklisted|rejected)\b",
+            ],
+        ),
+        (
             Reason::HasMoved,
             &[r"\bhas been replaced by\b", r"\b(?:address|user|mailbox) (?:has )?moved\b", r"\bno longer (?:at|with) this (?:address|company)\b.*\bnew address\b"],
         ),
@@ -255,6 +272,20 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             ],
         ),
         (
+            Reason::Suspend,
+            &[
+                r"\b(?:account|mailbox|user|address|recipient)(?: \S+){0,2} (?:is |has been )?(?:temporarily |temporary |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|closed|expired)\b",
+                r"\bsuspended (?:account|mailbox|user)\b",
+                r"\bdisabled (?:account|mailbox|user|recipient)\b",
+                r"\binactive (?:account|mailbox|user)\b",
+                r"\bthis account has been (?:disabled|discontinued|suspended)\b",
+                r"\bmailbox (?:is )?(?:currently )?(?:unavailable|inactive|suspended|disabled)\b.*\b(?:suspend|disable|inactiv)",
+                r"\baccount is not active\b",
+                r"\bpaused\b",
+                r"\bboite du destinataire archivee\b",
+            ],
+        ),
+        (
             Reason::UserUnknown,
             &[
                 r"\buser ?unknown\b",
@@ -264,7 +295,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\b(?:user|recipient|mailbox|address|account)(?: address)? (?:is )?(?:unknown|invalid|not found|not valid|not listed|unavailable|unrouteable|not recognized)",
                 r"\bno (?:such|valid) (?:user|recipient|mailbox|account)\b",
                 r"\bno mailbox (?:here|found|by that name)\b",
-                r"\baddress (?:not found|unknown|rejected|does not exist)\b",
+                r"\baddress (?:not found|unknown|does not exist)\b",
                 r"\brecipient (?:address )?rejected: (?:user unknown|undeliverable address|unknown|access denied|invalid)",
                 r"\bmailbox (?:not found|unavailable|not available|does not exist|is not available|inactive)\b",
                 r"\baccount (?:not found|does not exist|has been deleted|is not available)\b",
@@ -300,6 +331,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::HostUnknown,
             &[
                 r"\bhost (?:or domain name )?not found\b",
+                r"(?:^|[\s<(])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist\b",
                 r"\bhost ?unknown\b",
                 r"\bunknown (?:host|domain)\b",
                 r"\bdomain (?:name )?(?:not found|does not exist|is not valid|unknown)",
@@ -319,20 +351,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bdomain (?:is )?(?:not|no longer) (?:hosted|served|in use)\b",
                 r"\binvalid domain\b",
                 r"\brecipient domain\b.*\b(?:not exist|unknown|invalid)",
-            ],
-        ),
-        (
-            Reason::Suspend,
-            &[
-                r"\b(?:account|mailbox|user|address|recipient)(?: \S+)? (?:is |has been )?(?:temporarily |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|closed|expired)\b",
-                r"\bsuspended (?:account|mailbox|user)\b",
-                r"\bdisabled (?:account|mailbox|user|recipient)\b",
-                r"\binactive (?:account|mailbox|user)\b",
-                r"\bthis account has been (?:disabled|discontinued|suspended)\b",
-                r"\bmailbox (?:is )?(?:currently )?(?:unavailable|inactive|suspended|disabled)\b.*\b(?:suspend|disable|inactiv)",
-                r"\baccount is not active\b",
-                r"\bpaused\b",
-                r"\bboite du destinataire archivee\b",
             ],
         ),
         (
@@ -401,6 +419,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\blisted (?:at|in|on|by)\b",
                 r"\bclient host (?:\S+ )?(?:rejected|blocked)\b",
                 r"\bconnection (?:refused|rejected|denied|blocked)\b",
+                r"\baccess denied\b",
                 r"\baccess denied\b.*\b(?:ip|host|client)\b",
                 r"\b(?:your|the) (?:ip|server|host|network)\b.*\b(?:block|ban|den|refus|reject)",
                 r"\bnot allowed to (?:connect|send)\b",
@@ -501,6 +520,9 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Expired,
             &[
+                r"\bdid not accept our requests to connect\b",
+                r"\bretry (?:time|timeout) (?:exceeded|reached)\b",
+                r"\bcould not be delivered within\b",
                 r"\b(?:delivery|retry|queue|message) (?:time ?out|timeout|expired|lifetime exceeded)\b",
                 r"\bgiving up\b",
                 r"\bgave up\b",
@@ -580,7 +602,7 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
     let (class, subject, detail) = (it.next()?, it.next()?, it.next()?);
     let r = match (subject, detail) {
         ("0", _) => return None,
-        ("1", "0") => Reason::UserUnknown,
+        ("1", "0") => Reason::Rejected,
         ("1", "1" | "3" | "5") => Reason::UserUnknown,
         ("1", "2") => Reason::HostUnknown,
         ("1", "4") => Reason::UserUnknown,
@@ -599,7 +621,7 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
         ("3", "4") => Reason::MesgTooBig,
         ("3", "5") => Reason::SystemError,
         ("4", "0" | "1" | "2" | "3" | "5" | "6") => Reason::NetworkError,
-        ("4", "4") => Reason::HostUnknown,
+        ("4", "4") => Reason::NetworkError,
         ("4", "7") => Reason::Expired,
         ("5", "0" | "2" | "4") => Reason::SyntaxError,
         ("5", "1" | "3" | "5") => Reason::SyntaxError,
@@ -623,7 +645,7 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
 /// Reasons a status code gives that the diagnostic text may refine (they name a kind of
 /// trouble, not a cause).
 fn refinable(r: Reason) -> bool {
-    matches!(r, Reason::SecurityError | Reason::SystemError | Reason::NetworkError | Reason::SyntaxError | Reason::Expired | Reason::ContentError | Reason::NotAccept | Reason::Rejected)
+    matches!(r, Reason::SecurityError | Reason::SystemError | Reason::NetworkError | Reason::SyntaxError | Reason::Expired | Reason::ContentError | Reason::NotAccept)
 }
 
 /// The first reason whose phrases the text contains.
@@ -644,6 +666,8 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     }
     let by_status = d.status.and_then(reason_of_status);
     let by_text = reason_of_text(d.text).filter(|r| *r != Reason::Delivered);
+    // A failed DNS lookup on a temporary status is the network, not a dead domain.
+    let by_text = by_text.map(|t| if t == Reason::HostUnknown && class == Some('4') { Reason::NetworkError } else { t });
     let r = match (by_status, by_text) {
         // A specific status that the text does not contradict with a stronger cause.
         (Some(s), Some(t)) if !refinable(s) && !overrides(t, s) => s,
@@ -658,6 +682,13 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
             _ => Reason::Undefined,
         },
     };
+    // "User unknown" in answer to DATA: the recipient was accepted at RCPT TO, so the
+    // address exists and the message itself was refused — filtered (Sisimai's rule).
+    // (A 5.1.x status says the address itself was refused: a pipelined RCPT answered late.)
+    let address_status = d.status.is_some_and(|s| s.get(1..4) == Some(".1."));
+    if r == Reason::UserUnknown && !address_status && d.command.is_some_and(|c| c.eq_ignore_ascii_case("DATA")) {
+        return Reason::Filtered;
+    }
     r
 }
 
@@ -665,7 +696,7 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
 /// mailbox, "5.2.1 … account suspended" a suspension.
 fn overrides(text: Reason, status: Reason) -> bool {
     match status {
-        Reason::UserUnknown => matches!(text, Reason::MailboxFull | Reason::Suspend | Reason::HasMoved | Reason::Filtered | Reason::Blocked | Reason::SpamDetected),
+        Reason::UserUnknown => matches!(text, Reason::MailboxFull | Reason::Rejected | Reason::Suspend | Reason::HasMoved | Reason::Filtered | Reason::Blocked | Reason::SpamDetected),
         Reason::Suspend | Reason::MailboxFull => matches!(text, Reason::UserUnknown | Reason::MailboxFull | Reason::Suspend | Reason::HasMoved),
         _ => true,
     }

@@ -25,8 +25,26 @@ static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(\[])([2
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+").unwrap());
 /// The SMTP command a reply answered, as MTAs name it.
 static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:after|in reply to|in response to|during|while sending|command)\s+(?:the\s+)?(?:end of\s+)?(rcpt to|mail from|data|ehlo|helo|connect|conn|end of data|body|message)\b").unwrap()
+    Regex::new(r"(?i)(?:\b(?:after|in reply to|in response to|during|while sending|command)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*)(rcpt to|mail from|data|ehlo|helo|connect|conn|end of data|body|message)\b").unwrap()
 });
+
+/// The SMTP command the failure answered: the last one a transcript or a "(in reply to …)"
+/// names in the text.
+fn command_in(text: &str) -> Option<&'static str> {
+    let mut last_sent = None;
+    for l in text.lines() {
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix(">>>") {
+            last_sent = COMMAND.captures(&format!(">>> {}", rest.trim_start())).map(|c| command_name(&c[1]));
+        } else if t.starts_with("<<<") && REPLY.captures(t).is_some_and(|c| !c[1].starts_with('2') && !c[1].starts_with('3')) {
+            // A transcript: the command the first refusal answered.
+            return last_sent;
+        } else if let Some(c) = COMMAND.captures(l).filter(|_| !t.starts_with(">>>")) {
+            return Some(command_name(&c[1]));
+        }
+    }
+    None
+}
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -212,7 +230,7 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() { format!("{own_text}\n{}", context_for(&human, &address)) } else { own_text.clone() };
                 let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
                 let status = g.status.clone().or_else(|| status_in(&context));
-                let command = COMMAND.captures(&context).map(|c| command_name(&c[1]));
+                let command = command_in(&context).or_else(|| command_in(context_for(&human, &address)));
                 let d = Diagnosis { action: g.action.as_deref(), status: status.as_deref(), reply_code: reply.as_deref(), text: &context, command };
                 let reason = bounce::reason(&d);
                 if reason == bounce::Reason::Delivered {
@@ -247,6 +265,9 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     };
     let own: Vec<String> = [msg.from(), msg.to(), msg.reply_to()].into_iter().flatten().flat_map(|a| a.iter()).filter_map(|a| a.address()).map(|a| a.to_ascii_lowercase()).chain(original.from.iter().cloned()).collect();
     let ids: Vec<String> = [msg.message_id().map(str::to_string), original.message_id.clone()].into_iter().flatten().map(|s| s.to_ascii_lowercase()).collect();
+    if std::env::var_os("INFLOW_DEBUG_BOUNCE").is_some() {
+        eprintln!("SECTION<<{section}>>\nOWN {own:?} IDS {ids:?}");
+    }
     let mut candidates = if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
     if candidates.is_empty() {
         // Nothing in a recipient's place: the returned message's single recipient, as a
@@ -261,7 +282,7 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         let ctx = if bounce::reason_of_text(ctx).is_none() && status_in(ctx).is_none() { section } else { ctx };
         let status = status_in(ctx);
         let reply = reply_in(ctx);
-        let command = COMMAND.captures(ctx).map(|c| command_name(&c[1]));
+        let command = command_in(ctx);
         let delayed = delayed_notice(section);
         let action = if delayed { "delayed" } else { "failed" };
         let d = Diagnosis { action: Some(action), status: status.as_deref(), reply_code: reply.as_deref(), text: ctx, command };
@@ -345,7 +366,7 @@ fn header_block_start(text: &str) -> Option<usize> {
 /// Addresses in a recipient's place in a text bounce's own words.
 fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<String> {
     static LINE_START: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?i)^[\s*>-]*(?:(?:to|recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]+?)>?["']?(?:\s*(?:[:.,;]|\.\.\.|\(|$)|\s+\S)"#).unwrap()
+        Regex::new(r#"(?i)^[\s*>-]*(?:(?:to|recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-9])>?["']?(?:\s*(?:[:.,;]|\.\.\.|\(|\[|$)|\s+\S)"#).unwrap()
     });
     static RCPT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
     static BRACKETED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<([^\s<>@]+@[^\s<>]+)>").unwrap());
@@ -374,7 +395,7 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
         if let Some(c) = LINE_START.captures(l) {
             // An address opening a line: a recipient unless the line is about something else.
             let before = &lower[..c.get(1).map_or(0, |m| m.start())];
-            if !NOT_A_RECIPIENT.is_match(before) && !(lower.contains("mailto:") || lower.contains("http")) {
+            if !NOT_A_RECIPIENT.is_match(before) {
                 push(&c[1], &mut out);
                 continue;
             }
