@@ -71,7 +71,7 @@ static NOTICE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Addresses that are a mail system's own, never a failed recipient.
 static SYSTEM_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|mailer_daemon|abuse|hostmaster|webmaster|noc|root|nobody|daemon|mail\.?delivery\.?(?:subsystem|system)?|microsoftexchange[0-9a-f]*|ms-?exchange.*|bounce[s]?|bounce-.*|dmarc.*|double-bounce)$").unwrap()
+    Regex::new(r"(?i)^(?:mailer-daemon|postmaster|post_master|post-master|mail-daemon|maildaemon|mailer_daemon|abuse|hostmaster|webmaster|noc|root|nobody|daemon|mail\.?delivery\.?(?:subsystem|system)?|microsoftexchange[0-9a-f]*|ms-?exchange.*|bounce[s]?|bounce-.*|dmarc.*|double-bounce|mailman|majordomo|listserv|owner-.+|.+-owner|.+-admin|.+-request|.+-bounces)$").unwrap()
 });
 
 /// What the returned copy of the message (or its headers) tells.
@@ -121,7 +121,9 @@ pub fn system_sender(msg: &Message<'_>, from: &Sender) -> bool {
     let system_name = ["mail delivery", "mailer-daemon", "mail administrator", "postmaster", "mail system", "delivery subsystem"].iter().any(|n| name.contains(n));
     let failed_header = msg.header_raw("X-Failed-Recipients").is_some();
     let report = msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
-    daemon || system_name || failed_header || report
+    // A list manager's notice (fml, Mailman, Majordomo): "you are not a member", loop alerts.
+    let list_manager = ["X-MLServer", "X-ML-Name", "X-Mailman-Version", "X-List-Administrivia"].iter().any(|h| msg.header_raw(*h).is_some());
+    daemon || system_name || failed_header || report || list_manager
 }
 
 /// Whether a message is a mail system's report about delivery: the kind of sender, envelope
@@ -135,7 +137,9 @@ pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &
     let subject_says = BOUNCE_SUBJECT.is_match(subject);
     let body_says = NOTICE.is_match(text);
     let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
-    (null_sender && (subject_says || body_says)) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
+    // A bounce a colleague forwarded ("Fwd: Returned mail: …") is read as the bounce it holds.
+    let forwarded = crate::crm::inbound::strip_reply_prefixes(subject).len() < subject.trim().len() && subject.trim().to_ascii_lowercase().starts_with("fw");
+    (null_sender && (subject_says || body_says)) || (forwarded && subject_says) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
 }
 
 fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {

@@ -93,12 +93,15 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     let bounce = if complaint.is_some() || auto_reply.is_some() { None } else { bounce::read(&msg, raw, &from, &subject, &text) };
     let automated = match (&complaint, &bounce, auto_reply) {
         (None, None, Some(r)) => Some(Automated::AutoReply(r)),
-        (None, None, None) => autoreply::machine(&msg, &from).or_else(|| bounce::system_sender(&msg, &from).then(|| Automated::Report("a mail system's notice naming no failed recipient".into()))),
+        (None, None, None) => autoreply::machine(&msg, &from).or_else(|| bounce::from_mail_system(&msg, &from, &subject, &text).then(|| Automated::Report("a mail system's notice naming no failed recipient".into()))),
         _ => None,
     };
     if let Some(e) = no_sender {
         // A report of a mail system is read whatever its From; anything else needs a sender.
-        if complaint.is_none() && bounce.is_none() && !matches!(automated, Some(Automated::Report(_) | Automated::AutoReply(_))) {
+        let null_return_path = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
+        let report = msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+        let auto = matches!(automated, Some(Automated::AutoReply(_))) || msg.header_raw("Auto-Submitted").is_some();
+        if complaint.is_none() && bounce.is_none() && !(auto || report || null_return_path) {
             return Err(e);
         }
     }

@@ -8,6 +8,7 @@ mod daemon;
 mod dovecot;
 mod helpers;
 mod mail;
+mod mail_real;
 mod pbx;
 mod store;
 mod scale;
