@@ -48,7 +48,7 @@ fn command_in(text: &str) -> Option<&'static str> {
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(undeliver|undelivered mail|delivery status notification|delivery (?:has )?failed|delivery failure|delivery problem|mail delivery failed|failure notice|returned mail|return(?:ed)? to sender|could not be delivered|message not delivered|nondeliverable|non-?delivery|delivery notification|mail system error|permanent error|rejected|not delivered|недоставлен|не доставлен|не удалось доставить|не вдалося доставити|ошибка доставки|повідомлення не доставлено|unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar)",
+        r"(?i)(undeliver|undelivered mail|delivery status notification|delivery (?:has )?failed|delivery failure|delivery problem|mail delivery failed|failure notice|returned mail|return(?:ed)? to sender|could not be delivered|message not delivered|nondeliverable|non-?delivery|delivery notification|mail system error|permanent error|rejected|not delivered|недоставлен|не доставлен|не удалось доставить|не вдалося доставити|ошибка доставки|повідомлення не доставлено|unzustellbar|nicht zustellbar|メールエラー|配信エラー|不達|non remis|non recapitabile|no se puede entregar)",
     )
     .unwrap()
 });
@@ -139,7 +139,11 @@ pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &
     let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
     // A bounce a colleague forwarded ("Fwd: Returned mail: …") is read as the bounce it holds.
     let forwarded = crate::crm::inbound::strip_reply_prefixes(subject).len() < subject.trim().len() && subject.trim().to_ascii_lowercase().starts_with("fw");
-    (null_sender && (subject_says || body_says)) || (forwarded && subject_says) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
+    // Amazon SES notifications (bounce, complaint, delivery) sent to an e-mail endpoint.
+    let ses = text.trim_start().starts_with("{\"notificationType\"") || text.contains("\"notificationType\":\"");
+    let local = from.address.rsplit_once('@').map(|(l, _)| l).unwrap_or("").to_ascii_lowercase();
+    let no_reply = local.starts_with("no-reply") || local.starts_with("noreply") || local.starts_with("do-not-reply");
+    ses || ((null_sender || no_reply) && (subject_says || body_says)) || (forwarded && subject_says) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
 }
 
 fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
@@ -252,6 +256,9 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
             return Some(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
         }
     }
+    if let Some(b) = read_ses_json(text) {
+        return Some(b);
+    }
     if !from_mail_system(msg, from, subject, text) {
         return None;
     }
@@ -301,6 +308,45 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         return None;
     }
     Some(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
+}
+
+/// Amazon SES bounce notifications delivered by e-mail (an SNS subscription): a JSON body,
+/// `{"notificationType": "Bounce", "bounce": {"bouncedRecipients": [...]}}`, alone or as the
+/// `Message` string of an SNS envelope.
+fn read_ses_json(text: &str) -> Option<Bounce> {
+    let start = text.find('{')?;
+    if !text[start..].contains("\"notificationType\"") {
+        return None;
+    }
+    // Long lines of such mail arrive broken as "…!" + newline + " …" (folded by a relay).
+    let joined = text[start..].replace("!\r\n ", "").replace("!\n ", "");
+    let text = joined.as_str();
+    let start = 0;
+    // The first JSON value of the body (a signature or footer may follow it).
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&text[start..]).into_iter().next()?.ok()?;
+    let v = match v.get("Message").and_then(|m| m.as_str()) {
+        Some(inner) => serde_json::from_str(inner).ok()?,
+        None => v,
+    };
+    if v.get("notificationType").and_then(|t| t.as_str()) != Some("Bounce") {
+        return None;
+    }
+    let b = v.get("bounce")?;
+    let permanent = b.get("bounceType").and_then(|t| t.as_str()) == Some("Permanent");
+    let mut recipients = Vec::new();
+    for r in b.get("bouncedRecipients")?.as_array()? {
+        let Some(address) = r.get("emailAddress").and_then(|a| a.as_str()).map(clean) else { continue };
+        let text = r.get("diagnosticCode").and_then(|d| d.as_str()).unwrap_or("").to_string();
+        let status = r.get("status").and_then(|s| s.as_str()).map(str::to_string).or_else(|| status_in(&text));
+        let reply = reply_in(&text);
+        let action = if permanent { "failed" } else { "delayed" };
+        let d = Diagnosis { action: Some(action), status: status.as_deref(), reply_code: reply.as_deref(), text: &text, command: None };
+        let reason = bounce::reason(&d);
+        let severity = bounce::severity(reason, status.as_deref(), Some(if permanent { "failed" } else { "" }));
+        push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: (!text.is_empty()).then(|| text.chars().take(300).collect()) });
+    }
+    let original_message_id = v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
+    (!recipients.is_empty()).then_some(Bounce { shape: "amazon-ses", recipients, original_message_id, original_activity: None })
 }
 
 fn push(v: &mut Vec<FailedRecipient>, r: FailedRecipient) {

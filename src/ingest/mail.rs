@@ -93,7 +93,11 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     let bounce = if complaint.is_some() || auto_reply.is_some() { None } else { bounce::read(&msg, raw, &from, &subject, &text) };
     let automated = match (&complaint, &bounce, auto_reply) {
         (None, None, Some(r)) => Some(Automated::AutoReply(r)),
-        (None, None, None) => autoreply::machine(&msg, &from).or_else(|| bounce::from_mail_system(&msg, &from, &subject, &text).then(|| Automated::Report("a mail system's notice naming no failed recipient".into()))),
+        (None, None, None) => if bounce::from_mail_system(&msg, &from, &subject, &text) {
+            Some(Automated::Report("a mail system's notice naming no failed recipient".into()))
+        } else {
+            autoreply::machine(&msg, &from)
+        },
         _ => None,
     };
     if let Some(e) = no_sender {

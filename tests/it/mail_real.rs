@@ -48,6 +48,7 @@ async fn machine_mail_makes_nothing(engine: &str) {
     poll_until("every corpus message handled", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
     // Nothing lost: every message was moved only after its event committed.
     assert_eq!(dv.messages("sales", "Processed").await.len(), files.len());
+    println!("corpus through IMAP ({engine}): {:?}", s.mail_event_counts().await.unwrap());
     for r in s.db.clone().fetch_all("SELECT emailaddress1, subject FROM lead", vec![]).await.unwrap() {
         println!("lead from machine mail: {:?} {:?}", r.get::<Option<String>>("emailaddress1").unwrap(), r.get::<String>("subject").unwrap());
     }
@@ -55,7 +56,6 @@ async fn machine_mail_makes_nothing(engine: &str) {
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM contact").await, 0, "no contact from machine mail");
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 0, "no inquiry e-mail from machine mail");
     let by_class = s.mail_event_counts().await.unwrap();
-    println!("corpus through IMAP ({engine}): {by_class:?}");
     assert!(!by_class.iter().any(|(_, class, _)| class == "inquiry" || class == "reply"), "{by_class:?}");
     // `From: <>` notices (SurfControl, m-FILTER, McAfee) are bounces, not quarantined.
     for file in ["lhost-surfcontrol-02.eml", "lhost-mfilter-03.eml", "lhost-mcafee-04.eml"] {
