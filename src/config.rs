@@ -257,9 +257,11 @@ pub struct MailboxConfig {
     pub max_message_bytes: usize,
     /// R-RS-3: convert interested responses from unknown senders (a) and open leads (b).
     pub auto_convert: bool,
-    /// Records one sender may cause per hour; more mail from it is skipped (mail loops).
+    /// Records one sender may cause within an hour (by the messages' own dates); more mail from
+    /// it is held back for replay (mail loops).
     pub sender_hourly_limit: u32,
-    /// Soft bounces (4.x.x) of an address before it is suppressed.
+    /// Soft bounces of an address (any reason but a dead address, `crm::bounce`) before it is
+    /// suppressed.
     pub soft_bounce_limit: u32,
     /// Messages fetched and committed per batch.
     pub batch_size: u32,
