@@ -56,7 +56,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Lines that mark where a text bounce's own words end and the returned message begins.
 static RETURNED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?im)^[\s>-]*(?:-+\s*)?(?:original message|below this line is a copy of the message|this is a copy of the message|original message follows|original message headers|message headers follow|the header of the original message|returned message|unsent message below|the original message was received|content-type: message/rfc822|copy of the original message|headers of the original message|your message reads|message text follows|undelivered message attached|text of the returned message|\*\*\*\*\*\*\* original message|original-message|here is a copy of the first part of the message|message header follows|original message header)",
+        r"(?im)^[\s>-]*(?:-+\s*)?(?:original message|below this line is a copy of the message|this is a copy of the message|original message follows|original message headers|message headers follow|the header of the original message|returned message|unsent message below|content-type: message/rfc822|copy of the original message|headers of the original message|your message reads|message text follows|undelivered message attached|text of the returned message|\*\*\*\*\*\*\* original message|original-message|here is a copy of the first part of the message|message header follows|original message header)",
     )
     .unwrap()
 });
@@ -158,6 +158,46 @@ fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
 
 /// Reads the bounce in a message, if it is one. `text` is the message's decoded text body.
 pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Bounce> {
+    read_one(msg, raw, from, subject, text).or_else(|| nested(msg, raw, from))
+}
+
+/// A mail system's notice that returns a bounce (an ISP relaying the notice it got): the
+/// returned message is itself read as a bounce, one level deep.
+fn nested(msg: &Message<'_>, raw: &[u8], from: &Sender) -> Option<Bounce> {
+    if !system_sender(msg, from) {
+        return None;
+    }
+    for part in msg.parts.iter().skip(1) {
+        let Some(ct) = part.content_type() else { continue };
+        if !(ct.ctype().eq_ignore_ascii_case("message") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822"))) {
+            continue;
+        }
+        let inner_raw = part_raw(raw, part);
+        let Some(inner) = MessageParser::default().parse(inner_raw) else { continue };
+        let Some(a) = inner.from().and_then(|a| a.first()) else { continue };
+        let inner_from = Sender { name: a.name().map(str::to_string), address: a.address().unwrap_or("").to_string() };
+        if !system_sender(&inner, &inner_from) {
+            continue;
+        }
+        let text: String = (0..inner.text_body_count().max(1)).filter_map(|i| inner.body_text(i)).collect::<Vec<_>>().join("\n").replace("\r\n", "\n");
+        if let Some(b) = read_one(&inner, inner_raw, &inner_from, inner.subject().unwrap_or(""), &text) {
+            return Some(b);
+        }
+    }
+    None
+}
+
+fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Bounce> {
+    // A body mail-parser found no text in (a multipart with no boundary, an unknown type):
+    // the raw body, as the notice's words are in it all the same.
+    let raw_body;
+    let text = if text.trim().is_empty() {
+        let start = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2)).unwrap_or(raw.len());
+        raw_body = String::from_utf8_lossy(&raw[start..]).replace("\r\n", "\n");
+        raw_body.as_str()
+    } else {
+        text
+    };
     let mut original = Original::default();
     let mut dsn: Vec<String> = Vec::new();
     let mut human = String::new();
@@ -226,6 +266,13 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         .flat_map(|v| EMAIL.find_iter(&v).map(|m| m.as_str().to_ascii_lowercase()).collect::<Vec<_>>())
         .collect();
 
+    // DSN fields written into a plain body (no multipart/report around them).
+    if dsn.is_empty() {
+        static INLINE_DSN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?im)^(?:final|original)-recipient:\s*\S").unwrap());
+        if INLINE_DSN.is_match(text) && text.to_ascii_lowercase().contains("\naction:") {
+            dsn.push(text.to_string());
+        }
+    }
     if !dsn.is_empty() {
         let groups = parse_dsn(&dsn.join("\n\n"));
         if !groups.is_empty() {
@@ -283,7 +330,7 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     if candidates.is_empty() {
         // Nothing in a recipient's place: the returned message's single recipient, as a
         // last resort only when the notice clearly says delivery failed.
-        if original.to.len() == 1 && NOTICE.is_match(section) && !own.contains(&original.to[0]) {
+        if original.to.len() == 1 && (NOTICE.is_match(section) || BOUNCE_SUBJECT.is_match(subject)) && !own.contains(&original.to[0]) {
             candidates.push(original.to[0].clone());
         }
     }
@@ -424,17 +471,20 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
         Regex::new(r"(?i)(message-id|\bid\b|mailto:|https?://|contact|please|help ?desk|support|postmaster|administrator|\bfrom\b|sender|envelope-from|reply|return-path|questions|inquir|if you|\bvia\b)").unwrap()
     });
     let mut out: Vec<String> = Vec::new();
-    let push = |a: &str, out: &mut Vec<String>| {
+    // `strong`: the address stands alone as a recipient line ("<addr>:", "addr"), where even
+    // the notice's own To (mail someone sent to themselves) is the failed recipient.
+    let push_as = |a: &str, out: &mut Vec<String>, strong: bool| {
         let a = clean(a);
         if a.is_empty() || a.len() > 254 || !EMAIL.is_match(&a) || EMAIL.find(&a).map(|m| m.as_str().len()) != Some(a.len()) {
             return;
         }
         let local = a.rsplit_once('@').map(|(l, _)| l).unwrap_or("");
-        if own.contains(&a) || ids.iter().any(|i| i == &a) || SYSTEM_LOCAL.is_match(local) || looks_like_id(&a) || out.contains(&a) {
+        if (own.contains(&a) && !strong) || ids.iter().any(|i| i == &a) || SYSTEM_LOCAL.is_match(local) || looks_like_id(&a) || out.contains(&a) {
             return;
         }
         out.push(a);
     };
+    let push = |a: &str, out: &mut Vec<String>| push_as(a, out, false);
     for line in section.lines() {
         let l = line.trim_end();
         if l.trim().is_empty() {
@@ -446,7 +496,11 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
             // An address opening a line: a recipient unless the line is about something else.
             let before = &lower[..c.get(1).map_or(0, |m| m.start())];
             if !NOT_A_RECIPIENT.is_match(before) {
-                push(&c[1], &mut out);
+                let alone = before.trim_matches([' ', '\t', '*', '>', '-']).is_empty() && {
+                    let rest = l[c.get(1).unwrap().end()..].trim_start_matches('>').trim();
+                    rest.is_empty() || rest == ":" || rest == "..."
+                };
+                push_as(&c[1], &mut out, alone);
                 continue;
             }
         }
@@ -463,6 +517,19 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
                 let pre = l[..c.get(0).unwrap().start()].to_ascii_lowercase();
                 if !NOT_A_RECIPIENT.is_match(&pre) {
                     push(&c[1], &mut out);
+                }
+            }
+        }
+        // A line that states a failure and names an address: "Invalid final delivery userid:
+        // addr", "The following recipients returned permanent errors: addr.", "User mailbox
+        // exceeds allowed size: addr". The few words before the address must not make it a
+        // contact ("please contact …", "sent from …").
+        if bounce::reason_of_text(l).is_some() || NOTICE.is_match(l) || lower.contains("recipient") {
+            for m in EMAIL.find_iter(l) {
+                let from = l[..m.start()].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+                let pre = l[from..m.start()].to_ascii_lowercase();
+                if !NOT_A_RECIPIENT.is_match(&pre) && !l[m.end()..].starts_with('>') || (!NOT_A_RECIPIENT.is_match(&pre) && pre.ends_with('<')) {
+                    push(m.as_str(), &mut out);
                 }
             }
         }
