@@ -357,24 +357,29 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     Some(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
 }
 
-/// Amazon SES bounce notifications delivered by e-mail (an SNS subscription): a JSON body,
-/// `{"notificationType": "Bounce", "bounce": {"bouncedRecipients": [...]}}`, alone or as the
-/// `Message` string of an SNS envelope.
-fn read_ses_json(text: &str) -> Option<Bounce> {
+/// An Amazon SES notification delivered by e-mail (an SNS subscription): the JSON body,
+/// `{"notificationType": "Bounce" | "Complaint" | "Delivery", …}`, alone or as the `Message`
+/// string of an SNS envelope.
+pub(crate) fn ses_notification(text: &str) -> Option<serde_json::Value> {
     let start = text.find('{')?;
-    if !text[start..].contains("\"notificationType\"") {
+    if !text[start..].contains("notificationType") {
         return None;
     }
-    // Long lines of such mail arrive broken as "…!" + newline + " …" (folded by a relay).
-    let joined = text[start..].replace("!\r\n ", "").replace("!\n ", "");
-    let text = joined.as_str();
-    let start = 0;
+    // Long lines of such mail arrive folded by a relay ("…" or "…!" + newline + " …"). A raw
+    // newline cannot stand inside a JSON string, so removing each fold is safe.
+    let joined = text[start..].replace("\r\n", "\n").replace("!\n ", "").replace("\n ", "");
     // The first JSON value of the body (a signature or footer may follow it).
-    let v: serde_json::Value = serde_json::Deserializer::from_str(&text[start..]).into_iter().next()?.ok()?;
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&joined).into_iter().next()?.ok()?;
     let v = match v.get("Message").and_then(|m| m.as_str()) {
         Some(inner) => serde_json::from_str(inner).ok()?,
         None => v,
     };
+    v.get("notificationType").is_some().then_some(v)
+}
+
+/// The failed recipients of an SES bounce notification.
+fn read_ses_json(text: &str) -> Option<Bounce> {
+    let v = ses_notification(text)?;
     if v.get("notificationType").and_then(|t| t.as_str()) != Some("Bounce") {
         return None;
     }
@@ -463,7 +468,7 @@ fn header_block_start(text: &str) -> Option<usize> {
 /// Addresses in a recipient's place in a text bounce's own words.
 fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<String> {
     static LINE_START: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?i)^[\s*>-]*(?:(?:to|recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-9])>?["']?(?:\s*(?:[:.,;]|\.\.\.|\(|\[|$)|\s+\S)"#).unwrap()
+        Regex::new(r#"(?i)^[\s*>-]*(?:(?:recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-9])>?["']?(?:\s*(?:[:.,;<]|\.\.\.|\(|\[|$)|\s+\S)"#).unwrap()
     });
     static RCPT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
     static BRACKETED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<([^\s<>@]+@[^\s<>]+)>").unwrap());
@@ -496,11 +501,14 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
             // An address opening a line: a recipient unless the line is about something else.
             let before = &lower[..c.get(1).map_or(0, |m| m.start())];
             if !NOT_A_RECIPIENT.is_match(before) {
-                let alone = before.trim_matches([' ', '\t', '*', '>', '-']).is_empty() && {
+                let alone = before.trim_matches([' ', '\t', '*', '>', '<', '-']).is_empty() && {
                     let rest = l[c.get(1).unwrap().end()..].trim_start_matches('>').trim();
                     rest.is_empty() || rest == ":" || rest == "..."
                 };
-                push_as(&c[1], &mut out, alone);
+                // The whole address at that place (the pattern may stop at a dot inside it).
+                let m = c.get(1).unwrap();
+                let whole = EMAIL.find_at(l, m.start()).filter(|w| w.start() == m.start()).map_or(m.as_str(), |w| w.as_str());
+                push_as(whole, &mut out, alone);
                 continue;
             }
         }

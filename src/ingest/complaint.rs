@@ -1,12 +1,13 @@
 //! Reads a spam complaint or opt-out report about mail we sent: RFC 5965 ARF feedback
 //! reports (Yahoo, AOL, Mail.ru, Yandex, …), Microsoft's JMRP notices ("complaint about
 //! message from …" with the message attached) and Apple Mail's one-click unsubscribe message
-//! (`X-Apple-Unsubscribe: true`). What a complaint does is `crm::mail`'s decision.
+//! (`X-Apple-Unsubscribe: true`), and Amazon SES complaint notifications. What a complaint
+//! does is `crm::mail`'s decision.
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use uuid::Uuid;
 
-use super::bounce::{find_header_line, part_raw};
+use super::bounce::{find_header_line, part_raw, ses_notification};
 use crate::crm::inbound::{Complaint, Sender, XHEADER_ACTIVITY, normalize_message_id};
 
 /// What the returned message tells: its Message-ID, our X-header, its first recipient.
@@ -25,7 +26,10 @@ fn address(v: Option<String>) -> Option<String> {
 }
 
 /// The complaint in a message, if it is one.
-pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str) -> Option<Complaint> {
+pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Complaint> {
+    if let Some(c) = ses_complaint(text) {
+        return Some(c);
+    }
     let report = msg.content_type().is_some_and(|ct| {
         ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) && ct.attribute("report-type").is_some_and(|t| t.eq_ignore_ascii_case("feedback-report"))
     });
@@ -65,4 +69,17 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str) -> Opti
         return Some(Complaint { feedback_type: "opt-out".into(), address: address(Some(from.address.clone())), original_message_id, original_activity });
     }
     None
+}
+
+/// An Amazon SES complaint notification delivered by e-mail.
+fn ses_complaint(text: &str) -> Option<Complaint> {
+    let v = ses_notification(text)?;
+    if v.get("notificationType").and_then(|t| t.as_str()) != Some("Complaint") {
+        return None;
+    }
+    let c = v.get("complaint")?;
+    let address = c.get("complainedRecipients").and_then(|r| r.as_array()).and_then(|r| r.first()).and_then(|r| r.get("emailAddress")).and_then(|a| a.as_str()).map(str::to_string);
+    let feedback_type = c.get("complaintFeedbackType").and_then(|t| t.as_str()).unwrap_or("abuse").to_ascii_lowercase();
+    let original_message_id = v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
+    Some(Complaint { feedback_type, address, original_message_id, original_activity: None })
 }

@@ -86,7 +86,7 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     recipients.dedup();
     // Order matters: a complaint quotes our message (it would look like a bounce); an
     // auto-reply with a null sender is no bounce (its "new address" is no failed recipient).
-    let complaint = complaint::read(&msg, raw, &from, &subject);
+    let complaint = complaint::read(&msg, raw, &from, &subject, &text);
     // (Exim marks its own bounces `Auto-Submitted: auto-replied`: a mail system's notice is
     // read as a bounce first.)
     let auto_reply = if complaint.is_some() || has_dsn(&msg) || bounce::system_sender(&msg, &from) { None } else { autoreply::auto_reply(&msg, &subject) };
