@@ -195,6 +195,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bnot (?:allowed|permitted|authorized) to (?:post|send) to\b",
                 r"\b(?:you|sender) (?:may not|do(?:es)? not) have (?:the )?permission to post\b",
                 r"\bmay not have permission to post\b",
+                r"\bgoogle groups?\b",
+                r"\bgroups\.google\.com\b",
                 r"グループにメッセージを投稿する権限",
                 r"\breturn address\b.*\b(?:invalid|rejected)\b",
                 r"\byour (?:e-?mail )?address (?:is|has been) (?:blocked|blacklisted|rejected)\b",
@@ -307,6 +309,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bsorry, no mailbox here by that name\b",
                 r"\brecipient not found\b",
                 r"\binvalid recipient\b",
+                r"\b(?:recipient )?address rejected\.(?:\s|$)",
                 r"\bunrouteable address\b",
                 r"\bbad destination mailbox address\b",
                 r"\bdestination (?:mailbox|address) (?:unavailable|invalid)\b",
@@ -522,6 +525,14 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Expired,
             &[
+                r"\bfailing for a long time\b",
+                r"\bdelivery failed \d+ attempts\b",
+                r"\baborted after [\d.]+ ?(?:hour|day|minute)",
+                r"\bcould not be delivered (?:in|within) the specified time\b",
+                r"\bmessage expired\b",
+                r"\bunable to deliver (?:the )?message after (?:multiple|\d+) (?:retries|attempts)\b",
+                r"\bcannot send message (?:for|within) \d+ (?:days|hours)\b",
+                r"\bhas been undeliverable for\b",
                 r"\bdid not accept our requests to connect\b",
                 r"\bretry (?:time|timeout) (?:exceeded|reached)\b",
                 r"\bcould not be delivered within\b",
@@ -570,7 +581,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::NotAccept,
-            &[r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
+            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
         ),
         (
             Reason::SystemError,
@@ -604,15 +615,17 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
     let (class, subject, detail) = (it.next()?, it.next()?, it.next()?);
     let r = match (subject, detail) {
         ("0", _) => return None,
-        ("1", "0") => Reason::Rejected,
+        ("1", "0") => Reason::UserUnknown,
         ("1", "1" | "3" | "5") => Reason::UserUnknown,
         ("1", "2") => Reason::HostUnknown,
         ("1", "4") => Reason::UserUnknown,
         ("1", "6") => Reason::HasMoved,
         ("1", "7" | "8") => Reason::Rejected,
-        ("1", "9" | "10") => Reason::NotAccept,
-        ("2", "0") => return None,
-        ("2", "1") => Reason::Suspend,
+        ("1", "9") => Reason::NotAccept,
+        // Microsoft's 5.1.10 "recipient not found" and its private 5.1.3xx codes.
+        ("1", d) if d.len() >= 2 => Reason::UserUnknown,
+        ("2", "0") => Reason::Filtered,
+        ("2", "1") => return None,
         ("2", "2") => Reason::MailboxFull,
         ("2", "3") => Reason::ExceedLimit,
         ("2", "4") => Reason::SystemError,
@@ -659,6 +672,58 @@ pub fn reason_of_text(text: &str) -> Option<Reason> {
     PHRASES.iter().find(|(_, re)| re.is_match(&t)).map(|(r, _)| *r)
 }
 
+/// Whether the text has one of a reason's phrases.
+fn says(reason: Reason, text: &str) -> bool {
+    PHRASES.iter().any(|(r, re)| *r == reason && re.is_match(text))
+}
+
+/// The causes checked first, in this order, each by its status code or its phrases: a full
+/// mailbox or a suspension named anywhere in the answer wins over a generic "rejected".
+const FIRST: [Reason; 18] = [
+    Reason::MailboxFull,
+    Reason::MesgTooBig,
+    Reason::ExceedLimit,
+    Reason::Suspend,
+    Reason::HasMoved,
+    Reason::NoRelaying,
+    Reason::AuthFailure,
+    Reason::UserUnknown,
+    Reason::Filtered,
+    Reason::RequirePtr,
+    Reason::NotCompliantRfc,
+    Reason::BadReputation,
+    Reason::Rejected,
+    Reason::HostUnknown,
+    Reason::SpamDetected,
+    Reason::Speeding,
+    Reason::TooManyConn,
+    Reason::Blocked,
+];
+
+/// Whether `class` is the cause, by the status code's name, the SMTP command and the text.
+fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&str>) -> bool {
+    let before_data = command.is_some_and(|c| matches!(c, "CONN" | "EHLO" | "HELO" | "MAIL" | "RCPT"));
+    match class {
+        // An unknown user is the address: a 5.1.1-like status whose text names no other
+        // cause, or a "user unknown" answered to RCPT TO.
+        Reason::UserUnknown => match by_status {
+            Some(Reason::UserUnknown) => ![Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept].iter().any(|r| says(*r, text)),
+            // (With no command told, "user unknown" is taken at its word: the address is
+            // dead. Sisimai calls some of these filtered; a CRM must stop mailing them.)
+            _ => matches!(command, Some("RCPT") | None) && says(Reason::UserUnknown, text),
+        },
+        // A refusal after DATA (the address was accepted): filtered, also when the server
+        // words it "user unknown". Before DATA nothing can have been filtered.
+        Reason::Filtered => match by_status {
+            Some(Reason::Suspend) => false,
+            Some(Reason::Filtered) => true,
+            _ if before_data => false,
+            _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && !matches!(by_status, Some(Reason::UserUnknown)) && command.is_some()),
+        },
+        _ => by_status == Some(class) || says(class, text),
+    }
+}
+
 /// Sisimai's reason for one failed recipient.
 pub fn reason(d: &Diagnosis<'_>) -> Reason {
     let action = d.action.map(|a| a.trim().to_ascii_lowercase());
@@ -666,42 +731,34 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     if matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded")) || class == Some('2') {
         return Reason::Delivered;
     }
+    let text = d.text.to_lowercase();
+    let command = d.command.map(str::to_ascii_uppercase);
     let by_status = d.status.and_then(reason_of_status);
-    let by_text = reason_of_text(d.text).filter(|r| *r != Reason::Delivered);
-    // A failed DNS lookup on a temporary status is the network, not a dead domain.
-    let by_text = by_text.map(|t| if t == Reason::HostUnknown && class == Some('4') { Reason::NetworkError } else { t });
-    let r = match (by_status, by_text) {
-        // A specific status that the text does not contradict with a stronger cause.
-        (Some(s), Some(t)) if !refinable(s) && !overrides(t, s) => s,
-        (_, Some(t)) => t,
-        (Some(s), None) => s,
-        (None, None) => match d.command.map(str::to_ascii_uppercase).as_deref() {
-            Some("CONN" | "HELO" | "EHLO") => Reason::Blocked,
-            Some("MAIL") => Reason::Rejected,
-            _ if matches!(action.as_deref(), Some("delayed")) => Reason::Expired,
-            _ if class == Some('4') => Reason::OnHold,
-            _ if class == Some('5') => Reason::OnHold,
-            _ => Reason::Undefined,
+    let first = FIRST.iter().copied().find(|r| holds(*r, by_status, &text, command.as_deref()));
+    let r = match first {
+        Some(r) => r,
+        None => match (by_status, reason_of_text(d.text).filter(|r| *r != Reason::Delivered)) {
+            (Some(s), Some(t)) if refinable(s) => t,
+            (Some(s), _) => s,
+            (None, Some(t)) => t,
+            (None, None) => match command.as_deref() {
+                Some("CONN" | "HELO" | "EHLO") => Reason::Blocked,
+                Some("MAIL") => Reason::Rejected,
+                _ if matches!(action.as_deref(), Some("delayed")) => Reason::Expired,
+                _ if class == Some('4') || class == Some('5') => Reason::OnHold,
+                _ => Reason::Undefined,
+            },
         },
     };
-    // "User unknown" in answer to DATA: the recipient was accepted at RCPT TO, so the
-    // address exists and the message itself was refused — filtered (Sisimai's rule).
-    // (A 5.1.x status says the address itself was refused: a pipelined RCPT answered late.)
-    let address_status = d.status.is_some_and(|s| s.get(1..4) == Some(".1."));
-    if r == Reason::UserUnknown && !address_status && d.command.is_some_and(|c| c.eq_ignore_ascii_case("DATA")) {
-        return Reason::Filtered;
+    // A failed DNS lookup on a temporary status is the network, not a dead domain.
+    if r == Reason::HostUnknown && class == Some('4') {
+        return Reason::NetworkError;
+    }
+    // Failed (not delayed) on a temporary status: the MTA gave up retrying — expired.
+    if class == Some('4') && action.as_deref() == Some("failed") && matches!(r, Reason::NetworkError | Reason::SystemError | Reason::OnHold | Reason::Undefined) {
+        return Reason::Expired;
     }
     r
-}
-
-/// A text reason that says more than a specific status: "5.1.1 … mailbox full" is a full
-/// mailbox, "5.2.1 … account suspended" a suspension.
-fn overrides(text: Reason, status: Reason) -> bool {
-    match status {
-        Reason::UserUnknown => matches!(text, Reason::MailboxFull | Reason::Rejected | Reason::Suspend | Reason::HasMoved | Reason::Filtered | Reason::Blocked | Reason::SpamDetected),
-        Reason::Suspend | Reason::MailboxFull => matches!(text, Reason::UserUnknown | Reason::MailboxFull | Reason::Suspend | Reason::HasMoved),
-        _ => true,
-    }
 }
 
 /// Whether a reason means the address itself is dead (Sisimai's `hardbounce`): an unknown

@@ -31,16 +31,19 @@ static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
 /// The SMTP command the failure answered: the last one a transcript or a "(in reply to …)"
 /// names in the text.
 fn command_in(text: &str) -> Option<&'static str> {
+    // "(in reply to RCPT TO command)", "after end of data" — often folded over two lines.
+    let unfolded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(c) = COMMAND.captures_iter(&unfolded).find(|c| !c[0].trim_start().starts_with(">>>")) {
+        return Some(command_name(&c[1]));
+    }
+    // A transcript: the command the first refusal answered.
     let mut last_sent = None;
     for l in text.lines() {
         let t = l.trim_start();
         if let Some(rest) = t.strip_prefix(">>>") {
             last_sent = COMMAND.captures(&format!(">>> {}", rest.trim_start())).map(|c| command_name(&c[1]));
         } else if t.starts_with("<<<") && REPLY.captures(t).is_some_and(|c| !c[1].starts_with('2') && !c[1].starts_with('3')) {
-            // A transcript: the command the first refusal answered.
             return last_sent;
-        } else if let Some(c) = COMMAND.captures(l).filter(|_| !t.starts_with(">>>")) {
-            return Some(command_name(&c[1]));
         }
     }
     None
@@ -284,7 +287,12 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 let own_text = g.diagnostic.clone().unwrap_or_default();
                 let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() { format!("{own_text}\n{}", context_for(&human, &address)) } else { own_text.clone() };
                 let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
-                let status = g.status.clone().or_else(|| status_in(&context));
+                // A generic DSN status (x.0.0) gives way to a specific one in the diagnostic.
+                let status = match g.status.clone() {
+                    Some(st) if st.ends_with(".0.0") => g.diagnostic.as_deref().and_then(status_in).filter(|d| d.starts_with(&st[..1]) && !d.ends_with(".0.0")).or(Some(st)),
+                    Some(st) => Some(st),
+                    None => status_in(&context),
+                };
                 let command = command_in(&context).or_else(|| command_in(context_for(&human, &address)));
                 let d = Diagnosis { action: g.action.as_deref(), status: status.as_deref(), reply_code: reply.as_deref(), text: &context, command };
                 let reason = bounce::reason(&d);
