@@ -275,10 +275,16 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             ],
         ),
         (
+            Reason::NotAccept,
+            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoesn'?t receive (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
+        ),
+        (
             Reason::Suspend,
             &[
                 r"\b(?:account|mailbox|user|address|recipient)(?: \S+){0,2} (?:is |has been )?(?:temporarily |temporary |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|closed|expired)\b",
                 r"\bsuspended (?:account|mailbox|user)\b",
+                r"\b(?:account|mailbox)\b.{0,40}\b(?:is|has been) (?:disabled|suspended|deactivated)\b",
+                r"\bmailbox (?:is )?disabled\b",
                 r"\bdisabled (?:account|mailbox|user|recipient)\b",
                 r"\binactive (?:account|mailbox|user)\b",
                 r"\bthis account has been (?:disabled|discontinued|suspended)\b",
@@ -309,8 +315,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bsorry, no mailbox here by that name\b",
                 r"\brecipient not found\b",
                 r"\binvalid recipient\b",
+                r"\bnot listed in (?:the )?(?:domino directory|public name & address book|address book|directory)\b",
                 r"\b(?:recipient )?address rejected\.(?:\s|$)",
-                r"\bunrouteable address\b",
                 r"\bbad destination mailbox address\b",
                 r"\bdestination (?:mailbox|address) (?:unavailable|invalid)\b",
                 r"\bnot our customer\b",
@@ -328,7 +334,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bmailbox name (?:not allowed|invalid)\b",
                 r"\bdelivery to the following recipients? failed\b.*permanently",
                 r"\bno such address\b",
-                r"\bmailbox (?:is )?disabled\b",
                 r"\buser does not exist\b",
             ],
         ),
@@ -336,6 +341,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::HostUnknown,
             &[
                 r"\bhost (?:or domain name )?not found\b",
+                r"\bunrouteable (?:address|mail domain)\b",
                 r"(?:^|[\s<(])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist\b",
                 r"\bhost ?unknown\b",
                 r"\bunknown (?:host|domain)\b",
@@ -478,6 +484,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::PolicyViolation,
             &[
+                r"\bcontent presents a potential\b",
                 r"\bpolicy (?:violation|reasons?|rejection|rules)\b",
                 r"\bviolat(?:es|ed|ion of) (?:our |the )?(?:\S+ )?polic",
                 r"\bprohibited\b",
@@ -548,17 +555,14 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bmaximum (?:delivery|retry) (?:time|attempts)\b",
                 r"\bunable to deliver\b.*\b(?:days|hours)\b",
                 r"\bexpired\b",
-                r"\bdelivery (?:has been )?delayed\b",
-                r"\bwill (?:continue to )?(?:retry|try)\b",
-                r"\bhas not yet been delivered\b",
-                r"\bstill (?:trying|in the queue)\b",
-                r"\bdeferred\b",
             ],
         ),
         (
             Reason::NetworkError,
             &[
                 r"\bconnection (?:timed out|timeout|lost|reset|closed|dropped)\b",
+                r"\bhost name lookup failure\b",
+                r"\blost connection\b",
                 r"\b(?:timed|time) out\b",
                 r"\bnetwork (?:is )?(?:unreachable|error|down)\b",
                 r"\bno route to host\b",
@@ -578,10 +582,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::SyntaxError,
             &[r"\bsyntax error\b", r"\bcommand (?:not recognized|unrecognized|unknown)\b", r"\bunrecognized command\b", r"\bbad sequence of commands\b", r"\binvalid command\b"],
-        ),
-        (
-            Reason::NotAccept,
-            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
         ),
         (
             Reason::SystemError,
@@ -665,7 +665,7 @@ fn refinable(r: Reason) -> bool {
 
 /// The first reason whose phrases the text contains.
 pub fn reason_of_text(text: &str) -> Option<Reason> {
-    let t = text.to_lowercase();
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     if !ANY_PHRASE.is_match(&t) {
         return None;
     }
@@ -731,13 +731,14 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     if matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded")) || class == Some('2') {
         return Reason::Delivered;
     }
-    let text = d.text.to_lowercase();
+    // One space for each run of whitespace: answers arrive folded over lines.
+    let text = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     let command = d.command.map(str::to_ascii_uppercase);
     let by_status = d.status.and_then(reason_of_status);
     let first = FIRST.iter().copied().find(|r| holds(*r, by_status, &text, command.as_deref()));
     let r = match first {
         Some(r) => r,
-        None => match (by_status, reason_of_text(d.text).filter(|r| *r != Reason::Delivered)) {
+        None => match (by_status, reason_of_text(&text).filter(|r| *r != Reason::Delivered)) {
             (Some(s), Some(t)) if refinable(s) => t,
             (Some(s), _) => s,
             (None, Some(t)) => t,
