@@ -533,6 +533,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::Expired,
             &[
                 r"\bfailing for a long time\b",
+                r"\bconnect to \S+ connection timed out\b",
                 r"\bdelivery failed \d+ attempts\b",
                 r"\baborted after [\d.]+ ?(?:hour|day|minute)",
                 r"\bcould not be delivered (?:in|within) the specified time\b",
@@ -596,7 +597,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bmail system (?:error|problem)\b",
                 r"\btry again later\b",
                 r"\bi/o error\b",
-                r"\bmailer (?:error|failure)\b",
                 r"\bdelivery (?:to|via) (?:\S+ )?(?:program|pipe) failed\b",
             ],
         ),
@@ -677,6 +677,18 @@ fn says(reason: Reason, text: &str) -> bool {
     PHRASES.iter().any(|(r, re)| *r == reason && re.is_match(text))
 }
 
+/// Answers only a directory lookup gives ("the recipient name is not recognized", Exchange's
+/// RecipNotFound, "no such user here"): the address is unknown whatever the SMTP stage.
+fn says_for_sure(text: &str) -> bool {
+    static SURE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"recipient name is not recognized|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|the email account that you tried to reach does not exist|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
+        )
+        .unwrap()
+    });
+    SURE.is_match(text)
+}
+
 /// The causes checked first, in this order, each by its status code or its phrases: a full
 /// mailbox or a suspension named anywhere in the answer wins over a generic "rejected".
 const FIRST: [Reason; 18] = [
@@ -708,9 +720,9 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
         // cause, or a "user unknown" answered to RCPT TO.
         Reason::UserUnknown => match by_status {
             Some(Reason::UserUnknown) => ![Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept].iter().any(|r| says(*r, text)),
-            // (With no command told, "user unknown" is taken at its word: the address is
-            // dead. Sisimai calls some of these filtered; a CRM must stop mailing them.)
-            _ => matches!(command, Some("RCPT") | None) && says(Reason::UserUnknown, text),
+            // Without a 5.1.x status or an RCPT TO, "user unknown" is what filters answer too
+            // (Japanese carriers, gateways after DATA): Sisimai's `filtered`, and so here.
+            _ => (command == Some("RCPT") && says(Reason::UserUnknown, text)) || says_for_sure(text),
         },
         // A refusal after DATA (the address was accepted): filtered, also when the server
         // words it "user unknown". Before DATA nothing can have been filtered.
@@ -718,7 +730,7 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
             Some(Reason::Suspend) => false,
             Some(Reason::Filtered) => true,
             _ if before_data => false,
-            _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && !matches!(by_status, Some(Reason::UserUnknown)) && command.is_some()),
+            _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && !matches!(by_status, Some(Reason::UserUnknown))),
         },
         _ => by_status == Some(class) || says(class, text),
     }
@@ -735,6 +747,10 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     let text = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     let command = d.command.map(str::to_ascii_uppercase);
     let by_status = d.status.and_then(reason_of_status);
+    // A bare number is a local mailer's exit code (sendmail's "Diagnostic-Code: X-Unix; 255").
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        return Reason::MailerError;
+    }
     let first = FIRST.iter().copied().find(|r| holds(*r, by_status, &text, command.as_deref()));
     let r = match first {
         Some(r) => r,
@@ -756,7 +772,7 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
         return Reason::NetworkError;
     }
     // Failed (not delayed) on a temporary status: the MTA gave up retrying — expired.
-    if class == Some('4') && action.as_deref() == Some("failed") && matches!(r, Reason::NetworkError | Reason::SystemError | Reason::OnHold | Reason::Undefined) {
+    if class == Some('4') && action.as_deref() == Some("failed") && matches!(r, Reason::SystemError | Reason::OnHold | Reason::Undefined) {
         return Reason::Expired;
     }
     r

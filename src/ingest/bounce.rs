@@ -595,6 +595,18 @@ fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
     if let Some(next) = lower.get(after..end).and_then(|t| t.find("\n\n\n")) {
         end = after + next;
     }
+    // Up to the next recipient's block: a later line that opens with another address.
+    if let Some(rest) = lower.get(after..end) {
+        let mut offset = rest.find('\n').map_or(rest.len(), |n| n + 1);
+        for line in rest.get(offset..).unwrap_or("").split_inclusive('\n') {
+            let t = line.trim_start_matches([' ', '\t', '<', '*', '-']);
+            if EMAIL.find(t).is_some_and(|m| m.start() == 0 && m.as_str() != address.to_ascii_lowercase()) {
+                end = after + offset;
+                break;
+            }
+            offset += line.len();
+        }
+    }
     section.get(start..end).unwrap_or(section)
 }
 
