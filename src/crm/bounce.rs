@@ -189,6 +189,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bsender (?:address )?(?:rejected|refused|denied|blocked|verify failed|verification failed|not (?:allowed|permitted|authorized))\b",
                 r"\b(?:domain of )?sender (?:address )?(?:domain )?(?:does not exist|not found|must exist|unknown)\b",
                 r"\bpurported responsible address\b",
+                r"\bdomain of sender address\b",
                 r"\bbad sender\b",
                 r"\benvelope sender\b.*\b(?:rejected|invalid|refused)\b",
                 r"\b(?:mail from|return path)\b.*\b(?:rejected|refused|invalid|denied)\b",
@@ -682,7 +683,7 @@ fn says(reason: Reason, text: &str) -> bool {
 fn says_for_sure(text: &str) -> bool {
     static SURE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"recipient name is not recognized|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|the email account that you tried to reach does not exist|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
+            r"recipient name is not recognized|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|this user doesn'?t have a \S+ account|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
         )
         .unwrap()
     });
@@ -730,7 +731,7 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
             Some(Reason::Suspend) => false,
             Some(Reason::Filtered) => true,
             _ if before_data => false,
-            _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && !matches!(by_status, Some(Reason::UserUnknown))),
+            _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && by_status.is_none_or(refinable)),
         },
         _ => by_status == Some(class) || says(class, text),
     }

@@ -289,7 +289,7 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
                 // A generic DSN status (x.0.0) gives way to a specific one in the diagnostic.
                 let status = match g.status.clone() {
-                    Some(st) if st.ends_with(".0.0") => g.diagnostic.as_deref().and_then(status_in).filter(|d| d.starts_with(&st[..1]) && !d.ends_with(".0.0")).or(Some(st)),
+                    Some(st) if st.ends_with(".0.0") => g.diagnostic.as_deref().and_then(status_in).or_else(|| status_in(&context)).filter(|d| d.starts_with(&st[..1]) && !d.ends_with(".0.0")).or(Some(st)),
                     Some(st) => Some(st),
                     None => status_in(&context),
                 };
