@@ -234,13 +234,13 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::MesgTooBig,
             &[
+                r"\bline limit exceeded\b",
                 r"message (?:size )?(?:too (?:big|large)|exceeds)",
                 r"\bexceeds? (?:the )?(?:maximum|max|fixed)? ?(?:message )?size\b",
                 r"size limit",
                 r"\bmessage (?:is )?larger than\b",
                 r"\bmessage length exceeds\b",
                 r"\bmail size limit\b",
-                r"\btoo large\b",
             ],
         ),
         (
@@ -254,6 +254,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::SpamDetected,
             &[
+                r"\bspam classification\b",
+                r"\bblacklisted url\b",
                 r"\bspam\b(?: message)? (?:detected|rejected|content|score|not accepted)",
                 r"\bdetected (?:as )?spam\b",
                 r"\bclassified as (?:spam|bulk)\b",
@@ -277,13 +279,15 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::NotAccept,
-            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoesn'?t receive (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
+            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bno mx (?:or a )?(?:record|host)s?\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoesn'?t receive (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
         ),
         (
             Reason::Suspend,
             &[
                 r"\b(?:account|mailbox|user|address|recipient)(?: \S+){0,2} (?:is |has been )?(?:temporarily |temporary |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|closed|expired)\b",
                 r"\bsuspended (?:account|mailbox|user)\b",
+                r"\b(?:recipient )?account is (?:blocked|inactive|bloque)\b",
+                r"\b(?:account|user|mailbox)(?: that you tried to reach)? is inactive\b",
                 r"\b(?:account|mailbox)\b.{0,40}\b(?:is|has been) (?:disabled|suspended|deactivated)\b",
                 r"\bmailbox (?:is )?disabled\b",
                 r"\bdisabled (?:account|mailbox|user|recipient)\b",
@@ -326,6 +330,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bno account by that name\b",
                 r"\bthis user doesn'?t have a\b",
                 r"\buser not found\b",
+                r"\buser not exist\b",
                 r"\binvalid (?:final delivery )?userid\b",
                 r"\bunknown or illegal alias\b",
                 r"\bis not a known user\b",
@@ -352,7 +357,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bname server: \S+: host not found\b",
                 r"\bunrouteable mail domain\b",
                 r"\bdomain (?:\S+ )?(?:has no|does not have) (?:valid )?mx\b",
-                r"\bno mx (?:or a )?(?:record|host)s?\b",
                 r"\bno route to host\b.*\bdomain\b",
                 r"\bnxdomain\b",
                 r"\bdns (?:lookup|resolution) failed\b",
@@ -368,6 +372,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::NoRelaying,
             &[
+                r"\bnot configured to relay\b",
+                r"\b(?:e-?mail )?address is not verified\b",
                 r"\brelay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))\b",
                 r"\bnot (?:permitted|allowed) to relay\b",
                 r"\bunable to relay\b",
@@ -384,6 +390,9 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::RequirePtr,
             &[
+                r"\breverse dns (?:validation|lookup)\b.*\bfail",
+                r"\bip name lookup failed\b",
+                r"\bdoes not have a (?:\S+ )?ptr record\b",
                 r"\b(?:no|missing|without) (?:ptr|reverse dns|rdns)\b",
                 r"\breverse (?:dns|lookup) (?:failed|required|not|for)\b",
                 r"\bptr record\b",
@@ -406,7 +415,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bspf\b.*\b(?:fail|reject|not (?:permitted|authorized))",
                 r"\bauthentication (?:failed|failure|required)\b.*\b(?:spf|dkim|dmarc|sender)",
                 r"\bnot (?:an )?(?:authorized|permitted) (?:sender|to send)\b",
-                r"\bunauthenticated (?:e-?mail|mail|sender)\b",
                 r"\bsender (?:domain )?not authenticated\b",
                 r"\bdmarc\b",
                 r"\bspf\b",
@@ -448,18 +456,17 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::Speeding,
-            &[r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b", r"\b(?:sending|message|mail) rate (?:limit|exceeded)\b", r"\brate (?:limit|limited|exceeded)\b", r"\bslow down\b"],
+            &[r"\breceiving mail at a rate\b", r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b", r"\b(?:sending|message|mail) rate (?:limit|exceeded)\b", r"\brate (?:limit|limited|exceeded)\b", r"\bslow down\b"],
         ),
         (
             Reason::TooManyConn,
-            &[r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b", r"\bconnection (?:count|limit)\b", r"\bmaximum (?:number of )?connections\b"],
+            &[r"\b(?:connection|ip) frequency limited\b", r"\btoo many recipients\b", r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b", r"\bconnection (?:count|limit)\b", r"\bmaximum (?:number of )?connections\b"],
         ),
         (
             Reason::NotCompliantRfc,
             &[
+                r"\bmultiple (?:addresses in )?(?:from|to|subject|date|message-id):? (?:headers?|fields?)\b",
                 r"\brfc ?5322\b",
-                r"\brfc ?2822\b",
-                r"\brfc ?822\b",
                 r"\bnot (?:rfc|standards?)[- ]compliant\b",
                 r"\bmultiple (?:addresses in )?(?:from|to|subject|date|message-id) (?:headers?|fields?)\b",
                 r"\bduplicate header\b",
@@ -471,6 +478,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::ContentError,
             &[
+                r"\bheaders? too (?:large|long|many)\b",
                 r"\bcontent (?:error|rejected|not accepted)\b",
                 r"\bmessage content\b",
                 r"\bforbidden (?:attachment|content|file)\b",
@@ -485,6 +493,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::PolicyViolation,
             &[
+                r"\bprotocol violation\b",
+                r"\bhost network not allowed\b",
                 r"\bcontent presents a potential\b",
                 r"\bpolicy (?:violation|reasons?|rejection|rules)\b",
                 r"\bviolat(?:es|ed|ion of) (?:our |the )?(?:\S+ )?polic",
@@ -516,6 +526,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::SecurityError,
             &[
+                r"\bsmtp authentication\b",
+                r"\bunauthenticated (?:e-?mail|mail|sender)s?\b",
                 r"\bauthentication (?:required|failed|failure|credentials invalid)\b",
                 r"\bmust (?:be authenticated|authenticate)\b",
                 r"\b(?:smtp )?auth(?:entication)? (?:is )?required\b",
@@ -583,11 +595,12 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::SyntaxError,
-            &[r"\bsyntax error\b", r"\bcommand (?:not recognized|unrecognized|unknown)\b", r"\bunrecognized command\b", r"\bbad sequence of commands\b", r"\binvalid command\b"],
+            &[r"\bcommand parameter not implemented\b", r"\bsyntax error\b", r"\bcommand (?:not recognized|unrecognized|unknown)\b", r"\bunrecognized command\b", r"\bbad sequence of commands\b", r"\binvalid command\b"],
         ),
         (
             Reason::SystemError,
             &[
+                r"\bservice (?:is )?(?:currently |temporarily )?unavailable\b",
                 r"\bsystem (?:error|failure|config(?:uration)? error)\b",
                 r"\binternal (?:server )?error\b",
                 r"\blocal error\b",
@@ -601,7 +614,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bdelivery (?:to|via) (?:\S+ )?(?:program|pipe) failed\b",
             ],
         ),
-        (Reason::MailerError, &[r"\bmailer error\b", r"\bcommand (?:died|failed|output)\b", r"\bunknown mailer\b", r"\bpipe to (?:\S+ )?failed\b", r"\bx-unix; \d+\b"]),
+        (Reason::MailerError, &[r"\bprocmail\b", r"\bmailer error\b", r"\bcommand (?:died|failed|output)\b", r"\bunknown mailer\b", r"\bpipe to (?:\S+ )?failed\b", r"\bx-unix; \d+\b"]),
     ];
     table.iter().flat_map(|(r, ps)| ps.iter().map(move |p| (*r, Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}"))))).collect()
 });
@@ -646,7 +659,8 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
         ("7", "1") => return None,
         ("7", "2" | "3" | "4" | "5" | "6" | "8" | "9" | "10" | "11" | "12" | "13" | "14" | "15" | "16" | "17") => Reason::SecurityError,
         ("7", "7") => Reason::SecurityError,
-        ("7", "20" | "21" | "22" | "23" | "24" | "25" | "26") => Reason::AuthFailure,
+        ("7", "25") => Reason::RequirePtr,
+        ("7", "20" | "21" | "22" | "23" | "24" | "26") => Reason::AuthFailure,
         ("7", "27") => Reason::NotAccept,
         ("7", "18" | "19") => Reason::Rejected,
         _ => return None,
@@ -692,24 +706,25 @@ fn says_for_sure(text: &str) -> bool {
 
 /// The causes checked first, in this order, each by its status code or its phrases: a full
 /// mailbox or a suspension named anywhere in the answer wins over a generic "rejected".
-const FIRST: [Reason; 18] = [
+const FIRST: [Reason; 19] = [
     Reason::MailboxFull,
-    Reason::MesgTooBig,
     Reason::ExceedLimit,
+    Reason::MesgTooBig,
     Reason::Suspend,
     Reason::HasMoved,
     Reason::NoRelaying,
+    Reason::RequirePtr,
+    Reason::NotCompliantRfc,
     Reason::AuthFailure,
     Reason::UserUnknown,
     Reason::Filtered,
-    Reason::RequirePtr,
-    Reason::NotCompliantRfc,
     Reason::BadReputation,
     Reason::Rejected,
     Reason::HostUnknown,
     Reason::SpamDetected,
     Reason::Speeding,
     Reason::TooManyConn,
+    Reason::Expired,
     Reason::Blocked,
 ];
 
@@ -826,7 +841,13 @@ mod tests {
     #[test]
     fn r_em_8_reason_from_status_code_and_text() {
         assert_eq!(r(Some("5.1.1"), Some("550"), "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"), Reason::UserUnknown);
-        assert_eq!(r(Some("5.0.0"), Some("550"), "550 5.0.0 <a@b.example>... User unknown"), Reason::UserUnknown);
+        // "User unknown" is the address only with a 5.1.x status or at RCPT TO; after DATA
+        // (or with nothing to tell) it is what filters answer.
+        let at = |command| reason(&Diagnosis { action: Some("failed"), status: Some("5.0.0"), reply_code: Some("550"), text: "550 5.0.0 <a@b.example>... User unknown", command });
+        assert_eq!(at(Some("RCPT")), Reason::UserUnknown);
+        assert_eq!(at(Some("DATA")), Reason::Filtered);
+        assert_eq!(at(None), Reason::Filtered);
+        assert_eq!(r(None, None, "The recipient name is not recognized"), Reason::UserUnknown, "a directory's answer is sure");
         assert_eq!(r(Some("5.1.1"), Some("550"), "550 5.1.1 mailbox full"), Reason::MailboxFull);
         assert_eq!(r(Some("5.2.2"), None, ""), Reason::MailboxFull);
         assert_eq!(r(Some("4.4.7"), None, ""), Reason::Expired);
