@@ -254,6 +254,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::SpamDetected,
             &[
+                r"\bflagged as spam\b",
                 r"\bspam classification\b",
                 r"\bblacklisted url\b",
                 r"\bspam\b(?: message)? (?:detected|rejected|content|score|not accepted)",
@@ -408,6 +409,9 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::AuthFailure,
             &[
+                r"\bunauthenticated e-?mail\b",
+                r"\bauthentication information\b",
+                r"\bfails? to pass (?:\S+ )?authentication\b",
                 r"\bspf (?:check )?(?:fail|failed|failure|validation|hard ?fail|softfail)",
                 r"\bdkim (?:check )?(?:fail|failed|failure|signature)",
                 r"\bdmarc (?:policy|check|fail|failed|failure|validation|reject)",
@@ -434,6 +438,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Blocked,
             &[
+                r"\bsmtp server of your isp\b",
+                r"\buse your isp'?s (?:smtp|mail) server\b",
                 r"\b(?:ip|host|client|sender ip|your ip|connection)(?: address)?(?: \S+)? (?:is |has been |was )?(?:blocked|blacklisted|blocklisted|listed|banned|refused|rejected|denied)\b",
                 r"\b(?:blacklist|blocklist|black list|block list|dnsbl|rbl|spamhaus|spamcop|sorbs|barracudacentral|uceprotect)\b",
                 r"\blisted (?:at|in|on|by)\b",
@@ -527,7 +533,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::SecurityError,
             &[
                 r"\bsmtp authentication\b",
-                r"\bunauthenticated (?:e-?mail|mail|sender)s?\b",
+                r"\bunauthenticated senders?\b",
                 r"\bauthentication (?:required|failed|failure|credentials invalid)\b",
                 r"\bmust (?:be authenticated|authenticate)\b",
                 r"\b(?:smtp )?auth(?:entication)? (?:is )?required\b",
@@ -546,6 +552,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::Expired,
             &[
                 r"\bfailing for a long time\b",
+                r"\bconnection timed out\b",
                 r"\bconnect to \S+ connection timed out\b",
                 r"\bdelivery failed \d+ attempts\b",
                 r"\baborted after [\d.]+ ?(?:hour|day|minute)",
@@ -558,8 +565,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bretry (?:time|timeout) (?:exceeded|reached)\b",
                 r"\bcould not be delivered within\b",
                 r"\b(?:delivery|retry|queue|message) (?:time ?out|timeout|expired|lifetime exceeded)\b",
-                r"\bgiving up\b",
-                r"\bgave up\b",
                 r"\bretry time (?:not reached|exceeded)\b",
                 r"\bcould not be delivered for\b",
                 r"\bhas not been delivered\b.*\b(?:days|hours)\b",
@@ -577,7 +582,6 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bconnection (?:timed out|timeout|lost|reset|closed|dropped)\b",
                 r"\bhost name lookup failure\b",
                 r"\blost connection\b",
-                r"\b(?:timed|time) out\b",
                 r"\bnetwork (?:is )?(?:unreachable|error|down)\b",
                 r"\bno route to host\b",
                 r"\bhost (?:is )?(?:unreachable|down)\b",
@@ -748,6 +752,9 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
             _ if before_data => false,
             _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && by_status.is_none_or(refinable)),
         },
+        // A status says the message expired; whether it did is the text's to say (a refusal
+        // that made the MTA give up is that refusal).
+        Reason::Expired => says(class, text),
         _ => by_status == Some(class) || says(class, text),
     }
 }
@@ -761,6 +768,13 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     }
     // One space for each run of whitespace: answers arrive folded over lines.
     let text = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    // Multi-line replies repeat their codes on every line ("550-5.7.1 … 550-5.7.1 …"): the
+    // repeats inside the text go, so phrases split over lines read whole.
+    static REPEAT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" [245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?").unwrap());
+    let text = match text.find(' ') {
+        Some(i) => format!("{}{}", &text[..i], REPEAT.replace_all(&text[i..], " ")),
+        None => text,
+    };
     let command = d.command.map(str::to_ascii_uppercase);
     let by_status = d.status.and_then(reason_of_status);
     // A bare number is a local mailer's exit code (sendmail's "Diagnostic-Code: X-Unix; 255").
