@@ -701,7 +701,7 @@ fn says(reason: Reason, text: &str) -> bool {
 fn says_for_sure(text: &str) -> bool {
     static SURE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"recipient name is not recognized|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|this user doesn'?t have a \S+ account|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
+            r"recipient name is not recognized|\baddress (?:couldn'?t|could not) be found\b|\bno valid recipients\b|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|this user doesn'?t have a \S+ account|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
         )
         .unwrap()
     });

@@ -211,6 +211,8 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
             ("message", "delivery-status") | ("message", "global-delivery-status") => {
                 dsn.push(match &part.body {
                     PartType::Text(t) => t.to_string(),
+                    // A transfer-encoded status part (base64, quoted-printable): its decoded bytes.
+                    PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b).into_owned(),
                     _ => String::from_utf8_lossy(part_raw(raw, part)).into_owned(),
                 });
             }
@@ -684,7 +686,7 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
                 g.final_recipient = Some(typed());
             }
             "original-recipient" => {
-                if g.original_recipient.is_some() || g.action.is_some() {
+                if g.original_recipient.is_some() {
                     flush(&mut g, &mut out);
                 }
                 g.original_recipient = Some(typed());
