@@ -348,6 +348,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::HostUnknown,
             &[
                 r"\bhost (?:or domain name )?not found\b",
+                r"\bdomain is not reachable\b",
                 r"\bunrouteable (?:address|mail domain)\b",
                 r"(?:^|[\s<(])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist\b",
                 r"\bhost ?unknown\b",
@@ -391,6 +392,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::RequirePtr,
             &[
+                r"\bmismatches client ip\b",
                 r"\breverse dns (?:validation|lookup)\b.*\bfail",
                 r"\bip name lookup failed\b",
                 r"\bdoes not have a (?:\S+ )?ptr record\b",
@@ -438,6 +440,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Blocked,
             &[
+                r"\bnot accepting connections\b",
                 r"\bsmtp server of your isp\b",
                 r"\buse your isp'?s (?:smtp|mail) server\b",
                 r"\b(?:ip|host|client|sender ip|your ip|connection)(?: address)?(?: \S+)? (?:is |has been |was )?(?:blocked|blacklisted|blocklisted|listed|banned|refused|rejected|denied)\b",
@@ -462,16 +465,17 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::Speeding,
-            &[r"\breceiving mail at a rate\b", r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b", r"\b(?:sending|message|mail) rate (?:limit|exceeded)\b", r"\brate (?:limit|limited|exceeded)\b", r"\bslow down\b"],
+            &[r"\breceiving mail at a rate\b", r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b", r"\b(?:sending|message|mail|messaging|receiving) rate (?:limit|exceeded)\b", r"\b(?:is|been|are) rate limited\b", r"\bslow down\b"],
         ),
         (
             Reason::TooManyConn,
-            &[r"\b(?:connection|ip) frequency limited\b", r"\btoo many recipients\b", r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b", r"\bconnection (?:count|limit)\b", r"\bmaximum (?:number of )?connections\b"],
+            &[r"\bconnection rate limit\b", r"\b(?:connection|ip) frequency limited\b", r"\btoo many recipients\b", r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b", r"\bconnection (?:count|limit)\b", r"\bmaximum (?:number of )?connections\b"],
         ),
         (
             Reason::NotCompliantRfc,
             &[
                 r"\bmultiple (?:addresses in )?(?:from|to|subject|date|message-id):? (?:headers?|fields?)\b",
+                r"\bmultiple addresses in (?:the )?from\b",
                 r"\brfc ?5322\b",
                 r"\bnot (?:rfc|standards?)[- ]compliant\b",
                 r"\bmultiple (?:addresses in )?(?:from|to|subject|date|message-id) (?:headers?|fields?)\b",
@@ -499,6 +503,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::PolicyViolation,
             &[
+                r"\bheader error\b",
                 r"\bprotocol violation\b",
                 r"\bhost network not allowed\b",
                 r"\bcontent presents a potential\b",

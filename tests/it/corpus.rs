@@ -151,14 +151,12 @@ fn sisimai_corpus_is_read_right() {
     // Floors at what this code reaches today, so any regression fails. Issue 16's targets
     // are recall 0.98, precision 0.99, hard/soft 0.97, reason 0.90: raise these as the
     // readers improve (the misses above are the work list).
-    assert!(recall >= 0.91, "recall {recall:.3}");
-    assert!(precision >= 0.96, "precision {precision:.3}");
-    assert!(hard >= 0.82, "hard/soft agreement {hard:.3}");
-    assert!(reason >= 0.57, "reason agreement {reason:.3}");
+    assert!(recall >= 0.96, "recall {recall:.3}");
+    assert!(precision >= 0.97, "precision {precision:.3}");
+    assert!(hard >= 0.93, "hard/soft agreement {hard:.3}");
+    assert!(reason >= 0.80, "reason agreement {reason:.3}");
     assert_eq!(auto_ok, 5, "rfc3834-01..05 are auto-replies");
-    // rb-issue-368-bug.eml is a real "Mailbox full" notice that Sisimai files as no bounce;
-    // inflow reads it as a soft bounce (it suppresses nobody): 2 of 3.
-    assert!(not_bounce_ok >= 2, "not-bounce/ files are no bounces");
+    assert_eq!(not_bounce_ok, 3, "not-bounce/ files are no bounces");
     assert_eq!(delivered_ok, 3, "delivery reports suppress nobody");
-    assert!(arf.0 + 2 >= arf.1, "ARF reports are complaints naming the complaining recipient ({}/{})", arf.0, arf.1);
+    assert!(arf.0 + 1 >= arf.1, "ARF reports are complaints naming the complaining recipient ({}/{})", arf.0, arf.1);
 }
