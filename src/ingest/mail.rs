@@ -420,6 +420,24 @@ mod tests {
         let _ = parse(raw.as_bytes(), 1 << 20);
     }
 
+    /// R-EM-9 against one reply per mail client form (fixtures/mail/reply, made by its
+    /// make.py; EXPECTED.tsv holds each file's exact new text).
+    #[test]
+    fn r_em_9_new_text_of_every_client_form() {
+        let dir = format!("{}/fixtures/mail/reply", env!("CARGO_MANIFEST_DIR"));
+        let expected = std::fs::read_to_string(format!("{dir}/EXPECTED.tsv")).unwrap();
+        let mut n = 0;
+        for line in expected.lines().filter(|l| !l.is_empty()) {
+            let (file, want) = line.split_once('\t').unwrap();
+            let raw = std::fs::read(format!("{dir}/{file}")).unwrap();
+            let m = parse(&raw, 1 << 20).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(m.new_text, want.replace("\\n", "\n"), "{file}");
+            assert!(m.text.len() > m.new_text.len(), "{file}: the full body is kept beside the new text");
+            n += 1;
+        }
+        assert!(n >= 15, "{n} fixtures");
+    }
+
     #[test]
     fn bad_input_is_named() {
         assert_eq!(parse(b"", 100), Err(Malformed::NoHeaders));
