@@ -4,3 +4,5 @@
 ALTER TABLE mail_bounce ADD COLUMN last_reason TEXT;
 ALTER TABLE inbound_event ADD COLUMN subject TEXT;
 ALTER TABLE inbound_event ADD COLUMN message_date BIGINT;
+-- Messages a mailbox saw again (same key as an earlier event): the ops view of duplicates.
+ALTER TABLE mailbox_state ADD COLUMN duplicates BIGINT NOT NULL DEFAULT 0;

@@ -27,10 +27,11 @@ use regex::Regex;
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
-            (?:on|am|le|el|il|op|em|den|w\s+dniu)\b.{0,200}\b(?:wrote|schrieb|a\s+écrit|a\s+ecrit|escribió|escribio|ha\s+scritto|schreef|escreveu|skrev|napisał)\s*:?\s*$
-          | .{0,200}\b(?:wrote|написал|написала|написал\(а\)|пишет|пише|написав|написала|написав\(ла\)|писал|писала|schrieb|a\s+écrit|escribió)\s*:\s*$
-          | (?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}),?\s+\d{1,2}:\d{2}.{0,120}(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
-          | .{0,60}\d{4},?\s+\d{1,2}:\d{2}.{0,40}\s(?:от|від|from)\s.{0,120}(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
+            (?:on|am|le|el|il|op|em|den|w\s+dniu)\b.*\b(?:wrote|schrieb|a\s+écrit|a\s+ecrit|escribió|escribio|ha\s+scritto|schreef|escreveu|skrev|napisał)\s*:?\s*$
+          | .*\b(?:wrote|написал|написала|написал\(а\)|пишет|пише|написав|написала|написав\(ла\)|писал|писала|schrieb|a\s+écrit|escribió)\s*:\s*$
+          | (?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}),?\s+\d{1,2}:\d{2}.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
+          | .*\d{4},?\s+\d{1,2}:\d{2}.*\s(?:от|від|from)\s.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
+          | .*\b\d{1,2}:\d{2}\b.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
         )",
     )
     .unwrap()
@@ -38,8 +39,8 @@ static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The first line of an attribution split over two lines ("On Tue, 12 Mar 2024 at 10:15,
 /// Ivan Petrov <ivan@example.com>" / "wrote:").
-static ATTRIBUTION_START: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:on|am|le|el)\s.{5,200}$").unwrap());
-static ATTRIBUTION_END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*.{0,80}\b(?:wrote|schrieb|a écrit|escribió)\s*:\s*$").unwrap());
+static ATTRIBUTION_START: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:on|am|le|el)\s.{5,}$").unwrap());
+static ATTRIBUTION_END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*.*\b(?:wrote|schrieb|a écrit|escribió)\s*:\s*$").unwrap());
 
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -66,20 +67,26 @@ pub fn new_text(text: &str) -> String {
     let mut cut = lines.len();
     for (i, line) in lines.iter().enumerate() {
         let l = line.trim_end();
-        if l.trim_start().starts_with('>') {
+        let t = l.trim_start();
+        if t.starts_with('>') {
             // A quoted run: cut here (with the attribution above it, if any).
             cut = i;
             break;
         }
-        if ATTRIBUTION.is_match(l) || SEPARATOR.is_match(l) || SIGNATURE.is_match(l) || l == "-- " {
+        // Cheap tests first: each marker has a shape (a closing colon, a leading dash or
+        // underscore, a short line) that most lines of a long body lack.
+        let short = t.len() <= 240;
+        let colon_end = l.ends_with(':') || l.ends_with("wrote") || l.ends_with("schrieb");
+        let rule = t.starts_with(['-', '_', '=', '*']) || t.starts_with(['B', 'b', 'Н', 'н']);
+        if (colon_end && l.len() < 600 && ATTRIBUTION.is_match(l)) || (rule && SEPARATOR.is_match(l)) || (short && SIGNATURE.is_match(l)) || l == "-- " {
             cut = i;
             break;
         }
-        if ATTRIBUTION_START.is_match(l) && lines.get(i + 1).is_some_and(|n| ATTRIBUTION_END.is_match(n)) {
+        if l.len() < 600 && lines.get(i + 1).is_some_and(|n| n.trim_end().ends_with(':') && ATTRIBUTION_END.is_match(n)) && ATTRIBUTION_START.is_match(l) {
             cut = i;
             break;
         }
-        if HEADER_FROM.is_match(l) && lines.iter().skip(i + 1).take(4).filter(|n| HEADER_OTHER.is_match(n)).count() >= 2 {
+        if t.get(..24).unwrap_or(t).contains(':') && HEADER_FROM.is_match(l) && lines.iter().skip(i + 1).take(4).filter(|n| HEADER_OTHER.is_match(n)).count() >= 2 {
             cut = i;
             break;
         }

@@ -735,7 +735,7 @@ macro_rules! ops_handler {
         async fn $name(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> { ops_h(&s, q::OpsSet::$set, raw.as_deref()).await }
     )*};
 }
-ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates, bounces_h => Bounces);
+ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates, bounces_h => Bounces, mailboxes_h => Mailboxes);
 
 async fn replay_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
     let id = parse_id(&id)?;
@@ -860,6 +860,7 @@ pub fn table() -> Vec<RouteDef> {
         ("suppression", "Suppressed addresses and numbers", get(suppression_h)),
         ("dup-candidates", "Ambiguous matches waiting for a person (R-DUP-3)", get(dups_h)),
         ("bounces", "Bounce counts per address with the last reason, status and diagnostic (R-EM-8)", get(bounces_h)),
+        ("mailboxes", "Mailbox folders: connection state, checkpoint, lease and messages seen again", get(mailboxes_h)),
     ] {
         t.push(RouteDef { reply: ReplyDoc::Page, list: false, ..route(Method::GET, format!("/api/v1/ops/{path}"), r(Ops), summary, h) });
     }

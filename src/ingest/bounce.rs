@@ -138,15 +138,19 @@ pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &
     }
     let null_sender = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
     let subject_says = BOUNCE_SUBJECT.is_match(subject);
-    let body_says = NOTICE.is_match(text);
     let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
     // A bounce a colleague forwarded ("Fwd: Returned mail: …") is read as the bounce it holds.
     let forwarded = crate::crm::inbound::strip_reply_prefixes(subject).len() < subject.trim().len() && subject.trim().to_ascii_lowercase().starts_with("fw");
     // Amazon SES notifications (bounce, complaint, delivery) sent to an e-mail endpoint.
-    let ses = text.trim_start().starts_with("{\"notificationType\"") || text.contains("\"notificationType\":\"");
+    let ses = || text.trim_start().starts_with("{\"notificationType\"") || text.contains("\"notificationType\":\"");
     let local = from.address.rsplit_once('@').map(|(l, _)| l).unwrap_or("").to_ascii_lowercase();
     let no_reply = local.starts_with("no-reply") || local.starts_with("noreply") || local.starts_with("do-not-reply");
-    ses || ((null_sender || no_reply) && (subject_says || body_says)) || (forwarded && subject_says) || (!a_reply && subject_says && body_says && has_returned_copy(msg, text))
+    // (The body is read only when the envelope or the subject point at a notice.)
+    let body_says = || NOTICE.is_match(text);
+    ((null_sender || no_reply) && (subject_says || body_says()))
+        || (forwarded && subject_says)
+        || (!a_reply && subject_says && body_says() && has_returned_copy(msg, text))
+        || (text.trim_start().starts_with('{') && ses())
 }
 
 fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
@@ -238,6 +242,15 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     if human.is_empty() {
         human = text.to_string();
     }
+    // Most mail is no report at all: tell that before reading any further.
+    if dsn.is_empty() {
+        if let Some(b) = read_ses_json(text) {
+            return Some(b);
+        }
+        if !from_mail_system(msg, from, subject, text) {
+            return None;
+        }
+    }
     // Returned headers quoted inside the text (qmail, Exim, Gmail's "Original message").
     let (section, quoted) = split_returned(text);
     if let Some(q) = quoted {
@@ -313,9 +326,6 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
             return Some(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
         }
     }
-    if let Some(b) = read_ses_json(text) {
-        return Some(b);
-    }
     if !from_mail_system(msg, from, subject, text) {
         return None;
     }
@@ -333,9 +343,6 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     };
     let own: Vec<String> = [msg.from(), msg.to(), msg.reply_to()].into_iter().flatten().flat_map(|a| a.iter()).filter_map(|a| a.address()).map(|a| a.to_ascii_lowercase()).chain(original.from.iter().cloned()).collect();
     let ids: Vec<String> = [msg.message_id().map(str::to_string), original.message_id.clone()].into_iter().flatten().map(|s| s.to_ascii_lowercase()).collect();
-    if std::env::var_os("INFLOW_DEBUG_BOUNCE").is_some() {
-        eprintln!("SECTION<<{section}>>\nOWN {own:?} IDS {ids:?}");
-    }
     let mut candidates = if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
     if candidates.is_empty() {
         // Nothing in a recipient's place: the returned message's single recipient, as a
@@ -371,8 +378,9 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
 /// `{"notificationType": "Bounce" | "Complaint" | "Delivery", …}`, alone or as the `Message`
 /// string of an SNS envelope.
 pub(crate) fn ses_notification(text: &str) -> Option<serde_json::Value> {
-    let start = text.find('{')?;
-    if !text[start..].contains("notificationType") {
+    // Such a body is the JSON alone: a cheap look at its first character before any search.
+    let start = text.len() - text.trim_start().len();
+    if !text[start..].starts_with('{') || !text[start..].contains("notificationType") {
         return None;
     }
     // Long lines of such mail arrive folded by a relay ("…" or "…!" + newline + " …"). A raw

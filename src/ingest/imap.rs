@@ -261,6 +261,10 @@ impl MailboxRuntime {
                 _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
             }
         }
+        let dups = outcomes.iter().filter(|o| o.status == "duplicate").count() as i64;
+        if let Err(e) = self.store.add_mailbox_duplicates(&c.name, &c.folder, dups).await {
+            tracing::warn!(mailbox = %c.name, error = %e, "duplicate count not recorded");
+        }
         let set = uid_set(chunk.iter().map(|(u, _)| *u));
         match self.mark_processed(s, &set, has_move, has_uidplus).await {
             Ok(()) => {}

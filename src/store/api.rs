@@ -527,7 +527,7 @@ impl Store {
                 let mut o = serde_json::Map::new();
                 for c in cols {
                     let v = r.value(c).unwrap_or(&Value::Null);
-                    let ty = if c.ends_with("_at") || *c == "created_on" || *c == "received_at" || *c == "processed_at" || *c == "message_date" { ColType::Instant } else { ColType::Json };
+                    let ty = if c.ends_with("_at") || c.ends_with("_until") || *c == "created_on" || *c == "received_at" || *c == "processed_at" || *c == "message_date" { ColType::Instant } else { ColType::Json };
                     let j = match (ty, v) {
                         (ColType::Instant, _) => json_of(c, ColType::Instant, v)?,
                         (_, Value::Int(Some(i))) => json!(i),
@@ -565,7 +565,7 @@ impl Store {
             ("pbx_calls", one("SELECT COUNT(*) AS n FROM pbx_call WHERE processed_version < version")),
             ("notifications", one("SELECT COUNT(*) AS n FROM notification_log WHERE status = 'pending'")),
             ("inbound_pending", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'pending'")),
-            ("quarantine", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status IN ('quarantined', 'failed')")),
+            ("quarantine", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited')")),
         ] {
             queues.push((name.to_string(), db.fetch_one(sql, vec![]).await?.get::<i64>("n")?));
         }
@@ -592,6 +592,7 @@ pub enum OpsSet {
     Suppression,
     DupCandidates,
     Bounces,
+    Mailboxes,
 }
 
 impl OpsSet {
@@ -609,6 +610,7 @@ impl OpsSet {
             OpsSet::Suppression => ("suppression", &["address", "kind", "reason", "source", "detail", "created_on"], "created_on", "address"),
             OpsSet::DupCandidates => ("dup_candidate", &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"], "created_at", "id"),
             OpsSet::Bounces => ("mail_bounce", &["address", "hard_count", "soft_count", "delayed_count", "last_reason", "last_status", "last_diagnostic", "last_at"], "last_at", "address"),
+            OpsSet::Mailboxes => ("mailbox_state", &["mailbox", "folder", "state", "state_detail", "uidvalidity", "last_uid", "duplicates", "lease_holder", "lease_until", "last_poll_at", "updated_at"], "updated_at", "mailbox, folder"),
         }
     }
 
@@ -620,6 +622,7 @@ impl OpsSet {
             OpsSet::Suppression => &["address", "kind", "reason", "source"],
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
             OpsSet::Bounces => &["address", "last_reason", "last_status"],
+            OpsSet::Mailboxes => &["mailbox", "folder", "state"],
         }
     }
 }

@@ -504,6 +504,17 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Counts messages of a batch that were seen before (the mailboxes ops view).
+    pub async fn add_mailbox_duplicates(&self, mailbox: &str, folder: &str, n: i64) -> Result<()> {
+        if n > 0 {
+            self.db
+                .clone()
+                .execute("UPDATE mailbox_state SET duplicates = duplicates + $3 WHERE mailbox = $1 AND folder = $2", vec![mailbox.into(), folder.into(), n.into()])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Records the connection state operators see (and metrics read).
     pub async fn set_mailbox_status(&self, mailbox: &str, folder: &str, state: &str, detail: Option<&str>, polled: bool, now: DateTime<Utc>) -> Result<()> {
         self.db

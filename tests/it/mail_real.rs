@@ -64,6 +64,10 @@ async fn machine_mail_makes_nothing(engine: &str) {
         let ev = s.inbound_event("imap", &key).await.unwrap().unwrap_or_else(|| panic!("{file}: no event"));
         assert_eq!(ev.status, "processed", "{file}: {ev:?}");
     }
+    // The corpus reuses Message-IDs: each repeat is counted as a duplicate of the mailbox.
+    let dups = count(&s, "SELECT duplicates AS n FROM mailbox_state WHERE mailbox = 'sales'").await;
+    assert_eq!(dups + events(&s).await, files.len() as i64, "every message is an event or a counted duplicate");
+    assert!(dups > 0);
     // Every bounce row carries its reason.
     // (The corpus reuses its 242 distinct recipients across its files.)
     assert!(count(&s, "SELECT COUNT(*) AS n FROM mail_bounce").await >= 200);
