@@ -96,10 +96,13 @@ pub fn new_text(text: &str) -> String {
     while kept.last().is_some_and(|l| l.trim().is_empty()) {
         kept.pop();
     }
-    if let Some(last) = kept.last() {
-        if cut < lines.len() && lines[cut].trim_start().starts_with('>') && (last.trim_end().ends_with(':') && last.len() < 250) {
-            kept.pop();
-        }
+    if let Some(last) = kept.last()
+        && cut < lines.len()
+        && lines[cut].trim_start().starts_with('>')
+        && last.trim_end().ends_with(':')
+        && last.len() < 250
+    {
+        kept.pop();
     }
     while kept.last().is_some_and(|l| l.trim().is_empty()) {
         kept.pop();

@@ -36,10 +36,10 @@ pub fn auto_reply(msg: &Message<'_>, subject: &str) -> Option<String> {
         }
     }
     for name in ["X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Mailautoreply", "X-Auto-Reply", "X-AutoReply-From", "X-Mail-Autoreply", "X-Vacation", "X-POST-MessageClass"] {
-        if let Some(v) = header(msg, name) {
-            if name != "X-POST-MessageClass" || v.contains("autoreply") {
-                return Some(format!("{name} header"));
-            }
+        if let Some(v) = header(msg, name)
+            && (name != "X-POST-MessageClass" || v.contains("autoreply"))
+        {
+            return Some(format!("{name} header"));
         }
     }
     if header(msg, "Precedence").as_deref() == Some("auto_reply") {

@@ -225,10 +225,11 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                     PartType::Message(m) => Some(original_of(m)),
                     _ => MessageParser::default().parse_headers(part_raw(raw, part)).map(|m| original_of(&m)),
                 };
-                if let Some(o) = o {
-                    if original.message_id.is_none() && original.activity.is_none() {
-                        original = o;
-                    }
+                if let Some(o) = o
+                    && original.message_id.is_none()
+                    && original.activity.is_none()
+                {
+                    original = o;
                 }
             }
             ("text", "plain") if human.is_empty() => {

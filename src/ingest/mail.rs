@@ -236,12 +236,9 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 /// R-EM-9: the new text of the first body part; an HTML-only body is cut at its quote
 /// container before it is turned into text.
 fn new_text(msg: &Message<'_>, text: &str) -> String {
-    let html_only = msg.text_body.first().and_then(|i| msg.parts.get(*i as usize)).is_some_and(|p| matches!(p.body, mail_parser::PartType::Html(_)));
-    if html_only {
-        if let Some(mail_parser::PartType::Html(h)) = msg.text_body.first().and_then(|i| msg.parts.get(*i as usize)).map(|p| &p.body) {
-            let cut = crate::crm::reply_text::strip_html_quote(h);
-            return crate::crm::reply_text::new_text(&mail_parser::decoders::html::html_to_text(cut).replace("\r\n", "\n"));
-        }
+    if let Some(mail_parser::PartType::Html(h)) = msg.text_body.first().and_then(|i| msg.parts.get(*i as usize)).map(|p| &p.body) {
+        let cut = crate::crm::reply_text::strip_html_quote(h);
+        return crate::crm::reply_text::new_text(&mail_parser::decoders::html::html_to_text(cut).replace("\r\n", "\n"));
     }
     crate::crm::reply_text::new_text(text)
 }
