@@ -506,7 +506,7 @@ impl Store {
             conds.push(Cond::new("source = 'imap' AND status = 'skipped' AND class = 'filtered'", vec![]));
         }
         if let OpsSet::Quarantine = set {
-            conds.push(Cond::new("(status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))", vec![]));
+            conds.push(Cond::new(super::ops::HELD_FOR_REPLAY, vec![]));
         }
         if let OpsSet::InboundEmailLog = set {
             conds.push(Cond::new("source = 'imap'", vec![]));
@@ -558,16 +558,16 @@ impl Store {
     /// Queue depths and mailbox states for `/metrics`.
     pub async fn ops_gauges(&self) -> Result<OpsGauges> {
         let mut db = self.db.clone();
-        let one = |sql: &'static str| sql;
+        let one = |sql: &str| sql.to_string();
         let mut queues = Vec::new();
         for (name, sql) in [
             ("wave_deliveries", one("SELECT COUNT(*) AS n FROM wave_delivery WHERE state IN ('pending', 'sending')")),
             ("pbx_calls", one("SELECT COUNT(*) AS n FROM pbx_call WHERE processed_version < version")),
             ("notifications", one("SELECT COUNT(*) AS n FROM notification_log WHERE status = 'pending'")),
             ("inbound_pending", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'pending'")),
-            ("quarantine", one("SELECT COUNT(*) AS n FROM inbound_event WHERE status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited')")),
+            ("quarantine", format!("SELECT COUNT(*) AS n FROM inbound_event WHERE {}", super::ops::HELD_FOR_REPLAY)),
         ] {
-            queues.push((name.to_string(), db.fetch_one(sql, vec![]).await?.get::<i64>("n")?));
+            queues.push((name.to_string(), db.fetch_one(&sql, vec![]).await?.get::<i64>("n")?));
         }
         queues.push(("jobs:pbx-call".into(), self.queued_jobs(crate::ingest::pbx::process::QUEUE).await?));
         let mut mailboxes = Vec::new();

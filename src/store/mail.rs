@@ -105,7 +105,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let outcome = async {
             if let Some(old) = replacing {
-                tx.execute("DELETE FROM inbound_event WHERE id = $1 AND (status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))", vec![old.into()]).await?;
+                tx.execute(&format!("DELETE FROM inbound_event WHERE id = $1 AND {}", ops::HELD_FOR_REPLAY), vec![old.into()]).await?;
             }
             let mut facts = self.batch_facts(&mut tx, std::slice::from_ref(it), now).await?;
             if replacing.is_some() {
@@ -447,7 +447,7 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND (status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited')) ORDER BY received_at, id", ops::INBOUND_COLS),
+                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND {} ORDER BY received_at, id", ops::INBOUND_COLS, ops::HELD_FOR_REPLAY),
                 vec![SOURCE.into()],
             )
             .await?;

@@ -155,6 +155,10 @@ pub enum InboundOutcome {
     Duplicate(InboundEvent),
 }
 
+/// Inbound events kept for an operator to replay: what could not be parsed or applied, and
+/// what the loop guard held back (their bytes are stored; see `Store::replay_mail`).
+pub(crate) const HELD_FOR_REPLAY: &str = "(status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))";
+
 pub(crate) const INBOUND_COLS: &str = "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
 
 pub(crate) fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
