@@ -4,9 +4,10 @@
 
 use std::sync::LazyLock;
 
-use mail_parser::{Message, MimeHeaders};
+use mail_parser::Message;
 use regex::Regex;
 
+use super::envelope;
 use crate::crm::inbound::{Automated, Sender};
 
 static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
@@ -72,7 +73,7 @@ pub fn machine(msg: &Message<'_>, from: &Sender) -> Option<Automated> {
     if msg.header_raw("List-Unsubscribe").is_some() {
         return Some(Automated::Bulk("List-Unsubscribe header (bulk mail)".into()));
     }
-    if msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))) {
+    if envelope::report_type(msg).is_some() {
         return Some(Automated::Report("a delivery or disposition report without failures".into()));
     }
     if from.address.is_empty() {
@@ -82,7 +83,7 @@ pub fn machine(msg: &Message<'_>, from: &Sender) -> Option<Automated> {
     if NOREPLY.is_match(local) {
         return Some(Automated::Bulk(format!("no-reply sender {local}")));
     }
-    if msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty()) {
+    if envelope::null_return_path(msg) {
         return Some(Automated::Bulk("empty Return-Path".into()));
     }
     None

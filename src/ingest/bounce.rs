@@ -15,6 +15,7 @@ use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use uuid::Uuid;
 
+use super::envelope;
 use crate::crm::bounce::{self, Diagnosis};
 use crate::crm::inbound::{Bounce, FailedRecipient, Sender, XHEADER_ACTIVITY, normalize_message_id};
 
@@ -123,7 +124,7 @@ pub fn system_sender(msg: &Message<'_>, from: &Sender) -> bool {
     let name = from.name.as_deref().unwrap_or("").to_ascii_lowercase();
     let system_name = ["mail delivery", "mailer-daemon", "mail administrator", "postmaster", "mail system", "delivery subsystem"].iter().any(|n| name.contains(n));
     let failed_header = msg.header_raw("X-Failed-Recipients").is_some();
-    let report = msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+    let report = envelope::report_type(msg).is_some();
     // A list manager's notice (fml, Mailman, Majordomo): "you are not a member", loop alerts.
     let list_manager = ["X-MLServer", "X-ML-Name", "X-Mailman-Version", "X-List-Administrivia"].iter().any(|h| msg.header_raw(*h).is_some());
     daemon || system_name || failed_header || report || list_manager
@@ -136,7 +137,7 @@ pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &
     if system_sender(msg, from) {
         return true;
     }
-    let null_sender = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
+    let null_sender = envelope::null_return_path(msg);
     let subject_says = BOUNCE_SUBJECT.is_match(subject);
     let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
     // A bounce a colleague forwarded ("Fwd: Returned mail: …") is read as the bounce it holds.
@@ -164,8 +165,23 @@ fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
 }
 
 /// Reads the bounce in a message, if it is one. `text` is the message's decoded text body.
-pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Bounce> {
-    read_one(msg, raw, from, subject, text).or_else(|| nested(msg, raw, from))
+pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Reading {
+    match read_one(msg, raw, from, subject, text) {
+        Reading::Notice => nested(msg, raw, from).map_or(Reading::Notice, Reading::Bounce),
+        r => r,
+    }
+}
+
+/// What the bounce reader made of a message.
+#[derive(Debug)]
+pub enum Reading {
+    /// A bounce naming its failed recipients.
+    Bounce(Bounce),
+    /// A mail system's notice that names no failure (a success report, a notice without a
+    /// recipient in it): machine mail all the same.
+    Notice,
+    /// Not a mail system's notice at all.
+    NoNotice,
 }
 
 /// A mail system's notice that returns a bounce (an ISP relaying the notice it got): the
@@ -187,14 +203,14 @@ fn nested(msg: &Message<'_>, raw: &[u8], from: &Sender) -> Option<Bounce> {
             continue;
         }
         let text: String = (0..inner.text_body_count().max(1)).filter_map(|i| inner.body_text(i)).collect::<Vec<_>>().join("\n").replace("\r\n", "\n");
-        if let Some(b) = read_one(&inner, inner_raw, &inner_from, inner.subject().unwrap_or(""), &text) {
+        if let Reading::Bounce(b) = read_one(&inner, inner_raw, &inner_from, inner.subject().unwrap_or(""), &text) {
             return Some(b);
         }
     }
     None
 }
 
-fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Option<Bounce> {
+fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &str) -> Reading {
     // A body mail-parser found no text in (a multipart with no boundary, an unknown type):
     // the raw body, as the notice's words are in it all the same.
     let raw_body;
@@ -246,10 +262,10 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     // Most mail is no report at all: tell that before reading any further.
     if dsn.is_empty() {
         if let Some(b) = read_ses_json(text) {
-            return Some(b);
+            return Reading::Bounce(b);
         }
         if !from_mail_system(msg, from, subject, text) {
-            return None;
+            return Reading::NoNotice;
         }
     }
     // Returned headers quoted inside the text (qmail, Exim, Gmail's "Original message").
@@ -322,13 +338,13 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
             if recipients.is_empty() {
                 // Every recipient was delivered, relayed or expanded: a success report, whose
                 // text must not be mined for addresses.
-                return None;
+                return Reading::Notice;
             }
-            return Some(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
+            return Reading::Bounce(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
         }
     }
     if !from_mail_system(msg, from, subject, text) {
-        return None;
+        return Reading::NoNotice;
     }
     let lower = text.to_ascii_lowercase();
     let shape = if lower.contains("this is the qmail-send program") {
@@ -370,9 +386,9 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: diagnostic_line(ctx) });
     }
     if recipients.is_empty() {
-        return None;
+        return Reading::Notice;
     }
-    Some(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
+    Reading::Bounce(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
 }
 
 /// An Amazon SES notification delivered by e-mail (an SNS subscription): the JSON body,

@@ -8,6 +8,7 @@ use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use uuid::Uuid;
 
 use super::bounce::{find_header_line, part_raw, ses_notification};
+use super::envelope;
 use crate::crm::inbound::{Complaint, Sender, XHEADER_ACTIVITY, normalize_message_id};
 
 /// What the returned message tells: its Message-ID, our X-header, its first recipient.
@@ -30,9 +31,7 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     if let Some(c) = ses_complaint(text) {
         return Some(c);
     }
-    let report = msg.content_type().is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) && ct.attribute("report-type").is_some_and(|t| t.eq_ignore_ascii_case("feedback-report"))
-    });
+    let report = envelope::report_type(msg).is_some_and(|t| t.eq_ignore_ascii_case("feedback-report"));
     let mut fields = None;
     let mut original: Option<Returned> = None;
     for part in &msg.parts {

@@ -15,7 +15,7 @@ use regex::Regex;
 use sha2::Digest;
 use uuid::Uuid;
 
-use super::{autoreply, bounce, complaint};
+use super::{autoreply, bounce, complaint, envelope};
 pub use crate::crm::inbound::{Automated, Bounce, Complaint, CorrelationKeys, FailedRecipient, Malformed, ParsedMail, Reason, Sender, Severity, XHEADER_ACTIVITY, XHEADER_TOKEN, normalize_message_id};
 
 /// Tracking tokens look like Dynamics' `CRM:0001234` (letters allowed after the prefix).
@@ -89,23 +89,19 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     let complaint = complaint::read(&msg, raw, &from, &subject, &text);
     // (Exim marks its own bounces `Auto-Submitted: auto-replied`: a mail system's notice is
     // read as a bounce first.)
-    let auto_reply = if complaint.is_some() || has_dsn(&msg) || bounce::system_sender(&msg, &from) { None } else { autoreply::auto_reply(&msg, &subject) };
-    let bounce = if complaint.is_some() || auto_reply.is_some() { None } else { bounce::read(&msg, raw, &from, &subject, &text) };
-    let automated = match (&complaint, &bounce, auto_reply) {
-        (None, None, Some(r)) => Some(Automated::AutoReply(r)),
-        (None, None, None) => if bounce::from_mail_system(&msg, &from, &subject, &text) {
-            Some(Automated::Report("a mail system's notice naming no failed recipient".into()))
-        } else {
-            autoreply::machine(&msg, &from)
-        },
-        _ => None,
+    let auto_reply = if complaint.is_some() || envelope::has_dsn(&msg) || bounce::system_sender(&msg, &from) { None } else { autoreply::auto_reply(&msg, &subject) };
+    let reading = if complaint.is_some() || auto_reply.is_some() { bounce::Reading::NoNotice } else { bounce::read(&msg, raw, &from, &subject, &text) };
+    let (bounce, automated) = match (reading, auto_reply) {
+        (bounce::Reading::Bounce(b), _) => (Some(b), None),
+        (_, Some(r)) => (None, Some(Automated::AutoReply(r))),
+        _ if complaint.is_some() => (None, None),
+        (bounce::Reading::Notice, None) => (None, Some(Automated::Report("a mail system's notice naming no failed recipient".into()))),
+        (bounce::Reading::NoNotice, None) => (None, autoreply::machine(&msg, &from)),
     };
     if let Some(e) = no_sender {
         // A report of a mail system is read whatever its From; anything else needs a sender.
-        let null_return_path = msg.header_raw("Return-Path").is_some_and(|r| r.trim().trim_matches(['<', '>']).trim().is_empty());
-        let report = msg.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
         let auto = matches!(automated, Some(Automated::AutoReply(_))) || msg.header_raw("Auto-Submitted").is_some();
-        if complaint.is_none() && bounce.is_none() && !(auto || report || null_return_path) {
+        if complaint.is_none() && bounce.is_none() && !(auto || envelope::report_type(&msg).is_some() || envelope::null_return_path(&msg)) {
             return Err(e);
         }
     }
@@ -124,13 +120,6 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
         bounce,
         complaint,
         attachments: msg.attachment_count(),
-    })
-}
-
-/// Whether the message carries a machine-readable delivery status part (RFC 3464).
-fn has_dsn(msg: &Message<'_>) -> bool {
-    msg.parts.iter().any(|p| {
-        p.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("message") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("delivery-status") || s.eq_ignore_ascii_case("global-delivery-status")))
     })
 }
 

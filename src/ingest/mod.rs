@@ -4,6 +4,7 @@
 pub mod autoreply;
 pub mod bounce;
 pub mod complaint;
+pub mod envelope;
 pub mod imap;
 pub mod mail;
 pub mod pbx;
