@@ -55,12 +55,6 @@ impl FailedRecipient {
     pub fn hard(&self) -> bool {
         self.severity == Severity::Hard
     }
-
-    /// Whether this one report alone suppresses the address (delays and soft reasons only
-    /// count towards the soft limit).
-    pub fn suppresses_alone(&self) -> bool {
-        self.hard()
-    }
 }
 
 /// A delivery status notification, standard or not.
