@@ -104,6 +104,9 @@ pub struct CallContext {
     pub existing: Option<Activity>,
     /// Another open callback for the same number (no second callback for repeat misses).
     pub open_callback: Option<Uuid>,
+    /// R-PBX-6: the open phone calls with a due date for this number (callbacks and
+    /// call-list calls) an answered call closes.
+    pub open_calls: Vec<OpenCall>,
     /// R-RS-2: this caller already responded to this wave.
     pub response_exists: bool,
     pub callback_sla: Duration,
@@ -112,6 +115,61 @@ pub struct CallContext {
     pub now: DateTime<Utc>,
     /// Ids for the activity, a lead and a response, if created.
     pub ids: [Uuid; 3],
+}
+
+/// R-PBX-3 [DESIGN, revised]: who owns the activity of a call. A missed inbound call's
+/// callback goes to the caller's own account manager — the enabled owner of the one record
+/// the number matched (`party_owner`) — else to the line's owner, else the extension's
+/// user; other calls to the extension's user, else the line owner.
+pub fn call_owner(inbound_missed: bool, party_owner: Option<Uuid>, line_owner: Option<Uuid>, extension_user: Option<Uuid>) -> Option<Uuid> {
+    if inbound_missed { party_owner.or(line_owner).or(extension_user) } else { extension_user.or(line_owner) }
+}
+
+/// An open phone call with a due date for the caller's number (R-PBX-3 callback, R-QC-2
+/// call-list call).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenCall {
+    pub id: Uuid,
+    /// When it came to be: the missed call's end for a callback, the distribution for a
+    /// call-list call. Only a call after this closes it.
+    pub since: DateTime<Utc>,
+}
+
+/// R-PBX-6: an open call completed by an answered call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closure {
+    pub activity_id: Uuid,
+    pub statuscode: i32,
+    pub actualend: DateTime<Utc>,
+    /// The line appended to its description, naming the call that closed it.
+    pub line: String,
+}
+
+/// R-PBX-6: the open calls for the number that this call closes: every one that came to be
+/// before it, if it was answered, in either direction; 2 Made when we called, 4 Received
+/// when the customer got through.
+pub fn plan_closures(rec: &CallRecord, open: &[OpenCall], own: Option<Uuid>, tz: Tz, now: DateTime<Utc>) -> Vec<Closure> {
+    if !rec.answered() || rec.direction == Direction::Internal || rec.external.e164().is_none() {
+        return Vec::new();
+    }
+    let at = rec.answered_at.or(rec.started_at).or(rec.ended_at).unwrap_or(now);
+    let end = rec.ended_at.unwrap_or(at);
+    let inbound = rec.direction == Direction::Inbound;
+    open.iter()
+        .filter(|o| Some(o.id) != own && o.since < at)
+        .map(|o| Closure {
+            activity_id: o.id,
+            statuscode: if inbound { 4 } else { 2 },
+            actualend: end,
+            line: format!(
+                "Completed by the answered {} call {} ({}) at {}.",
+                if inbound { "incoming" } else { "outgoing" },
+                rec.call_id,
+                rec.provider,
+                at.with_timezone(&tz).format("%Y-%m-%d %H:%M")
+            ),
+        })
+        .collect()
 }
 
 /// What to write for a call.
@@ -130,6 +188,8 @@ pub struct CallWrites {
     pub parties: Vec<ActivityParty>,
     pub lead: Option<Lead>,
     pub response: Option<CampaignResponse>,
+    /// R-PBX-6: open calls this call completes.
+    pub closes: Vec<Closure>,
 }
 
 impl CallWrites {
@@ -325,7 +385,8 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
         l.relatedobjectid = response.as_ref().map(|r| r.activityid);
         l
     });
-    CallPlan::Apply(Box::new(CallWrites { activity, is_new, parties, lead, response }))
+    let closes = plan_closures(rec, &ctx.open_calls, Some(activity.activityid), ctx.tz, t);
+    CallPlan::Apply(Box::new(CallWrites { activity, is_new, parties, lead, response, closes }))
 }
 
 #[cfg(test)]
@@ -361,6 +422,7 @@ mod tests {
             party,
             existing: None,
             open_callback: None,
+            open_calls: Vec::new(),
             response_exists: false,
             callback_sla: Duration::hours(2),
             lead_source: 100_000_001,
@@ -483,5 +545,43 @@ mod tests {
         assert_eq!(w.activity.activityid, first.activity.activityid);
         assert_eq!((w.activity.statecode, w.activity.statuscode), (1, 2), "a closed callback stays closed");
         assert!(w.activity.description.unwrap().contains("mango:rec1"));
+    }
+
+    #[test]
+    fn r_pbx_3_revised_the_callback_goes_to_the_account_manager() {
+        let (manager, line_owner, ext) = (Some(Uuid::from_u128(70)), Some(Uuid::from_u128(71)), Some(Uuid::from_u128(72)));
+        assert_eq!(call_owner(true, manager, line_owner, ext), manager);
+        assert_eq!(call_owner(true, None, line_owner, ext), line_owner);
+        assert_eq!(call_owner(true, None, None, ext), ext);
+        // Answered and outbound calls stay with whoever took them.
+        assert_eq!(call_owner(false, manager, line_owner, ext), ext);
+        assert_eq!(call_owner(false, manager, line_owner, None), line_owner);
+    }
+
+    #[test]
+    fn r_pbx_6_an_answered_call_completes_the_open_callback() {
+        let missed_at = Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap();
+        let cb = OpenCall { id: Uuid::from_u128(90), since: missed_at };
+        // We call back (outbound, answered): Made, with the call named in the line.
+        let mut back = rec(Direction::Outbound, Disposition::Answered, "+79161234567", 95);
+        let mut c = ctx(None, MatchOutcome::None);
+        c.open_calls = vec![cb];
+        let w = apply(plan_call(&back, &c));
+        assert_eq!(w.closes.len(), 1);
+        let cl = &w.closes[0];
+        assert_eq!((cl.activity_id, cl.statuscode), (cb.id, 2));
+        assert_eq!(cl.actualend, back.ended_at.unwrap());
+        assert!(cl.line.contains("answered outgoing call") && cl.line.contains(&back.call_id), "{}", cl.line);
+        // The customer gets through to us first: Received.
+        let inbound = rec(Direction::Inbound, Disposition::Answered, "+79161234567", 40);
+        assert_eq!(apply(plan_call(&inbound, &c)).closes[0].statuscode, 4);
+        // A call that was not answered, or came before the callback existed, closes nothing.
+        assert!(apply(plan_call(&rec(Direction::Outbound, Disposition::Missed, "+79161234567", 0), &c)).closes.is_empty());
+        c.open_calls = vec![OpenCall { since: back.started_at.unwrap() + Duration::minutes(1), ..cb }];
+        assert!(apply(plan_call(&back, &c)).closes.is_empty());
+        // The call's own activity is never closed by itself.
+        back.disposition = Disposition::Answered;
+        c.open_calls = vec![OpenCall { id: c.ids[0], since: missed_at }];
+        assert!(apply(plan_call(&back, &c)).closes.is_empty());
     }
 }

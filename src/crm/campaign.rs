@@ -84,6 +84,44 @@ pub fn check_wave_preconditions(
     Ok(())
 }
 
+/// §2.7 campaignitem: lists are linked to a campaign that is still Active and neither
+/// Completed nor Canceled; only Active lists are linked.
+pub fn check_link_lists(campaign: &Campaign, lists: &[MarketingList]) -> Result<(), RuleError> {
+    if campaign.statecode != 0 || matches!(campaign.statuscode, COMPLETED | CANCELED) {
+        return refuse("§2.7", "campaign_closed", "lists are linked to an active campaign that is not completed or canceled");
+    }
+    if let Some(l) = lists.iter().find(|l| l.statecode != 0) {
+        return refuse("§2.7", "list_inactive", format!("list '{}' is inactive", l.listname));
+    }
+    Ok(())
+}
+
+/// §2.8: a list a campaign activity targets stays linked to its campaign (the wave's lists
+/// are a subset of the campaign's), so it is unlinked from the wave first. `used_by` are the
+/// campaign activities that target it.
+pub fn check_unlink_list(list: &MarketingList, used_by: &[uuid::Uuid]) -> Result<(), RuleError> {
+    match used_by.first() {
+        Some(w) => refuse("§2.8", "list_in_use", format!("list '{}' is a target of campaign activity {w}; remove it there first", list.listname)),
+        None => Ok(()),
+    }
+}
+
+/// §2.8 / R-WV-2: a campaign activity's target lists change while it is Open and its wave
+/// (if any) has not started: the member set is frozen at the start. Every new target must
+/// be one of the campaign's lists.
+pub fn check_target_lists(activity: &CampaignActivity, wave_started: bool, new_targets: &[MarketingList], campaign_list_ids: &[uuid::Uuid]) -> Result<(), RuleError> {
+    if activity.statecode != 0 {
+        return refuse("§2.8", "activity_closed", "closed and canceled campaign activities are read-only");
+    }
+    if wave_started {
+        return refuse("R-WV-2", "wave_already_started", "the wave has started: its member set is frozen");
+    }
+    if let Some(l) = new_targets.iter().find(|l| !campaign_list_ids.contains(&l.listid)) {
+        return refuse("§2.8", "list_not_in_campaign", format!("list '{}' is not linked to the campaign; link it to the campaign first", l.listname));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +165,28 @@ mod tests {
         assert_eq!(check_wave_preconditions(&c, &phone, &[list.clone()], &[list.listid]).unwrap_err().code, "wave_not_email");
         c.statuscode = PROPOSED;
         assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).unwrap_err().code, "campaign_not_launched");
+    }
+
+    #[test]
+    fn section_2_8_wave_lists_are_campaign_lists() {
+        let l1 = MarketingList { listid: uuid::Uuid::from_u128(1), listname: "Клиенты".into(), ..Default::default() };
+        let l2 = MarketingList { listid: uuid::Uuid::from_u128(2), listname: "Выставка".into(), ..Default::default() };
+        let wave = CampaignActivity { channeltypecode: Some(7), ..Default::default() };
+        assert!(check_target_lists(&wave, false, &[l1.clone()], &[l1.listid]).is_ok());
+        assert_eq!(check_target_lists(&wave, false, &[l2.clone()], &[l1.listid]).unwrap_err().code, "list_not_in_campaign");
+        assert_eq!(check_target_lists(&wave, true, &[l1.clone()], &[l1.listid]).unwrap_err().code, "wave_already_started");
+        let closed = CampaignActivity { statecode: 1, ..wave.clone() };
+        assert_eq!(check_target_lists(&closed, false, &[], &[]).unwrap_err().code, "activity_closed");
+        assert_eq!(check_unlink_list(&l1, &[uuid::Uuid::from_u128(9)]).unwrap_err().code, "list_in_use");
+        assert!(check_unlink_list(&l1, &[]).is_ok());
+    }
+
+    #[test]
+    fn section_2_7_lists_link_to_open_campaigns_only() {
+        let l = MarketingList { listname: "L".into(), ..Default::default() };
+        assert!(check_link_lists(&Campaign { statuscode: PROPOSED, ..Default::default() }, &[l.clone()]).is_ok());
+        assert_eq!(check_link_lists(&Campaign { statuscode: COMPLETED, ..Default::default() }, &[l.clone()]).unwrap_err().code, "campaign_closed");
+        let inactive = MarketingList { statecode: 1, ..l };
+        assert_eq!(check_link_lists(&Campaign::default(), &[inactive]).unwrap_err().code, "list_inactive");
     }
 }

@@ -297,6 +297,9 @@ record! {
         transactioncurrencyid: Option<String>,
         deal_closed_on: Option<NaiveDate>,
         description: Option<String>,
+        /// R-OPP-1: the value and date a win records.
+        actualvalue: Option<Money>,
+        actualclosedate: Option<NaiveDate>,
     }
 }
 

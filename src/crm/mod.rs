@@ -18,6 +18,7 @@ pub mod lead;
 pub mod mail;
 pub mod matching;
 pub mod normalize;
+pub mod opportunity;
 pub mod person_name;
 pub mod reply_text;
 pub mod response;
@@ -25,6 +26,7 @@ pub mod state;
 pub mod types;
 pub mod views;
 pub mod waves;
+pub mod work;
 
 pub use error::RuleError;
 pub use normalize::{EmailAddress, EmailRules, Phone, PhoneNumber};

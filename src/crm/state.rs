@@ -37,6 +37,7 @@ pub fn model(kind: EntityKind) -> &'static [StateDef] {
         EntityKind::Appointment => states![0, "Open", [1, 2], 1; 1, "Completed", [3], 3; 2, "Canceled", [4], 4; 3, "Scheduled", [5, 6], 5],
         EntityKind::Letter => states![0, "Open", [1, 2], 2; 1, "Completed", [3, 4], 4; 2, "Canceled", [5], 5],
         EntityKind::Fax => states![0, "Open", [1], 1; 1, "Completed", [2, 3, 4], 2; 2, "Canceled", [5], 5],
+        EntityKind::Opportunityclose => states![0, "Open", [1], 1; 1, "Completed", [2], 2; 2, "Canceled", [3], 3],
     }
 }
 

@@ -28,10 +28,12 @@ pub enum EntityKind {
     Appointment,
     Letter,
     Fax,
+    /// The closing activity of an opportunity (R-OPP-1: Win/Lose), kept in the activity table.
+    Opportunityclose,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 17] = [
+    pub const ALL: [EntityKind; 18] = [
         EntityKind::Systemuser,
         EntityKind::Team,
         EntityKind::Account,
@@ -49,6 +51,7 @@ impl EntityKind {
         EntityKind::Appointment,
         EntityKind::Letter,
         EntityKind::Fax,
+        EntityKind::Opportunityclose,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl EntityKind {
             EntityKind::Appointment => "appointment",
             EntityKind::Letter => "letter",
             EntityKind::Fax => "fax",
+            EntityKind::Opportunityclose => "opportunityclose",
         }
     }
 
@@ -83,6 +87,7 @@ impl EntityKind {
                 | EntityKind::Appointment
                 | EntityKind::Letter
                 | EntityKind::Fax
+                | EntityKind::Opportunityclose
         )
     }
 

@@ -26,6 +26,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiError, AppState};
+
+mod work;
 use crate::crm::entities::{Account, Activity, BulkOperation, Campaign, CampaignActivity, CampaignResponse, ColType, Contact, Lead, MarketingList, Opportunity, Record, SystemUser};
 use crate::crm::EntityKind;
 use crate::store::api::{self as q, QueryError, ViewCtx, ViewSpec};
@@ -70,6 +72,9 @@ pub enum Area {
 pub enum Access {
     Read(Area),
     Write(Area),
+    /// Any role: the handler lets the caller act on their own work (and their reports'),
+    /// admins on everything (R-ACT-1).
+    OwnWork,
 }
 
 /// admin: everything; marketer: lists, campaigns, waves, responses, and reading leads;
@@ -77,6 +82,7 @@ pub enum Access {
 pub fn allowed(role: Role, access: Access) -> bool {
     match (role, access) {
         (Role::Admin, _) => true,
+        (_, Access::OwnWork) => true,
         (_, Access::Read(Area::Meta)) => true,
         (Role::Viewer, Access::Read(_)) => true,
         (Role::Marketer, Access::Read(Area::Marketing | Area::Leads)) => true,
@@ -347,6 +353,11 @@ fn read_only(table: &str, create: bool) -> &'static [&'static str] {
         ("campaignactivity", true) => &["actualstart", "actualend"],
         ("campaignactivity", false) => &["regardingobjectid", "actualstart", "actualend"],
         ("lead", _) => &["lastusedincampaign", "qualifyingopportunityid"],
+        // R-OPP-1: the close facts are written by win/lose, the Act by close-deal.
+        ("opportunity", true) => &["actualvalue", "actualclosedate", "deal_closed_on"],
+        ("opportunity", false) => &["originatingleadid", "actualvalue", "actualclosedate", "deal_closed_on"],
+        // R-ACT-1: state changes go through complete/cancel/reopen; the type is fixed.
+        ("activity", false) => &["activitytypecode"],
         ("contact" | "account", _) => &["lastusedincampaign"],
         _ => &[],
     }
@@ -470,6 +481,19 @@ creatable!(
     }
 );
 
+creatable!(
+    Opportunity,
+    |r, st| {
+        if r.opportunityratingcode == 0 {
+            r.opportunityratingcode = 2;
+        }
+        if r.transactioncurrencyid.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            r.transactioncurrencyid = Some(st.store.default_currency.clone());
+        }
+    },
+    |s, rec, _mode| s.store.create_opportunity(&rec).await?
+);
+
 async fn create_h<R: Creatable>(State(s): State<AppState>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery, Body(body): Body<J>) -> Result<Response, ApiError> {
     let mode = create_mode(raw.as_deref())?;
     let obj = record_fields::<R>(body, true)?;
@@ -530,12 +554,17 @@ async fn patch_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<C
 
 async fn update_any<R: Entity>(s: &AppState, rec: R) -> Result<R, ApiError> {
     // Leads go through their rules (R-LD-*); other records are written as given.
-    if R::TABLE == "lead" {
-        let lead: Lead = serde_json::from_value(serde_json::to_value(&rec).map_err(internal)?).map_err(internal)?;
-        let out = s.store.update_lead(&lead).await?;
-        return serde_json::from_value(serde_json::to_value(out).map_err(internal)?).map_err(internal);
+    fn cast<A: serde::Serialize, B: DeserializeOwned>(a: &A) -> Result<B, ApiError> {
+        serde_json::from_value(serde_json::to_value(a).map_err(internal)?).map_err(internal)
     }
-    Ok(s.store.update(&rec).await?)
+    // Leads, activities and opportunities go through their rules (R-LD-*, R-ACT-*, R-OPP-1);
+    // other records are written as given.
+    match R::TABLE {
+        "lead" => cast(&s.store.update_lead(&cast::<R, Lead>(&rec)?).await?),
+        "activity" => cast(&s.store.update_activity(&cast::<R, Activity>(&rec)?).await?),
+        "opportunity" => cast(&s.store.update_opportunity(&cast::<R, Opportunity>(&rec)?).await?),
+        _ => Ok(s.store.update(&rec).await?),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -832,6 +861,7 @@ pub fn table() -> Vec<RouteDef> {
     create_route::<Campaign>(&mut t);
     create_route::<CampaignActivity>(&mut t);
     create_route::<Activity>(&mut t);
+    create_route::<Opportunity>(&mut t);
     let w = |a| Access::Write(a);
     let r = |a| Access::Read(a);
     use Area::*;
@@ -865,6 +895,7 @@ pub fn table() -> Vec<RouteDef> {
         t.push(RouteDef { reply: ReplyDoc::Page, list: false, ..route(Method::GET, format!("/api/v1/ops/{path}"), r(Ops), summary, h) });
     }
     t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/ops/quarantine/{id}/replay", w(Ops), "Process a quarantined message again", post(replay_h)) });
+    work::routes(&mut t);
     t.push(route(Method::GET, "/api/v1/openapi.json", r(Meta), "This document", get(openapi_h)));
     t
 }
@@ -912,6 +943,7 @@ fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, c
         "list" => &["listname", "createdfromcode"],
         "campaignactivity" => &["regardingobjectid", "subject"],
         "activity" => &["activitytypecode"],
+        "opportunity" => &["name", "customerid", "customeridtype"],
         _ => &[],
     };
     if create {
@@ -928,6 +960,15 @@ fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, c
         }
         "lead" => {
             props.insert("leadqualitycode".into(), json!({"type": "integer", "enum": [1, 2, 3]}));
+        }
+        "opportunity" => {
+            if create {
+                props.insert("customerid".into(), json!({"type": "string", "format": "uuid"}));
+                props.insert("customeridtype".into(), json!({"type": "string", "enum": ["account", "contact"]}));
+            }
+            props.insert("salesstage".into(), json!({"type": "integer", "enum": [0, 1, 2, 3], "nullable": true}));
+            props.insert("closeprobability".into(), json!({"type": "integer", "minimum": 0, "maximum": 100, "nullable": true}));
+            props.insert("opportunityratingcode".into(), json!({"type": "integer", "enum": [1, 2, 3]}));
         }
         _ => {}
     }
@@ -966,7 +1007,7 @@ fn named_body(name: &str) -> J {
         "CampaignStatus" => json!({"type": "object", "additionalProperties": false, "required": ["statuscode"], "properties": {"statuscode": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}}}),
         "TestSend" => json!({"type": "object", "additionalProperties": false, "required": ["to"], "properties": {"to": {"type": "string"}, "vars": {"type": "object"}}}),
         "Members" => json!({"type": "object", "additionalProperties": false, "required": ["members"], "properties": {"members": {"type": "array", "items": uuid}}}),
-        _ => json!({}),
+        other => work::named_body(other).unwrap_or_else(|| json!({})),
     }
 }
 

@@ -83,8 +83,13 @@ impl From<StoreError> for ApiError {
                 const CONFLICTS: &[&str] = &[
                     "duplicate_found", "ambiguous_duplicate", "activity_closed", "campaign_not_launched", "invalid_campaign_transition", "invalid_wave_transition", "list_dynamic",
                     "list_inactive", "list_locked", "list_not_dynamic", "list_not_editable", "state_change_not_allowed", "wave_already_started", "invalid_state",
+                    "list_in_use", "campaign_closed", "activity_open", "opportunity_closed", "opportunity_open", "deal_not_won",
                 ];
-                let status = if CONFLICTS.contains(&r.code) || r.code.ends_with("_not_open") || r.code.starts_with("lead_") {
+                // Acting on someone else's work is a permission refusal (R-ACT-1).
+                const FORBIDDEN: &[&str] = &["not_your_activity", "reopen_needs_admin"];
+                let status = if FORBIDDEN.contains(&r.code) {
+                    StatusCode::FORBIDDEN
+                } else if CONFLICTS.contains(&r.code) || r.code.ends_with("_not_open") || r.code.starts_with("lead_") {
                     StatusCode::CONFLICT
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY

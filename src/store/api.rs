@@ -414,7 +414,8 @@ impl Store {
             (SELECT COUNT(*) FROM campaignresponse r WHERE r.regardingobjectid = c.campaignid) AS responses, \
             (SELECT COUNT(*) FROM lead l WHERE l.campaignid = c.campaignid) AS leads, \
             (SELECT COUNT(*) FROM opportunity o WHERE o.campaignid = c.campaignid) AS opportunities, \
-            (SELECT CAST(COALESCE(SUM(o.estimatedvalue), 0) AS BIGINT) FROM opportunity o WHERE o.campaignid = c.campaignid AND o.statecode = 1) AS won_value \
+            (SELECT COUNT(*) FROM opportunity o WHERE o.campaignid = c.campaignid AND o.statecode = 1) AS won, \
+            (SELECT CAST(COALESCE(SUM(COALESCE(o.actualvalue, o.estimatedvalue)), 0) AS BIGINT) FROM opportunity o WHERE o.campaignid = c.campaignid AND o.statecode = 1) AS won_value \
             FROM campaign c ORDER BY c.name, c.campaignid";
         let rows = self.db.clone().fetch_all(sql, vec![]).await?;
         rows.iter()
@@ -433,6 +434,8 @@ impl Store {
                     "expectedresponse": r.get::<Option<i64>>("expectedresponse")?,
                     "leads": r.get::<i64>("leads")?,
                     "opportunities": r.get::<i64>("opportunities")?,
+                    // R-OPP-1: what won deals brought (actual value, else the estimate).
+                    "won": r.get::<i64>("won")?,
                     "won_value": r.get::<i64>("won_value")? as f64 / 100.0,
                 }))
             })

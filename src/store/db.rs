@@ -597,7 +597,7 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api"), migration!(7, "0007_mail_accuracy")];
+const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api"), migration!(7, "0007_mail_accuracy"), migration!(8, "0008_close_the_loop")];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
 /// apalis-sqlite uses for its queue tables in the same SQLite file.

@@ -11,12 +11,15 @@ mod alerts;
 pub mod api;
 mod criteria;
 mod db;
+mod deals;
 mod mail;
+mod marketing;
 mod ops;
 mod pbx;
 mod records;
 mod rules;
 pub mod waves;
+mod work;
 
 pub use alerts::DigestRow;
 pub use criteria::compile_members_query;

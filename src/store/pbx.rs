@@ -9,7 +9,7 @@ use super::db::{Exec, Row, Value};
 use super::records::{insert_many, insert_rows, update};
 use super::{Result, Store, StoreError};
 use crate::crm::calls::CallWrites;
-use crate::crm::{EmailAddress, EntityKind};
+use crate::crm::{EmailAddress, EntityKind, EntityRef};
 
 /// One accepted webhook event, ready to store.
 #[derive(Debug, Clone)]
@@ -107,6 +107,20 @@ async fn wave_response_in(ex: &mut impl Exec, wave: Uuid, customer: Option<Uuid>
         )
         .await?;
     Ok(row.is_some())
+}
+
+/// R-PBX-6: completes an open call closed by an answered one, if it is still open (a person
+/// may have closed it meanwhile: then it stays as they left it).
+async fn close_open_call(ex: &mut impl Exec, c: &crate::crm::calls::Closure, now: DateTime<Utc>) -> Result<()> {
+    ex.execute(
+        "UPDATE activity SET statecode = 1, statuscode = $2, actualend = $3, \
+           description = CASE WHEN description IS NULL OR description = '' THEN $4 ELSE description || $5 END, \
+           modifiedon = $6, versionnumber = versionnumber + 1 \
+         WHERE activityid = $1 AND statecode = 0",
+        vec![c.activity_id.into(), c.statuscode.into(), c.actualend.into(), c.line.clone().into(), format!("\n{}", c.line).into(), now.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether a call's plan leaves an open callback for its number (R-PBX-3).
@@ -307,6 +321,9 @@ impl Store {
                     update(tx, self, &w.activity).await?;
                     tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()]).await?;
                 }
+                for c in &w.closes {
+                    close_open_call(tx, c, now).await?;
+                }
                 parties.extend(w.parties.iter().map(|p| {
                     vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]
                 }));
@@ -400,9 +417,32 @@ impl Store {
         Ok((users.len() == 1).then(|| users[0].id))
     }
 
-    /// An open callback (phone call with a due date) for this number, if any.
-    pub async fn open_callback(&self, e164: &str) -> Result<Option<Uuid>> {
-        open_callback_in(&mut self.db.clone(), e164, None).await
+    /// The open phone calls with a due date for a number, oldest first (R-PBX-3, R-PBX-6):
+    /// callbacks and call-list calls, each with when it came to be.
+    pub async fn open_phonecalls(&self, e164: &str) -> Result<Vec<crate::crm::calls::OpenCall>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT activityid, COALESCE(actualend, actualstart, createdon) AS since FROM activity \
+                 WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL ORDER BY createdon, activityid",
+                vec![e164.into()],
+            )
+            .await?;
+        rows.iter().map(|r| Ok(crate::crm::calls::OpenCall { id: r.get("activityid")?, since: r.get("since")? })).collect()
+    }
+
+    /// The owner of an account, contact or lead, if that owner is an enabled user.
+    pub async fn enabled_owner(&self, of: EntityRef) -> Result<Option<Uuid>> {
+        let (table, key) = match of.kind {
+            EntityKind::Account => ("account", "accountid"),
+            EntityKind::Contact => ("contact", "contactid"),
+            EntityKind::Lead => ("lead", "leadid"),
+            _ => return Ok(None),
+        };
+        let sql = format!("SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = $1 AND u.isdisabled = FALSE");
+        let row = self.db.clone().fetch_optional(&sql, vec![of.id.into()]).await?;
+        row.map(|r| r.get("ownerid")).transpose()
     }
 
     /// R-RS-2: whether this caller (by party or number) already responded to this wave.

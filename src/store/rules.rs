@@ -340,34 +340,6 @@ impl Store {
         Ok(c)
     }
 
-    /// Links lists to a campaign (campaignitem).
-    pub async fn add_campaign_lists(&self, campaign_id: Uuid, lists: &[Uuid]) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        load::<Campaign>(&mut tx, campaign_id).await?;
-        for l in lists {
-            load::<MarketingList>(&mut tx, *l).await?;
-            tx.execute("INSERT INTO campaignitem (campaignid, listid) VALUES ($1, $2) ON CONFLICT (campaignid, listid) DO NOTHING", vec![campaign_id.into(), (*l).into()]).await?;
-        }
-        tx.commit().await
-    }
-
-    /// Sets a wave's target lists (campaignactivityitem); [DESIGN] they must be campaign lists.
-    pub async fn set_wave_lists(&self, activity_id: Uuid, lists: &[Uuid]) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let a: CampaignActivity = load(&mut tx, activity_id).await?;
-        for l in lists {
-            let linked = tx
-                .fetch_optional("SELECT listid FROM campaignitem WHERE campaignid = $1 AND listid = $2", vec![a.regardingobjectid.into(), (*l).into()])
-                .await?
-                .is_some();
-            if !linked {
-                return Err(RuleError::new("§2.8", "list_not_in_campaign", format!("list {l} is not linked to the campaign")).into());
-            }
-            tx.execute("INSERT INTO campaignactivityitem (campaignactivityid, listid) VALUES ($1, $2) ON CONFLICT (campaignactivityid, listid) DO NOTHING", vec![activity_id.into(), (*l).into()]).await?;
-        }
-        tx.commit().await
-    }
-
     /// The members of a list: static rows, or a dynamic list's criteria evaluated now.
     pub async fn list_members(&self, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
         list_members_in(&mut self.db.clone(), list_id, now).await

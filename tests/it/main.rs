@@ -14,3 +14,4 @@ mod store;
 mod scale;
 mod systemd;
 mod waves;
+mod work;

@@ -604,3 +604,59 @@ async fn concurrent_plans_open_one_callback_per_number() {
     assert_eq!(app.count("activity WHERE statecode = 0 AND scheduledend IS NOT NULL").await, 1);
     app.stop().await;
 }
+
+/// R-PBX-3 revised and R-PBX-6 through the generic webhook: a missed call from a known
+/// customer gives the callback to the customer's own account manager (not the line owner);
+/// our answered call back to that number completes the callback, naming the call; a call
+/// that was not answered closes nothing. An unknown number's callback stays with the line.
+async fn callbacks_go_to_the_account_manager_and_close_themselves(engine: &str) {
+    let (app, seed) = start(engine).await;
+    let s = &app.store;
+    // Sidorov's account manager is Petrova (extension 102); the main line belongs to Head.
+    let mut c: Contact = s.load(seed.known_contact).await.unwrap();
+    c.ownerid = seed.ext102;
+    s.update(&c).await.unwrap();
+    let call = |id: &str, dir: &str, number: &str, disp: &str, at: &str, answered: Option<&str>, end: &str, secs: i64| {
+        let mut v = serde_json::json!({"call_id": id, "event": "end", "direction": dir, "external_number": number, "did": "+7 495 123-45-67", "extension": "101",
+            "started_at": at, "ended_at": end, "duration_secs": secs, "disposition": disp});
+        if let Some(a) = answered {
+            v["answered_at"] = serde_json::json!(a);
+        }
+        v.to_string()
+    };
+    assert_eq!(app.generic(&call("cb-missed", "inbound", "8 (916) 123-45-67", "missed", "2026-11-27T07:00:00Z", None, "2026-11-27T07:00:20Z", 0)).await.status(), 202);
+    let cb = app.call_activity("generic", "cb-missed").await;
+    assert_eq!((cb.statecode, cb.ownerid), (0, seed.ext102), "the callback goes to the account manager, not the line owner {}", seed.head);
+    assert!(cb.scheduledend.is_some());
+    // A call back that nobody picked up leaves it open.
+    assert_eq!(app.generic(&call("cb-noanswer", "outbound", "+79161234567", "missed", "2026-11-27T07:10:00Z", None, "2026-11-27T07:10:30Z", 0)).await.status(), 202);
+    app.call_activity("generic", "cb-noanswer").await;
+    assert_eq!(s.load::<Activity>(cb.activityid).await.unwrap().statecode, 0);
+    // The answered call back completes it as Made, and says which call did.
+    assert_eq!(app.generic(&call("cb-back", "outbound", "+7 916 123 45 67", "answered", "2026-11-27T07:30:00Z", Some("2026-11-27T07:30:05Z"), "2026-11-27T07:33:05Z", 180)).await.status(), 202);
+    app.call_activity("generic", "cb-back").await;
+    let closed = s.load::<Activity>(cb.activityid).await.unwrap();
+    assert_eq!((closed.statecode, closed.statuscode), (1, 2), "{closed:?}");
+    assert_eq!(closed.actualend.map(|t| t.to_rfc3339()), Some("2026-11-27T07:33:05+00:00".into()));
+    assert!(closed.description.as_deref().unwrap().contains("Completed by the answered outgoing call cb-back"), "{:?}", closed.description);
+    // An unknown caller's callback stays with the line's owner.
+    assert_eq!(app.generic(&call("cb-unknown", "inbound", "+79035550011", "missed", "2026-11-27T08:00:00Z", None, "2026-11-27T08:00:15Z", 0)).await.status(), 202);
+    let other = app.call_activity("generic", "cb-unknown").await;
+    assert_eq!((other.statecode, other.ownerid), (0, seed.head));
+    // The customer gets through first: the callback completes as Received.
+    assert_eq!(app.generic(&call("cb-in", "inbound", "+79035550011", "answered", "2026-11-27T08:20:00Z", Some("2026-11-27T08:20:04Z"), "2026-11-27T08:21:00Z", 56)).await.status(), 202);
+    app.call_activity("generic", "cb-in").await;
+    let got_through = s.load::<Activity>(other.activityid).await.unwrap();
+    assert_eq!((got_through.statecode, got_through.statuscode), (1, 4));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_go_to_the_account_manager_and_close_themselves_sqlite() {
+    callbacks_go_to_the_account_manager_and_close_themselves("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_go_to_the_account_manager_and_close_themselves_postgres() {
+    callbacks_go_to_the_account_manager_and_close_themselves("postgres").await;
+}

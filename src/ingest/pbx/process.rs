@@ -355,28 +355,36 @@ impl PbxRuntime {
             Some(x) => self.store.user_by_extension(x).await?,
             None => None,
         };
-        // R-PBX-3: a missed call's callback belongs to the line's owner, not to whichever
-        // extension happened to ring; answered and outbound calls to the extension's user.
-        let line_owner = line.as_ref().map(|l| l.owner);
-        let mut owner = if rec.direction == Direction::Inbound && !rec.answered() { line_owner.or(ext_user) } else { ext_user.or(line_owner) };
-        if owner.is_none() {
-            if let Some(o) = &self.settings.default_owner {
-                owner = self.owner(o).await?;
-            }
-        }
         let e164 = rec.external.e164().map(str::to_string);
         let party = match &e164 {
             Some(n) => self.store.match_or_queue(None, Some(n), &format!("pbx:{provider}:{call_id}"), now).await?,
             None => crate::crm::matching::MatchOutcome::None,
         };
+        // R-PBX-3: a missed call's callback belongs to the caller's account manager, else
+        // the line's owner, not to whichever extension happened to ring; answered and
+        // outbound calls to the extension's user.
+        let missed = rec.direction == Direction::Inbound && !rec.answered();
+        let party_owner = match party.unique().filter(|p| p.kind.is_party()) {
+            Some(p) if missed => self.store.enabled_owner(p).await?,
+            _ => None,
+        };
+        let mut owner = crate::crm::calls::call_owner(missed, party_owner, line.as_ref().map(|l| l.owner), ext_user);
+        if owner.is_none() {
+            if let Some(o) = &self.settings.default_owner {
+                owner = self.owner(o).await?;
+            }
+        }
         let existing = match call.activityid {
             Some(id) => self.store.get(id).await?,
             None => None,
         };
-        let open_callback = match &e164 {
-            Some(n) => self.store.open_callback(n).await?,
-            None => None,
+        // R-PBX-3 (one open callback per number) and R-PBX-6 (an answered call closes the
+        // open ones) read the same rows.
+        let open_calls = match &e164 {
+            Some(n) => self.store.open_phonecalls(n).await?,
+            None => Vec::new(),
         };
+        let open_callback = open_calls.first().map(|o| o.id);
         let response_exists = match line.as_ref().and_then(|l| l.wave) {
             Some(w) => self.store.wave_response_exists(w.activity_id, party.unique().map(|p| p.id), e164.as_deref()).await?,
             None => false,
@@ -387,6 +395,7 @@ impl PbxRuntime {
             party,
             existing,
             open_callback,
+            open_calls,
             response_exists,
             callback_sla: self.settings.callback_sla,
             lead_source: self.settings.lead_source,

@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Source};
 
+mod work;
+use work::{CampaignCommand, ListCommand, OpportunityCommand, TaskCommand};
+
 #[derive(Debug, Parser)]
 #[command(name = "inflow", version, about = "Keeps a sales-and-marketing CRM fed: mail, calls, waves, alerts")]
 pub struct Cli {
@@ -44,6 +47,26 @@ pub enum Command {
     Lead {
         #[command(subcommand)]
         command: LeadCommand,
+    },
+    /// Campaigns: create, change status, link lists, add campaign activities and set their target lists.
+    Campaign {
+        #[command(subcommand)]
+        command: CampaignCommand,
+    },
+    /// Marketing lists: create (static or dynamic), members, copy to static.
+    List {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Finish the work: complete, cancel, reopen or reassign a task, phone call or other activity.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// Deals: create an opportunity, win, lose, reopen, sign the Act.
+    Opportunity {
+        #[command(subcommand)]
+        command: OpportunityCommand,
     },
     /// CRM users: add, set a manager (the escalation chain of overdue alerts).
     User {
@@ -288,6 +311,10 @@ pub fn main() -> ExitCode {
             Command::Wave { command } => wave_command(&cfg, command).await,
             Command::Lead { command } => lead_command(&cfg, command).await,
             Command::User { command } => user_command(&cfg, command).await,
+            Command::Campaign { command } => work::campaign_command(&cfg, command).await,
+            Command::List { command } => work::list_command(&cfg, command).await,
+            Command::Task { command } => work::task_command(&cfg, command).await,
+            Command::Opportunity { command } => work::opportunity_command(&cfg, command).await,
             Command::Token { command } => token_command(&cfg, command).await,
             Command::Import { command: ImportCommand::Leads { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows } } => {
                 import_leads(&cfg, ImportArgs { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows }).await

@@ -1,0 +1,2 @@
+-- PostgreSQL part of migration 0008: nothing differs.
+SELECT 1;

@@ -1,0 +1,171 @@
+//! Routes that close the loop (issue 18, DOMAIN §4.9): the marketer's links between lists,
+//! campaigns and campaign activities; complete, cancel and reopen of activities (R-ACT-1);
+//! win, lose, reopen and the Act of opportunities (R-OPP-1). Each handler parses the body,
+//! calls one store operation and answers with the record as stored.
+
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::routing::post;
+use axum::{Extension, Json};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::{Access, Area, Body, BodyDoc, Caller, Empty, ReplyDoc, Role, RouteDef, parse_id, route, unprocessable};
+use crate::crm::entities::{Activity, MarketingList, Opportunity, Record};
+use crate::crm::opportunity::{LoseParams, WinParams};
+use crate::crm::work::{Actor, CloseAction, CloseParams};
+use crate::http::{ApiError, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListsBody {
+    lists: Vec<Uuid>,
+}
+
+fn lists_reply(lists: Vec<MarketingList>) -> Json<J> {
+    Json(json!({"total": lists.len(), "items": lists}))
+}
+
+fn check_count(b: &ListsBody) -> Result<(), ApiError> {
+    if b.lists.is_empty() || b.lists.len() > 100 {
+        return Err(unprocessable("bad_lists", "lists: 1 to 100 list ids"));
+    }
+    Ok(())
+}
+
+async fn campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
+    Ok(lists_reply(s.store.campaign_lists(parse_id(&id)?).await?))
+}
+
+async fn add_campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+    check_count(&b)?;
+    Ok(lists_reply(s.store.add_campaign_lists(parse_id(&id)?, &b.lists).await?))
+}
+
+async fn remove_campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+    check_count(&b)?;
+    Ok(lists_reply(s.store.remove_campaign_lists(parse_id(&id)?, &b.lists).await?))
+}
+
+async fn wave_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
+    Ok(lists_reply(s.store.wave_lists(parse_id(&id)?).await?))
+}
+
+async fn add_wave_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+    check_count(&b)?;
+    Ok(lists_reply(s.store.set_wave_lists(parse_id(&id)?, &b.lists).await?))
+}
+
+async fn remove_wave_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+    check_count(&b)?;
+    Ok(lists_reply(s.store.remove_wave_lists(parse_id(&id)?, &b.lists).await?))
+}
+
+fn actor(c: &Caller) -> Actor {
+    Actor { user: c.user, admin: c.role == Role::Admin }
+}
+
+async fn close_h(s: &AppState, c: &Caller, id: &str, action: CloseAction, p: CloseParams) -> Result<Json<Activity>, ApiError> {
+    Ok(Json(s.store.close_activity(parse_id(id)?, action, &p, actor(c), Utc::now(), s.api.tz()).await?))
+}
+
+async fn complete_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<CloseParams>) -> Result<Json<Activity>, ApiError> {
+    close_h(&s, &c, &id, CloseAction::Complete, p).await
+}
+
+async fn cancel_activity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<CloseParams>) -> Result<Json<Activity>, ApiError> {
+    close_h(&s, &c, &id, CloseAction::Cancel, p).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    note: Option<String>,
+}
+
+async fn reopen_activity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<NoteBody>) -> Result<Json<Activity>, ApiError> {
+    close_h(&s, &c, &id, CloseAction::Reopen, CloseParams { note: b.note, ..Default::default() }).await
+}
+
+fn today(s: &AppState) -> NaiveDate {
+    Utc::now().with_timezone(&s.api.tz()).date_naive()
+}
+
+async fn win_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<WinParams>) -> Result<Json<Opportunity>, ApiError> {
+    Ok(Json(s.store.win_opportunity(parse_id(&id)?, &p, c.user, today(&s), Utc::now()).await?))
+}
+
+async fn lose_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<LoseParams>) -> Result<Json<Opportunity>, ApiError> {
+    Ok(Json(s.store.lose_opportunity(parse_id(&id)?, &p, c.user, today(&s), Utc::now()).await?))
+}
+
+async fn reopen_opportunity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<Opportunity>, ApiError> {
+    Ok(Json(s.store.reopen_opportunity(parse_id(&id)?, c.user, Utc::now()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    /// The Act's date; null withdraws it. Default: today in the org time zone.
+    #[serde(default, deserialize_with = "given")]
+    deal_closed_on: Option<Option<NaiveDate>>,
+}
+
+/// A field that is present: `Some(None)` for null, so null and absent differ.
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<NaiveDate>>, D::Error> {
+    Option::<NaiveDate>::deserialize(d).map(Some)
+}
+
+async fn close_deal_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<ActBody>) -> Result<Json<Opportunity>, ApiError> {
+    let on = b.deal_closed_on.unwrap_or(Some(today(&s)));
+    Ok(Json(s.store.close_deal(parse_id(&id)?, on, c.user, Utc::now()).await?))
+}
+
+/// The request bodies of these routes, for the OpenAPI document.
+pub(super) fn named_body(name: &str) -> Option<J> {
+    let uuid = json!({"type": "string", "format": "uuid"});
+    let ostr = json!({"type": "string", "nullable": true, "maxLength": 2000});
+    let odate = json!({"type": "string", "format": "date", "nullable": true});
+    Some(match name {
+        "Lists" => json!({"type": "object", "additionalProperties": false, "required": ["lists"], "properties": {"lists": {"type": "array", "minItems": 1, "maxItems": 100, "items": uuid}}}),
+        "Close" => json!({"type": "object", "additionalProperties": false, "properties": {
+            "note": ostr, "statuscode": {"type": "integer", "nullable": true, "description": "a status of the target state other than its default"},
+            "outcome": {"type": "string", "enum": ["made", "received", "voicemail"], "nullable": true, "description": "phone calls being completed only"}}}),
+        "Note" => json!({"type": "object", "additionalProperties": false, "properties": {"note": ostr}}),
+        "Win" => json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}}),
+        "Lose" => json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}}),
+        "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
+        _ => return None,
+    })
+}
+
+/// The routes of this module.
+pub(super) fn routes(t: &mut Vec<RouteDef>) {
+    use axum::routing::get;
+    let lists_set = Some(("lists", MarketingList::COLS, "list"));
+    let activity = Some(("activities", Activity::COLS, "activity"));
+    let opportunity = Some(("opportunities", Opportunity::COLS, "opportunity"));
+    let w = Access::Write(Area::Marketing);
+    let r = Access::Read(Area::Marketing);
+    for (base, what) in [("campaigns", "a campaign (campaignitem, §2.7)"), ("campaignactivities", "a campaign activity: its target lists, a subset of its campaign's (§2.8)")] {
+        let (get_h, add_h, remove_h) = if base == "campaigns" {
+            (get(campaign_lists_h), post(add_campaign_lists_h), post(remove_campaign_lists_h))
+        } else {
+            (get(wave_lists_h), post(add_wave_lists_h), post(remove_wave_lists_h))
+        };
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, ..route(Method::GET, format!("/api/v1/{base}/{{id}}/lists"), r, format!("The marketing lists of {what}"), get_h) });
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists"), w, format!("Link marketing lists to {what}"), add_h) });
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists/remove"), w, format!("Unlink marketing lists from {what}"), remove_h) });
+    }
+    let own = Access::OwnWork;
+    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Close"), ..route(Method::POST, "/api/v1/activities/{id}/complete", own, "Complete an open activity (R-ACT-1): its owner, a manager above the owner, or an admin; stops its alerts", post(complete_h)) });
+    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Close"), ..route(Method::POST, "/api/v1/activities/{id}/cancel", own, "Cancel an open activity (R-ACT-1); stops its alerts", post(cancel_activity_h)) });
+    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Note"), ..route(Method::POST, "/api/v1/activities/{id}/reopen", Access::Write(Area::Ops), "Reopen a completed or canceled activity (admin; escalation restarts at level 0)", post(reopen_activity_h)) });
+    let sales = Access::Write(Area::Sales);
+    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Win"), ..route(Method::POST, "/api/v1/opportunities/{id}/win", sales, "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity", post(win_h)) });
+    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Lose"), ..route(Method::POST, "/api/v1/opportunities/{id}/lose", sales, "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason", post(lose_h)) });
+    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/opportunities/{id}/reopen", sales, "Reopen a won or lost opportunity (R-OPP-1)", post(reopen_opportunity_h)) });
+    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Act"), ..route(Method::POST, "/api/v1/opportunities/{id}/close-deal", sales, "Sign the Act of a won deal (deal_closed_on, deCard §6); null withdraws it", post(close_deal_h)) });
+}

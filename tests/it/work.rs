@@ -1,0 +1,403 @@
+//! Closing the loop (issue 18, DOMAIN §4.9) through the real interfaces, on SQLite and
+//! PostgreSQL: a marketer takes an empty database to a sent, completed wave with HTTP calls
+//! only, and again with CLI commands only, against a real SMTP server; an overdue task
+//! alerts its owner and manager, is completed by its owner, and the next scans send
+//! nothing (R-ACT-1, R-TASK-5); reopen and reassignment restart the escalation; deals are
+//! created, moved through stages, lost, reopened, won and closed with the Act (R-OPP-1).
+
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use inflow::crm::entities::{Activity, Opportunity};
+use inflow::crm::EntityKind;
+use inflow::http::api::token_hash;
+use inflow::store::{Exec, RecordExt, Store};
+
+use crate::helpers::{SmtpSink, TestApp, add_user, inflow_bin, now, poll_until};
+
+/// HTTP calls as one token.
+struct Client<'a> {
+    app: &'a TestApp,
+    token: String,
+}
+
+impl Client<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<J>) -> (u16, J) {
+        let mut req = self.app.http.request(method, self.app.url(path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}")))
+    }
+
+    async fn post(&self, path: &str, body: J) -> (u16, J) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// POST that must succeed with `want`; returns the body.
+    async fn ok(&self, path: &str, body: J, want: u16) -> J {
+        let (s, b) = self.post(path, body).await;
+        assert_eq!(s, want, "POST {path}: {b}");
+        b
+    }
+
+    async fn get(&self, path: &str) -> J {
+        let (s, b) = self.call(Method::GET, path, None).await;
+        assert_eq!(s, 200, "GET {path}: {b}");
+        b
+    }
+}
+
+async fn token(store: &Store, user: Uuid, role: &str) -> String {
+    let tok = format!("test-{role}-{}", Uuid::new_v4().simple());
+    store.add_api_token(role, &token_hash(&tok), user, role, now()).await.unwrap();
+    tok
+}
+
+fn wave_app_toml(sink: &SmtpSink) -> String {
+    format!(
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
+         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n",
+        sink.port
+    )
+}
+
+fn recipients(sink: &SmtpSink) -> Vec<String> {
+    let mut v: Vec<String> = sink.messages().iter().map(|(r, _)| r.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+/// The marketer's path with HTTP calls only, from a database holding nothing but the two
+/// people and their tokens.
+async fn marketer_path_http(engine: &str) {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &wave_app_toml(&sink)).await;
+    let admin_id = add_user(&app.store, "Анна", "Админова", "admin@crm.example.com", None, None).await;
+    let marketer_id = add_user(&app.store, "Марина", "Маркетова", "marketer@crm.example.com", Some(admin_id), None).await;
+    let admin = Client { app: &app, token: token(&app.store, admin_id, "admin").await };
+    let m = Client { app: &app, token: token(&app.store, marketer_id, "marketer").await };
+
+    // The sales side enters three contacts; the marketer builds a list of them.
+    let mut contacts = Vec::new();
+    for (i, (first, email)) in [("Олег", "oleg@client-one.ru"), ("Ирина", "irina@client-two.ru"), ("Pavel", "pavel@client-three.ru")].iter().enumerate() {
+        let c = admin.ok("/api/v1/contacts", json!({"firstname": first, "lastname": format!("Клиент {i}"), "emailaddress1": email}), 201).await;
+        contacts.push(c["contactid"].as_str().unwrap().to_string());
+    }
+    let list = m.ok("/api/v1/lists", json!({"listname": "Клиенты 2026", "createdfromcode": 2}), 201).await["listid"].as_str().unwrap().to_string();
+    let other = m.ok("/api/v1/lists", json!({"listname": "Выставка", "createdfromcode": 2}), 201).await["listid"].as_str().unwrap().to_string();
+    assert_eq!(m.ok(&format!("/api/v1/lists/{list}/members"), json!({"members": contacts}), 200).await["added"], 3);
+
+    // A campaign, made ready, with the list linked.
+    let camp = m.ok("/api/v1/campaigns", json!({"name": "Зимняя рассылка", "expectedresponse": 5}), 201).await["campaignid"].as_str().unwrap().to_string();
+    assert_eq!(m.get(&format!("/api/v1/campaigns/{camp}/lists")).await["total"], 0);
+    let linked = m.ok(&format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [list]}), 200).await;
+    assert_eq!((linked["total"].as_i64(), linked["items"][0]["listname"].as_str()), (Some(1), Some("Клиенты 2026")));
+    // Linking twice changes nothing.
+    assert_eq!(m.ok(&format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [list]}), 200).await["total"], 1);
+    m.ok(&format!("/api/v1/campaigns/{camp}/status"), json!({"statuscode": 1}), 200).await;
+
+    // The wave: its lists must be the campaign's (§2.8).
+    let wave = m.ok("/api/v1/campaignactivities", json!({"regardingobjectid": camp, "subject": "Письмо 1", "channeltypecode": 7}), 201).await["activityid"].as_str().unwrap().to_string();
+    let (s, b) = m.post(&format!("/api/v1/campaignactivities/{wave}/schedule"), json!({"subject": "Новый год", "text": "Здравствуйте!"})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("wave_without_lists")), "{b}");
+    let (s, b) = m.post(&format!("/api/v1/campaignactivities/{wave}/lists"), json!({"lists": [other]})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("list_not_in_campaign")), "{b}");
+    let targets = m.ok(&format!("/api/v1/campaignactivities/{wave}/lists"), json!({"lists": [list]}), 200).await;
+    assert_eq!(targets["total"], 1);
+    assert_eq!(m.get(&format!("/api/v1/campaignactivities/{wave}/lists")).await["items"][0]["listid"].as_str(), Some(list.as_str()));
+    // A list a wave targets stays linked to the campaign.
+    let (s, b) = m.post(&format!("/api/v1/campaigns/{camp}/lists/remove"), json!({"lists": [list]})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("list_in_use")), "{b}");
+    // A viewer-less marketer cannot write contacts, and an unknown list is a 404.
+    let (s, _) = m.post("/api/v1/contacts", json!({"lastname": "x"})).await;
+    assert_eq!(s, 403);
+    let (s, _) = m.post(&format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [Uuid::new_v4()]})).await;
+    assert_eq!(s, 404);
+
+    m.ok(&format!("/api/v1/campaignactivities/{wave}/schedule"), json!({"subject": "С Новым годом, {{ first_name }}!", "text": "Здравствуйте, {{ first_name }}!"}), 200).await;
+    let status_path = format!("/api/v1/campaignactivities/{wave}/status");
+    poll_until("the wave completes", || async { m.get(&status_path).await["wave"]["state"] == "completed" }).await;
+    let st = m.get(&status_path).await;
+    assert_eq!((st["sent"].as_i64(), st["failed"].as_i64()), (Some(3), Some(0)), "{st}");
+    sink.wait_for(3).await;
+    assert_eq!(recipients(&sink), ["irina@client-two.ru", "oleg@client-one.ru", "pavel@client-three.ru"]);
+    // Once started, the member set is frozen.
+    let (s, b) = m.post(&format!("/api/v1/campaignactivities/{wave}/lists/remove"), json!({"lists": [list]})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("wave_already_started")), "{b}");
+    app.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketer_path_http_sqlite() {
+    marketer_path_http("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketer_path_http_postgres() {
+    marketer_path_http("postgres").await;
+}
+
+async fn cli(cfg: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(inflow_bin()).arg("--config").arg(cfg).args(args).env_remove("INFLOW_CONFIG").output().await.expect("run inflow");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(out.status.success(), "inflow {args:?} failed: {stdout}\n{stderr}");
+    stdout
+}
+
+/// The first line of a command's output: the id it prints.
+async fn cli_id(cfg: &std::path::Path, args: &[&str]) -> String {
+    let out = cli(cfg, args).await;
+    let id = out.lines().next().unwrap_or_default().trim().to_string();
+    assert!(id.parse::<Uuid>().is_ok(), "inflow {args:?} printed no id: {out}");
+    id
+}
+
+/// The same path with CLI commands only: users, a CSV of leads, a dynamic list of them, a
+/// campaign, a wave; the running daemon sends it.
+async fn marketer_path_cli(engine: &str) {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &wave_app_toml(&sink)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url())).unwrap();
+    cli_id(&cfg, &["user", "add", "--first", "Марина", "--last", "Маркетова", "--email", "marketer@crm.example.com"]).await;
+    let csv = dir.path().join("expo.csv");
+    std::fs::write(&csv, "Фамилия;Имя;Компания;E-mail\nСидоров;Пётр;ООО Ромашка;petr@romashka.ru\nКузнецова;Анна;АО Лютик;anna@lutik.ru\n").unwrap();
+    let out = cli(&cfg, &["import", "leads", csv.to_str().unwrap(), "--owner", "marketer@crm.example.com", "--source", "3"]).await;
+    assert!(out.contains("imported 2 leads"), "{out}");
+    let list = cli_id(&cfg, &["list", "create", "--name", "Выставка 2026", "--members", "lead", "--owner", "marketer@crm.example.com", "--query", r#"{"all":[{"field":"leadsourcecode","op":"eq","value":3}]}"#]).await;
+    let members = cli(&cfg, &["list", "members", &list]).await;
+    assert_eq!(members.lines().count(), 2, "{members}");
+    let camp = cli_id(&cfg, &["campaign", "create", "--name", "После выставки", "--owner", "marketer@crm.example.com", "--budget", "15000.00"]).await;
+    let out = cli(&cfg, &["campaign", "add-list", &camp, &list]).await;
+    assert!(out.contains("Выставка 2026") && out.contains("dynamic"), "{out}");
+    cli(&cfg, &["campaign", "status", &camp, "ready"]).await;
+    let wave = cli_id(&cfg, &["campaign", "activity", &camp, "--subject", "Спасибо за визит", "--channel", "email"]).await;
+    cli(&cfg, &["campaign", "target", &wave, &list]).await;
+    let text = dir.path().join("body.txt");
+    std::fs::write(&text, "Спасибо, что зашли к нам на стенд!").unwrap();
+    cli(&cfg, &["wave", "schedule", &wave, "--subject", "Спасибо за визит", "--text-file", text.to_str().unwrap(), "--from", "news@crm.example.com"]).await;
+    sink.wait_for(2).await;
+    poll_until("the wave completes", || async { cli(&cfg, &["wave", "status", &wave]).await.contains("state completed") }).await;
+    assert_eq!(recipients(&sink), ["anna@lutik.ru", "petr@romashka.ru"]);
+    let st = cli(&cfg, &["wave", "status", &wave]).await;
+    assert!(st.contains("sent 2") && st.contains("failed 0"), "{st}");
+    // A wrong status name is refused with the names it takes.
+    let bad = tokio::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).args(["campaign", "status", &camp, "flying"]).output().await.unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("launched"));
+    app.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketer_path_cli_sqlite() {
+    marketer_path_cli("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketer_path_cli_postgres() {
+    marketer_path_cli("postgres").await;
+}
+
+fn alerts_toml(sink: &SmtpSink) -> String {
+    format!(
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
+         [alerts]\nenabled = true\nscan_interval_secs = 3600\nescalation_delay_secs = 86400\nmax_level = 1\nfallback_address = \"crm-admin@acme.ru\"\n\
+         working_hours = \"00:00-24:00\"\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nkinds = [\"task\", \"phonecall\"]\n",
+        sink.port
+    )
+}
+
+/// R-ACT-1/R-ACT-2 with R-TASK-5: an overdue task alerts its owner and manager; its owner
+/// completes it through the API; the next scans send nothing to anyone. Reopen (admin)
+/// restarts the escalation at level 0; reassignment gives it to the new owner.
+async fn finishing_work_stops_alerts(engine: &str) {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &alerts_toml(&sink)).await;
+    let rt = app.running.alerts.clone().unwrap();
+    let s = &app.store;
+    let boss = add_user(s, "Anna", "Volkova", "anna@acme.ru", None, None).await;
+    let owner = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", Some(boss), None).await;
+    let stranger = add_user(s, "Pavel", "Sokolov", "pavel@acme.ru", None, None).await;
+    let admin = add_user(s, "Ada", "Admin", "ada@acme.ru", None, None).await;
+    // The owner and the stranger have viewer tokens: finishing one's own work needs no more.
+    let own = Client { app: &app, token: token(s, owner, "viewer").await };
+    let other = Client { app: &app, token: token(s, stranger, "viewer").await };
+    let boss_c = Client { app: &app, token: token(s, boss, "viewer").await };
+    let adm = Client { app: &app, token: token(s, admin, "admin").await };
+
+    let t0 = Utc::now();
+    let mk = |subject: &str| {
+        Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(t0 - Duration::hours(30)), ..Default::default() }
+            .stamped(owner, EntityKind::Systemuser, t0 - Duration::hours(40), None)
+    };
+    let call_back = mk("Call back Romashka");
+    let offer = mk("Send the offer");
+    s.insert(&call_back).await.unwrap();
+    s.insert(&offer).await.unwrap();
+    let first = rt.scan(t0).await.unwrap();
+    assert_eq!((first.overdue, first.claimed), (2, 4), "owner and manager, two tasks each: {first:?}");
+    sink.wait_for(2).await;
+
+    // Nobody else finishes it; the owner does, with a note.
+    let path = format!("/api/v1/activities/{}/complete", call_back.activityid);
+    let (st, b) = other.post(&path, json!({"note": "not mine"})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("not_your_activity")), "{b}");
+    let done = own.ok(&path, json!({"note": "called, they will order in January"}), 200).await;
+    assert_eq!((done["statecode"].as_i64(), done["statuscode"].as_i64()), (Some(1), Some(5)), "{done}");
+    assert!(done["description"].as_str().unwrap().ends_with(": called, they will order in January"), "{done}");
+    assert!(done["actualend"].is_string());
+    // Completed is read-only: a second completion, a cancel and a PATCH are conflicts.
+    let (st, b) = own.post(&path, json!({})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (409, Some("activity_closed")), "{b}");
+    let (st, _) = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"subject": "x"}))).await;
+    assert_eq!(st, 409);
+    // The manager above the owner cancels the other task.
+    let canceled = boss_c.ok(&format!("/api/v1/activities/{}/cancel", offer.activityid), json!({}), 200).await;
+    assert_eq!((canceled["statecode"].as_i64(), canceled["statuscode"].as_i64()), (Some(2), Some(6)));
+
+    // The next scans send nothing, to the owner or to the manager, a day later too.
+    for later in [t0 + Duration::minutes(5), t0 + Duration::hours(25), t0 + Duration::hours(49)] {
+        let r = rt.scan(later).await.unwrap();
+        assert_eq!((r.overdue, r.claimed, r.digests), (0, 0, 0), "{r:?}");
+    }
+    assert_eq!(sink.messages().len(), 2, "nothing more was sent");
+
+    // Reopen: admins only; the escalation starts again at level 0 (owner and, being 30 h
+    // overdue, the manager).
+    let reopen = format!("/api/v1/activities/{}/reopen", call_back.activityid);
+    let (st, _) = own.post(&reopen, json!({})).await;
+    assert_eq!(st, 403, "reopen is an admin action");
+    let back = adm.ok(&reopen, json!({"note": "they did not order"}), 200).await;
+    assert_eq!((back["statecode"].as_i64(), back["statuscode"].as_i64(), back["actualend"].is_null()), (Some(0), Some(2), true));
+    let again = rt.scan(t0 + Duration::minutes(10)).await.unwrap();
+    assert_eq!((again.overdue, again.claimed), (1, 2), "{again:?}");
+    sink.wait_for(4).await;
+
+    // R-ACT-2: reassigned to Pavel, it alerts Pavel (who has no manager: the fallback).
+    let moved = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": stranger}))).await;
+    assert_eq!(moved.0, 200, "{}", moved.1);
+    let r = rt.scan(t0 + Duration::minutes(15)).await.unwrap();
+    assert_eq!(r.claimed, 2, "{r:?}");
+    let msgs = sink.wait_for(6).await;
+    assert!(msgs[4..].iter().any(|(to, _)| to.trim() == "pavel@acme.ru"), "{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>());
+    // Reassigning to a disabled user is refused.
+    let mut gone: inflow::crm::entities::SystemUser = s.load(boss).await.unwrap();
+    gone.isdisabled = true;
+    s.update(&gone).await.unwrap();
+    let (st, b) = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": boss}))).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("owner_disabled")), "{b}");
+    app.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_work_stops_alerts_sqlite() {
+    finishing_work_stops_alerts("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_work_stops_alerts_postgres() {
+    finishing_work_stops_alerts("postgres").await;
+}
+
+/// `inflow task complete` closes a callback; the CLI and the API share the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cli_completes_and_reopens() {
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "").await;
+    let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let call = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Phonecall, subject: Some("Missed call: call back".into()), directioncode: Some(false), scheduledend: Some(now()), ..Default::default() }
+        .stamped(owner, EntityKind::Systemuser, now(), None);
+    app.store.insert(&call).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", app.db_url())).unwrap();
+    let id = call.activityid.to_string();
+    let out = cli(&cfg, &["task", "complete", &id, "--outcome", "voicemail", "--note", "left a message"]).await;
+    assert!(out.contains("Completed (status 2)"), "{out}");
+    let a: Activity = app.store.load(call.activityid).await.unwrap();
+    assert_eq!((a.statecode, a.statuscode, a.leftvoicemail, a.modifiedby), (1, 2, Some(true), Some(owner)));
+    let out = cli(&cfg, &["task", "reopen", &id]).await;
+    assert!(out.contains("Open (status 1)"), "{out}");
+    let out = cli(&cfg, &["task", "cancel", &id, "--by", "oleg@acme.ru"]).await;
+    assert!(out.contains("Canceled (status 3)"), "{out}");
+    app.stop().await;
+}
+
+/// R-OPP-1 through the API: create for an account, move the stage, lose, reopen, win, sign
+/// the Act; the history and the opportunityclose activities are kept; performance counts the win.
+async fn deals(engine: &str) {
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), "[org]\ntimezone = \"Europe/Moscow\"\n").await;
+    let seller = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let c = Client { app: &app, token: token(&app.store, seller, "admin").await };
+    let camp = c.ok("/api/v1/campaigns", json!({"name": "Осень"}), 201).await["campaignid"].as_str().unwrap().to_string();
+    let acc = c.ok("/api/v1/accounts", json!({"name": "ООО Ромашка"}), 201).await["accountid"].as_str().unwrap().to_string();
+    // Name and customer are required; the customer must exist and be an account or contact.
+    let (s, b) = c.post("/api/v1/opportunities", json!({"name": "Ноутбуки"})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("missing_field")), "{b}");
+    let (s, b) = c.post("/api/v1/opportunities", json!({"name": "Ноутбуки", "customerid": Uuid::new_v4(), "customeridtype": "account"})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("unknown_customer")), "{b}");
+    let o = c
+        .ok("/api/v1/opportunities", json!({"name": "Поставка 40 ноутбуков", "customerid": acc, "customeridtype": "account", "estimatedvalue": 1200000, "salesstage": 0, "campaignid": camp}), 201)
+        .await;
+    let id = o["opportunityid"].as_str().unwrap().to_string();
+    assert_eq!((o["statecode"].as_i64(), o["statuscode"].as_i64(), o["opportunityratingcode"].as_i64()), (Some(0), Some(1), Some(2)));
+    let (s, _) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"salesstage": 2, "closeprobability": 60}))).await;
+    assert_eq!(s, 200);
+    let (s, b) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"closeprobability": 140}))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_probability")), "{b}");
+
+    let lost = c.ok(&format!("/api/v1/opportunities/{id}/lose"), json!({"statuscode": 5, "reason": "конкурент дешевле"}), 200).await;
+    assert_eq!((lost["statecode"].as_i64(), lost["statuscode"].as_i64()), (Some(2), Some(5)));
+    let (s, b) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"salesstage": 3}))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("opportunity_closed")), "read-only until reopened: {b}");
+    let (s, b) = c.post(&format!("/api/v1/opportunities/{id}/close-deal"), json!({})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("deal_not_won")), "{b}");
+    c.ok(&format!("/api/v1/opportunities/{id}/reopen"), json!({}), 200).await;
+    let won = c.ok(&format!("/api/v1/opportunities/{id}/win"), json!({"actualvalue": 1150000}), 200).await;
+    assert_eq!((won["statecode"].as_i64(), won["statuscode"].as_i64(), won["actualvalue"].as_f64()), (Some(1), Some(3), Some(1_150_000.0)), "{won}");
+    let msk_today = Utc::now().with_timezone(&chrono_tz::Europe::Moscow).date_naive().to_string();
+    assert_eq!(won["actualclosedate"].as_str(), Some(msk_today.as_str()));
+    let (s, b) = c.post(&format!("/api/v1/opportunities/{id}/win"), json!({})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("opportunity_closed")), "{b}");
+    let act = c.ok(&format!("/api/v1/opportunities/{id}/close-deal"), json!({"deal_closed_on": "2026-12-20"}), 200).await;
+    assert_eq!(act["deal_closed_on"].as_str(), Some("2026-12-20"));
+
+    // The record of it: two opportunityclose activities and the history lines, in order.
+    let oid: Uuid = id.parse().unwrap();
+    let mut db = app.store.db.clone();
+    let closes = db.fetch_all("SELECT subject, statecode FROM activity WHERE regardingobjectid = $1 AND activitytypecode = 'opportunityclose' ORDER BY createdon", vec![oid.into()]).await.unwrap();
+    let subjects: Vec<String> = closes.iter().map(|r| r.get::<String>("subject").unwrap()).collect();
+    assert_eq!(subjects, ["Lost: Поставка 40 ноутбуков", "Won: Поставка 40 ноутбуков"]);
+    let hist = db.fetch_all("SELECT kind, summary FROM record_history WHERE entityid = $1 ORDER BY at, id", vec![oid.into()]).await.unwrap();
+    let kinds: Vec<String> = hist.iter().map(|r| r.get::<String>("kind").unwrap()).collect();
+    assert_eq!(kinds, ["created", "stage", "stage", "lost", "reopened", "won", "act"]);
+    assert_eq!(hist[1].get::<String>("summary").unwrap(), "Stage: 0 Qualify → 2 Propose");
+    // The won views and the campaign's performance count it.
+    let won_view = c.get("/api/v1/opportunities?view=won").await;
+    assert_eq!(won_view["total"], 1, "{won_view}");
+    let perf = c.get("/api/v1/campaigns?view=performance").await;
+    let row = perf["items"].as_array().unwrap().iter().find(|r| r["campaignid"].as_str() == Some(camp.as_str())).unwrap_or_else(|| panic!("{perf}")).clone();
+    assert_eq!(row["opportunities"].as_i64(), Some(1), "{row}");
+    assert_eq!(row["won_value"].as_f64(), Some(1_150_000.0), "{row}");
+    let stored: Opportunity = app.store.load(oid).await.unwrap();
+    assert_eq!(stored.deal_closed_on, Some(chrono::NaiveDate::from_ymd_opt(2026, 12, 20).unwrap()));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_sqlite() {
+    deals("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_postgres() {
+    deals("postgres").await;
+}
