@@ -310,7 +310,9 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
         ViewSpec::Rows { conds: vc, sort: vs } => {
             conds.extend(vc);
             sort = sort.or(vs);
-            serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?
+            let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
+            named(&s, R::TABLE, &mut page).await?;
+            page
         }
         ViewSpec::Groups { col, conds: vc } => {
             conds.extend(vc);
@@ -324,10 +326,19 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
         ViewSpec::Pipeline => {
             conds.push(q::filter::<R>("statecode", "0", ctx.tz).map_err(bad)?);
             let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
+            named(&s, R::TABLE, &mut page).await?;
             page["totals"] = s.store.pipeline_totals().await?;
             page
         }
     }))
+}
+
+/// Adds `<lookup>_name` beside each lookup of a page's records (issue 18 §9).
+async fn named(s: &AppState, table: &str, page: &mut J) -> Result<(), ApiError> {
+    if let Some(items) = page.get_mut("items").and_then(J::as_array_mut) {
+        s.store.add_lookup_names(table, items).await?;
+    }
+    Ok(())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -1059,7 +1070,7 @@ pub fn openapi() -> J {
         }
         let ok = match (d.reply, d.set) {
             (ReplyDoc::Record, Some((_, cols, _))) => record_schema(cols),
-            (ReplyDoc::Page, Some((_, cols, _))) => json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}}),
+            (ReplyDoc::Page, Some((_, cols, _))) => json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}}),
             (ReplyDoc::Page, None) => json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["items", "total"]}),
             _ => json!({"type": "object"}),
         };

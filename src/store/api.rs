@@ -157,6 +157,9 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Group {
     pub key: Json,
+    /// What people read for the key: a picklist's label or the name of the record a
+    /// lookup points at (issue 18 §9).
+    pub label: Option<String>,
     pub count: i64,
 }
 
@@ -363,7 +366,9 @@ impl Store {
         let (where_, args) = render(conds, 1);
         let sql = format!("SELECT {col} AS k, COUNT(*) AS n FROM {}{} GROUP BY {col} ORDER BY COUNT(*) DESC, {col}", R::TABLE, where_);
         let rows = self.db.clone().fetch_all(&sql, args).await?;
-        rows.iter().map(|r| Ok(Group { key: json_of(c.name, c.ty, r.value("k").unwrap_or(&Value::Null))?, count: r.get("n")? })).collect()
+        let keys = rows.iter().map(|r| json_of(c.name, c.ty, r.value("k").unwrap_or(&Value::Null))).collect::<Result<Vec<_>>>()?;
+        let labels = self.group_labels(R::TABLE, col, &keys).await?;
+        rows.iter().zip(keys).zip(labels).map(|((r, key), label)| Ok(Group { key, label, count: r.get("n")? })).collect()
     }
 
     /// Leads created per local day over the last `days` days (oldest first, empty days as 0).
@@ -376,7 +381,7 @@ impl Store {
             let t: DateTime<Utc> = r.get("createdon")?;
             *counts.entry(cal::today(t, tz)).or_default() += 1;
         }
-        Ok(counts.into_iter().map(|(d, n)| Group { key: json!(d.to_string()), count: n }).collect())
+        Ok(counts.into_iter().map(|(d, n)| Group { key: json!(d.to_string()), label: None, count: n }).collect())
     }
 
     /// Campaign budget against actual cost (DOMAIN §7; variance = budgeted − total actual).

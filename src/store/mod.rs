@@ -14,10 +14,12 @@ mod db;
 mod deals;
 mod mail;
 mod marketing;
+mod names;
 mod ops;
 mod pbx;
 mod records;
 mod rules;
+mod timeline;
 pub mod waves;
 mod work;
 

@@ -401,3 +401,97 @@ async fn deals_sqlite() {
 async fn deals_postgres() {
     deals("postgres").await;
 }
+
+/// R-DEAL-1: an account's history through the API — the lead that started it (a call with a
+/// recording), its contact's mail, a completed task, the deal's stage change, win and Act —
+/// oldest first, paged; and issue 18 §9: names beside ids in grouped views and lists.
+async fn timeline_and_names(engine: &str) {
+    use inflow::crm::entities::{Account, Contact, Lead};
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), "[org]\ntimezone = \"Europe/Moscow\"\n").await;
+    let s = &app.store;
+    let seller = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let c = Client { app: &app, token: token(s, seller, "admin").await };
+    let t0 = Utc::now() - Duration::days(10);
+    let at = |h: i64| t0 + Duration::hours(h);
+    // Day 0: a call from an unknown number made a lead (how the daemon writes it).
+    let lead = Lead { leadid: Uuid::new_v4(), subject: "Call to the main line".into(), lastname: "Caller +79161234567".into(), leadsourcecode: Some(100_000_001), telephone1: Some("+79161234567".into()), description: Some("Created from zadarma call z-1 to +74951234567.".into()), ..Default::default() }
+        .stamped(seller, EntityKind::Systemuser, at(1), None);
+    s.insert(&lead).await.unwrap();
+    let mut call = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Phonecall, subject: Some("Incoming call from +79161234567".into()), directioncode: Some(false), regardingobjectid: Some(lead.leadid), regardingobjectidtype: Some(EntityKind::Lead), actualstart: Some(at(0)), actualend: Some(at(0)), description: Some("Answered inbound call via zadarma (z-1), talk time 95 s\nRecording: https://pbx.example.com/rec/z-1.mp3".into()), ..Default::default() }
+        .stamped(seller, EntityKind::Systemuser, at(1), None);
+    call.statecode = 1;
+    call.statuscode = 4;
+    s.insert(&call).await.unwrap();
+    // Qualified into an account and a contact (as §3.1 leaves them).
+    let acc = Account { accountid: Uuid::new_v4(), name: "ООО Ромашка".into(), originatingleadid: Some(lead.leadid), ..Default::default() }.stamped(seller, EntityKind::Systemuser, at(2), None);
+    s.insert(&acc).await.unwrap();
+    let contact = Contact { contactid: Uuid::new_v4(), firstname: Some("Пётр".into()), lastname: "Сидоров".into(), parentcustomerid: Some(acc.accountid), parentcustomeridtype: Some(EntityKind::Account), originatingleadid: Some(lead.leadid), ..Default::default() }
+        .stamped(seller, EntityKind::Systemuser, at(3), None);
+    s.insert(&contact).await.unwrap();
+    // Day 1: mail in from the contact; a task, completed through the API.
+    let mail = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Email, subject: Some("Re: коммерческое предложение".into()), directioncode: Some(false), regardingobjectid: Some(contact.contactid), regardingobjectidtype: Some(EntityKind::Contact), senton: Some(at(24)), ..Default::default() }
+        .stamped(seller, EntityKind::Systemuser, at(24), None);
+    s.insert(&mail).await.unwrap();
+    let task = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some("Send the contract".into()), regardingobjectid: Some(acc.accountid), regardingobjectidtype: Some(EntityKind::Account), scheduledend: Some(at(48)), ..Default::default() }
+        .stamped(seller, EntityKind::Systemuser, at(25), None);
+    s.insert(&task).await.unwrap();
+    c.ok(&format!("/api/v1/activities/{}/complete", task.activityid), json!({"note": "sent"}), 200).await;
+    // The deal: created, moved, won, the Act.
+    let o = c.ok("/api/v1/opportunities", json!({"name": "Поставка", "customerid": acc.accountid, "customeridtype": "account", "estimatedvalue": 500000, "salesstage": 1}), 201).await;
+    let oid = o["opportunityid"].as_str().unwrap().to_string();
+    c.call(Method::PATCH, &format!("/api/v1/opportunities/{oid}"), Some(json!({"salesstage": 2}))).await;
+    c.ok(&format!("/api/v1/opportunities/{oid}/win"), json!({}), 200).await;
+    c.ok(&format!("/api/v1/opportunities/{oid}/close-deal"), json!({}), 200).await;
+
+    let tl = c.get(&format!("/api/v1/accounts/{}/timeline?limit=200", acc.accountid)).await;
+    let kinds: Vec<&str> = tl["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    // The call that brought the lead, the lead, the account and contact, the mail, the
+    // task, then the deal's life (created, stage, close activity, won, act).
+    assert_eq!(kinds[..6], ["phonecall", "lead", "account", "contact", "email", "task"], "{tl}");
+    assert_eq!(kinds[6..], ["opportunity", "stage", "opportunityclose", "won", "act"], "{tl}");
+    let item = |k: &str| tl["items"].as_array().unwrap().iter().find(|i| i["kind"] == k).unwrap().clone();
+    assert_eq!(item("phonecall")["recording"].as_str(), Some("https://pbx.example.com/rec/z-1.mp3"));
+    assert_eq!(item("phonecall")["direction"].as_str(), Some("incoming"));
+    assert_eq!(item("lead")["detail"].as_str(), Some("Source: Phone call. Created from zadarma call z-1 to +74951234567."));
+    assert_eq!(item("task")["state"].as_str(), Some("Completed"));
+    assert_eq!(item("task")["who_name"].as_str(), Some("Oleg Ivanov"));
+    assert_eq!(item("email")["about"]["kind"].as_str(), Some("contact"));
+    assert_eq!(item("stage")["subject"].as_str(), Some("Stage: 1 Develop → 2 Propose"));
+    assert_eq!(item("task")["link"].as_str().map(str::to_string), Some(format!("/api/v1/activities/{}", task.activityid)));
+    // Paged: the second page of 5 starts where the first ended.
+    let p2 = c.get(&format!("/api/v1/accounts/{}/timeline?limit=5&page=2", acc.accountid)).await;
+    assert_eq!((p2["total"].as_u64(), p2["items"].as_array().unwrap().len()), (Some(11), 5));
+    assert_eq!(p2["items"][0]["kind"], "task");
+    // The deal's own timeline has the lead it came from only through the account; the
+    // lead's has the call and the deal's qualification link is absent (it was direct).
+    let deal = c.get(&format!("/api/v1/opportunities/{oid}/timeline")).await;
+    assert_eq!(deal["total"], 5, "{deal}");
+    let lt = c.get(&format!("/api/v1/leads/{}/timeline", lead.leadid)).await;
+    assert_eq!(lt["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["phonecall", "lead"]);
+    let (st, _) = c.call(Method::GET, &format!("/api/v1/contacts/{}/timeline", Uuid::new_v4()), None).await;
+    assert_eq!(st, 404);
+    let (st, _) = c.call(Method::GET, &format!("/api/v1/accounts/{}/timeline?limit=0", acc.accountid), None).await;
+    assert_eq!(st, 400);
+
+    // Names beside ids.
+    let by_owner = c.get("/api/v1/leads?view=by-owner").await;
+    assert_eq!(by_owner["groups"][0]["label"].as_str(), Some("Oleg Ivanov"), "{by_owner}");
+    let by_source = c.get("/api/v1/leads?view=by-source").await;
+    assert_eq!(by_source["groups"][0]["label"].as_str(), Some("Phone call"), "{by_source}");
+    let tasks = c.get(&format!("/api/v1/activities?view=by-regarding&id={}", acc.accountid)).await;
+    assert_eq!(tasks["items"][0]["ownerid_name"].as_str(), Some("Oleg Ivanov"), "{tasks}");
+    assert_eq!(tasks["items"][0]["regardingobjectid_name"].as_str(), Some("ООО Ромашка"), "{tasks}");
+    let contacts = c.get("/api/v1/contacts").await;
+    assert_eq!(contacts["items"][0]["parentcustomerid_name"].as_str(), Some("ООО Ромашка"), "{contacts}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_and_names_sqlite() {
+    timeline_and_names("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_and_names_postgres() {
+    timeline_and_names("postgres").await;
+}

@@ -3,7 +3,7 @@
 //! win, lose, reopen and the Act of opportunities (R-OPP-1). Each handler parses the body,
 //! calls one store operation and answers with the record as stored.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::Method;
 use axum::routing::post;
 use axum::{Extension, Json};
@@ -16,6 +16,7 @@ use super::{Access, Area, Body, BodyDoc, Caller, Empty, ReplyDoc, Role, RouteDef
 use crate::crm::entities::{Activity, MarketingList, Opportunity, Record};
 use crate::crm::opportunity::{LoseParams, WinParams};
 use crate::crm::work::{Actor, CloseAction, CloseParams};
+use crate::crm::{EntityKind, EntityRef};
 use crate::http::{ApiError, AppState};
 
 #[derive(Deserialize)]
@@ -123,6 +124,41 @@ async fn close_deal_h(State(s): State<AppState>, Extension(c): Extension<Caller>
     Ok(Json(s.store.close_deal(parse_id(&id)?, on, c.user, Utc::now()).await?))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// R-DEAL-1: a client's history, oldest first, paged.
+async fn timeline_h(s: &AppState, kind: EntityKind, id: &str, raw: Option<&str>) -> Result<Json<J>, ApiError> {
+    let q: PageQuery = serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+    let bad = |m: &str| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_pagination", m.to_string());
+    let page = q.page.unwrap_or(1);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(bad("page: an integer from 1 to 1000000"));
+    }
+    if !(1..=crate::store::api::MAX_LIMIT).contains(&limit) {
+        return Err(bad("limit: an integer from 1 to 200"));
+    }
+    let items = s.store.timeline(EntityRef::new(kind, parse_id(id)?)).await?;
+    let total = items.len();
+    let start = usize::try_from((page - 1) * limit).unwrap_or(usize::MAX).min(total);
+    let end = start.saturating_add(limit as usize).min(total);
+    Ok(Json(json!({"items": &items[start..end], "total": total, "page": page, "limit": limit})))
+}
+
+macro_rules! timeline_handlers {
+    ($($name:ident => $kind:ident),*) => {$(
+        async fn $name(State(s): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> {
+            timeline_h(&s, EntityKind::$kind, &id, raw.as_deref()).await
+        }
+    )*};
+}
+timeline_handlers!(opportunity_timeline_h => Opportunity, account_timeline_h => Account, contact_timeline_h => Contact, lead_timeline_h => Lead);
+
 /// The request bodies of these routes, for the OpenAPI document.
 pub(super) fn named_body(name: &str) -> Option<J> {
     let uuid = json!({"type": "string", "format": "uuid"});
@@ -167,5 +203,14 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Win"), ..route(Method::POST, "/api/v1/opportunities/{id}/win", sales, "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity", post(win_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Lose"), ..route(Method::POST, "/api/v1/opportunities/{id}/lose", sales, "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason", post(lose_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/opportunities/{id}/reopen", sales, "Reopen a won or lost opportunity (R-OPP-1)", post(reopen_opportunity_h)) });
+    for (set, area, h) in [
+        ("opportunities", Area::Sales, get(opportunity_timeline_h)),
+        ("accounts", Area::Sales, get(account_timeline_h)),
+        ("contacts", Area::Sales, get(contact_timeline_h)),
+        ("leads", Area::Leads, get(lead_timeline_h)),
+    ] {
+        let summary = "The history of relations with the client (R-DEAL-1), oldest first: how the lead came, mail in and out, calls with recordings, tasks and their completion, responses, stage changes, win/lose, the Act; an account's includes its contacts and deals";
+        t.push(RouteDef { reply: ReplyDoc::Page, ..route(Method::GET, format!("/api/v1/{set}/{{id}}/timeline"), Access::Read(area), summary, h) });
+    }
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Act"), ..route(Method::POST, "/api/v1/opportunities/{id}/close-deal", sales, "Sign the Act of a won deal (deal_closed_on, deCard §6); null withdraws it", post(close_deal_h)) });
 }
