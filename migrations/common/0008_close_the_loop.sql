@@ -15,3 +15,14 @@ CREATE TABLE record_history (
     summary TEXT NOT NULL
 );
 CREATE INDEX record_history_entity ON record_history (entityid, at);
+-- R-DUP-5: a record merged into another points at it (Dynamics' masterid) and is
+-- deactivated; a dismissed pair is never proposed again.
+ALTER TABLE account ADD COLUMN masterid TEXT;
+ALTER TABLE contact ADD COLUMN masterid TEXT;
+ALTER TABLE lead ADD COLUMN masterid TEXT;
+CREATE TABLE dup_dismissed (
+    a TEXT NOT NULL,
+    b TEXT NOT NULL,
+    dismissed_at BIGINT NOT NULL,
+    PRIMARY KEY (a, b)
+);

@@ -194,6 +194,8 @@ record! {
         donotbulkpostalmail: bool,
         lastusedincampaign: Option<NaiveDate>,
         description: Option<String>,
+        /// R-DUP-5: the record this one was merged into.
+        masterid: Option<Uuid>,
     }
 }
 
@@ -226,6 +228,8 @@ record! {
         donotbulkpostalmail: bool,
         lastusedincampaign: Option<NaiveDate>,
         description: Option<String>,
+        /// R-DUP-5: the record this one was merged into.
+        masterid: Option<Uuid>,
     }
 }
 
@@ -273,6 +277,8 @@ record! {
         donotfax: bool,
         donotpostalmail: bool,
         lastusedincampaign: Option<NaiveDate>,
+        /// R-DUP-5: the record this one was merged into.
+        masterid: Option<Uuid>,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod labels;
 pub mod lead;
 pub mod mail;
 pub mod matching;
+pub mod merge;
 pub mod normalize;
 pub mod opportunity;
 pub mod person_name;

@@ -363,13 +363,13 @@ fn read_only(table: &str, create: bool) -> &'static [&'static str] {
         ("campaign", _) => &["totalcampaignactivityactualcost", "totalactualcost"],
         ("campaignactivity", true) => &["actualstart", "actualend"],
         ("campaignactivity", false) => &["regardingobjectid", "actualstart", "actualend"],
-        ("lead", _) => &["lastusedincampaign", "qualifyingopportunityid"],
+        ("lead", _) => &["lastusedincampaign", "qualifyingopportunityid", "masterid"],
         // R-OPP-1: the close facts are written by win/lose, the Act by close-deal.
         ("opportunity", true) => &["actualvalue", "actualclosedate", "deal_closed_on"],
         ("opportunity", false) => &["originatingleadid", "actualvalue", "actualclosedate", "deal_closed_on"],
         // R-ACT-1: state changes go through complete/cancel/reopen; the type is fixed.
         ("activity", false) => &["activitytypecode"],
-        ("contact" | "account", _) => &["lastusedincampaign"],
+        ("contact" | "account", _) => &["lastusedincampaign", "masterid"],
         _ => &[],
     }
 }

@@ -83,7 +83,7 @@ impl From<StoreError> for ApiError {
                 const CONFLICTS: &[&str] = &[
                     "duplicate_found", "ambiguous_duplicate", "activity_closed", "campaign_not_launched", "invalid_campaign_transition", "invalid_wave_transition", "list_dynamic",
                     "list_inactive", "list_locked", "list_not_dynamic", "list_not_editable", "state_change_not_allowed", "wave_already_started", "invalid_state",
-                    "list_in_use", "campaign_closed", "activity_open", "opportunity_closed", "opportunity_open", "deal_not_won",
+                    "list_in_use", "campaign_closed", "activity_open", "opportunity_closed", "opportunity_open", "deal_not_won", "candidate_resolved", "already_merged",
                 ];
                 // Acting on someone else's work is a permission refusal (R-ACT-1).
                 const FORBIDDEN: &[&str] = &["not_your_activity", "reopen_needs_admin"];

@@ -275,6 +275,10 @@ pub struct DupCandidate {
 
 /// Records an ambiguous match once per (rule, value, source); returns whether it is new.
 pub(crate) async fn record_dup_candidate(ex: &mut impl Exec, d: &DupCandidate) -> Result<bool> {
+    // R-DUP-5: a set a person dismissed is never proposed again.
+    if super::merge::all_pairs_dismissed(ex, &d.candidates).await? {
+        return Ok(false);
+    }
     let n = ex
         .execute(
             "INSERT INTO dup_candidate (id, rule, subject_type, subject_value, source_ref, candidates, status, created_at) \

@@ -495,3 +495,89 @@ async fn timeline_and_names_sqlite() {
 async fn timeline_and_names_postgres() {
     timeline_and_names("postgres").await;
 }
+
+/// R-DUP-5 through the API: two contacts with one address are an ambiguous match; merged,
+/// the survivor keeps its values, takes the other's phone and title, and the other's task,
+/// e-mail, response and list membership follow; the number now matches the survivor alone.
+/// A dismissed candidate is never proposed again; a resolved one is not resolved twice.
+async fn duplicates_merge_and_dismiss(engine: &str) {
+    use inflow::crm::entities::{CampaignResponse, Contact, MarketingList};
+    use inflow::crm::matching::MatchOutcome;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), "").await;
+    let s = &app.store;
+    let admin = add_user(s, "Ada", "Admin", "ada@acme.ru", None, None).await;
+    let c = Client { app: &app, token: token(s, admin, "admin").await };
+    let t = now();
+    let contact = |last: &str, email: &str, mobile: Option<&str>, title: Option<&str>| {
+        Contact { contactid: Uuid::new_v4(), lastname: last.into(), emailaddress1: Some(email.into()), mobilephone: mobile.map(str::to_string), jobtitle: title.map(str::to_string), ..Default::default() }
+            .stamped(admin, EntityKind::Systemuser, t, None)
+    };
+    let keep = contact("Сидоров", "petr@romashka.ru", None, None);
+    let other = contact("Сидоров П.", "Petr@Romashka.ru", Some("+7 916 123-45-67"), Some("Директор"));
+    s.insert(&keep).await.unwrap();
+    s.insert(&other).await.unwrap();
+    // What hangs on the other: a task regarding it, a mail naming it, a response, a list.
+    let task = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some("Call Petr".into()), regardingobjectid: Some(other.contactid), regardingobjectidtype: Some(EntityKind::Contact), ..Default::default() }
+        .stamped(admin, EntityKind::Systemuser, t, None);
+    s.insert(&task).await.unwrap();
+    let mut db = s.db.clone();
+    db.execute("INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, 2, $2, 'contact', 'Petr@Romashka.ru')", vec![task.activityid.into(), other.contactid.into()]).await.unwrap();
+    let camp = inflow::crm::entities::Campaign { campaignid: Uuid::new_v4(), name: "Осень".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(admin, EntityKind::Systemuser, t, None);
+    s.insert(&camp).await.unwrap();
+    let resp = CampaignResponse { activityid: Uuid::new_v4(), subject: "Re: Осень".into(), regardingobjectid: camp.campaignid, regardingobjectidtype: EntityKind::Campaign, customerid: Some(other.contactid), customeridtype: Some(EntityKind::Contact), responsecode: 1, ..Default::default() }
+        .stamped(admin, EntityKind::Systemuser, t, None);
+    s.insert(&resp).await.unwrap();
+    let list = MarketingList { listid: Uuid::new_v4(), listname: "Клиенты".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(admin, EntityKind::Systemuser, t, None);
+    s.insert(&list).await.unwrap();
+    s.add_list_members(list.listid, &[other.contactid], t).await.unwrap();
+
+    let m = s.match_or_queue(Some("petr@romashka.ru"), None, "test:1", t).await.unwrap();
+    assert!(matches!(m, MatchOutcome::Ambiguous(ref v) if v.len() == 2), "{m:?}");
+    let open = c.get("/api/v1/ops/dup-candidates?status=open").await;
+    let cand = open["items"][0]["id"].as_str().unwrap().to_string();
+    let (st, b) = c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": Uuid::new_v4()})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("not_a_candidate")), "{b}");
+    let out = c.ok(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": keep.contactid}), 200).await;
+    assert_eq!(out["merged"][0]["id"].as_str().map(str::to_string), Some(other.contactid.to_string()), "{out}");
+
+    let k: Contact = s.load(keep.contactid).await.unwrap();
+    assert_eq!((k.lastname.as_str(), k.emailaddress1.as_deref()), ("Сидоров", Some("petr@romashka.ru")), "the survivor keeps its values");
+    assert_eq!((k.mobilephone.as_deref(), k.jobtitle.as_deref()), (Some("+7 916 123-45-67"), Some("Директор")), "and fills its gaps");
+    let o: Contact = s.load(other.contactid).await.unwrap();
+    assert_eq!((o.statecode, o.masterid), (1, Some(keep.contactid)));
+    assert_eq!(s.load::<Activity>(task.activityid).await.unwrap().regardingobjectid, Some(keep.contactid));
+    let party: Uuid = db.fetch_one("SELECT partyid FROM activityparty WHERE activityid = $1", vec![task.activityid.into()]).await.unwrap().get("partyid").unwrap();
+    assert_eq!(party, keep.contactid);
+    assert_eq!(s.load::<CampaignResponse>(resp.activityid).await.unwrap().customerid, Some(keep.contactid));
+    let members = s.list_members(list.listid, t).await.unwrap();
+    assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![keep.contactid]);
+    assert_eq!(s.load::<MarketingList>(list.listid).await.unwrap().membercount, Some(1));
+    assert_eq!(s.match_party(None, Some("+79161234567")).await.unwrap(), MatchOutcome::Unique(inflow::crm::EntityRef::new(EntityKind::Contact, keep.contactid)), "the number follows");
+    assert!(matches!(s.match_party(Some("petr@romashka.ru"), None).await.unwrap(), MatchOutcome::Unique(_)), "one active contact has the address now");
+    let (st, b) = c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": keep.contactid})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (409, Some("candidate_resolved")), "{b}");
+
+    // Dismiss: two different people sharing an office address stay apart, and are not
+    // proposed again when their address comes in once more.
+    let a1 = contact("Орлова", "office@lutik.ru", None, None);
+    let a2 = contact("Лебедев", "office@lutik.ru", None, None);
+    s.insert(&a1).await.unwrap();
+    s.insert(&a2).await.unwrap();
+    s.match_or_queue(Some("office@lutik.ru"), None, "test:2", t).await.unwrap();
+    let cand2 = c.get("/api/v1/ops/dup-candidates?status=open").await["items"][0]["id"].as_str().unwrap().to_string();
+    c.ok(&format!("/api/v1/ops/dup-candidates/{cand2}/dismiss"), json!({}), 200).await;
+    s.match_or_queue(Some("office@lutik.ru"), None, "test:3", t).await.unwrap();
+    assert_eq!(c.get("/api/v1/ops/dup-candidates?status=open").await["total"], 0);
+    assert_eq!(c.get("/api/v1/ops/dup-candidates?status=ignored").await["total"], 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_merge_and_dismiss_sqlite() {
+    duplicates_merge_and_dismiss("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_merge_and_dismiss_postgres() {
+    duplicates_merge_and_dismiss("postgres").await;
+}

@@ -159,6 +159,24 @@ macro_rules! timeline_handlers {
 }
 timeline_handlers!(opportunity_timeline_h => Opportunity, account_timeline_h => Account, contact_timeline_h => Contact, lead_timeline_h => Lead);
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    survivor: Uuid,
+    /// Default: every other candidate of the survivor's type.
+    merge: Option<Vec<Uuid>>,
+}
+
+async fn merge_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<MergeBody>) -> Result<Json<J>, ApiError> {
+    let out = s.store.merge_dup_candidate(parse_id(&id)?, b.survivor, b.merge.as_deref(), Some(c.user), Utc::now()).await?;
+    Ok(Json(json!(out)))
+}
+
+async fn dismiss_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+    s.store.dismiss_dup_candidate(parse_id(&id)?, Utc::now()).await?;
+    Ok(Json(json!({"status": "ignored"})))
+}
+
 /// The request bodies of these routes, for the OpenAPI document.
 pub(super) fn named_body(name: &str) -> Option<J> {
     let uuid = json!({"type": "string", "format": "uuid"});
@@ -172,6 +190,7 @@ pub(super) fn named_body(name: &str) -> Option<J> {
         "Note" => json!({"type": "object", "additionalProperties": false, "properties": {"note": ostr}}),
         "Win" => json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}}),
         "Lose" => json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}}),
+        "Merge" => json!({"type": "object", "additionalProperties": false, "required": ["survivor"], "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true, "maxItems": 20}}}),
         "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
         _ => return None,
     })
@@ -203,6 +222,9 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Win"), ..route(Method::POST, "/api/v1/opportunities/{id}/win", sales, "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity", post(win_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Lose"), ..route(Method::POST, "/api/v1/opportunities/{id}/lose", sales, "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason", post(lose_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/opportunities/{id}/reopen", sales, "Reopen a won or lost opportunity (R-OPP-1)", post(reopen_opportunity_h)) });
+    let ops = Access::Write(Area::Ops);
+    t.push(RouteDef { body: BodyDoc::Named("Merge"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/merge", ops, "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, list memberships, deals and numbers follow; the others are deactivated", post(merge_h)) });
+    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/dismiss", ops, "Dismiss a duplicate candidate (R-DUP-5): never proposed again for these records", post(dismiss_h)) });
     for (set, area, h) in [
         ("opportunities", Area::Sales, get(opportunity_timeline_h)),
         ("accounts", Area::Sales, get(account_timeline_h)),
