@@ -122,6 +122,7 @@ mod tests {
             .unwrap()
             .clone();
         keep.insert("donotbulkemail".into(), json!(false));
+        keep.insert("donotphone".into(), json!(false));
         let other = json!({"contactid": "b", "lastname": "Сидоров П.", "emailaddress1": "p.sidorov@gmail.com", "mobilephone": "+79161234567", "jobtitle": "Директор", "ownerid": "u2", "statecode": 0, "donotbulkemail": true, "donotphone": false});
         let mut filled = fill(&mut keep, other.as_object().unwrap(), "contactid");
         filled.sort();
