@@ -26,3 +26,5 @@ CREATE TABLE dup_dismissed (
     dismissed_at BIGINT NOT NULL,
     PRIMARY KEY (a, b)
 );
+-- R-QC-1/R-QC-2: a run's members left out, by reason (JSON).
+ALTER TABLE bulkoperation ADD COLUMN excluded TEXT;

@@ -63,6 +63,9 @@ pub enum CampaignCommand {
     Target { activity: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
     /// Remove target lists from a campaign activity whose wave has not started.
     Untarget { activity: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
+    /// Distribute a phone, letter, fax or appointment campaign activity: one open activity
+    /// per member of its target lists (a call list for phone), owned by the member's owner.
+    Distribute { activity: Uuid },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +93,26 @@ pub enum ListCommand {
     Remove { list: Uuid, #[arg(required = true)] members: Vec<Uuid> },
     /// Copy a dynamic list's current members into a new locked static list; prints its id.
     CopyToStatic { list: Uuid },
+    /// Quick campaign: one phone call, task or letter per member; prints the run's id and counts.
+    QuickCampaign {
+        list: Uuid,
+        /// phonecall, task or letter.
+        #[arg(long)]
+        activity: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Due, "YYYY-MM-DD HH:MM" in org.timezone.
+        #[arg(long)]
+        due: Option<String>,
+        /// Owner of every activity (default: each member's owner).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Who runs it (id or e-mail); owns the activities of members whose owner is disabled.
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +231,13 @@ fn print_lists(lists: &[MarketingList]) {
     }
 }
 
+fn print_run(r: &crate::store::RunOutcome) {
+    let b = &r.bulkoperation;
+    println!("{}", b.activityid);
+    let excluded: Vec<String> = r.excluded.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("members {}  created {}  excluded: {}", b.targetmemberscount.unwrap_or(0), r.created, if excluded.is_empty() { "none".into() } else { excluded.join(", ") });
+}
+
 pub async fn campaign_command(cfg: &Config, cmd: CampaignCommand) -> anyhow::Result<()> {
     let store = open(cfg).await?;
     let now = Utc::now();
@@ -267,6 +297,10 @@ pub async fn campaign_command(cfg: &Config, cmd: CampaignCommand) -> anyhow::Res
         }
         CampaignCommand::Target { activity, lists } => print_lists(&store.set_wave_lists(activity, &lists).await?),
         CampaignCommand::Untarget { activity, lists } => print_lists(&store.remove_wave_lists(activity, &lists).await?),
+        CampaignCommand::Distribute { activity } => {
+            let owner = store.load::<CampaignActivity>(activity).await?.ownerid;
+            print_run(&store.distribute_campaign_activity(activity, owner, now, cfg.tz()).await?);
+        }
     }
     store.close().await;
     Ok(())
@@ -311,6 +345,22 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
         ListCommand::Add { list, members } => println!("added {}", store.add_list_members(list, &members, now).await?),
         ListCommand::Remove { list, members } => println!("removed {}", store.remove_list_members(list, &members).await?),
         ListCommand::CopyToStatic { list } => println!("{}", store.copy_dynamic_to_static(list, Uuid::now_v7(), None, now).await?.listid),
+        ListCommand::QuickCampaign { list, activity, subject, description, due, owner, by } => {
+            let due = match due {
+                Some(d) => {
+                    let local = crate::crm::waves::parse_local(&d).ok_or_else(|| anyhow::anyhow!("--due '{d}': expected YYYY-MM-DD HH:MM"))?;
+                    Some(crate::crm::waves::local_start(local, cfg.tz())?)
+                }
+                None => None,
+            };
+            let ownerid = match owner {
+                Some(o) => Some(find_user(&store, &o).await?),
+                None => None,
+            };
+            let by = find_user(&store, &by).await?;
+            let p = crate::crm::quick::QuickParams { activity, subject, description, due, ownerid, ignore_inactive: None };
+            print_run(&store.quick_campaign(list, &p, by, now).await?);
+        }
     }
     store.close().await;
     Ok(())

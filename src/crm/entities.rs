@@ -395,6 +395,8 @@ record! {
         successcount: Option<i32>,
         failurecount: Option<i32>,
         errornumber: Option<i32>,
+        /// Members left out, counted by reason (R-WV-3, R-QC-1).
+        excluded: Option<serde_json::Value>,
     }
 }
 

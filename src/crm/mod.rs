@@ -22,6 +22,7 @@ pub mod merge;
 pub mod normalize;
 pub mod opportunity;
 pub mod person_name;
+pub mod quick;
 pub mod reply_text;
 pub mod response;
 pub mod state;

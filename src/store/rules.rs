@@ -38,7 +38,7 @@ impl Store {
         raw.and_then(|e| EmailAddress::parse_with(e, &self.norm.email_rules).ok()).map(|e| e.as_str().to_string())
     }
 
-    fn phone_key(&self, raw: Option<&str>) -> Option<String> {
+    pub(crate) fn phone_key(&self, raw: Option<&str>) -> Option<String> {
         raw.and_then(|p| Phone::parse(p, &self.norm.default_region).e164().map(str::to_string))
     }
 
@@ -468,7 +468,7 @@ async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
+pub(crate) async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
     let l: MarketingList = load(ex, list_id).await?;
     let kind = crate::crm::criteria::member_kind(l.createdfromcode).ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
     if l.isdynamic {

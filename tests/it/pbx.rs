@@ -660,3 +660,65 @@ async fn callbacks_go_to_the_account_manager_and_close_themselves_sqlite() {
 async fn callbacks_go_to_the_account_manager_and_close_themselves_postgres() {
     callbacks_go_to_the_account_manager_and_close_themselves("postgres").await;
 }
+
+/// R-QC-2 with R-PBX-6: distributing a phone campaign activity makes a call list (one open
+/// outgoing call per member, due at its end date, owned by the member's owner); running it
+/// again adds nobody twice; the PBX's answered call to a member's number completes that
+/// member's call, and only that one.
+async fn call_lists_close_by_the_pbx(engine: &str) {
+    let (app, seed) = start(engine).await;
+    let s = &app.store;
+    let t = now();
+    let mut members = Vec::new();
+    for (i, phone) in ["+7 903 111-22-01", "+7 903 111-22-02"].iter().enumerate() {
+        let c = Contact { contactid: Uuid::new_v4(), lastname: format!("Участник {i}"), telephone1: Some(phone.to_string()), ..Default::default() }.stamped(seed.ext101, EntityKind::Systemuser, t, None);
+        s.insert(&c).await.unwrap();
+        members.push(c.contactid);
+    }
+    let list = MarketingList { listid: Uuid::new_v4(), listname: "Участники".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(seed.marketing, EntityKind::Systemuser, t, None);
+    s.insert(&list).await.unwrap();
+    s.add_list_members(list.listid, &members, t).await.unwrap();
+    let due = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let ca = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: seed.campaign, subject: "Обзвон участников".into(), channeltypecode: Some(1), scheduledend: Some(due), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
+        .stamped(seed.marketing, EntityKind::Systemuser, t, None);
+    s.create_campaign_activity(&ca).await.unwrap();
+    s.add_campaign_lists(seed.campaign, &[list.listid]).await.unwrap();
+    s.set_wave_lists(ca.activityid, &[list.listid]).await.unwrap();
+    let tz = chrono_tz::Europe::Moscow;
+    // The campaign is still Proposed: nothing is distributed.
+    let err = s.distribute_campaign_activity(ca.activityid, seed.marketing, t, tz).await.unwrap_err();
+    assert!(err.to_string().contains("campaign_not_launched"), "{err}");
+    s.set_campaign_status(seed.campaign, 1, None, t).await.unwrap();
+    let run = s.distribute_campaign_activity(ca.activityid, seed.marketing, t, tz).await.unwrap();
+    assert_eq!((run.created, run.bulkoperation.operationtypecode), (2, 4));
+    let again = s.distribute_campaign_activity(ca.activityid, seed.marketing, t, tz).await.unwrap();
+    assert_eq!((again.created, again.excluded.get("already_distributed").copied()), (0, Some(2)));
+    let calls = |n: &str| {
+        let s = s.clone();
+        let n = n.to_string();
+        async move { s.phonecalls_for(&n).await.unwrap() }
+    };
+    let first = calls("+79031112201").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].statecode, first[0].ownerid, first[0].directioncode), (0, seed.ext101, Some(true)));
+    assert_eq!(first[0].scheduledend, Some(inflow::crm::activity::date_only_due(due, tz)));
+    // Ivanov calls the first member from extension 101; the PBX reports it answered.
+    let body = serde_json::json!({"call_id": "list-1", "event": "end", "direction": "outbound", "external_number": "+79031112201", "extension": "101",
+        "started_at": (t + Duration::minutes(5)).to_rfc3339(), "answered_at": (t + Duration::minutes(5)).to_rfc3339(), "ended_at": (t + Duration::minutes(8)).to_rfc3339(), "duration_secs": 180, "disposition": "answered"});
+    assert_eq!(app.generic(&body.to_string()).await.status(), 202);
+    app.call_activity("generic", "list-1").await;
+    let closed = s.load::<Activity>(first[0].activityid).await.unwrap();
+    assert_eq!((closed.statecode, closed.statuscode), (1, 2), "{closed:?}");
+    assert_eq!(calls("+79031112202").await[0].statecode, 0, "the other member's call stays open");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_lists_close_by_the_pbx_sqlite() {
+    call_lists_close_by_the_pbx("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_lists_close_by_the_pbx_postgres() {
+    call_lists_close_by_the_pbx("postgres").await;
+}

@@ -581,3 +581,66 @@ async fn duplicates_merge_and_dismiss_sqlite() {
 async fn duplicates_merge_and_dismiss_postgres() {
     duplicates_merge_and_dismiss("postgres").await;
 }
+
+/// R-QC-1 through the API and the CLI: a quick campaign makes one call per member of a
+/// list, owned by each member's owner, with the members left out counted by reason; a
+/// marketer may run it, a viewer may not; e-mail is refused with the way to send it.
+async fn quick_campaigns(engine: &str) {
+    use inflow::crm::entities::{BulkOperation, Contact, MarketingList};
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), "[org]\ntimezone = \"Europe/Moscow\"\n").await;
+    let s = &app.store;
+    let marketer = add_user(s, "Марина", "Маркетова", "marketer@acme.ru", None, None).await;
+    let rep = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let m = Client { app: &app, token: token(s, marketer, "marketer").await };
+    let v = Client { app: &app, token: token(s, rep, "viewer").await };
+    let t = now();
+    let mut ids = Vec::new();
+    for (i, (phone, donotphone, state)) in [(Some("8 916 000-00-01"), false, 0), (Some("+7 916 000-00-02"), false, 0), (None, false, 0), (Some("+79160000004"), true, 0), (Some("+79160000005"), false, 1)].into_iter().enumerate() {
+        let mut c = Contact { contactid: Uuid::new_v4(), lastname: format!("Клиент {i}"), telephone1: phone.map(str::to_string), donotphone, ..Default::default() }.stamped(rep, EntityKind::Systemuser, t, None);
+        c.statecode = state;
+        c.statuscode = if state == 0 { 1 } else { 2 };
+        s.insert(&c).await.unwrap();
+        ids.push(c.contactid);
+    }
+    let list = MarketingList { listid: Uuid::new_v4(), listname: "Обзвон".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(marketer, EntityKind::Systemuser, t, None);
+    s.insert(&list).await.unwrap();
+    s.add_list_members(list.listid, &ids, t).await.unwrap();
+    let path = format!("/api/v1/lists/{}/quick-campaign", list.listid);
+    let (st, b) = m.post(&path, json!({"activity": "email", "subject": "Привет"})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("use_a_wave")), "{b}");
+    let (st, _) = v.post(&path, json!({"activity": "phonecall", "subject": "Пригласить"})).await;
+    assert_eq!(st, 403);
+    let due = "2026-12-10T12:00:00Z";
+    let out = m.ok(&path, json!({"activity": "phonecall", "subject": "Пригласить на выставку", "due": due}), 201).await;
+    assert_eq!(out["created"], 2, "{out}");
+    assert_eq!(out["excluded"], json!({"donotphone": 1, "inactive": 1, "no_phone": 1}), "{out}");
+    let bulk_id: Uuid = out["bulkoperation"]["activityid"].as_str().unwrap().parse().unwrap();
+    let b: BulkOperation = s.load(bulk_id).await.unwrap();
+    assert_eq!((b.operationtypecode, b.createdrecordtypecode, b.targetmemberscount, b.successcount, b.statuscode), (7, Some(1), Some(5), Some(2), 4));
+    let calls = v.get(&format!("/api/v1/activities?view=by-regarding&id={bulk_id}")).await;
+    assert_eq!(calls["total"], 2, "{calls}");
+    for c in calls["items"].as_array().unwrap() {
+        assert_eq!((c["activitytypecode"].as_str(), c["directioncode"].as_bool(), c["statecode"].as_i64()), (Some("phonecall"), Some(true), Some(0)));
+        assert_eq!(c["ownerid"].as_str().map(str::to_string), Some(rep.to_string()), "the member's owner calls");
+        assert_eq!(c["scheduledend"].as_str(), Some("2026-12-10T12:00:00Z"));
+    }
+    let numbers: Vec<&str> = calls["items"].as_array().unwrap().iter().map(|c| c["phonenumber"].as_str().unwrap()).collect::<Vec<_>>();
+    assert!(numbers.contains(&"+79160000001") && numbers.contains(&"+79160000002"), "{numbers:?}");
+    // The CLI runs the same thing: tasks this time, all owned by the chosen owner.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url())).unwrap();
+    let out = cli(&cfg, &["list", "quick-campaign", &list.listid.to_string(), "--activity", "task", "--subject", "Отправить каталог", "--owner", "marketer@acme.ru", "--by", "marketer@acme.ru", "--due", "2026-12-11 10:00"]).await;
+    assert!(out.contains("members 5  created 4  excluded: inactive 1"), "{out}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_campaigns_sqlite() {
+    quick_campaigns("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_campaigns_postgres() {
+    quick_campaigns("postgres").await;
+}

@@ -177,6 +177,18 @@ async fn dismiss_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty
     Ok(Json(json!({"status": "ignored"})))
 }
 
+async fn quick_campaign_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<crate::crm::quick::QuickParams>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let out = s.store.quick_campaign(parse_id(&id)?, &p, c.user, Utc::now()).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
+}
+
+async fn distribute_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let out = s.store.distribute_campaign_activity(parse_id(&id)?, c.user, Utc::now(), s.api.tz()).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
+}
+
 /// The request bodies of these routes, for the OpenAPI document.
 pub(super) fn named_body(name: &str) -> Option<J> {
     let uuid = json!({"type": "string", "format": "uuid"});
@@ -191,6 +203,10 @@ pub(super) fn named_body(name: &str) -> Option<J> {
         "Win" => json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}}),
         "Lose" => json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}}),
         "Merge" => json!({"type": "object", "additionalProperties": false, "required": ["survivor"], "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true, "maxItems": 20}}}),
+        "QuickCampaign" => json!({"type": "object", "additionalProperties": false, "required": ["activity", "subject"], "properties": {
+            "activity": {"type": "string", "enum": ["phonecall", "task", "letter"]}, "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+            "description": ostr, "due": {"type": "string", "format": "date-time", "nullable": true}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
+            "ignore_inactive": {"type": "boolean", "nullable": true}}}),
         "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
         _ => return None,
     })
@@ -222,6 +238,8 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Win"), ..route(Method::POST, "/api/v1/opportunities/{id}/win", sales, "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity", post(win_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Lose"), ..route(Method::POST, "/api/v1/opportunities/{id}/lose", sales, "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason", post(lose_h)) });
     t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/opportunities/{id}/reopen", sales, "Reopen a won or lost opportunity (R-OPP-1)", post(reopen_opportunity_h)) });
+    t.push(RouteDef { body: BodyDoc::Named("QuickCampaign"), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/quick-campaign", w, "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new bulkoperation with exclusions by reason", post(quick_campaign_h)) });
+    t.push(RouteDef { body: BodyDoc::Named("Empty"), status: 201, ..route(Method::POST, "/api/v1/campaignactivities/{id}/distribute", w, "Distribute a phone, letter, fax or appointment campaign activity (R-QC-2): one open activity per member of its target lists (a call list for Phone); again, only new members", post(distribute_h)) });
     let ops = Access::Write(Area::Ops);
     t.push(RouteDef { body: BodyDoc::Named("Merge"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/merge", ops, "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, list memberships, deals and numbers follow; the others are deactivated", post(merge_h)) });
     t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/dismiss", ops, "Dismiss a duplicate candidate (R-DUP-5): never proposed again for these records", post(dismiss_h)) });
