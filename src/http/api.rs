@@ -605,7 +605,8 @@ async fn reactivate_h(State(s): State<AppState>, Extension(c): Extension<Caller>
     Ok(Json(s.store.reactivate_lead(parse_id(&id)?, Some(c.user), Utc::now()).await?))
 }
 
-async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(o): Body<crate::crm::response::ConvertOption>) -> Result<Json<J>, ApiError> {
+async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, RawQuery(raw): RawQuery, Body(o): Body<crate::crm::response::ConvertOption>) -> Result<Json<J>, ApiError> {
+    let mode = create_mode(raw.as_deref())?;
     use crate::crm::response::ConvertOption;
     // New lead and close are response work; linking to (or reactivating) an existing lead
     // writes a lead, and a new customer writes accounts, contacts and opportunities.
@@ -617,7 +618,7 @@ async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, P
     if let Some(a) = needs.filter(|a| !allowed(c.role, *a)) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the {:?} role may not write the records this option changes ({a:?})", c.role).to_lowercase()));
     }
-    let (response, created) = s.store.convert_response(parse_id(&id)?, &o, None, Some(c.user), Utc::now()).await?;
+    let (response, created) = s.store.convert_response(parse_id(&id)?, &o, None, Some(c.user), Utc::now(), mode).await?;
     Ok(Json(json!({"response": response, "created": created})))
 }
 
@@ -1054,7 +1055,7 @@ pub fn openapi() -> J {
             params.push(json!({"name": "all_states", "in": "query", "description": "view older-than-6-months: every state", "schema": {"type": "boolean"}}));
             params.push(json!({"name": "days", "in": "query", "description": "view creation-rate: days back", "schema": {"type": "integer", "minimum": 1, "maximum": 366}}));
         }
-        if d.method == Method::POST && matches!(d.body, BodyDoc::Record) {
+        if d.method == Method::POST && (matches!(d.body, BodyDoc::Record) || d.path.ends_with("/convert")) {
             params.push(json!({"name": "duplicates", "in": "query", "schema": {"type": "string", "enum": ["check", "allow"]}}));
         }
         if !params.is_empty() {

@@ -241,7 +241,9 @@ impl Store {
 
     /// Converts a campaign response (§3.3) in one transaction. Returns the response as
     /// stored and the records created.
-    pub async fn convert_response(&self, id: Uuid, option: &ConvertOption, leadsourcecode: Option<i32>, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<(CampaignResponse, Vec<EntityRef>)> {
+    /// A new lead runs the duplicate rules like every other create (R-LD-3, R-DUP-4) unless
+    /// `mode` says to create it anyway.
+    pub async fn convert_response(&self, id: Uuid, option: &ConvertOption, leadsourcecode: Option<i32>, actor: Option<Uuid>, now: DateTime<Utc>, mode: CreateMode) -> Result<(CampaignResponse, Vec<EntityRef>)> {
         let mut tx = self.db.begin().await?;
         let resp: CampaignResponse = load(&mut tx, id).await?;
         let existing = match option {
@@ -253,6 +255,10 @@ impl Store {
         let (response, created) = match plan {
             ConvertPlan::NewLead { lead, response } => {
                 lead::validate(&lead, &self.custom_lead_sources)?;
+                if mode == CreateMode::CheckDuplicates {
+                    let hits = self.lead_duplicates(&mut tx, lead.emailaddress1.as_deref()).await?;
+                    Self::refuse_duplicates("lead", hits)?;
+                }
                 insert(&mut tx, self, &lead).await?;
                 (response, vec![EntityRef::new(EntityKind::Lead, lead.leadid)])
             }

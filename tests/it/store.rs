@@ -318,22 +318,22 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     // a) new lead
     let r1 = resp(Some("Orlova"), "orlova@vector.ru");
     store.insert(&r1).await.unwrap();
-    let (closed, created) = store.convert_response(r1.activityid, &ConvertOption::NewLead, Some(100_000_000), None, now()).await.unwrap();
+    let (closed, created) = store.convert_response(r1.activityid, &ConvertOption::NewLead, Some(100_000_000), None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
     assert_eq!((closed.statecode, closed.statuscode), (1, 2));
     let new_lead: Lead = store.load(created[0].id).await.unwrap();
     assert_eq!(new_lead.campaignid, Some(camp.campaignid));
     assert_eq!(new_lead.relatedobjectid, Some(r1.activityid));
     assert_eq!(closed.customerid, Some(new_lead.leadid));
     // R-RS-4: a closed response converts no more.
-    assert_eq!(rule_code(store.convert_response(r1.activityid, &ConvertOption::NewLead, None, None, now()).await.unwrap_err()), "response_not_open");
+    assert_eq!(rule_code(store.convert_response(r1.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err()), "response_not_open");
     // b) existing closed lead needs reactivate
     store.disqualify_lead(new_lead.leadid, None, None, None, now()).await.unwrap();
     let r2 = resp(None, "orlova@vector.ru");
     store.insert(&r2).await.unwrap();
     let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: false };
-    assert_eq!(rule_code(store.convert_response(r2.activityid, &opt, None, None, now()).await.unwrap_err()), "lead_closed");
+    assert_eq!(rule_code(store.convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err()), "lead_closed");
     let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: true };
-    store.convert_response(r2.activityid, &opt, None, None, now()).await.unwrap();
+    store.convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
     assert_eq!(store.load::<Lead>(new_lead.leadid).await.unwrap().statecode, 0);
     // c) new customer: dedupe links an existing contact instead of creating one
     let known = contact(u.systemuserid, "Belova", Some("belova@vector.ru"), None);
@@ -341,15 +341,22 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     let r3 = resp(Some("Belova"), "belova@vector.ru");
     store.insert(&r3).await.unwrap();
     let opt = ConvertOption::NewCustomer { create_account: true, create_contact: true, create_opportunity: true };
-    let (closed3, created3) = store.convert_response(r3.activityid, &opt, None, None, now()).await.unwrap();
+    let (closed3, created3) = store.convert_response(r3.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
     assert_eq!(closed3.customeridtype, Some(EntityKind::Account));
     assert!(created3.iter().any(|r| r.kind == EntityKind::Account));
     assert!(!created3.iter().any(|r| r.kind == EntityKind::Contact), "existing contact is linked, not duplicated");
     assert!(created3.iter().any(|r| r.kind == EntityKind::Opportunity));
+    // R-LD-3: a new lead from a response runs the duplicate rules: Belova is a contact.
+    let r5 = resp(Some("Belova"), "Belova@Vector.ru");
+    store.insert(&r5).await.unwrap();
+    let dup = store.convert_response(r5.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err();
+    assert_eq!(rule_code(dup), "duplicate_found");
+    let (_, made) = store.convert_response(r5.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::IgnoreDuplicates).await.unwrap();
+    assert_eq!(made.len(), 1, "created when asked to");
     // d) cancel
     let r4 = resp(None, "x@vector.ru");
     store.insert(&r4).await.unwrap();
-    let (c4, _) = store.convert_response(r4.activityid, &ConvertOption::Close { cancel: true }, None, None, now()).await.unwrap();
+    let (c4, _) = store.convert_response(r4.activityid, &ConvertOption::Close { cancel: true }, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
     assert_eq!((c4.statecode, c4.statuscode), (2, 3));
 });
 
