@@ -559,11 +559,16 @@ pub struct AlertsConfig {
     /// R-TASK-1: activity types that can be overdue.
     pub kinds: Vec<String>,
     /// minijinja template of the digest subject (default: English; see
-    /// config/alerts-ru.example.toml for Russian). Variables: recipient, count, escalation, groups.
+    /// config/alerts-ru.example.toml for Russian). Variables: recipient, count, escalation,
+    /// groups, notices.
     pub subject_template: Option<String>,
     /// minijinja template of the digest body; `groups` is a list of {owner, lines}, each line
-    /// {subject, kind, due, overdue_hours, level, regarding, link}.
+    /// {subject, kind, due, overdue_hours, level, regarding, link}; `notices` a list of
+    /// {kind, text, link} (what is new for the recipient: R-LD-6, R-ACT-2, R-WV-6b).
     pub body_template: Option<String>,
+    /// R-LD-6: the owner of a lead the daemon created (from mail, a call, an import, a
+    /// response) hears of it in their next digest.
+    pub new_lead_notice: bool,
 }
 
 impl Default for AlertsConfig {
@@ -579,6 +584,7 @@ impl Default for AlertsConfig {
             kinds: ["task", "phonecall", "campaignactivity"].map(String::from).to_vec(),
             subject_template: None,
             body_template: None,
+            new_lead_notice: true,
         }
     }
 }

@@ -28,3 +28,6 @@ CREATE TABLE dup_dismissed (
 );
 -- R-QC-1/R-QC-2: a run's members left out, by reason (JSON).
 ALTER TABLE bulkoperation ADD COLUMN excluded TEXT;
+-- Notices in the digests (R-LD-6, R-ACT-2, R-WV-6b): the alerts scan reads what is new.
+CREATE INDEX record_history_kind ON record_history (kind, at);
+CREATE INDEX lead_auto_created ON lead (createdon) WHERE createdby IS NULL;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{Config, SmtpConfig, TlsMode};
-use crate::crm::alerts::{DigestGroup, DigestLine, Escalation, Notice, WorkingHours, due_notices, line, weekday};
+use crate::crm::alerts::{DigestGroup, DigestLine, Escalation, NOTICE_LEVEL, Notice, NoticeLine, WorkingHours, due_notices, line, notice_line, weekday};
 use crate::crm::EntityKind;
 use crate::jobs::JobQueue;
 use crate::store::{NotificationClaim, Store, StoreError};
@@ -37,10 +37,11 @@ pub struct SendDigests {
 
 /// The default templates (English). Config can replace them; config/alerts-ru.example.toml
 /// has a Russian pair.
-pub const DEFAULT_SUBJECT: &str = "{% if escalation %}Escalation: {% endif %}{{ count }} overdue activit{{ 'y' if count == 1 else 'ies' }}";
+pub const DEFAULT_SUBJECT: &str = "{% if count == 0 %}{{ notices | length }} new for you{% else %}{% if escalation %}Escalation: {% endif %}{{ count }} overdue activit{{ 'y' if count == 1 else 'ies' }}{% endif %}";
 pub const DEFAULT_BODY: &str = "Hello {{ recipient }},\n\n\
-{% if escalation %}These activities of your team are still overdue:{% else %}These activities you own are overdue:{% endif %}\n\
-{% for g in groups %}\n{{ g.owner }}\n{% for l in g.lines %}  - {{ l.subject }} ({{ l.kind }}), due {{ l.due }}, {{ l.overdue_hours }} h overdue{% if l.regarding %}, regarding {{ l.regarding }}{% endif %}\n    {{ l.link }}\n{% endfor %}{% endfor %}\n\
+{% if count %}{% if escalation %}These activities of your team are still overdue:{% else %}These activities you own are overdue:{% endif %}\n\
+{% for g in groups %}\n{{ g.owner }}\n{% for l in g.lines %}  - {{ l.subject }} ({{ l.kind }}), due {{ l.due }}, {{ l.overdue_hours }} h overdue{% if l.regarding %}, regarding {{ l.regarding }}{% endif %}\n    {{ l.link }}\n{% endfor %}{% endfor %}\n{% endif %}\
+{% if notices %}New for you:\n{% for n in notices %}  - {{ n.text }}\n    {{ n.link }}\n{% endfor %}\n{% endif %}\
 -- \ninflow\n";
 
 /// The SMTP relay, shared by alerts (and later the waves).
@@ -101,6 +102,8 @@ impl Mailer {
 pub struct ScanReport {
     pub overdue: usize,
     pub notices: usize,
+    /// Of the claimed, the notices of what is new (R-LD-6, R-ACT-2, R-WV-6b).
+    pub told: usize,
     /// Notifications claimed now (new), and the digests enqueued for them.
     pub claimed: usize,
     pub digests: usize,
@@ -132,7 +135,13 @@ pub struct AlertsRuntime {
     pub body_template: String,
     /// Pending digests older than this are re-enqueued.
     pub resend_after: Duration,
+    /// R-LD-6: tell owners of the leads the daemon creates.
+    pub new_lead_notice: bool,
 }
+
+/// How far back a scan looks for notices not yet told: longer than a long weekend of quiet
+/// hours; what is older is not news any more.
+const NOTICE_WINDOW: Duration = Duration::days(4);
 
 impl AlertsRuntime {
     pub fn from_config(cfg: &Config, store: Store) -> anyhow::Result<AlertsRuntime> {
@@ -150,6 +159,7 @@ impl AlertsRuntime {
             subject_template: a.subject_template.clone().unwrap_or_else(|| DEFAULT_SUBJECT.to_string()),
             body_template: a.body_template.clone().unwrap_or_else(|| DEFAULT_BODY.to_string()),
             resend_after: Duration::seconds((a.scan_interval_secs as i64 * 2).max(60)),
+            new_lead_notice: a.new_lead_notice,
         })
     }
 
@@ -188,37 +198,60 @@ impl AlertsRuntime {
         let (users, teams) = self.store.alert_directory().await?;
         let notices = due_notices(&items, now, &users, &teams, &self.escalation);
         report.notices = notices.len();
-        let mut by_recipient: BTreeMap<String, Vec<&Notice>> = BTreeMap::new();
+        // What is new for people and not yet told, within a window longer than the longest
+        // quiet period (a weekend), so nothing waits out of reach.
+        let pending = self.store.notices_since(now - NOTICE_WINDOW, self.new_lead_notice).await?;
+        // One digest per recipient, whatever it carries; all claims of the scan in one
+        // transaction.
+        let mut digest_for: BTreeMap<String, Uuid> = BTreeMap::new();
+        let mut claims: Vec<NotificationClaim> = Vec::with_capacity(notices.len() + pending.len());
         for n in &notices {
-            by_recipient.entry(n.recipient.address.clone()).or_default().push(n);
+            let address = n.recipient.address.clone();
+            let digest_id = *digest_for.entry(address.clone()).or_insert_with(Uuid::new_v4);
+            claims.push(NotificationClaim {
+                activityid: n.item.id,
+                activitytype: n.item.kind,
+                level: n.level as i32,
+                scheduledend: n.item.due,
+                ownerid: n.item.owner,
+                recipient: address,
+                recipient_userid: n.recipient.user,
+                digest_id: Some(digest_id),
+                item: serde_json::to_string(&StoredLine::of(n, &users, now, self.tz, &self.link_base)).ok(),
+                created_at: now,
+            });
         }
-        // One digest id per recipient; all claims of the scan in one transaction.
-        let mut claims: Vec<NotificationClaim> = Vec::with_capacity(notices.len());
-        let mut digest_of: Vec<Uuid> = Vec::with_capacity(notices.len());
-        for (address, ns) in &by_recipient {
-            let digest_id = Uuid::new_v4();
-            claims.extend(ns.iter().map(|n| {
-                digest_of.push(digest_id);
-                NotificationClaim {
-                    activityid: n.item.id,
-                    activitytype: n.item.kind,
-                    level: n.level as i32,
-                    scheduledend: n.item.due,
-                    ownerid: n.item.owner,
-                    recipient: address.clone(),
-                    recipient_userid: n.recipient.user,
-                    digest_id: Some(digest_id),
-                    item: serde_json::to_string(&StoredLine::of(n, &users, now, self.tz, &self.link_base)).ok(),
-                    created_at: now,
-                }
-            }));
+        for p in &pending {
+            let (address, user) = match (users.get(&p.recipient), teams.get(&p.recipient)) {
+                (Some(u), _) if !u.disabled => match &u.email {
+                    Some(e) => (e.clone(), Some(u.id)),
+                    None => continue,
+                },
+                (None, Some(team)) => (team.clone(), None),
+                _ => continue,
+            };
+            let digest_id = *digest_for.entry(address.clone()).or_insert_with(Uuid::new_v4);
+            let stored = StoredLine { owner: String::new(), line: None, notice: Some(notice_line(p, &self.link_base)) };
+            claims.push(NotificationClaim {
+                activityid: p.id,
+                activitytype: p.about.kind,
+                level: NOTICE_LEVEL,
+                scheduledend: p.at,
+                ownerid: p.recipient,
+                recipient: address,
+                recipient_userid: user,
+                digest_id: Some(digest_id),
+                item: serde_json::to_string(&stored).ok(),
+                created_at: now,
+            });
         }
         report.rules_ms = lap(&mut c);
         let fresh = self.store.claim_notifications(&claims).await?;
         report.claim_ms = lap(&mut c);
-        let mut digests: Vec<Uuid> = digest_of.iter().zip(&fresh).filter(|(_, f)| **f).map(|(d, _)| *d).collect();
-        digests.dedup();
+        let mut seen = std::collections::HashSet::new();
+        let digests: Vec<Uuid> = claims.iter().zip(&fresh).filter(|(_, f)| **f).filter_map(|(c, _)| c.digest_id).filter(|d| seen.insert(*d)).collect();
         report.claimed = fresh.iter().filter(|f| **f).count();
+        report.told = claims.iter().zip(&fresh).filter(|(c, f)| **f && c.level == NOTICE_LEVEL).count();
         report.digests = digests.len();
         if !digests.is_empty() {
             let key = format!("digests:{}", digests[0]);
@@ -267,9 +300,14 @@ impl AlertsRuntime {
 
     fn render(&self, recipient: &str, lines: &[StoredLine], escalation: bool) -> anyhow::Result<(String, String)> {
         let mut groups: BTreeMap<String, Vec<DigestLine>> = BTreeMap::new();
+        let mut notices: Vec<NoticeLine> = Vec::new();
         for l in lines {
-            groups.entry(l.owner.clone()).or_default().push(l.line.clone());
+            if let Some(line) = &l.line {
+                groups.entry(l.owner.clone()).or_default().push(line.clone());
+            }
+            notices.extend(l.notice.clone());
         }
+        let count: usize = groups.values().map(Vec::len).sum();
         let groups: Vec<DigestGroup> = groups
             .into_iter()
             .map(|(owner, mut lines)| {
@@ -280,23 +318,29 @@ impl AlertsRuntime {
         let mut env = minijinja::Environment::new();
         env.add_template("subject", &self.subject_template)?;
         env.add_template("body", &self.body_template)?;
-        let ctx = minijinja::context! { recipient => recipient, count => lines.len(), escalation => escalation, groups => groups };
+        let ctx = minijinja::context! { recipient => recipient, count => count, escalation => escalation, groups => groups, notices => notices };
         Ok((env.get_template("subject")?.render(&ctx)?.trim().to_string(), env.get_template("body")?.render(&ctx)?))
     }
 }
 
-/// What a notification row keeps for its digest line.
+/// What a notification row keeps for its digest line: an overdue activity (with its
+/// owner's name) or a notice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredLine {
+    #[serde(default)]
     owner: String,
-    line: DigestLine,
+    #[serde(default)]
+    line: Option<DigestLine>,
+    #[serde(default)]
+    notice: Option<NoticeLine>,
 }
 
 impl StoredLine {
     fn of(n: &Notice, users: &std::collections::HashMap<Uuid, crate::crm::alerts::UserNode>, now: DateTime<Utc>, tz: Tz, link_base: &str) -> StoredLine {
         StoredLine {
             owner: users.get(&n.item.owner).map(|u| u.name.clone()).unwrap_or_else(|| n.item.owner.to_string()),
-            line: line(n, now, tz, link_base),
+            line: Some(line(n, now, tz, link_base)),
+            notice: None,
         }
     }
 }
@@ -335,6 +379,31 @@ pub fn cron_for(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default templates and the Russian example render a digest of notices only and one
+    /// of overdue lines only, each without the other's section.
+    #[test]
+    fn templates_render_notices_and_overdue_lines() {
+        let ru: toml::Value = toml::from_str(include_str!("../../config/alerts-ru.example.toml")).unwrap();
+        let pairs = [
+            (DEFAULT_SUBJECT.to_string(), DEFAULT_BODY.to_string(), "These activities", "New for you"),
+            (ru["alerts"]["subject_template"].as_str().unwrap().to_string(), ru["alerts"]["body_template"].as_str().unwrap().to_string(), "просрочены", "Новое для вас"),
+        ];
+        let notice = NoticeLine { kind: "new_lead".into(), text: "New lead for you: Call — Caller +7916".into(), link: "https://crm/api/v1/leads/1".into() };
+        let line = DigestLine { kind: EntityKind::Task, id: Uuid::nil(), subject: "Call back".into(), due: "2026-12-01 10:00".into(), overdue_hours: 5, level: 0, regarding: None, link: "https://crm/a/1".into() };
+        for (subject, body, overdue_words, notice_words) in pairs {
+            let mut env = minijinja::Environment::new();
+            env.add_template("s", &subject).unwrap();
+            env.add_template("b", &body).unwrap();
+            let only_notices = minijinja::context! { recipient => "r", count => 0, escalation => false, groups => Vec::<DigestGroup>::new(), notices => vec![notice.clone()] };
+            let b = env.get_template("b").unwrap().render(&only_notices).unwrap();
+            assert!(b.contains(notice_words) && b.contains("Caller +7916") && !b.contains(overdue_words), "{b}");
+            assert!(env.get_template("s").unwrap().render(&only_notices).unwrap().contains('1'));
+            let only_lines = minijinja::context! { recipient => "r", count => 1, escalation => false, groups => vec![DigestGroup { owner: "Oleg".into(), lines: vec![line.clone()] }], notices => Vec::<NoticeLine>::new() };
+            let b = env.get_template("b").unwrap().render(&only_lines).unwrap();
+            assert!(b.contains(overdue_words) && b.contains("Call back") && !b.contains(notice_words), "{b}");
+        }
+    }
 
     #[test]
     fn cron_expressions_parse() {

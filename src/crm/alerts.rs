@@ -175,6 +175,43 @@ pub struct DigestLine {
     pub link: String,
 }
 
+/// Something new for a person, told in their next digest (R-LD-6 a lead the daemon made for
+/// them, R-ACT-2 an activity given to them, R-WV-6b their campaign over budget).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingNotice {
+    /// The record or history line it is about (its notification key).
+    pub id: Uuid,
+    /// new_lead, assigned, over_budget.
+    pub kind: String,
+    pub about: super::EntityRef,
+    pub recipient: Uuid,
+    pub at: DateTime<Utc>,
+    pub text: String,
+}
+
+/// A notice as a digest shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct NoticeLine {
+    pub kind: String,
+    pub text: String,
+    pub link: String,
+}
+
+/// The level a notice is claimed at in the notification log (below the escalation levels,
+/// so the escalation views never count it).
+pub const NOTICE_LEVEL: i32 = -1;
+
+/// The digest line of a notice.
+pub fn notice_line(n: &PendingNotice, link_base: &str) -> NoticeLine {
+    let what = match n.kind.as_str() {
+        "new_lead" => format!("New lead for you: {}", n.text),
+        "assigned" => format!("Assigned to you: {} ({})", n.text, n.about.kind),
+        "over_budget" => n.text.clone(),
+        _ => n.text.clone(),
+    };
+    NoticeLine { kind: n.kind.clone(), text: what, link: format!("{}{}", link_base.trim_end_matches('/'), super::timeline::link(n.about)) }
+}
+
 /// The lines of one owner in a digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestGroup {

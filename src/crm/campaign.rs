@@ -49,6 +49,11 @@ pub fn over_budget(c: &Campaign) -> bool {
     variance(c).is_some_and(|v| v.minor() < 0)
 }
 
+/// R-WV-6b: the change took the campaign over its budget (it was not over before).
+pub fn crossed_over_budget(before: &Campaign, after: &Campaign) -> bool {
+    !over_budget(before) && over_budget(after)
+}
+
 /// R-WV-7: responses ÷ successfully sent, as a percentage, if anything was sent.
 pub fn response_rate(responses: i64, sent: i64) -> Option<f64> {
     (sent > 0).then(|| responses as f64 * 100.0 / sent as f64)
@@ -145,6 +150,11 @@ mod tests {
         assert_eq!(variance(&c), Some(Money(-550)));
         assert!(over_budget(&c));
         assert!(rollup([Some(Money(i64::MAX)), Some(Money(1))], None).is_err());
+        // R-WV-6b: told once per crossing.
+        let under = Campaign { budgetedcost: Some(Money(13_000)), totalactualcost: Some(Money(12_000)), ..Default::default() };
+        assert!(crossed_over_budget(&under, &c));
+        assert!(!crossed_over_budget(&c, &c), "still over is no new crossing");
+        assert!(!crossed_over_budget(&c, &under));
     }
 
     #[test]

@@ -574,6 +574,7 @@ async fn update_any<R: Entity>(s: &AppState, rec: R) -> Result<R, ApiError> {
         "lead" => cast(&s.store.update_lead(&cast::<R, Lead>(&rec)?).await?),
         "activity" => cast(&s.store.update_activity(&cast::<R, Activity>(&rec)?).await?),
         "opportunity" => cast(&s.store.update_opportunity(&cast::<R, Opportunity>(&rec)?).await?),
+        "campaign" => cast(&s.store.update_campaign(&cast::<R, Campaign>(&rec)?, Utc::now()).await?),
         _ => Ok(s.store.update(&rec).await?),
     }
 }

@@ -31,6 +31,58 @@ fn regarding(r: &Row, id: &str, ty: &str) -> Result<Option<EntityRef>> {
 }
 
 impl Store {
+    /// What is new for people since `since` and not yet told (R-LD-6, R-ACT-2, R-WV-6b):
+    /// leads the daemon created (no `createdby`), open activities given to someone,
+    /// campaigns gone over budget. Each names its recipient: the lead's, activity's or
+    /// campaign's owner now. A notice told is in the notification log at `NOTICE_LEVEL`.
+    pub async fn notices_since(&self, since: DateTime<Utc>, new_leads: bool) -> Result<Vec<crate::crm::alerts::PendingNotice>> {
+        use crate::crm::alerts::{NOTICE_LEVEL, PendingNotice};
+        let mut db = self.db.clone();
+        let mut out = Vec::new();
+        if new_leads {
+            let sql = "SELECT leadid, ownerid, createdon, subject, COALESCE(firstname || ' ', '') || lastname AS name FROM lead l WHERE createdby IS NULL AND createdon > $1 \
+                       AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = l.leadid AND n.level = $2) ORDER BY createdon LIMIT 10000";
+            for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
+                let id: Uuid = r.get("leadid")?;
+                out.push(PendingNotice {
+                    id,
+                    kind: "new_lead".into(),
+                    about: EntityRef::new(EntityKind::Lead, id),
+                    recipient: r.get("ownerid")?,
+                    at: r.get("createdon")?,
+                    text: format!("{} — {}", r.get::<String>("subject")?, r.get::<String>("name")?),
+                });
+            }
+        }
+        let sql = "SELECT h.id, h.entitytype, h.entityid, h.at, h.summary, a.ownerid FROM record_history h JOIN activity a ON a.activityid = h.entityid \
+                   WHERE h.kind = 'assigned' AND h.at > $1 AND a.statecode = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = $2) ORDER BY h.at LIMIT 10000";
+        for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
+            out.push(PendingNotice {
+                id: r.get("id")?,
+                kind: "assigned".into(),
+                about: EntityRef::new(r.get("entitytype")?, r.get("entityid")?),
+                recipient: r.get("ownerid")?,
+                at: r.get("at")?,
+                text: r.get("summary")?,
+            });
+        }
+        let sql = "SELECT h.id, h.entityid, h.at, h.summary, c.name, c.ownerid FROM record_history h JOIN campaign c ON c.campaignid = h.entityid \
+                   WHERE h.kind = 'over_budget' AND h.at > $1 \
+                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = $2) ORDER BY h.at LIMIT 10000";
+        for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
+            out.push(PendingNotice {
+                id: r.get("id")?,
+                kind: "over_budget".into(),
+                about: EntityRef::new(EntityKind::Campaign, r.get("entityid")?),
+                recipient: r.get("ownerid")?,
+                at: r.get("at")?,
+                text: format!("{}: {}", r.get::<String>("name")?, r.get::<String>("summary")?),
+            });
+        }
+        Ok(out)
+    }
+
     /// R-TASK-1: open activities of the given kinds whose due instant has passed. Plain
     /// activities compare their instant; campaign activities and responses carry a DateOnly
     /// due date that falls due at the end of that day in `tz`, so they are overdue once the

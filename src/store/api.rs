@@ -404,6 +404,8 @@ impl Store {
                     "othercost": money(r, "othercost")?,
                     "totalactualcost": money(r, "totalactualcost")?,
                     "variance": budget.map(|b| (b - total.unwrap_or(0)) as f64 / 100.0),
+                    // R-WV-6b: flagged when the actual cost exceeds the budget.
+                    "over_budget": budget.is_some_and(|b| total.unwrap_or(0) > b),
                 }))
             })
             .collect()

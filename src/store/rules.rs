@@ -284,14 +284,42 @@ impl Store {
     }
 
     /// Recomputes a campaign's cost totals (R-WV-6) inside `tx`.
-    async fn rollup_in(&self, tx: &mut Tx, campaign_id: Uuid) -> Result<Campaign> {
+    async fn rollup_in(&self, tx: &mut Tx, campaign_id: Uuid, now: DateTime<Utc>) -> Result<Campaign> {
         let mut c: Campaign = load(tx, campaign_id).await?;
+        let before = c.clone();
         let rows = tx.fetch_all("SELECT actualcost FROM campaignactivity WHERE regardingobjectid = $1", vec![campaign_id.into()]).await?;
         let costs = rows.iter().map(|r| r.get::<Option<crate::crm::Money>>("actualcost")).collect::<Result<Vec<_>>>()?;
         let (acts, total) = crate::crm::campaign::rollup(costs, c.othercost)?;
         c.totalcampaignactivityactualcost = Some(acts);
         c.totalactualcost = Some(total);
-        update(tx, self, &c).await
+        let out = update(tx, self, &c).await?;
+        self.note_budget_crossing(tx, &before, &out, now).await?;
+        Ok(out)
+    }
+
+    /// R-WV-6b: when a campaign's actual cost goes over its budget, its owner is told once
+    /// (a history line the alerts scan turns into a notice); dropping back under and crossing
+    /// again tells them again.
+    async fn note_budget_crossing(&self, tx: &mut Tx, before: &Campaign, after: &Campaign, now: DateTime<Utc>) -> Result<()> {
+        if crate::crm::campaign::crossed_over_budget(before, after) {
+            let summary = format!(
+                "Over budget: actual cost {} exceeds the budget {}",
+                after.totalactualcost.unwrap_or_default(),
+                after.budgetedcost.unwrap_or_default()
+            );
+            super::deals::add_history(tx, EntityRef::new(EntityKind::Campaign, after.campaignid), now, None, "over_budget", &summary).await?;
+        }
+        Ok(())
+    }
+
+    /// A campaign changed by PATCH (its budget, say): R-WV-6b's crossing is checked.
+    pub async fn update_campaign(&self, after: &Campaign, now: DateTime<Utc>) -> Result<Campaign> {
+        let mut tx = self.db.begin().await?;
+        let before: Campaign = load(&mut tx, after.campaignid).await?;
+        let out = update(&mut tx, self, after).await?;
+        self.note_budget_crossing(&mut tx, &before, &out, now).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Changes a campaign's status ([DESIGN] §2.7 transitions).
@@ -313,7 +341,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         load::<Campaign>(&mut tx, a.regardingobjectid).await?;
         insert(&mut tx, self, a).await?;
-        self.rollup_in(&mut tx, a.regardingobjectid).await?;
+        self.rollup_in(&mut tx, a.regardingobjectid, a.modifiedon).await?;
         let out = load(&mut tx, a.activityid).await?;
         tx.commit().await?;
         Ok(out)
@@ -329,7 +357,7 @@ impl Store {
         a.actualcost = actualcost;
         a.modifiedon = now;
         update(&mut tx, self, &a).await?;
-        let c = self.rollup_in(&mut tx, a.regardingobjectid).await?;
+        let c = self.rollup_in(&mut tx, a.regardingobjectid, now).await?;
         tx.commit().await?;
         Ok(c)
     }
@@ -341,7 +369,7 @@ impl Store {
         c.othercost = othercost;
         c.modifiedon = now;
         update(&mut tx, self, &c).await?;
-        let c = self.rollup_in(&mut tx, id).await?;
+        let c = self.rollup_in(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(c)
     }

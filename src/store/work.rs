@@ -73,6 +73,11 @@ impl Store {
         if work::restarts_escalation(&before, &out) {
             restart_escalation(&mut tx, out.activityid).await?;
         }
+        // R-ACT-2: the new owner hears of it in the next digest.
+        if before.ownerid != out.ownerid && out.statecode == 0 {
+            let of = crate::crm::EntityRef::new(out.activitytypecode, out.activityid);
+            super::deals::add_history(&mut tx, of, out.modifiedon, out.modifiedby, "assigned", out.subject.as_deref().unwrap_or("")).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }

@@ -73,7 +73,7 @@ async fn two_daemons_on_one_postgres_database() {
              [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\npool_size = 2\n\n\
              [waves]\npoll_interval_ms = 100\nbatch_size = 20\nclaim_lease_secs = 5\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
              [alerts]\nenabled = true\nscan_interval_secs = 2\nescalation_delay_secs = 3600\nmax_level = 1\nworking_hours = \"00:00-24:00\"\n\
-             working_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nkinds = [\"task\"]\n\n\
+             working_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nkinds = [\"task\"]\nnew_lead_notice = false\n\n\
              [pbx]\nfinal_event_timeout_secs = 3600\n\n[[pbx.lines]]\ndid = \"+7 495 123-45-67\"\nowner = \"sales@crm.example.com\"\ncreate_leads = true\n\n\
              [pbx.generic]\ntoken_file = \"{dir}/pbx.token\"\n\n{mailbox}",
             db = db.url,

@@ -62,7 +62,7 @@ async fn token(store: &Store, user: Uuid, role: &str) -> String {
 fn wave_app_toml(sink: &SmtpSink) -> String {
     format!(
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
-         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n",
+         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\nenabled = false\n",
         sink.port
     )
 }
@@ -285,9 +285,12 @@ async fn finishing_work_stops_alerts(engine: &str) {
     let moved = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": stranger}))).await;
     assert_eq!(moved.0, 200, "{}", moved.1);
     let r = rt.scan(t0 + Duration::minutes(15)).await.unwrap();
-    assert_eq!(r.claimed, 2, "{r:?}");
+    assert_eq!((r.claimed, r.told), (3, 1), "level 0 and 1 for Pavel's task, and the notice that it is his: {r:?}");
     let msgs = sink.wait_for(6).await;
-    assert!(msgs[4..].iter().any(|(to, _)| to.trim() == "pavel@acme.ru"), "{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>());
+    let pavel = msgs[4..].iter().find(|(to, _)| to.trim() == "pavel@acme.ru").map(|(_, m)| m.replace("=\r\n", "")).unwrap_or_else(|| panic!("{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>()));
+    assert!(pavel.contains("Assigned to you: Call back Romashka (task)"), "one mail with the overdue line and the notice: {pavel}");
+    // Told once.
+    assert_eq!(rt.scan(t0 + Duration::minutes(20)).await.unwrap().claimed, 0);
     // Reassigning to a disabled user is refused.
     let mut gone: inflow::crm::entities::SystemUser = s.load(boss).await.unwrap();
     gone.isdisabled = true;
@@ -643,4 +646,64 @@ async fn quick_campaigns_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_campaigns_postgres() {
     quick_campaigns("postgres").await;
+}
+
+/// R-LD-6 and R-WV-6b through the digests: the owner of a lead the daemon made hears of it
+/// once, in one mail with anything else for them; a lead a person entered tells nobody; a
+/// campaign going over budget tells its owner once per crossing, and its views flag it.
+async fn notices_in_the_digest(engine: &str) {
+    use inflow::crm::entities::Lead;
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &alerts_toml(&sink)).await;
+    let rt = app.running.alerts.clone().unwrap();
+    let s = &app.store;
+    let owner = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let marketer = add_user(s, "Marina", "Marketova", "marina@acme.ru", None, None).await;
+    let c = Client { app: &app, token: token(s, marketer, "admin").await };
+    let t0 = Utc::now();
+    // The daemon made one lead (no createdby); a person entered another.
+    let auto = Lead { leadid: Uuid::new_v4(), subject: "Call to the main line".into(), lastname: "Caller +79161234567".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t0, None);
+    let manual = Lead { leadid: Uuid::new_v4(), subject: "Met at the expo".into(), lastname: "Орлова".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t0, Some(marketer));
+    s.insert(&auto).await.unwrap();
+    s.insert(&manual).await.unwrap();
+    // A campaign with a budget of 1000, an activity costing 800: under.
+    let camp = c.ok("/api/v1/campaigns", json!({"name": "Выставка", "budgetedcost": 1000}), 201).await["campaignid"].as_str().unwrap().to_string();
+    let ca = c.ok("/api/v1/campaignactivities", json!({"regardingobjectid": camp, "subject": "Стенд", "actualcost": 800}), 201).await["activityid"].as_str().unwrap().to_string();
+    let r = rt.scan(t0 + Duration::minutes(1)).await.unwrap();
+    assert_eq!((r.overdue, r.told, r.digests), (0, 1, 1), "{r:?}");
+    let msgs = sink.wait_for(1).await;
+    let body = msgs[0].1.replace("=\r\n", "");
+    assert_eq!(msgs[0].0.trim(), "oleg@acme.ru");
+    assert!(body.contains("Subject: 1 new for you") && body.contains("New lead for you: Call to the main line"), "{body}");
+    assert!(body.contains(&format!("https://crm.acme.ru/api/v1/leads/{}", auto.leadid)) && !body.contains("Met at the expo"), "{body}");
+    // Over budget: the othercost takes it to 1100. Its owner is told once.
+    let (st, b) = c.call(Method::PATCH, &format!("/api/v1/campaigns/{camp}"), Some(json!({"othercost": 300}))).await;
+    assert_eq!(st, 200, "{b}");
+    let bva = c.get("/api/v1/campaigns?view=budget-vs-actual").await;
+    assert_eq!(bva["items"][0]["over_budget"], true, "{bva}");
+    let r = rt.scan(t0 + Duration::minutes(2)).await.unwrap();
+    assert_eq!(r.told, 1, "{r:?}");
+    let msgs = sink.wait_for(2).await;
+    assert_eq!(msgs[1].0.trim(), "marina@acme.ru");
+    let told = msgs[1].1.replace("=\r\n", "");
+    assert!(told.contains("Over budget: actual cost 1100.00 exceeds the budget 1000.00") && told.contains(&format!("/api/v1/campaigns/{camp}")), "{told}");
+    // Still over after another change: no new crossing, nothing told; under and over again: told again.
+    c.call(Method::PATCH, &format!("/api/v1/campaignactivities/{ca}"), Some(json!({"actualcost": 900}))).await;
+    assert_eq!(rt.scan(t0 + Duration::minutes(3)).await.unwrap().told, 0);
+    c.call(Method::PATCH, &format!("/api/v1/campaigns/{camp}"), Some(json!({"budgetedcost": 5000}))).await;
+    c.call(Method::PATCH, &format!("/api/v1/campaigns/{camp}"), Some(json!({"budgetedcost": 1000}))).await;
+    assert_eq!(rt.scan(t0 + Duration::minutes(4)).await.unwrap().told, 1);
+    sink.wait_for(3).await;
+    app.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_in_the_digest_sqlite() {
+    notices_in_the_digest("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_in_the_digest_postgres() {
+    notices_in_the_digest("postgres").await;
 }
