@@ -190,6 +190,8 @@ pub struct CallWrites {
     pub response: Option<CampaignResponse>,
     /// R-PBX-6: open calls this call completes.
     pub closes: Vec<Closure>,
+    /// R-PBX-3: a line for the open callback of the number (a repeat miss).
+    pub note_on: Option<(Uuid, String)>,
 }
 
 impl CallWrites {
@@ -287,9 +289,13 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
     if missed && !callable {
         notes.push("No callback: the caller's number is withheld or unreadable.".into());
     }
+    // R-PBX-3: a repeat miss is noted on the open callback, with its time.
+    let mut note_on = None;
     if missed && callable && !is_callback {
         if let Some(id) = ctx.open_callback {
             notes.push(format!("A callback for this number is already open: {id}."));
+            let at = rec.started_at.or(rec.ended_at).unwrap_or(t).with_timezone(&ctx.tz);
+            note_on = Some((id, format!("Missed again at {} (call {} via {}).", at.format("%Y-%m-%d %H:%M"), rec.call_id, rec.provider)));
         }
     }
     if let MatchOutcome::Ambiguous(c) = &ctx.party {
@@ -386,7 +392,8 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
         l
     });
     let closes = plan_closures(rec, &ctx.open_calls, Some(activity.activityid), ctx.tz, t);
-    CallPlan::Apply(Box::new(CallWrites { activity, is_new, parties, lead, response, closes }))
+    let note_on = note_on.filter(|_| is_new);
+    CallPlan::Apply(Box::new(CallWrites { activity, is_new, parties, lead, response, closes, note_on }))
 }
 
 #[cfg(test)]
@@ -583,5 +590,17 @@ mod tests {
         back.disposition = Disposition::Answered;
         c.open_calls = vec![OpenCall { id: c.ids[0], since: missed_at }];
         assert!(apply(plan_call(&back, &c)).closes.is_empty());
+    }
+
+    #[test]
+    fn r_pbx_3_a_repeat_miss_is_noted_on_the_open_callback() {
+        let r = rec(Direction::Inbound, Disposition::Missed, "+79161234567", 0);
+        let mut c = ctx(Some(line(false, false)), MatchOutcome::None);
+        c.open_callback = Some(Uuid::from_u128(90));
+        let w = apply(plan_call(&r, &c));
+        assert_eq!(w.activity.statecode, 1, "no second callback");
+        let (id, line) = w.note_on.expect("a note on the open one");
+        assert_eq!(id, Uuid::from_u128(90));
+        assert!(line.starts_with("Missed again at 2026-11-27 ") && line.contains("(call c1 via generic)"), "{line}");
     }
 }

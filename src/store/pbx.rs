@@ -324,6 +324,14 @@ impl Store {
                 for c in &w.closes {
                     close_open_call(tx, c, now).await?;
                 }
+                if let Some((id, line)) = &w.note_on {
+                    tx.execute(
+                        "UPDATE activity SET description = CASE WHEN description IS NULL OR description = '' THEN $2 ELSE description || $3 END, \
+                           modifiedon = $4, versionnumber = versionnumber + 1 WHERE activityid = $1 AND statecode = 0",
+                        vec![(*id).into(), line.clone().into(), format!("\n{line}").into(), now.into()],
+                    )
+                    .await?;
+                }
                 parties.extend(w.parties.iter().map(|p| {
                     vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]
                 }));

@@ -204,9 +204,9 @@ async fn lead_views(engine: &str) {
     // Seed 001's filter: industry 16 Financial and revenue over 1 000 000.
     assert_eq!(ids(&api.get("/api/v1/leads?view=filter&industrycode=16&revenue_gt=1000000").await, "leadid"), sorted(vec![old_open]));
     let by_source = api.get("/api/v1/leads?view=by-source").await;
-    assert!(by_source["groups"].as_array().unwrap().contains(&json!({"key": 3, "count": 2})), "{by_source}");
+    assert!(by_source["groups"].as_array().unwrap().contains(&json!({"key": 3, "label": "External Referral", "count": 2})), "{by_source}");
     let by_owner = api.get("/api/v1/leads?group_by=ownerid&view=open").await;
-    assert!(by_owner["groups"].as_array().unwrap().contains(&json!({"key": me.to_string(), "count": 3})), "{by_owner}");
+    assert!(by_owner["groups"].as_array().unwrap().contains(&json!({"key": me.to_string(), "label": "Анна Админова", "count": 3})), "{by_owner}");
     let rate = api.get("/api/v1/leads?view=creation-rate&days=7").await;
     let days = rate["groups"].as_array().unwrap();
     assert_eq!(days.len(), 7);
@@ -223,7 +223,7 @@ async fn lead_views(engine: &str) {
     assert_eq!(ids(&api.get(&a("due-today")).await, "activityid"), sorted(vec![due_today.activityid]));
     assert_eq!(ids(&api.get(&format!("{}&id={busy}", a("by-regarding"))).await, "activityid"), sorted(vec![task.activityid]));
     let by_owner = api.get(&a("overdue-by-owner")).await;
-    assert_eq!(by_owner["groups"], json!([{"key": me.to_string(), "count": 1}]));
+    assert_eq!(by_owner["groups"], json!([{"key": me.to_string(), "label": "Анна Админова", "count": 1}]));
     assert_eq!(api.get(&a("escalated")).await["total"], 0);
     // Users: the tree and the escalation gaps.
     let tree = api.get("/api/v1/systemusers?view=hierarchy").await;
@@ -632,9 +632,9 @@ async fn other_views(engine: &str) {
     assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=open").await, "activityid"), sorted(vec![r1.activityid]));
     assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=unsubscribes").await, "activityid"), sorted(vec![r2.activityid]));
     assert_eq!(ids(&api.get("/api/v1/campaignresponses?view=interested-unconverted").await, "activityid"), sorted(vec![r1.activityid]));
-    assert_eq!(api.get("/api/v1/campaignresponses?view=by-wave").await["groups"][0], json!({"key": late.activityid.to_string(), "count": 2}));
-    assert_eq!(api.get("/api/v1/campaignresponses?view=by-responsecode").await["groups"], json!([{"key": 1, "count": 2}, {"key": 3, "count": 1}]));
-    assert_eq!(api.get("/api/v1/campaignresponses?view=by-campaign").await["groups"], json!([{"key": c1.campaignid.to_string(), "count": 3}]));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-wave").await["groups"][0], json!({"key": late.activityid.to_string(), "label": "late", "count": 2}));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-responsecode").await["groups"], json!([{"key": 1, "label": "Interested", "count": 2}, {"key": 3, "label": "Do Not Send Marketing Materials", "count": 1}]));
+    assert_eq!(api.get("/api/v1/campaignresponses?view=by-campaign").await["groups"], json!([{"key": c1.campaignid.to_string(), "label": "Активная", "count": 3}]));
     // Escalated: overdue and notified at level ≥ 1 for its current due date.
     let due = t - chrono::Duration::days(2);
     let task = |subject: &str| Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(due), ..Default::default() }.stamped(me, EntityKind::Systemuser, t, None);

@@ -628,6 +628,11 @@ async fn callbacks_go_to_the_account_manager_and_close_themselves(engine: &str) 
     let cb = app.call_activity("generic", "cb-missed").await;
     assert_eq!((cb.statecode, cb.ownerid), (0, seed.ext102), "the callback goes to the account manager, not the line owner {}", seed.head);
     assert!(cb.scheduledend.is_some());
+    // Sidorov tries again: still one callback, and it says when he called again.
+    assert_eq!(app.generic(&call("cb-missed-2", "inbound", "+79161234567", "missed", "2026-11-27T07:05:00Z", None, "2026-11-27T07:05:20Z", 0)).await.status(), 202);
+    app.call_activity("generic", "cb-missed-2").await;
+    let cb_now = s.load::<Activity>(cb.activityid).await.unwrap();
+    assert!(cb_now.description.as_deref().unwrap().contains("Missed again at 2026-11-27 10:05 (call cb-missed-2 via generic)."), "{:?}", cb_now.description);
     // A call back that nobody picked up leaves it open.
     assert_eq!(app.generic(&call("cb-noanswer", "outbound", "+79161234567", "missed", "2026-11-27T07:10:00Z", None, "2026-11-27T07:10:30Z", 0)).await.status(), 202);
     app.call_activity("generic", "cb-noanswer").await;
