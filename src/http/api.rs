@@ -812,6 +812,8 @@ pub enum BodyDoc {
 #[derive(Debug, Clone, Copy)]
 pub enum ReplyDoc {
     Page,
+    /// All of a set's records that belong to the path's record (no paging).
+    List,
     Record,
     Object,
 }
@@ -1068,11 +1070,15 @@ pub fn openapi() -> J {
             BodyDoc::Named(n) => Some(named_body(n)),
         };
         if let Some(b) = body {
-            op.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": b}}}));
+            // A body with nothing required may be left out (an action with no options, a
+            // PATCH that changes nothing): the server reads no body as `{}`.
+            let required = b.get("required").and_then(J::as_array).is_some_and(|r| !r.is_empty()) || b.get("oneOf").is_some();
+            op.insert("requestBody".into(), json!({"required": required, "content": {"application/json": {"schema": b}}}));
         }
         let ok = match (d.reply, d.set) {
             (ReplyDoc::Record, Some((_, cols, _))) => record_schema(cols),
             (ReplyDoc::Page, Some((_, cols, _))) => json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}}),
+            (ReplyDoc::List, Some((_, cols, _))) => json!({"type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}}}),
             (ReplyDoc::Page, None) => json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["items", "total"]}),
             _ => json!({"type": "object"}),
         };

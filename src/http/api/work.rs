@@ -226,9 +226,9 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
         } else {
             (get(wave_lists_h), post(add_wave_lists_h), post(remove_wave_lists_h))
         };
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, ..route(Method::GET, format!("/api/v1/{base}/{{id}}/lists"), r, format!("The marketing lists of {what}"), get_h) });
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists"), w, format!("Link marketing lists to {what}"), add_h) });
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::Page, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists/remove"), w, format!("Unlink marketing lists from {what}"), remove_h) });
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, ..route(Method::GET, format!("/api/v1/{base}/{{id}}/lists"), r, format!("The marketing lists of {what}"), get_h) });
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists"), w, format!("Link marketing lists to {what}"), add_h) });
+        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists/remove"), w, format!("Unlink marketing lists from {what}"), remove_h) });
     }
     let own = Access::OwnWork;
     t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Close"), ..route(Method::POST, "/api/v1/activities/{id}/complete", own, "Complete an open activity (R-ACT-1): its owner, a manager above the owner, or an admin; stops its alerts", post(complete_h)) });
