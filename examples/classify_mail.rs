@@ -5,11 +5,22 @@ fn main() {
         let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         match inflow::ingest::mail::parse(&raw, 1 << 26) {
             Ok(m) => {
-                println!("== {path}\nfrom {:?} subject {:?}\nautomated {:?}\ncomplaint {:?}", m.from, m.subject, m.automated, m.complaint);
+                println!(
+                    "== {path}\nfrom {:?} subject {:?}\nautomated {:?}\ncomplaint {:?}",
+                    m.from, m.subject, m.automated, m.complaint
+                );
                 if let Some(b) = &m.bounce {
                     println!("bounce {} original {:?} {:?}", b.shape, b.original_message_id, b.original_activity);
                     for r in &b.recipients {
-                        println!("  {} {} {:?} status {:?} reply {:?} diag {:?}", r.address, r.reason.as_str(), r.severity, r.status, r.reply_code, r.diagnostic);
+                        println!(
+                            "  {} {} {:?} status {:?} reply {:?} diag {:?}",
+                            r.address,
+                            r.reason.as_str(),
+                            r.severity,
+                            r.status,
+                            r.reply_code,
+                            r.diagnostic
+                        );
                     }
                 }
                 println!("new text: {:?}", m.new_text.chars().take(200).collect::<String>());

@@ -16,7 +16,12 @@ use uuid::Uuid;
 
 fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()).map(|k| k / 1024.0).unwrap_or(0.0)
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| k / 1024.0)
+        .unwrap_or(0.0)
 }
 
 async fn bare(port: u16, user: &str, password: &str, batch: usize) -> anyhow::Result<()> {
@@ -28,18 +33,33 @@ async fn bare(port: u16, user: &str, password: &str, batch: usize) -> anyhow::Re
     let mut s = c.login(user, password).await.map_err(|(e, _)| e)?;
     s.select("INBOX").await?;
     // As the worker does: each response reduced as it arrives (see ingest/imap.rs).
-    let mut uids: Vec<u32> = s.uid_fetch("1:*", "(UID RFC822.SIZE)").await?.try_filter_map(|f| std::future::ready(Ok(f.uid))).try_collect().await?;
+    let mut uids: Vec<u32> = s
+        .uid_fetch("1:*", "(UID RFC822.SIZE)")
+        .await?
+        .try_filter_map(|f| std::future::ready(Ok(f.uid)))
+        .try_collect()
+        .await?;
     uids.sort_unstable();
     let (mut n, mut bytes) = (0usize, 0usize);
     for chunk in uids.chunks(batch) {
         let set = inflow::ingest::imap::uid_set(chunk.iter().copied());
-        let lens: Vec<usize> = s.uid_fetch(set, "(UID BODY.PEEK[])").await?.try_filter_map(|f| std::future::ready(Ok(f.body().map(<[u8]>::len)))).try_collect().await?;
+        let lens: Vec<usize> = s
+            .uid_fetch(set, "(UID BODY.PEEK[])")
+            .await?
+            .try_filter_map(|f| std::future::ready(Ok(f.body().map(<[u8]>::len))))
+            .try_collect()
+            .await?;
         n += lens.len();
         bytes += lens.iter().sum::<usize>();
     }
     s.logout().await?;
     let secs = t0.elapsed().as_secs_f64();
-    println!("bare fetch: {n} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB", bytes as f64 / 1e6, n as f64 / secs, peak_rss_mb());
+    println!(
+        "bare fetch: {n} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB",
+        bytes as f64 / 1e6,
+        n as f64 / secs,
+        peak_rss_mb()
+    );
     Ok(())
 }
 
@@ -49,17 +69,41 @@ async fn run_inflow(port: u16, user: &str, password: &str, batch: usize, url: &s
          [[mailboxes]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\nuser = \"{user}\"\npassword = \"{password}\"\nowner = \"sales@crm.example.com\"\n\
          filter = 0\nauto_create = \"leads\"\nbatch_size = {batch}\nidle = false\npoll_interval_secs = 1\nsender_hourly_limit = 1000000\n"
     );
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "bench", text: &text }, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "bench", text: &text }, &Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Seed: the wave and the 1,000 outbound messages the replies and bounces refer to.
     let store = inflow::app::open_store(&cfg).await?;
     store.migrate().await?;
     let t = chrono::Utc::now();
-    let user_rec = |email: &str| SystemUser { systemuserid: Uuid::new_v4(), lastname: email.into(), internalemailaddress: Some(email.into()), createdon: t, modifiedon: t, versionnumber: 1, ..Default::default() };
+    let user_rec = |email: &str| SystemUser {
+        systemuserid: Uuid::new_v4(),
+        lastname: email.into(),
+        internalemailaddress: Some(email.into()),
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
     let marketing = user_rec("marketing@crm.example.com");
     store.insert(&marketing).await?;
-    let camp = Campaign { campaignid: Uuid::new_v4(), name: "Bench".into(), typecode: 1, transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(marketing.systemuserid, EntityKind::Systemuser, t, None);
+    let camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Bench".into(),
+        typecode: 1,
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(marketing.systemuserid, EntityKind::Systemuser, t, None);
     store.insert(&camp).await?;
-    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Bench wave".into(), channeltypecode: Some(7), ..Default::default() }.stamped(marketing.systemuserid, EntityKind::Systemuser, t, None);
+    let wave = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "Bench wave".into(),
+        channeltypecode: Some(7),
+        ..Default::default()
+    }
+    .stamped(marketing.systemuserid, EntityKind::Systemuser, t, None);
     store.create_campaign_activity(&wave).await?;
     for k in 0..1000 {
         let a = Activity {
@@ -98,7 +142,13 @@ async fn run_inflow(port: u16, user: &str, password: &str, batch: usize, url: &s
     running.token.cancel();
     running.done.await??;
     let n: i64 = counts.iter().map(|c| c.2).sum();
-    println!("inflow ({}): {n} messages in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB; events {:?}", format!("{:?}", store.engine()), n as f64 / secs, peak_rss_mb(), counts);
+    println!(
+        "inflow ({}): {n} messages in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB; events {:?}",
+        format!("{:?}", store.engine()),
+        n as f64 / secs,
+        peak_rss_mb(),
+        counts
+    );
     store.close().await;
     Ok(())
 }

@@ -20,11 +20,13 @@ const MANAGERS: usize = 50;
 async fn main() -> anyhow::Result<()> {
     let url = std::env::args().nth(1).expect("usage: overdue_bench DATABASE_URL");
     // OVERDUE_BENCH_ACTIVITIES shrinks the data set for a quick look (default 1,000,000).
-    let activities: usize = std::env::var("OVERDUE_BENCH_ACTIVITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000).max(OVERDUE);
+    let activities: usize =
+        std::env::var("OVERDUE_BENCH_ACTIVITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000).max(OVERDUE);
     let text = format!(
         "[database]\nurl = \"{url}\"\n[org]\ntimezone = \"Europe/Moscow\"\n[alerts]\nworking_hours = \"00:00-24:00\"\nworking_days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\nkinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n"
     );
-    let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = inflow::app::open_store(&cfg).await?;
     store.migrate().await?;
     let now = Utc::now();
@@ -48,18 +50,45 @@ async fn main() -> anyhow::Result<()> {
     // the rest are due in the future. Owners round-robin.
     let t = Instant::now();
     let mut tx = store.db.begin().await?;
-    let cols = "(activityid, activitytypecode, subject, ownerid, statecode, statuscode, scheduledend, createdon, modifiedon)";
+    let cols =
+        "(activityid, activitytypecode, subject, ownerid, statecode, statuscode, scheduledend, createdon, modifiedon)";
     for chunk_start in (0..activities).step_by(500) {
         let mut sql = format!("INSERT INTO activity {cols} VALUES ");
         let mut args: Vec<Value> = Vec::with_capacity(500 * 6);
         for (j, i) in (chunk_start..(chunk_start + 500).min(activities)).enumerate() {
-            let due = if i % (activities / OVERDUE) == 0 { now - Duration::minutes(60 + (i / 100 % 48) as i64 * 60) } else { now + Duration::hours(1 + (i % 2000) as i64) };
+            let due = if i % (activities / OVERDUE) == 0 {
+                now - Duration::minutes(60 + (i / 100 % 48) as i64 * 60)
+            } else {
+                now + Duration::hours(1 + (i % 2000) as i64)
+            };
             let kind = if i % 3 == 0 { EntityKind::Phonecall } else { EntityKind::Task };
             // Overdue ones spread over all owners (every 100th activity, owner by its rank).
-            let owner = if i % (activities / OVERDUE) == 0 { owners[(i / (activities / OVERDUE)) % OWNERS] } else { owners[i % OWNERS] };
+            let owner = if i % (activities / OVERDUE) == 0 {
+                owners[(i / (activities / OVERDUE)) % OWNERS]
+            } else {
+                owners[i % OWNERS]
+            };
             let b = j * 6;
-            sql.push_str(&format!("{}(${}, ${}, ${}, ${}, 0, {}, ${}, ${}, ${})", if j > 0 { ", " } else { "" }, b + 1, b + 2, b + 3, b + 4, if kind == EntityKind::Task { 2 } else { 1 }, b + 5, b + 6, b + 6));
-            args.extend([Uuid::new_v4().into(), kind.into(), format!("Activity {i}").into(), owner.into(), due.into(), ms.into()]);
+            sql.push_str(&format!(
+                "{}(${}, ${}, ${}, ${}, 0, {}, ${}, ${}, ${})",
+                if j > 0 { ", " } else { "" },
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                if kind == EntityKind::Task { 2 } else { 1 },
+                b + 5,
+                b + 6,
+                b + 6
+            ));
+            args.extend([
+                Uuid::new_v4().into(),
+                kind.into(),
+                format!("Activity {i}").into(),
+                owner.into(),
+                due.into(),
+                ms.into(),
+            ]);
         }
         tx.execute(&sql, args).await?;
     }

@@ -1,7 +1,8 @@
 //! Times `ingest::mail::parse` over every file of a directory (a Maildir's `new/`).
 fn main() {
     let dir = std::env::args().nth(1).expect("DIR");
-    let files: Vec<Vec<u8>> = std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    let files: Vec<Vec<u8>> =
+        std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
     let t = std::time::Instant::now();
     let mut n = 0;
     for _ in 0..3 {

@@ -15,7 +15,12 @@ use uuid::Uuid;
 
 fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()).map(|k| k / 1024.0).unwrap_or(0.0)
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| k / 1024.0)
+        .unwrap_or(0.0)
 }
 
 /// About 10 KB once rendered: a newsletter with the reader's name and company in it.
@@ -41,16 +46,36 @@ async fn main() -> anyhow::Result<()> {
          [smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\nfrom = \"news@example.com\"\npool_size = {conc}\n\n\
          [waves]\nbatch_size = 500\npoll_interval_ms = 50\nunsubscribe_mailto = \"unsubscribe@example.com\"\n"
     );
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "bench", text: &text }, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "bench", text: &text }, &Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = inflow::app::open_store(&cfg).await?;
     store.migrate().await?;
     let t = chrono::Utc::now();
     let owner = Uuid::new_v4();
-    store.insert(&SystemUser { systemuserid: owner, lastname: "Marketing".into(), internalemailaddress: Some("marketing@example.com".into()), createdon: t, modifiedon: t, versionnumber: 1, ..Default::default() }).await?;
-    let mut camp = Campaign { campaignid: Uuid::new_v4(), name: "Bench".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t, None);
+    store
+        .insert(&SystemUser {
+            systemuserid: owner,
+            lastname: "Marketing".into(),
+            internalemailaddress: Some("marketing@example.com".into()),
+            createdon: t,
+            modifiedon: t,
+            versionnumber: 1,
+            ..Default::default()
+        })
+        .await?;
+    let mut camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Bench".into(),
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t, None);
     camp.statuscode = inflow::crm::campaign::LAUNCHED;
     store.insert(&camp).await?;
-    let list = MarketingList { listid: Uuid::new_v4(), listname: "Bench".into(), createdfromcode: 2, ..Default::default() }.stamped(owner, EntityKind::Systemuser, t, None);
+    let list =
+        MarketingList { listid: Uuid::new_v4(), listname: "Bench".into(), createdfromcode: 2, ..Default::default() }
+            .stamped(owner, EntityKind::Systemuser, t, None);
     store.insert(&list).await?;
     // Seeding is not measured: contacts and list members in one transaction.
     let mut tx = store.db.begin().await?;
@@ -64,17 +89,37 @@ async fn main() -> anyhow::Result<()> {
             let k = ci * 50 + i;
             let b = c_args.len();
             c_sql.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
-            c_args.extend([(*id).into(), format!("Reader{k}").into(), "Bench".into(), format!("reader{k}@bench{}.example", k % 97).into(), owner.into(), t.into(), t.into()]);
+            c_args.extend([
+                (*id).into(),
+                format!("Reader{k}").into(),
+                "Bench".into(),
+                format!("reader{k}@bench{}.example", k % 97).into(),
+                owner.into(),
+                t.into(),
+                t.into(),
+            ]);
             let b = m_args.len();
             m_sql.push(format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
             m_args.extend([list.listid.into(), (*id).into(), "contact".into(), t.into()]);
         }
         tx.execute(&format!("INSERT INTO contact (contactid, firstname, lastname, emailaddress1, ownerid, createdon, modifiedon) VALUES {}", c_sql.join(", ")), c_args).await?;
-        tx.execute(&format!("INSERT INTO listmember (listid, entityid, entitytype, createdon) VALUES {}", m_sql.join(", ")), m_args).await?;
+        tx.execute(
+            &format!("INSERT INTO listmember (listid, entityid, entitytype, createdon) VALUES {}", m_sql.join(", ")),
+            m_args,
+        )
+        .await?;
     }
     tx.commit().await?;
-    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Bench wave".into(), channeltypecode: Some(7), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, t, None);
+    let wave = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "Bench wave".into(),
+        channeltypecode: Some(7),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t, None);
     store.create_campaign_activity(&wave).await?;
     store.add_campaign_lists(camp.campaignid, &[list.listid]).await?;
     store.set_wave_lists(wave.activityid, &[list.listid]).await?;
@@ -95,7 +140,13 @@ async fn main() -> anyhow::Result<()> {
 
     let relay = inflow::waves::Relay::from_config(&cfg.smtp)?.expect("smtp host set");
     let signer = inflow::waves::link_signer(&cfg, &store).await?;
-    let rt = std::sync::Arc::new(inflow::waves::WaveRuntime::new(store.clone(), relay, inflow::waves::WaveSettings::from_config(&cfg)?, "bench", signer));
+    let rt = std::sync::Arc::new(inflow::waves::WaveRuntime::new(
+        store.clone(),
+        relay,
+        inflow::waves::WaveSettings::from_config(&cfg)?,
+        "bench",
+        signer,
+    ));
     let token = tokio_util::sync::CancellationToken::new();
     let t0 = Instant::now();
     let task = tokio::spawn(rt.clone().run(token.clone()));

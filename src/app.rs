@@ -39,7 +39,12 @@ impl Health {
     }
 
     /// Watches a worker task: if it ends before shutdown, the daemon is unhealthy.
-    fn watch<T: Send + 'static>(self: &Arc<Self>, name: &str, handle: tokio::task::JoinHandle<T>, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn watch<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        handle: tokio::task::JoinHandle<T>,
+        token: &CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let (me, name, token) = (self.clone(), name.to_string(), token.clone());
         tokio::spawn(async move {
             let result = handle.await;
@@ -86,10 +91,15 @@ pub struct Running {
 
 /// Runs the overdue scan on its cron schedule and the digest sender until the token is
 /// cancelled. Every daemon may scan: the claims in notification_log are idempotent.
-fn spawn_alerts(rt: Arc<AlertsRuntime>, cron_expr: &str, token: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+fn spawn_alerts(
+    rt: Arc<AlertsRuntime>,
+    cron_expr: &str,
+    token: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use apalis::prelude::*;
     use std::str::FromStr;
-    let schedule = cron::Schedule::from_str(cron_expr).map_err(|e| anyhow::anyhow!("alerts.scan_interval_secs → '{cron_expr}': {e}"))?;
+    let schedule = cron::Schedule::from_str(cron_expr)
+        .map_err(|e| anyhow::anyhow!("alerts.scan_interval_secs → '{cron_expr}': {e}"))?;
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     macro_rules! run {
         ($backend:expr) => {{
@@ -115,12 +125,19 @@ fn spawn_alerts(rt: Arc<AlertsRuntime>, cron_expr: &str, token: CancellationToke
 
 /// Builds the PBX webhooks from the configuration (None when no provider is configured),
 /// with the writer's inbox; the caller runs the writer on the returned receiver.
-fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
+fn pbx_webhooks(
+    cfg: &Config,
+    store: &Store,
+) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
     let p = &cfg.pbx;
     if p.zadarma.is_none() && p.mango.is_none() && p.twilio.is_none() && p.generic.is_none() {
         return None;
     }
-    let runtime = Arc::new(PbxRuntime::new(store.clone(), PbxSettings::from_config(cfg), JobQueue::new(&store.db, pbx_process::QUEUE)));
+    let runtime = Arc::new(PbxRuntime::new(
+        store.clone(),
+        PbxSettings::from_config(cfg),
+        JobQueue::new(&store.db, pbx_process::QUEUE),
+    ));
     let (writer, inbox) = tokio::sync::mpsc::channel(4096);
     let hooks = Arc::new(PbxWebhooks {
         runtime,
@@ -130,7 +147,10 @@ fn pbx_webhooks(cfg: &Config, store: &Store) -> Option<(Arc<PbxWebhooks>, tokio:
             tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
             max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
         }),
-        mango: p.mango.as_ref().map(|m| Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
+        mango: p
+            .mango
+            .as_ref()
+            .map(|m| Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
         twilio: p.twilio.as_ref().map(|t| Twilio {
             auth_token: t.auth_token.clone().unwrap_or_default(),
             public_base_url: t.public_base_url.clone().or(cfg.org.public_base_url.clone()).unwrap_or_default(),
@@ -207,15 +227,25 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     });
     if let Some(p) = &pbx {
         workers.push(health.watch("pbx-jobs", spawn_pbx_worker(p.runtime.clone(), token.clone()), &token));
-        workers.push(health.watch("pbx-sweep", spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()), &token));
+        workers.push(health.watch(
+            "pbx-sweep",
+            spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()),
+            &token,
+        ));
     }
     let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
     let alerts = if cfg.alerts.enabled {
         let rt = Arc::new(AlertsRuntime::from_config(&cfg, store.clone())?);
         if rt.mailer.is_none() {
-            tracing::info!("alerts are enabled but [smtp] has no host: overdue notifications wait until a relay is configured");
+            tracing::info!(
+                "alerts are enabled but [smtp] has no host: overdue notifications wait until a relay is configured"
+            );
         }
-        workers.push(health.watch("alerts", spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?, &token));
+        workers.push(health.watch(
+            "alerts",
+            spawn_alerts(rt.clone(), &crate::alerts::cron_for(cfg.alerts.scan_interval_secs), token.clone())?,
+            &token,
+        ));
         Some(rt)
     } else {
         None
@@ -230,7 +260,13 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let signer = crate::waves::link_signer(&cfg, &store).await.context("cannot load the unsubscribe-link key")?;
     let waves = match crate::waves::Relay::from_config(&cfg.smtp)? {
         Some(relay) if cfg.waves.enabled => {
-            let rt = Arc::new(crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(&cfg)?, &holder, signer.clone()));
+            let rt = Arc::new(crate::waves::WaveRuntime::new(
+                store.clone(),
+                relay,
+                crate::waves::WaveSettings::from_config(&cfg)?,
+                &holder,
+                signer.clone(),
+            ));
             workers.push(health.watch("waves", tokio::spawn(rt.clone().run(token.clone())), &token));
             Some(rt)
         }
@@ -280,7 +316,9 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn open_engine(cfg: &Config) -> &'static str {

@@ -96,7 +96,14 @@ pub enum SqliteSync {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: default_sqlite_url(), password_file: None, password: None, max_connections: 8, connect_timeout_secs: 10, sqlite_synchronous: SqliteSync::Full }
+        DatabaseConfig {
+            url: default_sqlite_url(),
+            password_file: None,
+            password: None,
+            max_connections: 8,
+            connect_timeout_secs: 10,
+            sqlite_synchronous: SqliteSync::Full,
+        }
     }
 }
 
@@ -455,7 +462,18 @@ pub struct SmtpConfig {
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        SmtpConfig { host: None, port: 587, tls: TlsMode::Starttls, user: None, password: None, password_file: None, from: None, pool_size: 4, timeout_secs: 30, tls_ca_file: None }
+        SmtpConfig {
+            host: None,
+            port: 587,
+            tls: TlsMode::Starttls,
+            user: None,
+            password: None,
+            password_file: None,
+            from: None,
+            pool_size: 4,
+            timeout_secs: 30,
+            tls_ca_file: None,
+        }
     }
 }
 
@@ -520,7 +538,9 @@ impl Default for WavesConfig {
             message_id_domain: None,
             unsubscribe_secret_file: None,
             unsubscribe_secret: None,
-            unsubscribe_keywords: ["unsubscribe", "stop", "отписаться", "отписать", "відписатися", "відписати"].map(String::from).to_vec(),
+            unsubscribe_keywords: ["unsubscribe", "stop", "отписаться", "отписать", "відписатися", "відписати"]
+                .map(String::from)
+                .to_vec(),
             unsubscribe_mailto: None,
             enabled: true,
             batch_size: 100,
@@ -644,7 +664,11 @@ impl Config {
                 Err(e) => {
                     return Err(ConfigError {
                         source_name: p.display().to_string(),
-                        problems: vec![ConfigProblem { path: String::new(), line: None, message: format!("cannot read the file: {e}") }],
+                        problems: vec![ConfigProblem {
+                            path: String::new(),
+                            line: None,
+                            message: format!("cannot read the file: {e}"),
+                        }],
                     });
                 }
             },
@@ -691,10 +715,16 @@ impl Config {
             bad("http.body_limit_bytes".into(), "must be at least 1024".into());
         }
         if self.org.timezone.parse::<chrono_tz::Tz>().is_err() {
-            bad("org.timezone".into(), format!("'{}' is not an IANA time zone (e.g. Europe/Moscow)", self.org.timezone));
+            bad(
+                "org.timezone".into(),
+                format!("'{}' is not an IANA time zone (e.g. Europe/Moscow)", self.org.timezone),
+            );
         }
         if self.org.default_phone_region.to_ascii_uppercase().parse::<phonenumber::country::Id>().is_err() {
-            bad("org.default_phone_region".into(), format!("'{}' is not a phone region (e.g. RU, UA)", self.org.default_phone_region));
+            bad(
+                "org.default_phone_region".into(),
+                format!("'{}' is not a phone region (e.g. RU, UA)", self.org.default_phone_region),
+            );
         }
         for (i, c) in self.org.custom_lead_sources.iter().enumerate() {
             if *c < 100_000_000 {
@@ -755,7 +785,10 @@ impl Config {
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                bad(format!("api.tokens[{i}].sha256"), "must be 64 lowercase hex digits (the SHA-256 of the token)".into());
+                bad(
+                    format!("api.tokens[{i}].sha256"),
+                    "must be 64 lowercase hex digits (the SHA-256 of the token)".into(),
+                );
             }
             if !["admin", "marketer", "viewer"].contains(&t.role.as_str()) {
                 bad(format!("api.tokens[{i}].role"), format!("'{}' is not admin, marketer or viewer", t.role));
@@ -772,7 +805,10 @@ impl Config {
         }
         if let Some(z) = &self.pbx.zadarma {
             if z.secret_file.is_none() {
-                bad("pbx.zadarma.secret_file".into(), "is required: Zadarma notifications are signed with the API secret".into());
+                bad(
+                    "pbx.zadarma.secret_file".into(),
+                    "is required: Zadarma notifications are signed with the API secret".into(),
+                );
             }
             if let Some(tz) = &z.timezone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
@@ -793,12 +829,18 @@ impl Config {
                 bad("pbx.twilio.auth_token_file".into(), "is required".into());
             }
             if t.public_base_url.is_none() && self.org.public_base_url.is_none() {
-                bad("pbx.twilio.public_base_url".into(), "is required (or org.public_base_url): Twilio signs the exact URL it calls".into());
+                bad(
+                    "pbx.twilio.public_base_url".into(),
+                    "is required (or org.public_base_url): Twilio signs the exact URL it calls".into(),
+                );
             }
         }
         if let Some(g) = &self.pbx.generic {
             if g.token_file.is_none() && g.hmac_secret_file.is_none() {
-                bad("pbx.generic.token_file".into(), "set token_file or hmac_secret_file: unauthenticated call events are refused".into());
+                bad(
+                    "pbx.generic.token_file".into(),
+                    "set token_file or hmac_secret_file: unauthenticated call events are refused".into(),
+                );
             }
         }
         if let Some(host) = &self.smtp.host {
@@ -807,7 +849,9 @@ impl Config {
             }
             match &self.smtp.from {
                 None => bad("smtp.from".into(), "is required when smtp.host is set".into()),
-                Some(f) if crate::crm::EmailAddress::parse(f).is_err() => bad("smtp.from".into(), format!("'{f}' is not an e-mail address")),
+                Some(f) if crate::crm::EmailAddress::parse(f).is_err() => {
+                    bad("smtp.from".into(), format!("'{f}' is not an e-mail address"))
+                }
                 _ => {}
             }
             if self.smtp.password.is_some() && self.smtp.password_file.is_some() {
@@ -817,9 +861,16 @@ impl Config {
         if self.waves.max_attempts == 0 {
             bad("waves.max_attempts".into(), "must be at least 1".into());
         }
-        let dkim = [self.waves.dkim_domain.is_some(), self.waves.dkim_selector.is_some(), self.waves.dkim_private_key_file.is_some()];
+        let dkim = [
+            self.waves.dkim_domain.is_some(),
+            self.waves.dkim_selector.is_some(),
+            self.waves.dkim_private_key_file.is_some(),
+        ];
         if dkim.iter().any(|x| *x) && !dkim.iter().all(|x| *x) {
-            bad("waves.dkim_domain".into(), "DKIM needs dkim_domain, dkim_selector and dkim_private_key_file together".into());
+            bad(
+                "waves.dkim_domain".into(),
+                "DKIM needs dkim_domain, dkim_selector and dkim_private_key_file together".into(),
+            );
         }
         if dkim_algorithm(&self.waves.dkim_algorithm).is_none() {
             bad("waves.dkim_algorithm".into(), format!("'{}' must be rsa or ed25519", self.waves.dkim_algorithm));
@@ -839,7 +890,10 @@ impl Config {
         if self.waves.rate_per_minute == Some(0) {
             bad("waves.rate_per_minute".into(), "must be at least 1 (leave it unset for no limit)".into());
         }
-        for (k, v) in [("waves.bounce_address", &self.waves.bounce_address), ("waves.unsubscribe_mailto", &self.waves.unsubscribe_mailto)] {
+        for (k, v) in [
+            ("waves.bounce_address", &self.waves.bounce_address),
+            ("waves.unsubscribe_mailto", &self.waves.unsubscribe_mailto),
+        ] {
             if let Some(a) = v {
                 if crate::crm::EmailAddress::parse(a).is_err() {
                     bad(k.into(), format!("'{a}' is not an e-mail address"));
@@ -848,10 +902,19 @@ impl Config {
         }
         let si = self.alerts.scan_interval_secs;
         let divides = |unit: u64| si > 0 && (if si < unit { unit % si == 0 } else { si % unit == 0 });
-        if !(si < 60 && divides(60) || (60..3600).contains(&si) && si % 60 == 0 && 3600 % si == 0 || si >= 3600 && si % 3600 == 0 && 86_400 % si == 0) {
-            bad("alerts.scan_interval_secs".into(), format!("{si} must divide a minute (e.g. 30), an hour (e.g. 300) or a day (e.g. 7200)"));
+        if !(si < 60 && divides(60)
+            || (60..3600).contains(&si) && si % 60 == 0 && 3600 % si == 0
+            || si >= 3600 && si % 3600 == 0 && 86_400 % si == 0)
+        {
+            bad(
+                "alerts.scan_interval_secs".into(),
+                format!("{si} must divide a minute (e.g. 30), an hour (e.g. 300) or a day (e.g. 7200)"),
+            );
         }
-        for (k, t) in [("alerts.subject_template", &self.alerts.subject_template), ("alerts.body_template", &self.alerts.body_template)] {
+        for (k, t) in [
+            ("alerts.subject_template", &self.alerts.subject_template),
+            ("alerts.body_template", &self.alerts.body_template),
+        ] {
             if let Some(t) = t {
                 let mut env = minijinja::Environment::new();
                 if let Err(e) = env.add_template("t", t) {
@@ -868,7 +931,9 @@ impl Config {
             }
         }
         for (i, k) in self.alerts.kinds.iter().enumerate() {
-            if !["task", "phonecall", "campaignactivity", "campaignresponse", "email", "appointment"].contains(&k.as_str()) {
+            if !["task", "phonecall", "campaignactivity", "campaignresponse", "email", "appointment"]
+                .contains(&k.as_str())
+            {
                 bad(format!("alerts.kinds[{i}]"), format!("'{k}' cannot be overdue (R-TASK-1)"));
             }
         }
@@ -893,14 +958,22 @@ impl Config {
                 Ok(s) => {
                     let s = s.trim_end_matches(['\n', '\r']).to_string();
                     if s.is_empty() {
-                        out.push(ConfigProblem { path, line: None, message: format!("secret file {} is empty", full.display()) });
+                        out.push(ConfigProblem {
+                            path,
+                            line: None,
+                            message: format!("secret file {} is empty", full.display()),
+                        });
                         None
                     } else {
                         Some(s)
                     }
                 }
                 Err(e) => {
-                    out.push(ConfigProblem { path, line: None, message: format!("cannot read secret file {}: {e}", full.display()) });
+                    out.push(ConfigProblem {
+                        path,
+                        line: None,
+                        message: format!("cannot read secret file {}: {e}", full.display()),
+                    });
                     None
                 }
             }
@@ -933,9 +1006,14 @@ impl Config {
             self.waves.unsubscribe_secret = Some(p);
         }
         if let Some(k) = read("waves.dkim_private_key_file".into(), &self.waves.dkim_private_key_file) {
-            match dkim_algorithm(&self.waves.dkim_algorithm).map(|a| lettre::message::dkim::DkimSigningKey::new(&k, a)) {
+            match dkim_algorithm(&self.waves.dkim_algorithm).map(|a| lettre::message::dkim::DkimSigningKey::new(&k, a))
+            {
                 Some(Ok(_)) => self.waves.dkim_private_key = Some(k),
-                Some(Err(e)) => out.push(ConfigProblem { path: "waves.dkim_private_key_file".into(), line: None, message: format!("not a usable {} key: {e:?}", self.waves.dkim_algorithm) }),
+                Some(Err(e)) => out.push(ConfigProblem {
+                    path: "waves.dkim_private_key_file".into(),
+                    line: None,
+                    message: format!("not a usable {} key: {e:?}", self.waves.dkim_algorithm),
+                }),
                 None => {}
             }
         }
@@ -968,14 +1046,22 @@ fn parse_text(text: &str, env: &BTreeMap<String, String>, out: &mut Vec<ConfigPr
     let (spanned, errors) = toml::de::DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
-            out.push(ConfigProblem { path: String::new(), line: e.span().map(|s| line_of(text, s.start)), message: e.message().trim().to_string() });
+            out.push(ConfigProblem {
+                path: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_string(),
+            });
         }
         return None;
     }
     let mut tree: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
-            out.push(ConfigProblem { path: String::new(), line: e.span().map(|s| line_of(text, s.start)), message: e.message().trim().to_string() });
+            out.push(ConfigProblem {
+                path: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_string(),
+            });
             return None;
         }
     };
@@ -987,7 +1073,10 @@ fn parse_text(text: &str, env: &BTreeMap<String, String>, out: &mut Vec<ConfigPr
             out.push(ConfigProblem { path: format!("env {k}"), line: None, message: "empty key segment".into() });
             continue;
         }
-        let value = toml::from_str::<toml::Table>(&format!("v = {v}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(v.clone()));
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
         if let Err(m) = set_path(&mut tree, &path, value) {
             out.push(ConfigProblem { path: format!("env {k}"), line: None, message: m });
         }
@@ -1010,7 +1099,11 @@ fn parse_text(text: &str, env: &BTreeMap<String, String>, out: &mut Vec<ConfigPr
                 }
                 let shown = display_path(&segs);
                 let line = if from_env.contains(&shown) { None } else { span_line(text, root, &segs) };
-                let line_label = if from_env.contains(&shown) { format!(" (from env INFLOW__{})", segs.join("__").to_ascii_uppercase()) } else { String::new() };
+                let line_label = if from_env.contains(&shown) {
+                    format!(" (from env INFLOW__{})", segs.join("__").to_ascii_uppercase())
+                } else {
+                    String::new()
+                };
                 out.push(ConfigProblem { path: shown, line, message: format!("{message}{line_label}") });
                 if segs.is_empty() || !remove_path(&mut tree, &segs) {
                     return None;
@@ -1066,7 +1159,11 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
         return Ok(());
     }
     let entry = tree.entry(first.clone()).or_insert_with(|| {
-        if rest[0].chars().all(|c| c.is_ascii_digit()) { toml::Value::Array(Vec::new()) } else { toml::Value::Table(toml::Table::new()) }
+        if rest[0].chars().all(|c| c.is_ascii_digit()) {
+            toml::Value::Array(Vec::new())
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
     });
     set_in_value(entry, rest, value)
 }
@@ -1218,7 +1315,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("imap.pass"), "s3cret\n").unwrap();
         let text = |f: &str| {
-            format!("[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\ntls = \"plain\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"{f}\"\n")
+            format!(
+                "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\ntls = \"plain\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"{f}\"\n"
+            )
         };
         let mut env = BTreeMap::new();
         env.insert("CREDENTIALS_DIRECTORY".to_string(), dir.path().display().to_string());
@@ -1245,7 +1344,8 @@ mod example_tests {
 
     #[test]
     fn example_config_loads() {
-        let c = Config::load(Source::Text { name: "config/inflow.example.toml", text: EXAMPLE }, &BTreeMap::new()).unwrap();
+        let c =
+            Config::load(Source::Text { name: "config/inflow.example.toml", text: EXAMPLE }, &BTreeMap::new()).unwrap();
         assert_eq!(c.mailboxes.len(), 2, "DOMAIN: the example shows an inquiries and a reply-to mailbox");
         assert_eq!((c.mailboxes[0].filter, c.mailboxes[0].auto_create), (0, AutoCreate::Leads));
         assert_eq!(c.mailboxes[1].filter, 1);
@@ -1266,7 +1366,15 @@ mod example_tests {
                 generic: Some(Default::default()),
                 ..Default::default()
             },
-            api: ApiConfig { tokens: vec![ApiTokenConfig { name: "t".into(), sha256: String::new(), user: uuid::Uuid::nil(), role: "viewer".into() }], ..Default::default() },
+            api: ApiConfig {
+                tokens: vec![ApiTokenConfig {
+                    name: "t".into(),
+                    sha256: String::new(),
+                    user: uuid::Uuid::nil(),
+                    role: "viewer".into(),
+                }],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let json = serde_json::to_value(&full).unwrap();
@@ -1276,7 +1384,8 @@ mod example_tests {
                 serde_json::Value::Object(o) => {
                     for (k, v) in o {
                         let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                        let is_section = v.is_object() || (v.is_array() && v.as_array().unwrap().first().is_some_and(|x| x.is_object()));
+                        let is_section = v.is_object()
+                            || (v.is_array() && v.as_array().unwrap().first().is_some_and(|x| x.is_object()));
                         if !is_section {
                             let re = regex::Regex::new(&format!(r"(?m)^\s*#?\s*{}\s*=", regex::escape(k))).unwrap();
                             if !re.is_match(EXAMPLE) {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::crm::entities::Lead;
 use crate::crm::Money;
+use crate::crm::entities::Lead;
 
 /// The text encodings an import reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +35,24 @@ impl std::str::FromStr for Encoding {
 /// Decodes the file; returns the text and the encoding used.
 pub fn decode(bytes: &[u8], enc: Encoding) -> Result<(String, &'static str), String> {
     // Excel's "Unicode text" is UTF-16 with a byte-order mark, whatever --encoding says.
-    if let Some((e, _)) = encoding_rs::Encoding::for_bom(bytes).filter(|(e, _)| *e == encoding_rs::UTF_16LE || *e == encoding_rs::UTF_16BE) {
+    if let Some((e, _)) = encoding_rs::Encoding::for_bom(bytes)
+        .filter(|(e, _)| *e == encoding_rs::UTF_16LE || *e == encoding_rs::UTF_16BE)
+    {
         let (text, _, bad) = e.decode(bytes);
-        return if bad { Err(format!("invalid {}", e.name())) } else { Ok((text.into_owned(), if e == encoding_rs::UTF_16LE { "utf-16le" } else { "utf-16be" })) };
+        return if bad {
+            Err(format!("invalid {}", e.name()))
+        } else {
+            Ok((text.into_owned(), if e == encoding_rs::UTF_16LE { "utf-16le" } else { "utf-16be" }))
+        };
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match enc {
-        Encoding::Utf8 => std::str::from_utf8(bytes).map(|s| (s.to_string(), "utf-8")).map_err(|e| format!("not UTF-8: {e} (try --encoding windows-1251)")),
-        Encoding::Windows1251 => Ok((encoding_rs::WINDOWS_1251.decode_without_bom_handling(bytes).0.into_owned(), "windows-1251")),
+        Encoding::Utf8 => std::str::from_utf8(bytes)
+            .map(|s| (s.to_string(), "utf-8"))
+            .map_err(|e| format!("not UTF-8: {e} (try --encoding windows-1251)")),
+        Encoding::Windows1251 => {
+            Ok((encoding_rs::WINDOWS_1251.decode_without_bom_handling(bytes).0.into_owned(), "windows-1251"))
+        }
         Encoding::Auto => match std::str::from_utf8(bytes) {
             Ok(s) => Ok((s.to_string(), "utf-8")),
             Err(_) => Ok((encoding_rs::WINDOWS_1251.decode_without_bom_handling(bytes).0.into_owned(), "windows-1251")),
@@ -52,8 +62,27 @@ pub fn decode(bytes: &[u8], enc: Encoding) -> Result<(String, &'static str), Str
 
 /// The lead fields an import can fill.
 const FIELDS: &[&str] = &[
-    "subject", "firstname", "lastname", "companyname", "jobtitle", "emailaddress1", "emailaddress2", "telephone1", "mobilephone", "fax", "address1_line1", "address1_city",
-    "address1_postalcode", "address1_country", "leadqualitycode", "leadsourcecode", "industrycode", "revenue", "numberofemployees", "description", "campaignid",
+    "subject",
+    "firstname",
+    "lastname",
+    "companyname",
+    "jobtitle",
+    "emailaddress1",
+    "emailaddress2",
+    "telephone1",
+    "mobilephone",
+    "fax",
+    "address1_line1",
+    "address1_city",
+    "address1_postalcode",
+    "address1_country",
+    "leadqualitycode",
+    "leadsourcecode",
+    "industrycode",
+    "revenue",
+    "numberofemployees",
+    "description",
+    "campaignid",
 ];
 
 /// Header labels seen in exhibition lists and CRM exports, folded (lowercase, letters and
@@ -62,11 +91,30 @@ fn label_field(folded: &str) -> Option<&'static str> {
     Some(match folded {
         "name" | "firstname" | "first" | "givenname" | "имя" | "імя" | "ім'я" => "firstname",
         "lastname" | "last" | "surname" | "familyname" | "фамилия" | "прізвище" => "lastname",
-        "company" | "companyname" | "organization" | "organisation" | "компания" | "организация" | "компанія" | "організація" => "companyname",
-        "email" | "emailaddress" | "emailaddress1" | "mail" | "электроннаяпочта" | "элпочта" | "почта" | "емейл" | "електроннапошта" => "emailaddress1",
+        "company"
+        | "companyname"
+        | "organization"
+        | "organisation"
+        | "компания"
+        | "организация"
+        | "компанія"
+        | "організація" => "companyname",
+        "email"
+        | "emailaddress"
+        | "emailaddress1"
+        | "mail"
+        | "электроннаяпочта"
+        | "элпочта"
+        | "почта"
+        | "емейл"
+        | "електроннапошта" => "emailaddress1",
         "email2" | "emailaddress2" => "emailaddress2",
-        "phone" | "telephone" | "telephone1" | "businessphone" | "телефон" | "рабочийтелефон" => "telephone1",
-        "mobile" | "mobilephone" | "cell" | "мобильный" | "мобильныйтелефон" | "мобільний" => "mobilephone",
+        "phone" | "telephone" | "telephone1" | "businessphone" | "телефон" | "рабочийтелефон" => {
+            "telephone1"
+        }
+        "mobile" | "mobilephone" | "cell" | "мобильный" | "мобильныйтелефон" | "мобільний" => {
+            "mobilephone"
+        }
         "fax" | "факс" => "fax",
         "jobtitle" | "title" | "position" | "должность" | "посада" => "jobtitle",
         "subject" | "topic" | "тема" => "subject",
@@ -78,8 +126,12 @@ fn label_field(folded: &str) -> Option<&'static str> {
         "source" | "leadsourcecode" | "источник" | "джерело" => "leadsourcecode",
         "industry" | "industrycode" | "отрасль" | "галузь" => "industrycode",
         "revenue" | "annualrevenue" | "доход" | "выручка" | "дохід" => "revenue",
-        "employees" | "numberofemployees" | "сотрудников" | "работников" | "працівників" => "numberofemployees",
-        "description" | "notes" | "comment" | "описание" | "комментарий" | "опис" | "коментар" => "description",
+        "employees" | "numberofemployees" | "сотрудников" | "работников" | "працівників" => {
+            "numberofemployees"
+        }
+        "description" | "notes" | "comment" | "описание" | "комментарий" | "опис" | "коментар" => {
+            "description"
+        }
         "campaign" | "campaignid" => "campaignid",
         _ => return None,
     })
@@ -105,7 +157,9 @@ pub fn map_header(header: &[String], overrides: &BTreeMap<String, String>) -> Re
     let mut seen = BTreeMap::new();
     for h in header {
         let f = match overrides.get(h.trim()) {
-            Some(f) => Some(*FIELDS.iter().find(|x| **x == f.as_str()).ok_or_else(|| format!("--map {h}={f}: '{f}' is not an importable lead field ({})", FIELDS.join(", ")))?),
+            Some(f) => Some(*FIELDS.iter().find(|x| **x == f.as_str()).ok_or_else(|| {
+                format!("--map {h}={f}: '{f}' is not an importable lead field ({})", FIELDS.join(", "))
+            })?),
             None => label_field(&fold(h)),
         };
         if let Some(f) = f {
@@ -148,12 +202,22 @@ pub struct Parsed {
 }
 
 /// Parses a whole file. `subject` is used for rows without one (R-LD-1 requires it).
-pub fn parse(bytes: &[u8], enc: Encoding, overrides: &BTreeMap<String, String>, subject: &str) -> Result<Parsed, String> {
+pub fn parse(
+    bytes: &[u8],
+    enc: Encoding,
+    overrides: &BTreeMap<String, String>,
+    subject: &str,
+) -> Result<Parsed, String> {
     let (text, encoding) = decode(bytes, enc)?;
     let first = text.lines().next().unwrap_or("");
     let delimiter = if first.matches(';').count() > first.matches(',').count() { ';' } else { ',' };
-    let mut rd = csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(true).has_headers(true).from_reader(text.as_bytes());
-    let header: Vec<String> = rd.headers().map_err(|e| format!("cannot read the header: {e}"))?.iter().map(str::to_string).collect();
+    let mut rd = csv::ReaderBuilder::new()
+        .delimiter(delimiter as u8)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> =
+        rd.headers().map_err(|e| format!("cannot read the header: {e}"))?.iter().map(str::to_string).collect();
     let mapping = map_header(&header, overrides)?;
     let mut rows = Vec::new();
     for rec in rd.records() {
@@ -170,10 +234,17 @@ pub fn parse(bytes: &[u8], enc: Encoding, overrides: &BTreeMap<String, String>, 
             continue;
         }
         if rec.len() != header.len() {
-            rows.push(Err(RowError { line, message: format!("{} fields, the header has {}", rec.len(), header.len()) }));
+            rows.push(Err(RowError {
+                line,
+                message: format!("{} fields, the header has {}", rec.len(), header.len()),
+            }));
             continue;
         }
-        rows.push(row_lead(&rec, &mapping, subject).map(|lead| ImportRow { line, lead }).map_err(|message| RowError { line, message }));
+        rows.push(
+            row_lead(&rec, &mapping, subject)
+                .map(|lead| ImportRow { line, lead })
+                .map_err(|message| RowError { line, message }),
+        );
     }
     Ok(Parsed { encoding, delimiter, mapping, rows })
 }
@@ -186,7 +257,9 @@ fn row_lead(rec: &csv::StringRecord, m: &Mapping, subject: &str) -> Result<Lead,
         if v.is_empty() {
             continue;
         }
-        let int = |v: &str| v.replace([' ', '\u{a0}'], "").parse::<i32>().map_err(|_| format!("{f}: '{v}' is not a whole number"));
+        let int = |v: &str| {
+            v.replace([' ', '\u{a0}'], "").parse::<i32>().map_err(|_| format!("{f}: '{v}' is not a whole number"))
+        };
         let s = Some(v.to_string());
         match *f {
             "subject" => l.subject = v.to_string(),
@@ -221,18 +294,23 @@ fn row_lead(rec: &csv::StringRecord, m: &Mapping, subject: &str) -> Result<Lead,
                 // ("1,500") or both separators are ambiguous and refused.
                 let compact = v.replace([' ', '\u{a0}'], "");
                 let commas = compact.matches(',').count();
-                let ambiguous = (commas > 0 && compact.contains('.')) || commas > 1 || compact.split_once(',').is_some_and(|(_, frac)| frac.len() == 3);
+                let ambiguous = (commas > 0 && compact.contains('.'))
+                    || commas > 1
+                    || compact.split_once(',').is_some_and(|(_, frac)| frac.len() == 3);
                 if ambiguous {
                     return Err(format!("revenue: '{v}' is ambiguous; write 1500000 or 1 500 000,50"));
                 }
-                let n: f64 = compact.replace(',', ".").parse().map_err(|_| format!("revenue: '{v}' is not an amount"))?;
+                let n: f64 =
+                    compact.replace(',', ".").parse().map_err(|_| format!("revenue: '{v}' is not an amount"))?;
                 if !n.is_finite() || n < 0.0 {
                     return Err(format!("revenue: '{v}' is not an amount"));
                 }
                 l.revenue = Some(Money((n * 100.0).round() as i64));
             }
             "description" => l.description = s,
-            "campaignid" => l.campaignid = Some(v.parse::<Uuid>().map_err(|_| format!("campaignid: '{v}' is not a UUID"))?),
+            "campaignid" => {
+                l.campaignid = Some(v.parse::<Uuid>().map_err(|_| format!("campaignid: '{v}' is not a UUID"))?)
+            }
             _ => {}
         }
     }
@@ -263,8 +341,14 @@ mod tests {
         assert_eq!(p.mapping.ignored, vec!["Стенд".to_string()]);
         let r = p.rows[0].as_ref().unwrap();
         assert_eq!(r.line, 2);
-        assert_eq!((r.lead.lastname.as_str(), r.lead.firstname.as_deref(), r.lead.companyname.as_deref()), ("Иванов", Some("Иван"), Some("ООО Ромашка")));
-        assert_eq!((r.lead.revenue, r.lead.leadqualitycode, r.lead.subject.as_str()), (Some(Money(150_000_050)), 1, "Выставка"));
+        assert_eq!(
+            (r.lead.lastname.as_str(), r.lead.firstname.as_deref(), r.lead.companyname.as_deref()),
+            ("Иванов", Some("Иван"), Some("ООО Ромашка"))
+        );
+        assert_eq!(
+            (r.lead.revenue, r.lead.leadqualitycode, r.lead.subject.as_str()),
+            (Some(Money(150_000_050)), 1, "Выставка")
+        );
     }
 
     #[test]
@@ -281,7 +365,8 @@ mod tests {
     fn header_overrides_and_conflicts() {
         let h = vec!["Контакт".to_string(), "Фирма".to_string()];
         assert!(map_header(&h, &BTreeMap::new()).is_err());
-        let o: BTreeMap<String, String> = [("Контакт".into(), "lastname".into()), ("Фирма".into(), "companyname".into())].into();
+        let o: BTreeMap<String, String> =
+            [("Контакт".into(), "lastname".into()), ("Фирма".into(), "companyname".into())].into();
         assert_eq!(map_header(&h, &o).unwrap().columns, vec![Some("lastname"), Some("companyname")]);
         let bad: BTreeMap<String, String> = [("Контакт".into(), "leadid".into())].into();
         assert!(map_header(&h, &bad).unwrap_err().contains("not an importable"));

@@ -34,8 +34,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static> JobQueue<T
     /// The queue `name` on `db`.
     pub fn new(db: &Db, name: &str) -> Self {
         match db {
-            Db::Sqlite(p) => JobQueue::Sqlite(SqliteStorage::new(p).with_config(apalis_sqlite::Config::default().queue(name))),
-            Db::Postgres(p) => JobQueue::Postgres(PostgresStorage::new(p).with_config(apalis_postgres::Config::default().queue(name))),
+            Db::Sqlite(p) => {
+                JobQueue::Sqlite(SqliteStorage::new(p).with_config(apalis_sqlite::Config::default().queue(name)))
+            }
+            Db::Postgres(p) => {
+                JobQueue::Postgres(PostgresStorage::new(p).with_config(apalis_postgres::Config::default().queue(name)))
+            }
         }
     }
 

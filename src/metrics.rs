@@ -28,7 +28,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full("inflow_http_request_duration_seconds".into()), &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .set_buckets_for_metric(
+                    Matcher::Full("inflow_http_request_duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -45,13 +48,16 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 /// Counts a request and its latency by route template (never by the raw path, which holds ids).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_string();
     let t = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::histogram!("inflow_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone()).record(t.elapsed().as_secs_f64());
-    metrics::counter!("inflow_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
+    metrics::histogram!("inflow_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(t.elapsed().as_secs_f64());
+    metrics::counter!("inflow_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
     resp
 }
 
@@ -69,7 +75,8 @@ pub async fn scrape(State(s): State<AppState>) -> Response {
                 let labels = [("mailbox", m.mailbox.clone()), ("folder", m.folder.clone())];
                 metrics::gauge!("inflow_mailbox_up", &labels).set(if m.state == "connected" { 1.0 } else { 0.0 });
                 if let Some(t) = m.last_poll_at {
-                    metrics::gauge!("inflow_mailbox_last_poll_timestamp_seconds", &labels).set(t.timestamp_millis() as f64 / 1000.0);
+                    metrics::gauge!("inflow_mailbox_last_poll_timestamp_seconds", &labels)
+                        .set(t.timestamp_millis() as f64 / 1000.0);
                 }
             }
             metrics::gauge!("inflow_database_up").set(1.0);

@@ -11,17 +11,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::message::header::ContentType;
 use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{Config, SmtpConfig, TlsMode};
-use crate::crm::alerts::{DigestGroup, DigestLine, Escalation, NOTICE_LEVEL, Notice, NoticeLine, WorkingHours, due_notices, line, notice_line, weekday};
 use crate::crm::EntityKind;
+use crate::crm::alerts::{
+    DigestGroup, DigestLine, Escalation, NOTICE_LEVEL, Notice, NoticeLine, WorkingHours, due_notices, line,
+    notice_line, weekday,
+};
 use crate::jobs::JobQueue;
 use crate::store::{NotificationClaim, Store, StoreError};
 
@@ -71,7 +74,10 @@ impl Mailer {
             TlsMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
             TlsMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()),
         };
-        let mut builder = builder.port(c.port).timeout(Some(std::time::Duration::from_secs(c.timeout_secs))).pool_config(PoolConfig::new().max_size(c.pool_size));
+        let mut builder = builder
+            .port(c.port)
+            .timeout(Some(std::time::Duration::from_secs(c.timeout_secs)))
+            .pool_config(PoolConfig::new().max_size(c.pool_size));
         if let (Some(u), Some(p)) = (&c.user, &c.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
@@ -151,8 +157,17 @@ impl AlertsRuntime {
             queue: JobQueue::new(&store.db, QUEUE),
             store,
             mailer: Mailer::from_config(&cfg.smtp)?,
-            escalation: Escalation { delay: Duration::seconds(a.escalation_delay_secs as i64), max_level: a.max_level, fallback: a.fallback_address.clone() },
-            hours: WorkingHours { start_min, end_min, days: a.working_days.iter().filter_map(|d| weekday(d)).collect(), tz: cfg.tz() },
+            escalation: Escalation {
+                delay: Duration::seconds(a.escalation_delay_secs as i64),
+                max_level: a.max_level,
+                fallback: a.fallback_address.clone(),
+            },
+            hours: WorkingHours {
+                start_min,
+                end_min,
+                days: a.working_days.iter().filter_map(|d| weekday(d)).collect(),
+                tz: cfg.tz(),
+            },
             kinds: a.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
             tz: cfg.tz(),
             link_base: cfg.org.public_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.http.listen)),
@@ -171,7 +186,16 @@ impl AlertsRuntime {
             // One re-push per resend window: the key changes with the window.
             let bucket = now.timestamp() / self.resend_after.num_seconds().max(1);
             let n = stale.len();
-            if self.queue.push(SendDigests { digest_ids: stale }, &format!("digests:stale:{bucket}"), crate::jobs::DEFAULT_MAX_ATTEMPTS).await.is_ok() {
+            if self
+                .queue
+                .push(
+                    SendDigests { digest_ids: stale },
+                    &format!("digests:stale:{bucket}"),
+                    crate::jobs::DEFAULT_MAX_ATTEMPTS,
+                )
+                .await
+                .is_ok()
+            {
                 report.requeued = n;
             }
         }
@@ -249,13 +273,21 @@ impl AlertsRuntime {
         let fresh = self.store.claim_notifications(&claims).await?;
         report.claim_ms = lap(&mut c);
         let mut seen = std::collections::HashSet::new();
-        let digests: Vec<Uuid> = claims.iter().zip(&fresh).filter(|(_, f)| **f).filter_map(|(c, _)| c.digest_id).filter(|d| seen.insert(*d)).collect();
+        let digests: Vec<Uuid> = claims
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .filter_map(|(c, _)| c.digest_id)
+            .filter(|d| seen.insert(*d))
+            .collect();
         report.claimed = fresh.iter().filter(|f| **f).count();
         report.told = claims.iter().zip(&fresh).filter(|(c, f)| **f && c.level == NOTICE_LEVEL).count();
         report.digests = digests.len();
         if !digests.is_empty() {
             let key = format!("digests:{}", digests[0]);
-            if let Err(e) = self.queue.push(SendDigests { digest_ids: digests }, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await {
+            if let Err(e) =
+                self.queue.push(SendDigests { digest_ids: digests }, &key, crate::jobs::DEFAULT_MAX_ATTEMPTS).await
+            {
                 tracing::warn!(error = %e, "could not enqueue the digests; the next scan will");
             }
         }
@@ -271,14 +303,16 @@ impl AlertsRuntime {
         let Some(mailer) = &self.mailer else {
             anyhow::bail!("no [smtp] relay configured; digest {digest_id} stays pending");
         };
-        let lines: Vec<StoredLine> = rows.iter().filter_map(|r| r.item.as_deref().and_then(|j| serde_json::from_str(j).ok())).collect();
+        let lines: Vec<StoredLine> =
+            rows.iter().filter_map(|r| r.item.as_deref().and_then(|j| serde_json::from_str(j).ok())).collect();
         let escalation = rows.iter().any(|r| r.level > 0);
         let (subject, body) = self.render(&first.recipient, &lines, escalation)?;
         match mailer.send(&first.recipient, &subject, body).await {
             Ok(()) => {
                 self.store.finish_digest(digest_id, "sent", None, now).await?;
                 for r in &rows {
-                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "sent").increment(1);
+                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "sent")
+                        .increment(1);
                 }
                 tracing::info!(%digest_id, recipient = %first.recipient, lines = rows.len(), "overdue digest sent");
                 Ok(true)
@@ -286,7 +320,8 @@ impl AlertsRuntime {
             Err(SendError::Permanent(e)) => {
                 self.store.finish_digest(digest_id, "failed", Some(&e), now).await?;
                 for r in &rows {
-                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "failed").increment(1);
+                    metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "failed")
+                        .increment(1);
                 }
                 tracing::warn!(%digest_id, error = %e, "overdue digest refused by the relay");
                 Ok(false)
@@ -336,7 +371,13 @@ struct StoredLine {
 }
 
 impl StoredLine {
-    fn of(n: &Notice, users: &std::collections::HashMap<Uuid, crate::crm::alerts::UserNode>, now: DateTime<Utc>, tz: Tz, link_base: &str) -> StoredLine {
+    fn of(
+        n: &Notice,
+        users: &std::collections::HashMap<Uuid, crate::crm::alerts::UserNode>,
+        now: DateTime<Utc>,
+        tz: Tz,
+        link_base: &str,
+    ) -> StoredLine {
         StoredLine {
             owner: users.get(&n.item.owner).map(|u| u.name.clone()).unwrap_or_else(|| n.item.owner.to_string()),
             line: Some(line(n, now, tz, link_base)),
@@ -346,16 +387,28 @@ impl StoredLine {
 }
 
 /// The cron handler: one scan per tick.
-pub async fn on_tick(_tick: apalis_cron::Tick, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+pub async fn on_tick(
+    _tick: apalis_cron::Tick,
+    rt: apalis::prelude::Data<Arc<AlertsRuntime>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
     let r = rt.scan(Utc::now()).await?;
     if r.claimed > 0 || r.requeued > 0 {
-        tracing::info!(overdue = r.overdue, claimed = r.claimed, digests = r.digests, requeued = r.requeued, "overdue scan");
+        tracing::info!(
+            overdue = r.overdue,
+            claimed = r.claimed,
+            digests = r.digests,
+            requeued = r.requeued,
+            "overdue scan"
+        );
     }
     Ok(())
 }
 
 /// The digest job handler: every digest is attempted; a transient failure retries the job.
-pub async fn on_digest(job: SendDigests, rt: apalis::prelude::Data<Arc<AlertsRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+pub async fn on_digest(
+    job: SendDigests,
+    rt: apalis::prelude::Data<Arc<AlertsRuntime>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
     let mut failed = 0;
     for d in &job.digest_ids {
         if let Err(e) = rt.send_digest(*d, Utc::now()).await {
@@ -387,10 +440,28 @@ mod tests {
         let ru: toml::Value = toml::from_str(include_str!("../../config/alerts-ru.example.toml")).unwrap();
         let pairs = [
             (DEFAULT_SUBJECT.to_string(), DEFAULT_BODY.to_string(), "These activities", "New for you"),
-            (ru["alerts"]["subject_template"].as_str().unwrap().to_string(), ru["alerts"]["body_template"].as_str().unwrap().to_string(), "просрочены", "Новое для вас"),
+            (
+                ru["alerts"]["subject_template"].as_str().unwrap().to_string(),
+                ru["alerts"]["body_template"].as_str().unwrap().to_string(),
+                "просрочены",
+                "Новое для вас",
+            ),
         ];
-        let notice = NoticeLine { kind: "new_lead".into(), text: "New lead for you: Call — Caller +7916".into(), link: "https://crm/api/v1/leads/1".into() };
-        let line = DigestLine { kind: EntityKind::Task, id: Uuid::nil(), subject: "Call back".into(), due: "2026-12-01 10:00".into(), overdue_hours: 5, level: 0, regarding: None, link: "https://crm/a/1".into() };
+        let notice = NoticeLine {
+            kind: "new_lead".into(),
+            text: "New lead for you: Call — Caller +7916".into(),
+            link: "https://crm/api/v1/leads/1".into(),
+        };
+        let line = DigestLine {
+            kind: EntityKind::Task,
+            id: Uuid::nil(),
+            subject: "Call back".into(),
+            due: "2026-12-01 10:00".into(),
+            overdue_hours: 5,
+            level: 0,
+            regarding: None,
+            link: "https://crm/a/1".into(),
+        };
         for (subject, body, overdue_words, notice_words) in pairs {
             let mut env = minijinja::Environment::new();
             env.add_template("s", &subject).unwrap();

@@ -157,7 +157,9 @@ pub enum TokenCommand {
         name: String,
     },
     List,
-    Revoke { id: uuid::Uuid },
+    Revoke {
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,9 +235,15 @@ pub enum WaveCommand {
         #[arg(long)]
         follow: bool,
     },
-    Pause { wave: uuid::Uuid },
-    Resume { wave: uuid::Uuid },
-    Cancel { wave: uuid::Uuid },
+    Pause {
+        wave: uuid::Uuid,
+    },
+    Resume {
+        wave: uuid::Uuid,
+    },
+    Cancel {
+        wave: uuid::Uuid,
+    },
     /// Send the wave's message to one address, marked [TEST]; touches no counts.
     TestSend {
         wave: uuid::Uuid,
@@ -296,31 +304,39 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async move {
-        match cli.command {
-            Command::Run => crate::app::run(cfg).await,
-            Command::Migrate => {
-                let store = crate::app::open_store(&cfg).await?;
-                store.migrate().await?;
-                store.close().await;
-                println!("migrations applied");
-                Ok(())
+    let result =
+        rt.block_on(async move {
+            match cli.command {
+                Command::Run => crate::app::run(cfg).await,
+                Command::Migrate => {
+                    let store = crate::app::open_store(&cfg).await?;
+                    store.migrate().await?;
+                    store.close().await;
+                    println!("migrations applied");
+                    Ok(())
+                }
+                Command::CheckConfig { .. } => Ok(()),
+                Command::Mail { command } => mail_command(&cfg, command).await,
+                Command::Wave { command } => wave_command(&cfg, command).await,
+                Command::Lead { command } => lead_command(&cfg, command).await,
+                Command::User { command } => user_command(&cfg, command).await,
+                Command::Campaign { command } => work::campaign_command(&cfg, command).await,
+                Command::List { command } => work::list_command(&cfg, command).await,
+                Command::Task { command } => work::task_command(&cfg, command).await,
+                Command::Opportunity { command } => work::opportunity_command(&cfg, command).await,
+                Command::Token { command } => token_command(&cfg, command).await,
+                Command::Import {
+                    command:
+                        ImportCommand::Leads { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows },
+                } => {
+                    import_leads(
+                        &cfg,
+                        ImportArgs { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows },
+                    )
+                    .await
+                }
             }
-            Command::CheckConfig { .. } => Ok(()),
-            Command::Mail { command } => mail_command(&cfg, command).await,
-            Command::Wave { command } => wave_command(&cfg, command).await,
-            Command::Lead { command } => lead_command(&cfg, command).await,
-            Command::User { command } => user_command(&cfg, command).await,
-            Command::Campaign { command } => work::campaign_command(&cfg, command).await,
-            Command::List { command } => work::list_command(&cfg, command).await,
-            Command::Task { command } => work::task_command(&cfg, command).await,
-            Command::Opportunity { command } => work::opportunity_command(&cfg, command).await,
-            Command::Token { command } => token_command(&cfg, command).await,
-            Command::Import { command: ImportCommand::Leads { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows } } => {
-                import_leads(&cfg, ImportArgs { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows }).await
-            }
-        }
-    });
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -341,7 +357,14 @@ async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
                 println!("no quarantined mail");
             }
             for e in &events {
-                println!("{}\t{}\t{}\t{}\t{}", e.id, e.status, e.received_at.to_rfc3339(), e.raw_location.as_deref().unwrap_or("-"), e.reason.as_deref().unwrap_or("-"));
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    e.id,
+                    e.status,
+                    e.received_at.to_rfc3339(),
+                    e.raw_location.as_deref().unwrap_or("-"),
+                    e.reason.as_deref().unwrap_or("-")
+                );
             }
         }
         MailCommand::Replay { ids, all } => {
@@ -361,7 +384,13 @@ async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
                 };
                 let rt = crate::ingest::imap::MailboxRuntime::new(cfg, mb, store.clone(), &holder)?;
                 match rt.replay(e).await {
-                    Ok(out) => println!("{}\t{}\t{}\t{}", e.id, out.status, out.class.as_deref().unwrap_or("-"), out.reason.as_deref().unwrap_or("-")),
+                    Ok(out) => println!(
+                        "{}\t{}\t{}\t{}",
+                        e.id,
+                        out.status,
+                        out.class.as_deref().unwrap_or("-"),
+                        out.reason.as_deref().unwrap_or("-")
+                    ),
                     Err(err) => println!("{}\tnot replayed: {err:#}", e.id),
                 }
             }
@@ -374,13 +403,29 @@ async fn mail_command(cfg: &Config, cmd: MailCommand) -> anyhow::Result<()> {
 fn print_status(st: &crate::store::waves::WaveStatus) {
     let w = &st.wave;
     println!("wave {} ({}), campaign {}", w.activity_id, w.subject_line, st.campaign_name);
-    println!("  state {}  start {} ({})", w.state.as_str(), w.schedule.start_at.with_timezone(&w.schedule.timezone.parse().unwrap_or(chrono_tz::UTC)).format("%Y-%m-%d %H:%M %Z"), w.schedule.timezone);
+    println!(
+        "  state {}  start {} ({})",
+        w.state.as_str(),
+        w.schedule
+            .start_at
+            .with_timezone(&w.schedule.timezone.parse().unwrap_or(chrono_tz::UTC))
+            .format("%Y-%m-%d %H:%M %Z"),
+        w.schedule.timezone
+    );
     if let Some(t) = w.targeted {
         let excluded: Vec<String> = w.excluded.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("  targeted {t}  excluded: {}", if excluded.is_empty() { "none".into() } else { excluded.join(", ") });
     }
     let failed: Vec<String> = st.failed_by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("  pending {}  sending {}  sent {}  failed {}{}  canceled {}", st.pending, st.in_flight, st.sent, st.failed, if failed.is_empty() { String::new() } else { format!(" ({})", failed.join(", ")) }, st.canceled);
+    println!(
+        "  pending {}  sending {}  sent {}  failed {}{}  canceled {}",
+        st.pending,
+        st.in_flight,
+        st.sent,
+        st.failed,
+        if failed.is_empty() { String::new() } else { format!(" ({})", failed.join(", ")) },
+        st.canceled
+    );
     println!(
         "  bounced {}  responded {}  response rate {}  expected {}",
         st.bounced,
@@ -401,7 +446,19 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
     store.migrate().await?;
     let now = chrono::Utc::now();
     match cmd {
-        WaveCommand::Schedule { activity, start, tz, subject, text_file, html_file, from, from_name, reply_to, rate, skip_responders_of } => {
+        WaveCommand::Schedule {
+            activity,
+            start,
+            tz,
+            subject,
+            text_file,
+            html_file,
+            from,
+            from_name,
+            reply_to,
+            rate,
+            skip_responders_of,
+        } => {
             let zone: chrono_tz::Tz = match &tz {
                 Some(t) => t.parse().map_err(|_| anyhow::anyhow!("unknown time zone '{t}'"))?,
                 None => cfg.tz(),
@@ -409,7 +466,8 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
             let start_at = match &start {
                 None => now,
                 Some(s) => {
-                    let local = crate::crm::waves::parse_local(s).ok_or_else(|| anyhow::anyhow!("--start '{s}': expected YYYY-MM-DD HH:MM"))?;
+                    let local = crate::crm::waves::parse_local(s)
+                        .ok_or_else(|| anyhow::anyhow!("--start '{s}': expected YYYY-MM-DD HH:MM"))?;
                     crate::crm::waves::local_start(local, zone)?
                 }
             };
@@ -421,19 +479,35 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
                 subject,
                 text: read(&text_file)?,
                 html: html_file.as_ref().map(read).transpose()?,
-                from_address: from.or(cfg.smtp.from.clone()).ok_or_else(|| anyhow::anyhow!("--from is required when smtp.from is not set"))?,
+                from_address: from
+                    .or(cfg.smtp.from.clone())
+                    .ok_or_else(|| anyhow::anyhow!("--from is required when smtp.from is not set"))?,
                 from_name,
                 reply_to,
                 rate_per_minute: rate,
                 skip_responders_of,
             };
             let w = crate::waves::schedule(&store, &sched, now).await?;
-            println!("scheduled wave {} for {} ({})", w.activity_id, w.schedule.start_at.to_rfc3339(), w.schedule.timezone);
+            println!(
+                "scheduled wave {} for {} ({})",
+                w.activity_id,
+                w.schedule.start_at.to_rfc3339(),
+                w.schedule.timezone
+            );
         }
         WaveCommand::List => {
             for w in store.waves().await? {
                 let st = store.wave_status(w.activity_id).await?;
-                println!("{}\t{}\t{}\t{}\tsent {}\tfailed {}\tpending {}", w.activity_id, w.state.as_str(), w.schedule.start_at.to_rfc3339(), w.subject_line, st.sent, st.failed, st.pending + st.in_flight);
+                println!(
+                    "{}\t{}\t{}\t{}\tsent {}\tfailed {}\tpending {}",
+                    w.activity_id,
+                    w.state.as_str(),
+                    w.schedule.start_at.to_rfc3339(),
+                    w.subject_line,
+                    st.sent,
+                    st.failed,
+                    st.pending + st.in_flight
+                );
             }
         }
         WaveCommand::Status { wave, follow } => loop {
@@ -445,13 +519,26 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await; // refresh period of --follow
             println!();
         },
-        WaveCommand::Pause { wave } => println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Pause, now).await?.state.as_str()),
-        WaveCommand::Resume { wave } => println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Resume, now).await?.state.as_str()),
-        WaveCommand::Cancel { wave } => println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Cancel, now).await?.state.as_str()),
+        WaveCommand::Pause { wave } => {
+            println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Pause, now).await?.state.as_str())
+        }
+        WaveCommand::Resume { wave } => {
+            println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Resume, now).await?.state.as_str())
+        }
+        WaveCommand::Cancel { wave } => {
+            println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Cancel, now).await?.state.as_str())
+        }
         WaveCommand::TestSend { wave, to, vars } => {
-            let relay = crate::waves::Relay::from_config(&cfg.smtp)?.ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
+            let relay = crate::waves::Relay::from_config(&cfg.smtp)?
+                .ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
             let signer = crate::waves::link_signer(cfg, &store).await?;
-            let rt = crate::waves::WaveRuntime::new(store.clone(), relay, crate::waves::WaveSettings::from_config(cfg)?, "cli", signer);
+            let rt = crate::waves::WaveRuntime::new(
+                store.clone(),
+                relay,
+                crate::waves::WaveSettings::from_config(cfg)?,
+                "cli",
+                signer,
+            );
             let vars = match vars {
                 Some(v) => match serde_json::from_str(&v)? {
                     serde_json::Value::Object(m) => m,
@@ -480,7 +567,8 @@ async fn find_user(store: &crate::store::Store, who: &str) -> anyhow::Result<uui
         store.get::<crate::crm::entities::SystemUser>(id).await?.ok_or_else(|| anyhow::anyhow!("no user {id}"))?;
         return Ok(id);
     }
-    let email = crate::crm::EmailAddress::parse(who).map_err(|e| anyhow::anyhow!("'{who}' is neither a user id nor an e-mail address: {e}"))?;
+    let email = crate::crm::EmailAddress::parse(who)
+        .map_err(|e| anyhow::anyhow!("'{who}' is neither a user id nor an e-mail address: {e}"))?;
     match store.users_by_email(&email).await?.as_slice() {
         [one] => Ok(one.id),
         [] => anyhow::bail!("no user with the e-mail {who}"),
@@ -493,7 +581,14 @@ async fn lead_command(cfg: &Config, cmd: LeadCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match cmd {
         LeadCommand::Qualify { lead, account, contact, opportunity, campaign } => {
-            let p = crate::crm::lead::QualifyParams { create_account: account, create_contact: contact, create_opportunity: opportunity, source_campaign_id: campaign, status: Some(3), ..Default::default() };
+            let p = crate::crm::lead::QualifyParams {
+                create_account: account,
+                create_contact: contact,
+                create_opportunity: opportunity,
+                source_campaign_id: campaign,
+                status: Some(3),
+                ..Default::default()
+            };
             let (l, created) = store.qualify_lead(lead, &p, None, now).await?;
             println!("lead {} qualified (status {})", l.leadid, l.statuscode);
             for r in created {
@@ -526,7 +621,10 @@ async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             };
             let u = crate::crm::entities::SystemUser {
                 systemuserid: uuid::Uuid::now_v7(),
-                fullname: Some(match &first { Some(f) => format!("{f} {last}"), None => last.clone() }),
+                fullname: Some(match &first {
+                    Some(f) => format!("{f} {last}"),
+                    None => last.clone(),
+                }),
                 firstname: first,
                 lastname: last,
                 internalemailaddress: Some(email.as_str().to_string()),
@@ -557,9 +655,17 @@ async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("{} → manager {}", id, manager.map(|m| m.to_string()).unwrap_or_else(|| "none".into()));
         }
         UserCommand::List => {
-            let page = store.query_records::<crate::crm::entities::SystemUser>(&[], None, 1, crate::store::api::MAX_LIMIT).await?;
+            let page = store
+                .query_records::<crate::crm::entities::SystemUser>(&[], None, 1, crate::store::api::MAX_LIMIT)
+                .await?;
             for u in page.items {
-                println!("{}\t{}\t{}\tmanager {}", u.systemuserid, u.fullname.unwrap_or_default(), u.internalemailaddress.unwrap_or_default(), u.parentsystemuserid.map(|m| m.to_string()).unwrap_or_else(|| "-".into()));
+                println!(
+                    "{}\t{}\t{}\tmanager {}",
+                    u.systemuserid,
+                    u.fullname.unwrap_or_default(),
+                    u.internalemailaddress.unwrap_or_default(),
+                    u.parentsystemuserid.map(|m| m.to_string()).unwrap_or_else(|| "-".into())
+                );
             }
         }
     }
@@ -623,8 +729,11 @@ async fn import_leads(cfg: &Config, a: ImportArgs) -> anyhow::Result<()> {
         overrides.insert(h.trim().to_string(), f.trim().to_string());
     }
     let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    let subject = a.subject.clone().unwrap_or_else(|| format!("Import {}", a.file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()));
-    let parsed = crate::import::parse(&bytes, enc, &overrides, &subject).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let subject = a.subject.clone().unwrap_or_else(|| {
+        format!("Import {}", a.file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default())
+    });
+    let parsed = crate::import::parse(&bytes, enc, &overrides, &subject)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let store = open(cfg).await?;
     let owner = find_user(&store, &a.owner).await?;
     let now = chrono::Utc::now();
@@ -662,7 +771,13 @@ async fn import_leads(cfg: &Config, a: ImportArgs) -> anyhow::Result<()> {
     let mut rep = if parse_failed {
         crate::store::ImportReport::default()
     } else {
-        store.import_leads(&rows, dups, a.skip_bad_rows, |n| if let Some(b) = &bar { b.set_position(n) }).await?
+        store
+            .import_leads(&rows, dups, a.skip_bad_rows, |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            })
+            .await?
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

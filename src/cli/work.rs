@@ -39,9 +39,17 @@ pub enum CampaignCommand {
     /// The campaign's marketing lists.
     Lists { campaign: Uuid },
     /// Link marketing lists to the campaign.
-    AddList { campaign: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
+    AddList {
+        campaign: Uuid,
+        #[arg(required = true)]
+        lists: Vec<Uuid>,
+    },
     /// Unlink marketing lists (not while a campaign activity targets them).
-    RemoveList { campaign: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
+    RemoveList {
+        campaign: Uuid,
+        #[arg(required = true)]
+        lists: Vec<Uuid>,
+    },
     /// Add a campaign activity (a wave, or a planning step with cost); prints its id.
     Activity {
         campaign: Uuid,
@@ -60,9 +68,17 @@ pub enum CampaignCommand {
         budget: Option<Money>,
     },
     /// Set target lists of a campaign activity (they must be the campaign's lists).
-    Target { activity: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
+    Target {
+        activity: Uuid,
+        #[arg(required = true)]
+        lists: Vec<Uuid>,
+    },
     /// Remove target lists from a campaign activity whose wave has not started.
-    Untarget { activity: Uuid, #[arg(required = true)] lists: Vec<Uuid> },
+    Untarget {
+        activity: Uuid,
+        #[arg(required = true)]
+        lists: Vec<Uuid>,
+    },
     /// Distribute a phone, letter, fax or appointment campaign activity: one open activity
     /// per member of its target lists (a call list for phone), owned by the member's owner.
     Distribute { activity: Uuid },
@@ -88,9 +104,17 @@ pub enum ListCommand {
     /// Members of a list (a dynamic list evaluated now).
     Members { list: Uuid },
     /// Add members to a static, unlocked list.
-    Add { list: Uuid, #[arg(required = true)] members: Vec<Uuid> },
+    Add {
+        list: Uuid,
+        #[arg(required = true)]
+        members: Vec<Uuid>,
+    },
     /// Remove members from a static, unlocked list.
-    Remove { list: Uuid, #[arg(required = true)] members: Vec<Uuid> },
+    Remove {
+        list: Uuid,
+        #[arg(required = true)]
+        members: Vec<Uuid>,
+    },
     /// Copy a dynamic list's current members into a new locked static list; prints its id.
     CopyToStatic { list: Uuid },
     /// Quick campaign: one phone call, task or letter per member; prints the run's id and counts.
@@ -227,7 +251,13 @@ fn print_lists(lists: &[MarketingList]) {
     }
     for l in lists {
         let kind = crate::crm::criteria::member_kind(l.createdfromcode).map(|k| k.as_str()).unwrap_or("?");
-        println!("{}\t{}\t{kind}\t{}\tmembers {}", l.listid, l.listname, if l.isdynamic { "dynamic" } else { "static" }, l.membercount.map(|n| n.to_string()).unwrap_or_else(|| "-".into()));
+        println!(
+            "{}\t{}\t{kind}\t{}\tmembers {}",
+            l.listid,
+            l.listname,
+            if l.isdynamic { "dynamic" } else { "static" },
+            l.membercount.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+        );
     }
 }
 
@@ -235,7 +265,12 @@ fn print_run(r: &crate::store::RunOutcome) {
     let b = &r.bulkoperation;
     println!("{}", b.activityid);
     let excluded: Vec<String> = r.excluded.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("members {}  created {}  excluded: {}", b.targetmemberscount.unwrap_or(0), r.created, if excluded.is_empty() { "none".into() } else { excluded.join(", ") });
+    println!(
+        "members {}  created {}  excluded: {}",
+        b.targetmemberscount.unwrap_or(0),
+        r.created,
+        if excluded.is_empty() { "none".into() } else { excluded.join(", ") }
+    );
 }
 
 pub async fn campaign_command(cfg: &Config, cmd: CampaignCommand) -> anyhow::Result<()> {
@@ -273,7 +308,9 @@ pub async fn campaign_command(cfg: &Config, cmd: CampaignCommand) -> anyhow::Res
         }
         CampaignCommand::Lists { campaign } => print_lists(&store.campaign_lists(campaign).await?),
         CampaignCommand::AddList { campaign, lists } => print_lists(&store.add_campaign_lists(campaign, &lists).await?),
-        CampaignCommand::RemoveList { campaign, lists } => print_lists(&store.remove_campaign_lists(campaign, &lists).await?),
+        CampaignCommand::RemoveList { campaign, lists } => {
+            print_lists(&store.remove_campaign_lists(campaign, &lists).await?)
+        }
         CampaignCommand::Activity { campaign, subject, channel: ch, owner, due, budget } => {
             let c: Campaign = store.load(campaign).await?;
             let owner = match owner {
@@ -319,7 +356,8 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
             };
             let query = match query {
                 Some(q) => {
-                    let doc: serde_json::Value = serde_json::from_str(&q).map_err(|e| anyhow::anyhow!("--query is not JSON: {e}"))?;
+                    let doc: serde_json::Value =
+                        serde_json::from_str(&q).map_err(|e| anyhow::anyhow!("--query is not JSON: {e}"))?;
                     let kind = crate::crm::criteria::member_kind(code).expect("1, 2 or 4");
                     crate::crm::criteria::parse(kind, &doc)?;
                     Some(doc)
@@ -327,8 +365,17 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
                 None => None,
             };
             let owner = find_user(&store, &owner).await?;
-            let l = MarketingList { listid: Uuid::now_v7(), listname: name, createdfromcode: code, isdynamic: query.is_some(), query, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-                .stamped(owner, EntityKind::Systemuser, now, None);
+            let l = MarketingList {
+                listid: Uuid::now_v7(),
+                listname: name,
+                createdfromcode: code,
+                isdynamic: query.is_some(),
+                query,
+                donotsendonoptout: true,
+                ignoreinactivelistmembers: true,
+                ..Default::default()
+            }
+            .stamped(owner, EntityKind::Systemuser, now, None);
             crate::crm::error::require("name", Some(&l.listname), "§2.6")?;
             store.insert(&l).await?;
             println!("{}", l.listid);
@@ -343,12 +390,17 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
             }
         }
         ListCommand::Add { list, members } => println!("added {}", store.add_list_members(list, &members, now).await?),
-        ListCommand::Remove { list, members } => println!("removed {}", store.remove_list_members(list, &members).await?),
-        ListCommand::CopyToStatic { list } => println!("{}", store.copy_dynamic_to_static(list, Uuid::now_v7(), None, now).await?.listid),
+        ListCommand::Remove { list, members } => {
+            println!("removed {}", store.remove_list_members(list, &members).await?)
+        }
+        ListCommand::CopyToStatic { list } => {
+            println!("{}", store.copy_dynamic_to_static(list, Uuid::now_v7(), None, now).await?.listid)
+        }
         ListCommand::QuickCampaign { list, activity, subject, description, due, owner, by } => {
             let due = match due {
                 Some(d) => {
-                    let local = crate::crm::waves::parse_local(&d).ok_or_else(|| anyhow::anyhow!("--due '{d}': expected YYYY-MM-DD HH:MM"))?;
+                    let local = crate::crm::waves::parse_local(&d)
+                        .ok_or_else(|| anyhow::anyhow!("--due '{d}': expected YYYY-MM-DD HH:MM"))?;
                     Some(crate::crm::waves::local_start(local, cfg.tz())?)
                 }
                 None => None,
@@ -358,7 +410,8 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
                 None => None,
             };
             let by = find_user(&store, &by).await?;
-            let p = crate::crm::quick::QuickParams { activity, subject, description, due, ownerid, ignore_inactive: None };
+            let p =
+                crate::crm::quick::QuickParams { activity, subject, description, due, ownerid, ignore_inactive: None };
             print_run(&store.quick_campaign(list, &p, by, now).await?);
         }
     }
@@ -384,15 +437,42 @@ pub async fn task_command(cfg: &Config, cmd: TaskCommand) -> anyhow::Result<()> 
     let a = match cmd {
         TaskCommand::Complete { activity, note, outcome, by } => {
             let actor = task_actor(&store, activity, by).await?;
-            store.close_activity(activity, CloseAction::Complete, &CloseParams { note, outcome, statuscode: None }, actor, now, tz).await?
+            store
+                .close_activity(
+                    activity,
+                    CloseAction::Complete,
+                    &CloseParams { note, outcome, statuscode: None },
+                    actor,
+                    now,
+                    tz,
+                )
+                .await?
         }
         TaskCommand::Cancel { activity, note, by } => {
             let actor = task_actor(&store, activity, by).await?;
-            store.close_activity(activity, CloseAction::Cancel, &CloseParams { note, ..Default::default() }, actor, now, tz).await?
+            store
+                .close_activity(
+                    activity,
+                    CloseAction::Cancel,
+                    &CloseParams { note, ..Default::default() },
+                    actor,
+                    now,
+                    tz,
+                )
+                .await?
         }
         TaskCommand::Reopen { activity, note } => {
             let actor = task_actor(&store, activity, None).await?;
-            store.close_activity(activity, CloseAction::Reopen, &CloseParams { note, ..Default::default() }, actor, now, tz).await?
+            store
+                .close_activity(
+                    activity,
+                    CloseAction::Reopen,
+                    &CloseParams { note, ..Default::default() },
+                    actor,
+                    now,
+                    tz,
+                )
+                .await?
         }
         TaskCommand::Assign { activity, user } => {
             let mut a: Activity = store.load(activity).await?;
@@ -401,8 +481,18 @@ pub async fn task_command(cfg: &Config, cmd: TaskCommand) -> anyhow::Result<()> 
             store.update_activity(&a).await?
         }
     };
-    let state = crate::crm::state::model(a.activitytypecode).iter().find(|d| d.code == a.statecode).map(|d| d.name).unwrap_or("?");
-    println!("{} {}: {state} (status {}), owner {}", a.activitytypecode.as_str(), a.activityid, a.statuscode, a.ownerid);
+    let state = crate::crm::state::model(a.activitytypecode)
+        .iter()
+        .find(|d| d.code == a.statecode)
+        .map(|d| d.name)
+        .unwrap_or("?");
+    println!(
+        "{} {}: {state} (status {}), owner {}",
+        a.activitytypecode.as_str(),
+        a.activityid,
+        a.statuscode,
+        a.ownerid
+    );
     store.close().await;
     Ok(())
 }
@@ -437,11 +527,27 @@ pub async fn opportunity_command(cfg: &Config, cmd: OpportunityCommand) -> anyho
         }
         OpportunityCommand::Win { opportunity, value, date } => {
             let owner = store.load::<Opportunity>(opportunity).await?.ownerid;
-            store.win_opportunity(opportunity, &WinParams { actualvalue: value, actualclosedate: date, description: None }, owner, today, now).await?
+            store
+                .win_opportunity(
+                    opportunity,
+                    &WinParams { actualvalue: value, actualclosedate: date, description: None },
+                    owner,
+                    today,
+                    now,
+                )
+                .await?
         }
         OpportunityCommand::Lose { opportunity, out_sold, reason } => {
             let owner = store.load::<Opportunity>(opportunity).await?.ownerid;
-            store.lose_opportunity(opportunity, &LoseParams { statuscode: Some(if out_sold { 5 } else { 4 }), reason, actualclosedate: None }, owner, today, now).await?
+            store
+                .lose_opportunity(
+                    opportunity,
+                    &LoseParams { statuscode: Some(if out_sold { 5 } else { 4 }), reason, actualclosedate: None },
+                    owner,
+                    today,
+                    now,
+                )
+                .await?
         }
         OpportunityCommand::Reopen { opportunity } => {
             let owner = store.load::<Opportunity>(opportunity).await?.ownerid;

@@ -85,7 +85,13 @@ pub fn manager_at(owner: Uuid, level: u32, users: &HashMap<Uuid, UserNode>) -> O
 
 /// The recipient of `item` at `level`: the owner at 0 (if enabled, with an address), the
 /// level-th manager above; the fallback address when the chain runs out (level ≥ 1).
-pub fn recipient(item: &OverdueItem, level: u32, users: &HashMap<Uuid, UserNode>, team_contact: Option<&str>, esc: &Escalation) -> Option<Recipient> {
+pub fn recipient(
+    item: &OverdueItem,
+    level: u32,
+    users: &HashMap<Uuid, UserNode>,
+    team_contact: Option<&str>,
+    esc: &Escalation,
+) -> Option<Recipient> {
     if item.owner_type == EntityKind::Team {
         // [DESIGN] a team-owned activity notifies the team contact (no manager chain).
         return (level == 0).then(|| team_contact.map(|a| Recipient { address: a.to_string(), user: None })).flatten();
@@ -105,7 +111,13 @@ pub fn recipient(item: &OverdueItem, level: u32, users: &HashMap<Uuid, UserNode>
 /// The notices due at `now` for these overdue items: level 0 at detection (R-TASK-2; a
 /// disabled owner goes straight to level 1), level L ≥ 1 once `due + L × delay` has passed
 /// (R-TASK-3/4). The caller drops those already in notification_log (R-TASK-5).
-pub fn due_notices(items: &[OverdueItem], now: DateTime<Utc>, users: &HashMap<Uuid, UserNode>, teams: &HashMap<Uuid, String>, esc: &Escalation) -> Vec<Notice> {
+pub fn due_notices(
+    items: &[OverdueItem],
+    now: DateTime<Utc>,
+    users: &HashMap<Uuid, UserNode>,
+    teams: &HashMap<Uuid, String>,
+    esc: &Escalation,
+) -> Vec<Notice> {
     let mut out = Vec::new();
     for item in items {
         if item.due >= now {
@@ -209,7 +221,11 @@ pub fn notice_line(n: &PendingNotice, link_base: &str) -> NoticeLine {
         "over_budget" => n.text.clone(),
         _ => n.text.clone(),
     };
-    NoticeLine { kind: n.kind.clone(), text: what, link: format!("{}{}", link_base.trim_end_matches('/'), super::timeline::link(n.about)) }
+    NoticeLine {
+        kind: n.kind.clone(),
+        text: what,
+        link: format!("{}{}", link_base.trim_end_matches('/'), super::timeline::link(n.about)),
+    }
 }
 
 /// The lines of one owner in a digest.
@@ -234,7 +250,13 @@ pub fn line(n: &Notice, now: DateTime<Utc>, tz: Tz, link_base: &str) -> DigestLi
 }
 
 /// One recipient's digest: groups by owner (by name), each oldest first.
-pub fn digest(notices: &[&Notice], users: &HashMap<Uuid, UserNode>, now: DateTime<Utc>, tz: Tz, link_base: &str) -> Vec<DigestGroup> {
+pub fn digest(
+    notices: &[&Notice],
+    users: &HashMap<Uuid, UserNode>,
+    now: DateTime<Utc>,
+    tz: Tz,
+    link_base: &str,
+) -> Vec<DigestGroup> {
     let mut by_owner: BTreeMap<String, Vec<&Notice>> = BTreeMap::new();
     for n in notices {
         let owner = users.get(&n.item.owner).map(|u| u.name.clone()).unwrap_or_else(|| n.item.owner.to_string());
@@ -244,10 +266,7 @@ pub fn digest(notices: &[&Notice], users: &HashMap<Uuid, UserNode>, now: DateTim
         .into_iter()
         .map(|(owner, mut ns)| {
             ns.sort_by_key(|n| (n.item.due, n.item.id));
-            DigestGroup {
-                owner,
-                lines: ns.into_iter().map(|n| line(n, now, tz, link_base)).collect(),
-            }
+            DigestGroup { owner, lines: ns.into_iter().map(|n| line(n, now, tz, link_base)).collect() }
         })
         .collect()
 }
@@ -258,7 +277,13 @@ mod tests {
     use chrono::TimeZone;
 
     fn u(n: u128, manager: Option<u128>, disabled: bool) -> UserNode {
-        UserNode { id: Uuid::from_u128(n), name: format!("user{n}"), email: Some(format!("u{n}@acme.ru")), disabled, manager: manager.map(Uuid::from_u128) }
+        UserNode {
+            id: Uuid::from_u128(n),
+            name: format!("user{n}"),
+            email: Some(format!("u{n}@acme.ru")),
+            disabled,
+            manager: manager.map(Uuid::from_u128),
+        }
     }
 
     fn users(list: Vec<UserNode>) -> HashMap<Uuid, UserNode> {
@@ -266,7 +291,15 @@ mod tests {
     }
 
     fn item(owner: u128, due: DateTime<Utc>) -> OverdueItem {
-        OverdueItem { kind: EntityKind::Task, id: Uuid::from_u128(1000 + owner), subject: "Call back".into(), owner: Uuid::from_u128(owner), owner_type: EntityKind::Systemuser, due, regarding: None }
+        OverdueItem {
+            kind: EntityKind::Task,
+            id: Uuid::from_u128(1000 + owner),
+            subject: "Call back".into(),
+            owner: Uuid::from_u128(owner),
+            owner_type: EntityKind::Systemuser,
+            due,
+            regarding: None,
+        }
     }
 
     fn esc(max: u32) -> Escalation {
@@ -281,16 +314,25 @@ mod tests {
     fn r_task_1_not_overdue_until_the_due_instant_has_passed() {
         let us = users(vec![u(1, None, false)]);
         assert!(due_notices(&[item(1, t(0))], t(0), &us, &HashMap::new(), &esc(1)).is_empty());
-        assert_eq!(due_notices(&[item(1, t(0))], t(0) + Duration::milliseconds(1), &us, &HashMap::new(), &esc(1)).len(), 1);
+        assert_eq!(
+            due_notices(&[item(1, t(0))], t(0) + Duration::milliseconds(1), &us, &HashMap::new(), &esc(1)).len(),
+            1
+        );
     }
 
     #[test]
     fn r_task_2_and_3_owner_first_then_manager_after_the_delay() {
         let us = users(vec![u(1, Some(2), false), u(2, None, false)]);
         let n = due_notices(&[item(1, t(0))], t(1), &us, &HashMap::new(), &esc(1));
-        assert_eq!(n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(), vec![(0, "u1@acme.ru")]);
+        assert_eq!(
+            n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(),
+            vec![(0, "u1@acme.ru")]
+        );
         let n = due_notices(&[item(1, t(0))], t(25), &us, &HashMap::new(), &esc(1));
-        assert_eq!(n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(), vec![(0, "u1@acme.ru"), (1, "u2@acme.ru")]);
+        assert_eq!(
+            n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(),
+            vec![(0, "u1@acme.ru"), (1, "u2@acme.ru")]
+        );
     }
 
     #[test]
@@ -300,7 +342,11 @@ mod tests {
         assert_eq!(manager_at(Uuid::from_u128(1), 1, &us).unwrap().id, Uuid::from_u128(3));
         assert!(manager_at(Uuid::from_u128(4), 1, &us).is_none());
         let n = due_notices(&[item(4, t(0))], t(30), &us, &HashMap::new(), &esc(1));
-        assert_eq!(n[1].recipient, Recipient { address: "crm-admin@acme.ru".into(), user: None }, "nobody found → fallback");
+        assert_eq!(
+            n[1].recipient,
+            Recipient { address: "crm-admin@acme.ru".into(), user: None },
+            "nobody found → fallback"
+        );
     }
 
     #[test]
@@ -315,14 +361,20 @@ mod tests {
     fn r_task_2_disabled_owner_goes_straight_to_level_1() {
         let us = users(vec![u(1, Some(2), true), u(2, None, false)]);
         let n = due_notices(&[item(1, t(0))], t(1), &us, &HashMap::new(), &esc(1));
-        assert_eq!(n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(), vec![(1, "u2@acme.ru")]);
+        assert_eq!(
+            n.iter().map(|n| (n.level, n.recipient.address.as_str())).collect::<Vec<_>>(),
+            vec![(1, "u2@acme.ru")]
+        );
     }
 
     #[test]
     fn r_task_4_further_levels_walk_up() {
         let us = users(vec![u(1, Some(2), false), u(2, Some(3), false), u(3, None, false)]);
         let n = due_notices(&[item(1, t(0))], t(49), &us, &HashMap::new(), &esc(2));
-        assert_eq!(n.iter().map(|n| n.recipient.address.as_str()).collect::<Vec<_>>(), vec!["u1@acme.ru", "u2@acme.ru", "u3@acme.ru"]);
+        assert_eq!(
+            n.iter().map(|n| n.recipient.address.as_str()).collect::<Vec<_>>(),
+            vec!["u1@acme.ru", "u2@acme.ru", "u3@acme.ru"]
+        );
     }
 
     #[test]
@@ -336,7 +388,12 @@ mod tests {
 
     #[test]
     fn working_hours_in_the_org_zone() {
-        let wh = WorkingHours { start_min: 9 * 60, end_min: 18 * 60, days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri], tz: chrono_tz::Europe::Moscow };
+        let wh = WorkingHours {
+            start_min: 9 * 60,
+            end_min: 18 * 60,
+            days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            tz: chrono_tz::Europe::Moscow,
+        };
         // Monday 2026-11-23 06:00 UTC = 09:00 MSK: inside; 05:59 UTC = 08:59: outside.
         assert!(wh.contains(Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap()));
         assert!(!wh.contains(Utc.with_ymd_and_hms(2026, 11, 23, 5, 59, 0).unwrap()));

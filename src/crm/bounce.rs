@@ -182,7 +182,10 @@ pub struct Diagnosis<'a> {
 /// is still the address), network and catch-all ones last.
 static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
     let table: &[(Reason, &[&str])] = &[
-        (Reason::Delivered, &[r"\bdelivered to (?:mailbox|the recipient)\b", r"\bmessage (?:was )?(?:successfully )?delivered\b"]),
+        (
+            Reason::Delivered,
+            &[r"\bdelivered to (?:mailbox|the recipient)\b", r"\bmessage (?:was )?(?:successfully )?delivered\b"],
+        ),
         (
             Reason::Rejected,
             &[
@@ -205,7 +208,11 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::HasMoved,
-            &[r"\bhas been replaced by\b", r"\b(?:address|user|mailbox) (?:has )?moved\b", r"\bno longer (?:at|with) this (?:address|company)\b.*\bnew address\b"],
+            &[
+                r"\bhas been replaced by\b",
+                r"\b(?:address|user|mailbox) (?:has )?moved\b",
+                r"\bno longer (?:at|with) this (?:address|company)\b.*\bnew address\b",
+            ],
         ),
         (
             Reason::MailboxFull,
@@ -245,7 +252,10 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::ExceedLimit,
-            &[r"\bmessage too large for this recipient\b", r"\bexceeds? (?:the )?recipient'?s? (?:message )?size limit\b"],
+            &[
+                r"\bmessage too large for this recipient\b",
+                r"\bexceeds? (?:the )?recipient'?s? (?:message )?size limit\b",
+            ],
         ),
         (
             Reason::VirusDetected,
@@ -280,7 +290,17 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::NotAccept,
-            &[r"\bcouldn'?t find (?:a|any) mail exchanger\b", r"\bno mx (?:or a )?(?:record|host)s?\b", r"\bdoes not accept (?:e-?)?mail\b", r"\bdoesn'?t receive (?:e-?)?mail\b", r"\bdoes not accept (?:any )?(?:e-?)?mail\b", r"\bnull mx\b", r"\baccepts no mail\b", r"\bnot accepting (?:any )?(?:e-?)?mail\b", r"\bno mail (?:is )?accepted\b"],
+            &[
+                r"\bcouldn'?t find (?:a|any) mail exchanger\b",
+                r"\bno mx (?:or a )?(?:record|host)s?\b",
+                r"\bdoes not accept (?:e-?)?mail\b",
+                r"\bdoesn'?t receive (?:e-?)?mail\b",
+                r"\bdoes not accept (?:any )?(?:e-?)?mail\b",
+                r"\bnull mx\b",
+                r"\baccepts no mail\b",
+                r"\bnot accepting (?:any )?(?:e-?)?mail\b",
+                r"\bno mail (?:is )?accepted\b",
+            ],
         ),
         (
             Reason::Suspend,
@@ -465,11 +485,24 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::Speeding,
-            &[r"\breceiving mail at a rate\b", r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b", r"\b(?:sending|message|mail|messaging|receiving) rate (?:limit|exceeded)\b", r"\b(?:is|been|are) rate limited\b", r"\bslow down\b"],
+            &[
+                r"\breceiving mail at a rate\b",
+                r"\btoo many (?:messages|mails|e-?mails|recipients) (?:in|per|from)\b",
+                r"\b(?:sending|message|mail|messaging|receiving) rate (?:limit|exceeded)\b",
+                r"\b(?:is|been|are) rate limited\b",
+                r"\bslow down\b",
+            ],
         ),
         (
             Reason::TooManyConn,
-            &[r"\bconnection rate limit\b", r"\b(?:connection|ip) frequency limited\b", r"\btoo many recipients\b", r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b", r"\bconnection (?:count|limit)\b", r"\bmaximum (?:number of )?connections\b"],
+            &[
+                r"\bconnection rate limit\b",
+                r"\b(?:connection|ip) frequency limited\b",
+                r"\btoo many recipients\b",
+                r"\btoo many (?:concurrent |simultaneous |open )?(?:connections|sessions)\b",
+                r"\bconnection (?:count|limit)\b",
+                r"\bmaximum (?:number of )?connections\b",
+            ],
         ),
         (
             Reason::NotCompliantRfc,
@@ -551,7 +584,11 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::SystemFull,
-            &[r"\b(?:disk|system|file system|filesystem|queue) (?:is )?full\b", r"\binsufficient (?:system|disk) (?:storage|space)\b", r"\bout of (?:disk|storage) space\b"],
+            &[
+                r"\b(?:disk|system|file system|filesystem|queue) (?:is )?full\b",
+                r"\binsufficient (?:system|disk) (?:storage|space)\b",
+                r"\bout of (?:disk|storage) space\b",
+            ],
         ),
         (
             Reason::Expired,
@@ -604,7 +641,14 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         ),
         (
             Reason::SyntaxError,
-            &[r"\bcommand parameter not implemented\b", r"\bsyntax error\b", r"\bcommand (?:not recognized|unrecognized|unknown)\b", r"\bunrecognized command\b", r"\bbad sequence of commands\b", r"\binvalid command\b"],
+            &[
+                r"\bcommand parameter not implemented\b",
+                r"\bsyntax error\b",
+                r"\bcommand (?:not recognized|unrecognized|unknown)\b",
+                r"\bunrecognized command\b",
+                r"\bbad sequence of commands\b",
+                r"\binvalid command\b",
+            ],
         ),
         (
             Reason::SystemError,
@@ -623,13 +667,27 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bdelivery (?:to|via) (?:\S+ )?(?:program|pipe) failed\b",
             ],
         ),
-        (Reason::MailerError, &[r"\bprocmail\b", r"\bmailer error\b", r"\bcommand (?:died|failed|output)\b", r"\bunknown mailer\b", r"\bpipe to (?:\S+ )?failed\b", r"\bx-unix; \d+\b"]),
+        (
+            Reason::MailerError,
+            &[
+                r"\bprocmail\b",
+                r"\bmailer error\b",
+                r"\bcommand (?:died|failed|output)\b",
+                r"\bunknown mailer\b",
+                r"\bpipe to (?:\S+ )?failed\b",
+                r"\bx-unix; \d+\b",
+            ],
+        ),
     ];
-    table.iter().flat_map(|(r, ps)| ps.iter().map(move |p| (*r, Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}"))))).collect()
+    table
+        .iter()
+        .flat_map(|(r, ps)| ps.iter().map(move |p| (*r, Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}")))))
+        .collect()
 });
 
 /// One set over every phrase, to skip the ordered walk when nothing matches at all.
-static ANY_PHRASE: LazyLock<RegexSet> = LazyLock::new(|| RegexSet::new(PHRASES.iter().map(|(_, r)| r.as_str())).unwrap());
+static ANY_PHRASE: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(PHRASES.iter().map(|(_, r)| r.as_str())).unwrap());
 
 /// The reason named by an enhanced status code alone, where the code is specific enough.
 /// Generic codes (x.0.0, 5.7.1 "delivery not authorized", 5.5.0) say little: None.
@@ -666,7 +724,9 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
         ("6", "0" | "1" | "2" | "3" | "4" | "5") => Reason::ContentError,
         ("7", "0") => Reason::SecurityError,
         ("7", "1") => return None,
-        ("7", "2" | "3" | "4" | "5" | "6" | "8" | "9" | "10" | "11" | "12" | "13" | "14" | "15" | "16" | "17") => Reason::SecurityError,
+        ("7", "2" | "3" | "4" | "5" | "6" | "8" | "9" | "10" | "11" | "12" | "13" | "14" | "15" | "16" | "17") => {
+            Reason::SecurityError
+        }
         ("7", "7") => Reason::SecurityError,
         ("7", "25") => Reason::RequirePtr,
         ("7", "20" | "21" | "22" | "23" | "24" | "26") => Reason::AuthFailure,
@@ -684,7 +744,16 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
 /// Reasons a status code gives that the diagnostic text may refine (they name a kind of
 /// trouble, not a cause).
 fn refinable(r: Reason) -> bool {
-    matches!(r, Reason::SecurityError | Reason::SystemError | Reason::NetworkError | Reason::SyntaxError | Reason::Expired | Reason::ContentError | Reason::NotAccept)
+    matches!(
+        r,
+        Reason::SecurityError
+            | Reason::SystemError
+            | Reason::NetworkError
+            | Reason::SyntaxError
+            | Reason::Expired
+            | Reason::ContentError
+            | Reason::NotAccept
+    )
 }
 
 /// The first reason whose phrases the text contains.
@@ -744,7 +813,16 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
         // An unknown user is the address: a 5.1.1-like status whose text names no other
         // cause, or a "user unknown" answered to RCPT TO.
         Reason::UserUnknown => match by_status {
-            Some(Reason::UserUnknown) => ![Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept].iter().any(|r| says(*r, text)),
+            Some(Reason::UserUnknown) => ![
+                Reason::NoRelaying,
+                Reason::Blocked,
+                Reason::MailboxFull,
+                Reason::HasMoved,
+                Reason::Rejected,
+                Reason::NotAccept,
+            ]
+            .iter()
+            .any(|r| says(*r, text)),
             // Without a 5.1.x status or an RCPT TO, "user unknown" is what filters answer too
             // (Japanese carriers, gateways after DATA): Sisimai's `filtered`, and so here.
             _ => (command == Some("RCPT") && says(Reason::UserUnknown, text)) || says_for_sure(text),
@@ -775,7 +853,8 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     let text = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     // Multi-line replies repeat their codes on every line ("550-5.7.1 … 550-5.7.1 …"): the
     // repeats inside the text go, so phrases split over lines read whole.
-    static REPEAT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" [245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?").unwrap());
+    static REPEAT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r" [245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?").unwrap());
     let text = match text.find(' ') {
         Some(i) => format!("{}{}", &text[..i], REPEAT.replace_all(&text[i..], " ")),
         None => text,
@@ -807,7 +886,10 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
         return Reason::NetworkError;
     }
     // Failed (not delayed) on a temporary status: the MTA gave up retrying — expired.
-    if class == Some('4') && action.as_deref() == Some("failed") && matches!(r, Reason::SystemError | Reason::OnHold | Reason::Undefined) {
+    if class == Some('4')
+        && action.as_deref() == Some("failed")
+        && matches!(r, Reason::SystemError | Reason::OnHold | Reason::Undefined)
+    {
         return Reason::Expired;
     }
     r
@@ -829,7 +911,8 @@ pub fn severity(reason: Reason, status: Option<&str>, action: Option<&str>) -> S
     if is_hard(reason, status) {
         return Severity::Hard;
     }
-    let delayed = action.is_some_and(|a| a.trim().eq_ignore_ascii_case("delayed")) || (reason == Reason::Expired && status.is_some_and(|s| s.starts_with('4')));
+    let delayed = action.is_some_and(|a| a.trim().eq_ignore_ascii_case("delayed"))
+        || (reason == Reason::Expired && status.is_some_and(|s| s.starts_with('4')));
     if delayed { Severity::Delayed } else { Severity::Soft }
 }
 
@@ -837,14 +920,23 @@ pub fn severity(reason: Reason, status: Option<&str>, action: Option<&str>) -> S
 /// (anyone can forge one, and backscatter names strangers); a hard bounce suppresses at once,
 /// soft ones once `soft_count` (this one included) reaches the limit; delays and delivery
 /// reports never do. Returns the suppression reason, or None.
-pub fn suppression(severity: Severity, reason: Reason, status: Option<&str>, soft_count: i64, soft_limit: i64, ours: bool) -> Option<String> {
+pub fn suppression(
+    severity: Severity,
+    reason: Reason,
+    status: Option<&str>,
+    soft_count: i64,
+    soft_limit: i64,
+    ours: bool,
+) -> Option<String> {
     if !ours || reason == Reason::Delivered {
         return None;
     }
     let code = status.map(|s| format!(" {s}")).unwrap_or_default();
     match severity {
         Severity::Hard => Some(format!("bounce: hard, {}{code}", reason.as_str())),
-        Severity::Soft if soft_count >= soft_limit => Some(format!("bounce: {soft_count} soft bounces, last {}{code}", reason.as_str())),
+        Severity::Soft if soft_count >= soft_limit => {
+            Some(format!("bounce: {soft_count} soft bounces, last {}{code}", reason.as_str()))
+        }
         _ => None,
     }
 }
@@ -859,24 +951,52 @@ mod tests {
 
     #[test]
     fn r_em_8_reason_from_status_code_and_text() {
-        assert_eq!(r(Some("5.1.1"), Some("550"), "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"), Reason::UserUnknown);
+        assert_eq!(
+            r(Some("5.1.1"), Some("550"), "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"),
+            Reason::UserUnknown
+        );
         // "User unknown" is the address only with a 5.1.x status or at RCPT TO; after DATA
         // (or with nothing to tell) it is what filters answer.
-        let at = |command| reason(&Diagnosis { action: Some("failed"), status: Some("5.0.0"), reply_code: Some("550"), text: "550 5.0.0 <a@b.example>... User unknown", command });
+        let at = |command| {
+            reason(&Diagnosis {
+                action: Some("failed"),
+                status: Some("5.0.0"),
+                reply_code: Some("550"),
+                text: "550 5.0.0 <a@b.example>... User unknown",
+                command,
+            })
+        };
         assert_eq!(at(Some("RCPT")), Reason::UserUnknown);
         assert_eq!(at(Some("DATA")), Reason::Filtered);
         assert_eq!(at(None), Reason::Filtered);
-        assert_eq!(r(None, None, "The recipient name is not recognized"), Reason::UserUnknown, "a directory's answer is sure");
+        assert_eq!(
+            r(None, None, "The recipient name is not recognized"),
+            Reason::UserUnknown,
+            "a directory's answer is sure"
+        );
         assert_eq!(r(Some("5.1.1"), Some("550"), "550 5.1.1 mailbox full"), Reason::MailboxFull);
         assert_eq!(r(Some("5.2.2"), None, ""), Reason::MailboxFull);
         assert_eq!(r(Some("4.4.7"), None, ""), Reason::Expired);
-        assert_eq!(r(Some("5.7.1"), Some("554"), "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"), Reason::Blocked);
-        assert_eq!(r(Some("5.7.1"), Some("550"), "550 5.7.1 Message rejected as spam by Content Filtering"), Reason::SpamDetected);
+        assert_eq!(
+            r(
+                Some("5.7.1"),
+                Some("554"),
+                "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+            ),
+            Reason::Blocked
+        );
+        assert_eq!(
+            r(Some("5.7.1"), Some("550"), "550 5.7.1 Message rejected as spam by Content Filtering"),
+            Reason::SpamDetected
+        );
         assert_eq!(r(None, None, "Sorry, no mailbox here by that name. (#5.1.1)"), Reason::UserUnknown);
         assert_eq!(r(Some("5.1.2"), None, "Host or domain name not found"), Reason::HostUnknown);
         assert_eq!(r(Some("5.1.6"), None, ""), Reason::HasMoved);
         assert_eq!(r(None, Some("550"), ""), Reason::OnHold);
-        assert_eq!(reason(&Diagnosis { action: Some("delivered"), status: Some("2.0.0"), ..Default::default() }), Reason::Delivered);
+        assert_eq!(
+            reason(&Diagnosis { action: Some("delivered"), status: Some("2.0.0"), ..Default::default() }),
+            Reason::Delivered
+        );
     }
 
     #[test]
@@ -894,8 +1014,15 @@ mod tests {
 
     #[test]
     fn r_em_8_suppression_verdict() {
-        assert_eq!(suppression(Severity::Hard, Reason::UserUnknown, Some("5.1.1"), 0, 3, true).as_deref(), Some("bounce: hard, userunknown 5.1.1"));
-        assert_eq!(suppression(Severity::Hard, Reason::UserUnknown, Some("5.1.1"), 0, 3, false), None, "not our mail: never");
+        assert_eq!(
+            suppression(Severity::Hard, Reason::UserUnknown, Some("5.1.1"), 0, 3, true).as_deref(),
+            Some("bounce: hard, userunknown 5.1.1")
+        );
+        assert_eq!(
+            suppression(Severity::Hard, Reason::UserUnknown, Some("5.1.1"), 0, 3, false),
+            None,
+            "not our mail: never"
+        );
         assert_eq!(suppression(Severity::Soft, Reason::MailboxFull, None, 2, 3, true), None);
         assert!(suppression(Severity::Soft, Reason::MailboxFull, None, 3, 3, true).is_some());
         assert_eq!(suppression(Severity::Delayed, Reason::Expired, None, 9, 3, true), None);

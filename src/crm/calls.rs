@@ -121,7 +121,12 @@ pub struct CallContext {
 /// callback goes to the caller's own account manager — the enabled owner of the one record
 /// the number matched (`party_owner`) — else to the line's owner, else the extension's
 /// user; other calls to the extension's user, else the line owner.
-pub fn call_owner(inbound_missed: bool, party_owner: Option<Uuid>, line_owner: Option<Uuid>, extension_user: Option<Uuid>) -> Option<Uuid> {
+pub fn call_owner(
+    inbound_missed: bool,
+    party_owner: Option<Uuid>,
+    line_owner: Option<Uuid>,
+    extension_user: Option<Uuid>,
+) -> Option<Uuid> {
     if inbound_missed { party_owner.or(line_owner).or(extension_user) } else { extension_user.or(line_owner) }
 }
 
@@ -148,7 +153,13 @@ pub struct Closure {
 /// R-PBX-6: the open calls for the number that this call closes: every one that came to be
 /// before it, if it was answered, in either direction; 2 Made when we called, 4 Received
 /// when the customer got through.
-pub fn plan_closures(rec: &CallRecord, open: &[OpenCall], own: Option<Uuid>, tz: Tz, now: DateTime<Utc>) -> Vec<Closure> {
+pub fn plan_closures(
+    rec: &CallRecord,
+    open: &[OpenCall],
+    own: Option<Uuid>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Vec<Closure> {
     if !rec.answered() || rec.direction == Direction::Internal || rec.external.e164().is_none() {
         return Vec::new();
     }
@@ -216,7 +227,11 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
         return CallPlan::Skip("internal call".into());
     }
     let Some(owner) = ctx.owner else {
-        return CallPlan::Skip(format!("no owner: the DID {} has no configured line and extension {} no user", rec.did.as_deref().unwrap_or("-"), rec.extension.as_deref().unwrap_or("-")));
+        return CallPlan::Skip(format!(
+            "no owner: the DID {} has no configured line and extension {} no user",
+            rec.did.as_deref().unwrap_or("-"),
+            rec.extension.as_deref().unwrap_or("-")
+        ));
     };
     let inbound = rec.direction == Direction::Inbound;
     let number = rec.number_text();
@@ -243,7 +258,12 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
                     leadsourcecode: Some(ctx.lead_source),
                     leadqualitycode: 2,
                     campaignid: line.wave.map(|w| w.campaign_id),
-                    description: Some(format!("Created from {} call {} to {}.", rec.provider, rec.call_id, rec.did.as_deref().unwrap_or("-"))),
+                    description: Some(format!(
+                        "Created from {} call {} to {}.",
+                        rec.provider,
+                        rec.call_id,
+                        rec.did.as_deref().unwrap_or("-")
+                    )),
                     ..Default::default()
                 }
                 .stamped(line.owner, EntityKind::Systemuser, t, None),
@@ -256,7 +276,9 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
     // R-PBX-2 / R-PBX-3: the activity and its state.
     let missed = inbound && !rec.answered();
     let callable = e164.is_some();
-    let is_callback = missed && callable && ctx.open_callback.is_none_or(|id| ctx.existing.as_ref().is_some_and(|e| e.activityid == id));
+    let is_callback = missed
+        && callable
+        && ctx.open_callback.is_none_or(|id| ctx.existing.as_ref().is_some_and(|e| e.activityid == id));
     let (statecode, statuscode) = match (inbound, rec.answered(), is_callback) {
         (_, _, true) => (0, 1),
         (true, _, false) => (1, 4),
@@ -295,7 +317,10 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
         if let Some(id) = ctx.open_callback {
             notes.push(format!("A callback for this number is already open: {id}."));
             let at = rec.started_at.or(rec.ended_at).unwrap_or(t).with_timezone(&ctx.tz);
-            note_on = Some((id, format!("Missed again at {} (call {} via {}).", at.format("%Y-%m-%d %H:%M"), rec.call_id, rec.provider)));
+            note_on = Some((
+                id,
+                format!("Missed again at {} (call {} via {}).", at.format("%Y-%m-%d %H:%M"), rec.call_id, rec.provider),
+            ));
         }
     }
     if let MatchOutcome::Ambiguous(c) = &ctx.party {
@@ -351,8 +376,16 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
     }
 
     // activityparty: the customer side (record or raw number) and the owner.
-    let customer = ActivityParty { participationtypemask: if inbound { 1 } else { 2 }, party: party.or(regarding), addressused: Some(e164.clone().unwrap_or(number.clone())) };
-    let user = ActivityParty { participationtypemask: if inbound { 2 } else { 1 }, party: Some(EntityRef::new(EntityKind::Systemuser, owner)), addressused: rec.extension.clone() };
+    let customer = ActivityParty {
+        participationtypemask: if inbound { 1 } else { 2 },
+        party: party.or(regarding),
+        addressused: Some(e164.clone().unwrap_or(number.clone())),
+    };
+    let user = ActivityParty {
+        participationtypemask: if inbound { 2 } else { 1 },
+        party: Some(EntityRef::new(EntityKind::Systemuser, owner)),
+        addressused: rec.extension.clone(),
+    };
     let parties = vec![customer, user];
 
     // R-PBX-4 + R-RS-2/3: a response for a tracking number, once per caller per wave.
@@ -442,7 +475,11 @@ mod tests {
     fn line(create_leads: bool, wave: bool) -> LineInfo {
         LineInfo {
             owner: Uuid::from_u128(2),
-            wave: wave.then_some(WaveRef { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) }),
+            wave: wave.then_some(WaveRef {
+                activity_id: Uuid::from_u128(50),
+                campaign_id: Uuid::from_u128(51),
+                owner: Uuid::from_u128(3),
+            }),
             create_leads,
             min_answered_secs: 10,
             lead_subject: "Call to the main line".into(),
@@ -459,14 +496,18 @@ mod tests {
     #[test]
     fn r_pbx_2_answered_calls_are_completed_received_or_made() {
         let known = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Answered, "8 916 123-45-67", 61), &ctx(None, known.clone())));
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Answered, "8 916 123-45-67", 61),
+            &ctx(None, known.clone()),
+        ));
         assert_eq!((w.activity.statecode, w.activity.statuscode), (1, 4));
         assert_eq!(w.activity.actualdurationminutes, Some(2));
         assert_eq!(w.activity.phonenumber.as_deref(), Some("+79161234567"));
         assert_eq!(w.activity.directioncode, Some(false));
         assert_eq!(w.activity.regardingobjectid, Some(Uuid::from_u128(7)));
         assert!(w.lead.is_none());
-        let w = apply(plan_call(&rec(Direction::Outbound, Disposition::Answered, "+79161234567", 30), &ctx(None, known)));
+        let w =
+            apply(plan_call(&rec(Direction::Outbound, Disposition::Answered, "+79161234567", 30), &ctx(None, known)));
         assert_eq!((w.activity.statecode, w.activity.statuscode), (1, 2));
         assert_eq!(w.activity.directioncode, Some(true));
     }
@@ -479,7 +520,10 @@ mod tests {
         assert_eq!(w.activity.scheduledend, Some(r.ended_at.unwrap() + Duration::hours(2)));
         assert!(w.lead.is_none(), "a missed call makes no lead");
         // Withheld numbers cannot be called back.
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Missed, "anonymous", 0), &ctx(None, MatchOutcome::None)));
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Missed, "anonymous", 0),
+            &ctx(None, MatchOutcome::None),
+        ));
         assert_eq!(w.activity.statecode, 1);
         assert!(w.activity.scheduledend.is_none());
         // A second miss while a callback is open makes no second callback.
@@ -489,13 +533,19 @@ mod tests {
         assert_eq!(w.activity.statecode, 1);
         assert!(w.activity.description.unwrap().contains("already open"));
         // An outbound call nobody answered is no callback.
-        let w = apply(plan_call(&rec(Direction::Outbound, Disposition::Busy, "+79161234567", 0), &ctx(None, MatchOutcome::None)));
+        let w = apply(plan_call(
+            &rec(Direction::Outbound, Disposition::Busy, "+79161234567", 0),
+            &ctx(None, MatchOutcome::None),
+        ));
         assert_eq!((w.activity.statecode, w.activity.statuscode), (1, 2));
     }
 
     #[test]
     fn r_pbx_5_lead_only_for_answered_long_unknown_real_numbers() {
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30), &ctx(Some(line(true, false)), MatchOutcome::None)));
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30),
+            &ctx(Some(line(true, false)), MatchOutcome::None),
+        ));
         let lead = w.lead.unwrap();
         assert_eq!(lead.lastname, "Caller +79161234567");
         assert_eq!(lead.telephone1.as_deref(), Some("+79161234567"));
@@ -503,22 +553,41 @@ mod tests {
         assert_eq!(w.activity.regardingobjectid, Some(lead.leadid));
         for (r, l, why) in [
             (rec(Direction::Inbound, Disposition::Answered, "+79161234567", 5), line(true, false), "too short"),
-            (rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30), line(false, false), "line makes no leads"),
+            (
+                rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30),
+                line(false, false),
+                "line makes no leads",
+            ),
             (rec(Direction::Inbound, Disposition::Answered, "anonymous", 30), line(true, false), "withheld"),
             (rec(Direction::Outbound, Disposition::Answered, "+79161234567", 30), line(true, false), "outbound"),
         ] {
             assert!(apply(plan_call(&r, &ctx(Some(l), MatchOutcome::None))).lead.is_none(), "{why}");
         }
-        let amb = MatchOutcome::Ambiguous(vec![EntityRef::new(EntityKind::Contact, Uuid::from_u128(1)), EntityRef::new(EntityKind::Lead, Uuid::from_u128(2))]);
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30), &ctx(Some(line(true, false)), amb)));
+        let amb = MatchOutcome::Ambiguous(vec![
+            EntityRef::new(EntityKind::Contact, Uuid::from_u128(1)),
+            EntityRef::new(EntityKind::Lead, Uuid::from_u128(2)),
+        ]);
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30),
+            &ctx(Some(line(true, false)), amb),
+        ));
         assert!(w.lead.is_none() && w.activity.regardingobjectid.is_none(), "ambiguous: no guess, no lead");
-        assert!(matches!(plan_call(&rec(Direction::Inbound, Disposition::Answered, "102", 30), &ctx(None, MatchOutcome::None)), CallPlan::Skip(_)), "extensions are internal");
+        assert!(
+            matches!(
+                plan_call(&rec(Direction::Inbound, Disposition::Answered, "102", 30), &ctx(None, MatchOutcome::None)),
+                CallPlan::Skip(_)
+            ),
+            "extensions are internal"
+        );
     }
 
     #[test]
     fn r_pbx_4_tracking_number_makes_one_response_per_caller_per_wave() {
         let known = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30), &ctx(Some(line(true, true)), known)));
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30),
+            &ctx(Some(line(true, true)), known),
+        ));
         let r = w.response.unwrap();
         assert_eq!((r.regardingobjectid, r.campaignactivityid), (Uuid::from_u128(51), Some(Uuid::from_u128(50))));
         assert_eq!((r.channeltypecode, r.responsecode, r.statecode), (Some(2), 1, 0));
@@ -526,13 +595,18 @@ mod tests {
         assert_eq!(r.customerid, Some(Uuid::from_u128(7)));
         assert_eq!(r.ownerid, Uuid::from_u128(3), "owned by the wave owner");
         // An unknown caller: the lead comes through the response, converted (R-RS-3).
-        let w = apply(plan_call(&rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30), &ctx(Some(line(true, true)), MatchOutcome::None)));
+        let w = apply(plan_call(
+            &rec(Direction::Inbound, Disposition::Answered, "+79161234567", 30),
+            &ctx(Some(line(true, true)), MatchOutcome::None),
+        ));
         let (lead, r) = (w.lead.unwrap(), w.response.unwrap());
         assert_eq!((r.customerid, r.statecode), (Some(lead.leadid), 1));
         assert_eq!((lead.relatedobjectid, lead.campaignid), (Some(r.activityid), Some(Uuid::from_u128(51))));
         let mut c = ctx(Some(line(true, true)), MatchOutcome::None);
         c.response_exists = true;
-        assert!(apply(plan_call(&rec(Direction::Inbound, Disposition::Missed, "+79161234567", 0), &c)).response.is_none());
+        assert!(
+            apply(plan_call(&rec(Direction::Inbound, Disposition::Missed, "+79161234567", 0), &c)).response.is_none()
+        );
     }
 
     #[test]
@@ -556,7 +630,8 @@ mod tests {
 
     #[test]
     fn r_pbx_3_revised_the_callback_goes_to_the_account_manager() {
-        let (manager, line_owner, ext) = (Some(Uuid::from_u128(70)), Some(Uuid::from_u128(71)), Some(Uuid::from_u128(72)));
+        let (manager, line_owner, ext) =
+            (Some(Uuid::from_u128(70)), Some(Uuid::from_u128(71)), Some(Uuid::from_u128(72)));
         assert_eq!(call_owner(true, manager, line_owner, ext), manager);
         assert_eq!(call_owner(true, None, line_owner, ext), line_owner);
         assert_eq!(call_owner(true, None, None, ext), ext);
@@ -583,7 +658,9 @@ mod tests {
         let inbound = rec(Direction::Inbound, Disposition::Answered, "+79161234567", 40);
         assert_eq!(apply(plan_call(&inbound, &c)).closes[0].statuscode, 4);
         // A call that was not answered, or came before the callback existed, closes nothing.
-        assert!(apply(plan_call(&rec(Direction::Outbound, Disposition::Missed, "+79161234567", 0), &c)).closes.is_empty());
+        assert!(
+            apply(plan_call(&rec(Direction::Outbound, Disposition::Missed, "+79161234567", 0), &c)).closes.is_empty()
+        );
         c.open_calls = vec![OpenCall { since: back.started_at.unwrap() + Duration::minutes(1), ..cb }];
         assert!(apply(plan_call(&back, &c)).closes.is_empty());
         // The call's own activity is never closed by itself.

@@ -24,12 +24,19 @@ pub fn check_status_change(from: i32, to: i32) -> Result<(), RuleError> {
             | (LAUNCHED, SUSPENDED)
             | (SUSPENDED, LAUNCHED)
     ) || from == to;
-    if ok { Ok(()) } else { refuse("§2.7", "invalid_campaign_transition", format!("campaign status {from} cannot change to {to}")) }
+    if ok {
+        Ok(())
+    } else {
+        refuse("§2.7", "invalid_campaign_transition", format!("campaign status {from} cannot change to {to}"))
+    }
 }
 
 /// R-WV-6: (totalcampaignactivityactualcost, totalactualcost) from the activities' actual
 /// costs and the campaign's othercost.
-pub fn rollup(activity_costs: impl IntoIterator<Item = Option<Money>>, othercost: Option<Money>) -> Result<(Money, Money), RuleError> {
+pub fn rollup(
+    activity_costs: impl IntoIterator<Item = Option<Money>>,
+    othercost: Option<Money>,
+) -> Result<(Money, Money), RuleError> {
     let overflow = || RuleError::new("R-WV-6", "cost_overflow", "campaign cost total is out of range");
     let mut total = Money::ZERO;
     for c in activity_costs.into_iter().flatten() {
@@ -67,13 +74,21 @@ pub fn check_wave_preconditions(
     campaign_list_ids: &[uuid::Uuid],
 ) -> Result<(), RuleError> {
     if campaign.statecode != 0 || !matches!(campaign.statuscode, READY_TO_LAUNCH | LAUNCHED) {
-        return refuse("R-WV-1", "campaign_not_launched", "the campaign must be Active and Ready To Launch or Launched");
+        return refuse(
+            "R-WV-1",
+            "campaign_not_launched",
+            "the campaign must be Active and Ready To Launch or Launched",
+        );
     }
     if wave.statecode != 0 {
         return refuse("R-WV-1", "wave_not_open", "the campaign activity is not Open");
     }
     if !matches!(wave.channeltypecode, Some(7 | 8)) {
-        return refuse("R-WV-1", "wave_not_email", "only e-mail campaign activities (channel 7 or 8) are sent as waves");
+        return refuse(
+            "R-WV-1",
+            "wave_not_email",
+            "only e-mail campaign activities (channel 7 or 8) are sent as waves",
+        );
     }
     if targets.is_empty() {
         return refuse("R-WV-1", "wave_without_lists", "the campaign activity has no target list");
@@ -83,7 +98,11 @@ pub fn check_wave_preconditions(
             return refuse("R-WV-1", "list_inactive", format!("list '{}' is inactive", l.listname));
         }
         if !campaign_list_ids.contains(&l.listid) {
-            return refuse("R-WV-1", "list_not_in_campaign", format!("list '{}' is not linked to the campaign", l.listname));
+            return refuse(
+                "R-WV-1",
+                "list_not_in_campaign",
+                format!("list '{}' is not linked to the campaign", l.listname),
+            );
         }
     }
     Ok(())
@@ -93,7 +112,11 @@ pub fn check_wave_preconditions(
 /// Completed nor Canceled; only Active lists are linked.
 pub fn check_link_lists(campaign: &Campaign, lists: &[MarketingList]) -> Result<(), RuleError> {
     if campaign.statecode != 0 || matches!(campaign.statuscode, COMPLETED | CANCELED) {
-        return refuse("§2.7", "campaign_closed", "lists are linked to an active campaign that is not completed or canceled");
+        return refuse(
+            "§2.7",
+            "campaign_closed",
+            "lists are linked to an active campaign that is not completed or canceled",
+        );
     }
     if let Some(l) = lists.iter().find(|l| l.statecode != 0) {
         return refuse("§2.7", "list_inactive", format!("list '{}' is inactive", l.listname));
@@ -106,7 +129,11 @@ pub fn check_link_lists(campaign: &Campaign, lists: &[MarketingList]) -> Result<
 /// campaign activities that target it.
 pub fn check_unlink_list(list: &MarketingList, used_by: &[uuid::Uuid]) -> Result<(), RuleError> {
     match used_by.first() {
-        Some(w) => refuse("§2.8", "list_in_use", format!("list '{}' is a target of campaign activity {w}; remove it there first", list.listname)),
+        Some(w) => refuse(
+            "§2.8",
+            "list_in_use",
+            format!("list '{}' is a target of campaign activity {w}; remove it there first", list.listname),
+        ),
         None => Ok(()),
     }
 }
@@ -114,7 +141,12 @@ pub fn check_unlink_list(list: &MarketingList, used_by: &[uuid::Uuid]) -> Result
 /// §2.8 / R-WV-2: a campaign activity's target lists change while it is Open and its wave
 /// (if any) has not started: the member set is frozen at the start. Every new target must
 /// be one of the campaign's lists.
-pub fn check_target_lists(activity: &CampaignActivity, wave_started: bool, new_targets: &[MarketingList], campaign_list_ids: &[uuid::Uuid]) -> Result<(), RuleError> {
+pub fn check_target_lists(
+    activity: &CampaignActivity,
+    wave_started: bool,
+    new_targets: &[MarketingList],
+    campaign_list_ids: &[uuid::Uuid],
+) -> Result<(), RuleError> {
     if activity.statecode != 0 {
         return refuse("§2.8", "activity_closed", "closed and canceled campaign activities are read-only");
     }
@@ -122,7 +154,11 @@ pub fn check_target_lists(activity: &CampaignActivity, wave_started: bool, new_t
         return refuse("R-WV-2", "wave_already_started", "the wave has started: its member set is frozen");
     }
     if let Some(l) = new_targets.iter().find(|l| !campaign_list_ids.contains(&l.listid)) {
-        return refuse("§2.8", "list_not_in_campaign", format!("list '{}' is not linked to the campaign; link it to the campaign first", l.listname));
+        return refuse(
+            "§2.8",
+            "list_not_in_campaign",
+            format!("list '{}' is not linked to the campaign; link it to the campaign first", l.listname),
+        );
     }
     Ok(())
 }
@@ -151,7 +187,8 @@ mod tests {
         assert!(over_budget(&c));
         assert!(rollup([Some(Money(i64::MAX)), Some(Money(1))], None).is_err());
         // R-WV-6b: told once per crossing.
-        let under = Campaign { budgetedcost: Some(Money(13_000)), totalactualcost: Some(Money(12_000)), ..Default::default() };
+        let under =
+            Campaign { budgetedcost: Some(Money(13_000)), totalactualcost: Some(Money(12_000)), ..Default::default() };
         assert!(crossed_over_budget(&under, &c));
         assert!(!crossed_over_budget(&c, &c), "still over is no new crossing");
         assert!(!crossed_over_budget(&c, &under));
@@ -172,19 +209,34 @@ mod tests {
         assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[]).unwrap_err().code, "list_not_in_campaign");
         assert_eq!(check_wave_preconditions(&c, &w, &[], &[]).unwrap_err().code, "wave_without_lists");
         let phone = CampaignActivity { channeltypecode: Some(1), ..Default::default() };
-        assert_eq!(check_wave_preconditions(&c, &phone, &[list.clone()], &[list.listid]).unwrap_err().code, "wave_not_email");
+        assert_eq!(
+            check_wave_preconditions(&c, &phone, &[list.clone()], &[list.listid]).unwrap_err().code,
+            "wave_not_email"
+        );
         c.statuscode = PROPOSED;
-        assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).unwrap_err().code, "campaign_not_launched");
+        assert_eq!(
+            check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).unwrap_err().code,
+            "campaign_not_launched"
+        );
     }
 
     #[test]
     fn section_2_8_wave_lists_are_campaign_lists() {
-        let l1 = MarketingList { listid: uuid::Uuid::from_u128(1), listname: "Клиенты".into(), ..Default::default() };
-        let l2 = MarketingList { listid: uuid::Uuid::from_u128(2), listname: "Выставка".into(), ..Default::default() };
+        let l1 =
+            MarketingList { listid: uuid::Uuid::from_u128(1), listname: "Клиенты".into(), ..Default::default() };
+        let l2 = MarketingList {
+            listid: uuid::Uuid::from_u128(2), listname: "Выставка".into(), ..Default::default()
+        };
         let wave = CampaignActivity { channeltypecode: Some(7), ..Default::default() };
         assert!(check_target_lists(&wave, false, &[l1.clone()], &[l1.listid]).is_ok());
-        assert_eq!(check_target_lists(&wave, false, &[l2.clone()], &[l1.listid]).unwrap_err().code, "list_not_in_campaign");
-        assert_eq!(check_target_lists(&wave, true, &[l1.clone()], &[l1.listid]).unwrap_err().code, "wave_already_started");
+        assert_eq!(
+            check_target_lists(&wave, false, &[l2.clone()], &[l1.listid]).unwrap_err().code,
+            "list_not_in_campaign"
+        );
+        assert_eq!(
+            check_target_lists(&wave, true, &[l1.clone()], &[l1.listid]).unwrap_err().code,
+            "wave_already_started"
+        );
         let closed = CampaignActivity { statecode: 1, ..wave.clone() };
         assert_eq!(check_target_lists(&closed, false, &[], &[]).unwrap_err().code, "activity_closed");
         assert_eq!(check_unlink_list(&l1, &[uuid::Uuid::from_u128(9)]).unwrap_err().code, "list_in_use");
@@ -195,7 +247,10 @@ mod tests {
     fn section_2_7_lists_link_to_open_campaigns_only() {
         let l = MarketingList { listname: "L".into(), ..Default::default() };
         assert!(check_link_lists(&Campaign { statuscode: PROPOSED, ..Default::default() }, &[l.clone()]).is_ok());
-        assert_eq!(check_link_lists(&Campaign { statuscode: COMPLETED, ..Default::default() }, &[l.clone()]).unwrap_err().code, "campaign_closed");
+        assert_eq!(
+            check_link_lists(&Campaign { statuscode: COMPLETED, ..Default::default() }, &[l.clone()]).unwrap_err().code,
+            "campaign_closed"
+        );
         let inactive = MarketingList { statecode: 1, ..l };
         assert_eq!(check_link_lists(&Campaign::default(), &[inactive]).unwrap_err().code, "list_inactive");
     }

@@ -220,7 +220,11 @@ fn node(entity: EntityKind, v: &Value, path: &str, depth: usize, count: &mut usi
         if items.is_empty() {
             return Err(bad(&format!("{path}.{key}"), "must not be empty"));
         }
-        items.iter().enumerate().map(|(i, it)| node(entity, it, &format!("{path}.{key}[{i}]"), depth + 1, count)).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| node(entity, it, &format!("{path}.{key}[{i}]"), depth + 1, count))
+            .collect()
     };
     if obj.contains_key("all") {
         return Ok(Filter::All(group("all")?));
@@ -244,7 +248,8 @@ fn node(entity: EntityKind, v: &Value, path: &str, depth: usize, count: &mut usi
         return Err(bad(path, format!("more than {MAX_CONDITIONS} conditions")));
     }
     let name = obj.get("field").and_then(Value::as_str).ok_or_else(|| bad(&format!("{path}.field"), "missing"))?;
-    let field = field(entity, name).ok_or_else(|| bad(&format!("{path}.field"), format!("'{name}' is not a filterable {entity} field")))?;
+    let field = field(entity, name)
+        .ok_or_else(|| bad(&format!("{path}.field"), format!("'{name}' is not a filterable {entity} field")))?;
     let op_name = obj.get("op").and_then(Value::as_str).ok_or_else(|| bad(&format!("{path}.op"), "missing"))?;
     let op = Op::parse(op_name).ok_or_else(|| bad(&format!("{path}.op"), format!("unknown operator '{op_name}'")))?;
     if !op.allowed_for(field.ty) {
@@ -264,10 +269,19 @@ fn node(entity: EntityKind, v: &Value, path: &str, depth: usize, count: &mut usi
             if items.is_empty() || items.len() > MAX_IN_VALUES {
                 return Err(bad(&vpath, format!("expected 1..{MAX_IN_VALUES} values")));
             }
-            Operand::Many(items.iter().enumerate().map(|(i, it)| scalar(field, it, &format!("{vpath}[{i}]"))).collect::<Result<_, _>>()?)
+            Operand::Many(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| scalar(field, it, &format!("{vpath}[{i}]")))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         Op::LastDays | Op::OlderThanDays => {
-            let d = raw.and_then(Value::as_i64).filter(|d| (0..=36_500).contains(d)).ok_or_else(|| bad(&vpath, "expected a number of days 0..36500"))?;
+            let d = raw
+                .and_then(Value::as_i64)
+                .filter(|d| (0..=36_500).contains(d))
+                .ok_or_else(|| bad(&vpath, "expected a number of days 0..36500"))?;
             Operand::Days(d)
         }
         _ => Operand::One(scalar(field, raw.ok_or_else(|| bad(&vpath, "missing"))?, &vpath)?),
@@ -282,9 +296,14 @@ fn scalar(field: &FieldDef, v: &Value, path: &str) -> Result<Scalar, RuleError> 
         FieldType::Int => Scalar::Int(v.as_i64().ok_or_else(|| want("an integer"))?),
         FieldType::Bool => Scalar::Bool(v.as_bool().ok_or_else(|| want("true or false"))?),
         FieldType::Money => Scalar::Money(serde_json::from_value(v.clone()).map_err(|_| want("an amount"))?),
-        FieldType::Date => Scalar::Date(v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| want("a date YYYY-MM-DD"))?),
+        FieldType::Date => {
+            Scalar::Date(v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| want("a date YYYY-MM-DD"))?)
+        }
         FieldType::Instant => Scalar::Instant(
-            v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc)).ok_or_else(|| want("an RFC 3339 time"))?,
+            v.as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| want("an RFC 3339 time"))?,
         ),
         FieldType::Uuid => Scalar::Uuid(v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| want("a UUID"))?),
     })
@@ -298,33 +317,49 @@ mod tests {
     #[test]
     fn seed_001_financial_and_revenue_filter_parses() {
         // SEED 001: industry = Financial AND annual revenue > 1,000,000.
-        let c = parse(EntityKind::Lead, &json!({"all": [
-            {"field": "industrycode", "op": "eq", "value": 16},
-            {"field": "revenue", "op": "gt", "value": 1000000}
-        ]}))
+        let c = parse(
+            EntityKind::Lead,
+            &json!({"all": [
+                {"field": "industrycode", "op": "eq", "value": 16},
+                {"field": "revenue", "op": "gt", "value": 1000000}
+            ]}),
+        )
         .unwrap();
         let Filter::All(items) = c.filter else { panic!() };
         assert_eq!(items.len(), 2);
-        assert_eq!(items[1], Filter::Cond(Condition { field: field(EntityKind::Lead, "revenue").unwrap(), op: Op::Gt, value: Operand::One(Scalar::Money(Money(100_000_000))) }));
+        assert_eq!(
+            items[1],
+            Filter::Cond(Condition {
+                field: field(EntityKind::Lead, "revenue").unwrap(),
+                op: Op::Gt,
+                value: Operand::One(Scalar::Money(Money(100_000_000)))
+            })
+        );
     }
 
     #[test]
     fn unknown_field_and_operator_are_named_with_their_path() {
-        let e = parse(EntityKind::Contact, &json!({"all": [{"field": "revenue", "op": "gt", "value": 1}]})).unwrap_err();
+        let e =
+            parse(EntityKind::Contact, &json!({"all": [{"field": "revenue", "op": "gt", "value": 1}]})).unwrap_err();
         assert!(e.message.contains("query.all[0].field") && e.message.contains("revenue"), "{}", e.message);
-        let e = parse(EntityKind::Contact, &json!({"any": [{"field": "lastname", "op": "regex", "value": "x"}]})).unwrap_err();
+        let e = parse(EntityKind::Contact, &json!({"any": [{"field": "lastname", "op": "regex", "value": "x"}]}))
+            .unwrap_err();
         assert!(e.message.contains("query.any[0].op") && e.message.contains("regex"), "{}", e.message);
         let e = parse(EntityKind::Contact, &json!({"field": "lastname", "op": "gt", "value": "x"})).unwrap_err();
         assert!(e.message.contains("does not apply"), "{}", e.message);
-        let e = parse(EntityKind::Lead, &json!({"field": "industrycode", "op": "eq", "value": "16; DROP TABLE lead"})).unwrap_err();
+        let e = parse(EntityKind::Lead, &json!({"field": "industrycode", "op": "eq", "value": "16; DROP TABLE lead"}))
+            .unwrap_err();
         assert!(e.message.contains("expects an integer"), "{}", e.message);
-        let e = parse(EntityKind::Lead, &json!({"field": "subject", "op": "eq", "value": "x", "sql": "1=1"})).unwrap_err();
+        let e =
+            parse(EntityKind::Lead, &json!({"field": "subject", "op": "eq", "value": "x", "sql": "1=1"})).unwrap_err();
         assert!(e.message.contains("query.sql"), "{}", e.message);
     }
 
     #[test]
     fn sql_looking_text_is_just_a_value() {
-        let c = parse(EntityKind::Lead, &json!({"field": "subject", "op": "contains", "value": "'; DROP TABLE lead; --"})).unwrap();
+        let c =
+            parse(EntityKind::Lead, &json!({"field": "subject", "op": "contains", "value": "'; DROP TABLE lead; --"}))
+                .unwrap();
         assert!(matches!(c.filter, Filter::Cond(Condition { value: Operand::One(Scalar::Text(_)), .. })));
     }
 

@@ -503,9 +503,19 @@ mod tests {
     #[test]
     fn stamped_takes_the_state_model_of_the_record_type() {
         let t = DateTime::<Utc>::from_timestamp(0, 0).unwrap();
-        let call = Activity { activitytypecode: EntityKind::Phonecall, ..Default::default() }.stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
+        let call = Activity { activitytypecode: EntityKind::Phonecall, ..Default::default() }.stamped(
+            Uuid::nil(),
+            EntityKind::Systemuser,
+            t,
+            None,
+        );
         assert_eq!((call.statecode, call.statuscode), (0, 1), "phonecall Open");
-        let task = Activity { activitytypecode: EntityKind::Task, ..Default::default() }.stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
+        let task = Activity { activitytypecode: EntityKind::Task, ..Default::default() }.stamped(
+            Uuid::nil(),
+            EntityKind::Systemuser,
+            t,
+            None,
+        );
         assert_eq!(task.statuscode, 2, "task Not Started");
         let lead = Lead::default().stamped(Uuid::nil(), EntityKind::Systemuser, t, None);
         assert_eq!((lead.statuscode, lead.versionnumber), (1, 1));

@@ -137,7 +137,8 @@ pub struct ParsedMail {
 /// Normalises a Message-ID: no angle brackets, no whitespace. The id is case-sensitive
 /// (RFC 5322 treats it as an opaque token), so case is kept.
 pub fn normalize_message_id(raw: &str) -> Option<String> {
-    let s: String = raw.trim().trim_start_matches('<').trim_end_matches('>').chars().filter(|c| !c.is_whitespace()).collect();
+    let s: String =
+        raw.trim().trim_start_matches('<').trim_end_matches('>').chars().filter(|c| !c.is_whitespace()).collect();
     (!s.is_empty() && s.len() <= 995).then_some(s)
 }
 /// The first line a person wrote: skips blank lines, quotes and the "On … wrote:" line.
@@ -147,8 +148,9 @@ pub fn first_line(text: &str) -> &str {
 
 /// Removes `Re:`, `Fwd:`, `Отв:`, `AW:`, … prefixes (repeated, any case) and list tags.
 pub fn strip_reply_prefixes(subject: &str) -> &str {
-    static PREFIX: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?i)^\s*(?:(?:re|fwd?|fw|aw|wg|sv|vs|antw|отв|ответ|пер|переслано|відп|вiдп|рн)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+").unwrap());
+    static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^\s*(?:(?:re|fwd?|fw|aw|wg|sv|vs|antw|отв|ответ|пер|переслано|відп|вiдп|рн)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+").unwrap()
+    });
     let s = subject.trim();
     match PREFIX.find(s) {
         Some(m) => s[m.end()..].trim(),
@@ -165,11 +167,18 @@ pub fn strip_reply_prefixes(subject: &str) -> &str {
 /// ("Re: Stop overpaying for freight") says nothing about the reader's wish.
 pub fn is_unsubscribe_text(subject: &str, original: Option<&str>, text: &str, keywords: &[String]) -> bool {
     let check = |line: &str| {
-        let words: Vec<String> = line.split(|c: char| !c.is_alphanumeric() && c != '-').filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect();
+        let words: Vec<String> = line
+            .split(|c: char| !c.is_alphanumeric() && c != '-')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.to_lowercase())
+            .collect();
         !words.is_empty() && words.len() <= 6 && keywords.iter().any(|k| words.iter().any(|w| w == &k.to_lowercase()))
     };
     let own = strip_reply_prefixes(subject);
-    let repeated = original.is_some_and(|o| strip_reply_prefixes(o).eq_ignore_ascii_case(own) || own.to_lowercase().contains(&strip_reply_prefixes(o).to_lowercase()));
+    let repeated = original.is_some_and(|o| {
+        strip_reply_prefixes(o).eq_ignore_ascii_case(own)
+            || own.to_lowercase().contains(&strip_reply_prefixes(o).to_lowercase())
+    });
     (!repeated && check(own)) || check(first_line(text))
 }
 
@@ -179,7 +188,9 @@ pub fn hits_unsubscribe_address(recipients: &[String], mailto: &str) -> bool {
     let Some((l, d)) = mailto.trim().rsplit_once('@') else { return false };
     recipients.iter().any(|r| {
         let Some((rl, rd)) = r.rsplit_once('@') else { return false };
-        rd.eq_ignore_ascii_case(d) && (rl.eq_ignore_ascii_case(l) || rl.to_ascii_lowercase().starts_with(&format!("{}+", l.to_ascii_lowercase())))
+        rd.eq_ignore_ascii_case(d)
+            && (rl.eq_ignore_ascii_case(l)
+                || rl.to_ascii_lowercase().starts_with(&format!("{}+", l.to_ascii_lowercase())))
     })
 }
 
@@ -193,9 +204,19 @@ mod tests {
         assert!(is_unsubscribe_text("Re: News", Some("News"), "Отписаться, пожалуйста\n\n> quoted", &kw));
         assert!(is_unsubscribe_text("Re: STOP", Some("November news"), "", &kw));
         assert!(is_unsubscribe_text("Відписатися", None, "", &kw));
-        assert!(!is_unsubscribe_text("Re: News", Some("News"), "I can't stop thinking about your offer, please send me the price list today", &kw));
+        assert!(!is_unsubscribe_text(
+            "Re: News",
+            Some("News"),
+            "I can't stop thinking about your offer, please send me the price list today",
+            &kw
+        ));
         // A wave titled with a keyword: replies repeating its subject are not unsubscribes.
-        assert!(!is_unsubscribe_text("Re: Stop overpaying for freight", Some("Stop overpaying for freight"), "Yes, send me the price list", &kw));
+        assert!(!is_unsubscribe_text(
+            "Re: Stop overpaying for freight",
+            Some("Stop overpaying for freight"),
+            "Yes, send me the price list",
+            &kw
+        ));
         assert!(hits_unsubscribe_address(&["Unsubscribe+abc@News.Example.com".into()], "unsubscribe@news.example.com"));
         assert!(!hits_unsubscribe_address(&["sales@news.example.com".into()], "unsubscribe@news.example.com"));
     }

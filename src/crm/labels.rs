@@ -39,10 +39,36 @@ pub fn picklist(table: &str, col: &str, code: i64) -> Option<&'static str> {
     let pick = |opts: &[(i32, &'static str)]| opts.iter().find(|(k, _)| *k == c).map(|(_, v)| *v);
     match (table, col) {
         (_, "statecode") => kind_of(table).and_then(|k| state::model(k).iter().find(|d| d.code == c).map(|d| d.name)),
-        ("lead", "statuscode") => pick(&[(1, "New"), (2, "Contacted"), (3, "Qualified"), (4, "Lost"), (5, "Cannot Contact"), (6, "No Longer Interested"), (7, "Canceled")]),
-        ("opportunity", "statuscode") => pick(&[(1, "In Progress"), (2, "On Hold"), (3, "Won"), (4, "Canceled"), (5, "Out-Sold")]),
-        ("campaign", "statuscode") => pick(&[(0, "Proposed"), (1, "Ready To Launch"), (2, "Launched"), (3, "Completed"), (4, "Canceled"), (5, "Suspended"), (6, "Inactive")]),
-        ("campaignactivity", "statuscode") => pick(&[(0, "In Progress"), (1, "Proposed"), (2, "Closed"), (3, "Canceled"), (4, "Pending"), (5, "System Aborted"), (6, "Completed")]),
+        ("lead", "statuscode") => pick(&[
+            (1, "New"),
+            (2, "Contacted"),
+            (3, "Qualified"),
+            (4, "Lost"),
+            (5, "Cannot Contact"),
+            (6, "No Longer Interested"),
+            (7, "Canceled"),
+        ]),
+        ("opportunity", "statuscode") => {
+            pick(&[(1, "In Progress"), (2, "On Hold"), (3, "Won"), (4, "Canceled"), (5, "Out-Sold")])
+        }
+        ("campaign", "statuscode") => pick(&[
+            (0, "Proposed"),
+            (1, "Ready To Launch"),
+            (2, "Launched"),
+            (3, "Completed"),
+            (4, "Canceled"),
+            (5, "Suspended"),
+            (6, "Inactive"),
+        ]),
+        ("campaignactivity", "statuscode") => pick(&[
+            (0, "In Progress"),
+            (1, "Proposed"),
+            (2, "Closed"),
+            (3, "Canceled"),
+            (4, "Pending"),
+            (5, "System Aborted"),
+            (6, "Completed"),
+        ]),
         ("campaignresponse", "statuscode") => pick(&[(1, "Open"), (2, "Closed"), (3, "Canceled")]),
         ("lead", "leadsourcecode") => pick(&[
             (1, "Advertisement"),
@@ -58,9 +84,13 @@ pub fn picklist(table: &str, col: &str, code: i64) -> Option<&'static str> {
             (100_000_000, "E-mail"),
             (100_000_001, "Phone call"),
         ]),
-        ("lead", "leadqualitycode") | ("opportunity", "opportunityratingcode") => pick(&[(1, "Hot"), (2, "Warm"), (3, "Cold")]),
+        ("lead", "leadqualitycode") | ("opportunity", "opportunityratingcode") => {
+            pick(&[(1, "Hot"), (2, "Warm"), (3, "Cold")])
+        }
         ("opportunity", "salesstage") => pick(&[(0, "Qualify"), (1, "Develop"), (2, "Propose"), (3, "Close")]),
-        ("campaign", "typecode") => pick(&[(1, "Advertisement"), (2, "Direct Marketing"), (3, "Event"), (4, "Co-branding"), (5, "Other")]),
+        ("campaign", "typecode") => {
+            pick(&[(1, "Advertisement"), (2, "Direct Marketing"), (3, "Event"), (4, "Co-branding"), (5, "Other")])
+        }
         ("campaignactivity", "channeltypecode") => pick(&[
             (1, "Phone"),
             (2, "Appointment"),
@@ -82,8 +112,12 @@ pub fn picklist(table: &str, col: &str, code: i64) -> Option<&'static str> {
             (7, "Direct Follow-Up Contact"),
             (8, "Reminder Distribution"),
         ]),
-        ("campaignresponse", "responsecode") => pick(&[(1, "Interested"), (2, "Not Interested"), (3, "Do Not Send Marketing Materials"), (4, "Error")]),
-        ("campaignresponse", "channeltypecode") => pick(&[(1, "Email"), (2, "Phone"), (3, "Fax"), (4, "Letter"), (5, "Appointment"), (6, "Others")]),
+        ("campaignresponse", "responsecode") => {
+            pick(&[(1, "Interested"), (2, "Not Interested"), (3, "Do Not Send Marketing Materials"), (4, "Error")])
+        }
+        ("campaignresponse", "channeltypecode") => {
+            pick(&[(1, "Email"), (2, "Phone"), (3, "Fax"), (4, "Letter"), (5, "Appointment"), (6, "Others")])
+        }
         ("list", "createdfromcode") => pick(&[(1, "Account"), (2, "Contact"), (4, "Lead")]),
         (_, "prioritycode") => pick(&[(0, "Low"), (1, "Normal"), (2, "High")]),
         _ => None,

@@ -32,12 +32,20 @@ pub fn validate(lead: &Lead, custom_sources: &[i32]) -> Result<(), RuleError> {
     check_len("qualificationcomments", lead.qualificationcomments.as_deref(), 2000)?;
     check_len("description", lead.description.as_deref(), 2000)?;
     if !(1..=3).contains(&lead.leadqualitycode) {
-        return refuse("R-LD-4", "invalid_rating", format!("leadqualitycode {} is not 1 Hot, 2 Warm or 3 Cold", lead.leadqualitycode));
+        return refuse(
+            "R-LD-4",
+            "invalid_rating",
+            format!("leadqualitycode {} is not 1 Hot, 2 Warm or 3 Cold", lead.leadqualitycode),
+        );
     }
     if let Some(src) = lead.leadsourcecode {
         let ok = (1..=10).contains(&src) || (src >= 100_000_000 && custom_sources.contains(&src));
         if !ok {
-            return refuse("R-LD-4", "invalid_source", format!("leadsourcecode {src} is neither 1..10 nor a configured custom value"));
+            return refuse(
+                "R-LD-4",
+                "invalid_source",
+                format!("leadsourcecode {src} is neither 1..10 nor a configured custom value"),
+            );
         }
     }
     if let Some(code) = lead.industrycode {
@@ -65,7 +73,11 @@ pub fn check_update(before: &Lead, after: &Lead) -> Result<(), RuleError> {
         return refuse("R-LD-2", "lead_closed", "a closed lead is read-only; reactivate it first");
     }
     if after.statecode != before.statecode {
-        return refuse("R-LD-2", "state_change_not_allowed", "lead state changes only through qualify, disqualify or reactivate");
+        return refuse(
+            "R-LD-2",
+            "state_change_not_allowed",
+            "lead state changes only through qualify, disqualify or reactivate",
+        );
     }
     // Within Open, status moves freely between 1 New and 2 Contacted.
     super::state::resolve(EntityKind::Lead, OPEN, Some(after.statuscode)).map(|_| ())
@@ -183,29 +195,36 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
         match &facts.account_match {
             MatchOutcome::Unique(r) => Slot::Link(r.id),
             MatchOutcome::Ambiguous(c) => {
-                return Err(RuleError::new("R-DUP-3", "ambiguous_duplicate", "several existing accounts match this lead; link one with parentaccountid")
-                    .with_candidates(c.clone()));
+                return Err(RuleError::new(
+                    "R-DUP-3",
+                    "ambiguous_duplicate",
+                    "several existing accounts match this lead; link one with parentaccountid",
+                )
+                .with_candidates(c.clone()));
             }
             MatchOutcome::None => {
                 let Some(name) = lead.companyname.as_deref().filter(|n| account_name_key(n).is_some()) else {
                     return refuse("§3.1", "companyname_required", "companyname is required to create an account");
                 };
-                Slot::Create(Account {
-                    accountid: facts.new_ids[0],
-                    name: name.trim().to_string(),
-                    emailaddress1: lead.emailaddress1.clone(),
-                    telephone1: lead.telephone1.clone(),
-                    fax: lead.fax.clone(),
-                    address1_line1: lead.address1_line1.clone(),
-                    address1_city: lead.address1_city.clone(),
-                    address1_postalcode: lead.address1_postalcode.clone(),
-                    address1_country: lead.address1_country.clone(),
-                    industrycode: lead.industrycode,
-                    revenue: lead.revenue,
-                    numberofemployees: lead.numberofemployees,
-                    originatingleadid: Some(lead.leadid),
-                    ..Default::default()
-                }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
+                Slot::Create(
+                    Account {
+                        accountid: facts.new_ids[0],
+                        name: name.trim().to_string(),
+                        emailaddress1: lead.emailaddress1.clone(),
+                        telephone1: lead.telephone1.clone(),
+                        fax: lead.fax.clone(),
+                        address1_line1: lead.address1_line1.clone(),
+                        address1_city: lead.address1_city.clone(),
+                        address1_postalcode: lead.address1_postalcode.clone(),
+                        address1_country: lead.address1_country.clone(),
+                        industrycode: lead.industrycode,
+                        revenue: lead.revenue,
+                        numberofemployees: lead.numberofemployees,
+                        originatingleadid: Some(lead.leadid),
+                        ..Default::default()
+                    }
+                    .stamped(lead.ownerid, lead.owneridtype, now, facts.actor),
+                )
             }
         }
     };
@@ -223,11 +242,15 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
         match &facts.contact_match {
             MatchOutcome::Unique(r) => Slot::Link(r.id),
             MatchOutcome::Ambiguous(c) => {
-                return Err(RuleError::new("R-DUP-3", "ambiguous_duplicate", "several existing contacts match this lead; link one with parentcontactid")
-                    .with_candidates(c.clone()));
+                return Err(RuleError::new(
+                    "R-DUP-3",
+                    "ambiguous_duplicate",
+                    "several existing contacts match this lead; link one with parentcontactid",
+                )
+                .with_candidates(c.clone()));
             }
-            MatchOutcome::None => {
-                Slot::Create(Contact {
+            MatchOutcome::None => Slot::Create(
+                Contact {
                     contactid: facts.new_ids[1],
                     firstname: lead.firstname.clone(),
                     lastname: lead.lastname.clone(),
@@ -243,8 +266,9 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
                     parentcustomeridtype: account_id.map(|_| EntityKind::Account),
                     originatingleadid: Some(lead.leadid),
                     ..Default::default()
-                }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
-            }
+                }
+                .stamped(lead.ownerid, lead.owneridtype, now, facts.actor),
+            ),
         }
     };
     let contact_id = contact.id(|c| c.contactid);
@@ -264,28 +288,37 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
             .or(account_id.map(|id| EntityRef::new(EntityKind::Account, id)))
             .or(contact_id.map(|id| EntityRef::new(EntityKind::Contact, id)));
         let Some(customer) = customer else {
-            return refuse("§3.1", "opportunity_customer_required", "an opportunity needs a customer: create or link an account or contact, or pass opportunity_customer");
+            return refuse(
+                "§3.1",
+                "opportunity_customer_required",
+                "an opportunity needs a customer: create or link an account or contact, or pass opportunity_customer",
+            );
         };
         if !matches!(customer.kind, EntityKind::Account | EntityKind::Contact) {
             return refuse("§3.1", "invalid_customer", "the opportunity customer must be an account or a contact");
         }
-        Some(Opportunity {
-            opportunityid: facts.new_ids[2],
-            name: lead.subject.clone(),
-            customerid: Some(customer.id),
-            customeridtype: Some(customer.kind),
-            parentaccountid: account_id,
-            parentcontactid: contact_id,
-            originatingleadid: Some(lead.leadid),
-            campaignid: params.source_campaign_id.or(lead.campaignid),
-            estimatedvalue: lead.estimatedamount,
-            estimatedclosedate: lead.estimatedclosedate,
-            purchasetimeframe: lead.purchasetimeframe,
-            budgetamount: lead.budgetamount,
-            opportunityratingcode: lead.leadqualitycode,
-            transactioncurrencyid: Some(params.opportunity_currency_id.clone().unwrap_or_else(|| facts.default_currency.clone())),
-            ..Default::default()
-        }.stamped(lead.ownerid, lead.owneridtype, now, facts.actor))
+        Some(
+            Opportunity {
+                opportunityid: facts.new_ids[2],
+                name: lead.subject.clone(),
+                customerid: Some(customer.id),
+                customeridtype: Some(customer.kind),
+                parentaccountid: account_id,
+                parentcontactid: contact_id,
+                originatingleadid: Some(lead.leadid),
+                campaignid: params.source_campaign_id.or(lead.campaignid),
+                estimatedvalue: lead.estimatedamount,
+                estimatedclosedate: lead.estimatedclosedate,
+                purchasetimeframe: lead.purchasetimeframe,
+                budgetamount: lead.budgetamount,
+                opportunityratingcode: lead.leadqualitycode,
+                transactioncurrencyid: Some(
+                    params.opportunity_currency_id.clone().unwrap_or_else(|| facts.default_currency.clone()),
+                ),
+                ..Default::default()
+            }
+            .stamped(lead.ownerid, lead.owneridtype, now, facts.actor),
+        )
     } else {
         None
     };
@@ -421,8 +454,12 @@ mod tests {
 
     #[test]
     fn r_dup_3_ambiguous_match_refuses_with_candidates() {
-        let c = vec![EntityRef::new(EntityKind::Account, Uuid::from_u128(1)), EntityRef::new(EntityKind::Account, Uuid::from_u128(2))];
-        let err = plan_qualify(&lead(), &all(), &facts(MatchOutcome::Ambiguous(c.clone()), MatchOutcome::None)).unwrap_err();
+        let c = vec![
+            EntityRef::new(EntityKind::Account, Uuid::from_u128(1)),
+            EntityRef::new(EntityKind::Account, Uuid::from_u128(2)),
+        ];
+        let err =
+            plan_qualify(&lead(), &all(), &facts(MatchOutcome::Ambiguous(c.clone()), MatchOutcome::None)).unwrap_err();
         assert_eq!((err.rule, err.code), ("R-DUP-3", "ambiguous_duplicate"));
         assert_eq!(err.candidates, c);
         // An explicit link on the lead resolves the ambiguity.
@@ -448,9 +485,15 @@ mod tests {
         let mut l = lead();
         l.statecode = DISQUALIFIED;
         l.statuscode = 4;
-        assert_eq!(plan_qualify(&l, &all(), &facts(MatchOutcome::None, MatchOutcome::None)).unwrap_err().code, "lead_not_open");
+        assert_eq!(
+            plan_qualify(&l, &all(), &facts(MatchOutcome::None, MatchOutcome::None)).unwrap_err().code,
+            "lead_not_open"
+        );
         let p = QualifyParams { status: Some(4), ..all() };
-        assert_eq!(plan_qualify(&lead(), &p, &facts(MatchOutcome::None, MatchOutcome::None)).unwrap_err().code, "invalid_status");
+        assert_eq!(
+            plan_qualify(&lead(), &p, &facts(MatchOutcome::None, MatchOutcome::None)).unwrap_err().code,
+            "invalid_status"
+        );
     }
 
     #[test]

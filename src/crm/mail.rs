@@ -10,11 +10,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::entities::{Activity, ActivityParty, CampaignResponse, Contact, Lead};
+use super::inbound::{Automated, FailedRecipient, ParsedMail, is_unsubscribe_text, strip_reply_prefixes};
 use super::matching::MatchOutcome;
 use super::normalize::EmailAddress;
 use super::response::{self, ConvertFacts, ConvertOption, ConvertPlan};
 use super::types::{EntityKind, EntityRef};
-use super::inbound::{Automated, FailedRecipient, ParsedMail, is_unsubscribe_text, strip_reply_prefixes};
 
 /// R-EM-6 (a).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,12 +156,23 @@ pub struct MailPlan {
 }
 
 /// An open task due now, regarding `regarding`, for `owner` (see `MailWrites::task`).
-fn follow_up(ctx: &MailContext, owner: Uuid, subject: String, regarding: Uuid, kind: EntityKind, about: EntityRef) -> Activity {
+fn follow_up(
+    ctx: &MailContext,
+    owner: Uuid,
+    subject: String,
+    regarding: Uuid,
+    kind: EntityKind,
+    about: EntityRef,
+) -> Activity {
     Activity {
         activityid: ctx.ids[3],
         activitytypecode: EntityKind::Task,
         subject: Some(subject.chars().take(200).collect()),
-        description: Some(format!("Created by inflow from an inbound e-mail about {} {}.", about.kind.as_str(), about.id)),
+        description: Some(format!(
+            "Created by inflow from an inbound e-mail about {} {}.",
+            about.kind.as_str(),
+            about.id
+        )),
         regardingobjectid: Some(regarding),
         regardingobjectidtype: Some(kind),
         scheduledend: Some(ctx.now),
@@ -185,9 +196,23 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     // anyone can forge a bounce, and backscatter names strangers.
     if let Some(b) = &mail.bounce {
         let ours = ctx.outbound.is_some();
-        let w = MailWrites { bounce: Some(BounceWrites { recipients: b.recipients.clone(), delivery: ctx.outbound.as_ref().map(|o| o.activity_id), ours }), ..Default::default() };
+        let w = MailWrites {
+            bounce: Some(BounceWrites {
+                recipients: b.recipients.clone(),
+                delivery: ctx.outbound.as_ref().map(|o| o.activity_id),
+                ours,
+            }),
+            ..Default::default()
+        };
         let who = b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", ");
-        let reason = if ours { format!("{} bounce for {who}", b.shape) } else { format!("{} bounce for {who} of mail we did not send (no correlation): counted, nothing suppressed", b.shape) };
+        let reason = if ours {
+            format!("{} bounce for {who}", b.shape)
+        } else {
+            format!(
+                "{} bounce for {who} of mail we did not send (no correlation): counted, nothing suppressed",
+                b.shape
+            )
+        };
         return MailPlan { class: "bounce", status: "processed", reason: Some(reason), writes: w };
     }
     // A spam complaint (ARF) about our mail: stop mailing the complainer.
@@ -198,34 +223,70 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         if let Some(a) = c.address.as_deref().and_then(|a| EmailAddress::parse(a).ok()).filter(|_| ours) {
             w.suppress.push((a.as_str().to_string(), format!("complaint: ARF {} report", c.feedback_type)));
         }
-        let reason = format!("{} complaint about {}{}", c.feedback_type, c.address.as_deref().unwrap_or("an unnamed recipient"), if ours { "" } else { " about mail we did not send: recorded only" });
+        let reason = format!(
+            "{} complaint about {}{}",
+            c.feedback_type,
+            c.address.as_deref().unwrap_or("an unnamed recipient"),
+            if ours { "" } else { " about mail we did not send: recorded only" }
+        );
         return MailPlan { class: "complaint", status: "processed", reason: Some(reason), writes: w };
     }
     if ctx.internal_sender {
         return skip("internal", "R-EM-4: the sender is a CRM user; nothing is created".into());
     }
     if let (Some(Automated::AutoReply(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
-        return MailPlan { class: "auto_reply", status: "processed", reason: Some(format!("auto-reply ({r}): recorded, never answered")), writes: MailWrites::default() };
+        return MailPlan {
+            class: "auto_reply",
+            status: "processed",
+            reason: Some(format!("auto-reply ({r}): recorded, never answered")),
+            writes: MailWrites::default(),
+        };
     }
     // A mail system's report naming no failure (a delivery or read receipt, a notice from a
     // mailer daemon): recorded, nothing created.
     if let (Some(Automated::Report(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
-        return MailPlan { class: "report", status: "processed", reason: Some(format!("report ({r}): recorded, nothing created")), writes: MailWrites::default() };
+        return MailPlan {
+            class: "report",
+            status: "processed",
+            reason: Some(format!("report ({r}): recorded, nothing created")),
+            writes: MailWrites::default(),
+        };
     }
     if ctx.recent_from_sender >= policy.sender_hourly_limit {
-        return skip("rate_limited", format!("{} records from {} in the last hour (limit {}): looks like a loop", ctx.recent_from_sender, addr.as_deref().unwrap_or("?"), policy.sender_hourly_limit));
+        return skip(
+            "rate_limited",
+            format!(
+                "{} records from {} in the last hour (limit {}): looks like a loop",
+                ctx.recent_from_sender,
+                addr.as_deref().unwrap_or("?"),
+                policy.sender_hourly_limit
+            ),
+        );
     }
     let party = ctx.party.unique().filter(|p| p.kind.is_party());
     let wave = ctx.outbound.as_ref().and_then(|o| o.wave);
 
     // R-OPT-3: a mailto hit always counts; a keyword reply counts when it answers a wave.
-    let keyword = wave.is_some() && is_unsubscribe_text(&mail.subject, ctx.outbound.as_ref().and_then(|o| o.subject.as_deref()), &mail.new_text, &policy.unsubscribe_keywords);
+    let keyword = wave.is_some()
+        && is_unsubscribe_text(
+            &mail.subject,
+            ctx.outbound.as_ref().and_then(|o| o.subject.as_deref()),
+            &mail.new_text,
+            &policy.unsubscribe_keywords,
+        );
     let unsubscribe = ctx.mailto_unsubscribe || keyword;
     let mut w = MailWrites::default();
     if unsubscribe && (ctx.mailto_unsubscribe || policy.auto_unsubscribe) {
         w.opt_out = party;
         if let Some(a) = &addr {
-            w.suppress.push((a.clone(), if ctx.mailto_unsubscribe { "unsubscribe: List-Unsubscribe mailto".into() } else { "unsubscribe: reply keyword".into() }));
+            w.suppress.push((
+                a.clone(),
+                if ctx.mailto_unsubscribe {
+                    "unsubscribe: List-Unsubscribe mailto".into()
+                } else {
+                    "unsubscribe: reply keyword".into()
+                },
+            ));
         }
     }
 
@@ -251,7 +312,8 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     // goes through the response) or for machine mail, suppressed or unsubscribing senders.
     let automated = mail.automated.is_some();
     let may_create = ctx.party == MatchOutcome::None && !automated && !ctx.suppressed && !unsubscribe && addr.is_some();
-    let (firstname, lastname) = super::person_name::split(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
+    let (firstname, lastname) =
+        super::person_name::split(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
     let subject_line = {
         let s: String = strip_reply_prefixes(&mail.subject).chars().take(300).collect();
         if s.is_empty() { format!("E-mail from {}", addr.as_deref().unwrap_or(&mail.from.address)) } else { s }
@@ -266,7 +328,8 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                         firstname: firstname.clone(),
                         lastname: lastname.clone(),
                         emailaddress1: addr.clone(),
-                        description: Some(mail.new_text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                        description: Some(mail.new_text.chars().take(2000).collect())
+                            .filter(|d: &String| !d.is_empty()),
                         leadsourcecode: Some(policy.lead_source),
                         leadqualitycode: 2,
                         ..Default::default()
@@ -276,14 +339,24 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             }
             Create::Contacts => {
                 w.contact = Some(
-                    Contact { contactid: ctx.ids[1], firstname: firstname.clone(), lastname: lastname.clone(), emailaddress1: addr.clone(), ..Default::default() }
-                        .stamped(policy.owner, EntityKind::Systemuser, t, None),
+                    Contact {
+                        contactid: ctx.ids[1],
+                        firstname: firstname.clone(),
+                        lastname: lastname.clone(),
+                        emailaddress1: addr.clone(),
+                        ..Default::default()
+                    }
+                    .stamped(policy.owner, EntityKind::Systemuser, t, None),
                 );
             }
             Create::Nothing => {}
         }
     }
-    let created_party = w.lead.as_ref().map(|l| EntityRef::new(EntityKind::Lead, l.leadid)).or(w.contact.as_ref().map(|c| EntityRef::new(EntityKind::Contact, c.contactid)));
+    let created_party = w
+        .lead
+        .as_ref()
+        .map(|l| EntityRef::new(EntityKind::Lead, l.leadid))
+        .or(w.contact.as_ref().map(|c| EntityRef::new(EntityKind::Contact, c.contactid)));
 
     // R-RS-1..3: the first reply per recipient per wave is a response.
     let mut notes = Vec::new();
@@ -315,21 +388,43 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             // from an Open lead → b) that lead; contacts and accounts stay Open for sales.
             if policy.auto_convert && code == 1 {
                 fn facts<'a>(lead: Option<&'a Lead>, ctx: &MailContext, policy: &MailboxPolicy) -> ConvertFacts<'a> {
-                    ConvertFacts { existing_lead: lead, new_lead_id: ctx.ids[1], leadsourcecode: Some(policy.lead_source), now: ctx.now, actor: None }
+                    ConvertFacts {
+                        existing_lead: lead,
+                        new_lead_id: ctx.ids[1],
+                        leadsourcecode: Some(policy.lead_source),
+                        now: ctx.now,
+                        actor: None,
+                    }
                 }
                 if ctx.party == MatchOutcome::None && addr.is_some() && !ctx.suppressed {
-                    if let Ok(ConvertPlan::NewLead { mut lead, response }) = response::plan_convert(&r, &ConvertOption::NewLead, &facts(None, ctx, policy)) {
+                    if let Ok(ConvertPlan::NewLead { mut lead, response }) =
+                        response::plan_convert(&r, &ConvertOption::NewLead, &facts(None, ctx, policy))
+                    {
                         lead.description = r.description.clone();
                         w.lead = Some(lead);
                         r = response;
                     }
                 } else if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 0) {
-                    if let Ok(ConvertPlan::ExistingLead { response, .. }) = response::plan_convert(&r, &ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false }, &facts(Some(l), ctx, policy)) {
+                    if let Ok(ConvertPlan::ExistingLead { response, .. }) = response::plan_convert(
+                        &r,
+                        &ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false },
+                        &facts(Some(l), ctx, policy),
+                    ) {
                         r = response;
                     }
                 } else if let Some(p) = party.filter(|p| matches!(p.kind, EntityKind::Contact | EntityKind::Account)) {
-                    notes.push("R-RS-3: the responder is a known customer; the response stays open for the wave owner.".to_string());
-                    w.task = Some(follow_up(ctx, wv.owner, format!("Campaign response from {} to follow up", addr.as_deref().unwrap_or("a customer")), r.activityid, EntityKind::Campaignresponse, p));
+                    notes.push(
+                        "R-RS-3: the responder is a known customer; the response stays open for the wave owner."
+                            .to_string(),
+                    );
+                    w.task = Some(follow_up(
+                        ctx,
+                        wv.owner,
+                        format!("Campaign response from {} to follow up", addr.as_deref().unwrap_or("a customer")),
+                        r.activityid,
+                        EntityKind::Campaignresponse,
+                        p,
+                    ));
                 }
             }
             w.response = Some(r);
@@ -345,7 +440,14 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 2) {
         notes.push(format!("R-EM-7: from disqualified lead {}; the lead is not reopened.", l.leadid));
         if w.task.is_none() {
-            w.task = Some(follow_up(ctx, l.ownerid, format!("Disqualified lead {} wrote again", addr.as_deref().unwrap_or(&l.lastname)), l.leadid, EntityKind::Lead, EntityRef::new(EntityKind::Lead, l.leadid)));
+            w.task = Some(follow_up(
+                ctx,
+                l.ownerid,
+                format!("Disqualified lead {} wrote again", addr.as_deref().unwrap_or(&l.lastname)),
+                l.leadid,
+                EntityKind::Lead,
+                EntityRef::new(EntityKind::Lead, l.leadid),
+            ));
         }
     }
 
@@ -358,7 +460,11 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     let mut email = Activity {
         activityid: ctx.ids[0],
         activitytypecode: EntityKind::Email,
-        subject: Some(if mail.subject.is_empty() { subject_line.clone() } else { mail.subject.chars().take(200).collect() }),
+        subject: Some(if mail.subject.is_empty() {
+            subject_line.clone()
+        } else {
+            mail.subject.chars().take(200).collect()
+        }),
         description: Some(description),
         regardingobjectid: regarding.map(|r| r.id),
         regardingobjectidtype: regarding.map(|r| r.kind),
@@ -378,8 +484,16 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     email.statecode = 1;
     email.statuscode = 4;
     w.parties = vec![
-        ActivityParty { participationtypemask: 1, party: party_after, addressused: addr.clone().or(Some(mail.from.address.clone())) },
-        ActivityParty { participationtypemask: 2, party: Some(EntityRef::new(EntityKind::Systemuser, policy.owner)), addressused: mail.recipients.first().cloned() },
+        ActivityParty {
+            participationtypemask: 1,
+            party: party_after,
+            addressused: addr.clone().or(Some(mail.from.address.clone())),
+        },
+        ActivityParty {
+            participationtypemask: 2,
+            party: Some(EntityRef::new(EntityKind::Systemuser, policy.owner)),
+            addressused: mail.recipients.first().cloned(),
+        },
     ];
     w.email = Some(email);
     let class = if unsubscribe {
@@ -390,8 +504,12 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         "inquiry"
     };
     let reason = match (&mail.automated, &w.lead, &w.contact) {
-        (Some(Automated::Bulk(r)), _, _) if ctx.party == MatchOutcome::None => Some(format!("R-EM-6 (d): {r}; no lead")),
-        (_, None, None) if ctx.party == MatchOutcome::None && ctx.suppressed => Some("R-EM-6 (e): the sender is suppressed; no lead".into()),
+        (Some(Automated::Bulk(r)), _, _) if ctx.party == MatchOutcome::None => {
+            Some(format!("R-EM-6 (d): {r}; no lead"))
+        }
+        (_, None, None) if ctx.party == MatchOutcome::None && ctx.suppressed => {
+            Some("R-EM-6 (e): the sender is suppressed; no lead".into())
+        }
         _ => None,
     };
     MailPlan { class, status: "processed", reason, writes: w }
@@ -428,14 +546,44 @@ mod tests {
     /// The fixtures of `fixtures/mail/` as parsed values.
     fn fixture(name: &str) -> ParsedMail {
         match name {
-            "inquiry-koi8r.eml" => mail(Some("Иван Петров"), "ivan.petrov@zavod.example", "Запрос цены на оборудование", "Прошу выслать прайс на станки."),
-            "inquiry-plain.eml" => mail(Some("Anna Smirnova"), "Anna.Smirnova@Client.Example", "Price list request", "Hello, please send me your price list for 2027.\nAnna"),
-            "newsletter-bulk.eml" => ParsedMail { automated: Some(Automated::Bulk("Precedence: bulk".into())), ..mail(Some("Weekly Digest"), "digest@lists.vendor.example", "This week in widgets", "News.") },
-            "reply-to-wave.eml" => mail(Some("Maria Ivanova"), "maria@client.example", "RE: November news [CRM:W1R2TOKEN]", "Interesting, please call me."),
-            "unsubscribe-reply-ru.eml" => mail(Some("Maria Ivanova"), "maria@client.example", "Re: November news", "Отписаться"),
-            "unsubscribe-mailto.eml" => mail(Some("Petr"), "petr@client.example", "unsubscribe", "This message was sent by the List-Unsubscribe link of your mail client."),
+            "inquiry-koi8r.eml" => mail(
+                Some("Иван Петров"),
+                "ivan.petrov@zavod.example",
+                "Запрос цены на оборудование",
+                "Прошу выслать прайс на станки.",
+            ),
+            "inquiry-plain.eml" => mail(
+                Some("Anna Smirnova"),
+                "Anna.Smirnova@Client.Example",
+                "Price list request",
+                "Hello, please send me your price list for 2027.\nAnna",
+            ),
+            "newsletter-bulk.eml" => ParsedMail {
+                automated: Some(Automated::Bulk("Precedence: bulk".into())),
+                ..mail(Some("Weekly Digest"), "digest@lists.vendor.example", "This week in widgets", "News.")
+            },
+            "reply-to-wave.eml" => mail(
+                Some("Maria Ivanova"),
+                "maria@client.example",
+                "RE: November news [CRM:W1R2TOKEN]",
+                "Interesting, please call me.",
+            ),
+            "unsubscribe-reply-ru.eml" => {
+                mail(Some("Maria Ivanova"), "maria@client.example", "Re: November news", "Отписаться")
+            }
+            "unsubscribe-mailto.eml" => mail(
+                Some("Petr"),
+                "petr@client.example",
+                "unsubscribe",
+                "This message was sent by the List-Unsubscribe link of your mail client.",
+            ),
             "complaint-arf.eml" => ParsedMail {
-                complaint: Some(Complaint { feedback_type: "abuse".into(), address: Some("angry@mail.example".into()), original_message_id: Some("wave-1.rcpt-9@crm.example.com".into()), original_activity: None }),
+                complaint: Some(Complaint {
+                    feedback_type: "abuse".into(),
+                    address: Some("angry@mail.example".into()),
+                    original_message_id: Some("wave-1.rcpt-9@crm.example.com".into()),
+                    original_activity: None,
+                }),
                 ..mail(None, "abuse@fbl.mail.example", "FW: November news", "This is an email abuse report.")
             },
             "bounce-postfix-dsn.eml" => ParsedMail {
@@ -447,14 +595,29 @@ mod tests {
                         severity: Severity::Hard,
                         status: Some("5.1.1".into()),
                         reply_code: Some("550".into()),
-                        diagnostic: Some("550 5.1.1 <nobody@client.example>: Recipient address rejected: User unknown".into()),
+                        diagnostic: Some(
+                            "550 5.1.1 <nobody@client.example>: Recipient address rejected: User unknown".into(),
+                        ),
                     }],
                     original_message_id: Some("wave-1.rcpt-1@crm.example.com".into()),
                     original_activity: None,
                 }),
-                ..mail(Some("Mail Delivery System"), "MAILER-DAEMON@mx.crm.example.com", "Undelivered Mail Returned to Sender", "I'm sorry to have to inform you …")
+                ..mail(
+                    Some("Mail Delivery System"),
+                    "MAILER-DAEMON@mx.crm.example.com",
+                    "Undelivered Mail Returned to Sender",
+                    "I'm sorry to have to inform you …",
+                )
             },
-            "autoreply-rfc3834.eml" => ParsedMail { automated: Some(Automated::AutoReply("Auto-Submitted: auto-replied".into())), ..mail(Some("Boris"), "boris@client.example", "Auto: November news", "I am out of the office until December 7.") },
+            "autoreply-rfc3834.eml" => ParsedMail {
+                automated: Some(Automated::AutoReply("Auto-Submitted: auto-replied".into())),
+                ..mail(
+                    Some("Boris"),
+                    "boris@client.example",
+                    "Auto: November news",
+                    "I am out of the office until December 7.",
+                )
+            },
             other => panic!("no parsed form of {other}"),
         }
     }
@@ -493,8 +656,15 @@ mod tests {
     }
 
     fn wave_outbound() -> Outbound {
-        let wave = Wave { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) };
-        Outbound { activity_id: Uuid::from_u128(60), method: 3, regarding: Some(EntityRef::new(EntityKind::Campaignactivity, wave.activity_id)), wave: Some(wave), subject: Some("November news".into()) }
+        let wave =
+            Wave { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) };
+        Outbound {
+            activity_id: Uuid::from_u128(60),
+            method: 3,
+            regarding: Some(EntityRef::new(EntityKind::Campaignactivity, wave.activity_id)),
+            wave: Some(wave),
+            subject: Some("November news".into()),
+        }
     }
 
     #[test]
@@ -506,7 +676,10 @@ mod tests {
         assert_eq!(lead.subject, "Запрос цены на оборудование");
         assert_eq!((lead.firstname.as_deref(), lead.lastname.as_str()), (Some("Иван"), "Петров"));
         assert_eq!(lead.emailaddress1.as_deref(), Some("ivan.petrov@zavod.example"));
-        assert_eq!((lead.leadqualitycode, lead.leadsourcecode, lead.ownerid), (2, Some(100_000_000), Uuid::from_u128(1)));
+        assert_eq!(
+            (lead.leadqualitycode, lead.leadsourcecode, lead.ownerid),
+            (2, Some(100_000_000), Uuid::from_u128(1))
+        );
         let e = p.writes.email.expect("email");
         assert_eq!((e.statecode, e.statuscode, e.directioncode), (1, 4, Some(false)));
         assert_eq!(e.regardingobjectid, Some(lead.leadid));
@@ -523,7 +696,10 @@ mod tests {
         c.suppressed = true;
         assert!(plan_mail(&m, &c, &policy(0, Create::Leads)).writes.lead.is_none());
         let mut c = ctx(&m);
-        c.party = MatchOutcome::Ambiguous(vec![EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)), EntityRef::new(EntityKind::Contact, Uuid::from_u128(8))]);
+        c.party = MatchOutcome::Ambiguous(vec![
+            EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)),
+            EntityRef::new(EntityKind::Contact, Uuid::from_u128(8)),
+        ]);
         let p = plan_mail(&m, &c, &policy(0, Create::Leads));
         assert!(p.writes.lead.is_none() && p.writes.dup_candidates.is_some());
         assert_eq!(p.writes.email.unwrap().regardingobjectid, None);
@@ -542,7 +718,14 @@ mod tests {
         assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(7)));
         assert!(p.writes.task.is_none());
         // R-EM-7: a disqualified lead writes: no reopening, its owner gets a task.
-        let lead = Lead { leadid: Uuid::from_u128(8), lastname: "Gone".into(), statecode: 2, statuscode: 4, ownerid: Uuid::from_u128(5), ..Default::default() };
+        let lead = Lead {
+            leadid: Uuid::from_u128(8),
+            lastname: "Gone".into(),
+            statecode: 2,
+            statuscode: 4,
+            ownerid: Uuid::from_u128(5),
+            ..Default::default()
+        };
         let mut c = ctx(&m);
         c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Lead, lead.leadid));
         c.party_lead = Some(lead);
@@ -561,7 +744,10 @@ mod tests {
         let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
         assert_eq!(p.class, "reply");
         let r = p.writes.response.clone().expect("response");
-        assert_eq!((r.regardingobjectid, r.campaignactivityid, r.originatingactivityid), (Uuid::from_u128(51), Some(Uuid::from_u128(50)), Some(Uuid::from_u128(60))));
+        assert_eq!(
+            (r.regardingobjectid, r.campaignactivityid, r.originatingactivityid),
+            (Uuid::from_u128(51), Some(Uuid::from_u128(50)), Some(Uuid::from_u128(60)))
+        );
         assert_eq!((r.responsecode, r.channeltypecode, r.statecode, r.ownerid), (1, Some(1), 1, Uuid::from_u128(3)));
         let lead = p.writes.lead.expect("converted lead");
         assert_eq!(r.customerid, Some(lead.leadid));
@@ -573,7 +759,10 @@ mod tests {
         assert_eq!((r.statecode, r.customerid), (0, Some(Uuid::from_u128(7))));
         assert!(p.writes.lead.is_none());
         let t = p.writes.task.expect("R-RS-3: the wave owner is told");
-        assert_eq!((t.ownerid, t.regardingobjectid, t.statecode, t.scheduledend), (Uuid::from_u128(3), Some(r.activityid), 0, Some(c.now)));
+        assert_eq!(
+            (t.ownerid, t.regardingobjectid, t.statecode, t.scheduledend),
+            (Uuid::from_u128(3), Some(r.activityid), 0, Some(c.now))
+        );
         // R-RS-2: a second reply makes no response.
         c.response_exists = true;
         let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
@@ -612,12 +801,18 @@ mod tests {
     #[test]
     fn complaints_suppress_the_complainer() {
         let m = fixture("complaint-arf.eml");
-        assert!(plan_mail(&m, &ctx(&m), &policy(0, Create::Leads)).writes.suppress.is_empty(), "a complaint about mail we did not send suppresses nothing");
+        assert!(
+            plan_mail(&m, &ctx(&m), &policy(0, Create::Leads)).writes.suppress.is_empty(),
+            "a complaint about mail we did not send suppresses nothing"
+        );
         let mut c = ctx(&m);
         c.outbound = Some(wave_outbound());
         let p = plan_mail(&m, &c, &policy(0, Create::Leads));
         assert_eq!((p.class, p.status), ("complaint", "processed"));
-        assert_eq!(p.writes.suppress, vec![("angry@mail.example".to_string(), "complaint: ARF abuse report".to_string())]);
+        assert_eq!(
+            p.writes.suppress,
+            vec![("angry@mail.example".to_string(), "complaint: ARF abuse report".to_string())]
+        );
         assert!(p.writes.lead.is_none() && p.writes.email.is_none());
     }
 

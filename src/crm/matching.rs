@@ -51,7 +51,11 @@ fn first_step(hits: &[Hit], steps: impl IntoIterator<Item = (EntityKind, Option<
     for (kind, by_phone, state) in steps {
         let mut at_step: Vec<EntityRef> = hits
             .iter()
-            .filter(|h| h.record.kind == kind && by_phone.is_none_or(|p| h.by_phone == p) && state.is_none_or(|s| h.statecode == s))
+            .filter(|h| {
+                h.record.kind == kind
+                    && by_phone.is_none_or(|p| h.by_phone == p)
+                    && state.is_none_or(|s| h.statecode == s)
+            })
             .map(|h| h.record)
             .collect();
         at_step.sort();
@@ -74,7 +78,14 @@ pub fn resolve(hits: &[Hit]) -> MatchOutcome {
 /// any state, then active accounts, each by e-mail. Exactly one match at the first step with
 /// hits links; more is ambiguous.
 pub fn resolve_sender(hits: &[Hit]) -> MatchOutcome {
-    first_step(hits, [(EntityKind::Contact, Some(false), Some(0)), (EntityKind::Lead, Some(false), None), (EntityKind::Account, Some(false), Some(0))])
+    first_step(
+        hits,
+        [
+            (EntityKind::Contact, Some(false), Some(0)),
+            (EntityKind::Lead, Some(false), None),
+            (EntityKind::Account, Some(false), Some(0)),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -88,20 +99,32 @@ mod tests {
 
     #[test]
     fn r_dup_3_contact_by_email_beats_everything() {
-        let hits = [hit(EntityKind::Lead, 1, 0, false), hit(EntityKind::Contact, 2, 0, false), hit(EntityKind::Account, 3, 0, true)];
+        let hits = [
+            hit(EntityKind::Lead, 1, 0, false),
+            hit(EntityKind::Contact, 2, 0, false),
+            hit(EntityKind::Account, 3, 0, true),
+        ];
         assert_eq!(resolve(&hits), MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(2))));
     }
 
     #[test]
     fn r_dup_3_inactive_contact_is_skipped_and_leads_go_open_first() {
-        let hits = [hit(EntityKind::Contact, 2, 1, false), hit(EntityKind::Lead, 5, 1, false), hit(EntityKind::Lead, 6, 2, false)];
+        let hits = [
+            hit(EntityKind::Contact, 2, 1, false),
+            hit(EntityKind::Lead, 5, 1, false),
+            hit(EntityKind::Lead, 6, 2, false),
+        ];
         // No active contact; no open lead; a disqualified lead beats a qualified one.
         assert_eq!(resolve(&hits).unique().unwrap().id, Uuid::from_u128(6));
     }
 
     #[test]
     fn r_dup_3_two_hits_at_one_step_are_ambiguous() {
-        let hits = [hit(EntityKind::Contact, 1, 0, true), hit(EntityKind::Contact, 2, 0, true), hit(EntityKind::Lead, 3, 0, true)];
+        let hits = [
+            hit(EntityKind::Contact, 1, 0, true),
+            hit(EntityKind::Contact, 2, 0, true),
+            hit(EntityKind::Lead, 3, 0, true),
+        ];
         match resolve(&hits) {
             MatchOutcome::Ambiguous(v) => assert_eq!(v.len(), 2),
             other => panic!("{other:?}"),

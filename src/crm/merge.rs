@@ -27,7 +27,11 @@ const KEPT: &[&str] = &[
 /// R-DUP-5: the survivor and the records merged into it, from a candidate set. The survivor
 /// must be a candidate; `merge` (default: every other candidate of its type) must be
 /// candidates of the same type, and only contacts, accounts and leads merge.
-pub fn pick(candidates: &[EntityRef], survivor: Uuid, merge: Option<&[Uuid]>) -> Result<(EntityRef, Vec<EntityRef>), RuleError> {
+pub fn pick(
+    candidates: &[EntityRef],
+    survivor: Uuid,
+    merge: Option<&[Uuid]>,
+) -> Result<(EntityRef, Vec<EntityRef>), RuleError> {
     let Some(keep) = candidates.iter().find(|c| c.id == survivor).copied() else {
         return refuse("R-DUP-5", "not_a_candidate", format!("{survivor} is not one of this candidate's records"));
     };
@@ -40,9 +44,23 @@ pub fn pick(candidates: &[EntityRef], survivor: Uuid, merge: Option<&[Uuid]>) ->
             let mut v = Vec::new();
             for id in ids {
                 match candidates.iter().find(|c| c.id == *id) {
-                    None => return refuse("R-DUP-5", "not_a_candidate", format!("{id} is not one of this candidate's records")),
-                    Some(c) if c.kind != keep.kind => return refuse("R-DUP-5", "mixed_types", format!("a {} does not merge into a {}", c.kind, keep.kind)),
-                    Some(c) if c.id == survivor => return refuse("R-DUP-5", "self_merge", "a record does not merge into itself"),
+                    None => {
+                        return refuse(
+                            "R-DUP-5",
+                            "not_a_candidate",
+                            format!("{id} is not one of this candidate's records"),
+                        );
+                    }
+                    Some(c) if c.kind != keep.kind => {
+                        return refuse(
+                            "R-DUP-5",
+                            "mixed_types",
+                            format!("a {} does not merge into a {}", c.kind, keep.kind),
+                        );
+                    }
+                    Some(c) if c.id == survivor => {
+                        return refuse("R-DUP-5", "self_merge", "a record does not merge into itself");
+                    }
                     Some(c) => v.push(*c),
                 }
             }

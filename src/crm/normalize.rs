@@ -38,10 +38,7 @@ impl EmailAddress {
         let unquoted = local.starts_with('"') && local.ends_with('"') && local.len() >= 2;
         if !unquoted {
             let ok = local.split('.').all(|atom| {
-                !atom.is_empty()
-                    && atom.chars().all(|c| {
-                        c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
-                    })
+                !atom.is_empty() && atom.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
             });
             if !ok {
                 return Err(format!("'{raw}' has an invalid local part"));
@@ -232,7 +229,16 @@ fn metadata_fallback(digits: &str, has_plus: bool, region: &str) -> Option<Strin
             let Some(metas) = db.by_code(&code) else { continue };
             for m in metas {
                 let d = m.descriptors();
-                let typed = [d.fixed_line(), d.mobile(), d.toll_free(), d.premium_rate(), d.shared_cost(), d.voip(), d.personal_number(), d.uan()];
+                let typed = [
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.voip(),
+                    d.personal_number(),
+                    d.uan(),
+                ];
                 if d.general().is_match(nsn) && typed.iter().flatten().any(|t| t.is_match(nsn)) {
                     return Some(format!("+{c}"));
                 }
@@ -264,14 +270,11 @@ fn split_extension(s: &str) -> (&str, Option<String>) {
 /// trailing or leading legal-form word ([DESIGN] list below).
 pub fn account_name_key(name: &str) -> Option<String> {
     const LEGAL: [&str; 24] = [
-        "тов", "ооо", "оао", "зао", "пао", "ао", "ип", "пп", "фоп", "прат", "пат", "llc", "ltd",
-        "inc", "gmbh", "corp", "co", "plc", "sa", "ag", "oy", "ab", "bv", "limited",
+        "тов", "ооо", "оао", "зао", "пао", "ао", "ип", "пп", "фоп", "прат", "пат", "llc", "ltd", "inc", "gmbh", "corp",
+        "co", "plc", "sa", "ag", "oy", "ab", "bv", "limited",
     ];
-    let cleaned: String = name
-        .chars()
-        .map(|c| if "\"'«»“”„.,()".contains(c) { ' ' } else { c })
-        .collect::<String>()
-        .to_lowercase();
+    let cleaned: String =
+        name.chars().map(|c| if "\"'«»“”„.,()".contains(c) { ' ' } else { c }).collect::<String>().to_lowercase();
     let mut words: Vec<&str> = cleaned.split_whitespace().collect();
     while words.len() > 1 && LEGAL.contains(&words[0]) {
         words.remove(0);
@@ -305,14 +308,33 @@ mod tests {
 
     #[test]
     fn r_dup_1_invalid_addresses_are_not_matchable() {
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a b@example.com", "a..b@example.com", "a@-x.com", "a@exa mple.com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a b@example.com",
+            "a..b@example.com",
+            "a@-x.com",
+            "a@exa mple.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} should be invalid");
         }
     }
 
     #[test]
     fn r_dup_2_russian_forms_are_one_number() {
-        let forms = ["8 (495) 123-45-67", "+7 495 1234567", "74951234567", "4951234567", "+7 (495) 123-45-67", "tel:+7-495-123-45-67", "sip:+74951234567@pbx.example.com;user=phone", "8-10-7-495-123-45-67"];
+        let forms = [
+            "8 (495) 123-45-67",
+            "+7 495 1234567",
+            "74951234567",
+            "4951234567",
+            "+7 (495) 123-45-67",
+            "tel:+7-495-123-45-67",
+            "sip:+74951234567@pbx.example.com;user=phone",
+            "8-10-7-495-123-45-67",
+        ];
         for f in forms {
             assert_eq!(Phone::parse(f, "RU").e164(), Some("+74951234567"), "{f}");
         }

@@ -33,8 +33,16 @@ pub fn validate(o: &Opportunity) -> Result<(), RuleError> {
     check_len("name", Some(&o.name), 300)?;
     match (o.customerid, o.customeridtype) {
         (Some(_), Some(EntityKind::Account | EntityKind::Contact)) => {}
-        (Some(_), Some(other)) => return refuse("R-OPP-1", "invalid_customer", format!("customeridtype: account or contact, not {other}")),
-        _ => return refuse("R-OPP-1", "missing_field", "customerid and customeridtype (account or contact) are required"),
+        (Some(_), Some(other)) => {
+            return refuse("R-OPP-1", "invalid_customer", format!("customeridtype: account or contact, not {other}"));
+        }
+        _ => {
+            return refuse(
+                "R-OPP-1",
+                "missing_field",
+                "customerid and customeridtype (account or contact) are required",
+            );
+        }
     }
     check_fields(o)
 }
@@ -115,7 +123,14 @@ pub struct ClosePlan {
     pub history: String,
 }
 
-fn close_activity(o: &Opportunity, id: Uuid, subject: String, description: Option<String>, actor: Uuid, now: DateTime<Utc>) -> Activity {
+fn close_activity(
+    o: &Opportunity,
+    id: Uuid,
+    subject: String,
+    description: Option<String>,
+    actor: Uuid,
+    now: DateTime<Utc>,
+) -> Activity {
     let mut a = Activity {
         activityid: id,
         activitytypecode: EntityKind::Opportunityclose,
@@ -139,7 +154,14 @@ fn money_text(m: Option<Money>) -> String {
 
 /// R-OPP-1 Win: state 1 / status 3 Won, `actualvalue` (default `estimatedvalue`),
 /// `actualclosedate` (default `today`), a completed "Won: …" opportunityclose.
-pub fn plan_win(o: &Opportunity, p: &WinParams, today: NaiveDate, close_id: Uuid, actor: Uuid, now: DateTime<Utc>) -> Result<ClosePlan, RuleError> {
+pub fn plan_win(
+    o: &Opportunity,
+    p: &WinParams,
+    today: NaiveDate,
+    close_id: Uuid,
+    actor: Uuid,
+    now: DateTime<Utc>,
+) -> Result<ClosePlan, RuleError> {
     if o.statecode != OPEN {
         return refuse("R-OPP-1", "opportunity_closed", "only an open opportunity is won; reopen it first");
     }
@@ -162,7 +184,14 @@ pub fn plan_win(o: &Opportunity, p: &WinParams, today: NaiveDate, close_id: Uuid
 
 /// R-OPP-1 Lose: state 2 / status 4 Canceled or 5 Out-Sold, with a reason, and a completed
 /// "Lost: …" opportunityclose.
-pub fn plan_lose(o: &Opportunity, p: &LoseParams, today: NaiveDate, close_id: Uuid, actor: Uuid, now: DateTime<Utc>) -> Result<ClosePlan, RuleError> {
+pub fn plan_lose(
+    o: &Opportunity,
+    p: &LoseParams,
+    today: NaiveDate,
+    close_id: Uuid,
+    actor: Uuid,
+    now: DateTime<Utc>,
+) -> Result<ClosePlan, RuleError> {
     if o.statecode != OPEN {
         return refuse("R-OPP-1", "opportunity_closed", "only an open opportunity is lost; reopen it first");
     }
@@ -181,8 +210,19 @@ pub fn plan_lose(o: &Opportunity, p: &LoseParams, today: NaiveDate, close_id: Uu
     out.modifiedby = Some(actor);
     let how = if status == 5 { "Out-Sold" } else { "Canceled" };
     let reason = p.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let close = close_activity(o, close_id, format!("Lost: {}", o.name), Some(format!("{how}{}", reason.map(|r| format!(": {r}")).unwrap_or_default())), actor, now);
-    Ok(ClosePlan { history: format!("Lost ({how}){}", reason.map(|r| format!(": {r}")).unwrap_or_default()), opportunity: out, close: Some(close) })
+    let close = close_activity(
+        o,
+        close_id,
+        format!("Lost: {}", o.name),
+        Some(format!("{how}{}", reason.map(|r| format!(": {r}")).unwrap_or_default())),
+        actor,
+        now,
+    );
+    Ok(ClosePlan {
+        history: format!("Lost ({how}){}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
+        opportunity: out,
+        close: Some(close),
+    })
 }
 
 /// R-OPP-1 Reopen: a won or lost opportunity back to Open / In Progress; the close facts
@@ -204,7 +244,12 @@ pub fn plan_reopen(o: &Opportunity, actor: Uuid, now: DateTime<Utc>) -> Result<C
 
 /// §6 / R-OPP-1: the Act (`deal_closed_on`) is set on a won opportunity; the deal is then
 /// complete. `None` clears it.
-pub fn plan_close_deal(o: &Opportunity, on: Option<NaiveDate>, actor: Uuid, now: DateTime<Utc>) -> Result<ClosePlan, RuleError> {
+pub fn plan_close_deal(
+    o: &Opportunity,
+    on: Option<NaiveDate>,
+    actor: Uuid,
+    now: DateTime<Utc>,
+) -> Result<ClosePlan, RuleError> {
     if o.statecode != WON {
         return refuse("R-OPP-1", "deal_not_won", "the Act is signed on a won opportunity");
     }
@@ -255,19 +300,33 @@ mod tests {
     fn r_opp_1_create_needs_name_and_account_or_contact() {
         assert!(validate(&opp()).is_ok());
         assert_eq!(validate(&Opportunity { customerid: None, ..opp() }).unwrap_err().code, "missing_field");
-        assert_eq!(validate(&Opportunity { customeridtype: Some(EntityKind::Lead), ..opp() }).unwrap_err().code, "invalid_customer");
+        assert_eq!(
+            validate(&Opportunity { customeridtype: Some(EntityKind::Lead), ..opp() }).unwrap_err().code,
+            "invalid_customer"
+        );
         assert_eq!(validate(&Opportunity { name: " ".into(), ..opp() }).unwrap_err().code, "required_field");
         assert_eq!(validate(&Opportunity { salesstage: Some(4), ..opp() }).unwrap_err().code, "invalid_stage");
-        assert_eq!(validate(&Opportunity { closeprobability: Some(101), ..opp() }).unwrap_err().code, "invalid_probability");
+        assert_eq!(
+            validate(&Opportunity { closeprobability: Some(101), ..opp() }).unwrap_err().code,
+            "invalid_probability"
+        );
     }
 
     #[test]
     fn r_opp_1_stage_changes_are_kept() {
         let o = opp();
         let after = Opportunity { salesstage: Some(2), closeprobability: Some(60), ..o.clone() };
-        assert_eq!(check_update(&o, &after).unwrap(), vec!["Stage: 0 Qualify → 2 Propose".to_string(), "Probability: none → 60%".to_string()]);
+        assert_eq!(
+            check_update(&o, &after).unwrap(),
+            vec!["Stage: 0 Qualify → 2 Propose".to_string(), "Probability: none → 60%".to_string()]
+        );
         assert!(check_update(&o, &Opportunity { description: Some("x".into()), ..o.clone() }).unwrap().is_empty());
-        assert_eq!(check_update(&o, &Opportunity { originatingleadid: Some(Uuid::from_u128(3)), ..o.clone() }).unwrap_err().code, "read_only_field");
+        assert_eq!(
+            check_update(&o, &Opportunity { originatingleadid: Some(Uuid::from_u128(3)), ..o.clone() })
+                .unwrap_err()
+                .code,
+            "read_only_field"
+        );
     }
 
     #[test]
@@ -284,17 +343,26 @@ mod tests {
         assert_eq!(c.regardingobjectid, Some(o.opportunityid));
         // Won is read-only until reopened.
         assert_eq!(check_update(o, o).unwrap_err().code, "opportunity_closed");
-        assert_eq!(plan_lose(o, &LoseParams::default(), today(), Uuid::nil(), ME, now()).unwrap_err().code, "opportunity_closed");
+        assert_eq!(
+            plan_lose(o, &LoseParams::default(), today(), Uuid::nil(), ME, now()).unwrap_err().code,
+            "opportunity_closed"
+        );
     }
 
     #[test]
     fn r_opp_1_lose_with_reason_then_reopen() {
-        let p = LoseParams { statuscode: Some(5), reason: Some("competitor was cheaper".into()), actualclosedate: None };
+        let p =
+            LoseParams { statuscode: Some(5), reason: Some("competitor was cheaper".into()), actualclosedate: None };
         let plan = plan_lose(&opp(), &p, today(), Uuid::from_u128(9), ME, now()).unwrap();
         assert_eq!((plan.opportunity.statecode, plan.opportunity.statuscode), (2, 5));
         assert_eq!(plan.close.as_ref().unwrap().description.as_deref(), Some("Out-Sold: competitor was cheaper"));
         assert_eq!(plan.history, "Lost (Out-Sold): competitor was cheaper");
-        assert_eq!(plan_lose(&opp(), &LoseParams { statuscode: Some(3), ..p.clone() }, today(), Uuid::nil(), ME, now()).unwrap_err().code, "invalid_status");
+        assert_eq!(
+            plan_lose(&opp(), &LoseParams { statuscode: Some(3), ..p.clone() }, today(), Uuid::nil(), ME, now())
+                .unwrap_err()
+                .code,
+            "invalid_status"
+        );
         let back = plan_reopen(&plan.opportunity, ME, now()).unwrap().opportunity;
         assert_eq!((back.statecode, back.statuscode, back.actualclosedate), (0, 1, None));
         assert_eq!(plan_reopen(&back, ME, now()).unwrap_err().code, "opportunity_open");

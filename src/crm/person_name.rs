@@ -58,7 +58,9 @@ pub fn split(name: Option<&str>, address: &str) -> (Option<String>, String) {
     match name_words.len() {
         0 => (None, local()),
         1 => (None, cut(name_words[0])),
-        3 if is_patronymic(name_words[2]) && name_words.iter().all(|w| w.chars().any(is_cyrillic)) => (Some(cut(&format!("{} {}", name_words[1], name_words[2]))), cut(name_words[0])),
+        3 if is_patronymic(name_words[2]) && name_words.iter().all(|w| w.chars().any(is_cyrillic)) => {
+            (Some(cut(&format!("{} {}", name_words[1], name_words[2]))), cut(name_words[0]))
+        }
         n => (Some(cut(&name_words[..n - 1].join(" "))), cut(name_words[n - 1])),
     }
 }
@@ -69,7 +71,10 @@ fn is_cyrillic(c: char) -> bool {
 
 fn is_patronymic(w: &str) -> bool {
     let w = w.to_lowercase();
-    ["ович", "евич", "івич", "йович", "ич", "овна", "евна", "ична", "инична", "івна", "ївна"].iter().any(|s| w.ends_with(s)) && w.chars().count() > 4
+    ["ович", "евич", "івич", "йович", "ич", "овна", "евна", "ична", "инична", "івна", "ївна"]
+        .iter()
+        .any(|s| w.ends_with(s))
+        && w.chars().count() > 4
 }
 
 #[cfg(test)]

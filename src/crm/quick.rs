@@ -120,7 +120,11 @@ pub fn check_params(p: &QuickParams) -> Result<EntityKind, RuleError> {
     check_len("description", p.description.as_deref(), 2000)?;
     match activity_kind(&p.activity) {
         Some(k @ (EntityKind::Phonecall | EntityKind::Task | EntityKind::Letter)) => Ok(k),
-        Some(EntityKind::Email) => refuse("R-QC-1", "use_a_wave", "e-mail to a list goes out as a wave: link the list to a campaign activity with channel e-mail and schedule it"),
+        Some(EntityKind::Email) => refuse(
+            "R-QC-1",
+            "use_a_wave",
+            "e-mail to a list goes out as a wave: link the list to a campaign activity with channel e-mail and schedule it",
+        ),
         _ => refuse("R-QC-1", "invalid_activity_type", "activity: phonecall, task or letter"),
     }
 }
@@ -129,17 +133,30 @@ pub fn check_params(p: &QuickParams) -> Result<EntityKind, RuleError> {
 /// campaign is Ready To Launch or Launched, it is Open, its channel creates an activity per
 /// member (e-mail goes as a wave), and it has target lists, all active and linked to the
 /// campaign. Returns the activity type it creates.
-pub fn check_distribution(campaign: &super::entities::Campaign, ca: &super::entities::CampaignActivity, targets: &[super::entities::MarketingList], campaign_lists: &[Uuid]) -> Result<EntityKind, RuleError> {
+pub fn check_distribution(
+    campaign: &super::entities::Campaign,
+    ca: &super::entities::CampaignActivity,
+    targets: &[super::entities::MarketingList],
+    campaign_lists: &[Uuid],
+) -> Result<EntityKind, RuleError> {
     use super::campaign::{LAUNCHED, READY_TO_LAUNCH};
     if campaign.statecode != 0 || !matches!(campaign.statuscode, READY_TO_LAUNCH | LAUNCHED) {
-        return refuse("R-QC-2", "campaign_not_launched", "the campaign must be Active and Ready To Launch or Launched");
+        return refuse(
+            "R-QC-2",
+            "campaign_not_launched",
+            "the campaign must be Active and Ready To Launch or Launched",
+        );
     }
     if ca.statecode != 0 {
         return refuse("R-QC-2", "activity_closed", "closed and canceled campaign activities are read-only");
     }
     let kind = match ca.channeltypecode {
-        Some(7 | 8) => return refuse("R-QC-2", "use_a_wave", "an e-mail campaign activity is sent as a wave: schedule it"),
-        c => channel_activity(c).ok_or_else(|| RuleError::new("R-QC-2", "nothing_to_distribute", "channel Other (or none) creates no activity per member"))?,
+        Some(7 | 8) => {
+            return refuse("R-QC-2", "use_a_wave", "an e-mail campaign activity is sent as a wave: schedule it");
+        }
+        c => channel_activity(c).ok_or_else(|| {
+            RuleError::new("R-QC-2", "nothing_to_distribute", "channel Other (or none) creates no activity per member")
+        })?,
     };
     if targets.is_empty() {
         return refuse("R-QC-2", "wave_without_lists", "the campaign activity has no target list");
@@ -149,7 +166,11 @@ pub fn check_distribution(campaign: &super::entities::Campaign, ca: &super::enti
             return refuse("R-QC-2", "list_inactive", format!("list '{}' is inactive", l.listname));
         }
         if !campaign_lists.contains(&l.listid) {
-            return refuse("R-QC-2", "list_not_in_campaign", format!("list '{}' is not linked to the campaign", l.listname));
+            return refuse(
+                "R-QC-2",
+                "list_not_in_campaign",
+                format!("list '{}' is not linked to the campaign", l.listname),
+            );
         }
     }
     Ok(kind)
@@ -176,7 +197,13 @@ fn exclusion(t: &Target, s: &RunSettings) -> Option<&'static str> {
 /// R-QC-1 / R-QC-2: one open activity per distinct member that no exclusion keeps out.
 /// Phone calls are outgoing, to the member's number, so the PBX's answered call closes
 /// them (R-PBX-6). `ids` yields fresh ids (the bulkoperation's first).
-pub fn plan_run(bulk: BulkOperation, targets: Vec<Target>, s: &RunSettings, mut ids: impl FnMut() -> Uuid, now: DateTime<Utc>) -> RunPlan {
+pub fn plan_run(
+    bulk: BulkOperation,
+    targets: Vec<Target>,
+    s: &RunSettings,
+    mut ids: impl FnMut() -> Uuid,
+    now: DateTime<Utc>,
+) -> RunPlan {
     let mut seen = HashSet::new();
     let mut activities = Vec::new();
     let mut parties = Vec::new();
@@ -262,7 +289,12 @@ mod tests {
     }
 
     fn bulk() -> BulkOperation {
-        BulkOperation { activityid: Uuid::from_u128(50), operationtypecode: 7, createdrecordtypecode: Some(1), ..Default::default() }
+        BulkOperation {
+            activityid: Uuid::from_u128(50),
+            operationtypecode: 7,
+            createdrecordtypecode: Some(1),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -273,16 +305,46 @@ mod tests {
         gone.statecode = 1;
         let mut orphan = target(5, Some("+79160000005"));
         orphan.owner_enabled = false;
-        let targets = vec![target(1, Some("+79160000001")), target(1, Some("+79160000001")), target(2, None), opted, gone, orphan];
+        let targets = vec![
+            target(1, Some("+79160000001")),
+            target(1, Some("+79160000001")),
+            target(2, None),
+            opted,
+            gone,
+            orphan,
+        ];
         let mut n = 1000;
-        let plan = plan_run(bulk(), targets, &settings(EntityKind::Phonecall), || { n += 1; Uuid::from_u128(n) }, now());
+        let plan = plan_run(
+            bulk(),
+            targets,
+            &settings(EntityKind::Phonecall),
+            || {
+                n += 1;
+                Uuid::from_u128(n)
+            },
+            now(),
+        );
         assert_eq!(plan.activities.len(), 2);
         let a = &plan.activities[0];
-        assert_eq!((a.activitytypecode, a.directioncode, a.phonenumber.as_deref(), a.statecode), (EntityKind::Phonecall, Some(true), Some("+79160000001"), 0));
-        assert_eq!((a.ownerid, a.regardingobjectid), (REP, Some(Uuid::from_u128(50))), "the member's owner; regarding the run");
+        assert_eq!(
+            (a.activitytypecode, a.directioncode, a.phonenumber.as_deref(), a.statecode),
+            (EntityKind::Phonecall, Some(true), Some("+79160000001"), 0)
+        );
+        assert_eq!(
+            (a.ownerid, a.regardingobjectid),
+            (REP, Some(Uuid::from_u128(50))),
+            "the member's owner; regarding the run"
+        );
         assert_eq!(plan.activities[1].ownerid, ME, "a disabled owner's member goes to whoever ran it");
-        assert_eq!(plan.excluded, BTreeMap::from([("donotphone".to_string(), 1), ("inactive".to_string(), 1), ("no_phone".to_string(), 1)]));
-        assert_eq!((plan.bulk.targetmemberscount, plan.bulk.successcount, plan.bulk.statuscode), (Some(5), Some(2), 4), "a duplicate member counts once");
+        assert_eq!(
+            plan.excluded,
+            BTreeMap::from([("donotphone".to_string(), 1), ("inactive".to_string(), 1), ("no_phone".to_string(), 1)])
+        );
+        assert_eq!(
+            (plan.bulk.targetmemberscount, plan.bulk.successcount, plan.bulk.statuscode),
+            (Some(5), Some(2), 4),
+            "a duplicate member counts once"
+        );
     }
 
     #[test]
@@ -290,7 +352,13 @@ mod tests {
         let mut s = settings(EntityKind::Phonecall);
         s.already.insert(Uuid::from_u128(101));
         s.owner = Some(ME);
-        let plan = plan_run(bulk(), vec![target(1, Some("+79160000001")), target(2, Some("+79160000002"))], &s, Uuid::new_v4, now());
+        let plan = plan_run(
+            bulk(),
+            vec![target(1, Some("+79160000001")), target(2, Some("+79160000002"))],
+            &s,
+            Uuid::new_v4,
+            now(),
+        );
         assert_eq!(plan.activities.len(), 1);
         assert_eq!(plan.activities[0].ownerid, ME);
         assert_eq!(plan.excluded.get("already_distributed"), Some(&1));

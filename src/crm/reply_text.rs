@@ -40,7 +40,8 @@ static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
 /// The first line of an attribution split over two lines ("On Tue, 12 Mar 2024 at 10:15,
 /// Ivan Petrov <ivan@example.com>" / "wrote:").
 static ATTRIBUTION_START: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:on|am|le|el)\s.{5,}$").unwrap());
-static ATTRIBUTION_END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*.*\b(?:wrote|schrieb|a écrit|escribió)\s*:\s*$").unwrap());
+static ATTRIBUTION_END: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^\s*.*\b(?:wrote|schrieb|a écrit|escribió)\s*:\s*$").unwrap());
 
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -49,7 +50,8 @@ static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
-static HEADER_FROM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*\*?(?:from|от|від|von|de|da|van|od)\s*\*?\s*:\s*\S").unwrap());
+static HEADER_FROM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^\s*\*?(?:from|от|від|von|de|da|van|od)\s*\*?\s*:\s*\S").unwrap());
 static HEADER_OTHER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия|надіслано|відправлено|gesendet|datum|an|betreff|envoyé|envoye|date|à|a|objet|enviado|fecha|para|asunto|inviato|oggetto)\s*\*?\s*:").unwrap()
 });
@@ -78,15 +80,25 @@ pub fn new_text(text: &str) -> String {
         let short = t.len() <= 240;
         let colon_end = l.ends_with(':') || l.ends_with("wrote") || l.ends_with("schrieb");
         let rule = t.starts_with(['-', '_', '=', '*']) || t.starts_with(['B', 'b', 'Н', 'н']);
-        if (colon_end && l.len() < 600 && ATTRIBUTION.is_match(l)) || (rule && SEPARATOR.is_match(l)) || (short && SIGNATURE.is_match(l)) || l == "-- " {
+        if (colon_end && l.len() < 600 && ATTRIBUTION.is_match(l))
+            || (rule && SEPARATOR.is_match(l))
+            || (short && SIGNATURE.is_match(l))
+            || l == "-- "
+        {
             cut = i;
             break;
         }
-        if l.len() < 600 && lines.get(i + 1).is_some_and(|n| n.trim_end().ends_with(':') && ATTRIBUTION_END.is_match(n)) && ATTRIBUTION_START.is_match(l) {
+        if l.len() < 600
+            && lines.get(i + 1).is_some_and(|n| n.trim_end().ends_with(':') && ATTRIBUTION_END.is_match(n))
+            && ATTRIBUTION_START.is_match(l)
+        {
             cut = i;
             break;
         }
-        if t.get(..24).unwrap_or(t).contains(':') && HEADER_FROM.is_match(l) && lines.iter().skip(i + 1).take(4).filter(|n| HEADER_OTHER.is_match(n)).count() >= 2 {
+        if t.get(..24).unwrap_or(t).contains(':')
+            && HEADER_FROM.is_match(l)
+            && lines.iter().skip(i + 1).take(4).filter(|n| HEADER_OTHER.is_match(n)).count() >= 2
+        {
             cut = i;
             break;
         }
@@ -133,19 +145,41 @@ mod tests {
 
     #[test]
     fn r_em_9_quotes_attributions_and_signatures_are_cut() {
-        assert_eq!(new_text("Yes, please send the price list.\n\nOn Tue, 12 Mar 2024 at 10:15, Sales <sales@ours.example> wrote:\n> November news\n> ...\n"), "Yes, please send the price list.");
-        assert_eq!(new_text("Да, интересно.\n\n12.03.2024, 10:15, \"Отдел продаж\" <sales@ours.example>:\n> Новинки\n"), "Да, интересно.");
-        assert_eq!(new_text("Так, цікаво.\n\nвт, 12 бер. 2024 р. о 10:15 Sales <sales@ours.example> пише:\n> Новинки\n"), "Так, цікаво.");
+        assert_eq!(
+            new_text(
+                "Yes, please send the price list.\n\nOn Tue, 12 Mar 2024 at 10:15, Sales <sales@ours.example> wrote:\n> November news\n> ...\n"
+            ),
+            "Yes, please send the price list."
+        );
+        assert_eq!(
+            new_text("Да, интересно.\n\n12.03.2024, 10:15, \"Отдел продаж\" <sales@ours.example>:\n> Новинки\n"),
+            "Да, интересно."
+        );
+        assert_eq!(
+            new_text("Так, цікаво.\n\nвт, 12 бер. 2024 р. о 10:15 Sales <sales@ours.example> пише:\n> Новинки\n"),
+            "Так, цікаво."
+        );
         assert_eq!(new_text("Interested.\n\n-----Original Message-----\nFrom: Sales\nSent: Tuesday\n"), "Interested.");
-        assert_eq!(new_text("Interested.\n\nFrom: Sales <sales@ours.example>\nSent: Tuesday, March 12, 2024 10:15 AM\nTo: Ivan\nSubject: News\n\nbody"), "Interested.");
+        assert_eq!(
+            new_text(
+                "Interested.\n\nFrom: Sales <sales@ours.example>\nSent: Tuesday, March 12, 2024 10:15 AM\nTo: Ivan\nSubject: News\n\nbody"
+            ),
+            "Interested."
+        );
         assert_eq!(new_text("Call me.\n-- \nIvan Petrov\n+7 900 000-00-00"), "Call me.");
         assert_eq!(new_text("Call me.\n\nSent from my iPhone"), "Call me.");
-        assert_eq!(new_text("From the start: we need 20 units.\nRegards"), "From the start: we need 20 units.\nRegards");
+        assert_eq!(
+            new_text("From the start: we need 20 units.\nRegards"),
+            "From the start: we need 20 units.\nRegards"
+        );
     }
 
     #[test]
     fn r_em_9_html_quote_containers_are_cut() {
-        assert_eq!(strip_html_quote("<div>Yes</div><div class=\"gmail_quote\">On … wrote:<blockquote>old</blockquote></div>"), "<div>Yes</div>");
+        assert_eq!(
+            strip_html_quote("<div>Yes</div><div class=\"gmail_quote\">On … wrote:<blockquote>old</blockquote></div>"),
+            "<div>Yes</div>"
+        );
         assert_eq!(strip_html_quote("<p>Да</p><div id=\"divRplyFwdMsg\">От: …</div>"), "<p>Да</p>");
         assert_eq!(strip_html_quote("<p>plain</p>"), "<p>plain</p>");
     }

@@ -16,11 +16,23 @@ pub enum ConvertOption {
     /// a) a new lead from the response's fields.
     NewLead,
     /// b) an existing lead; a closed lead fails unless `reactivate`.
-    ExistingLead { lead_id: Uuid, #[serde(default)] reactivate: bool },
+    ExistingLead {
+        lead_id: Uuid,
+        #[serde(default)]
+        reactivate: bool,
+    },
     /// c) a new customer: account and/or contact (deduped), optionally an opportunity.
-    NewCustomer { create_account: bool, create_contact: bool, #[serde(default)] create_opportunity: bool },
+    NewCustomer {
+        create_account: bool,
+        create_contact: bool,
+        #[serde(default)]
+        create_opportunity: bool,
+    },
     /// d) close (statecode 1/2) or cancel (statecode 2/3) only.
-    Close { #[serde(default)] cancel: bool },
+    Close {
+        #[serde(default)]
+        cancel: bool,
+    },
 }
 
 /// What conversion does; the store applies it in one transaction.
@@ -46,7 +58,12 @@ pub fn check_open(resp: &CampaignResponse) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn closed(resp: &CampaignResponse, customer: Option<EntityRef>, now: DateTime<Utc>, actor: Option<Uuid>) -> CampaignResponse {
+fn closed(
+    resp: &CampaignResponse,
+    customer: Option<EntityRef>,
+    now: DateTime<Utc>,
+    actor: Option<Uuid>,
+) -> CampaignResponse {
     let mut r = resp.clone();
     if let Some(c) = customer {
         r.customerid = Some(c.id);
@@ -65,13 +82,19 @@ fn responder_lastname(resp: &CampaignResponse) -> Option<String> {
     resp.lastname
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| resp.emailaddress.as_deref().and_then(|e| e.split('@').next()).map(str::to_string).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            resp.emailaddress.as_deref().and_then(|e| e.split('@').next()).map(str::to_string).filter(|s| !s.is_empty())
+        })
         .or_else(|| resp.telephone.clone().filter(|s| !s.trim().is_empty()))
         .map(|s| s.chars().take(50).collect())
 }
 
 /// A lead carrying the responder's data (§3.3 a; the transient lead of option c).
-fn lead_from_response(resp: &CampaignResponse, campaign: Option<Uuid>, facts: &ConvertFacts<'_>) -> Result<Lead, RuleError> {
+fn lead_from_response(
+    resp: &CampaignResponse,
+    campaign: Option<Uuid>,
+    facts: &ConvertFacts<'_>,
+) -> Result<Lead, RuleError> {
     let Some(lastname) = responder_lastname(resp) else {
         return refuse("R-LD-1", "required_field", "the response has no last name, e-mail or phone to name a lead by");
     };
@@ -102,7 +125,11 @@ pub struct ConvertFacts<'a> {
 }
 
 /// §3.3: plans a conversion.
-pub fn plan_convert(resp: &CampaignResponse, option: &ConvertOption, facts: &ConvertFacts<'_>) -> Result<ConvertPlan, RuleError> {
+pub fn plan_convert(
+    resp: &CampaignResponse,
+    option: &ConvertOption,
+    facts: &ConvertFacts<'_>,
+) -> Result<ConvertPlan, RuleError> {
     check_open(resp)?;
     let campaign = (resp.regardingobjectidtype == EntityKind::Campaign).then_some(resp.regardingobjectid);
     let now = facts.now;
@@ -164,7 +191,12 @@ pub fn plan_convert(resp: &CampaignResponse, option: &ConvertOption, facts: &Con
 }
 
 /// After option c): the response closes with the account (preferred) or contact as customer.
-pub fn close_with_customer(resp: &CampaignResponse, customer: Option<EntityRef>, now: DateTime<Utc>, actor: Option<Uuid>) -> CampaignResponse {
+pub fn close_with_customer(
+    resp: &CampaignResponse,
+    customer: Option<EntityRef>,
+    now: DateTime<Utc>,
+    actor: Option<Uuid>,
+) -> CampaignResponse {
     closed(resp, customer, now, actor)
 }
 
@@ -191,12 +223,22 @@ mod tests {
     }
 
     fn facts(l: Option<&Lead>) -> ConvertFacts<'_> {
-        ConvertFacts { existing_lead: l, new_lead_id: Uuid::from_u128(8), leadsourcecode: Some(100_000_000), now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(), actor: None }
+        ConvertFacts {
+            existing_lead: l,
+            new_lead_id: Uuid::from_u128(8),
+            leadsourcecode: Some(100_000_000),
+            now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            actor: None,
+        }
     }
 
     #[test]
     fn s3_3_a_new_lead_carries_campaign_and_response() {
-        let ConvertPlan::NewLead { lead, response } = plan_convert(&resp(), &ConvertOption::NewLead, &facts(None)).unwrap() else { panic!() };
+        let ConvertPlan::NewLead { lead, response } =
+            plan_convert(&resp(), &ConvertOption::NewLead, &facts(None)).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(lead.campaignid, Some(Uuid::from_u128(70)));
         assert_eq!(lead.relatedobjectid, Some(Uuid::from_u128(7)));
         assert_eq!(lead.lastname, "Sidorova");
@@ -207,24 +249,39 @@ mod tests {
 
     #[test]
     fn s3_3_b_closed_lead_needs_reactivate() {
-        let mut l = Lead { leadid: Uuid::from_u128(3), statecode: 2, statuscode: 4, subject: "x".into(), lastname: "y".into(), ..Default::default() };
+        let mut l = Lead {
+            leadid: Uuid::from_u128(3),
+            statecode: 2,
+            statuscode: 4,
+            subject: "x".into(),
+            lastname: "y".into(),
+            ..Default::default()
+        };
         let opt = ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false };
         assert_eq!(plan_convert(&resp(), &opt, &facts(Some(&l))).unwrap_err().code, "lead_closed");
         let opt = ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: true };
-        let ConvertPlan::ExistingLead { lead, .. } = plan_convert(&resp(), &opt, &facts(Some(&l))).unwrap() else { panic!() };
+        let ConvertPlan::ExistingLead { lead, .. } = plan_convert(&resp(), &opt, &facts(Some(&l))).unwrap() else {
+            panic!()
+        };
         assert_eq!((lead.statecode, lead.statuscode), (0, 1));
         assert_eq!(lead.relatedobjectid, Some(Uuid::from_u128(7)));
         // Existing links are kept.
         l.statecode = 0;
         l.statuscode = 1;
         l.campaignid = Some(Uuid::from_u128(1));
-        let ConvertPlan::ExistingLead { lead, .. } = plan_convert(&resp(), &opt, &facts(Some(&l))).unwrap() else { panic!() };
+        let ConvertPlan::ExistingLead { lead, .. } = plan_convert(&resp(), &opt, &facts(Some(&l))).unwrap() else {
+            panic!()
+        };
         assert_eq!(lead.campaignid, Some(Uuid::from_u128(1)));
     }
 
     #[test]
     fn s3_3_d_close_or_cancel() {
-        let ConvertPlan::Close { response } = plan_convert(&resp(), &ConvertOption::Close { cancel: true }, &facts(None)).unwrap() else { panic!() };
+        let ConvertPlan::Close { response } =
+            plan_convert(&resp(), &ConvertOption::Close { cancel: true }, &facts(None)).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((response.statecode, response.statuscode), (2, 3));
     }
 
@@ -239,11 +296,15 @@ mod tests {
     #[test]
     fn s3_3_c_builds_a_qualify_of_a_transient_lead() {
         let opt = ConvertOption::NewCustomer { create_account: false, create_contact: true, create_opportunity: false };
-        let ConvertPlan::NewCustomer { proto_lead, params, .. } = plan_convert(&resp(), &opt, &facts(None)).unwrap() else { panic!() };
+        let ConvertPlan::NewCustomer { proto_lead, params, .. } = plan_convert(&resp(), &opt, &facts(None)).unwrap()
+        else {
+            panic!()
+        };
         assert!(params.create_contact && !params.create_account);
         assert_eq!(params.source_campaign_id, Some(Uuid::from_u128(70)));
         assert_eq!(proto_lead.lastname, "Sidorova");
-        let none = ConvertOption::NewCustomer { create_account: false, create_contact: false, create_opportunity: true };
+        let none =
+            ConvertOption::NewCustomer { create_account: false, create_contact: false, create_opportunity: true };
         assert_eq!(plan_convert(&resp(), &none, &facts(None)).unwrap_err().code, "nothing_to_create");
     }
 }

@@ -28,13 +28,17 @@ pub fn model(kind: EntityKind) -> &'static [StateDef] {
         EntityKind::Opportunity => states![0, "Open", [1, 2], 1; 1, "Won", [3], 3; 2, "Lost", [4, 5], 4],
         EntityKind::List => states![0, "Active", [0], 0; 1, "Inactive", [1], 1],
         EntityKind::Campaign => states![0, "Active", [0, 1, 2, 3, 4, 5], 0; 1, "Inactive", [6], 6],
-        EntityKind::Campaignactivity => states![0, "Open", [0, 1, 4, 5, 6], 1; 1, "Closed", [2], 2; 2, "Canceled", [3], 3],
+        EntityKind::Campaignactivity => {
+            states![0, "Open", [0, 1, 4, 5, 6], 1; 1, "Closed", [2], 2; 2, "Canceled", [3], 3]
+        }
         EntityKind::Campaignresponse => states![0, "Open", [1], 1; 1, "Closed", [2], 2; 2, "Canceled", [3], 3],
         EntityKind::Bulkoperation => states![0, "Open", [1, 2], 1; 1, "Closed", [3, 4], 4; 2, "Canceled", [5], 5],
         EntityKind::Task => states![0, "Open", [2, 3, 4, 7], 2; 1, "Completed", [5], 5; 2, "Canceled", [6], 6],
         EntityKind::Phonecall => states![0, "Open", [1], 1; 1, "Completed", [2, 4], 2; 2, "Canceled", [3], 3],
         EntityKind::Email => states![0, "Open", [1, 8], 1; 1, "Completed", [2, 3, 4, 6, 7], 2; 2, "Canceled", [5], 5],
-        EntityKind::Appointment => states![0, "Open", [1, 2], 1; 1, "Completed", [3], 3; 2, "Canceled", [4], 4; 3, "Scheduled", [5, 6], 5],
+        EntityKind::Appointment => {
+            states![0, "Open", [1, 2], 1; 1, "Completed", [3], 3; 2, "Canceled", [4], 4; 3, "Scheduled", [5, 6], 5]
+        }
         EntityKind::Letter => states![0, "Open", [1, 2], 2; 1, "Completed", [3, 4], 4; 2, "Canceled", [5], 5],
         EntityKind::Fax => states![0, "Open", [1], 1; 1, "Completed", [2, 3, 4], 2; 2, "Canceled", [5], 5],
         EntityKind::Opportunityclose => states![0, "Open", [1], 1; 1, "Completed", [2], 2; 2, "Canceled", [3], 3],

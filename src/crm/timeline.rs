@@ -61,7 +61,14 @@ pub fn link(r: EntityRef) -> String {
 
 /// A record's creation: the lead and how it came (its source), the opportunity, a contact
 /// or account joining the client.
-pub fn created(about: EntityRef, subject: String, when: DateTime<Utc>, owner: Uuid, statecode: i32, detail: Option<String>) -> Item {
+pub fn created(
+    about: EntityRef,
+    subject: String,
+    when: DateTime<Utc>,
+    owner: Uuid,
+    statecode: i32,
+    detail: Option<String>,
+) -> Item {
     Item {
         when,
         kind: about.kind.as_str().to_string(),
@@ -89,12 +96,26 @@ pub fn lead_item(l: &Lead) -> Item {
         (None, None) => None,
     };
     let name = format!("{}{}", l.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), l.lastname);
-    created(EntityRef::new(EntityKind::Lead, l.leadid), format!("{} — {name}", l.subject), l.createdon, l.ownerid, l.statecode, detail)
+    created(
+        EntityRef::new(EntityKind::Lead, l.leadid),
+        format!("{} — {name}", l.subject),
+        l.createdon,
+        l.ownerid,
+        l.statecode,
+        detail,
+    )
 }
 
 pub fn opportunity_item(o: &Opportunity) -> Item {
     let value = o.estimatedvalue.map(|v| format!("Estimated {v}"));
-    created(EntityRef::new(EntityKind::Opportunity, o.opportunityid), o.name.clone(), o.createdon, o.ownerid, o.statecode, value)
+    created(
+        EntityRef::new(EntityKind::Opportunity, o.opportunityid),
+        o.name.clone(),
+        o.createdon,
+        o.ownerid,
+        o.statecode,
+        value,
+    )
 }
 
 /// An activity: when it happened (a call's start, a mail's sending, else its creation),
@@ -106,10 +127,17 @@ pub fn activity_item(a: &Activity, about: EntityRef) -> Item {
         (EntityKind::Email | EntityKind::Phonecall, Some(false)) => Some("incoming".to_string()),
         _ => None,
     };
-    let recording = a.description.as_deref().and_then(|d| d.lines().find_map(|l| l.strip_prefix("Recording: ")).map(|r| r.trim().to_string()));
+    let recording = a
+        .description
+        .as_deref()
+        .and_then(|d| d.lines().find_map(|l| l.strip_prefix("Recording: ")).map(|r| r.trim().to_string()));
     let state = state_name(kind, a.statecode);
     let detail = match (a.statecode, a.actualend) {
-        (1 | 2, Some(end)) if kind != EntityKind::Opportunityclose => Some(format!("{} {}", state.as_deref().unwrap_or("Closed"), end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
+        (1 | 2, Some(end)) if kind != EntityKind::Opportunityclose => Some(format!(
+            "{} {}",
+            state.as_deref().unwrap_or("Closed"),
+            end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
         _ if kind == EntityKind::Opportunityclose => a.description.clone(),
         _ => a.scheduledend.map(|d| format!("Due {}", d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
     };
@@ -148,7 +176,14 @@ pub fn response_item(r: &CampaignResponse, about: EntityRef) -> Item {
 }
 
 /// A history line (`record_history`): a stage change, win, loss, reopening or the Act.
-pub fn history_item(id: Uuid, about: EntityRef, at: DateTime<Utc>, actor: Option<Uuid>, kind: &str, summary: &str) -> Item {
+pub fn history_item(
+    id: Uuid,
+    about: EntityRef,
+    at: DateTime<Utc>,
+    actor: Option<Uuid>,
+    kind: &str,
+    summary: &str,
+) -> Item {
     Item {
         when: at,
         kind: kind.to_string(),
@@ -173,7 +208,9 @@ pub fn order(mut items: Vec<Item>) -> Vec<Item> {
         "lead" | "account" | "contact" | "opportunity" => 0,
         _ => 1,
     };
-    items.sort_by(|a, b| a.when.cmp(&b.when).then(rank(a).cmp(&rank(b))).then(a.id.cmp(&b.id)).then(a.kind.cmp(&b.kind)));
+    items.sort_by(|a, b| {
+        a.when.cmp(&b.when).then(rank(a).cmp(&rank(b))).then(a.id.cmp(&b.id)).then(a.kind.cmp(&b.kind))
+    });
     let mut seen = std::collections::HashSet::new();
     items.retain(|i| seen.insert((i.id, i.kind.clone(), i.when)));
     items
@@ -190,23 +227,52 @@ mod tests {
 
     #[test]
     fn r_deal_1_items_say_when_what_who_state_and_link() {
-        let lead = Lead { leadid: Uuid::from_u128(1), subject: "Заявка с выставки".into(), lastname: "Сидоров".into(), firstname: Some("Пётр".into()), leadsourcecode: Some(7), ..Default::default() }
-            .stamped(Uuid::from_u128(9), EntityKind::Systemuser, at(8), None);
+        let lead = Lead {
+            leadid: Uuid::from_u128(1),
+            subject: "Заявка с выставки".into(),
+            lastname: "Сидоров".into(),
+            firstname: Some("Пётр".into()),
+            leadsourcecode: Some(7),
+            ..Default::default()
+        }
+        .stamped(Uuid::from_u128(9), EntityKind::Systemuser, at(8), None);
         let li = lead_item(&lead);
-        assert_eq!((li.kind.as_str(), li.subject.as_str(), li.state.as_deref()), ("lead", "Заявка с выставки — Пётр Сидоров", Some("Open")));
+        assert_eq!(
+            (li.kind.as_str(), li.subject.as_str(), li.state.as_deref()),
+            ("lead", "Заявка с выставки — Пётр Сидоров", Some("Open"))
+        );
         assert_eq!(li.detail.as_deref(), Some("Source: Trade Show"));
         assert_eq!(li.link, format!("/api/v1/leads/{}", lead.leadid));
 
         let about = EntityRef::new(EntityKind::Lead, lead.leadid);
-        let mut call = Activity { activityid: Uuid::from_u128(2), activitytypecode: EntityKind::Phonecall, subject: Some("Incoming call".into()), directioncode: Some(false), actualstart: Some(at(7)), actualend: Some(at(7)), description: Some("Answered inbound call\nRecording: https://pbx.example.com/r/1.wav".into()), ..Default::default() }
-            .stamped(Uuid::from_u128(9), EntityKind::Systemuser, at(9), None);
+        let mut call = Activity {
+            activityid: Uuid::from_u128(2),
+            activitytypecode: EntityKind::Phonecall,
+            subject: Some("Incoming call".into()),
+            directioncode: Some(false),
+            actualstart: Some(at(7)),
+            actualend: Some(at(7)),
+            description: Some("Answered inbound call\nRecording: https://pbx.example.com/r/1.wav".into()),
+            ..Default::default()
+        }
+        .stamped(Uuid::from_u128(9), EntityKind::Systemuser, at(9), None);
         call.statecode = 1;
         call.statuscode = 4;
         let ci = activity_item(&call, about);
-        assert_eq!((ci.when, ci.direction.as_deref(), ci.recording.as_deref(), ci.state.as_deref()), (at(7), Some("incoming"), Some("https://pbx.example.com/r/1.wav"), Some("Completed")));
+        assert_eq!(
+            (ci.when, ci.direction.as_deref(), ci.recording.as_deref(), ci.state.as_deref()),
+            (at(7), Some("incoming"), Some("https://pbx.example.com/r/1.wav"), Some("Completed"))
+        );
         assert_eq!(ci.link, format!("/api/v1/activities/{}", call.activityid));
 
-        let stage = history_item(Uuid::from_u128(3), EntityRef::new(EntityKind::Opportunity, Uuid::from_u128(4)), at(10), None, "stage", "Stage: 0 Qualify → 2 Propose");
+        let stage = history_item(
+            Uuid::from_u128(3),
+            EntityRef::new(EntityKind::Opportunity, Uuid::from_u128(4)),
+            at(10),
+            None,
+            "stage",
+            "Stage: 0 Qualify → 2 Propose",
+        );
         // Oldest first: the call that brought the lead comes before the lead it made.
         let items = order(vec![stage.clone(), li.clone(), ci.clone(), ci.clone()]);
         assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![call.activityid, lead.leadid, stage.id]);

@@ -106,11 +106,7 @@ impl fmt::Display for EntityKind {
 impl FromStr for EntityKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        EntityKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown entity type '{s}'"))
+        EntityKind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown entity type '{s}'"))
     }
 }
 

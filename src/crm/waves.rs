@@ -70,11 +70,19 @@ pub fn next_state(from: WaveState, action: WaveAction) -> Result<WaveState, Rule
         (WaveState::Sending, WaveAction::Pause) => Ok(WaveState::Paused),
         (WaveState::Paused, WaveAction::Resume) => Ok(WaveState::Sending),
         (s, WaveAction::Cancel) if !s.is_final() => Ok(WaveState::Canceled),
-        (s, a) => refuse("R-WV-5", "invalid_wave_transition", format!("a {} wave cannot be {}", s.as_str(), match a {
-            WaveAction::Pause => "paused",
-            WaveAction::Resume => "resumed",
-            WaveAction::Cancel => "canceled",
-        })),
+        (s, a) => refuse(
+            "R-WV-5",
+            "invalid_wave_transition",
+            format!(
+                "a {} wave cannot be {}",
+                s.as_str(),
+                match a {
+                    WaveAction::Pause => "paused",
+                    WaveAction::Resume => "resumed",
+                    WaveAction::Cancel => "canceled",
+                }
+            ),
+        ),
     }
 }
 
@@ -160,7 +168,9 @@ pub fn plan_recipients(
             if s.ignore_inactive && m.statecode != 0 {
                 return Err(REASON_INACTIVE);
             }
-            let Some((written, address)) = m.emails.iter().flatten().find_map(|e| normalize(e).map(|n| (e.trim().to_string(), n))) else {
+            let Some((written, address)) =
+                m.emails.iter().flatten().find_map(|e| normalize(e).map(|n| (e.trim().to_string(), n)))
+            else {
                 return Err(REASON_NO_EMAIL);
             };
             if s.skip_opted_out && (m.donotemail || m.donotbulkemail || m.donotsendmm) {
@@ -183,7 +193,9 @@ pub fn plan_recipients(
             Ok((written, address))
         })();
         match reason {
-            Ok((written, address)) => out.recipients.push(Recipient { kind: m.kind, id: m.id, address, written, vars: m.vars }),
+            Ok((written, address)) => {
+                out.recipients.push(Recipient { kind: m.kind, id: m.id, address, written, vars: m.vars })
+            }
             Err(r) => *out.excluded.entry(r).or_default() += 1,
         }
     }
@@ -192,9 +204,15 @@ pub fn plan_recipients(
 
 /// R-OPT-1 for the `optouts` view of a list: why a member gets no marketing e-mail whatever
 /// the wave — each opt-out flag set, a suppressed address, or no valid address. Empty = none.
-pub fn optout_reasons(m: &Member, normalize: impl Fn(&str) -> Option<String>, suppressed: &HashSet<String>) -> Vec<String> {
+pub fn optout_reasons(
+    m: &Member,
+    normalize: impl Fn(&str) -> Option<String>,
+    suppressed: &HashSet<String>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    for (set, flag) in [(m.donotemail, "donotemail"), (m.donotbulkemail, "donotbulkemail"), (m.donotsendmm, "donotsendmm")] {
+    for (set, flag) in
+        [(m.donotemail, "donotemail"), (m.donotbulkemail, "donotbulkemail"), (m.donotsendmm, "donotsendmm")]
+    {
         if set {
             out.push(format!("{REASON_OPTED_OUT}: {flag}"));
         }
@@ -210,7 +228,9 @@ pub fn optout_reasons(m: &Member, normalize: impl Fn(&str) -> Option<String>, su
 
 /// A marketer's wall-clock start, `YYYY-MM-DD HH:MM[:SS]` (a space or `T` between).
 pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
-    ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"].iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
 /// A wall-clock start in a named zone → the UTC instant. A time skipped by a DST change is
@@ -219,7 +239,9 @@ pub fn local_start(local: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, RuleEr
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(a, _) => Ok(a.with_timezone(&Utc)),
-        LocalResult::None => refuse("R-WV-5", "start_time_skipped", format!("{local} does not exist in {tz} (a daylight-saving gap)")),
+        LocalResult::None => {
+            refuse("R-WV-5", "start_time_skipped", format!("{local} does not exist in {tz} (a daylight-saving gap)"))
+        }
     }
 }
 
@@ -253,7 +275,9 @@ pub enum Verdict {
 pub fn is_throttle(code: u16, text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     matches!(code, 421 | 450 | 451 | 452 | 454)
-        && ["rate", "too many", "throttl", "slow down", "too fast", "limit exceeded", "4.7.0", "4.7.28"].iter().any(|w| t.contains(w))
+        && ["rate", "too many", "throttl", "slow down", "too fast", "limit exceeded", "4.7.0", "4.7.28"]
+            .iter()
+            .any(|w| t.contains(w))
 }
 
 /// Judges an SMTP failure at `stage`; `code` is None for network errors and timeouts.
@@ -300,10 +324,23 @@ mod tests {
 
     #[test]
     fn r_opt_1_optout_reasons_name_each_flag_and_the_suppression() {
-        let m = Member { kind: EntityKind::Contact, id: Uuid::nil(), statecode: 0, emails: [Some("A@x.ru".into()), None, None], donotemail: false, donotbulkemail: true, donotsendmm: true, lastusedincampaign: None, vars: Default::default() };
+        let m = Member {
+            kind: EntityKind::Contact,
+            id: Uuid::nil(),
+            statecode: 0,
+            emails: [Some("A@x.ru".into()), None, None],
+            donotemail: false,
+            donotbulkemail: true,
+            donotsendmm: true,
+            lastusedincampaign: None,
+            vars: Default::default(),
+        };
         let norm = |e: &str| Some(e.to_lowercase());
         let sup: HashSet<String> = ["a@x.ru".to_string()].into();
-        assert_eq!(optout_reasons(&m, norm, &sup), vec!["opted_out: donotbulkemail", "opted_out: donotsendmm", "suppressed: a@x.ru"]);
+        assert_eq!(
+            optout_reasons(&m, norm, &sup),
+            vec!["opted_out: donotbulkemail", "opted_out: donotsendmm", "suppressed: a@x.ru"]
+        );
         let clean = Member { donotbulkemail: false, donotsendmm: false, ..m.clone() };
         assert!(optout_reasons(&clean, norm, &HashSet::new()).is_empty());
         let none = Member { emails: [Some("broken".into()), None, None], ..clean };
@@ -312,11 +349,21 @@ mod tests {
     use serde_json::json;
 
     fn member(id: u128, email: Option<&str>) -> Member {
-        Member { kind: EntityKind::Contact, id: Uuid::from_u128(id), emails: [email.map(str::to_string), None, None], ..Default::default() }
+        Member {
+            kind: EntityKind::Contact,
+            id: Uuid::from_u128(id),
+            emails: [email.map(str::to_string), None, None],
+            ..Default::default()
+        }
     }
 
     fn settings() -> ExpandSettings {
-        ExpandSettings { skip_opted_out: true, ignore_inactive: true, exclude_days: None, today: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap() }
+        ExpandSettings {
+            skip_opted_out: true,
+            ignore_inactive: true,
+            exclude_days: None,
+            today: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+        }
     }
 
     fn norm(s: &str) -> Option<String> {
@@ -330,7 +377,10 @@ mod tests {
         let members = vec![a.clone(), a, member(2, Some("anna@acme.ru")), member(3, Some("boris@acme.ru"))];
         let e = plan_recipients(members, &settings(), norm, &HashSet::new(), &HashSet::new());
         assert_eq!(e.targeted, 3, "the same member on two lists counts once");
-        assert_eq!(e.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["anna@acme.ru", "boris@acme.ru"]);
+        assert_eq!(
+            e.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+            ["anna@acme.ru", "boris@acme.ru"]
+        );
         assert_eq!(e.recipients[0].written, "Anna@Acme.ru");
         assert_eq!(e.recipients[0].vars["first_name"], json!("Анна"));
         assert_eq!(e.excluded.get(REASON_DUPLICATE), Some(&1));
@@ -357,11 +407,27 @@ mod tests {
         let s = ExpandSettings { exclude_days: Some(30), ..settings() };
         let sup_set = HashSet::from(["s@x.ru".to_string()]);
         let resp_set = HashSet::from([Uuid::from_u128(9).to_string()]);
-        let e = plan_recipients(vec![inactive, none, bad, opted, mm, sup, recent, old, responded, fallback], &s, norm, &sup_set, &resp_set);
+        let e = plan_recipients(
+            vec![inactive, none, bad, opted, mm, sup, recent, old, responded, fallback],
+            &s,
+            norm,
+            &sup_set,
+            &resp_set,
+        );
         assert_eq!(e.targeted, 10);
         assert_eq!(e.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["old@x.ru", "third@x.ru"]);
         let ex: Vec<(&str, usize)> = e.excluded.into_iter().collect();
-        assert_eq!(ex, [(REASON_RECENT, 1), (REASON_INACTIVE, 1), (REASON_NO_EMAIL, 2), (REASON_OPTED_OUT, 2), (REASON_RESPONDED, 1), (REASON_SUPPRESSED, 1)]);
+        assert_eq!(
+            ex,
+            [
+                (REASON_RECENT, 1),
+                (REASON_INACTIVE, 1),
+                (REASON_NO_EMAIL, 2),
+                (REASON_OPTED_OUT, 2),
+                (REASON_RESPONDED, 1),
+                (REASON_SUPPRESSED, 1)
+            ]
+        );
     }
 
     #[test]
@@ -409,12 +475,19 @@ mod tests {
         assert_eq!(classify(Stage::Rcpt, Some(450), "4.2.1 mailbox busy"), Verdict::Retry);
         assert_eq!(classify(Stage::Rcpt, Some(451), "4.7.1 Too many messages, slow down"), Verdict::Throttled);
         assert_eq!(classify(Stage::Data, Some(421), "4.7.0 rate limit exceeded"), Verdict::Throttled);
-        assert_eq!(classify(Stage::Mail, Some(421), "4.7.28 our system has detected an unusual rate"), Verdict::Throttled);
+        assert_eq!(
+            classify(Stage::Mail, Some(421), "4.7.28 our system has detected an unusual rate"),
+            Verdict::Throttled
+        );
         assert_eq!(classify(Stage::Data, None, "connection reset"), Verdict::Retry);
         assert_eq!(classify(Stage::Mail, Some(553), "sender not allowed"), Verdict::SenderRejected);
         assert_eq!(classify(Stage::Connect, Some(535), "authentication failed"), Verdict::RelayDown);
         assert_eq!(classify(Stage::Connect, None, "connection refused"), Verdict::RelayDown);
-        assert_eq!(classify(Stage::Rcpt, Some(421), "4.3.2 service shutting down"), Verdict::RelayDown, "421 is the relay's, not the recipient's");
+        assert_eq!(
+            classify(Stage::Rcpt, Some(421), "4.3.2 service shutting down"),
+            Verdict::RelayDown,
+            "421 is the relay's, not the recipient's"
+        );
         assert!(!is_throttle(550, "rate limit"), "a 5xx is never a throttle");
     }
 

@@ -88,13 +88,32 @@ pub fn target_status(kind: EntityKind, outgoing: Option<bool>, action: CloseActi
 /// (only reopen applies, and only for an admin); an open one cannot be reopened. The note
 /// goes to the end of `description` as "Completed 2026-12-07: …"; `actualend` is now on
 /// completion and cancellation and cleared on reopen.
-pub fn plan_close(a: &Activity, action: CloseAction, p: &CloseParams, actor: Actor, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<Activity, RuleError> {
+pub fn plan_close(
+    a: &Activity,
+    action: CloseAction,
+    p: &CloseParams,
+    actor: Actor,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Result<Activity, RuleError> {
     check_len("note", p.note.as_deref(), 2000)?;
     match (action, a.statecode) {
-        (CloseAction::Reopen, 0) => return refuse("R-ACT-1", "activity_open", "the activity is open; only a completed or canceled one is reopened"),
-        (CloseAction::Reopen, _) if !actor.admin => return refuse("R-ACT-1", "reopen_needs_admin", "only an admin reopens a completed or canceled activity"),
+        (CloseAction::Reopen, 0) => {
+            return refuse(
+                "R-ACT-1",
+                "activity_open",
+                "the activity is open; only a completed or canceled one is reopened",
+            );
+        }
+        (CloseAction::Reopen, _) if !actor.admin => {
+            return refuse("R-ACT-1", "reopen_needs_admin", "only an admin reopens a completed or canceled activity");
+        }
         (CloseAction::Complete | CloseAction::Cancel, s) if s != 0 => {
-            return refuse("R-ACT-1", "activity_closed", "completed and canceled activities are read-only; reopen it first");
+            return refuse(
+                "R-ACT-1",
+                "activity_closed",
+                "completed and canceled activities are read-only; reopen it first",
+            );
         }
         _ => {}
     }
@@ -113,7 +132,13 @@ pub fn plan_close(a: &Activity, action: CloseAction, p: &CloseParams, actor: Act
             statuscode = 2;
             voicemail = Some(true);
         }
-        Some(other) => return refuse("R-ACT-1", "invalid_outcome", format!("outcome '{}': made, received or voicemail", other.chars().take(40).collect::<String>())),
+        Some(other) => {
+            return refuse(
+                "R-ACT-1",
+                "invalid_outcome",
+                format!("outcome '{}': made, received or voicemail", other.chars().take(40).collect::<String>()),
+            );
+        }
     }
     if let Some(s) = p.statuscode {
         statuscode = state::resolve(kind, statecode, Some(s))?.1;
@@ -156,7 +181,11 @@ pub fn restarts_escalation(before: &Activity, after: &Activity) -> bool {
 /// and who may own an open one.
 pub fn check_update(before: &Activity, after: &Activity, new_owner_enabled: bool) -> Result<(), RuleError> {
     if before.statecode != 0 {
-        return refuse("R-ACT-1", "activity_closed", "completed and canceled activities are read-only; reopen it first");
+        return refuse(
+            "R-ACT-1",
+            "activity_closed",
+            "completed and canceled activities are read-only; reopen it first",
+        );
     }
     if before.activitytypecode != after.activitytypecode {
         return refuse("§2.11", "activity_type_fixed", "an activity's type is fixed once it exists");
@@ -177,7 +206,13 @@ mod tests {
     }
 
     fn open(kind: EntityKind) -> Activity {
-        Activity { activityid: Uuid::from_u128(1), activitytypecode: kind, subject: Some("Call back".into()), ..Default::default() }.stamped(Uuid::from_u128(7), EntityKind::Systemuser, t(), None)
+        Activity {
+            activityid: Uuid::from_u128(1),
+            activitytypecode: kind,
+            subject: Some("Call back".into()),
+            ..Default::default()
+        }
+        .stamped(Uuid::from_u128(7), EntityKind::Systemuser, t(), None)
     }
 
     const OWNER: Actor = Actor { user: Uuid::from_u128(7), admin: false };
@@ -189,7 +224,10 @@ mod tests {
         let boss = Uuid::from_u128(8);
         let stranger = Actor { user: Uuid::from_u128(9), admin: false };
         assert!(may_close(OWNER, owner, &[]));
-        assert!(may_close(Actor { user: boss, admin: false }, owner, &[Uuid::from_u128(10), boss]), "a manager further up");
+        assert!(
+            may_close(Actor { user: boss, admin: false }, owner, &[Uuid::from_u128(10), boss]),
+            "a manager further up"
+        );
         assert!(!may_close(stranger, owner, &[boss]));
         assert!(may_close(Actor { admin: true, ..stranger }, owner, &[]));
     }
@@ -225,11 +263,22 @@ mod tests {
     fn r_act_1_complete_appends_the_note_and_ends_now() {
         let mut a = open(EntityKind::Task);
         a.description = Some("Missed call from +79161234567".into());
-        let done = plan_close(&a, CloseAction::Complete, &CloseParams { note: Some("called, sent the offer".into()), ..Default::default() }, OWNER, t(), MSK).unwrap();
+        let done = plan_close(
+            &a,
+            CloseAction::Complete,
+            &CloseParams { note: Some("called, sent the offer".into()), ..Default::default() },
+            OWNER,
+            t(),
+            MSK,
+        )
+        .unwrap();
         assert_eq!((done.statecode, done.statuscode), (1, 5));
         assert_eq!(done.actualend, Some(t()));
         assert_eq!(done.percentcomplete, Some(100));
-        assert_eq!(done.description.as_deref(), Some("Missed call from +79161234567\nCompleted 2026-12-07 12:30: called, sent the offer"));
+        assert_eq!(
+            done.description.as_deref(),
+            Some("Missed call from +79161234567\nCompleted 2026-12-07 12:30: called, sent the offer")
+        );
         assert_eq!(done.modifiedby, Some(OWNER.user));
     }
 
@@ -238,25 +287,57 @@ mod tests {
         let mut call = open(EntityKind::Phonecall);
         call.directioncode = Some(false);
         let p = |o: &str| CloseParams { outcome: Some(o.into()), ..Default::default() };
-        assert_eq!(plan_close(&call, CloseAction::Complete, &CloseParams::default(), OWNER, t(), MSK).unwrap().statuscode, 4, "incoming: Received");
+        assert_eq!(
+            plan_close(&call, CloseAction::Complete, &CloseParams::default(), OWNER, t(), MSK).unwrap().statuscode,
+            4,
+            "incoming: Received"
+        );
         assert_eq!(plan_close(&call, CloseAction::Complete, &p("made"), OWNER, t(), MSK).unwrap().statuscode, 2);
         let vm = plan_close(&call, CloseAction::Complete, &p("voicemail"), OWNER, t(), MSK).unwrap();
         assert_eq!((vm.statuscode, vm.leftvoicemail), (2, Some(true)));
-        assert_eq!(plan_close(&call, CloseAction::Complete, &p("maybe"), OWNER, t(), MSK).unwrap_err().code, "invalid_outcome");
-        assert_eq!(plan_close(&open(EntityKind::Task), CloseAction::Complete, &p("made"), OWNER, t(), MSK).unwrap_err().code, "outcome_not_applicable");
-        assert_eq!(plan_close(&call, CloseAction::Cancel, &CloseParams { statuscode: Some(2), ..Default::default() }, OWNER, t(), MSK).unwrap_err().code, "invalid_status");
+        assert_eq!(
+            plan_close(&call, CloseAction::Complete, &p("maybe"), OWNER, t(), MSK).unwrap_err().code,
+            "invalid_outcome"
+        );
+        assert_eq!(
+            plan_close(&open(EntityKind::Task), CloseAction::Complete, &p("made"), OWNER, t(), MSK).unwrap_err().code,
+            "outcome_not_applicable"
+        );
+        assert_eq!(
+            plan_close(
+                &call,
+                CloseAction::Cancel,
+                &CloseParams { statuscode: Some(2), ..Default::default() },
+                OWNER,
+                t(),
+                MSK
+            )
+            .unwrap_err()
+            .code,
+            "invalid_status"
+        );
     }
 
     #[test]
     fn r_act_1_closed_is_read_only_and_reopen_is_for_admins() {
-        let done = plan_close(&open(EntityKind::Task), CloseAction::Cancel, &CloseParams::default(), OWNER, t(), MSK).unwrap();
+        let done =
+            plan_close(&open(EntityKind::Task), CloseAction::Cancel, &CloseParams::default(), OWNER, t(), MSK).unwrap();
         assert_eq!((done.statecode, done.statuscode), (2, 6));
-        assert_eq!(plan_close(&done, CloseAction::Complete, &CloseParams::default(), OWNER, t(), MSK).unwrap_err().code, "activity_closed");
-        assert_eq!(plan_close(&done, CloseAction::Reopen, &CloseParams::default(), OWNER, t(), MSK).unwrap_err().code, "reopen_needs_admin");
+        assert_eq!(
+            plan_close(&done, CloseAction::Complete, &CloseParams::default(), OWNER, t(), MSK).unwrap_err().code,
+            "activity_closed"
+        );
+        assert_eq!(
+            plan_close(&done, CloseAction::Reopen, &CloseParams::default(), OWNER, t(), MSK).unwrap_err().code,
+            "reopen_needs_admin"
+        );
         let admin = Actor { user: Uuid::from_u128(1), admin: true };
         let again = plan_close(&done, CloseAction::Reopen, &CloseParams::default(), admin, t(), MSK).unwrap();
         assert_eq!((again.statecode, again.statuscode, again.actualend), (0, 2, None));
-        assert_eq!(plan_close(&again, CloseAction::Reopen, &CloseParams::default(), admin, t(), MSK).unwrap_err().code, "activity_open");
+        assert_eq!(
+            plan_close(&again, CloseAction::Reopen, &CloseParams::default(), admin, t(), MSK).unwrap_err().code,
+            "activity_open"
+        );
         assert_eq!(check_update(&done, &done, true).unwrap_err().code, "activity_closed");
     }
 

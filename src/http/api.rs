@@ -28,8 +28,11 @@ use uuid::Uuid;
 use super::{ApiError, AppState};
 
 mod work;
-use crate::crm::entities::{Account, Activity, BulkOperation, Campaign, CampaignActivity, CampaignResponse, ColType, Contact, Lead, MarketingList, Opportunity, Record, SystemUser};
 use crate::crm::EntityKind;
+use crate::crm::entities::{
+    Account, Activity, BulkOperation, Campaign, CampaignActivity, CampaignResponse, ColType, Contact, Lead,
+    MarketingList, Opportunity, Record, SystemUser,
+};
 use crate::store::api::{self as q, QueryError, ViewCtx, ViewSpec};
 use crate::store::{CreateMode, RecordExt};
 
@@ -117,9 +120,19 @@ pub fn new_token() -> String {
 async fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<Caller, ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
     let raw = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-    let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty()).ok_or_else(unauthorized)?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthorized)?;
     let hash = token_hash(token);
-    let found = match state.api.tokens.iter().find(|t| subtle::ConstantTimeEq::ct_eq(t.sha256.as_bytes(), hash.as_bytes()).into()) {
+    let found = match state
+        .api
+        .tokens
+        .iter()
+        .find(|t| subtle::ConstantTimeEq::ct_eq(t.sha256.as_bytes(), hash.as_bytes()).into())
+    {
         Some(t) => Some((t.user, t.role.clone(), t.name.clone())),
         None => state.store.api_token_by_hash(&hash).await?.map(|t| (t.systemuserid, t.role, t.name)),
     };
@@ -128,10 +141,20 @@ async fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Res
     // A token acts as its user: one who is gone or disabled can no longer act.
     match state.store.get::<SystemUser>(user).await? {
         Some(u) if !u.isdisabled => {}
-        _ => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token's user is disabled or unknown")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token's user is disabled or unknown",
+            ));
+        }
     }
     if !allowed(role, access) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the {role:?} role may not do this").to_lowercase()));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {role:?} role may not do this").to_lowercase(),
+        ));
     }
     Ok(Caller { user, role, token: name })
 }
@@ -159,7 +182,13 @@ pub struct ApiSettings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { enabled: true, tokens: Vec::new(), tz: None, stale_lead_days: 30, overdue_kinds: vec!["task".into(), "phonecall".into()] }
+        ApiSettings {
+            enabled: true,
+            tokens: Vec::new(),
+            tz: None,
+            stale_lead_days: 30,
+            overdue_kinds: vec!["task".into(), "phonecall".into()],
+        }
     }
 }
 
@@ -225,14 +254,26 @@ struct ListParams {
 const VIEW_PARAMS: [&str; 4] = ["id", "campaign", "all_states", "days"];
 
 fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
-    let mut p = ListParams { view: None, page: 1, limit: 50, sort: None, group_by: None, extra: BTreeMap::new(), filters: Vec::new() };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+    let mut p = ListParams {
+        view: None,
+        page: 1,
+        limit: 50,
+        sort: None,
+        group_by: None,
+        extra: BTreeMap::new(),
+        filters: Vec::new(),
+    };
     let int = |k: &str, v: &str, lo: i64, hi: i64| -> Result<i64, ApiError> {
-        v.parse::<i64>().ok().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_pagination", format!("{k}: an integer from {lo} to {hi}")))
+        v.parse::<i64>().ok().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_pagination", format!("{k}: an integer from {lo} to {hi}"))
+        })
     };
     let mut seen = std::collections::HashSet::new();
     for (k, v) in pairs {
-        let reserved = matches!(k.as_str(), "view" | "page" | "limit" | "sort" | "group_by") || VIEW_PARAMS.contains(&k.as_str());
+        let reserved =
+            matches!(k.as_str(), "view" | "page" | "limit" | "sort" | "group_by") || VIEW_PARAMS.contains(&k.as_str());
         if reserved && !seen.insert(k.clone()) {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{k} is given twice")));
         }
@@ -250,7 +291,11 @@ fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
                     _ => v.parse::<u32>().is_ok_and(|d| (1..=366).contains(&d)),
                 };
                 if !ok {
-                    return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{k}: not a valid value")));
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_parameter",
+                        format!("{k}: not a valid value"),
+                    ));
                 }
                 p.extra.insert(k.to_string(), v);
             }
@@ -288,20 +333,42 @@ entity! {
     Activity => "activities", Sales;
 }
 
-async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> {
+async fn list_h<R: Entity>(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<J>, ApiError> {
     let p = list_params(raw.as_deref())?;
     let mut conds = Vec::new();
     for (k, v) in &p.filters {
         conds.push(q::filter::<R>(k, v, s.api.tz()).map_err(bad)?);
     }
     let mut sort = p.sort.as_deref().map(q::sort::<R>).transpose().map_err(bad)?;
-    let ctx = ViewCtx { me: c.user, overdue_kinds: &s.api.overdue_kinds, now: Utc::now(), tz: s.api.tz(), stale_lead_days: s.api.stale_lead_days, params: &p.extra };
+    let ctx = ViewCtx {
+        me: c.user,
+        overdue_kinds: &s.api.overdue_kinds,
+        now: Utc::now(),
+        tz: s.api.tz(),
+        stale_lead_days: s.api.stale_lead_days,
+        params: &p.extra,
+    };
     let spec = q::view(R::TABLE, p.view.as_deref().unwrap_or("all"), &ctx).map_err(bad)?;
     if let Some(g) = &p.group_by {
-        let col = q::field::<R>(g).ok_or_else(|| bad(QueryError { code: "bad_group_by", message: format!("cannot group {} by '{}'", R::TABLE, g.chars().take(60).collect::<String>()) }))?;
+        let col = q::field::<R>(g).ok_or_else(|| {
+            bad(QueryError {
+                code: "bad_group_by",
+                message: format!("cannot group {} by '{}'", R::TABLE, g.chars().take(60).collect::<String>()),
+            })
+        })?;
         match spec {
             ViewSpec::Rows { conds: vc, .. } | ViewSpec::Groups { conds: vc, .. } => conds.extend(vc),
-            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_group_by", "this view is a report; group_by applies to record views")),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_group_by",
+                    "this view is a report; group_by applies to record views",
+                ));
+            }
         }
         let groups = s.store.group_records::<R>(col.name, &conds).await?;
         return Ok(Json(json!({ "groups": groups })));
@@ -310,7 +377,8 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
         ViewSpec::Rows { conds: vc, sort: vs } => {
             conds.extend(vc);
             sort = sort.or(vs);
-            let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
+            let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?)
+                .map_err(internal)?;
             named(&s, R::TABLE, &mut page).await?;
             page
         }
@@ -318,14 +386,17 @@ async fn list_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Ca
             conds.extend(vc);
             json!({ "groups": s.store.group_records::<R>(col, &conds).await? })
         }
-        ViewSpec::CreationRate { days } => json!({ "groups": s.store.lead_creation_rate(ctx.now, ctx.tz, days).await? }),
+        ViewSpec::CreationRate { days } => {
+            json!({ "groups": s.store.lead_creation_rate(ctx.now, ctx.tz, days).await? })
+        }
         ViewSpec::BudgetVsActual => json!({ "items": s.store.campaign_budget_vs_actual().await? }),
         ViewSpec::Performance => json!({ "items": s.store.campaign_performance().await? }),
         ViewSpec::Hierarchy => json!({ "items": s.store.user_hierarchy().await? }),
         ViewSpec::Failures(run) => json!({ "items": s.store.wave_failures(run, p.limit).await? }),
         ViewSpec::Pipeline => {
             conds.push(q::filter::<R>("statecode", "0", ctx.tz).map_err(bad)?);
-            let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?).map_err(internal)?;
+            let mut page = serde_json::to_value(s.store.query_records::<R>(&conds, sort, p.page, p.limit).await?)
+                .map_err(internal)?;
             named(&s, R::TABLE, &mut page).await?;
             page["totals"] = s.store.pipeline_totals().await?;
             page
@@ -351,7 +422,8 @@ async fn get_h<R: Entity>(State(s): State<AppState>, Path(id): Path<String>) -> 
 }
 
 /// Fields a client never writes: keys, audit stamps, version, and state (actions change it).
-const SERVER_FIELDS: [&str; 8] = ["createdon", "createdby", "modifiedon", "modifiedby", "versionnumber", "statecode", "statuscode", "owneridtype"];
+const SERVER_FIELDS: [&str; 8] =
+    ["createdon", "createdby", "modifiedon", "modifiedby", "versionnumber", "statecode", "statuscode", "owneridtype"];
 
 /// Per entity: fields the daemon keeps (roll-ups, books, snapshots) and, on update, fields
 /// that are fixed once the record exists (DOMAIN §2: a list's member type and kind, a wave's
@@ -376,16 +448,26 @@ fn read_only(table: &str, create: bool) -> &'static [&'static str] {
 
 /// Checks a body's fields against `R`'s columns; returns the object.
 fn record_fields<R: Record>(body: J, create: bool) -> Result<serde_json::Map<String, J>, ApiError> {
-    let J::Object(obj) = body else { return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object")) };
+    let J::Object(obj) = body else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object"));
+    };
     for k in obj.keys() {
         if k == "versionnumber" && !create {
             continue;
         }
         if k == R::KEY || SERVER_FIELDS.contains(&k.as_str()) || read_only(R::TABLE, create).contains(&k.as_str()) {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "read_only_field", format!("{k} is kept by the server or fixed once the record exists")));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "read_only_field",
+                format!("{k} is kept by the server or fixed once the record exists"),
+            ));
         }
         if q::field::<R>(k).is_none() {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", format!("{} has no field '{}'", R::TABLE, k.chars().take(60).collect::<String>())));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_field",
+                format!("{} has no field '{}'", R::TABLE, k.chars().take(60).collect::<String>()),
+            ));
         }
     }
     Ok(obj)
@@ -403,7 +485,8 @@ struct CreateQuery {
 }
 
 fn create_mode(raw: Option<&str>) -> Result<CreateMode, ApiError> {
-    let cq: CreateQuery = serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+    let cq: CreateQuery = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
     match cq.duplicates.as_deref() {
         None | Some("check") => Ok(CreateMode::CheckDuplicates),
         Some("allow") => Ok(CreateMode::IgnoreDuplicates),
@@ -418,7 +501,11 @@ pub trait Creatable: Entity {
 }
 
 fn required(ok: bool, field: &str) -> Result<(), ApiError> {
-    if ok { Ok(()) } else { Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_field", format!("{field} is required"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_field", format!("{field} is required")))
+    }
 }
 
 macro_rules! creatable {
@@ -446,9 +533,31 @@ macro_rules! new_key {
 }
 new_key!(Lead => leadid, Contact => contactid, Account => accountid, Campaign => campaignid, MarketingList => listid, CampaignActivity => activityid, Activity => activityid, Opportunity => opportunityid);
 
-creatable!(Lead, |r, _st| { if r.leadqualitycode == 0 { r.leadqualitycode = 2; } required(!r.lastname.trim().is_empty(), "lastname")?; required(!r.subject.trim().is_empty(), "subject")?; }, |s, rec, mode| s.store.create_lead(&rec, mode).await?);
-creatable!(Contact, |r, _st| { required(!r.lastname.trim().is_empty(), "lastname")?; }, |s, rec, mode| s.store.create_contact(&rec, mode).await?);
-creatable!(Account, |r, _st| { required(!r.name.trim().is_empty(), "name")?; }, |s, rec, mode| s.store.create_account(&rec, mode).await?);
+creatable!(
+    Lead,
+    |r, _st| {
+        if r.leadqualitycode == 0 {
+            r.leadqualitycode = 2;
+        }
+        required(!r.lastname.trim().is_empty(), "lastname")?;
+        required(!r.subject.trim().is_empty(), "subject")?;
+    },
+    |s, rec, mode| s.store.create_lead(&rec, mode).await?
+);
+creatable!(
+    Contact,
+    |r, _st| {
+        required(!r.lastname.trim().is_empty(), "lastname")?;
+    },
+    |s, rec, mode| s.store.create_contact(&rec, mode).await?
+);
+creatable!(
+    Account,
+    |r, _st| {
+        required(!r.name.trim().is_empty(), "name")?;
+    },
+    |s, rec, mode| s.store.create_account(&rec, mode).await?
+);
 creatable!(
     Campaign,
     |r, st| {
@@ -470,7 +579,11 @@ creatable!(
     |r, _st| {
         required(!r.listname.trim().is_empty(), "listname")?;
         if ![1, 2, 4].contains(&r.createdfromcode) {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_member_type", "createdfromcode: 1 account, 2 contact or 4 lead"));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_member_type",
+                "createdfromcode: 1 account, 2 contact or 4 lead",
+            ));
         }
     },
     |s, rec, _mode| {
@@ -478,12 +591,25 @@ creatable!(
         rec
     }
 );
-creatable!(CampaignActivity, |r, _st| { required(!r.subject.trim().is_empty(), "subject")?; }, |s, rec, _mode| s.store.create_campaign_activity(&rec).await?);
+creatable!(
+    CampaignActivity,
+    |r, _st| {
+        required(!r.subject.trim().is_empty(), "subject")?;
+    },
+    |s, rec, _mode| s.store.create_campaign_activity(&rec).await?
+);
 creatable!(
     Activity,
     |r, _st| {
-        if !matches!(r.activitytypecode, EntityKind::Task | EntityKind::Phonecall | EntityKind::Appointment | EntityKind::Letter | EntityKind::Fax) {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_activity_type", "activitytypecode: task, phonecall, appointment, letter or fax (e-mail is created by the daemon)"));
+        if !matches!(
+            r.activitytypecode,
+            EntityKind::Task | EntityKind::Phonecall | EntityKind::Appointment | EntityKind::Letter | EntityKind::Fax
+        ) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_activity_type",
+                "activitytypecode: task, phonecall, appointment, letter or fax (e-mail is created by the daemon)",
+            ));
         }
     },
     |s, rec, _mode| {
@@ -505,15 +631,27 @@ creatable!(
     |s, rec, _mode| s.store.create_opportunity(&rec).await?
 );
 
-async fn create_h<R: Creatable>(State(s): State<AppState>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery, Body(body): Body<J>) -> Result<Response, ApiError> {
+async fn create_h<R: Creatable>(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+    Body(body): Body<J>,
+) -> Result<Response, ApiError> {
     let mode = create_mode(raw.as_deref())?;
     let obj = record_fields::<R>(body, true)?;
     let owner = match obj.get("ownerid") {
-        Some(v) => v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "ownerid: not a UUID"))?,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "ownerid: not a UUID"))?,
         None => c.user,
     };
     if s.store.get::<SystemUser>(owner).await?.is_none() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_owner", format!("ownerid {owner} is not a user")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_owner",
+            format!("ownerid {owner} is not a user"),
+        ));
     }
     let rec = typed::<R>(obj)?.prepare(owner, c.user, Utc::now(), &s)?;
     let out = R::create(&s, rec, mode).await?;
@@ -522,7 +660,12 @@ async fn create_h<R: Creatable>(State(s): State<AppState>, Extension(c): Extensi
 
 /// A record type the API updates (PATCH: the fields given, optionally `versionnumber` for
 /// optimistic concurrency).
-async fn patch_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(body): Body<J>) -> Result<Json<R>, ApiError> {
+async fn patch_h<R: Entity>(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<J>,
+) -> Result<Json<R>, ApiError> {
     let id = parse_id(&id)?;
     let mut obj = record_fields::<R>(body, false)?;
     // Costs roll up to the campaign (R-WV-6): they go through the operations that do that.
@@ -532,10 +675,16 @@ async fn patch_h<R: Entity>(State(s): State<AppState>, Extension(c): Extension<C
         _ => None,
     };
     let cost = cost
-        .map(|(f, v)| serde_json::from_value::<Option<crate::crm::Money>>(v).map(|m| (f, m)).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{f}: {e}"))))
+        .map(|(f, v)| {
+            serde_json::from_value::<Option<crate::crm::Money>>(v)
+                .map(|m| (f, m))
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{f}: {e}")))
+        })
         .transpose()?;
     let current = s.store.load::<R>(id).await?;
-    let J::Object(mut merged) = serde_json::to_value(&current).map_err(internal)? else { return Err(internal("record is not an object")) };
+    let J::Object(mut merged) = serde_json::to_value(&current).map_err(internal)? else {
+        return Err(internal("record is not an object"));
+    };
     let expected = obj.get("versionnumber").cloned();
     for (k, v) in obj {
         merged.insert(k, v);
@@ -582,7 +731,12 @@ async fn update_any<R: Entity>(s: &AppState, rec: R) -> Result<R, ApiError> {
 // ---------------------------------------------------------------------------------------
 // Actions
 
-async fn qualify_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<crate::crm::lead::QualifyParams>) -> Result<Json<J>, ApiError> {
+async fn qualify_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<crate::crm::lead::QualifyParams>,
+) -> Result<Json<J>, ApiError> {
     let (lead, created) = s.store.qualify_lead(parse_id(&id)?, &p, Some(c.user), Utc::now()).await?;
     Ok(Json(json!({"lead": lead, "created": created})))
 }
@@ -594,19 +748,37 @@ struct DisqualifyBody {
     reason: Option<String>,
 }
 
-async fn disqualify_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<DisqualifyBody>) -> Result<Json<Lead>, ApiError> {
-    Ok(Json(s.store.disqualify_lead(parse_id(&id)?, b.statuscode, b.reason.as_deref(), Some(c.user), Utc::now()).await?))
+async fn disqualify_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(b): Body<DisqualifyBody>,
+) -> Result<Json<Lead>, ApiError> {
+    Ok(Json(
+        s.store.disqualify_lead(parse_id(&id)?, b.statuscode, b.reason.as_deref(), Some(c.user), Utc::now()).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-async fn reactivate_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<Lead>, ApiError> {
+async fn reactivate_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<Lead>, ApiError> {
     Ok(Json(s.store.reactivate_lead(parse_id(&id)?, Some(c.user), Utc::now()).await?))
 }
 
-async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, RawQuery(raw): RawQuery, Body(o): Body<crate::crm::response::ConvertOption>) -> Result<Json<J>, ApiError> {
+async fn convert_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    Body(o): Body<crate::crm::response::ConvertOption>,
+) -> Result<Json<J>, ApiError> {
     let mode = create_mode(raw.as_deref())?;
     use crate::crm::response::ConvertOption;
     // New lead and close are response work; linking to (or reactivating) an existing lead
@@ -617,9 +789,14 @@ async fn convert_h(State(s): State<AppState>, Extension(c): Extension<Caller>, P
         ConvertOption::NewCustomer { .. } => Some(Access::Write(Area::Sales)),
     };
     if let Some(a) = needs.filter(|a| !allowed(c.role, *a)) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the {:?} role may not write the records this option changes ({a:?})", c.role).to_lowercase()));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {:?} role may not write the records this option changes ({a:?})", c.role).to_lowercase(),
+        ));
     }
-    let (response, created) = s.store.convert_response(parse_id(&id)?, &o, None, Some(c.user), Utc::now(), mode).await?;
+    let (response, created) =
+        s.store.convert_response(parse_id(&id)?, &o, None, Some(c.user), Utc::now(), mode).await?;
     Ok(Json(json!({"response": response, "created": created})))
 }
 
@@ -629,7 +806,12 @@ struct StatusBody {
     statuscode: i32,
 }
 
-async fn campaign_status_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<StatusBody>) -> Result<Json<Campaign>, ApiError> {
+async fn campaign_status_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(b): Body<StatusBody>,
+) -> Result<Json<Campaign>, ApiError> {
     Ok(Json(s.store.set_campaign_status(parse_id(&id)?, b.statuscode, Some(c.user), Utc::now()).await?))
 }
 
@@ -653,11 +835,20 @@ fn unprocessable(code: &str, m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m)
 }
 
-async fn schedule_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ScheduleBody>) -> Result<Json<J>, ApiError> {
+async fn schedule_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ScheduleBody>,
+) -> Result<Json<J>, ApiError> {
     let id = parse_id(&id)?;
     let now = Utc::now();
     let zone: chrono_tz::Tz = match &b.timezone {
-        Some(t) => t.parse().map_err(|_| unprocessable("bad_timezone", format!("'{}' is not an IANA time zone", t.chars().take(60).collect::<String>())))?,
+        Some(t) => t.parse().map_err(|_| {
+            unprocessable(
+                "bad_timezone",
+                format!("'{}' is not an IANA time zone", t.chars().take(60).collect::<String>()),
+            )
+        })?,
         None => s.api.tz(),
     };
     let start_at = match &b.start {
@@ -665,12 +856,17 @@ async fn schedule_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): 
         Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
             Ok(t) => t.with_timezone(&Utc),
             Err(_) => {
-                let local = crate::crm::waves::parse_local(raw).ok_or_else(|| unprocessable("bad_start", "start: expected YYYY-MM-DD HH:MM (local) or an RFC 3339 instant"))?;
+                let local = crate::crm::waves::parse_local(raw).ok_or_else(|| {
+                    unprocessable("bad_start", "start: expected YYYY-MM-DD HH:MM (local) or an RFC 3339 instant")
+                })?;
                 crate::crm::waves::local_start(local, zone).map_err(|e| unprocessable("bad_start", e.to_string()))?
             }
         },
     };
-    let from = b.from.or_else(|| s.smtp_from.clone()).ok_or_else(|| unprocessable("missing_field", "from is required when smtp.from is not set"))?;
+    let from = b
+        .from
+        .or_else(|| s.smtp_from.clone())
+        .ok_or_else(|| unprocessable("missing_field", "from is required when smtp.from is not set"))?;
     let sched = crate::store::waves::WaveSchedule {
         activity_id: id,
         start_at,
@@ -698,13 +894,25 @@ async fn wave_control(s: &AppState, id: &str, action: crate::crm::waves::WaveAct
     Ok(Json(serde_json::to_value(w).map_err(internal)?))
 }
 
-async fn pause_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+async fn pause_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<J>, ApiError> {
     wave_control(&s, &id, crate::crm::waves::WaveAction::Pause).await
 }
-async fn resume_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+async fn resume_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<J>, ApiError> {
     wave_control(&s, &id, crate::crm::waves::WaveAction::Resume).await
 }
-async fn cancel_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+async fn cancel_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<J>, ApiError> {
     wave_control(&s, &id, crate::crm::waves::WaveAction::Cancel).await
 }
 
@@ -720,12 +928,24 @@ struct TestSendBody {
     vars: serde_json::Map<String, J>,
 }
 
-async fn test_send_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<TestSendBody>) -> Result<Json<J>, ApiError> {
+async fn test_send_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<TestSendBody>,
+) -> Result<Json<J>, ApiError> {
     let id = parse_id(&id)?;
-    let rt = s.waves.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_relay", "this daemon has no SMTP relay configured ([smtp] host) or waves are disabled"))?;
+    let rt = s.waves.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_relay",
+            "this daemon has no SMTP relay configured ([smtp] host) or waves are disabled",
+        )
+    })?;
     crate::crm::EmailAddress::parse(&b.to).map_err(|e| unprocessable("invalid_address", format!("to: {e}")))?;
     s.store.wave(id).await?;
-    rt.test_send(id, &b.to, b.vars).await.map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "send_failed", format!("{e:#}")))?;
+    rt.test_send(id, &b.to, b.vars)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "send_failed", format!("{e:#}")))?;
     Ok(Json(json!({"sent_to": b.to})))
 }
 
@@ -745,7 +965,11 @@ struct MembersBody {
     members: Vec<Uuid>,
 }
 
-async fn add_members_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<MembersBody>) -> Result<Json<J>, ApiError> {
+async fn add_members_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<MembersBody>,
+) -> Result<Json<J>, ApiError> {
     if b.members.len() > 10_000 {
         return Err(unprocessable("too_many_members", "at most 10000 members per request"));
     }
@@ -753,12 +977,21 @@ async fn add_members_h(State(s): State<AppState>, Path(id): Path<String>, Body(b
     Ok(Json(json!({"added": added})))
 }
 
-async fn remove_members_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<MembersBody>) -> Result<Json<J>, ApiError> {
+async fn remove_members_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<MembersBody>,
+) -> Result<Json<J>, ApiError> {
     let removed = s.store.remove_list_members(parse_id(&id)?, &b.members).await?;
     Ok(Json(json!({"removed": removed})))
 }
 
-async fn copy_static_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Response, ApiError> {
+async fn copy_static_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Response, ApiError> {
     let l = s.store.copy_dynamic_to_static(parse_id(&id)?, Uuid::now_v7(), Some(c.user), Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(l)).into_response())
 }
@@ -766,7 +999,11 @@ async fn copy_static_h(State(s): State<AppState>, Extension(c): Extension<Caller
 async fn ops_h(s: &AppState, set: q::OpsSet, raw: Option<&str>) -> Result<Json<J>, ApiError> {
     let p = list_params(raw)?;
     if p.view.is_some() || p.sort.is_some() || p.group_by.is_some() || !p.extra.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "ops lists take page, limit and column filters only"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "ops lists take page, limit and column filters only",
+        ));
     }
     let page = s.store.ops_page(set, &p.filters, p.page, p.limit).await?.map_err(bad)?;
     Ok(Json(serde_json::to_value(page).map_err(internal)?))
@@ -779,14 +1016,25 @@ macro_rules! ops_handler {
 }
 ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates, bounces_h => Bounces, mailboxes_h => Mailboxes);
 
-async fn replay_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+async fn replay_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<J>, ApiError> {
     let id = parse_id(&id)?;
     let events = s.store.quarantined_mail().await?;
-    let ev = events.iter().find(|e| e.id == id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{id} is not a quarantined or failed mail event")))?;
+    let ev = events.iter().find(|e| e.id == id).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{id} is not a quarantined or failed mail event"))
+    })?;
     let mailbox = ev.mailbox().unwrap_or("");
-    let cfg = s.config.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_config", "replay needs the daemon's mailbox configuration"))?;
-    let mb = cfg.mailboxes.iter().find(|m| m.name == mailbox).ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "unknown_mailbox", format!("mailbox '{mailbox}' is not configured")))?;
-    let rt = crate::ingest::imap::MailboxRuntime::new(&cfg, mb, s.store.clone(), "api").map_err(|e| ApiError::new(StatusCode::CONFLICT, "mailbox_config", e.to_string()))?;
+    let cfg = s.config.clone().ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "no_config", "replay needs the daemon's mailbox configuration")
+    })?;
+    let mb = cfg.mailboxes.iter().find(|m| m.name == mailbox).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "unknown_mailbox", format!("mailbox '{mailbox}' is not configured"))
+    })?;
+    let rt = crate::ingest::imap::MailboxRuntime::new(&cfg, mb, s.store.clone(), "api")
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "mailbox_config", e.to_string()))?;
     let out = rt.replay(ev).await.map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayed", format!("{e:#}")))?;
     Ok(Json(json!({"status": out.status, "class": out.class, "reason": out.reason})))
 }
@@ -832,26 +1080,85 @@ pub struct RouteDef {
     handler: MethodRouter<AppState>,
 }
 
-fn route(method: Method, path: impl Into<String>, access: Access, summary: impl Into<String>, handler: MethodRouter<AppState>) -> RouteDef {
-    RouteDef { method, path: path.into(), access, summary: summary.into(), set: None, body: BodyDoc::None, reply: ReplyDoc::Object, list: false, status: 200, handler }
+fn route(
+    method: Method,
+    path: impl Into<String>,
+    access: Access,
+    summary: impl Into<String>,
+    handler: MethodRouter<AppState>,
+) -> RouteDef {
+    RouteDef {
+        method,
+        path: path.into(),
+        access,
+        summary: summary.into(),
+        set: None,
+        body: BodyDoc::None,
+        reply: ReplyDoc::Object,
+        list: false,
+        status: 200,
+        handler,
+    }
 }
 
 fn entity_routes<R: Entity>(out: &mut Vec<RouteDef>) {
     use axum::routing::{get, patch};
     let base = format!("/api/v1/{}", R::SET);
     let set = Some((R::SET, R::COLS, R::TABLE));
-    out.push(RouteDef { set, reply: ReplyDoc::Page, list: true, ..route(Method::GET, &base, Access::Read(R::AREA), format!("List {} (views: {})", R::SET, q::views(R::TABLE).join(", ")), get(list_h::<R>)) });
-    out.push(RouteDef { set, reply: ReplyDoc::Record, ..route(Method::GET, format!("{base}/{{id}}"), Access::Read(R::AREA), format!("Get one of {}", R::SET), get(get_h::<R>)) });
+    out.push(RouteDef {
+        set,
+        reply: ReplyDoc::Page,
+        list: true,
+        ..route(
+            Method::GET,
+            &base,
+            Access::Read(R::AREA),
+            format!("List {} (views: {})", R::SET, q::views(R::TABLE).join(", ")),
+            get(list_h::<R>),
+        )
+    });
+    out.push(RouteDef {
+        set,
+        reply: ReplyDoc::Record,
+        ..route(
+            Method::GET,
+            format!("{base}/{{id}}"),
+            Access::Read(R::AREA),
+            format!("Get one of {}", R::SET),
+            get(get_h::<R>),
+        )
+    });
     if R::TABLE != "bulkoperation" && R::TABLE != "campaignresponse" && R::TABLE != "systemuser" {
-        out.push(RouteDef { set, body: BodyDoc::Record, reply: ReplyDoc::Record, ..route(Method::PATCH, format!("{base}/{{id}}"), Access::Write(R::AREA), format!("Update fields of one of {}", R::SET), patch(patch_h::<R>)) });
+        out.push(RouteDef {
+            set,
+            body: BodyDoc::Record,
+            reply: ReplyDoc::Record,
+            ..route(
+                Method::PATCH,
+                format!("{base}/{{id}}"),
+                Access::Write(R::AREA),
+                format!("Update fields of one of {}", R::SET),
+                patch(patch_h::<R>),
+            )
+        });
     }
 }
 
 fn create_route<R: Creatable>(out: &mut Vec<RouteDef>) {
     use axum::routing::post;
     let set = Some((R::SET, R::COLS, R::TABLE));
-    let summary = if matches!(R::TABLE, "lead" | "contact" | "account") { format!("Create one of {} (duplicate rules run: 409 with candidates unless ?duplicates=allow)", R::SET) } else { format!("Create one of {}", R::SET) };
-    out.push(RouteDef { set, body: BodyDoc::Record, reply: ReplyDoc::Record, status: 201, ..route(Method::POST, format!("/api/v1/{}", R::SET), Access::Write(R::AREA), summary, post(create_h::<R>)) });
+    let summary = if matches!(R::TABLE, "lead" | "contact" | "account") {
+        format!("Create one of {} (duplicate rules run: 409 with candidates unless ?duplicates=allow)", R::SET)
+    } else {
+        format!("Create one of {}", R::SET)
+    };
+    out.push(RouteDef {
+        set,
+        body: BodyDoc::Record,
+        reply: ReplyDoc::Record,
+        status: 201,
+        ..route(Method::POST, format!("/api/v1/{}", R::SET), Access::Write(R::AREA), summary, post(create_h::<R>))
+    });
 }
 
 /// Every route of `/api/v1`.
@@ -880,22 +1187,149 @@ pub fn table() -> Vec<RouteDef> {
     let w = |a| Access::Write(a);
     let r = |a| Access::Read(a);
     use Area::*;
-    t.push(RouteDef { body: BodyDoc::Named("QualifyParams"), ..route(Method::POST, "/api/v1/leads/{id}/qualify", w(Leads), "QualifyLead (§3.1): create/link account, contact, opportunity; lead → Qualified", post(qualify_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Disqualify"), reply: ReplyDoc::Record, set: Some(("leads", Lead::COLS, "lead")), ..route(Method::POST, "/api/v1/leads/{id}/disqualify", w(Leads), "Disqualify an open lead (§3.2)", post(disqualify_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), reply: ReplyDoc::Record, set: Some(("leads", Lead::COLS, "lead")), ..route(Method::POST, "/api/v1/leads/{id}/reactivate", w(Leads), "Reactivate a closed lead (§3.2)", post(reactivate_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("ConvertOption"), ..route(Method::POST, "/api/v1/campaignresponses/{id}/convert", w(Marketing), "Convert a campaign response (§3.3 a/b/c/d)", post(convert_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("QualifyParams"),
+        ..route(
+            Method::POST,
+            "/api/v1/leads/{id}/qualify",
+            w(Leads),
+            "QualifyLead (§3.1): create/link account, contact, opportunity; lead → Qualified",
+            post(qualify_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Disqualify"),
+        reply: ReplyDoc::Record,
+        set: Some(("leads", Lead::COLS, "lead")),
+        ..route(
+            Method::POST,
+            "/api/v1/leads/{id}/disqualify",
+            w(Leads),
+            "Disqualify an open lead (§3.2)",
+            post(disqualify_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        reply: ReplyDoc::Record,
+        set: Some(("leads", Lead::COLS, "lead")),
+        ..route(
+            Method::POST,
+            "/api/v1/leads/{id}/reactivate",
+            w(Leads),
+            "Reactivate a closed lead (§3.2)",
+            post(reactivate_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("ConvertOption"),
+        ..route(
+            Method::POST,
+            "/api/v1/campaignresponses/{id}/convert",
+            w(Marketing),
+            "Convert a campaign response (§3.3 a/b/c/d)",
+            post(convert_h),
+        )
+    });
     t.push(RouteDef { body: BodyDoc::Named("CampaignStatus"), reply: ReplyDoc::Record, set: Some(("campaigns", Campaign::COLS, "campaign")), ..route(Method::POST, "/api/v1/campaigns/{id}/status", w(Marketing), "Change a campaign's status: 0 Proposed → 1 Ready To Launch → 2 Launched → 3 Completed; 4 Canceled; 2 ↔ 5 Suspended", post(campaign_status_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Schedule"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/schedule", w(Marketing), "Schedule the e-mail wave of a campaign activity (R-WV-1)", post(schedule_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/pause", w(Marketing), "Pause a wave (R-WV-5)", post(pause_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/resume", w(Marketing), "Resume a paused wave", post(resume_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/cancel", w(Marketing), "Cancel a wave", post(cancel_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("TestSend"), ..route(Method::POST, "/api/v1/campaignactivities/{id}/test-send", w(Marketing), "Send the wave's message to one address, marked [TEST]; touches no counts", post(test_send_h)) });
-    t.push(route(Method::GET, "/api/v1/campaignactivities/{id}/status", r(Marketing), "A wave's state and figures", get(wave_status_h)));
-    t.push(route(Method::GET, "/api/v1/lists/{id}/members", r(Marketing), "Members of a list (dynamic lists evaluated now)", get(members_h)));
-    t.push(route(Method::GET, "/api/v1/lists/{id}/optouts", r(Marketing), "Members no marketing e-mail reaches (R-OPT-1), with the reasons", get(optouts_h)));
-    t.push(RouteDef { body: BodyDoc::Named("Members"), ..route(Method::POST, "/api/v1/lists/{id}/members", w(Marketing), "Add members to a static, unlocked list", post(add_members_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Members"), ..route(Method::POST, "/api/v1/lists/{id}/members/remove", w(Marketing), "Remove members from a static, unlocked list", post(remove_members_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), reply: ReplyDoc::Record, set: Some(("lists", MarketingList::COLS, "list")), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/copy-to-static", w(Marketing), "Copy a dynamic list's current members to a new static list", post(copy_static_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Schedule"),
+        ..route(
+            Method::POST,
+            "/api/v1/campaignactivities/{id}/schedule",
+            w(Marketing),
+            "Schedule the e-mail wave of a campaign activity (R-WV-1)",
+            post(schedule_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        ..route(
+            Method::POST,
+            "/api/v1/campaignactivities/{id}/pause",
+            w(Marketing),
+            "Pause a wave (R-WV-5)",
+            post(pause_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        ..route(
+            Method::POST,
+            "/api/v1/campaignactivities/{id}/resume",
+            w(Marketing),
+            "Resume a paused wave",
+            post(resume_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        ..route(Method::POST, "/api/v1/campaignactivities/{id}/cancel", w(Marketing), "Cancel a wave", post(cancel_h))
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("TestSend"),
+        ..route(
+            Method::POST,
+            "/api/v1/campaignactivities/{id}/test-send",
+            w(Marketing),
+            "Send the wave's message to one address, marked [TEST]; touches no counts",
+            post(test_send_h),
+        )
+    });
+    t.push(route(
+        Method::GET,
+        "/api/v1/campaignactivities/{id}/status",
+        r(Marketing),
+        "A wave's state and figures",
+        get(wave_status_h),
+    ));
+    t.push(route(
+        Method::GET,
+        "/api/v1/lists/{id}/members",
+        r(Marketing),
+        "Members of a list (dynamic lists evaluated now)",
+        get(members_h),
+    ));
+    t.push(route(
+        Method::GET,
+        "/api/v1/lists/{id}/optouts",
+        r(Marketing),
+        "Members no marketing e-mail reaches (R-OPT-1), with the reasons",
+        get(optouts_h),
+    ));
+    t.push(RouteDef {
+        body: BodyDoc::Named("Members"),
+        ..route(
+            Method::POST,
+            "/api/v1/lists/{id}/members",
+            w(Marketing),
+            "Add members to a static, unlocked list",
+            post(add_members_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Members"),
+        ..route(
+            Method::POST,
+            "/api/v1/lists/{id}/members/remove",
+            w(Marketing),
+            "Remove members from a static, unlocked list",
+            post(remove_members_h),
+        )
+    });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        reply: ReplyDoc::Record,
+        set: Some(("lists", MarketingList::COLS, "list")),
+        status: 201,
+        ..route(
+            Method::POST,
+            "/api/v1/lists/{id}/copy-to-static",
+            w(Marketing),
+            "Copy a dynamic list's current members to a new static list",
+            post(copy_static_h),
+        )
+    });
     for (path, summary, h) in [
         ("inbound-events", "Inbound events (mail and calls): idempotency and audit", get(inbound_h)),
         ("inbound-email-log", "Inbound e-mail log with each message's class and outcome", get(email_log_h)),
@@ -907,9 +1341,22 @@ pub fn table() -> Vec<RouteDef> {
         ("bounces", "Bounce counts per address with the last reason, status and diagnostic (R-EM-8)", get(bounces_h)),
         ("mailboxes", "Mailbox folders: connection state, checkpoint, lease and messages seen again", get(mailboxes_h)),
     ] {
-        t.push(RouteDef { reply: ReplyDoc::Page, list: false, ..route(Method::GET, format!("/api/v1/ops/{path}"), r(Ops), summary, h) });
+        t.push(RouteDef {
+            reply: ReplyDoc::Page,
+            list: false,
+            ..route(Method::GET, format!("/api/v1/ops/{path}"), r(Ops), summary, h)
+        });
     }
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/ops/quarantine/{id}/replay", w(Ops), "Process a quarantined message again", post(replay_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        ..route(
+            Method::POST,
+            "/api/v1/ops/quarantine/{id}/replay",
+            w(Ops),
+            "Process a quarantined message again",
+            post(replay_h),
+        )
+    });
     work::routes(&mut t);
     t.push(route(Method::GET, "/api/v1/openapi.json", r(Meta), "This document", get(openapi_h)));
     t
@@ -947,8 +1394,11 @@ fn record_schema(cols: &[crate::crm::entities::Col]) -> J {
 }
 
 fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, create: bool) -> J {
-    let mut props: serde_json::Map<String, J> =
-        cols.iter().filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name) && !read_only(table, create).contains(&c.name)).map(|c| (c.name.to_string(), col_schema(c.ty))).collect();
+    let mut props: serde_json::Map<String, J> = cols
+        .iter()
+        .filter(|c| c.name != key && !SERVER_FIELDS.contains(&c.name) && !read_only(table, create).contains(&c.name))
+        .map(|c| (c.name.to_string(), col_schema(c.ty)))
+        .collect();
     let text = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
     let required: &[&str] = match table {
         "lead" => &["subject", "lastname"],
@@ -971,7 +1421,10 @@ fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, c
             props.insert("createdfromcode".into(), json!({"type": "integer", "enum": [1, 2, 4]}));
         }
         "activity" => {
-            props.insert("activitytypecode".into(), json!({"type": "string", "enum": ["task", "phonecall", "appointment", "letter", "fax"]}));
+            props.insert(
+                "activitytypecode".into(),
+                json!({"type": "string", "enum": ["task", "phonecall", "appointment", "letter", "fax"]}),
+            );
         }
         "lead" => {
             props.insert("leadqualitycode".into(), json!({"type": "integer", "enum": [1, 2, 3]}));
@@ -982,20 +1435,27 @@ fn writable_schema(cols: &[crate::crm::entities::Col], key: &str, table: &str, c
                 props.insert("customeridtype".into(), json!({"type": "string", "enum": ["account", "contact"]}));
             }
             props.insert("salesstage".into(), json!({"type": "integer", "enum": [0, 1, 2, 3], "nullable": true}));
-            props.insert("closeprobability".into(), json!({"type": "integer", "minimum": 0, "maximum": 100, "nullable": true}));
+            props.insert(
+                "closeprobability".into(),
+                json!({"type": "integer", "minimum": 0, "maximum": 100, "nullable": true}),
+            );
             props.insert("opportunityratingcode".into(), json!({"type": "integer", "enum": [1, 2, 3]}));
         }
         _ => {}
     }
     if props.contains_key("ownerid") {
-        props.insert("ownerid".into(), json!({"type": "string", "format": "uuid", "description": "default: the caller's user"}));
+        props.insert(
+            "ownerid".into(),
+            json!({"type": "string", "format": "uuid", "description": "default: the caller's user"}),
+        );
     }
     let mut schema = json!({"type": "object", "properties": props, "additionalProperties": false});
     if create && !required.is_empty() {
         schema["required"] = json!(required);
     }
     if !create {
-        schema["properties"]["versionnumber"] = json!({"type": "integer", "description": "optimistic concurrency: the version read"});
+        schema["properties"]["versionnumber"] =
+            json!({"type": "integer", "description": "optimistic concurrency: the version read"});
     }
     schema
 }
@@ -1005,7 +1465,9 @@ fn named_body(name: &str) -> J {
     let ostr = json!({"type": "string", "nullable": true});
     match name {
         "Empty" => json!({"type": "object", "additionalProperties": false}),
-        "Disqualify" => json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5, 6, 7], "nullable": true}, "reason": ostr}}),
+        "Disqualify" => {
+            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5, 6, 7], "nullable": true}, "reason": ostr}})
+        }
         "QualifyParams" => json!({"type": "object", "additionalProperties": false,
             "required": ["create_account", "create_contact", "create_opportunity"],
             "properties": {"create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"}, "create_opportunity": {"type": "boolean"},
@@ -1016,12 +1478,20 @@ fn named_body(name: &str) -> J {
             {"type": "object", "additionalProperties": false, "required": ["option", "lead_id"], "properties": {"option": {"type": "string", "enum": ["existing_lead"]}, "lead_id": uuid, "reactivate": {"type": "boolean"}}},
             {"type": "object", "additionalProperties": false, "required": ["option", "create_account", "create_contact"], "properties": {"option": {"type": "string", "enum": ["new_customer"]}, "create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"}, "create_opportunity": {"type": "boolean"}}},
             {"type": "object", "additionalProperties": false, "required": ["option"], "properties": {"option": {"type": "string", "enum": ["close"]}, "cancel": {"type": "boolean"}}}]}),
-        "Schedule" => json!({"type": "object", "additionalProperties": false, "required": ["subject", "text"], "properties": {
+        "Schedule" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["subject", "text"], "properties": {
             "start": ostr, "timezone": ostr, "subject": {"type": "string"}, "text": {"type": "string"}, "html": ostr, "from": ostr, "from_name": ostr, "reply_to": ostr,
-            "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true}, "skip_responders_of": {"type": "string", "format": "uuid", "nullable": true}}}),
-        "CampaignStatus" => json!({"type": "object", "additionalProperties": false, "required": ["statuscode"], "properties": {"statuscode": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}}}),
-        "TestSend" => json!({"type": "object", "additionalProperties": false, "required": ["to"], "properties": {"to": {"type": "string"}, "vars": {"type": "object"}}}),
-        "Members" => json!({"type": "object", "additionalProperties": false, "required": ["members"], "properties": {"members": {"type": "array", "items": uuid}}}),
+            "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true}, "skip_responders_of": {"type": "string", "format": "uuid", "nullable": true}}})
+        }
+        "CampaignStatus" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["statuscode"], "properties": {"statuscode": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}}})
+        }
+        "TestSend" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["to"], "properties": {"to": {"type": "string"}, "vars": {"type": "object"}}})
+        }
+        "Members" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["members"], "properties": {"members": {"type": "array", "items": uuid}}})
+        }
         other => work::named_body(other).unwrap_or_else(|| json!({})),
     }
 }
@@ -1031,7 +1501,13 @@ pub fn openapi() -> J {
     let mut paths = serde_json::Map::new();
     let error = json!({"$ref": "#/components/schemas/Error"});
     let all = table();
-    let op_id = |d: &RouteDef| format!("{}_{}", d.method.as_str().to_lowercase(), d.path.trim_start_matches("/api/v1/").replace(['/', '-', '.'], "_").replace(['{', '}'], ""));
+    let op_id = |d: &RouteDef| {
+        format!(
+            "{}_{}",
+            d.method.as_str().to_lowercase(),
+            d.path.trim_start_matches("/api/v1/").replace(['/', '-', '.'], "_").replace(['{', '}'], "")
+        )
+    };
     for d in &all {
         let mut op = serde_json::Map::new();
         op.insert("operationId".into(), json!(op_id(d)));
@@ -1039,7 +1515,9 @@ pub fn openapi() -> J {
         op.insert("security".into(), json!([{"bearer": []}]));
         let mut params = Vec::new();
         if d.path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+            params.push(
+                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}),
+            );
         }
         let paged = matches!(d.reply, ReplyDoc::Page);
         if paged {
@@ -1059,27 +1537,41 @@ pub fn openapi() -> J {
             params.push(json!({"name": "days", "in": "query", "description": "view creation-rate: days back", "schema": {"type": "integer", "minimum": 1, "maximum": 366}}));
         }
         if d.method == Method::POST && (matches!(d.body, BodyDoc::Record) || d.path.ends_with("/convert")) {
-            params.push(json!({"name": "duplicates", "in": "query", "schema": {"type": "string", "enum": ["check", "allow"]}}));
+            params.push(
+                json!({"name": "duplicates", "in": "query", "schema": {"type": "string", "enum": ["check", "allow"]}}),
+            );
         }
         if !params.is_empty() {
             op.insert("parameters".into(), J::Array(params));
         }
         let body = match d.body {
             BodyDoc::None => None,
-            BodyDoc::Record => d.set.map(|(_, cols, table)| writable_schema(cols, &crate_key(table), table, d.method == Method::POST)),
+            BodyDoc::Record => {
+                d.set.map(|(_, cols, table)| writable_schema(cols, &crate_key(table), table, d.method == Method::POST))
+            }
             BodyDoc::Named(n) => Some(named_body(n)),
         };
         if let Some(b) = body {
             // A body with nothing required may be left out (an action with no options, a
             // PATCH that changes nothing): the server reads no body as `{}`.
-            let required = b.get("required").and_then(J::as_array).is_some_and(|r| !r.is_empty()) || b.get("oneOf").is_some();
-            op.insert("requestBody".into(), json!({"required": required, "content": {"application/json": {"schema": b}}}));
+            let required =
+                b.get("required").and_then(J::as_array).is_some_and(|r| !r.is_empty()) || b.get("oneOf").is_some();
+            op.insert(
+                "requestBody".into(),
+                json!({"required": required, "content": {"application/json": {"schema": b}}}),
+            );
         }
         let ok = match (d.reply, d.set) {
             (ReplyDoc::Record, Some((_, cols, _))) => record_schema(cols),
-            (ReplyDoc::Page, Some((_, cols, _))) => json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}}),
-            (ReplyDoc::List, Some((_, cols, _))) => json!({"type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}}}),
-            (ReplyDoc::Page, None) => json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["items", "total"]}),
+            (ReplyDoc::Page, Some((_, cols, _))) => {
+                json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}})
+            }
+            (ReplyDoc::List, Some((_, cols, _))) => {
+                json!({"type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}}})
+            }
+            (ReplyDoc::Page, None) => {
+                json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["items", "total"]})
+            }
             _ => json!({"type": "object"}),
         };
         let mut responses = serde_json::Map::new();
@@ -1095,8 +1587,19 @@ pub fn openapi() -> J {
             success["links"] = J::Object(links);
         }
         responses.insert(d.status.to_string(), success);
-        for (code, what) in [("400", "Bad request"), ("401", "Missing or wrong token"), ("403", "The token's role may not do this"), ("404", "Not found"), ("409", "Conflicts with the record's state or a duplicate"), ("413", "Body too large"), ("422", "Refused by a rule"), ("502", "The relay refused the test message"), ("503", "Database unavailable")] {
-            responses.insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
+        for (code, what) in [
+            ("400", "Bad request"),
+            ("401", "Missing or wrong token"),
+            ("403", "The token's role may not do this"),
+            ("404", "Not found"),
+            ("409", "Conflicts with the record's state or a duplicate"),
+            ("413", "Body too large"),
+            ("422", "Refused by a rule"),
+            ("502", "The relay refused the test message"),
+            ("503", "Database unavailable"),
+        ] {
+            responses
+                .insert(code.into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
         }
         op.insert("responses".into(), J::Object(responses));
         let entry = paths.entry(d.path.clone()).or_insert_with(|| json!({}));
@@ -1153,7 +1656,11 @@ mod tests {
         assert!(allowed(Role::Admin, Write(Ops)));
         assert!(allowed(Role::Viewer, Read(Sales)) && !allowed(Role::Viewer, Write(Marketing)));
         assert!(allowed(Role::Marketer, Write(Marketing)) && allowed(Role::Marketer, Read(Leads)));
-        assert!(!allowed(Role::Marketer, Write(Leads)) && !allowed(Role::Marketer, Read(Sales)) && !allowed(Role::Marketer, Read(Ops)));
+        assert!(
+            !allowed(Role::Marketer, Write(Leads))
+                && !allowed(Role::Marketer, Read(Sales))
+                && !allowed(Role::Marketer, Read(Ops))
+        );
     }
 
     #[test]

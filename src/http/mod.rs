@@ -38,7 +38,16 @@ pub struct AppState {
 impl AppState {
     /// State over a store alone: no PBX, no waves, default API settings.
     pub fn bare(store: Store) -> AppState {
-        AppState { store, pbx: None, unsubscribe: None, api: Default::default(), waves: None, config: None, smtp_from: None, health: None }
+        AppState {
+            store,
+            pbx: None,
+            unsubscribe: None,
+            api: Default::default(),
+            waves: None,
+            config: None,
+            smtp_from: None,
+            health: None,
+        }
     }
 }
 
@@ -81,9 +90,28 @@ impl From<StoreError> for ApiError {
                 // Refusals that depend on the record's current state (or on other records) are
                 // conflicts; a request that no state would accept is unprocessable.
                 const CONFLICTS: &[&str] = &[
-                    "duplicate_found", "ambiguous_duplicate", "activity_closed", "campaign_not_launched", "invalid_campaign_transition", "invalid_wave_transition", "list_dynamic",
-                    "list_inactive", "list_locked", "list_not_dynamic", "list_not_editable", "state_change_not_allowed", "wave_already_started", "invalid_state",
-                    "list_in_use", "campaign_closed", "activity_open", "opportunity_closed", "opportunity_open", "deal_not_won", "candidate_resolved", "already_merged",
+                    "duplicate_found",
+                    "ambiguous_duplicate",
+                    "activity_closed",
+                    "campaign_not_launched",
+                    "invalid_campaign_transition",
+                    "invalid_wave_transition",
+                    "list_dynamic",
+                    "list_inactive",
+                    "list_locked",
+                    "list_not_dynamic",
+                    "list_not_editable",
+                    "state_change_not_allowed",
+                    "wave_already_started",
+                    "invalid_state",
+                    "list_in_use",
+                    "campaign_closed",
+                    "activity_open",
+                    "opportunity_closed",
+                    "opportunity_open",
+                    "deal_not_won",
+                    "candidate_resolved",
+                    "already_merged",
                 ];
                 // Acting on someone else's work is a permission refusal (R-ACT-1).
                 const FORBIDDEN: &[&str] = &["not_your_activity", "reopen_needs_admin"];
@@ -94,15 +122,34 @@ impl From<StoreError> for ApiError {
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY
                 };
-                ApiError { status, code: r.code.to_string(), message: format!("{} ({})", r.message, r.rule), candidates: r.candidates }
+                ApiError {
+                    status,
+                    code: r.code.to_string(),
+                    message: format!("{} ({})", r.message, r.rule),
+                    candidates: r.candidates,
+                }
             }
-            StoreError::NotFound { kind, id } => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{kind} {id} not found")),
-            StoreError::Conflict { kind, id } => ApiError::new(StatusCode::CONFLICT, "version_conflict", format!("{kind} {id} was changed concurrently")),
-            StoreError::Db(ref db) if db.as_database_error().is_some_and(|d| d.is_unique_violation()) => ApiError::new(StatusCode::CONFLICT, "conflict", "a record with this key already exists"),
-            StoreError::Db(ref db) if db.as_database_error().is_some_and(|d| d.is_foreign_key_violation() || d.is_check_violation()) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "constraint", "a value refers to a record that does not exist or is out of range")
+            StoreError::NotFound { kind, id } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{kind} {id} not found"))
             }
-            StoreError::Unavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable"),
+            StoreError::Conflict { kind, id } => {
+                ApiError::new(StatusCode::CONFLICT, "version_conflict", format!("{kind} {id} was changed concurrently"))
+            }
+            StoreError::Db(ref db) if db.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "a record with this key already exists")
+            }
+            StoreError::Db(ref db)
+                if db.as_database_error().is_some_and(|d| d.is_foreign_key_violation() || d.is_check_violation()) =>
+            {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "constraint",
+                    "a value refers to a record that does not exist or is out of range",
+                )
+            }
+            StoreError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable")
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
@@ -115,7 +162,10 @@ impl From<StoreError> for ApiError {
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let pbx_limit = state.pbx.as_ref().map(|p| p.body_limit).unwrap_or(body_limit);
     crate::metrics::install();
-    let mut r = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(crate::metrics::scrape));
+    let mut r = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape));
     if state.api.enabled {
         r = r.merge(api::routes(state.clone()));
     }
@@ -142,7 +192,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable or not migrated").into_response()
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable or not migrated")
+                .into_response()
         }
     }
 }

@@ -47,7 +47,12 @@ pub fn routes(body_limit: usize) -> Router<AppState> {
 }
 
 fn not_configured(provider: &str) -> Response {
-    ApiError::new(StatusCode::NOT_FOUND, "provider_not_configured", format!("the {provider} endpoint is not enabled in [pbx.{provider}]")).into_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "provider_not_configured",
+        format!("the {provider} endpoint is not enabled in [pbx.{provider}]"),
+    )
+    .into_response()
 }
 
 /// Logs each ignored event type once per process, not once per request.
@@ -60,7 +65,12 @@ fn note_ignored(provider: &str, kind: &str) {
 }
 
 /// Persists the events, enqueues final calls, and answers.
-async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: &[u8]) -> Result<serde_json::Value, Response> {
+async fn accept(
+    state: &AppState,
+    provider: &'static str,
+    parsed: Parsed,
+    body: &[u8],
+) -> Result<serde_json::Value, Response> {
     let hooks = state.pbx.as_ref().expect("checked by the caller");
     let events = match parsed {
         Parsed::Echo(text) => return Ok(json!({ "echo": text })), // answered by `ingest`
@@ -74,17 +84,30 @@ async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: 
     for e in &events {
         for (name, v) in [("call id", &e.call_id), ("event id", &e.event_id)] {
             if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", format!("the {name} must be 1..512 characters without control characters")).into_response());
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("the {name} must be 1..512 characters without control characters"),
+                )
+                .into_response());
             }
         }
     }
     let rows: Vec<PbxEventRow> = events
         .iter()
-        .map(|e| PbxEventRow { call_id: e.call_id.clone(), event_id: e.event_id.clone(), facts: serde_json::to_string(&e.facts).unwrap_or_default(), is_final: e.facts.is_final })
+        .map(|e| PbxEventRow {
+            call_id: e.call_id.clone(),
+            event_id: e.event_id.clone(),
+            facts: serde_json::to_string(&e.facts).unwrap_or_default(),
+            is_final: e.facts.is_final,
+        })
         .collect();
     let raw = String::from_utf8_lossy(body).into_owned();
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later").into_response();
+    let unavailable = || {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later")
+            .into_response()
+    };
     if hooks.writer.send(IngestRequest { provider, rows, raw, reply }).await.is_err() {
         return Err(unavailable());
     }
@@ -96,7 +119,13 @@ async fn accept(state: &AppState, provider: &'static str, parsed: Parsed, body: 
     Ok(json!({ "status": "accepted", "calls": calls }))
 }
 
-fn request<'a>(method: &'a Method, uri: &'a Uri, prefix: &str, headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+fn request<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    prefix: &str,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> WebhookRequest<'a> {
     let path = uri.path();
     WebhookRequest {
         method: method.as_str(),
@@ -119,7 +148,9 @@ async fn ingest(
 ) -> Result<serde_json::Value, Response> {
     let req = request(method, uri, &format!("/pbx/{provider}"), headers, body);
     let parsed = match parse(&req) {
-        Ok(Parsed::Echo(text)) => return Err(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
+        Ok(Parsed::Echo(text)) => {
+            return Err(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+        }
         Ok(p) => p,
         Err(WebhookError::Unauthorized(why)) => {
             tracing::warn!(provider, %why, "webhook refused");
@@ -154,7 +185,11 @@ async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: He
     let dial = uri.path().trim_end_matches('/').ends_with("/dial");
     match ingest(&s, "twilio", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
         // The <Dial action> reply replaces the rest of the call's TwiML: the dial is over.
-        Ok(_) if dial => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>").into_response(),
+        Ok(_) if dial => (
+            [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>",
+        )
+            .into_response(),
         Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }

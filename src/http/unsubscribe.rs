@@ -5,12 +5,12 @@
 //! follows GETs never unsubscribes anyone. The token is the delivery id signed with HMAC
 //! (`waves::LinkSigner`); a bad token is a 404 that writes nothing.
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 
 use super::AppState;
 use crate::store::waves::UnsubscribeOutcome;
@@ -39,7 +39,14 @@ fn masked(address: &str) -> String {
 }
 
 fn invalid() -> Response {
-    (StatusCode::NOT_FOUND, Html(page_html("Link not valid", "<p>This unsubscribe link is not valid. If you copied it, check that it is complete.</p>"))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Html(page_html(
+            "Link not valid",
+            "<p>This unsubscribe link is not valid. If you copied it, check that it is complete.</p>",
+        )),
+    )
+        .into_response()
 }
 
 async fn page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
@@ -72,12 +79,23 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
 async fn one_click(State(s): State<AppState>, Path(token): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(id) = s.unsubscribe.as_ref().and_then(|u| u.verify(&token)) else { return invalid() };
     if !is_one_click(&headers, &body) {
-        return (StatusCode::BAD_REQUEST, Html(page_html("Unsubscribe", "<p>The request must carry <code>List-Unsubscribe=One-Click</code> (RFC 8058).</p>"))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page_html(
+                "Unsubscribe",
+                "<p>The request must carry <code>List-Unsubscribe=One-Click</code> (RFC 8058).</p>",
+            )),
+        )
+            .into_response();
     }
     match s.store.unsubscribe_delivery(id, "one-click", chrono::Utc::now()).await {
         Ok(Some(UnsubscribeOutcome::Done { address } | UnsubscribeOutcome::AlreadyDone { address })) => {
             tracing::info!(delivery = %id, "unsubscribed through the one-click link");
-            Html(page_html("Unsubscribed", &format!("<p><b>{}</b> will get no more marketing e-mail from us.</p>", escape(&masked(&address))))).into_response()
+            Html(page_html(
+                "Unsubscribed",
+                &format!("<p><b>{}</b> will get no more marketing e-mail from us.</p>", escape(&masked(&address))),
+            ))
+            .into_response()
         }
         Ok(None) => invalid(),
         Err(e) => super::ApiError::from(e).into_response(),
@@ -95,7 +113,10 @@ mod tests {
         assert!(!is_one_click(&form, b"List-Unsubscribe=Nope"));
         assert!(!is_one_click(&form, b""));
         let multi = HeaderMap::from_iter([(header::CONTENT_TYPE, "multipart/form-data; boundary=x".parse().unwrap())]);
-        assert!(is_one_click(&multi, b"--x\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--x--\r\n"));
+        assert!(is_one_click(
+            &multi,
+            b"--x\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--x--\r\n"
+        ));
         assert_eq!(masked("anna@acme.ru"), "a***@acme.ru");
     }
 }

@@ -36,7 +36,17 @@ pub fn auto_reply(msg: &Message<'_>, subject: &str) -> Option<String> {
             return Some(format!("Auto-Submitted: {v}"));
         }
     }
-    for name in ["X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Mailautoreply", "X-Auto-Reply", "X-AutoReply-From", "X-Mail-Autoreply", "X-Vacation", "X-POST-MessageClass"] {
+    for name in [
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autoresponder",
+        "X-Mailautoreply",
+        "X-Auto-Reply",
+        "X-AutoReply-From",
+        "X-Mail-Autoreply",
+        "X-Vacation",
+        "X-POST-MessageClass",
+    ] {
         if let Some(v) = header(msg, name)
             && (name != "X-POST-MessageClass" || v.contains("autoreply"))
         {
@@ -47,7 +57,11 @@ pub fn auto_reply(msg: &Message<'_>, subject: &str) -> Option<String> {
         return Some("Precedence: auto_reply".into());
     }
     if AUTO_SUBJECT.is_match(subject) {
-        let why = if msg.header_raw("X-Auto-Response-Suppress").is_some() { "X-Auto-Response-Suppress and an out-of-office subject" } else { "out-of-office subject" };
+        let why = if msg.header_raw("X-Auto-Response-Suppress").is_some() {
+            "X-Auto-Response-Suppress and an out-of-office subject"
+        } else {
+            "out-of-office subject"
+        };
         return Some(format!("{why}: {}", subject.chars().take(60).collect::<String>()));
     }
     None

@@ -20,10 +20,16 @@ use crate::crm::bounce::{self, Diagnosis};
 use crate::crm::inbound::{Bounce, FailedRecipient, Sender, XHEADER_ACTIVITY, normalize_message_id};
 
 /// An RFC 3463 enhanced status code, not part of a dotted number such as an IP address.
-static STATUS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\s|$)|$)").unwrap());
+static STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\s|$)|$)").unwrap());
 /// An SMTP reply code at the start of a reply (`550 `, `550-`, `#550`, `(550)`).
 static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(\[])([245][0-5]\d)(?:[\s\-\])]|$)").unwrap());
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+").unwrap());
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+",
+    )
+    .unwrap()
+});
 /// The SMTP command a reply answered, as MTAs name it.
 static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:\b(?:after|in reply to|in response to|during|while sending|command)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*)(rcpt to|mail from|data|ehlo|helo|connect|conn|end of data|body|message)\b").unwrap()
@@ -43,7 +49,9 @@ fn command_in(text: &str) -> Option<&'static str> {
         let t = l.trim_start();
         if let Some(rest) = t.strip_prefix(">>>") {
             last_sent = COMMAND.captures(&format!(">>> {}", rest.trim_start())).map(|c| command_name(&c[1]));
-        } else if t.starts_with("<<<") && REPLY.captures(t).is_some_and(|c| !c[1].starts_with('2') && !c[1].starts_with('3')) {
+        } else if t.starts_with("<<<")
+            && REPLY.captures(t).is_some_and(|c| !c[1].starts_with('2') && !c[1].starts_with('3'))
+        {
             return last_sent;
         }
     }
@@ -95,7 +103,9 @@ pub(crate) fn part_raw<'a>(raw: &'a [u8], part: &mail_parser::MessagePart<'_>) -
 
 fn addresses(v: &HeaderValue<'_>) -> Vec<String> {
     match v {
-        HeaderValue::Address(a) => a.iter().filter_map(|x| x.address()).map(|s| s.trim().to_ascii_lowercase()).collect(),
+        HeaderValue::Address(a) => {
+            a.iter().filter_map(|x| x.address()).map(|s| s.trim().to_ascii_lowercase()).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -120,13 +130,21 @@ fn original_of(m: &Message<'_>) -> Original {
 /// a "Mail Delivery System" name, an `X-Failed-Recipients` header or a report.
 pub fn system_sender(msg: &Message<'_>, from: &Sender) -> bool {
     let local = from.address.rsplit_once('@').map(|(l, _)| l).unwrap_or(&from.address).to_ascii_lowercase();
-    let daemon = from.address.is_empty() || SYSTEM_LOCAL.is_match(&local) || local.starts_with("mailer-daemon") || local.starts_with("postmaster");
+    let daemon = from.address.is_empty()
+        || SYSTEM_LOCAL.is_match(&local)
+        || local.starts_with("mailer-daemon")
+        || local.starts_with("postmaster");
     let name = from.name.as_deref().unwrap_or("").to_ascii_lowercase();
-    let system_name = ["mail delivery", "mailer-daemon", "mail administrator", "postmaster", "mail system", "delivery subsystem"].iter().any(|n| name.contains(n));
+    let system_name =
+        ["mail delivery", "mailer-daemon", "mail administrator", "postmaster", "mail system", "delivery subsystem"]
+            .iter()
+            .any(|n| name.contains(n));
     let failed_header = msg.header_raw("X-Failed-Recipients").is_some();
     let report = envelope::report_type(msg).is_some();
     // A list manager's notice (fml, Mailman, Majordomo): "you are not a member", loop alerts.
-    let list_manager = ["X-MLServer", "X-ML-Name", "X-Mailman-Version", "X-List-Administrivia"].iter().any(|h| msg.header_raw(*h).is_some());
+    let list_manager = ["X-MLServer", "X-ML-Name", "X-Mailman-Version", "X-List-Administrivia"]
+        .iter()
+        .any(|h| msg.header_raw(*h).is_some());
     daemon || system_name || failed_header || report || list_manager
 }
 
@@ -141,7 +159,8 @@ pub fn from_mail_system(msg: &Message<'_>, from: &Sender, subject: &str, text: &
     let subject_says = BOUNCE_SUBJECT.is_match(subject);
     let a_reply = msg.header_raw("In-Reply-To").is_some() || msg.header_raw("References").is_some();
     // A bounce a colleague forwarded ("Fwd: Returned mail: …") is read as the bounce it holds.
-    let forwarded = crate::crm::inbound::strip_reply_prefixes(subject).len() < subject.trim().len() && subject.trim().to_ascii_lowercase().starts_with("fw");
+    let forwarded = crate::crm::inbound::strip_reply_prefixes(subject).len() < subject.trim().len()
+        && subject.trim().to_ascii_lowercase().starts_with("fw");
     // Amazon SES notifications (bounce, complaint, delivery) sent to an e-mail endpoint.
     let ses = || text.trim_start().starts_with("{\"notificationType\"") || text.contains("\"notificationType\":\"");
     let local = from.address.rsplit_once('@').map(|(l, _)| l).unwrap_or("").to_ascii_lowercase();
@@ -159,7 +178,8 @@ fn has_returned_copy(msg: &Message<'_>, text: &str) -> bool {
         || msg.parts.iter().any(|p| {
             p.content_type().is_some_and(|ct| {
                 let (t, s) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
-                (t == "message" && (s == "rfc822" || s.contains("headers") || s == "global")) || (t == "text" && s == "rfc822-headers")
+                (t == "message" && (s == "rfc822" || s.contains("headers") || s == "global"))
+                    || (t == "text" && s == "rfc822-headers")
             })
         })
 }
@@ -192,7 +212,9 @@ fn nested(msg: &Message<'_>, raw: &[u8], from: &Sender) -> Option<Bounce> {
     }
     for part in msg.parts.iter().skip(1) {
         let Some(ct) = part.content_type() else { continue };
-        if !(ct.ctype().eq_ignore_ascii_case("message") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822"))) {
+        if !(ct.ctype().eq_ignore_ascii_case("message")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822")))
+        {
             continue;
         }
         let inner_raw = part_raw(raw, part);
@@ -202,7 +224,11 @@ fn nested(msg: &Message<'_>, raw: &[u8], from: &Sender) -> Option<Bounce> {
         if !system_sender(&inner, &inner_from) {
             continue;
         }
-        let text: String = (0..inner.text_body_count().max(1)).filter_map(|i| inner.body_text(i)).collect::<Vec<_>>().join("\n").replace("\r\n", "\n");
+        let text: String = (0..inner.text_body_count().max(1))
+            .filter_map(|i| inner.body_text(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("\r\n", "\n");
         if let Reading::Bounce(b) = read_one(&inner, inner_raw, &inner_from, inner.subject().unwrap_or(""), &text) {
             return Some(b);
         }
@@ -215,7 +241,12 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     // the raw body, as the notice's words are in it all the same.
     let raw_body;
     let text = if text.trim().is_empty() {
-        let start = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2)).unwrap_or(raw.len());
+        let start = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 4)
+            .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+            .unwrap_or(raw.len());
         raw_body = String::from_utf8_lossy(&raw[start..]).replace("\r\n", "\n");
         raw_body.as_str()
     } else {
@@ -236,7 +267,11 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                     _ => String::from_utf8_lossy(part_raw(raw, part)).into_owned(),
                 });
             }
-            ("message", "rfc822") | ("text", "rfc822-headers") | ("message", "rfc822-headers") | ("message", "global") | ("message", "global-headers") => {
+            ("message", "rfc822")
+            | ("text", "rfc822-headers")
+            | ("message", "rfc822-headers")
+            | ("message", "global")
+            | ("message", "global-headers") => {
                 let o = match &part.body {
                     PartType::Message(m) => Some(original_of(m)),
                     _ => MessageParser::default().parse_headers(part_raw(raw, part)).map(|m| original_of(&m)),
@@ -303,7 +338,8 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
 
     // DSN fields written into a plain body (no multipart/report around them).
     if dsn.is_empty() {
-        static INLINE_DSN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?im)^(?:final|original)-recipient:\s*\S").unwrap());
+        static INLINE_DSN: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"(?im)^(?:final|original)-recipient:\s*\S").unwrap());
         if INLINE_DSN.is_match(text) && text.to_ascii_lowercase().contains("\naction:") {
             dsn.push(text.to_string());
         }
@@ -317,30 +353,55 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 let Some(address) = address else { continue };
                 // Where the DSN has no diagnostic, the human-readable part may say why.
                 let own_text = g.diagnostic.clone().unwrap_or_default();
-                let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() { format!("{own_text}\n{}", context_for(&human, &address)) } else { own_text.clone() };
+                let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() {
+                    format!("{own_text}\n{}", context_for(&human, &address))
+                } else {
+                    own_text.clone()
+                };
                 let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
                 // A generic DSN status (x.0.0) gives way to a specific one in the diagnostic.
                 let status = match g.status.clone() {
-                    Some(st) if st.ends_with(".0.0") => g.diagnostic.as_deref().and_then(status_in).or_else(|| status_in(&context)).filter(|d| d.starts_with(&st[..1]) && !d.ends_with(".0.0")).or(Some(st)),
+                    Some(st) if st.ends_with(".0.0") => g
+                        .diagnostic
+                        .as_deref()
+                        .and_then(status_in)
+                        .or_else(|| status_in(&context))
+                        .filter(|d| d.starts_with(&st[..1]) && !d.ends_with(".0.0"))
+                        .or(Some(st)),
                     Some(st) => Some(st),
                     None => status_in(&context),
                 };
                 let command = command_in(&context).or_else(|| command_in(context_for(&human, &address)));
-                let d = Diagnosis { action: g.action.as_deref(), status: status.as_deref(), reply_code: reply.as_deref(), text: &context, command };
+                let d = Diagnosis {
+                    action: g.action.as_deref(),
+                    status: status.as_deref(),
+                    reply_code: reply.as_deref(),
+                    text: &context,
+                    command,
+                };
                 let reason = bounce::reason(&d);
                 if reason == bounce::Reason::Delivered {
                     continue;
                 }
                 let severity = bounce::severity(reason, status.as_deref(), g.action.as_deref());
-                let diagnostic = g.diagnostic.clone().filter(|d| !d.trim().is_empty()).or_else(|| diagnostic_line(&context));
-                push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic });
+                let diagnostic =
+                    g.diagnostic.clone().filter(|d| !d.trim().is_empty()).or_else(|| diagnostic_line(&context));
+                push(
+                    &mut recipients,
+                    FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic },
+                );
             }
             if recipients.is_empty() {
                 // Every recipient was delivered, relayed or expanded: a success report, whose
                 // text must not be mined for addresses.
                 return Reading::Notice;
             }
-            return Reading::Bounce(Bounce { shape: "rfc3464", recipients, original_message_id: original.message_id, original_activity: original.activity });
+            return Reading::Bounce(Bounce {
+                shape: "rfc3464",
+                recipients,
+                original_message_id: original.message_id,
+                original_activity: original.activity,
+            });
         }
     }
     if !from_mail_system(msg, from, subject, text) {
@@ -358,13 +419,28 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     } else {
         "text"
     };
-    let own: Vec<String> = [msg.from(), msg.to(), msg.reply_to()].into_iter().flatten().flat_map(|a| a.iter()).filter_map(|a| a.address()).map(|a| a.to_ascii_lowercase()).chain(original.from.iter().cloned()).collect();
-    let ids: Vec<String> = [msg.message_id().map(str::to_string), original.message_id.clone()].into_iter().flatten().map(|s| s.to_ascii_lowercase()).collect();
-    let mut candidates = if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
+    let own: Vec<String> = [msg.from(), msg.to(), msg.reply_to()]
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address())
+        .map(|a| a.to_ascii_lowercase())
+        .chain(original.from.iter().cloned())
+        .collect();
+    let ids: Vec<String> = [msg.message_id().map(str::to_string), original.message_id.clone()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let mut candidates =
+        if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
     if candidates.is_empty() {
         // Nothing in a recipient's place: the returned message's single recipient, as a
         // last resort only when the notice clearly says delivery failed.
-        if original.to.len() == 1 && (NOTICE.is_match(section) || BOUNCE_SUBJECT.is_match(subject)) && !own.contains(&original.to[0]) {
+        if original.to.len() == 1
+            && (NOTICE.is_match(section) || BOUNCE_SUBJECT.is_match(subject))
+            && !own.contains(&original.to[0])
+        {
             candidates.push(original.to[0].clone());
         }
     }
@@ -377,18 +453,32 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         let command = command_in(ctx);
         let delayed = delayed_notice(section);
         let action = if delayed { "delayed" } else { "failed" };
-        let d = Diagnosis { action: Some(action), status: status.as_deref(), reply_code: reply.as_deref(), text: ctx, command };
+        let d = Diagnosis {
+            action: Some(action),
+            status: status.as_deref(),
+            reply_code: reply.as_deref(),
+            text: ctx,
+            command,
+        };
         let reason = bounce::reason(&d);
         if reason == bounce::Reason::Delivered {
             continue;
         }
         let severity = bounce::severity(reason, status.as_deref(), Some(action));
-        push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: diagnostic_line(ctx) });
+        push(
+            &mut recipients,
+            FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: diagnostic_line(ctx) },
+        );
     }
     if recipients.is_empty() {
         return Reading::Notice;
     }
-    Reading::Bounce(Bounce { shape, recipients, original_message_id: original.message_id, original_activity: original.activity })
+    Reading::Bounce(Bounce {
+        shape,
+        recipients,
+        original_message_id: original.message_id,
+        original_activity: original.activity,
+    })
 }
 
 /// An Amazon SES notification delivered by e-mail (an SNS subscription): the JSON body,
@@ -427,13 +517,35 @@ fn read_ses_json(text: &str) -> Option<Bounce> {
         let status = r.get("status").and_then(|s| s.as_str()).map(str::to_string).or_else(|| status_in(&text));
         let reply = reply_in(&text);
         let action = if permanent { "failed" } else { "delayed" };
-        let d = Diagnosis { action: Some(action), status: status.as_deref(), reply_code: reply.as_deref(), text: &text, command: None };
+        let d = Diagnosis {
+            action: Some(action),
+            status: status.as_deref(),
+            reply_code: reply.as_deref(),
+            text: &text,
+            command: None,
+        };
         let reason = bounce::reason(&d);
         let severity = bounce::severity(reason, status.as_deref(), Some(if permanent { "failed" } else { "" }));
-        push(&mut recipients, FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: (!text.is_empty()).then(|| text.chars().take(300).collect()) });
+        push(
+            &mut recipients,
+            FailedRecipient {
+                address,
+                reason,
+                severity,
+                status,
+                reply_code: reply,
+                diagnostic: (!text.is_empty()).then(|| text.chars().take(300).collect()),
+            },
+        );
     }
-    let original_message_id = v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
-    (!recipients.is_empty()).then_some(Bounce { shape: "amazon-ses", recipients, original_message_id, original_activity: None })
+    let original_message_id =
+        v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
+    (!recipients.is_empty()).then_some(Bounce {
+        shape: "amazon-ses",
+        recipients,
+        original_message_id,
+        original_activity: None,
+    })
 }
 
 fn push(v: &mut Vec<FailedRecipient>, r: FailedRecipient) {
@@ -491,12 +603,23 @@ fn split_returned(text: &str) -> (&str, Option<&str>) {
 }
 
 fn header_block_start(text: &str) -> Option<usize> {
-    static HEAD: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?im)^(?:received|return-path|dkim-signature|x-received|arc-seal|message-id|authentication-results|x-originating-ip|x-mailer|mime-version|delivered-to): ").unwrap());
+    static HEAD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?im)^(?:received|return-path|dkim-signature|x-received|arc-seal|message-id|authentication-results|x-originating-ip|x-mailer|mime-version|delivered-to): ").unwrap()
+    });
     let m = HEAD.find(text)?;
     // At least two header-like lines in the next few: a lone "Received: from" in prose is not a block.
     let next: Vec<&str> = text[m.start()..].lines().take(8).collect();
-    let fields = next.iter().filter(|l| l.split_once(':').is_some_and(|(k, _)| !k.is_empty() && k.len() < 40 && !k.contains(' ') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))).count();
+    let fields = next
+        .iter()
+        .filter(|l| {
+            l.split_once(':').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.len() < 40
+                    && !k.contains(' ')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+        })
+        .count();
     (fields >= 2).then_some(m.start())
 }
 
@@ -505,7 +628,8 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
     static LINE_START: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"(?i)^[\s*>-]*(?:(?:recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-9])>?["']?(?:\s*(?:[:.,;<]|\.\.\.|\(|\[|$)|\s+\S)"#).unwrap()
     });
-    static RCPT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
+    static RCPT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
     static BRACKETED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<([^\s<>@]+@[^\s<>]+)>").unwrap());
     static NOT_A_RECIPIENT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)(message-id|\bid\b|mailto:|https?://|contact|please|help ?desk|support|postmaster|administrator|\bfrom\b|sender|envelope-from|reply|return-path|questions|inquir|if you|\bvia\b)").unwrap()
@@ -515,11 +639,20 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
     // the notice's own To (mail someone sent to themselves) is the failed recipient.
     let push_as = |a: &str, out: &mut Vec<String>, strong: bool| {
         let a = clean(a);
-        if a.is_empty() || a.len() > 254 || !EMAIL.is_match(&a) || EMAIL.find(&a).map(|m| m.as_str().len()) != Some(a.len()) {
+        if a.is_empty()
+            || a.len() > 254
+            || !EMAIL.is_match(&a)
+            || EMAIL.find(&a).map(|m| m.as_str().len()) != Some(a.len())
+        {
             return;
         }
         let local = a.rsplit_once('@').map(|(l, _)| l).unwrap_or("");
-        if (own.contains(&a) && !strong) || ids.iter().any(|i| i == &a) || SYSTEM_LOCAL.is_match(local) || looks_like_id(&a) || out.contains(&a) {
+        if (own.contains(&a) && !strong)
+            || ids.iter().any(|i| i == &a)
+            || SYSTEM_LOCAL.is_match(local)
+            || looks_like_id(&a)
+            || out.contains(&a)
+        {
             return;
         }
         out.push(a);
@@ -542,7 +675,8 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
                 };
                 // The whole address at that place (the pattern may stop at a dot inside it).
                 let m = c.get(1).unwrap();
-                let whole = EMAIL.find_at(l, m.start()).filter(|w| w.start() == m.start()).map_or(m.as_str(), |w| w.as_str());
+                let whole =
+                    EMAIL.find_at(l, m.start()).filter(|w| w.start() == m.start()).map_or(m.as_str(), |w| w.as_str());
                 push_as(whole, &mut out, alone);
                 continue;
             }
@@ -571,7 +705,9 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
             for m in EMAIL.find_iter(l) {
                 let from = l[..m.start()].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
                 let pre = l[from..m.start()].to_ascii_lowercase();
-                if !NOT_A_RECIPIENT.is_match(&pre) && !l[m.end()..].starts_with('>') || (!NOT_A_RECIPIENT.is_match(&pre) && pre.ends_with('<')) {
+                if !NOT_A_RECIPIENT.is_match(&pre) && !l[m.end()..].starts_with('>')
+                    || (!NOT_A_RECIPIENT.is_match(&pre) && pre.ends_with('<'))
+                {
                     push(m.as_str(), &mut out);
                 }
             }
@@ -605,7 +741,11 @@ fn looks_like_id(a: &str) -> bool {
 /// `Name: value` from quoted original headers inside a text body.
 pub(crate) fn find_header_line(text: &str, name: &str) -> Option<String> {
     let prefix = format!("{}:", name.to_ascii_lowercase());
-    text.lines().map(|l| l.trim_start_matches(['>', ' ', '\t'])).find(|l| l.to_ascii_lowercase().starts_with(&prefix)).map(|l| l[prefix.len()..].trim().to_string()).filter(|v| !v.is_empty())
+    text.lines()
+        .map(|l| l.trim_start_matches(['>', ' ', '\t']))
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// The lines around an address's mention: where its status or SMTP reply is. From the
@@ -660,7 +800,13 @@ impl Group {
     /// when the Final-Recipient is no address (X.400, a local mailbox name); else the
     /// Final-Recipient.
     fn address(&self, original: &Original) -> Option<String> {
-        let valid = |r: &Option<(String, String)>| r.as_ref().filter(|(t, a)| (t.is_empty() || t.contains("rfc822")) && EMAIL.find(a).is_some_and(|m| m.as_str().len() == a.len())).map(|(_, a)| a.clone());
+        let valid = |r: &Option<(String, String)>| {
+            r.as_ref()
+                .filter(|(t, a)| {
+                    (t.is_empty() || t.contains("rfc822")) && EMAIL.find(a).is_some_and(|m| m.as_str().len() == a.len())
+                })
+                .map(|(_, a)| a.clone())
+        };
         let fin = valid(&self.final_recipient);
         let orig = valid(&self.original_recipient);
         match (fin, orig) {
@@ -670,7 +816,10 @@ impl Group {
             (None, None) => {
                 // An X.400 or malformed Final-Recipient: an address inside it, else the
                 // returned message's single recipient.
-                let inside = self.final_recipient.as_ref().and_then(|(_, a)| EMAIL.find(a).map(|m| m.as_str().to_ascii_lowercase()));
+                let inside = self
+                    .final_recipient
+                    .as_ref()
+                    .and_then(|(_, a)| EMAIL.find(a).map(|m| m.as_str().to_ascii_lowercase()));
                 inside.or_else(|| (original.to.len() == 1).then(|| original.to[0].clone()))
             }
         }
@@ -718,7 +867,10 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
             }
             "action" => g.action = Some(v.to_ascii_lowercase()),
             "status" => g.status = status_in(&format!(" {v} ")).or_else(|| g.status.take()),
-            "diagnostic-code" => g.diagnostic = Some(v.split_once(';').map(|(_, d)| d).unwrap_or(v).trim().chars().take(1000).collect::<String>()),
+            "diagnostic-code" => {
+                g.diagnostic =
+                    Some(v.split_once(';').map(|(_, d)| d).unwrap_or(v).trim().chars().take(1000).collect::<String>())
+            }
             _ => {}
         }
     }

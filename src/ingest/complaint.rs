@@ -23,7 +23,9 @@ fn returned(m: &Message<'_>) -> Returned {
 }
 
 fn address(v: Option<String>) -> Option<String> {
-    v.map(|a| a.trim().trim_matches(['<', '>', ' ', '"']).to_string()).map(|a| a.split_once(';').map(|(_, x)| x.trim().to_string()).unwrap_or(a)).filter(|a| a.contains('@'))
+    v.map(|a| a.trim().trim_matches(['<', '>', ' ', '"']).to_string())
+        .map(|a| a.split_once(';').map(|(_, x)| x.trim().to_string()).unwrap_or(a))
+        .filter(|a| a.contains('@'))
 }
 
 /// The complaint in a message, if it is one.
@@ -39,7 +41,9 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         let (t, s) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
         match (t.as_str(), s.as_str()) {
             ("message", "feedback-report") => fields = Some(String::from_utf8_lossy(part_raw(raw, part)).into_owned()),
-            ("message", "rfc822") | ("text", "rfc822-headers") | ("message", "rfc822-headers") if original.is_none() => {
+            ("message", "rfc822") | ("text", "rfc822-headers") | ("message", "rfc822-headers")
+                if original.is_none() =>
+            {
                 original = match &part.body {
                     PartType::Message(m) => Some(returned(m)),
                     _ => MessageParser::default().parse_headers(part_raw(raw, part)).map(|m| returned(&m)),
@@ -51,13 +55,16 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     let (original_message_id, original_activity, to) = original.clone().unwrap_or((None, None, None));
     if let Some(fields) = fields.filter(|f| report || !f.trim().is_empty()) {
         let field = |name: &str| find_header_line(&fields, name);
-        let address = address(field("Original-Rcpt-To")).or_else(|| address(field("Removal-Recipient"))).or_else(|| address(to.clone()));
+        let address = address(field("Original-Rcpt-To"))
+            .or_else(|| address(field("Removal-Recipient")))
+            .or_else(|| address(to.clone()));
         let feedback_type = field("Feedback-Type").unwrap_or_else(|| "abuse".into()).to_ascii_lowercase();
         return Some(Complaint { feedback_type, address, original_message_id, original_activity });
     }
     // Microsoft's Junk Mail Reporting Program: the reported message attached, the
     // complainer its recipient (or X-HmXmrOriginalRecipient).
-    let jmrp = subject.trim().to_ascii_lowercase().starts_with("complaint about message from") || msg.header_raw("X-HmXmrOriginalRecipient").is_some();
+    let jmrp = subject.trim().to_ascii_lowercase().starts_with("complaint about message from")
+        || msg.header_raw("X-HmXmrOriginalRecipient").is_some();
     if jmrp && original.is_some() {
         let address = address(msg.header_raw("X-HmXmrOriginalRecipient").map(str::to_string)).or_else(|| address(to));
         return Some(Complaint { feedback_type: "abuse".into(), address, original_message_id, original_activity });
@@ -65,7 +72,12 @@ pub fn read(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     // Apple Mail's "Unsubscribe" button sends a message from the reader to our
     // List-Unsubscribe mailto with this header.
     if msg.header_raw("X-Apple-Unsubscribe").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-        return Some(Complaint { feedback_type: "opt-out".into(), address: address(Some(from.address.clone())), original_message_id, original_activity });
+        return Some(Complaint {
+            feedback_type: "opt-out".into(),
+            address: address(Some(from.address.clone())),
+            original_message_id,
+            original_activity,
+        });
     }
     None
 }
@@ -77,8 +89,15 @@ fn ses_complaint(text: &str) -> Option<Complaint> {
         return None;
     }
     let c = v.get("complaint")?;
-    let address = c.get("complainedRecipients").and_then(|r| r.as_array()).and_then(|r| r.first()).and_then(|r| r.get("emailAddress")).and_then(|a| a.as_str()).map(str::to_string);
+    let address = c
+        .get("complainedRecipients")
+        .and_then(|r| r.as_array())
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("emailAddress"))
+        .and_then(|a| a.as_str())
+        .map(str::to_string);
     let feedback_type = c.get("complaintFeedbackType").and_then(|t| t.as_str()).unwrap_or("abuse").to_ascii_lowercase();
-    let original_message_id = v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
+    let original_message_id =
+        v.get("mail").and_then(|m| m.get("messageId")).and_then(|m| m.as_str()).and_then(normalize_message_id);
     Some(Complaint { feedback_type, address, original_message_id, original_activity: None })
 }

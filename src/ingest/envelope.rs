@@ -13,12 +13,18 @@ pub fn null_return_path(msg: &Message<'_>) -> bool {
 /// A `multipart/report` (RFC 6522), with its `report-type` parameter.
 pub fn report_type<'a>(msg: &'a Message<'_>) -> Option<&'a str> {
     let ct = msg.content_type()?;
-    (ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))).then(|| ct.attribute("report-type").unwrap_or(""))
+    (ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
+        .then(|| ct.attribute("report-type").unwrap_or(""))
 }
 
 /// Whether the message carries a machine-readable delivery status part (RFC 3464).
 pub fn has_dsn(msg: &Message<'_>) -> bool {
     msg.parts.iter().any(|p| {
-        p.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("message") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("delivery-status") || s.eq_ignore_ascii_case("global-delivery-status")))
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct.subtype().is_some_and(|s| {
+                    s.eq_ignore_ascii_case("delivery-status") || s.eq_ignore_ascii_case("global-delivery-status")
+                })
+        })
     })
 }

@@ -106,7 +106,13 @@ impl Trouble {
     }
     fn detail(&self) -> &str {
         match self {
-            Trouble::Unreachable(d) | Trouble::Tls(d) | Trouble::Credentials(d) | Trouble::Server(d) | Trouble::Lost(d) | Trouble::Store(d) | Trouble::Owner(d) => d,
+            Trouble::Unreachable(d)
+            | Trouble::Tls(d)
+            | Trouble::Credentials(d)
+            | Trouble::Server(d)
+            | Trouble::Lost(d)
+            | Trouble::Store(d)
+            | Trouble::Owner(d) => d,
         }
     }
 }
@@ -156,7 +162,9 @@ pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Ar
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(f) = ca_file {
         for c in CertificateDer::pem_file_iter(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
-            roots.add(c.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            roots
+                .add(c.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         }
     }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -200,7 +208,10 @@ impl MailboxRuntime {
     async fn policy(&self) -> Result<MailboxPolicy, Trouble> {
         let owner = self.store.resolve_user(&self.cfg.owner).await.map_err(|e| Trouble::Store(e.to_string()))?;
         let Some(owner) = owner else {
-            return Err(Trouble::Owner(format!("owner '{}' is not a CRM user (systemuser id or internal e-mail)", self.cfg.owner)));
+            return Err(Trouble::Owner(format!(
+                "owner '{}' is not a CRM user (systemuser id or internal e-mail)",
+                self.cfg.owner
+            )));
         };
         Ok(MailboxPolicy { owner, ..self.policy_base.clone() })
     }
@@ -211,7 +222,8 @@ impl MailboxRuntime {
         let items: Vec<MailInput> = msgs
             .into_iter()
             .map(|f| {
-                let location = format!("imap://{}/{};UIDVALIDITY={}/;UID={}", self.cfg.name, self.cfg.folder, uidvalidity, f.uid);
+                let location =
+                    format!("imap://{}/{};UIDVALIDITY={}/;UID={}", self.cfg.name, self.cfg.folder, uidvalidity, f.uid);
                 match f.body {
                     Body::Full(raw) => {
                         let parsed = mail::parse(&raw, limit);
@@ -224,7 +236,12 @@ impl MailboxRuntime {
                         // Over the limit: quarantined with its headers; the message stays on the
                         // server (in the processed folder) for whoever handles it.
                         let key = mail::raw_key(&header);
-                        MailInput { parsed: Err(Malformed::TooBig { size, limit }), raw: Some(header), location, raw_key: key }
+                        MailInput {
+                            parsed: Err(Malformed::TooBig { size, limit }),
+                            raw: Some(header),
+                            location,
+                            raw_key: key,
+                        }
                     }
                 }
             })
@@ -234,15 +251,30 @@ impl MailboxRuntime {
 
     /// Applies a batch in one transaction, on a task of its own so the next batch can be
     /// fetched and parsed meanwhile.
-    fn commit(&self, policy: &MailboxPolicy, items: Vec<MailInput>) -> tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>> {
+    fn commit(
+        &self,
+        policy: &MailboxPolicy,
+        items: Vec<MailInput>,
+    ) -> tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>> {
         let (store, policy, bounces, tz) = (self.store.clone(), policy.clone(), self.bounces, self.tz);
-        tokio::spawn(async move { store.ingest_mail(&items, &policy, bounces, tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string())) })
+        tokio::spawn(async move {
+            store.ingest_mail(&items, &policy, bounces, tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
+        })
     }
 
     /// After a batch committed: move or flag its messages, then advance the checkpoint
     /// (renewing the lease). False if the lease was lost.
     #[allow(clippy::too_many_arguments)]
-    async fn finish_batch(&self, s: &mut Session<Conn>, chunk: &[(u32, u32)], outcomes: &[MailOutcome], has_move: bool, has_uidplus: bool, uidvalidity: u32, lease: chrono::Duration) -> Result<bool, Trouble> {
+    async fn finish_batch(
+        &self,
+        s: &mut Session<Conn>,
+        chunk: &[(u32, u32)],
+        outcomes: &[MailOutcome],
+        has_move: bool,
+        has_uidplus: bool,
+        uidvalidity: u32,
+        lease: chrono::Duration,
+    ) -> Result<bool, Trouble> {
         let c = &self.cfg;
         failpoint("imap-after-commit");
         for o in outcomes {
@@ -254,11 +286,17 @@ impl MailboxRuntime {
                 metrics::counter!("inflow_mail_duplicates_total", "mailbox" => c.name.clone()).increment(1);
             }
             match o.status.as_str() {
-                "quarantined" | "failed" => tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status),
+                "quarantined" | "failed" => {
+                    tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status)
+                }
                 // Visible without debug logging: the same Message-ID seen again (another
                 // mailbox, a re-sent copy, or a different message reusing an id).
-                "duplicate" => tracing::info!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message already seen; nothing new recorded"),
-                _ => tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled"),
+                "duplicate" => {
+                    tracing::info!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message already seen; nothing new recorded")
+                }
+                _ => {
+                    tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled")
+                }
             }
         }
         let dups = outcomes.iter().filter(|o| o.status == "duplicate").count() as i64;
@@ -270,12 +308,25 @@ impl MailboxRuntime {
             Ok(()) => {}
             // The records are committed; a refused MOVE/STORE (quota, a bad folder name) must
             // not stall the mailbox on these messages forever. They stay where they are.
-            Err(Trouble::Server(m)) => tracing::warn!(mailbox = %c.name, uids = %set, "processed mail could not be moved or flagged ({m}); it stays in {}", c.folder),
+            Err(Trouble::Server(m)) => {
+                tracing::warn!(mailbox = %c.name, uids = %set, "processed mail could not be moved or flagged ({m}); it stays in {}", c.folder)
+            }
             Err(t) => return Err(t),
         }
         failpoint("imap-before-checkpoint");
         let last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(0);
-        self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
+        self.store
+            .save_mailbox_checkpoint(
+                &c.name,
+                &c.folder,
+                &self.holder,
+                uidvalidity as i64,
+                last_uid as i64,
+                lease,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| Trouble::Store(e.to_string()))
     }
 
     /// Re-processes a quarantined or failed message from its stored bytes.
@@ -283,11 +334,20 @@ impl MailboxRuntime {
         let policy = self.policy().await.map_err(|t| anyhow::anyhow!("{}", t.detail()))?;
         let Some(raw) = ev.raw.clone() else { anyhow::bail!("event {} has no stored bytes to replay", ev.id) };
         if ev.reason.as_deref().is_some_and(|r| r.contains("over the mailbox limit")) {
-            anyhow::bail!("event {} was over max_message_bytes: only its header is stored; the whole message is at {}", ev.id, ev.raw_location.as_deref().unwrap_or("?"));
+            anyhow::bail!(
+                "event {} was over max_message_bytes: only its header is stored; the whole message is at {}",
+                ev.id,
+                ev.raw_location.as_deref().unwrap_or("?")
+            );
         }
         let limit = self.cfg.max_message_bytes as u64;
         let parsed = mail::parse(&raw, limit);
-        let it = MailInput { raw_key: mail::raw_key(&raw), raw: Some(raw), parsed, location: ev.raw_location.clone().unwrap_or_default() };
+        let it = MailInput {
+            raw_key: mail::raw_key(&raw),
+            raw: Some(raw),
+            parsed,
+            location: ev.raw_location.clone().unwrap_or_default(),
+        };
         Ok(self.store.replay_mail(ev.id, &it, &policy, self.bounces, self.tz, Utc::now()).await?)
     }
 
@@ -346,31 +406,45 @@ impl MailboxRuntime {
         match state {
             "connected" => tracing::info!(mailbox = %m, host = %self.cfg.host, folder = %self.cfg.folder, "{detail}"),
             "standby" => tracing::info!(mailbox = %m, "standby: {detail}"),
-            "login_rejected" => tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password ({detail}); retrying with backoff"),
+            "login_rejected" => {
+                tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password ({detail}); retrying with backoff")
+            }
             "owner_unknown" => tracing::error!(mailbox = %m, "{detail}; retrying with backoff"),
-            "tls_failed" => tracing::error!(mailbox = %m, host = %self.cfg.host, "TLS failed: {detail}; retrying with backoff"),
-            "unreachable" => tracing::warn!(mailbox = %m, host = %self.cfg.host, port = self.cfg.port, "server unreachable: {detail}; retrying with backoff"),
+            "tls_failed" => {
+                tracing::error!(mailbox = %m, host = %self.cfg.host, "TLS failed: {detail}; retrying with backoff")
+            }
+            "unreachable" => {
+                tracing::warn!(mailbox = %m, host = %self.cfg.host, port = self.cfg.port, "server unreachable: {detail}; retrying with backoff")
+            }
             "connection_lost" => tracing::warn!(mailbox = %m, "connection lost: {detail}; reconnecting with backoff"),
             _ => tracing::warn!(mailbox = %m, state, "{detail}"),
         }
         *last = Some(state.to_string());
-        let _ = self.store.set_mailbox_status(&self.cfg.name, &self.cfg.folder, state, Some(detail), false, Utc::now()).await;
+        let _ = self
+            .store
+            .set_mailbox_status(&self.cfg.name, &self.cfg.folder, state, Some(detail), false, Utc::now())
+            .await;
     }
 
     async fn connect(&self) -> Result<Session<Conn>, Trouble> {
         let c = &self.cfg;
-        let tcp = match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((c.host.as_str(), c.port))).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Trouble::Unreachable(format!("{}:{}: {e}", c.host, c.port))),
-            Err(_) => return Err(Trouble::Unreachable(format!("{}:{}: connect timed out", c.host, c.port))),
-        };
+        let tcp =
+            match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((c.host.as_str(), c.port))).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(Trouble::Unreachable(format!("{}:{}: {e}", c.host, c.port))),
+                Err(_) => return Err(Trouble::Unreachable(format!("{}:{}: connect timed out", c.host, c.port))),
+            };
         let _ = tcp.set_nodelay(true);
         let tls = |tcp: TcpStream| async move {
-            let name = rustls::pki_types::ServerName::try_from(c.host.clone()).map_err(|e| Trouble::Tls(format!("'{}': {e}", c.host)))?;
-            let s = tokio::time::timeout(Duration::from_secs(30), tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp))
-                .await
-                .map_err(|_| Trouble::Tls("handshake timed out".into()))?
-                .map_err(|e| Trouble::Tls(e.to_string()))?;
+            let name = rustls::pki_types::ServerName::try_from(c.host.clone())
+                .map_err(|e| Trouble::Tls(format!("'{}': {e}", c.host)))?;
+            let s = tokio::time::timeout(
+                Duration::from_secs(30),
+                tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| Trouble::Tls("handshake timed out".into()))?
+            .map_err(|e| Trouble::Tls(e.to_string()))?;
             Ok::<_, Trouble>(Conn::Tls(Box::new(s)))
         };
         let mut client = match c.tls {
@@ -383,7 +457,10 @@ impl MailboxRuntime {
             None => return Err(Trouble::Lost("server closed the connection before its greeting".into())),
         }
         if c.tls == TlsMode::Starttls {
-            client.run_command_and_check_ok("STARTTLS", None).await.map_err(|e| Trouble::Tls(format!("STARTTLS refused: {e}")))?;
+            client
+                .run_command_and_check_ok("STARTTLS", None)
+                .await
+                .map_err(|e| Trouble::Tls(format!("STARTTLS refused: {e}")))?;
             let Conn::Plain(tcp) = client.into_inner() else { unreachable!("STARTTLS starts on plain TCP") };
             client = async_imap::Client::new(tls(tcp).await?);
         }
@@ -391,12 +468,19 @@ impl MailboxRuntime {
         match tokio::time::timeout(IO_TIMEOUT, client.login(&c.user, &password)).await {
             Err(_) => Err(Trouble::Lost("login: no answer".into())),
             Ok(Ok(s)) => Ok(s),
-            Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => Err(Trouble::Credentials(m.trim().to_string())),
+            Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => {
+                Err(Trouble::Credentials(m.trim().to_string()))
+            }
             Ok(Err((e, _))) => Err(lost(format!("login: {e}"))),
         }
     }
 
-    async fn session(&self, token: &CancellationToken, last: &mut Option<String>, connected: &mut bool) -> Result<(), Trouble> {
+    async fn session(
+        &self,
+        token: &CancellationToken,
+        last: &mut Option<String>,
+        connected: &mut bool,
+    ) -> Result<(), Trouble> {
         let policy = self.policy().await?;
         let mut s = self.connect().await?;
         let caps = io("CAPABILITY", s.capabilities()).await?;
@@ -410,11 +494,15 @@ impl MailboxRuntime {
         }
         let mb = match tokio::time::timeout(IO_TIMEOUT, s.select(utf7_imap(&c.folder))).await {
             Ok(Ok(mb)) => mb,
-            Ok(Err(async_imap::error::Error::No(m))) => return Err(Trouble::Server(format!("cannot select folder '{}': {m}", c.folder))),
+            Ok(Err(async_imap::error::Error::No(m))) => {
+                return Err(Trouble::Server(format!("cannot select folder '{}': {m}", c.folder)));
+            }
             Ok(Err(e)) => return Err(lost(format!("SELECT: {e}"))),
             Err(_) => return Err(Trouble::Lost("SELECT: no answer".into())),
         };
-        let Some(uidvalidity) = mb.uid_validity else { return Err(Trouble::Server("the server sent no UIDVALIDITY".into())) };
+        let Some(uidvalidity) = mb.uid_validity else {
+            return Err(Trouble::Server("the server sent no UIDVALIDITY".into()));
+        };
         let state = self.store.mailbox_state(&c.name, &c.folder).await.map_err(|e| Trouble::Store(e.to_string()))?;
         let mut last_uid: u32 = match &state {
             Some(st) if st.uidvalidity == Some(uidvalidity as i64) => st.last_uid as u32,
@@ -425,8 +513,16 @@ impl MailboxRuntime {
             _ => 0,
         };
         *connected = true;
-        self.report(last, "connected", &format!("connected ({}; IDLE {})", if c.processed_folder.is_some() { "moving processed mail" } else { "flagging processed mail" }, if has_idle && c.idle { "on" } else { "off" }))
-            .await;
+        self.report(
+            last,
+            "connected",
+            &format!(
+                "connected ({}; IDLE {})",
+                if c.processed_folder.is_some() { "moving processed mail" } else { "flagging processed mail" },
+                if has_idle && c.idle { "on" } else { "off" }
+            ),
+        )
+        .await;
         let lease = chrono::Duration::seconds(c.lease_secs as i64);
         let wait_max = Duration::from_secs(c.poll_interval_secs.min(c.lease_secs / 3).max(1)).min(IDLE_MAX);
         loop {
@@ -434,7 +530,12 @@ impl MailboxRuntime {
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
                 return Ok(());
             }
-            if !self.store.acquire_mailbox_lease(&c.name, &c.folder, &self.holder, lease, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))? {
+            if !self
+                .store
+                .acquire_mailbox_lease(&c.name, &c.folder, &self.holder, lease, Utc::now())
+                .await
+                .map_err(|e| Trouble::Store(e.to_string()))?
+            {
                 tracing::warn!(mailbox = %c.name, "lease lost to another daemon; stepping back");
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
                 return Ok(());
@@ -444,8 +545,11 @@ impl MailboxRuntime {
             // response its own read buffer (about 6 KB), so collecting 10,000 of them first
             // held 64 MB.
             let sizes: Vec<(u32, u32)> = {
-                let stream = io("UID FETCH sizes", s.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)")).await?;
-                let sized = stream.try_filter_map(|f| std::future::ready(Ok(f.uid.map(|u| (u, f.size.unwrap_or(0))).filter(|(u, _)| *u > last_uid))));
+                let stream =
+                    io("UID FETCH sizes", s.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)")).await?;
+                let sized = stream.try_filter_map(|f| {
+                    std::future::ready(Ok(f.uid.map(|u| (u, f.size.unwrap_or(0))).filter(|(u, _)| *u > last_uid)))
+                });
                 let mut v: Vec<(u32, u32)> = io("UID FETCH sizes", sized.try_collect::<Vec<_>>()).await?;
                 v.sort_unstable();
                 v
@@ -455,7 +559,8 @@ impl MailboxRuntime {
             // commit, before N+1 is applied.
             let chunks = batches(&sizes, c.batch_size.max(1) as usize, BATCH_MAX_BYTES);
             let mut next = 0;
-            let mut in_flight: Option<(tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>, &[(u32, u32)])> = None;
+            let mut in_flight: Option<(tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>, &[(u32, u32)])> =
+                None;
             loop {
                 // Shutdown between batches: everything before is committed and checkpointed.
                 let fetched = if next < chunks.len() && !token.is_cancelled() {
@@ -484,7 +589,18 @@ impl MailboxRuntime {
             }
             if sizes.is_empty() {
                 // Record the poll even when nothing came, so "last successful poll" is true.
-                let _ = self.store.save_mailbox_checkpoint(&c.name, &c.folder, &self.holder, uidvalidity as i64, last_uid as i64, lease, Utc::now()).await;
+                let _ = self
+                    .store
+                    .save_mailbox_checkpoint(
+                        &c.name,
+                        &c.folder,
+                        &self.holder,
+                        uidvalidity as i64,
+                        last_uid as i64,
+                        lease,
+                        Utc::now(),
+                    )
+                    .await;
             }
             // Wait for new mail: IDLE where offered, else sleep until the next poll.
             if c.idle && has_idle {
@@ -522,14 +638,30 @@ impl MailboxRuntime {
         if !small.is_empty() {
             // Each body is copied out as its response arrives, and the response (with its
             // read buffer) dropped.
-            let stream = io("UID FETCH", s.uid_fetch(uid_set(small.iter().map(|(u, _)| *u)), "(UID BODY.PEEK[])")).await?;
-            let bodies = stream.try_filter_map(|f| std::future::ready(Ok(f.uid.zip(f.body()).map(|(uid, body)| Fetched { uid, body: Body::Full(body.to_vec()) }))));
+            let stream =
+                io("UID FETCH", s.uid_fetch(uid_set(small.iter().map(|(u, _)| *u)), "(UID BODY.PEEK[])")).await?;
+            let bodies = stream.try_filter_map(|f| {
+                std::future::ready(Ok(f
+                    .uid
+                    .zip(f.body())
+                    .map(|(uid, body)| Fetched { uid, body: Body::Full(body.to_vec()) })))
+            });
             out.extend(io("UID FETCH", bodies.try_collect::<Vec<_>>()).await?);
         }
         if !big.is_empty() {
-            let stream = io("UID FETCH headers", s.uid_fetch(uid_set(big.iter().map(|(u, _)| *u)), "(UID RFC822.SIZE BODY.PEEK[HEADER])")).await?;
+            let stream = io(
+                "UID FETCH headers",
+                s.uid_fetch(uid_set(big.iter().map(|(u, _)| *u)), "(UID RFC822.SIZE BODY.PEEK[HEADER])"),
+            )
+            .await?;
             let headers = stream.try_filter_map(|f| {
-                std::future::ready(Ok(f.uid.map(|uid| Fetched { uid, body: Body::HeaderOnly { header: f.header().unwrap_or_default().to_vec(), size: f.size.unwrap_or(0) as u64 } })))
+                std::future::ready(Ok(f.uid.map(|uid| Fetched {
+                    uid,
+                    body: Body::HeaderOnly {
+                        header: f.header().unwrap_or_default().to_vec(),
+                        size: f.size.unwrap_or(0) as u64,
+                    },
+                })))
             });
             out.extend(io("UID FETCH headers", headers.try_collect::<Vec<_>>()).await?);
         }
@@ -552,7 +684,13 @@ impl MailboxRuntime {
 
     /// Moves processed mail to the configured folder (MOVE, or COPY + \Deleted + UID
     /// EXPUNGE of exactly those UIDs), or flags it. Never deletes without a copy.
-    async fn mark_processed(&self, s: &mut Session<Conn>, set: &str, has_move: bool, has_uidplus: bool) -> Result<(), Trouble> {
+    async fn mark_processed(
+        &self,
+        s: &mut Session<Conn>,
+        set: &str,
+        has_move: bool,
+        has_uidplus: bool,
+    ) -> Result<(), Trouble> {
         match &self.cfg.processed_folder {
             Some(dest) if has_move => io("UID MOVE", s.uid_mv(set, utf7_imap(dest))).await,
             Some(dest) if has_uidplus => {
@@ -564,7 +702,8 @@ impl MailboxRuntime {
                 Ok(())
             }
             _ => {
-                let st = io("UID STORE", s.uid_store(set, format!("+FLAGS.SILENT ({})", self.cfg.processed_flag))).await?;
+                let st =
+                    io("UID STORE", s.uid_store(set, format!("+FLAGS.SILENT ({})", self.cfg.processed_flag))).await?;
                 io("UID STORE", st.try_collect::<Vec<_>>()).await?;
                 Ok(())
             }
@@ -587,7 +726,8 @@ pub enum Body {
 /// as "&-"), anything else as modified base64 of UTF-16 between "&" and "-".
 pub fn utf7_imap(name: &str) -> String {
     use base64::Engine;
-    let b64 = base64::engine::GeneralPurpose::new(&base64::alphabet::IMAP_MUTF7, base64::engine::general_purpose::NO_PAD);
+    let b64 =
+        base64::engine::GeneralPurpose::new(&base64::alphabet::IMAP_MUTF7, base64::engine::general_purpose::NO_PAD);
     let mut out = String::new();
     let mut run: Vec<u16> = Vec::new();
     let flush = |run: &mut Vec<u16>, out: &mut String| {
@@ -679,7 +819,10 @@ mod tests {
         let b = super::batches(&sizes, 2, 1000);
         assert_eq!(b.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
         let b = super::batches(&sizes, 50, 35);
-        assert_eq!(b.iter().map(|c| c.iter().map(|(u, _)| *u).collect::<Vec<_>>()).collect::<Vec<_>>(), vec![vec![1, 2, 3], vec![4], vec![5]]);
+        assert_eq!(
+            b.iter().map(|c| c.iter().map(|(u, _)| *u).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            vec![vec![1, 2, 3], vec![4], vec![5]]
+        );
         assert!(super::batches(&[], 50, 35).is_empty());
     }
 

@@ -16,7 +16,10 @@ use sha2::Digest;
 use uuid::Uuid;
 
 use super::{autoreply, bounce, complaint, envelope};
-pub use crate::crm::inbound::{Automated, Bounce, Complaint, CorrelationKeys, FailedRecipient, Malformed, ParsedMail, Reason, Sender, Severity, XHEADER_ACTIVITY, XHEADER_TOKEN, normalize_message_id};
+pub use crate::crm::inbound::{
+    Automated, Bounce, Complaint, CorrelationKeys, FailedRecipient, Malformed, ParsedMail, Reason, Sender, Severity,
+    XHEADER_ACTIVITY, XHEADER_TOKEN, normalize_message_id,
+};
 
 /// Tracking tokens look like Dynamics' `CRM:0001234` (letters allowed after the prefix).
 static TOKEN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bCRM:([0-9A-Za-z]{4,32})\b").unwrap());
@@ -89,19 +92,32 @@ pub fn parse(raw: &[u8], limit: u64) -> Result<ParsedMail, Malformed> {
     let complaint = complaint::read(&msg, raw, &from, &subject, &text);
     // (Exim marks its own bounces `Auto-Submitted: auto-replied`: a mail system's notice is
     // read as a bounce first.)
-    let auto_reply = if complaint.is_some() || envelope::has_dsn(&msg) || bounce::system_sender(&msg, &from) { None } else { autoreply::auto_reply(&msg, &subject) };
-    let reading = if complaint.is_some() || auto_reply.is_some() { bounce::Reading::NoNotice } else { bounce::read(&msg, raw, &from, &subject, &text) };
+    let auto_reply = if complaint.is_some() || envelope::has_dsn(&msg) || bounce::system_sender(&msg, &from) {
+        None
+    } else {
+        autoreply::auto_reply(&msg, &subject)
+    };
+    let reading = if complaint.is_some() || auto_reply.is_some() {
+        bounce::Reading::NoNotice
+    } else {
+        bounce::read(&msg, raw, &from, &subject, &text)
+    };
     let (bounce, automated) = match (reading, auto_reply) {
         (bounce::Reading::Bounce(b), _) => (Some(b), None),
         (_, Some(r)) => (None, Some(Automated::AutoReply(r))),
         _ if complaint.is_some() => (None, None),
-        (bounce::Reading::Notice, None) => (None, Some(Automated::Report("a mail system's notice naming no failed recipient".into()))),
+        (bounce::Reading::Notice, None) => {
+            (None, Some(Automated::Report("a mail system's notice naming no failed recipient".into())))
+        }
         (bounce::Reading::NoNotice, None) => (None, autoreply::machine(&msg, &from)),
     };
     if let Some(e) = no_sender {
         // A report of a mail system is read whatever its From; anything else needs a sender.
         let auto = matches!(automated, Some(Automated::AutoReply(_))) || msg.header_raw("Auto-Submitted").is_some();
-        if complaint.is_none() && bounce.is_none() && !(auto || envelope::report_type(&msg).is_some() || envelope::null_return_path(&msg)) {
+        if complaint.is_none()
+            && bounce.is_none()
+            && !(auto || envelope::report_type(&msg).is_some() || envelope::null_return_path(&msg))
+        {
             return Err(e);
         }
     }
@@ -138,7 +154,10 @@ fn sender(msg: &Message<'_>) -> Result<Sender, Malformed> {
         }));
     };
     let address = a.address().map(|s| s.trim().to_string()).unwrap_or_default();
-    let name = a.name().map(|n| n.trim().trim_matches('"').trim().to_string()).filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(&address));
+    let name = a
+        .name()
+        .map(|n| n.trim().trim_matches('"').trim().to_string())
+        .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(&address));
     if address.is_empty() {
         // A bounce may come "From: Mail Delivery System" with no address; keep it readable.
         if let Some(n) = &name {
@@ -151,12 +170,19 @@ fn sender(msg: &Message<'_>) -> Result<Sender, Malformed> {
 
 /// The raw bytes of a top-level header's value (continuation lines unfolded).
 fn raw_header(raw: &[u8], name: &str) -> Option<Vec<u8>> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| raw.windows(2).position(|w| w == b"\n\n")).unwrap_or(raw.len());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len());
     let head = &raw[..end];
     let mut lines = head.split(|b| *b == b'\n').peekable();
     while let Some(line) = lines.next() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && line[name.len()] == b':' {
+        if line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && line[name.len()] == b':'
+        {
             let mut v = line[name.len() + 1..].to_vec();
             while let Some(next) = lines.peek() {
                 if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
@@ -174,7 +200,9 @@ fn raw_header(raw: &[u8], name: &str) -> Option<Vec<u8>> {
 
 /// The charset named by the message's (or its first text part's) Content-Type.
 fn charset_hint<'a>(msg: &'a Message<'_>) -> Option<&'a str> {
-    msg.content_type().and_then(|c| c.attribute("charset")).or_else(|| msg.text_part(0).and_then(|p| p.content_type()).and_then(|c| c.attribute("charset")))
+    msg.content_type()
+        .and_then(|c| c.attribute("charset"))
+        .or_else(|| msg.text_part(0).and_then(|p| p.content_type()).and_then(|c| c.attribute("charset")))
 }
 
 /// Decodes 8-bit header bytes: with the hinted charset if mail-parser knows it, else the
@@ -182,7 +210,10 @@ fn charset_hint<'a>(msg: &'a Message<'_>) -> Option<&'a str> {
 /// Russian, Windows-1252 for "Frösche", GBK for Chinese — never one assumed for all.
 fn redecode(bytes: &[u8], hint: Option<&str>) -> Option<String> {
     use mail_parser::decoders::charsets::map::charset_decoder;
-    if let Some(d) = hint.filter(|h| !h.eq_ignore_ascii_case("utf-8") && !h.eq_ignore_ascii_case("us-ascii")).and_then(|h| charset_decoder(h.as_bytes())) {
+    if let Some(d) = hint
+        .filter(|h| !h.eq_ignore_ascii_case("utf-8") && !h.eq_ignore_ascii_case("us-ascii"))
+        .and_then(|h| charset_decoder(h.as_bytes()))
+    {
         return Some(d(bytes));
     }
     let mut detector = chardetng::EncodingDetector::new();
@@ -193,7 +224,11 @@ fn redecode(bytes: &[u8], hint: Option<&str>) -> Option<String> {
 
 fn fallback_key(msg: &Message<'_>, text: &str) -> String {
     let mut h = sha2::Sha256::new();
-    for part in [msg.header_raw("From").unwrap_or(""), msg.header_raw("Date").unwrap_or(""), msg.header_raw("Subject").unwrap_or("")] {
+    for part in [
+        msg.header_raw("From").unwrap_or(""),
+        msg.header_raw("Date").unwrap_or(""),
+        msg.header_raw("Subject").unwrap_or(""),
+    ] {
         h.update(part.trim().as_bytes());
         h.update([0u8]);
     }
@@ -225,7 +260,9 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 /// R-EM-9: the new text of the first body part; an HTML-only body is cut at its quote
 /// container before it is turned into text.
 fn new_text(msg: &Message<'_>, text: &str) -> String {
-    if let Some(mail_parser::PartType::Html(h)) = msg.text_body.first().and_then(|i| msg.parts.get(*i as usize)).map(|p| &p.body) {
+    if let Some(mail_parser::PartType::Html(h)) =
+        msg.text_body.first().and_then(|i| msg.parts.get(*i as usize)).map(|p| &p.body)
+    {
         let cut = crate::crm::reply_text::strip_html_quote(h);
         return crate::crm::reply_text::new_text(&mail_parser::decoders::html::html_to_text(cut).replace("\r\n", "\n"));
     }
@@ -251,7 +288,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/fixtures/mail/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+        std::fs::read(format!("{}/fixtures/mail/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     fn p(name: &str) -> ParsedMail {
@@ -402,7 +440,10 @@ mod tests {
         let raw = b"Return-Path: <>\r\nFrom: Service Desk <sd@vendor.example>\r\nSubject: Request 4711 received\r\nMessage-ID: <h3@vendor.example>\r\n\r\nThanks.\r\n";
         assert!(matches!(parse(raw, 1 << 20).unwrap().automated, Some(Automated::Bulk(_))));
         // A huge address in a daemon's text does not panic.
-        let raw = format!("From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nMessage-ID: <h4@x>\r\n\r\n{}@x.example failed\r\n", "a".repeat(900));
+        let raw = format!(
+            "From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nMessage-ID: <h4@x>\r\n\r\n{}@x.example failed\r\n",
+            "a".repeat(900)
+        );
         let _ = parse(raw.as_bytes(), 1 << 20);
     }
 

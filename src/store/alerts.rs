@@ -35,7 +35,11 @@ impl Store {
     /// leads the daemon created (no `createdby`), open activities given to someone,
     /// campaigns gone over budget. Each names its recipient: the lead's, activity's or
     /// campaign's owner now. A notice told is in the notification log at `NOTICE_LEVEL`.
-    pub async fn notices_since(&self, since: DateTime<Utc>, new_leads: bool) -> Result<Vec<crate::crm::alerts::PendingNotice>> {
+    pub async fn notices_since(
+        &self,
+        since: DateTime<Utc>,
+        new_leads: bool,
+    ) -> Result<Vec<crate::crm::alerts::PendingNotice>> {
         use crate::crm::alerts::{NOTICE_LEVEL, PendingNotice};
         let mut db = self.db.clone();
         let mut out = Vec::new();
@@ -87,7 +91,13 @@ impl Store {
     /// activities compare their instant; campaign activities and responses carry a DateOnly
     /// due date that falls due at the end of that day in `tz`, so they are overdue once the
     /// org's date is past it. Each query runs on a partial index `(scheduledend) WHERE statecode = 0`.
-    pub async fn overdue_items(&self, now: DateTime<Utc>, tz: Tz, kinds: &[EntityKind], limit: i64) -> Result<Vec<OverdueItem>> {
+    pub async fn overdue_items(
+        &self,
+        now: DateTime<Utc>,
+        tz: Tz,
+        kinds: &[EntityKind],
+        limit: i64,
+    ) -> Result<Vec<OverdueItem>> {
         let mut db = self.db.clone();
         let mut out = Vec::new();
         let plain: Vec<EntityKind> = kinds.iter().copied().filter(|k| k.is_plain_activity()).collect();
@@ -113,7 +123,9 @@ impl Store {
             }
         }
         let today = now.with_timezone(&tz).date_naive();
-        for (kind, table) in [(EntityKind::Campaignactivity, "campaignactivity"), (EntityKind::Campaignresponse, "campaignresponse")] {
+        for (kind, table) in
+            [(EntityKind::Campaignactivity, "campaignactivity"), (EntityKind::Campaignresponse, "campaignresponse")]
+        {
             if !kinds.contains(&kind) {
                 continue;
             }
@@ -171,7 +183,21 @@ impl Store {
             for (i, c) in chunk.iter().enumerate() {
                 let b = i * 11;
                 let ph: Vec<String> = (1..=11).map(|k| format!("${}", b + k)).collect();
-                sql.push_str(&format!("{}({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {})", if i > 0 { ", " } else { "" }, ph[0], ph[1], ph[2], ph[3], ph[4], ph[5], ph[6], ph[7], ph[8], ph[9], ph[10]));
+                sql.push_str(&format!(
+                    "{}({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {})",
+                    if i > 0 { ", " } else { "" },
+                    ph[0],
+                    ph[1],
+                    ph[2],
+                    ph[3],
+                    ph[4],
+                    ph[5],
+                    ph[6],
+                    ph[7],
+                    ph[8],
+                    ph[9],
+                    ph[10]
+                ));
                 args.extend([
                     Uuid::new_v4().into(),
                     c.activityid.into(),
@@ -193,7 +219,10 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(claims.iter().map(|c| new.contains(&(c.activityid, c.level, c.scheduledend.timestamp_millis(), c.ownerid))).collect())
+        Ok(claims
+            .iter()
+            .map(|c| new.contains(&(c.activityid, c.level, c.scheduledend.timestamp_millis(), c.ownerid)))
+            .collect())
     }
 
     /// The query plan of the plain-activity overdue query (for the benchmark). Dialect:
@@ -204,7 +233,11 @@ impl Store {
             super::Engine::Sqlite => (format!("EXPLAIN QUERY PLAN {q}"), "detail"),
             super::Engine::Postgres => (format!("EXPLAIN {q}"), "QUERY PLAN"),
         };
-        let rows = self.db.clone().fetch_all(&sql, vec![now.into(), EntityKind::Task.into(), EntityKind::Phonecall.into()]).await?;
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(&sql, vec![now.into(), EntityKind::Task.into(), EntityKind::Phonecall.into()])
+            .await?;
         rows.iter().map(|r| r.get(col)).collect()
     }
 
@@ -216,12 +249,26 @@ impl Store {
             .fetch_all("SELECT id, recipient, item, level, attempts FROM notification_log WHERE digest_id = $1 AND status = 'pending' ORDER BY scheduledend, id", vec![digest.into()])
             .await?;
         rows.iter()
-            .map(|r| Ok(DigestRow { id: r.get("id")?, recipient: r.get("recipient")?, item: r.get("item")?, level: r.get("level")?, attempts: r.get("attempts")? }))
+            .map(|r| {
+                Ok(DigestRow {
+                    id: r.get("id")?,
+                    recipient: r.get("recipient")?,
+                    item: r.get("item")?,
+                    level: r.get("level")?,
+                    attempts: r.get("attempts")?,
+                })
+            })
             .collect()
     }
 
     /// Marks a digest's pending rows sent, failed (with the reason), or retried (attempts + 1).
-    pub async fn finish_digest(&self, digest: Uuid, status: &str, error: Option<&str>, now: DateTime<Utc>) -> Result<u64> {
+    pub async fn finish_digest(
+        &self,
+        digest: Uuid,
+        status: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         if !matches!(status, "sent" | "failed" | "pending") {
             return Err(StoreError::Decode(format!("bad digest status {status}")));
         }

@@ -53,7 +53,9 @@ pub fn field<R: Record>(name: &str) -> Option<&'static Col> {
 
 /// Parses a filter value as the column stores it.
 fn parse_value(col: &Col, raw: &str, tz: Tz) -> std::result::Result<Value, QueryError> {
-    let bad = |what: &str| qerr("bad_filter", format!("{}: '{}' is not {what}", col.name, raw.chars().take(60).collect::<String>()));
+    let bad = |what: &str| {
+        qerr("bad_filter", format!("{}: '{}' is not {what}", col.name, raw.chars().take(60).collect::<String>()))
+    };
     Ok(match col.ty {
         ColType::Text | ColType::Json => Value::from(raw.to_string()),
         ColType::Uuid => Value::from(raw.parse::<Uuid>().map_err(|_| bad("a UUID"))?),
@@ -75,7 +77,9 @@ fn parse_value(col: &Col, raw: &str, tz: Tz) -> std::result::Result<Value, Query
                 .map_err(|_| bad("an RFC 3339 instant or a date"))?;
             Value::from(t)
         }
-        ColType::Date => Value::from(chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad("a date YYYY-MM-DD"))?),
+        ColType::Date => {
+            Value::from(chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad("a date YYYY-MM-DD"))?)
+        }
     })
 }
 
@@ -100,7 +104,10 @@ pub fn filter<R: Record>(param: &str, raw: &str, tz: Tz) -> std::result::Result<
             return Ok(Cond::new(format!("{} {op} ?", col.name), vec![parse_value(col, raw, tz)?]));
         }
     }
-    Err(qerr("unknown_filter", format!("'{}' is not a filterable field of {}", param.chars().take(60).collect::<String>(), R::TABLE)))
+    Err(qerr(
+        "unknown_filter",
+        format!("'{}' is not a filterable field of {}", param.chars().take(60).collect::<String>(), R::TABLE),
+    ))
 }
 
 /// A sort order: `field` or `-field`.
@@ -115,9 +122,9 @@ pub fn sort<R: Record>(raw: &str) -> std::result::Result<Sort, QueryError> {
         Some(n) => (n, true),
         None => (raw, false),
     };
-    field::<R>(name)
-        .map(|c| Sort { col: c.name, desc })
-        .ok_or_else(|| qerr("bad_sort", format!("cannot sort {} by '{}'", R::TABLE, name.chars().take(60).collect::<String>())))
+    field::<R>(name).map(|c| Sort { col: c.name, desc }).ok_or_else(|| {
+        qerr("bad_sort", format!("cannot sort {} by '{}'", R::TABLE, name.chars().take(60).collect::<String>()))
+    })
 }
 
 /// Renders conditions as a WHERE clause with `$n` placeholders starting at `first`.
@@ -167,11 +174,19 @@ pub struct Group {
 #[derive(Debug, Clone)]
 pub enum ViewSpec {
     /// Records matching the conditions (more filters and a sort may be added).
-    Rows { conds: Vec<Cond>, sort: Option<Sort> },
+    Rows {
+        conds: Vec<Cond>,
+        sort: Option<Sort>,
+    },
     /// Counts grouped by one column.
-    Groups { col: &'static str, conds: Vec<Cond> },
+    Groups {
+        col: &'static str,
+        conds: Vec<Cond>,
+    },
     /// Leads created per local day over the last `days` days.
-    CreationRate { days: u32 },
+    CreationRate {
+        days: u32,
+    },
     /// Per-campaign reports.
     BudgetVsActual,
     Performance,
@@ -221,10 +236,27 @@ fn overdue_kinds(ctx: &ViewCtx) -> Cond {
 pub fn views(table: &str) -> &'static [&'static str] {
     match table {
         "lead" => &[
-            "all", "my-open", "open", "closed", "qualified", "disqualified", "older-than-6-months", "opened-this-week", "opened-last-week", "stale", "filter", "by-source", "by-campaign",
-            "by-owner", "by-rating", "by-status", "creation-rate",
+            "all",
+            "my-open",
+            "open",
+            "closed",
+            "qualified",
+            "disqualified",
+            "older-than-6-months",
+            "opened-this-week",
+            "opened-last-week",
+            "stale",
+            "filter",
+            "by-source",
+            "by-campaign",
+            "by-owner",
+            "by-rating",
+            "by-status",
+            "creation-rate",
         ],
-        "campaignresponse" => &["all", "open", "by-campaign", "by-wave", "by-responsecode", "interested-unconverted", "unsubscribes"],
+        "campaignresponse" => {
+            &["all", "open", "by-campaign", "by-wave", "by-responsecode", "interested-unconverted", "unsubscribes"]
+        }
         "campaign" => &["all", "active", "budget-vs-actual", "performance"],
         "campaignactivity" => &["all", "by-campaign", "waves-in-progress", "overdue"],
         "bulkoperation" => &["all", "runs", "failures"],
@@ -246,8 +278,12 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
         ("lead", "my-open") | ("activity", "my-open") => rows(vec![open(), me()]),
         ("lead", "open") | ("campaignresponse", "open") => rows(vec![open()]),
         ("lead", "closed") => rows(vec![Cond::new("statecode IN (1, 2)", vec![])]),
-        ("lead", "qualified") => ViewSpec::Rows { conds: vec![eq("statecode", 1i64)], sort: Some(Sort { col: "statuscode", desc: false }) },
-        ("lead", "disqualified") => ViewSpec::Rows { conds: vec![eq("statecode", 2i64)], sort: Some(Sort { col: "statuscode", desc: false }) },
+        ("lead", "qualified") => {
+            ViewSpec::Rows { conds: vec![eq("statecode", 1i64)], sort: Some(Sort { col: "statuscode", desc: false }) }
+        }
+        ("lead", "disqualified") => {
+            ViewSpec::Rows { conds: vec![eq("statecode", 2i64)], sort: Some(Sort { col: "statuscode", desc: false }) }
+        }
         ("lead", "older-than-6-months") => {
             let mut c = vec![Cond::new("createdon < ?", vec![cal::months_ago(ctx.now, ctx.tz, 6).into()])];
             if ctx.params.get("all_states").map(String::as_str) != Some("true") {
@@ -256,12 +292,18 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
             rows(c)
         }
         ("lead", "opened-this-week") => ViewSpec::Rows {
-            conds: vec![Cond::new("createdon >= ? AND createdon <= ?", vec![cal::week_start(ctx.now, ctx.tz).into(), ctx.now.into()])],
+            conds: vec![Cond::new(
+                "createdon >= ? AND createdon <= ?",
+                vec![cal::week_start(ctx.now, ctx.tz).into(), ctx.now.into()],
+            )],
             sort: newest,
         },
         ("lead", "opened-last-week") => {
             let (a, b) = cal::last_week(ctx.now, ctx.tz);
-            ViewSpec::Rows { conds: vec![Cond::new("createdon >= ? AND createdon < ?", vec![a.into(), b.into()])], sort: newest }
+            ViewSpec::Rows {
+                conds: vec![Cond::new("createdon >= ? AND createdon < ?", vec![a.into(), b.into()])],
+                sort: newest,
+            }
         }
         ("lead", "stale") => {
             let since = ctx.now - chrono::Duration::days(i64::from(ctx.stale_lead_days));
@@ -284,7 +326,11 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
         ("lead", "creation-rate") => {
             let days = match ctx.params.get("days") {
                 None => 30,
-                Some(d) => d.parse::<u32>().ok().filter(|d| (1..=366).contains(d)).ok_or_else(|| qerr("bad_parameter", "days: an integer from 1 to 366"))?,
+                Some(d) => d
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=366).contains(d))
+                    .ok_or_else(|| qerr("bad_parameter", "days: an integer from 1 to 366"))?,
             };
             ViewSpec::CreationRate { days }
         }
@@ -305,15 +351,31 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
             vec![],
         )]),
         // R-TASK-1 with a DateOnly due date: overdue once its local day has ended.
-        ("campaignactivity", "overdue") => rows(vec![open(), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![cal::today(ctx.now, ctx.tz).into()])]),
+        ("campaignactivity", "overdue") => rows(vec![
+            open(),
+            Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![cal::today(ctx.now, ctx.tz).into()]),
+        ]),
         ("bulkoperation", "runs") => ViewSpec::Rows { conds: vec![eq("operationtypecode", 4i64)], sort: newest },
-        ("bulkoperation", "failures") => ViewSpec::Failures(ctx.params.get("id").map(|_| param_uuid(ctx, "id")).transpose()?),
+        ("bulkoperation", "failures") => {
+            ViewSpec::Failures(ctx.params.get("id").map(|_| param_uuid(ctx, "id")).transpose()?)
+        }
         ("activity", "due-today") => {
             let (a, b) = cal::day_bounds(ctx.now, ctx.tz);
             rows(vec![open(), Cond::new("scheduledend >= ? AND scheduledend < ?", vec![a.into(), b.into()])])
         }
-        ("activity", "overdue") => rows(vec![open(), overdue_kinds(ctx), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])]),
-        ("activity", "overdue-by-owner") => ViewSpec::Groups { col: "ownerid", conds: vec![open(), overdue_kinds(ctx), Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()])] },
+        ("activity", "overdue") => rows(vec![
+            open(),
+            overdue_kinds(ctx),
+            Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()]),
+        ]),
+        ("activity", "overdue-by-owner") => ViewSpec::Groups {
+            col: "ownerid",
+            conds: vec![
+                open(),
+                overdue_kinds(ctx),
+                Cond::new("scheduledend IS NOT NULL AND scheduledend < ?", vec![ctx.now.into()]),
+            ],
+        },
         ("activity", "escalated") => rows(vec![
             open(),
             overdue_kinds(ctx),
@@ -327,30 +389,60 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
         ("opportunity", "open-pipeline") => ViewSpec::Pipeline,
         ("opportunity", "closing-this-month") => {
             let (a, b) = cal::month_dates(ctx.now, ctx.tz);
-            rows(vec![open(), Cond::new("estimatedclosedate >= ? AND estimatedclosedate < ?", vec![a.into(), b.into()])])
+            rows(vec![
+                open(),
+                Cond::new("estimatedclosedate >= ? AND estimatedclosedate < ?", vec![a.into(), b.into()]),
+            ])
         }
         ("opportunity", "won") => rows(vec![eq("statecode", 1i64)]),
         ("opportunity", "lost") => rows(vec![eq("statecode", 2i64)]),
         ("systemuser", "hierarchy") => ViewSpec::Hierarchy,
-        ("systemuser", "without-manager") => rows(vec![Cond::new("parentsystemuserid IS NULL AND isdisabled = ?", vec![false.into()])]),
-        _ => return Err(qerr("unknown_view", format!("{table} has no view '{}'; views: {}", view.chars().take(60).collect::<String>(), views(table).join(", ")))),
+        ("systemuser", "without-manager") => {
+            rows(vec![Cond::new("parentsystemuserid IS NULL AND isdisabled = ?", vec![false.into()])])
+        }
+        _ => {
+            return Err(qerr(
+                "unknown_view",
+                format!(
+                    "{table} has no view '{}'; views: {}",
+                    view.chars().take(60).collect::<String>(),
+                    views(table).join(", ")
+                ),
+            ));
+        }
     })
 }
 
 impl Store {
     /// A page of `R` matching `conds`, sorted (then by key, so pages are stable).
-    pub async fn query_records<R: Record>(&self, conds: &[Cond], sort: Option<Sort>, page: i64, limit: i64) -> Result<Page<R>> {
+    pub async fn query_records<R: Record>(
+        &self,
+        conds: &[Cond],
+        sort: Option<Sort>,
+        page: i64,
+        limit: i64,
+    ) -> Result<Page<R>> {
         let (where_, mut args) = render(conds, 1);
         // NULLs last on both engines (PostgreSQL and SQLite disagree by default).
         let order = match sort {
-            Some(s) => format!("({col} IS NULL), {col} {}, {}", if s.desc { "DESC" } else { "ASC" }, R::KEY, col = s.col),
+            Some(s) => {
+                format!("({col} IS NULL), {col} {}, {}", if s.desc { "DESC" } else { "ASC" }, R::KEY, col = s.col)
+            }
             None => format!("{} DESC, {}", "createdon", R::KEY),
         };
         let limit = limit.clamp(1, MAX_LIMIT);
         let page = page.max(1);
         let n = args.len();
         let cols: Vec<&str> = R::COLS.iter().map(|c| c.name).collect();
-        let sql = format!("SELECT {} FROM {}{} ORDER BY {} LIMIT ${} OFFSET ${}", cols.join(", "), R::TABLE, where_, order, n + 1, n + 2);
+        let sql = format!(
+            "SELECT {} FROM {}{} ORDER BY {} LIMIT ${} OFFSET ${}",
+            cols.join(", "),
+            R::TABLE,
+            where_,
+            order,
+            n + 1,
+            n + 2
+        );
         let count_sql = format!("SELECT COUNT(*) AS n FROM {}{}", R::TABLE, where_);
         let mut db = self.db.clone();
         let total: i64 = db.fetch_one(&count_sql, args.clone()).await?.get("n")?;
@@ -364,19 +456,38 @@ impl Store {
     pub async fn group_records<R: Record>(&self, col: &'static str, conds: &[Cond]) -> Result<Vec<Group>> {
         let c = field::<R>(col).ok_or_else(|| StoreError::Decode(format!("{} has no column {col}", R::TABLE)))?;
         let (where_, args) = render(conds, 1);
-        let sql = format!("SELECT {col} AS k, COUNT(*) AS n FROM {}{} GROUP BY {col} ORDER BY COUNT(*) DESC, {col}", R::TABLE, where_);
+        let sql = format!(
+            "SELECT {col} AS k, COUNT(*) AS n FROM {}{} GROUP BY {col} ORDER BY COUNT(*) DESC, {col}",
+            R::TABLE,
+            where_
+        );
         let rows = self.db.clone().fetch_all(&sql, args).await?;
-        let keys = rows.iter().map(|r| json_of(c.name, c.ty, r.value("k").unwrap_or(&Value::Null))).collect::<Result<Vec<_>>>()?;
+        let keys = rows
+            .iter()
+            .map(|r| json_of(c.name, c.ty, r.value("k").unwrap_or(&Value::Null)))
+            .collect::<Result<Vec<_>>>()?;
         let labels = self.group_labels(R::TABLE, col, &keys).await?;
-        rows.iter().zip(keys).zip(labels).map(|((r, key), label)| Ok(Group { key, label, count: r.get("n")? })).collect()
+        rows.iter()
+            .zip(keys)
+            .zip(labels)
+            .map(|((r, key), label)| Ok(Group { key, label, count: r.get("n")? }))
+            .collect()
     }
 
     /// Leads created per local day over the last `days` days (oldest first, empty days as 0).
     pub async fn lead_creation_rate(&self, now: DateTime<Utc>, tz: Tz, days: u32) -> Result<Vec<Group>> {
         let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days) - 1);
         let from = cal::start_of_day(first_day, tz);
-        let rows = self.db.clone().fetch_all("SELECT createdon FROM lead WHERE createdon >= $1 AND createdon <= $2", vec![from.into(), now.into()]).await?;
-        let mut counts: BTreeMap<chrono::NaiveDate, i64> = (0..days).map(|i| (first_day + chrono::Days::new(u64::from(i)), 0)).collect();
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT createdon FROM lead WHERE createdon >= $1 AND createdon <= $2",
+                vec![from.into(), now.into()],
+            )
+            .await?;
+        let mut counts: BTreeMap<chrono::NaiveDate, i64> =
+            (0..days).map(|i| (first_day + chrono::Days::new(u64::from(i)), 0)).collect();
         for r in rows {
             let t: DateTime<Utc> = r.get("createdon")?;
             *counts.entry(cal::today(t, tz)).or_default() += 1;
@@ -391,7 +502,8 @@ impl Store {
             .clone()
             .fetch_all("SELECT campaignid, name, budgetedcost, totalcampaignactivityactualcost, othercost, totalactualcost FROM campaign ORDER BY name, campaignid", vec![])
             .await?;
-        let money = |r: &Row, c: &str| -> Result<Option<f64>> { Ok(r.get::<Option<i64>>(c)?.map(|m| m as f64 / 100.0)) };
+        let money =
+            |r: &Row, c: &str| -> Result<Option<f64>> { Ok(r.get::<Option<i64>>(c)?.map(|m| m as f64 / 100.0)) };
         rows.iter()
             .map(|r| {
                 let budget: Option<i64> = r.get("budgetedcost")?;
@@ -451,7 +563,11 @@ impl Store {
 
     /// Open pipeline totals: Σ estimatedvalue and Σ estimatedvalue × closeprobability / 100.
     pub async fn pipeline_totals(&self) -> Result<Json> {
-        let rows = self.db.clone().fetch_all("SELECT estimatedvalue, closeprobability FROM opportunity WHERE statecode = 0", vec![]).await?;
+        let rows = self
+            .db
+            .clone()
+            .fetch_all("SELECT estimatedvalue, closeprobability FROM opportunity WHERE statecode = 0", vec![])
+            .await?;
         let (mut total, mut weighted, mut n) = (0i64, 0f64, 0i64);
         for r in rows {
             let v: Option<i64> = r.get("estimatedvalue")?;
@@ -469,10 +585,19 @@ impl Store {
         let rows = self.db.clone().fetch_all("SELECT systemuserid, fullname, parentsystemuserid, isdisabled FROM systemuser ORDER BY fullname, systemuserid", vec![]).await?;
         let mut users: Vec<(String, Option<String>, Option<String>, bool)> = Vec::new();
         for r in &rows {
-            users.push((r.get("systemuserid")?, r.get("fullname")?, r.get("parentsystemuserid")?, r.get("isdisabled")?));
+            users.push((
+                r.get("systemuserid")?,
+                r.get("fullname")?,
+                r.get("parentsystemuserid")?,
+                r.get("isdisabled")?,
+            ));
         }
         let known: std::collections::HashSet<&str> = users.iter().map(|u| u.0.as_str()).collect();
-        fn node(id: &str, users: &[(String, Option<String>, Option<String>, bool)], seen: &mut std::collections::HashSet<String>) -> Json {
+        fn node(
+            id: &str,
+            users: &[(String, Option<String>, Option<String>, bool)],
+            seen: &mut std::collections::HashSet<String>,
+        ) -> Json {
             let u = users.iter().find(|u| u.0 == id).expect("known user");
             seen.insert(id.to_string());
             let reports: Vec<Json> = users
@@ -501,14 +626,25 @@ impl Store {
 
     /// A page of an ops table (`inbound_event`, `pbx_call`, `suppression`, `dup_candidate`),
     /// newest first, with optional equality filters on the named columns.
-    pub async fn ops_page(&self, set: OpsSet, filters: &[(String, String)], page: i64, limit: i64) -> Result<std::result::Result<Page<Json>, QueryError>> {
+    pub async fn ops_page(
+        &self,
+        set: OpsSet,
+        filters: &[(String, String)],
+        page: i64,
+        limit: i64,
+    ) -> Result<std::result::Result<Page<Json>, QueryError>> {
         let (table, cols, newest, key) = set.table();
         let filterable = set.filterable();
         let mut conds = Vec::new();
         for (k, v) in filters {
             match filterable.iter().find(|c| **c == k.as_str()) {
                 Some(c) => conds.push(Cond::new(format!("{c} = ?"), vec![Value::from(v.clone())])),
-                None => return Ok(Err(qerr("unknown_filter", format!("'{}' is not a filterable field of {table}", k.chars().take(60).collect::<String>())))),
+                None => {
+                    return Ok(Err(qerr(
+                        "unknown_filter",
+                        format!("'{}' is not a filterable field of {table}", k.chars().take(60).collect::<String>()),
+                    )));
+                }
             }
         }
         if let OpsSet::UnmatchedSenders = set {
@@ -526,10 +662,16 @@ impl Store {
         let limit = limit.clamp(1, MAX_LIMIT);
         let page = page.max(1);
         let mut db = self.db.clone();
-        let total: i64 = db.fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}{where_}"), args.clone()).await?.get("n")?;
+        let total: i64 =
+            db.fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}{where_}"), args.clone()).await?.get("n")?;
         args.push(limit.into());
         args.push(((page - 1).saturating_mul(limit)).into());
-        let sql = format!("SELECT {} FROM {table}{where_} ORDER BY {newest} DESC, {key} LIMIT ${} OFFSET ${}", cols.join(", "), n + 1, n + 2);
+        let sql = format!(
+            "SELECT {} FROM {table}{where_} ORDER BY {newest} DESC, {key} LIMIT ${} OFFSET ${}",
+            cols.join(", "),
+            n + 1,
+            n + 2
+        );
         let rows = db.fetch_all(&sql, args).await?;
         let items = rows
             .iter()
@@ -537,13 +679,25 @@ impl Store {
                 let mut o = serde_json::Map::new();
                 for c in cols {
                     let v = r.value(c).unwrap_or(&Value::Null);
-                    let ty = if c.ends_with("_at") || c.ends_with("_until") || *c == "created_on" || *c == "received_at" || *c == "processed_at" || *c == "message_date" { ColType::Instant } else { ColType::Json };
+                    let ty = if c.ends_with("_at")
+                        || c.ends_with("_until")
+                        || *c == "created_on"
+                        || *c == "received_at"
+                        || *c == "processed_at"
+                        || *c == "message_date"
+                    {
+                        ColType::Instant
+                    } else {
+                        ColType::Json
+                    };
                     let j = match (ty, v) {
                         (ColType::Instant, _) => json_of(c, ColType::Instant, v)?,
                         (_, Value::Int(Some(i))) => json!(i),
                         (_, Value::Bool(Some(b))) => json!(b),
                         (_, Value::Real(Some(f))) => json!(f),
-                        (_, Value::Text(Some(s))) if *c == "result" || *c == "candidates" => serde_json::from_str(s).unwrap_or(json!(s)),
+                        (_, Value::Text(Some(s))) if *c == "result" || *c == "candidates" => {
+                            serde_json::from_str(s).unwrap_or(json!(s))
+                        }
                         (_, Value::Text(Some(s))) => json!(s),
                         _ => Json::Null,
                     };
@@ -608,26 +762,96 @@ pub enum OpsSet {
 impl OpsSet {
     /// (table, columns shown, newest-first column, unique key for a stable order)
     fn table(self) -> (&'static str, &'static [&'static str], &'static str, &'static str) {
-        const INBOUND: &[&str] = &["id", "source", "external_id", "received_at", "status", "reason", "class", "sender", "subject", "message_date", "result", "raw_location", "processed_at"];
+        const INBOUND: &[&str] = &[
+            "id",
+            "source",
+            "external_id",
+            "received_at",
+            "status",
+            "reason",
+            "class",
+            "sender",
+            "subject",
+            "message_date",
+            "result",
+            "raw_location",
+            "processed_at",
+        ];
         match self {
-            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => ("inbound_event", INBOUND, "received_at", "id"),
+            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => {
+                ("inbound_event", INBOUND, "received_at", "id")
+            }
             OpsSet::PbxCalls => (
                 "pbx_call",
-                &["provider", "call_id", "first_event_at", "last_event_at", "is_final", "timed_out", "status", "reason", "activityid", "result"],
+                &[
+                    "provider",
+                    "call_id",
+                    "first_event_at",
+                    "last_event_at",
+                    "is_final",
+                    "timed_out",
+                    "status",
+                    "reason",
+                    "activityid",
+                    "result",
+                ],
                 "first_event_at",
                 "provider, call_id",
             ),
-            OpsSet::Suppression => ("suppression", &["address", "kind", "reason", "source", "detail", "created_on"], "created_on", "address"),
-            OpsSet::DupCandidates => ("dup_candidate", &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"], "created_at", "id"),
-            OpsSet::Bounces => ("mail_bounce", &["address", "hard_count", "soft_count", "delayed_count", "last_reason", "last_status", "last_diagnostic", "last_at"], "last_at", "address"),
-            OpsSet::Mailboxes => ("mailbox_state", &["mailbox", "folder", "state", "state_detail", "uidvalidity", "last_uid", "duplicates", "lease_holder", "lease_until", "last_poll_at", "updated_at"], "updated_at", "mailbox, folder"),
+            OpsSet::Suppression => (
+                "suppression",
+                &["address", "kind", "reason", "source", "detail", "created_on"],
+                "created_on",
+                "address",
+            ),
+            OpsSet::DupCandidates => (
+                "dup_candidate",
+                &["id", "rule", "subject_type", "subject_value", "source_ref", "candidates", "status", "created_at"],
+                "created_at",
+                "id",
+            ),
+            OpsSet::Bounces => (
+                "mail_bounce",
+                &[
+                    "address",
+                    "hard_count",
+                    "soft_count",
+                    "delayed_count",
+                    "last_reason",
+                    "last_status",
+                    "last_diagnostic",
+                    "last_at",
+                ],
+                "last_at",
+                "address",
+            ),
+            OpsSet::Mailboxes => (
+                "mailbox_state",
+                &[
+                    "mailbox",
+                    "folder",
+                    "state",
+                    "state_detail",
+                    "uidvalidity",
+                    "last_uid",
+                    "duplicates",
+                    "lease_holder",
+                    "lease_until",
+                    "last_poll_at",
+                    "updated_at",
+                ],
+                "updated_at",
+                "mailbox, folder",
+            ),
         }
     }
 
     /// Text columns a request may filter on (equality, bound as text on both engines).
     fn filterable(self) -> &'static [&'static str] {
         match self {
-            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => &["id", "source", "external_id", "status", "class", "sender"],
+            OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => {
+                &["id", "source", "external_id", "status", "class", "sender"]
+            }
             OpsSet::PbxCalls => &["provider", "call_id", "status", "activityid"],
             OpsSet::Suppression => &["address", "kind", "reason", "source"],
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
@@ -648,12 +872,25 @@ pub struct ApiToken {
 }
 
 fn token_from_row(r: &Row) -> Result<ApiToken> {
-    Ok(ApiToken { id: r.get("id")?, name: r.get("name")?, systemuserid: r.get("systemuserid")?, role: r.get("role")?, created_on: r.get("created_on")? })
+    Ok(ApiToken {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        systemuserid: r.get("systemuserid")?,
+        role: r.get("role")?,
+        created_on: r.get("created_on")?,
+    })
 }
 
 impl Store {
     /// Stores a token's hash; the clear token is never stored.
-    pub async fn add_api_token(&self, name: &str, token_sha256: &str, user: Uuid, role: &str, now: DateTime<Utc>) -> Result<ApiToken> {
+    pub async fn add_api_token(
+        &self,
+        name: &str,
+        token_sha256: &str,
+        user: Uuid,
+        role: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ApiToken> {
         let id = Uuid::now_v7();
         self.db
             .clone()
@@ -677,7 +914,15 @@ impl Store {
 
     /// Revokes a token; returns whether one was live.
     pub async fn revoke_api_token(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
-        Ok(self.db.clone().execute("UPDATE api_token SET revoked_on = $2 WHERE id = $1 AND revoked_on IS NULL", vec![id.into(), now.into()]).await? == 1)
+        Ok(self
+            .db
+            .clone()
+            .execute(
+                "UPDATE api_token SET revoked_on = $2 WHERE id = $1 AND revoked_on IS NULL",
+                vec![id.into(), now.into()],
+            )
+            .await?
+            == 1)
     }
 
     /// Live tokens (without their hashes).
@@ -705,7 +950,12 @@ mod tests {
         assert_eq!(filter::<Lead>("parentaccountid_null", "true", msk).unwrap().sql, "parentaccountid IS NULL");
         // A bare date is local midnight in the org zone: 1 May 00:00 in Moscow is 30 April 21:00 UTC.
         let c = filter::<Lead>("createdon_ge", "2026-05-01", msk).unwrap();
-        assert_eq!(c.args, vec![Value::Int(Some(chrono::DateTime::parse_from_rfc3339("2026-04-30T21:00:00Z").unwrap().timestamp_millis()))]);
+        assert_eq!(
+            c.args,
+            vec![Value::Int(Some(
+                chrono::DateTime::parse_from_rfc3339("2026-04-30T21:00:00Z").unwrap().timestamp_millis()
+            ))]
+        );
         assert_eq!(sort::<Lead>("-createdon").unwrap().col, "createdon");
         assert_eq!(sort::<Lead>("1; --").unwrap_err().code, "bad_sort");
     }
@@ -720,8 +970,25 @@ mod tests {
     #[test]
     fn every_listed_view_is_defined() {
         let params: BTreeMap<String, String> = [("id".to_string(), Uuid::nil().to_string())].into();
-        let ctx = ViewCtx { me: Uuid::nil(), overdue_kinds: &[], now: Utc::now(), tz: chrono_tz::Europe::Moscow, stale_lead_days: 30, params: &params };
-        for t in ["lead", "campaignresponse", "campaign", "campaignactivity", "bulkoperation", "list", "activity", "opportunity", "systemuser"] {
+        let ctx = ViewCtx {
+            me: Uuid::nil(),
+            overdue_kinds: &[],
+            now: Utc::now(),
+            tz: chrono_tz::Europe::Moscow,
+            stale_lead_days: 30,
+            params: &params,
+        };
+        for t in [
+            "lead",
+            "campaignresponse",
+            "campaign",
+            "campaignactivity",
+            "bulkoperation",
+            "list",
+            "activity",
+            "opportunity",
+            "systemuser",
+        ] {
             for v in views(t) {
                 assert!(view(t, v, &ctx).is_ok(), "{t}/{v}");
             }

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::db::{Engine, Value};
-use crate::crm::criteria::{Condition, Criteria, Filter, Op, Operand, Scalar};
 use crate::crm::EntityKind;
+use crate::crm::criteria::{Condition, Criteria, Filter, Op, Operand, Scalar};
 
 fn table_and_key(kind: EntityKind) -> (&'static str, &'static str) {
     match kind {
@@ -42,8 +42,12 @@ impl Builder {
 
     fn filter(&mut self, f: &Filter) -> String {
         match f {
-            Filter::All(items) => format!("({})", items.iter().map(|i| self.filter(i)).collect::<Vec<_>>().join(" AND ")),
-            Filter::Any(items) => format!("({})", items.iter().map(|i| self.filter(i)).collect::<Vec<_>>().join(" OR ")),
+            Filter::All(items) => {
+                format!("({})", items.iter().map(|i| self.filter(i)).collect::<Vec<_>>().join(" AND "))
+            }
+            Filter::Any(items) => {
+                format!("({})", items.iter().map(|i| self.filter(i)).collect::<Vec<_>>().join(" OR "))
+            }
             Filter::Not(inner) => format!("(NOT {})", self.filter(inner)),
             Filter::Cond(c) => self.cond(c),
         }
@@ -127,7 +131,10 @@ mod tests {
         )
         .unwrap();
         let (sql, args) = compile_members_query(&c, Engine::Postgres, Utc::now());
-        assert_eq!(sql, "SELECT leadid AS id FROM lead WHERE ((subject ILIKE $1 ESCAPE '\\') AND (industrycode IN ($2, $3))) ORDER BY leadid");
+        assert_eq!(
+            sql,
+            "SELECT leadid AS id FROM lead WHERE ((subject ILIKE $1 ESCAPE '\\') AND (industrycode IN ($2, $3))) ORDER BY leadid"
+        );
         assert!(!sql.contains("DROP"));
         assert_eq!(args[0], Value::Text(Some("%50\\%'; DROP TABLE lead; --%".into())));
         assert_eq!(args.len(), 3);

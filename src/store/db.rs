@@ -93,7 +93,15 @@ impl Array {
 
 impl Value {
     pub fn is_null(&self) -> bool {
-        matches!(self, Value::Null | Value::Int(None) | Value::Real(None) | Value::Text(None) | Value::Bool(None) | Value::Bytes(None))
+        matches!(
+            self,
+            Value::Null
+                | Value::Int(None)
+                | Value::Real(None)
+                | Value::Text(None)
+                | Value::Bool(None)
+                | Value::Bytes(None)
+        )
     }
 }
 
@@ -346,7 +354,12 @@ pub trait Exec: Send {
     fn engine(&self) -> Engine;
     fn execute(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<u64>> + Send;
     /// Maps each row of the result as it streams in: a big result is never held as rows.
-    fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> impl Future<Output = Result<Vec<T>>> + Send;
+    fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        f: F,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send;
 
     fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> impl Future<Output = Result<Vec<Row>>> + Send {
         self.fetch_map(sql, args, Ok)
@@ -494,7 +507,11 @@ mod sqlite_busy {
         if waited >= GIVE_UP {
             return 0;
         }
-        std::thread::sleep(if waited < Duration::from_millis(10) { Duration::from_micros(100) } else { Duration::from_millis(1) });
+        std::thread::sleep(if waited < Duration::from_millis(10) {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        });
         1
     }
 
@@ -527,15 +544,34 @@ impl Exec for Db {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Db::Sqlite(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).execute(&*p).await?.rows_affected(),
-            Db::Postgres(p) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&*p).await?.rows_affected(),
+            Db::Sqlite(p) => {
+                bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).execute(&*p).await?.rows_affected()
+            }
+            Db::Postgres(p) => {
+                bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&*p).await?.rows_affected()
+            }
         })
     }
 
-    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> Result<Vec<T>> {
+    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        f: F,
+    ) -> Result<Vec<T>> {
         match self {
-            Db::Sqlite(p) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&*p), sqlite_row, f).await,
-            Db::Postgres(p) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&*p), pg_row, f).await,
+            Db::Sqlite(p) => {
+                collect_rows(
+                    bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&*p),
+                    sqlite_row,
+                    f,
+                )
+                .await
+            }
+            Db::Postgres(p) => {
+                collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&*p), pg_row, f)
+                    .await
+            }
         }
     }
 }
@@ -560,15 +596,35 @@ impl Exec for Tx {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         Ok(match self {
-            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).execute(&mut **t).await?.rows_affected(),
-            Tx::Postgres(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(t) => {
+                bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).execute(&mut **t).await?.rows_affected()
+            }
         })
     }
 
-    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(&mut self, sql: &str, args: Vec<Value>, f: F) -> Result<Vec<T>> {
+    async fn fetch_map<T: Send, F: FnMut(Row) -> Result<T> + Send>(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        f: F,
+    ) -> Result<Vec<T>> {
         match self {
-            Tx::Sqlite(t) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&mut **t), sqlite_row, f).await,
-            Tx::Postgres(t) => collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&mut **t), pg_row, f).await,
+            Tx::Sqlite(t) => {
+                collect_rows(
+                    bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, sqlite).fetch(&mut **t),
+                    sqlite_row,
+                    f,
+                )
+                .await
+            }
+            Tx::Postgres(t) => {
+                collect_rows(bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args, pg).fetch(&mut **t), pg_row, f)
+                    .await
+            }
         }
     }
 }
@@ -597,7 +653,16 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[MigrationFiles] = &[migration!(1, "0001_core"), migration!(2, "0002_pbx"), migration!(3, "0003_alerts"), migration!(4, "0004_mail"), migration!(5, "0005_waves"), migration!(6, "0006_api"), migration!(7, "0007_mail_accuracy"), migration!(8, "0008_close_the_loop")];
+const MIGRATIONS: &[MigrationFiles] = &[
+    migration!(1, "0001_core"),
+    migration!(2, "0002_pbx"),
+    migration!(3, "0003_alerts"),
+    migration!(4, "0004_mail"),
+    migration!(5, "0005_waves"),
+    migration!(6, "0006_api"),
+    migration!(7, "0007_mail_accuracy"),
+    migration!(8, "0008_close_the_loop"),
+];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
 /// apalis-sqlite uses for its queue tables in the same SQLite file.
@@ -613,7 +678,13 @@ fn migrator(engine: Engine) -> sqlx::migrate::Migrator {
                 Engine::Postgres => m.postgres,
             };
             let sql = format!("{}\n{}", m.common, own);
-            Migration::new(m.version, m.description.into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
+            Migration::new(
+                m.version,
+                m.description.into(),
+                MigrationType::Simple,
+                AssertSqlSafe(sql).into_sql_str(),
+                false,
+            )
         })
         .collect();
     let mut m = Migrator::with_migrations(list);
@@ -638,7 +709,9 @@ impl Db {
             }
             Db::Postgres(p) => {
                 m.run(p).await.map_err(err)?;
-                apalis_postgres::PostgresStorage::<()>::setup(p).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+                apalis_postgres::PostgresStorage::<()>::setup(p)
+                    .await
+                    .map_err(|e| StoreError::Migrate(e.to_string()))?;
             }
         }
         Ok(())

@@ -13,7 +13,14 @@ use crate::crm::opportunity::{self, ClosePlan, LoseParams, WinParams};
 use crate::crm::{EntityKind, EntityRef, RuleError};
 
 /// Writes one line of a record's history (what its row no longer shows).
-pub(crate) async fn add_history(ex: &mut impl Exec, of: EntityRef, at: DateTime<Utc>, actor: Option<Uuid>, kind: &str, summary: &str) -> Result<()> {
+pub(crate) async fn add_history(
+    ex: &mut impl Exec,
+    of: EntityRef,
+    at: DateTime<Utc>,
+    actor: Option<Uuid>,
+    kind: &str,
+    summary: &str,
+) -> Result<()> {
     ex.execute(
         "INSERT INTO record_history (id, entitytype, entityid, at, actor, kind, summary) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         vec![Uuid::now_v7().into(), of.kind.into(), of.id.into(), at.into(), actor.into(), kind.into(), summary.into()],
@@ -53,7 +60,12 @@ impl Store {
             _ => false,
         };
         if !exists {
-            return Err(RuleError::new("R-OPP-1", "unknown_customer", "customerid names no account or contact of that type").into());
+            return Err(RuleError::new(
+                "R-OPP-1",
+                "unknown_customer",
+                "customerid names no account or contact of that type",
+            )
+            .into());
         }
         insert(&mut tx, self, o).await?;
         let of = EntityRef::new(EntityKind::Opportunity, o.opportunityid);
@@ -91,14 +103,28 @@ impl Store {
     }
 
     /// R-OPP-1 Win. `today` is the org's date (the default close date).
-    pub async fn win_opportunity(&self, id: Uuid, p: &WinParams, actor: Uuid, today: NaiveDate, now: DateTime<Utc>) -> Result<Opportunity> {
+    pub async fn win_opportunity(
+        &self,
+        id: Uuid,
+        p: &WinParams,
+        actor: Uuid,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Opportunity> {
         let o: Opportunity = load(&mut self.db.clone(), id).await?;
         let plan = opportunity::plan_win(&o, p, today, Uuid::now_v7(), actor, now)?;
         self.apply_deal_plan(DealAction::Win, plan).await
     }
 
     /// R-OPP-1 Lose.
-    pub async fn lose_opportunity(&self, id: Uuid, p: &LoseParams, actor: Uuid, today: NaiveDate, now: DateTime<Utc>) -> Result<Opportunity> {
+    pub async fn lose_opportunity(
+        &self,
+        id: Uuid,
+        p: &LoseParams,
+        actor: Uuid,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Opportunity> {
         let o: Opportunity = load(&mut self.db.clone(), id).await?;
         let plan = opportunity::plan_lose(&o, p, today, Uuid::now_v7(), actor, now)?;
         self.apply_deal_plan(DealAction::Lose, plan).await
@@ -111,7 +137,13 @@ impl Store {
     }
 
     /// §6: the Act of a won deal (`None` withdraws it).
-    pub async fn close_deal(&self, id: Uuid, on: Option<NaiveDate>, actor: Uuid, now: DateTime<Utc>) -> Result<Opportunity> {
+    pub async fn close_deal(
+        &self,
+        id: Uuid,
+        on: Option<NaiveDate>,
+        actor: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Opportunity> {
         let o: Opportunity = load(&mut self.db.clone(), id).await?;
         self.apply_deal_plan(DealAction::CloseDeal, opportunity::plan_close_deal(&o, on, actor, now)?).await
     }

@@ -15,10 +15,10 @@ use super::ops::{self, DupCandidate, InboundEvent, Suppression};
 use super::records::{get, insert_many, insert_rows};
 use super::{Result, Store, StoreError};
 use crate::crm::entities::{Activity, Lead};
+use crate::crm::inbound::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
 use crate::crm::matching::{Hit, MatchOutcome, resolve_sender};
 use crate::crm::{EmailAddress, EntityKind, EntityRef};
-use crate::crm::inbound::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 
 /// The inbound_event source of every mailbox: one key space, so the same message in two
 /// mailboxes is one event (R-EM-1).
@@ -73,7 +73,14 @@ impl Store {
     /// Processes a batch of messages in one transaction. If the batch fails on a write,
     /// each message is retried in its own transaction so one bad message cannot block the
     /// others; a message that still fails is recorded as `failed` with the error.
-    pub async fn ingest_mail(&self, items: &[MailInput], policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Vec<MailOutcome>> {
+    pub async fn ingest_mail(
+        &self,
+        items: &[MailInput],
+        policy: &MailboxPolicy,
+        bounces: BounceRules,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MailOutcome>> {
         let attempt = async {
             let mut tx = self.db.begin().await?;
             let mut facts = self.batch_facts(&mut tx, items, now).await?;
@@ -101,11 +108,23 @@ impl Store {
     }
 
     /// One message in its own transaction; a write error becomes a `failed` event row.
-    async fn ingest_alone(&self, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>, replacing: Option<Uuid>) -> Result<MailOutcome> {
+    async fn ingest_alone(
+        &self,
+        it: &MailInput,
+        policy: &MailboxPolicy,
+        bounces: BounceRules,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+        replacing: Option<Uuid>,
+    ) -> Result<MailOutcome> {
         let mut tx = self.db.begin().await?;
         let outcome = async {
             if let Some(old) = replacing {
-                tx.execute(&format!("DELETE FROM inbound_event WHERE id = $1 AND {}", ops::HELD_FOR_REPLAY), vec![old.into()]).await?;
+                tx.execute(
+                    &format!("DELETE FROM inbound_event WHERE id = $1 AND {}", ops::HELD_FOR_REPLAY),
+                    vec![old.into()],
+                )
+                .await?;
             }
             let mut facts = self.batch_facts(&mut tx, std::slice::from_ref(it), now).await?;
             if replacing.is_some() {
@@ -135,19 +154,38 @@ impl Store {
                 let reason = format!("processing failed: {e}");
                 tracing::error!(key = %key, error = %e, "inbound message could not be applied; kept as failed for replay");
                 let mut tx = self.db.begin().await?;
-                let ev = InboundEvent { id: replacing.unwrap_or_else(Uuid::new_v4), ..event(&key, "failed", Some(reason.clone()), None, it, now) };
+                let ev = InboundEvent {
+                    id: replacing.unwrap_or_else(Uuid::new_v4),
+                    ..event(&key, "failed", Some(reason.clone()), None, it, now)
+                };
                 if let Some(old) = replacing {
                     tx.execute("DELETE FROM inbound_event WHERE id = $1", vec![old.into()]).await?;
                 }
                 ops::record_inbound(&mut tx, &ev).await?;
                 tx.commit().await?;
-                Ok(MailOutcome { key, status: "failed".into(), class: None, reason: Some(reason), created: vec![], event_id: Some(ev.id) })
+                Ok(MailOutcome {
+                    key,
+                    status: "failed".into(),
+                    class: None,
+                    reason: Some(reason),
+                    created: vec![],
+                    event_id: Some(ev.id),
+                })
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn ingest_one(&self, tx: &mut Tx, it: &MailInput, facts: &mut BatchFacts, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailOutcome> {
+    async fn ingest_one(
+        &self,
+        tx: &mut Tx,
+        it: &MailInput,
+        facts: &mut BatchFacts,
+        policy: &MailboxPolicy,
+        bounces: BounceRules,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Result<MailOutcome> {
         let mail = match &it.parsed {
             Err(m) => {
                 let ev = event(&it.raw_key, "quarantined", Some(m.to_string()), None, it, now);
@@ -155,14 +193,28 @@ impl Store {
                     ops::InboundOutcome::New => "quarantined",
                     ops::InboundOutcome::Duplicate(_) => "duplicate",
                 };
-                return Ok(MailOutcome { key: it.raw_key.clone(), status: status.into(), class: None, reason: Some(m.to_string()), created: vec![], event_id: Some(ev.id) });
+                return Ok(MailOutcome {
+                    key: it.raw_key.clone(),
+                    status: status.into(),
+                    class: None,
+                    reason: Some(m.to_string()),
+                    created: vec![],
+                    event_id: Some(ev.id),
+                });
             }
             Ok(m) => m,
         };
         // R-EM-1: seen before (here, in another mailbox, or earlier in this batch) → nothing new.
         // A message one mailbox skipped (its filter) may still count in another.
         if let Some(status) = facts.seen.get(&mail.key).filter(|s| s.as_str() != "skipped") {
-            return Ok(MailOutcome { key: mail.key.clone(), status: "duplicate".into(), class: None, reason: Some(format!("already {status}")), created: vec![], event_id: None });
+            return Ok(MailOutcome {
+                key: mail.key.clone(),
+                status: "duplicate".into(),
+                class: None,
+                reason: Some(format!("already {status}")),
+                created: vec![],
+                event_id: None,
+            });
         }
         let ctx = self.mail_context(tx, facts, mail, policy, tz, now).await?;
         let plan = plan_mail(mail, &ctx, policy);
@@ -198,7 +250,14 @@ impl Store {
             raw.into(),
         ]);
         let ev = InboundEvent { id, ..event(&mail.key, plan.status, None, None, it, now) };
-        Ok(MailOutcome { key: mail.key.clone(), status: plan.status.into(), class: Some(plan.class.into()), reason: plan.reason, created, event_id: Some(ev.id) })
+        Ok(MailOutcome {
+            key: mail.key.clone(),
+            status: plan.status.into(),
+            class: Some(plan.class.into()),
+            reason: plan.reason,
+            created,
+            event_id: Some(ev.id),
+        })
     }
 
     /// Everything the messages of a batch need to know, in a handful of queries (not a
@@ -208,10 +267,23 @@ impl Store {
         let mut f = BatchFacts::default();
         let parsed: Vec<&ParsedMail> = items.iter().filter_map(|i| i.parsed.as_ref().ok()).collect();
         let keys: Vec<Value> = parsed.iter().map(|m| m.key.clone().into()).collect();
-        for r in in_chunks(tx, "SELECT external_id, status FROM inbound_event WHERE source = $1 AND external_id IN ({})", vec![SOURCE.into()], &keys).await? {
+        for r in in_chunks(
+            tx,
+            "SELECT external_id, status FROM inbound_event WHERE source = $1 AND external_id IN ({})",
+            vec![SOURCE.into()],
+            &keys,
+        )
+        .await?
+        {
             f.seen.insert(r.get("external_id")?, r.get("status")?);
         }
-        let senders: Vec<String> = parsed.iter().filter_map(|m| EmailAddress::parse_with(&m.from.address, &self.norm.email_rules).ok()).map(|e| e.as_str().to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let senders: Vec<String> = parsed
+            .iter()
+            .filter_map(|m| EmailAddress::parse_with(&m.from.address, &self.norm.email_rules).ok())
+            .map(|e| e.as_str().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let sv: Vec<Value> = senders.iter().map(|s| s.clone().into()).collect();
         // PostgreSQL runs under READ COMMITTED: two daemons (or mailboxes) must not both
         // decide "unknown sender → new lead" for one address. Lock the batch's senders (in
@@ -262,8 +334,10 @@ impl Store {
                 }
             }
         }
-        let cols = <Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
-        let base = format!("SELECT {cols} FROM activity WHERE activitytypecode = 'email' AND directioncode = TRUE AND ");
+        let cols =
+            <Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        let base =
+            format!("SELECT {cols} FROM activity WHERE activitytypecode = 'email' AND directioncode = TRUE AND ");
         for (field, vals) in [
             ("activityid", ids.into_iter().map(Value::from).collect::<Vec<_>>()),
             ("messageid", mids.into_iter().map(Value::from).collect()),
@@ -274,16 +348,47 @@ impl Store {
                 f.outbound.push(a);
             }
         }
-        let waves: Vec<Value> = f.outbound.iter().filter(|a| a.regardingobjectidtype == Some(EntityKind::Campaignactivity)).filter_map(|a| a.regardingobjectid).collect::<BTreeSet<_>>().into_iter().map(Value::from).collect();
-        for r in in_chunks(tx, "SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})", vec![], &waves).await? {
-            let w = Wave { activity_id: r.get("activityid")?, campaign_id: r.get("regardingobjectid")?, owner: r.get("ownerid")? };
+        let waves: Vec<Value> = f
+            .outbound
+            .iter()
+            .filter(|a| a.regardingobjectidtype == Some(EntityKind::Campaignactivity))
+            .filter_map(|a| a.regardingobjectid)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(Value::from)
+            .collect();
+        for r in in_chunks(
+            tx,
+            "SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})",
+            vec![],
+            &waves,
+        )
+        .await?
+        {
+            let w = Wave {
+                activity_id: r.get("activityid")?,
+                campaign_id: r.get("regardingobjectid")?,
+                owner: r.get("ownerid")?,
+            };
             f.waves.insert(w.activity_id, w);
         }
         // R-RS-2: existing responses on those waves by these senders (by address or party),
         // looked up by sender, so a wave with 100,000 responses costs no more than a new one.
         if !waves.is_empty() {
-            let parties: Vec<Value> = f.points.values().flatten().filter(|(r, _)| r.kind.is_party()).map(|(r, _)| Value::from(r.id)).collect::<Vec<_>>();
-            let mut rows = in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE emailaddress IN ({})", vec![], &sv).await?;
+            let parties: Vec<Value> = f
+                .points
+                .values()
+                .flatten()
+                .filter(|(r, _)| r.kind.is_party())
+                .map(|(r, _)| Value::from(r.id))
+                .collect::<Vec<_>>();
+            let mut rows = in_chunks(
+                tx,
+                "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE emailaddress IN ({})",
+                vec![],
+                &sv,
+            )
+            .await?;
             rows.extend(in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE customerid IN ({})", vec![], &parties).await?);
             for r in rows {
                 let Some(wave) = r.get::<Option<Uuid>>("campaignactivityid")? else { continue };
@@ -298,15 +403,28 @@ impl Store {
         Ok(f)
     }
 
-    async fn mail_context(&self, tx: &mut Tx, facts: &BatchFacts, mail: &ParsedMail, policy: &MailboxPolicy, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailContext> {
+    async fn mail_context(
+        &self,
+        tx: &mut Tx,
+        facts: &BatchFacts,
+        mail: &ParsedMail,
+        policy: &MailboxPolicy,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Result<MailContext> {
         let sender = EmailAddress::parse_with(&mail.from.address, &self.norm.email_rules).ok();
         let addr = sender.as_ref().map(|e| e.as_str().to_string());
-        let points: &[(EntityRef, i32)] = addr.as_ref().and_then(|a| facts.points.get(a)).map(Vec::as_slice).unwrap_or(&[]);
+        let points: &[(EntityRef, i32)] =
+            addr.as_ref().and_then(|a| facts.points.get(a)).map(Vec::as_slice).unwrap_or(&[]);
         let internal_sender = points.iter().any(|(r, _)| r.kind == EntityKind::Systemuser);
         let party = if internal_sender {
             MatchOutcome::None
         } else {
-            let hits: Vec<Hit> = points.iter().filter(|(r, _)| r.kind.is_party()).map(|(r, st)| Hit { record: *r, statecode: *st, by_phone: false }).collect();
+            let hits: Vec<Hit> = points
+                .iter()
+                .filter(|(r, _)| r.kind.is_party())
+                .map(|(r, st)| Hit { record: *r, statecode: *st, by_phone: false })
+                .collect();
             resolve_sender(&hits)
         };
         let party_lead = match party.unique() {
@@ -315,13 +433,20 @@ impl Store {
         };
         let outbound = facts.correlate(mail);
         let response_exists = match outbound.as_ref().and_then(|o| o.wave) {
-            Some(w) => party.unique().is_some_and(|p| facts.responses.contains(&(w.activity_id, p.id.to_string()))) || addr.as_ref().is_some_and(|a| facts.responses.contains(&(w.activity_id, a.clone()))),
+            Some(w) => {
+                party.unique().is_some_and(|p| facts.responses.contains(&(w.activity_id, p.id.to_string())))
+                    || addr.as_ref().is_some_and(|a| facts.responses.contains(&(w.activity_id, a.clone())))
+            }
             None => false,
         };
         let suppressed = addr.as_ref().is_some_and(|a| facts.suppressed.contains(a));
         let at = message_time(mail, now);
-        let recent_from_sender = addr.as_ref().and_then(|a| facts.recent.get(a)).map_or(0, |ts| ts.iter().filter(|t| **t > at - Duration::hours(1) && **t <= at).count() as i64);
-        let mailto_unsubscribe = policy.unsubscribe_mailto.as_deref().is_some_and(|m| hits_unsubscribe_address(&mail.recipients, m));
+        let recent_from_sender = addr
+            .as_ref()
+            .and_then(|a| facts.recent.get(a))
+            .map_or(0, |ts| ts.iter().filter(|t| **t > at - Duration::hours(1) && **t <= at).count() as i64);
+        let mailto_unsubscribe =
+            policy.unsubscribe_mailto.as_deref().is_some_and(|m| hits_unsubscribe_address(&mail.recipients, m));
         Ok(MailContext {
             sender,
             internal_sender,
@@ -340,7 +465,15 @@ impl Store {
 
     /// Writes what a plan changes in existing rows now, and queues its new rows (inserted
     /// together by `flush` before the batch commits).
-    async fn apply_mail_plan(&self, tx: &mut Tx, pending: &mut Pending, mail: &ParsedMail, plan: &MailPlan, bounces: BounceRules, now: DateTime<Utc>) -> Result<()> {
+    async fn apply_mail_plan(
+        &self,
+        tx: &mut Tx,
+        pending: &mut Pending,
+        mail: &ParsedMail,
+        plan: &MailPlan,
+        bounces: BounceRules,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let w = &plan.writes;
         pending.leads.extend(w.lead.clone());
         pending.contacts.extend(w.contact.clone());
@@ -348,7 +481,13 @@ impl Store {
         if let Some(e) = &w.email {
             pending.emails.push(e.clone());
             for p in &w.parties {
-                pending.parties.push(vec![e.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]);
+                pending.parties.push(vec![
+                    e.activityid.into(),
+                    p.participationtypemask.into(),
+                    p.party.map(|r| r.id).into(),
+                    p.party.map(|r| r.kind).into(),
+                    p.addressused.clone().into(),
+                ]);
             }
         }
         pending.responses.extend(w.response.clone());
@@ -369,7 +508,18 @@ impl Store {
             }
         }
         for (address, reason) in &w.suppress {
-            ops::suppress(tx, &Suppression { address: address.clone(), kind: "email".into(), reason: reason.clone(), source: format!("{SOURCE}:{}", mail.key), detail: None, created_on: now }).await?;
+            ops::suppress(
+                tx,
+                &Suppression {
+                    address: address.clone(),
+                    kind: "email".into(),
+                    reason: reason.clone(),
+                    source: format!("{SOURCE}:{}", mail.key),
+                    detail: None,
+                    created_on: now,
+                },
+            )
+            .await?;
         }
         if let Some(b) = &w.bounce {
             let mut any_hard = false;
@@ -389,9 +539,30 @@ impl Store {
                     vec![addr.as_str().into(), (s as i64).into(), (h as i64).into(), (d as i64).into(), r.status.clone().into(), r.diagnostic.clone().into(), now.into(), r.reason.as_str().into()],
                 )
                 .await?;
-                let soft: i64 = tx.fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()]).await?.get("soft_count")?;
-                if let Some(reason) = crate::crm::bounce::suppression(r.severity, r.reason, r.status.as_deref(), soft, bounces.soft_limit, b.ours) {
-                    ops::suppress(tx, &Suppression { address: addr.as_str().into(), kind: "email".into(), reason, source: format!("{SOURCE}:{}", mail.key), detail: r.diagnostic.clone(), created_on: now }).await?;
+                let soft: i64 = tx
+                    .fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()])
+                    .await?
+                    .get("soft_count")?;
+                if let Some(reason) = crate::crm::bounce::suppression(
+                    r.severity,
+                    r.reason,
+                    r.status.as_deref(),
+                    soft,
+                    bounces.soft_limit,
+                    b.ours,
+                ) {
+                    ops::suppress(
+                        tx,
+                        &Suppression {
+                            address: addr.as_str().into(),
+                            kind: "email".into(),
+                            reason,
+                            source: format!("{SOURCE}:{}", mail.key),
+                            detail: r.diagnostic.clone(),
+                            created_on: now,
+                        },
+                    )
+                    .await?;
                 }
             }
             // R-WV-4: the delivery that bounced goes to 8 Failed (statecode back to Open).
@@ -427,7 +598,13 @@ impl Store {
         insert_many(tx, self, &std::mem::take(&mut p.leads)).await?;
         insert_many(tx, self, &std::mem::take(&mut p.contacts)).await?;
         insert_many(tx, self, &std::mem::take(&mut p.emails)).await?;
-        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &std::mem::take(&mut p.parties), "").await?;
+        insert_rows(
+            tx,
+            "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)",
+            &std::mem::take(&mut p.parties),
+            "",
+        )
+        .await?;
         insert_many(tx, self, &std::mem::take(&mut p.responses)).await?;
         insert_rows(
             tx,
@@ -447,7 +624,11 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                &format!("SELECT {} FROM inbound_event WHERE source = $1 AND {} ORDER BY received_at, id", ops::INBOUND_COLS, ops::HELD_FOR_REPLAY),
+                &format!(
+                    "SELECT {} FROM inbound_event WHERE source = $1 AND {} ORDER BY received_at, id",
+                    ops::INBOUND_COLS,
+                    ops::HELD_FOR_REPLAY
+                ),
                 vec![SOURCE.into()],
             )
             .await?;
@@ -456,14 +637,29 @@ impl Store {
 
     /// Replays one quarantined or failed message: its row is replaced by the outcome of
     /// processing it again (still quarantined if it still cannot be parsed).
-    pub async fn replay_mail(&self, event_id: Uuid, it: &MailInput, policy: &MailboxPolicy, bounces: BounceRules, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<MailOutcome> {
+    pub async fn replay_mail(
+        &self,
+        event_id: Uuid,
+        it: &MailInput,
+        policy: &MailboxPolicy,
+        bounces: BounceRules,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Result<MailOutcome> {
         self.ingest_alone(it, policy, bounces, tz, now, Some(event_id)).await
     }
 
     // ------------------------------------------------------------ checkpoint and lease
 
     /// Takes or renews the lease on a mailbox folder; true if `holder` has it until `now + ttl`.
-    pub async fn acquire_mailbox_lease(&self, mailbox: &str, folder: &str, holder: &str, ttl: Duration, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn acquire_mailbox_lease(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         tx.execute(
             "INSERT INTO mailbox_state (mailbox, folder, updated_at) VALUES ($1, $2, $3) ON CONFLICT (mailbox, folder) DO NOTHING",
@@ -492,7 +688,16 @@ impl Store {
 
     /// Moves the checkpoint and renews the lease; only the lease holder may. False if the
     /// lease was lost.
-    pub async fn save_mailbox_checkpoint(&self, mailbox: &str, folder: &str, holder: &str, uidvalidity: i64, last_uid: i64, lease: Duration, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn save_mailbox_checkpoint(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        holder: &str,
+        uidvalidity: i64,
+        last_uid: i64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let n = self
             .db
             .clone()
@@ -509,14 +714,25 @@ impl Store {
         if n > 0 {
             self.db
                 .clone()
-                .execute("UPDATE mailbox_state SET duplicates = duplicates + $3 WHERE mailbox = $1 AND folder = $2", vec![mailbox.into(), folder.into(), n.into()])
+                .execute(
+                    "UPDATE mailbox_state SET duplicates = duplicates + $3 WHERE mailbox = $1 AND folder = $2",
+                    vec![mailbox.into(), folder.into(), n.into()],
+                )
                 .await?;
         }
         Ok(())
     }
 
     /// Records the connection state operators see (and metrics read).
-    pub async fn set_mailbox_status(&self, mailbox: &str, folder: &str, state: &str, detail: Option<&str>, polled: bool, now: DateTime<Utc>) -> Result<()> {
+    pub async fn set_mailbox_status(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        state: &str,
+        detail: Option<&str>,
+        polled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.db
             .clone()
             .execute(
@@ -568,13 +784,24 @@ impl Store {
 fn transient(e: &StoreError) -> bool {
     match e {
         StoreError::Unavailable(_) => true,
-        StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => true,
-        StoreError::Db(sqlx::Error::Database(d)) => d.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03") || c.starts_with("08")),
+        StoreError::Db(
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed,
+        ) => true,
+        StoreError::Db(sqlx::Error::Database(d)) => d.code().is_some_and(|c| {
+            matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03") || c.starts_with("08")
+        }),
         _ => false,
     }
 }
 
-fn event(key: &str, status: &str, reason: Option<String>, result: Option<serde_json::Value>, it: &MailInput, now: DateTime<Utc>) -> InboundEvent {
+fn event(
+    key: &str,
+    status: &str,
+    reason: Option<String>,
+    result: Option<serde_json::Value>,
+    it: &MailInput,
+    now: DateTime<Utc>,
+) -> InboundEvent {
     InboundEvent {
         id: Uuid::new_v4(),
         source: SOURCE.into(),
@@ -625,18 +852,28 @@ impl BatchFacts {
         let (xheader, ids, token): (Option<Uuid>, Vec<String>, Option<String>) = match (&mail.bounce, &mail.complaint) {
             (Some(b), _) => (b.original_activity, b.original_message_id.iter().cloned().collect(), None),
             (None, Some(c)) => (c.original_activity, c.original_message_id.iter().cloned().collect(), None),
-            (None, None) => (mail.correlation.activity, mail.correlation.message_ids.iter().take(20).cloned().collect(), mail.correlation.token.clone()),
+            (None, None) => (
+                mail.correlation.activity,
+                mail.correlation.message_ids.iter().take(20).cloned().collect(),
+                mail.correlation.token.clone(),
+            ),
         };
         fn by(m: i32, a: Option<&Activity>) -> Option<(&Activity, i32)> {
             a.map(|a| (a, m))
         }
         let found = xheader
             .and_then(|x| by(2, self.outbound.iter().find(|a| a.activityid == x)))
-            .or_else(|| ids.iter().find_map(|id| by(3, self.outbound.iter().find(|a| a.messageid.as_deref() == Some(id.as_str())))))
-            .or_else(|| token.and_then(|t| by(4, self.outbound.iter().find(|a| a.trackingtoken.as_deref() == Some(t.as_str())))));
+            .or_else(|| {
+                ids.iter()
+                    .find_map(|id| by(3, self.outbound.iter().find(|a| a.messageid.as_deref() == Some(id.as_str()))))
+            })
+            .or_else(|| {
+                token.and_then(|t| by(4, self.outbound.iter().find(|a| a.trackingtoken.as_deref() == Some(t.as_str()))))
+            });
         let (a, method) = found?;
         let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
-        let wave = regarding.filter(|r| r.kind == EntityKind::Campaignactivity).and_then(|r| self.waves.get(&r.id).copied());
+        let wave =
+            regarding.filter(|r| r.kind == EntityKind::Campaignactivity).and_then(|r| self.waves.get(&r.id).copied());
         Some(Outbound { activity_id: a.activityid, method, regarding, wave, subject: a.subject.clone() })
     }
 

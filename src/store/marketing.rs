@@ -14,13 +14,25 @@ fn list_cols() -> String {
     MarketingList::COLS.iter().map(|c| format!("l.{}", c.name)).collect::<Vec<_>>().join(", ")
 }
 
-async fn linked_lists(ex: &mut impl Exec, link_table: &str, owner_col: &str, owner: Uuid) -> Result<Vec<MarketingList>> {
-    let sql = format!("SELECT {} FROM {link_table} i JOIN list l ON l.listid = i.listid WHERE i.{owner_col} = $1 ORDER BY l.listname, l.listid", list_cols());
+async fn linked_lists(
+    ex: &mut impl Exec,
+    link_table: &str,
+    owner_col: &str,
+    owner: Uuid,
+) -> Result<Vec<MarketingList>> {
+    let sql = format!(
+        "SELECT {} FROM {link_table} i JOIN list l ON l.listid = i.listid WHERE i.{owner_col} = $1 ORDER BY l.listname, l.listid",
+        list_cols()
+    );
     ex.fetch_all(&sql, vec![owner.into()]).await?.iter().map(from_row).collect()
 }
 
 async fn campaign_list_ids(ex: &mut impl Exec, campaign_id: Uuid) -> Result<Vec<Uuid>> {
-    ex.fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign_id.into()]).await?.iter().map(|r| r.get("listid")).collect()
+    ex.fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign_id.into()])
+        .await?
+        .iter()
+        .map(|r| r.get("listid"))
+        .collect()
 }
 
 async fn load_lists(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<MarketingList>> {
@@ -78,7 +90,11 @@ impl Store {
                 .map(|r| r.get("campaignactivityid"))
                 .collect::<Result<_>>()?;
             campaign::check_unlink_list(&l, &used)?;
-            tx.execute("DELETE FROM campaignitem WHERE campaignid = $1 AND listid = $2", vec![campaign_id.into(), l.listid.into()]).await?;
+            tx.execute(
+                "DELETE FROM campaignitem WHERE campaignid = $1 AND listid = $2",
+                vec![campaign_id.into(), l.listid.into()],
+            )
+            .await?;
         }
         let out = linked_lists(&mut tx, "campaignitem", "campaignid", campaign_id).await?;
         tx.commit().await?;
@@ -117,7 +133,11 @@ impl Store {
         let started = wave_started(&mut tx, activity_id).await?;
         campaign::check_target_lists(&a, started, &[], &[])?;
         for l in lists {
-            tx.execute("DELETE FROM campaignactivityitem WHERE campaignactivityid = $1 AND listid = $2", vec![activity_id.into(), (*l).into()]).await?;
+            tx.execute(
+                "DELETE FROM campaignactivityitem WHERE campaignactivityid = $1 AND listid = $2",
+                vec![activity_id.into(), (*l).into()],
+            )
+            .await?;
         }
         let out = linked_lists(&mut tx, "campaignactivityitem", "campaignactivityid", activity_id).await?;
         tx.commit().await?;

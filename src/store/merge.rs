@@ -36,27 +36,43 @@ const REFERENCES: &[(&str, &str)] = &[
 
 /// Loads a dup candidate row in `tx`.
 async fn candidate_in(tx: &mut Tx, id: Uuid) -> Result<(Vec<EntityRef>, String)> {
-    let row = tx.fetch_optional("SELECT candidates, status FROM dup_candidate WHERE id = $1", vec![id.into()]).await?.ok_or_else(|| StoreError::NotFound { kind: "dup_candidate", id: id.to_string() })?;
+    let row = tx
+        .fetch_optional("SELECT candidates, status FROM dup_candidate WHERE id = $1", vec![id.into()])
+        .await?
+        .ok_or_else(|| StoreError::NotFound { kind: "dup_candidate", id: id.to_string() })?;
     let cands: Vec<EntityRef> = serde_json::from_str(&row.get::<String>("candidates")?).map_err(StoreError::decode)?;
     Ok((cands, row.get("status")?))
 }
 
 fn check_open(status: &str) -> Result<()> {
     if status != "open" {
-        return Err(RuleError::new("R-DUP-5", "candidate_resolved", format!("this candidate is {status} already")).into());
+        return Err(
+            RuleError::new("R-DUP-5", "candidate_resolved", format!("this candidate is {status} already")).into()
+        );
     }
     Ok(())
 }
 
 /// Merges `other` into `keep` (same type `R`): fills, retires, moves the references.
-async fn merge_pair<R: Record>(store: &Store, tx: &mut Tx, keep: Uuid, other: Uuid, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<Vec<String>> {
+async fn merge_pair<R: Record>(
+    store: &Store,
+    tx: &mut Tx,
+    keep: Uuid,
+    other: Uuid,
+    actor: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
     let a: R = load(tx, keep).await?;
     let b: R = load(tx, other).await?;
-    let (Json::Object(mut am), Json::Object(bm)) = (serde_json::to_value(&a).map_err(StoreError::decode)?, serde_json::to_value(&b).map_err(StoreError::decode)?) else {
+    let (Json::Object(mut am), Json::Object(bm)) =
+        (serde_json::to_value(&a).map_err(StoreError::decode)?, serde_json::to_value(&b).map_err(StoreError::decode)?)
+    else {
         return Err(StoreError::decode("record is not an object"));
     };
     if bm.get("masterid").is_some_and(|m| !m.is_null()) {
-        return Err(RuleError::new("R-DUP-5", "already_merged", format!("{} {other} was merged already", R::KIND)).into());
+        return Err(
+            RuleError::new("R-DUP-5", "already_merged", format!("{} {other} was merged already", R::KIND)).into()
+        );
     }
     let filled = merge::fill(&mut am, &bm, R::KEY);
     am.insert("modifiedon".into(), serde_json::to_value(now).map_err(StoreError::decode)?);
@@ -78,7 +94,12 @@ async fn merge_pair<R: Record>(store: &Store, tx: &mut Tx, keep: Uuid, other: Uu
         tx.execute(&format!("UPDATE {table} SET {col} = $1 WHERE {col} = $2"), vec![keep.into(), other.into()]).await?;
     }
     // List memberships: the survivor joins the other's lists (once), the other leaves them.
-    let lists: Vec<Uuid> = tx.fetch_all("SELECT listid FROM listmember WHERE entityid = $1", vec![other.into()]).await?.iter().map(|r| r.get("listid")).collect::<Result<_>>()?;
+    let lists: Vec<Uuid> = tx
+        .fetch_all("SELECT listid FROM listmember WHERE entityid = $1", vec![other.into()])
+        .await?
+        .iter()
+        .map(|r| r.get("listid"))
+        .collect::<Result<_>>()?;
     tx.execute(
         "INSERT INTO listmember (listid, entityid, entitytype, createdon) SELECT listid, $1, entitytype, $2 FROM listmember WHERE entityid = $3 ON CONFLICT (listid, entityid) DO NOTHING",
         vec![keep.into(), now.into(), other.into()],
@@ -88,7 +109,11 @@ async fn merge_pair<R: Record>(store: &Store, tx: &mut Tx, keep: Uuid, other: Uu
     for l in lists {
         tx.execute("UPDATE list SET membercount = (SELECT COUNT(*) FROM listmember WHERE listid = $1) WHERE listid = $1 AND isdynamic = FALSE", vec![l.into()]).await?;
     }
-    let summary = if filled.is_empty() { format!("Merged {other} into this record") } else { format!("Merged {other} into this record; took {}", filled.join(", ")) };
+    let summary = if filled.is_empty() {
+        format!("Merged {other} into this record")
+    } else {
+        format!("Merged {other} into this record; took {}", filled.join(", "))
+    };
     add_history(tx, EntityRef::new(R::KIND, keep), now, actor, "merged", &summary).await?;
     Ok(filled)
 }
@@ -105,7 +130,14 @@ pub struct MergeOutcome {
 impl Store {
     /// R-DUP-5 merge: `survivor` keeps its values; `merge` (default: the other candidates
     /// of its type) are merged into it.
-    pub async fn merge_dup_candidate(&self, id: Uuid, survivor: Uuid, only: Option<&[Uuid]>, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<MergeOutcome> {
+    pub async fn merge_dup_candidate(
+        &self,
+        id: Uuid,
+        survivor: Uuid,
+        only: Option<&[Uuid]>,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<MergeOutcome> {
         let mut tx = self.db.begin().await?;
         let (cands, status) = candidate_in(&mut tx, id).await?;
         check_open(&status)?;
@@ -134,7 +166,11 @@ impl Store {
         for (i, a) in cands.iter().enumerate() {
             for b in &cands[i + 1..] {
                 let (x, y) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };
-                tx.execute("INSERT INTO dup_dismissed (a, b, dismissed_at) VALUES ($1, $2, $3) ON CONFLICT (a, b) DO NOTHING", vec![x.into(), y.into(), now.into()]).await?;
+                tx.execute(
+                    "INSERT INTO dup_dismissed (a, b, dismissed_at) VALUES ($1, $2, $3) ON CONFLICT (a, b) DO NOTHING",
+                    vec![x.into(), y.into(), now.into()],
+                )
+                .await?;
             }
         }
         tx.execute("UPDATE dup_candidate SET status = 'ignored' WHERE id = $1", vec![id.into()]).await?;
@@ -147,7 +183,11 @@ pub(crate) async fn all_pairs_dismissed(ex: &mut impl Exec, cands: &[EntityRef])
     for (i, a) in cands.iter().enumerate() {
         for b in &cands[i + 1..] {
             let (x, y) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };
-            if ex.fetch_optional("SELECT a FROM dup_dismissed WHERE a = $1 AND b = $2", vec![x.into(), y.into()]).await?.is_none() {
+            if ex
+                .fetch_optional("SELECT a FROM dup_dismissed WHERE a = $1 AND b = $2", vec![x.into(), y.into()])
+                .await?
+                .is_none()
+            {
                 return Ok(false);
             }
         }

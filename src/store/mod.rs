@@ -17,8 +17,8 @@ mod marketing;
 mod merge;
 mod names;
 mod ops;
-mod quick;
 mod pbx;
+mod quick;
 mod records;
 mod rules;
 mod timeline;
@@ -29,15 +29,15 @@ pub use alerts::DigestRow;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
 pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
-pub use pbx::{CallApply, PbxCall, PbxCallUpdate, PbxEventRow};
 pub use merge::MergeOutcome;
-pub use quick::RunOutcome;
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
+pub use pbx::{CallApply, PbxCall, PbxCallUpdate, PbxEventRow};
+pub use quick::RunOutcome;
 pub use records::{ListPage, RecordExt};
 pub use rules::{CreateMode, ImportDuplicates, ImportReport};
 
-use crate::crm::{EmailRules, RuleError};
 use crate::config::DatabaseConfig;
+use crate::crm::{EmailRules, RuleError};
 
 /// Errors callers branch on.
 #[derive(Debug, thiserror::Error)]

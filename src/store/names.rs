@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::db::Exec;
 use super::{Result, Store};
-use crate::crm::labels::{self, Lookup};
 use crate::crm::EntityKind;
+use crate::crm::labels::{self, Lookup};
 
 /// The table, key and name expression of a record type (portable SQL: `||` with NULL is
 /// NULL on both engines, hence the COALESCE).
@@ -27,13 +27,23 @@ fn name_sql(kind: EntityKind) -> (&'static str, &'static str, &'static str) {
         Campaignactivity => ("campaignactivity", "activityid", "subject"),
         Campaignresponse => ("campaignresponse", "activityid", "subject"),
         Bulkoperation => ("bulkoperation", "activityid", "COALESCE(subject, '')"),
-        Task | Phonecall | Email | Appointment | Letter | Fax | Opportunityclose => ("activity", "activityid", "COALESCE(subject, '')"),
+        Task | Phonecall | Email | Appointment | Letter | Fax | Opportunityclose => {
+            ("activity", "activityid", "COALESCE(subject, '')")
+        }
     }
 }
 
 /// Record types a typed lookup is tried against when only its id is known (group keys).
-const ANY_TARGET: [EntityKind; 8] =
-    [EntityKind::Campaign, EntityKind::Account, EntityKind::Contact, EntityKind::Lead, EntityKind::Opportunity, EntityKind::Campaignactivity, EntityKind::Bulkoperation, EntityKind::Systemuser];
+const ANY_TARGET: [EntityKind; 8] = [
+    EntityKind::Campaign,
+    EntityKind::Account,
+    EntityKind::Contact,
+    EntityKind::Lead,
+    EntityKind::Opportunity,
+    EntityKind::Campaignactivity,
+    EntityKind::Bulkoperation,
+    EntityKind::Systemuser,
+];
 
 /// Names of records of one type by id.
 pub(crate) async fn names_of(ex: &mut impl Exec, kind: EntityKind, ids: &[Uuid]) -> Result<HashMap<Uuid, String>> {
@@ -82,7 +92,8 @@ impl Store {
     /// Adds `<col>_name` beside every lookup of `table` in these records (JSON objects).
     pub async fn add_lookup_names(&self, table: &str, items: &mut [Json]) -> Result<()> {
         let Some(first) = items.first().and_then(Json::as_object) else { return Ok(()) };
-        let cols: Vec<(String, Lookup)> = first.keys().filter_map(|c| labels::lookup(table, c).map(|l| (c.clone(), l))).collect();
+        let cols: Vec<(String, Lookup)> =
+            first.keys().filter_map(|c| labels::lookup(table, c).map(|l| (c.clone(), l))).collect();
         // Which ids of which type to name.
         let mut wanted: HashMap<EntityKind, HashSet<Uuid>> = HashMap::new();
         let kind_at = |item: &Json, l: Lookup| -> Option<EntityKind> {

@@ -17,8 +17,12 @@ use crate::crm::{EmailAddress, EntityKind, EntityRef, Phone};
 /// Which fields of a party are matchable, and how.
 fn indexed_fields(kind: EntityKind) -> (&'static [&'static str], &'static [&'static str], Option<&'static str>) {
     match kind {
-        EntityKind::Contact => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "telephone2", "mobilephone"], None),
-        EntityKind::Lead => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "mobilephone"], None),
+        EntityKind::Contact => {
+            (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "telephone2", "mobilephone"], None)
+        }
+        EntityKind::Lead => {
+            (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1", "mobilephone"], None)
+        }
         EntityKind::Account => (&["emailaddress1", "emailaddress2", "emailaddress3"], &["telephone1"], Some("name")),
         EntityKind::Systemuser => (&["internalemailaddress"], &[], None),
         _ => (&[], &[], None),
@@ -34,7 +38,11 @@ pub(crate) async fn index_contact_points<R: Record>(ex: &mut impl Exec, store: &
 /// record inserted just now, which has none).
 pub(crate) async fn index_points<R: Record>(ex: &mut impl Exec, store: &Store, rec: &R, replace: bool) -> Result<()> {
     if replace {
-        ex.execute("DELETE FROM contact_point WHERE entitytype = $1 AND entityid = $2", vec![R::KIND.as_str().into(), rec.id().to_string().into()]).await?;
+        ex.execute(
+            "DELETE FROM contact_point WHERE entitytype = $1 AND entityid = $2",
+            vec![R::KIND.as_str().into(), rec.id().to_string().into()],
+        )
+        .await?;
     }
     insert_points(ex, &contact_points(store, rec)?).await
 }
@@ -82,9 +90,19 @@ pub(crate) fn contact_points<R: Record>(store: &Store, rec: &R) -> Result<Vec<Po
 pub(crate) async fn insert_points(ex: &mut impl Exec, points: &[PointRow]) -> Result<()> {
     let rows: Vec<Vec<Value>> = points
         .iter()
-        .map(|(kind, id, field, channel, value, state)| vec![(*kind).into(), id.clone().into(), (*field).into(), (*channel).into(), value.clone().into(), (*state).into()])
+        .map(|(kind, id, field, channel, value, state)| {
+            vec![
+                (*kind).into(),
+                id.clone().into(),
+                (*field).into(),
+                (*channel).into(),
+                value.clone().into(),
+                (*state).into(),
+            ]
+        })
         .collect();
-    super::records::insert_rows(ex, "contact_point (entitytype, entityid, field, channel, value, statecode)", &rows, "").await
+    super::records::insert_rows(ex, "contact_point (entitytype, entityid, field, channel, value, statecode)", &rows, "")
+        .await
 }
 
 /// Party hits (contacts, leads, accounts) for an e-mail and/or an E.164 number.
@@ -110,7 +128,13 @@ pub(crate) async fn party_hits(ex: &mut impl Exec, email: Option<&str>, phone: O
 
 /// Records of `kind` whose `field` (a contact_point field, e.g. `emailaddress1` or `name`)
 /// equals `value` among records in `statecode` (None = any state).
-pub(crate) async fn field_matches(ex: &mut impl Exec, kind: EntityKind, field: &str, value: &str, statecode: Option<i32>) -> Result<Vec<EntityRef>> {
+pub(crate) async fn field_matches(
+    ex: &mut impl Exec,
+    kind: EntityKind,
+    field: &str,
+    value: &str,
+    statecode: Option<i32>,
+) -> Result<Vec<EntityRef>> {
     let rows = ex
         .fetch_all(
             "SELECT entityid FROM contact_point WHERE entitytype = $1 AND field = $2 AND value = $3 AND ($4 IS NULL OR statecode = $4)",
@@ -157,9 +181,11 @@ pub enum InboundOutcome {
 
 /// Inbound events kept for an operator to replay: what could not be parsed or applied, and
 /// what the loop guard held back (their bytes are stored; see `Store::replay_mail`).
-pub(crate) const HELD_FOR_REPLAY: &str = "(status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))";
+pub(crate) const HELD_FOR_REPLAY: &str =
+    "(status IN ('quarantined', 'failed') OR (status = 'skipped' AND class = 'rate_limited'))";
 
-pub(crate) const INBOUND_COLS: &str = "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
+pub(crate) const INBOUND_COLS: &str =
+    "id, source, external_id, received_at, status, reason, result, raw, raw_location, processed_at";
 
 pub(crate) fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
     Ok(InboundEvent {
@@ -169,7 +195,11 @@ pub(crate) fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
         received_at: r.get("received_at")?,
         status: r.get("status")?,
         reason: r.get("reason")?,
-        result: r.get::<Option<String>>("result")?.map(|s| serde_json::from_str(&s)).transpose().map_err(StoreError::decode)?,
+        result: r
+            .get::<Option<String>>("result")?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(StoreError::decode)?,
         raw: r.get("raw")?,
         raw_location: r.get("raw_location")?,
         processed_at: r.get("processed_at")?,
@@ -199,13 +229,23 @@ pub(crate) async fn record_inbound(ex: &mut impl Exec, ev: &InboundEvent) -> Res
         return Ok(InboundOutcome::New);
     }
     let row = ex
-        .fetch_one(&format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"), vec![ev.source.clone().into(), ev.external_id.clone().into()])
+        .fetch_one(
+            &format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"),
+            vec![ev.source.clone().into(), ev.external_id.clone().into()],
+        )
         .await?;
     Ok(InboundOutcome::Duplicate(inbound_from_row(&row)?))
 }
 
 /// Sets the outcome of an inbound item.
-pub(crate) async fn finish_inbound(ex: &mut impl Exec, id: Uuid, status: &str, reason: Option<&str>, result: Option<&Json>, at: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn finish_inbound(
+    ex: &mut impl Exec,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+    result: Option<&Json>,
+    at: DateTime<Utc>,
+) -> Result<()> {
     let n = ex
         .execute(
             "UPDATE inbound_event SET status = $2, reason = $3, result = $4, processed_at = $5 WHERE id = $1",
@@ -244,7 +284,12 @@ pub(crate) async fn suppress(ex: &mut impl Exec, s: &Suppression) -> Result<bool
 }
 
 pub(crate) async fn suppression(ex: &mut impl Exec, address: &str) -> Result<Option<Suppression>> {
-    let row = ex.fetch_optional("SELECT address, kind, reason, source, detail, created_on FROM suppression WHERE address = $1", vec![address.into()]).await?;
+    let row = ex
+        .fetch_optional(
+            "SELECT address, kind, reason, source, detail, created_on FROM suppression WHERE address = $1",
+            vec![address.into()],
+        )
+        .await?;
     row.map(|r| {
         Ok(Suppression {
             address: r.get("address")?,
@@ -373,7 +418,14 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn finish_inbound(&self, id: Uuid, status: &str, reason: Option<&str>, result: Option<&Json>, at: DateTime<Utc>) -> Result<()> {
+    pub async fn finish_inbound(
+        &self,
+        id: Uuid,
+        status: &str,
+        reason: Option<&str>,
+        result: Option<&Json>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         finish_inbound(&mut self.db.clone(), id, status, reason, result, at).await
     }
 
@@ -381,7 +433,10 @@ impl Store {
         let row = self
             .db
             .clone()
-            .fetch_optional(&format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"), vec![source.into(), external_id.into()])
+            .fetch_optional(
+                &format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE source = $1 AND external_id = $2"),
+                vec![source.into(), external_id.into()],
+            )
             .await?;
         row.as_ref().map(inbound_from_row).transpose()
     }

@@ -80,7 +80,11 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
         status: r.get("status")?,
         reason: r.get("reason")?,
         activityid: r.get("activityid")?,
-        result: r.get::<Option<String>>("result")?.map(|s| serde_json::from_str(&s)).transpose().map_err(StoreError::decode)?,
+        result: r
+            .get::<Option<String>>("result")?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(StoreError::decode)?,
     })
 }
 
@@ -99,7 +103,12 @@ async fn open_callback_in(ex: &mut impl Exec, e164: &str, except: Option<Uuid>) 
 
 /// R-RS-2: whether this caller (by party or number) already responded to this wave: what
 /// the plan reads and the apply re-checks.
-async fn wave_response_in(ex: &mut impl Exec, wave: Uuid, customer: Option<Uuid>, telephone: Option<&str>) -> Result<bool> {
+async fn wave_response_in(
+    ex: &mut impl Exec,
+    wave: Uuid,
+    customer: Option<Uuid>,
+    telephone: Option<&str>,
+) -> Result<bool> {
     let row = ex
         .fetch_optional(
             "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
@@ -117,7 +126,14 @@ async fn close_open_call(ex: &mut impl Exec, c: &crate::crm::calls::Closure, now
            description = CASE WHEN description IS NULL OR description = '' THEN $4 ELSE description || $5 END, \
            modifiedon = $6, versionnumber = versionnumber + 1 \
          WHERE activityid = $1 AND statecode = 0",
-        vec![c.activity_id.into(), c.statuscode.into(), c.actualend.into(), c.line.clone().into(), format!("\n{}", c.line).into(), now.into()],
+        vec![
+            c.activity_id.into(),
+            c.statuscode.into(),
+            c.actualend.into(),
+            c.line.clone().into(),
+            format!("\n{}", c.line).into(),
+            now.into(),
+        ],
     )
     .await?;
     Ok(())
@@ -140,12 +156,17 @@ impl Store {
     /// nothing. A batch costs three statements whatever its size: one multi-row insert of
     /// the events, one multi-row upsert of the calls they touch, one read of the rest.
     /// Returns, per request, what happened to each event's call.
-    pub async fn record_pbx_events(&self, requests: &[(&str, &[PbxEventRow], &str)], now: DateTime<Utc>) -> Result<Vec<Vec<PbxCallUpdate>>> {
+    pub async fn record_pbx_events(
+        &self,
+        requests: &[(&str, &[PbxEventRow], &str)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Vec<PbxCallUpdate>>> {
         use std::collections::{BTreeMap, HashSet};
         let mut tx = self.db.begin().await?;
         // 1. Every event, once: the database says which are new.
         let mut new_events: HashSet<(String, String)> = HashSet::new();
-        let mut all: Vec<(&str, &PbxEventRow, &str)> = requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
+        let mut all: Vec<(&str, &PbxEventRow, &str)> =
+            requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
         // Several batches are written at once on PostgreSQL: rows are locked in one order
         // (events by id here, calls by the sorted map below), so two batches that share an
         // event or a call wait for each other instead of deadlocking.
@@ -157,11 +178,32 @@ impl Store {
             const TAIL: &str = " ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id";
             let rows: Vec<Vec<Value>> = chunk
                 .iter()
-                .map(|(p, e, raw)| vec![Uuid::new_v4().into(), (*p).into(), e.event_id.clone().into(), e.call_id.clone().into(), now.into(), e.facts.clone().into(), (*raw).into()])
+                .map(|(p, e, raw)| {
+                    vec![
+                        Uuid::new_v4().into(),
+                        (*p).into(),
+                        e.event_id.clone().into(),
+                        e.call_id.clone().into(),
+                        now.into(),
+                        e.facts.clone().into(),
+                        (*raw).into(),
+                    ]
+                })
                 .collect();
             let (sql, args) = match super::records::unnest(tx.engine(), &rows, 7) {
-                Some((casts, args)) => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) SELECT * FROM UNNEST({casts}){TAIL}"), args),
-                None => (format!("INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES {}{TAIL}", tuples(rows.len(), 7)), rows.into_iter().flatten().collect()),
+                Some((casts, args)) => (
+                    format!(
+                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) SELECT * FROM UNNEST({casts}){TAIL}"
+                    ),
+                    args,
+                ),
+                None => (
+                    format!(
+                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES {}{TAIL}",
+                        tuples(rows.len(), 7)
+                    ),
+                    rows.into_iter().flatten().collect(),
+                ),
             };
             for r in tx.fetch_all(&sql, args).await? {
                 new_events.insert((r.get("provider")?, r.get("event_id")?));
@@ -185,12 +227,32 @@ impl Store {
                 " ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
                   is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + excluded.version, status = 'open' RETURNING {CALL_COLS}"
             );
-            const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status)";
-            let rows: Vec<Vec<Value>> = chunk.iter().map(|((p, c), (n, fin))| vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]).collect();
+            const INTO: &str =
+                "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status)";
+            let rows: Vec<Vec<Value>> = chunk
+                .iter()
+                .map(|((p, c), (n, fin))| {
+                    vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]
+                })
+                .collect();
             let (sql, args) = match super::records::unnest(tx.engine(), &rows, 5) {
-                Some((casts, args)) => (format!("{INTO} SELECT p, c, t, t, f, v, 'open' FROM UNNEST({casts}) AS u(p, c, t, f, v){tail}"), args),
+                Some((casts, args)) => (
+                    format!("{INTO} SELECT p, c, t, t, f, v, 'open' FROM UNNEST({casts}) AS u(p, c, t, f, v){tail}"),
+                    args,
+                ),
                 None => {
-                    let values: Vec<String> = (0..rows.len()).map(|i| format!("(${0}, ${1}, ${2}, ${2}, ${3}, ${4}, 'open')", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5)).collect();
+                    let values: Vec<String> = (0..rows.len())
+                        .map(|i| {
+                            format!(
+                                "(${0}, ${1}, ${2}, ${2}, ${3}, ${4}, 'open')",
+                                i * 5 + 1,
+                                i * 5 + 2,
+                                i * 5 + 3,
+                                i * 5 + 4,
+                                i * 5 + 5
+                            )
+                        })
+                        .collect();
                     (format!("{INTO} VALUES {}{tail}", values.join(", ")), rows.into_iter().flatten().collect())
                 }
             };
@@ -203,7 +265,12 @@ impl Store {
         for (p, e, _) in &all {
             let key = (p.to_string(), e.call_id.clone());
             if !calls.contains_key(&key) {
-                let row = tx.fetch_one(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![(*p).into(), e.call_id.clone().into()]).await?;
+                let row = tx
+                    .fetch_one(
+                        &format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"),
+                        vec![(*p).into(), e.call_id.clone().into()],
+                    )
+                    .await?;
                 calls.insert(key, call_from_row(&row)?);
             }
         }
@@ -216,8 +283,16 @@ impl Store {
                     .map(|e| {
                         let call = &calls[&(p.to_string(), e.call_id.clone())];
                         // An event id repeated within one batch counts as new only once.
-                        let new_event = new_events.contains(&(p.to_string(), e.event_id.clone())) && reported.insert((p.to_string(), e.event_id.clone()));
-                        PbxCallUpdate { call_id: e.call_id.clone(), new_event, version: call.version, is_final: call.is_final, status: call.status.clone(), activityid: call.activityid }
+                        let new_event = new_events.contains(&(p.to_string(), e.event_id.clone()))
+                            && reported.insert((p.to_string(), e.event_id.clone()));
+                        PbxCallUpdate {
+                            call_id: e.call_id.clone(),
+                            new_event,
+                            version: call.version,
+                            is_final: call.is_final,
+                            status: call.status.clone(),
+                            activityid: call.activityid,
+                        }
                     })
                     .collect()
             })
@@ -225,13 +300,27 @@ impl Store {
     }
 
     pub async fn pbx_call(&self, provider: &str, call_id: &str) -> Result<Option<PbxCall>> {
-        let row = self.db.clone().fetch_optional(&format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"), vec![provider.into(), call_id.into()]).await?;
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                &format!("SELECT {CALL_COLS} FROM pbx_call WHERE provider = $1 AND call_id = $2"),
+                vec![provider.into(), call_id.into()],
+            )
+            .await?;
         row.as_ref().map(call_from_row).transpose()
     }
 
     /// The stored facts (JSON) of every event of a call.
     pub async fn pbx_call_facts(&self, provider: &str, call_id: &str) -> Result<Vec<String>> {
-        let rows = self.db.clone().fetch_all("SELECT facts FROM pbx_event WHERE provider = $1 AND call_id = $2 ORDER BY received_at, event_id", vec![provider.into(), call_id.into()]).await?;
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT facts FROM pbx_event WHERE provider = $1 AND call_id = $2 ORDER BY received_at, event_id",
+                vec![provider.into(), call_id.into()],
+            )
+            .await?;
         rows.iter().map(|r| r.get("facts")).collect()
     }
 
@@ -258,7 +347,12 @@ impl Store {
     /// webhook writers (which upsert `pbx_call` rows in (provider, call_id) order) never wait
     /// on each other in a cycle: first every call row, by (provider, call_id); then the
     /// re-checks' advisory locks, sorted (`recheck_locks`).
-    pub async fn apply_pbx_calls(&self, tx: &mut super::db::Tx, calls: &[&CallApply], now: DateTime<Utc>) -> Result<Vec<bool>> {
+    pub async fn apply_pbx_calls(
+        &self,
+        tx: &mut super::db::Tx,
+        calls: &[&CallApply],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
         use crate::crm::entities::{Activity, CampaignResponse, Lead};
         let results: Vec<String> = calls
             .iter()
@@ -293,9 +387,11 @@ impl Store {
             applied[i] = n > 0;
         }
         // Phase 2: the re-checks' locks, the re-checks and the records.
-        let plans: Vec<&CallWrites> = calls.iter().zip(&applied).filter(|(_, a)| **a).filter_map(|(c, _)| c.writes.as_ref()).collect();
+        let plans: Vec<&CallWrites> =
+            calls.iter().zip(&applied).filter(|(_, a)| **a).filter_map(|(c, _)| c.writes.as_ref()).collect();
         Self::recheck_locks(tx, &plans).await?;
-        let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) = Default::default();
+        let (mut leads, mut activities, mut responses): (Vec<Lead>, Vec<Activity>, Vec<CampaignResponse>) =
+            Default::default();
         let (mut parties, mut events): (Vec<Vec<Value>>, Vec<Vec<Value>>) = Default::default();
         // R-RS-2 within the batch: the re-check reads only what is stored.
         let mut responders = std::collections::HashSet::new();
@@ -307,10 +403,17 @@ impl Store {
             if let Some(w) = writes {
                 Self::recheck_call_plan(tx, provider, call_id, w).await?;
                 if let Some(r) = &w.response {
-                    let by_party = r.customerid.is_some_and(|c| !responders.insert((r.campaignactivityid, Some(c), None)));
-                    let by_number = r.telephone.as_ref().is_some_and(|t| !responders.insert((r.campaignactivityid, None, Some(t.clone()))));
+                    let by_party =
+                        r.customerid.is_some_and(|c| !responders.insert((r.campaignactivityid, Some(c), None)));
+                    let by_number = r
+                        .telephone
+                        .as_ref()
+                        .is_some_and(|t| !responders.insert((r.campaignactivityid, None, Some(t.clone()))));
                     if by_party || by_number {
-                        return Err(StoreError::Conflict { kind: "pbx_call", id: format!("{provider}:{call_id} (another call of the batch responds to the same wave)") });
+                        return Err(StoreError::Conflict {
+                            kind: "pbx_call",
+                            id: format!("{provider}:{call_id} (another call of the batch responds to the same wave)"),
+                        });
                     }
                     responses.push(r.clone());
                 }
@@ -319,7 +422,8 @@ impl Store {
                     activities.push(w.activity.clone());
                 } else {
                     update(tx, self, &w.activity).await?;
-                    tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()]).await?;
+                    tx.execute("DELETE FROM activityparty WHERE activityid = $1", vec![w.activity.activityid.into()])
+                        .await?;
                 }
                 for c in &w.closes {
                     close_open_call(tx, c, now).await?;
@@ -333,16 +437,43 @@ impl Store {
                     .await?;
                 }
                 parties.extend(w.parties.iter().map(|p| {
-                    vec![w.activity.activityid.into(), p.participationtypemask.into(), p.party.map(|r| r.id).into(), p.party.map(|r| r.kind).into(), p.addressused.clone().into()]
+                    vec![
+                        w.activity.activityid.into(),
+                        p.participationtypemask.into(),
+                        p.party.map(|r| r.id).into(),
+                        p.party.map(|r| r.kind).into(),
+                        p.addressused.clone().into(),
+                    ]
                 }));
             }
             // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
-            let state = if *status == "processed" { "processed" } else if *status == "failed" { "failed" } else { "skipped" };
-            events.push(vec![Uuid::new_v4().into(), format!("pbx:{provider}").into(), call_id.clone().into(), now.into(), state.into(), reason.clone().into(), results[i].clone().into(), now.into()]);
+            let state = if *status == "processed" {
+                "processed"
+            } else if *status == "failed" {
+                "failed"
+            } else {
+                "skipped"
+            };
+            events.push(vec![
+                Uuid::new_v4().into(),
+                format!("pbx:{provider}").into(),
+                call_id.clone().into(),
+                now.into(),
+                state.into(),
+                reason.clone().into(),
+                results[i].clone().into(),
+                now.into(),
+            ]);
         }
         insert_many(tx, self, &leads).await?;
         insert_many(tx, self, &activities).await?;
-        insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await?;
+        insert_rows(
+            tx,
+            "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)",
+            &parties,
+            "",
+        )
+        .await?;
         insert_many(tx, self, &responses).await?;
         insert_rows(
             tx,
@@ -364,7 +495,10 @@ impl Store {
     /// which then links to it. Nothing doubled.
     async fn recheck_call_plan(tx: &mut super::db::Tx, provider: &str, call_id: &str, w: &CallWrites) -> Result<()> {
         let Some(num) = w.activity.phonenumber.as_deref().filter(|n| n.starts_with('+')) else { return Ok(()) };
-        let conflict = |what: &str| StoreError::Conflict { kind: "pbx_call", id: format!("{provider}:{call_id} ({what} for {num} appeared meanwhile)") };
+        let conflict = |what: &str| StoreError::Conflict {
+            kind: "pbx_call",
+            id: format!("{provider}:{call_id} ({what} for {num} appeared meanwhile)"),
+        };
         if w.lead.is_some() {
             let hits = super::ops::party_hits(tx, None, Some(num)).await?;
             if !matches!(crate::crm::matching::resolve(&hits), crate::crm::matching::MatchOutcome::None) {
@@ -410,14 +544,25 @@ impl Store {
 
     /// An enabled user by PBX extension.
     pub async fn user_by_extension(&self, ext: &str) -> Result<Option<Uuid>> {
-        let row = self.db.clone().fetch_optional("SELECT systemuserid FROM systemuser WHERE pbx_extension = $1 AND isdisabled = FALSE", vec![ext.into()]).await?;
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT systemuserid FROM systemuser WHERE pbx_extension = $1 AND isdisabled = FALSE",
+                vec![ext.into()],
+            )
+            .await?;
         row.map(|r| r.get("systemuserid")).transpose()
     }
 
     /// A user named by id or by internal e-mail (config `owner` values).
     pub async fn resolve_user(&self, owner: &str) -> Result<Option<Uuid>> {
         if let Ok(id) = owner.trim().parse::<Uuid>() {
-            let row = self.db.clone().fetch_optional("SELECT systemuserid FROM systemuser WHERE systemuserid = $1", vec![id.into()]).await?;
+            let row = self
+                .db
+                .clone()
+                .fetch_optional("SELECT systemuserid FROM systemuser WHERE systemuserid = $1", vec![id.into()])
+                .await?;
             return row.map(|r| r.get("systemuserid")).transpose();
         }
         let Ok(email) = EmailAddress::parse_with(owner, &self.norm.email_rules) else { return Ok(None) };
@@ -437,7 +582,9 @@ impl Store {
                 vec![e164.into()],
             )
             .await?;
-        rows.iter().map(|r| Ok(crate::crm::calls::OpenCall { id: r.get("activityid")?, since: r.get("since")? })).collect()
+        rows.iter()
+            .map(|r| Ok(crate::crm::calls::OpenCall { id: r.get("activityid")?, since: r.get("since")? }))
+            .collect()
     }
 
     /// The owner of an account, contact or lead, if that owner is an enabled user.
@@ -448,19 +595,30 @@ impl Store {
             EntityKind::Lead => ("lead", "leadid"),
             _ => return Ok(None),
         };
-        let sql = format!("SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = $1 AND u.isdisabled = FALSE");
+        let sql = format!(
+            "SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = $1 AND u.isdisabled = FALSE"
+        );
         let row = self.db.clone().fetch_optional(&sql, vec![of.id.into()]).await?;
         row.map(|r| r.get("ownerid")).transpose()
     }
 
     /// R-RS-2: whether this caller (by party or number) already responded to this wave.
-    pub async fn wave_response_exists(&self, wave: Uuid, customer: Option<Uuid>, telephone: Option<&str>) -> Result<bool> {
+    pub async fn wave_response_exists(
+        &self,
+        wave: Uuid,
+        customer: Option<Uuid>,
+        telephone: Option<&str>,
+    ) -> Result<bool> {
         wave_response_in(&mut self.db.clone(), wave, customer, telephone).await
     }
 
     /// Phone-call activities recorded for a number (newest first).
     pub async fn phonecalls_for(&self, e164: &str) -> Result<Vec<crate::crm::entities::Activity>> {
-        let cols = <crate::crm::entities::Activity as crate::crm::entities::Record>::COLS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        let cols = <crate::crm::entities::Activity as crate::crm::entities::Record>::COLS
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ");
         let rows = self
             .db
             .clone()

@@ -22,7 +22,9 @@ async fn targets_of(store: &Store, ex: &mut impl Exec, members: &[EntityRef]) ->
         let ids: Vec<Uuid> = members.iter().filter(|m| m.kind == kind).map(|m| m.id).collect();
         let (table, key, mobile, name) = match kind {
             EntityKind::Account => ("account", "accountid", "NULL", "t.name"),
-            EntityKind::Contact => ("contact", "contactid", "t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname"),
+            EntityKind::Contact => {
+                ("contact", "contactid", "t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname")
+            }
             _ => ("lead", "leadid", "t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname"),
         };
         for chunk in ids.chunks(200) {
@@ -34,7 +36,9 @@ async fn targets_of(store: &Store, ex: &mut impl Exec, members: &[EntityRef]) ->
                 ph.join(", ")
             );
             for r in ex.fetch_all(&sql, chunk.iter().map(|i| Value::from(*i)).collect()).await? {
-                let phone = store.phone_key(r.get::<Option<String>>("telephone1")?.as_deref()).or(store.phone_key(r.get::<Option<String>>("mobile")?.as_deref()));
+                let phone = store
+                    .phone_key(r.get::<Option<String>>("telephone1")?.as_deref())
+                    .or(store.phone_key(r.get::<Option<String>>("mobile")?.as_deref()));
                 let id: Uuid = r.get("id")?;
                 found.insert(
                     id,
@@ -64,9 +68,21 @@ async fn apply_run(store: &Store, tx: &mut Tx, plan: &RunPlan) -> Result<()> {
     let mut parties: Vec<Vec<Value>> = Vec::with_capacity(plan.parties.len() * 2);
     for ((id, party, address), a) in plan.parties.iter().zip(&plan.activities) {
         parties.push(vec![(*id).into(), 2i32.into(), party.id.into(), party.kind.into(), address.clone().into()]);
-        parties.push(vec![(*id).into(), 1i32.into(), a.ownerid.into(), EntityKind::Systemuser.into(), Value::Text(None)]);
+        parties.push(vec![
+            (*id).into(),
+            1i32.into(),
+            a.ownerid.into(),
+            EntityKind::Systemuser.into(),
+            Value::Text(None),
+        ]);
     }
-    insert_rows(tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await
+    insert_rows(
+        tx,
+        "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)",
+        &parties,
+        "",
+    )
+    .await
 }
 
 /// What a run did, for the caller.
@@ -79,16 +95,26 @@ pub struct RunOutcome {
 
 impl Store {
     /// R-QC-1: a quick campaign over one list: one activity per member.
-    pub async fn quick_campaign(&self, list_id: Uuid, p: &QuickParams, actor: Uuid, now: DateTime<Utc>) -> Result<RunOutcome> {
+    pub async fn quick_campaign(
+        &self,
+        list_id: Uuid,
+        p: &QuickParams,
+        actor: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<RunOutcome> {
         let kind = quick::check_params(p)?;
         let mut tx = self.db.begin().await?;
         let mut list: MarketingList = load(&mut tx, list_id).await?;
         if list.statecode != 0 {
-            return Err(RuleError::new("R-QC-1", "list_inactive", format!("list '{}' is inactive", list.listname)).into());
+            return Err(
+                RuleError::new("R-QC-1", "list_inactive", format!("list '{}' is inactive", list.listname)).into()
+            );
         }
         if let Some(o) = p.ownerid {
             if !get::<SystemUser>(&mut tx, o).await?.is_some_and(|u| !u.isdisabled) {
-                return Err(RuleError::new("R-QC-1", "unknown_owner", format!("ownerid {o} is not an enabled user")).into());
+                return Err(
+                    RuleError::new("R-QC-1", "unknown_owner", format!("ownerid {o} is not an enabled user")).into()
+                );
             }
         }
         let members = list_members_in(&mut tx, list_id, now).await?;
@@ -127,16 +153,35 @@ impl Store {
     /// R-QC-2: distributes a campaign activity whose channel is not e-mail: one open
     /// activity per member of its target lists (a call list for Phone), owned by the
     /// member's owner, due at its `scheduledend`. Run again, it adds only new members.
-    pub async fn distribute_campaign_activity(&self, id: Uuid, actor: Uuid, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<RunOutcome> {
+    pub async fn distribute_campaign_activity(
+        &self,
+        id: Uuid,
+        actor: Uuid,
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Result<RunOutcome> {
         let mut tx = self.db.begin().await?;
         let mut ca: CampaignActivity = load(&mut tx, id).await?;
         let campaign: Campaign = load(&mut tx, ca.regardingobjectid).await?;
-        let list_ids: Vec<Uuid> = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![id.into()]).await?.iter().map(|r| r.get("listid")).collect::<Result<_>>()?;
+        let list_ids: Vec<Uuid> = tx
+            .fetch_all(
+                "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid",
+                vec![id.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get("listid"))
+            .collect::<Result<_>>()?;
         let mut lists = Vec::new();
         for l in &list_ids {
             lists.push(load::<MarketingList>(&mut tx, *l).await?);
         }
-        let linked: Vec<Uuid> = tx.fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign.campaignid.into()]).await?.iter().map(|r| r.get("listid")).collect::<Result<_>>()?;
+        let linked: Vec<Uuid> = tx
+            .fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign.campaignid.into()])
+            .await?
+            .iter()
+            .map(|r| r.get("listid"))
+            .collect::<Result<_>>()?;
         let kind = quick::check_distribution(&campaign, &ca, &lists, &linked)?;
         let mut members = Vec::new();
         for l in &list_ids {
@@ -186,13 +231,21 @@ impl Store {
         for l in &list_ids {
             tx.execute("UPDATE list SET lastusedon = $1 WHERE listid = $2", vec![today.into(), (*l).into()]).await?;
         }
-        for (table, key, kind) in [("account", "accountid", EntityKind::Account), ("contact", "contactid", EntityKind::Contact), ("lead", "leadid", EntityKind::Lead)] {
+        for (table, key, kind) in [
+            ("account", "accountid", EntityKind::Account),
+            ("contact", "contactid", EntityKind::Contact),
+            ("lead", "leadid", EntityKind::Lead),
+        ] {
             let ids: Vec<Uuid> = plan.parties.iter().filter(|(_, p, _)| p.kind == kind).map(|(_, p, _)| p.id).collect();
             for chunk in ids.chunks(200) {
                 let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
                 let mut args: Vec<Value> = vec![today.into()];
                 args.extend(chunk.iter().map(|i| Value::from(*i)));
-                tx.execute(&format!("UPDATE {table} SET lastusedincampaign = $1 WHERE {key} IN ({})", ph.join(", ")), args).await?;
+                tx.execute(
+                    &format!("UPDATE {table} SET lastusedincampaign = $1 WHERE {key} IN ({})", ph.join(", ")),
+                    args,
+                )
+                .await?;
             }
         }
         tx.commit().await?;

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::db::{Exec, Row, Value};
 use super::{Result, Store, StoreError};
-use crate::crm::entities::{ColType, Record};
 use crate::crm::Money;
+use crate::crm::entities::{ColType, Record};
 
 /// Converts a record to bind values in `R::COLS` order.
 pub(crate) fn to_values<R: Record>(rec: &R) -> Result<Vec<Value>> {
@@ -39,9 +39,9 @@ fn json_to_value(name: &str, ty: ColType, v: &Json) -> Result<Value> {
         },
         ColType::Instant => match v {
             Json::Null => Value::Int(None),
-            Json::String(s) => Value::Int(Some(
-                chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad())?.timestamp_millis(),
-            )),
+            Json::String(s) => {
+                Value::Int(Some(chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad())?.timestamp_millis()))
+            }
             _ => return Err(bad()),
         },
         ColType::Json => match v {
@@ -118,12 +118,18 @@ const UNNEST_MIN_ROWS: usize = 8;
 /// every time. Multi-row VALUES with a parameter per value cost PostgreSQL a parse and plan
 /// per row count (a 20,000 recipient expansion took 1.6 s at 400 values per statement and
 /// 31 s at 1,000). Where `unnest` says no, the chunk goes as VALUES.
-pub(crate) async fn insert_rows(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
+pub(crate) async fn insert_rows(
+    ex: &mut impl Exec,
+    table_cols: &str,
+    rows: &[Vec<Value>],
+    on_conflict: &str,
+) -> Result<()> {
     let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
     for chunk in rows.chunks(UNNEST_ROWS) {
         match unnest(ex.engine(), chunk, width) {
             Some((casts, args)) => {
-                ex.execute(&format!("INSERT INTO {table_cols} SELECT * FROM UNNEST({casts}){on_conflict}"), args).await?;
+                ex.execute(&format!("INSERT INTO {table_cols} SELECT * FROM UNNEST({casts}){on_conflict}"), args)
+                    .await?;
             }
             None => insert_values(ex, table_cols, chunk, on_conflict).await?,
         }
@@ -140,7 +146,8 @@ pub(crate) fn unnest(engine: super::db::Engine, rows: &[Vec<Value>], width: usiz
     if engine != super::db::Engine::Postgres || rows.len() < UNNEST_MIN_ROWS {
         return None;
     }
-    let columns: Vec<super::db::Array> = (0..width).map(|c| super::db::Array::column(rows.iter().map(move |r| &r[c]))).collect::<Option<_>>()?;
+    let columns: Vec<super::db::Array> =
+        (0..width).map(|c| super::db::Array::column(rows.iter().map(move |r| &r[c]))).collect::<Option<_>>()?;
     let casts: Vec<String> = columns.iter().enumerate().map(|(i, a)| format!("${}::{}", i + 1, a.pg_type())).collect();
     Some((casts.join(", "), columns.into_iter().map(Value::Array).collect()))
 }
@@ -155,7 +162,13 @@ async fn insert_values(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>]
     let per_statement = if sqlite { 900 } else { 400 };
     for chunk in rows.chunks((per_statement / width).max(1)) {
         let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| if sqlite { format!("({})", vec!["?"; width].join(", ")) } else { format!("({})", placeholders(width, i * width + 1)) })
+            .map(|i| {
+                if sqlite {
+                    format!("({})", vec!["?"; width].join(", "))
+                } else {
+                    format!("({})", placeholders(width, i * width + 1))
+                }
+            })
             .collect();
         let args: Vec<Value> = chunk.iter().flatten().cloned().collect();
         ex.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
@@ -218,12 +231,8 @@ pub struct ListPage<R> {
 
 /// Lists records ordered by `createdon` descending (then key), `limit` capped at 500.
 pub(crate) async fn list<R: Record>(ex: &mut impl Exec, limit: i64, offset: i64) -> Result<ListPage<R>> {
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY createdon DESC, {} LIMIT $1 OFFSET $2",
-        col_list::<R>(),
-        R::TABLE,
-        R::KEY
-    );
+    let sql =
+        format!("SELECT {} FROM {} ORDER BY createdon DESC, {} LIMIT $1 OFFSET $2", col_list::<R>(), R::TABLE, R::KEY);
     let rows = ex.fetch_all(&sql, vec![limit.clamp(1, 500).into(), offset.max(0).into()]).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<R>>>()?;
     let total: i64 = ex.fetch_one(&format!("SELECT COUNT(*) AS n FROM {}", R::TABLE), vec![]).await?.get("n")?;

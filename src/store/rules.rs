@@ -8,7 +8,9 @@ use super::db::{Exec, Tx};
 use super::ops::{self, DupCandidate};
 use super::records::{get, insert, load, update};
 use super::{Result, Store, StoreError};
-use crate::crm::entities::{Account, CampaignActivity, CampaignResponse, Contact, Lead, MarketingList, Campaign, Record};
+use crate::crm::entities::{
+    Account, Campaign, CampaignActivity, CampaignResponse, Contact, Lead, MarketingList, Record,
+};
 use crate::crm::lead::{self, QualifyFacts, QualifyParams, QualifyPlan, Slot};
 use crate::crm::matching::MatchOutcome;
 use crate::crm::normalize::account_name_key;
@@ -43,7 +45,12 @@ impl Store {
     }
 
     /// R-DUP-4 "Accounts with the same e-mail" + "Accounts with the same name" (active only).
-    async fn account_duplicates(&self, ex: &mut impl Exec, name: Option<&str>, email: Option<&str>) -> Result<Vec<EntityRef>> {
+    async fn account_duplicates(
+        &self,
+        ex: &mut impl Exec,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<Vec<EntityRef>> {
         let mut hits = Vec::new();
         if let Some(e) = self.email_key(email) {
             hits.extend(ops::field_matches(ex, EntityKind::Account, "emailaddress1", &e, Some(0)).await?);
@@ -56,7 +63,12 @@ impl Store {
 
     /// R-DUP-4 "Contacts with the same e-mail" / "same business phone", and
     /// "Lead ↔ Contact same e-mail" (active contacts only).
-    async fn contact_duplicates(&self, ex: &mut impl Exec, email: Option<&str>, telephone1: Option<&str>) -> Result<Vec<EntityRef>> {
+    async fn contact_duplicates(
+        &self,
+        ex: &mut impl Exec,
+        email: Option<&str>,
+        telephone1: Option<&str>,
+    ) -> Result<Vec<EntityRef>> {
         let mut hits = Vec::new();
         if let Some(e) = self.email_key(email) {
             hits.extend(ops::field_matches(ex, EntityKind::Contact, "emailaddress1", &e, Some(0)).await?);
@@ -83,9 +95,13 @@ impl Store {
         if hits.is_empty() {
             return Ok(());
         }
-        Err(RuleError::new("R-DUP-4", "duplicate_found", format!("possible duplicates of this {kind} exist; pass ignore_duplicates to create anyway"))
-            .with_candidates(hits)
-            .into())
+        Err(RuleError::new(
+            "R-DUP-4",
+            "duplicate_found",
+            format!("possible duplicates of this {kind} exist; pass ignore_duplicates to create anyway"),
+        )
+        .with_candidates(hits)
+        .into())
     }
 
     /// Creates a lead (R-LD-1, R-LD-4; R-DUP-4 unless ignored).
@@ -143,7 +159,14 @@ impl Store {
         Ok(out)
     }
 
-    async fn plan_qualify_in(&self, tx: &mut Tx, lead: &Lead, params: &QualifyParams, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<QualifyPlan> {
+    async fn plan_qualify_in(
+        &self,
+        tx: &mut Tx,
+        lead: &Lead,
+        params: &QualifyParams,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<QualifyPlan> {
         let account_match = if params.create_account && lead.parentaccountid.is_none() {
             outcome(self.account_duplicates(tx, lead.companyname.as_deref(), lead.emailaddress1.as_deref()).await?)
         } else {
@@ -183,8 +206,12 @@ impl Store {
         }
         if let Some(o) = &plan.opportunity {
             match o.customeridtype {
-                Some(EntityKind::Account) if !matches!(plan.account, Slot::Create(_)) => Self::check_exists::<Account>(tx, o.customerid.unwrap_or_default()).await?,
-                Some(EntityKind::Contact) if !matches!(plan.contact, Slot::Create(_)) => Self::check_exists::<Contact>(tx, o.customerid.unwrap_or_default()).await?,
+                Some(EntityKind::Account) if !matches!(plan.account, Slot::Create(_)) => {
+                    Self::check_exists::<Account>(tx, o.customerid.unwrap_or_default()).await?
+                }
+                Some(EntityKind::Contact) if !matches!(plan.contact, Slot::Create(_)) => {
+                    Self::check_exists::<Contact>(tx, o.customerid.unwrap_or_default()).await?
+                }
                 _ => {}
             }
             insert(tx, self, o).await?;
@@ -193,7 +220,13 @@ impl Store {
     }
 
     /// QualifyLead (§3.1) in one transaction. Returns the qualified lead and the records created.
-    pub async fn qualify_lead(&self, id: Uuid, params: &QualifyParams, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<(Lead, Vec<EntityRef>)> {
+    pub async fn qualify_lead(
+        &self,
+        id: Uuid,
+        params: &QualifyParams,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(Lead, Vec<EntityRef>)> {
         let mut tx = self.db.begin().await?;
         let lead: Lead = load(&mut tx, id).await?;
         let plan = self.plan_qualify_in(&mut tx, &lead, params, actor, now).await?;
@@ -204,12 +237,22 @@ impl Store {
     }
 
     /// Disqualify (§3.2): status ∈ {4, 5, 6, 7}, reason kept in `qualificationcomments`.
-    pub async fn disqualify_lead(&self, id: Uuid, status: Option<i32>, reason: Option<&str>, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<Lead> {
+    pub async fn disqualify_lead(
+        &self,
+        id: Uuid,
+        status: Option<i32>,
+        reason: Option<&str>,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead> {
         crate::crm::error::check_len("reason", reason, 2000)?;
         let mut tx = self.db.begin().await?;
         let mut l: Lead = load(&mut tx, id).await?;
         let has_opp = tx
-            .fetch_optional("SELECT opportunityid FROM opportunity WHERE originatingleadid = $1 LIMIT 1", vec![id.into()])
+            .fetch_optional(
+                "SELECT opportunityid FROM opportunity WHERE originatingleadid = $1 LIMIT 1",
+                vec![id.into()],
+            )
             .await?
             .is_some();
         let (s, st) = lead::disqualify(&l, has_opp, status)?;
@@ -243,14 +286,23 @@ impl Store {
     /// stored and the records created.
     /// A new lead runs the duplicate rules like every other create (R-LD-3, R-DUP-4) unless
     /// `mode` says to create it anyway.
-    pub async fn convert_response(&self, id: Uuid, option: &ConvertOption, leadsourcecode: Option<i32>, actor: Option<Uuid>, now: DateTime<Utc>, mode: CreateMode) -> Result<(CampaignResponse, Vec<EntityRef>)> {
+    pub async fn convert_response(
+        &self,
+        id: Uuid,
+        option: &ConvertOption,
+        leadsourcecode: Option<i32>,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+        mode: CreateMode,
+    ) -> Result<(CampaignResponse, Vec<EntityRef>)> {
         let mut tx = self.db.begin().await?;
         let resp: CampaignResponse = load(&mut tx, id).await?;
         let existing = match option {
             ConvertOption::ExistingLead { lead_id, .. } => get::<Lead>(&mut tx, *lead_id).await?,
             _ => None,
         };
-        let facts = ConvertFacts { existing_lead: existing.as_ref(), new_lead_id: Uuid::new_v4(), leadsourcecode, now, actor };
+        let facts =
+            ConvertFacts { existing_lead: existing.as_ref(), new_lead_id: Uuid::new_v4(), leadsourcecode, now, actor };
         let plan = response::plan_convert(&resp, option, &facts)?;
         let (response, created) = match plan {
             ConvertPlan::NewLead { lead, response } => {
@@ -287,8 +339,11 @@ impl Store {
     async fn rollup_in(&self, tx: &mut Tx, campaign_id: Uuid, now: DateTime<Utc>) -> Result<Campaign> {
         let mut c: Campaign = load(tx, campaign_id).await?;
         let before = c.clone();
-        let rows = tx.fetch_all("SELECT actualcost FROM campaignactivity WHERE regardingobjectid = $1", vec![campaign_id.into()]).await?;
-        let costs = rows.iter().map(|r| r.get::<Option<crate::crm::Money>>("actualcost")).collect::<Result<Vec<_>>>()?;
+        let rows = tx
+            .fetch_all("SELECT actualcost FROM campaignactivity WHERE regardingobjectid = $1", vec![campaign_id.into()])
+            .await?;
+        let costs =
+            rows.iter().map(|r| r.get::<Option<crate::crm::Money>>("actualcost")).collect::<Result<Vec<_>>>()?;
         let (acts, total) = crate::crm::campaign::rollup(costs, c.othercost)?;
         c.totalcampaignactivityactualcost = Some(acts);
         c.totalactualcost = Some(total);
@@ -300,14 +355,28 @@ impl Store {
     /// R-WV-6b: when a campaign's actual cost goes over its budget, its owner is told once
     /// (a history line the alerts scan turns into a notice); dropping back under and crossing
     /// again tells them again.
-    async fn note_budget_crossing(&self, tx: &mut Tx, before: &Campaign, after: &Campaign, now: DateTime<Utc>) -> Result<()> {
+    async fn note_budget_crossing(
+        &self,
+        tx: &mut Tx,
+        before: &Campaign,
+        after: &Campaign,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         if crate::crm::campaign::crossed_over_budget(before, after) {
             let summary = format!(
                 "Over budget: actual cost {} exceeds the budget {}",
                 after.totalactualcost.unwrap_or_default(),
                 after.budgetedcost.unwrap_or_default()
             );
-            super::deals::add_history(tx, EntityRef::new(EntityKind::Campaign, after.campaignid), now, None, "over_budget", &summary).await?;
+            super::deals::add_history(
+                tx,
+                EntityRef::new(EntityKind::Campaign, after.campaignid),
+                now,
+                None,
+                "over_budget",
+                &summary,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -323,7 +392,13 @@ impl Store {
     }
 
     /// Changes a campaign's status ([DESIGN] §2.7 transitions).
-    pub async fn set_campaign_status(&self, id: Uuid, to: i32, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<Campaign> {
+    pub async fn set_campaign_status(
+        &self,
+        id: Uuid,
+        to: i32,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign> {
         let mut tx = self.db.begin().await?;
         let mut c: Campaign = load(&mut tx, id).await?;
         crate::crm::campaign::check_status_change(c.statuscode, to)?;
@@ -348,11 +423,21 @@ impl Store {
     }
 
     /// Changes a campaign activity's actual cost and recomputes the campaign (R-WV-6).
-    pub async fn set_campaign_activity_cost(&self, id: Uuid, actualcost: Option<crate::crm::Money>, now: DateTime<Utc>) -> Result<Campaign> {
+    pub async fn set_campaign_activity_cost(
+        &self,
+        id: Uuid,
+        actualcost: Option<crate::crm::Money>,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign> {
         let mut tx = self.db.begin().await?;
         let mut a: CampaignActivity = load(&mut tx, id).await?;
         if a.statecode != 0 {
-            return Err(RuleError::new("§2.8", "activity_closed", "closed and canceled campaign activities are read-only").into());
+            return Err(RuleError::new(
+                "§2.8",
+                "activity_closed",
+                "closed and canceled campaign activities are read-only",
+            )
+            .into());
         }
         a.actualcost = actualcost;
         a.modifiedon = now;
@@ -363,7 +448,12 @@ impl Store {
     }
 
     /// Changes a campaign's othercost and recomputes its totals (R-WV-6).
-    pub async fn set_campaign_othercost(&self, id: Uuid, othercost: Option<crate::crm::Money>, now: DateTime<Utc>) -> Result<Campaign> {
+    pub async fn set_campaign_othercost(
+        &self,
+        id: Uuid,
+        othercost: Option<crate::crm::Money>,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign> {
         let mut tx = self.db.begin().await?;
         let mut c: Campaign = load(&mut tx, id).await?;
         c.othercost = othercost;
@@ -385,7 +475,12 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let l: MarketingList = load(&mut tx, list_id).await?;
         if l.isdynamic {
-            return Err(RuleError::new("§2.6", "list_dynamic", "a dynamic list has no stored members; change its query instead").into());
+            return Err(RuleError::new(
+                "§2.6",
+                "list_dynamic",
+                "a dynamic list has no stored members; change its query instead",
+            )
+            .into());
         }
         if l.lockstatus {
             return Err(RuleError::new("§2.6", "list_locked", "the list is locked: no members can be added").into());
@@ -393,7 +488,8 @@ impl Store {
         if l.statecode != 0 {
             return Err(RuleError::new("§2.6", "list_inactive", "an inactive list is read-only").into());
         }
-        let kind = crate::crm::criteria::member_kind(l.createdfromcode).ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
+        let kind = crate::crm::criteria::member_kind(l.createdfromcode)
+            .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
         let (table, key) = match kind {
             EntityKind::Account => ("account", "accountid"),
             EntityKind::Contact => ("contact", "contactid"),
@@ -401,9 +497,17 @@ impl Store {
         };
         let mut added = 0;
         for m in members {
-            let exists = tx.fetch_optional(&format!("SELECT {key} FROM {table} WHERE {key} = $1"), vec![(*m).into()]).await?.is_some();
+            let exists = tx
+                .fetch_optional(&format!("SELECT {key} FROM {table} WHERE {key} = $1"), vec![(*m).into()])
+                .await?
+                .is_some();
             if !exists {
-                return Err(RuleError::new("§2.6", "member_type_mismatch", format!("{m} is not an existing {kind}: all list members must be of the list's member type")).into());
+                return Err(RuleError::new(
+                    "§2.6",
+                    "member_type_mismatch",
+                    format!("{m} is not an existing {kind}: all list members must be of the list's member type"),
+                )
+                .into());
             }
             added += tx
                 .execute(
@@ -422,11 +526,21 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let l: MarketingList = load(&mut tx, list_id).await?;
         if l.isdynamic || l.lockstatus || l.statecode != 0 {
-            return Err(RuleError::new("§2.6", "list_not_editable", "only active, unlocked static lists change members").into());
+            return Err(RuleError::new(
+                "§2.6",
+                "list_not_editable",
+                "only active, unlocked static lists change members",
+            )
+            .into());
         }
         let mut removed = 0;
         for m in members {
-            removed += tx.execute("DELETE FROM listmember WHERE listid = $1 AND entityid = $2", vec![list_id.into(), (*m).into()]).await?;
+            removed += tx
+                .execute(
+                    "DELETE FROM listmember WHERE listid = $1 AND entityid = $2",
+                    vec![list_id.into(), (*m).into()],
+                )
+                .await?;
         }
         refresh_member_count(&mut tx, list_id).await?;
         tx.commit().await?;
@@ -434,11 +548,22 @@ impl Store {
     }
 
     /// CopyDynamicListToStatic (§2.6): a locked static snapshot of a dynamic list's members.
-    pub async fn copy_dynamic_to_static(&self, list_id: Uuid, new_id: Uuid, actor: Option<Uuid>, now: DateTime<Utc>) -> Result<MarketingList> {
+    pub async fn copy_dynamic_to_static(
+        &self,
+        list_id: Uuid,
+        new_id: Uuid,
+        actor: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<MarketingList> {
         let mut tx = self.db.begin().await?;
         let src: MarketingList = load(&mut tx, list_id).await?;
         if !src.isdynamic {
-            return Err(RuleError::new("§2.6", "list_not_dynamic", "only a dynamic list can be copied to a static one").into());
+            return Err(RuleError::new(
+                "§2.6",
+                "list_not_dynamic",
+                "only a dynamic list can be copied to a static one",
+            )
+            .into());
         }
         let members = list_members_in(&mut tx, list_id, now).await?;
         let copy = MarketingList {
@@ -469,7 +594,13 @@ impl Store {
     }
 
     /// R-DUP-3 plus the review queue: a match; an ambiguous one is recorded as a dup_candidate.
-    pub async fn match_or_queue(&self, email: Option<&str>, phone: Option<&str>, source_ref: &str, now: DateTime<Utc>) -> Result<MatchOutcome> {
+    pub async fn match_or_queue(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+        source_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MatchOutcome> {
         let m = self.match_party(email, phone).await?;
         if let MatchOutcome::Ambiguous(c) = &m {
             let (subject_type, subject_value) = match (self.email_key(email), self.phone_key(phone)) {
@@ -504,7 +635,8 @@ async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
 
 pub(crate) async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<EntityRef>> {
     let l: MarketingList = load(ex, list_id).await?;
-    let kind = crate::crm::criteria::member_kind(l.createdfromcode).ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
+    let kind = crate::crm::criteria::member_kind(l.createdfromcode)
+        .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
     if l.isdynamic {
         let doc = l.query.clone().unwrap_or(serde_json::Value::Null);
         let criteria = crate::crm::criteria::parse(kind, &doc)?;
@@ -512,11 +644,12 @@ pub(crate) async fn list_members_in(ex: &mut impl Exec, list_id: Uuid, now: Date
         let rows = ex.fetch_all(&sql, args).await?;
         rows.iter().map(|r| Ok(EntityRef::new(kind, r.get("id")?))).collect()
     } else {
-        let rows = ex.fetch_all("SELECT entityid FROM listmember WHERE listid = $1 ORDER BY entityid", vec![list_id.into()]).await?;
+        let rows = ex
+            .fetch_all("SELECT entityid FROM listmember WHERE listid = $1 ORDER BY entityid", vec![list_id.into()])
+            .await?;
         rows.iter().map(|r| Ok(EntityRef::new(kind, r.get("entityid")?))).collect()
     }
 }
-
 
 /// What an import does with a row the duplicate rules (R-DUP-4) match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,7 +679,13 @@ impl Store {
     /// against the duplicate rules — including rows earlier in the same file — and inserted.
     /// Any row error rolls everything back unless `skip_bad_rows`. `progress` is told how
     /// many rows are done.
-    pub async fn import_leads(&self, rows: &[crate::import::ImportRow], dups: ImportDuplicates, skip_bad_rows: bool, mut progress: impl FnMut(u64) + Send) -> Result<ImportReport> {
+    pub async fn import_leads(
+        &self,
+        rows: &[crate::import::ImportRow],
+        dups: ImportDuplicates,
+        skip_bad_rows: bool,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<ImportReport> {
         let mut tx = self.db.begin().await?;
         let mut rep = ImportReport::default();
         for (i, row) in rows.iter().enumerate() {

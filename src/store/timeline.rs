@@ -25,7 +25,12 @@ async fn where_in<R: Record>(ex: &mut impl Exec, col: &str, ids: &[Uuid]) -> Res
     let mut out = Vec::new();
     for chunk in ids.chunks(200) {
         let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {} FROM {} WHERE {col} IN ({}) ORDER BY createdon DESC LIMIT {MAX_ROWS}", cols.join(", "), R::TABLE, ph.join(", "));
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {col} IN ({}) ORDER BY createdon DESC LIMIT {MAX_ROWS}",
+            cols.join(", "),
+            R::TABLE,
+            ph.join(", ")
+        );
         for r in ex.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
             out.push(from_row(&r)?);
         }
@@ -95,7 +100,14 @@ impl Store {
                 // Deals of the client, and the leads qualified into it.
                 let ids = m.ids();
                 let mut opps = where_in::<Opportunity>(ex, "customerid", &ids).await?;
-                opps.extend(where_in::<Opportunity>(ex, if root.kind == EntityKind::Account { "parentaccountid" } else { "parentcontactid" }, &[root.id]).await?);
+                opps.extend(
+                    where_in::<Opportunity>(
+                        ex,
+                        if root.kind == EntityKind::Account { "parentaccountid" } else { "parentcontactid" },
+                        &[root.id],
+                    )
+                    .await?,
+                );
                 for o in opps {
                     leads_wanted.extend(o.originatingleadid);
                     if m.add(EntityRef::new(EntityKind::Opportunity, o.opportunityid)) {
@@ -105,7 +117,14 @@ impl Store {
                 let col = if root.kind == EntityKind::Account { "parentaccountid" } else { "parentcontactid" };
                 leads_wanted.extend(where_in::<Lead>(ex, col, &[root.id]).await?.into_iter().map(|l| l.leadid));
             }
-            other => return Err(crate::crm::RuleError::new("R-DEAL-1", "no_timeline", format!("a {other} has no timeline")).into()),
+            other => {
+                return Err(crate::crm::RuleError::new(
+                    "R-DEAL-1",
+                    "no_timeline",
+                    format!("a {other} has no timeline"),
+                )
+                .into());
+            }
         }
         let wanted: Vec<Uuid> = leads_wanted.into_iter().collect::<HashSet<_>>().into_iter().collect();
         let leads = where_in::<Lead>(ex, "leadid", &wanted).await?;
@@ -131,10 +150,24 @@ impl Store {
         items.extend(m.opportunities.iter().map(timeline::opportunity_item));
         for c in &m.contacts {
             let name = format!("{}{}", c.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), c.lastname);
-            items.push(timeline::created(EntityRef::new(EntityKind::Contact, c.contactid), name, c.createdon, c.ownerid, c.statecode, None));
+            items.push(timeline::created(
+                EntityRef::new(EntityKind::Contact, c.contactid),
+                name,
+                c.createdon,
+                c.ownerid,
+                c.statecode,
+                None,
+            ));
         }
         for a in &m.accounts {
-            items.push(timeline::created(EntityRef::new(EntityKind::Account, a.accountid), a.name.clone(), a.createdon, a.ownerid, a.statecode, None));
+            items.push(timeline::created(
+                EntityRef::new(EntityKind::Account, a.accountid),
+                a.name.clone(),
+                a.createdon,
+                a.ownerid,
+                a.statecode,
+                None,
+            ));
         }
         // Activities regarding a member, and those naming one as a party (wave e-mails,
         // inbound mail from a contact, calls with them).
@@ -145,7 +178,10 @@ impl Store {
         let mut by_party: HashMap<Uuid, Uuid> = HashMap::new();
         for chunk in ids.chunks(200) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT DISTINCT activityid, partyid FROM activityparty WHERE partyid IN ({}) LIMIT {MAX_ROWS}", ph.join(", "));
+            let sql = format!(
+                "SELECT DISTINCT activityid, partyid FROM activityparty WHERE partyid IN ({}) LIMIT {MAX_ROWS}",
+                ph.join(", ")
+            );
             for r in db.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
                 by_party.insert(r.get("activityid")?, r.get("partyid")?);
             }
@@ -161,7 +197,10 @@ impl Store {
         }
         for chunk in ids.chunks(200) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, entityid, at, actor, kind, summary FROM record_history WHERE entityid IN ({}) ORDER BY at LIMIT {MAX_ROWS}", ph.join(", "));
+            let sql = format!(
+                "SELECT id, entityid, at, actor, kind, summary FROM record_history WHERE entityid IN ({}) ORDER BY at LIMIT {MAX_ROWS}",
+                ph.join(", ")
+            );
             for r in db.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
                 let of: Uuid = r.get("entityid")?;
                 let about = about_of.get(&of).copied().unwrap_or(root);
@@ -170,7 +209,14 @@ impl Store {
                 if kind == "created" {
                     continue;
                 }
-                items.push(timeline::history_item(r.get("id")?, about, r.get("at")?, r.get("actor")?, &kind, &r.get::<String>("summary")?));
+                items.push(timeline::history_item(
+                    r.get("id")?,
+                    about,
+                    r.get("at")?,
+                    r.get("actor")?,
+                    &kind,
+                    &r.get::<String>("summary")?,
+                ));
             }
         }
         let mut items = timeline::order(items);

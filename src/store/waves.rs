@@ -68,7 +68,9 @@ pub struct ExpandOptions<'a> {
     /// R-OPT-1 [DESIGN]: honour `donotsendonoptout = false` only when set.
     pub allow_optout_override: bool,
     /// Renders the personalised subject of one recipient (stored on its e-mail activity).
-    pub subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync),
+    pub subject: &'a (
+            dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync
+        ),
     /// Recipients per expansion transaction.
     pub chunk: usize,
     /// How long an expansion may go without progress before another daemon resumes it.
@@ -83,9 +85,15 @@ pub struct ExpandOptions<'a> {
 /// The result of starting one due wave.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum StartOutcome {
-    Started { wave: Uuid, recipients: usize },
+    Started {
+        wave: Uuid,
+        recipients: usize,
+    },
     /// The preconditions failed: the wave is aborted with the reason.
-    Aborted { wave: Uuid, reason: String },
+    Aborted {
+        wave: Uuid,
+        reason: String,
+    },
 }
 
 /// A delivery handed to a sender.
@@ -118,14 +126,25 @@ pub struct Claim {
 pub enum DeliveryOutcome {
     Sent,
     /// Retry at `at` (the attempt counts).
-    Retry { at: DateTime<Utc>, detail: String },
+    Retry {
+        at: DateTime<Utc>,
+        detail: String,
+    },
     /// Failed for good; `suppress` puts the address on the suppression list with `detail`.
-    Failed { reason: String, detail: String, suppress: bool },
+    Failed {
+        reason: String,
+        detail: String,
+        suppress: bool,
+    },
     /// Not attempted or not the recipient's fault (throttle, relay down, shutdown): back to
     /// pending at `at` without counting an attempt.
-    Released { at: DateTime<Utc> },
+    Released {
+        at: DateTime<Utc>,
+    },
     /// The wave cannot be sent (sender refused): aborts the wave; the delivery goes back.
-    AbortWave { detail: String },
+    AbortWave {
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +210,11 @@ fn wave_from_row(r: &super::db::Row) -> Result<WaveRow> {
         },
         bulkoperation_id: r.get("bulkoperationid")?,
         targeted: r.get("targeted")?,
-        excluded: excluded.map(|e| serde_json::from_str(&e)).transpose().map_err(StoreError::decode)?.unwrap_or_default(),
+        excluded: excluded
+            .map(|e| serde_json::from_str(&e))
+            .transpose()
+            .map_err(StoreError::decode)?
+            .unwrap_or_default(),
         error: r.get("error")?,
         started_at: r.get("started_at")?,
         finished_at: r.get("finished_at")?,
@@ -218,9 +241,14 @@ fn id_sets(engine: Engine, first: usize, ids: &[Uuid]) -> Vec<(String, Vec<Value
         return Vec::new();
     }
     if engine == Engine::Postgres {
-        return vec![(format!("= ANY(${first}::text[])"), vec![Value::Array(Array::Text(ids.iter().map(|i| Some(i.to_string())).collect()))])];
+        return vec![(
+            format!("= ANY(${first}::text[])"),
+            vec![Value::Array(Array::Text(ids.iter().map(|i| Some(i.to_string())).collect()))],
+        )];
     }
-    ids.chunks(IN_CHUNK).map(|c| (format!("IN ({})", in_list(first, c.len())), c.iter().map(|i| Value::from(*i)).collect())).collect()
+    ids.chunks(IN_CHUNK)
+        .map(|c| (format!("IN ({})", in_list(first, c.len())), c.iter().map(|i| Value::from(*i)).collect()))
+        .collect()
 }
 
 /// `IN ($k, $k+1, ...)` for `n` parameters starting at `first`.
@@ -238,7 +266,9 @@ fn lock_rows(engine: Engine) -> &'static str {
 
 fn member_table(kind: EntityKind) -> (&'static str, &'static str, &'static str) {
     match kind {
-        EntityKind::Account => ("account", "accountid", "t.name AS company, NULL AS firstname, NULL AS lastname, NULL AS jobtitle"),
+        EntityKind::Account => {
+            ("account", "accountid", "t.name AS company, NULL AS firstname, NULL AS lastname, NULL AS jobtitle")
+        }
         EntityKind::Contact => ("contact", "contactid", "NULL AS company, t.firstname, t.lastname, t.jobtitle"),
         _ => ("lead", "leadid", "t.companyname AS company, t.firstname, t.lastname, t.jobtitle"),
     }
@@ -254,18 +284,31 @@ fn text_var(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, v: 
 /// dynamic one through its criteria evaluated now, in one query either way.
 async fn list_member_facts(ex: &mut impl Exec, list_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Member>> {
     let l: MarketingList = load(ex, list_id).await?;
-    let kind = crate::crm::criteria::member_kind(l.createdfromcode).ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
+    let kind = crate::crm::criteria::member_kind(l.createdfromcode)
+        .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
     let (table, key, extra) = member_table(kind);
-    let cols = format!("t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra}");
+    let cols = format!(
+        "t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra}"
+    );
     let (sql, args) = if l.isdynamic {
         let doc = l.query.clone().unwrap_or(serde_json::Value::Null);
         let criteria = crate::crm::criteria::parse(kind, &doc)?;
         let (members_sql, args) = super::criteria::compile_members_query(&criteria, ex.engine(), now);
-        (format!("SELECT {cols} FROM {table} t WHERE t.{key} IN (SELECT id FROM ({members_sql}) m) ORDER BY t.{key}"), args)
+        (
+            format!(
+                "SELECT {cols} FROM {table} t WHERE t.{key} IN (SELECT id FROM ({members_sql}) m) ORDER BY t.{key}"
+            ),
+            args,
+        )
     } else {
         // A join the planner answers with the primary key even before the new rows are
         // analysed (an IN subquery here took 30 s on PostgreSQL right after a bulk import).
-        (format!("SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 ORDER BY t.{key}"), vec![Value::from(list_id)])
+        (
+            format!(
+                "SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 ORDER BY t.{key}"
+            ),
+            vec![Value::from(list_id)],
+        )
     };
     // Streamed: each row becomes a compact member as it arrives (a list of 20,000 read as
     // rows first held ~4 KB per member at the peak).
@@ -296,7 +339,10 @@ fn member_from_row(kind: EntityKind, r: &super::db::Row) -> Result<Member> {
 }
 
 /// The personalisation of frozen recipients, read again (a resumed expansion).
-async fn frozen_recipients(ex: &mut impl Exec, frozen: Vec<(EntityKind, Uuid, String, String)>) -> Result<Vec<crate::crm::waves::Recipient>> {
+async fn frozen_recipients(
+    ex: &mut impl Exec,
+    frozen: Vec<(EntityKind, Uuid, String, String)>,
+) -> Result<Vec<crate::crm::waves::Recipient>> {
     let mut vars: HashMap<Uuid, serde_json::Map<String, serde_json::Value>> = HashMap::new();
     let mut by_kind: BTreeMap<EntityKind, Vec<Uuid>> = BTreeMap::new();
     for (k, id, _, _) in &frozen {
@@ -316,7 +362,16 @@ async fn frozen_recipients(ex: &mut impl Exec, frozen: Vec<(EntityKind, Uuid, St
             }
         }
     }
-    Ok(frozen.into_iter().map(|(kind, id, address, written)| crate::crm::waves::Recipient { kind, id, address, written, vars: vars.remove(&id).unwrap_or_default() }).collect())
+    Ok(frozen
+        .into_iter()
+        .map(|(kind, id, address, written)| crate::crm::waves::Recipient {
+            kind,
+            id,
+            address,
+            written,
+            vars: vars.remove(&id).unwrap_or_default(),
+        })
+        .collect())
 }
 
 impl Store {
@@ -326,7 +381,13 @@ impl Store {
         let members = list_member_facts(&mut db, list_id, now).await?;
         let rules = self.norm.email_rules.clone();
         let normalize = |e: &str| EmailAddress::parse_with(e, &rules).ok().map(|a| a.as_str().to_string());
-        let all: Vec<String> = members.iter().flat_map(|m| m.emails.iter().flatten()).filter_map(|e| normalize(e)).collect::<HashSet<_>>().into_iter().collect();
+        let all: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.emails.iter().flatten())
+            .filter_map(|e| normalize(e))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let suppressed = suppressed_among(&mut db, &all).await?;
         Ok(members
             .iter()
@@ -392,17 +453,37 @@ impl Store {
         if let Some(prev) = s.skip_responders_of {
             let p: CampaignActivity = load(&mut tx, prev).await?;
             if p.regardingobjectid != ca.regardingobjectid {
-                return Err(RuleError::new("R-WV-2", "wave_of_other_campaign", "the wave whose responders are skipped belongs to another campaign").into());
+                return Err(RuleError::new(
+                    "R-WV-2",
+                    "wave_of_other_campaign",
+                    "the wave whose responders are skipped belongs to another campaign",
+                )
+                .into());
             }
         }
-        let existing = tx.fetch_optional("SELECT state FROM wave WHERE activityid = $1", vec![s.activity_id.into()]).await?;
+        let existing =
+            tx.fetch_optional("SELECT state FROM wave WHERE activityid = $1", vec![s.activity_id.into()]).await?;
         if let Some(r) = existing {
             let state: String = r.get("state")?;
             if state != "scheduled" {
-                return Err(RuleError::new("R-WV-5", "wave_already_started", format!("the wave is {state}; only a scheduled wave can be rescheduled")).into());
+                return Err(RuleError::new(
+                    "R-WV-5",
+                    "wave_already_started",
+                    format!("the wave is {state}; only a scheduled wave can be rescheduled"),
+                )
+                .into());
             }
-            if tx.execute("DELETE FROM wave WHERE activityid = $1 AND state = 'scheduled'", vec![s.activity_id.into()]).await? == 0 {
-                return Err(RuleError::new("R-WV-5", "wave_already_started", "the wave started meanwhile; only a scheduled wave can be rescheduled").into());
+            if tx
+                .execute("DELETE FROM wave WHERE activityid = $1 AND state = 'scheduled'", vec![s.activity_id.into()])
+                .await?
+                == 0
+            {
+                return Err(RuleError::new(
+                    "R-WV-5",
+                    "wave_already_started",
+                    "the wave started meanwhile; only a scheduled wave can be rescheduled",
+                )
+                .into());
             }
         }
         tx.execute(
@@ -432,12 +513,19 @@ impl Store {
     /// R-WV-1 for a campaign activity.
     async fn check_preconditions(&self, tx: &mut impl Exec, ca: &CampaignActivity) -> Result<()> {
         let campaign: Campaign = load(tx, ca.regardingobjectid).await?;
-        let rows = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![ca.activityid.into()]).await?;
+        let rows = tx
+            .fetch_all(
+                "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid",
+                vec![ca.activityid.into()],
+            )
+            .await?;
         let mut targets = Vec::new();
         for r in rows {
             targets.push(load::<MarketingList>(tx, r.get("listid")?).await?);
         }
-        let linked = tx.fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign.campaignid.into()]).await?;
+        let linked = tx
+            .fetch_all("SELECT listid FROM campaignitem WHERE campaignid = $1", vec![campaign.campaignid.into()])
+            .await?;
         let linked = linked.iter().map(|r| r.get("listid")).collect::<Result<Vec<Uuid>>>()?;
         crate::crm::campaign::check_wave_preconditions(&campaign, ca, &targets, &linked)?;
         Ok(())
@@ -455,7 +543,14 @@ impl Store {
     /// Starts every scheduled wave whose time has come: each in its own transaction, so
     /// two daemons racing start it once (the conditional state change decides).
     pub async fn start_due_waves(&self, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<StartOutcome>> {
-        let due = self.db.clone().fetch_all("SELECT activityid FROM wave WHERE state = 'scheduled' AND start_at <= $1 ORDER BY start_at", vec![now.into()]).await?;
+        let due = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT activityid FROM wave WHERE state = 'scheduled' AND start_at <= $1 ORDER BY start_at",
+                vec![now.into()],
+            )
+            .await?;
         let mut out = Vec::new();
         for r in due {
             let id: Uuid = r.get("activityid")?;
@@ -487,19 +582,43 @@ impl Store {
     }
 
     /// R-WV-2 / R-WV-3: the member set of a wave evaluated at `now`.
-    async fn plan_wave(&self, tx: &mut impl Exec, wave: &WaveRow, ca: &CampaignActivity, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<crate::crm::waves::Expansion> {
-        let lists = tx.fetch_all("SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid", vec![wave.activity_id.into()]).await?;
+    async fn plan_wave(
+        &self,
+        tx: &mut impl Exec,
+        wave: &WaveRow,
+        ca: &CampaignActivity,
+        now: DateTime<Utc>,
+        opts: &ExpandOptions<'_>,
+    ) -> Result<crate::crm::waves::Expansion> {
+        let lists = tx
+            .fetch_all(
+                "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid",
+                vec![wave.activity_id.into()],
+            )
+            .await?;
         let mut members = Vec::new();
         for l in lists {
             members.extend(list_member_facts(tx, l.get("listid")?, now).await?);
         }
         let rules = self.norm.email_rules.clone();
         let normalize = |e: &str| EmailAddress::parse_with(e, &rules).ok().map(|a| a.as_str().to_string());
-        let all_addresses: Vec<String> = members.iter().flat_map(|m| m.emails.iter().flatten()).filter_map(|e| normalize(e)).collect::<HashSet<_>>().into_iter().collect();
+        let all_addresses: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.emails.iter().flatten())
+            .filter_map(|e| normalize(e))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let suppressed = suppressed_among(tx, &all_addresses).await?;
         let mut responded = HashSet::new();
         if let Some(prev) = wave.schedule.skip_responders_of {
-            for r in tx.fetch_all("SELECT customerid, emailaddress FROM campaignresponse WHERE campaignactivityid = $1", vec![prev.into()]).await? {
+            for r in tx
+                .fetch_all(
+                    "SELECT customerid, emailaddress FROM campaignresponse WHERE campaignactivityid = $1",
+                    vec![prev.into()],
+                )
+                .await?
+            {
                 if let Some(c) = r.get::<Option<String>>("customerid")? {
                     responded.insert(c);
                 }
@@ -518,7 +637,12 @@ impl Store {
     }
 
     /// R-WV-4: delivery rows (Message-ID, token, personalised subject) for recipients.
-    fn delivery_rows(wave: &WaveRow, recipients: &[crate::crm::waves::Recipient], now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<Vec<Vec<Value>>> {
+    fn delivery_rows(
+        wave: &WaveRow,
+        recipients: &[crate::crm::waves::Recipient],
+        now: DateTime<Utc>,
+        opts: &ExpandOptions<'_>,
+    ) -> Result<Vec<Vec<Value>>> {
         let mut rows = Vec::with_capacity(recipients.len());
         for r in recipients {
             // Time-ordered ids: a wave's rows sit together in the B-trees, so claiming and
@@ -526,7 +650,13 @@ impl Store {
             let did = Uuid::now_v7();
             let message_id = format!("{}@{}", did.simple(), opts.message_id_domain);
             let token = token_for(did);
-            let subject: String = (opts.subject)(wave, &r.vars).map_err(|e| RuleError::new("R-WV-4", "template_error", format!("the subject cannot be rendered: {e}")))?.chars().take(200).collect();
+            let subject: String = (opts.subject)(wave, &r.vars)
+                .map_err(|e| {
+                    RuleError::new("R-WV-4", "template_error", format!("the subject cannot be rendered: {e}"))
+                })?
+                .chars()
+                .take(200)
+                .collect();
             let mut vars = r.vars.clone();
             vars.insert("email".into(), serde_json::Value::String(r.written.clone()));
             rows.push(vec![
@@ -561,7 +691,14 @@ impl Store {
     /// Writes `chunks` of a wave's recipients, one transaction each, while the wave is still
     /// sending or paused (a cancel stops it); the last one marks the wave expanded. Each
     /// transaction renews the expansion lease, so another daemon resumes only a dead one.
-    async fn expand_chunks(&self, wave: &WaveRow, chunks: &[&[crate::crm::waves::Recipient]], first_index: usize, now: DateTime<Utc>, opts: &ExpandOptions<'_>) -> Result<bool> {
+    async fn expand_chunks(
+        &self,
+        wave: &WaveRow,
+        chunks: &[&[crate::crm::waves::Recipient]],
+        first_index: usize,
+        now: DateTime<Utc>,
+        opts: &ExpandOptions<'_>,
+    ) -> Result<bool> {
         for (i, chunk) in chunks.iter().enumerate() {
             let rows = Self::delivery_rows(wave, chunk, now, opts)?;
             let last = i + 1 == chunks.len();
@@ -702,9 +839,16 @@ impl Store {
             let planned = async {
                 let wave = wave_in(&mut db, id).await?;
                 // The member set frozen at the start; re-evaluated only if none was kept.
-                let frozen: Option<String> = db.fetch_one("SELECT frozen FROM wave WHERE activityid = $1", vec![id.into()]).await?.get("frozen")?;
+                let frozen: Option<String> = db
+                    .fetch_one("SELECT frozen FROM wave WHERE activityid = $1", vec![id.into()])
+                    .await?
+                    .get("frozen")?;
                 let plan = match frozen {
-                    Some(f) => crate::crm::waves::Expansion { recipients: frozen_recipients(&mut db, serde_json::from_str(&f).map_err(StoreError::decode)?).await?, ..Default::default() },
+                    Some(f) => crate::crm::waves::Expansion {
+                        recipients: frozen_recipients(&mut db, serde_json::from_str(&f).map_err(StoreError::decode)?)
+                            .await?,
+                        ..Default::default()
+                    },
                     None => {
                         let ca: CampaignActivity = load(&mut db, id).await?;
                         self.plan_wave(&mut db, &wave, &ca, now, opts).await?
@@ -721,7 +865,10 @@ impl Store {
             };
             let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
             if chunks.is_empty() {
-                self.db.clone().execute("UPDATE wave SET expanded = TRUE WHERE activityid = $1", vec![id.into()]).await?;
+                self.db
+                    .clone()
+                    .execute("UPDATE wave SET expanded = TRUE WHERE activityid = $1", vec![id.into()])
+                    .await?;
             } else if let Err(e) = self.expand_chunks(&wave, &chunks, 0, now, opts).await {
                 self.wave_failed(id, e, now).await?;
             }
@@ -733,18 +880,38 @@ impl Store {
     /// Claims up to `want` due deliveries of sending waves for `holder` until `now + lease`,
     /// within the relay's rate (`relay_rate` per minute, shared by every daemon) and each
     /// wave's own rate, unless the relay is backing off.
-    pub async fn claim_deliveries(&self, holder: &str, relay: &str, relay_rate: Option<u32>, want: usize, lease: Duration, now: DateTime<Utc>) -> Result<Claim> {
+    pub async fn claim_deliveries(
+        &self,
+        holder: &str,
+        relay: &str,
+        relay_rate: Option<u32>,
+        want: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
         let mut tx = self.db.begin().await?;
         let engine = tx.engine();
-        tx.execute("INSERT INTO smtp_relay (relay, updated_at) VALUES ($1, $2) ON CONFLICT (relay) DO NOTHING", vec![relay.into(), now.into()]).await?;
+        tx.execute(
+            "INSERT INTO smtp_relay (relay, updated_at) VALUES ($1, $2) ON CONFLICT (relay) DO NOTHING",
+            vec![relay.into(), now.into()],
+        )
+        .await?;
         // The relay's row is locked only when its rate is charged below; without a rate it
         // is only read (its back-off), so daemons do not queue on it.
         let lock = if engine == Engine::Postgres && relay_rate.is_some() { " FOR UPDATE" } else { "" };
-        let r = tx.fetch_one(&format!("SELECT tat, throttled_until FROM smtp_relay WHERE relay = $1{lock}"), vec![relay.into()]).await?;
+        let r = tx
+            .fetch_one(
+                &format!("SELECT tat, throttled_until FROM smtp_relay WHERE relay = $1{lock}"),
+                vec![relay.into()],
+            )
+            .await?;
         let (relay_tat, throttled_until): (i64, i64) = (r.get("tat")?, r.get("throttled_until")?);
         let now_ms = now.timestamp_millis();
         if throttled_until > now_ms {
-            return Ok(Claim { items: vec![], wait: Some(std::time::Duration::from_millis((throttled_until - now_ms) as u64)) });
+            return Ok(Claim {
+                items: vec![],
+                wait: Some(std::time::Duration::from_millis((throttled_until - now_ms) as u64)),
+            });
         }
         let mut budget = want;
         let mut wait: Option<i64> = None;
@@ -774,7 +941,13 @@ impl Store {
             let wid: Uuid = w.get("activityid")?;
             let (rate, mut wtat): (Option<i64>, i64) = (w.get("rate_per_minute")?, w.get("tat")?);
             if rate.is_some() && engine == Engine::Postgres {
-                match tx.fetch_optional("SELECT tat FROM wave WHERE activityid = $1 AND state = 'sending' FOR UPDATE", vec![wid.into()]).await? {
+                match tx
+                    .fetch_optional(
+                        "SELECT tat FROM wave WHERE activityid = $1 AND state = 'sending' FOR UPDATE",
+                        vec![wid.into()],
+                    )
+                    .await?
+                {
                     Some(r) => wtat = r.get("tat")?,
                     None => continue,
                 }
@@ -852,7 +1025,13 @@ impl Store {
                         now.into(),
                         1i64.into(),
                     ]);
-                    parties.push(vec![id.into(), 2i32.into(), member.id.into(), member.kind.into(), written.clone().into()]);
+                    parties.push(vec![
+                        id.into(),
+                        2i32.into(),
+                        member.id.into(),
+                        member.kind.into(),
+                        written.clone().into(),
+                    ]);
                 }
                 items.push(ClaimedDelivery {
                     id,
@@ -880,8 +1059,19 @@ impl Store {
                 " ON CONFLICT (activityid) DO NOTHING",
             )
             .await?;
-            insert_rows(&mut tx, "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)", &parties, "").await?;
-            let again: Vec<Uuid> = rows.iter().zip(&ids).filter(|(r, _)| r.get::<bool>("has_activity").unwrap_or(true)).map(|(_, i)| *i).collect();
+            insert_rows(
+                &mut tx,
+                "activityparty (activityid, participationtypemask, partyid, partyidtype, addressused)",
+                &parties,
+                "",
+            )
+            .await?;
+            let again: Vec<Uuid> = rows
+                .iter()
+                .zip(&ids)
+                .filter(|(r, _)| r.get::<bool>("has_activity").unwrap_or(true))
+                .map(|(_, i)| *i)
+                .collect();
             for (set, ids) in id_sets(engine, 3, &ids) {
                 let mut args: Vec<Value> = vec![holder.into(), (now + lease).into()];
                 args.extend(ids);
@@ -898,7 +1088,11 @@ impl Store {
             // Only what was used is charged to the relay.
             let (_, tat, _) = gcra_take(relay_tat, now_ms, rate, used_total);
             if tat != relay_tat {
-                tx.execute("UPDATE smtp_relay SET tat = $2, updated_at = $3 WHERE relay = $1", vec![relay.into(), tat.into(), now.into()]).await?;
+                tx.execute(
+                    "UPDATE smtp_relay SET tat = $2, updated_at = $3 WHERE relay = $1",
+                    vec![relay.into(), tat.into(), now.into()],
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -907,7 +1101,14 @@ impl Store {
 
     /// Records SMTP outcomes in one transaction. A throttle (`throttle = Some(base)`) backs
     /// the whole relay off, doubling while throttles repeat; a success resets that.
-    pub async fn record_deliveries(&self, results: &[DeliveryResult], holder: &str, relay: &str, throttle: Option<(Duration, String)>, now: DateTime<Utc>) -> Result<()> {
+    pub async fn record_deliveries(
+        &self,
+        results: &[DeliveryResult],
+        holder: &str,
+        relay: &str,
+        throttle: Option<(Duration, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let sent: Vec<Uuid> = results.iter().filter(|r| r.outcome == DeliveryOutcome::Sent).map(|r| r.id).collect();
         for (set, ids) in id_sets(tx.engine(), 2, &sent) {
@@ -960,7 +1161,18 @@ impl Store {
                     )
                     .await?;
                     if *suppress {
-                        ops::suppress(&mut tx, &Suppression { address: r.address.clone(), kind: "email".into(), reason: "smtp_rejected".into(), source: "wave".into(), detail: Some(detail.clone()), created_on: now }).await?;
+                        ops::suppress(
+                            &mut tx,
+                            &Suppression {
+                                address: r.address.clone(),
+                                kind: "email".into(),
+                                reason: "smtp_rejected".into(),
+                                source: "wave".into(),
+                                detail: Some(detail.clone()),
+                                created_on: now,
+                            },
+                        )
+                        .await?;
                     }
                 }
                 DeliveryOutcome::Released { at } => {
@@ -971,7 +1183,11 @@ impl Store {
                         )
                         .await?;
                     if n > 0 {
-                        tx.execute("UPDATE activity SET statuscode = 6 WHERE activityid = $1 AND statuscode = 7", vec![r.id.into()]).await?;
+                        tx.execute(
+                            "UPDATE activity SET statuscode = 6 WHERE activityid = $1 AND statuscode = 7",
+                            vec![r.id.into()],
+                        )
+                        .await?;
                     }
                 }
                 DeliveryOutcome::AbortWave { detail } => {
@@ -985,7 +1201,11 @@ impl Store {
         if let Some((base, reply)) = throttle {
             let r = tx.fetch_one("SELECT throttle_streak FROM smtp_relay WHERE relay = $1", vec![relay.into()]).await?;
             let streak: i32 = r.get("throttle_streak")?;
-            let wait = crate::crm::waves::retry_delay(base.to_std().unwrap_or_default(), streak as u32 + 1, std::time::Duration::from_secs(600));
+            let wait = crate::crm::waves::retry_delay(
+                base.to_std().unwrap_or_default(),
+                streak as u32 + 1,
+                std::time::Duration::from_secs(600),
+            );
             let until = now + Duration::from_std(wait).unwrap_or_default();
             tx.execute(
                 "UPDATE smtp_relay SET throttled_until = $2, throttle_streak = throttle_streak + 1, last_reply = $3, updated_at = $4 WHERE relay = $1",
@@ -993,7 +1213,11 @@ impl Store {
             )
             .await?;
         } else if !sent.is_empty() {
-            tx.execute("UPDATE smtp_relay SET throttle_streak = 0 WHERE relay = $1 AND throttle_streak <> 0", vec![relay.into()]).await?;
+            tx.execute(
+                "UPDATE smtp_relay SET throttle_streak = 0 WHERE relay = $1 AND throttle_streak <> 0",
+                vec![relay.into()],
+            )
+            .await?;
         }
         tx.commit().await?;
         // After the commit: a failure here must not make the caller replay the outcomes.
@@ -1054,7 +1278,9 @@ impl Store {
             ca.actualend = Some(today);
             ca.modifiedon = now;
             super::records::update(&mut tx, self, &ca).await?;
-            for (kind, table, key) in [("contact", "contact", "contactid"), ("lead", "lead", "leadid"), ("account", "account", "accountid")] {
+            for (kind, table, key) in
+                [("contact", "contact", "contactid"), ("lead", "lead", "leadid"), ("account", "account", "accountid")]
+            {
                 tx.execute(
                     &format!("UPDATE {table} SET lastusedincampaign = $3 WHERE {key} IN (SELECT member_id FROM wave_delivery WHERE wave_id = $1 AND state = 'sent' AND member_type = $2)"),
                     vec![id.into(), kind.into(), today.into()],
@@ -1076,8 +1302,16 @@ impl Store {
         let mut tx = self.db.begin().await?;
         const ENDED: &str = "wave_id IN (SELECT activityid FROM wave WHERE state IN ('canceled', 'aborted')) AND (state = 'pending' OR (state = 'sending' AND claimed_until < $1))";
         const SUPPRESSED: &str = "state = 'pending' AND address IN (SELECT address FROM suppression) AND wave_id IN (SELECT activityid FROM wave WHERE state IN ('sending', 'paused'))";
-        let cancel_emails = |cond: &str| format!("UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $1 WHERE activityid IN (SELECT id FROM wave_delivery WHERE {cond})");
-        let cancel = |cond: &str, reason: &str| format!("UPDATE wave_delivery SET state = 'canceled', reason = '{reason}', claimed_by = NULL, claimed_until = NULL WHERE {cond}");
+        let cancel_emails = |cond: &str| {
+            format!(
+                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $1 WHERE activityid IN (SELECT id FROM wave_delivery WHERE {cond})"
+            )
+        };
+        let cancel = |cond: &str, reason: &str| {
+            format!(
+                "UPDATE wave_delivery SET state = 'canceled', reason = '{reason}', claimed_by = NULL, claimed_until = NULL WHERE {cond}"
+            )
+        };
         tx.execute(&cancel_emails(ENDED), vec![now.into()]).await?;
         tx.execute(&cancel(ENDED, "wave_ended"), vec![now.into()]).await?;
         tx.execute(&cancel_emails(SUPPRESSED), vec![now.into()]).await?;
@@ -1086,7 +1320,14 @@ impl Store {
     }
 
     /// Sets the run's final state with its counts.
-    async fn close_run(&self, tx: &mut Tx, wave: Uuid, statecode: i32, statuscode: i32, now: DateTime<Utc>) -> Result<()> {
+    async fn close_run(
+        &self,
+        tx: &mut Tx,
+        wave: Uuid,
+        statecode: i32,
+        statuscode: i32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let c = tx
             .fetch_one(
                 "SELECT SUM(CASE WHEN state = 'sent' THEN 1 ELSE 0 END) AS ok, SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS bad FROM wave_delivery WHERE wave_id = $1",
@@ -1165,7 +1406,13 @@ impl Store {
         let wave = wave_in(&mut db, id).await?;
         let campaign: Campaign = load(&mut db, wave.campaign_id).await?;
         let mut counts: HashMap<String, i64> = HashMap::new();
-        for r in db.fetch_all("SELECT state, COUNT(*) AS n FROM wave_delivery WHERE wave_id = $1 GROUP BY state", vec![id.into()]).await? {
+        for r in db
+            .fetch_all(
+                "SELECT state, COUNT(*) AS n FROM wave_delivery WHERE wave_id = $1 GROUP BY state",
+                vec![id.into()],
+            )
+            .await?
+        {
             counts.insert(r.get("state")?, r.get("n")?);
         }
         let mut failed_by_reason = BTreeMap::new();
@@ -1176,9 +1423,16 @@ impl Store {
             .fetch_one("SELECT COUNT(*) AS n FROM wave_delivery d JOIN activity a ON a.activityid = d.id WHERE d.wave_id = $1 AND d.state = 'sent' AND a.statuscode = 8", vec![id.into()])
             .await?
             .get("n")?;
-        let responded: i64 = db.fetch_one("SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1", vec![id.into()]).await?.get("n")?;
+        let responded: i64 = db
+            .fetch_one("SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1", vec![id.into()])
+            .await?
+            .get("n")?;
         let run_status = match wave.bulkoperation_id {
-            Some(b) => db.fetch_optional("SELECT statuscode FROM bulkoperation WHERE activityid = $1", vec![b.into()]).await?.map(|r| r.get("statuscode")).transpose()?,
+            Some(b) => db
+                .fetch_optional("SELECT statuscode FROM bulkoperation WHERE activityid = $1", vec![b.into()])
+                .await?
+                .map(|r| r.get("statuscode"))
+                .transpose()?,
             None => None,
         };
         let sent = counts.get("sent").copied().unwrap_or(0);
@@ -1201,19 +1455,35 @@ impl Store {
 
     /// The recipient and wave of a delivery (the unsubscribe page).
     pub async fn delivery_address(&self, id: Uuid) -> Result<Option<(String, Uuid)>> {
-        let r = self.db.clone().fetch_optional("SELECT written, wave_id FROM wave_delivery WHERE id = $1", vec![id.into()]).await?;
+        let r = self
+            .db
+            .clone()
+            .fetch_optional("SELECT written, wave_id FROM wave_delivery WHERE id = $1", vec![id.into()])
+            .await?;
         r.map(|r| Ok((r.get("written")?, r.get("wave_id")?))).transpose()
     }
 
     /// R-OPT-3 through the unsubscribe link: opt-out flags on the member (`donotsendmm`,
     /// `donotbulkemail`), the address suppressed, a campaign response with code 3 on the
     /// wave. Once per delivery (an inbound_event keyed by the delivery id).
-    pub async fn unsubscribe_delivery(&self, id: Uuid, via: &str, now: DateTime<Utc>) -> Result<Option<UnsubscribeOutcome>> {
+    pub async fn unsubscribe_delivery(
+        &self,
+        id: Uuid,
+        via: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UnsubscribeOutcome>> {
         let mut tx = self.db.begin().await?;
-        let Some(d) = tx.fetch_optional("SELECT wave_id, address, written, member_id, member_type FROM wave_delivery WHERE id = $1", vec![id.into()]).await? else {
+        let Some(d) = tx
+            .fetch_optional(
+                "SELECT wave_id, address, written, member_id, member_type FROM wave_delivery WHERE id = $1",
+                vec![id.into()],
+            )
+            .await?
+        else {
             return Ok(None);
         };
-        let (wave_id, address, written): (Uuid, String, String) = (d.get("wave_id")?, d.get("address")?, d.get("written")?);
+        let (wave_id, address, written): (Uuid, String, String) =
+            (d.get("wave_id")?, d.get("address")?, d.get("written")?);
         let member = crate::crm::EntityRef::new(d.get("member_type")?, d.get("member_id")?);
         let ev = ops::InboundEvent {
             id: Uuid::new_v4(),
@@ -1236,7 +1506,18 @@ impl Store {
             vec![member.id.into(), now.into()],
         )
         .await?;
-        ops::suppress(&mut tx, &Suppression { address: address.clone(), kind: "email".into(), reason: "unsubscribe".into(), source: via.into(), detail: Some(format!("delivery {id}")), created_on: now }).await?;
+        ops::suppress(
+            &mut tx,
+            &Suppression {
+                address: address.clone(),
+                kind: "email".into(),
+                reason: "unsubscribe".into(),
+                source: via.into(),
+                detail: Some(format!("delivery {id}")),
+                created_on: now,
+            },
+        )
+        .await?;
         let wave = wave_in(&mut tx, wave_id).await?;
         let tz: Tz = wave.schedule.timezone.parse().unwrap_or(chrono_tz::UTC);
         let resp = CampaignResponse {
@@ -1265,16 +1546,30 @@ impl Store {
     pub async fn instance_secret(&self, name: &str, now: DateTime<Utc>) -> Result<String> {
         let mut tx = self.db.begin().await?;
         let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        tx.execute("INSERT INTO instance_secret (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", vec![name.into(), fresh.into(), now.into()]).await?;
-        let v: String = tx.fetch_one("SELECT value FROM instance_secret WHERE name = $1", vec![name.into()]).await?.get("value")?;
+        tx.execute(
+            "INSERT INTO instance_secret (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            vec![name.into(), fresh.into(), now.into()],
+        )
+        .await?;
+        let v: String =
+            tx.fetch_one("SELECT value FROM instance_secret WHERE name = $1", vec![name.into()]).await?.get("value")?;
         tx.commit().await?;
         Ok(v)
     }
 
     /// Deliveries of a wave (tests and the status view): (address, state, attempts, message_id).
     pub async fn wave_deliveries(&self, wave: Uuid) -> Result<Vec<(String, String, i32, String)>> {
-        let rows = self.db.clone().fetch_all("SELECT address, state, attempts, message_id FROM wave_delivery WHERE wave_id = $1 ORDER BY address", vec![wave.into()]).await?;
-        rows.iter().map(|r| Ok((r.get("address")?, r.get("state")?, r.get("attempts")?, r.get("message_id")?))).collect()
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT address, state, attempts, message_id FROM wave_delivery WHERE wave_id = $1 ORDER BY address",
+                vec![wave.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get("address")?, r.get("state")?, r.get("attempts")?, r.get("message_id")?)))
+            .collect()
     }
 }
 

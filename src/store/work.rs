@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::db::Exec;
 use super::records::{load, update};
 use super::{Result, Store};
+use crate::crm::RuleError;
 use crate::crm::entities::{Activity, SystemUser};
 use crate::crm::work::{self, Actor, CloseAction, CloseParams};
-use crate::crm::RuleError;
 
 /// The managers above `user`, nearest first (the escalation chain of §4.7), stopping at a
 /// cycle.
@@ -19,7 +19,9 @@ pub(crate) async fn manager_chain(ex: &mut impl Exec, user: Uuid) -> Result<Vec<
     let mut at = user;
     // A chain longer than this is a data error; the cycle guard below catches loops.
     for _ in 0..64 {
-        let row = ex.fetch_optional("SELECT parentsystemuserid FROM systemuser WHERE systemuserid = $1", vec![at.into()]).await?;
+        let row = ex
+            .fetch_optional("SELECT parentsystemuserid FROM systemuser WHERE systemuserid = $1", vec![at.into()])
+            .await?;
         let Some(next) = row.map(|r| r.get::<Option<Uuid>>("parentsystemuserid")).transpose()?.flatten() else { break };
         if next == user || chain.contains(&next) {
             break;
@@ -34,20 +36,34 @@ pub(crate) async fn manager_chain(ex: &mut impl Exec, user: Uuid) -> Result<Vec<
 /// sent or given up for it are forgotten, so the next scan starts over. Pending rows stay:
 /// a digest that holds them is being sent.
 async fn restart_escalation(ex: &mut impl Exec, activity: Uuid) -> Result<()> {
-    ex.execute("DELETE FROM notification_log WHERE activityid = $1 AND status <> 'pending'", vec![activity.into()]).await?;
+    ex.execute("DELETE FROM notification_log WHERE activityid = $1 AND status <> 'pending'", vec![activity.into()])
+        .await?;
     Ok(())
 }
 
 impl Store {
     /// R-ACT-1: completes, cancels or reopens a plain activity for `actor`, who must be its
     /// owner, above the owner in the manager chain, or an admin (reopen: admins only).
-    pub async fn close_activity(&self, id: Uuid, action: CloseAction, p: &CloseParams, actor: Actor, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<Activity> {
+    pub async fn close_activity(
+        &self,
+        id: Uuid,
+        action: CloseAction,
+        p: &CloseParams,
+        actor: Actor,
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Result<Activity> {
         let mut tx = self.db.begin().await?;
         let a: Activity = load(&mut tx, id).await?;
         if !actor.admin && actor.user != a.ownerid {
             let chain = manager_chain(&mut tx, a.ownerid).await?;
             if !work::may_close(actor, a.ownerid, &chain) {
-                return Err(RuleError::new("R-ACT-1", "not_your_activity", "only the owner, a manager above the owner, or an admin finishes an activity").into());
+                return Err(RuleError::new(
+                    "R-ACT-1",
+                    "not_your_activity",
+                    "only the owner, a manager above the owner, or an admin finishes an activity",
+                )
+                .into());
             }
         }
         let after = work::plan_close(&a, action, p, actor, now, tz)?;
@@ -76,7 +92,15 @@ impl Store {
         // R-ACT-2: the new owner hears of it in the next digest.
         if before.ownerid != out.ownerid && out.statecode == 0 {
             let of = crate::crm::EntityRef::new(out.activitytypecode, out.activityid);
-            super::deals::add_history(&mut tx, of, out.modifiedon, out.modifiedby, "assigned", out.subject.as_deref().unwrap_or("")).await?;
+            super::deals::add_history(
+                &mut tx,
+                of,
+                out.modifiedon,
+                out.modifiedby,
+                "assigned",
+                out.subject.as_deref().unwrap_or(""),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(out)

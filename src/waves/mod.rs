@@ -63,7 +63,14 @@ impl Templates {
     /// The subject line (one line, at most 998 octets per RFC 5322 §2.1.1).
     pub fn subject(&self, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
         let s = self.render("subject.txt", vars)?;
-        Ok(s.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ").chars().take(300).collect())
+        Ok(s.split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(300)
+            .collect())
     }
 }
 
@@ -99,7 +106,10 @@ fn transfer_body(body: String, eightbit: bool) -> Body {
         return Body::new(body);
     }
     crlf.extend_from_slice(tail);
-    Body::dangerous_pre_encoded(crlf, if ascii { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit })
+    Body::dangerous_pre_encoded(
+        crlf,
+        if ascii { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit },
+    )
 }
 
 /// RFC 3676 format=flowed: lines longer than `FLOW_WIDTH` octets are broken after a space
@@ -200,7 +210,11 @@ impl Relay {
         let Some(host) = c.host.clone() else { return Ok(None) };
         Ok(Some(Relay {
             tls_config: crate::ingest::imap::tls_config(c.tls_ca_file.as_deref())?,
-            ca_pem: c.tls_ca_file.as_ref().map(|f| std::fs::read(f).map_err(|e| anyhow::anyhow!("smtp.tls_ca_file {}: {e}", f.display()))).transpose()?,
+            ca_pem: c
+                .tls_ca_file
+                .as_ref()
+                .map(|f| std::fs::read(f).map_err(|e| anyhow::anyhow!("smtp.tls_ca_file {}: {e}", f.display())))
+                .transpose()?,
             key: format!("{host}:{}", c.port),
             port: c.port,
             tls: c.tls,
@@ -225,20 +239,28 @@ impl Relay {
             .map_err(|e| format!("{at}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn AsyncTokioStream> = if self.tls == TlsMode::Implicit {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| format!("'{}': {e}", self.host))?;
-            let tls = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(self.tls_config.clone()).connect(name, tcp))
-                .await
-                .map_err(|_| format!("{at}: TLS handshake timed out"))?
-                .map_err(|e| format!("{at}: TLS: {e}"))?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| format!("'{}': {e}", self.host))?;
+            let tls = tokio::time::timeout(
+                self.timeout,
+                tokio_rustls::TlsConnector::from(self.tls_config.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| format!("{at}: TLS handshake timed out"))?
+            .map_err(|e| format!("{at}: TLS: {e}"))?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
         };
-        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello).await.map_err(|e| format!("{at}: {e}"))?;
+        let mut conn =
+            AsyncSmtpConnection::connect_with_transport(stream, &hello).await.map_err(|e| format!("{at}: {e}"))?;
         if self.tls == TlsMode::Starttls {
             let mut params = TlsParameters::builder(self.host.clone());
             if let Some(pem) = &self.ca_pem {
-                params = params.add_root_certificate(lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|e| format!("smtp.tls_ca_file: {e}"))?);
+                params = params.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_pem(pem)
+                        .map_err(|e| format!("smtp.tls_ca_file: {e}"))?,
+                );
             }
             let params = params.build().map_err(|e| e.to_string())?;
             conn.starttls(params, &hello).await.map_err(|e| format!("{at}: STARTTLS: {e}"))?;
@@ -255,19 +277,33 @@ impl Relay {
 struct TlsStream(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
 
 impl tokio::io::AsyncRead for TlsStream {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl tokio::io::AsyncWrite for TlsStream {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_flush(cx)
     }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
@@ -299,7 +335,13 @@ pub async fn offers_pipelining(conn: &mut AsyncSmtpConnection) -> bool {
 /// One SMTP transaction on an open session; the error says at which stage it failed. With
 /// `pipelining`, MAIL, RCPT and DATA go out in one write and their three replies are read
 /// in order (RFC 2920 §3.1): two round trips per message instead of four.
-async fn transact(conn: &mut AsyncSmtpConnection, pipelining: bool, from: &Address, to: &Address, body: &[u8]) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
+async fn transact(
+    conn: &mut AsyncSmtpConnection,
+    pipelining: bool,
+    from: &Address,
+    to: &Address,
+    body: &[u8],
+) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
     let mut params = Vec::new();
     if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -399,18 +441,25 @@ pub struct WaveSettings {
 fn dkim_config(cfg: &Config) -> anyhow::Result<Option<Arc<lettre::message::dkim::DkimConfig>>> {
     use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningKey};
     let w = &cfg.waves;
-    let (Some(domain), Some(selector), Some(key)) = (&w.dkim_domain, &w.dkim_selector, &w.dkim_private_key) else { return Ok(None) };
-    let alg = crate::config::dkim_algorithm(&w.dkim_algorithm).ok_or_else(|| anyhow::anyhow!("waves.dkim_algorithm '{}'", w.dkim_algorithm))?;
+    let (Some(domain), Some(selector), Some(key)) = (&w.dkim_domain, &w.dkim_selector, &w.dkim_private_key) else {
+        return Ok(None);
+    };
+    let alg = crate::config::dkim_algorithm(&w.dkim_algorithm)
+        .ok_or_else(|| anyhow::anyhow!("waves.dkim_algorithm '{}'", w.dkim_algorithm))?;
     let key = DkimSigningKey::new(key, alg).map_err(|e| anyhow::anyhow!("waves.dkim_private_key_file: {e:?}"))?;
-    let headers = ["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"].map(HeaderName::new_from_ascii_str).to_vec();
-    let canon = DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
+    let headers = ["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"]
+        .map(HeaderName::new_from_ascii_str)
+        .to_vec();
+    let canon =
+        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
     Ok(Some(Arc::new(DkimConfig::new(selector.clone(), domain.clone(), key, headers, canon))))
 }
 
 impl WaveSettings {
     pub fn from_config(cfg: &Config) -> anyhow::Result<WaveSettings> {
         let w = &cfg.waves;
-        let from_domain = cfg.smtp.from.as_deref().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_string());
+        let from_domain =
+            cfg.smtp.from.as_deref().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_string());
         Ok(WaveSettings {
             dkim: dkim_config(cfg)?,
             batch: w.batch_size.max(1),
@@ -425,7 +474,13 @@ impl WaveSettings {
             expansion_chunk: w.expansion_chunk.max(1),
             tz: cfg.tz(),
             message_id_domain: w.message_id_domain.clone().or(from_domain).unwrap_or_else(|| "localhost".into()),
-            base_url: cfg.org.public_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.http.listen)).trim_end_matches('/').to_string(),
+            base_url: cfg
+                .org
+                .public_base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.http.listen))
+                .trim_end_matches('/')
+                .to_string(),
             mailto: w.unsubscribe_mailto.clone(),
             bounce_address: w.bounce_address.clone(),
             allow_optout_override: w.allow_optout_override,
@@ -486,7 +541,16 @@ pub struct Built {
 
 impl WaveRuntime {
     pub fn new(store: Store, relay: Relay, s: WaveSettings, holder: &str, signer: LinkSigner) -> WaveRuntime {
-        WaveRuntime { store, relay, s, holder: holder.to_string(), signer, waves: Mutex::new(HashMap::new()), db_turn: Mutex::new(()), backoff_until: std::sync::atomic::AtomicI64::new(0) }
+        WaveRuntime {
+            store,
+            relay,
+            s,
+            holder: holder.to_string(),
+            signer,
+            waves: Mutex::new(HashMap::new()),
+            db_turn: Mutex::new(()),
+            backoff_until: std::sync::atomic::AtomicI64::new(0),
+        }
     }
 
     /// SQLite's one writer: the claim loop, the recorder and the expansion take turns. On
@@ -507,7 +571,10 @@ impl WaveRuntime {
         format!("{}/u/{}", self.s.base_url, self.signer.token(delivery))
     }
 
-    fn expand_options<'a>(&'a self, subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync)) -> ExpandOptions<'a> {
+    fn expand_options<'a>(
+        &'a self,
+        subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync),
+    ) -> ExpandOptions<'a> {
         ExpandOptions {
             tz: self.s.tz,
             message_id_domain: self.s.message_id_domain.clone(),
@@ -569,15 +636,29 @@ impl WaveRuntime {
 
     /// Renders and builds one wave message: personalised subject/text/HTML, our Message-ID,
     /// X-header and token, List-Unsubscribe (https + mailto) with One-Click (RFC 8058).
-    pub fn build(&self, wave: &WaveRow, t: &Templates, d: &ClaimedDelivery, test: bool, eightbit: bool) -> Result<Built, String> {
+    pub fn build(
+        &self,
+        wave: &WaveRow,
+        t: &Templates,
+        d: &ClaimedDelivery,
+        test: bool,
+        eightbit: bool,
+    ) -> Result<Built, String> {
         let url = if test { format!("{}/u/test", self.s.base_url) } else { self.unsubscribe_url(d.id) };
         let mut vars = d.vars.clone();
         vars.insert("unsubscribe_url".into(), url.clone().into());
         vars.insert("campaign_code".into(), d.token.clone().into());
-        let subject = if test { format!("[TEST] {}", t.subject(&vars)?) } else if d.subject.is_empty() { t.subject(&vars)? } else { d.subject.clone() };
+        let subject = if test {
+            format!("[TEST] {}", t.subject(&vars)?)
+        } else if d.subject.is_empty() {
+            t.subject(&vars)?
+        } else {
+            d.subject.clone()
+        };
         let text = t.render("body.txt", &vars)?;
         let from_addr: Address = wave.schedule.from_address.parse().map_err(|e| format!("from address: {e}"))?;
-        let to_addr: Address = d.written.parse().or_else(|_| d.address.parse()).map_err(|e| format!("recipient address: {e}"))?;
+        let to_addr: Address =
+            d.written.parse().or_else(|_| d.address.parse()).map_err(|e| format!("recipient address: {e}"))?;
         let mut b = lettre::Message::builder()
             .from(Mailbox::new(wave.schedule.from_name.clone(), from_addr.clone()))
             .to(Mailbox::new(None, to_addr.clone()))
@@ -593,12 +674,19 @@ impl WaveRuntime {
         if !test {
             b = b
                 .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(XHEADER_ACTIVITY), d.id.to_string()))
-                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(crate::crm::inbound::XHEADER_TOKEN), d.token.clone()));
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str(crate::crm::inbound::XHEADER_TOKEN),
+                    d.token.clone(),
+                ));
         }
-        b = b
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub))
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()));
-        let part = |ctype: ContentType, body: String| SinglePart::builder().header(ctype).body(transfer_body(body, eightbit));
+        b = b.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), unsub)).raw_header(
+            HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ),
+        );
+        let part =
+            |ctype: ContentType, body: String| SinglePart::builder().header(ctype).body(transfer_body(body, eightbit));
         // Long paragraphs go as format=flowed (RFC 3676) so the text part can stay 8-bit.
         let (text_type, text) = if eightbit && text.lines().any(|l| l.len() > FLOW_WIDTH) {
             (ContentType::parse("text/plain; charset=utf-8; format=flowed").map_err(|e| e.to_string())?, flowed(&text))
@@ -607,7 +695,11 @@ impl WaveRuntime {
         };
         let msg = if t.has_html {
             let html = t.render("body.html", &vars)?;
-            b.multipart(MultiPart::alternative().singlepart(part(text_type, text)).singlepart(part(ContentType::TEXT_HTML, html)))
+            b.multipart(
+                MultiPart::alternative()
+                    .singlepart(part(text_type, text))
+                    .singlepart(part(ContentType::TEXT_HTML, html)),
+            )
         } else {
             b.singlepart(part(text_type, text))
         }
@@ -625,7 +717,12 @@ impl WaveRuntime {
 
     /// Sends a wave's message to `to` as a test: rendered with fallbacks (or `vars`), marked
     /// [TEST], no X-header; no delivery row, no counts, no activity.
-    pub async fn test_send(&self, wave: Uuid, to: &str, vars: serde_json::Map<String, serde_json::Value>) -> anyhow::Result<()> {
+    pub async fn test_send(
+        &self,
+        wave: Uuid,
+        to: &str,
+        vars: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<()> {
         let row = self.store.wave(wave).await?;
         let t = Templates::compile(&row.schedule).map_err(|e| anyhow::anyhow!(e))?;
         let d = ClaimedDelivery {
@@ -643,7 +740,9 @@ impl WaveRuntime {
         };
         let built = self.build(&row, &t, &d, true, false).map_err(|e| anyhow::anyhow!(e))?;
         let mut conn = self.relay.connect().await.map_err(|e| anyhow::anyhow!(e))?;
-        transact(&mut conn, false, &built.from, &built.to, &built.bytes).await.map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
+        transact(&mut conn, false, &built.from, &built.to, &built.bytes)
+            .await
+            .map_err(|(stage, e)| anyhow::anyhow!("{stage:?}: {e}"))?;
         let _ = conn.quit().await;
         Ok(())
     }
@@ -703,7 +802,9 @@ impl WaveRuntime {
             }
             let claimed = {
                 let _turn = self.turn().await;
-                self.store.claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now).await
+                self.store
+                    .claim_deliveries(&self.holder, &self.relay.key, self.s.relay_rate, room, self.s.lease, now)
+                    .await
             };
             let claim = match claimed {
                 Ok(c) => {
@@ -747,7 +848,14 @@ impl WaveRuntime {
                             }
                         }
                         // This delivery goes back (the sweep cancels it if its wave ended).
-                        let r = DeliveryResult { id: d.id, wave_id: d.wave_id, address: d.address.clone(), outcome: DeliveryOutcome::Released { at: Utc::now() + chrono::Duration::from_std(self.s.poll).unwrap_or_default() } };
+                        let r = DeliveryResult {
+                            id: d.id,
+                            wave_id: d.wave_id,
+                            address: d.address.clone(),
+                            outcome: DeliveryOutcome::Released {
+                                at: Utc::now() + chrono::Duration::from_std(self.s.poll).unwrap_or_default(),
+                            },
+                        };
                         if res_tx_claim.send((r, None)).await.is_err() {
                             inflight.fetch_sub(1, Ordering::AcqRel);
                         }
@@ -770,7 +878,12 @@ impl WaveRuntime {
     }
 
     /// One SMTP session working through jobs.
-    async fn sender(self: Arc<Self>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, results: mpsc::Sender<(DeliveryResult, Option<String>)>, token: CancellationToken) {
+    async fn sender(
+        self: Arc<Self>,
+        jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+        results: mpsc::Sender<(DeliveryResult, Option<String>)>,
+        token: CancellationToken,
+    ) {
         let mut conn: Option<(AsyncSmtpConnection, bool)> = None;
         loop {
             let job = { jobs.lock().await.recv().await };
@@ -792,7 +905,11 @@ impl WaveRuntime {
 
     /// Sends one message; returns its outcome and, for a throttle or a relay failure, the
     /// reply that backs the relay off.
-    async fn deliver(&self, job: &Job, conn: &mut Option<(AsyncSmtpConnection, bool)>) -> (DeliveryOutcome, Option<String>) {
+    async fn deliver(
+        &self,
+        job: &Job,
+        conn: &mut Option<(AsyncSmtpConnection, bool)>,
+    ) -> (DeliveryOutcome, Option<String>) {
         let now = Utc::now();
         let (wave, templates) = (&job.wave.0, &job.wave.1);
         // Never send on a claim that may pass to another daemon before the transaction ends
@@ -802,7 +919,12 @@ impl WaveRuntime {
             return (DeliveryOutcome::Released { at: now }, None);
         }
         if now.timestamp_millis() < self.backoff_until.load(Ordering::Acquire) {
-            return (DeliveryOutcome::Released { at: DateTime::from_timestamp_millis(self.backoff_until.load(Ordering::Acquire)).unwrap_or(now) }, None);
+            return (
+                DeliveryOutcome::Released {
+                    at: DateTime::from_timestamp_millis(self.backoff_until.load(Ordering::Acquire)).unwrap_or(now),
+                },
+                None,
+            );
         }
         if conn.as_ref().is_none_or(|(c, _)| c.has_broken()) {
             *conn = None;
@@ -826,10 +948,14 @@ impl WaveRuntime {
         let eightbit = c.server_info().supports_feature(Extension::EightBitMime);
         let built = match self.build(wave, templates, &job.d, false, eightbit) {
             Ok(b) => b,
-            Err(e) => return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None),
+            Err(e) => {
+                return (DeliveryOutcome::Failed { reason: "message_error".into(), detail: e, suppress: false }, None);
+            }
         };
         failpoint("wave-before-smtp", ATTEMPTED.fetch_add(1, Ordering::SeqCst) + 1);
-        let res = tokio::time::timeout(self.relay.timeout, transact(c, *pipelining, &built.from, &built.to, &built.bytes)).await;
+        let res =
+            tokio::time::timeout(self.relay.timeout, transact(c, *pipelining, &built.from, &built.to, &built.bytes))
+                .await;
         let (stage, err) = match res {
             Ok(Ok(())) => {
                 failpoint("wave-after-smtp", ACCEPTED.fetch_add(1, Ordering::SeqCst) + 1);
@@ -861,8 +987,17 @@ impl WaveRuntime {
                 self.backoff_until.fetch_max(until.timestamp_millis(), Ordering::AcqRel);
                 (DeliveryOutcome::Released { at: now }, Some(text))
             }
-            Verdict::Rejected { suppress } => (DeliveryOutcome::Failed { reason: if suppress { "recipient_rejected".into() } else { "message_rejected".into() }, detail: text, suppress }, None),
-            Verdict::SenderRejected => (DeliveryOutcome::AbortWave { detail: format!("the relay refused the sender: {text}") }, None),
+            Verdict::Rejected { suppress } => (
+                DeliveryOutcome::Failed {
+                    reason: if suppress { "recipient_rejected".into() } else { "message_rejected".into() },
+                    detail: text,
+                    suppress,
+                },
+                None,
+            ),
+            Verdict::SenderRejected => {
+                (DeliveryOutcome::AbortWave { detail: format!("the relay refused the sender: {text}") }, None)
+            }
         }
     }
 
@@ -877,7 +1012,12 @@ impl WaveRuntime {
     }
 
     /// Commits outcomes in groups (one transaction per group); never drops one.
-    async fn recorder(self: Arc<Self>, mut rx: mpsc::Receiver<(DeliveryResult, Option<String>)>, inflight: Arc<AtomicUsize>, notify: Arc<Notify>) {
+    async fn recorder(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<(DeliveryResult, Option<String>)>,
+        inflight: Arc<AtomicUsize>,
+        notify: Arc<Notify>,
+    ) {
         let mut buf: Vec<DeliveryResult> = Vec::new();
         loop {
             let Some((first, t)) = rx.recv().await else { break };
@@ -898,7 +1038,9 @@ impl WaveRuntime {
                 }
             }
             // Released deliveries go back after the relay's back-off, not at once.
-            let backoff = throttle.as_ref().map(|reply| (chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default(), reply.clone()));
+            let backoff = throttle
+                .as_ref()
+                .map(|reply| (chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default(), reply.clone()));
             if let Some((_, reply)) = &backoff {
                 tracing::warn!(relay = %self.relay.key, reply = %reply, "relay throttling or unavailable; backing off");
             }
@@ -958,7 +1100,11 @@ pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> an
     .into_iter()
     .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.into())))
     .collect();
-    let bare: serde_json::Map<String, serde_json::Value> = sample.iter().filter(|(k, _)| matches!(k.as_str(), "email" | "unsubscribe_url" | "campaign_code")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let bare: serde_json::Map<String, serde_json::Value> = sample
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "email" | "unsubscribe_url" | "campaign_code"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for vars in [&sample, &bare] {
         t.subject(vars).map_err(|e| anyhow::anyhow!("template error: subject: {e}"))?;
         t.render("body.txt", vars).map_err(|e| anyhow::anyhow!("template error: {e}"))?;
@@ -1005,8 +1151,15 @@ mod tests {
         assert_eq!(b.encoding(), ContentTransferEncoding::EightBit);
         assert_eq!(b.into_vec(), ru.clone().into_bytes(), "no quoted-printable for Cyrillic to an 8BITMIME relay");
         let seven = transfer_body(ru, false).encoding();
-        assert!(matches!(seven, ContentTransferEncoding::QuotedPrintable | ContentTransferEncoding::Base64), "8-bit text to a 7-bit relay is encoded: {seven:?}");
-        assert_ne!(transfer_body("x".repeat(1200), true).encoding(), ContentTransferEncoding::SevenBit, "over 998 octets a line must be encoded");
+        assert!(
+            matches!(seven, ContentTransferEncoding::QuotedPrintable | ContentTransferEncoding::Base64),
+            "8-bit text to a 7-bit relay is encoded: {seven:?}"
+        );
+        assert_ne!(
+            transfer_body("x".repeat(1200), true).encoding(),
+            ContentTransferEncoding::SevenBit,
+            "over 998 octets a line must be encoded"
+        );
     }
 
     #[test]

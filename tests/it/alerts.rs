@@ -4,8 +4,8 @@
 //! digests after a restart.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use inflow::crm::entities::*;
 use inflow::crm::EntityKind;
+use inflow::crm::entities::*;
 use inflow::store::{NotificationClaim, RecordExt, Store};
 use uuid::Uuid;
 
@@ -19,7 +19,11 @@ fn body(raw: &str) -> String {
     let mut i = 0;
     let mut buf = Vec::new();
     while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
             buf.push(u8::from_str_radix(&msg[i + 1..i + 3], 16).unwrap());
             i += 3;
         } else {
@@ -32,8 +36,14 @@ fn body(raw: &str) -> String {
 }
 
 async fn task(store: &Store, owner: Uuid, subject: &str, due: DateTime<Utc>) -> Activity {
-    let a = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(due), ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, now(), None);
+    let a = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Task,
+        subject: Some(subject.into()),
+        scheduledend: Some(due),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     store.insert(&a).await.unwrap();
     a
 }
@@ -62,7 +72,10 @@ async fn owner_then_manager(engine: &str) {
     // overdue depends on the time of day (run just after midnight in Moscow, it had been
     // overdue for minutes, and did not reach level 1 within the 23 hours this test allows).
     let moscow = chrono_tz::Europe::Moscow;
-    let t0 = moscow.from_local_datetime(&now().with_timezone(&moscow).date_naive().and_hms_opt(12, 0, 0).unwrap()).unwrap().with_timezone(&Utc);
+    let t0 = moscow
+        .from_local_datetime(&now().with_timezone(&moscow).date_naive().and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
     let fresh = task(s, owner, "Send the offer", t0 - Duration::hours(2)).await;
     task(s, owner, "Call back Romashka", t0 - Duration::hours(50)).await;
     task(s, other, "Prepare the demo", t0 - Duration::hours(30)).await;
@@ -72,11 +85,26 @@ async fn owner_then_manager(engine: &str) {
     done.statuscode = 5;
     s.update(&done).await.unwrap();
     // A campaign plan task whose DateOnly due date was yesterday in Moscow.
-    let camp = Campaign { campaignid: Uuid::new_v4(), name: "Expo".into(), typecode: 1, transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t0, None);
+    let camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Expo".into(),
+        typecode: 1,
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t0, None);
     s.insert(&camp).await.unwrap();
     let yesterday = (t0.with_timezone(&chrono_tz::Europe::Moscow) - Duration::days(1)).date_naive();
-    let plan = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Print the booklets".into(), scheduledend: Some(yesterday), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, t0, None);
+    let plan = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "Print the booklets".into(),
+        scheduledend: Some(yesterday),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t0, None);
     s.create_campaign_activity(&plan).await.unwrap();
 
     let r = rt.scan(t0).await.unwrap();
@@ -84,7 +112,12 @@ async fn owner_then_manager(engine: &str) {
     assert_eq!(r.overdue, 4, "{r:?}");
     assert_eq!((r.digests, r.claimed), (3, 6), "{r:?}");
     let msgs = smtp.wait_for(3).await;
-    let to = |addr: &str| msgs.iter().find(|(rcpt, _)| rcpt.trim() == addr).map(|(_, m)| body(m)).unwrap_or_else(|| panic!("no digest to {addr}: {msgs:?}"));
+    let to = |addr: &str| {
+        msgs.iter()
+            .find(|(rcpt, _)| rcpt.trim() == addr)
+            .map(|(_, m)| body(m))
+            .unwrap_or_else(|| panic!("no digest to {addr}: {msgs:?}"))
+    };
     let oleg = to("oleg@acme.ru");
     assert!(oleg.contains("Subject: 3 overdue activities"), "{oleg}");
     for s in ["Send the offer", "Call back Romashka", "Print the booklets"] {
@@ -95,7 +128,10 @@ async fn owner_then_manager(engine: &str) {
     let anna = to("anna@acme.ru");
     assert!(anna.contains("Escalation:") && anna.contains("Oleg Ivanov") && anna.contains("Pavel Sokolov"), "{anna}");
     assert!(anna.find("Oleg Ivanov").unwrap() < anna.find("Pavel Sokolov").unwrap(), "grouped by owner");
-    assert!(anna.contains("Call back Romashka") && anna.contains("Prepare the demo") && !anna.contains("Send the offer"), "{anna}");
+    assert!(
+        anna.contains("Call back Romashka") && anna.contains("Prepare the demo") && !anna.contains("Send the offer"),
+        "{anna}"
+    );
     assert!(anna.contains(&format!("https://crm.acme.ru/api/v1/activities/")), "a link per line");
 
     // The next scans repeat nothing.
@@ -107,7 +143,12 @@ async fn owner_then_manager(engine: &str) {
     assert_eq!((later.claimed, later.digests), (3, 2), "{later:?}");
     let msgs = smtp.wait_for(5).await;
     let anna2 = msgs[3..].iter().find(|(r, _)| r.trim() == "anna@acme.ru").map(|(_, m)| body(m)).unwrap();
-    assert!(anna2.contains("Send the offer") && anna2.contains("Print the booklets") && !anna2.contains("Call back Romashka"), "{anna2}");
+    assert!(
+        anna2.contains("Send the offer")
+            && anna2.contains("Print the booklets")
+            && !anna2.contains("Call back Romashka"),
+        "{anna2}"
+    );
     // A new due date restarts at level 0; completing a task stops it.
     let mut moved = s.load::<Activity>(fresh.activityid).await.unwrap();
     moved.scheduledend = Some(t0 + Duration::hours(23) - Duration::minutes(1));
@@ -143,7 +184,12 @@ async fn quiet_hours_wait_for_the_next_working_period() {
     let rt = app.running.alerts.clone().unwrap();
     let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
     // Friday 2030-11-22 20:00 MSK: after hours; Saturday: weekend; Monday 09:00 MSK: open.
-    let msk = |d: u32, h: u32| chrono_tz::Europe::Moscow.from_local_datetime(&NaiveDate::from_ymd_opt(2030, 11, d).unwrap().and_hms_opt(h, 0, 0).unwrap()).unwrap().with_timezone(&Utc);
+    let msk = |d: u32, h: u32| {
+        chrono_tz::Europe::Moscow
+            .from_local_datetime(&NaiveDate::from_ymd_opt(2030, 11, d).unwrap().and_hms_opt(h, 0, 0).unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
     task(&app.store, owner, "Friday task", msk(22, 12)).await;
     assert!(rt.scan(msk(22, 20)).await.unwrap().quiet);
     assert!(rt.scan(msk(23, 11)).await.unwrap().quiet);
@@ -209,13 +255,26 @@ async fn transient_smtp_failure_is_retried_and_a_crash_after_claiming_loses_noth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_relay_nothing_is_claimed_until_one_is_configured() {
-    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "[alerts]\nenabled = true\nworking_hours = \"00:00-24:00\"\n").await;
+    let app = TestApp::spawn(
+        "sqlite",
+        tempfile::tempdir().unwrap(),
+        "[alerts]\nenabled = true\nworking_hours = \"00:00-24:00\"\n",
+    )
+    .await;
     let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
     task(&app.store, owner, "Waits for a relay", now() - Duration::hours(1)).await;
     let r = app.running.alerts.clone().unwrap().scan(now()).await.unwrap();
     assert!(r.no_relay && r.claimed == 0, "{r:?}");
     use inflow::store::Exec;
-    let n: i64 = app.store.db.clone().fetch_one("SELECT COUNT(*) AS n FROM notification_log", vec![]).await.unwrap().get("n").unwrap();
+    let n: i64 = app
+        .store
+        .db
+        .clone()
+        .fetch_one("SELECT COUNT(*) AS n FROM notification_log", vec![])
+        .await
+        .unwrap()
+        .get("n")
+        .unwrap();
     assert_eq!(n, 0);
     app.stop().await;
 }

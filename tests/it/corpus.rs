@@ -19,7 +19,9 @@ fn corpus_dir() -> PathBuf {
 fn found(m: &ParsedMail) -> Vec<(String, bool, String)> {
     m.bounce
         .as_ref()
-        .map(|b| b.recipients.iter().map(|r| (r.address.to_lowercase(), r.hard(), r.reason.as_str().to_string())).collect())
+        .map(|b| {
+            b.recipients.iter().map(|r| (r.address.to_lowercase(), r.hard(), r.reason.as_str().to_string())).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -44,8 +46,10 @@ impl Figures {
 #[test]
 fn sisimai_corpus_is_read_right() {
     let dir = corpus_dir();
-    let expected: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("../shared/corpora/sisimai/expected.json")).expect("expected.json");
+    let expected: BTreeMap<String, serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(dir.join("expected.json")).expect("../shared/corpora/sisimai/expected.json"),
+    )
+    .expect("expected.json");
     assert!(expected.len() >= 600, "the corpus has {} files", expected.len());
     let mut f = Figures::default();
     let mut auto_ok = 0;
@@ -67,7 +71,13 @@ fn sisimai_corpus_is_read_right() {
             }
         };
         let got = found(&m);
-        let truth: Vec<String> = exp["recipients_computed"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(str::to_lowercase).collect();
+        let truth: Vec<String> = exp["recipients_computed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .map(str::to_lowercase)
+            .collect();
         if category.starts_with("bounce") {
             let addrs: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
             if !truth.is_empty() {
@@ -89,13 +99,22 @@ fn sisimai_corpus_is_read_right() {
             };
             for (i, row) in rows.iter().enumerate() {
                 // Pair by address where libsisimai named one, else by position.
-                let ours = truth.get(i).and_then(|t| got.iter().find(|g| &g.0 == t)).or_else(|| got.get(i)).or_else(|| got.first());
+                let ours = truth
+                    .get(i)
+                    .and_then(|t| got.iter().find(|g| &g.0 == t))
+                    .or_else(|| got.get(i))
+                    .or_else(|| got.first());
                 let want_reason = row["reason"].as_str().unwrap_or("");
                 f.reason_rows += 1;
                 if ours.is_some_and(|o| o.2 == want_reason) {
                     f.reason_agree += 1;
                 } else {
-                    f.misses.push(format!("{file}: reason {:?}, expected {want_reason} ({} {})", ours.map(|o| o.2.as_str()), row["status"], row["replycode"]));
+                    f.misses.push(format!(
+                        "{file}: reason {:?}, expected {want_reason} ({} {})",
+                        ours.map(|o| o.2.as_str()),
+                        row["status"],
+                        row["replycode"]
+                    ));
                 }
                 if with_hard {
                     let want_hard = row["hardbounce"].as_bool().unwrap_or(false);
@@ -111,7 +130,8 @@ fn sisimai_corpus_is_read_right() {
             if m.bounce.is_none() && m.complaint.is_none() && m.automated.as_ref().is_some_and(|a| a.is_auto_reply()) {
                 auto_ok += 1;
             } else {
-                f.misses.push(format!("{file}: not read as an auto-reply: bounce {:?}, automated {:?}", got, m.automated));
+                f.misses
+                    .push(format!("{file}: not read as an auto-reply: bounce {:?}, automated {:?}", got, m.automated));
             }
         } else if category == "not-a-bounce" {
             if got.is_empty() && m.complaint.is_none() {
@@ -128,7 +148,9 @@ fn sisimai_corpus_is_read_right() {
         } else if category.starts_with("complaint") {
             arf.1 += 1;
             match &m.complaint {
-                Some(c) if c.address.as_deref().is_some_and(|a| truth.iter().any(|t| t.eq_ignore_ascii_case(a))) => arf.0 += 1,
+                Some(c) if c.address.as_deref().is_some_and(|a| truth.iter().any(|t| t.eq_ignore_ascii_case(a))) => {
+                    arf.0 += 1
+                }
                 // Sisimai's placeholder for a report that names nobody: naming nobody is right.
                 Some(c) if c.address.is_none() && truth.iter().all(|t| t.ends_with(".invalid")) => arf.0 += 1,
                 other => f.misses.push(format!("{file}: complaint {other:?}, expected {truth:?}")),

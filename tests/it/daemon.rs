@@ -66,7 +66,10 @@ impl Daemon {
         let pid = self.child.id().expect("pid").to_string();
         let st = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(st.success());
-        let status = tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("inflow did not stop after SIGTERM").expect("wait");
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("inflow did not stop after SIGTERM")
+            .expect("wait");
         (status.code(), self.stderr.await.unwrap_or_default())
     }
 }
@@ -80,7 +83,8 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 async fn recv_notify(sock: &UnixDatagram) -> String {
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(DEADLINE, sock.recv(&mut buf)).await.expect("no sd_notify message in time").expect("recv");
+    let n =
+        tokio::time::timeout(DEADLINE, sock.recv(&mut buf)).await.expect("no sd_notify message in time").expect("recv");
     String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
 }
 
@@ -91,7 +95,12 @@ async fn binary_becomes_ready_notifies_systemd_and_stops_cleanly_on_sigterm() {
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     // WatchdogSec=0.4 s as systemd passes it: pings are due every 0.2 s while healthy.
-    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")]).await;
+    let d = spawn(
+        &["--config", cfg.to_str().unwrap(), "run"],
+        dir.path(),
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+    )
+    .await;
     assert!(recv_notify(&sock).await.contains("READY=1"));
     for _ in 0..3 {
         assert_eq!(recv_notify(&sock).await, "WATCHDOG=1");
@@ -119,7 +128,16 @@ async fn a_dead_worker_silences_the_watchdog() {
     let cfg = write_config(dir.path(), "");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000"), ("INFLOW_FAILPOINT", "worker-panic")]).await;
+    let d = spawn(
+        &["--config", cfg.to_str().unwrap(), "run"],
+        dir.path(),
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+            ("INFLOW_FAILPOINT", "worker-panic"),
+        ],
+    )
+    .await;
     assert!(recv_notify(&sock).await.contains("READY=1"));
     // Once the supervisor has seen the death (healthz says so), pings stop: pings queued
     // before are drained, then within a second at most the one that may have been under way
@@ -139,7 +157,11 @@ async fn a_dead_worker_silences_the_watchdog() {
     assert!(pings <= 1, "{pings} pings after the worker died");
     let (code, log) = d.terminate().await;
     assert_eq!(code, Some(0));
-    assert!(log.iter().any(|l| l.contains("withholding the watchdog ping") && l.contains("failpoint")), "{}", log.join("\n"));
+    assert!(
+        log.iter().any(|l| l.contains("withholding the watchdog ping") && l.contains("failpoint")),
+        "{}",
+        log.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +174,12 @@ async fn run_without_config_uses_the_embedded_sqlite_default() {
 
     // Under systemd the default lands in $STATE_DIRECTORY.
     let state = tempfile::tempdir().unwrap();
-    let d = spawn(&["run"], dir.path(), &[("INFLOW__HTTP__LISTEN", "127.0.0.1:0"), ("STATE_DIRECTORY", state.path().to_str().unwrap())]).await;
+    let d = spawn(
+        &["run"],
+        dir.path(),
+        &[("INFLOW__HTTP__LISTEN", "127.0.0.1:0"), ("STATE_DIRECTORY", state.path().to_str().unwrap())],
+    )
+    .await;
     assert_eq!(d.get("/readyz").await.0, 200);
     assert!(state.path().join("inflow.db").exists());
     assert_eq!(d.terminate().await.0, Some(0));
@@ -172,12 +199,21 @@ async fn sigint_stops_cleanly_too() {
 async fn run_cli(args: &[&str], cwd: &Path) -> (Option<i32>, String, String) {
     let out = tokio::time::timeout(
         DEADLINE,
-        Command::new(inflow_bin()).args(args).current_dir(cwd).env_remove("INFLOW_CONFIG").env_remove("CREDENTIALS_DIRECTORY").output(),
+        Command::new(inflow_bin())
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("INFLOW_CONFIG")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output(),
     )
     .await
     .expect("inflow finished in time")
     .expect("run inflow");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[tokio::test]
@@ -242,7 +278,11 @@ async fn a_bad_config_never_starts_the_daemon() {
 async fn unreachable_database_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pg.toml");
-    std::fs::write(&path, "[database]\nurl = \"postgres://inflow:hunter2@127.0.0.1:1/inflow\"\nconnect_timeout_secs = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"postgres://inflow:hunter2@127.0.0.1:1/inflow\"\nconnect_timeout_secs = 2\n",
+    )
+    .unwrap();
     let (code, _, err) = run_cli(&["--config", path.to_str().unwrap(), "migrate"], dir.path()).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot open the database") && err.contains("127.0.0.1:1"), "{err}");
@@ -269,13 +309,24 @@ async fn migrate_and_version() {
 async fn secrets_tokens_and_bodies_never_reach_the_log() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
-    let secrets = ["imap-Pa55-QxT7", "smtp-Pa55-Lm2K", "pbx-Tok3n-Hh81", "pbx-Hmac-Vv90", "unsub-Key-Rr55", "api-Tok3n-Zz11"];
-    for (f, v) in [("imap.pass", secrets[0]), ("smtp.pass", secrets[1]), ("pbx.token", secrets[2]), ("pbx.hmac", secrets[3]), ("unsub.key", secrets[4])] {
+    let secrets =
+        ["imap-Pa55-QxT7", "smtp-Pa55-Lm2K", "pbx-Tok3n-Hh81", "pbx-Hmac-Vv90", "unsub-Key-Rr55", "api-Tok3n-Zz11"];
+    for (f, v) in [
+        ("imap.pass", secrets[0]),
+        ("smtp.pass", secrets[1]),
+        ("pbx.token", secrets[2]),
+        ("pbx.hmac", secrets[3]),
+        ("unsub.key", secrets[4]),
+    ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
     // The mailbox owner and the token's user: a real CRM user, made with the CLI.
     let pre = write_config(dir.path(), "");
-    let (code, out, err) = run_cli(&["--config", pre.to_str().unwrap(), "user", "add", "--last", "Ops", "--email", "ops@example.com"], dir.path()).await;
+    let (code, out, err) = run_cli(
+        &["--config", pre.to_str().unwrap(), "user", "add", "--last", "Ops", "--email", "ops@example.com"],
+        dir.path(),
+    )
+    .await;
     assert_eq!(code, Some(0), "{err}");
     let user: uuid::Uuid = out.trim().parse().unwrap();
     let api_hash = hex::encode(sha2::Sha256::digest(secrets[5].as_bytes()));
@@ -300,12 +351,29 @@ async fn secrets_tokens_and_bodies_never_reach_the_log() {
     assert_eq!(bad.status(), 401);
     // The API with the token: a read, a write whose body carries the marker, a refused write.
     assert_eq!(http.get(url("/api/v1/leads")).bearer_auth(secrets[5]).send().await.unwrap().status(), 200);
-    let r = http.post(url("/api/v1/leads")).bearer_auth(secrets[5]).json(&serde_json::json!({"subject": "s", "lastname": "x", "description": body_marker})).send().await.unwrap();
+    let r = http
+        .post(url("/api/v1/leads"))
+        .bearer_auth(secrets[5])
+        .json(&serde_json::json!({"subject": "s", "lastname": "x", "description": body_marker}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = http.post(url("/api/v1/leads")).bearer_auth(secrets[5]).json(&serde_json::json!({"subject": "s", "lastname": "x", "password": body_marker})).send().await.unwrap();
+    let r = http
+        .post(url("/api/v1/leads"))
+        .bearer_auth(secrets[5])
+        .json(&serde_json::json!({"subject": "s", "lastname": "x", "password": body_marker}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Wait until the mailbox worker has recorded its failed connection (so its errors are logged).
-    let store = inflow::store::Store::connect(&inflow::config::DatabaseConfig { url: format!("sqlite://{d}/state.db"), ..Default::default() }, Default::default()).await.unwrap();
+    let store = inflow::store::Store::connect(
+        &inflow::config::DatabaseConfig { url: format!("sqlite://{d}/state.db"), ..Default::default() },
+        Default::default(),
+    )
+    .await
+    .unwrap();
     crate::helpers::poll_until("the mailbox's failed connection", || async {
         store.mailbox_state("sales", "INBOX").await.ok().flatten().is_some_and(|m| m.state == "unreachable")
     })
@@ -335,7 +403,10 @@ async fn log_lines_for_journald_and_json() {
     let lines: Vec<&String> = log.iter().filter(|l| !l.starts_with("inflow listening on")).collect();
     assert!(lines.len() >= 2, "{log:?}");
     for l in &lines {
-        assert!(l.starts_with("<6>") || l.starts_with("<4>") || l.starts_with("<3>") || l.starts_with("<7>"), "no priority prefix: {l}");
+        assert!(
+            l.starts_with("<6>") || l.starts_with("<4>") || l.starts_with("<3>") || l.starts_with("<7>"),
+            "no priority prefix: {l}"
+        );
         assert!(!l.contains(&chrono::Utc::now().format("%Y-%m-%dT").to_string()), "a timestamp under journald: {l}");
     }
     assert!(lines.iter().any(|l| l.starts_with("<6>") && l.contains("inflow ready")), "{log:?}");
@@ -345,7 +416,11 @@ async fn log_lines_for_journald_and_json() {
     let d = spawn(&["--config", cfg.to_str().unwrap(), "run"], dir.path(), &[]).await;
     let (code, log) = d.terminate().await;
     assert_eq!(code, Some(0));
-    let json: Vec<serde_json::Value> = log.iter().filter(|l| !l.starts_with("inflow listening on")).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let json: Vec<serde_json::Value> = log
+        .iter()
+        .filter(|l| !l.starts_with("inflow listening on"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     assert!(json.iter().any(|j| j["level"] == "INFO" && j["fields"]["message"] == "inflow ready"), "{json:?}");
     assert!(json.iter().all(|j| j["timestamp"].is_string()));
 }

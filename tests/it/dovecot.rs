@@ -52,15 +52,64 @@ impl Dovecot {
                 let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
                 assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
             };
-            run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=inflow test CA", "-keyout", "ca-key.pem", "-out", "ca.pem"]);
-            run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.csr"]);
-            std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-            run(&["x509", "-req", "-in", "cert.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "cert.pem"]);
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=inflow test CA",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ]);
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.csr",
+            ]);
+            std::fs::write(
+                d.join("ext.cnf"),
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                "cert.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ]);
             format!("ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n", d = d.display())
         } else {
             "ssl = no\n".to_string()
         };
-        std::fs::write(d.join("passwd"), ["sales", "news", "other"].map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).concat()).unwrap();
+        std::fs::write(
+            d.join("passwd"),
+            ["sales", "news", "other"].map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).concat(),
+        )
+        .unwrap();
         let conf = format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -159,7 +208,12 @@ service stats {{
 
     /// Sets a folder's UIDVALIDITY (what a server-side folder rebuild does).
     pub fn set_uidvalidity(&self, user: &str, folder: &str, v: u32) {
-        let out = Command::new("/usr/bin/doveadm").arg("-c").arg(self.conf()).args(["mailbox", "update", "-u", user, "--uid-validity", &v.to_string(), folder]).output().expect("doveadm");
+        let out = Command::new("/usr/bin/doveadm")
+            .arg("-c")
+            .arg(self.conf())
+            .args(["mailbox", "update", "-u", user, "--uid-validity", &v.to_string(), folder])
+            .output()
+            .expect("doveadm");
         assert!(out.status.success(), "doveadm: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -216,7 +270,8 @@ impl Drop for Dovecot {
 
 /// A fixture from fixtures/mail.
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/fixtures/mail/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+    std::fs::read(format!("{}/fixtures/mail/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// A simple new inquiry with a given Message-ID and sender.

@@ -45,15 +45,23 @@ impl TestDb {
         });
         let now = chrono::Utc::now().timestamp();
         // Leftovers of killed runs (older than an hour) are dropped; names carry their birth time.
-        let old: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'inflow_t_%'").fetch_all(&mut conn).await.expect("list databases");
+        let old: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'inflow_t_%'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("list databases");
         for (name,) in old {
             let born: i64 = name.split('_').nth(2).and_then(|s| s.parse().ok()).unwrap_or(now);
             if now - born > 3600 {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
             }
         }
         let name = format!("inflow_t_{now}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create database");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
         TestDb { url: format!("{base}/{name}"), pg_name: Some(name), _dir: None }
     }
@@ -74,7 +82,9 @@ impl TestDb {
         use sqlx::Connection;
         if let Some(name) = &self.pg_name {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
             }
         }
     }
@@ -170,10 +180,22 @@ impl TestApp {
             db.url,
             extra.replace("{dir}", &dir.path().display().to_string())
         );
-        let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "test", text: &text }, &std::collections::BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
-        let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await.expect("app starts");
+        let cfg = inflow::config::Config::load(
+            inflow::config::Source::Text { name: "test", text: &text },
+            &std::collections::BTreeMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let running =
+            inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await.expect("app starts");
         let store = inflow::app::open_store(&cfg).await.expect("store");
-        TestApp { addr: running.addr.to_string(), store, running, _dir: dir, http: reqwest::Client::new(), db: Some(db) }
+        TestApp {
+            addr: running.addr.to_string(),
+            store,
+            running,
+            _dir: dir,
+            http: reqwest::Client::new(),
+            db: Some(db),
+        }
     }
 
     /// The URL of the app's database (for the CLI run against the same data).
@@ -187,7 +209,9 @@ impl TestApp {
 
     pub async fn stop(mut self) {
         self.running.token.cancel();
-        let done = tokio::time::timeout(std::time::Duration::from_secs(30), self.running.done).await.expect("app stops in time");
+        let done = tokio::time::timeout(std::time::Duration::from_secs(30), self.running.done)
+            .await
+            .expect("app stops in time");
         done.expect("app task").expect("app result");
         self.store.close().await;
         if let Some(db) = self.db.take() {
@@ -197,7 +221,14 @@ impl TestApp {
 }
 
 /// Adds an enabled user; returns its id.
-pub async fn add_user(store: &Store, first: &str, last: &str, email: &str, manager: Option<uuid::Uuid>, ext: Option<&str>) -> uuid::Uuid {
+pub async fn add_user(
+    store: &Store,
+    first: &str,
+    last: &str,
+    email: &str,
+    manager: Option<uuid::Uuid>,
+    ext: Option<&str>,
+) -> uuid::Uuid {
     use inflow::store::RecordExt;
     let t = now();
     let u = inflow::crm::entities::SystemUser {
@@ -251,9 +282,16 @@ impl SmtpSink {
     }
 
     pub fn messages(&self) -> Vec<(String, String)> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "eml")).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
         files.sort();
-        files.iter().map(|p| (std::fs::read_to_string(p.with_extension("rcpt")).unwrap(), std::fs::read_to_string(p).unwrap())).collect()
+        files
+            .iter()
+            .map(|p| (std::fs::read_to_string(p.with_extension("rcpt")).unwrap(), std::fs::read_to_string(p).unwrap()))
+            .collect()
     }
 
     pub async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
@@ -266,7 +304,6 @@ impl SmtpSink {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
     }
 }
-
 
 /// The sum of a metric's samples on the app's `/metrics` whose labels include `labels`.
 /// Counters are process-wide (tests share the recorder), so callers assert lower bounds.

@@ -38,13 +38,34 @@ struct Seed {
 async fn seed(s: &Store) -> Seed {
     let marketing = add_user(s, "", "Marketing", "marketing@crm.example.com", None, None).await;
     let t = now();
-    let c = Contact { contactid: Uuid::new_v4(), firstname: Some("Maria".into()), lastname: "Ivanova".into(), emailaddress1: Some("Maria@Client.Example".into()), ..Default::default() }
-        .stamped(marketing, EntityKind::Systemuser, t, None);
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        firstname: Some("Maria".into()),
+        lastname: "Ivanova".into(),
+        emailaddress1: Some("Maria@Client.Example".into()),
+        ..Default::default()
+    }
+    .stamped(marketing, EntityKind::Systemuser, t, None);
     s.insert(&c).await.unwrap();
-    let camp = Campaign { campaignid: Uuid::new_v4(), name: "November news".into(), typecode: 1, transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(marketing, EntityKind::Systemuser, t, None);
+    let camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "November news".into(),
+        typecode: 1,
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(marketing, EntityKind::Systemuser, t, None);
     s.insert(&camp).await.unwrap();
-    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "November e-mail".into(), channeltypecode: Some(7), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(marketing, EntityKind::Systemuser, t, None);
+    let wave = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "November e-mail".into(),
+        channeltypecode: Some(7),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(marketing, EntityKind::Systemuser, t, None);
     s.create_campaign_activity(&wave).await.unwrap();
     let outbound = |id: Uuid, mid: &str, token: &str| {
         let mut a = Activity {
@@ -65,7 +86,9 @@ async fn seed(s: &Store) -> Seed {
     };
     let reply_target = Uuid::new_v4();
     s.insert(&outbound(reply_target, "wave-1.rcpt-2@crm.example.com", "CRM:W1R2TOKEN")).await.unwrap();
-    s.insert(&outbound(BOUNCED_ACTIVITY.parse().unwrap(), "wave-1.rcpt-1@crm.example.com", "CRM:W1R1TOKEN")).await.unwrap();
+    s.insert(&outbound(BOUNCED_ACTIVITY.parse().unwrap(), "wave-1.rcpt-1@crm.example.com", "CRM:W1R1TOKEN"))
+        .await
+        .unwrap();
     // The wave message the ARF complaint fixture returns.
     s.insert(&outbound(Uuid::new_v4(), "wave-1.rcpt-9@crm.example.com", "CRM:W1R9TOKEN")).await.unwrap();
     // The mailbox owner last: workers resolve it per connection, so they start only now.
@@ -81,14 +104,17 @@ fn config(dv: &Dovecot, mailbox_extra: &str) -> String {
 }
 
 async fn lead_by_email(s: &Store, email: &str) -> Vec<Uuid> {
-    let rows = s.db.clone().fetch_all("SELECT leadid FROM lead WHERE emailaddress1 = $1", vec![email.into()]).await.unwrap();
+    let rows =
+        s.db.clone().fetch_all("SELECT leadid FROM lead WHERE emailaddress1 = $1", vec![email.into()]).await.unwrap();
     rows.iter().map(|r| r.get("leadid").unwrap()).collect()
 }
 
 async fn every_class(engine: &str) {
     let dv = Dovecot::start();
     let big = {
-        let mut m = inquiry("big-1@client.example", "Big <big@client.example>", "Huge attachment").into_iter().collect::<Vec<u8>>();
+        let mut m = inquiry("big-1@client.example", "Big <big@client.example>", "Huge attachment")
+            .into_iter()
+            .collect::<Vec<u8>>();
         m.extend(std::iter::repeat_n(b'A', 30_000));
         m
     };
@@ -122,16 +148,28 @@ async fn every_class(engine: &str) {
     poll_until("processed mail moved out of INBOX", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
     let moved = dv.messages("sales", "Processed").await;
     assert_eq!(moved.len(), 10, "never deleted: all moved to Processed");
-    assert!(moved.iter().all(|(_, flags)| !flags.iter().any(|f| f.contains("Seen"))), "BODY.PEEK leaves \\Seen unset: {moved:?}");
-    assert!(crate::helpers::metric(&app, "inflow_mail_messages_total", &[("mailbox", "sales"), ("class", "bounce")]).await >= 1.0);
+    assert!(
+        moved.iter().all(|(_, flags)| !flags.iter().any(|f| f.contains("Seen"))),
+        "BODY.PEEK leaves \\Seen unset: {moved:?}"
+    );
+    assert!(
+        crate::helpers::metric(&app, "inflow_mail_messages_total", &[("mailbox", "sales"), ("class", "bounce")]).await
+            >= 1.0
+    );
     assert!(crate::helpers::metric(&app, "inflow_mail_quarantined_total", &[("mailbox", "sales")]).await >= 2.0);
-    assert!(crate::helpers::metric(&app, "inflow_mailbox_last_poll_timestamp_seconds", &[("mailbox", "sales")]).await > 1.7e9);
+    assert!(
+        crate::helpers::metric(&app, "inflow_mailbox_last_poll_timestamp_seconds", &[("mailbox", "sales")]).await
+            > 1.7e9
+    );
 
     // New inquiry in KOI8-R → a lead with decoded text (R-EM-6 mapping).
     let ivan = lead_by_email(&s, "ivan.petrov@zavod.example").await;
     assert_eq!(ivan.len(), 1);
     let lead: Lead = s.load(ivan[0]).await.unwrap();
-    assert_eq!((lead.subject.as_str(), lead.firstname.as_deref(), lead.lastname.as_str()), ("Запрос цены на оборудование", Some("Иван"), "Петров"));
+    assert_eq!(
+        (lead.subject.as_str(), lead.firstname.as_deref(), lead.lastname.as_str()),
+        ("Запрос цены на оборудование", Some("Иван"), "Петров")
+    );
     assert_eq!((lead.ownerid, lead.leadsourcecode, lead.leadqualitycode), (seed.sales, Some(10), 2));
     let olga = lead_by_email(&s, "olga@torg.example").await;
     let lead: Lead = s.load(olga[0]).await.unwrap();
@@ -139,23 +177,53 @@ async fn every_class(engine: &str) {
     assert!(lead.description.unwrap().contains("Добрый день"));
 
     // Reply to the wave from a known contact → an open response on the campaign, the e-mail on the wave.
-    let r = s.db.clone().fetch_one("SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1", vec![seed.wave.into()]).await.unwrap();
+    let r =
+        s.db.clone()
+            .fetch_one("SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1", vec![seed.wave.into()])
+            .await
+            .unwrap();
     let resp: CampaignResponse = s.load(r.get("activityid").unwrap()).await.unwrap();
-    assert_eq!((resp.regardingobjectid, resp.customerid, resp.originatingactivityid), (seed.campaign, Some(seed.contact), Some(seed.reply_target)));
-    assert_eq!((resp.responsecode, resp.channeltypecode, resp.statecode, resp.ownerid), (1, Some(1), 0, seed.marketing));
+    assert_eq!(
+        (resp.regardingobjectid, resp.customerid, resp.originatingactivityid),
+        (seed.campaign, Some(seed.contact), Some(seed.reply_target))
+    );
+    assert_eq!(
+        (resp.responsecode, resp.channeltypecode, resp.statecode, resp.ownerid),
+        (1, Some(1), 0, seed.marketing)
+    );
     // R-RS-3: a known customer's response stays open and its wave owner gets a task due now.
-    let t = s.db.clone().fetch_one("SELECT activityid FROM activity WHERE activitytypecode = 'task' AND regardingobjectid = $1", vec![resp.activityid.into()]).await.unwrap();
+    let t =
+        s.db.clone()
+            .fetch_one(
+                "SELECT activityid FROM activity WHERE activitytypecode = 'task' AND regardingobjectid = $1",
+                vec![resp.activityid.into()],
+            )
+            .await
+            .unwrap();
     let task: Activity = s.load(t.get("activityid").unwrap()).await.unwrap();
     assert_eq!((task.ownerid, task.statecode), (seed.marketing, 0));
-    let e = s.db.clone().fetch_one("SELECT activityid FROM activity WHERE messageid = 'reply-1@client.example'", vec![]).await.unwrap();
+    let e =
+        s.db.clone()
+            .fetch_one("SELECT activityid FROM activity WHERE messageid = 'reply-1@client.example'", vec![])
+            .await
+            .unwrap();
     let email: Activity = s.load(e.get("activityid").unwrap()).await.unwrap();
-    assert_eq!((email.regardingobjectid, email.correlationmethod, email.statecode, email.statuscode), (Some(seed.wave), Some(3), 1, 4));
+    assert_eq!(
+        (email.regardingobjectid, email.correlationmethod, email.statecode, email.statuscode),
+        (Some(seed.wave), Some(3), 1, 4)
+    );
 
     // List-Unsubscribe mailto → suppression; bounce → suppression + delivery failed.
-    assert_eq!(s.suppression("petr@client.example").await.unwrap().expect("unsubscribed").reason, "unsubscribe: List-Unsubscribe mailto");
+    assert_eq!(
+        s.suppression("petr@client.example").await.unwrap().expect("unsubscribed").reason,
+        "unsubscribe: List-Unsubscribe mailto"
+    );
     let sup = s.suppression("nobody@client.example").await.unwrap().expect("hard bounce suppressed");
     assert!(sup.reason.contains("5.1.1"), "{sup:?}");
-    assert_eq!(s.suppression("angry@mail.example").await.unwrap().expect("complaint").reason, "complaint: ARF abuse report");
+    assert_eq!(
+        s.suppression("angry@mail.example").await.unwrap().expect("complaint").reason,
+        "complaint: ARF abuse report"
+    );
     let bounced: Activity = s.load(BOUNCED_ACTIVITY.parse().unwrap()).await.unwrap();
     assert_eq!((bounced.statecode, bounced.statuscode), (0, 8), "the delivery is marked failed");
 
@@ -168,10 +236,20 @@ async fn every_class(engine: &str) {
     let q = s.quarantined_mail().await.unwrap();
     assert_eq!(q.len(), 2, "{q:?}");
     assert!(q.iter().any(|e| e.reason.as_deref().is_some_and(|r| r.contains("no usable From")) && e.raw.is_some()));
-    assert!(q.iter().any(|e| e.reason.as_deref().is_some_and(|r| r.contains("over the mailbox limit")) && e.raw_location.as_deref().is_some_and(|l| l.contains(";UID="))));
+    assert!(q.iter().any(|e| e.reason.as_deref().is_some_and(|r| r.contains("over the mailbox limit"))
+        && e.raw_location.as_deref().is_some_and(|l| l.contains(";UID="))));
 
     // The same messages again (another copy in the folder) and one new: nothing doubles.
-    dv.append("sales", "INBOX", &[fixture("inquiry-koi8r.eml"), fixture("reply-to-wave.eml"), inquiry("new-2@client.example", "New <new@client.example>", "Second")]).await;
+    dv.append(
+        "sales",
+        "INBOX",
+        &[
+            fixture("inquiry-koi8r.eml"),
+            fixture("reply-to-wave.eml"),
+            inquiry("new-2@client.example", "New <new@client.example>", "Second"),
+        ],
+    )
+    .await;
     poll_until("the new message handled", || {
         let s = s.clone();
         async move { s.inbound_event("imap", "<new-2@client.example>").await.unwrap().is_some() }
@@ -208,7 +286,12 @@ async fn idle_delivers_mail_appended_while_waiting() {
     seed(&s).await;
     poll_until("the worker connected and polled once", || {
         let s = s.clone();
-        async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.state == "connected" && st.last_poll_at.is_some()) }
+        async move {
+            s.mailbox_state("sales", "INBOX")
+                .await
+                .unwrap()
+                .is_some_and(|st| st.state == "connected" && st.last_poll_at.is_some())
+        }
     })
     .await;
     // Mail appended between the poll and IDLE is announced when IDLE starts (EXISTS), so
@@ -229,7 +312,12 @@ async fn wrong_password_is_reported_and_restart_recovers() {
     let extra = format!(
         "{}\n{}",
         config(&dv, "poll_interval_secs = 1"),
-        dv.mailbox_toml("wrong", "other", "not-the-password", "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n")
+        dv.mailbox_toml(
+            "wrong",
+            "other",
+            "not-the-password",
+            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n"
+        )
     );
     let app = TestApp::spawn("sqlite", dir, &extra).await;
     let s = app.store.clone();
@@ -248,7 +336,12 @@ async fn wrong_password_is_reported_and_restart_recovers() {
     dv.stop();
     poll_until("the outage is noticed", || {
         let s = s.clone();
-        async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.state == "connection_lost" || st.state == "unreachable") }
+        async move {
+            s.mailbox_state("sales", "INBOX")
+                .await
+                .unwrap()
+                .is_some_and(|st| st.state == "connection_lost" || st.state == "unreachable")
+        }
     })
     .await;
     dv.restart();
@@ -268,24 +361,51 @@ async fn wrong_password_is_reported_and_restart_recovers() {
     app.stop().await;
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {
     let dv = Dovecot::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("inflow.db");
     let cfg = dir.path().join("inflow.toml");
-    std::fs::write(&cfg, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}", db.display(), config(&dv, "lease_secs = 10"))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            db.display(),
+            config(&dv, "lease_secs = 10")
+        ),
+    )
+    .unwrap();
     // Migrate and seed through the same database file.
     let out = std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let url = format!("sqlite://{}", db.display());
-    let store = inflow::app::open_store(&inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &format!("[database]\nurl = \"{url}\"\n") }, &Default::default()).unwrap()).await.unwrap();
+    let store = inflow::app::open_store(
+        &inflow::config::Config::load(
+            inflow::config::Source::Text { name: "t", text: &format!("[database]\nurl = \"{url}\"\n") },
+            &Default::default(),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     seed(&store).await;
-    dv.append("sales", "INBOX", &(1..=3).map(|i| inquiry(&format!("crash-{i}@client.example"), &format!("C{i} <c{i}@client.example>"), "Crash test")).collect::<Vec<_>>()).await;
+    dv.append(
+        "sales",
+        "INBOX",
+        &(1..=3)
+            .map(|i| {
+                inquiry(&format!("crash-{i}@client.example"), &format!("C{i} <c{i}@client.example>"), "Crash test")
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await;
 
     let mut child = daemon(&cfg, Some("imap-after-commit"));
-    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait()).await.expect("the failpoint fires").unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait())
+        .await
+        .expect("the failpoint fires")
+        .unwrap();
     assert!(!status.success(), "aborted at the failpoint");
     // Committed, but neither moved nor checkpointed.
     assert_eq!(events(&store).await, 3);
@@ -293,7 +413,8 @@ async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {
     assert_eq!(store.mailbox_state("sales", "INBOX").await.unwrap().map(|s| s.last_uid).unwrap_or(0), 0);
 
     let mut child = daemon(&cfg, None);
-    poll_until("the restarted daemon finishes the batch", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
+    poll_until("the restarted daemon finishes the batch", || async { dv.messages("sales", "INBOX").await.is_empty() })
+        .await;
     poll_until("checkpoint advanced", || {
         let store = store.clone();
         async move { store.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|s| s.last_uid == 3) }
@@ -303,7 +424,10 @@ async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {
     assert_eq!(count(&store, "SELECT COUNT(*) AS n FROM lead").await, 3, "no loss, no doubles");
     assert_eq!(dv.messages("sales", "Processed").await.len(), 3);
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status();
-    let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("stops on SIGTERM").unwrap();
+    let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
     assert!(st.success());
     store.close().await;
 }
@@ -317,7 +441,15 @@ async fn uidvalidity_change_rescans_without_doubles() {
     let app = TestApp::spawn("sqlite", dir, &cfg).await;
     let s = app.store.clone();
     seed(&s).await;
-    dv.append("sales", "INBOX", &[inquiry("u-1@client.example", "U1 <u1@client.example>", "One"), inquiry("u-2@client.example", "U2 <u2@client.example>", "Two")]).await;
+    dv.append(
+        "sales",
+        "INBOX",
+        &[
+            inquiry("u-1@client.example", "U1 <u1@client.example>", "One"),
+            inquiry("u-2@client.example", "U2 <u2@client.example>", "Two"),
+        ],
+    )
+    .await;
     poll_until("both handled", || {
         let s = s.clone();
         async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.last_uid == 2) }
@@ -330,7 +462,12 @@ async fn uidvalidity_change_rescans_without_doubles() {
     dv.append("sales", "INBOX", &[inquiry("u-3@client.example", "U3 <u3@client.example>", "Three")]).await;
     poll_until("rescanned under the new UIDVALIDITY", || {
         let s = s.clone();
-        async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.uidvalidity == Some(old + 1000) && st.last_uid == 3) }
+        async move {
+            s.mailbox_state("sales", "INBOX")
+                .await
+                .unwrap()
+                .is_some_and(|st| st.uidvalidity == Some(old + 1000) && st.last_uid == 3)
+        }
     })
     .await;
     assert_eq!(events(&s).await, 3, "the two old messages were recognised, the new one added");
@@ -344,9 +481,15 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("inflow.db");
     let cfg_path = dir.path().join("inflow.toml");
-    let text = format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}", db.display(), config(&dv, ""));
+    let text = format!(
+        "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        db.display(),
+        config(&dv, "")
+    );
     std::fs::write(&cfg_path, &text).unwrap();
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap();
     let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await.unwrap();
     let s = inflow::app::open_store(&cfg).await.unwrap();
     seed(&s).await;
@@ -361,20 +504,42 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
     s.add_api_token("ops", &inflow::http::api::token_hash("ops-token"), admin, "admin", now()).await.unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://{}", running.addr);
-    let listed: serde_json::Value = http.get(format!("{base}/api/v1/ops/quarantine")).bearer_auth("ops-token").send().await.unwrap().json().await.unwrap();
+    let listed: serde_json::Value = http
+        .get(format!("{base}/api/v1/ops/quarantine"))
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     let id = listed["items"][0]["id"].as_str().unwrap().to_string();
     assert!(listed["items"][0]["reason"].as_str().unwrap().contains("no usable From"), "{listed}");
-    let r = http.post(format!("{base}/api/v1/ops/quarantine/{id}/replay")).bearer_auth("ops-token").json(&serde_json::json!({})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/ops/quarantine/{id}/replay"))
+        .bearer_auth("ops-token")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "quarantined");
-    let r = http.post(format!("{base}/api/v1/ops/quarantine/{}/replay", uuid::Uuid::new_v4())).bearer_auth("ops-token").json(&serde_json::json!({})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/ops/quarantine/{}/replay", uuid::Uuid::new_v4()))
+        .bearer_auth("ops-token")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(s.quarantined_mail().await.unwrap().len(), 1);
     running.token.cancel();
     running.done.await.unwrap().unwrap();
     let q = s.quarantined_mail().await.unwrap();
-    let run = |args: &[&str]| std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg_path).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg_path).args(args).output().unwrap()
+    };
     let out = run(&["mail", "quarantine"]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.contains(&q[0].id.to_string()) && listing.contains("no usable From"), "{listing}");
@@ -386,8 +551,12 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
     assert_eq!(q.len(), 1, "replaced, not doubled");
     // "After a fix": the stored bytes are repaired (as an operator would after fixing the
     // cause), then replay processes them into a lead.
-    let fixed = [b"From: Fixed Sender <fixed@client.example>\r\n".as_slice(), &fixture("malformed-no-from.eml")].concat();
-    s.db.clone().execute("UPDATE inbound_event SET raw = $1 WHERE id = $2", vec![Some(fixed).into(), q[0].id.into()]).await.unwrap();
+    let fixed =
+        [b"From: Fixed Sender <fixed@client.example>\r\n".as_slice(), &fixture("malformed-no-from.eml")].concat();
+    s.db.clone()
+        .execute("UPDATE inbound_event SET raw = $1 WHERE id = $2", vec![Some(fixed).into(), q[0].id.into()])
+        .await
+        .unwrap();
     let out = run(&["mail", "replay", "--all"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.quarantined_mail().await.unwrap().is_empty());
@@ -399,7 +568,9 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_share_a_mailbox_under_a_lease() {
     let dv = Dovecot::start();
-    let msgs: Vec<Vec<u8>> = (0..200).map(|i| inquiry(&format!("lease-{i}@client.example"), &format!("L{i} <l{i}@client.example>"), "Lease test")).collect();
+    let msgs: Vec<Vec<u8>> = (0..200)
+        .map(|i| inquiry(&format!("lease-{i}@client.example"), &format!("L{i} <l{i}@client.example>"), "Lease test"))
+        .collect();
     dv.append("sales", "INBOX", &msgs).await;
     let db = crate::helpers::TestDb::postgres().await;
     let text = format!(
@@ -407,7 +578,9 @@ async fn two_daemons_share_a_mailbox_under_a_lease() {
         db.url,
         config(&dv, "batch_size = 20\nlease_secs = 10\npoll_interval_secs = 1")
     );
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap();
     let a = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await.unwrap();
     let s = inflow::app::open_store(&cfg).await.unwrap();
     seed(&s).await;
@@ -431,7 +604,11 @@ async fn two_daemons_share_a_mailbox_under_a_lease() {
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM lead").await, 200, "each message ingested exactly once");
     let st = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap();
     assert_eq!(st.last_uid, 200);
-    assert!(st.lease_holder.clone().is_some_and(|h| h != holder), "the second daemon took the lease over: {holder} vs {:?}", st.lease_holder);
+    assert!(
+        st.lease_holder.clone().is_some_and(|h| h != holder),
+        "the second daemon took the lease over: {holder} vs {:?}",
+        st.lease_holder
+    );
     b.token.cancel();
     b.done.await.unwrap().unwrap();
     s.close().await;
@@ -457,12 +634,20 @@ async fn starttls_and_implicit_tls_with_a_private_ca_and_a_clear_tls_failure() {
     seed(&s).await;
     poll_until("both TLS mailboxes ingest", || {
         let s = s.clone();
-        async move { !lead_by_email(&s, "t1@client.example").await.is_empty() && !lead_by_email(&s, "t2@client.example").await.is_empty() }
+        async move {
+            !lead_by_email(&s, "t1@client.example").await.is_empty()
+                && !lead_by_email(&s, "t2@client.example").await.is_empty()
+        }
     })
     .await;
     poll_until("the private CA's certificate is refused without tls_ca_file", || {
         let s = s.clone();
-        async move { s.mailbox_state("untrusted", "INBOX").await.unwrap().is_some_and(|st| st.state == "tls_failed" && st.state_detail.as_deref().is_some_and(|d| d.to_lowercase().contains("certificate"))) }
+        async move {
+            s.mailbox_state("untrusted", "INBOX").await.unwrap().is_some_and(|st| {
+                st.state == "tls_failed"
+                    && st.state_detail.as_deref().is_some_and(|d| d.to_lowercase().contains("certificate"))
+            })
+        }
     })
     .await;
     app.stop().await;
@@ -480,7 +665,9 @@ async fn a_killed_lease_holder_is_taken_over_after_its_lease_expires() {
         config(&dv, "batch_size = 10\nlease_secs = 10\npoll_interval_secs = 1")
     );
     std::fs::write(&cfg_path, &text).unwrap();
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap();
     let s = inflow::app::open_store(&cfg).await.unwrap();
     s.migrate().await.unwrap();
     seed(&s).await;
@@ -488,7 +675,12 @@ async fn a_killed_lease_holder_is_taken_over_after_its_lease_expires() {
     let mut first = daemon(&cfg_path, None);
     poll_until("the first daemon holds the lease", || {
         let s = s.clone();
-        async move { s.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|st| st.lease_holder.is_some() && st.state == "connected") }
+        async move {
+            s.mailbox_state("sales", "INBOX")
+                .await
+                .unwrap()
+                .is_some_and(|st| st.lease_holder.is_some() && st.state == "connected")
+        }
     })
     .await;
     let holder = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.unwrap();
@@ -496,8 +688,21 @@ async fn a_killed_lease_holder_is_taken_over_after_its_lease_expires() {
     first.wait().await.unwrap();
     // Mail that arrives after the death; the second daemon must take the mailbox over once
     // the dead holder's lease runs out (it is never released).
-    dv.append("sales", "INBOX", &(0..30).map(|i| inquiry(&format!("k-{i}@client.example"), &format!("K{i} <k{i}@client.example>"), "After the kill")).collect::<Vec<_>>()).await;
-    assert_eq!(s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.as_deref(), Some(holder.as_str()), "a killed holder releases nothing");
+    dv.append(
+        "sales",
+        "INBOX",
+        &(0..30)
+            .map(|i| {
+                inquiry(&format!("k-{i}@client.example"), &format!("K{i} <k{i}@client.example>"), "After the kill")
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(
+        s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.as_deref(),
+        Some(holder.as_str()),
+        "a killed holder releases nothing"
+    );
     let mut second = daemon(&cfg_path, None);
     poll_until("the second daemon ingests the mailbox", || {
         let s = s.clone();
@@ -519,11 +724,23 @@ async fn the_same_message_in_two_mailboxes_is_one_event() {
     let msg = inquiry("both-1@client.example", "Both <both@client.example>", "Sent to two addresses");
     dv.append("sales", "INBOX", std::slice::from_ref(&msg)).await;
     dv.append("news", "INBOX", std::slice::from_ref(&msg)).await;
-    let extra = format!("{}\n{}", config(&dv, ""), dv.mailbox_toml("news", "news", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\n"));
+    let extra = format!(
+        "{}\n{}",
+        config(&dv, ""),
+        dv.mailbox_toml(
+            "news",
+            "news",
+            PASSWORD,
+            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\n"
+        )
+    );
     let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &extra).await;
     let s = app.store.clone();
     seed(&s).await;
-    poll_until("both mailboxes worked through", || async { dv.messages("sales", "Processed").await.len() == 1 && dv.messages("news", "Processed").await.len() == 1 }).await;
+    poll_until("both mailboxes worked through", || async {
+        dv.messages("sales", "Processed").await.len() == 1 && dv.messages("news", "Processed").await.len() == 1
+    })
+    .await;
     assert_eq!(events(&s).await, 1);
     assert_eq!(lead_by_email(&s, "both@client.example").await.len(), 1);
     app.stop().await;
@@ -542,7 +759,9 @@ async fn trouble_is_logged_once_per_change_not_per_retry() {
         dv.mailbox_toml("wrong", "sales", "not-the-password", "owner = \"sales@crm.example.com\"\n")
     );
     std::fs::write(&cfg_path, &text).unwrap();
-    let cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap();
+    let cfg =
+        inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap();
     let s = inflow::app::open_store(&cfg).await.unwrap();
     s.migrate().await.unwrap();
     add_user(&s, "", "Sales", "sales@crm.example.com", None, None).await;
@@ -576,7 +795,15 @@ async fn two_mailboxes_one_unknown_sender_one_lead_on_postgres() {
     // worked at the same time: R-DUP-3 must still see one sender, so one lead, not two.
     let dv = Dovecot::start();
     for (user, n) in [("sales", 0), ("news", 100)] {
-        let msgs: Vec<Vec<u8>> = (n..n + 20).map(|i| inquiry(&format!("same-{i}@client.example"), "Same Sender <same@client.example>", &format!("Message {i}"))).collect();
+        let msgs: Vec<Vec<u8>> = (n..n + 20)
+            .map(|i| {
+                inquiry(
+                    &format!("same-{i}@client.example"),
+                    "Same Sender <same@client.example>",
+                    &format!("Message {i}"),
+                )
+            })
+            .collect();
         dv.append(user, "INBOX", &msgs).await;
     }
     let extra = format!(
@@ -593,7 +820,14 @@ async fn two_mailboxes_one_unknown_sender_one_lead_on_postgres() {
     })
     .await;
     assert_eq!(lead_by_email(&s, "same@client.example").await.len(), 1, "one lead for one sender");
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'same@client.example'").await, 40);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'same@client.example'"
+        )
+        .await,
+        40
+    );
     assert!(s.dup_candidates("open").await.unwrap().is_empty(), "never ambiguous with itself");
     app.stop().await;
 }

@@ -17,7 +17,10 @@ fn corpus_files() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     // Machine mail only: not-bounce/ holds two messages people wrote (leads are right there).
     for sub in ["eml"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub)).expect("the Sisimai corpus in ../shared").map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .expect("the Sisimai corpus in ../shared")
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for p in names {
             out.push((p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
@@ -50,11 +53,19 @@ async fn machine_mail_makes_nothing(engine: &str) {
     assert_eq!(dv.messages("sales", "Processed").await.len(), files.len());
     println!("corpus through IMAP ({engine}): {:?}", s.mail_event_counts().await.unwrap());
     for r in s.db.clone().fetch_all("SELECT emailaddress1, subject FROM lead", vec![]).await.unwrap() {
-        println!("lead from machine mail: {:?} {:?}", r.get::<Option<String>>("emailaddress1").unwrap(), r.get::<String>("subject").unwrap());
+        println!(
+            "lead from machine mail: {:?} {:?}",
+            r.get::<Option<String>>("emailaddress1").unwrap(),
+            r.get::<String>("subject").unwrap()
+        );
     }
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM lead").await, 0, "no lead from machine mail");
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM contact").await, 0, "no contact from machine mail");
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 0, "no inquiry e-mail from machine mail");
+    assert_eq!(
+        count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await,
+        0,
+        "no inquiry e-mail from machine mail"
+    );
     let by_class = s.mail_event_counts().await.unwrap();
     assert!(!by_class.iter().any(|(_, class, _)| class == "inquiry" || class == "reply"), "{by_class:?}");
     // `From: <>` notices (SurfControl, m-FILTER, McAfee) are bounces, not quarantined.
@@ -71,7 +82,14 @@ async fn machine_mail_makes_nothing(engine: &str) {
     // Every bounce row carries its reason.
     // (The corpus reuses its 242 distinct recipients across its files.)
     assert!(count(&s, "SELECT COUNT(*) AS n FROM mail_bounce").await >= 200);
-    let r = s.db.clone().fetch_one("SELECT last_reason, hard_count FROM mail_bounce WHERE address = 'userunknown@bouncehammer.jp'", vec![]).await.unwrap();
+    let r =
+        s.db.clone()
+            .fetch_one(
+                "SELECT last_reason, hard_count FROM mail_bounce WHERE address = 'userunknown@bouncehammer.jp'",
+                vec![],
+            )
+            .await
+            .unwrap();
     assert_eq!(r.get::<Option<String>>("last_reason").unwrap().as_deref(), Some("userunknown"));
     assert!(r.get::<i64>("hard_count").unwrap() >= 1);
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM mail_bounce WHERE last_reason IS NULL").await, 0);
@@ -100,22 +118,64 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
     let start = chrono::DateTime::parse_from_rfc2822("Mon, 2 Nov 2026 09:00:00 +0300").unwrap();
     for i in 0..100 {
         let d = (start + chrono::Duration::hours(i)).to_rfc2822();
-        msgs.push(message(&format!("hist-{i}@client.example"), "Kate <kate@client.example>", &d, &format!("Order {i}"), "Content-Type: text/plain; charset=utf-8\r\n\r\nPlease ship.\r\n"));
+        msgs.push(message(
+            &format!("hist-{i}@client.example"),
+            "Kate <kate@client.example>",
+            &d,
+            &format!("Order {i}"),
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nPlease ship.\r\n",
+        ));
     }
     // A real loop: 25 messages from one robot within minutes.
     for i in 0..25 {
         let d = (start + chrono::Duration::minutes(i)).to_rfc2822();
-        msgs.push(message(&format!("loop-{i}@robot.example"), "Robot <robot@robot.example>", &d, &format!("Ticket {i}"), "Content-Type: text/plain; charset=utf-8\r\n\r\nAuto ticket.\r\n"));
+        msgs.push(message(
+            &format!("loop-{i}@robot.example"),
+            "Robot <robot@robot.example>",
+            &d,
+            &format!("Ticket {i}"),
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nAuto ticket.\r\n",
+        ));
     }
     let d = "Fri, 27 Nov 2026 10:00:00 +0300";
     // Charsets of subjects and names.
-    msgs.push(message("gb@cn.example", "=?GB2312?B?1cXI/Q==?= <zhang@cn.example>", d, "=?GB2312?B?xOO6ww==?=", "Content-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n\r\nxOO6ww==\r\n"));
-    msgs.push(message("jp@jp.example", "=?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yamada@jp.example>", d, "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=", "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n"));
-    msgs.push(message("u7@de.example", "Hans <hans@de.example>", d, "=?UTF-7?Q?Gr+APw-sse?=", "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n"));
+    msgs.push(message(
+        "gb@cn.example",
+        "=?GB2312?B?1cXI/Q==?= <zhang@cn.example>",
+        d,
+        "=?GB2312?B?xOO6ww==?=",
+        "Content-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n\r\nxOO6ww==\r\n",
+    ));
+    msgs.push(message(
+        "jp@jp.example",
+        "=?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yamada@jp.example>",
+        d,
+        "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=",
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n",
+    ));
+    msgs.push(message(
+        "u7@de.example",
+        "Hans <hans@de.example>",
+        d,
+        "=?UTF-7?Q?Gr+APw-sse?=",
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n",
+    ));
     let mut latin1 = b"From: Fr\xf6sche <frog@de.example>\r\nTo: sales@crm.example.com\r\nSubject: Fr\xf6sche und K\xe4se\r\nDate: Fri, 27 Nov 2026 10:00:00 +0300\r\nMessage-ID: <l1@de.example>\r\n\r\nHallo\r\n".to_vec();
     msgs.push(std::mem::take(&mut latin1));
-    msgs.push(message("cp@ru.example", "=?windows-1251?B?yOLg7SDP5fLw7uI=?= <ivan@ru.example>", d, "=?windows-1251?B?x+Dv8O7x?=", "Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n"));
-    msgs.push(message("koi@ru.example", "=?koi8-r?B?8MXU0s/XIOnXwc4=?= <petrov@ru.example>", d, "=?koi8-r?B?+sHQ0s/T?=", "Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n"));
+    msgs.push(message(
+        "cp@ru.example",
+        "=?windows-1251?B?yOLg7SDP5fLw7uI=?= <ivan@ru.example>",
+        d,
+        "=?windows-1251?B?x+Dv8O7x?=",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n",
+    ));
+    msgs.push(message(
+        "koi@ru.example",
+        "=?koi8-r?B?8MXU0s/XIOnXwc4=?= <petrov@ru.example>",
+        d,
+        "=?koi8-r?B?+sHQ0s/T?=",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n",
+    ));
     // A quoted-printable body that decodes to a NUL (PostgreSQL refuses NUL in text).
     msgs.push(message("nul@client.example", "Nul Sender <nul@client.example>", d, "With a NUL", "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nbefore=00after\r\n"));
     // Unparsable: no From at all.
@@ -132,9 +192,23 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
     .await;
 
     // The backlog: all 100 e-mails recorded, none held back.
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'kate@client.example'").await, 100);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'kate@client.example'"
+        )
+        .await,
+        100
+    );
     // The loop: 20 recorded, 5 held back with their bytes, listed for replay.
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'robot@robot.example'").await, 20);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'robot@robot.example'"
+        )
+        .await,
+        20
+    );
     let held = s.quarantined_mail().await.unwrap();
     let loops: Vec<_> = held.iter().filter(|e| e.status == "skipped").collect();
     assert_eq!(loops.len(), 5, "{held:?}");
@@ -144,8 +218,20 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
     let lead = |email: &'static str| {
         let s = s.clone();
         async move {
-            let r = s.db.clone().fetch_one("SELECT subject, firstname, lastname, description FROM lead WHERE emailaddress1 = $1", vec![email.into()]).await.unwrap();
-            (r.get::<String>("subject").unwrap(), r.get::<Option<String>>("firstname").unwrap(), r.get::<String>("lastname").unwrap(), r.get::<Option<String>>("description").unwrap())
+            let r =
+                s.db.clone()
+                    .fetch_one(
+                        "SELECT subject, firstname, lastname, description FROM lead WHERE emailaddress1 = $1",
+                        vec![email.into()],
+                    )
+                    .await
+                    .unwrap();
+            (
+                r.get::<String>("subject").unwrap(),
+                r.get::<Option<String>>("firstname").unwrap(),
+                r.get::<String>("lastname").unwrap(),
+                r.get::<Option<String>>("description").unwrap(),
+            )
         }
     };
     assert_eq!(lead("zhang@cn.example").await.0, "你好");
@@ -166,14 +252,25 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
     // back message replays into an e-mail, still under its id.
     let bad = held.iter().find(|e| e.status == "quarantined").expect("the From-less message");
     let text = config(&dv);
-    let rt_cfg = inflow::config::Config::load(inflow::config::Source::Text { name: "test", text: &text }, &std::collections::BTreeMap::new()).unwrap();
+    let rt_cfg = inflow::config::Config::load(
+        inflow::config::Source::Text { name: "test", text: &text },
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap();
     let mb = &rt_cfg.mailboxes[0];
     let rt = inflow::ingest::imap::MailboxRuntime::new(&rt_cfg, mb, s.clone(), "test").unwrap();
     let out = rt.replay(bad).await.unwrap();
     assert_eq!((out.status.as_str(), out.event_id), ("quarantined", Some(bad.id)));
     let out = rt.replay(loops[0]).await.unwrap();
     assert_eq!((out.status.as_str(), out.event_id), ("processed", Some(loops[0].id)));
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'robot@robot.example'").await, 21);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email' AND sender = 'robot@robot.example'"
+        )
+        .await,
+        21
+    );
     assert_eq!(s.quarantined_mail().await.unwrap().len(), held.len() - 1);
     app.stop().await;
 }

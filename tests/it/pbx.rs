@@ -23,7 +23,8 @@ const GENERIC_TOKEN: &str = "generic-bearer-token";
 const GENERIC_HMAC: &str = "generic-hmac-key";
 
 fn fixture(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// Ids the seeded data uses.
@@ -41,7 +42,13 @@ struct Seed {
 /// campaign wave behind the tracking number 8 800 555-35-35.
 async fn start(engine: &str) -> (TestApp, Seed) {
     let dir = tempfile::tempdir().unwrap();
-    for (f, v) in [("zd", ZADARMA_SECRET), ("salt", MANGO_SALT), ("tw", TWILIO_TOKEN), ("gt", GENERIC_TOKEN), ("gh", GENERIC_HMAC)] {
+    for (f, v) in [
+        ("zd", ZADARMA_SECRET),
+        ("salt", MANGO_SALT),
+        ("tw", TWILIO_TOKEN),
+        ("gt", GENERIC_TOKEN),
+        ("gh", GENERIC_HMAC),
+    ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
     let wave = Uuid::new_v4();
@@ -96,12 +103,34 @@ hmac_secret_file = "{{dir}}/gh"
     let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
     let marketing = add_user(s, "", "Marketing", "marketing@acme.ru", None, None).await;
     let t = now();
-    let c = Contact { contactid: Uuid::new_v4(), lastname: "Sidorov".into(), mobilephone: Some("8 (916) 123-45-67".into()), ..Default::default() }.stamped(head, EntityKind::Systemuser, t, None);
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        lastname: "Sidorov".into(),
+        mobilephone: Some("8 (916) 123-45-67".into()),
+        ..Default::default()
+    }
+    .stamped(head, EntityKind::Systemuser, t, None);
     s.insert(&c).await.unwrap();
-    let camp = Campaign { campaignid: Uuid::new_v4(), name: "Autumn".into(), typecode: 1, transactioncurrencyid: "RUB".into(), budgetedcost: Some(Money(100_000)), ..Default::default() }.stamped(marketing, EntityKind::Systemuser, t, None);
+    let camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Autumn".into(),
+        typecode: 1,
+        transactioncurrencyid: "RUB".into(),
+        budgetedcost: Some(Money(100_000)),
+        ..Default::default()
+    }
+    .stamped(marketing, EntityKind::Systemuser, t, None);
     s.insert(&camp).await.unwrap();
-    let w = CampaignActivity { activityid: wave, regardingobjectid: camp.campaignid, subject: "Autumn radio ads".into(), channeltypecode: Some(1), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(marketing, EntityKind::Systemuser, t, None);
+    let w = CampaignActivity {
+        activityid: wave,
+        regardingobjectid: camp.campaignid,
+        subject: "Autumn radio ads".into(),
+        channeltypecode: Some(1),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(marketing, EntityKind::Systemuser, t, None);
     s.create_campaign_activity(&w).await.unwrap();
     (app, Seed { head, ext101, ext102, marketing, known_contact: c.contactid, wave, campaign: camp.campaignid })
 }
@@ -112,7 +141,9 @@ fn zadarma_sig(body: &str) -> String {
     let event = get("event");
     let s = match event.as_str() {
         "NOTIFY_ANSWER" => format!("{}{}{}", get("caller_id"), get("destination"), get("call_start")),
-        "NOTIFY_OUT_START" | "NOTIFY_OUT_END" => format!("{}{}{}", get("internal"), get("destination"), get("call_start")),
+        "NOTIFY_OUT_START" | "NOTIFY_OUT_END" => {
+            format!("{}{}{}", get("internal"), get("destination"), get("call_start"))
+        }
         "NOTIFY_RECORD" => format!("{}{}", get("pbx_call_id"), get("call_id_with_rec")),
         _ => format!("{}{}{}", get("caller_id"), get("called_did"), get("call_start")),
     };
@@ -123,13 +154,27 @@ fn zadarma_sig(body: &str) -> String {
 
 impl TestApp {
     async fn zadarma(&self, body: &str) -> reqwest::Response {
-        self.http.post(self.url("/pbx/zadarma")).header("Content-Type", "application/x-www-form-urlencoded").header("Signature", zadarma_sig(body)).body(body.to_string()).send().await.unwrap()
+        self.http
+            .post(self.url("/pbx/zadarma"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Signature", zadarma_sig(body))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn mango(&self, path: &str, json: &str) -> reqwest::Response {
         let sign = hex::encode(sha2::Sha256::digest(format!("{MANGO_KEY}{json}{MANGO_SALT}").as_bytes()));
-        let body = serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", sign.as_str()), ("json", json)]).unwrap();
-        self.http.post(self.url(&format!("/pbx/mango{path}"))).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
+        let body = serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", sign.as_str()), ("json", json)])
+            .unwrap();
+        self.http
+            .post(self.url(&format!("/pbx/mango{path}")))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn twilio(&self, path: &str, body: &str) -> reqwest::Response {
@@ -143,11 +188,25 @@ impl TestApp {
         let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
         m.update(s.as_bytes());
         let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
-        self.http.post(self.url(&format!("/pbx/twilio{path}"))).header("Content-Type", "application/x-www-form-urlencoded").header("X-Twilio-Signature", sig).body(body.to_string()).send().await.unwrap()
+        self.http
+            .post(self.url(&format!("/pbx/twilio{path}")))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", sig)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn generic(&self, json: &str) -> reqwest::Response {
-        self.http.post(self.url("/pbx/generic")).header("Authorization", format!("Bearer {GENERIC_TOKEN}")).header("Content-Type", "application/json").body(json.to_string()).send().await.unwrap()
+        self.http
+            .post(self.url("/pbx/generic"))
+            .header("Authorization", format!("Bearer {GENERIC_TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(json.to_string())
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Waits until the call's latest version is processed, then returns its activity.
@@ -156,7 +215,13 @@ impl TestApp {
         let (p, c) = (provider.to_string(), call_id.to_string());
         poll_until(&format!("{provider} call {call_id} processed"), || {
             let (store, p, c) = (store.clone(), p.clone(), c.clone());
-            async move { store.pbx_call(&p, &c).await.unwrap().is_some_and(|call| call.status != "open" && call.processed_version == call.version) }
+            async move {
+                store
+                    .pbx_call(&p, &c)
+                    .await
+                    .unwrap()
+                    .is_some_and(|call| call.status != "open" && call.processed_version == call.version)
+            }
         })
         .await;
         let call = self.store.pbx_call(provider, call_id).await.unwrap().unwrap();
@@ -166,7 +231,14 @@ impl TestApp {
 
     async fn count(&self, table: &str) -> i64 {
         use inflow::store::Exec;
-        self.store.db.clone().fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![]).await.unwrap().get("n").unwrap()
+        self.store
+            .db
+            .clone()
+            .fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![])
+            .await
+            .unwrap()
+            .get("n")
+            .unwrap()
     }
 }
 
@@ -198,7 +270,15 @@ async fn zadarma_answered_missed_outbound_and_duplicates() {
     assert_eq!(dup["calls"][0]["duplicate"], true);
     assert_eq!(app.count("activity").await, 1);
     assert_eq!(app.count("lead").await, 0, "a known caller makes no lead");
-    assert!(crate::helpers::metric(&app, "inflow_pbx_calls_total", &[("provider", "zadarma"), ("disposition", "answered"), ("outcome", "processed")]).await >= 1.0);
+    assert!(
+        crate::helpers::metric(
+            &app,
+            "inflow_pbx_calls_total",
+            &[("provider", "zadarma"), ("disposition", "answered"), ("outcome", "processed")]
+        )
+        .await
+            >= 1.0
+    );
 
     // Missed inbound call from an unknown number → open callback for the line owner.
     ok(app.zadarma(&fixture("zadarma/notify_end_missed.form")).await).await;
@@ -230,13 +310,21 @@ async fn zadarma_refuses_bad_input_and_answers_its_checks() {
     assert_eq!(r.text().await.unwrap(), "abc123");
     let body = fixture("zadarma/notify_end_answered.form");
     // Wrong and missing signatures: 401, nothing written.
-    let r = app.http.post(app.url("/pbx/zadarma")).header("Signature", "bm9wZQ==").body(body.clone()).send().await.unwrap();
+    let r =
+        app.http.post(app.url("/pbx/zadarma")).header("Signature", "bm9wZQ==").body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = app.http.post(app.url("/pbx/zadarma")).body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 401);
     // A signature over other values (tampered duration is not signed, but caller_id is).
     let tampered = body.replace("caller_id=79161234567", "caller_id=79990000000");
-    let r = app.http.post(app.url("/pbx/zadarma")).header("Signature", zadarma_sig(&body)).body(tampered).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/pbx/zadarma"))
+        .header("Signature", zadarma_sig(&body))
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(app.count("pbx_event").await, 0);
     // Missing field → 400 naming it.
@@ -287,7 +375,8 @@ async fn mango_legs_out_of_order_make_one_call() {
 
     // Bad sign, unknown key, malformed JSON, missing field, unknown event path.
     let json = fixture("mango/summary_answered.json");
-    let body = serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", "00"), ("json", json.trim())]).unwrap();
+    let body =
+        serde_urlencoded::to_string([("vpbx_api_key", MANGO_KEY), ("sign", "00"), ("json", json.trim())]).unwrap();
     assert_eq!(app.http.post(app.url("/pbx/mango/events/summary")).body(body).send().await.unwrap().status(), 401);
     let r = app.mango("/events/summary", "{\"entry_id\": ").await;
     assert_eq!(r.status(), 400);
@@ -324,7 +413,14 @@ async fn twilio_status_and_dial_callbacks() {
     assert_eq!(o.ownerid, seed.head, "no extension: the line owner of the caller id");
     // A signature for another URL is refused.
     let body = fixture("twilio/status_completed.form");
-    let r = app.http.post(app.url("/pbx/twilio/status")).header("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=").body(body).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/pbx/twilio/status"))
+        .header("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
@@ -343,9 +439,26 @@ async fn generic_json_auth_and_validation() {
     let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(GENERIC_HMAC.as_bytes()).unwrap();
     m.update(other.as_bytes());
     let sig = format!("sha256={}", hex::encode(m.finalize().into_bytes()));
-    assert_eq!(app.http.post(app.url("/pbx/generic")).header("X-Inflow-Signature", sig).body(other).send().await.unwrap().status(), 202);
+    assert_eq!(
+        app.http
+            .post(app.url("/pbx/generic"))
+            .header("X-Inflow-Signature", sig)
+            .body(other)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     // Wrong token, unknown field, broken JSON, missing field.
-    let r = app.http.post(app.url("/pbx/generic")).header("Authorization", "Bearer nope").body(body.clone()).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/pbx/generic"))
+        .header("Authorization", "Bearer nope")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = app.generic(&body.replace("\"event\"", "\"colour\":\"red\",\"event\"")).await;
     assert_eq!(r.status(), 400);
@@ -376,7 +489,10 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     let page = app.store.list::<CampaignResponse>(10, 0).await.unwrap();
     assert_eq!(page.total, 1);
     let r = &page.items[0];
-    assert_eq!((r.regardingobjectid, r.campaignactivityid, r.channeltypecode), (seed.campaign, Some(seed.wave), Some(2)));
+    assert_eq!(
+        (r.regardingobjectid, r.campaignactivityid, r.channeltypecode),
+        (seed.campaign, Some(seed.wave), Some(2))
+    );
     assert_eq!((r.originatingactivityid, r.customerid), (Some(a.activityid), Some(lead.leadid)));
     // R-RS-2: the same caller again → no second response, and no second lead (now known).
     app.generic(&ev("t2", "89031112233", "+78005553535", "answered", 60)).await;
@@ -394,7 +510,13 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     // Two contacts sharing a number: one activity, linked to neither, a dup candidate.
     let t = now();
     for last in ["Twin A", "Twin B"] {
-        let c = Contact { contactid: Uuid::new_v4(), lastname: last.into(), telephone1: Some("+7 812 333-44-55".into()), ..Default::default() }.stamped(seed.head, EntityKind::Systemuser, t, None);
+        let c = Contact {
+            contactid: Uuid::new_v4(),
+            lastname: last.into(),
+            telephone1: Some("+7 812 333-44-55".into()),
+            ..Default::default()
+        }
+        .stamped(seed.head, EntityKind::Systemuser, t, None);
         app.store.insert(&c).await.unwrap();
     }
     app.generic(&ev("t5", "8 812 333 44 55", "+74951234567", "answered", 60)).await;
@@ -408,7 +530,13 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     assert_eq!(rt.sweep(chrono::Utc::now()).await.unwrap(), 0, "not due yet");
     assert_eq!(rt.sweep(chrono::Utc::now() + Duration::hours(2)).await.unwrap(), 1);
     let closed = rt.process("generic", "t6", chrono::Utc::now() + Duration::hours(2)).await.unwrap();
-    assert!(matches!(closed, inflow::ingest::pbx::process::Outcome::Processed(_) | inflow::ingest::pbx::process::Outcome::Stale), "{closed:?}");
+    assert!(
+        matches!(
+            closed,
+            inflow::ingest::pbx::process::Outcome::Processed(_) | inflow::ingest::pbx::process::Outcome::Stale
+        ),
+        "{closed:?}"
+    );
     let c = app.call_activity("generic", "t6").await;
     assert!(c.description.unwrap().contains("Closed by timeout"));
     assert_eq!(c.statecode, 0, "no answer known: a callback");
@@ -470,7 +598,11 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     let ivr_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=%2B79035550077&To=%2B74951234567&CallDuration=40&SequenceNumber=1";
     ok(app.twilio("/status", ivr_only).await).await;
     let m = app.call_activity("twilio", "CA66666666666666666666666666666666").await;
-    assert_eq!((m.statecode, m.ownerid), (0, app.store.resolve_user("head@acme.ru").await.unwrap().unwrap()), "a callback for the line owner");
+    assert_eq!(
+        (m.statecode, m.ownerid),
+        (0, app.store.resolve_user("head@acme.ru").await.unwrap().unwrap()),
+        "a callback for the line owner"
+    );
     // Mango legs without a summary, closed by the timeout: an outbound leg stays outbound.
     let out_leg = r#"{"entry_id":"NDAw","call_id":"NDAwOjE=","timestamp":1764234000,"seq":1,"call_state":"Appeared","location":"abonent","from":{"extension":"102","number":"sip:petrova@acme.mangosip.ru"},"to":{"number":"74997654321"}}"#;
     ok(app.mango("/events/call", out_leg).await).await;
@@ -502,8 +634,14 @@ async fn calls_of_one_job_are_applied_together(engine: &str) {
     use std::sync::atomic::Ordering;
     let (app, seed) = start(engine).await;
     let t = now();
-    let two = Contact { contactid: Uuid::new_v4(), lastname: "Two Phones".into(), telephone1: Some("+7 812 700-00-01".into()), mobilephone: Some("+7 921 700-00-02".into()), ..Default::default() }
-        .stamped(seed.head, EntityKind::Systemuser, t, None);
+    let two = Contact {
+        contactid: Uuid::new_v4(),
+        lastname: "Two Phones".into(),
+        telephone1: Some("+7 812 700-00-01".into()),
+        mobilephone: Some("+7 921 700-00-02".into()),
+        ..Default::default()
+    }
+    .stamped(seed.head, EntityKind::Systemuser, t, None);
     app.store.insert(&two).await.unwrap();
     // Answer events only: no call is final, so the daemon leaves them to the timeout and
     // this test processes them as one job.
@@ -526,11 +664,13 @@ async fn calls_of_one_job_are_applied_together(engine: &str) {
         ok(app.generic(&ev.to_string()).await).await;
     }
     let rt = app.running.pbx.clone().unwrap();
-    let refs: Vec<CallRef> = calls.iter().map(|c| CallRef { provider: "generic".into(), call_id: c.0.into(), version: 1 }).collect();
+    let refs: Vec<CallRef> =
+        calls.iter().map(|c| CallRef { provider: "generic".into(), call_id: c.0.into(), version: 1 }).collect();
     let later = chrono::Utc::now() + Duration::hours(2);
     // Two jobs: b6 and b7 (one contact, two numbers) make the second job's batch refuse
     // itself and fall back to one call at a time; the first job applies as one batch.
-    let (second, first): (Vec<CallRef>, Vec<CallRef>) = refs.iter().cloned().partition(|c| c.call_id == "b6" || c.call_id == "b7");
+    let (second, first): (Vec<CallRef>, Vec<CallRef>) =
+        refs.iter().cloned().partition(|c| c.call_id == "b6" || c.call_id == "b7");
     for (job, refused) in [(first, 0), (second, 1)] {
         let before = rt.fallbacks.load(Ordering::Relaxed);
         for (c, r) in rt.process_batch(&job, later).await {
@@ -565,7 +705,14 @@ async fn calls_of_one_job_are_applied_together(engine: &str) {
     for (c, r) in rt.process_batch(&refs, later).await {
         assert!(matches!(r, Ok(Outcome::Stale)), "{c:?}: {r:?}");
     }
-    assert_eq!((app.count("activity WHERE activitytypecode = 'phonecall'").await, app.count("lead").await, app.count("campaignresponse").await), (10, 2, 2));
+    assert_eq!(
+        (
+            app.count("activity WHERE activitytypecode = 'phonecall'").await,
+            app.count("lead").await,
+            app.count("campaignresponse").await
+        ),
+        (10, 2, 2)
+    );
     app.stop().await;
 }
 
@@ -588,7 +735,11 @@ async fn concurrent_plans_open_one_callback_per_number() {
     let second = rt.plan("generic", "m2", later).await.unwrap().expect("m2 is due");
     for p in [&first, &second] {
         let w = p.writes.as_ref().unwrap();
-        assert!(w.activity.statecode == 0 && w.activity.scheduledend.is_some(), "each plan alone opens a callback: {:?}", w.activity);
+        assert!(
+            w.activity.statecode == 0 && w.activity.scheduledend.is_some(),
+            "each plan alone opens a callback: {:?}",
+            w.activity
+        );
     }
     let mut tx = app.store.db.begin().await.unwrap();
     assert_eq!(app.store.apply_pbx_calls(&mut tx, &[&first], later).await.unwrap(), vec![true]);
@@ -600,7 +751,10 @@ async fn concurrent_plans_open_one_callback_per_number() {
     assert!(matches!(rt.process("generic", "m2", later).await.unwrap(), Outcome::Processed(_)));
     let (c1, c2) = (app.call_activity("generic", "m1").await, app.call_activity("generic", "m2").await);
     assert_eq!((c1.statecode, c2.statecode), (0, 1), "one open callback; the second missed call is closed");
-    assert!(c2.description.unwrap_or_default().contains(&c1.activityid.to_string()), "the second names the open callback");
+    assert!(
+        c2.description.unwrap_or_default().contains(&c1.activityid.to_string()),
+        "the second names the open callback"
+    );
     assert_eq!(app.count("activity WHERE statecode = 0 AND scheduledend IS NOT NULL").await, 1);
     app.stop().await;
 }
@@ -616,7 +770,14 @@ async fn callbacks_go_to_the_account_manager_and_close_themselves(engine: &str) 
     let mut c: Contact = s.load(seed.known_contact).await.unwrap();
     c.ownerid = seed.ext102;
     s.update(&c).await.unwrap();
-    let call = |id: &str, dir: &str, number: &str, disp: &str, at: &str, answered: Option<&str>, end: &str, secs: i64| {
+    let call = |id: &str,
+                dir: &str,
+                number: &str,
+                disp: &str,
+                at: &str,
+                answered: Option<&str>,
+                end: &str,
+                secs: i64| {
         let mut v = serde_json::json!({"call_id": id, "event": "end", "direction": dir, "external_number": number, "did": "+7 495 123-45-67", "extension": "101",
             "started_at": at, "ended_at": end, "duration_secs": secs, "disposition": disp});
         if let Some(a) = answered {
@@ -624,32 +785,133 @@ async fn callbacks_go_to_the_account_manager_and_close_themselves(engine: &str) 
         }
         v.to_string()
     };
-    assert_eq!(app.generic(&call("cb-missed", "inbound", "8 (916) 123-45-67", "missed", "2026-11-27T07:00:00Z", None, "2026-11-27T07:00:20Z", 0)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-missed",
+            "inbound",
+            "8 (916) 123-45-67",
+            "missed",
+            "2026-11-27T07:00:00Z",
+            None,
+            "2026-11-27T07:00:20Z",
+            0
+        ))
+        .await
+        .status(),
+        202
+    );
     let cb = app.call_activity("generic", "cb-missed").await;
-    assert_eq!((cb.statecode, cb.ownerid), (0, seed.ext102), "the callback goes to the account manager, not the line owner {}", seed.head);
+    assert_eq!(
+        (cb.statecode, cb.ownerid),
+        (0, seed.ext102),
+        "the callback goes to the account manager, not the line owner {}",
+        seed.head
+    );
     assert!(cb.scheduledend.is_some());
     // Sidorov tries again: still one callback, and it says when he called again.
-    assert_eq!(app.generic(&call("cb-missed-2", "inbound", "+79161234567", "missed", "2026-11-27T07:05:00Z", None, "2026-11-27T07:05:20Z", 0)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-missed-2",
+            "inbound",
+            "+79161234567",
+            "missed",
+            "2026-11-27T07:05:00Z",
+            None,
+            "2026-11-27T07:05:20Z",
+            0
+        ))
+        .await
+        .status(),
+        202
+    );
     app.call_activity("generic", "cb-missed-2").await;
     let cb_now = s.load::<Activity>(cb.activityid).await.unwrap();
-    assert!(cb_now.description.as_deref().unwrap().contains("Missed again at 2026-11-27 10:05 (call cb-missed-2 via generic)."), "{:?}", cb_now.description);
+    assert!(
+        cb_now
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("Missed again at 2026-11-27 10:05 (call cb-missed-2 via generic)."),
+        "{:?}",
+        cb_now.description
+    );
     // A call back that nobody picked up leaves it open.
-    assert_eq!(app.generic(&call("cb-noanswer", "outbound", "+79161234567", "missed", "2026-11-27T07:10:00Z", None, "2026-11-27T07:10:30Z", 0)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-noanswer",
+            "outbound",
+            "+79161234567",
+            "missed",
+            "2026-11-27T07:10:00Z",
+            None,
+            "2026-11-27T07:10:30Z",
+            0
+        ))
+        .await
+        .status(),
+        202
+    );
     app.call_activity("generic", "cb-noanswer").await;
     assert_eq!(s.load::<Activity>(cb.activityid).await.unwrap().statecode, 0);
     // The answered call back completes it as Made, and says which call did.
-    assert_eq!(app.generic(&call("cb-back", "outbound", "+7 916 123 45 67", "answered", "2026-11-27T07:30:00Z", Some("2026-11-27T07:30:05Z"), "2026-11-27T07:33:05Z", 180)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-back",
+            "outbound",
+            "+7 916 123 45 67",
+            "answered",
+            "2026-11-27T07:30:00Z",
+            Some("2026-11-27T07:30:05Z"),
+            "2026-11-27T07:33:05Z",
+            180
+        ))
+        .await
+        .status(),
+        202
+    );
     app.call_activity("generic", "cb-back").await;
     let closed = s.load::<Activity>(cb.activityid).await.unwrap();
     assert_eq!((closed.statecode, closed.statuscode), (1, 2), "{closed:?}");
     assert_eq!(closed.actualend.map(|t| t.to_rfc3339()), Some("2026-11-27T07:33:05+00:00".into()));
-    assert!(closed.description.as_deref().unwrap().contains("Completed by the answered outgoing call cb-back"), "{:?}", closed.description);
+    assert!(
+        closed.description.as_deref().unwrap().contains("Completed by the answered outgoing call cb-back"),
+        "{:?}",
+        closed.description
+    );
     // An unknown caller's callback stays with the line's owner.
-    assert_eq!(app.generic(&call("cb-unknown", "inbound", "+79035550011", "missed", "2026-11-27T08:00:00Z", None, "2026-11-27T08:00:15Z", 0)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-unknown",
+            "inbound",
+            "+79035550011",
+            "missed",
+            "2026-11-27T08:00:00Z",
+            None,
+            "2026-11-27T08:00:15Z",
+            0
+        ))
+        .await
+        .status(),
+        202
+    );
     let other = app.call_activity("generic", "cb-unknown").await;
     assert_eq!((other.statecode, other.ownerid), (0, seed.head));
     // The customer gets through first: the callback completes as Received.
-    assert_eq!(app.generic(&call("cb-in", "inbound", "+79035550011", "answered", "2026-11-27T08:20:00Z", Some("2026-11-27T08:20:04Z"), "2026-11-27T08:21:00Z", 56)).await.status(), 202);
+    assert_eq!(
+        app.generic(&call(
+            "cb-in",
+            "inbound",
+            "+79035550011",
+            "answered",
+            "2026-11-27T08:20:00Z",
+            Some("2026-11-27T08:20:04Z"),
+            "2026-11-27T08:21:00Z",
+            56
+        ))
+        .await
+        .status(),
+        202
+    );
     app.call_activity("generic", "cb-in").await;
     let got_through = s.load::<Activity>(other.activityid).await.unwrap();
     assert_eq!((got_through.statecode, got_through.statuscode), (1, 4));
@@ -676,16 +938,39 @@ async fn call_lists_close_by_the_pbx(engine: &str) {
     let t = now();
     let mut members = Vec::new();
     for (i, phone) in ["+7 903 111-22-01", "+7 903 111-22-02"].iter().enumerate() {
-        let c = Contact { contactid: Uuid::new_v4(), lastname: format!("Участник {i}"), telephone1: Some(phone.to_string()), ..Default::default() }.stamped(seed.ext101, EntityKind::Systemuser, t, None);
+        let c = Contact {
+            contactid: Uuid::new_v4(),
+            lastname: format!("Участник {i}"),
+            telephone1: Some(phone.to_string()),
+            ..Default::default()
+        }
+        .stamped(seed.ext101, EntityKind::Systemuser, t, None);
         s.insert(&c).await.unwrap();
         members.push(c.contactid);
     }
-    let list = MarketingList { listid: Uuid::new_v4(), listname: "Участники".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(seed.marketing, EntityKind::Systemuser, t, None);
+    let list = MarketingList {
+        listid: Uuid::new_v4(),
+        listname: "Участники".into(),
+        createdfromcode: 2,
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(seed.marketing, EntityKind::Systemuser, t, None);
     s.insert(&list).await.unwrap();
     s.add_list_members(list.listid, &members, t).await.unwrap();
     let due = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-    let ca = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: seed.campaign, subject: "Обзвон участников".into(), channeltypecode: Some(1), scheduledend: Some(due), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(seed.marketing, EntityKind::Systemuser, t, None);
+    let ca = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: seed.campaign,
+        subject: "Обзвон участников".into(),
+        channeltypecode: Some(1),
+        scheduledend: Some(due),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(seed.marketing, EntityKind::Systemuser, t, None);
     s.create_campaign_activity(&ca).await.unwrap();
     s.add_campaign_lists(seed.campaign, &[list.listid]).await.unwrap();
     s.set_wave_lists(ca.activityid, &[list.listid]).await.unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use inflow::crm::entities::{Activity, Campaign, CampaignActivity, Contact, MarketingList};
 use inflow::crm::EntityKind;
+use inflow::crm::entities::{Activity, Campaign, CampaignActivity, Contact, MarketingList};
 use inflow::store::{Exec as _, RecordExt, Store};
 
 use crate::dovecot::{Dovecot, inquiry};
@@ -55,7 +55,15 @@ async fn wait_http(port: u16) {
 }
 
 async fn pbx_event(port: u16, body: &serde_json::Value) -> u16 {
-    reqwest::Client::new().post(format!("http://127.0.0.1:{port}/pbx/generic")).bearer_auth(PBX_TOKEN).json(body).send().await.unwrap().status().as_u16()
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/pbx/generic"))
+        .bearer_auth(PBX_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,36 +102,80 @@ async fn two_daemons_on_one_postgres_database() {
     let out = std::process::Command::new(inflow_bin()).arg("--config").arg(&cfgs[0]).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&cfgs[0]).unwrap();
-    let s = inflow::app::open_store(&inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap()).await.unwrap();
+    let s = inflow::app::open_store(
+        &inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
 
     // Seed: users (sales, whose manager is the head), overdue tasks, a campaign, a list of
     // 2,000 contacts and its wave, and 1,000 inquiries from distinct senders.
     let head = add_user(&s, "Глеб", "Главный", "head@crm.example.com", None, None).await;
     let sales = add_user(&s, "Сергей", "Продажин", "sales@crm.example.com", Some(head), Some("101")).await;
     for i in 0..TASKS {
-        let t = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(format!("ScaleTask-{i:02}-end")), scheduledend: Some(now() - chrono::Duration::hours(2)), ..Default::default() }
-            .stamped(sales, EntityKind::Systemuser, now(), None);
+        let t = Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Task,
+            subject: Some(format!("ScaleTask-{i:02}-end")),
+            scheduledend: Some(now() - chrono::Duration::hours(2)),
+            ..Default::default()
+        }
+        .stamped(sales, EntityKind::Systemuser, now(), None);
         s.insert(&t).await.unwrap();
     }
-    let mut camp = Campaign { campaignid: Uuid::new_v4(), name: "Scale-out".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(sales, EntityKind::Systemuser, now(), None);
+    let mut camp = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Scale-out".into(),
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(sales, EntityKind::Systemuser, now(), None);
     camp.statuscode = inflow::crm::campaign::LAUNCHED;
     s.insert(&camp).await.unwrap();
-    let list = MarketingList { listid: Uuid::new_v4(), listname: "Scale-out list".into(), createdfromcode: 2, ..Default::default() }.stamped(sales, EntityKind::Systemuser, now(), None);
+    let list = MarketingList {
+        listid: Uuid::new_v4(),
+        listname: "Scale-out list".into(),
+        createdfromcode: 2,
+        ..Default::default()
+    }
+    .stamped(sales, EntityKind::Systemuser, now(), None);
     s.insert(&list).await.unwrap();
     let mut members = Vec::with_capacity(RECIPIENTS);
     for i in 0..RECIPIENTS {
-        let c = Contact { contactid: Uuid::new_v4(), lastname: format!("Получатель {i}"), emailaddress1: Some(format!("r{i:04}@client.example")), ..Default::default() }
-            .stamped(sales, EntityKind::Systemuser, now(), None);
+        let c = Contact {
+            contactid: Uuid::new_v4(),
+            lastname: format!("Получатель {i}"),
+            emailaddress1: Some(format!("r{i:04}@client.example")),
+            ..Default::default()
+        }
+        .stamped(sales, EntityKind::Systemuser, now(), None);
         s.insert(&c).await.unwrap();
         members.push(c.contactid);
     }
     s.add_list_members(list.listid, &members, now()).await.unwrap();
-    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Scale-out wave".into(), channeltypecode: Some(7), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(sales, EntityKind::Systemuser, now(), None);
+    let wave = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "Scale-out wave".into(),
+        channeltypecode: Some(7),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(sales, EntityKind::Systemuser, now(), None);
     s.create_campaign_activity(&wave).await.unwrap();
     s.add_campaign_lists(camp.campaignid, &[list.listid]).await.unwrap();
     s.set_wave_lists(wave.activityid, &[list.listid]).await.unwrap();
-    let msgs: Vec<Vec<u8>> = (0..MESSAGES).map(|i| inquiry(&format!("scale-{i}@client.example"), &format!("Sender {i} <s{i:04}@client.example>"), "Scale-out inquiry")).collect();
+    let msgs: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| {
+            inquiry(
+                &format!("scale-{i}@client.example"),
+                &format!("Sender {i} <s{i:04}@client.example>"),
+                "Scale-out inquiry",
+            )
+        })
+        .collect();
     dv.append("sales", "INBOX", &msgs).await;
     let sched = inflow::store::waves::WaveSchedule {
         activity_id: wave.activityid,
@@ -159,7 +211,13 @@ async fn two_daemons_on_one_postgres_database() {
         serde_json::json!({"call_id": format!("scale-new-{i}"), "event": "end", "direction": "inbound", "external_number": "+7 916 555-77-88", "did": "+7 495 123-45-67",
             "started_at": "2026-11-27T08:00:00Z", "answered_at": "2026-11-27T08:00:03Z", "ended_at": "2026-11-27T08:02:00Z", "duration_secs": 117, "disposition": "answered"})
     };
-    let sends: Vec<_> = (0..6).map(|i| { let b = new_caller(i); let port = ports[i % 2]; tokio::spawn(async move { pbx_event(port, &b).await }) }).collect();
+    let sends: Vec<_> = (0..6)
+        .map(|i| {
+            let b = new_caller(i);
+            let port = ports[i % 2];
+            tokio::spawn(async move { pbx_event(port, &b).await })
+        })
+        .collect();
     for s in sends {
         assert_eq!(s.await.unwrap(), 202);
     }
@@ -170,12 +228,16 @@ async fn two_daemons_on_one_postgres_database() {
     poll_until("both kinds of work under way", || {
         let s = s2.clone();
         async move {
-            count(&s, "SELECT COUNT(*) AS n FROM inbound_event WHERE source = 'imap'").await >= 100 && count(&s, "SELECT COUNT(*) AS n FROM wave_delivery WHERE state = 'sent'").await >= 100
+            count(&s, "SELECT COUNT(*) AS n FROM inbound_event WHERE source = 'imap'").await >= 100
+                && count(&s, "SELECT COUNT(*) AS n FROM wave_delivery WHERE state = 'sent'").await >= 100
         }
     })
     .await;
     let holder = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap().lease_holder.expect("a lease holder");
-    let victim = pids.iter().position(|p| holder.contains(&format!(":{p}:"))).unwrap_or_else(|| panic!("holder {holder} is neither of {pids:?}"));
+    let victim = pids
+        .iter()
+        .position(|p| holder.contains(&format!(":{p}:")))
+        .unwrap_or_else(|| panic!("holder {holder} is neither of {pids:?}"));
     let mut killed = daemons[victim].take().unwrap();
     killed.kill().await.unwrap(); // SIGKILL
     killed.wait().await.unwrap();
@@ -200,7 +262,9 @@ async fn two_daemons_on_one_postgres_database() {
     let s2 = s.clone();
     poll_until("every overdue notification sent", || {
         let s = s2.clone();
-        async move { count(&s, "SELECT COUNT(*) AS n FROM notification_log WHERE status = 'sent'").await == 2 * TASKS as i64 }
+        async move {
+            count(&s, "SELECT COUNT(*) AS n FROM notification_log WHERE status = 'sent'").await == 2 * TASKS as i64
+        }
     })
     .await;
     let s2 = s.clone();
@@ -208,7 +272,12 @@ async fn two_daemons_on_one_postgres_database() {
         let s = s2.clone();
         poll_until(&format!("call {id} processed"), || {
             let (s, id) = (s.clone(), id.clone());
-            async move { s.pbx_call("generic", &id).await.unwrap().is_some_and(|c| c.status != "open" && c.processed_version == c.version) }
+            async move {
+                s.pbx_call("generic", &id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|c| c.status != "open" && c.processed_version == c.version)
+            }
         })
         .await;
     }
@@ -235,14 +304,19 @@ async fn two_daemons_on_one_postgres_database() {
     // In flight per daemon: its claimed batches (2 × batch_size) at most.
     assert!(doubles <= 40, "{doubles} second copies");
     // Alerts: each task once to its owner and once (level 1) to the manager.
-    let all_mail: String = sink.messages().iter().filter(|(r, _)| r.contains("crm.example.com")).map(|(_, m)| m.clone()).collect();
+    let all_mail: String =
+        sink.messages().iter().filter(|(r, _)| r.contains("crm.example.com")).map(|(_, m)| m.clone()).collect();
     for i in 0..TASKS {
         let n = all_mail.matches(&format!("ScaleTask-{i:02}-end")).count();
         assert_eq!(n, 2, "task {i} notified {n} times (owner + manager expected)");
     }
     // PBX: one activity for the call whose events went to both daemons; six calls from one new
     // number processed on both daemons at once made one lead, and every call is on it.
-    let acts = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'phonecall' AND phonenumber = '+79165550011'").await;
+    let acts = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'phonecall' AND phonenumber = '+79165550011'",
+    )
+    .await;
     assert_eq!(acts, 1);
     let new_leads = count(&s, "SELECT COUNT(*) AS n FROM lead WHERE telephone1 = '+79165557788'").await;
     assert_eq!(new_leads, 1, "one new caller, one lead");

@@ -6,7 +6,9 @@ use inflow::crm::lead::QualifyParams;
 use inflow::crm::matching::MatchOutcome;
 use inflow::crm::response::ConvertOption;
 use inflow::crm::{EntityKind, EntityRef, Money};
-use inflow::store::{CreateMode, InboundEvent, InboundOutcome, NotificationClaim, RecordExt, Store, StoreError, Suppression};
+use inflow::store::{
+    CreateMode, InboundEvent, InboundOutcome, NotificationClaim, RecordExt, Store, StoreError, Suppression,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -180,14 +182,18 @@ both_engines!(r_ld_1_and_r_dup_4_on_manual_create, |store: Store| async move {
     // Accounts with the same normalised name.
     store.create_account(&account(u.systemuserid, "ООО «Ромашка»", None), CreateMode::CheckDuplicates).await.unwrap();
     let dup = account(u.systemuserid, "Ромашка  ООО", None);
-    assert_eq!(rule_code(store.create_account(&dup, CreateMode::CheckDuplicates).await.unwrap_err()), "duplicate_found");
+    assert_eq!(
+        rule_code(store.create_account(&dup, CreateMode::CheckDuplicates).await.unwrap_err()),
+        "duplicate_found"
+    );
 });
 
 both_engines!(s3_1_qualify_creates_then_links_existing, |store: Store| async move {
     let u = user(&store, "Owner", "owner@example.com", None).await;
     let l1 = lead(u.systemuserid, "40 licences", Some("ivan@romashka.ru"), Some("ООО Ромашка"));
     store.create_lead(&l1, CreateMode::CheckDuplicates).await.unwrap();
-    let all = QualifyParams { create_account: true, create_contact: true, create_opportunity: true, ..Default::default() };
+    let all =
+        QualifyParams { create_account: true, create_contact: true, create_opportunity: true, ..Default::default() };
     let (q, created) = store.qualify_lead(l1.leadid, &all, Some(u.systemuserid), now()).await.unwrap();
     assert_eq!((q.statecode, q.statuscode), (1, 3));
     assert_eq!(created.len(), 3);
@@ -206,7 +212,11 @@ both_engines!(s3_1_qualify_creates_then_links_existing, |store: Store| async mov
     let (q2, created2) = store.qualify_lead(l2.leadid, &all, None, now()).await.unwrap();
     assert_eq!(q2.parentaccountid, q.parentaccountid);
     assert_eq!(q2.parentcontactid, q.parentcontactid);
-    assert_eq!(created2.iter().filter(|r| r.kind != EntityKind::Opportunity).count(), 0, "no duplicate account/contact");
+    assert_eq!(
+        created2.iter().filter(|r| r.kind != EntityKind::Opportunity).count(),
+        0,
+        "no duplicate account/contact"
+    );
     assert_eq!(store.list::<Account>(50, 0).await.unwrap().total, 1);
     assert_eq!(store.list::<Contact>(50, 0).await.unwrap().total, 1);
 
@@ -214,7 +224,10 @@ both_engines!(s3_1_qualify_creates_then_links_existing, |store: Store| async mov
     assert_eq!(rule_code(store.qualify_lead(l2.leadid, &all, None, now()).await.unwrap_err()), "lead_not_open");
     // A lead with an opportunity cannot be disqualified, even after reactivate.
     store.reactivate_lead(l2.leadid, None, now()).await.unwrap();
-    assert_eq!(rule_code(store.disqualify_lead(l2.leadid, Some(5), None, None, now()).await.unwrap_err()), "lead_has_opportunity");
+    assert_eq!(
+        rule_code(store.disqualify_lead(l2.leadid, Some(5), None, None, now()).await.unwrap_err()),
+        "lead_has_opportunity"
+    );
 });
 
 both_engines!(s3_1_qualify_refuses_ambiguous_duplicates, |store: Store| async move {
@@ -251,14 +264,20 @@ both_engines!(s3_2_disqualify_and_reactivate, |store: Store| async move {
     let d = store.disqualify_lead(l.leadid, Some(6), Some("Бюджет урезан"), Some(u.systemuserid), now()).await.unwrap();
     assert_eq!((d.statecode, d.statuscode), (2, 6));
     assert_eq!(d.qualificationcomments.as_deref(), Some("Бюджет урезан"));
-    assert_eq!(rule_code(store.disqualify_lead(l.leadid, Some(6), None, None, now()).await.unwrap_err()), "lead_not_open");
+    assert_eq!(
+        rule_code(store.disqualify_lead(l.leadid, Some(6), None, None, now()).await.unwrap_err()),
+        "lead_not_open"
+    );
     // R-LD-2: a closed lead is read-only.
     let mut edit = d.clone();
     edit.subject = "changed".into();
     assert_eq!(rule_code(store.update_lead(&edit).await.unwrap_err()), "lead_closed");
     let r = store.reactivate_lead(l.leadid, None, now()).await.unwrap();
     assert_eq!((r.statecode, r.statuscode), (0, 1));
-    assert_eq!(rule_code(store.disqualify_lead(l.leadid, Some(3), None, None, now()).await.unwrap_err()), "invalid_status");
+    assert_eq!(
+        rule_code(store.disqualify_lead(l.leadid, Some(3), None, None, now()).await.unwrap_err()),
+        "invalid_status"
+    );
 });
 
 both_engines!(r_dup_2_and_3_party_matching, |store: Store| async move {
@@ -266,13 +285,20 @@ both_engines!(r_dup_2_and_3_party_matching, |store: Store| async move {
     let c = contact(u.systemuserid, "Caller", None, Some("8 (495) 123-45-67"));
     store.insert(&c).await.unwrap();
     for form in ["+7 495 1234567", "74951234567", "4951234567", "tel:+74951234567"] {
-        assert_eq!(store.match_party(None, Some(form)).await.unwrap(), MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, c.contactid)), "{form}");
+        assert_eq!(
+            store.match_party(None, Some(form)).await.unwrap(),
+            MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, c.contactid)),
+            "{form}"
+        );
     }
     // An e-mail match on a lead beats a phone match on the contact (R-DUP-3 order).
     let mut l = lead(u.systemuserid, "T", Some("caller@example.com"), None);
     l.telephone1 = Some("+74951234567".into());
     store.insert(&l).await.unwrap();
-    assert_eq!(store.match_party(Some("Caller@Example.com"), Some("84951234567")).await.unwrap().unique().unwrap().kind, EntityKind::Lead);
+    assert_eq!(
+        store.match_party(Some("Caller@Example.com"), Some("84951234567")).await.unwrap().unique().unwrap().kind,
+        EntityKind::Lead
+    );
     // Two contacts sharing a number: ambiguous, queued for review once, never linked.
     let c2 = contact(u.systemuserid, "Colleague", None, Some("+7 (495) 123-45-67"));
     store.insert(&c2).await.unwrap();
@@ -318,22 +344,58 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     // a) new lead
     let r1 = resp(Some("Orlova"), "orlova@vector.ru");
     store.insert(&r1).await.unwrap();
-    let (closed, created) = store.convert_response(r1.activityid, &ConvertOption::NewLead, Some(100_000_000), None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
+    let (closed, created) = store
+        .convert_response(
+            r1.activityid,
+            &ConvertOption::NewLead,
+            Some(100_000_000),
+            None,
+            now(),
+            inflow::store::CreateMode::CheckDuplicates,
+        )
+        .await
+        .unwrap();
     assert_eq!((closed.statecode, closed.statuscode), (1, 2));
     let new_lead: Lead = store.load(created[0].id).await.unwrap();
     assert_eq!(new_lead.campaignid, Some(camp.campaignid));
     assert_eq!(new_lead.relatedobjectid, Some(r1.activityid));
     assert_eq!(closed.customerid, Some(new_lead.leadid));
     // R-RS-4: a closed response converts no more.
-    assert_eq!(rule_code(store.convert_response(r1.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err()), "response_not_open");
+    assert_eq!(
+        rule_code(
+            store
+                .convert_response(
+                    r1.activityid,
+                    &ConvertOption::NewLead,
+                    None,
+                    None,
+                    now(),
+                    inflow::store::CreateMode::CheckDuplicates
+                )
+                .await
+                .unwrap_err()
+        ),
+        "response_not_open"
+    );
     // b) existing closed lead needs reactivate
     store.disqualify_lead(new_lead.leadid, None, None, None, now()).await.unwrap();
     let r2 = resp(None, "orlova@vector.ru");
     store.insert(&r2).await.unwrap();
     let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: false };
-    assert_eq!(rule_code(store.convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err()), "lead_closed");
+    assert_eq!(
+        rule_code(
+            store
+                .convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates)
+                .await
+                .unwrap_err()
+        ),
+        "lead_closed"
+    );
     let opt = ConvertOption::ExistingLead { lead_id: new_lead.leadid, reactivate: true };
-    store.convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
+    store
+        .convert_response(r2.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates)
+        .await
+        .unwrap();
     assert_eq!(store.load::<Lead>(new_lead.leadid).await.unwrap().statecode, 0);
     // c) new customer: dedupe links an existing contact instead of creating one
     let known = contact(u.systemuserid, "Belova", Some("belova@vector.ru"), None);
@@ -341,7 +403,10 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     let r3 = resp(Some("Belova"), "belova@vector.ru");
     store.insert(&r3).await.unwrap();
     let opt = ConvertOption::NewCustomer { create_account: true, create_contact: true, create_opportunity: true };
-    let (closed3, created3) = store.convert_response(r3.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
+    let (closed3, created3) = store
+        .convert_response(r3.activityid, &opt, None, None, now(), inflow::store::CreateMode::CheckDuplicates)
+        .await
+        .unwrap();
     assert_eq!(closed3.customeridtype, Some(EntityKind::Account));
     assert!(created3.iter().any(|r| r.kind == EntityKind::Account));
     assert!(!created3.iter().any(|r| r.kind == EntityKind::Contact), "existing contact is linked, not duplicated");
@@ -349,14 +414,44 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     // R-LD-3: a new lead from a response runs the duplicate rules: Belova is a contact.
     let r5 = resp(Some("Belova"), "Belova@Vector.ru");
     store.insert(&r5).await.unwrap();
-    let dup = store.convert_response(r5.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap_err();
+    let dup = store
+        .convert_response(
+            r5.activityid,
+            &ConvertOption::NewLead,
+            None,
+            None,
+            now(),
+            inflow::store::CreateMode::CheckDuplicates,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(rule_code(dup), "duplicate_found");
-    let (_, made) = store.convert_response(r5.activityid, &ConvertOption::NewLead, None, None, now(), inflow::store::CreateMode::IgnoreDuplicates).await.unwrap();
+    let (_, made) = store
+        .convert_response(
+            r5.activityid,
+            &ConvertOption::NewLead,
+            None,
+            None,
+            now(),
+            inflow::store::CreateMode::IgnoreDuplicates,
+        )
+        .await
+        .unwrap();
     assert_eq!(made.len(), 1, "created when asked to");
     // d) cancel
     let r4 = resp(None, "x@vector.ru");
     store.insert(&r4).await.unwrap();
-    let (c4, _) = store.convert_response(r4.activityid, &ConvertOption::Close { cancel: true }, None, None, now(), inflow::store::CreateMode::CheckDuplicates).await.unwrap();
+    let (c4, _) = store
+        .convert_response(
+            r4.activityid,
+            &ConvertOption::Close { cancel: true },
+            None,
+            None,
+            now(),
+            inflow::store::CreateMode::CheckDuplicates,
+        )
+        .await
+        .unwrap();
     assert_eq!((c4.statecode, c4.statuscode), (2, 3));
 });
 
@@ -392,7 +487,10 @@ both_engines!(r_wv_6_cost_rollup, |store: Store| async move {
     let c = store.set_campaign_othercost(camp.campaignid, Some(Money(10_000_00)), now()).await.unwrap();
     assert_eq!(c.totalactualcost, Some(Money(85_000_50)));
     let c = store.set_campaign_activity_cost(a1.activityid, Some(Money(50_000_00)), now()).await.unwrap();
-    assert_eq!((c.totalcampaignactivityactualcost, c.totalactualcost), (Some(Money(95_000_50)), Some(Money(105_000_50))));
+    assert_eq!(
+        (c.totalcampaignactivityactualcost, c.totalactualcost),
+        (Some(Money(95_000_50)), Some(Money(105_000_50)))
+    );
     assert!(inflow::crm::campaign::over_budget(&c));
 });
 
@@ -411,29 +509,44 @@ both_engines!(lists_static_dynamic_and_snapshot, |store: Store| async move {
         store.insert(l).await.unwrap();
     }
     // SEED 001's filter as a dynamic list: industry = Financial AND revenue > 1,000,000.
-    let dynl = list(u.systemuserid, "Financial, big", 4, Some(json!({"all": [
-        {"field": "industrycode", "op": "eq", "value": 16},
-        {"field": "revenue", "op": "gt", "value": 1000000}
-    ]})));
+    let dynl = list(
+        u.systemuserid,
+        "Financial, big",
+        4,
+        Some(json!({"all": [
+            {"field": "industrycode", "op": "eq", "value": 16},
+            {"field": "revenue", "op": "gt", "value": 1000000}
+        ]})),
+    );
     store.insert(&dynl).await.unwrap();
-    assert_eq!(store.list_members(dynl.listid, now()).await.unwrap(), vec![EntityRef::new(EntityKind::Lead, fin.leadid)]);
+    assert_eq!(
+        store.list_members(dynl.listid, now()).await.unwrap(),
+        vec![EntityRef::new(EntityKind::Lead, fin.leadid)]
+    );
     // Membership follows the data at use time.
     let mut grown = store.load::<Lead>(small.leadid).await.unwrap();
     grown.revenue = Some(Money(1_500_000_00));
     store.update(&grown).await.unwrap();
     assert_eq!(store.list_members(dynl.listid, now()).await.unwrap().len(), 2);
     // SQL-looking text is data.
-    let inj = list(u.systemuserid, "inj", 4, Some(json!({"field": "subject", "op": "contains", "value": "' OR 1=1 --"})));
+    let inj =
+        list(u.systemuserid, "inj", 4, Some(json!({"field": "subject", "op": "contains", "value": "' OR 1=1 --"})));
     store.insert(&inj).await.unwrap();
     assert!(store.list_members(inj.listid, now()).await.unwrap().is_empty());
     let pct = list(u.systemuserid, "pct", 4, Some(json!({"field": "subject", "op": "begins_with", "value": "bank"})));
     store.insert(&pct).await.unwrap();
-    assert_eq!(store.list_members(pct.listid, now()).await.unwrap(), vec![EntityRef::new(EntityKind::Lead, fin.leadid)], "case-insensitive prefix");
+    assert_eq!(
+        store.list_members(pct.listid, now()).await.unwrap(),
+        vec![EntityRef::new(EntityKind::Lead, fin.leadid)],
+        "case-insensitive prefix"
+    );
     // An unknown field in a stored query is a clear rule error at use time.
     let broken = list(u.systemuserid, "broken", 4, Some(json!({"field": "password", "op": "eq", "value": "x"})));
     store.insert(&broken).await.unwrap();
     match store.list_members(broken.listid, now()).await.unwrap_err() {
-        StoreError::Rule(r) => assert!(r.message.contains("password") && r.message.contains("query.field"), "{}", r.message),
+        StoreError::Rule(r) => {
+            assert!(r.message.contains("password") && r.message.contains("query.field"), "{}", r.message)
+        }
         other => panic!("{other}"),
     }
     // Snapshot: locked static copy.
@@ -441,14 +554,20 @@ both_engines!(lists_static_dynamic_and_snapshot, |store: Store| async move {
     assert!(snap.lockstatus && !snap.isdynamic);
     assert_eq!(snap.membercount, Some(2));
     assert_eq!(store.list_members(snap.listid, now()).await.unwrap().len(), 2);
-    assert_eq!(rule_code(store.add_list_members(snap.listid, &[other.leadid], now()).await.unwrap_err()), "list_locked");
+    assert_eq!(
+        rule_code(store.add_list_members(snap.listid, &[other.leadid], now()).await.unwrap_err()),
+        "list_locked"
+    );
     // Static list: member type must match createdfromcode; duplicates are no-ops.
     let stat = list(u.systemuserid, "Expo visitors", 4, None);
     store.insert(&stat).await.unwrap();
     assert_eq!(store.add_list_members(stat.listid, &[fin.leadid, other.leadid, fin.leadid], now()).await.unwrap(), 2);
     let c = contact(u.systemuserid, "NotALead", None, None);
     store.insert(&c).await.unwrap();
-    assert_eq!(rule_code(store.add_list_members(stat.listid, &[c.contactid], now()).await.unwrap_err()), "member_type_mismatch");
+    assert_eq!(
+        rule_code(store.add_list_members(stat.listid, &[c.contactid], now()).await.unwrap_err()),
+        "member_type_mismatch"
+    );
     assert_eq!(store.load::<MarketingList>(stat.listid).await.unwrap().membercount, Some(2));
     assert_eq!(store.remove_list_members(stat.listid, &[other.leadid]).await.unwrap(), 1);
     assert_eq!(rule_code(store.add_list_members(dynl.listid, &[fin.leadid], now()).await.unwrap_err()), "list_dynamic");
@@ -464,10 +583,24 @@ both_engines!(wave_lists_must_belong_to_the_campaign, |store: Store| async move 
     store.insert(&l2).await.unwrap();
     store.add_campaign_lists(camp.campaignid, &[l1.listid]).await.unwrap();
     let t = now();
-    let wave = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: camp.campaignid, subject: "Wave".into(), channeltypecode: Some(7), ownerid: u.systemuserid, statuscode: 1, createdon: t, modifiedon: t, versionnumber: 1, ..Default::default() };
+    let wave = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: camp.campaignid,
+        subject: "Wave".into(),
+        channeltypecode: Some(7),
+        ownerid: u.systemuserid,
+        statuscode: 1,
+        createdon: t,
+        modifiedon: t,
+        versionnumber: 1,
+        ..Default::default()
+    };
     store.create_campaign_activity(&wave).await.unwrap();
     store.set_wave_lists(wave.activityid, &[l1.listid]).await.unwrap();
-    assert_eq!(rule_code(store.set_wave_lists(wave.activityid, &[l2.listid]).await.unwrap_err()), "list_not_in_campaign");
+    assert_eq!(
+        rule_code(store.set_wave_lists(wave.activityid, &[l2.listid]).await.unwrap_err()),
+        "list_not_in_campaign"
+    );
 });
 
 both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
@@ -497,7 +630,14 @@ both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
         other => panic!("{other:?}"),
     }
     // Suppression: first reason wins.
-    let s = Suppression { address: "x@example.com".into(), kind: "email".into(), reason: "hard_bounce".into(), source: "imap:news".into(), detail: Some("550 5.1.1".into()), created_on: t };
+    let s = Suppression {
+        address: "x@example.com".into(),
+        kind: "email".into(),
+        reason: "hard_bounce".into(),
+        source: "imap:news".into(),
+        detail: Some("550 5.1.1".into()),
+        created_on: t,
+    };
     assert!(store.suppress(&s).await.unwrap());
     assert!(!store.suppress(&Suppression { reason: "unsubscribe".into(), ..s.clone() }).await.unwrap());
     assert_eq!(store.suppression("x@example.com").await.unwrap().unwrap().reason, "hard_bounce");
@@ -518,8 +658,16 @@ both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
     assert!(store.claim_notification(&claim).await.unwrap());
     assert!(!store.claim_notification(&claim).await.unwrap());
     assert!(store.claim_notification(&NotificationClaim { level: 1, ..claim.clone() }).await.unwrap());
-    assert!(store.claim_notification(&NotificationClaim { scheduledend: t + Duration::days(1), ..claim.clone() }).await.unwrap());
-    assert!(store.claim_notification(&NotificationClaim { ownerid: Uuid::new_v4(), ..claim.clone() }).await.unwrap(), "a new owner restarts the escalation");
+    assert!(
+        store
+            .claim_notification(&NotificationClaim { scheduledend: t + Duration::days(1), ..claim.clone() })
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.claim_notification(&NotificationClaim { ownerid: Uuid::new_v4(), ..claim.clone() }).await.unwrap(),
+        "a new owner restarts the escalation"
+    );
 });
 
 both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async move {
@@ -529,7 +677,9 @@ both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async m
     }
     let q = inflow::jobs::JobQueue::<Ping>::new(&store.db, "test-ping");
     q.push(Ping { n: 1 }, "ping:1", 3).await.unwrap();
-    q.push(Ping { n: 1 }, "ping:1", 3).await.expect("a second push with the same key is 'already queued', not an error");
+    q.push(Ping { n: 1 }, "ping:1", 3)
+        .await
+        .expect("a second push with the same key is 'already queued', not an error");
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1);
     q.push(Ping { n: 2 }, "ping:2", 3).await.unwrap();
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 2);
@@ -537,11 +687,17 @@ both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async m
 
 both_engines!(pbx_group_commit_counts_each_event_once, |store: Store| async move {
     use inflow::store::PbxEventRow;
-    let ev = |call: &str, id: &str, fin: bool| PbxEventRow { call_id: call.into(), event_id: id.into(), facts: "{}".into(), is_final: fin };
+    let ev = |call: &str, id: &str, fin: bool| PbxEventRow {
+        call_id: call.into(),
+        event_id: id.into(),
+        facts: "{}".into(),
+        is_final: fin,
+    };
     let a = [ev("c1", "c1:start", false), ev("c1", "c1:end", true)];
     let b = [ev("c1", "c1:end", true), ev("c2", "c2:end", true)]; // c1:end twice in one batch
     let out = store.record_pbx_events(&[("generic", &a, "raw-a"), ("generic", &b, "raw-b")], now()).await.unwrap();
-    let flags: Vec<Vec<(bool, i64, bool)>> = out.iter().map(|r| r.iter().map(|u| (u.new_event, u.version, u.is_final)).collect()).collect();
+    let flags: Vec<Vec<(bool, i64, bool)>> =
+        out.iter().map(|r| r.iter().map(|u| (u.new_event, u.version, u.is_final)).collect()).collect();
     assert_eq!(flags, vec![vec![(true, 2, true), (true, 2, true)], vec![(false, 2, true), (true, 1, true)]]);
     // A later batch: a redelivery changes nothing; a new event bumps the version and reopens.
     let c = [ev("c1", "c1:start", false), ev("c1", "c1:recording", false)];

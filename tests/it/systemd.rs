@@ -14,7 +14,10 @@ fn unit_path() -> std::path::PathBuf {
 }
 
 fn analyze(args: &[&str]) -> (bool, String) {
-    let out = Command::new("systemd-analyze").args(args).output().unwrap_or_else(|e| panic!("systemd-analyze is required (Debian package systemd): {e}"));
+    let out = Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("systemd-analyze is required (Debian package systemd): {e}"));
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -46,7 +49,9 @@ fn unit_verifies_clean() {
         for e in entries.flatten() {
             let name = e.file_name();
             let n = name.to_string_lossy();
-            if (n.ends_with(".target") || n.ends_with(".service") || n.ends_with(".socket") || n.ends_with(".slice")) && e.path().is_file() {
+            if (n.ends_with(".target") || n.ends_with(".service") || n.ends_with(".socket") || n.ends_with(".slice"))
+                && e.path().is_file()
+            {
                 let _ = std::fs::copy(e.path(), r.join("usr/lib/systemd/system").join(&name));
             }
         }
@@ -58,7 +63,12 @@ fn unit_verifies_clean() {
 #[test]
 fn unit_keeps_the_daemon_contract() {
     let unit = std::fs::read_to_string(unit_path()).unwrap();
-    let value = |key: &str| unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::trim).unwrap_or_else(|| panic!("{key}= missing"));
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{key}= missing"))
+    };
     assert_eq!(value("Type"), "notify");
     assert_eq!(value("User"), "inflow");
     assert_eq!(value("StateDirectory"), "inflow");

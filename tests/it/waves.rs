@@ -23,24 +23,56 @@ async fn count(store: &Store, sql: &str, args: Vec<inflow::store::Value>) -> i64
 
 /// A launched campaign with `expectedresponse` 10 % and its owner.
 async fn campaign(s: &Store) -> (Uuid, Uuid) {
-    let owner = add_user(s, "Марина", "Маркетинг", &format!("marketing-{}@crm.example.com", Uuid::new_v4().simple()), None, None).await;
-    let mut c = Campaign { campaignid: Uuid::new_v4(), name: "Ноябрьская рассылка".into(), transactioncurrencyid: "RUB".into(), expectedresponse: Some(10), ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, now(), None);
+    let owner = add_user(
+        s,
+        "Марина",
+        "Маркетинг",
+        &format!("marketing-{}@crm.example.com", Uuid::new_v4().simple()),
+        None,
+        None,
+    )
+    .await;
+    let mut c = Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Ноябрьская рассылка".into(),
+        transactioncurrencyid: "RUB".into(),
+        expectedresponse: Some(10),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     c.statuscode = inflow::crm::campaign::LAUNCHED;
     s.insert(&c).await.unwrap();
     (owner, c.campaignid)
 }
 
-async fn contact(s: &Store, owner: Uuid, first: Option<&str>, email: Option<&str>, edit: impl FnOnce(&mut Contact)) -> Uuid {
-    let mut c = Contact { contactid: Uuid::new_v4(), firstname: first.map(str::to_string), lastname: "Тестов".into(), emailaddress1: email.map(str::to_string), ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, now(), None);
+async fn contact(
+    s: &Store,
+    owner: Uuid,
+    first: Option<&str>,
+    email: Option<&str>,
+    edit: impl FnOnce(&mut Contact),
+) -> Uuid {
+    let mut c = Contact {
+        contactid: Uuid::new_v4(),
+        firstname: first.map(str::to_string),
+        lastname: "Тестов".into(),
+        emailaddress1: email.map(str::to_string),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     edit(&mut c);
     s.insert(&c).await.unwrap();
     c.contactid
 }
 
 async fn static_list(s: &Store, owner: Uuid, members: &[Uuid]) -> Uuid {
-    let l = MarketingList { listid: Uuid::new_v4(), listname: format!("static {}", Uuid::new_v4().simple()), createdfromcode: 2, ..Default::default() }.stamped(owner, EntityKind::Systemuser, now(), None);
+    let l = MarketingList {
+        listid: Uuid::new_v4(),
+        listname: format!("static {}", Uuid::new_v4().simple()),
+        createdfromcode: 2,
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     s.insert(&l).await.unwrap();
     s.add_list_members(l.listid, members, now()).await.unwrap();
     l.listid
@@ -48,8 +80,16 @@ async fn static_list(s: &Store, owner: Uuid, members: &[Uuid]) -> Uuid {
 
 /// An e-mail campaign activity targeting `lists` (linked to the campaign as well).
 async fn wave(s: &Store, owner: Uuid, campaign: Uuid, lists: &[Uuid], subject: &str) -> Uuid {
-    let w = CampaignActivity { activityid: Uuid::new_v4(), regardingobjectid: campaign, subject: subject.into(), channeltypecode: Some(7), donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, now(), None);
+    let w = CampaignActivity {
+        activityid: Uuid::new_v4(),
+        regardingobjectid: campaign,
+        subject: subject.into(),
+        channeltypecode: Some(7),
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     s.create_campaign_activity(&w).await.unwrap();
     s.add_campaign_lists(campaign, lists).await.unwrap();
     s.set_wave_lists(w.activityid, lists).await.unwrap();
@@ -119,7 +159,9 @@ async fn full_wave(engine: &str) {
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &smtp_toml(&sink, "")).await;
     let s = app.store.clone();
     let (owner, camp) = campaign(&s).await;
-    let anna = contact(&s, owner, Some("Анна"), Some("Anna@Client.example"), |c| c.address1_city = Some("Казань".into())).await;
+    let anna =
+        contact(&s, owner, Some("Анна"), Some("Anna@Client.example"), |c| c.address1_city = Some("Казань".into()))
+            .await;
     let boris = contact(&s, owner, None, Some("boris@client.example"), |_| {}).await;
     let olga = contact(&s, owner, Some("Ольга"), Some("olga@client.example"), |c| c.donotbulkemail = true).await;
     let ivan = contact(&s, owner, Some("Иван"), Some("ivan@client.example"), |c| {
@@ -131,8 +173,19 @@ async fn full_wave(engine: &str) {
     let sup = contact(&s, owner, Some("Сергей"), Some("sup@client.example"), |_| {}).await;
     let dup1 = contact(&s, owner, Some("Дарья"), Some("Dup@Client.example"), |_| {}).await;
     let dup2 = contact(&s, owner, Some("Денис"), Some("dup@client.example"), |_| {}).await;
-    let _petr = contact(&s, owner, Some("Пётр"), Some("petr@client.example"), |c| c.address1_city = Some("Казань".into())).await;
-    s.suppress(&inflow::store::Suppression { address: "sup@client.example".into(), kind: "email".into(), reason: "hard_bounce".into(), source: "test".into(), detail: None, created_on: now() }).await.unwrap();
+    let _petr =
+        contact(&s, owner, Some("Пётр"), Some("petr@client.example"), |c| c.address1_city = Some("Казань".into()))
+            .await;
+    s.suppress(&inflow::store::Suppression {
+        address: "sup@client.example".into(),
+        kind: "email".into(),
+        reason: "hard_bounce".into(),
+        source: "test".into(),
+        detail: None,
+        created_on: now(),
+    })
+    .await
+    .unwrap();
     let l1 = static_list(&s, owner, &[anna, boris, olga, ivan, nomail, sup, dup1, dup2]).await;
     let dynamic = MarketingList {
         listid: Uuid::new_v4(),
@@ -153,11 +206,24 @@ async fn full_wave(engine: &str) {
     rcpts.sort();
     // One per member and per address: anna is on both lists, Dup/dup share an address.
     assert_eq!(rcpts.len(), 4, "{rcpts:?}");
-    assert!(rcpts.contains(&"anna@client.example") && rcpts.contains(&"boris@client.example") && rcpts.contains(&"petr@client.example"));
+    assert!(
+        rcpts.contains(&"anna@client.example")
+            && rcpts.contains(&"boris@client.example")
+            && rcpts.contains(&"petr@client.example")
+    );
     assert_eq!(rcpts.iter().filter(|r| r.starts_with("dup@")).count(), 1);
     assert_eq!(st.wave.targeted, Some(9));
     let excluded: BTreeMap<&str, i64> = st.wave.excluded.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(excluded, BTreeMap::from([("duplicate_address", 1), ("inactive", 1), ("no_valid_email", 1), ("opted_out", 1), ("suppressed", 1)]));
+    assert_eq!(
+        excluded,
+        BTreeMap::from([
+            ("duplicate_address", 1),
+            ("inactive", 1),
+            ("no_valid_email", 1),
+            ("opted_out", 1),
+            ("suppressed", 1)
+        ])
+    );
     assert_eq!((st.sent, st.failed, st.pending, st.in_flight), (4, 0, 0, 0));
     assert_eq!(st.bulkoperation_status, Some(4), "run completed");
     assert!(crate::helpers::metric(&app, "inflow_wave_deliveries_total", &[("outcome", "sent")]).await >= 4.0);
@@ -174,13 +240,23 @@ async fn full_wave(engine: &str) {
     assert_eq!(a.message_id, anna_row.3, "the Message-ID sent is the one stored (without brackets)");
     let activity_id: Uuid = a.headers["x-inflow-activity"].parse().unwrap();
     let email: Activity = s.load(activity_id).await.unwrap();
-    assert_eq!((email.statecode, email.statuscode, email.regardingobjectid), (1, 3, Some(w)), "R-WV-4: sent, regarding the wave");
+    assert_eq!(
+        (email.statecode, email.statuscode, email.regardingobjectid),
+        (1, 3, Some(w)),
+        "R-WV-4: sent, regarding the wave"
+    );
     assert_eq!(email.messageid.as_deref(), Some(anna_row.3.as_str()));
     let token = email.trackingtoken.clone().unwrap();
     assert_eq!(a.headers["x-inflow-token"], token);
     let unsub = &a.headers["list-unsubscribe"];
     assert!(unsub.starts_with("<https://crm.acme.ru/u/"), "{unsub}");
-    assert!(unsub.contains(&format!("<mailto:unsubscribe@crm.example.com?subject=unsubscribe%20{}>", token.replace(':', "%3A"))), "{unsub}");
+    assert!(
+        unsub.contains(&format!(
+            "<mailto:unsubscribe@crm.example.com?subject=unsubscribe%20{}>",
+            token.replace(':', "%3A")
+        )),
+        "{unsub}"
+    );
     assert_eq!(a.headers["list-unsubscribe-post"], "List-Unsubscribe=One-Click");
     assert!(a.text.contains("https://crm.acme.ru/u/"), "the body carries the same link");
 
@@ -205,10 +281,24 @@ async fn full_wave(engine: &str) {
     let no_body = app.http.post(app.url(path)).send().await.unwrap();
     assert_eq!(no_body.status(), 400);
     let forged = format!("{}x", &path[..path.len() - 1]);
-    let r = app.http.post(app.url(&forged)).header("content-type", "application/x-www-form-urlencoded").body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url(&forged))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "a forged signature is refused");
     for _ in 0..2 {
-        let r = app.http.post(app.url(path)).header("content-type", "application/x-www-form-urlencoded").body("List-Unsubscribe=One-Click").send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     let c: Contact = s.load(anna).await.unwrap();
@@ -237,7 +327,12 @@ async fn full_wave_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_reject_and_throttle() {
     let sink = SmtpSink::start(0).await;
-    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &smtp_toml(&sink, "retry_base_secs = 1\nthrottle_backoff_secs = 1\nmax_attempts = 3")).await;
+    let app = TestApp::spawn(
+        "sqlite",
+        tempfile::tempdir().unwrap(),
+        &smtp_toml(&sink, "retry_base_secs = 1\nthrottle_backoff_secs = 1\nmax_attempts = 3"),
+    )
+    .await;
     let s = app.store.clone();
     let (owner, camp) = campaign(&s).await;
     let mut ids = Vec::new();
@@ -251,9 +346,14 @@ async fn retry_reject_and_throttle() {
     let got: Vec<String> = sink.messages().iter().map(|(r, _)| r.trim().to_lowercase()).collect();
     assert_eq!(got.len(), 3, "{got:?}");
     assert!(!got.contains(&"nobody@reject.test".to_string()));
-    let d: HashMap<String, (String, i32)> = s.wave_deliveries(w).await.unwrap().into_iter().map(|(a, st, n, _)| (a, (st, n))).collect();
+    let d: HashMap<String, (String, i32)> =
+        s.wave_deliveries(w).await.unwrap().into_iter().map(|(a, st, n, _)| (a, (st, n))).collect();
     assert_eq!(d["busy1@client.example"], ("sent".into(), 2), "a 4xx is retried with backoff and counted");
-    assert_eq!(d["throttle1@client.example"], ("sent".into(), 1), "a throttle slows the relay and does not burn the recipient's attempts");
+    assert_eq!(
+        d["throttle1@client.example"],
+        ("sent".into(), 1),
+        "a throttle slows the relay and does not burn the recipient's attempts"
+    );
     assert_eq!(d["nobody@reject.test"], ("failed".into(), 1), "5xx at RCPT is permanent");
     assert_eq!(d["ok@client.example"], ("sent".into(), 1));
     let sup = s.suppression("nobody@reject.test").await.unwrap().expect("a refused recipient is suppressed");
@@ -276,9 +376,16 @@ async fn retry_reject_and_throttle() {
     };
     let failures = get("/api/v1/bulkoperations?view=failures".into()).await;
     assert_eq!(failures["items"].as_array().unwrap().len(), 1, "{failures}");
-    assert_eq!((failures["items"][0]["address"].as_str(), failures["items"][0]["reason"].as_str()), (Some("nobody@reject.test"), Some("recipient_rejected")));
+    assert_eq!(
+        (failures["items"][0]["address"].as_str(), failures["items"][0]["reason"].as_str()),
+        (Some("nobody@reject.test"), Some("recipient_rejected"))
+    );
     let optouts = get(format!("/api/v1/lists/{l}/optouts")).await;
-    assert_eq!(optouts["items"], serde_json::json!([{"kind": "contact", "id": ids[1].to_string(), "reasons": ["suppressed: nobody@reject.test"]}]), "{optouts}");
+    assert_eq!(
+        optouts["items"],
+        serde_json::json!([{"kind": "contact", "id": ids[1].to_string(), "reasons": ["suppressed: nobody@reject.test"]}]),
+        "{optouts}"
+    );
     let runs = get("/api/v1/bulkoperations?view=runs".into()).await;
     assert_eq!(runs["total"], 1);
     app.stop().await;
@@ -315,7 +422,10 @@ async fn pause_resume_and_cancel_take_effect() {
     poll_until("the first messages of both waves", || async { sent_to("pause") >= 2 && sent_to("cancel") >= 2 }).await;
     s.control_wave(wa, inflow::crm::waves::WaveAction::Pause, now()).await.unwrap();
     s.control_wave(wb, inflow::crm::waves::WaveAction::Cancel, now()).await.unwrap();
-    assert!(s.control_wave(wb, inflow::crm::waves::WaveAction::Resume, now()).await.is_err(), "a canceled wave cannot resume");
+    assert!(
+        s.control_wave(wb, inflow::crm::waves::WaveAction::Resume, now()).await.is_err(),
+        "a canceled wave cannot resume"
+    );
     // In-flight messages finish; then nothing more goes out.
     poll_until("in-flight messages recorded", || {
         let s = s.clone();
@@ -350,14 +460,26 @@ async fn binary_setup(sink: &SmtpSink, waves_extra: &str) -> (tempfile::TempDir,
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("inflow.db");
     let cfg = dir.path().join("inflow.toml");
-    std::fs::write(&cfg, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}", db.display(), smtp_toml(sink, waves_extra))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            db.display(),
+            smtp_toml(sink, waves_extra)
+        ),
+    )
+    .unwrap();
     let out = std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let store = inflow::app::open_store(&inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default()).unwrap()).await.unwrap();
+    let store = inflow::app::open_store(
+        &inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     (dir, cfg, store)
 }
-
 
 /// Crash at `failpoint`, restart, and compare what the server received with the rows.
 /// Returns how many recipients got a second copy.
@@ -377,13 +499,26 @@ async fn crash_and_resume(failpoint: &str) -> usize {
     inflow::waves::schedule(&s, &schedule(w, now(), None), now()).await.unwrap();
 
     let mut child = daemon(&cfg, Some(failpoint));
-    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait()).await.expect("the failpoint fires").unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait())
+        .await
+        .expect("the failpoint fires")
+        .unwrap();
     assert!(!status.success(), "aborted at the failpoint");
     assert_eq!(s.wave_status(w).await.unwrap().wave.state.as_str(), "sending", "the crash left the wave unfinished");
     // R-WV-4: the e-mail is persisted before its SMTP attempt; DOMAIN §5: Pending Send and
     // Sending sit under state Completed.
-    let sending = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode = 7 AND statecode = 1", vec![w.into()]).await;
-    let misfiled = count(&s, "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode IN (6, 7) AND statecode <> 1", vec![w.into()]).await;
+    let sending = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode = 7 AND statecode = 1",
+        vec![w.into()],
+    )
+    .await;
+    let misfiled = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity WHERE regardingobjectid = $1 AND statuscode IN (6, 7) AND statecode <> 1",
+        vec![w.into()],
+    )
+    .await;
     assert_eq!(misfiled, 0, "Pending Send and Sending are statecode 1");
     if failpoint.starts_with("wave-before-smtp") {
         assert!(sending >= 1, "the message at the failpoint was stored as 7 Sending before its SMTP attempt");
@@ -409,7 +544,10 @@ async fn crash_and_resume(failpoint: &str) -> usize {
     let dups: usize = got.values().map(|n| n - 1).sum();
     assert!(dups <= 8, "duplicates only within the in-flight bound: {got:?}");
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status();
-    let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("stops on SIGTERM").unwrap();
+    let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
     assert!(st.success());
     s.close().await;
     sink.stop().await;
@@ -446,17 +584,46 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     let w = wave(&s, owner, camp, &[l], "Декабрь").await;
     let text = dir.path().join("body.txt");
     std::fs::write(&text, "Здравствуйте, {{ first_name | default(\"колега\") }}!\n").unwrap();
-    let run = |args: &[&str]| std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).args(args).output().unwrap();
-    let bad = run(&["wave", "schedule", &w.to_string(), "--subject", "{% if %}", "--text-file", text.to_str().unwrap(), "--start", "2030-12-01 10:00", "--tz", "Europe/Moscow"]);
+    let run =
+        |args: &[&str]| std::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).args(args).output().unwrap();
+    let bad = run(&[
+        "wave",
+        "schedule",
+        &w.to_string(),
+        "--subject",
+        "{% if %}",
+        "--text-file",
+        text.to_str().unwrap(),
+        "--start",
+        "2030-12-01 10:00",
+        "--tz",
+        "Europe/Moscow",
+    ]);
     assert!(!bad.status.success(), "a broken template is refused at schedule time");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("template error"));
-    let out = run(&["wave", "schedule", &w.to_string(), "--subject", "Новости", "--text-file", text.to_str().unwrap(), "--start", "2030-12-01 10:00", "--tz", "Europe/Moscow"]);
+    let out = run(&[
+        "wave",
+        "schedule",
+        &w.to_string(),
+        "--subject",
+        "Новости",
+        "--text-file",
+        text.to_str().unwrap(),
+        "--start",
+        "2030-12-01 10:00",
+        "--tz",
+        "Europe/Moscow",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let row = s.wave(w).await.unwrap();
     assert_eq!(row.schedule.start_at.to_rfc3339(), "2030-12-01T07:00:00+00:00", "10:00 in Moscow is 07:00 UTC");
     assert_eq!(row.schedule.timezone, "Europe/Moscow");
     let status = run(&["wave", "status", &w.to_string()]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("state scheduled  start 2030-12-01 10:00 MSK"), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("state scheduled  start 2030-12-01 10:00 MSK"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 
     let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
     let rt = inflow::waves::WaveRuntime::new(
@@ -473,11 +640,24 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     assert_eq!((started.state.as_str(), started.targeted), ("sending", Some(1)));
     // Rescheduling a started wave is refused; pausing works from the CLI.
     let again = run(&["wave", "schedule", &w.to_string(), "--subject", "x", "--text-file", text.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("wave_already_started") || String::from_utf8_lossy(&again.stderr).contains("only a scheduled wave"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("wave_already_started")
+            || String::from_utf8_lossy(&again.stderr).contains("only a scheduled wave"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let paused = run(&["wave", "pause", &w.to_string()]);
     assert!(String::from_utf8_lossy(&paused.stdout).contains("paused"));
     // A test send goes to the given address only and touches no counts.
-    let t = run(&["wave", "test-send", &w.to_string(), "--to", "marketer@crm.example.com", "--vars", "{\"first_name\": \"Марина\"}"]);
+    let t = run(&[
+        "wave",
+        "test-send",
+        &w.to_string(),
+        "--to",
+        "marketer@crm.example.com",
+        "--vars",
+        "{\"first_name\": \"Марина\"}",
+    ]);
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     let msgs = sink.wait_for(1).await;
     assert_eq!(msgs.len(), 1);
@@ -528,7 +708,10 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
     dv.append("sales", "INBOX", &[reply.into_bytes()]).await;
     poll_until("the reply becomes a campaign response", || {
         let s = s.clone();
-        async move { count(&s, "SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1", vec![w.into()]).await == 1 }
+        async move {
+            count(&s, "SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1", vec![w.into()]).await
+                == 1
+        }
     })
     .await;
     let row = s.db.clone().fetch_one("SELECT customerid, responsecode, regardingobjectid, originatingactivityid FROM campaignresponse WHERE campaignactivityid = $1", vec![w.into()]).await.unwrap();
@@ -536,7 +719,11 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
     assert_eq!(row.get::<i32>("responsecode").unwrap(), 1);
     assert_eq!(row.get::<Uuid>("regardingobjectid").unwrap(), camp);
     let origin: Uuid = row.get("originatingactivityid").unwrap();
-    assert_eq!(origin.to_string(), sent.headers["x-inflow-activity"], "the response points at the message Anna answered");
+    assert_eq!(
+        origin.to_string(),
+        sent.headers["x-inflow-activity"],
+        "the response points at the message Anna answered"
+    );
     assert_eq!(s.wave_status(w).await.unwrap().responded, 1);
     app.stop().await;
     sink.stop().await;
@@ -547,12 +734,27 @@ async fn wave_mail_is_dkim_signed_over_the_unsubscribe_headers() {
     let sink = SmtpSink::start(0).await;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("dkim.key");
-    let keygen = std::process::Command::new("openssl").args(["genrsa", "-traditional", "-out"]).arg(&key).arg("2048").output().expect("openssl");
+    let keygen = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl");
     assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
-    let der = std::process::Command::new("openssl").args(["rsa", "-pubout", "-outform", "DER", "-in"]).arg(&key).output().unwrap();
+    let der = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(der.status.success());
     let public = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der.stdout);
-    let extra = smtp_toml(&sink, &format!("dkim_domain = \"crm.example.com\"\ndkim_selector = \"wave2026\"\ndkim_private_key_file = \"{}\"", key.display()));
+    let extra = smtp_toml(
+        &sink,
+        &format!(
+            "dkim_domain = \"crm.example.com\"\ndkim_selector = \"wave2026\"\ndkim_private_key_file = \"{}\"",
+            key.display()
+        ),
+    );
     let app = TestApp::spawn("sqlite", dir, &extra).await;
     let s = app.store.clone();
     let (owner, camp) = campaign(&s).await;
@@ -570,11 +772,17 @@ async fn wave_mail_is_dkim_signed_over_the_unsubscribe_headers() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), raw).unwrap();
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/dkim_verify.py");
-        let out = std::process::Command::new("/usr/bin/python3").arg(script).arg(f.path()).args(["wave2026", "crm.example.com", &public]).output().expect("python3 with dkimpy (scripts/test-services.sh)");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(f.path())
+            .args(["wave2026", "crm.example.com", &public])
+            .output()
+            .expect("python3 with dkimpy (scripts/test-services.sh)");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(verify(&raw), "pass", "dkimpy verifies the signature with the published key");
-    let tampered = raw.replacen("List-Unsubscribe: <https://crm.acme.ru/u/", "List-Unsubscribe: <https://evil.example/u/", 1);
+    let tampered =
+        raw.replacen("List-Unsubscribe: <https://crm.acme.ru/u/", "List-Unsubscribe: <https://evil.example/u/", 1);
     assert_ne!(tampered, raw);
     assert_eq!(verify(&tampered), "fail", "a changed unsubscribe link breaks the signature");
     app.stop().await;
@@ -595,12 +803,20 @@ async fn a_wave_that_cannot_render_is_aborted_and_the_others_go_on() {
     let fine = wave(&s, owner, camp, &[lb], "Fine").await;
     // The CLI and API refuse such a template at schedule time; written straight to the
     // store it must still not stop the sender.
-    let bad = WaveSchedule { subject: "{{ first_name | no_such_filter }}".into(), ..schedule(broken, now() - Duration::seconds(2), None) };
+    let bad = WaveSchedule {
+        subject: "{{ first_name | no_such_filter }}".into(),
+        ..schedule(broken, now() - Duration::seconds(2), None)
+    };
     assert!(inflow::waves::schedule(&s, &bad, now()).await.unwrap_err().to_string().contains("template error"));
     s.schedule_wave(&bad, now()).await.unwrap();
     inflow::waves::schedule(&s, &schedule(fine, now(), None), now()).await.unwrap();
     let st = wait_state(&s, broken, "aborted").await;
-    assert!(st.wave.error.as_deref().unwrap_or("").contains("no_such_filter") || st.wave.error.as_deref().unwrap_or("").contains("unknown filter"), "{:?}", st.wave.error);
+    assert!(
+        st.wave.error.as_deref().unwrap_or("").contains("no_such_filter")
+            || st.wave.error.as_deref().unwrap_or("").contains("unknown filter"),
+        "{:?}",
+        st.wave.error
+    );
     let ok = wait_state(&s, fine, "completed").await;
     assert_eq!(ok.sent, 1);
     let got: Vec<String> = sink.messages().iter().map(|(r, _)| r.trim().to_string()).collect();

@@ -10,8 +10,8 @@ use reqwest::Method;
 use serde_json::{Value as J, json};
 use uuid::Uuid;
 
-use inflow::crm::entities::{Activity, Opportunity};
 use inflow::crm::EntityKind;
+use inflow::crm::entities::{Activity, Opportunity};
 use inflow::http::api::token_hash;
 use inflow::store::{Exec, RecordExt, Store};
 
@@ -79,22 +79,43 @@ async fn marketer_path_http(engine: &str) {
     let sink = SmtpSink::start(0).await;
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &wave_app_toml(&sink)).await;
     let admin_id = add_user(&app.store, "Анна", "Админова", "admin@crm.example.com", None, None).await;
-    let marketer_id = add_user(&app.store, "Марина", "Маркетова", "marketer@crm.example.com", Some(admin_id), None).await;
+    let marketer_id =
+        add_user(&app.store, "Марина", "Маркетова", "marketer@crm.example.com", Some(admin_id), None).await;
     let admin = Client { app: &app, token: token(&app.store, admin_id, "admin").await };
     let m = Client { app: &app, token: token(&app.store, marketer_id, "marketer").await };
 
     // The sales side enters three contacts; the marketer builds a list of them.
     let mut contacts = Vec::new();
-    for (i, (first, email)) in [("Олег", "oleg@client-one.ru"), ("Ирина", "irina@client-two.ru"), ("Pavel", "pavel@client-three.ru")].iter().enumerate() {
-        let c = admin.ok("/api/v1/contacts", json!({"firstname": first, "lastname": format!("Клиент {i}"), "emailaddress1": email}), 201).await;
+    for (i, (first, email)) in
+        [("Олег", "oleg@client-one.ru"), ("Ирина", "irina@client-two.ru"), ("Pavel", "pavel@client-three.ru")]
+            .iter()
+            .enumerate()
+    {
+        let c = admin
+            .ok(
+                "/api/v1/contacts",
+                json!({"firstname": first, "lastname": format!("Клиент {i}"), "emailaddress1": email}),
+                201,
+            )
+            .await;
         contacts.push(c["contactid"].as_str().unwrap().to_string());
     }
-    let list = m.ok("/api/v1/lists", json!({"listname": "Клиенты 2026", "createdfromcode": 2}), 201).await["listid"].as_str().unwrap().to_string();
-    let other = m.ok("/api/v1/lists", json!({"listname": "Выставка", "createdfromcode": 2}), 201).await["listid"].as_str().unwrap().to_string();
+    let list = m.ok("/api/v1/lists", json!({"listname": "Клиенты 2026", "createdfromcode": 2}), 201).await["listid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = m.ok("/api/v1/lists", json!({"listname": "Выставка", "createdfromcode": 2}), 201).await["listid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(m.ok(&format!("/api/v1/lists/{list}/members"), json!({"members": contacts}), 200).await["added"], 3);
 
     // A campaign, made ready, with the list linked.
-    let camp = m.ok("/api/v1/campaigns", json!({"name": "Зимняя рассылка", "expectedresponse": 5}), 201).await["campaignid"].as_str().unwrap().to_string();
+    let camp =
+        m.ok("/api/v1/campaigns", json!({"name": "Зимняя рассылка", "expectedresponse": 5}), 201).await["campaignid"]
+            .as_str()
+            .unwrap()
+            .to_string();
     assert_eq!(m.get(&format!("/api/v1/campaigns/{camp}/lists")).await["total"], 0);
     let linked = m.ok(&format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [list]}), 200).await;
     assert_eq!((linked["total"].as_i64(), linked["items"][0]["listname"].as_str()), (Some(1), Some("Клиенты 2026")));
@@ -103,14 +124,31 @@ async fn marketer_path_http(engine: &str) {
     m.ok(&format!("/api/v1/campaigns/{camp}/status"), json!({"statuscode": 1}), 200).await;
 
     // The wave: its lists must be the campaign's (§2.8).
-    let wave = m.ok("/api/v1/campaignactivities", json!({"regardingobjectid": camp, "subject": "Письмо 1", "channeltypecode": 7}), 201).await["activityid"].as_str().unwrap().to_string();
-    let (s, b) = m.post(&format!("/api/v1/campaignactivities/{wave}/schedule"), json!({"subject": "Новый год", "text": "Здравствуйте!"})).await;
+    let wave = m
+        .ok(
+            "/api/v1/campaignactivities",
+            json!({"regardingobjectid": camp, "subject": "Письмо 1", "channeltypecode": 7}),
+            201,
+        )
+        .await["activityid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, b) = m
+        .post(
+            &format!("/api/v1/campaignactivities/{wave}/schedule"),
+            json!({"subject": "Новый год", "text": "Здравствуйте!"}),
+        )
+        .await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("wave_without_lists")), "{b}");
     let (s, b) = m.post(&format!("/api/v1/campaignactivities/{wave}/lists"), json!({"lists": [other]})).await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("list_not_in_campaign")), "{b}");
     let targets = m.ok(&format!("/api/v1/campaignactivities/{wave}/lists"), json!({"lists": [list]}), 200).await;
     assert_eq!(targets["total"], 1);
-    assert_eq!(m.get(&format!("/api/v1/campaignactivities/{wave}/lists")).await["items"][0]["listid"].as_str(), Some(list.as_str()));
+    assert_eq!(
+        m.get(&format!("/api/v1/campaignactivities/{wave}/lists")).await["items"][0]["listid"].as_str(),
+        Some(list.as_str())
+    );
     // A list a wave targets stays linked to the campaign.
     let (s, b) = m.post(&format!("/api/v1/campaigns/{camp}/lists/remove"), json!({"lists": [list]})).await;
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("list_in_use")), "{b}");
@@ -120,7 +158,12 @@ async fn marketer_path_http(engine: &str) {
     let (s, _) = m.post(&format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [Uuid::new_v4()]})).await;
     assert_eq!(s, 404);
 
-    m.ok(&format!("/api/v1/campaignactivities/{wave}/schedule"), json!({"subject": "С Новым годом, {{ first_name }}!", "text": "Здравствуйте, {{ first_name }}!"}), 200).await;
+    m.ok(
+        &format!("/api/v1/campaignactivities/{wave}/schedule"),
+        json!({"subject": "С Новым годом, {{ first_name }}!", "text": "Здравствуйте, {{ first_name }}!"}),
+        200,
+    )
+    .await;
     let status_path = format!("/api/v1/campaignactivities/{wave}/status");
     poll_until("the wave completes", || async { m.get(&status_path).await["wave"]["state"] == "completed" }).await;
     let st = m.get(&status_path).await;
@@ -145,8 +188,16 @@ async fn marketer_path_http_postgres() {
 }
 
 async fn cli(cfg: &std::path::Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(inflow_bin()).arg("--config").arg(cfg).args(args).env_remove("INFLOW_CONFIG").output().await.expect("run inflow");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    let out = tokio::process::Command::new(inflow_bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("INFLOW_CONFIG")
+        .output()
+        .await
+        .expect("run inflow");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
     assert!(out.status.success(), "inflow {args:?} failed: {stdout}\n{stderr}");
     stdout
 }
@@ -166,31 +217,87 @@ async fn marketer_path_cli(engine: &str) {
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &wave_app_toml(&sink)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("inflow.toml");
-    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url())).unwrap();
-    cli_id(&cfg, &["user", "add", "--first", "Марина", "--last", "Маркетова", "--email", "marketer@crm.example.com"]).await;
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url()))
+        .unwrap();
+    cli_id(&cfg, &["user", "add", "--first", "Марина", "--last", "Маркетова", "--email", "marketer@crm.example.com"])
+        .await;
     let csv = dir.path().join("expo.csv");
     std::fs::write(&csv, "Фамилия;Имя;Компания;E-mail\nСидоров;Пётр;ООО Ромашка;petr@romashka.ru\nКузнецова;Анна;АО Лютик;anna@lutik.ru\n").unwrap();
-    let out = cli(&cfg, &["import", "leads", csv.to_str().unwrap(), "--owner", "marketer@crm.example.com", "--source", "3"]).await;
+    let out =
+        cli(&cfg, &["import", "leads", csv.to_str().unwrap(), "--owner", "marketer@crm.example.com", "--source", "3"])
+            .await;
     assert!(out.contains("imported 2 leads"), "{out}");
-    let list = cli_id(&cfg, &["list", "create", "--name", "Выставка 2026", "--members", "lead", "--owner", "marketer@crm.example.com", "--query", r#"{"all":[{"field":"leadsourcecode","op":"eq","value":3}]}"#]).await;
+    let list = cli_id(
+        &cfg,
+        &[
+            "list",
+            "create",
+            "--name",
+            "Выставка 2026",
+            "--members",
+            "lead",
+            "--owner",
+            "marketer@crm.example.com",
+            "--query",
+            r#"{"all":[{"field":"leadsourcecode","op":"eq","value":3}]}"#,
+        ],
+    )
+    .await;
     let members = cli(&cfg, &["list", "members", &list]).await;
     assert_eq!(members.lines().count(), 2, "{members}");
-    let camp = cli_id(&cfg, &["campaign", "create", "--name", "После выставки", "--owner", "marketer@crm.example.com", "--budget", "15000.00"]).await;
+    let camp = cli_id(
+        &cfg,
+        &[
+            "campaign",
+            "create",
+            "--name",
+            "После выставки",
+            "--owner",
+            "marketer@crm.example.com",
+            "--budget",
+            "15000.00",
+        ],
+    )
+    .await;
     let out = cli(&cfg, &["campaign", "add-list", &camp, &list]).await;
     assert!(out.contains("Выставка 2026") && out.contains("dynamic"), "{out}");
     cli(&cfg, &["campaign", "status", &camp, "ready"]).await;
-    let wave = cli_id(&cfg, &["campaign", "activity", &camp, "--subject", "Спасибо за визит", "--channel", "email"]).await;
+    let wave =
+        cli_id(&cfg, &["campaign", "activity", &camp, "--subject", "Спасибо за визит", "--channel", "email"]).await;
     cli(&cfg, &["campaign", "target", &wave, &list]).await;
     let text = dir.path().join("body.txt");
     std::fs::write(&text, "Спасибо, что зашли к нам на стенд!").unwrap();
-    cli(&cfg, &["wave", "schedule", &wave, "--subject", "Спасибо за визит", "--text-file", text.to_str().unwrap(), "--from", "news@crm.example.com"]).await;
+    cli(
+        &cfg,
+        &[
+            "wave",
+            "schedule",
+            &wave,
+            "--subject",
+            "Спасибо за визит",
+            "--text-file",
+            text.to_str().unwrap(),
+            "--from",
+            "news@crm.example.com",
+        ],
+    )
+    .await;
     sink.wait_for(2).await;
-    poll_until("the wave completes", || async { cli(&cfg, &["wave", "status", &wave]).await.contains("state completed") }).await;
+    poll_until("the wave completes", || async {
+        cli(&cfg, &["wave", "status", &wave]).await.contains("state completed")
+    })
+    .await;
     assert_eq!(recipients(&sink), ["anna@lutik.ru", "petr@romashka.ru"]);
     let st = cli(&cfg, &["wave", "status", &wave]).await;
     assert!(st.contains("sent 2") && st.contains("failed 0"), "{st}");
     // A wrong status name is refused with the names it takes.
-    let bad = tokio::process::Command::new(inflow_bin()).arg("--config").arg(&cfg).args(["campaign", "status", &camp, "flying"]).output().await.unwrap();
+    let bad = tokio::process::Command::new(inflow_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["campaign", "status", &camp, "flying"])
+        .output()
+        .await
+        .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("launched"));
     app.stop().await;
     sink.stop().await;
@@ -235,8 +342,14 @@ async fn finishing_work_stops_alerts(engine: &str) {
 
     let t0 = Utc::now();
     let mk = |subject: &str| {
-        Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some(subject.into()), scheduledend: Some(t0 - Duration::hours(30)), ..Default::default() }
-            .stamped(owner, EntityKind::Systemuser, t0 - Duration::hours(40), None)
+        Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Task,
+            subject: Some(subject.into()),
+            scheduledend: Some(t0 - Duration::hours(30)),
+            ..Default::default()
+        }
+        .stamped(owner, EntityKind::Systemuser, t0 - Duration::hours(40), None)
     };
     let call_back = mk("Call back Romashka");
     let offer = mk("Send the offer");
@@ -257,7 +370,9 @@ async fn finishing_work_stops_alerts(engine: &str) {
     // Completed is read-only: a second completion, a cancel and a PATCH are conflicts.
     let (st, b) = own.post(&path, json!({})).await;
     assert_eq!((st, b["error"]["code"].as_str()), (409, Some("activity_closed")), "{b}");
-    let (st, _) = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"subject": "x"}))).await;
+    let (st, _) = adm
+        .call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"subject": "x"})))
+        .await;
     assert_eq!(st, 409);
     // The manager above the owner cancels the other task.
     let canceled = boss_c.ok(&format!("/api/v1/activities/{}/cancel", offer.activityid), json!({}), 200).await;
@@ -276,26 +391,44 @@ async fn finishing_work_stops_alerts(engine: &str) {
     let (st, _) = own.post(&reopen, json!({})).await;
     assert_eq!(st, 403, "reopen is an admin action");
     let back = adm.ok(&reopen, json!({"note": "they did not order"}), 200).await;
-    assert_eq!((back["statecode"].as_i64(), back["statuscode"].as_i64(), back["actualend"].is_null()), (Some(0), Some(2), true));
+    assert_eq!(
+        (back["statecode"].as_i64(), back["statuscode"].as_i64(), back["actualend"].is_null()),
+        (Some(0), Some(2), true)
+    );
     let again = rt.scan(t0 + Duration::minutes(10)).await.unwrap();
     assert_eq!((again.overdue, again.claimed), (1, 2), "{again:?}");
     sink.wait_for(4).await;
 
     // R-ACT-2: reassigned to Pavel, it alerts Pavel (who has no manager: the fallback).
-    let moved = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": stranger}))).await;
+    let moved = adm
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/activities/{}", call_back.activityid),
+            Some(json!({"ownerid": stranger})),
+        )
+        .await;
     assert_eq!(moved.0, 200, "{}", moved.1);
     let r = rt.scan(t0 + Duration::minutes(15)).await.unwrap();
     assert_eq!((r.claimed, r.told), (3, 1), "level 0 and 1 for Pavel's task, and the notice that it is his: {r:?}");
     let msgs = sink.wait_for(6).await;
-    let pavel = msgs[4..].iter().find(|(to, _)| to.trim() == "pavel@acme.ru").map(|(_, m)| m.replace("=\r\n", "")).unwrap_or_else(|| panic!("{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>()));
-    assert!(pavel.contains("Assigned to you: Call back Romashka (task)"), "one mail with the overdue line and the notice: {pavel}");
+    let pavel = msgs[4..]
+        .iter()
+        .find(|(to, _)| to.trim() == "pavel@acme.ru")
+        .map(|(_, m)| m.replace("=\r\n", ""))
+        .unwrap_or_else(|| panic!("{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>()));
+    assert!(
+        pavel.contains("Assigned to you: Call back Romashka (task)"),
+        "one mail with the overdue line and the notice: {pavel}"
+    );
     // Told once.
     assert_eq!(rt.scan(t0 + Duration::minutes(20)).await.unwrap().claimed, 0);
     // Reassigning to a disabled user is refused.
     let mut gone: inflow::crm::entities::SystemUser = s.load(boss).await.unwrap();
     gone.isdisabled = true;
     s.update(&gone).await.unwrap();
-    let (st, b) = adm.call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": boss}))).await;
+    let (st, b) = adm
+        .call(Method::PATCH, &format!("/api/v1/activities/{}", call_back.activityid), Some(json!({"ownerid": boss})))
+        .await;
     assert_eq!((st, b["error"]["code"].as_str()), (422, Some("owner_disabled")), "{b}");
     app.stop().await;
     sink.stop().await;
@@ -316,8 +449,15 @@ async fn finishing_work_stops_alerts_postgres() {
 async fn task_cli_completes_and_reopens() {
     let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "").await;
     let owner = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
-    let call = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Phonecall, subject: Some("Missed call: call back".into()), directioncode: Some(false), scheduledend: Some(now()), ..Default::default() }
-        .stamped(owner, EntityKind::Systemuser, now(), None);
+    let call = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Phonecall,
+        subject: Some("Missed call: call back".into()),
+        directioncode: Some(false),
+        scheduledend: Some(now()),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None);
     app.store.insert(&call).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("inflow.toml");
@@ -340,24 +480,43 @@ async fn deals(engine: &str) {
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), "[org]\ntimezone = \"Europe/Moscow\"\n").await;
     let seller = add_user(&app.store, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
     let c = Client { app: &app, token: token(&app.store, seller, "admin").await };
-    let camp = c.ok("/api/v1/campaigns", json!({"name": "Осень"}), 201).await["campaignid"].as_str().unwrap().to_string();
-    let acc = c.ok("/api/v1/accounts", json!({"name": "ООО Ромашка"}), 201).await["accountid"].as_str().unwrap().to_string();
+    let camp =
+        c.ok("/api/v1/campaigns", json!({"name": "Осень"}), 201).await["campaignid"].as_str().unwrap().to_string();
+    let acc =
+        c.ok("/api/v1/accounts", json!({"name": "ООО Ромашка"}), 201).await["accountid"].as_str().unwrap().to_string();
     // Name and customer are required; the customer must exist and be an account or contact.
     let (s, b) = c.post("/api/v1/opportunities", json!({"name": "Ноутбуки"})).await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("missing_field")), "{b}");
-    let (s, b) = c.post("/api/v1/opportunities", json!({"name": "Ноутбуки", "customerid": Uuid::new_v4(), "customeridtype": "account"})).await;
+    let (s, b) = c
+        .post(
+            "/api/v1/opportunities",
+            json!({"name": "Ноутбуки", "customerid": Uuid::new_v4(), "customeridtype": "account"}),
+        )
+        .await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("unknown_customer")), "{b}");
     let o = c
         .ok("/api/v1/opportunities", json!({"name": "Поставка 40 ноутбуков", "customerid": acc, "customeridtype": "account", "estimatedvalue": 1200000, "salesstage": 0, "campaignid": camp}), 201)
         .await;
     let id = o["opportunityid"].as_str().unwrap().to_string();
-    assert_eq!((o["statecode"].as_i64(), o["statuscode"].as_i64(), o["opportunityratingcode"].as_i64()), (Some(0), Some(1), Some(2)));
-    let (s, _) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"salesstage": 2, "closeprobability": 60}))).await;
+    assert_eq!(
+        (o["statecode"].as_i64(), o["statuscode"].as_i64(), o["opportunityratingcode"].as_i64()),
+        (Some(0), Some(1), Some(2))
+    );
+    let (s, _) = c
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/opportunities/{id}"),
+            Some(json!({"salesstage": 2, "closeprobability": 60})),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, b) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"closeprobability": 140}))).await;
+    let (s, b) =
+        c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"closeprobability": 140}))).await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_probability")), "{b}");
 
-    let lost = c.ok(&format!("/api/v1/opportunities/{id}/lose"), json!({"statuscode": 5, "reason": "конкурент дешевле"}), 200).await;
+    let lost = c
+        .ok(&format!("/api/v1/opportunities/{id}/lose"), json!({"statuscode": 5, "reason": "конкурент дешевле"}), 200)
+        .await;
     assert_eq!((lost["statecode"].as_i64(), lost["statuscode"].as_i64()), (Some(2), Some(5)));
     let (s, b) = c.call(Method::PATCH, &format!("/api/v1/opportunities/{id}"), Some(json!({"salesstage": 3}))).await;
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("opportunity_closed")), "read-only until reopened: {b}");
@@ -365,12 +524,17 @@ async fn deals(engine: &str) {
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("deal_not_won")), "{b}");
     c.ok(&format!("/api/v1/opportunities/{id}/reopen"), json!({}), 200).await;
     let won = c.ok(&format!("/api/v1/opportunities/{id}/win"), json!({"actualvalue": 1150000}), 200).await;
-    assert_eq!((won["statecode"].as_i64(), won["statuscode"].as_i64(), won["actualvalue"].as_f64()), (Some(1), Some(3), Some(1_150_000.0)), "{won}");
+    assert_eq!(
+        (won["statecode"].as_i64(), won["statuscode"].as_i64(), won["actualvalue"].as_f64()),
+        (Some(1), Some(3), Some(1_150_000.0)),
+        "{won}"
+    );
     let msk_today = Utc::now().with_timezone(&chrono_tz::Europe::Moscow).date_naive().to_string();
     assert_eq!(won["actualclosedate"].as_str(), Some(msk_today.as_str()));
     let (s, b) = c.post(&format!("/api/v1/opportunities/{id}/win"), json!({})).await;
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("opportunity_closed")), "{b}");
-    let act = c.ok(&format!("/api/v1/opportunities/{id}/close-deal"), json!({"deal_closed_on": "2026-12-20"}), 200).await;
+    let act =
+        c.ok(&format!("/api/v1/opportunities/{id}/close-deal"), json!({"deal_closed_on": "2026-12-20"}), 200).await;
     assert_eq!(act["deal_closed_on"].as_str(), Some("2026-12-20"));
 
     // The record of it: two opportunityclose activities and the history lines, in order.
@@ -379,7 +543,10 @@ async fn deals(engine: &str) {
     let closes = db.fetch_all("SELECT subject, statecode FROM activity WHERE regardingobjectid = $1 AND activitytypecode = 'opportunityclose' ORDER BY createdon", vec![oid.into()]).await.unwrap();
     let subjects: Vec<String> = closes.iter().map(|r| r.get::<String>("subject").unwrap()).collect();
     assert_eq!(subjects, ["Lost: Поставка 40 ноутбуков", "Won: Поставка 40 ноутбуков"]);
-    let hist = db.fetch_all("SELECT kind, summary FROM record_history WHERE entityid = $1 ORDER BY at, id", vec![oid.into()]).await.unwrap();
+    let hist = db
+        .fetch_all("SELECT kind, summary FROM record_history WHERE entityid = $1 ORDER BY at, id", vec![oid.into()])
+        .await
+        .unwrap();
     let kinds: Vec<String> = hist.iter().map(|r| r.get::<String>("kind").unwrap()).collect();
     assert_eq!(kinds, ["created", "stage", "stage", "lost", "reopened", "won", "act"]);
     assert_eq!(hist[1].get::<String>("summary").unwrap(), "Stage: 0 Qualify → 2 Propose");
@@ -387,7 +554,13 @@ async fn deals(engine: &str) {
     let won_view = c.get("/api/v1/opportunities?view=won").await;
     assert_eq!(won_view["total"], 1, "{won_view}");
     let perf = c.get("/api/v1/campaigns?view=performance").await;
-    let row = perf["items"].as_array().unwrap().iter().find(|r| r["campaignid"].as_str() == Some(camp.as_str())).unwrap_or_else(|| panic!("{perf}")).clone();
+    let row = perf["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["campaignid"].as_str() == Some(camp.as_str()))
+        .unwrap_or_else(|| panic!("{perf}"))
+        .clone();
     assert_eq!(row["opportunities"].as_i64(), Some(1), "{row}");
     assert_eq!(row["won_value"].as_f64(), Some(1_150_000.0), "{row}");
     let stored: Opportunity = app.store.load(oid).await.unwrap();
@@ -417,26 +590,79 @@ async fn timeline_and_names(engine: &str) {
     let t0 = Utc::now() - Duration::days(10);
     let at = |h: i64| t0 + Duration::hours(h);
     // Day 0: a call from an unknown number made a lead (how the daemon writes it).
-    let lead = Lead { leadid: Uuid::new_v4(), subject: "Call to the main line".into(), lastname: "Caller +79161234567".into(), leadsourcecode: Some(100_000_001), telephone1: Some("+79161234567".into()), description: Some("Created from zadarma call z-1 to +74951234567.".into()), ..Default::default() }
-        .stamped(seller, EntityKind::Systemuser, at(1), None);
+    let lead = Lead {
+        leadid: Uuid::new_v4(),
+        subject: "Call to the main line".into(),
+        lastname: "Caller +79161234567".into(),
+        leadsourcecode: Some(100_000_001),
+        telephone1: Some("+79161234567".into()),
+        description: Some("Created from zadarma call z-1 to +74951234567.".into()),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(1), None);
     s.insert(&lead).await.unwrap();
-    let mut call = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Phonecall, subject: Some("Incoming call from +79161234567".into()), directioncode: Some(false), regardingobjectid: Some(lead.leadid), regardingobjectidtype: Some(EntityKind::Lead), actualstart: Some(at(0)), actualend: Some(at(0)), description: Some("Answered inbound call via zadarma (z-1), talk time 95 s\nRecording: https://pbx.example.com/rec/z-1.mp3".into()), ..Default::default() }
-        .stamped(seller, EntityKind::Systemuser, at(1), None);
+    let mut call = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Phonecall,
+        subject: Some("Incoming call from +79161234567".into()),
+        directioncode: Some(false),
+        regardingobjectid: Some(lead.leadid),
+        regardingobjectidtype: Some(EntityKind::Lead),
+        actualstart: Some(at(0)),
+        actualend: Some(at(0)),
+        description: Some(
+            "Answered inbound call via zadarma (z-1), talk time 95 s\nRecording: https://pbx.example.com/rec/z-1.mp3"
+                .into(),
+        ),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(1), None);
     call.statecode = 1;
     call.statuscode = 4;
     s.insert(&call).await.unwrap();
     // Qualified into an account and a contact (as §3.1 leaves them).
-    let acc = Account { accountid: Uuid::new_v4(), name: "ООО Ромашка".into(), originatingleadid: Some(lead.leadid), ..Default::default() }.stamped(seller, EntityKind::Systemuser, at(2), None);
+    let acc = Account {
+        accountid: Uuid::new_v4(),
+        name: "ООО Ромашка".into(),
+        originatingleadid: Some(lead.leadid),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(2), None);
     s.insert(&acc).await.unwrap();
-    let contact = Contact { contactid: Uuid::new_v4(), firstname: Some("Пётр".into()), lastname: "Сидоров".into(), parentcustomerid: Some(acc.accountid), parentcustomeridtype: Some(EntityKind::Account), originatingleadid: Some(lead.leadid), ..Default::default() }
-        .stamped(seller, EntityKind::Systemuser, at(3), None);
+    let contact = Contact {
+        contactid: Uuid::new_v4(),
+        firstname: Some("Пётр".into()),
+        lastname: "Сидоров".into(),
+        parentcustomerid: Some(acc.accountid),
+        parentcustomeridtype: Some(EntityKind::Account),
+        originatingleadid: Some(lead.leadid),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(3), None);
     s.insert(&contact).await.unwrap();
     // Day 1: mail in from the contact; a task, completed through the API.
-    let mail = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Email, subject: Some("Re: коммерческое предложение".into()), directioncode: Some(false), regardingobjectid: Some(contact.contactid), regardingobjectidtype: Some(EntityKind::Contact), senton: Some(at(24)), ..Default::default() }
-        .stamped(seller, EntityKind::Systemuser, at(24), None);
+    let mail = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Email,
+        subject: Some("Re: коммерческое предложение".into()),
+        directioncode: Some(false),
+        regardingobjectid: Some(contact.contactid),
+        regardingobjectidtype: Some(EntityKind::Contact),
+        senton: Some(at(24)),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(24), None);
     s.insert(&mail).await.unwrap();
-    let task = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some("Send the contract".into()), regardingobjectid: Some(acc.accountid), regardingobjectidtype: Some(EntityKind::Account), scheduledend: Some(at(48)), ..Default::default() }
-        .stamped(seller, EntityKind::Systemuser, at(25), None);
+    let task = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Task,
+        subject: Some("Send the contract".into()),
+        regardingobjectid: Some(acc.accountid),
+        regardingobjectidtype: Some(EntityKind::Account),
+        scheduledend: Some(at(48)),
+        ..Default::default()
+    }
+    .stamped(seller, EntityKind::Systemuser, at(25), None);
     s.insert(&task).await.unwrap();
     c.ok(&format!("/api/v1/activities/{}/complete", task.activityid), json!({"note": "sent"}), 200).await;
     // The deal: created, moved, won, the Act.
@@ -455,12 +681,18 @@ async fn timeline_and_names(engine: &str) {
     let item = |k: &str| tl["items"].as_array().unwrap().iter().find(|i| i["kind"] == k).unwrap().clone();
     assert_eq!(item("phonecall")["recording"].as_str(), Some("https://pbx.example.com/rec/z-1.mp3"));
     assert_eq!(item("phonecall")["direction"].as_str(), Some("incoming"));
-    assert_eq!(item("lead")["detail"].as_str(), Some("Source: Phone call. Created from zadarma call z-1 to +74951234567."));
+    assert_eq!(
+        item("lead")["detail"].as_str(),
+        Some("Source: Phone call. Created from zadarma call z-1 to +74951234567.")
+    );
     assert_eq!(item("task")["state"].as_str(), Some("Completed"));
     assert_eq!(item("task")["who_name"].as_str(), Some("Oleg Ivanov"));
     assert_eq!(item("email")["about"]["kind"].as_str(), Some("contact"));
     assert_eq!(item("stage")["subject"].as_str(), Some("Stage: 1 Develop → 2 Propose"));
-    assert_eq!(item("task")["link"].as_str().map(str::to_string), Some(format!("/api/v1/activities/{}", task.activityid)));
+    assert_eq!(
+        item("task")["link"].as_str().map(str::to_string),
+        Some(format!("/api/v1/activities/{}", task.activityid))
+    );
     // Paged: the second page of 5 starts where the first ended.
     let p2 = c.get(&format!("/api/v1/accounts/{}/timeline?limit=5&page=2", acc.accountid)).await;
     assert_eq!((p2["total"].as_u64(), p2["items"].as_array().unwrap().len()), (Some(11), 5));
@@ -470,7 +702,10 @@ async fn timeline_and_names(engine: &str) {
     let deal = c.get(&format!("/api/v1/opportunities/{oid}/timeline")).await;
     assert_eq!(deal["total"], 5, "{deal}");
     let lt = c.get(&format!("/api/v1/leads/{}/timeline", lead.leadid)).await;
-    assert_eq!(lt["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["phonecall", "lead"]);
+    assert_eq!(
+        lt["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["phonecall", "lead"]
+    );
     let (st, _) = c.call(Method::GET, &format!("/api/v1/contacts/{}/timeline", Uuid::new_v4()), None).await;
     assert_eq!(st, 404);
     let (st, _) = c.call(Method::GET, &format!("/api/v1/accounts/{}/timeline?limit=0", acc.accountid), None).await;
@@ -512,25 +747,62 @@ async fn duplicates_merge_and_dismiss(engine: &str) {
     let c = Client { app: &app, token: token(s, admin, "admin").await };
     let t = now();
     let contact = |last: &str, email: &str, mobile: Option<&str>, title: Option<&str>| {
-        Contact { contactid: Uuid::new_v4(), lastname: last.into(), emailaddress1: Some(email.into()), mobilephone: mobile.map(str::to_string), jobtitle: title.map(str::to_string), ..Default::default() }
-            .stamped(admin, EntityKind::Systemuser, t, None)
+        Contact {
+            contactid: Uuid::new_v4(),
+            lastname: last.into(),
+            emailaddress1: Some(email.into()),
+            mobilephone: mobile.map(str::to_string),
+            jobtitle: title.map(str::to_string),
+            ..Default::default()
+        }
+        .stamped(admin, EntityKind::Systemuser, t, None)
     };
     let keep = contact("Сидоров", "petr@romashka.ru", None, None);
     let other = contact("Сидоров П.", "Petr@Romashka.ru", Some("+7 916 123-45-67"), Some("Директор"));
     s.insert(&keep).await.unwrap();
     s.insert(&other).await.unwrap();
     // What hangs on the other: a task regarding it, a mail naming it, a response, a list.
-    let task = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Task, subject: Some("Call Petr".into()), regardingobjectid: Some(other.contactid), regardingobjectidtype: Some(EntityKind::Contact), ..Default::default() }
-        .stamped(admin, EntityKind::Systemuser, t, None);
+    let task = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Task,
+        subject: Some("Call Petr".into()),
+        regardingobjectid: Some(other.contactid),
+        regardingobjectidtype: Some(EntityKind::Contact),
+        ..Default::default()
+    }
+    .stamped(admin, EntityKind::Systemuser, t, None);
     s.insert(&task).await.unwrap();
     let mut db = s.db.clone();
     db.execute("INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, 2, $2, 'contact', 'Petr@Romashka.ru')", vec![task.activityid.into(), other.contactid.into()]).await.unwrap();
-    let camp = inflow::crm::entities::Campaign { campaignid: Uuid::new_v4(), name: "Осень".into(), transactioncurrencyid: "RUB".into(), ..Default::default() }.stamped(admin, EntityKind::Systemuser, t, None);
+    let camp = inflow::crm::entities::Campaign {
+        campaignid: Uuid::new_v4(),
+        name: "Осень".into(),
+        transactioncurrencyid: "RUB".into(),
+        ..Default::default()
+    }
+    .stamped(admin, EntityKind::Systemuser, t, None);
     s.insert(&camp).await.unwrap();
-    let resp = CampaignResponse { activityid: Uuid::new_v4(), subject: "Re: Осень".into(), regardingobjectid: camp.campaignid, regardingobjectidtype: EntityKind::Campaign, customerid: Some(other.contactid), customeridtype: Some(EntityKind::Contact), responsecode: 1, ..Default::default() }
-        .stamped(admin, EntityKind::Systemuser, t, None);
+    let resp = CampaignResponse {
+        activityid: Uuid::new_v4(),
+        subject: "Re: Осень".into(),
+        regardingobjectid: camp.campaignid,
+        regardingobjectidtype: EntityKind::Campaign,
+        customerid: Some(other.contactid),
+        customeridtype: Some(EntityKind::Contact),
+        responsecode: 1,
+        ..Default::default()
+    }
+    .stamped(admin, EntityKind::Systemuser, t, None);
     s.insert(&resp).await.unwrap();
-    let list = MarketingList { listid: Uuid::new_v4(), listname: "Клиенты".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(admin, EntityKind::Systemuser, t, None);
+    let list = MarketingList {
+        listid: Uuid::new_v4(),
+        listname: "Клиенты".into(),
+        createdfromcode: 2,
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(admin, EntityKind::Systemuser, t, None);
     s.insert(&list).await.unwrap();
     s.add_list_members(list.listid, &[other.contactid], t).await.unwrap();
 
@@ -538,26 +810,48 @@ async fn duplicates_merge_and_dismiss(engine: &str) {
     assert!(matches!(m, MatchOutcome::Ambiguous(ref v) if v.len() == 2), "{m:?}");
     let open = c.get("/api/v1/ops/dup-candidates?status=open").await;
     let cand = open["items"][0]["id"].as_str().unwrap().to_string();
-    let (st, b) = c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": Uuid::new_v4()})).await;
+    let (st, b) =
+        c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": Uuid::new_v4()})).await;
     assert_eq!((st, b["error"]["code"].as_str()), (422, Some("not_a_candidate")), "{b}");
     let out = c.ok(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": keep.contactid}), 200).await;
     assert_eq!(out["merged"][0]["id"].as_str().map(str::to_string), Some(other.contactid.to_string()), "{out}");
 
     let k: Contact = s.load(keep.contactid).await.unwrap();
-    assert_eq!((k.lastname.as_str(), k.emailaddress1.as_deref()), ("Сидоров", Some("petr@romashka.ru")), "the survivor keeps its values");
-    assert_eq!((k.mobilephone.as_deref(), k.jobtitle.as_deref()), (Some("+7 916 123-45-67"), Some("Директор")), "and fills its gaps");
+    assert_eq!(
+        (k.lastname.as_str(), k.emailaddress1.as_deref()),
+        ("Сидоров", Some("petr@romashka.ru")),
+        "the survivor keeps its values"
+    );
+    assert_eq!(
+        (k.mobilephone.as_deref(), k.jobtitle.as_deref()),
+        (Some("+7 916 123-45-67"), Some("Директор")),
+        "and fills its gaps"
+    );
     let o: Contact = s.load(other.contactid).await.unwrap();
     assert_eq!((o.statecode, o.masterid), (1, Some(keep.contactid)));
     assert_eq!(s.load::<Activity>(task.activityid).await.unwrap().regardingobjectid, Some(keep.contactid));
-    let party: Uuid = db.fetch_one("SELECT partyid FROM activityparty WHERE activityid = $1", vec![task.activityid.into()]).await.unwrap().get("partyid").unwrap();
+    let party: Uuid = db
+        .fetch_one("SELECT partyid FROM activityparty WHERE activityid = $1", vec![task.activityid.into()])
+        .await
+        .unwrap()
+        .get("partyid")
+        .unwrap();
     assert_eq!(party, keep.contactid);
     assert_eq!(s.load::<CampaignResponse>(resp.activityid).await.unwrap().customerid, Some(keep.contactid));
     let members = s.list_members(list.listid, t).await.unwrap();
     assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![keep.contactid]);
     assert_eq!(s.load::<MarketingList>(list.listid).await.unwrap().membercount, Some(1));
-    assert_eq!(s.match_party(None, Some("+79161234567")).await.unwrap(), MatchOutcome::Unique(inflow::crm::EntityRef::new(EntityKind::Contact, keep.contactid)), "the number follows");
-    assert!(matches!(s.match_party(Some("petr@romashka.ru"), None).await.unwrap(), MatchOutcome::Unique(_)), "one active contact has the address now");
-    let (st, b) = c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": keep.contactid})).await;
+    assert_eq!(
+        s.match_party(None, Some("+79161234567")).await.unwrap(),
+        MatchOutcome::Unique(inflow::crm::EntityRef::new(EntityKind::Contact, keep.contactid)),
+        "the number follows"
+    );
+    assert!(
+        matches!(s.match_party(Some("petr@romashka.ru"), None).await.unwrap(), MatchOutcome::Unique(_)),
+        "one active contact has the address now"
+    );
+    let (st, b) =
+        c.post(&format!("/api/v1/ops/dup-candidates/{cand}/merge"), json!({"survivor": keep.contactid})).await;
     assert_eq!((st, b["error"]["code"].as_str()), (409, Some("candidate_resolved")), "{b}");
 
     // Dismiss: two different people sharing an office address stay apart, and are not
@@ -598,14 +892,38 @@ async fn quick_campaigns(engine: &str) {
     let v = Client { app: &app, token: token(s, rep, "viewer").await };
     let t = now();
     let mut ids = Vec::new();
-    for (i, (phone, donotphone, state)) in [(Some("8 916 000-00-01"), false, 0), (Some("+7 916 000-00-02"), false, 0), (None, false, 0), (Some("+79160000004"), true, 0), (Some("+79160000005"), false, 1)].into_iter().enumerate() {
-        let mut c = Contact { contactid: Uuid::new_v4(), lastname: format!("Клиент {i}"), telephone1: phone.map(str::to_string), donotphone, ..Default::default() }.stamped(rep, EntityKind::Systemuser, t, None);
+    for (i, (phone, donotphone, state)) in [
+        (Some("8 916 000-00-01"), false, 0),
+        (Some("+7 916 000-00-02"), false, 0),
+        (None, false, 0),
+        (Some("+79160000004"), true, 0),
+        (Some("+79160000005"), false, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = Contact {
+            contactid: Uuid::new_v4(),
+            lastname: format!("Клиент {i}"),
+            telephone1: phone.map(str::to_string),
+            donotphone,
+            ..Default::default()
+        }
+        .stamped(rep, EntityKind::Systemuser, t, None);
         c.statecode = state;
         c.statuscode = if state == 0 { 1 } else { 2 };
         s.insert(&c).await.unwrap();
         ids.push(c.contactid);
     }
-    let list = MarketingList { listid: Uuid::new_v4(), listname: "Обзвон".into(), createdfromcode: 2, donotsendonoptout: true, ignoreinactivelistmembers: true, ..Default::default() }.stamped(marketer, EntityKind::Systemuser, t, None);
+    let list = MarketingList {
+        listid: Uuid::new_v4(),
+        listname: "Обзвон".into(),
+        createdfromcode: 2,
+        donotsendonoptout: true,
+        ignoreinactivelistmembers: true,
+        ..Default::default()
+    }
+    .stamped(marketer, EntityKind::Systemuser, t, None);
     s.insert(&list).await.unwrap();
     s.add_list_members(list.listid, &ids, t).await.unwrap();
     let path = format!("/api/v1/lists/{}/quick-campaign", list.listid);
@@ -619,21 +937,47 @@ async fn quick_campaigns(engine: &str) {
     assert_eq!(out["excluded"], json!({"donotphone": 1, "inactive": 1, "no_phone": 1}), "{out}");
     let bulk_id: Uuid = out["bulkoperation"]["activityid"].as_str().unwrap().parse().unwrap();
     let b: BulkOperation = s.load(bulk_id).await.unwrap();
-    assert_eq!((b.operationtypecode, b.createdrecordtypecode, b.targetmemberscount, b.successcount, b.statuscode), (7, Some(1), Some(5), Some(2), 4));
+    assert_eq!(
+        (b.operationtypecode, b.createdrecordtypecode, b.targetmemberscount, b.successcount, b.statuscode),
+        (7, Some(1), Some(5), Some(2), 4)
+    );
     let calls = v.get(&format!("/api/v1/activities?view=by-regarding&id={bulk_id}")).await;
     assert_eq!(calls["total"], 2, "{calls}");
     for c in calls["items"].as_array().unwrap() {
-        assert_eq!((c["activitytypecode"].as_str(), c["directioncode"].as_bool(), c["statecode"].as_i64()), (Some("phonecall"), Some(true), Some(0)));
+        assert_eq!(
+            (c["activitytypecode"].as_str(), c["directioncode"].as_bool(), c["statecode"].as_i64()),
+            (Some("phonecall"), Some(true), Some(0))
+        );
         assert_eq!(c["ownerid"].as_str().map(str::to_string), Some(rep.to_string()), "the member's owner calls");
         assert_eq!(c["scheduledend"].as_str(), Some("2026-12-10T12:00:00Z"));
     }
-    let numbers: Vec<&str> = calls["items"].as_array().unwrap().iter().map(|c| c["phonenumber"].as_str().unwrap()).collect::<Vec<_>>();
+    let numbers: Vec<&str> =
+        calls["items"].as_array().unwrap().iter().map(|c| c["phonenumber"].as_str().unwrap()).collect::<Vec<_>>();
     assert!(numbers.contains(&"+79160000001") && numbers.contains(&"+79160000002"), "{numbers:?}");
     // The CLI runs the same thing: tasks this time, all owned by the chosen owner.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("inflow.toml");
-    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url())).unwrap();
-    let out = cli(&cfg, &["list", "quick-campaign", &list.listid.to_string(), "--activity", "task", "--subject", "Отправить каталог", "--owner", "marketer@acme.ru", "--by", "marketer@acme.ru", "--due", "2026-12-11 10:00"]).await;
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url()))
+        .unwrap();
+    let out = cli(
+        &cfg,
+        &[
+            "list",
+            "quick-campaign",
+            &list.listid.to_string(),
+            "--activity",
+            "task",
+            "--subject",
+            "Отправить каталог",
+            "--owner",
+            "marketer@acme.ru",
+            "--by",
+            "marketer@acme.ru",
+            "--due",
+            "2026-12-11 10:00",
+        ],
+    )
+    .await;
     assert!(out.contains("members 5  created 4  excluded: inactive 1"), "{out}");
     app.stop().await;
 }
@@ -662,20 +1006,51 @@ async fn notices_in_the_digest(engine: &str) {
     let c = Client { app: &app, token: token(s, marketer, "admin").await };
     let t0 = Utc::now();
     // The daemon made one lead (no createdby); a person entered another.
-    let auto = Lead { leadid: Uuid::new_v4(), subject: "Call to the main line".into(), lastname: "Caller +79161234567".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t0, None);
-    let manual = Lead { leadid: Uuid::new_v4(), subject: "Met at the expo".into(), lastname: "Орлова".into(), ..Default::default() }.stamped(owner, EntityKind::Systemuser, t0, Some(marketer));
+    let auto = Lead {
+        leadid: Uuid::new_v4(),
+        subject: "Call to the main line".into(),
+        lastname: "Caller +79161234567".into(),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t0, None);
+    let manual = Lead {
+        leadid: Uuid::new_v4(),
+        subject: "Met at the expo".into(),
+        lastname: "Орлова".into(),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, t0, Some(marketer));
     s.insert(&auto).await.unwrap();
     s.insert(&manual).await.unwrap();
     // A campaign with a budget of 1000, an activity costing 800: under.
-    let camp = c.ok("/api/v1/campaigns", json!({"name": "Выставка", "budgetedcost": 1000}), 201).await["campaignid"].as_str().unwrap().to_string();
-    let ca = c.ok("/api/v1/campaignactivities", json!({"regardingobjectid": camp, "subject": "Стенд", "actualcost": 800}), 201).await["activityid"].as_str().unwrap().to_string();
+    let camp = c.ok("/api/v1/campaigns", json!({"name": "Выставка", "budgetedcost": 1000}), 201).await["campaignid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca = c
+        .ok(
+            "/api/v1/campaignactivities",
+            json!({"regardingobjectid": camp, "subject": "Стенд", "actualcost": 800}),
+            201,
+        )
+        .await["activityid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = rt.scan(t0 + Duration::minutes(1)).await.unwrap();
     assert_eq!((r.overdue, r.told, r.digests), (0, 1, 1), "{r:?}");
     let msgs = sink.wait_for(1).await;
     let body = msgs[0].1.replace("=\r\n", "");
     assert_eq!(msgs[0].0.trim(), "oleg@acme.ru");
-    assert!(body.contains("Subject: 1 new for you") && body.contains("New lead for you: Call to the main line"), "{body}");
-    assert!(body.contains(&format!("https://crm.acme.ru/api/v1/leads/{}", auto.leadid)) && !body.contains("Met at the expo"), "{body}");
+    assert!(
+        body.contains("Subject: 1 new for you") && body.contains("New lead for you: Call to the main line"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("https://crm.acme.ru/api/v1/leads/{}", auto.leadid))
+            && !body.contains("Met at the expo"),
+        "{body}"
+    );
     // Over budget: the othercost takes it to 1100. Its owner is told once.
     let (st, b) = c.call(Method::PATCH, &format!("/api/v1/campaigns/{camp}"), Some(json!({"othercost": 300}))).await;
     assert_eq!(st, 200, "{b}");
@@ -686,7 +1061,11 @@ async fn notices_in_the_digest(engine: &str) {
     let msgs = sink.wait_for(2).await;
     assert_eq!(msgs[1].0.trim(), "marina@acme.ru");
     let told = msgs[1].1.replace("=\r\n", "");
-    assert!(told.contains("Over budget: actual cost 1100.00 exceeds the budget 1000.00") && told.contains(&format!("/api/v1/campaigns/{camp}")), "{told}");
+    assert!(
+        told.contains("Over budget: actual cost 1100.00 exceeds the budget 1000.00")
+            && told.contains(&format!("/api/v1/campaigns/{camp}")),
+        "{told}"
+    );
     // Still over after another change: no new crossing, nothing told; under and over again: told again.
     c.call(Method::PATCH, &format!("/api/v1/campaignactivities/{ca}"), Some(json!({"actualcost": 900}))).await;
     assert_eq!(rt.scan(t0 + Duration::minutes(3)).await.unwrap().told, 0);

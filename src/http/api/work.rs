@@ -40,12 +40,20 @@ async fn campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> 
     Ok(lists_reply(s.store.campaign_lists(parse_id(&id)?).await?))
 }
 
-async fn add_campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+async fn add_campaign_lists_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ListsBody>,
+) -> Result<Json<J>, ApiError> {
     check_count(&b)?;
     Ok(lists_reply(s.store.add_campaign_lists(parse_id(&id)?, &b.lists).await?))
 }
 
-async fn remove_campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+async fn remove_campaign_lists_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ListsBody>,
+) -> Result<Json<J>, ApiError> {
     check_count(&b)?;
     Ok(lists_reply(s.store.remove_campaign_lists(parse_id(&id)?, &b.lists).await?))
 }
@@ -54,12 +62,20 @@ async fn wave_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(lists_reply(s.store.wave_lists(parse_id(&id)?).await?))
 }
 
-async fn add_wave_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+async fn add_wave_lists_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ListsBody>,
+) -> Result<Json<J>, ApiError> {
     check_count(&b)?;
     Ok(lists_reply(s.store.set_wave_lists(parse_id(&id)?, &b.lists).await?))
 }
 
-async fn remove_wave_lists_h(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+async fn remove_wave_lists_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ListsBody>,
+) -> Result<Json<J>, ApiError> {
     check_count(&b)?;
     Ok(lists_reply(s.store.remove_wave_lists(parse_id(&id)?, &b.lists).await?))
 }
@@ -68,15 +84,31 @@ fn actor(c: &Caller) -> Actor {
     Actor { user: c.user, admin: c.role == Role::Admin }
 }
 
-async fn close_h(s: &AppState, c: &Caller, id: &str, action: CloseAction, p: CloseParams) -> Result<Json<Activity>, ApiError> {
+async fn close_h(
+    s: &AppState,
+    c: &Caller,
+    id: &str,
+    action: CloseAction,
+    p: CloseParams,
+) -> Result<Json<Activity>, ApiError> {
     Ok(Json(s.store.close_activity(parse_id(id)?, action, &p, actor(c), Utc::now(), s.api.tz()).await?))
 }
 
-async fn complete_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<CloseParams>) -> Result<Json<Activity>, ApiError> {
+async fn complete_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<CloseParams>,
+) -> Result<Json<Activity>, ApiError> {
     close_h(&s, &c, &id, CloseAction::Complete, p).await
 }
 
-async fn cancel_activity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<CloseParams>) -> Result<Json<Activity>, ApiError> {
+async fn cancel_activity_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<CloseParams>,
+) -> Result<Json<Activity>, ApiError> {
     close_h(&s, &c, &id, CloseAction::Cancel, p).await
 }
 
@@ -86,7 +118,12 @@ struct NoteBody {
     note: Option<String>,
 }
 
-async fn reopen_activity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<NoteBody>) -> Result<Json<Activity>, ApiError> {
+async fn reopen_activity_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(b): Body<NoteBody>,
+) -> Result<Json<Activity>, ApiError> {
     close_h(&s, &c, &id, CloseAction::Reopen, CloseParams { note: b.note, ..Default::default() }).await
 }
 
@@ -94,15 +131,30 @@ fn today(s: &AppState) -> NaiveDate {
     Utc::now().with_timezone(&s.api.tz()).date_naive()
 }
 
-async fn win_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<WinParams>) -> Result<Json<Opportunity>, ApiError> {
+async fn win_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<WinParams>,
+) -> Result<Json<Opportunity>, ApiError> {
     Ok(Json(s.store.win_opportunity(parse_id(&id)?, &p, c.user, today(&s), Utc::now()).await?))
 }
 
-async fn lose_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<LoseParams>) -> Result<Json<Opportunity>, ApiError> {
+async fn lose_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<LoseParams>,
+) -> Result<Json<Opportunity>, ApiError> {
     Ok(Json(s.store.lose_opportunity(parse_id(&id)?, &p, c.user, today(&s), Utc::now()).await?))
 }
 
-async fn reopen_opportunity_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<Opportunity>, ApiError> {
+async fn reopen_opportunity_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<Opportunity>, ApiError> {
     Ok(Json(s.store.reopen_opportunity(parse_id(&id)?, c.user, Utc::now()).await?))
 }
 
@@ -119,7 +171,12 @@ fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<NaiveDa
     Option::<NaiveDate>::deserialize(d).map(Some)
 }
 
-async fn close_deal_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<ActBody>) -> Result<Json<Opportunity>, ApiError> {
+async fn close_deal_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(b): Body<ActBody>,
+) -> Result<Json<Opportunity>, ApiError> {
     let on = b.deal_closed_on.unwrap_or(Some(today(&s)));
     Ok(Json(s.store.close_deal(parse_id(&id)?, on, c.user, Utc::now()).await?))
 }
@@ -133,7 +190,8 @@ struct PageQuery {
 
 /// R-DEAL-1: a client's history, oldest first, paged.
 async fn timeline_h(s: &AppState, kind: EntityKind, id: &str, raw: Option<&str>) -> Result<Json<J>, ApiError> {
-    let q: PageQuery = serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+    let q: PageQuery = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
     let bad = |m: &str| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_pagination", m.to_string());
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(50);
@@ -167,23 +225,43 @@ struct MergeBody {
     merge: Option<Vec<Uuid>>,
 }
 
-async fn merge_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(b): Body<MergeBody>) -> Result<Json<J>, ApiError> {
-    let out = s.store.merge_dup_candidate(parse_id(&id)?, b.survivor, b.merge.as_deref(), Some(c.user), Utc::now()).await?;
+async fn merge_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(b): Body<MergeBody>,
+) -> Result<Json<J>, ApiError> {
+    let out =
+        s.store.merge_dup_candidate(parse_id(&id)?, b.survivor, b.merge.as_deref(), Some(c.user), Utc::now()).await?;
     Ok(Json(json!(out)))
 }
 
-async fn dismiss_h(State(s): State<AppState>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<Json<J>, ApiError> {
+async fn dismiss_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<Json<J>, ApiError> {
     s.store.dismiss_dup_candidate(parse_id(&id)?, Utc::now()).await?;
     Ok(Json(json!({"status": "ignored"})))
 }
 
-async fn quick_campaign_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(p): Body<crate::crm::quick::QuickParams>) -> Result<axum::response::Response, ApiError> {
+async fn quick_campaign_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(p): Body<crate::crm::quick::QuickParams>,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let out = s.store.quick_campaign(parse_id(&id)?, &p, c.user, Utc::now()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
 }
 
-async fn distribute_h(State(s): State<AppState>, Extension(c): Extension<Caller>, Path(id): Path<String>, Body(Empty {}): Body<Empty>) -> Result<axum::response::Response, ApiError> {
+async fn distribute_h(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(Empty {}): Body<Empty>,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let out = s.store.distribute_campaign_activity(parse_id(&id)?, c.user, Utc::now(), s.api.tz()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
@@ -195,18 +273,28 @@ pub(super) fn named_body(name: &str) -> Option<J> {
     let ostr = json!({"type": "string", "nullable": true, "maxLength": 2000});
     let odate = json!({"type": "string", "format": "date", "nullable": true});
     Some(match name {
-        "Lists" => json!({"type": "object", "additionalProperties": false, "required": ["lists"], "properties": {"lists": {"type": "array", "minItems": 1, "maxItems": 100, "items": uuid}}}),
+        "Lists" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["lists"], "properties": {"lists": {"type": "array", "minItems": 1, "maxItems": 100, "items": uuid}}})
+        }
         "Close" => json!({"type": "object", "additionalProperties": false, "properties": {
             "note": ostr, "statuscode": {"type": "integer", "nullable": true, "description": "a status of the target state other than its default"},
             "outcome": {"type": "string", "enum": ["made", "received", "voicemail"], "nullable": true, "description": "phone calls being completed only"}}}),
         "Note" => json!({"type": "object", "additionalProperties": false, "properties": {"note": ostr}}),
-        "Win" => json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}}),
-        "Lose" => json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}}),
-        "Merge" => json!({"type": "object", "additionalProperties": false, "required": ["survivor"], "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true, "maxItems": 20}}}),
-        "QuickCampaign" => json!({"type": "object", "additionalProperties": false, "required": ["activity", "subject"], "properties": {
+        "Win" => {
+            json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}})
+        }
+        "Lose" => {
+            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}})
+        }
+        "Merge" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["survivor"], "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true, "maxItems": 20}}})
+        }
+        "QuickCampaign" => {
+            json!({"type": "object", "additionalProperties": false, "required": ["activity", "subject"], "properties": {
             "activity": {"type": "string", "enum": ["phonecall", "task", "letter"]}, "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
             "description": ostr, "due": {"type": "string", "format": "date-time", "nullable": true}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
-            "ignore_inactive": {"type": "boolean", "nullable": true}}}),
+            "ignore_inactive": {"type": "boolean", "nullable": true}}})
+        }
         "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
         _ => return None,
     })
@@ -220,29 +308,139 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
     let opportunity = Some(("opportunities", Opportunity::COLS, "opportunity"));
     let w = Access::Write(Area::Marketing);
     let r = Access::Read(Area::Marketing);
-    for (base, what) in [("campaigns", "a campaign (campaignitem, §2.7)"), ("campaignactivities", "a campaign activity: its target lists, a subset of its campaign's (§2.8)")] {
+    for (base, what) in [
+        ("campaigns", "a campaign (campaignitem, §2.7)"),
+        ("campaignactivities", "a campaign activity: its target lists, a subset of its campaign's (§2.8)"),
+    ] {
         let (get_h, add_h, remove_h) = if base == "campaigns" {
             (get(campaign_lists_h), post(add_campaign_lists_h), post(remove_campaign_lists_h))
         } else {
             (get(wave_lists_h), post(add_wave_lists_h), post(remove_wave_lists_h))
         };
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, ..route(Method::GET, format!("/api/v1/{base}/{{id}}/lists"), r, format!("The marketing lists of {what}"), get_h) });
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists"), w, format!("Link marketing lists to {what}"), add_h) });
-        t.push(RouteDef { set: lists_set, reply: ReplyDoc::List, body: BodyDoc::Named("Lists"), ..route(Method::POST, format!("/api/v1/{base}/{{id}}/lists/remove"), w, format!("Unlink marketing lists from {what}"), remove_h) });
+        t.push(RouteDef {
+            set: lists_set,
+            reply: ReplyDoc::List,
+            ..route(
+                Method::GET,
+                format!("/api/v1/{base}/{{id}}/lists"),
+                r,
+                format!("The marketing lists of {what}"),
+                get_h,
+            )
+        });
+        t.push(RouteDef {
+            set: lists_set,
+            reply: ReplyDoc::List,
+            body: BodyDoc::Named("Lists"),
+            ..route(
+                Method::POST,
+                format!("/api/v1/{base}/{{id}}/lists"),
+                w,
+                format!("Link marketing lists to {what}"),
+                add_h,
+            )
+        });
+        t.push(RouteDef {
+            set: lists_set,
+            reply: ReplyDoc::List,
+            body: BodyDoc::Named("Lists"),
+            ..route(
+                Method::POST,
+                format!("/api/v1/{base}/{{id}}/lists/remove"),
+                w,
+                format!("Unlink marketing lists from {what}"),
+                remove_h,
+            )
+        });
     }
     let own = Access::OwnWork;
-    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Close"), ..route(Method::POST, "/api/v1/activities/{id}/complete", own, "Complete an open activity (R-ACT-1): its owner, a manager above the owner, or an admin; stops its alerts", post(complete_h)) });
-    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Close"), ..route(Method::POST, "/api/v1/activities/{id}/cancel", own, "Cancel an open activity (R-ACT-1); stops its alerts", post(cancel_activity_h)) });
-    t.push(RouteDef { set: activity, reply: ReplyDoc::Record, body: BodyDoc::Named("Note"), ..route(Method::POST, "/api/v1/activities/{id}/reopen", Access::Write(Area::Ops), "Reopen a completed or canceled activity (admin; escalation restarts at level 0)", post(reopen_activity_h)) });
+    t.push(RouteDef {
+        set: activity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Close"),
+        ..route(
+            Method::POST,
+            "/api/v1/activities/{id}/complete",
+            own,
+            "Complete an open activity (R-ACT-1): its owner, a manager above the owner, or an admin; stops its alerts",
+            post(complete_h),
+        )
+    });
+    t.push(RouteDef {
+        set: activity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Close"),
+        ..route(
+            Method::POST,
+            "/api/v1/activities/{id}/cancel",
+            own,
+            "Cancel an open activity (R-ACT-1); stops its alerts",
+            post(cancel_activity_h),
+        )
+    });
+    t.push(RouteDef {
+        set: activity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Note"),
+        ..route(
+            Method::POST,
+            "/api/v1/activities/{id}/reopen",
+            Access::Write(Area::Ops),
+            "Reopen a completed or canceled activity (admin; escalation restarts at level 0)",
+            post(reopen_activity_h),
+        )
+    });
     let sales = Access::Write(Area::Sales);
-    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Win"), ..route(Method::POST, "/api/v1/opportunities/{id}/win", sales, "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity", post(win_h)) });
-    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Lose"), ..route(Method::POST, "/api/v1/opportunities/{id}/lose", sales, "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason", post(lose_h)) });
-    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/opportunities/{id}/reopen", sales, "Reopen a won or lost opportunity (R-OPP-1)", post(reopen_opportunity_h)) });
+    t.push(RouteDef {
+        set: opportunity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Win"),
+        ..route(
+            Method::POST,
+            "/api/v1/opportunities/{id}/win",
+            sales,
+            "Win an open opportunity (R-OPP-1): state Won, actual value and date, an opportunityclose activity",
+            post(win_h),
+        )
+    });
+    t.push(RouteDef {
+        set: opportunity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Lose"),
+        ..route(
+            Method::POST,
+            "/api/v1/opportunities/{id}/lose",
+            sales,
+            "Lose an open opportunity (R-OPP-1): 4 Canceled or 5 Out-Sold, with a reason",
+            post(lose_h),
+        )
+    });
+    t.push(RouteDef {
+        set: opportunity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Empty"),
+        ..route(
+            Method::POST,
+            "/api/v1/opportunities/{id}/reopen",
+            sales,
+            "Reopen a won or lost opportunity (R-OPP-1)",
+            post(reopen_opportunity_h),
+        )
+    });
     t.push(RouteDef { body: BodyDoc::Named("QuickCampaign"), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/quick-campaign", w, "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new bulkoperation with exclusions by reason", post(quick_campaign_h)) });
     t.push(RouteDef { body: BodyDoc::Named("Empty"), status: 201, ..route(Method::POST, "/api/v1/campaignactivities/{id}/distribute", w, "Distribute a phone, letter, fax or appointment campaign activity (R-QC-2): one open activity per member of its target lists (a call list for Phone); again, only new members", post(distribute_h)) });
     let ops = Access::Write(Area::Ops);
     t.push(RouteDef { body: BodyDoc::Named("Merge"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/merge", ops, "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, list memberships, deals and numbers follow; the others are deactivated", post(merge_h)) });
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/dismiss", ops, "Dismiss a duplicate candidate (R-DUP-5): never proposed again for these records", post(dismiss_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        ..route(
+            Method::POST,
+            "/api/v1/ops/dup-candidates/{id}/dismiss",
+            ops,
+            "Dismiss a duplicate candidate (R-DUP-5): never proposed again for these records",
+            post(dismiss_h),
+        )
+    });
     for (set, area, h) in [
         ("opportunities", Area::Sales, get(opportunity_timeline_h)),
         ("accounts", Area::Sales, get(account_timeline_h)),
@@ -250,7 +448,21 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
         ("leads", Area::Leads, get(lead_timeline_h)),
     ] {
         let summary = "The history of relations with the client (R-DEAL-1), oldest first: how the lead came, mail in and out, calls with recordings, tasks and their completion, responses, stage changes, win/lose, the Act; an account's includes its contacts and deals";
-        t.push(RouteDef { reply: ReplyDoc::Page, ..route(Method::GET, format!("/api/v1/{set}/{{id}}/timeline"), Access::Read(area), summary, h) });
+        t.push(RouteDef {
+            reply: ReplyDoc::Page,
+            ..route(Method::GET, format!("/api/v1/{set}/{{id}}/timeline"), Access::Read(area), summary, h)
+        });
     }
-    t.push(RouteDef { set: opportunity, reply: ReplyDoc::Record, body: BodyDoc::Named("Act"), ..route(Method::POST, "/api/v1/opportunities/{id}/close-deal", sales, "Sign the Act of a won deal (deal_closed_on, deCard §6); null withdraws it", post(close_deal_h)) });
+    t.push(RouteDef {
+        set: opportunity,
+        reply: ReplyDoc::Record,
+        body: BodyDoc::Named("Act"),
+        ..route(
+            Method::POST,
+            "/api/v1/opportunities/{id}/close-deal",
+            sales,
+            "Sign the Act of a won deal (deal_closed_on, deCard §6); null withdraws it",
+            post(close_deal_h),
+        )
+    });
 }

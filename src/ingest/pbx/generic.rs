@@ -65,7 +65,8 @@ impl Generic {
         if !self.authorized(req) {
             return Err(WebhookError::Unauthorized("a valid bearer token or X-Inflow-Signature is required".into()));
         }
-        let ev: GenericEvent = serde_json::from_slice(req.body).map_err(|e| WebhookError::Malformed(format!("invalid call event: {e}")))?;
+        let ev: GenericEvent = serde_json::from_slice(req.body)
+            .map_err(|e| WebhookError::Malformed(format!("invalid call event: {e}")))?;
         if ev.call_id.trim().is_empty() || ev.call_id.len() > 250 {
             return Err(WebhookError::invalid("call_id", "must be 1..250 characters"));
         }

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::Digest;
 
-use super::{CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, form_fields, required};
+use super::{
+    CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, form_fields, required,
+};
 
 /// The Mango adapter: the VPBX API key and salt.
 #[derive(Debug, Clone)]
@@ -72,7 +74,8 @@ impl Mango {
             return Ok(Parsed::Ignored(kind.to_string()));
         }
         let f = form_fields(req.body)?;
-        let key = required(&f, "vpbx_api_key").map_err(|_| WebhookError::Unauthorized("missing vpbx_api_key".into()))?;
+        let key =
+            required(&f, "vpbx_api_key").map_err(|_| WebhookError::Unauthorized("missing vpbx_api_key".into()))?;
         let given = required(&f, "sign").map_err(|_| WebhookError::Unauthorized("missing sign".into()))?;
         let json = required(&f, "json")?;
         if !ct_eq(key.as_bytes(), self.api_key.as_bytes()) {
@@ -102,7 +105,12 @@ impl Mango {
                 let inbound = line.is_some() || from_ext.is_none();
                 // The heuristic direction stands until the summary (rank 3) says for sure, so a
                 // call whose summary never comes is still closed the right way round.
-                let mut facts = CallFacts { seq, rank: 0, direction: Some(if inbound { Direction::Inbound } else { Direction::Outbound }), ..Default::default() };
+                let mut facts = CallFacts {
+                    seq,
+                    rank: 0,
+                    direction: Some(if inbound { Direction::Inbound } else { Direction::Outbound }),
+                    ..Default::default()
+                };
                 if inbound {
                     facts.external = text(from.and_then(|v| v.get("number")));
                     (facts.did, facts.line) = did(&j, line);
@@ -136,11 +144,17 @@ impl Mango {
                 // talk_time > 0 means a conversation happened (entry_result is 1 even for IVR-only calls).
                 let answered = talk.is_some();
                 let (external, extension) = match direction {
-                    Direction::Inbound => (text(from.and_then(|v| v.get("number"))), text(to.and_then(|v| v.get("extension")))),
+                    Direction::Inbound => {
+                        (text(from.and_then(|v| v.get("number"))), text(to.and_then(|v| v.get("extension"))))
+                    }
                     _ => (text(to.and_then(|v| v.get("number"))), text(from.and_then(|v| v.get("extension")))),
                 };
                 // Inbound: the tracking number or the dialled line; outbound: the line used.
-                let (did_n, line_n) = if direction == Direction::Inbound { did(&j, text(j.get("line_number"))) } else { (text(j.get("line_number")), None) };
+                let (did_n, line_n) = if direction == Direction::Inbound {
+                    did(&j, text(j.get("line_number")))
+                } else {
+                    (text(j.get("line_number")), None)
+                };
                 let facts = CallFacts {
                     direction: Some(direction),
                     external,

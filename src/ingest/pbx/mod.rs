@@ -130,7 +130,8 @@ pub fn merge(events: &[CallFacts]) -> CallFacts {
 
 /// Form fields of an `application/x-www-form-urlencoded` body (repeated keys kept).
 pub fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(|e| WebhookError::Malformed(format!("body is not a URL-encoded form: {e}")))
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map_err(|e| WebhookError::Malformed(format!("body is not a URL-encoded form: {e}")))
 }
 
 /// The first value of `key` in form fields.
@@ -175,22 +176,41 @@ mod tests {
 
     #[test]
     fn merge_is_order_independent() {
-        let start = CallFacts { direction: Some(Direction::Inbound), external: Some("79161234567".into()), did: Some("74951234567".into()), started_at: t(0), rank: 0, ..Default::default() };
+        let start = CallFacts {
+            direction: Some(Direction::Inbound),
+            external: Some("79161234567".into()),
+            did: Some("74951234567".into()),
+            started_at: t(0),
+            rank: 0,
+            ..Default::default()
+        };
         let answer = CallFacts { answered_at: t(5), extension: Some("101".into()), rank: 1, ..Default::default() };
-        let end = CallFacts { ended_at: t(65), duration_secs: Some(60), disposition: Some(Disposition::Answered), is_final: true, rank: 2, ..Default::default() };
+        let end = CallFacts {
+            ended_at: t(65),
+            duration_secs: Some(60),
+            disposition: Some(Disposition::Answered),
+            is_final: true,
+            rank: 2,
+            ..Default::default()
+        };
         let a = merge(&[start.clone(), answer.clone(), end.clone()]);
         let b = merge(&[end.clone(), start.clone(), answer.clone()]);
         let c = merge(&[answer, end, start]);
         assert_eq!(a, b);
         assert_eq!(b, c);
         assert!(a.is_final);
-        assert_eq!((a.extension.as_deref(), a.duration_secs, a.disposition), (Some("101"), Some(60), Some(Disposition::Answered)));
+        assert_eq!(
+            (a.extension.as_deref(), a.duration_secs, a.disposition),
+            (Some("101"), Some(60), Some(Disposition::Answered))
+        );
     }
 
     #[test]
     fn higher_rank_wins_a_disagreement() {
-        let status_completed = CallFacts { disposition: Some(Disposition::Answered), is_final: true, rank: 2, ..Default::default() };
-        let dial_result = CallFacts { disposition: Some(Disposition::Missed), is_final: true, rank: 3, ..Default::default() };
+        let status_completed =
+            CallFacts { disposition: Some(Disposition::Answered), is_final: true, rank: 2, ..Default::default() };
+        let dial_result =
+            CallFacts { disposition: Some(Disposition::Missed), is_final: true, rank: 3, ..Default::default() };
         assert_eq!(merge(&[dial_result.clone(), status_completed.clone()]).disposition, Some(Disposition::Missed));
         assert_eq!(merge(&[status_completed, dial_result]).disposition, Some(Disposition::Missed));
     }

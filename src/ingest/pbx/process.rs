@@ -167,7 +167,11 @@ struct PreparedCall {
 
 impl PreparedCall {
     fn call_ref(&self) -> CallRef {
-        CallRef { provider: self.apply.provider.clone(), call_id: self.apply.call_id.clone(), version: self.apply.version }
+        CallRef {
+            provider: self.apply.provider.clone(),
+            call_id: self.apply.call_id.clone(),
+            version: self.apply.version,
+        }
     }
 }
 
@@ -190,7 +194,8 @@ pub enum Outcome {
 
 fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out: bool) -> CallRecord {
     let external = m.external.as_deref().map(|n| Phone::parse(n, region)).unwrap_or(Phone::None);
-    let disposition = m.disposition.unwrap_or(if m.answered_at.is_some() { Disposition::Answered } else { Disposition::Missed });
+    let disposition =
+        m.disposition.unwrap_or(if m.answered_at.is_some() { Disposition::Answered } else { Disposition::Missed });
     CallRecord {
         provider: provider.to_string(),
         call_id: call_id.to_string(),
@@ -213,7 +218,14 @@ fn record(provider: &str, call_id: &str, m: &CallFacts, region: &str, timed_out:
 
 impl PbxRuntime {
     pub fn new(store: Store, settings: PbxSettings, queue: JobQueue<ProcessCalls>) -> PbxRuntime {
-        PbxRuntime { store, settings, queue, lookups: Default::default(), writing: tokio::sync::watch::Sender::new(0), fallbacks: Default::default() }
+        PbxRuntime {
+            store,
+            settings,
+            queue,
+            lookups: Default::default(),
+            writing: tokio::sync::watch::Sender::new(0),
+            fallbacks: Default::default(),
+        }
     }
 
     /// A config owner (id or e-mail) as a user id; found answers are reused for a minute.
@@ -237,7 +249,11 @@ impl PbxRuntime {
                 return Ok(Some(w));
             }
         }
-        let found = self.store.get::<CampaignActivity>(id).await?.map(|w| WaveRef { activity_id: w.activityid, campaign_id: w.regardingobjectid, owner: w.ownerid });
+        let found = self.store.get::<CampaignActivity>(id).await?.map(|w| WaveRef {
+            activity_id: w.activityid,
+            campaign_id: w.regardingobjectid,
+            owner: w.ownerid,
+        });
         if let (Some(w), Ok(mut l)) = (found, self.lookups.lock()) {
             l.waves.insert(id, (std::time::Instant::now(), w));
         }
@@ -291,7 +307,12 @@ impl PbxRuntime {
 
     /// What processing a call now would apply, if it is due; nothing is applied. (For
     /// checking a plan against others made at the same time.)
-    pub async fn plan(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Option<CallApply>, StoreError> {
+    pub async fn plan(
+        &self,
+        provider: &str,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CallApply>, StoreError> {
         Ok(match self.prepare(provider, call_id, now).await? {
             Prepared::Apply(a) => Some(a.apply),
             Prepared::Done(_) => None,
@@ -313,7 +334,15 @@ impl PbxRuntime {
         }
         let skip = |reason: String, disposition: Option<String>, number: Option<String>| {
             Prepared::Apply(Box::new(PreparedCall {
-                apply: CallApply { provider: provider.to_string(), call_id: call_id.to_string(), version: call.version, writes: None, status: "skipped", reason: Some(reason), timed_out },
+                apply: CallApply {
+                    provider: provider.to_string(),
+                    call_id: call_id.to_string(),
+                    version: call.version,
+                    writes: None,
+                    status: "skipped",
+                    reason: Some(reason),
+                    timed_out,
+                },
                 disposition,
                 number,
             }))
@@ -346,7 +375,13 @@ impl PbxRuntime {
                 tracing::warn!(did = %l.did, "the line's campaignactivity_id names no campaign activity; no campaign response");
             }
             if let Some(owner) = owner {
-                line = Some(LineInfo { owner, wave, create_leads: l.create_leads, min_answered_secs: l.min_answered_secs, lead_subject: l.lead_subject.clone() });
+                line = Some(LineInfo {
+                    owner,
+                    wave,
+                    create_leads: l.create_leads,
+                    min_answered_secs: l.min_answered_secs,
+                    lead_subject: l.lead_subject.clone(),
+                });
             } else {
                 tracing::warn!(did = %l.did, owner = %l.owner, "the line's owner is not a known user");
             }
@@ -386,7 +421,9 @@ impl PbxRuntime {
         };
         let open_callback = open_calls.first().map(|o| o.id);
         let response_exists = match line.as_ref().and_then(|l| l.wave) {
-            Some(w) => self.store.wave_response_exists(w.activity_id, party.unique().map(|p| p.id), e164.as_deref()).await?,
+            Some(w) => {
+                self.store.wave_response_exists(w.activity_id, party.unique().map(|p| p.id), e164.as_deref()).await?
+            }
             None => false,
         };
         let ctx = CallContext {
@@ -407,7 +444,15 @@ impl PbxRuntime {
         Ok(match plan_call(&rec, &ctx) {
             CallPlan::Skip(reason) => skip(reason, Some(disposition), e164),
             CallPlan::Apply(writes) => Prepared::Apply(Box::new(PreparedCall {
-                apply: CallApply { provider: provider.to_string(), call_id: call_id.to_string(), version: call.version, writes: Some(*writes), status: "processed", reason: None, timed_out },
+                apply: CallApply {
+                    provider: provider.to_string(),
+                    call_id: call_id.to_string(),
+                    version: call.version,
+                    writes: Some(*writes),
+                    status: "processed",
+                    reason: None,
+                    timed_out,
+                },
                 disposition: Some(disposition),
                 number: e164,
             })),
@@ -420,7 +465,11 @@ impl PbxRuntime {
     /// after another instead: the first may create the lead or callback the next must see.
     /// If a chunk is refused (a plan's re-check found a lead or response that appeared
     /// meanwhile), each of its calls is processed on its own, with a fresh plan.
-    pub async fn process_batch(&self, calls: &[CallRef], now: DateTime<Utc>) -> Vec<(CallRef, Result<Outcome, StoreError>)> {
+    pub async fn process_batch(
+        &self,
+        calls: &[CallRef],
+        now: DateTime<Utc>,
+    ) -> Vec<(CallRef, Result<Outcome, StoreError>)> {
         let mut results = Vec::new();
         let mut batch: Vec<PreparedCall> = Vec::new();
         let mut later: Vec<&CallRef> = Vec::new();
@@ -438,10 +487,13 @@ impl PbxRuntime {
                 Err(e) => results.push((c.clone(), Err(e))),
             }
         }
-        let size = if self.store.db.engine() == crate::store::Engine::Sqlite { APPLY_CHUNK_SQLITE } else { APPLY_CHUNK };
+        let size =
+            if self.store.db.engine() == crate::store::Engine::Sqlite { APPLY_CHUNK_SQLITE } else { APPLY_CHUNK };
         for chunk in batch.chunks(size) {
             match self.apply_all(chunk, now).await {
-                Ok(applied) => results.extend(chunk.iter().zip(applied).map(|(a, ok)| (a.call_ref(), Ok(self.applied(a, ok))))),
+                Ok(applied) => {
+                    results.extend(chunk.iter().zip(applied).map(|(a, ok)| (a.call_ref(), Ok(self.applied(a, ok)))))
+                }
                 Err(e) => {
                     self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     metrics::counter!("inflow_pbx_batch_fallbacks_total").increment(1);
@@ -465,7 +517,8 @@ impl PbxRuntime {
         }
         self.yield_to_webhooks().await;
         let mut tx = self.store.db.begin().await?;
-        let applied = self.store.apply_pbx_calls(&mut tx, &batch.iter().map(|a| &a.apply).collect::<Vec<_>>(), now).await?;
+        let applied =
+            self.store.apply_pbx_calls(&mut tx, &batch.iter().map(|a| &a.apply).collect::<Vec<_>>(), now).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -488,7 +541,10 @@ impl PbxRuntime {
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let due = self.store.pbx_calls_due(now, self.settings.final_event_timeout, 500).await?;
         let n = due.len();
-        self.enqueue(due.into_iter().map(|c| CallRef { provider: c.provider, call_id: c.call_id, version: c.version }).collect()).await;
+        self.enqueue(
+            due.into_iter().map(|c| CallRef { provider: c.provider, call_id: c.call_id, version: c.version }).collect(),
+        )
+        .await;
         Ok(n)
     }
 
@@ -513,7 +569,11 @@ impl PbxRuntime {
         let _ = enqueuer.await;
     }
 
-    async fn write_batches(self: Arc<Self>, rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<IngestRequest>>>, due_tx: tokio::sync::mpsc::UnboundedSender<Vec<CallRef>>) {
+    async fn write_batches(
+        self: Arc<Self>,
+        rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<IngestRequest>>>,
+        due_tx: tokio::sync::mpsc::UnboundedSender<Vec<CallRef>>,
+    ) {
         loop {
             let batch = {
                 let mut rx = rx.lock().await;
@@ -527,7 +587,8 @@ impl PbxRuntime {
                 }
                 batch
             };
-            let reqs: Vec<(&str, &[crate::store::PbxEventRow], &str)> = batch.iter().map(|r| (r.provider, r.rows.as_slice(), r.raw.as_str())).collect();
+            let reqs: Vec<(&str, &[crate::store::PbxEventRow], &str)> =
+                batch.iter().map(|r| (r.provider, r.rows.as_slice(), r.raw.as_str())).collect();
             let stored = {
                 let _writing = Writing::start(&self.writing);
                 self.store.record_pbx_events(&reqs, Utc::now()).await
@@ -536,7 +597,11 @@ impl PbxRuntime {
                 Ok(results) => {
                     let mut due = Vec::new();
                     for (r, ups) in batch.into_iter().zip(results) {
-                        due.extend(ups.iter().filter(|u| u.new_event && u.is_final).map(|u| CallRef { provider: r.provider.to_string(), call_id: u.call_id.clone(), version: u.version }));
+                        due.extend(ups.iter().filter(|u| u.new_event && u.is_final).map(|u| CallRef {
+                            provider: r.provider.to_string(),
+                            call_id: u.call_id.clone(),
+                            version: u.version,
+                        }));
                         let _ = r.reply.send(Ok(ups));
                     }
                     if !due.is_empty() {
@@ -574,7 +639,10 @@ impl PbxRuntime {
 
 /// The job handler: every call of the batch is attempted; any failure retries the job
 /// (calls already done are skipped as stale).
-pub async fn handle(job: ProcessCalls, rt: apalis::prelude::Data<Arc<PbxRuntime>>) -> Result<(), apalis::prelude::BoxDynError> {
+pub async fn handle(
+    job: ProcessCalls,
+    rt: apalis::prelude::Data<Arc<PbxRuntime>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
     let mut failed = Vec::new();
     for (c, r) in rt.process_batch(&job.calls, Utc::now()).await {
         if let Err(e) = r {
@@ -582,5 +650,9 @@ pub async fn handle(job: ProcessCalls, rt: apalis::prelude::Data<Arc<PbxRuntime>
             failed.push(c.call_id);
         }
     }
-    if failed.is_empty() { Ok(()) } else { Err(format!("{} of {} calls failed: {}", failed.len(), job.calls.len(), failed.join(", ")).into()) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} of {} calls failed: {}", failed.len(), job.calls.len(), failed.join(", ")).into())
+    }
 }

@@ -7,7 +7,10 @@
 
 use base64::Engine as _;
 
-use super::{CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, field, form_fields, hmac_sha1, required};
+use super::{
+    CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, field, form_fields,
+    hmac_sha1, required,
+};
 
 /// The Twilio adapter: the Auth Token and the public base URL Twilio calls.
 #[derive(Debug, Clone)]
@@ -66,12 +69,18 @@ fn status_disposition(status: &str, duration: i64) -> Option<Disposition> {
 impl Twilio {
     pub fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
         let f = form_fields(req.body)?;
-        let given = req.headers.get("X-Twilio-Signature").and_then(|v| v.to_str().ok()).ok_or_else(|| WebhookError::Unauthorized("missing X-Twilio-Signature".into()))?;
+        let given = req
+            .headers
+            .get("X-Twilio-Signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| WebhookError::Unauthorized("missing X-Twilio-Signature".into()))?;
         let mut url = format!("{}/pbx/twilio{}", self.public_base_url.trim_end_matches('/'), req.subpath);
         if let Some(q) = req.query.filter(|q| !q.is_empty()) {
             url = format!("{url}?{q}");
         }
-        let ok = port_variants(&url).iter().any(|u| ct_eq(given.trim().as_bytes(), signature(&self.auth_token, u, &f).as_bytes()));
+        let ok = port_variants(&url)
+            .iter()
+            .any(|u| ct_eq(given.trim().as_bytes(), signature(&self.auth_token, u, &f).as_bytes()));
         if !ok {
             return Err(WebhookError::Unauthorized("X-Twilio-Signature does not match".into()));
         }
@@ -148,7 +157,8 @@ impl Twilio {
             "/dial" => {
                 let status = required(&f, "DialCallStatus")?;
                 let duration = num("DialCallDuration")?.unwrap_or(0);
-                let d = status_disposition(status, duration.max(1)).ok_or_else(|| WebhookError::invalid("DialCallStatus", format!("unknown value '{status}'")))?;
+                let d = status_disposition(status, duration.max(1))
+                    .ok_or_else(|| WebhookError::invalid("DialCallStatus", format!("unknown value '{status}'")))?;
                 let (external, did) = match direction {
                     Some(Direction::Outbound) => (field(&f, "To"), field(&f, "From")),
                     _ => (field(&f, "From"), field(&f, "To")),
@@ -171,7 +181,11 @@ impl Twilio {
             "/recording" => {
                 let rec = required(&f, "RecordingSid")?;
                 let status = field(&f, "RecordingStatus").unwrap_or("completed");
-                let facts = CallFacts { recording: (status == "completed").then(|| field(&f, "RecordingUrl").unwrap_or(rec).to_string()), rank: 4, ..Default::default() };
+                let facts = CallFacts {
+                    recording: (status == "completed").then(|| field(&f, "RecordingUrl").unwrap_or(rec).to_string()),
+                    rank: 4,
+                    ..Default::default()
+                };
                 (format!("recording:{rec}:{status}"), facts)
             }
             other => return Ok(Parsed::Ignored(other.to_string())),
@@ -191,11 +205,26 @@ mod tests {
     #[test]
     fn official_test_vectors() {
         // twilio-python tests/unit/test_request_validator.py
-        let params = p(&[("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"), ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212")]);
-        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert_eq!(signature("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &params), "kvajT1Ptam85bY51eRf/AJRuM3w=");
+        let params = p(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]);
+        assert_eq!(
+            signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+        assert_eq!(
+            signature("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &params),
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        );
         let dup = p(&[("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]);
-        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &dup), "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        assert_eq!(
+            signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &dup),
+            "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use base64::Engine as _;
 use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
-use super::{CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, field, form_fields, hmac_sha1, required};
+use super::{
+    CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, field, form_fields,
+    hmac_sha1, required,
+};
 
 /// The Zadarma adapter: its secret and the zone `call_start` is written in.
 #[derive(Debug, Clone)]
@@ -49,7 +52,8 @@ fn disposition(d: &str) -> Disposition {
 impl Zadarma {
     fn call_start(&self, f: &[(String, String)]) -> Result<Option<chrono::DateTime<chrono::Utc>>, WebhookError> {
         let Some(raw) = field(f, "call_start") else { return Ok(None) };
-        let naive = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S").map_err(|e| WebhookError::invalid("call_start", e))?;
+        let naive = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S")
+            .map_err(|e| WebhookError::invalid("call_start", e))?;
         Ok(self.tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&chrono::Utc)))
     }
 
@@ -68,7 +72,11 @@ impl Zadarma {
             return Ok(Parsed::Ignored(event.to_string()));
         };
         let signed: String = sig_fields.iter().map(|k| field(&f, k).unwrap_or("")).collect();
-        let given = req.headers.get("Signature").and_then(|v| v.to_str().ok()).ok_or_else(|| WebhookError::Unauthorized("missing Signature header".into()))?;
+        let given = req
+            .headers
+            .get("Signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| WebhookError::Unauthorized("missing Signature header".into()))?;
         if !ct_eq(given.trim().as_bytes(), signature(&self.secret, &signed).as_bytes()) {
             return Err(WebhookError::Unauthorized("Signature does not match".into()));
         }
@@ -81,7 +89,10 @@ impl Zadarma {
         if let (Some(t), Some(max)) = (started, self.max_age) {
             let age = req.received_at - t;
             if age > max || age < -max {
-                return Err(WebhookError::invalid("call_start", format!("{t} is too far from now for a live notification")));
+                return Err(WebhookError::invalid(
+                    "call_start",
+                    format!("{t} is too far from now for a live notification"),
+                ));
             }
         }
         let now = req.received_at;
@@ -89,7 +100,11 @@ impl Zadarma {
             Some(d) => Some(d.trim().parse::<i64>().map_err(|e| WebhookError::invalid("duration", e))?),
             None => None,
         };
-        let recording = || (field(&f, "is_recorded") == Some("1")).then(|| field(&f, "call_id_with_rec").map(|r| format!("zadarma:{r}"))).flatten();
+        let recording = || {
+            (field(&f, "is_recorded") == Some("1"))
+                .then(|| field(&f, "call_id_with_rec").map(|r| format!("zadarma:{r}")))
+                .flatten()
+        };
         // NOTIFY_END / NOTIFY_OUT_END: the final event; `duration` is talk time when answered.
         let end = |direction, external: Option<&str>, did: Option<&str>| -> Result<CallFacts, WebhookError> {
             let d = disposition(required(&f, "disposition")?);
@@ -143,7 +158,11 @@ impl Zadarma {
             // The caller id shown to the customer is our line.
             "NOTIFY_OUT_END" => end(Direction::Outbound, field(&f, "destination"), field(&f, "caller_id"))?,
             // NOTIFY_RECORD: the recording is ready; it adds a reference, never closes the call.
-            _ => CallFacts { recording: Some(format!("zadarma:{}", required(&f, "call_id_with_rec")?)), rank: 3, ..Default::default() },
+            _ => CallFacts {
+                recording: Some(format!("zadarma:{}", required(&f, "call_id_with_rec")?)),
+                rank: 3,
+                ..Default::default()
+            },
         };
         Ok(Parsed::Events(vec![CallEvent { call_id, event_id, facts }]))
     }
@@ -164,14 +183,24 @@ mod tests {
 
     #[test]
     fn old_notifications_are_refused_as_replays() {
-        let z = Zadarma { secret: "s".into(), tz: chrono_tz::Europe::Moscow, max_age: Some(chrono::Duration::hours(48)) };
+        let z =
+            Zadarma { secret: "s".into(), tz: chrono_tz::Europe::Moscow, max_age: Some(chrono::Duration::hours(48)) };
         let body = "event=NOTIFY_START&call_start=2026-11-27+10%3A00%3A00&pbx_call_id=in_1&caller_id=79161234567&called_did=74951234567";
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("Signature", signature("s", "79161234567749512345672026-11-27 10:00:00").parse().unwrap());
         let at = |d: &str| chrono::DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&chrono::Utc);
-        let req = |now| WebhookRequest { method: "POST", subpath: "", query: None, headers: &headers, body: body.as_bytes(), received_at: now };
+        let req = |now| WebhookRequest {
+            method: "POST",
+            subpath: "",
+            query: None,
+            headers: &headers,
+            body: body.as_bytes(),
+            received_at: now,
+        };
         assert!(matches!(z.parse(&req(at("2026-11-27T07:00:05Z"))), Ok(Parsed::Events(_))));
-        assert!(matches!(z.parse(&req(at("2026-12-05T07:00:00Z"))), Err(WebhookError::Malformed(m)) if m.contains("call_start")));
+        assert!(
+            matches!(z.parse(&req(at("2026-12-05T07:00:00Z"))), Err(WebhookError::Malformed(m)) if m.contains("call_start"))
+        );
         let lax = Zadarma { max_age: None, ..z };
         assert!(matches!(lax.parse(&req(at("2026-12-05T07:00:00Z"))), Ok(Parsed::Events(_))));
     }
