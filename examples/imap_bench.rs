@@ -143,8 +143,8 @@ async fn run_inflow(port: u16, user: &str, password: &str, batch: usize, url: &s
     running.done.await??;
     let n: i64 = counts.iter().map(|c| c.2).sum();
     println!(
-        "inflow ({}): {n} messages in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB; events {:?}",
-        format!("{:?}", store.engine()),
+        "inflow ({:?}): {n} messages in {secs:.2} s = {:.0} msg/s; peak RSS {:.1} MB; events {:?}",
+        store.engine(),
         n as f64 / secs,
         peak_rss_mb(),
         counts

@@ -901,10 +901,10 @@ impl Config {
             }
         }
         let si = self.alerts.scan_interval_secs;
-        let divides = |unit: u64| si > 0 && (if si < unit { unit % si == 0 } else { si % unit == 0 });
+        let divides = |unit: u64| si > 0 && (if si < unit { unit.is_multiple_of(si) } else { si.is_multiple_of(unit) });
         if !(si < 60 && divides(60)
-            || (60..3600).contains(&si) && si % 60 == 0 && 3600 % si == 0
-            || si >= 3600 && si % 3600 == 0 && 86_400 % si == 0)
+            || (60..3600).contains(&si) && si.is_multiple_of(60) && 3600u64.is_multiple_of(si)
+            || si >= 3600 && si.is_multiple_of(3600) && 86_400u64.is_multiple_of(si))
         {
             bad(
                 "alerts.scan_interval_secs".into(),

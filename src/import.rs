@@ -177,13 +177,7 @@ pub fn map_header(header: &[String], overrides: &BTreeMap<String, String>) -> Re
     Ok(Mapping { columns, ignored })
 }
 
-/// A parsed row.
-#[derive(Debug, Clone)]
-pub struct ImportRow {
-    /// 1-based line of the row in the file.
-    pub line: u64,
-    pub lead: Lead,
-}
+pub use crate::crm::lead::ImportRow;
 
 /// A row that could not be read.
 #[derive(Debug, Clone, PartialEq)]

@@ -71,7 +71,7 @@ pub fn manager_at(owner: Uuid, level: u32, users: &HashMap<Uuid, UserNode>) -> O
         if !seen.insert(id) {
             return None; // a cycle in parentsystemuserid
         }
-        let Some(u) = users.get(&id) else { return None };
+        let u = users.get(&id)?;
         if !u.disabled && u.email.is_some() {
             found += 1;
             if found == level {

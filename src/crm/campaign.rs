@@ -2,7 +2,7 @@
 //! rate (R-WV-7) and the wave preconditions (R-WV-1).
 
 use super::entities::{Campaign, CampaignActivity, MarketingList};
-use super::error::{RuleError, refuse};
+use super::error::{RuleError, refuse, refuse_conflict};
 use super::types::Money;
 
 pub const PROPOSED: i32 = 0;
@@ -27,7 +27,7 @@ pub fn check_status_change(from: i32, to: i32) -> Result<(), RuleError> {
     if ok {
         Ok(())
     } else {
-        refuse("§2.7", "invalid_campaign_transition", format!("campaign status {from} cannot change to {to}"))
+        refuse_conflict("§2.7", "invalid_campaign_transition", format!("campaign status {from} cannot change to {to}"))
     }
 }
 
@@ -74,14 +74,14 @@ pub fn check_wave_preconditions(
     campaign_list_ids: &[uuid::Uuid],
 ) -> Result<(), RuleError> {
     if campaign.statecode != 0 || !matches!(campaign.statuscode, READY_TO_LAUNCH | LAUNCHED) {
-        return refuse(
+        return refuse_conflict(
             "R-WV-1",
             "campaign_not_launched",
             "the campaign must be Active and Ready To Launch or Launched",
         );
     }
     if wave.statecode != 0 {
-        return refuse("R-WV-1", "wave_not_open", "the campaign activity is not Open");
+        return refuse_conflict("R-WV-1", "wave_not_open", "the campaign activity is not Open");
     }
     if !matches!(wave.channeltypecode, Some(7 | 8)) {
         return refuse(
@@ -95,7 +95,7 @@ pub fn check_wave_preconditions(
     }
     for l in targets {
         if l.statecode != 0 {
-            return refuse("R-WV-1", "list_inactive", format!("list '{}' is inactive", l.listname));
+            return refuse_conflict("R-WV-1", "list_inactive", format!("list '{}' is inactive", l.listname));
         }
         if !campaign_list_ids.contains(&l.listid) {
             return refuse(
@@ -112,14 +112,14 @@ pub fn check_wave_preconditions(
 /// Completed nor Canceled; only Active lists are linked.
 pub fn check_link_lists(campaign: &Campaign, lists: &[MarketingList]) -> Result<(), RuleError> {
     if campaign.statecode != 0 || matches!(campaign.statuscode, COMPLETED | CANCELED) {
-        return refuse(
+        return refuse_conflict(
             "§2.7",
             "campaign_closed",
             "lists are linked to an active campaign that is not completed or canceled",
         );
     }
     if let Some(l) = lists.iter().find(|l| l.statecode != 0) {
-        return refuse("§2.7", "list_inactive", format!("list '{}' is inactive", l.listname));
+        return refuse_conflict("§2.7", "list_inactive", format!("list '{}' is inactive", l.listname));
     }
     Ok(())
 }
@@ -129,7 +129,7 @@ pub fn check_link_lists(campaign: &Campaign, lists: &[MarketingList]) -> Result<
 /// campaign activities that target it.
 pub fn check_unlink_list(list: &MarketingList, used_by: &[uuid::Uuid]) -> Result<(), RuleError> {
     match used_by.first() {
-        Some(w) => refuse(
+        Some(w) => refuse_conflict(
             "§2.8",
             "list_in_use",
             format!("list '{}' is a target of campaign activity {w}; remove it there first", list.listname),
@@ -148,10 +148,10 @@ pub fn check_target_lists(
     campaign_list_ids: &[uuid::Uuid],
 ) -> Result<(), RuleError> {
     if activity.statecode != 0 {
-        return refuse("§2.8", "activity_closed", "closed and canceled campaign activities are read-only");
+        return refuse_conflict("§2.8", "activity_closed", "closed and canceled campaign activities are read-only");
     }
     if wave_started {
-        return refuse("R-WV-2", "wave_already_started", "the wave has started: its member set is frozen");
+        return refuse_conflict("R-WV-2", "wave_already_started", "the wave has started: its member set is frozen");
     }
     if let Some(l) = new_targets.iter().find(|l| !campaign_list_ids.contains(&l.listid)) {
         return refuse(
@@ -205,17 +205,20 @@ mod tests {
         let list = MarketingList { listid: uuid::Uuid::from_u128(1), listname: "L".into(), ..Default::default() };
         let mut c = Campaign { statuscode: LAUNCHED, ..Default::default() };
         let w = CampaignActivity { channeltypecode: Some(7), ..Default::default() };
-        assert!(check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).is_ok());
-        assert_eq!(check_wave_preconditions(&c, &w, &[list.clone()], &[]).unwrap_err().code, "list_not_in_campaign");
+        assert!(check_wave_preconditions(&c, &w, std::slice::from_ref(&list), &[list.listid]).is_ok());
+        assert_eq!(
+            check_wave_preconditions(&c, &w, std::slice::from_ref(&list), &[]).unwrap_err().code,
+            "list_not_in_campaign"
+        );
         assert_eq!(check_wave_preconditions(&c, &w, &[], &[]).unwrap_err().code, "wave_without_lists");
         let phone = CampaignActivity { channeltypecode: Some(1), ..Default::default() };
         assert_eq!(
-            check_wave_preconditions(&c, &phone, &[list.clone()], &[list.listid]).unwrap_err().code,
+            check_wave_preconditions(&c, &phone, std::slice::from_ref(&list), &[list.listid]).unwrap_err().code,
             "wave_not_email"
         );
         c.statuscode = PROPOSED;
         assert_eq!(
-            check_wave_preconditions(&c, &w, &[list.clone()], &[list.listid]).unwrap_err().code,
+            check_wave_preconditions(&c, &w, std::slice::from_ref(&list), &[list.listid]).unwrap_err().code,
             "campaign_not_launched"
         );
     }
@@ -228,13 +231,13 @@ mod tests {
             listid: uuid::Uuid::from_u128(2), listname: "Выставка".into(), ..Default::default()
         };
         let wave = CampaignActivity { channeltypecode: Some(7), ..Default::default() };
-        assert!(check_target_lists(&wave, false, &[l1.clone()], &[l1.listid]).is_ok());
+        assert!(check_target_lists(&wave, false, std::slice::from_ref(&l1), &[l1.listid]).is_ok());
         assert_eq!(
-            check_target_lists(&wave, false, &[l2.clone()], &[l1.listid]).unwrap_err().code,
+            check_target_lists(&wave, false, std::slice::from_ref(&l2), &[l1.listid]).unwrap_err().code,
             "list_not_in_campaign"
         );
         assert_eq!(
-            check_target_lists(&wave, true, &[l1.clone()], &[l1.listid]).unwrap_err().code,
+            check_target_lists(&wave, true, std::slice::from_ref(&l1), &[l1.listid]).unwrap_err().code,
             "wave_already_started"
         );
         let closed = CampaignActivity { statecode: 1, ..wave.clone() };
@@ -246,9 +249,14 @@ mod tests {
     #[test]
     fn section_2_7_lists_link_to_open_campaigns_only() {
         let l = MarketingList { listname: "L".into(), ..Default::default() };
-        assert!(check_link_lists(&Campaign { statuscode: PROPOSED, ..Default::default() }, &[l.clone()]).is_ok());
+        assert!(
+            check_link_lists(&Campaign { statuscode: PROPOSED, ..Default::default() }, std::slice::from_ref(&l))
+                .is_ok()
+        );
         assert_eq!(
-            check_link_lists(&Campaign { statuscode: COMPLETED, ..Default::default() }, &[l.clone()]).unwrap_err().code,
+            check_link_lists(&Campaign { statuscode: COMPLETED, ..Default::default() }, std::slice::from_ref(&l))
+                .unwrap_err()
+                .code,
             "campaign_closed"
         );
         let inactive = MarketingList { statecode: 1, ..l };

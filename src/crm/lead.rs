@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::entities::{Account, Contact, Lead, Opportunity};
-use super::error::{RuleError, check_len, refuse, require};
+use super::error::{RuleError, check_len, refuse, refuse_conflict, require};
 use super::matching::MatchOutcome;
 use super::normalize::account_name_key;
 use super::types::{EntityKind, EntityRef};
@@ -70,10 +70,10 @@ pub fn validate(lead: &Lead, custom_sources: &[i32]) -> Result<(), RuleError> {
 /// R-LD-2: only Open leads are editable; state changes go through §3.1/§3.2 only.
 pub fn check_update(before: &Lead, after: &Lead) -> Result<(), RuleError> {
     if before.statecode != OPEN {
-        return refuse("R-LD-2", "lead_closed", "a closed lead is read-only; reactivate it first");
+        return refuse_conflict("R-LD-2", "lead_closed", "a closed lead is read-only; reactivate it first");
     }
     if after.statecode != before.statecode {
-        return refuse(
+        return refuse_conflict(
             "R-LD-2",
             "state_change_not_allowed",
             "lead state changes only through qualify, disqualify or reactivate",
@@ -86,10 +86,14 @@ pub fn check_update(before: &Lead, after: &Lead) -> Result<(), RuleError> {
 /// The new (statecode, statuscode) after Disqualify (§3.2).
 pub fn disqualify(lead: &Lead, has_opportunity: bool, status: Option<i32>) -> Result<(i32, i32), RuleError> {
     if lead.statecode != OPEN {
-        return refuse("§3.2", "lead_not_open", "only an Open lead can be disqualified");
+        return refuse_conflict("§3.2", "lead_not_open", "only an Open lead can be disqualified");
     }
     if has_opportunity || lead.qualifyingopportunityid.is_some() {
-        return refuse("§3.2", "lead_has_opportunity", "a lead with an associated opportunity cannot be disqualified");
+        return refuse_conflict(
+            "§3.2",
+            "lead_has_opportunity",
+            "a lead with an associated opportunity cannot be disqualified",
+        );
     }
     super::state::resolve(EntityKind::Lead, DISQUALIFIED, status)
 }
@@ -98,7 +102,7 @@ pub fn disqualify(lead: &Lead, has_opportunity: bool, status: Option<i32>) -> Re
 /// [DESIGN] Qualify's account, contact and opportunity stay linked.
 pub fn reactivate(lead: &Lead) -> Result<(i32, i32), RuleError> {
     if lead.statecode == OPEN {
-        return refuse("§3.2", "lead_already_open", "the lead is already Open");
+        return refuse_conflict("§3.2", "lead_already_open", "the lead is already Open");
     }
     Ok((OPEN, 1))
 }
@@ -178,7 +182,11 @@ pub struct QualifyFacts {
 /// creates what is asked for, and moves the lead to Qualified.
 pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -> Result<QualifyPlan, RuleError> {
     if lead.statecode != OPEN {
-        return refuse("§3.1", "lead_not_open", "only an Open lead can be qualified; reactivate a closed lead first");
+        return refuse_conflict(
+            "§3.1",
+            "lead_not_open",
+            "only an Open lead can be qualified; reactivate a closed lead first",
+        );
     }
     let (_, status) = super::state::resolve(EntityKind::Lead, QUALIFIED, params.status)?;
     let now = facts.now;
@@ -195,7 +203,7 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
         match &facts.account_match {
             MatchOutcome::Unique(r) => Slot::Link(r.id),
             MatchOutcome::Ambiguous(c) => {
-                return Err(RuleError::new(
+                return Err(RuleError::conflict(
                     "R-DUP-3",
                     "ambiguous_duplicate",
                     "several existing accounts match this lead; link one with parentaccountid",
@@ -242,7 +250,7 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
         match &facts.contact_match {
             MatchOutcome::Unique(r) => Slot::Link(r.id),
             MatchOutcome::Ambiguous(c) => {
-                return Err(RuleError::new(
+                return Err(RuleError::conflict(
                     "R-DUP-3",
                     "ambiguous_duplicate",
                     "several existing contacts match this lead; link one with parentcontactid",
@@ -344,6 +352,14 @@ pub fn plan_qualify(lead: &Lead, params: &QualifyParams, facts: &QualifyFacts) -
     after.modifiedon = now;
     after.modifiedby = facts.actor;
     Ok(QualifyPlan { account, contact, opportunity, lead: after })
+}
+
+/// One row of a lead import (`inflow import leads`): its 1-based line in the file and the
+/// lead it makes.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: u64,
+    pub lead: Lead,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entities::{Activity, Opportunity};
-use super::error::{RuleError, check_len, refuse, require};
+use super::error::{RuleError, check_len, refuse, refuse_conflict, require};
 use super::types::{EntityKind, EntityRef, Money};
 
 pub const OPEN: i32 = 0;
@@ -68,13 +68,17 @@ fn check_fields(o: &Opportunity) -> Result<(), RuleError> {
 /// change writes (stage and probability changes).
 pub fn check_update(before: &Opportunity, after: &Opportunity) -> Result<Vec<String>, RuleError> {
     if before.statecode != OPEN {
-        return refuse("R-OPP-1", "opportunity_closed", "won and lost opportunities are read-only until reopened");
+        return refuse_conflict(
+            "R-OPP-1",
+            "opportunity_closed",
+            "won and lost opportunities are read-only until reopened",
+        );
     }
     if before.originatingleadid != after.originatingleadid {
         return refuse("§2.5", "read_only_field", "originatingleadid is fixed once the opportunity exists");
     }
     if before.deal_closed_on != after.deal_closed_on {
-        return refuse("R-OPP-1", "deal_not_won", "deal_closed_on is set on a won opportunity (close-deal)");
+        return refuse_conflict("R-OPP-1", "deal_not_won", "deal_closed_on is set on a won opportunity (close-deal)");
     }
     if after.customerid.is_none() || !matches!(after.customeridtype, Some(EntityKind::Account | EntityKind::Contact)) {
         return refuse("R-OPP-1", "missing_field", "an opportunity keeps a customer (account or contact)");
@@ -163,7 +167,7 @@ pub fn plan_win(
     now: DateTime<Utc>,
 ) -> Result<ClosePlan, RuleError> {
     if o.statecode != OPEN {
-        return refuse("R-OPP-1", "opportunity_closed", "only an open opportunity is won; reopen it first");
+        return refuse_conflict("R-OPP-1", "opportunity_closed", "only an open opportunity is won; reopen it first");
     }
     check_len("description", p.description.as_deref(), 2000)?;
     let value = p.actualvalue.or(o.estimatedvalue);
@@ -193,7 +197,7 @@ pub fn plan_lose(
     now: DateTime<Utc>,
 ) -> Result<ClosePlan, RuleError> {
     if o.statecode != OPEN {
-        return refuse("R-OPP-1", "opportunity_closed", "only an open opportunity is lost; reopen it first");
+        return refuse_conflict("R-OPP-1", "opportunity_closed", "only an open opportunity is lost; reopen it first");
     }
     check_len("reason", p.reason.as_deref(), 2000)?;
     let status = p.statuscode.unwrap_or(4);
@@ -229,7 +233,7 @@ pub fn plan_lose(
 /// and the Act go with it.
 pub fn plan_reopen(o: &Opportunity, actor: Uuid, now: DateTime<Utc>) -> Result<ClosePlan, RuleError> {
     if o.statecode == OPEN {
-        return refuse("R-OPP-1", "opportunity_open", "the opportunity is open already");
+        return refuse_conflict("R-OPP-1", "opportunity_open", "the opportunity is open already");
     }
     let mut out = o.clone();
     out.statecode = OPEN;
@@ -251,7 +255,7 @@ pub fn plan_close_deal(
     now: DateTime<Utc>,
 ) -> Result<ClosePlan, RuleError> {
     if o.statecode != WON {
-        return refuse("R-OPP-1", "deal_not_won", "the Act is signed on a won opportunity");
+        return refuse_conflict("R-OPP-1", "deal_not_won", "the Act is signed on a won opportunity");
     }
     let mut out = o.clone();
     out.deal_closed_on = on;

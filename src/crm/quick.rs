@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entities::{Activity, BulkOperation};
-use super::error::{RuleError, check_len, refuse, require};
+use super::error::{RuleError, check_len, refuse, refuse_conflict, require};
 use super::types::{EntityKind, EntityRef};
 
 /// What a quick campaign or distribution creates per member.
@@ -141,14 +141,14 @@ pub fn check_distribution(
 ) -> Result<EntityKind, RuleError> {
     use super::campaign::{LAUNCHED, READY_TO_LAUNCH};
     if campaign.statecode != 0 || !matches!(campaign.statuscode, READY_TO_LAUNCH | LAUNCHED) {
-        return refuse(
+        return refuse_conflict(
             "R-QC-2",
             "campaign_not_launched",
             "the campaign must be Active and Ready To Launch or Launched",
         );
     }
     if ca.statecode != 0 {
-        return refuse("R-QC-2", "activity_closed", "closed and canceled campaign activities are read-only");
+        return refuse_conflict("R-QC-2", "activity_closed", "closed and canceled campaign activities are read-only");
     }
     let kind = match ca.channeltypecode {
         Some(7 | 8) => {
@@ -163,7 +163,7 @@ pub fn check_distribution(
     }
     for l in targets {
         if l.statecode != 0 {
-            return refuse("R-QC-2", "list_inactive", format!("list '{}' is inactive", l.listname));
+            return refuse_conflict("R-QC-2", "list_inactive", format!("list '{}' is inactive", l.listname));
         }
         if !campaign_lists.contains(&l.listid) {
             return refuse(

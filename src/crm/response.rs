@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entities::{CampaignResponse, Lead};
-use super::error::{RuleError, refuse};
+use super::error::{RuleError, refuse, refuse_conflict};
 use super::lead::{OPEN as LEAD_OPEN, QualifyParams};
 use super::types::{EntityKind, EntityRef};
 
@@ -53,7 +53,7 @@ pub enum ConvertPlan {
 /// R-RS-4: closed and canceled responses are immutable; conversion only from Open.
 pub fn check_open(resp: &CampaignResponse) -> Result<(), RuleError> {
     if resp.statecode != 0 {
-        return refuse("R-RS-4", "response_not_open", "closed and canceled responses are read-only");
+        return refuse_conflict("R-RS-4", "response_not_open", "closed and canceled responses are read-only");
     }
     Ok(())
 }
@@ -143,12 +143,16 @@ pub fn plan_convert(
         }
         ConvertOption::ExistingLead { lead_id, reactivate } => {
             let Some(lead) = facts.existing_lead.filter(|l| l.leadid == *lead_id) else {
-                return refuse("§3.3", "lead_not_found", format!("lead {lead_id} does not exist"));
+                return refuse_conflict("§3.3", "lead_not_found", format!("lead {lead_id} does not exist"));
             };
             let mut lead = lead.clone();
             if lead.statecode != LEAD_OPEN {
                 if !reactivate {
-                    return refuse("§3.3", "lead_closed", "the lead is closed; pass reactivate=true to reopen it");
+                    return refuse_conflict(
+                        "§3.3",
+                        "lead_closed",
+                        "the lead is closed; pass reactivate=true to reopen it",
+                    );
                 }
                 let (s, st) = super::lead::reactivate(&lead)?;
                 lead.statecode = s;

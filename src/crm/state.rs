@@ -1,7 +1,7 @@
 //! `statecode`/`statuscode` pairs (DOMAIN §0, §2): every statuscode belongs to exactly one
 //! statecode; a state change with no statuscode takes the state's default.
 
-use super::error::{RuleError, refuse};
+use super::error::{RuleError, refuse, refuse_conflict};
 use super::types::EntityKind;
 
 /// One state: its code, name, allowed statuscodes and default statuscode.
@@ -49,7 +49,7 @@ pub fn model(kind: EntityKind) -> &'static [StateDef] {
 /// picks the state's default (DOMAIN §0).
 pub fn resolve(kind: EntityKind, state: i32, status: Option<i32>) -> Result<(i32, i32), RuleError> {
     let Some(def) = model(kind).iter().find(|d| d.code == state) else {
-        return refuse("§0", "invalid_state", format!("{kind} has no statecode {state}"));
+        return refuse_conflict("§0", "invalid_state", format!("{kind} has no statecode {state}"));
     };
     match status {
         None => Ok((state, def.default)),

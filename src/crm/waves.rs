@@ -10,7 +10,7 @@ use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
-use super::error::{RuleError, refuse};
+use super::error::{RuleError, refuse, refuse_conflict};
 use super::types::EntityKind;
 
 /// The daemon-side state of a wave (issue: scheduled → sending ⇄ paused → completed /
@@ -70,7 +70,7 @@ pub fn next_state(from: WaveState, action: WaveAction) -> Result<WaveState, Rule
         (WaveState::Sending, WaveAction::Pause) => Ok(WaveState::Paused),
         (WaveState::Paused, WaveAction::Resume) => Ok(WaveState::Sending),
         (s, WaveAction::Cancel) if !s.is_final() => Ok(WaveState::Canceled),
-        (s, a) => refuse(
+        (s, a) => refuse_conflict(
             "R-WV-5",
             "invalid_wave_transition",
             format!(

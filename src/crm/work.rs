@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entities::Activity;
-use super::error::{RuleError, check_len, refuse};
+use super::error::{RuleError, check_len, refuse, refuse_conflict, refuse_forbidden};
 use super::state;
 use super::types::EntityKind;
 
@@ -99,17 +99,21 @@ pub fn plan_close(
     check_len("note", p.note.as_deref(), 2000)?;
     match (action, a.statecode) {
         (CloseAction::Reopen, 0) => {
-            return refuse(
+            return refuse_conflict(
                 "R-ACT-1",
                 "activity_open",
                 "the activity is open; only a completed or canceled one is reopened",
             );
         }
         (CloseAction::Reopen, _) if !actor.admin => {
-            return refuse("R-ACT-1", "reopen_needs_admin", "only an admin reopens a completed or canceled activity");
+            return refuse_forbidden(
+                "R-ACT-1",
+                "reopen_needs_admin",
+                "only an admin reopens a completed or canceled activity",
+            );
         }
         (CloseAction::Complete | CloseAction::Cancel, s) if s != 0 => {
-            return refuse(
+            return refuse_conflict(
                 "R-ACT-1",
                 "activity_closed",
                 "completed and canceled activities are read-only; reopen it first",
@@ -181,7 +185,7 @@ pub fn restarts_escalation(before: &Activity, after: &Activity) -> bool {
 /// and who may own an open one.
 pub fn check_update(before: &Activity, after: &Activity, new_owner_enabled: bool) -> Result<(), RuleError> {
     if before.statecode != 0 {
-        return refuse(
+        return refuse_conflict(
             "R-ACT-1",
             "activity_closed",
             "completed and canceled activities are read-only; reopen it first",
@@ -339,6 +343,13 @@ mod tests {
             "activity_open"
         );
         assert_eq!(check_update(&done, &done, true).unwrap_err().code, "activity_closed");
+        // Each refusal says its kind: the state forbids (409), the caller may not (403).
+        use crate::crm::error::Refusal;
+        let kind = |a: &Activity, action, p: &CloseParams| plan_close(a, action, p, OWNER, t(), MSK).unwrap_err().kind;
+        assert_eq!(kind(&done, CloseAction::Complete, &CloseParams::default()), Refusal::Conflict);
+        assert_eq!(kind(&done, CloseAction::Reopen, &CloseParams::default()), Refusal::Forbidden);
+        let long = CloseParams { note: Some("x".repeat(2001)), ..Default::default() };
+        assert_eq!(kind(&open(EntityKind::Task), CloseAction::Cancel, &long), Refusal::Invalid);
     }
 
     #[test]

@@ -83,15 +83,15 @@ pub enum Access {
 /// admin: everything; marketer: lists, campaigns, waves, responses, and reading leads;
 /// viewer: reading.
 pub fn allowed(role: Role, access: Access) -> bool {
-    match (role, access) {
-        (Role::Admin, _) => true,
-        (_, Access::OwnWork) => true,
-        (_, Access::Read(Area::Meta)) => true,
-        (Role::Viewer, Access::Read(_)) => true,
-        (Role::Marketer, Access::Read(Area::Marketing | Area::Leads)) => true,
-        (Role::Marketer, Access::Write(Area::Marketing)) => true,
-        _ => false,
-    }
+    matches!(
+        (role, access),
+        (Role::Admin, _)
+            | (_, Access::OwnWork)
+            | (_, Access::Read(Area::Meta))
+            | (Role::Viewer, Access::Read(_))
+            | (Role::Marketer, Access::Read(Area::Marketing | Area::Leads))
+            | (Role::Marketer, Access::Write(Area::Marketing))
+    )
 }
 
 /// The authenticated caller of a request.

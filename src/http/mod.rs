@@ -86,41 +86,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Rule(r) => {
-                // A conflict with existing data is 409; a request the rules reject is 422.
-                // Refusals that depend on the record's current state (or on other records) are
-                // conflicts; a request that no state would accept is unprocessable.
-                const CONFLICTS: &[&str] = &[
-                    "duplicate_found",
-                    "ambiguous_duplicate",
-                    "activity_closed",
-                    "campaign_not_launched",
-                    "invalid_campaign_transition",
-                    "invalid_wave_transition",
-                    "list_dynamic",
-                    "list_inactive",
-                    "list_locked",
-                    "list_not_dynamic",
-                    "list_not_editable",
-                    "state_change_not_allowed",
-                    "wave_already_started",
-                    "invalid_state",
-                    "list_in_use",
-                    "campaign_closed",
-                    "activity_open",
-                    "opportunity_closed",
-                    "opportunity_open",
-                    "deal_not_won",
-                    "candidate_resolved",
-                    "already_merged",
-                ];
-                // Acting on someone else's work is a permission refusal (R-ACT-1).
-                const FORBIDDEN: &[&str] = &["not_your_activity", "reopen_needs_admin"];
-                let status = if FORBIDDEN.contains(&r.code) {
-                    StatusCode::FORBIDDEN
-                } else if CONFLICTS.contains(&r.code) || r.code.ends_with("_not_open") || r.code.starts_with("lead_") {
-                    StatusCode::CONFLICT
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
+                // The rule says what kind of refusal it made (crm::error::Refusal).
+                let status = match r.kind {
+                    crate::crm::error::Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    crate::crm::error::Refusal::Conflict => StatusCode::CONFLICT,
+                    crate::crm::error::Refusal::Forbidden => StatusCode::FORBIDDEN,
                 };
                 ApiError {
                     status,

@@ -72,6 +72,9 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// A batch being applied in the background while the next is fetched.
+type BatchTask = tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>;
+
 /// Why a mailbox is not being worked right now. The kind is what state-change logging
 /// compares: a retry that fails the same way logs nothing new.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,8 +562,7 @@ impl MailboxRuntime {
             // commit, before N+1 is applied.
             let chunks = batches(&sizes, c.batch_size.max(1) as usize, BATCH_MAX_BYTES);
             let mut next = 0;
-            let mut in_flight: Option<(tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>, &[(u32, u32)])> =
-                None;
+            let mut in_flight: Option<(BatchTask, &[(u32, u32)])> = None;
             loop {
                 // Shutdown between batches: everything before is committed and checkpointed.
                 let fetched = if next < chunks.len() && !token.is_cancelled() {

@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(m.from.name.as_deref(), Some("Иван Петров"));
         assert!(m.text.contains("Тело письма"));
         let koi = "Subject: Заявка на поставку\r\nFrom: Иван <i@x.example>\r\nMessage-ID: <k@x>\r\n\r\nbody\r\n";
-        let koi: Vec<u8> = koi.chars().flat_map(|c| koi8r(c)).collect();
+        let koi: Vec<u8> = koi.chars().flat_map(koi8r).collect();
         let m = parse(&koi, 1 << 20).unwrap();
         assert_eq!(m.subject, "Заявка на поставку", "no charset named: KOI8-R told from Windows-1251 by letter case");
         let m = p("inquiry-utf8-ua.eml");

@@ -733,7 +733,7 @@ impl Store {
         ] {
             queues.push((name.to_string(), db.fetch_one(&sql, vec![]).await?.get::<i64>("n")?));
         }
-        queues.push(("jobs:pbx-call".into(), self.queued_jobs(crate::ingest::pbx::process::QUEUE).await?));
+        queues.push(("jobs:pbx-call".into(), self.queued_jobs(super::PBX_CALL_QUEUE).await?));
         let mut mailboxes = Vec::new();
         for r in db.fetch_all("SELECT mailbox, folder FROM mailbox_state ORDER BY mailbox, folder", vec![]).await? {
             let (m, f): (String, String) = (r.get("mailbox")?, r.get("folder")?);

@@ -688,6 +688,7 @@ impl Store {
 
     /// Moves the checkpoint and renews the lease; only the lease holder may. False if the
     /// lease was lost.
+    #[allow(clippy::too_many_arguments)] // the checkpoint's own fields, each named at the call
     pub async fn save_mailbox_checkpoint(
         &self,
         mailbox: &str,

@@ -46,9 +46,12 @@ async fn candidate_in(tx: &mut Tx, id: Uuid) -> Result<(Vec<EntityRef>, String)>
 
 fn check_open(status: &str) -> Result<()> {
     if status != "open" {
-        return Err(
-            RuleError::new("R-DUP-5", "candidate_resolved", format!("this candidate is {status} already")).into()
-        );
+        return Err(RuleError::conflict(
+            "R-DUP-5",
+            "candidate_resolved",
+            format!("this candidate is {status} already"),
+        )
+        .into());
     }
     Ok(())
 }
@@ -70,9 +73,12 @@ async fn merge_pair<R: Record>(
         return Err(StoreError::decode("record is not an object"));
     };
     if bm.get("masterid").is_some_and(|m| !m.is_null()) {
-        return Err(
-            RuleError::new("R-DUP-5", "already_merged", format!("{} {other} was merged already", R::KIND)).into()
-        );
+        return Err(RuleError::conflict(
+            "R-DUP-5",
+            "already_merged",
+            format!("{} {other} was merged already", R::KIND),
+        )
+        .into());
     }
     let filled = merge::fill(&mut am, &bm, R::KEY);
     am.insert("modifiedon".into(), serde_json::to_value(now).map_err(StoreError::decode)?);

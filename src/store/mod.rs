@@ -31,7 +31,7 @@ pub use db::{Db, Engine, Exec, Row, Tx, Value};
 pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
 pub use merge::MergeOutcome;
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
-pub use pbx::{CallApply, PbxCall, PbxCallUpdate, PbxEventRow};
+pub use pbx::{CallApply, PBX_CALL_QUEUE, PbxCall, PbxCallUpdate, PbxEventRow};
 pub use quick::RunOutcome;
 pub use records::{ListPage, RecordExt};
 pub use rules::{CreateMode, ImportDuplicates, ImportReport};

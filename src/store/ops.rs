@@ -176,7 +176,7 @@ impl InboundEvent {
 pub enum InboundOutcome {
     New,
     /// Seen before: the existing row (its status and result tell what happened then).
-    Duplicate(InboundEvent),
+    Duplicate(Box<InboundEvent>),
 }
 
 /// Inbound events kept for an operator to replay: what could not be parsed or applied, and
@@ -234,7 +234,7 @@ pub(crate) async fn record_inbound(ex: &mut impl Exec, ev: &InboundEvent) -> Res
             vec![ev.source.clone().into(), ev.external_id.clone().into()],
         )
         .await?;
-    Ok(InboundOutcome::Duplicate(inbound_from_row(&row)?))
+    Ok(InboundOutcome::Duplicate(Box::new(inbound_from_row(&row)?)))
 }
 
 /// Sets the outcome of an inbound item.

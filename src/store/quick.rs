@@ -106,12 +106,15 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let mut list: MarketingList = load(&mut tx, list_id).await?;
         if list.statecode != 0 {
-            return Err(
-                RuleError::new("R-QC-1", "list_inactive", format!("list '{}' is inactive", list.listname)).into()
-            );
+            return Err(RuleError::conflict(
+                "R-QC-1",
+                "list_inactive",
+                format!("list '{}' is inactive", list.listname),
+            )
+            .into());
         }
         if let Some(o) = p.ownerid {
-            if !get::<SystemUser>(&mut tx, o).await?.is_some_and(|u| !u.isdisabled) {
+            if get::<SystemUser>(&mut tx, o).await?.is_none_or(|u| u.isdisabled) {
                 return Err(
                     RuleError::new("R-QC-1", "unknown_owner", format!("ownerid {o} is not an enabled user")).into()
                 );

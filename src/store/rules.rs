@@ -95,7 +95,7 @@ impl Store {
         if hits.is_empty() {
             return Ok(());
         }
-        Err(RuleError::new(
+        Err(RuleError::conflict(
             "R-DUP-4",
             "duplicate_found",
             format!("possible duplicates of this {kind} exist; pass ignore_duplicates to create anyway"),
@@ -432,7 +432,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let mut a: CampaignActivity = load(&mut tx, id).await?;
         if a.statecode != 0 {
-            return Err(RuleError::new(
+            return Err(RuleError::conflict(
                 "§2.8",
                 "activity_closed",
                 "closed and canceled campaign activities are read-only",
@@ -475,7 +475,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let l: MarketingList = load(&mut tx, list_id).await?;
         if l.isdynamic {
-            return Err(RuleError::new(
+            return Err(RuleError::conflict(
                 "§2.6",
                 "list_dynamic",
                 "a dynamic list has no stored members; change its query instead",
@@ -483,10 +483,12 @@ impl Store {
             .into());
         }
         if l.lockstatus {
-            return Err(RuleError::new("§2.6", "list_locked", "the list is locked: no members can be added").into());
+            return Err(
+                RuleError::conflict("§2.6", "list_locked", "the list is locked: no members can be added").into()
+            );
         }
         if l.statecode != 0 {
-            return Err(RuleError::new("§2.6", "list_inactive", "an inactive list is read-only").into());
+            return Err(RuleError::conflict("§2.6", "list_inactive", "an inactive list is read-only").into());
         }
         let kind = crate::crm::criteria::member_kind(l.createdfromcode)
             .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
@@ -526,7 +528,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let l: MarketingList = load(&mut tx, list_id).await?;
         if l.isdynamic || l.lockstatus || l.statecode != 0 {
-            return Err(RuleError::new(
+            return Err(RuleError::conflict(
                 "§2.6",
                 "list_not_editable",
                 "only active, unlocked static lists change members",
@@ -558,7 +560,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let src: MarketingList = load(&mut tx, list_id).await?;
         if !src.isdynamic {
-            return Err(RuleError::new(
+            return Err(RuleError::conflict(
                 "§2.6",
                 "list_not_dynamic",
                 "only a dynamic list can be copied to a static one",
@@ -681,7 +683,7 @@ impl Store {
     /// many rows are done.
     pub async fn import_leads(
         &self,
-        rows: &[crate::import::ImportRow],
+        rows: &[crate::crm::lead::ImportRow],
         dups: ImportDuplicates,
         skip_bad_rows: bool,
         mut progress: impl FnMut(u64) + Send,

@@ -60,6 +60,10 @@ pub struct WaveRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Renders the personalised subject of one recipient of a wave.
+pub type SubjectRenderer<'a> =
+    dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync + 'a;
+
 /// How expansion writes messages.
 pub struct ExpandOptions<'a> {
     pub tz: Tz,
@@ -68,9 +72,7 @@ pub struct ExpandOptions<'a> {
     /// R-OPT-1 [DESIGN]: honour `donotsendonoptout = false` only when set.
     pub allow_optout_override: bool,
     /// Renders the personalised subject of one recipient (stored on its e-mail activity).
-    pub subject: &'a (
-            dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync
-        ),
+    pub subject: &'a SubjectRenderer<'a>,
     /// Recipients per expansion transaction.
     pub chunk: usize,
     /// How long an expansion may go without progress before another daemon resumes it.
@@ -466,7 +468,7 @@ impl Store {
         if let Some(r) = existing {
             let state: String = r.get("state")?;
             if state != "scheduled" {
-                return Err(RuleError::new(
+                return Err(RuleError::conflict(
                     "R-WV-5",
                     "wave_already_started",
                     format!("the wave is {state}; only a scheduled wave can be rescheduled"),
@@ -478,7 +480,7 @@ impl Store {
                 .await?
                 == 0
             {
-                return Err(RuleError::new(
+                return Err(RuleError::conflict(
                     "R-WV-5",
                     "wave_already_started",
                     "the wave started meanwhile; only a scheduled wave can be rescheduled",

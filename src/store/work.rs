@@ -58,7 +58,7 @@ impl Store {
         if !actor.admin && actor.user != a.ownerid {
             let chain = manager_chain(&mut tx, a.ownerid).await?;
             if !work::may_close(actor, a.ownerid, &chain) {
-                return Err(RuleError::new(
+                return Err(RuleError::forbidden(
                     "R-ACT-1",
                     "not_your_activity",
                     "only the owner, a manager above the owner, or an admin finishes an activity",

@@ -571,10 +571,7 @@ impl WaveRuntime {
         format!("{}/u/{}", self.s.base_url, self.signer.token(delivery))
     }
 
-    fn expand_options<'a>(
-        &'a self,
-        subject: &'a (dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> Result<String, String> + Sync),
-    ) -> ExpandOptions<'a> {
+    fn expand_options<'a>(&'a self, subject: &'a crate::store::waves::SubjectRenderer) -> ExpandOptions<'a> {
         ExpandOptions {
             tz: self.s.tz,
             message_id_domain: self.s.message_id_domain.clone(),

@@ -132,7 +132,7 @@ async fn owner_then_manager(engine: &str) {
         anna.contains("Call back Romashka") && anna.contains("Prepare the demo") && !anna.contains("Send the offer"),
         "{anna}"
     );
-    assert!(anna.contains(&format!("https://crm.acme.ru/api/v1/activities/")), "a link per line");
+    assert!(anna.contains("https://crm.acme.ru/api/v1/activities/"), "a link per line");
 
     // The next scans repeat nothing.
     let again = rt.scan(t0 + Duration::minutes(5)).await.unwrap();

@@ -803,7 +803,7 @@ async fn csv_import(engine: &str) {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("windows-1251") && out.contains("columns not imported: Стенд"), "{out}");
     assert!(
-        out.contains(&format!("line 3: lead"))
+        out.contains(&"line 3: lead".to_string())
             && out.contains(&format!("linked to existing contact {}", contact.contactid)),
         "{out}"
     );

@@ -35,10 +35,10 @@ async fn spawn(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Daemon {
         let mut tx = Some(tx);
         let mut seen = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("inflow listening on http://") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr.trim().to_string());
-                }
+            if let Some(addr) = line.strip_prefix("inflow listening on http://")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.trim().to_string());
             }
             seen.push(line);
         }

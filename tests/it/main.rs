@@ -7,6 +7,7 @@ mod corpus;
 mod daemon;
 mod dovecot;
 mod helpers;
+mod layers;
 mod mail;
 mod mail_real;
 mod pbx;

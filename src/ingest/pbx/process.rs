@@ -34,7 +34,7 @@ pub struct ProcessCalls {
 }
 
 /// Explicit queue name (see DESIGN rule 9).
-pub const QUEUE: &str = "pbx-call";
+pub const QUEUE: &str = crate::store::PBX_CALL_QUEUE;
 
 /// Most requests the writer commits in one transaction. The enqueuer stops merging due
 /// calls into one job once it has this many (a job may hold a little more: whole batches).
