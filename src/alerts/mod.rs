@@ -179,6 +179,7 @@ impl AlertsRuntime {
     }
 
     /// One scan at `now`: claim the due notifications as digests and enqueue them.
+    #[tracing::instrument(level = "debug", skip_all, fields(%now))]
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();
         let stale = self.store.stale_digests(now - self.resend_after).await?;
@@ -297,6 +298,7 @@ impl AlertsRuntime {
 
     /// Renders and sends one digest; marks its rows. A transient failure is an `Err` (the
     /// job retries, the rows stay pending); a permanent one marks them failed.
+    #[tracing::instrument(skip_all, fields(%digest_id))]
     pub async fn send_digest(&self, digest_id: Uuid, now: DateTime<Utc>) -> Result<bool, anyhow::Error> {
         let rows = self.store.digest_rows(digest_id).await?;
         let Some(first) = rows.first() else { return Ok(false) };

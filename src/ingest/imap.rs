@@ -268,6 +268,7 @@ impl MailboxRuntime {
     /// After a batch committed: move or flag its messages, then advance the checkpoint
     /// (renewing the lease). False if the lease was lost.
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(level = "debug", skip_all, fields(mailbox = %self.cfg.name, messages = chunk.len()))]
     async fn finish_batch(
         &self,
         s: &mut Session<Conn>,
@@ -333,6 +334,7 @@ impl MailboxRuntime {
     }
 
     /// Re-processes a quarantined or failed message from its stored bytes.
+    #[tracing::instrument(skip_all, fields(mailbox = %self.cfg.name, event = %ev.id))]
     pub async fn replay(&self, ev: &crate::store::InboundEvent) -> anyhow::Result<MailOutcome> {
         let policy = self.policy().await.map_err(|t| anyhow::anyhow!("{}", t.detail()))?;
         let Some(raw) = ev.raw.clone() else { anyhow::bail!("event {} has no stored bytes to replay", ev.id) };
@@ -429,6 +431,7 @@ impl MailboxRuntime {
             .await;
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(mailbox = %self.cfg.name, host = %self.cfg.host))]
     async fn connect(&self) -> Result<Session<Conn>, Trouble> {
         let c = &self.cfg;
         let tcp =
@@ -633,6 +636,7 @@ impl MailboxRuntime {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(mailbox = %self.cfg.name, messages = chunk.len()))]
     async fn fetch_chunk(&self, s: &mut Session<Conn>, chunk: &[(u32, u32)]) -> Result<Vec<Fetched>, Trouble> {
         let limit = self.cfg.max_message_bytes as u64;
         let (small, big): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, size)| (*size as u64) <= limit);

@@ -35,6 +35,7 @@ impl Store {
     /// leads the daemon created (no `createdby`), open activities given to someone,
     /// campaigns gone over budget. Each names its recipient: the lead's, activity's or
     /// campaign's owner now. A notice told is in the notification log at `NOTICE_LEVEL`.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn notices_since(
         &self,
         since: DateTime<Utc>,

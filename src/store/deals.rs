@@ -51,6 +51,7 @@ impl DealAction {
 
 impl Store {
     /// R-OPP-1: creates an opportunity directly; its customer must exist.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_opportunity(&self, o: &Opportunity) -> Result<Opportunity> {
         opportunity::validate(o)?;
         let mut tx = self.db.begin().await?;
@@ -77,6 +78,7 @@ impl Store {
     }
 
     /// R-OPP-1: a PATCH; open opportunities only, with stage and probability changes kept.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_opportunity(&self, after: &Opportunity) -> Result<Opportunity> {
         let mut tx = self.db.begin().await?;
         let before: Opportunity = load(&mut tx, after.opportunityid).await?;
@@ -90,6 +92,7 @@ impl Store {
         Ok(out)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn apply_deal_plan(&self, action: DealAction, plan: ClosePlan) -> Result<Opportunity> {
         let mut tx = self.db.begin().await?;
         let out = update(&mut tx, self, &plan.opportunity).await?;

@@ -62,6 +62,7 @@ impl Store {
 
     /// Links lists to a campaign (campaignitem); linking one twice changes nothing.
     /// Returns the campaign's lists after the change.
+    #[tracing::instrument(level = "debug", skip_all, fields(%campaign_id))]
     pub async fn add_campaign_lists(&self, campaign_id: Uuid, lists: &[Uuid]) -> Result<Vec<MarketingList>> {
         let mut tx = self.db.begin().await?;
         let c: Campaign = load(&mut tx, campaign_id).await?;
@@ -110,6 +111,7 @@ impl Store {
 
     /// Adds target lists to a campaign activity (campaignactivityitem): [DESIGN] they must
     /// be campaign lists, and the wave must not have started. Returns its lists after.
+    #[tracing::instrument(level = "debug", skip_all, fields(%activity_id))]
     pub async fn set_wave_lists(&self, activity_id: Uuid, lists: &[Uuid]) -> Result<Vec<MarketingList>> {
         let mut tx = self.db.begin().await?;
         let a: CampaignActivity = load(&mut tx, activity_id).await?;

@@ -136,6 +136,7 @@ pub struct MergeOutcome {
 impl Store {
     /// R-DUP-5 merge: `survivor` keeps its values; `merge` (default: the other candidates
     /// of its type) are merged into it.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn merge_dup_candidate(
         &self,
         id: Uuid,
@@ -165,6 +166,7 @@ impl Store {
     }
 
     /// R-DUP-5 dismiss: the candidate is ignored, and none of its pairs is proposed again.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn dismiss_dup_candidate(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let (cands, status) = candidate_in(&mut tx, id).await?;

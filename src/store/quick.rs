@@ -95,6 +95,7 @@ pub struct RunOutcome {
 
 impl Store {
     /// R-QC-1: a quick campaign over one list: one activity per member.
+    #[tracing::instrument(level = "debug", skip_all, fields(%list_id))]
     pub async fn quick_campaign(
         &self,
         list_id: Uuid,
@@ -156,6 +157,7 @@ impl Store {
     /// R-QC-2: distributes a campaign activity whose channel is not e-mail: one open
     /// activity per member of its target lists (a call list for Phone), owned by the
     /// member's owner, due at its `scheduledend`. Run again, it adds only new members.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn distribute_campaign_activity(
         &self,
         id: Uuid,

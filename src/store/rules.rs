@@ -220,6 +220,7 @@ impl Store {
     }
 
     /// QualifyLead (§3.1) in one transaction. Returns the qualified lead and the records created.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn qualify_lead(
         &self,
         id: Uuid,
@@ -286,6 +287,7 @@ impl Store {
     /// stored and the records created.
     /// A new lead runs the duplicate rules like every other create (R-LD-3, R-DUP-4) unless
     /// `mode` says to create it anyway.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn convert_response(
         &self,
         id: Uuid,

@@ -140,6 +140,7 @@ impl Store {
     }
 
     /// R-DEAL-1: the timeline of an opportunity, account, contact or lead, oldest first.
+    #[tracing::instrument(level = "debug", skip_all, fields(%root))]
     pub async fn timeline(&self, root: EntityRef) -> Result<Vec<Item>> {
         let mut db = self.db.clone();
         let m = self.timeline_members(&mut db, root).await?;

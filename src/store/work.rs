@@ -44,6 +44,7 @@ async fn restart_escalation(ex: &mut impl Exec, activity: Uuid) -> Result<()> {
 impl Store {
     /// R-ACT-1: completes, cancels or reopens a plain activity for `actor`, who must be its
     /// owner, above the owner in the manager chain, or an admin (reopen: admins only).
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn close_activity(
         &self,
         id: Uuid,
@@ -77,6 +78,7 @@ impl Store {
 
     /// R-ACT-1/R-ACT-2: a PATCH of an activity. Closed ones are read-only; a new owner must
     /// be an enabled user; a new owner or due date restarts the escalation.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_activity(&self, after: &Activity) -> Result<Activity> {
         let mut tx = self.db.begin().await?;
         let before: Activity = load(&mut tx, after.activityid).await?;

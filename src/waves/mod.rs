@@ -230,6 +230,7 @@ impl Relay {
     /// Opens a session: TCP with TCP_NODELAY (lettre's own connect leaves Nagle on, and the
     /// body and its final "." are two writes: measured 90 msg/s over 4 sessions on loopback,
     /// each message waiting out a delayed ACK), implicit TLS or STARTTLS, EHLO, AUTH.
+    #[tracing::instrument(level = "debug", skip_all, fields(relay = %self.host))]
     pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
         let hello = ClientId::default();
         let at = format!("{}:{}", self.host, self.port);
@@ -587,6 +588,7 @@ impl WaveRuntime {
     /// Starts due waves, resumes expansions a dead daemon left, and completes finished
     /// waves (each daemon may do it: the state
     /// changes are conditional, so a wave starts and completes once).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         // Compiled once per wave, not once per recipient.
         let compiled: std::sync::Mutex<HashMap<Uuid, Arc<Templates>>> = std::sync::Mutex::new(HashMap::new());

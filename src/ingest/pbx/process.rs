@@ -261,6 +261,7 @@ impl PbxRuntime {
     }
 
     /// Processes a call if it is due: final, or silent past the timeout.
+    #[tracing::instrument(level = "debug", skip_all, fields(provider, call_id))]
     pub async fn process(&self, provider: &str, call_id: &str, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
         match self.prepare(provider, call_id, now).await? {
             Prepared::Done(outcome) => Ok(outcome),
@@ -511,6 +512,7 @@ impl PbxRuntime {
     }
 
     /// Applies prepared calls in one transaction (after yielding to the webhook writer).
+    #[tracing::instrument(level = "debug", skip_all, fields(calls = batch.len()))]
     async fn apply_all(&self, batch: &[PreparedCall], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -538,6 +540,7 @@ impl PbxRuntime {
 
     /// Enqueues every call that is due: final calls not yet processed (e.g. a crash between
     /// storing the event and enqueueing) and calls whose final event never came.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let due = self.store.pbx_calls_due(now, self.settings.final_event_timeout, 500).await?;
         let n = due.len();
