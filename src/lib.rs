@@ -13,6 +13,8 @@ pub mod import;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
+pub mod smtp;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod waves;

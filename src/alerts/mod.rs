@@ -11,15 +11,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{Config, SmtpConfig, TlsMode};
+use crate::config::{Config, SmtpConfig};
 use crate::crm::EntityKind;
 use crate::crm::alerts::{
     DigestGroup, DigestLine, Escalation, NOTICE_LEVEL, Notice, NoticeLine, WorkingHours, due_notices, line,
@@ -47,42 +45,22 @@ pub const DEFAULT_BODY: &str = "Hello {{ recipient }},\n\n\
 {% if notices %}New for you:\n{% for n in notices %}  - {{ n.text }}\n    {{ n.link }}\n{% endfor %}\n{% endif %}\
 -- \ninflow\n";
 
-/// The SMTP relay, shared by alerts (and later the waves).
+/// Sends digests through the `[smtp]` relay: the same client as the waves (TLS, private
+/// CA, AUTH), one short session per digest.
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay: crate::smtp::Relay,
     from: Mailbox,
 }
 
-/// Why a send failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// 4xx, timeouts, connection trouble: try again later.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// 5xx or a message we cannot build: do not retry.
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
+pub use crate::smtp::SendError;
 
 impl Mailer {
-    /// Builds the pooled transport from `[smtp]` (None when no host is set).
+    /// The mailer of `[smtp]` (None when no host is set).
     pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Mailer>> {
-        let Some(host) = &c.host else { return Ok(None) };
-        let builder = match c.tls {
-            TlsMode::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
-            TlsMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
-            TlsMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()),
-        };
-        let mut builder = builder
-            .port(c.port)
-            .timeout(Some(std::time::Duration::from_secs(c.timeout_secs)))
-            .pool_config(PoolConfig::new().max_size(c.pool_size));
-        if let (Some(u), Some(p)) = (&c.user, &c.password) {
-            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
-        }
+        let Some(relay) = crate::smtp::Relay::from_config(c)? else { return Ok(None) };
         let from: Mailbox = c.from.as_deref().unwrap_or("inflow@localhost").parse()?;
-        Ok(Some(Mailer { transport: builder.build(), from }))
+        Ok(Some(Mailer { relay, from }))
     }
 
     /// Sends a plain-text message.
@@ -95,11 +73,7 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| SendError::Permanent(e.to_string()))?;
-        match self.transport.send(msg).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
-        }
+        self.relay.send_one(&msg).await
     }
 }
 

@@ -412,7 +412,7 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
             let by = find_user(&store, &by).await?;
             let p =
                 crate::crm::quick::QuickParams { activity, subject, description, due, ownerid, ignore_inactive: None };
-            print_run(&store.quick_campaign(list, &p, by, now).await?);
+            print_run(&store.quick_campaign(list, &p, by, now, cfg.tz()).await?);
         }
     }
     store.close().await;

@@ -158,25 +158,6 @@ pub struct MailboxRuntime {
 
 use tokio_rustls::rustls;
 
-pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(f) = ca_file {
-        for c in CertificateDer::pem_file_iter(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
-            roots
-                .add(c.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        }
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
-
 impl MailboxRuntime {
     pub fn new(cfg: &Config, mb: &MailboxConfig, store: Store, holder: &str) -> anyhow::Result<MailboxRuntime> {
         let policy_base = MailboxPolicy {
@@ -203,7 +184,7 @@ impl MailboxRuntime {
             bounces: BounceRules { soft_limit: mb.soft_bounce_limit as i64 },
             tz: cfg.tz(),
             holder: holder.to_string(),
-            tls: tls_config(mb.tls_ca_file.as_deref())?,
+            tls: crate::tls::client_config(mb.tls_ca_file.as_deref())?,
         })
     }
 

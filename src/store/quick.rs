@@ -102,6 +102,7 @@ impl Store {
         p: &QuickParams,
         actor: Uuid,
         now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
     ) -> Result<RunOutcome> {
         let kind = quick::check_params(p)?;
         let mut tx = self.db.begin().await?;
@@ -147,7 +148,7 @@ impl Store {
         };
         let plan = quick::plan_run(bulk, targets, &settings, Uuid::now_v7, now);
         apply_run(self, &mut tx, &plan).await?;
-        list.lastusedon = Some(now.date_naive());
+        list.lastusedon = Some(now.with_timezone(&tz).date_naive());
         list.modifiedon = now;
         update(&mut tx, self, &list).await?;
         tx.commit().await?;

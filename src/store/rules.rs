@@ -98,7 +98,7 @@ impl Store {
         Err(RuleError::conflict(
             "R-DUP-4",
             "duplicate_found",
-            format!("possible duplicates of this {kind} exist; pass ignore_duplicates to create anyway"),
+            format!("possible duplicates of this {kind} exist; pass ?duplicates=allow to create anyway"),
         )
         .with_candidates(hits)
         .into())

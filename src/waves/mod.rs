@@ -21,15 +21,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use lettre::Address;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{Config, SmtpConfig, TlsMode};
+use crate::config::Config;
 use crate::crm::waves::{Stage, Verdict, classify, retry_delay};
 use crate::store::waves::{ClaimedDelivery, DeliveryOutcome, DeliveryResult, ExpandOptions, WaveRow, WaveSchedule};
 use crate::store::{Store, StoreError};
@@ -189,131 +188,7 @@ impl LinkSigner {
     }
 }
 
-/// Where and how wave mail goes.
-#[derive(Clone)]
-pub struct Relay {
-    pub host: String,
-    pub port: u16,
-    pub tls: TlsMode,
-    pub credentials: Option<Credentials>,
-    pub timeout: Duration,
-    /// Key of the relay's shared rate and back-off row.
-    pub key: String,
-    /// Roots for implicit TLS (the web PKI plus `smtp.tls_ca_file`).
-    pub tls_config: Arc<tokio_rustls::rustls::ClientConfig>,
-    /// `smtp.tls_ca_file` as PEM, added to lettre's roots for STARTTLS.
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-impl Relay {
-    pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Relay>> {
-        let Some(host) = c.host.clone() else { return Ok(None) };
-        Ok(Some(Relay {
-            tls_config: crate::ingest::imap::tls_config(c.tls_ca_file.as_deref())?,
-            ca_pem: c
-                .tls_ca_file
-                .as_ref()
-                .map(|f| std::fs::read(f).map_err(|e| anyhow::anyhow!("smtp.tls_ca_file {}: {e}", f.display())))
-                .transpose()?,
-            key: format!("{host}:{}", c.port),
-            port: c.port,
-            tls: c.tls,
-            credentials: match (&c.user, &c.password) {
-                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
-                _ => None,
-            },
-            timeout: Duration::from_secs(c.timeout_secs.max(1)),
-            host,
-        }))
-    }
-
-    /// Opens a session: TCP with TCP_NODELAY (lettre's own connect leaves Nagle on, and the
-    /// body and its final "." are two writes: measured 90 msg/s over 4 sessions on loopback,
-    /// each message waiting out a delayed ACK), implicit TLS or STARTTLS, EHLO, AUTH.
-    #[tracing::instrument(level = "debug", skip_all, fields(relay = %self.host))]
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
-        let hello = ClientId::default();
-        let at = format!("{}:{}", self.host, self.port);
-        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
-            .await
-            .map_err(|_| format!("{at}: connect timed out"))?
-            .map_err(|e| format!("{at}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn AsyncTokioStream> = if self.tls == TlsMode::Implicit {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
-                .map_err(|e| format!("'{}': {e}", self.host))?;
-            let tls = tokio::time::timeout(
-                self.timeout,
-                tokio_rustls::TlsConnector::from(self.tls_config.clone()).connect(name, tcp),
-            )
-            .await
-            .map_err(|_| format!("{at}: TLS handshake timed out"))?
-            .map_err(|e| format!("{at}: TLS: {e}"))?;
-            Box::new(TlsStream(tls))
-        } else {
-            Box::new(tcp)
-        };
-        let mut conn =
-            AsyncSmtpConnection::connect_with_transport(stream, &hello).await.map_err(|e| format!("{at}: {e}"))?;
-        if self.tls == TlsMode::Starttls {
-            let mut params = TlsParameters::builder(self.host.clone());
-            if let Some(pem) = &self.ca_pem {
-                params = params.add_root_certificate(
-                    lettre::transport::smtp::client::Certificate::from_pem(pem)
-                        .map_err(|e| format!("smtp.tls_ca_file: {e}"))?,
-                );
-            }
-            let params = params.build().map_err(|e| e.to_string())?;
-            conn.starttls(params, &hello).await.map_err(|e| format!("{at}: STARTTLS: {e}"))?;
-        }
-        if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|e| format!("{at}: AUTH: {e}"))?;
-        }
-        Ok(conn)
-    }
-}
-
-/// An implicit-TLS session as lettre's transport trait wants it.
-#[derive(Debug)]
-struct TlsStream(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
-
-impl tokio::io::AsyncRead for TlsStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for TlsStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for TlsStream {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
+pub use crate::smtp::Relay;
 
 /// A pre-formatted group of commands written in one go (RFC 2920 pipelining).
 struct Raw(String);

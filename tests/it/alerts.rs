@@ -278,3 +278,36 @@ async fn without_a_relay_nothing_is_claimed_until_one_is_configured() {
     assert_eq!(n, 0);
     app.stop().await;
 }
+
+/// One SMTP client for every sender (issue 21): alert digests go through a relay that
+/// requires STARTTLS with a certificate from a private CA once `smtp.tls_ca_file` names it,
+/// and fail with a TLS error (transient: retried) when it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_reach_a_starttls_relay_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    crate::helpers::private_ca_and_cert(certs.path());
+    let smtp = SmtpSink::start_tls(certs.path()).await;
+    let cfg = |ca: bool| {
+        let ca_line = if ca { format!("tls_ca_file = \"{}/ca.pem\"\n", certs.path().display()) } else { String::new() };
+        let text = format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nfrom = \"crm@acme.ru\"\n{ca_line}",
+            smtp.port
+        );
+        inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
+            .unwrap()
+    };
+    let without = inflow::alerts::Mailer::from_config(&cfg(false).smtp).unwrap().unwrap();
+    match without.send("oleg@acme.ru", "1 overdue activity", "body".into()).await {
+        Err(inflow::alerts::SendError::Transient(e)) => {
+            assert!(e.to_lowercase().contains("certificate") || e.contains("TLS"), "{e}")
+        }
+        other => panic!("a relay whose CA is not trusted must fail transiently: {other:?}"),
+    }
+    assert!(smtp.messages().is_empty());
+    let with = inflow::alerts::Mailer::from_config(&cfg(true).smtp).unwrap().unwrap();
+    with.send("oleg@acme.ru", "1 overdue activity", "Send the offer".into()).await.unwrap();
+    let msgs = smtp.wait_for(1).await;
+    assert_eq!(msgs[0].0.trim(), "oleg@acme.ru");
+    assert!(msgs[0].1.contains("Subject: 1 overdue activity"), "{}", msgs[0].1);
+    smtp.stop().await;
+}

@@ -257,6 +257,16 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start(fail_first: u32) -> SmtpSink {
+        Self::start_with(fail_first, None).await
+    }
+
+    /// A sink that requires STARTTLS with a certificate from a private CA in `cert_dir`
+    /// (see [`private_ca_and_cert`]).
+    pub async fn start_tls(cert_dir: &Path) -> SmtpSink {
+        Self::start_with(0, Some(cert_dir)).await
+    }
+
+    async fn start_with(fail_first: u32, tls: Option<&Path>) -> SmtpSink {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
@@ -265,6 +275,7 @@ impl SmtpSink {
             .arg(port.to_string())
             .arg(dir.path())
             .arg(fail_first.to_string())
+            .args(tls.map(|d| d.display().to_string()))
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -316,4 +327,52 @@ pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Writes a private CA (`ca.pem`) and a certificate it signs for 127.0.0.1 and localhost
+/// (`cert.pem`, `key.pem`) into `d`, with Debian's openssl. (webpki refuses a self-signed CA
+/// certificate used as the server's own, hence the two.)
+pub fn private_ca_and_cert(d: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=inflow test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.csr"]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """A real SMTP server for the tests (aiosmtpd, Debian package python3-aiosmtpd).
 
-Usage: smtp_sink.py PORT OUTDIR [FAIL_FIRST]
+Usage: smtp_sink.py PORT OUTDIR [FAIL_FIRST [TLS_DIR]]
 Every accepted message is written to OUTDIR/NNNNNN.eml (and its envelope recipients to
 NNNNNN.rcpt) atomically. The first FAIL_FIRST DATA commands are answered 451 (a transient
 4xx); recipients at @reject.test get 550 at RCPT; a recipient whose local part starts with
 "busy" gets 450 (mailbox busy) at its first RCPT, one starting with "throttle" gets a 451
 rate-limit reply at its first RCPT. RCPT counts per address go to OUTDIR/rcpt.log.
+With TLS_DIR (holding cert.pem and key.pem) STARTTLS is offered and required before MAIL.
 Prints READY when listening; stops on SIGTERM/SIGINT.
 """
 import os
@@ -60,7 +61,13 @@ class Sink:
 def main():
     port, out = int(sys.argv[1]), sys.argv[2]
     fail_first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    controller = Controller(Sink(out, fail_first), hostname="127.0.0.1", port=port)
+    tls = {}
+    if len(sys.argv) > 4:
+        import ssl
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.path.join(sys.argv[4], "cert.pem"), os.path.join(sys.argv[4], "key.pem"))
+        tls = {"tls_context": ctx, "require_starttls": True}
+    controller = Controller(Sink(out, fail_first), hostname="127.0.0.1", port=port, **tls)
     controller.start()
     print("READY", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})

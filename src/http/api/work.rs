@@ -252,7 +252,7 @@ async fn quick_campaign_h(
     Body(p): Body<crate::crm::quick::QuickParams>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let out = s.store.quick_campaign(parse_id(&id)?, &p, c.user, Utc::now()).await?;
+    let out = s.store.quick_campaign(parse_id(&id)?, &p, c.user, Utc::now(), s.api.tz()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
 }
 
