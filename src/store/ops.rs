@@ -462,4 +462,19 @@ impl Store {
     pub async fn claim_notification(&self, c: &NotificationClaim) -> Result<bool> {
         Ok(self.claim_notifications(std::slice::from_ref(c)).await?[0])
     }
+
+    /// A key generated once and shared by every instance on this database.
+    pub async fn instance_secret(&self, name: &str, now: DateTime<Utc>) -> Result<String> {
+        let mut tx = self.db.begin().await?;
+        let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        tx.execute(
+            "INSERT INTO instance_secret (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            vec![name.into(), fresh.into(), now.into()],
+        )
+        .await?;
+        let v: String =
+            tx.fetch_one("SELECT value FROM instance_secret WHERE name = $1", vec![name.into()]).await?.get("value")?;
+        tx.commit().await?;
+        Ok(v)
+    }
 }
