@@ -9,6 +9,10 @@
 //! and each owns one SMTP connection; the recorder owns the result receiver and is the only
 //! writer of outcomes. Shutdown: the loop stops claiming, senders hand unsent jobs back as
 //! `Released`, the recorder commits everything it got, then the holder's claims are released.
+//!
+//! Here: the runtime (claim loop, senders, recorder), scheduling and test sends. Beside it:
+//! `message` (templates and bodies), `session` (pipelined SMTP transactions), `links`
+//! (signed unsubscribe links) and `settings`; the relay itself is `crate::smtp`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,336 +37,20 @@ use crate::crm::waves::{Stage, Verdict, classify, retry_delay};
 use crate::store::waves::{ClaimedDelivery, DeliveryOutcome, DeliveryResult, ExpandOptions, WaveRow, WaveSchedule};
 use crate::store::{Store, StoreError};
 
+mod links;
+mod message;
+mod session;
+mod settings;
+
+pub use links::*;
+pub use message::*;
+use session::*;
+pub use settings::*;
+
 /// Our correlation header (the IMAP ingest reads it back from replies and bounces).
 pub const XHEADER_ACTIVITY: &str = crate::crm::inbound::XHEADER_ACTIVITY;
 
-/// Compiled templates of one wave.
-pub struct Templates {
-    env: minijinja::Environment<'static>,
-    has_html: bool,
-}
-
-impl Templates {
-    /// Compiles a wave's subject, text and optional HTML (HTML is auto-escaped).
-    pub fn compile(s: &WaveSchedule) -> Result<Templates, String> {
-        let mut env = minijinja::Environment::new();
-        env.add_template_owned("subject.txt", s.subject.clone()).map_err(|e| format!("subject: {e}"))?;
-        env.add_template_owned("body.txt", s.text.clone()).map_err(|e| format!("text: {e}"))?;
-        if let Some(h) = &s.html {
-            env.add_template_owned("body.html", h.clone()).map_err(|e| format!("html: {e}"))?;
-        }
-        Ok(Templates { env, has_html: s.html.is_some() })
-    }
-
-    fn render(&self, name: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
-        let t = self.env.get_template(name).map_err(|e| e.to_string())?;
-        t.render(minijinja::Value::from_serialize(vars)).map_err(|e| format!("{name}: {e}"))
-    }
-
-    /// The subject line (one line, at most 998 octets per RFC 5322 §2.1.1).
-    pub fn subject(&self, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
-        let s = self.render("subject.txt", vars)?;
-        Ok(s.split(['\r', '\n'])
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(300)
-            .collect())
-    }
-}
-
-/// Longest line (octets) a flowed text part keeps before a soft break.
-const FLOW_WIDTH: usize = 76;
-
-/// A part's body as it goes on the wire. RFC 5321/5322 allow lines of 998 octets in 7bit and
-/// 8bit bodies, but lettre's encoding chooser wants them under 76 and otherwise falls back
-/// to quoted-printable for the whole part (and on every message spends CPU choosing). So:
-/// ASCII with short-enough lines is 7bit; UTF-8 is 8bit when the relay takes 8BITMIME;
-/// only what neither allows (an over-long line, 8-bit text to a 7-bit relay) goes through
-/// lettre's chooser.
-fn transfer_body(body: String, eightbit: bool) -> Body {
-    let ascii = body.is_ascii();
-    let bytes = body.as_bytes();
-    if !(ascii || eightbit) || memchr::memchr(0, bytes).is_some() {
-        return Body::new(body);
-    }
-    let mut crlf = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 2);
-    let mut start = 0;
-    for i in memchr::memchr_iter(b'\n', bytes) {
-        let line = &bytes[start..i];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > 998 || memchr::memchr(b'\r', line).is_some() {
-            return Body::new(body);
-        }
-        crlf.extend_from_slice(line);
-        crlf.extend_from_slice(b"\r\n");
-        start = i + 1;
-    }
-    let tail = &bytes[start..];
-    if tail.len() > 998 || memchr::memchr(b'\r', tail).is_some() {
-        return Body::new(body);
-    }
-    crlf.extend_from_slice(tail);
-    Body::dangerous_pre_encoded(
-        crlf,
-        if ascii { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit },
-    )
-}
-
-/// RFC 3676 format=flowed: lines longer than `FLOW_WIDTH` octets are broken after a space
-/// (the space stays at the end: a soft break a reader rejoins); hard line ends lose their
-/// trailing spaces; lines starting with a space, "From " or ">" are space-stuffed.
-pub fn flowed(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 64);
-    for raw in text.split('\n') {
-        let line = raw.trim_end_matches(['\r', ' ']);
-        let mut rest = line;
-        loop {
-            // Every line written (a continuation too) is space-stuffed when it needs it.
-            if rest.starts_with(' ') || rest.starts_with("From ") || rest.starts_with('>') {
-                out.push(' ');
-            }
-            if rest.len() <= FLOW_WIDTH {
-                out.push_str(rest);
-                out.push('\n');
-                break;
-            }
-            // The last space at or before the width; else the first one after it.
-            let b = rest.floor_char_boundary(FLOW_WIDTH);
-            let cut = rest[..b].rfind(' ').filter(|&i| i > 0).or_else(|| rest[b..].find(' ').map(|i| i + b));
-            match cut {
-                Some(i) => {
-                    out.push_str(&rest[..=i]);
-                    out.push('\n');
-                    rest = &rest[i + 1..];
-                }
-                None => {
-                    out.push_str(rest);
-                    out.push('\n');
-                    break;
-                }
-            }
-        }
-    }
-    if !text.ends_with('\n') {
-        out.pop();
-    }
-    out
-}
-
-/// Signs and checks unsubscribe tokens: `<delivery id hex>.<HMAC-SHA256, 128 bits, base64url>`.
-#[derive(Clone)]
-pub struct LinkSigner {
-    key: Vec<u8>,
-}
-
-impl LinkSigner {
-    pub fn new(key: &[u8]) -> LinkSigner {
-        LinkSigner { key: key.to_vec() }
-    }
-
-    fn mac(&self, id: Uuid) -> String {
-        let mut m = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        m.update(b"inflow-unsubscribe:");
-        m.update(id.as_bytes());
-        let full = m.finalize().into_bytes();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&full[..16])
-    }
-
-    pub fn token(&self, id: Uuid) -> String {
-        format!("{}.{}", id.simple(), self.mac(id))
-    }
-
-    /// The delivery a token names, if its signature is ours (constant-time comparison).
-    pub fn verify(&self, token: &str) -> Option<Uuid> {
-        let (id, sig) = token.split_once('.')?;
-        if id.len() != 32 {
-            return None;
-        }
-        let id = Uuid::parse_str(id).ok()?;
-        let want = self.mac(id);
-        use subtle::ConstantTimeEq;
-        bool::from(want.as_bytes().ct_eq(sig.as_bytes())).then_some(id)
-    }
-}
-
 pub use crate::smtp::Relay;
-
-/// A pre-formatted group of commands written in one go (RFC 2920 pipelining).
-struct Raw(String);
-
-impl std::fmt::Display for Raw {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Whether the server offers PIPELINING (lettre's EHLO parser keeps only the extensions it
-/// uses itself, so ask again and read the keywords).
-pub async fn offers_pipelining(conn: &mut AsyncSmtpConnection) -> bool {
-    match conn.command(lettre::transport::smtp::commands::Ehlo::new(ClientId::default())).await {
-        Ok(r) => r.message().any(|l| l.trim().eq_ignore_ascii_case("PIPELINING")),
-        Err(_) => false,
-    }
-}
-
-/// One SMTP transaction on an open session; the error says at which stage it failed. With
-/// `pipelining`, MAIL, RCPT and DATA go out in one write and their three replies are read
-/// in order (RFC 2920 §3.1): two round trips per message instead of four.
-async fn transact(
-    conn: &mut AsyncSmtpConnection,
-    pipelining: bool,
-    from: &Address,
-    to: &Address,
-    body: &[u8],
-) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
-    let mut params = Vec::new();
-    if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let mail = Mail::new(Some(from.clone()), params);
-    let rcpt = Rcpt::new(to.clone(), vec![]);
-    if pipelining {
-        let r_mail = conn.command(Raw(format!("{mail}{rcpt}{Data}"))).await;
-        if let Err(e) = &r_mail {
-            if !e.is_transient() && !e.is_permanent() {
-                return Err((Stage::Mail, r_mail.unwrap_err()));
-            }
-        }
-        let r_rcpt = conn.read_response().await;
-        let r_data = conn.read_response().await;
-        let failed = match (r_mail, r_rcpt, &r_data) {
-            (Err(e), _, _) => Some((Stage::Mail, e)),
-            (_, Err(e), _) => Some((Stage::Rcpt, e)),
-            (_, _, Err(_)) => None,
-            _ => {
-                send_data(conn, body).await.map_err(|e| (Stage::Data, e))?;
-                return Ok(());
-            }
-        };
-        if let Some(f) = failed {
-            // A server that still said 354 gets an empty message ended at once.
-            if r_data.is_ok() {
-                let _ = conn.message(b"").await;
-            }
-            return Err(f);
-        }
-        return Err((Stage::Data, r_data.unwrap_err()));
-    }
-    conn.command(mail).await.map_err(|e| (Stage::Mail, e))?;
-    conn.command(rcpt).await.map_err(|e| (Stage::Rcpt, e))?;
-    conn.command(Data).await.map_err(|e| (Stage::Data, e))?;
-    send_data(conn, body).await.map_err(|e| (Stage::Data, e))?;
-    Ok(())
-}
-
-/// The DATA content with its end mark, written at once. lettre's `message` dot-stuffs byte
-/// by byte and writes twice; this finds the line starts with memchr (the same transparency,
-/// RFC 5321 §4.5.2: a '.' opening a line is doubled) — it was the largest CPU cost per
-/// message in the wave benchmark.
-async fn send_data(conn: &mut AsyncSmtpConnection, body: &[u8]) -> Result<(), lettre::transport::smtp::Error> {
-    match String::from_utf8(dot_stuff(body)) {
-        Ok(data) => conn.command(Raw(data)).await.map(|_| ()),
-        Err(_) => conn.message(body).await.map(|_| ()),
-    }
-}
-
-/// `body` with every line-opening '.' doubled, followed by lettre's end mark `\r\n.\r\n`.
-fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 64);
-    if body.first() == Some(&b'.') {
-        out.push(b'.');
-    }
-    let mut start = 0;
-    for i in memchr::memmem::find_iter(body, b"\r\n.") {
-        out.extend_from_slice(&body[start..i + 3]);
-        out.push(b'.');
-        start = i + 3;
-    }
-    out.extend_from_slice(&body[start..]);
-    out.extend_from_slice(b"\r\n.\r\n");
-    out
-}
-
-fn reply_code(e: &lettre::transport::smtp::Error) -> Option<u16> {
-    e.status().and_then(|c| c.to_string().parse().ok())
-}
-
-/// Settings of the sender.
-#[derive(Clone)]
-pub struct WaveSettings {
-    pub batch: usize,
-    pub lease: chrono::Duration,
-    pub poll: Duration,
-    pub relay_rate: Option<u32>,
-    pub max_attempts: u32,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    pub throttle_backoff: Duration,
-    pub pool: usize,
-    pub expansion_chunk: usize,
-    pub tz: chrono_tz::Tz,
-    pub message_id_domain: String,
-    pub base_url: String,
-    pub mailto: Option<String>,
-    pub bounce_address: Option<String>,
-    pub allow_optout_override: bool,
-    /// DKIM signing, when configured.
-    pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
-}
-
-/// The DKIM settings of `[waves]` (key already read and checked by the config loader).
-fn dkim_config(cfg: &Config) -> anyhow::Result<Option<Arc<lettre::message::dkim::DkimConfig>>> {
-    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningKey};
-    let w = &cfg.waves;
-    let (Some(domain), Some(selector), Some(key)) = (&w.dkim_domain, &w.dkim_selector, &w.dkim_private_key) else {
-        return Ok(None);
-    };
-    let alg = crate::config::dkim_algorithm(&w.dkim_algorithm)
-        .ok_or_else(|| anyhow::anyhow!("waves.dkim_algorithm '{}'", w.dkim_algorithm))?;
-    let key = DkimSigningKey::new(key, alg).map_err(|e| anyhow::anyhow!("waves.dkim_private_key_file: {e:?}"))?;
-    let headers = ["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"]
-        .map(HeaderName::new_from_ascii_str)
-        .to_vec();
-    let canon =
-        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
-    Ok(Some(Arc::new(DkimConfig::new(selector.clone(), domain.clone(), key, headers, canon))))
-}
-
-impl WaveSettings {
-    pub fn from_config(cfg: &Config) -> anyhow::Result<WaveSettings> {
-        let w = &cfg.waves;
-        let from_domain =
-            cfg.smtp.from.as_deref().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_string());
-        Ok(WaveSettings {
-            dkim: dkim_config(cfg)?,
-            batch: w.batch_size.max(1),
-            lease: chrono::Duration::seconds(w.claim_lease_secs.max(1) as i64),
-            poll: Duration::from_millis(w.poll_interval_ms.max(10)),
-            relay_rate: w.rate_per_minute,
-            max_attempts: w.max_attempts.max(1),
-            retry_base: Duration::from_secs(w.retry_base_secs.max(1)),
-            retry_max: Duration::from_secs(w.max_retry_delay_secs.max(1)),
-            throttle_backoff: Duration::from_secs(w.throttle_backoff_secs.max(1)),
-            pool: (cfg.smtp.pool_size as usize).max(1),
-            expansion_chunk: w.expansion_chunk.max(1),
-            tz: cfg.tz(),
-            message_id_domain: w.message_id_domain.clone().or(from_domain).unwrap_or_else(|| "localhost".into()),
-            base_url: cfg
-                .org
-                .public_base_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.http.listen))
-                .trim_end_matches('/')
-                .to_string(),
-            mailto: w.unsubscribe_mailto.clone(),
-            bounce_address: w.bounce_address.clone(),
-            allow_optout_override: w.allow_optout_override,
-        })
-    }
-}
 
 /// How long the recorder gathers outcomes into one commit. Bounds the extra latency of a
 /// result, and with it what a crash can leave accepted but unrecorded.
@@ -991,16 +679,6 @@ pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> an
         r.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("reply-to '{r}': {e}"))?;
     }
     Ok(store.schedule_wave(s, now).await?)
-}
-
-/// The key that signs unsubscribe links: the configured one, else one generated once and
-/// kept in the database (shared by every instance).
-pub async fn link_signer(cfg: &Config, store: &Store) -> anyhow::Result<LinkSigner> {
-    let key = match &cfg.waves.unsubscribe_secret {
-        Some(k) => k.trim().to_string(),
-        None => store.instance_secret("unsubscribe", Utc::now()).await?,
-    };
-    Ok(LinkSigner::new(key.as_bytes()))
 }
 
 #[cfg(test)]
