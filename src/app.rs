@@ -216,7 +216,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let addr = listener.local_addr()?;
     let mut workers = Vec::new();
     let health = Arc::new(Health::default());
-    if std::env::var("INFLOW_FAILPOINT").is_ok_and(|v| v == "worker-panic") {
+    if crate::failpoint::is_set("worker-panic") {
         // Crash test of the supervisor: a watched worker that dies at once.
         workers.push(health.watch("failpoint", tokio::spawn(async { panic!("failpoint worker-panic") }), &token));
     }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crm;
+pub mod failpoint;
 pub mod http;
 pub mod import;
 pub mod ingest;

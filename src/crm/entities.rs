@@ -476,6 +476,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn entity_kinds_know_their_tables() {
+        fn check<R: Record>() {
+            assert_eq!(R::KIND.table(), (R::TABLE, R::KEY), "{}", R::KIND);
+        }
+        check::<SystemUser>();
+        check::<Team>();
+        check::<Account>();
+        check::<Contact>();
+        check::<Lead>();
+        check::<Opportunity>();
+        check::<MarketingList>();
+        check::<Campaign>();
+        check::<CampaignActivity>();
+        check::<BulkOperation>();
+        check::<CampaignResponse>();
+        check::<Activity>();
+    }
+
+    #[test]
     fn table_descriptions_match_serde_names() {
         fn check<R: Record + Default>() {
             let json = serde_json::to_value(R::default()).unwrap();

@@ -41,22 +41,9 @@ fn state_name(kind: EntityKind, statecode: i32) -> Option<String> {
     state::model(kind).iter().find(|d| d.code == statecode).map(|d| d.name.to_string())
 }
 
-fn set_of(kind: EntityKind) -> &'static str {
-    match kind {
-        EntityKind::Lead => "leads",
-        EntityKind::Opportunity => "opportunities",
-        EntityKind::Account => "accounts",
-        EntityKind::Contact => "contacts",
-        EntityKind::Campaignresponse => "campaignresponses",
-        EntityKind::Campaign => "campaigns",
-        EntityKind::Campaignactivity => "campaignactivities",
-        _ => "activities",
-    }
-}
-
 /// The API path of a record.
 pub fn link(r: EntityRef) -> String {
-    format!("/api/v1/{}/{}", set_of(r.kind), r.id)
+    format!("/api/v1/{}/{}", r.kind.set(), r.id)
 }
 
 /// A record's creation: the lead and how it came (its source), the opportunity, a contact

@@ -91,6 +91,50 @@ impl EntityKind {
         )
     }
 
+    /// The table a record type is stored in and its key column (every plain activity shares
+    /// `activity`, like Dynamics' activitypointer). The one place this mapping is written;
+    /// a test checks it against each record's own description.
+    pub fn table(self) -> (&'static str, &'static str) {
+        match self {
+            EntityKind::Systemuser => ("systemuser", "systemuserid"),
+            EntityKind::Team => ("team", "teamid"),
+            EntityKind::Account => ("account", "accountid"),
+            EntityKind::Contact => ("contact", "contactid"),
+            EntityKind::Lead => ("lead", "leadid"),
+            EntityKind::Opportunity => ("opportunity", "opportunityid"),
+            EntityKind::List => ("list", "listid"),
+            EntityKind::Campaign => ("campaign", "campaignid"),
+            EntityKind::Campaignactivity => ("campaignactivity", "activityid"),
+            EntityKind::Campaignresponse => ("campaignresponse", "activityid"),
+            EntityKind::Bulkoperation => ("bulkoperation", "activityid"),
+            EntityKind::Task
+            | EntityKind::Phonecall
+            | EntityKind::Email
+            | EntityKind::Appointment
+            | EntityKind::Letter
+            | EntityKind::Fax
+            | EntityKind::Opportunityclose => ("activity", "activityid"),
+        }
+    }
+
+    /// The admin API's entity set of a record type (`/api/v1/<set>`).
+    pub fn set(self) -> &'static str {
+        match self {
+            EntityKind::Systemuser => "systemusers",
+            EntityKind::Team => "teams",
+            EntityKind::Account => "accounts",
+            EntityKind::Contact => "contacts",
+            EntityKind::Lead => "leads",
+            EntityKind::Opportunity => "opportunities",
+            EntityKind::List => "lists",
+            EntityKind::Campaign => "campaigns",
+            EntityKind::Campaignactivity => "campaignactivities",
+            EntityKind::Campaignresponse => "campaignresponses",
+            EntityKind::Bulkoperation => "bulkoperations",
+            _ => "activities",
+        }
+    }
+
     /// Account, contact or lead: the parties a list can hold and a response can name.
     pub fn is_party(self) -> bool {
         matches!(self, EntityKind::Account | EntityKind::Contact | EntityKind::Lead)

@@ -136,14 +136,6 @@ async fn io<T>(what: &str, f: impl std::future::Future<Output = async_imap::erro
     }
 }
 
-/// Fails the process on purpose at a named point (crash tests): `INFLOW_FAILPOINT=<name>`.
-fn failpoint(name: &str) {
-    if std::env::var("INFLOW_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
-    }
-}
-
 /// One configured mailbox: settings, rules policy and the store.
 pub struct MailboxRuntime {
     pub cfg: MailboxConfig,
@@ -261,7 +253,7 @@ impl MailboxRuntime {
         lease: chrono::Duration,
     ) -> Result<bool, Trouble> {
         let c = &self.cfg;
-        failpoint("imap-after-commit");
+        crate::failpoint::hit("imap-after-commit");
         for o in outcomes {
             metrics::counter!("inflow_mail_messages_total", "mailbox" => c.name.clone(), "class" => o.class.clone().unwrap_or_else(|| "none".into()), "status" => o.status.clone()).increment(1);
             if o.status == "quarantined" {
@@ -298,7 +290,7 @@ impl MailboxRuntime {
             }
             Err(t) => return Err(t),
         }
-        failpoint("imap-before-checkpoint");
+        crate::failpoint::hit("imap-before-checkpoint");
         let last_uid = chunk.last().map(|(u, _)| *u).unwrap_or(0);
         self.store
             .save_mailbox_checkpoint(

@@ -8,11 +8,7 @@ use crate::crm::EntityKind;
 use crate::crm::criteria::{Condition, Criteria, Filter, Op, Operand, Scalar};
 
 fn table_and_key(kind: EntityKind) -> (&'static str, &'static str) {
-    match kind {
-        EntityKind::Account => ("account", "accountid"),
-        EntityKind::Contact => ("contact", "contactid"),
-        _ => ("lead", "leadid"),
-    }
+    kind.table()
 }
 
 struct Builder {

@@ -493,13 +493,8 @@ impl Store {
         pending.responses.extend(w.response.clone());
         if let Some(p) = w.opt_out {
             // R-OPT-3: donotsendmm (what CRM's auto-unsubscribe sets) and donotbulkemail.
-            let (table, key) = match p.kind {
-                EntityKind::Contact => ("contact", "contactid"),
-                EntityKind::Lead => ("lead", "leadid"),
-                EntityKind::Account => ("account", "accountid"),
-                _ => ("", ""),
-            };
-            if !table.is_empty() {
+            if p.kind.is_party() {
+                let (table, key) = p.kind.table();
                 tx.execute(
                     &format!("UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, versionnumber = versionnumber + 1 WHERE {key} = $1"),
                     vec![p.id.into(), now.into()],

@@ -11,24 +11,18 @@ use super::{Result, Store};
 use crate::crm::EntityKind;
 use crate::crm::labels::{self, Lookup};
 
-/// The table, key and name expression of a record type (portable SQL: `||` with NULL is
-/// NULL on both engines, hence the COALESCE).
-fn name_sql(kind: EntityKind) -> (&'static str, &'static str, &'static str) {
+/// The name expression of a record type (portable SQL: `||` with NULL is NULL on both
+/// engines, hence the COALESCE).
+fn name_expr(kind: EntityKind) -> &'static str {
     use EntityKind::*;
     match kind {
-        Systemuser => ("systemuser", "systemuserid", "COALESCE(fullname, lastname)"),
-        Team => ("team", "teamid", "name"),
-        Account => ("account", "accountid", "name"),
-        Contact => ("contact", "contactid", "COALESCE(firstname || ' ', '') || lastname"),
-        Lead => ("lead", "leadid", "COALESCE(firstname || ' ', '') || lastname"),
-        Opportunity => ("opportunity", "opportunityid", "name"),
-        List => ("list", "listid", "listname"),
-        Campaign => ("campaign", "campaignid", "name"),
-        Campaignactivity => ("campaignactivity", "activityid", "subject"),
-        Campaignresponse => ("campaignresponse", "activityid", "subject"),
-        Bulkoperation => ("bulkoperation", "activityid", "COALESCE(subject, '')"),
-        Task | Phonecall | Email | Appointment | Letter | Fax | Opportunityclose => {
-            ("activity", "activityid", "COALESCE(subject, '')")
+        Systemuser => "COALESCE(fullname, lastname)",
+        Contact | Lead => "COALESCE(firstname || ' ', '') || lastname",
+        Team | Account | Opportunity | Campaign => "name",
+        List => "listname",
+        Campaignactivity | Campaignresponse => "subject",
+        Bulkoperation | Task | Phonecall | Email | Appointment | Letter | Fax | Opportunityclose => {
+            "COALESCE(subject, '')"
         }
     }
 }
@@ -47,7 +41,8 @@ const ANY_TARGET: [EntityKind; 8] = [
 
 /// Names of records of one type by id.
 pub(crate) async fn names_of(ex: &mut impl Exec, kind: EntityKind, ids: &[Uuid]) -> Result<HashMap<Uuid, String>> {
-    let (table, key, expr) = name_sql(kind);
+    let (table, key) = kind.table();
+    let expr = name_expr(kind);
     let mut out = HashMap::new();
     for chunk in ids.chunks(200) {
         let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();

@@ -593,12 +593,10 @@ impl Store {
 
     /// The owner of an account, contact or lead, if that owner is an enabled user.
     pub async fn enabled_owner(&self, of: EntityRef) -> Result<Option<Uuid>> {
-        let (table, key) = match of.kind {
-            EntityKind::Account => ("account", "accountid"),
-            EntityKind::Contact => ("contact", "contactid"),
-            EntityKind::Lead => ("lead", "leadid"),
-            _ => return Ok(None),
-        };
+        if !of.kind.is_party() {
+            return Ok(None);
+        }
+        let (table, key) = of.kind.table();
         let sql = format!(
             "SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = $1 AND u.isdisabled = FALSE"
         );

@@ -20,12 +20,10 @@ async fn targets_of(store: &Store, ex: &mut impl Exec, members: &[EntityRef]) ->
     let mut found = std::collections::HashMap::new();
     for kind in [EntityKind::Account, EntityKind::Contact, EntityKind::Lead] {
         let ids: Vec<Uuid> = members.iter().filter(|m| m.kind == kind).map(|m| m.id).collect();
-        let (table, key, mobile, name) = match kind {
-            EntityKind::Account => ("account", "accountid", "NULL", "t.name"),
-            EntityKind::Contact => {
-                ("contact", "contactid", "t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname")
-            }
-            _ => ("lead", "leadid", "t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname"),
+        let (table, key) = kind.table();
+        let (mobile, name) = match kind {
+            EntityKind::Account => ("NULL", "t.name"),
+            _ => ("t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname"),
         };
         for chunk in ids.chunks(200) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -237,11 +235,8 @@ impl Store {
         for l in &list_ids {
             tx.execute("UPDATE list SET lastusedon = $1 WHERE listid = $2", vec![today.into(), (*l).into()]).await?;
         }
-        for (table, key, kind) in [
-            ("account", "accountid", EntityKind::Account),
-            ("contact", "contactid", EntityKind::Contact),
-            ("lead", "leadid", EntityKind::Lead),
-        ] {
+        for kind in [EntityKind::Account, EntityKind::Contact, EntityKind::Lead] {
+            let (table, key) = kind.table();
             let ids: Vec<Uuid> = plan.parties.iter().filter(|(_, p, _)| p.kind == kind).map(|(_, p, _)| p.id).collect();
             for chunk in ids.chunks(200) {
                 let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();

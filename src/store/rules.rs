@@ -494,11 +494,7 @@ impl Store {
         }
         let kind = crate::crm::criteria::member_kind(l.createdfromcode)
             .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
-        let (table, key) = match kind {
-            EntityKind::Account => ("account", "accountid"),
-            EntityKind::Contact => ("contact", "contactid"),
-            _ => ("lead", "leadid"),
-        };
+        let (table, key) = kind.table();
         let mut added = 0;
         for m in members {
             let exists = tx

@@ -60,18 +60,11 @@ const GROUP_COMMIT_MS: u64 = 10;
 static ATTEMPTED: AtomicUsize = AtomicUsize::new(0);
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 
-/// `INFLOW_FAILPOINT=wave-before-smtp:N` aborts the process before the N-th SMTP attempt;
-/// `wave-after-smtp:N` right after the relay accepted the N-th message, before its commit;
-/// `wave-mid-expansion:N` right after the N-th expansion chunk committed.
+/// The wave failpoints (`crate::failpoint`): `wave-before-smtp:N` before the N-th SMTP
+/// attempt; `wave-after-smtp:N` right after the relay accepted the N-th message, before its
+/// commit; `wave-mid-expansion:N` right after the N-th expansion chunk committed.
 fn failpoint(name: &str, n: usize) {
-    if let Ok(v) = std::env::var("INFLOW_FAILPOINT") {
-        if let Some((p, at)) = v.split_once(':') {
-            if p == name && at.parse::<usize>().ok() == Some(n) {
-                eprintln!("failpoint {name}:{n}: aborting");
-                std::process::abort();
-            }
-        }
-    }
+    crate::failpoint::hit_nth(name, n);
 }
 
 /// One message ready for SMTP.

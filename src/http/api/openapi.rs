@@ -246,16 +246,7 @@ pub fn openapi() -> J {
     })
 }
 
+/// The key column of a table (the shared activity table's is `activityid`).
 pub(super) fn crate_key(table: &str) -> String {
-    match table {
-        "lead" => "leadid",
-        "contact" => "contactid",
-        "account" => "accountid",
-        "list" => "listid",
-        "campaign" => "campaignid",
-        "opportunity" => "opportunityid",
-        "systemuser" => "systemuserid",
-        _ => "activityid",
-    }
-    .to_string()
+    table.parse::<EntityKind>().map(|k| k.table().1).unwrap_or("activityid").to_string()
 }

@@ -38,9 +38,8 @@ impl Store {
             ca.actualend = Some(today);
             ca.modifiedon = now;
             super::super::records::update(&mut tx, self, &ca).await?;
-            for (kind, table, key) in
-                [("contact", "contact", "contactid"), ("lead", "lead", "leadid"), ("account", "account", "accountid")]
-            {
+            for kind in [EntityKind::Contact, EntityKind::Lead, EntityKind::Account] {
+                let (table, key) = kind.table();
                 tx.execute(
                     &format!("UPDATE {table} SET lastusedincampaign = $3 WHERE {key} IN (SELECT member_id FROM wave_delivery WHERE wave_id = $1 AND state = 'sent' AND member_type = $2)"),
                     vec![id.into(), kind.into(), today.into()],

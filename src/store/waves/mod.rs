@@ -276,13 +276,13 @@ fn lock_rows(engine: Engine) -> &'static str {
 }
 
 fn member_table(kind: EntityKind) -> (&'static str, &'static str, &'static str) {
-    match kind {
-        EntityKind::Account => {
-            ("account", "accountid", "t.name AS company, NULL AS firstname, NULL AS lastname, NULL AS jobtitle")
-        }
-        EntityKind::Contact => ("contact", "contactid", "NULL AS company, t.firstname, t.lastname, t.jobtitle"),
-        _ => ("lead", "leadid", "t.companyname AS company, t.firstname, t.lastname, t.jobtitle"),
-    }
+    let (table, key) = kind.table();
+    let vars = match kind {
+        EntityKind::Account => "t.name AS company, NULL AS firstname, NULL AS lastname, NULL AS jobtitle",
+        EntityKind::Contact => "NULL AS company, t.firstname, t.lastname, t.jobtitle",
+        _ => "t.companyname AS company, t.firstname, t.lastname, t.jobtitle",
+    };
+    (table, key, vars)
 }
 
 fn text_var(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, v: Option<String>) {
