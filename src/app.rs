@@ -220,9 +220,15 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         // Crash test of the supervisor: a watched worker that dies at once.
         workers.push(health.watch("failpoint", tokio::spawn(async { panic!("failpoint worker-panic") }), &token));
     }
+    if crate::failpoint::is_set("stuck-workers") {
+        // Crash test of the shutdown limit: workers that never stop on their own.
+        for i in 0..3 {
+            workers.push(health.watch(&format!("stuck-{i}"), tokio::spawn(std::future::pending::<()>()), &token));
+        }
+    }
     let pbx = pbx_webhooks(&cfg, &store).map(|(p, inbox)| {
         // The writer drains its inbox until the server (holding the senders) is gone.
-        workers.push(tokio::spawn(p.runtime.clone().run_writer(inbox)));
+        workers.push(health.watch("pbx-writer", tokio::spawn(p.runtime.clone().run_writer(inbox)), &token));
         p
     });
     if let Some(p) = &pbx {
@@ -287,6 +293,9 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     let store_for_running = store.clone();
     let limit = Duration::from_secs(cfg.daemon.shutdown_timeout_secs);
     let done = tokio::spawn(async move {
+        // One deadline for the whole stop (HTTP drain and every worker), so it stays under
+        // systemd's TimeoutStopSec however many workers there are.
+        let mut deadline = None;
         {
             let serve = axum::serve(listener, app).with_graceful_shutdown(server_token.clone().cancelled_owned());
             let mut serve = std::pin::pin!(serve.into_future());
@@ -294,7 +303,8 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
                 r = &mut serve => r.context("http server failed")?,
                 _ = server_token.cancelled() => {
                     // Drain in-flight requests, but never past the shutdown limit.
-                    match tokio::time::timeout(limit, &mut serve).await {
+                    let at = *deadline.insert(tokio::time::Instant::now() + limit);
+                    match tokio::time::timeout_at(at, &mut serve).await {
                         Ok(r) => r.context("http server failed")?,
                         Err(_) => tracing::warn!(limit_secs = limit.as_secs(), "shutdown limit reached; dropping open connections"),
                     }
@@ -303,10 +313,19 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
             // The server (and with it the writer's senders) is dropped here, so the writer
             // finishes what it holds and ends.
         }
+        let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + limit);
+        let mut late = 0;
         for w in workers {
-            if tokio::time::timeout(limit, w).await.is_err() {
-                tracing::warn!(limit_secs = limit.as_secs(), "a worker did not stop within the shutdown limit");
+            if tokio::time::timeout_at(deadline, w).await.is_err() {
+                late += 1;
             }
+        }
+        if late > 0 {
+            tracing::warn!(
+                limit_secs = limit.as_secs(),
+                workers = late,
+                "workers did not stop within the shutdown limit"
+            );
         }
         store.close().await;
         Ok(())

@@ -196,6 +196,26 @@ async fn sigint_stops_cleanly_too() {
     assert_eq!(st.code(), Some(0));
 }
 
+/// `daemon.shutdown_timeout_secs` bounds the whole stop, not each worker: with three
+/// workers that never stop, SIGTERM still ends the process within about one limit (each
+/// waited for in turn, it took four).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_limit_is_one_deadline_for_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inflow.toml");
+    let db = dir.path().join("state.db");
+    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 2\n", db.display())).unwrap();
+    let mut d =
+        spawn(&["--config", path.to_str().unwrap(), "run"], dir.path(), &[("INFLOW_FAILPOINT", "stuck-workers")]).await;
+    let pid = d.child.id().unwrap().to_string();
+    let t0 = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let st = tokio::time::timeout(DEADLINE, d.child.wait()).await.expect("stopped").unwrap();
+    let took = t0.elapsed();
+    assert_eq!(st.code(), Some(0));
+    assert!(took < Duration::from_secs(5), "the stop took {took:?} with a 2 s limit and three stuck workers");
+}
+
 async fn run_cli(args: &[&str], cwd: &Path) -> (Option<i32>, String, String) {
     let out = tokio::time::timeout(
         DEADLINE,
