@@ -257,7 +257,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         None
     };
     // One worker per enabled mailbox, each under its own lease (DESIGN rule 5).
-    let holder = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let holder = crate::lease::holder_id(&crate::lease::hostname());
     for mb in cfg.mailboxes.iter().filter(|m| m.enabled) {
         let rt = Arc::new(crate::ingest::imap::MailboxRuntime::new(&cfg, mb, store.clone(), &holder)?);
         workers.push(health.watch(&format!("mailbox:{}", mb.name), tokio::spawn(rt.run(token.clone())), &token));
@@ -332,12 +332,6 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     });
     tracing::info!(%addr, engine = ?open_engine(&cfg), "inflow ready");
     Ok(Running { addr, health, store: store_for_running, token, done, pbx: pbx_runtime, alerts, waves })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn open_engine(cfg: &Config) -> &'static str {

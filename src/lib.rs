@@ -13,6 +13,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod smtp;
 pub mod store;

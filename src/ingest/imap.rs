@@ -329,6 +329,32 @@ impl MailboxRuntime {
         Ok(self.store.replay_mail(ev.id, &it, &policy, self.bounces, self.tz, Utc::now()).await?)
     }
 
+    /// Takes or renews the mailbox lease; a holder that is provably gone (a daemon of this
+    /// host that died: systemd's restart after a crash) is replaced at once instead of after
+    /// `lease_secs`.
+    async fn lease_or_take_over(
+        &self,
+        folder: &str,
+        lease: chrono::Duration,
+    ) -> Result<bool, crate::store::StoreError> {
+        let now = Utc::now();
+        if self.store.acquire_mailbox_lease(&self.cfg.name, folder, &self.holder, lease, now).await? {
+            return Ok(true);
+        }
+        let held_by = self.store.mailbox_state(&self.cfg.name, folder).await?.and_then(|s| s.lease_holder);
+        match held_by {
+            Some(old) if crate::lease::is_gone(&old, &crate::lease::hostname()) => {
+                let taken =
+                    self.store.take_over_mailbox_lease(&self.cfg.name, folder, &old, &self.holder, lease, now).await?;
+                if taken {
+                    tracing::info!(mailbox = %self.cfg.name, previous = %old, "took over the lease of a daemon that is gone");
+                }
+                Ok(taken)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The worker: lease, connect, fetch, wait; until `token` is cancelled.
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
@@ -337,7 +363,7 @@ impl MailboxRuntime {
         let mut last: Option<String> = None;
         let folder = self.cfg.folder.clone();
         while !token.is_cancelled() {
-            match self.store.acquire_mailbox_lease(&self.cfg.name, &folder, &self.holder, lease, Utc::now()).await {
+            match self.lease_or_take_over(&folder, lease).await {
                 Ok(true) => {}
                 Ok(false) => {
                     self.report(&mut last, "standby", "another daemon holds this mailbox's lease").await;

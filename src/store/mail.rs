@@ -672,6 +672,28 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Takes the lease from `from`, a holder known to be gone (its process ended on this
+    /// host), at once; only if `from` still holds it. True if `holder` has it now.
+    pub async fn take_over_mailbox_lease(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        from: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .db
+            .clone()
+            .execute(
+                "UPDATE mailbox_state SET lease_holder = $4, lease_until = $5, updated_at = $6 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+                vec![mailbox.into(), folder.into(), from.into(), holder.into(), (now + ttl).into(), now.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     /// Gives the lease up (clean shutdown) so another daemon need not wait for it to expire.
     pub async fn release_mailbox_lease(&self, mailbox: &str, folder: &str, holder: &str) -> Result<()> {
         self.db

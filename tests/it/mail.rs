@@ -372,7 +372,9 @@ async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {
         format!(
             "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{}",
             db.display(),
-            config(&dv, "lease_secs = 10")
+            // A lease far longer than the test may wait: the restarted daemon must take over
+            // the dead one's lease at once (same host, process gone), not wait it out.
+            config(&dv, "lease_secs = 300")
         ),
     )
     .unwrap();
@@ -412,9 +414,13 @@ async fn crash_between_commit_and_checkpoint_loses_and_doubles_nothing() {
     assert_eq!(dv.messages("sales", "INBOX").await.len(), 3);
     assert_eq!(store.mailbox_state("sales", "INBOX").await.unwrap().map(|s| s.last_uid).unwrap_or(0), 0);
 
+    let restarted = std::time::Instant::now();
     let mut child = daemon(&cfg, None);
     poll_until("the restarted daemon finishes the batch", || async { dv.messages("sales", "INBOX").await.is_empty() })
         .await;
+    let took = restarted.elapsed();
+    println!("restart to the batch finished: {took:?}");
+    assert!(took < std::time::Duration::from_secs(60), "the dead daemon's 300 s lease was waited out: {took:?}");
     poll_until("checkpoint advanced", || {
         let store = store.clone();
         async move { store.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|s| s.last_uid == 3) }
