@@ -93,6 +93,8 @@ pub enum Trouble {
     Store(String),
     /// The configured owner is not a CRM user.
     Owner(String),
+    /// Another daemon holds the mailbox's lease now: the batch wrote nothing.
+    LeaseLost(String),
 }
 
 impl Trouble {
@@ -105,6 +107,7 @@ impl Trouble {
             Trouble::Lost(_) => "connection_lost",
             Trouble::Store(_) => "store_error",
             Trouble::Owner(_) => "owner_unknown",
+            Trouble::LeaseLost(_) => "standby",
         }
     }
     fn detail(&self) -> &str {
@@ -115,7 +118,8 @@ impl Trouble {
             | Trouble::Server(d)
             | Trouble::Lost(d)
             | Trouble::Store(d)
-            | Trouble::Owner(d) => d,
+            | Trouble::Owner(d)
+            | Trouble::LeaseLost(d) => d,
         }
     }
 }
@@ -233,8 +237,16 @@ impl MailboxRuntime {
         items: Vec<MailInput>,
     ) -> tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>> {
         let (store, policy, bounces, tz) = (self.store.clone(), policy.clone(), self.bounces, self.tz);
+        let fence = crate::store::LeaseFence {
+            mailbox: self.cfg.name.clone(),
+            folder: self.cfg.folder.clone(),
+            holder: self.holder.clone(),
+        };
         tokio::spawn(async move {
-            store.ingest_mail(&items, &policy, bounces, tz, Utc::now()).await.map_err(|e| Trouble::Store(e.to_string()))
+            store.ingest_mail(&items, &policy, bounces, tz, Utc::now(), Some(&fence)).await.map_err(|e| match e {
+                crate::store::StoreError::LeaseLost(d) => Trouble::LeaseLost(d),
+                other => Trouble::Store(other.to_string()),
+            })
         })
     }
 

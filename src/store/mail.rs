@@ -62,6 +62,32 @@ pub struct MailboxState {
     pub last_poll_at: Option<DateTime<Utc>>,
 }
 
+/// The mailbox lease a batch is written under: the batch commits only while `holder` still
+/// holds it (issue 22). The check is the transaction's first statement and, on PostgreSQL,
+/// locks the lease row until the commit, so a takeover waits for the batch to end and a
+/// holder that lost the lease (paused past `lease_secs`) writes nothing.
+#[derive(Debug, Clone)]
+pub struct LeaseFence {
+    pub mailbox: String,
+    pub folder: String,
+    pub holder: String,
+}
+
+impl LeaseFence {
+    async fn check(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<()> {
+        let n = tx
+            .execute(
+                "UPDATE mailbox_state SET updated_at = $4 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3 AND lease_until >= $4",
+                vec![self.mailbox.clone().into(), self.folder.clone().into(), self.holder.clone().into(), now.into()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::LeaseLost(format!("mailbox {} {}", self.mailbox, self.folder)));
+        }
+        Ok(())
+    }
+}
+
 /// Bounce settings the store applies.
 #[derive(Debug, Clone, Copy)]
 pub struct BounceRules {
@@ -73,6 +99,7 @@ impl Store {
     /// Processes a batch of messages in one transaction. If the batch fails on a write,
     /// each message is retried in its own transaction so one bad message cannot block the
     /// others; a message that still fails is recorded as `failed` with the error.
+    #[allow(clippy::too_many_arguments)] // the batch, its rules, and the lease it is written under
     pub async fn ingest_mail(
         &self,
         items: &[MailInput],
@@ -80,9 +107,13 @@ impl Store {
         bounces: BounceRules,
         tz: chrono_tz::Tz,
         now: DateTime<Utc>,
+        fence: Option<&LeaseFence>,
     ) -> Result<Vec<MailOutcome>> {
         let attempt = async {
             let mut tx = self.db.begin().await?;
+            if let Some(f) = fence {
+                f.check(&mut tx, now).await?;
+            }
             let mut facts = self.batch_facts(&mut tx, items, now).await?;
             let mut out = Vec::with_capacity(items.len());
             for it in items {
@@ -94,20 +125,22 @@ impl Store {
         };
         match attempt.await {
             Ok(out) => Ok(out),
+            Err(e @ StoreError::LeaseLost(_)) => Err(e),
             Err(e) if transient(&e) => Err(e),
             Err(batch_err) if items.len() > 1 => {
                 tracing::warn!(error = %batch_err, n = items.len(), "mail batch failed; retrying its messages one by one");
                 let mut out = Vec::with_capacity(items.len());
                 for it in items {
-                    out.push(self.ingest_alone(it, policy, bounces, tz, now, None).await?);
+                    out.push(self.ingest_alone(it, policy, bounces, tz, now, None, fence).await?);
                 }
                 Ok(out)
             }
-            Err(_) => Ok(vec![self.ingest_alone(&items[0], policy, bounces, tz, now, None).await?]),
+            Err(_) => Ok(vec![self.ingest_alone(&items[0], policy, bounces, tz, now, None, fence).await?]),
         }
     }
 
     /// One message in its own transaction; a write error becomes a `failed` event row.
+    #[allow(clippy::too_many_arguments)]
     async fn ingest_alone(
         &self,
         it: &MailInput,
@@ -116,8 +149,12 @@ impl Store {
         tz: chrono_tz::Tz,
         now: DateTime<Utc>,
         replacing: Option<Uuid>,
+        fence: Option<&LeaseFence>,
     ) -> Result<MailOutcome> {
         let mut tx = self.db.begin().await?;
+        if let Some(f) = fence {
+            f.check(&mut tx, now).await?;
+        }
         let outcome = async {
             if let Some(old) = replacing {
                 tx.execute(
@@ -148,6 +185,7 @@ impl Store {
                 Ok(o)
             }
             Err(e) if transient(&e) => Err(e),
+            Err(e @ StoreError::LeaseLost(_)) => Err(e),
             Err(e) => {
                 drop(tx);
                 let key = it.parsed.as_ref().map(|p| p.key.clone()).unwrap_or_else(|_| it.raw_key.clone());
@@ -641,7 +679,7 @@ impl Store {
         tz: chrono_tz::Tz,
         now: DateTime<Utc>,
     ) -> Result<MailOutcome> {
-        self.ingest_alone(it, policy, bounces, tz, now, Some(event_id)).await
+        self.ingest_alone(it, policy, bounces, tz, now, Some(event_id), None).await
     }
 
     // ------------------------------------------------------------ checkpoint and lease

@@ -28,7 +28,7 @@ mod work;
 pub use alerts::DigestRow;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
-pub use mail::{BounceRules, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
+pub use mail::{BounceRules, LeaseFence, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
 pub use merge::MergeOutcome;
 pub use ops::{DupCandidate, InboundEvent, InboundOutcome, NotificationClaim, Suppression};
 pub use pbx::{CallApply, PBX_CALL_QUEUE, PbxCall, PbxCallUpdate, PbxEventRow};
@@ -54,6 +54,9 @@ pub enum StoreError {
     Decode(String),
     #[error("database unreachable: {0}")]
     Unavailable(String),
+    /// A lease this write needed is held by someone else now (issue 22: a lease fences).
+    #[error("the lease on {0} is no longer ours")]
+    LeaseLost(String),
     #[error("migration failed: {0}")]
     Migrate(String),
     #[error("database error: {0}")]

@@ -708,3 +708,63 @@ both_engines!(pbx_group_commit_counts_each_event_once, |store: Store| async move
     let out = store.record_pbx_events(&[("zadarma", &[ev("c1", "c1:start", false)], "raw")], now()).await.unwrap();
     assert!(out[0][0].new_event);
 });
+
+// Issue 22: a mailbox lease fences. A holder whose lease was taken over while it was paused
+// writes nothing of its batch (no event, no lead), and says so; the new holder writes it once.
+both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {
+    use inflow::crm::mail::{Create, MailboxPolicy};
+    use inflow::store::{BounceRules, Exec, LeaseFence, MailInput};
+    let owner = user(&store, "Sales", "sales@example.com", None).await;
+    let t0 = now();
+    let lease = Duration::seconds(60);
+    assert!(store.acquire_mailbox_lease("sales", "INBOX", "host:1:aaaa", lease, t0).await.unwrap());
+    // The holder stalls past its lease; another daemon takes the mailbox over.
+    let later = t0 + Duration::seconds(61);
+    assert!(store.acquire_mailbox_lease("sales", "INBOX", "host:2:bbbb", lease, later).await.unwrap());
+    let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com\r\nSubject: Price list\r\nMessage-ID: <fence-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n".to_vec();
+    let input = || MailInput {
+        parsed: inflow::ingest::mail::parse(&raw, 1 << 20),
+        raw: Some(raw.clone()),
+        location: "imap://sales/INBOX;UIDVALIDITY=1/;UID=1".into(),
+        raw_key: "k".into(),
+    };
+    let policy = MailboxPolicy {
+        name: "sales".into(),
+        owner: owner.systemuserid,
+        filter: 0,
+        create: Create::Leads,
+        create_responses: true,
+        auto_unsubscribe: true,
+        auto_convert: true,
+        lead_source: 100_000_000,
+        sender_hourly_limit: 1000,
+        unsubscribe_keywords: vec![],
+        unsubscribe_mailto: None,
+    };
+    let fence = |holder: &str| LeaseFence { mailbox: "sales".into(), folder: "INBOX".into(), holder: holder.into() };
+    let tz = chrono_tz::Europe::Moscow;
+    let stale = store
+        .ingest_mail(&[input()], &policy, BounceRules { soft_limit: 3 }, tz, later, Some(&fence("host:1:aaaa")))
+        .await;
+    assert!(matches!(stale, Err(StoreError::LeaseLost(_))), "{stale:?}");
+    let count = |table: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .db
+                .clone()
+                .fetch_one(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![])
+                .await
+                .unwrap()
+                .get::<i64>("n")
+                .unwrap()
+        }
+    };
+    assert_eq!((count("inbound_event").await, count("lead").await), (0, 0), "the old holder wrote nothing");
+    let fresh = store
+        .ingest_mail(&[input()], &policy, BounceRules { soft_limit: 3 }, tz, later, Some(&fence("host:2:bbbb")))
+        .await
+        .unwrap();
+    assert_eq!(fresh[0].status, "processed", "{fresh:?}");
+    assert_eq!((count("inbound_event").await, count("lead").await), (1, 1));
+});
