@@ -31,3 +31,6 @@ ALTER TABLE bulkoperation ADD COLUMN excluded TEXT;
 -- Notices in the digests (R-LD-6, R-ACT-2, R-WV-6b): the alerts scan reads what is new.
 CREATE INDEX record_history_kind ON record_history (kind, at);
 CREATE INDEX lead_auto_created ON lead (createdon) WHERE createdby IS NULL;
+-- A digest being sent is claimed until this instant (issue 22): a second job for the same
+-- digest (re-pushed while the first was still retrying) skips it instead of sending it too.
+ALTER TABLE notification_log ADD COLUMN sending_until BIGINT;

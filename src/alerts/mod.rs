@@ -119,6 +119,10 @@ pub struct AlertsRuntime {
     pub new_lead_notice: bool,
 }
 
+/// How long a digest's sender holds it: longer than one SMTP session can take (connect,
+/// TLS, the timeouts of `[smtp]`), so a live send is never joined by a second.
+const DIGEST_SEND_CLAIM: Duration = Duration::minutes(5);
+
 /// How far back a scan looks for notices not yet told: longer than a long weekend of quiet
 /// hours; what is older is not news any more.
 const NOTICE_WINDOW: Duration = Duration::days(4);
@@ -274,11 +278,15 @@ impl AlertsRuntime {
     /// job retries, the rows stay pending); a permanent one marks them failed.
     #[tracing::instrument(skip_all, fields(%digest_id))]
     pub async fn send_digest(&self, digest_id: Uuid, now: DateTime<Utc>) -> Result<bool, anyhow::Error> {
-        let rows = self.store.digest_rows(digest_id).await?;
-        let Some(first) = rows.first() else { return Ok(false) };
         let Some(mailer) = &self.mailer else {
             anyhow::bail!("no [smtp] relay configured; digest {digest_id} stays pending");
         };
+        // One sender at a time: a job re-pushed while another is still on it skips it.
+        if !self.store.claim_digest(digest_id, now + DIGEST_SEND_CLAIM, now).await? {
+            return Ok(false);
+        }
+        let rows = self.store.digest_rows(digest_id).await?;
+        let Some(first) = rows.first() else { return Ok(false) };
         let lines: Vec<StoredLine> =
             rows.iter().filter_map(|r| r.item.as_deref().and_then(|j| serde_json::from_str(j).ok())).collect();
         let escalation = rows.iter().any(|r| r.level > 0);

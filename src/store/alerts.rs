@@ -276,7 +276,7 @@ impl Store {
         self.db
             .clone()
             .execute(
-                "UPDATE notification_log SET status = $2, last_error = $3, attempts = attempts + 1, sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE sent_at END \
+                "UPDATE notification_log SET status = $2, last_error = $3, attempts = attempts + 1, sending_until = NULL, sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE sent_at END \
                  WHERE digest_id = $1 AND status = 'pending'",
                 vec![digest.into(), status.into(), error.into(), now.into()],
             )
@@ -285,6 +285,22 @@ impl Store {
 
     /// Digests with rows still pending since before `before` (their job was lost, or a
     /// 4xx left them for later).
+    /// Claims a pending digest for one sender until `until`: false if another job holds a
+    /// live claim (it is sending it now) or nothing is pending. The claim ends with the
+    /// outcome (`finish_digest`) or when it runs out (a sender that died).
+    pub async fn claim_digest(&self, digest: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .db
+            .clone()
+            .execute(
+                "UPDATE notification_log SET sending_until = $2 WHERE digest_id = $1 AND status = 'pending' \
+                 AND NOT EXISTS (SELECT 1 FROM notification_log o WHERE o.digest_id = $1 AND o.status = 'pending' AND o.sending_until >= $3)",
+                vec![digest.into(), until.into(), now.into()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn stale_digests(&self, before: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let rows = self
             .db

@@ -311,3 +311,50 @@ async fn digests_reach_a_starttls_relay_with_a_private_ca() {
     assert!(msgs[0].1.contains("Subject: 1 overdue activity"), "{}", msgs[0].1);
     smtp.stop().await;
 }
+
+/// A digest has one sender at a time (issue 22): a job re-pushed while another is still
+/// sending it skips it, so the recipient gets it once; a claim left by a sender that died
+/// runs out, and the digest goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_being_sent_is_not_sent_again_by_a_second_job() {
+    use inflow::store::Exec;
+    let smtp = SmtpSink::start(0).await;
+    let app = start("sqlite", &smtp, "00:00-24:00", ALL_DAYS).await;
+    let rt = app.running.alerts.clone().unwrap();
+    let s = &app.store;
+    let owner = add_user(s, "Oleg", "Ivanov", "oleg@acme.ru", None, None).await;
+    let t0 = now();
+    task(s, owner, "Send the offer", t0 - Duration::hours(2)).await;
+    // Claim without the job: the scan's rows, then a sender that holds the digest.
+    let claims = rt.scan(t0).await.unwrap();
+    assert_eq!(claims.claimed, 1);
+    let digest: Uuid =
+        s.db.clone()
+            .fetch_one("SELECT digest_id FROM notification_log", vec![])
+            .await
+            .unwrap()
+            .get("digest_id")
+            .unwrap();
+    // Let the scan's own job send it first, then make it pending again, held by a sender.
+    smtp.wait_for(1).await;
+    poll_until("the scan's job finished", || async {
+        s.db.clone()
+            .fetch_one("SELECT status FROM notification_log", vec![])
+            .await
+            .unwrap()
+            .get::<String>("status")
+            .unwrap()
+            == "sent"
+    })
+    .await;
+    s.db.clone().execute("UPDATE notification_log SET status = 'pending', sent_at = NULL", vec![]).await.unwrap();
+    let before = smtp.messages().len();
+    assert!(s.claim_digest(digest, t0 + Duration::minutes(5), t0).await.unwrap(), "the first sender holds it");
+    assert!(!rt.send_digest(digest, t0 + Duration::minutes(1)).await.unwrap(), "a second job skips it");
+    assert_eq!(smtp.messages().len(), before, "nothing sent twice");
+    // The first sender died: its claim runs out and the digest goes.
+    assert!(rt.send_digest(digest, t0 + Duration::minutes(6)).await.unwrap());
+    smtp.wait_for(before + 1).await;
+    app.stop().await;
+    smtp.stop().await;
+}
