@@ -475,23 +475,30 @@ pub struct ActivityParty {
 mod tests {
     use super::*;
 
+    /// Runs `check` on every record type.
+    macro_rules! every_record {
+        ($check:ident) => {
+            $check::<SystemUser>();
+            $check::<Team>();
+            $check::<Account>();
+            $check::<Contact>();
+            $check::<Lead>();
+            $check::<Opportunity>();
+            $check::<MarketingList>();
+            $check::<Campaign>();
+            $check::<CampaignActivity>();
+            $check::<BulkOperation>();
+            $check::<CampaignResponse>();
+            $check::<Activity>();
+        };
+    }
+
     #[test]
     fn entity_kinds_know_their_tables() {
         fn check<R: Record>() {
             assert_eq!(R::KIND.table(), (R::TABLE, R::KEY), "{}", R::KIND);
         }
-        check::<SystemUser>();
-        check::<Team>();
-        check::<Account>();
-        check::<Contact>();
-        check::<Lead>();
-        check::<Opportunity>();
-        check::<MarketingList>();
-        check::<Campaign>();
-        check::<CampaignActivity>();
-        check::<BulkOperation>();
-        check::<CampaignResponse>();
-        check::<Activity>();
+        every_record!(check);
     }
 
     #[test]
@@ -505,18 +512,7 @@ mod tests {
             }
             assert!(R::COLS.iter().any(|c| c.name == R::KEY));
         }
-        check::<SystemUser>();
-        check::<Team>();
-        check::<Account>();
-        check::<Contact>();
-        check::<Lead>();
-        check::<Opportunity>();
-        check::<MarketingList>();
-        check::<Campaign>();
-        check::<CampaignActivity>();
-        check::<BulkOperation>();
-        check::<CampaignResponse>();
-        check::<Activity>();
+        every_record!(check);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use inflow::crm::views as cal;
 use inflow::http::api::{Role, allowed, table, token_hash};
 use inflow::store::{RecordExt, Store};
 
-use crate::helpers::{TestApp, add_user, inflow_bin, now};
+use crate::helpers::{TestApp, add_user, now};
 
 const MSK: chrono_tz::Tz = chrono_tz::Europe::Moscow;
 
@@ -732,19 +732,7 @@ async fn bad_input_postgres() {
 }
 
 async fn cli(args: &[&str], cfg: &std::path::Path) -> (Option<i32>, String, String) {
-    let out = tokio::process::Command::new(inflow_bin())
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("INFLOW_CONFIG")
-        .output()
-        .await
-        .expect("run inflow");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    crate::helpers::run_inflow(cfg, args).await
 }
 
 /// Seed 001: "load the exhibition list and turn it into leads" — a Windows-1251 file with

@@ -134,6 +134,23 @@ pub fn inflow_bin() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_inflow"))
 }
 
+/// Runs `inflow --config CFG ARGS…` to the end: (exit code, stdout, stderr).
+pub async fn run_inflow(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(inflow_bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("INFLOW_CONFIG")
+        .output()
+        .await
+        .expect("run inflow");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Runs the real binary on a config file (optionally with `INFLOW_FAILPOINT`); returns the child.
 pub fn daemon(cfg: &std::path::Path, failpoint: Option<&str>) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new(inflow_bin());

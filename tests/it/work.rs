@@ -188,17 +188,8 @@ async fn marketer_path_http_postgres() {
 }
 
 async fn cli(cfg: &std::path::Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(inflow_bin())
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("INFLOW_CONFIG")
-        .output()
-        .await
-        .expect("run inflow");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(out.status.success(), "inflow {args:?} failed: {stdout}\n{stderr}");
+    let (code, stdout, stderr) = crate::helpers::run_inflow(cfg, args).await;
+    assert_eq!(code, Some(0), "inflow {args:?} failed: {stdout}\n{stderr}");
     stdout
 }
 

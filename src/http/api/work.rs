@@ -40,45 +40,25 @@ async fn campaign_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> 
     Ok(lists_reply(s.store.campaign_lists(parse_id(&id)?).await?))
 }
 
-async fn add_campaign_lists_h(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Body(b): Body<ListsBody>,
-) -> Result<Json<J>, ApiError> {
-    check_count(&b)?;
-    Ok(lists_reply(s.store.add_campaign_lists(parse_id(&id)?, &b.lists).await?))
-}
-
-async fn remove_campaign_lists_h(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Body(b): Body<ListsBody>,
-) -> Result<Json<J>, ApiError> {
-    check_count(&b)?;
-    Ok(lists_reply(s.store.remove_campaign_lists(parse_id(&id)?, &b.lists).await?))
-}
-
 async fn wave_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
     Ok(lists_reply(s.store.wave_lists(parse_id(&id)?).await?))
 }
 
-async fn add_wave_lists_h(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Body(b): Body<ListsBody>,
-) -> Result<Json<J>, ApiError> {
-    check_count(&b)?;
-    Ok(lists_reply(s.store.set_wave_lists(parse_id(&id)?, &b.lists).await?))
+/// Handlers that change the lists linked to a record, each through one store operation.
+macro_rules! list_change_handlers {
+    ($($name:ident => $op:ident),*) => {$(
+        async fn $name(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+            check_count(&b)?;
+            Ok(lists_reply(s.store.$op(parse_id(&id)?, &b.lists).await?))
+        }
+    )*};
 }
-
-async fn remove_wave_lists_h(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Body(b): Body<ListsBody>,
-) -> Result<Json<J>, ApiError> {
-    check_count(&b)?;
-    Ok(lists_reply(s.store.remove_wave_lists(parse_id(&id)?, &b.lists).await?))
-}
+list_change_handlers!(
+    add_campaign_lists_h => add_campaign_lists,
+    remove_campaign_lists_h => remove_campaign_lists,
+    add_wave_lists_h => set_wave_lists,
+    remove_wave_lists_h => remove_wave_lists
+);
 
 fn actor(c: &Caller) -> Actor {
     Actor { user: c.user, admin: c.role == Role::Admin }
