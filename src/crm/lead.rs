@@ -151,6 +151,22 @@ pub struct QualifyPlan {
 }
 
 impl QualifyPlan {
+    /// §3.3 c: a response converted straight into a new customer qualifies a lead that is
+    /// never stored, so what it creates points at no originating lead (a lookup to a record
+    /// that does not exist would be a dangling reference).
+    pub fn without_originating_lead(mut self) -> QualifyPlan {
+        if let Slot::Create(a) = &mut self.account {
+            a.originatingleadid = None;
+        }
+        if let Slot::Create(c) = &mut self.contact {
+            c.originatingleadid = None;
+        }
+        if let Some(o) = &mut self.opportunity {
+            o.originatingleadid = None;
+        }
+        self
+    }
+
     pub fn created(&self) -> Vec<EntityRef> {
         let mut v = Vec::new();
         if let Slot::Create(a) = &self.account {

@@ -321,7 +321,8 @@ impl Store {
                 (response, vec![])
             }
             ConvertPlan::NewCustomer { proto_lead, params, response } => {
-                let plan = self.plan_qualify_in(&mut tx, &proto_lead, &params, actor, now).await?;
+                let plan =
+                    self.plan_qualify_in(&mut tx, &proto_lead, &params, actor, now).await?.without_originating_lead();
                 self.apply_qualify(&mut tx, &plan).await?;
                 let customer = plan
                     .lead

@@ -411,6 +411,15 @@ both_engines!(s3_3_convert_responses, |store: Store| async move {
     assert!(created3.iter().any(|r| r.kind == EntityKind::Account));
     assert!(!created3.iter().any(|r| r.kind == EntityKind::Contact), "existing contact is linked, not duplicated");
     assert!(created3.iter().any(|r| r.kind == EntityKind::Opportunity));
+    // §3.3 c qualifies a lead that is never stored: nothing points at it.
+    for r in &created3 {
+        let lead_ref = match r.kind {
+            EntityKind::Account => store.load::<Account>(r.id).await.unwrap().originatingleadid,
+            EntityKind::Opportunity => store.load::<Opportunity>(r.id).await.unwrap().originatingleadid,
+            _ => None,
+        };
+        assert_eq!(lead_ref, None, "{r:?} points at an unsaved lead");
+    }
     // R-LD-3: a new lead from a response runs the duplicate rules: Belova is a contact.
     let r5 = resp(Some("Belova"), "Belova@Vector.ru");
     store.insert(&r5).await.unwrap();
