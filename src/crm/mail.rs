@@ -107,6 +107,9 @@ pub struct MailWrites {
     pub email: Option<Activity>,
     pub parties: Vec<ActivityParty>,
     pub lead: Option<Lead>,
+    /// R-RS-3 b: the existing lead a response was converted to, with its links filled in
+    /// (`relatedobjectid`, `campaignid`), as the manual conversion (§3.3 b) leaves it.
+    pub lead_update: Option<Lead>,
     pub contact: Option<Contact>,
     pub response: Option<CampaignResponse>,
     /// R-OPT-3: set donotsendmm + donotbulkemail on this party.
@@ -405,11 +408,14 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                         r = response;
                     }
                 } else if let Some(l) = ctx.party_lead.as_ref().filter(|l| l.statecode == 0) {
-                    if let Ok(ConvertPlan::ExistingLead { response, .. }) = response::plan_convert(
+                    if let Ok(ConvertPlan::ExistingLead { lead, response }) = response::plan_convert(
                         &r,
                         &ConvertOption::ExistingLead { lead_id: l.leadid, reactivate: false },
                         &facts(Some(l), ctx, policy),
                     ) {
+                        if (lead.relatedobjectid, lead.campaignid) != (l.relatedobjectid, l.campaignid) {
+                            w.lead_update = Some(lead);
+                        }
                         r = response;
                     }
                 } else if let Some(p) = party.filter(|p| matches!(p.kind, EntityKind::Contact | EntityKind::Account)) {
@@ -752,6 +758,18 @@ mod tests {
         let lead = p.writes.lead.expect("converted lead");
         assert_eq!(r.customerid, Some(lead.leadid));
         assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(50)));
+        // An open lead: the response converts to it (R-RS-3 b) and the lead gets its links.
+        let open_lead =
+            Lead { leadid: Uuid::from_u128(9), subject: "S".into(), lastname: "L".into(), ..Default::default() }
+                .stamped(Uuid::from_u128(3), EntityKind::Systemuser, c.now, None);
+        c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Lead, open_lead.leadid));
+        c.party_lead = Some(open_lead.clone());
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        let r = p.writes.response.clone().expect("response");
+        assert_eq!((r.statecode, r.customerid), (1, Some(open_lead.leadid)));
+        let l = p.writes.lead_update.expect("the lead's links");
+        assert_eq!((l.relatedobjectid, l.campaignid), (Some(r.activityid), Some(Uuid::from_u128(51))));
+        c.party_lead = None;
         // A known contact: the response stays open.
         c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
         let p = plan_mail(&m, &c, &policy(1, Create::Nothing));

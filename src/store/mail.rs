@@ -513,6 +513,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let w = &plan.writes;
+        if let Some(l) = &w.lead_update {
+            // R-RS-3 b: read in this transaction, so its version is current.
+            super::records::update(tx, self, l).await?;
+        }
         pending.leads.extend(w.lead.clone());
         pending.contacts.extend(w.contact.clone());
         pending.emails.extend(w.task.clone());
