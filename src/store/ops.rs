@@ -386,12 +386,15 @@ pub struct NotificationClaim {
 impl Store {
     /// Jobs of queue `name` still in the apalis tables (any status). Dialect: the two apalis
     /// backends keep their tables under different names.
+    /// Jobs of a queue still to run: waiting, running, or failed with attempts left (apalis
+    /// fetches those again). Done and killed jobs stay in the table but are not queued.
     pub async fn queued_jobs(&self, name: &str) -> Result<i64> {
+        const STILL_TO_RUN: &str = "job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))";
         let sql = match self.engine() {
-            super::Engine::Sqlite => "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = $1",
-            super::Engine::Postgres => "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1",
+            super::Engine::Sqlite => format!("SELECT COUNT(*) AS n FROM Jobs WHERE {STILL_TO_RUN}"),
+            super::Engine::Postgres => format!("SELECT COUNT(*) AS n FROM apalis.jobs WHERE {STILL_TO_RUN}"),
         };
-        self.db.clone().fetch_one(sql, vec![name.into()]).await?.get("n")
+        self.db.clone().fetch_one(&sql, vec![name.into()]).await?.get("n")
     }
 
     /// R-DUP-3: matches an e-mail and/or phone (raw values; normalised here) to one party.

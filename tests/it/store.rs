@@ -692,6 +692,29 @@ both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async m
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1);
     q.push(Ping { n: 2 }, "ping:2", 3).await.unwrap();
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 2);
+    // The depth gauge counts what is still to run: a finished job and one out of attempts
+    // stay in the table but are not queued; a failed one with attempts left is.
+    use inflow::store::Exec;
+    let table = if store.engine() == inflow::store::Engine::Sqlite { "Jobs" } else { "apalis.jobs" };
+    let mut db = store.db.clone();
+    db.execute(
+        &format!("UPDATE {table} SET status = 'Done' WHERE job_type = 'test-ping' AND idempotency_key = 'ping:1'"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1);
+    db.execute(&format!("UPDATE {table} SET status = 'Failed', attempts = 1 WHERE job_type = 'test-ping' AND idempotency_key = 'ping:2'"), vec![]).await.unwrap();
+    assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1, "failed with attempts left");
+    db.execute(
+        &format!(
+            "UPDATE {table} SET attempts = max_attempts WHERE job_type = 'test-ping' AND idempotency_key = 'ping:2'"
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 0);
 });
 
 both_engines!(pbx_group_commit_counts_each_event_once, |store: Store| async move {
