@@ -367,7 +367,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With `WatchdogSec=` (WATCHDOG_USEC set for this process), sends WATCHDOG=1 at half the
+/// With `WatchdogSec=` (WATCHDOG_USEC set for this process), sends WATCHDOG=1 every third of the
 /// period while every worker is alive and the database answers; an unhealthy daemon goes
 /// silent and systemd restarts it.
 fn spawn_watchdog(running: &Running, token: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
