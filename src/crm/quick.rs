@@ -13,19 +13,6 @@ use super::entities::{Activity, BulkOperation};
 use super::error::{RuleError, check_len, refuse, refuse_conflict, require};
 use super::types::{EntityKind, EntityRef};
 
-/// What a quick campaign or distribution creates per member.
-pub fn activity_kind(name: &str) -> Option<EntityKind> {
-    match name {
-        "phonecall" => Some(EntityKind::Phonecall),
-        "task" => Some(EntityKind::Task),
-        "letter" => Some(EntityKind::Letter),
-        "appointment" => Some(EntityKind::Appointment),
-        "fax" => Some(EntityKind::Fax),
-        "email" => Some(EntityKind::Email),
-        _ => None,
-    }
-}
-
 /// §2.9 `createdrecordtypecode` of an activity type.
 pub fn created_record_code(kind: EntityKind) -> Option<i32> {
     match kind {
@@ -118,7 +105,7 @@ pub fn check_params(p: &QuickParams) -> Result<EntityKind, RuleError> {
     require("subject", Some(&p.subject), "R-QC-1")?;
     check_len("subject", Some(&p.subject), 200)?;
     check_len("description", p.description.as_deref(), 2000)?;
-    match activity_kind(&p.activity) {
+    match p.activity.parse::<EntityKind>().ok() {
         Some(k @ (EntityKind::Phonecall | EntityKind::Task | EntityKind::Letter)) => Ok(k),
         Some(EntityKind::Email) => refuse(
             "R-QC-1",

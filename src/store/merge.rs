@@ -113,7 +113,7 @@ async fn merge_pair<R: Record>(
     .await?;
     tx.execute("DELETE FROM listmember WHERE entityid = $1", vec![other.into()]).await?;
     for l in lists {
-        tx.execute("UPDATE list SET membercount = (SELECT COUNT(*) FROM listmember WHERE listid = $1) WHERE listid = $1 AND isdynamic = FALSE", vec![l.into()]).await?;
+        super::rules::refresh_member_count(tx, l).await?;
     }
     let summary = if filled.is_empty() {
         format!("Merged {other} into this record")

@@ -45,8 +45,8 @@ pub(crate) async fn names_of(ex: &mut impl Exec, kind: EntityKind, ids: &[Uuid])
     let expr = name_expr(kind);
     let mut out = HashMap::new();
     for chunk in ids.chunks(200) {
-        let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {key} AS id, {expr} AS name FROM {table} WHERE {key} IN ({})", ph.join(", "));
+        let ph = super::records::placeholders(chunk.len(), 1);
+        let sql = format!("SELECT {key} AS id, {expr} AS name FROM {table} WHERE {key} IN ({})", ph);
         for r in ex.fetch_all(&sql, chunk.iter().map(|id| (*id).into()).collect()).await? {
             if let Some(name) = r.get::<Option<String>>("name")? {
                 out.insert(r.get("id")?, name);

@@ -26,12 +26,12 @@ async fn targets_of(store: &Store, ex: &mut impl Exec, members: &[EntityRef]) ->
             _ => ("t.mobilephone", "COALESCE(t.firstname || ' ', '') || t.lastname"),
         };
         for chunk in ids.chunks(200) {
-            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let ph = super::records::placeholders(chunk.len(), 1);
             let sql = format!(
                 "SELECT t.{key} AS id, t.statecode, t.ownerid, COALESCE(u.isdisabled, TRUE) AS disabled, t.telephone1, {mobile} AS mobile, \
                    t.donotphone, t.donotpostalmail, t.donotfax, {name} AS name \
                  FROM {table} t LEFT JOIN systemuser u ON u.systemuserid = t.ownerid WHERE t.{key} IN ({})",
-                ph.join(", ")
+                ph
             );
             for r in ex.fetch_all(&sql, chunk.iter().map(|i| Value::from(*i)).collect()).await? {
                 let phone = store
@@ -239,14 +239,11 @@ impl Store {
             let (table, key) = kind.table();
             let ids: Vec<Uuid> = plan.parties.iter().filter(|(_, p, _)| p.kind == kind).map(|(_, p, _)| p.id).collect();
             for chunk in ids.chunks(200) {
-                let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+                let ph = super::records::placeholders(chunk.len(), 2);
                 let mut args: Vec<Value> = vec![today.into()];
                 args.extend(chunk.iter().map(|i| Value::from(*i)));
-                tx.execute(
-                    &format!("UPDATE {table} SET lastusedincampaign = $1 WHERE {key} IN ({})", ph.join(", ")),
-                    args,
-                )
-                .await?;
+                tx.execute(&format!("UPDATE {table} SET lastusedincampaign = $1 WHERE {key} IN ({})", ph), args)
+                    .await?;
             }
         }
         tx.commit().await?;

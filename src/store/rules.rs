@@ -625,7 +625,7 @@ impl Store {
     }
 }
 
-async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
+pub(crate) async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
     tx.execute(
         "UPDATE list SET membercount = (SELECT COUNT(*) FROM listmember WHERE listid = $1), versionnumber = versionnumber + 1 WHERE listid = $1",
         vec![list_id.into()],

@@ -24,12 +24,12 @@ async fn where_in<R: Record>(ex: &mut impl Exec, col: &str, ids: &[Uuid]) -> Res
     let cols: Vec<&str> = R::COLS.iter().map(|c| c.name).collect();
     let mut out = Vec::new();
     for chunk in ids.chunks(200) {
-        let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let ph = super::records::placeholders(chunk.len(), 1);
         let sql = format!(
             "SELECT {} FROM {} WHERE {col} IN ({}) ORDER BY createdon DESC LIMIT {MAX_ROWS}",
             cols.join(", "),
             R::TABLE,
-            ph.join(", ")
+            ph
         );
         for r in ex.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
             out.push(from_row(&r)?);
@@ -178,10 +178,10 @@ impl Store {
         }
         let mut by_party: HashMap<Uuid, Uuid> = HashMap::new();
         for chunk in ids.chunks(200) {
-            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let ph = super::records::placeholders(chunk.len(), 1);
             let sql = format!(
                 "SELECT DISTINCT activityid, partyid FROM activityparty WHERE partyid IN ({}) LIMIT {MAX_ROWS}",
-                ph.join(", ")
+                ph
             );
             for r in db.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
                 by_party.insert(r.get("activityid")?, r.get("partyid")?);
@@ -197,10 +197,10 @@ impl Store {
             items.push(timeline::response_item(&r, about));
         }
         for chunk in ids.chunks(200) {
-            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let ph = super::records::placeholders(chunk.len(), 1);
             let sql = format!(
                 "SELECT id, entityid, at, actor, kind, summary FROM record_history WHERE entityid IN ({}) ORDER BY at LIMIT {MAX_ROWS}",
-                ph.join(", ")
+                ph
             );
             for r in db.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {
                 let of: Uuid = r.get("entityid")?;
