@@ -635,6 +635,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bunable to connect\b",
                 r"\bconnection refused\b",
                 r"\bdns (?:error|failure|lookup)\b",
+                r"\bunexpected name server reply\b",
                 r"\btemporary (?:lookup|dns) failure\b",
                 r"\bsocket error\b",
             ],
@@ -717,7 +718,9 @@ pub fn reason_of_status(status: &str) -> Option<Reason> {
         ("3", "4") => Reason::MesgTooBig,
         ("3", "5") => Reason::SystemError,
         ("4", "0" | "1" | "2" | "3" | "5" | "6") => Reason::NetworkError,
-        ("4", "4") => Reason::NetworkError,
+        // "Unable to route": no host answers for the domain (RFC 3463); on a temporary
+        // status that is the network, below.
+        ("4", "4") => Reason::HostUnknown,
         ("4", "7") => Reason::Expired,
         ("5", "0" | "2" | "4") => Reason::SyntaxError,
         ("5", "1" | "3" | "5") => Reason::SyntaxError,
@@ -782,9 +785,38 @@ fn says_for_sure(text: &str) -> bool {
     SURE.is_match(text)
 }
 
+/// Answers of known receivers and local delivery agents whose words decide the reason
+/// whatever the status code says (Gmail's 552 5.7.0 "blocked because its content presents a
+/// potential security issue" is its policy, not a blocklist; Orange's OFR_506 is its spam
+/// filter; Yahoo's TSS04 is the sender's reputation; procmail's errors are the local mailer's).
+fn vendor_reason(text: &str) -> Option<Reason> {
+    static VENDOR: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
+        [
+            (Reason::PolicyViolation, r"\bcontent presents a potential\b"),
+            (Reason::SpamDetected, r"\bmail rejete\b|\bofr_?506\b"),
+            (Reason::BadReputation, r"\[tss04\]|\bunexpected volume or user complaints\b"),
+            (Reason::Filtered, r"\brefused due to recipient preferences\b"),
+            (Reason::Speeding, r"\bsent to too many recipients (?:this|per|in the last) hour\b"),
+            (Reason::MailerError, r"^procmail: |\bprocmail: (?:couldn'?t|lock failure|error while)\b"),
+        ]
+        .into_iter()
+        .map(|(r, p)| (r, Regex::new(p).unwrap()))
+        .collect()
+    });
+    VENDOR.iter().find(|(_, re)| re.is_match(text)).map(|(r, _)| *r)
+}
+
+/// A DNS lookup that failed for now (a server error, SERVFAIL, TRY_AGAIN), which says
+/// nothing about whether the domain exists.
+fn dns_failed(text: &str) -> bool {
+    static DNS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\bunexpected name server reply\b|\bhost not found, try again\b").unwrap());
+    DNS.is_match(text)
+}
+
 /// The causes checked first, in this order, each by its status code or its phrases: a full
 /// mailbox or a suspension named anywhere in the answer wins over a generic "rejected".
-const FIRST: [Reason; 19] = [
+const FIRST: [Reason; 20] = [
     Reason::MailboxFull,
     Reason::ExceedLimit,
     Reason::MesgTooBig,
@@ -798,6 +830,8 @@ const FIRST: [Reason; 19] = [
     Reason::Filtered,
     Reason::BadReputation,
     Reason::Rejected,
+    // "Couldn't find a mail exchanger" on a 5.4.4: the domain exists and takes no mail.
+    Reason::NotAccept,
     Reason::HostUnknown,
     Reason::SpamDetected,
     Reason::Speeding,
@@ -831,13 +865,19 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
         // words it "user unknown". Before DATA nothing can have been filtered.
         Reason::Filtered => match by_status {
             Some(Reason::Suspend) => false,
-            Some(Reason::Filtered) => true,
+            // 5.2.0 names no cause ("Mail rejected"): filtered only if the text says so.
+            Some(Reason::Filtered) => says(Reason::Filtered, text) || says(Reason::UserUnknown, text),
             _ if before_data => false,
             _ => says(Reason::Filtered, text) || (says(Reason::UserUnknown, text) && by_status.is_none_or(refinable)),
         },
         // A status says the message expired; whether it did is the text's to say (a refusal
         // that made the MTA give up is that refusal).
         Reason::Expired => says(class, text),
+        // Checked early for its words only; a 4.3.2 "not accepting messages" names no cause.
+        Reason::NotAccept => says(class, text),
+        // A 5.4.4 "unable to route" after a DNS server failed is the network, not a dead domain.
+        // Postfix's "Name service error … Host not found, try again" is a lookup that failed.
+        Reason::HostUnknown => (by_status == Some(class) || says(class, text)) && !dns_failed(text),
         _ => by_status == Some(class) || says(class, text),
     }
 }
@@ -865,24 +905,28 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
         return Reason::MailerError;
     }
-    let first = FIRST.iter().copied().find(|r| holds(*r, by_status, &text, command.as_deref()));
+    let first = vendor_reason(&text)
+        .or_else(|| FIRST.iter().copied().find(|r| holds(*r, by_status, &text, command.as_deref())));
     let r = match first {
         Some(r) => r,
         None => match (by_status, reason_of_text(&text).filter(|r| *r != Reason::Delivered)) {
-            (Some(s), Some(t)) if refinable(s) => t,
+            // A 5.1.x status whose text names another cause (see `holds`): the text's.
+            (Some(s), Some(t)) if refinable(s) || s == Reason::UserUnknown => t,
             (Some(s), _) => s,
             (None, Some(t)) => t,
             (None, None) => match command.as_deref() {
                 Some("CONN" | "HELO" | "EHLO") => Reason::Blocked,
                 Some("MAIL") => Reason::Rejected,
                 _ if matches!(action.as_deref(), Some("delayed")) => Reason::Expired,
-                _ if class == Some('4') || class == Some('5') => Reason::OnHold,
+                // Failed, and nothing says why: Sisimai's "onhold" (could not be decided).
+                _ if class == Some('4') || class == Some('5') || action.as_deref() == Some("failed") => Reason::OnHold,
                 _ => Reason::Undefined,
             },
         },
     };
-    // A failed DNS lookup on a temporary status is the network, not a dead domain.
-    if r == Reason::HostUnknown && class == Some('4') {
+    // A failed DNS lookup on a temporary status, or one the DNS server failed to answer, is
+    // the network, not a dead domain.
+    if r == Reason::HostUnknown && (class == Some('4') || dns_failed(&text)) {
         return Reason::NetworkError;
     }
     // Failed (not delayed) on a temporary status: the MTA gave up retrying — expired.
@@ -997,6 +1041,63 @@ mod tests {
             reason(&Diagnosis { action: Some("delivered"), status: Some("2.0.0"), ..Default::default() }),
             Reason::Delivered
         );
+    }
+
+    #[test]
+    fn r_em_8_known_receivers_words_and_dns_failures() {
+        // Gmail's content block is its policy, not a blocklisted sender.
+        assert_eq!(
+            r(
+                Some("5.7.0"),
+                Some("552"),
+                "552-5.7.0 This message was blocked because its content presents a potential"
+            ),
+            Reason::PolicyViolation
+        );
+        // Orange's OFR_506 on a 5.2.0 is its spam filter.
+        assert_eq!(
+            r(Some("5.2.0"), Some("550"), "550 5.2.0 Mail rejete. Mail rejected. ofr_506 [506]"),
+            Reason::SpamDetected
+        );
+        // A 5.1.1 about the sender's volume is not a dead address.
+        assert_eq!(
+            r(
+                Some("5.1.1"),
+                Some("550"),
+                "550 5.1.1 <a@b.example> - 203.0.113.2 has sent to too many recipients this hour"
+            ),
+            Reason::Speeding
+        );
+        // A DNS server that failed to answer says nothing about the domain; NXDOMAIN does.
+        assert_eq!(
+            r(
+                Some("5.4.4"),
+                None,
+                "Name service error for name=b.example type=MX: Malformed or unexpected name server reply"
+            ),
+            Reason::NetworkError
+        );
+        assert_eq!(
+            r(
+                Some("5.4.4"),
+                None,
+                "Host or domain name not found. Name service error for name=b.example type=A: Host not found"
+            ),
+            Reason::HostUnknown
+        );
+        assert_eq!(
+            r(Some("5.4.4"), None, "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)"),
+            Reason::NotAccept
+        );
+        // A 5.1.10 whose text names another cause takes the text's.
+        assert_eq!(r(Some("5.1.10"), None, "Reason: host/domain does not accept mail"), Reason::NotAccept);
+        // The status's own comment is part of the answer.
+        assert_eq!(
+            r(Some("5.2.1"), Some("550"), "550 5.2.1 User Unknown (mailbox disabled, not accepting messages)"),
+            Reason::Suspend
+        );
+        // Failed, and nothing says why: on hold, not "undefined".
+        assert_eq!(r(None, None, "did not reach the following recipient"), Reason::OnHold);
     }
 
     #[test]

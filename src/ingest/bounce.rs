@@ -32,7 +32,7 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// The SMTP command a reply answered, as MTAs name it.
 static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:\b(?:after|in reply to|in response to|during|while sending|command)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*)(rcpt to|mail from|data|ehlo|helo|connect|conn|end of data|body|message)\b").unwrap()
+    Regex::new(r"(?i)(?:(?:\b(?:after|in reply to|in response to|during|while sending|command|did not like our|most progress was)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*|\[)(rcpt to|rcpt_to|mail from|mail_from|data|ehlo|helo|connect|conn|end of data|body|message|rcpt(?:\s+command))|(does not like recipient))\b").unwrap()
 });
 
 /// The SMTP command the failure answered: the last one a transcript or a "(in reply to …)"
@@ -41,14 +41,14 @@ fn command_in(text: &str) -> Option<&'static str> {
     // "(in reply to RCPT TO command)", "after end of data" — often folded over two lines.
     let unfolded = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if let Some(c) = COMMAND.captures_iter(&unfolded).find(|c| !c[0].trim_start().starts_with(">>>")) {
-        return Some(command_name(&c[1]));
+        return Some(command_of(&c));
     }
     // A transcript: the command the first refusal answered.
     let mut last_sent = None;
     for l in text.lines() {
         let t = l.trim_start();
         if let Some(rest) = t.strip_prefix(">>>") {
-            last_sent = COMMAND.captures(&format!(">>> {}", rest.trim_start())).map(|c| command_name(&c[1]));
+            last_sent = COMMAND.captures(&format!(">>> {}", rest.trim_start())).map(|c| command_of(&c));
         } else if t.starts_with("<<<")
             && REPLY.captures(t).is_some_and(|c| !c[1].starts_with('2') && !c[1].starts_with('3'))
         {
@@ -352,7 +352,10 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 let address = g.address(&original);
                 let Some(address) = address else { continue };
                 // Where the DSN has no diagnostic, the human-readable part may say why.
-                let own_text = g.diagnostic.clone().unwrap_or_default();
+                let own_text = match (&g.diagnostic, &g.status_note) {
+                    (Some(d), Some(n)) => format!("{d} ({n})"),
+                    (d, n) => d.clone().or_else(|| n.clone()).unwrap_or_default(),
+                };
                 let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() {
                     format!("{own_text}\n{}", context_for(&human, &address))
                 } else {
@@ -562,10 +565,17 @@ fn delayed_notice(section: &str) -> bool {
     DELAY.is_match(section) && !section.to_ascii_lowercase().contains("permanent")
 }
 
+/// The command a [`COMMAND`] match names (its first group, or qmail's wording).
+fn command_of(c: &regex::Captures<'_>) -> &'static str {
+    command_name(c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str()))
+}
+
 fn command_name(s: &str) -> &'static str {
-    match s.to_ascii_lowercase().as_str() {
-        "rcpt to" => "RCPT",
-        "mail from" => "MAIL",
+    let s = s.to_ascii_lowercase().replace('_', " ");
+    match s.split_whitespace().next().unwrap_or("") {
+        // qmail words a refused RCPT TO as "does not like recipient".
+        "rcpt" | "does" => "RCPT",
+        "mail" => "MAIL",
         "ehlo" => "EHLO",
         "helo" => "HELO",
         "connect" | "conn" => "CONN",
@@ -751,6 +761,8 @@ pub(crate) fn find_header_line(text: &str, name: &str) -> Option<String> {
 /// The lines around an address's mention: where its status or SMTP reply is. From the
 /// line that names it to the next blank-line-separated address block, at most 1,200 bytes.
 fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
+    static REPLY_PREFIX: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3} )?").unwrap());
     let lower = section.to_ascii_lowercase();
     let Some(at) = lower.find(&address.to_ascii_lowercase()) else { return section };
     let start = lower[..at].rfind('\n').map_or(0, |n| n + 1);
@@ -766,7 +778,9 @@ fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
     if let Some(rest) = lower.get(after..end) {
         let mut offset = rest.find('\n').map_or(rest.len(), |n| n + 1);
         for line in rest.get(offset..).unwrap_or("").split_inclusive('\n') {
-            let t = line.trim_start_matches([' ', '\t', '<', '*', '-']);
+            // "554 <next@example>... Host unknown": a reply code may open the line.
+            let t = REPLY_PREFIX.replace(line, "");
+            let t = t.trim_start_matches([' ', '\t', '<', '*', '-']);
             if EMAIL.find(t).is_some_and(|m| m.start() == 0 && m.as_str() != address.to_ascii_lowercase()) {
                 end = after + offset;
                 break;
@@ -791,6 +805,9 @@ struct Group {
     original_recipient: Option<(String, String)>,
     action: Option<String>,
     status: Option<String>,
+    /// The MTA's words after the status code ("5.2.1 (mailbox disabled, not accepting
+    /// messages)"): part of why, when the diagnostic is only "User unknown".
+    status_note: Option<String>,
     diagnostic: Option<String>,
 }
 
@@ -866,7 +883,14 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
                 g.original_recipient = Some(typed());
             }
             "action" => g.action = Some(v.to_ascii_lowercase()),
-            "status" => g.status = status_in(&format!(" {v} ")).or_else(|| g.status.take()),
+            "status" => {
+                g.status = status_in(&format!(" {v} ")).or_else(|| g.status.take());
+                g.status_note = v
+                    .split_once('(')
+                    .and_then(|(_, n)| n.split_once(')'))
+                    .map(|(n, _)| n.trim().to_string())
+                    .filter(|n| !n.is_empty());
+            }
             "diagnostic-code" => {
                 g.diagnostic =
                     Some(v.split_once(';').map(|(_, d)| d).unwrap_or(v).trim().chars().take(1000).collect::<String>())
@@ -881,6 +905,19 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r_em_8_the_command_a_refusal_answered() {
+        assert_eq!(command_in("550 user unknown (in reply to RCPT TO command)"), Some("RCPT"));
+        assert_eq!(command_in("SMTP error from remote server after RCPT command:"), Some("RCPT"));
+        assert_eq!(command_in("550 5.2.1 <a@b.example>... User Unknown\n[RCPT_TO]"), Some("RCPT"));
+        assert_eq!(command_in("mx.b.example [192.0.2.25] did not like our RCPT TO:"), Some("RCPT"));
+        assert_eq!(command_in("192.0.2.153 does not like recipient."), Some("RCPT"));
+        assert_eq!(command_in("most progress was RCPT TO response; remote host said: 550"), Some("RCPT"));
+        assert_eq!(command_in("550 5.7.1 rejected after end of data"), Some("DATA"));
+        assert_eq!(command_in(">>> MAIL FROM:<a@b.example>\n<<< 553 sender rejected"), Some("MAIL"));
+        assert_eq!(command_in("550 5.1.1 user unknown"), None);
+    }
 
     #[test]
     fn r_em_8_ids_and_help_desks_are_no_recipients() {

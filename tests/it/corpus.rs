@@ -15,12 +15,24 @@ fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/sisimai")
 }
 
-/// What the classifier found for one file: per failed recipient (address, hard, reason).
-fn found(m: &ParsedMail) -> Vec<(String, bool, String)> {
+/// What the classifier found for one file: per failed recipient (address, hard, reason, and
+/// what the reason was read from: status, reply code, diagnostic).
+fn found(m: &ParsedMail) -> Vec<(String, bool, String, String)> {
     m.bounce
         .as_ref()
         .map(|b| {
-            b.recipients.iter().map(|r| (r.address.to_lowercase(), r.hard(), r.reason.as_str().to_string())).collect()
+            b.recipients
+                .iter()
+                .map(|r| {
+                    let from = format!(
+                        "{} {} {:?}",
+                        r.status.as_deref().unwrap_or("-"),
+                        r.reply_code.as_deref().unwrap_or("-"),
+                        r.diagnostic.as_deref().unwrap_or("")
+                    );
+                    (r.address.to_lowercase(), r.hard(), r.reason.as_str().to_string(), from)
+                })
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -57,6 +69,9 @@ fn sisimai_corpus_is_read_right() {
     let mut delivered_ok = 0;
     let mut arf = (0, 0);
     for (file, exp) in &expected {
+        if std::env::var("SISIMAI_ONLY").is_ok_and(|only| &only != file) {
+            continue;
+        }
         let raw = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let category = exp["category"].as_str().unwrap_or("");
         let parsed = parse(&raw, 1 << 26);
@@ -110,10 +125,11 @@ fn sisimai_corpus_is_read_right() {
                     f.reason_agree += 1;
                 } else {
                     f.misses.push(format!(
-                        "{file}: reason {:?}, expected {want_reason} ({} {})",
+                        "{file}: reason {:?}, expected {want_reason} ({} {}); read from {}",
                         ours.map(|o| o.2.as_str()),
                         row["status"],
-                        row["replycode"]
+                        row["replycode"],
+                        ours.map_or("nothing", |o| o.3.as_str())
                     ));
                 }
                 if with_hard {
@@ -175,8 +191,8 @@ fn sisimai_corpus_is_read_right() {
     // readers improve (the misses above are the work list).
     assert!(recall >= 0.96, "recall {recall:.3}");
     assert!(precision >= 0.97, "precision {precision:.3}");
-    assert!(hard >= 0.93, "hard/soft agreement {hard:.3}");
-    assert!(reason >= 0.80, "reason agreement {reason:.3}");
+    assert!(hard >= 0.945, "hard/soft agreement {hard:.3}");
+    assert!(reason >= 0.835, "reason agreement {reason:.3}");
     assert_eq!(auto_ok, 5, "rfc3834-01..05 are auto-replies");
     assert_eq!(not_bounce_ok, 3, "not-bounce/ files are no bounces");
     assert_eq!(delivered_ok, 3, "delivery reports suppress nobody");
