@@ -204,6 +204,52 @@ impl Default for DaemonConfig {
     }
 }
 
+/// How inflow signs in to a mailbox (or the relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailAuth {
+    /// LOGIN with `password` / `password_file`.
+    #[default]
+    Password,
+    /// SASL XOAUTH2 with a token from the grant `inflow oauth login` stored (`[mailboxes.oauth]`).
+    Oauth2,
+}
+
+/// Which authorization server issues the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthProvider {
+    /// Microsoft Entra ID (Microsoft 365, Exchange Online); `tenant` picks the directory.
+    #[default]
+    Microsoft,
+    /// Google Workspace and Gmail.
+    Google,
+    /// Any other server: give `token_url` (and `device_url` for `inflow oauth login`).
+    Generic,
+}
+
+/// `[mailboxes.oauth]`: the OAuth 2.0 client inflow signs in as.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    pub provider: OAuthProvider,
+    /// Microsoft only: the directory (tenant id or domain); `organizations` by default.
+    pub tenant: Option<String>,
+    /// The application (client) id of the app registration.
+    pub client_id: String,
+    /// Confidential clients only (public clients need none).
+    pub client_secret_file: Option<PathBuf>,
+    /// Read from `client_secret_file`; never set in TOML.
+    #[serde(skip)]
+    pub client_secret: Option<String>,
+    /// Override or, for `generic`, set the endpoints.
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub device_url: Option<String>,
+    /// Empty: the provider's defaults for IMAP and SMTP (see `oauth::endpoints`).
+    pub scopes: Vec<String>,
+}
+
 /// How to reach an IMAP or SMTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -237,6 +283,9 @@ pub struct MailboxConfig {
     pub port: u16,
     pub tls: TlsMode,
     pub user: String,
+    /// `password` (default) or `oauth2` (then `[mailboxes.oauth]` and `inflow oauth login`).
+    pub auth: MailAuth,
+    pub oauth: Option<OAuthConfig>,
     /// Prefer `password_file`.
     pub password: Option<String>,
     /// File holding the password (relative paths are looked up in $CREDENTIALS_DIRECTORY).
@@ -292,6 +341,8 @@ impl Default for MailboxConfig {
             port: 993,
             tls: TlsMode::Implicit,
             user: String::new(),
+            auth: MailAuth::Password,
+            oauth: None,
             password: None,
             password_file: None,
             folder: "INBOX".into(),
@@ -748,10 +799,36 @@ impl Config {
             if m.owner.trim().is_empty() {
                 bad(p("owner"), "is required (a systemuser id or internal e-mail)".into());
             }
-            match (&m.password, &m.password_file) {
-                (None, None) if m.enabled => bad(p("password_file"), "a password or password_file is required".into()),
-                (Some(_), Some(_)) => bad(p("password"), "set password or password_file, not both".into()),
+            match (m.auth, &m.password, &m.password_file) {
+                (MailAuth::Password, None, None) if m.enabled => {
+                    bad(p("password_file"), "a password or password_file is required".into())
+                }
+                (MailAuth::Password, Some(_), Some(_)) => {
+                    bad(p("password"), "set password or password_file, not both".into())
+                }
+                // A password never goes near an OAuth path.
+                (MailAuth::Oauth2, Some(_), _) | (MailAuth::Oauth2, _, Some(_)) => bad(
+                    p("password"),
+                    "auth = \"oauth2\" signs in with a token: remove password and password_file".into(),
+                ),
                 _ => {}
+            }
+            match (m.auth, &m.oauth) {
+                (MailAuth::Oauth2, None) => {
+                    bad(p("oauth"), "auth = \"oauth2\" needs [mailboxes.oauth] with provider and client_id".into())
+                }
+                (MailAuth::Oauth2, Some(o)) => {
+                    if o.client_id.trim().is_empty() {
+                        bad(p("oauth.client_id"), "is required (the app registration's client id)".into());
+                    }
+                    if let Err(e) = crate::oauth::endpoints(o) {
+                        bad(p("oauth"), e);
+                    }
+                }
+                (MailAuth::Password, Some(_)) => {
+                    bad(p("oauth"), "is set but auth is \"password\": set auth = \"oauth2\" to use it".into())
+                }
+                (MailAuth::Password, None) => {}
             }
             if m.batch_size == 0 || m.batch_size > 1000 {
                 bad(p("batch_size"), "must be between 1 and 1000".into());
@@ -984,6 +1061,9 @@ impl Config {
         for (i, m) in self.mailboxes.iter_mut().enumerate().filter(|(_, m)| m.enabled) {
             if let Some(p) = read(format!("mailboxes[{i}].password_file"), &m.password_file) {
                 m.password = Some(p);
+            }
+            if let Some(o) = m.oauth.as_mut() {
+                o.client_secret = read(format!("mailboxes[{i}].oauth.client_secret_file"), &o.client_secret_file);
             }
         }
         if let Some(z) = self.pbx.zadarma.as_mut() {

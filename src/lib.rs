@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod lease;
 pub mod metrics;
+pub mod oauth;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;

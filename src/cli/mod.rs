@@ -78,11 +78,29 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// OAuth 2.0 sign-in of mailboxes with `auth = "oauth2"`: login once, see the grants, revoke one.
+    Oauth {
+        #[command(subcommand)]
+        command: OauthCommand,
+    },
     /// Bulk imports.
     Import {
         #[command(subcommand)]
         command: ImportCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Sign a mailbox in (RFC 8628 device sign-in: prints where to go and the code to type, then waits).
+    Login {
+        /// The mailbox's `name` in the configuration.
+        mailbox: String,
+    },
+    /// Every stored grant: account, provider, scopes, access-token expiry, last refresh, last error.
+    Status,
+    /// Forget a mailbox's grant (it stops fetching until the next login).
+    Revoke { mailbox: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,6 +343,7 @@ pub fn main() -> ExitCode {
                 Command::Task { command } => work::task_command(&cfg, command).await,
                 Command::Opportunity { command } => work::opportunity_command(&cfg, command).await,
                 Command::Token { command } => token_command(&cfg, command).await,
+                Command::Oauth { command } => oauth_command(&cfg, command).await,
                 Command::Import {
                     command:
                         ImportCommand::Leads { file, encoding, map, owner, subject, source, duplicates, skip_bad_rows },
@@ -697,6 +716,57 @@ async fn token_command(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
                 anyhow::bail!("no live token {id}");
             }
             println!("token {id} revoked");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
+    let store = open(cfg).await?;
+    let tokens = crate::oauth::Tokens::new(store.clone()).await?;
+    match cmd {
+        OauthCommand::Login { mailbox } => {
+            let m = cfg
+                .mailboxes
+                .iter()
+                .find(|m| m.name == mailbox)
+                .ok_or_else(|| anyhow::anyhow!("no mailbox named '{mailbox}' in the configuration"))?;
+            let o = match (m.auth, &m.oauth) {
+                (crate::config::MailAuth::Oauth2, Some(o)) => o,
+                _ => anyhow::bail!("mailbox '{mailbox}' does not use auth = \"oauth2\""),
+            };
+            tokens
+                .device_login(&mailbox, o, |msg| {
+                    println!("{msg}");
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            println!(
+                "signed in: the grant for '{mailbox}' is stored (sealed); the daemon uses it from its next connection"
+            );
+        }
+        OauthCommand::Status => {
+            println!("account\tprovider\tscopes\taccess_expires\tlast_refresh\tlast_error");
+            for g in store.oauth_grants().await? {
+                let t = |d: Option<chrono::DateTime<chrono::Utc>>| d.map_or("-".to_string(), |d| d.to_rfc3339());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    g.account,
+                    g.provider,
+                    g.scopes,
+                    t(g.access_expires_at),
+                    t(g.last_refresh_at),
+                    g.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        OauthCommand::Revoke { mailbox } => {
+            if !store.delete_oauth_grant(&mailbox).await? {
+                anyhow::bail!("no grant for '{mailbox}'");
+            }
+            println!("the grant for '{mailbox}' is forgotten");
         }
     }
     store.close().await;

@@ -85,6 +85,8 @@ pub enum Trouble {
     Tls(String),
     /// The server refused the login: wrong user or password.
     Credentials(String),
+    /// The OAuth 2.0 grant is dead (revoked, expired) or missing: someone must sign in again.
+    AuthExpired(String),
     /// The folder cannot be selected, or the server answered something we cannot use.
     Server(String),
     /// The connection dropped mid-session (server restart, network).
@@ -103,6 +105,7 @@ impl Trouble {
             Trouble::Unreachable(_) => "unreachable",
             Trouble::Tls(_) => "tls_failed",
             Trouble::Credentials(_) => "login_rejected",
+            Trouble::AuthExpired(_) => "auth_expired",
             Trouble::Server(_) => "server_error",
             Trouble::Lost(_) => "connection_lost",
             Trouble::Store(_) => "store_error",
@@ -115,12 +118,26 @@ impl Trouble {
             Trouble::Unreachable(d)
             | Trouble::Tls(d)
             | Trouble::Credentials(d)
+            | Trouble::AuthExpired(d)
             | Trouble::Server(d)
             | Trouble::Lost(d)
             | Trouble::Store(d)
             | Trouble::Owner(d)
             | Trouble::LeaseLost(d) => d,
         }
+    }
+}
+
+/// XOAUTH2: the initial response to the server's empty challenge; an empty answer to the
+/// error challenge a refusing server sends, so it ends with NO.
+struct XOAuth2 {
+    response: Option<String>,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.response.take().unwrap_or_default()
     }
 }
 
@@ -150,6 +167,8 @@ pub struct MailboxRuntime {
     /// This daemon's lease holder id.
     holder: String,
     tls: Arc<rustls::ClientConfig>,
+    /// The server refused the last XOAUTH2 token: the next attempt refreshes first.
+    oauth_refused: std::sync::atomic::AtomicBool,
 }
 
 use tokio_rustls::rustls;
@@ -181,6 +200,7 @@ impl MailboxRuntime {
             tz: cfg.tz(),
             holder: holder.to_string(),
             tls: crate::tls::client_config(mb.tls_ca_file.as_deref())?,
+            oauth_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -426,6 +446,7 @@ impl MailboxRuntime {
                 tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password ({detail}); retrying with backoff")
             }
             "owner_unknown" => tracing::error!(mailbox = %m, "{detail}; retrying with backoff"),
+            "auth_expired" => tracing::error!(mailbox = %m, "{detail}; nothing is fetched until then"),
             "tls_failed" => {
                 tracing::error!(mailbox = %m, host = %self.cfg.host, "TLS failed: {detail}; retrying with backoff")
             }
@@ -481,6 +502,9 @@ impl MailboxRuntime {
             let Conn::Plain(tcp) = client.into_inner() else { unreachable!("STARTTLS starts on plain TCP") };
             client = async_imap::Client::new(tls(tcp).await?);
         }
+        if let (crate::config::MailAuth::Oauth2, Some(o)) = (c.auth, &c.oauth) {
+            return self.authenticate(client, o).await;
+        }
         let password = c.password.clone().unwrap_or_default();
         match tokio::time::timeout(IO_TIMEOUT, client.login(&c.user, &password)).await {
             Err(_) => Err(Trouble::Lost("login: no answer".into())),
@@ -489,6 +513,42 @@ impl MailboxRuntime {
                 Err(Trouble::Credentials(m.trim().to_string()))
             }
             Ok(Err((e, _))) => Err(lost(format!("login: {e}"))),
+        }
+    }
+
+    /// SASL XOAUTH2 with the grant's access token. A refusal with a token that was not just
+    /// refreshed gets one refresh and one retry on a new connection's next attempt.
+    async fn authenticate(
+        &self,
+        client: async_imap::Client<Conn>,
+        o: &crate::config::OAuthConfig,
+    ) -> Result<Session<Conn>, Trouble> {
+        use crate::oauth::{OAuthError, Tokens};
+        let c = &self.cfg;
+        let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
+        let tokens = Tokens::new(self.store.clone()).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let token = match tokens.access_token(&c.name, o, fresh).await {
+            Ok(t) => t,
+            Err(e @ (OAuthError::Expired { .. } | OAuthError::NoGrant(_) | OAuthError::Config(_))) => {
+                return Err(Trouble::AuthExpired(e.to_string()));
+            }
+            Err(OAuthError::Store(e)) => return Err(Trouble::Store(e)),
+            Err(e @ OAuthError::Unavailable(_)) => return Err(Trouble::Unreachable(e.to_string())),
+        };
+        let auth = XOAuth2 { response: Some(crate::oauth::xoauth2(&c.user, &token)) };
+        match tokio::time::timeout(IO_TIMEOUT, client.authenticate("XOAUTH2", auth)).await {
+            Err(_) => Err(Trouble::Lost("AUTHENTICATE: no answer".into())),
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => {
+                if fresh {
+                    Err(Trouble::Credentials(format!("XOAUTH2 refused with a fresh token: {}", m.trim())))
+                } else {
+                    // The token may have been revoked early: refresh before the next attempt.
+                    self.oauth_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Err(Trouble::Lost(format!("XOAUTH2 refused ({}): refreshing the token", m.trim())))
+                }
+            }
+            Ok(Err((e, _))) => Err(lost(format!("AUTHENTICATE: {e}"))),
         }
     }
 

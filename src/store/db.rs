@@ -662,6 +662,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(6, "0006_api"),
     migration!(7, "0007_mail_accuracy"),
     migration!(8, "0008_close_the_loop"),
+    migration!(9, "0009_oauth"),
 ];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which

@@ -16,6 +16,8 @@ mod mail;
 mod marketing;
 mod merge;
 mod names;
+mod oauth;
+pub use oauth::OAuthGrant;
 mod ops;
 mod pbx;
 mod quick;

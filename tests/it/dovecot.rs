@@ -22,6 +22,12 @@ pub struct Dovecot {
 
 impl Dovecot {
     /// Starts Dovecot with users `sales`, `news` and `other` (password [`PASSWORD`]).
+    /// With a second passdb that checks XOAUTH2/OAUTHBEARER tokens against `introspection_url`
+    /// (RFC 7662, POST), as Dovecot does in front of an OAuth 2.0 provider.
+    pub fn start_oauth(introspection_url: &str) -> Dovecot {
+        Self::start_with(false, Some(introspection_url))
+    }
+
     pub fn start() -> Dovecot {
         Self::start_opts(false)
     }
@@ -37,6 +43,10 @@ impl Dovecot {
     }
 
     fn start_opts(tls: bool) -> Dovecot {
+        Self::start_with(tls, None)
+    }
+
+    fn start_with(tls: bool, introspection_url: Option<&str>) -> Dovecot {
         let dir = tempfile::Builder::new().prefix("dv").tempdir_in("/tmp").expect("temp dir");
         let d = dir.path();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -56,6 +66,23 @@ impl Dovecot {
             ["sales", "news", "other"].map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).concat(),
         )
         .unwrap();
+        let (mechanisms, oauth_passdb) = match introspection_url {
+            Some(url) => {
+                std::fs::write(
+                    d.join("oauth2.conf"),
+                    format!("introspection_mode = post\nintrospection_url = {url}\nusername_attribute = username\nactive_attribute = active\nactive_value = true\nforce_introspection = yes\n"),
+                )
+                .unwrap();
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf\n}}\n",
+                        d.display()
+                    ),
+                )
+            }
+            None => ("plain login", String::new()),
+        };
         let conf = format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -63,12 +90,14 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 first_valid_uid = 1
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {d}/passwd
 }}
+{oauth_passdb}
 userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={d}/home/%u

@@ -10,6 +10,7 @@ mod helpers;
 mod layers;
 mod mail;
 mod mail_real;
+mod oauth;
 mod pbx;
 mod scale;
 mod store;

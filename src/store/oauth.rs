@@ -1,0 +1,131 @@
+//! OAuth 2.0 grants (issue 17): one row per account, tokens already sealed by `oauth::seal`.
+//! A refresh that rotates the refresh token saves the new one in the same statement that
+//! records the refresh, so a crash can never leave only a spent token behind.
+
+use chrono::{DateTime, Utc};
+
+use super::db::{Exec, Row};
+use super::{Result, Store};
+
+/// A stored grant. The token fields hold sealed text; only `oauth` opens them.
+#[derive(Debug, Clone)]
+pub struct OAuthGrant {
+    pub account: String,
+    pub provider: String,
+    pub scopes: String,
+    pub refresh_token: String,
+    pub access_token: Option<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_refresh_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "account, provider, scopes, refresh_token, access_token, access_expires_at, created_at, last_refresh_at, last_error";
+
+fn grant_from_row(r: &Row) -> Result<OAuthGrant> {
+    Ok(OAuthGrant {
+        account: r.get("account")?,
+        provider: r.get("provider")?,
+        scopes: r.get("scopes")?,
+        refresh_token: r.get("refresh_token")?,
+        access_token: r.get("access_token")?,
+        access_expires_at: r.get("access_expires_at")?,
+        created_at: r.get("created_at")?,
+        last_refresh_at: r.get("last_refresh_at")?,
+        last_error: r.get("last_error")?,
+    })
+}
+
+impl Store {
+    /// Saves a new sign-in, replacing any earlier grant of the account.
+    pub async fn save_oauth_grant(&self, g: &OAuthGrant) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                &format!(
+                    "INSERT INTO oauth_grant ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (account) DO UPDATE SET provider = excluded.provider, scopes = excluded.scopes, \
+                     refresh_token = excluded.refresh_token, access_token = excluded.access_token, \
+                     access_expires_at = excluded.access_expires_at, created_at = excluded.created_at, \
+                     last_refresh_at = excluded.last_refresh_at, last_error = excluded.last_error"
+                ),
+                vec![
+                    g.account.clone().into(),
+                    g.provider.clone().into(),
+                    g.scopes.clone().into(),
+                    g.refresh_token.clone().into(),
+                    g.access_token.clone().into(),
+                    g.access_expires_at.into(),
+                    g.created_at.into(),
+                    g.last_refresh_at.into(),
+                    g.last_error.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn oauth_grant(&self, account: &str) -> Result<Option<OAuthGrant>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(&format!("SELECT {COLUMNS} FROM oauth_grant WHERE account = $1"), vec![account.into()])
+            .await?;
+        rows.first().map(grant_from_row).transpose()
+    }
+
+    pub async fn oauth_grants(&self) -> Result<Vec<OAuthGrant>> {
+        let rows =
+            self.db.clone().fetch_all(&format!("SELECT {COLUMNS} FROM oauth_grant ORDER BY account"), vec![]).await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// Records a refresh: the new access token, and the rotated refresh token when the
+    /// provider sent one — in one statement, so the rotation is never lost. Only applies while
+    /// the grant still holds `spent` (the refresh token used): a concurrent sign-in wins.
+    pub async fn record_oauth_refresh(
+        &self,
+        account: &str,
+        spent: &str,
+        refresh_token: &str,
+        access_token: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .db
+            .clone()
+            .execute(
+                "UPDATE oauth_grant SET refresh_token = $1, access_token = $2, access_expires_at = $3, \
+                 last_refresh_at = $4, last_error = NULL WHERE account = $5 AND refresh_token = $6",
+                vec![
+                    refresh_token.into(),
+                    access_token.into(),
+                    expires_at.into(),
+                    now.into(),
+                    account.into(),
+                    spent.into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records why the grant cannot be used (revoked, expired): shown by `inflow oauth status`.
+    pub async fn record_oauth_error(&self, account: &str, error: &str) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "UPDATE oauth_grant SET last_error = $1, access_token = NULL WHERE account = $2",
+                vec![error.into(), account.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_oauth_grant(&self, account: &str) -> Result<bool> {
+        let n = self.db.clone().execute("DELETE FROM oauth_grant WHERE account = $1", vec![account.into()]).await?;
+        Ok(n == 1)
+    }
+}
