@@ -66,6 +66,9 @@ impl Dovecot {
             ["sales", "news", "other"].map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).concat(),
         )
         .unwrap();
+        // Only with the oauth2 passdb: limiting passwd-file to PLAIN/LOGIN also hides it from
+        // doveadm's user lookups (set_uidvalidity), which the password-only tests need.
+        let password_mechanisms = if introspection_url.is_some() { "  mechanisms = plain login\n" } else { "" };
         let (mechanisms, oauth_passdb) = match introspection_url {
             Some(url) => {
                 std::fs::write(
@@ -94,8 +97,7 @@ auth_mechanisms = {mechanisms}
 first_valid_uid = 1
 passdb {{
   driver = passwd-file
-  mechanisms = plain login
-  args = scheme=PLAIN username_format=%u {d}/passwd
+{password_mechanisms}  args = scheme=PLAIN username_format=%u {d}/passwd
 }}
 {oauth_passdb}
 userdb {{
