@@ -875,9 +875,6 @@ fn holds(class: Reason, by_status: Option<Reason>, text: &str, command: Option<&
         Reason::Expired => says(class, text),
         // Checked early for its words only; a 4.3.2 "not accepting messages" names no cause.
         Reason::NotAccept => says(class, text),
-        // A 5.4.4 "unable to route" after a DNS server failed is the network, not a dead domain.
-        // Postfix's "Name service error … Host not found, try again" is a lookup that failed.
-        Reason::HostUnknown => (by_status == Some(class) || says(class, text)) && !dns_failed(text),
         _ => by_status == Some(class) || says(class, text),
     }
 }

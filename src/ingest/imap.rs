@@ -169,6 +169,8 @@ pub struct MailboxRuntime {
     tls: Arc<rustls::ClientConfig>,
     /// The server refused the last XOAUTH2 token: the next attempt refreshes first.
     oauth_refused: std::sync::atomic::AtomicBool,
+    /// Built at the first XOAUTH2 sign-in (it reads the sealing key once), kept for reconnects.
+    tokens: tokio::sync::OnceCell<crate::oauth::Tokens>,
 }
 
 use tokio_rustls::rustls;
@@ -201,6 +203,7 @@ impl MailboxRuntime {
             holder: holder.to_string(),
             tls: crate::tls::client_config(mb.tls_ca_file.as_deref())?,
             oauth_refused: std::sync::atomic::AtomicBool::new(false),
+            tokens: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -526,7 +529,11 @@ impl MailboxRuntime {
         use crate::oauth::{OAuthError, Tokens};
         let c = &self.cfg;
         let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
-        let tokens = Tokens::new(self.store.clone()).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let tokens = self
+            .tokens
+            .get_or_try_init(|| Tokens::new(self.store.clone()))
+            .await
+            .map_err(|e| Trouble::Store(e.to_string()))?;
         let token = match tokens.access_token(&c.name, o, fresh).await {
             Ok(t) => t,
             Err(e @ (OAuthError::Expired { .. } | OAuthError::NoGrant(_) | OAuthError::Config(_))) => {

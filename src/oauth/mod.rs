@@ -9,8 +9,8 @@ pub mod seal;
 use chrono::{DateTime, Duration, Utc};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, RefreshToken, RequestTokenError, Scope,
-    StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, RefreshToken,
+    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
 };
 
 use crate::config::{OAuthConfig, OAuthProvider};
@@ -119,6 +119,26 @@ fn describe<E: std::error::Error>(e: &RequestTokenError<E, oauth2::basic::BasicE
     }
 }
 
+/// The client for a configured app: its id, its secret when it has one (sent in the request
+/// body, which every provider accepts), and the token endpoint.
+fn client(
+    c: &OAuthConfig,
+    token_url: String,
+) -> Result<BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>, OAuthError> {
+    let client = BasicClient::new(ClientId::new(c.client_id.clone()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_token_uri(TokenUrl::new(token_url).map_err(|x| OAuthError::Config(x.to_string()))?);
+    Ok(match &c.client_secret {
+        Some(s) => client.set_client_secret(ClientSecret::new(s.clone())),
+        None => client,
+    })
+}
+
+/// When a just-issued access token expires (an hour when the provider does not say).
+fn expiry(now: DateTime<Utc>, t: &oauth2::basic::BasicTokenResponse) -> DateTime<Utc> {
+    now + t.expires_in().and_then(|d| Duration::from_std(d).ok()).unwrap_or(Duration::seconds(3600))
+}
+
 /// Access tokens for the accounts of one database.
 pub struct Tokens {
     store: Store,
@@ -170,12 +190,7 @@ impl Tokens {
             account: account.into(),
             why: "the stored token does not open with this instance's key".into(),
         })?;
-        let mut client = BasicClient::new(ClientId::new(c.client_id.clone()))
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(TokenUrl::new(e.token_url).map_err(|x| OAuthError::Config(x.to_string()))?);
-        if let Some(s) = &c.client_secret {
-            client = client.set_client_secret(ClientSecret::new(s.clone()));
-        }
+        let client = client(c, e.token_url)?;
         let http = http()?;
         let rt = RefreshToken::new(refresh.clone());
         let answer = client.exchange_refresh_token(&rt).request_async(&http).await;
@@ -191,7 +206,7 @@ impl Tokens {
             }
         };
         let access = t.access_token().secret().clone();
-        let expires = now + t.expires_in().and_then(|d| Duration::from_std(d).ok()).unwrap_or(Duration::seconds(3600));
+        let expires = expiry(now, &t);
         // A rotated refresh token replaces the spent one in the same statement.
         let next = t.refresh_token().map(|r| r.secret().clone()).unwrap_or(refresh);
         let saved = self
@@ -223,15 +238,9 @@ impl Tokens {
                     .into(),
             ));
         };
-        let mut client = BasicClient::new(ClientId::new(c.client_id.clone()))
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(TokenUrl::new(e.token_url).map_err(|x| OAuthError::Config(x.to_string()))?)
-            .set_device_authorization_url(
-                DeviceAuthorizationUrl::new(device_url).map_err(|x| OAuthError::Config(x.to_string()))?,
-            );
-        if let Some(s) = &c.client_secret {
-            client = client.set_client_secret(ClientSecret::new(s.clone()));
-        }
+        let client = client(c, e.token_url)?.set_device_authorization_url(
+            DeviceAuthorizationUrl::new(device_url).map_err(|x| OAuthError::Config(x.to_string()))?,
+        );
         let http = http()?;
         let details: StandardDeviceAuthorizationResponse = client
             .exchange_device_code()
@@ -260,7 +269,7 @@ impl Tokens {
             ));
         };
         let now = Utc::now();
-        let expires = now + t.expires_in().and_then(|d| Duration::from_std(d).ok()).unwrap_or(Duration::seconds(3600));
+        let expires = expiry(now, &t);
         let g = OAuthGrant {
             account: account.into(),
             provider: format!("{:?}", c.provider).to_lowercase(),
