@@ -85,6 +85,8 @@ pub enum CampaignCommand {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per command line: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ListCommand {
     /// Create a marketing list; prints its id. With --query it is dynamic.
     Create {
@@ -117,12 +119,14 @@ pub enum ListCommand {
     },
     /// Copy a dynamic list's current members into a new locked static list; prints its id.
     CopyToStatic { list: Uuid },
-    /// Quick campaign: one phone call, task or letter per member; prints the run's id and counts.
+    /// Quick campaign: one phone call, task, letter or e-mail per member; prints the run's id
+    /// and counts (an e-mail's come when its wave starts: `inflow wave list`).
     QuickCampaign {
         list: Uuid,
-        /// phonecall, task or letter.
+        /// phonecall, task, letter or email.
         #[arg(long)]
         activity: String,
+        /// The activities' subject; for email the subject template.
         #[arg(long)]
         subject: String,
         #[arg(long)]
@@ -130,12 +134,31 @@ pub enum ListCommand {
         /// Due, "YYYY-MM-DD HH:MM" in org.timezone.
         #[arg(long)]
         due: Option<String>,
-        /// Owner of every activity (default: each member's owner).
+        /// Owner of every activity (default: each member's owner); for email, of the e-mails.
         #[arg(long)]
         owner: Option<String>,
         /// Who runs it (id or e-mail); owns the activities of members whose owner is disabled.
         #[arg(long)]
         by: String,
+        /// Email: the text body template (instead of --description).
+        #[arg(long)]
+        text_file: Option<std::path::PathBuf>,
+        /// Email: the HTML body template.
+        #[arg(long)]
+        html_file: Option<std::path::PathBuf>,
+        /// Email: the sender (default smtp.from).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        from_name: Option<String>,
+        #[arg(long)]
+        reply_to: Option<String>,
+        /// Email: when to send, "YYYY-MM-DD HH:MM" in org.timezone (default now).
+        #[arg(long)]
+        start: Option<String>,
+        /// Email: messages per minute.
+        #[arg(long)]
+        rate: Option<u32>,
     },
 }
 
@@ -396,23 +419,90 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
         ListCommand::CopyToStatic { list } => {
             println!("{}", store.copy_dynamic_to_static(list, Uuid::now_v7(), None, now).await?.listid)
         }
-        ListCommand::QuickCampaign { list, activity, subject, description, due, owner, by } => {
-            let due = match due {
-                Some(d) => {
-                    let local = crate::crm::waves::parse_local(&d)
-                        .ok_or_else(|| anyhow::anyhow!("--due '{d}': expected YYYY-MM-DD HH:MM"))?;
-                    Some(crate::crm::waves::local_start(local, cfg.tz())?)
-                }
-                None => None,
+        ListCommand::QuickCampaign {
+            list,
+            activity,
+            subject,
+            description,
+            due,
+            owner,
+            by,
+            text_file,
+            html_file,
+            from,
+            from_name,
+            reply_to,
+            start,
+            rate,
+        } => {
+            let local = |flag: &str, d: &str| -> anyhow::Result<chrono::DateTime<Utc>> {
+                let local = crate::crm::waves::parse_local(d)
+                    .ok_or_else(|| anyhow::anyhow!("--{flag} '{d}': expected YYYY-MM-DD HH:MM"))?;
+                Ok(crate::crm::waves::local_start(local, cfg.tz())?)
             };
+            let due = due.map(|d| local("due", &d)).transpose()?;
             let ownerid = match owner {
                 Some(o) => Some(find_user(&store, &o).await?),
                 None => None,
             };
             let by = find_user(&store, &by).await?;
-            let p =
-                crate::crm::quick::QuickParams { activity, subject, description, due, ownerid, ignore_inactive: None };
-            print_run(&store.quick_campaign(list, &p, by, now, cfg.tz()).await?);
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            };
+            let description = match &text_file {
+                Some(f) => Some(read(f)?),
+                None => description,
+            };
+            let html = html_file.as_ref().map(read).transpose()?;
+            let p = crate::crm::quick::QuickParams {
+                activity,
+                subject,
+                description,
+                due,
+                ownerid,
+                html,
+                from,
+                from_name,
+                reply_to,
+                start,
+                rate_per_minute: rate,
+                ..Default::default()
+            };
+            let kind = crate::crm::quick::check_params(&p)?;
+            // E-mail goes through the wave sender, its message checked as a wave's is.
+            let mail = if kind == EntityKind::Email {
+                let sched = crate::store::waves::WaveSchedule {
+                    activity_id: Uuid::nil(),
+                    start_at: p.start.as_deref().map(|d| local("start", d)).transpose()?.unwrap_or(now),
+                    timezone: cfg.tz().name().to_string(),
+                    subject: p.subject.clone(),
+                    text: p.description.clone().unwrap_or_default(),
+                    html: p.html.clone(),
+                    from_address: p
+                        .from
+                        .clone()
+                        .or(cfg.smtp.from.clone())
+                        .ok_or_else(|| anyhow::anyhow!("--from is required when smtp.from is not set"))?,
+                    from_name: p.from_name.clone(),
+                    reply_to: p.reply_to.clone(),
+                    rate_per_minute: p.rate_per_minute,
+                    skip_responders_of: None,
+                };
+                crate::waves::check_schedule(&sched)?;
+                Some(sched)
+            } else {
+                None
+            };
+            let run = store.quick_campaign(list, &p, mail.as_ref(), by, now, cfg.tz()).await?;
+            match &run.wave {
+                Some(w) => println!(
+                    "{}\nwave scheduled for {} ({})",
+                    run.bulkoperation.activityid,
+                    w.schedule.start_at.to_rfc3339(),
+                    w.schedule.timezone
+                ),
+                None => print_run(&run),
+            }
         }
     }
     store.close().await;

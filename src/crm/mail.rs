@@ -61,7 +61,9 @@ pub struct Outbound {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Wave {
     pub activity_id: Uuid,
-    pub campaign_id: Uuid,
+    /// What its responses regard: the campaign, or the quick campaign's bulkoperation
+    /// (R-QC-1, whose id the wave shares).
+    pub regarding: EntityRef,
     pub owner: Uuid,
 }
 
@@ -370,8 +372,8 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             let mut r = CampaignResponse {
                 activityid: ctx.ids[2],
                 subject: subject_line.chars().take(200).collect(),
-                regardingobjectid: wv.campaign_id,
-                regardingobjectidtype: EntityKind::Campaign,
+                regardingobjectid: wv.regarding.id,
+                regardingobjectidtype: wv.regarding.kind,
                 originatingactivityid: Some(out.activity_id),
                 originatingactivityidtype: Some(EntityKind::Email),
                 campaignactivityid: Some(wv.activity_id),
@@ -662,8 +664,11 @@ mod tests {
     }
 
     fn wave_outbound() -> Outbound {
-        let wave =
-            Wave { activity_id: Uuid::from_u128(50), campaign_id: Uuid::from_u128(51), owner: Uuid::from_u128(3) };
+        let wave = Wave {
+            activity_id: Uuid::from_u128(50),
+            regarding: EntityRef::new(EntityKind::Campaign, Uuid::from_u128(51)),
+            owner: Uuid::from_u128(3),
+        };
         Outbound {
             activity_id: Uuid::from_u128(60),
             method: 3,
@@ -739,6 +744,29 @@ mod tests {
         assert!(p.writes.lead.is_none());
         let t = p.writes.task.expect("owner told");
         assert_eq!((t.ownerid, t.regardingobjectid), (Uuid::from_u128(5), Some(Uuid::from_u128(8))));
+    }
+
+    #[test]
+    fn r_qc_1_a_reply_to_a_quick_campaign_regards_its_bulkoperation() {
+        let m = fixture("reply-to-wave.eml");
+        let mut c = ctx(&m);
+        let mut out = wave_outbound();
+        let quick = Uuid::from_u128(52);
+        out.regarding = Some(EntityRef::new(EntityKind::Bulkoperation, quick));
+        out.wave = Some(Wave {
+            activity_id: quick,
+            regarding: EntityRef::new(EntityKind::Bulkoperation, quick),
+            owner: Uuid::from_u128(3),
+        });
+        c.outbound = Some(out);
+        let p = plan_mail(&m, &c, &policy(1, Create::Nothing));
+        let r = p.writes.response.clone().expect("a response to the quick campaign");
+        assert_eq!(
+            (r.regardingobjectid, r.regardingobjectidtype, r.campaignactivityid),
+            (quick, EntityKind::Bulkoperation, Some(quick))
+        );
+        let lead = p.writes.lead.expect("an interested stranger still becomes a lead");
+        assert_eq!(lead.campaignid, None, "a quick campaign is no campaign");
     }
 
     #[test]

@@ -66,6 +66,37 @@ pub struct QuickParams {
     pub ownerid: Option<Uuid>,
     /// Skip members who are not active (default true, as a list's `ignoreinactivelistmembers`).
     pub ignore_inactive: Option<bool>,
+    /// E-mail only, as a wave's schedule: `subject` and `description` are the subject and
+    /// text body templates, `html` the optional HTML body.
+    pub html: Option<String>,
+    /// The sender address (default: `smtp.from`).
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    /// Local "YYYY-MM-DD HH:MM" in `timezone` (default the org's), or an RFC 3339 instant;
+    /// default now.
+    pub start: Option<String>,
+    pub timezone: Option<String>,
+    pub rate_per_minute: Option<u32>,
+}
+
+impl QuickParams {
+    /// The e-mail-only fields given (refused for other activity types).
+    fn email_fields(&self) -> Vec<&'static str> {
+        [
+            ("html", self.html.is_some()),
+            ("from", self.from.is_some()),
+            ("from_name", self.from_name.is_some()),
+            ("reply_to", self.reply_to.is_some()),
+            ("start", self.start.is_some()),
+            ("timezone", self.timezone.is_some()),
+            ("rate_per_minute", self.rate_per_minute.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(f, _)| f)
+        .collect()
+    }
 }
 
 /// The settings a run applies.
@@ -100,20 +131,42 @@ pub struct RunPlan {
     pub excluded: BTreeMap<String, i64>,
 }
 
-/// R-QC-1: checks a quick campaign's request; e-mail goes through the wave sender.
+/// R-QC-1: checks a quick campaign's request. E-mail goes through the wave sender: its
+/// `description` is the message's text (required), and its due date is the wave's start.
 pub fn check_params(p: &QuickParams) -> Result<EntityKind, RuleError> {
     require("subject", Some(&p.subject), "R-QC-1")?;
     check_len("subject", Some(&p.subject), 200)?;
-    check_len("description", p.description.as_deref(), 2000)?;
-    match p.activity.parse::<EntityKind>().ok() {
-        Some(k @ (EntityKind::Phonecall | EntityKind::Task | EntityKind::Letter)) => Ok(k),
-        Some(EntityKind::Email) => refuse(
-            "R-QC-1",
-            "use_a_wave",
-            "e-mail to a list goes out as a wave: link the list to a campaign activity with channel e-mail and schedule it",
-        ),
-        _ => refuse("R-QC-1", "invalid_activity_type", "activity: phonecall, task or letter"),
+    let kind = match p.activity.parse::<EntityKind>().ok() {
+        Some(k @ (EntityKind::Phonecall | EntityKind::Task | EntityKind::Letter | EntityKind::Email)) => k,
+        _ => return refuse("R-QC-1", "invalid_activity_type", "activity: phonecall, task, letter or email"),
+    };
+    if kind == EntityKind::Email {
+        require("description", p.description.as_deref(), "R-QC-1")?;
+        check_len("description", p.description.as_deref(), 100_000)?;
+        // Its e-mails are the quick campaign's owner's (`ownerid`, default the caller), sent
+        // to active members only, as every wave.
+        if p.due.is_some() || p.ignore_inactive == Some(false) {
+            return refuse(
+                "R-QC-1",
+                "not_for_email",
+                "an e-mail quick campaign is sent to active members at its start: give start, not due or ignore_inactive",
+            );
+        }
+    } else {
+        check_len("description", p.description.as_deref(), 2000)?;
+        if let Some(f) = p.email_fields().first() {
+            return refuse("R-QC-1", "email_only_field", format!("{f} is for activity email only"));
+        }
     }
+    Ok(kind)
+}
+
+/// R-QC-1: a quick campaign runs over an active list.
+pub fn check_list(list: &super::entities::MarketingList) -> Result<(), RuleError> {
+    if list.statecode != 0 {
+        return refuse_conflict("R-QC-1", "list_inactive", format!("list '{}' is inactive", list.listname));
+    }
+    Ok(())
 }
 
 /// R-QC-2 (with R-WV-1's preconditions): a campaign activity is distributed when its
@@ -356,7 +409,13 @@ mod tests {
         let plan = plan_run(bulk(), vec![target(1, None)], &settings(EntityKind::Task), Uuid::new_v4, now());
         assert_eq!(plan.activities.len(), 1);
         let p = |a: &str| QuickParams { activity: a.into(), subject: "S".into(), ..Default::default() };
-        assert_eq!(check_params(&p("email")).unwrap_err().code, "use_a_wave");
+        assert_eq!(check_params(&p("email")).unwrap_err().code, "required_field", "an e-mail needs its text");
+        let mail = QuickParams { description: Some("Hello {{ first_name }}".into()), ..p("email") };
+        assert_eq!(check_params(&mail).unwrap(), EntityKind::Email);
+        let due = QuickParams { due: Some(now()), ..mail.clone() };
+        assert_eq!(check_params(&due).unwrap_err().code, "not_for_email", "an e-mail starts, it is not due");
+        let stray = QuickParams { from: Some("news@acme.ru".into()), ..p("task") };
+        assert_eq!(check_params(&stray).unwrap_err().code, "email_only_field");
         assert_eq!(check_params(&p("fax")).unwrap_err().code, "invalid_activity_type");
         assert_eq!(check_params(&p("letter")).unwrap(), EntityKind::Letter);
         assert_eq!(channel_activity(Some(1)), Some(EntityKind::Phonecall));

@@ -663,7 +663,12 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(7, "0007_mail_accuracy"),
     migration!(8, "0008_close_the_loop"),
     migration!(9, "0009_oauth"),
+    migration!(10, "0010_quick_email"),
 ];
+
+/// Migrations that manage their own transaction on SQLite (a table rebuild must switch
+/// `foreign_keys` off, which SQLite ignores inside a transaction).
+const SQLITE_OWN_TRANSACTION: &[i64] = &[10];
 
 /// inflow's own migration history table. Kept apart from `_sqlx_migrations`, which
 /// apalis-sqlite uses for its queue tables in the same SQLite file.
@@ -684,7 +689,7 @@ fn migrator(engine: Engine) -> sqlx::migrate::Migrator {
                 m.description.into(),
                 MigrationType::Simple,
                 AssertSqlSafe(sql).into_sql_str(),
-                false,
+                engine == Engine::Sqlite && SQLITE_OWN_TRANSACTION.contains(&m.version),
             )
         })
         .collect();

@@ -389,26 +389,31 @@ impl Store {
         let waves: Vec<Value> = f
             .outbound
             .iter()
-            .filter(|a| a.regardingobjectidtype == Some(EntityKind::Campaignactivity))
+            .filter(|a| {
+                matches!(a.regardingobjectidtype, Some(EntityKind::Campaignactivity | EntityKind::Bulkoperation))
+            })
             .filter_map(|a| a.regardingobjectid)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .map(Value::from)
             .collect();
-        for r in in_chunks(
-            tx,
-            "SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})",
-            vec![],
-            &waves,
-        )
-        .await?
-        {
-            let w = Wave {
-                activity_id: r.get("activityid")?,
-                campaign_id: r.get("regardingobjectid")?,
-                owner: r.get("ownerid")?,
-            };
-            f.waves.insert(w.activity_id, w);
+        // A wave is a campaign activity's (responses regard the campaign) or an e-mail quick
+        // campaign's (R-QC-1: they regard its bulkoperation).
+        for (sql, kind) in [
+            ("SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})", None),
+            (
+                "SELECT activityid, activityid AS regardingobjectid, ownerid FROM bulkoperation WHERE activityid IN ({})",
+                Some(EntityKind::Bulkoperation),
+            ),
+        ] {
+            for r in in_chunks(tx, sql, vec![], &waves).await? {
+                let w = Wave {
+                    activity_id: r.get("activityid")?,
+                    regarding: EntityRef::new(kind.unwrap_or(EntityKind::Campaign), r.get("regardingobjectid")?),
+                    owner: r.get("ownerid")?,
+                };
+                f.waves.insert(w.activity_id, w);
+            }
         }
         // R-RS-2: existing responses on those waves by these senders (by address or party),
         // looked up by sender, so a wave with 100,000 responses costs no more than a new one.
@@ -932,8 +937,9 @@ impl BatchFacts {
             });
         let (a, method) = found?;
         let regarding = a.regardingobjectid.zip(a.regardingobjectidtype).map(|(id, k)| EntityRef::new(k, id));
-        let wave =
-            regarding.filter(|r| r.kind == EntityKind::Campaignactivity).and_then(|r| self.waves.get(&r.id).copied());
+        let wave = regarding
+            .filter(|r| matches!(r.kind, EntityKind::Campaignactivity | EntityKind::Bulkoperation))
+            .and_then(|r| self.waves.get(&r.id).copied());
         Some(Outbound { activity_id: a.activityid, method, regarding, wave, subject: a.subject.clone() })
     }
 

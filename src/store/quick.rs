@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::db::{Exec, Tx, Value};
 use super::records::{get, insert, insert_many, insert_rows, load, update};
 use super::rules::list_members_in;
+use super::waves::{WaveRow, WaveSchedule};
 use super::{Result, Store};
 use crate::crm::entities::{BulkOperation, Campaign, CampaignActivity, MarketingList, SystemUser};
 use crate::crm::quick::{self, QuickParams, RunPlan, RunSettings, Target};
@@ -89,15 +90,23 @@ pub struct RunOutcome {
     pub bulkoperation: BulkOperation,
     pub created: usize,
     pub excluded: std::collections::BTreeMap<String, i64>,
+    /// An e-mail quick campaign's wave (scheduled): its members, exclusions and sends are
+    /// counted when it starts, in the wave and the bulkoperation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<WaveRow>,
 }
 
 impl Store {
-    /// R-QC-1: a quick campaign over one list: one activity per member.
+    /// R-QC-1: a quick campaign over one list: one activity per member. E-mail (`mail`, its
+    /// checked schedule, whose id is ignored) goes through the wave sender: the quick
+    /// campaign's bulkoperation and a wave sharing its id are written here; the sender
+    /// freezes the members at the start and sends each address once.
     #[tracing::instrument(level = "debug", skip_all, fields(%list_id))]
     pub async fn quick_campaign(
         &self,
         list_id: Uuid,
         p: &QuickParams,
+        mail: Option<&WaveSchedule>,
         actor: Uuid,
         now: DateTime<Utc>,
         tz: chrono_tz::Tz,
@@ -105,14 +114,7 @@ impl Store {
         let kind = quick::check_params(p)?;
         let mut tx = self.db.begin().await?;
         let mut list: MarketingList = load(&mut tx, list_id).await?;
-        if list.statecode != 0 {
-            return Err(RuleError::conflict(
-                "R-QC-1",
-                "list_inactive",
-                format!("list '{}' is inactive", list.listname),
-            )
-            .into());
-        }
+        quick::check_list(&list)?;
         if let Some(o) = p.ownerid {
             if get::<SystemUser>(&mut tx, o).await?.is_none_or(|u| u.isdisabled) {
                 return Err(
@@ -120,8 +122,6 @@ impl Store {
                 );
             }
         }
-        let members = list_members_in(&mut tx, list_id, now).await?;
-        let targets = targets_of(self, &mut tx, &members).await?;
         let bulk = BulkOperation {
             activityid: Uuid::now_v7(),
             operationtypecode: 7,
@@ -132,6 +132,25 @@ impl Store {
             ..Default::default()
         }
         .stamped(actor, EntityKind::Systemuser, now, Some(actor));
+        if kind == EntityKind::Email {
+            // Its e-mails are the quick campaign's owner's (the wave's sender).
+            let bulk = BulkOperation { ownerid: p.ownerid.unwrap_or(actor), ..bulk };
+            let Some(mail) = mail else {
+                return Err(RuleError::new("R-QC-1", "use_a_wave", "an e-mail quick campaign needs its message").into());
+            };
+            insert(&mut tx, self, &bulk).await?;
+            super::waves::insert_wave(&mut tx, &WaveSchedule { activity_id: bulk.activityid, ..mail.clone() }, now)
+                .await?;
+            // The wave's run is the quick campaign itself, from the start: a cancel before
+            // the start closes it too.
+            tx.execute("UPDATE wave SET bulkoperationid = $1 WHERE activityid = $1", vec![bulk.activityid.into()])
+                .await?;
+            let wave = super::waves::wave_in(&mut tx, bulk.activityid).await?;
+            tx.commit().await?;
+            return Ok(RunOutcome { bulkoperation: bulk, created: 0, excluded: Default::default(), wave: Some(wave) });
+        }
+        let members = list_members_in(&mut tx, list_id, now).await?;
+        let targets = targets_of(self, &mut tx, &members).await?;
         let settings = RunSettings {
             kind,
             subject: p.subject.clone(),
@@ -150,7 +169,7 @@ impl Store {
         list.modifiedon = now;
         update(&mut tx, self, &list).await?;
         tx.commit().await?;
-        Ok(RunOutcome { created: plan.activities.len(), excluded: plan.excluded, bulkoperation: plan.bulk })
+        Ok(RunOutcome { created: plan.activities.len(), excluded: plan.excluded, bulkoperation: plan.bulk, wave: None })
     }
 
     /// R-QC-2: distributes a campaign activity whose channel is not e-mail: one open
@@ -247,6 +266,6 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(RunOutcome { created: plan.activities.len(), excluded: plan.excluded, bulkoperation: plan.bulk })
+        Ok(RunOutcome { created: plan.activities.len(), excluded: plan.excluded, bulkoperation: plan.bulk, wave: None })
     }
 }

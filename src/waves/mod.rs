@@ -635,6 +635,12 @@ impl WaveRuntime {
 
 /// Checks templates and addresses, then schedules (the CLI and the admin API use this).
 pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> anyhow::Result<WaveRow> {
+    check_schedule(s)?;
+    Ok(store.schedule_wave(s, now).await?)
+}
+
+/// Checks a wave's rate, templates (rendered on sample members) and addresses.
+pub fn check_schedule(s: &WaveSchedule) -> anyhow::Result<()> {
     if s.rate_per_minute == Some(0) {
         anyhow::bail!("rate_per_minute 0 would never send; leave it unset for the relay's rate");
     }
@@ -671,7 +677,7 @@ pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> an
     if let Some(r) = &s.reply_to {
         r.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("reply-to '{r}': {e}"))?;
     }
-    Ok(store.schedule_wave(s, now).await?)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -104,18 +104,16 @@ pub(super) struct ScheduleBody {
     skip_responders_of: Option<Uuid>,
 }
 
-pub(super) fn unprocessable(code: &str, m: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m)
-}
-
-pub(super) async fn schedule_h(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Body(b): Body<ScheduleBody>,
-) -> Result<Json<J>, ApiError> {
-    let id = parse_id(&id)?;
-    let now = Utc::now();
-    let zone: chrono_tz::Tz = match &b.timezone {
+/// A wave's start (local "YYYY-MM-DD HH:MM" in `timezone`, default the org's, or an RFC 3339
+/// instant; default now), its zone, and its sender (default `smtp.from`).
+pub(super) fn send_when_and_from(
+    s: &AppState,
+    start: Option<&str>,
+    timezone: Option<&str>,
+    from: Option<String>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(chrono::DateTime<Utc>, chrono_tz::Tz, String), ApiError> {
+    let zone: chrono_tz::Tz = match timezone {
         Some(t) => t.parse().map_err(|_| {
             unprocessable(
                 "bad_timezone",
@@ -124,7 +122,7 @@ pub(super) async fn schedule_h(
         })?,
         None => s.api.tz(),
     };
-    let start_at = match &b.start {
+    let start_at = match start {
         None => now,
         Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
             Ok(t) => t.with_timezone(&Utc),
@@ -136,10 +134,32 @@ pub(super) async fn schedule_h(
             }
         },
     };
-    let from = b
-        .from
+    let from = from
         .or_else(|| s.smtp_from.clone())
         .ok_or_else(|| unprocessable("missing_field", "from is required when smtp.from is not set"))?;
+    Ok((start_at, zone, from))
+}
+
+/// A wave error for the API: the store's own, else the checks' (templates, addresses).
+pub(super) fn wave_error(e: anyhow::Error) -> ApiError {
+    match e.downcast::<crate::store::StoreError>() {
+        Ok(se) => se.into(),
+        Err(other) => unprocessable("invalid_wave", format!("{other:#}")),
+    }
+}
+
+pub(super) fn unprocessable(code: &str, m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m)
+}
+
+pub(super) async fn schedule_h(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<ScheduleBody>,
+) -> Result<Json<J>, ApiError> {
+    let id = parse_id(&id)?;
+    let now = Utc::now();
+    let (start_at, zone, from) = send_when_and_from(&s, b.start.as_deref(), b.timezone.as_deref(), b.from, now)?;
     let sched = crate::store::waves::WaveSchedule {
         activity_id: id,
         start_at,
@@ -153,13 +173,8 @@ pub(super) async fn schedule_h(
         rate_per_minute: b.rate_per_minute,
         skip_responders_of: b.skip_responders_of,
     };
-    match crate::waves::schedule(&s.store, &sched, now).await {
-        Ok(w) => Ok(Json(serde_json::to_value(w).map_err(internal)?)),
-        Err(e) => match e.downcast::<crate::store::StoreError>() {
-            Ok(se) => Err(se.into()),
-            Err(other) => Err(unprocessable("invalid_wave", format!("{other:#}"))),
-        },
-    }
+    let w = crate::waves::schedule(&s.store, &sched, now).await.map_err(wave_error)?;
+    Ok(Json(serde_json::to_value(w).map_err(internal)?))
 }
 
 pub(super) async fn wave_control(

@@ -232,7 +232,31 @@ async fn quick_campaign_h(
     Body(p): Body<crate::crm::quick::QuickParams>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let out = s.store.quick_campaign(parse_id(&id)?, &p, c.user, Utc::now(), s.api.tz()).await?;
+    let now = Utc::now();
+    // E-mail goes through the wave sender: its message is checked as a wave's is.
+    let kind = crate::crm::quick::check_params(&p).map_err(crate::store::StoreError::from)?;
+    let mail = if kind == crate::crm::EntityKind::Email {
+        let (start_at, zone, from) =
+            super::actions::send_when_and_from(&s, p.start.as_deref(), p.timezone.as_deref(), p.from.clone(), now)?;
+        let sched = crate::store::waves::WaveSchedule {
+            activity_id: Uuid::nil(),
+            start_at,
+            timezone: zone.name().to_string(),
+            subject: p.subject.clone(),
+            text: p.description.clone().unwrap_or_default(),
+            html: p.html.clone(),
+            from_address: from,
+            from_name: p.from_name.clone(),
+            reply_to: p.reply_to.clone(),
+            rate_per_minute: p.rate_per_minute,
+            skip_responders_of: None,
+        };
+        crate::waves::check_schedule(&sched).map_err(super::actions::wave_error)?;
+        Some(sched)
+    } else {
+        None
+    };
+    let out = s.store.quick_campaign(parse_id(&id)?, &p, mail.as_ref(), c.user, now, s.api.tz()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(out))).into_response())
 }
 
@@ -271,9 +295,14 @@ pub(super) fn named_body(name: &str) -> Option<J> {
         }
         "QuickCampaign" => {
             json!({"type": "object", "additionalProperties": false, "required": ["activity", "subject"], "properties": {
-            "activity": {"type": "string", "enum": ["phonecall", "task", "letter"]}, "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
-            "description": ostr, "due": {"type": "string", "format": "date-time", "nullable": true}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
-            "ignore_inactive": {"type": "boolean", "nullable": true}}})
+            "activity": {"type": "string", "enum": ["phonecall", "task", "letter", "email"]}, "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+            "description": {"type": "string", "nullable": true, "description": "for email, the text body template (required)"},
+            "due": {"type": "string", "format": "date-time", "nullable": true, "description": "not for email"}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
+            "ignore_inactive": {"type": "boolean", "nullable": true},
+            "html": {"type": "string", "nullable": true, "description": "email only, as a wave's schedule"}, "from": {"type": "string", "nullable": true, "description": "email only"},
+            "from_name": {"type": "string", "nullable": true, "description": "email only"}, "reply_to": {"type": "string", "nullable": true, "description": "email only"},
+            "start": {"type": "string", "nullable": true, "description": "email only: local YYYY-MM-DD HH:MM in timezone, or RFC 3339; default now"},
+            "timezone": {"type": "string", "nullable": true, "description": "email only"}, "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true, "description": "email only"}}})
         }
         "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
         _ => return None,
@@ -407,7 +436,25 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
             post(reopen_opportunity_h),
         )
     });
-    t.push(RouteDef { body: BodyDoc::Named("QuickCampaign"), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/quick-campaign", w, "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new bulkoperation with exclusions by reason", post(quick_campaign_h)) });
+    t.push(RouteDef { body: BodyDoc::Named("QuickCampaign"), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/quick-campaign", w, "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new bulkoperation with exclusions by reason; or one e-mail per member, sent by the wave sender from start (see /quick-campaigns/{id}/status)", post(quick_campaign_h)) });
+    // An e-mail quick campaign's wave, under its bulkoperation's id.
+    t.push(route(
+        Method::GET,
+        "/api/v1/quick-campaigns/{id}/status",
+        Access::Read(Area::Marketing),
+        "An e-mail quick campaign's wave: state, members, exclusions by reason, sent, failed, bounced, responded",
+        get(super::actions::wave_status_h),
+    ));
+    for (action, doc, h) in [
+        ("pause", "Pause an e-mail quick campaign's wave", post(super::actions::pause_h)),
+        ("resume", "Resume a paused e-mail quick campaign's wave", post(super::actions::resume_h)),
+        ("cancel", "Cancel an e-mail quick campaign's wave: nothing more is sent", post(super::actions::cancel_h)),
+    ] {
+        t.push(RouteDef {
+            body: BodyDoc::Named("Empty"),
+            ..route(Method::POST, format!("/api/v1/quick-campaigns/{{id}}/{action}"), w, doc, h)
+        });
+    }
     t.push(RouteDef { body: BodyDoc::Named("Empty"), status: 201, ..route(Method::POST, "/api/v1/campaignactivities/{id}/distribute", w, "Distribute a phone, letter, fax or appointment campaign activity (R-QC-2): one open activity per member of its target lists (a call list for Phone); again, only new members", post(distribute_h)) });
     let ops = Access::Write(Area::Ops);
     t.push(RouteDef { body: BodyDoc::Named("Merge"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/merge", ops, "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, list memberships, deals and numbers follow; the others are deactivated", post(merge_h)) });

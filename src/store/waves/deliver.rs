@@ -55,8 +55,10 @@ impl Store {
         // locked (below), to charge its GCRA state.
         let waves = tx
             .fetch_all(
-                "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, ca.ownerid FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid \
-                 WHERE w.state = 'sending' ORDER BY w.start_at, w.activityid",
+                &format!(
+                    "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, COALESCE(ca.ownerid, q.ownerid) AS ownerid, ca.activityid AS ca_id \
+                     FROM {WAVE_FROM} WHERE w.state = 'sending' ORDER BY w.start_at, w.activityid"
+                ),
                 vec![],
             )
             .await?;
@@ -115,6 +117,11 @@ impl Store {
                 continue;
             }
             let (from_address, owner): (String, Uuid) = (w.get("from_address")?, w.get("ownerid")?);
+            // The e-mails regard the campaign activity, or the quick campaign (R-QC-1).
+            let regarding_kind = match w.get::<Option<Uuid>>("ca_id")? {
+                Some(_) => EntityKind::Campaignactivity,
+                None => EntityKind::Bulkoperation,
+            };
             let mut ids = Vec::with_capacity(rows.len());
             let mut fresh = Vec::new();
             let mut parties = Vec::new();
@@ -138,7 +145,7 @@ impl Store {
                         EntityKind::Email.into(),
                         subject.clone().into(),
                         wid.into(),
-                        EntityKind::Campaignactivity.into(),
+                        regarding_kind.into(),
                         true.into(),
                         r.get::<String>("message_id")?.into(),
                         r.get::<String>("token")?.into(),

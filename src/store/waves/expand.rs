@@ -190,16 +190,11 @@ impl Store {
         &self,
         tx: &mut impl Exec,
         wave: &WaveRow,
-        ca: &CampaignActivity,
+        ca: Option<&CampaignActivity>,
         now: DateTime<Utc>,
         opts: &ExpandOptions<'_>,
     ) -> Result<crate::crm::waves::Expansion> {
-        let lists = tx
-            .fetch_all(
-                "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 ORDER BY listid",
-                vec![wave.activity_id.into()],
-            )
-            .await?;
+        let lists = tx.fetch_all(&format!("{WAVE_LISTS} ORDER BY listid"), vec![wave.activity_id.into()]).await?;
         let mut members = Vec::new();
         for l in lists {
             members.extend(list_member_facts(tx, l.get("listid")?, now).await?);
@@ -231,10 +226,12 @@ impl Store {
                 }
             }
         }
+        // A quick campaign (no campaign activity) honours every opt-out and skips inactive
+        // members (R-QC-1, R-OPT-1).
         let settings = ExpandSettings {
-            skip_opted_out: ca.donotsendonoptout || !opts.allow_optout_override,
-            ignore_inactive: ca.ignoreinactivelistmembers,
-            exclude_days: ca.excludeifcontactedinxdays,
+            skip_opted_out: ca.is_none_or(|ca| ca.donotsendonoptout) || !opts.allow_optout_override,
+            ignore_inactive: ca.is_none_or(|ca| ca.ignoreinactivelistmembers),
+            exclude_days: ca.and_then(|ca| ca.excludeifcontactedinxdays),
             today: now.with_timezone(&opts.tz).date_naive(),
         };
         Ok(plan_recipients(members, &settings, normalize, &suppressed, &responded))
@@ -345,14 +342,21 @@ impl Store {
         if wave.state != WaveState::Scheduled {
             return Ok(None);
         }
-        let ca: CampaignActivity = load(&mut db, id).await?;
+        let ca: Option<CampaignActivity> = match wave.campaign_id {
+            Some(_) => Some(load(&mut db, id).await?),
+            None => None,
+        };
         let today = now.with_timezone(&opts.tz).date_naive();
-        if let Err(e) = self.check_preconditions(&mut db, &ca).await {
+        let checked = match &ca {
+            Some(ca) => self.check_preconditions(&mut db, ca).await,
+            None => self.check_quick_preconditions(&mut db, &wave).await,
+        };
+        if let Err(e) = checked {
             let reason = e.to_string();
             self.abort_wave(id, &reason, now).await?;
             return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
         }
-        let plan = self.plan_wave(&mut db, &wave, &ca, now, opts).await?;
+        let plan = self.plan_wave(&mut db, &wave, ca.as_ref(), now, opts).await?;
         let turn = match opts.turn {
             Some(t) => Some(t.lock().await),
             None => None,
@@ -363,23 +367,48 @@ impl Store {
         if n == 0 {
             return Ok(None);
         }
-        let mut ca: CampaignActivity = load(&mut tx, id).await?;
-        // The run (R-WV-5): bulkoperation 4 Distribute, In Progress.
-        let run = BulkOperation {
-            activityid: Uuid::new_v4(),
-            operationtypecode: 4,
-            createdrecordtypecode: Some(4),
-            regardingobjectid: id,
-            regardingobjectidtype: EntityKind::Campaignactivity,
-            subject: Some(ca.subject.clone()),
-            targetmemberscount: Some(plan.targeted as i32),
-            successcount: Some(0),
-            failurecount: Some(0),
-            ..Default::default()
-        }
-        .stamped(wave.owner, EntityKind::Systemuser, now, None);
-        let run = BulkOperation { statuscode: 2, ..run };
-        insert(&mut tx, self, &run).await?;
+        let run_id = match wave.campaign_id {
+            Some(_) => {
+                let mut ca: CampaignActivity = load(&mut tx, id).await?;
+                // The run (R-WV-5): bulkoperation 4 Distribute, In Progress.
+                let run = BulkOperation {
+                    activityid: Uuid::new_v4(),
+                    operationtypecode: 4,
+                    createdrecordtypecode: Some(4),
+                    regardingobjectid: id,
+                    regardingobjectidtype: EntityKind::Campaignactivity,
+                    subject: Some(ca.subject.clone()),
+                    targetmemberscount: Some(plan.targeted as i32),
+                    successcount: Some(0),
+                    failurecount: Some(0),
+                    ..Default::default()
+                }
+                .stamped(wave.owner, EntityKind::Systemuser, now, None);
+                let run = BulkOperation { statuscode: 2, ..run };
+                insert(&mut tx, self, &run).await?;
+                // R-WV-5: the campaign activity is In Progress from its actual start.
+                ca.statuscode = 0;
+                ca.actualstart = Some(today);
+                ca.modifiedon = now;
+                super::super::records::update(&mut tx, self, &ca).await?;
+                run.activityid
+            }
+            None => {
+                // A quick campaign (R-QC-1) is its own run: In Progress, with its members.
+                tx.execute(
+                    "UPDATE bulkoperation SET statuscode = 2, targetmemberscount = $2, successcount = 0, failurecount = 0, excluded = $3, \
+                     modifiedon = $4, versionnumber = versionnumber + 1 WHERE activityid = $1",
+                    vec![
+                        id.into(),
+                        (plan.targeted as i32).into(),
+                        serde_json::to_string(&plan.excluded).map_err(StoreError::decode)?.into(),
+                        now.into(),
+                    ],
+                )
+                .await?;
+                id
+            }
+        };
         let chunks: Vec<&[crate::crm::waves::Recipient]> = plan.recipients.chunks(opts.chunk.max(1)).collect();
         let first = chunks.first().copied().unwrap_or(&[]);
         Self::insert_deliveries(&mut tx, &Self::delivery_rows(&wave, first, now, opts)?).await?;
@@ -388,7 +417,7 @@ impl Store {
             "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until = $6, expanded = $7, frozen = $8 WHERE activityid = $1",
             vec![
                 id.into(),
-                run.activityid.into(),
+                run_id.into(),
                 (plan.targeted as i64).into(),
                 serde_json::to_string(&excluded).map_err(StoreError::decode)?.into(),
                 now.into(),
@@ -405,11 +434,6 @@ impl Store {
             ],
         )
         .await?;
-        // R-WV-5: the campaign activity is In Progress from its actual start.
-        ca.statuscode = 0;
-        ca.actualstart = Some(today);
-        ca.modifiedon = now;
-        super::super::records::update(&mut tx, self, &ca).await?;
         tx.commit().await?;
         drop(turn);
         if chunks.len() > 1 {
@@ -459,8 +483,11 @@ impl Store {
                         ..Default::default()
                     },
                     None => {
-                        let ca: CampaignActivity = load(&mut db, id).await?;
-                        self.plan_wave(&mut db, &wave, &ca, now, opts).await?
+                        let ca: Option<CampaignActivity> = match wave.campaign_id {
+                            Some(_) => Some(load(&mut db, id).await?),
+                            None => None,
+                        };
+                        self.plan_wave(&mut db, &wave, ca.as_ref(), now, opts).await?
                     }
                 };
                 Ok::<_, StoreError>((wave, plan))

@@ -33,11 +33,13 @@ impl Store {
                 continue;
             }
             self.close_run(&mut tx, id, 1, 4, now).await?;
-            let mut ca: CampaignActivity = load(&mut tx, id).await?;
-            ca.statuscode = 6;
-            ca.actualend = Some(today);
-            ca.modifiedon = now;
-            super::super::records::update(&mut tx, self, &ca).await?;
+            // A quick campaign's wave (R-QC-1) has no campaign activity; its run is itself.
+            if let Some(mut ca) = super::super::records::get::<CampaignActivity>(&mut tx, id).await? {
+                ca.statuscode = 6;
+                ca.actualend = Some(today);
+                ca.modifiedon = now;
+                super::super::records::update(&mut tx, self, &ca).await?;
+            }
             for kind in [EntityKind::Contact, EntityKind::Lead, EntityKind::Account] {
                 let (table, key) = kind.table();
                 tx.execute(
@@ -46,7 +48,11 @@ impl Store {
                 )
                 .await?;
             }
-            tx.execute("UPDATE list SET lastusedon = $2 WHERE listid IN (SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1)", vec![id.into(), today.into()]).await?;
+            tx.execute(
+                &format!("UPDATE list SET lastusedon = $2 WHERE listid IN ({WAVE_LISTS})"),
+                vec![id.into(), today.into()],
+            )
+            .await?;
             tx.commit().await?;
             done.push(id);
         }

@@ -56,7 +56,11 @@ pub struct WaveSchedule {
 #[derive(Debug, Clone, Serialize)]
 pub struct WaveRow {
     pub activity_id: Uuid,
-    pub campaign_id: Uuid,
+    /// The campaign of the wave's campaign activity; None for an e-mail quick campaign
+    /// (R-QC-1), whose wave shares its bulkoperation's id and sends to its one list.
+    pub campaign_id: Option<Uuid>,
+    /// The quick campaign's list (None for a campaign activity's wave).
+    pub quick_list: Option<Uuid>,
     pub owner: Uuid,
     pub subject_line: String,
     pub state: WaveState,
@@ -170,6 +174,7 @@ pub struct DeliveryResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct WaveStatus {
     pub wave: WaveRow,
+    /// The campaign's name, or a quick campaign's subject.
     pub campaign_name: String,
     pub pending: i64,
     pub in_flight: i64,
@@ -195,7 +200,13 @@ pub enum UnsubscribeOutcome {
 
 const WAVE_COLS: &str = "w.activityid, w.state, w.start_at, w.timezone, w.subject_template, w.text_template, w.html_template, w.from_address, w.from_name, w.reply_to, \
     w.rate_per_minute, w.skip_responders_of, w.bulkoperationid, w.targeted, w.excluded, w.error, w.started_at, w.finished_at, \
-    ca.regardingobjectid AS campaign_id, ca.ownerid AS owner, ca.subject AS subject_line";
+    ca.regardingobjectid AS campaign_id, q.regardingobjectid AS quick_list, COALESCE(ca.ownerid, q.ownerid) AS owner, \
+    COALESCE(ca.subject, q.subject, '') AS subject_line";
+
+/// A wave's source: its campaign activity, or the quick campaign (bulkoperation) whose id
+/// it shares (R-QC-1).
+const WAVE_FROM: &str = "wave w LEFT JOIN campaignactivity ca ON ca.activityid = w.activityid \
+    LEFT JOIN bulkoperation q ON q.activityid = w.activityid AND q.regardingobjectidtype = 'list'";
 
 fn wave_from_row(r: &super::db::Row) -> Result<WaveRow> {
     let state: String = r.get("state")?;
@@ -203,6 +214,7 @@ fn wave_from_row(r: &super::db::Row) -> Result<WaveRow> {
     Ok(WaveRow {
         activity_id: r.get("activityid")?,
         campaign_id: r.get("campaign_id")?,
+        quick_list: r.get("quick_list")?,
         owner: r.get("owner")?,
         subject_line: r.get("subject_line")?,
         state: WaveState::parse(&state).ok_or_else(|| StoreError::Decode(format!("wave state '{state}'")))?,
@@ -232,9 +244,9 @@ fn wave_from_row(r: &super::db::Row) -> Result<WaveRow> {
     })
 }
 
-async fn wave_in(ex: &mut impl Exec, id: Uuid) -> Result<WaveRow> {
+pub(in crate::store) async fn wave_in(ex: &mut impl Exec, id: Uuid) -> Result<WaveRow> {
     let row = ex
-        .fetch_optional(&format!("SELECT {WAVE_COLS} FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid WHERE w.activityid = $1"), vec![id.into()])
+        .fetch_optional(&format!("SELECT {WAVE_COLS} FROM {WAVE_FROM} WHERE w.activityid = $1"), vec![id.into()])
         .await?
         .ok_or_else(|| StoreError::NotFound { kind: "wave", id: id.to_string() })?;
     wave_from_row(&row)
@@ -291,6 +303,34 @@ fn text_var(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, v: 
     }
 }
 
+/// Writes a scheduled wave.
+pub(in crate::store) async fn insert_wave(tx: &mut Tx, s: &WaveSchedule, now: DateTime<Utc>) -> Result<()> {
+    tx.execute(
+        "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, updated_at) \
+         VALUES ($1, 'scheduled', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        vec![
+            s.activity_id.into(),
+            s.start_at.into(),
+            s.timezone.clone().into(),
+            s.subject.clone().into(),
+            s.text.clone().into(),
+            s.html.clone().into(),
+            s.from_address.clone().into(),
+            s.from_name.clone().into(),
+            s.reply_to.clone().into(),
+            s.rate_per_minute.map(i64::from).into(),
+            s.skip_responders_of.into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The lists a wave sends to: its campaign activity's targets, or its quick campaign's list.
+const WAVE_LISTS: &str = "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 \
+    UNION SELECT regardingobjectid AS listid FROM bulkoperation WHERE activityid = $1 AND regardingobjectidtype = 'list'";
+
 impl Store {
     /// Schedules (or, while still scheduled, re-schedules) a wave. R-WV-1 is checked now
     /// and again at start.
@@ -334,25 +374,7 @@ impl Store {
                 .into());
             }
         }
-        tx.execute(
-            "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, updated_at) \
-             VALUES ($1, 'scheduled', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            vec![
-                s.activity_id.into(),
-                s.start_at.into(),
-                s.timezone.clone().into(),
-                s.subject.clone().into(),
-                s.text.clone().into(),
-                s.html.clone().into(),
-                s.from_address.clone().into(),
-                s.from_name.clone().into(),
-                s.reply_to.clone().into(),
-                s.rate_per_minute.map(i64::from).into(),
-                s.skip_responders_of.into(),
-                now.into(),
-            ],
-        )
-        .await?;
+        insert_wave(&mut tx, s, now).await?;
         let w = wave_in(&mut tx, s.activity_id).await?;
         tx.commit().await?;
         Ok(w)
@@ -379,12 +401,24 @@ impl Store {
         Ok(())
     }
 
+    /// R-QC-1 at a quick campaign's start: its list is still there and active.
+    async fn check_quick_preconditions(&self, ex: &mut impl Exec, wave: &WaveRow) -> Result<()> {
+        let list =
+            wave.quick_list.ok_or_else(|| StoreError::Decode(format!("wave {} has no source", wave.activity_id)))?;
+        crate::crm::quick::check_list(&load::<MarketingList>(ex, list).await?)?;
+        Ok(())
+    }
+
     pub async fn wave(&self, id: Uuid) -> Result<WaveRow> {
         wave_in(&mut self.db.clone(), id).await
     }
 
     pub async fn waves(&self) -> Result<Vec<WaveRow>> {
-        let rows = self.db.clone().fetch_all(&format!("SELECT {WAVE_COLS} FROM wave w JOIN campaignactivity ca ON ca.activityid = w.activityid ORDER BY w.start_at, w.activityid"), vec![]).await?;
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(&format!("SELECT {WAVE_COLS} FROM {WAVE_FROM} ORDER BY w.start_at, w.activityid"), vec![])
+            .await?;
         rows.iter().map(wave_from_row).collect()
     }
 
@@ -448,7 +482,14 @@ impl Store {
     pub async fn wave_status(&self, id: Uuid) -> Result<WaveStatus> {
         let mut db = self.db.clone();
         let wave = wave_in(&mut db, id).await?;
-        let campaign: Campaign = load(&mut db, wave.campaign_id).await?;
+        let (campaign_name, expected_response) = match wave.campaign_id {
+            Some(c) => {
+                let campaign: Campaign = load(&mut db, c).await?;
+                (campaign.name, campaign.expectedresponse)
+            }
+            // A quick campaign has no campaign: its subject names it.
+            None => (wave.subject_line.clone(), None),
+        };
         let mut counts: HashMap<String, i64> = HashMap::new();
         for r in db
             .fetch_all(
@@ -481,7 +522,7 @@ impl Store {
         };
         let sent = counts.get("sent").copied().unwrap_or(0);
         Ok(WaveStatus {
-            campaign_name: campaign.name.clone(),
+            campaign_name,
             pending: counts.get("pending").copied().unwrap_or(0),
             in_flight: counts.get("sending").copied().unwrap_or(0),
             sent,
@@ -491,7 +532,7 @@ impl Store {
             bounced,
             responded,
             response_rate: crate::crm::campaign::response_rate(responded, sent),
-            expected_response: campaign.expectedresponse,
+            expected_response,
             bulkoperation_status: run_status,
             wave,
         })

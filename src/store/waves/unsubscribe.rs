@@ -74,8 +74,12 @@ impl Store {
         let resp = CampaignResponse {
             activityid: Uuid::new_v4(),
             subject: format!("Unsubscribe: {}", wave.subject_line).chars().take(200).collect(),
-            regardingobjectid: wave.campaign_id,
-            regardingobjectidtype: EntityKind::Campaign,
+            regardingobjectid: wave.campaign_id.unwrap_or(wave_id),
+            regardingobjectidtype: if wave.campaign_id.is_some() {
+                EntityKind::Campaign
+            } else {
+                EntityKind::Bulkoperation
+            },
             originatingactivityid: Some(id),
             originatingactivityidtype: Some(EntityKind::Email),
             campaignactivityid: Some(wave_id),
