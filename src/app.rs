@@ -18,6 +18,7 @@ use crate::alerts::AlertsRuntime;
 use crate::config::Config;
 use crate::http::pbx::PbxWebhooks;
 use crate::http::{AppState, router};
+use crate::ingest::pbx::Adapter;
 use crate::ingest::pbx::generic::Generic;
 use crate::ingest::pbx::mango::Mango;
 use crate::ingest::pbx::process::{self as pbx_process, PbxRuntime, PbxSettings};
@@ -123,14 +124,37 @@ fn spawn_alerts(
     })
 }
 
+/// The enabled telephony providers: one line per provider section of `[pbx]`.
+pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
+    let p = &cfg.pbx;
+    let mut out: Vec<Arc<dyn Adapter>> = Vec::new();
+    if let Some(z) = &p.zadarma {
+        out.push(Arc::new(Zadarma {
+            secret: z.secret.clone().unwrap_or_default(),
+            tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
+            max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
+        }));
+    }
+    if let Some(m) = &p.mango {
+        out.push(Arc::new(Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }));
+    }
+    if let Some(t) = &p.twilio {
+        out.push(Arc::new(Twilio::from_config(t, cfg.org.public_base_url.as_deref())));
+    }
+    if let Some(g) = &p.generic {
+        out.push(Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }));
+    }
+    out
+}
+
 /// Builds the PBX webhooks from the configuration (None when no provider is configured),
 /// with the writer's inbox; the caller runs the writer on the returned receiver.
 fn pbx_webhooks(
     cfg: &Config,
     store: &Store,
 ) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
-    let p = &cfg.pbx;
-    if p.zadarma.is_none() && p.mango.is_none() && p.twilio.is_none() && p.generic.is_none() {
+    let adapters = pbx_adapters(cfg);
+    if adapters.is_empty() {
         return None;
     }
     let runtime = Arc::new(PbxRuntime::new(
@@ -142,21 +166,8 @@ fn pbx_webhooks(
     let hooks = Arc::new(PbxWebhooks {
         runtime,
         writer,
-        zadarma: p.zadarma.as_ref().map(|z| Zadarma {
-            secret: z.secret.clone().unwrap_or_default(),
-            tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
-            max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
-        }),
-        mango: p
-            .mango
-            .as_ref()
-            .map(|m| Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
-        twilio: p.twilio.as_ref().map(|t| Twilio {
-            auth_token: t.auth_token.clone().unwrap_or_default(),
-            public_base_url: t.public_base_url.clone().or(cfg.org.public_base_url.clone()).unwrap_or_default(),
-        }),
-        generic: p.generic.as_ref().map(|g| Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }),
-        body_limit: p.body_limit_bytes,
+        adapters: adapters.into_iter().map(|a| (a.name(), a)).collect(),
+        body_limit: cfg.pbx.body_limit_bytes,
     });
     Some((hooks, inbox))
 }

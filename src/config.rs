@@ -459,6 +459,17 @@ pub struct TwilioConfig {
     /// The public base URL Twilio calls (signatures cover the exact URL Twilio used),
     /// e.g. `https://crm.example.com`; default org.public_base_url.
     pub public_base_url: Option<String>,
+    /// The exact URL configured in Twilio for each callback, when it is not
+    /// `public_base_url` + `/pbx/twilio/<route>` (a proxy that rewrites paths or hosts):
+    /// Twilio signs the URL it called, so this is the URL checked.
+    pub status_url: Option<String>,
+    pub dial_url: Option<String>,
+    pub recording_url: Option<String>,
+    /// TwiML answered to the `<Dial action>` request: what the call does next (a voicemail
+    /// `<Record>` after an unanswered dial, say). Default an empty `<Response/>`.
+    pub dial_action_twiml_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub dial_action_twiml: Option<String>,
 }
 
 /// `[pbx.generic]`: POST /pbx/generic with inflow's JSON call event (see README).
@@ -1074,6 +1085,7 @@ impl Config {
         }
         if let Some(t) = self.pbx.twilio.as_mut() {
             t.auth_token = read("pbx.twilio.auth_token_file".into(), &t.auth_token_file);
+            t.dial_action_twiml = read("pbx.twilio.dial_action_twiml_file".into(), &t.dial_action_twiml_file);
         }
         if let Some(g) = self.pbx.generic.as_mut() {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);

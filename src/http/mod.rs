@@ -130,7 +130,6 @@ impl From<StoreError> for ApiError {
 
 /// The router with every route of the daemon.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    let pbx_limit = state.pbx.as_ref().map(|p| p.body_limit).unwrap_or(body_limit);
     crate::metrics::install();
     let mut r = Router::new()
         .route("/healthz", get(healthz))
@@ -141,7 +140,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     }
     r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .merge(unsubscribe::routes())
-        .merge(pbx::routes(pbx_limit))
+        .merge(pbx::routes())
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }

@@ -1,28 +1,26 @@
 //! PBX webhook endpoints: verify and parse with the provider's adapter, persist the events,
-//! answer 2xx, and leave the CRM work to the `pbx-call` job.
+//! answer as the provider expects, and leave the CRM work to the `pbx-call` job. Every
+//! provider lives under `/pbx/<provider>[/…]` and is one `Adapter`: this file knows none of
+//! them by name.
 //!
 //! 401 wrong/missing signature (nothing written), 413 body over `pbx.body_limit_bytes`,
-//! 400 malformed body or missing field (named), 200 + ignored for event types we do not use.
+//! 400 malformed body or missing field (named), 405 a method the provider does not use,
+//! 200 + ignored for event types we do not use; every refusal is inflow's JSON error.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::Router;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::routing::any;
 use chrono::Utc;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::ingest::pbx::generic::Generic;
-use crate::ingest::pbx::mango::Mango;
 use crate::ingest::pbx::process::{IngestRequest, PbxRuntime};
-use crate::ingest::pbx::twilio::Twilio;
-use crate::ingest::pbx::zadarma::Zadarma;
-use crate::ingest::pbx::{Parsed, WebhookError, WebhookRequest};
+use crate::ingest::pbx::{Adapter, Parsed, Reply, WebhookError, WebhookRequest};
 use crate::store::PbxEventRow;
 
 /// The configured adapters and the processing runtime.
@@ -30,27 +28,21 @@ pub struct PbxWebhooks {
     pub runtime: Arc<PbxRuntime>,
     /// The group-commit writer's inbox.
     pub writer: tokio::sync::mpsc::Sender<IngestRequest>,
-    pub zadarma: Option<Zadarma>,
-    pub mango: Option<Mango>,
-    pub twilio: Option<Twilio>,
-    pub generic: Option<Generic>,
+    /// The enabled providers by name (the first segment below `/pbx/`).
+    pub adapters: BTreeMap<&'static str, Arc<dyn Adapter>>,
     pub body_limit: usize,
 }
 
-pub fn routes(body_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/pbx/zadarma", post(zadarma).get(zadarma))
-        .route("/pbx/mango/{*rest}", post(mango))
-        .route("/pbx/twilio/{*rest}", post(twilio))
-        .route("/pbx/generic", post(generic))
-        .layer(DefaultBodyLimit::max(body_limit))
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/pbx/{provider}", any(webhook)).route("/pbx/{provider}/{*rest}", any(webhook))
 }
 
 fn not_configured(provider: &str) -> Response {
+    let provider: String = provider.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
     ApiError::new(
         StatusCode::NOT_FOUND,
         "provider_not_configured",
-        format!("the {provider} endpoint is not enabled in [pbx.{provider}]"),
+        format!("no enabled telephony provider is called '{provider}' (see [pbx.{provider}])"),
     )
     .into_response()
 }
@@ -66,14 +58,13 @@ fn note_ignored(provider: &str, kind: &str) {
 
 /// Persists the events, enqueues final calls, and answers.
 async fn accept(
-    state: &AppState,
+    hooks: &PbxWebhooks,
     provider: &'static str,
     parsed: Parsed,
     body: &[u8],
 ) -> Result<serde_json::Value, Response> {
-    let hooks = state.pbx.as_ref().expect("checked by the caller");
     let events = match parsed {
-        Parsed::Echo(text) => return Ok(json!({ "echo": text })), // answered by `ingest`
+        Parsed::Echo(text) => return Ok(json!({ "echo": text })), // answered by `webhook`
         Parsed::Ignored(kind) => {
             note_ignored(provider, &kind);
             return Ok(json!({ "status": "ignored", "event": kind }));
@@ -119,86 +110,76 @@ async fn accept(
     Ok(json!({ "status": "accepted", "calls": calls }))
 }
 
-fn request<'a>(
-    method: &'a Method,
-    uri: &'a Uri,
-    prefix: &str,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
-) -> WebhookRequest<'a> {
-    let path = uri.path();
-    WebhookRequest {
-        method: method.as_str(),
-        subpath: path.strip_prefix(prefix).unwrap_or(path),
-        query: uri.query(),
-        headers,
-        body,
-        received_at: Utc::now(),
+/// One webhook request: the provider's adapter verifies and parses it, the events are
+/// stored, and the provider gets the answer its documentation asks for.
+async fn webhook(
+    State(s): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let name = params.get("provider").map(String::as_str).unwrap_or("");
+    let Some(hooks) = s.pbx.as_ref() else { return not_configured(name) };
+    let Some(adapter) = hooks.adapters.get(name) else { return not_configured(name) };
+    let provider = adapter.name();
+    if !adapter.methods().contains(&method.as_str()) {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{provider} notifications use {}", adapter.methods().join(" or ")),
+        )
+        .into_response();
     }
-}
-
-/// Verify + parse with the provider's adapter, then persist: the common path of every
-/// provider endpoint. `Err` is a response to send as is: a refusal, or the text a provider's
-/// URL check wants echoed (Zadarma `zd_echo`).
-async fn ingest(
-    s: &AppState,
-    provider: &'static str,
-    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &Bytes),
-    parse: impl FnOnce(&WebhookRequest<'_>) -> Result<Parsed, WebhookError>,
-) -> Result<serde_json::Value, Response> {
-    let req = request(method, uri, &format!("/pbx/{provider}"), headers, body);
-    let parsed = match parse(&req) {
+    let body = match axum::body::to_bytes(body, hooks.body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over pbx.body_limit_bytes ({} bytes)", hooks.body_limit),
+            )
+            .into_response();
+        }
+    };
+    let prefix = format!("/pbx/{name}");
+    let path = uri.path();
+    let req = WebhookRequest {
+        method: method.as_str(),
+        subpath: path.strip_prefix(&prefix).unwrap_or(path),
+        query: uri.query(),
+        headers: &headers,
+        body: &body,
+        received_at: Utc::now(),
+    };
+    let parsed = match adapter.parse(&req) {
         Ok(Parsed::Echo(text)) => {
-            return Err(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+            return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
         }
         Ok(p) => p,
         Err(WebhookError::Unauthorized(why)) => {
             tracing::warn!(provider, %why, "webhook refused");
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response());
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
         }
         Err(WebhookError::Malformed(why)) => {
             tracing::warn!(provider, %why, "malformed webhook");
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response());
+            return ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response();
         }
     };
-    accept(s, provider, parsed, body).await
-}
-
-async fn zadarma(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(a) = s.pbx.as_ref().and_then(|p| p.zadarma.as_ref()) else { return not_configured("zadarma") };
-    match ingest(&s, "zadarma", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn mango(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(a) = s.pbx.as_ref().and_then(|p| p.mango.as_ref()) else { return not_configured("mango") };
-    match ingest(&s, "mango", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn twilio(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(a) = s.pbx.as_ref().and_then(|p| p.twilio.as_ref()) else { return not_configured("twilio") };
-    let dial = uri.path().trim_end_matches('/').ends_with("/dial");
-    match ingest(&s, "twilio", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        // The <Dial action> reply replaces the rest of the call's TwiML: the dial is over.
-        Ok(_) if dial => (
-            [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>",
-        )
-            .into_response(),
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn generic(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(a) = s.pbx.as_ref().and_then(|p| p.generic.as_ref()) else { return not_configured("generic") };
-    match ingest(&s, "generic", (&method, &uri, &headers, &body), |r| a.parse(r)).await {
-        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
-        Err(r) => r,
+    let ignored = matches!(parsed, Parsed::Ignored(_));
+    let reply = adapter.reply(&req, &parsed);
+    let summary = match accept(hooks, provider, parsed, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match reply {
+        Reply::Summary => {
+            // An ignored event is a plain 200; stored ones get the provider's status.
+            let status = if ignored { StatusCode::OK } else { adapter.summary_status() };
+            (status, axum::Json(summary)).into_response()
+        }
+        Reply::Body { content_type, body } => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Reply::Json(v) => axum::Json(v).into_response(),
     }
 }

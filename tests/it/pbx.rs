@@ -18,6 +18,8 @@ use crate::helpers::{TestApp, add_user, now, poll_until};
 const ZADARMA_SECRET: &str = "zd-secret-7f3a";
 const MANGO_KEY: &str = "vpbx-key-1234";
 const MANGO_SALT: &str = "mango-salt-5678";
+const VOICEMAIL_TWIML: &str =
+    r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>Leave a message after the tone.</Say><Record/></Response>"#;
 const TWILIO_TOKEN: &str = "twilio-token-abcd";
 const GENERIC_TOKEN: &str = "generic-bearer-token";
 const GENERIC_HMAC: &str = "generic-hmac-key";
@@ -48,6 +50,7 @@ async fn start(engine: &str) -> (TestApp, Seed) {
         ("tw", TWILIO_TOKEN),
         ("gt", GENERIC_TOKEN),
         ("gh", GENERIC_HMAC),
+        ("voicemail.xml", VOICEMAIL_TWIML),
     ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
@@ -90,6 +93,9 @@ api_salt_file = "{{dir}}/salt"
 [pbx.twilio]
 auth_token_file = "{{dir}}/tw"
 public_base_url = "https://crm.acme.ru"
+# Behind a proxy that maps its own path to /pbx/twilio/recording.
+recording_url = "https://calls.acme.ru/hooks/twilio-recording"
+dial_action_twiml_file = "{{dir}}/voicemail.xml"
 
 [pbx.generic]
 token_file = "{{dir}}/gt"
@@ -178,9 +184,14 @@ impl TestApp {
     }
 
     async fn twilio(&self, path: &str, body: &str) -> reqwest::Response {
+        self.twilio_at(path, &format!("https://crm.acme.ru/pbx/twilio{path}"), body).await
+    }
+
+    /// A Twilio callback to inflow's `path` signed for the URL Twilio was given.
+    async fn twilio_at(&self, path: &str, signed_url: &str, body: &str) -> reqwest::Response {
         let mut params: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
         params.sort();
-        let mut s = format!("https://crm.acme.ru/pbx/twilio{path}");
+        let mut s = signed_url.to_string();
         for (k, v) in &params {
             s.push_str(k);
             s.push_str(v);
@@ -395,7 +406,7 @@ async fn twilio_status_and_dial_callbacks() {
     ok(app.twilio("/status", &fixture("twilio/status_ringing.form")).await).await;
     let r = app.twilio("/dial", &fixture("twilio/dial_completed.form")).await;
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("<Response>"), "the Dial action gets TwiML back");
+    assert_eq!(r.text().await.unwrap(), VOICEMAIL_TWIML, "the Dial action gets the configured TwiML");
     ok(app.twilio("/status", &fixture("twilio/status_completed.form")).await).await;
     let a = app.call_activity("twilio", "CA11111111111111111111111111111111").await;
     assert_eq!((a.statecode, a.statuscode), (1, 4));
@@ -411,6 +422,15 @@ async fn twilio_status_and_dial_callbacks() {
     let o = app.call_activity("twilio", "CA55555555555555555555555555555555").await;
     assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
     assert_eq!(o.ownerid, seed.head, "no extension: the line owner of the caller id");
+    // A recording callback through the proxy: signed for the URL Twilio was given.
+    let rec = "AccountSid=AC0123456789abcdef0123456789abcdef&CallSid=CA11111111111111111111111111111111&RecordingSid=RE0123456789abcdef0123456789abcdef&RecordingStatus=completed&RecordingUrl=https%3A%2F%2Fapi.twilio.com%2F2010-04-01%2FAccounts%2FAC0123456789abcdef0123456789abcdef%2FRecordings%2FRE0123456789abcdef0123456789abcdef";
+    assert_eq!(app.twilio("/recording", rec).await.status(), 401, "not the URL Twilio signed");
+    ok(app.twilio_at("/recording", "https://calls.acme.ru/hooks/twilio-recording", rec).await).await;
+    let again = app.call_activity("twilio", "CA11111111111111111111111111111111").await;
+    assert!(
+        again.description.unwrap_or_default().contains("RE0123456789abcdef0123456789abcdef"),
+        "the recording is on the call"
+    );
     // A signature for another URL is refused.
     let body = fixture("twilio/status_completed.form");
     let r = app
@@ -593,11 +613,23 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     assert_eq!(app.count("activity").await, 3);
     assert_eq!(app.count("pbx_event").await, 3);
 
-    // Twilio answers an inbound parent leg itself: 'completed' with CallDuration > 0 and no
-    // dialled leg that answered is a missed call (IVR time is not talk time).
-    let ivr_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=%2B79035550077&To=%2B74951234567&CallDuration=40&SequenceNumber=1";
-    ok(app.twilio("/status", ivr_only).await).await;
-    let m = app.call_activity("twilio", "CA66666666666666666666666666666666").await;
+    // Twilio with the StatusCallback alone: 'completed' with CallDuration > 0 is an answered
+    // call with that talk time, not a missed one.
+    let status_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=%2B79035550077&To=%2B74951234567&CallDuration=197&SequenceNumber=1";
+    ok(app.twilio("/status", status_only).await).await;
+    let a = app.call_activity("twilio", "CA66666666666666666666666666666666").await;
+    assert_eq!(
+        (a.statecode, a.statuscode, a.actualdurationminutes),
+        (1, 4, Some(4)),
+        "answered, 197 s (minutes rounded up)"
+    );
+    // Its dialled leg went unanswered: a missed call, a callback for the line owner, in
+    // either order.
+    let parent = status_only.replace("CA666", "CA667");
+    let leg = "CallSid=CA77777777777777777777777777777777&ParentCallSid=CA66766666666666666666666666666666&CallStatus=no-answer&Direction=outbound-dial&From=%2B79035550077&To=%2B79160000101&CallDuration=0&SequenceNumber=3";
+    ok(app.twilio("/status", leg).await).await;
+    ok(app.twilio("/status", &parent).await).await;
+    let m = app.call_activity("twilio", "CA66766666666666666666666666666666").await;
     assert_eq!(
         (m.statecode, m.ownerid),
         (0, app.store.resolve_user("head@acme.ru").await.unwrap().unwrap()),

@@ -60,8 +60,19 @@ impl Generic {
         };
         by_token || by_hmac
     }
+}
 
-    pub fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
+impl super::Adapter for Generic {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+
+    /// Documented as 202 Accepted (README, "Generic PBX format").
+    fn summary_status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::ACCEPTED
+    }
+
+    fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
         if !self.authorized(req) {
             return Err(WebhookError::Unauthorized("a valid bearer token or X-Inflow-Signature is required".into()));
         }

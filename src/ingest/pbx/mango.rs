@@ -66,8 +66,11 @@ fn did(j: &Value, line: Option<String>) -> (Option<String>, Option<String>) {
     }
 }
 
-impl Mango {
-    pub fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
+impl super::Adapter for Mango {
+    fn name(&self) -> &'static str {
+        "mango"
+    }
+    fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
         let kind = req.subpath.trim_end_matches('/');
         if !matches!(kind, "/events/call" | "/events/summary" | "/events/recording") {
             // dtmf, sms, record/added, command results, the cabinet's connection test.

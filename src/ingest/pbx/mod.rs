@@ -66,6 +66,39 @@ pub enum Parsed {
     Echo(String),
 }
 
+/// What a provider is answered once its events are stored (or ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// inflow's JSON summary of the stored events (`{"status", "calls"}`).
+    Summary,
+    /// A JSON body the provider's documentation asks for (Sipuni `{"success": true}`).
+    Json(serde_json::Value),
+    /// Any other body with its content type (Twilio's TwiML).
+    Body { content_type: &'static str, body: String },
+}
+
+/// One telephony provider, in one file: the name it is served under (`/pbx/<name>[/…]`,
+/// also stored on its events), the methods it calls with, how a request is verified and
+/// read into call events, and what the provider must be answered. Adding a provider is
+/// that file, its fixtures, its config section and one line in `app::pbx_adapters`.
+pub trait Adapter: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The HTTP methods the provider uses.
+    fn methods(&self) -> &'static [&'static str] {
+        &["POST"]
+    }
+    /// Verifies authenticity, then reads the request. No I/O beyond the request.
+    fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError>;
+    /// The answer once the events are stored.
+    fn reply(&self, _req: &WebhookRequest<'_>, _parsed: &Parsed) -> Reply {
+        Reply::Summary
+    }
+    /// The status of a summary answer for stored events (ignored ones are always 200).
+    fn summary_status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::OK
+    }
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WebhookError {

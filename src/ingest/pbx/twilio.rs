@@ -1,23 +1,65 @@
 //! Twilio Programmable Voice callbacks: POST form params, `X-Twilio-Signature` =
 //! base64(HMAC-SHA1(Auth Token, full URL + each param name+value in sorted order)).
-//! `/status` is the call's StatusCallback, `/dial` the `<Dial action>` (answered with TwiML),
+//! `/status` is the call's StatusCallback, `/dial` the `<Dial action>` (answered with the
+//! configured TwiML),
 //! `/recording` the recordingStatusCallback. Child legs group under `ParentCallSid`.
 //! Source: twilio.com/docs/usage/webhooks/webhooks-security, /docs/voice/api/call-resource
 //! (StatusCallback), /docs/voice/twiml/dial (action), twilio-python request_validator.py.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 
 use super::{
-    CallEvent, CallFacts, Direction, Disposition, Parsed, WebhookError, WebhookRequest, ct_eq, field, form_fields,
-    hmac_sha1, required,
+    CallEvent, CallFacts, Direction, Disposition, Parsed, Reply, WebhookError, WebhookRequest, ct_eq, field,
+    form_fields, hmac_sha1, required,
 };
 
-/// The Twilio adapter: the Auth Token and the public base URL Twilio calls.
+/// The Twilio adapter: the Auth Token, the URLs Twilio calls, and the TwiML the
+/// `<Dial action>` is answered with.
 #[derive(Debug, Clone)]
 pub struct Twilio {
     pub auth_token: String,
     /// e.g. `https://crm.example.com`; the path below it is `/pbx/twilio/...`.
     pub public_base_url: String,
+    /// The exact URL configured in Twilio per route (`/status`, `/dial`, `/recording`),
+    /// when a proxy makes it differ from `public_base_url` + `/pbx/twilio/<route>`.
+    pub urls: BTreeMap<String, String>,
+    /// The answer to `<Dial action>`: what the call does next.
+    pub dial_action_twiml: String,
+}
+
+/// An empty TwiML document: nothing more to do (Twilio ends the call when its TwiML runs out).
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+impl Twilio {
+    pub fn from_config(t: &crate::config::TwilioConfig, org_base: Option<&str>) -> Twilio {
+        let urls = [("/status", &t.status_url), ("/dial", &t.dial_url), ("/recording", &t.recording_url)]
+            .into_iter()
+            .filter_map(|(route, u)| u.clone().map(|u| (route.to_string(), u)))
+            .collect();
+        Twilio {
+            auth_token: t.auth_token.clone().unwrap_or_default(),
+            public_base_url: t.public_base_url.clone().or(org_base.map(str::to_string)).unwrap_or_default(),
+            urls,
+            dial_action_twiml: t.dial_action_twiml.clone().unwrap_or_else(|| EMPTY_TWIML.to_string()),
+        }
+    }
+
+    /// The URL Twilio signed for a request to `subpath` with `query`: the configured URL of
+    /// the route, else the public base URL and inflow's path; the request's query string is
+    /// part of it either way (unless the configured URL has its own).
+    fn signed_url(&self, subpath: &str, query: Option<&str>) -> String {
+        let route = subpath.trim_end_matches('/');
+        let url = match self.urls.get(route) {
+            Some(u) => u.clone(),
+            None => format!("{}/pbx/twilio{subpath}", self.public_base_url.trim_end_matches('/')),
+        };
+        match query.filter(|q| !q.is_empty()) {
+            Some(q) if !url.contains('?') => format!("{url}?{q}"),
+            _ => url,
+        }
+    }
 }
 
 /// The signature of `url` with `params` (sorted by name, then value).
@@ -66,18 +108,26 @@ fn status_disposition(status: &str, duration: i64) -> Option<Disposition> {
     })
 }
 
-impl Twilio {
-    pub fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
+impl super::Adapter for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+    /// The `<Dial action>` request is answered with TwiML: what the call does next.
+    fn reply(&self, req: &WebhookRequest<'_>, _parsed: &Parsed) -> Reply {
+        if req.subpath.trim_end_matches('/') == "/dial" {
+            return Reply::Body { content_type: "text/xml; charset=utf-8", body: self.dial_action_twiml.clone() };
+        }
+        Reply::Summary
+    }
+
+    fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
         let f = form_fields(req.body)?;
         let given = req
             .headers
             .get("X-Twilio-Signature")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| WebhookError::Unauthorized("missing X-Twilio-Signature".into()))?;
-        let mut url = format!("{}/pbx/twilio{}", self.public_base_url.trim_end_matches('/'), req.subpath);
-        if let Some(q) = req.query.filter(|q| !q.is_empty()) {
-            url = format!("{url}?{q}");
-        }
+        let url = self.signed_url(req.subpath, req.query);
         let ok = port_variants(&url)
             .iter()
             .any(|u| ct_eq(given.trim().as_bytes(), signature(&self.auth_token, u, &f).as_bytes()));
@@ -118,8 +168,10 @@ impl Twilio {
                     }
                 }
                 // On an inbound call Twilio answers the parent leg itself (TwiML, IVR), so the
-                // parent's in-progress/CallDuration say nothing about a person answering: that
-                // comes from the dialled child leg or the <Dial action> result.
+                // parent's in-progress says nothing about a person answering. Its completion
+                // with a duration is read as answered (all a StatusCallback-only setup tells);
+                // a dialled child leg's result or the <Dial action> result, when they come,
+                // say better and win (rank 3).
                 let inbound_parent = !is_child && direction != Some(Direction::Outbound);
                 match status {
                     "queued" | "initiated" | "ringing" => facts.started_at = Some(now),
@@ -134,15 +186,20 @@ impl Twilio {
                             return Err(WebhookError::invalid("CallStatus", format!("unknown value '{terminal}'")));
                         };
                         if is_child {
-                            // A dialled leg ending says whether an agent answered, not that the call is over.
-                            facts.disposition = (d == Disposition::Answered).then_some(d);
-                            facts.duration_secs = Some(duration);
-                            facts.rank = 1;
+                            // A dialled leg ending says whether an agent answered, not that the
+                            // call is over; one answered leg of a ring group beats the others.
+                            let answered = d == Disposition::Answered;
+                            facts.disposition = Some(if answered { d } else { Disposition::Missed });
+                            facts.duration_secs = Some(if answered { duration } else { 0 });
+                            facts.answered_at = answered.then(|| now - chrono::Duration::seconds(duration));
+                            facts.rank = 3;
+                            facts.seq = i64::from(answered);
                         } else {
                             facts.ended_at = Some(now);
-                            if !inbound_parent || d != Disposition::Answered {
-                                facts.duration_secs = Some(if d == Disposition::Answered { duration } else { 0 });
-                                facts.disposition = Some(d);
+                            facts.duration_secs = Some(if d == Disposition::Answered { duration } else { 0 });
+                            facts.disposition = Some(d);
+                            if d == Disposition::Answered {
+                                facts.answered_at = Some(now - chrono::Duration::seconds(duration));
                             }
                             facts.is_final = true;
                             facts.rank = 2;
@@ -173,7 +230,9 @@ impl Twilio {
                     ended_at: Some(now),
                     recording: field(&f, "RecordingUrl").map(str::to_string),
                     is_final: true,
+                    // The dial's own result beats what its legs said.
                     rank: 3,
+                    seq: i64::MAX,
                     ..Default::default()
                 };
                 (format!("dial:{sid}:{}", field(&f, "DialCallSid").unwrap_or("")), facts)

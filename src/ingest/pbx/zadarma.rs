@@ -56,8 +56,19 @@ impl Zadarma {
             .map_err(|e| WebhookError::invalid("call_start", e))?;
         Ok(self.tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&chrono::Utc)))
     }
+}
 
-    pub fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
+impl super::Adapter for Zadarma {
+    fn name(&self) -> &'static str {
+        "zadarma"
+    }
+
+    /// POST notifications; GET `?zd_echo=` when the URL is saved in the cabinet.
+    fn methods(&self) -> &'static [&'static str] {
+        &["GET", "POST"]
+    }
+
+    fn parse(&self, req: &WebhookRequest<'_>) -> Result<Parsed, WebhookError> {
         if req.method == "GET" {
             // The cabinet's check when the URL is saved: echo the token back, before any auth.
             let q: Vec<(String, String)> = serde_urlencoded::from_str(req.query.unwrap_or("")).unwrap_or_default();
@@ -171,6 +182,7 @@ impl Zadarma {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::pbx::Adapter as _;
 
     #[test]
     fn signature_is_base64_of_hex_hmac_sha1() {
