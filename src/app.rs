@@ -19,9 +19,13 @@ use crate::config::Config;
 use crate::http::pbx::PbxWebhooks;
 use crate::http::{AppState, router};
 use crate::ingest::pbx::Adapter;
+use crate::ingest::pbx::cti::Cti;
 use crate::ingest::pbx::generic::Generic;
 use crate::ingest::pbx::mango::Mango;
+use crate::ingest::pbx::placetel::Placetel;
 use crate::ingest::pbx::process::{self as pbx_process, PbxRuntime, PbxSettings};
+use crate::ingest::pbx::sipgate::Sipgate;
+use crate::ingest::pbx::sipuni::Sipuni;
 use crate::ingest::pbx::twilio::Twilio;
 use crate::ingest::pbx::zadarma::Zadarma;
 use crate::jobs::JobQueue;
@@ -143,6 +147,24 @@ pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
     }
     if let Some(g) = &p.generic {
         out.push(Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }));
+    }
+    if let Some(pt) = &p.placetel {
+        out.push(Arc::new(Placetel { secret: pt.secret.clone().unwrap_or_default() }));
+    }
+    if let Some(sg) = &p.sipgate {
+        let pem = sg.public_key.as_deref().unwrap_or(crate::ingest::pbx::sipgate::SIPGATE_PUBLIC_KEY);
+        out.push(Arc::new(Sipgate {
+            public_key: crate::ingest::pbx::sipgate::rsa_key_from_pem(pem).unwrap_or_default(),
+            public_url: sg.public_url.clone().unwrap_or_else(|| {
+                format!("{}/pbx/sipgate", cfg.org.public_base_url.as_deref().unwrap_or("").trim_end_matches('/'))
+            }),
+        }));
+    }
+    if let Some(c) = &p.cti {
+        out.push(Arc::new(Cti { token: c.token.clone().unwrap_or_default() }));
+    }
+    if let Some(c) = &p.sipuni {
+        out.push(Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
     }
     out
 }

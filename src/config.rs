@@ -394,6 +394,14 @@ pub struct PbxConfig {
     pub twilio: Option<TwilioConfig>,
     /// inflow's own JSON format for PBXs without an adapter.
     pub generic: Option<GenericPbxConfig>,
+    /// Placetel Notify.
+    pub placetel: Option<PlacetelConfig>,
+    /// sipgate.io push.
+    pub sipgate: Option<SipgateConfig>,
+    /// The Generic CTI push format (Zammad's; many PBXs and connectors speak it).
+    pub cti: Option<TokenPbxConfig>,
+    /// Sipuni PBX events.
+    pub sipuni: Option<TokenPbxConfig>,
 }
 
 impl Default for PbxConfig {
@@ -410,6 +418,10 @@ impl Default for PbxConfig {
             mango: None,
             twilio: None,
             generic: None,
+            placetel: None,
+            sipgate: None,
+            cti: None,
+            sipuni: None,
         }
     }
 }
@@ -484,6 +496,42 @@ pub struct GenericPbxConfig {
     pub hmac_secret_file: Option<PathBuf>,
     #[serde(skip)]
     pub hmac_secret: Option<String>,
+}
+
+/// `[pbx.placetel]`: POST /pbx/placetel (Placetel "Notify").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacetelConfig {
+    /// File with the shared secret of Placetel's external API settings (the HMAC-SHA256
+    /// key of `X-PLACETEL-SIGNATURE`).
+    pub secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub secret: Option<String>,
+}
+
+/// `[pbx.sipgate]`: POST /pbx/sipgate (sipgate.io push).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipgateConfig {
+    /// The URL sipgate is told to send answer and hangup events to; default
+    /// org.public_base_url + `/pbx/sipgate`.
+    pub public_url: Option<String>,
+    /// A PEM public key that signs the pushes instead of sipgate's published one (tests,
+    /// or a key sipgate rotates to before inflow ships it).
+    pub public_key_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub public_key: Option<String>,
+}
+
+/// `[pbx.cti]`, `[pbx.sipuni]`: providers that sign nothing; the URL given to them carries
+/// the token (`/pbx/<provider>/<token>`, `?token=`, or as the Basic-auth password).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenPbxConfig {
+    /// File with the token.
+    pub token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
@@ -923,6 +971,33 @@ impl Config {
                 );
             }
         }
+        if self.pbx.placetel.as_ref().is_some_and(|p| p.secret_file.is_none()) {
+            bad(
+                "pbx.placetel.secret_file".into(),
+                "is required: set a shared secret in Placetel's external API settings and put it here".into(),
+            );
+        }
+        if let Some(g) = &self.pbx.sipgate {
+            if g.public_url.is_none() && self.org.public_base_url.is_none() {
+                bad(
+                    "pbx.sipgate.public_url".into(),
+                    "is required (or org.public_base_url): sipgate is told where to send answer and hangup".into(),
+                );
+            }
+            if let Some(k) = g.public_key.as_deref() {
+                if crate::ingest::pbx::sipgate::rsa_key_from_pem(k).is_err() {
+                    bad("pbx.sipgate.public_key_file".into(), "is not a PEM public key".into());
+                }
+            }
+        }
+        for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni)] {
+            if c.as_ref().is_some_and(|c| c.token_file.is_none()) {
+                bad(
+                    format!("pbx.{name}.token_file"),
+                    "is required: the provider signs nothing, so its URL carries this token".into(),
+                );
+            }
+        }
         if let Some(g) = &self.pbx.generic {
             if g.token_file.is_none() && g.hmac_secret_file.is_none() {
                 bad(
@@ -1086,6 +1161,18 @@ impl Config {
         if let Some(t) = self.pbx.twilio.as_mut() {
             t.auth_token = read("pbx.twilio.auth_token_file".into(), &t.auth_token_file);
             t.dial_action_twiml = read("pbx.twilio.dial_action_twiml_file".into(), &t.dial_action_twiml_file);
+        }
+        if let Some(p) = self.pbx.placetel.as_mut() {
+            p.secret = read("pbx.placetel.secret_file".into(), &p.secret_file);
+        }
+        if let Some(g) = self.pbx.sipgate.as_mut() {
+            g.public_key = read("pbx.sipgate.public_key_file".into(), &g.public_key_file);
+        }
+        if let Some(c) = self.pbx.cti.as_mut() {
+            c.token = read("pbx.cti.token_file".into(), &c.token_file);
+        }
+        if let Some(c) = self.pbx.sipuni.as_mut() {
+            c.token = read("pbx.sipuni.token_file".into(), &c.token_file);
         }
         if let Some(g) = self.pbx.generic.as_mut() {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);
@@ -1456,6 +1543,10 @@ mod example_tests {
                 mango: Some(Default::default()),
                 twilio: Some(Default::default()),
                 generic: Some(Default::default()),
+                placetel: Some(Default::default()),
+                sipgate: Some(Default::default()),
+                cti: Some(Default::default()),
+                sipuni: Some(Default::default()),
                 ..Default::default()
             },
             api: ApiConfig {

@@ -23,6 +23,10 @@ const VOICEMAIL_TWIML: &str =
 const TWILIO_TOKEN: &str = "twilio-token-abcd";
 const GENERIC_TOKEN: &str = "generic-bearer-token";
 const GENERIC_HMAC: &str = "generic-hmac-key";
+/// The secret of Placetel's published test vector, so its example body verifies as is.
+const PLACETEL_SECRET: &str = "12345";
+const CTI_TOKEN: &str = "cti-token-0f9e8d";
+const SIPUNI_TOKEN: &str = "sipuni-token-1a2b3c";
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR")))
@@ -51,10 +55,14 @@ async fn start(engine: &str) -> (TestApp, Seed) {
         ("gt", GENERIC_TOKEN),
         ("gh", GENERIC_HMAC),
         ("voicemail.xml", VOICEMAIL_TWIML),
+        ("placetel", PLACETEL_SECRET),
+        ("cti", CTI_TOKEN),
+        ("sipuni", SIPUNI_TOKEN),
     ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
     let wave = Uuid::new_v4();
+    let manifest = env!("CARGO_MANIFEST_DIR");
     let extra = format!(
         r#"[org]
 timezone = "Europe/Moscow"
@@ -100,6 +108,20 @@ dial_action_twiml_file = "{{dir}}/voicemail.xml"
 [pbx.generic]
 token_file = "{{dir}}/gt"
 hmac_secret_file = "{{dir}}/gh"
+
+[pbx.placetel]
+secret_file = "{{dir}}/placetel"
+
+[pbx.sipgate]
+public_url = "https://crm.acme.ru/pbx/sipgate"
+# The pushes are signed with a test key here; sipgate's own key is unit-tested.
+public_key_file = "{manifest}/fixtures/pbx/sipgate/test-signing-key.pub.pem"
+
+[pbx.cti]
+token_file = "{{dir}}/cti"
+
+[pbx.sipuni]
+token_file = "{{dir}}/sipuni"
 "#
     );
     let app = TestApp::spawn(engine, dir, &extra).await;
@@ -207,6 +229,68 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    async fn placetel(&self, body: &str) -> reqwest::Response {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(PLACETEL_SECRET.as_bytes()).unwrap();
+        m.update(body.as_bytes());
+        self.placetel_signed(body, &hex::encode(m.finalize().into_bytes())).await
+    }
+
+    async fn placetel_signed(&self, body: &str, sig: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/pbx/placetel"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-PLACETEL-SIGNATURE", sig)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A sipgate push signed (RSA-SHA256, base64) with the test key the app trusts.
+    async fn sipgate(&self, body: &str) -> reqwest::Response {
+        let pem = fixture("sipgate/test-signing-key.pem");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), body.as_bytes(), &mut sig)
+            .unwrap();
+        self.http
+            .post(self.url("/pbx/sipgate"))
+            .header("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+            .header("X-Sipgate-Signature", base64::engine::general_purpose::STANDARD.encode(sig))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn cti_json(&self, token: &str, json: serde_json::Value) -> reqwest::Response {
+        self.http.post(self.url(&format!("/pbx/cti/{token}"))).json(&json).send().await.unwrap()
+    }
+
+    /// A CTI event as `curl --form` sends it (multipart/form-data).
+    async fn cti_form(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        let boundary = "------------------------d74496d66958873e";
+        let mut body = String::new();
+        for (k, v) in fields {
+            body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        self.http
+            .post(self.url(&format!("/pbx/cti/{CTI_TOKEN}")))
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A Sipuni event as a GET with its fields in the query.
+    async fn sipuni(&self, query: &str) -> reqwest::Response {
+        self.http.get(self.url(&format!("/pbx/sipuni?token={SIPUNI_TOKEN}&{query}"))).send().await.unwrap()
     }
 
     async fn generic(&self, json: &str) -> reqwest::Response {
@@ -1043,4 +1127,282 @@ async fn call_lists_close_by_the_pbx_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_lists_close_by_the_pbx_postgres() {
     call_lists_close_by_the_pbx("postgres").await;
+}
+
+/// Placetel Notify: the published test vector verifies as is; events of one call in any
+/// order and redelivered make one activity; missed inbound → callback; outbound busy → no
+/// callback; an unknown caller to the campaign number → a response and a lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placetel_notify_calls() {
+    let (app, seed) = start("sqlite").await;
+    // The README's vector: secret 12345, this body, this signature.
+    let vector = fixture("placetel/call_accepted_vector.form");
+    let r =
+        app.placetel_signed(vector.trim(), "c4f823c5b8806432fe2b83b1fc2ee714422e0cdfb4b5129152a7d0bbcd7792d0").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(app.placetel_signed(vector.trim(), &"0".repeat(64)).await.status(), 401);
+    let unsigned = app.http.post(app.url("/pbx/placetel")).body(vector.trim().to_string()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    // Inbound, answered by extension 101: the hangup first, the answer twice.
+    let id = "f4591ba315d81671d7a06c2a3b4f963dafd119de39cb26edd8a6476676b2f447";
+    let hung =
+        format!("call_id={id}&direction=in&duration=95&event=HungUp&from=89161234567&to=84951234567&type=accepted");
+    let start_ev = format!("call_id={id}&direction=in&event=IncomingCall&from=89161234567&to=84951234567");
+    let accepted = format!("call_id={id}&direction=in&event=CallAccepted&from=89161234567&peer=101&to=84951234567");
+    for b in [&hung, &start_ev, &accepted, &accepted] {
+        ok(app.placetel(b).await).await;
+    }
+    let a = app.call_activity("placetel", id).await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)), "answered, 95 s");
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(seed.known_contact), seed.ext101));
+    // Missed inbound (voicemail took it): a callback for the line owner; from a withheld
+    // number there is nobody to call back.
+    let missed = "call_id=aa01&direction=in&duration=0&event=HungUp&from=89035550700&to=84951234567&type=voicemail";
+    ok(app.placetel(missed).await).await;
+    let m = app.call_activity("placetel", "aa01").await;
+    assert_eq!((m.statecode, m.ownerid), (0, seed.head), "an open callback");
+    let anon = "call_id=aa04&direction=in&duration=0&event=HungUp&from=anonymous&to=84951234567&type=missed";
+    ok(app.placetel(anon).await).await;
+    assert_eq!(app.call_activity("placetel", "aa04").await.statecode, 1, "no callback to a withheld number");
+    // Outbound, busy: a closed call, no callback.
+    ok(app.placetel("call_id=aa02&direction=out&event=OutgoingCall&from=84951234567&peer=102&to=89031234500").await)
+        .await;
+    ok(app
+        .placetel("call_id=aa02&direction=out&duration=0&event=HungUp&from=84951234567&to=89031234500&type=busy")
+        .await)
+    .await;
+    let o = app.call_activity("placetel", "aa02").await;
+    assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound busy: done");
+    // An unknown caller to the campaign number: a response and a lead.
+    ok(app
+        .placetel("call_id=aa03&direction=in&duration=40&event=HungUp&from=89035550123&to=88005553535&type=accepted")
+        .await)
+    .await;
+    let t = app.call_activity("placetel", "aa03").await;
+    let lead: Lead = app.store.load(t.regardingobjectid.expect("a lead")).await.unwrap();
+    assert_eq!(lead.campaignid, Some(seed.campaign));
+    assert_eq!(app.store.list::<CampaignResponse>(10, 0).await.unwrap().total, 1);
+    app.stop().await;
+}
+
+fn sg(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+/// sipgate.io: a new call is answered with the URLs of its answer and hangup; a forward
+/// makes one conversation (grouped by origCallId); an unsigned push is refused; missed
+/// inbound → callback; outbound busy → no callback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipgate_push_calls() {
+    let (app, seed) = start("sqlite").await;
+    let first = "54566B150B0C0D3A5D534D5F565D7C5F54";
+    let new_call = sg(&[
+        ("event", "newCall"),
+        ("direction", "in"),
+        ("from", "79161234567"),
+        ("to", "74951234567"),
+        ("callId", first),
+        ("origCallId", first),
+        ("user[]", "Head"),
+        ("xcid", "8419b3450b75cd19"),
+    ]);
+    let r = app.sipgate(&new_call).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/xml"));
+    assert!(
+        r.text().await.unwrap().contains(
+            r#"<Response onAnswer="https://crm.acme.ru/pbx/sipgate" onHangup="https://crm.acme.ru/pbx/sipgate"/>"#
+        ),
+        "newCall subscribes to answer and hangup"
+    );
+    let unsigned = app.http.post(app.url("/pbx/sipgate")).body(new_call.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    // Forwarded to a colleague who answers: the second leg names the first.
+    let second = "54566B150B0C0D3A5D534D5F565D7C5F99";
+    let hang = |call: &str, cause: &str| {
+        sg(&[
+            ("event", "hangup"),
+            ("cause", cause),
+            ("callId", call),
+            ("origCallId", first),
+            ("from", "79161234567"),
+            ("to", "74951234567"),
+            ("direction", "in"),
+        ])
+    };
+    ok(app.sipgate(&hang(first, "forwarded")).await).await;
+    let fwd = sg(&[
+        ("event", "newCall"),
+        ("direction", "in"),
+        ("from", "79161234567"),
+        ("to", "74951234567"),
+        ("callId", second),
+        ("origCallId", first),
+        ("user[]", "Ivanov"),
+        ("diversion", "74951234567"),
+    ]);
+    ok(app.sipgate(&fwd).await).await;
+    let answer = sg(&[
+        ("event", "answer"),
+        ("callId", second),
+        ("origCallId", first),
+        ("user", "Ivanov"),
+        ("userId", "101"),
+        ("from", "79161234567"),
+        ("to", "74951234567"),
+        ("direction", "in"),
+        ("answeringNumber", "74951234567"),
+    ]);
+    ok(app.sipgate(&answer).await).await;
+    ok(app.sipgate(&answer).await).await;
+    ok(app.sipgate(&hang(second, "normalClearing")).await).await;
+    let a = app.call_activity("sipgate", first).await;
+    assert_eq!((a.statecode, a.statuscode), (1, 4), "answered after the forward");
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(seed.known_contact), seed.ext101));
+    assert_eq!(app.count("activity").await, 1, "one conversation, one activity");
+    // Missed: the caller gave up.
+    let m_id = "77AA";
+    ok(app
+        .sipgate(&sg(&[
+            ("event", "newCall"),
+            ("direction", "in"),
+            ("from", "79035550100"),
+            ("to", "74951234567"),
+            ("callId", m_id),
+            ("origCallId", m_id),
+        ]))
+        .await)
+    .await;
+    ok(app
+        .sipgate(&sg(&[
+            ("event", "hangup"),
+            ("cause", "cancel"),
+            ("callId", m_id),
+            ("origCallId", m_id),
+            ("from", "79035550100"),
+            ("to", "74951234567"),
+            ("direction", "in"),
+        ]))
+        .await)
+    .await;
+    assert_eq!(app.call_activity("sipgate", m_id).await.statecode, 0, "a callback");
+    // Outbound, busy.
+    let o_id = "88BB";
+    ok(app
+        .sipgate(&sg(&[
+            ("event", "newCall"),
+            ("direction", "out"),
+            ("from", "74951234567"),
+            ("to", "79035550200"),
+            ("callId", o_id),
+            ("origCallId", o_id),
+            ("userId[]", "102"),
+        ]))
+        .await)
+    .await;
+    ok(app
+        .sipgate(&sg(&[
+            ("event", "hangup"),
+            ("cause", "busy"),
+            ("callId", o_id),
+            ("origCallId", o_id),
+            ("from", "74951234567"),
+            ("to", "79035550200"),
+            ("direction", "out"),
+        ]))
+        .await)
+    .await;
+    let o = app.call_activity("sipgate", o_id).await;
+    assert_eq!((o.statecode, o.ownerid), (1, seed.ext102), "outbound busy: done, no callback");
+    app.stop().await;
+}
+
+/// The Generic CTI push format (Zammad's), as JSON and as `curl --form` sends it: the token
+/// in the URL, `{}` back, missed → callback, outbound busy → none (in any order), a
+/// redelivered answer changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_cti_calls() {
+    let (app, seed) = start("sqlite").await;
+    let new_call = serde_json::json!({"event": "newCall", "from": "79161234567", "to": "74951234567", "direction": "in",
+        "callId": "307fa962-de8d-4ffc-817b-7f6993204159", "user": ["Ivanov", "Petrova"]});
+    assert_eq!(app.cti_json("wrong-token", new_call.clone()).await.status(), 401);
+    let r = ok(app.cti_json(CTI_TOKEN, new_call).await).await;
+    assert_eq!(r, serde_json::json!({}), "Generic CTI answers {{}}");
+    let answer = serde_json::json!({"event": "answer", "from": "79161234567", "to": "74951234567", "direction": "in",
+        "callId": "307fa962-de8d-4ffc-817b-7f6993204159", "user": "Ivanov", "answeringNumber": "101"});
+    ok(app.cti_json(CTI_TOKEN, answer.clone()).await).await;
+    ok(app.cti_json(CTI_TOKEN, answer).await).await;
+    let hangup = serde_json::json!({"event": "hangup", "from": "79161234567", "to": "74951234567", "direction": "in",
+        "callId": "307fa962-de8d-4ffc-817b-7f6993204159", "cause": "normalClearing", "answeringNumber": "101"});
+    ok(app.cti_json(CTI_TOKEN, hangup).await).await;
+    let a = app.call_activity("cti", "307fa962-de8d-4ffc-817b-7f6993204159").await;
+    assert_eq!(
+        (a.statecode, a.statuscode, a.regardingobjectid, a.ownerid),
+        (1, 4, Some(seed.known_contact), seed.ext101)
+    );
+    // Missed, as form-data: hung up while ringing.
+    let base = [("from", "79035550300"), ("to", "74951234567"), ("direction", "in"), ("callId", "25641e3f")];
+    ok(app.cti_form(&[&[("event", "newCall"), ("user[]", "Ivanov")], &base[..]].concat()).await).await;
+    ok(app.cti_form(&[&[("event", "hangup"), ("cause", "cancel")], &base[..]].concat()).await).await;
+    assert_eq!(app.call_activity("cti", "25641e3f").await.statecode, 0, "missed: a callback");
+    // Outbound, busy: the hangup before the newCall (order does not matter).
+    let out = [("from", "74951234567"), ("to", "79035550400"), ("direction", "out"), ("callId", "f0871278")];
+    ok(app.cti_form(&[&[("event", "hangup"), ("cause", "busy")], &out[..]].concat()).await).await;
+    ok(app.cti_form(&[&[("event", "newCall"), ("user", "102")], &out[..]].concat()).await).await;
+    let o = app.call_activity("cti", "f0871278").await;
+    assert_eq!((o.statecode, o.ownerid), (1, seed.ext102));
+    // A bad direction is named.
+    let r =
+        app.cti_json(CTI_TOKEN, serde_json::json!({"event": "newCall", "direction": "sideways", "callId": "x"})).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("direction"));
+    app.stop().await;
+}
+
+/// Sipuni: GET with the fields in the query, `{"success": true}` for every authentic
+/// request (a settings ping too), a wrong token refused; the inbound call's legs, then its
+/// end, missed → callback; an answered outbound call with its recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipuni_events() {
+    let (app, seed) = start("sqlite").await;
+    let ping = ok(app.sipuni("").await).await;
+    assert_eq!(ping, serde_json::json!({"success": true}), "the settings check");
+    let r = app.http.get(app.url("/pbx/sipuni?token=nope&event=1&call_id=1")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Inbound to the main line, rung to extension 101, not answered.
+    let id = "1774373436.533962";
+    let leg1 = format!(
+        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=74951234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373436&treeName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D1%8F&treeNumber=000-1734442&user_id=070196"
+    );
+    let leg2 = format!(
+        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=2&dst_num=070196101&short_dst_num=101&timestamp=1774373437&user_id=070196"
+    );
+    let end = format!(
+        "call_id={id}&event=2&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=74951234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373455&status=NOANSWER&call_start_timestamp=1774373436&treeName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D1%8F&treeNumber=000-1734442&user_id=070196&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2Frecord%3Fid%3D1774373436.533962%26hash%3Dab12"
+    );
+    for q in [&end, &leg1, &leg2, &leg1] {
+        assert_eq!(ok(app.sipuni(q).await).await, serde_json::json!({"success": true}));
+    }
+    let m = app.call_activity("sipuni", id).await;
+    assert_eq!((m.statecode, m.ownerid), (0, seed.head), "missed: a callback for the line owner");
+    // Outbound from extension 102 to the known contact, answered after 10 s, 95 s of talk.
+    let o = "1774372584.533596";
+    let start_q = format!(
+        "call_id={o}&event=1&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&pbxdstnum=%2B79161234567&timestamp=1774372584&user_id=070196"
+    );
+    let answer_q = format!("call_id={o}&event=3&timestamp=1774372594&channel=SIP%2F070196998783337125-000471d4");
+    let end_q = format!(
+        "call_id={o}&event=2&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&status=ANSWER&call_start_timestamp=1774372584&call_answer_timestamp=1774372594&timestamp=1774372689&last_called=102&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2Frecord%3Fid%3D1774372584.533596%26hash%3D9324"
+    );
+    for q in [&start_q, &answer_q, &end_q] {
+        ok(app.sipuni(q).await).await;
+    }
+    let a = app.call_activity("sipuni", o).await;
+    assert_eq!((a.statecode, a.statuscode, a.directioncode), (1, 2, Some(true)));
+    assert_eq!(
+        (a.regardingobjectid, a.ownerid, a.actualdurationminutes),
+        (Some(seed.known_contact), seed.ext102, Some(2))
+    );
+    assert!(a.description.unwrap_or_default().contains("sipuni.com/api/crm/record"), "the recording link");
+    app.stop().await;
 }

@@ -3,9 +3,13 @@
 //! (`merge`), order-independently, and the merged record becomes CRM records in a job
 //! (`process`). Adapters do no I/O beyond reading the request they are given.
 
+pub mod cti;
 pub mod generic;
 pub mod mango;
+pub mod placetel;
 pub mod process;
+pub mod sipgate;
+pub mod sipuni;
 pub mod twilio;
 pub mod zadarma;
 
@@ -158,7 +162,113 @@ pub fn merge(events: &[CallFacts]) -> CallFacts {
     if m.disposition.is_none() && m.answered_at.is_some() && m.is_final {
         m.disposition = Some(Disposition::Answered);
     }
+    // Providers that send no talk time (sipgate, CTI): from the answer to the end.
+    if m.duration_secs.is_none() && m.disposition == Some(Disposition::Answered) {
+        if let (Some(a), Some(e)) = (m.answered_at, m.ended_at) {
+            m.duration_secs = Some((e - a).num_seconds().max(0));
+        }
+    }
     m
+}
+
+/// The fields of a request from every place a provider may put them: the query string,
+/// then an `application/x-www-form-urlencoded` body, or a flat JSON object body (arrays
+/// become repeated keys; numbers and booleans their text).
+pub fn request_fields(req: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, WebhookError> {
+    let mut out: Vec<(String, String)> = match req.query.filter(|q| !q.is_empty()) {
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|e| WebhookError::Malformed(format!("the query string is not URL-encoded: {e}")))?,
+        None => Vec::new(),
+    };
+    let body = req.body.trim_ascii();
+    if body.starts_with(b"{") {
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|e| WebhookError::Malformed(format!("the body is not a JSON object: {e}")))?;
+        for (k, v) in v {
+            let items = match v {
+                serde_json::Value::Array(a) => a,
+                other => vec![other],
+            };
+            for item in items {
+                let text = match item {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => continue,
+                    other => other.to_string(),
+                };
+                out.push((k.clone(), text));
+            }
+        }
+    } else if let Some(ct) = content_type(req).filter(|c| c.to_ascii_lowercase().starts_with("multipart/form-data")) {
+        out.extend(multipart_fields(ct, body)?);
+    } else if !body.is_empty() {
+        out.extend(form_fields(body)?);
+    }
+    Ok(out)
+}
+
+fn content_type<'a>(req: &'a WebhookRequest<'_>) -> Option<&'a str> {
+    req.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+/// The fields of a `multipart/form-data` body (`curl --form`), read with the MIME parser
+/// the mail ingest uses: a form is a MIME multipart whose parts are named by their
+/// `Content-Disposition`.
+pub fn multipart_fields(content_type: &str, body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
+    use mail_parser::MimeHeaders as _;
+    let mut raw = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
+    raw.extend_from_slice(body);
+    let msg = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| WebhookError::Malformed("the body is not multipart/form-data".into()))?;
+    let mut out = Vec::new();
+    for part in msg.parts.iter().skip(1) {
+        let Some(name) = part.content_disposition().and_then(|d| d.attribute("name")) else { continue };
+        let value = String::from_utf8_lossy(part.contents()).into_owned();
+        out.push((name.to_string(), value));
+    }
+    if out.is_empty() {
+        return Err(WebhookError::Malformed("the multipart/form-data body has no named fields".into()));
+    }
+    Ok(out)
+}
+
+/// A shared secret for a provider that signs nothing, given in the URL the provider was
+/// configured with: the last path segment (`/pbx/cti/<token>`), a `token` query parameter,
+/// or the password of HTTP Basic authentication (`https://crm:<token>@host/…`).
+pub fn url_token_ok(req: &WebhookRequest<'_>, token: &str) -> bool {
+    if token.is_empty() {
+        return false;
+    }
+    let t = token.as_bytes();
+    let in_path = req.subpath.trim_end_matches('/').rsplit('/').next().is_some_and(|seg| ct_eq(seg.as_bytes(), t));
+    let in_query = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query.unwrap_or(""))
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "token" && ct_eq(v.as_bytes(), t));
+    let in_basic = req
+        .headers
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()
+        })
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|d| d.split_once(':').map(|(_, pw)| ct_eq(pw.as_bytes(), t)))
+        .unwrap_or(false);
+    in_path || in_query || in_basic
+}
+
+/// A provider's event time given as unix seconds.
+pub fn unix_time(fields: &[(String, String)], key: &str) -> Result<Option<DateTime<Utc>>, WebhookError> {
+    match field(fields, key).map(str::trim).filter(|v| *v != "0") {
+        None => Ok(None),
+        Some(v) => {
+            let secs: i64 = v.parse().map_err(|e| WebhookError::invalid(key, e))?;
+            DateTime::from_timestamp(secs, 0).map(Some).ok_or_else(|| WebhookError::invalid(key, "out of range"))
+        }
+    }
 }
 
 /// Form fields of an `application/x-www-form-urlencoded` body (repeated keys kept).
@@ -236,6 +346,16 @@ mod tests {
             (a.extension.as_deref(), a.duration_secs, a.disposition),
             (Some("101"), Some(60), Some(Disposition::Answered))
         );
+    }
+
+    #[test]
+    fn multipart_form_fields_are_read() {
+        // What `curl --form 'event="newCall"' --form 'user[]="Emma Taylor"'` sends (curl
+        // drops the quotes that protect a value).
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"event\"\r\n\r\nnewCall\r\n--XyZ\r\nContent-Disposition: form-data; name=\"user[]\"\r\n\r\nEmma Taylor\r\n--XyZ--\r\n";
+        let f = multipart_fields("multipart/form-data; boundary=XyZ", body.as_bytes()).unwrap();
+        assert_eq!(f, vec![("event".into(), "newCall".into()), ("user[]".into(), "Emma Taylor".into())]);
+        assert!(multipart_fields("multipart/form-data; boundary=XyZ", b"junk").is_err());
     }
 
     #[test]
