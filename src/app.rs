@@ -21,6 +21,7 @@ use crate::http::{AppState, router};
 use crate::ingest::pbx::Adapter;
 use crate::ingest::pbx::cti::Cti;
 use crate::ingest::pbx::generic::Generic;
+use crate::ingest::pbx::itoolabs::ItooLabs;
 use crate::ingest::pbx::mango::Mango;
 use crate::ingest::pbx::placetel::Placetel;
 use crate::ingest::pbx::process::{self as pbx_process, PbxRuntime, PbxSettings};
@@ -165,6 +166,9 @@ pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
     }
     if let Some(c) = &p.sipuni {
         out.push(Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
+    }
+    if let Some(c) = &p.itoolabs {
+        out.push(Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }));
     }
     out
 }

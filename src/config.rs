@@ -402,6 +402,8 @@ pub struct PbxConfig {
     pub cti: Option<TokenPbxConfig>,
     /// Sipuni PBX events.
     pub sipuni: Option<TokenPbxConfig>,
+    /// The ITooLabs virtual-PBX CRM API (MegaFon «Виртуальная АТС», Gravitel, Kcell …).
+    pub itoolabs: Option<ItooLabsConfig>,
 }
 
 impl Default for PbxConfig {
@@ -422,6 +424,7 @@ impl Default for PbxConfig {
             sipgate: None,
             cti: None,
             sipuni: None,
+            itoolabs: None,
         }
     }
 }
@@ -532,6 +535,16 @@ pub struct TokenPbxConfig {
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
     pub token: Option<String>,
+}
+
+/// `[pbx.itoolabs]`: POST /pbx/itoolabs (the "CRM API" of ITooLabs-platform PBXs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ItooLabsConfig {
+    /// File with the CRM token set in the PBX's cabinet (sent as `crm_token`).
+    pub crm_token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub crm_token: Option<String>,
 }
 
 /// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
@@ -990,6 +1003,12 @@ impl Config {
                 }
             }
         }
+        if self.pbx.itoolabs.as_ref().is_some_and(|c| c.crm_token_file.is_none()) {
+            bad(
+                "pbx.itoolabs.crm_token_file".into(),
+                "is required: the PBX sends the CRM token set in its cabinet with every request".into(),
+            );
+        }
         for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni)] {
             if c.as_ref().is_some_and(|c| c.token_file.is_none()) {
                 bad(
@@ -1173,6 +1192,9 @@ impl Config {
         }
         if let Some(c) = self.pbx.sipuni.as_mut() {
             c.token = read("pbx.sipuni.token_file".into(), &c.token_file);
+        }
+        if let Some(c) = self.pbx.itoolabs.as_mut() {
+            c.crm_token = read("pbx.itoolabs.crm_token_file".into(), &c.crm_token_file);
         }
         if let Some(g) = self.pbx.generic.as_mut() {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);
@@ -1547,6 +1569,7 @@ mod example_tests {
                 sipgate: Some(Default::default()),
                 cti: Some(Default::default()),
                 sipuni: Some(Default::default()),
+                itoolabs: Some(Default::default()),
                 ..Default::default()
             },
             api: ApiConfig {

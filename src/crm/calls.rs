@@ -33,6 +33,15 @@ pub enum Disposition {
     Failed,
 }
 
+/// What the CRM knows of a caller, for a PBX that asks while the phone rings: the one
+/// record the number matches, and the extension of that record's owner (who should take
+/// the call).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerCard {
+    pub name: String,
+    pub owner_extension: Option<String>,
+}
+
 /// One call, normalised: the issue's `CallRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallRecord {

@@ -64,7 +64,9 @@ async fn accept(
     body: &[u8],
 ) -> Result<serde_json::Value, Response> {
     let events = match parsed {
-        Parsed::Echo(text) => return Ok(json!({ "echo": text })), // answered by `webhook`
+        // Answered by `webhook`.
+        Parsed::Echo(text) => return Ok(json!({ "echo": text })),
+        Parsed::Lookup(phone) => return Ok(json!({ "lookup": phone })),
         Parsed::Ignored(kind) => {
             note_ignored(provider, &kind);
             return Ok(json!({ "status": "ignored", "event": kind }));
@@ -167,6 +169,16 @@ async fn webhook(
             return ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response();
         }
     };
+    if let Parsed::Lookup(phone) = &parsed {
+        return match hooks.runtime.store.caller_card(phone).await {
+            Ok(card) => reply_response(adapter.card_reply(card.as_ref())),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "caller lookup failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the lookup failed; retry later")
+                    .into_response()
+            }
+        };
+    }
     let ignored = matches!(parsed, Parsed::Ignored(_));
     let reply = adapter.reply(&req, &parsed);
     let summary = match accept(hooks, provider, parsed, &body).await {
@@ -179,7 +191,14 @@ async fn webhook(
             let status = if ignored { StatusCode::OK } else { adapter.summary_status() };
             (status, axum::Json(summary)).into_response()
         }
+        other => reply_response(other),
+    }
+}
+
+fn reply_response(reply: Reply) -> Response {
+    match reply {
         Reply::Body { content_type, body } => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Reply::Json(v) => axum::Json(v).into_response(),
+        Reply::Summary => axum::Json(json!({})).into_response(),
     }
 }

@@ -546,6 +546,31 @@ impl Store {
         Ok(())
     }
 
+    /// The card a PBX shows for a ringing number: the one record it matches (R-DUP-3), its
+    /// name, and its owner's extension when that owner is enabled. None when no single
+    /// record has the number.
+    pub async fn caller_card(&self, phone: &str) -> Result<Option<crate::crm::calls::CallerCard>> {
+        let crate::crm::matching::MatchOutcome::Unique(r) = self.match_party(None, Some(phone)).await? else {
+            return Ok(None);
+        };
+        let mut db = self.db.clone();
+        let name = super::names::names_of(&mut db, r.kind, &[r.id]).await?.remove(&r.id).unwrap_or_default();
+        let (table, key) = r.kind.table();
+        let ext = db
+            .fetch_optional(
+                &format!(
+                    "SELECT u.pbx_extension FROM {table} t JOIN systemuser u ON u.systemuserid = t.ownerid \
+                     WHERE t.{key} = $1 AND u.isdisabled = FALSE"
+                ),
+                vec![r.id.into()],
+            )
+            .await?
+            .map(|row| row.get::<Option<String>>("pbx_extension"))
+            .transpose()?
+            .flatten();
+        Ok(Some(crate::crm::calls::CallerCard { name, owner_extension: ext }))
+    }
+
     /// An enabled user by PBX extension.
     pub async fn user_by_extension(&self, ext: &str) -> Result<Option<Uuid>> {
         let row = self

@@ -27,6 +27,7 @@ const GENERIC_HMAC: &str = "generic-hmac-key";
 const PLACETEL_SECRET: &str = "12345";
 const CTI_TOKEN: &str = "cti-token-0f9e8d";
 const SIPUNI_TOKEN: &str = "sipuni-token-1a2b3c";
+const ITOOLABS_TOKEN: &str = "megapbx-crm-token-42";
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR")))
@@ -58,6 +59,7 @@ async fn start(engine: &str) -> (TestApp, Seed) {
         ("placetel", PLACETEL_SECRET),
         ("cti", CTI_TOKEN),
         ("sipuni", SIPUNI_TOKEN),
+        ("itoolabs", ITOOLABS_TOKEN),
     ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
@@ -122,6 +124,9 @@ token_file = "{{dir}}/cti"
 
 [pbx.sipuni]
 token_file = "{{dir}}/sipuni"
+
+[pbx.itoolabs]
+crm_token_file = "{{dir}}/itoolabs"
 "#
     );
     let app = TestApp::spawn(engine, dir, &extra).await;
@@ -291,6 +296,19 @@ impl TestApp {
     /// A Sipuni event as a GET with its fields in the query.
     async fn sipuni(&self, query: &str) -> reqwest::Response {
         self.http.get(self.url(&format!("/pbx/sipuni?token={SIPUNI_TOKEN}&{query}"))).send().await.unwrap()
+    }
+
+    /// An ITooLabs CRM API command, form-encoded with the CRM token.
+    async fn itoolabs(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut all = fields.to_vec();
+        all.push(("crm_token", ITOOLABS_TOKEN));
+        self.http
+            .post(self.url("/pbx/itoolabs"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&all).unwrap())
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn generic(&self, json: &str) -> reqwest::Response {
@@ -1404,5 +1422,101 @@ async fn sipuni_events() {
         (Some(seed.known_contact), seed.ext102, Some(2))
     );
     assert!(a.description.unwrap_or_default().contains("sipuni.com/api/crm/record"), "the recording link");
+    app.stop().await;
+}
+
+/// ITooLabs CRM API (MegaFon, Gravitel …): the live events and the history record of one
+/// call in any order make one activity; `contact` is answered with the caller's name and
+/// its owner's extension; missed → callback; outbound busy → none; a wrong token → 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn itoolabs_crm_api_calls() {
+    let (app, seed) = start("sqlite").await;
+    // A client owned by extension 101 calls; the PBX asks who it is while it rings.
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        firstname: Some("Анна".into()),
+        lastname: "Кузнецова".into(),
+        telephone1: Some("+7 903 555-01-01".into()),
+        ..Default::default()
+    }
+    .stamped(seed.ext101, EntityKind::Systemuser, now(), None);
+    app.store.insert(&c).await.unwrap();
+    let card = ok(app.itoolabs(&[("cmd", "contact"), ("phone", "79035550101"), ("callid", "43294397431")]).await).await;
+    assert_eq!(card, serde_json::json!({"contact_name": "Анна Кузнецова", "responsible": "101"}));
+    let unknown = ok(app.itoolabs(&[("cmd", "contact"), ("phone", "79035559999"), ("callid", "x")]).await).await;
+    assert_eq!(unknown, serde_json::json!({}), "not found is an empty object");
+    // The call: history first, then the events, one event twice.
+    let id = "43294397431";
+    let history = [
+        ("cmd", "history"),
+        ("type", "in"),
+        ("user", "ivanov"),
+        ("ext", "101"),
+        ("phone", "79035550101"),
+        ("diversion", "74951234567"),
+        ("start", "20261207T090000Z"),
+        ("duration", "130"),
+        ("wait", "10"),
+        ("callid", id),
+        ("link", "https://vats.megapbx.ru/rec/43294397431.mp3"),
+        ("status", "Success"),
+    ];
+    ok(app.itoolabs(&history).await).await;
+    for t in ["INCOMING", "ACCEPTED", "ACCEPTED", "COMPLETED"] {
+        let ev = [
+            ("cmd", "event"),
+            ("type", t),
+            ("phone", "79035550101"),
+            ("diversion", "74951234567"),
+            ("user", "ivanov"),
+            ("ext", "101"),
+            ("direction", "in"),
+            ("callid", id),
+        ];
+        ok(app.itoolabs(&ev).await).await;
+    }
+    let a = app.call_activity("itoolabs", id).await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)), "120 s of talk");
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(c.contactid), seed.ext101));
+    assert!(a.description.unwrap_or_default().contains("43294397431.mp3"));
+    // Missed (lower-case, as older PBXs write it).
+    ok(app
+        .itoolabs(&[
+            ("cmd", "history"),
+            ("type", "in"),
+            ("user", "pbx"),
+            ("phone", "79035550202"),
+            ("diversion", "74951234567"),
+            ("start", "20261207T091000Z"),
+            ("duration", "25"),
+            ("callid", "m-1"),
+            ("status", "missed"),
+        ])
+        .await)
+    .await;
+    assert_eq!(app.call_activity("itoolabs", "m-1").await.statecode, 0, "missed: a callback");
+    // Outbound, busy (Gravitel's test payload).
+    ok(app
+        .itoolabs(&[
+            ("callid", "28187487-edcf-4d23-9f95-c8591fbd9936"),
+            ("cmd", "history"),
+            ("duration", "0"),
+            ("ext", "102"),
+            ("phone", "79035550303"),
+            ("start", "20170905T150852Z"),
+            ("status", "Busy"),
+            ("type", "out"),
+            ("user", "admin"),
+            ("z-flag", "0"),
+        ])
+        .await)
+    .await;
+    let o = app.call_activity("itoolabs", "28187487-edcf-4d23-9f95-c8591fbd9936").await;
+    assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound busy: done");
+    // Authenticity, and a command inflow does not use.
+    let r = app.http.post(app.url("/pbx/itoolabs")).body("cmd=history&crm_token=nope").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v = ok(app.itoolabs(&[("cmd", "rating"), ("callid", id), ("rating", "5")]).await).await;
+    assert_eq!(v, serde_json::json!({"status": "ok"}));
     app.stop().await;
 }

@@ -5,6 +5,7 @@
 
 pub mod cti;
 pub mod generic;
+pub mod itoolabs;
 pub mod mango;
 pub mod placetel;
 pub mod process;
@@ -17,7 +18,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::crm::calls::{Direction, Disposition};
+pub use crate::crm::calls::{CallerCard, Direction, Disposition};
 
 /// What one provider event says about its call. Every field is optional: events carry
 /// different parts of the picture, and `merge` puts them together.
@@ -68,6 +69,9 @@ pub enum Parsed {
     Ignored(String),
     /// A provider check that wants this text back (Zadarma `zd_echo`).
     Echo(String),
+    /// The PBX asks who is calling (ITooLabs `cmd=contact`): answered from the CRM with
+    /// `Adapter::card_reply`, nothing stored.
+    Lookup(String),
 }
 
 /// What a provider is answered once its events are stored (or ignored).
@@ -96,6 +100,10 @@ pub trait Adapter: Send + Sync {
     /// The answer once the events are stored.
     fn reply(&self, _req: &WebhookRequest<'_>, _parsed: &Parsed) -> Reply {
         Reply::Summary
+    }
+    /// The answer to a `Parsed::Lookup` (None: no single record has the number).
+    fn card_reply(&self, _card: Option<&CallerCard>) -> Reply {
+        Reply::Json(serde_json::json!({}))
     }
     /// The status of a summary answer for stored events (ignored ones are always 200).
     fn summary_status(&self) -> axum::http::StatusCode {
