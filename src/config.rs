@@ -404,6 +404,8 @@ pub struct PbxConfig {
     pub sipuni: Option<TokenPbxConfig>,
     /// The ITooLabs virtual-PBX CRM API (MegaFon «Виртуальная АТС», Gravitel, Kcell …).
     pub itoolabs: Option<ItooLabsConfig>,
+    /// UIS / CoMagic / Novofon 2.0 event notifications (templates from README).
+    pub uis: Option<UisConfig>,
 }
 
 impl Default for PbxConfig {
@@ -425,6 +427,7 @@ impl Default for PbxConfig {
             cti: None,
             sipuni: None,
             itoolabs: None,
+            uis: None,
         }
     }
 }
@@ -545,6 +548,19 @@ pub struct ItooLabsConfig {
     pub crm_token_file: Option<PathBuf>,
     #[serde(skip)]
     pub crm_token: Option<String>,
+}
+
+/// `[pbx.uis]`: POST /pbx/uis/<token> (UIS / CoMagic / Novofon 2.0 notifications).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UisConfig {
+    /// File with the token the notification URLs carry.
+    pub token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// Zone of `notification_time` (UIS writes the account's local time without an
+    /// offset); default org.timezone.
+    pub timezone: Option<String>,
 }
 
 /// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
@@ -1009,6 +1025,14 @@ impl Config {
                 "is required: the PBX sends the CRM token set in its cabinet with every request".into(),
             );
         }
+        if let Some(u) = &self.pbx.uis {
+            if u.token_file.is_none() {
+                bad("pbx.uis.token_file".into(), "is required: UIS signs nothing, so its URLs carry this token".into());
+            }
+            if let Some(tz) = u.timezone.as_deref().filter(|t| t.parse::<chrono_tz::Tz>().is_err()) {
+                bad("pbx.uis.timezone".into(), format!("'{tz}' is not an IANA time zone"));
+            }
+        }
         for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni)] {
             if c.as_ref().is_some_and(|c| c.token_file.is_none()) {
                 bad(
@@ -1192,6 +1216,9 @@ impl Config {
         }
         if let Some(c) = self.pbx.sipuni.as_mut() {
             c.token = read("pbx.sipuni.token_file".into(), &c.token_file);
+        }
+        if let Some(c) = self.pbx.uis.as_mut() {
+            c.token = read("pbx.uis.token_file".into(), &c.token_file);
         }
         if let Some(c) = self.pbx.itoolabs.as_mut() {
             c.crm_token = read("pbx.itoolabs.crm_token_file".into(), &c.crm_token_file);
@@ -1570,6 +1597,7 @@ mod example_tests {
                 cti: Some(Default::default()),
                 sipuni: Some(Default::default()),
                 itoolabs: Some(Default::default()),
+                uis: Some(Default::default()),
                 ..Default::default()
             },
             api: ApiConfig {

@@ -28,6 +28,7 @@ const PLACETEL_SECRET: &str = "12345";
 const CTI_TOKEN: &str = "cti-token-0f9e8d";
 const SIPUNI_TOKEN: &str = "sipuni-token-1a2b3c";
 const ITOOLABS_TOKEN: &str = "megapbx-crm-token-42";
+const UIS_TOKEN: &str = "uis-token-77aa";
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR")))
@@ -60,6 +61,7 @@ async fn start(engine: &str) -> (TestApp, Seed) {
         ("cti", CTI_TOKEN),
         ("sipuni", SIPUNI_TOKEN),
         ("itoolabs", ITOOLABS_TOKEN),
+        ("uis", UIS_TOKEN),
     ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
@@ -127,6 +129,9 @@ token_file = "{{dir}}/sipuni"
 
 [pbx.itoolabs]
 crm_token_file = "{{dir}}/itoolabs"
+
+[pbx.uis]
+token_file = "{{dir}}/uis"
 "#
     );
     let app = TestApp::spawn(engine, dir, &extra).await;
@@ -306,6 +311,17 @@ impl TestApp {
             .post(self.url("/pbx/itoolabs"))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(&all).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A UIS notification: a template as UIS fills it in.
+    async fn uis(&self, token: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/pbx/uis/{token}")))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
             .send()
             .await
             .unwrap()
@@ -1518,5 +1534,39 @@ async fn itoolabs_crm_api_calls() {
     assert_eq!(r.status(), 401);
     let v = ok(app.itoolabs(&[("cmd", "rating"), ("callid", id), ("rating", "5")]).await).await;
     assert_eq!(v, serde_json::json!({"status": "ok"}));
+    app.stop().await;
+}
+
+/// UIS / CoMagic: README's templates as UIS fills them in (numbers bare, local time without
+/// a zone), in any order and twice; a lost call → callback; an outbound call without an
+/// answer → none; a Planfix-style template without "event" and with an unfilled variable;
+/// the recording after the call; a wrong token → 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uis_notifications() {
+    let (app, seed) = start("sqlite").await;
+    let end = r#"{"event": "end", "call_session_id": 998677427, "notification_time": "2026-12-07 12:01:40.234", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction": "in", "talk_time_duration": 95, "total_time_duration": 100}"#;
+    let talk = r#"{"event": "talk", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:05.000", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction": "in"}"#;
+    let incoming = r#"{"event": "incoming", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:00.000", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567"}"#;
+    assert_eq!(app.uis("wrong", end).await.status(), 401);
+    for b in [end, talk, incoming, end] {
+        ok(app.uis(UIS_TOKEN, b).await).await;
+    }
+    let a = app.call_activity("uis", "998677427").await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)));
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(seed.known_contact), seed.ext101));
+    assert_eq!(a.actualstart.map(|t| t.to_rfc3339()).as_deref(), Some("2026-12-07T09:00:00+00:00"), "Moscow time");
+    let rec =
+        r#"{"event": "record", "call_session_id": 998677427, "file_link": "https://media.uiscom.ru/998677427/5551"}"#;
+    ok(app.uis(UIS_TOKEN, rec).await).await;
+    assert!(app.call_activity("uis", "998677427").await.description.unwrap_or_default().contains("media.uiscom.ru"));
+    // A lost call: a callback.
+    let lost = r#"{"event": "lost", "call_session_id": 998677500, "notification_time": "2026-12-07 12:10:00.000", "contact_phone_number": "79035550800", "virtual_phone_number": "74951234567"}"#;
+    ok(app.uis(UIS_TOKEN, lost).await).await;
+    assert_eq!(app.call_activity("uis", "998677500").await.statecode, 0);
+    // Planfix's "Завершение звонка" template, outbound, nobody answered, one variable unfilled.
+    let planfix = r#"{"notification_name": "crm-out", "notification_mnemonic": {{notification_mnemonic}}, "virtual_phone_number": "74951234567", "notification_time": "2026-12-07 12:20:00.000", "external_id": null, "contact_phone_number": "79035550900", "employee_full_name": "Петрова", "employee_id": 102, "call_source": "va", "direction": "out", "call_session_id": 998677600, "scenario_name": null, "talk_time_duration": 0, "total_time_duration": 30, "wait_time_duration": 30, "tag_names": null}"#;
+    ok(app.uis(UIS_TOKEN, planfix).await).await;
+    let o = app.call_activity("uis", "998677600").await;
+    assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound unanswered: done");
     app.stop().await;
 }

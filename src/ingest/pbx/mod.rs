@@ -12,6 +12,7 @@ pub mod process;
 pub mod sipgate;
 pub mod sipuni;
 pub mod twilio;
+pub mod uis;
 pub mod zadarma;
 
 use axum::http::HeaderMap;
