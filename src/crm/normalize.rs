@@ -138,11 +138,18 @@ impl Phone {
     /// (`4951234567`), international (`+7…`, `00…`, `810…` for RU), `tel:` and `sip:` URIs.
     pub fn parse(raw: &str, default_region: &str) -> Phone {
         let mut s = raw.trim();
+        // A SIP address (`sip:alice@pbx`, Placetel's `7777abcdefg@fpbx.de`) names a party of
+        // the PBX unless its user part is a phone number.
+        let mut sip = s.contains('@');
         for scheme in ["tel:", "TEL:", "sip:", "SIP:", "sips:", "SIPS:"] {
             if let Some(rest) = s.strip_prefix(scheme) {
+                sip |= scheme.to_ascii_lowercase().starts_with("sip");
                 s = rest;
             }
         }
+        let internal_or = |fallback: Phone, user: &str| {
+            if sip && !user.is_empty() { Phone::Internal(user.to_string()) } else { fallback }
+        };
         // URI user part and parameters: `+7495…@pbx.example;user=phone`.
         let s = s.split(['@', ';']).next().unwrap_or("").trim();
         let lower = s.to_ascii_lowercase();
@@ -154,11 +161,11 @@ impl Phone {
         // Split an extension off: "x123", "ext. 123", "доб. 123", ",123", "#123".
         let (main, ext) = split_extension(s);
         if main.chars().any(|c| c.is_alphabetic()) {
-            return Phone::Unparsable(raw.to_string());
+            return internal_or(Phone::Unparsable(raw.to_string()), s);
         }
         let digits: String = main.chars().filter(|c| c.is_ascii_digit()).collect();
         if digits.is_empty() {
-            return Phone::Unparsable(raw.to_string());
+            return internal_or(Phone::Unparsable(raw.to_string()), s);
         }
         let has_plus = main.trim_start().starts_with('+');
         if !has_plus && digits.len() <= 5 {
@@ -182,7 +189,7 @@ impl Phone {
             }),
             None => match metadata_fallback(&digits, has_plus, &region) {
                 Some(e164) => Phone::External(PhoneNumber { e164, extension: ext }),
-                None => Phone::Unparsable(raw.to_string()),
+                None => internal_or(Phone::Unparsable(raw.to_string()), s),
             },
         }
     }
@@ -352,6 +359,10 @@ mod tests {
     fn r_dup_2_short_numbers_and_no_numbers() {
         assert_eq!(Phone::parse("101", "RU"), Phone::Internal("101".into()));
         assert_eq!(Phone::parse("sip:2001@pbx.local", "RU"), Phone::Internal("2001".into()));
+        // R-DUP-2: a SIP address of a PBX user is an internal party, not an unreadable number.
+        assert_eq!(Phone::parse("sip:alice@pbx.example.com", "RU"), Phone::Internal("alice".into()));
+        assert_eq!(Phone::parse("7777abcdefg@fpbx.de", "DE"), Phone::Internal("7777abcdefg".into()));
+        assert_eq!(Phone::parse("Alice Smith", "RU"), Phone::Unparsable("Alice Smith".into()));
         for none in ["anonymous", "", "0", "Unknown", "  "] {
             assert_eq!(Phone::parse(none, "RU"), Phone::None, "{none:?}");
         }

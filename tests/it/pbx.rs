@@ -566,12 +566,32 @@ async fn twilio_status_and_dial_callbacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_json_auth_and_validation() {
     let (app, _) = start("sqlite").await;
+    // A ring group: two legs end, one unanswered, one answered; either order, one answered
+    // call (before legs were kept apart, the second `end` was dropped as a duplicate).
+    for (call, order) in [("rg-1", ["a", "b"]), ("rg-2", ["b", "a"])] {
+        for leg in order {
+            let (disposition, secs) = if leg == "a" { ("missed", 0) } else { ("answered", 40) };
+            let ev = format!(
+                r#"{{"call_id":"{call}","leg_id":"{leg}","event":"end","direction":"inbound","external_number":"+79035551000","did":"+74951234567","disposition":"{disposition}","duration_secs":{secs}}}"#
+            );
+            assert_eq!(app.generic(&ev).await.status(), 202);
+        }
+        let a = app.call_activity("generic", call).await;
+        assert_eq!((a.statecode, a.statuscode), (1, 4), "{call}: answered whatever the order");
+    }
+    let r = app
+        .generic(
+            r#"{"call_id":"t-x","event":"end","direction":"inbound","disposition":"answered","duration_secs":"95"}"#,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("duration_secs"), "the field is named");
     let body = fixture("generic/end_answered.json");
     assert_eq!(app.generic(&body).await.status(), 202);
     assert_eq!(app.generic(&body).await.status(), 202, "redelivery accepted");
     let a = app.call_activity("generic", "asterisk-1764226800.42").await;
     assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)));
-    assert_eq!(app.count("pbx_event").await, 1);
+    assert_eq!(app.count("pbx_event").await, 5, "the four legs above and this one, once");
     // HMAC of the raw body works as well as the bearer token.
     let other = body.replace("asterisk-1764226800.42", "asterisk-2");
     let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(GENERIC_HMAC.as_bytes()).unwrap();

@@ -20,8 +20,11 @@ pub struct Generic {
 pub struct GenericEvent {
     /// The PBX's id of the call; all events of a call share it.
     pub call_id: String,
-    /// Unique per event; default `<call_id>:<event>`. Redeliveries must repeat it.
+    /// Unique per event; default `<call_id>:<event>[:<leg_id>]`. Redeliveries must repeat it.
     pub event_id: Option<String>,
+    /// One leg of a call that has several (a ring group, a forward): each leg's `end` is its
+    /// own event.
+    pub leg_id: Option<String>,
     /// start | answer | end | recording
     pub event: String,
     /// inbound | outbound | internal
@@ -40,6 +43,44 @@ pub struct GenericEvent {
     /// answered | missed | busy | failed (required on `end`).
     pub disposition: Option<Disposition>,
     pub recording_url: Option<String>,
+}
+
+/// Fields holding ids and numbers: a PBX script may write them as JSON numbers.
+const TEXT_FIELDS: [&str; 6] = ["call_id", "event_id", "leg_id", "external_number", "did", "extension"];
+
+/// The event, with a type error naming its field (serde's own message names only a line
+/// and column).
+fn read_event(body: &[u8]) -> Result<GenericEvent, WebhookError> {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| WebhookError::Malformed(format!("the body is not a JSON object: {e}")))?;
+    for k in TEXT_FIELDS {
+        if let Some(v) = map.get_mut(k).filter(|v| v.is_number()) {
+            *v = serde_json::Value::String(v.to_string());
+        }
+    }
+    for (k, v) in &map {
+        let fits = match k.as_str() {
+            "call_id" | "event" | "event_id" | "leg_id" | "external_number" | "did" | "extension" | "recording_url" => {
+                v.is_string() || v.is_null()
+            }
+            "direction" => serde_json::from_value::<Option<Direction>>(v.clone()).is_ok(),
+            "disposition" => serde_json::from_value::<Option<Disposition>>(v.clone()).is_ok(),
+            "started_at" | "answered_at" | "ended_at" => {
+                serde_json::from_value::<Option<DateTime<Utc>>>(v.clone()).is_ok()
+            }
+            "duration_secs" => v.is_i64() || v.is_null(),
+            _ => return Err(WebhookError::invalid(k, "unknown field")),
+        };
+        if !fits {
+            let shown: String = v.to_string().chars().take(60).collect();
+            return Err(WebhookError::invalid(
+                k,
+                format!("{shown} is not a valid value (see README, \"Generic PBX format\")"),
+            ));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| WebhookError::Malformed(format!("invalid call event: {e}")))
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -76,8 +117,7 @@ impl super::Adapter for Generic {
         if !self.authorized(req) {
             return Err(WebhookError::Unauthorized("a valid bearer token or X-Inflow-Signature is required".into()));
         }
-        let ev: GenericEvent = serde_json::from_slice(req.body)
-            .map_err(|e| WebhookError::Malformed(format!("invalid call event: {e}")))?;
+        let ev = read_event(req.body)?;
         if ev.call_id.trim().is_empty() || ev.call_id.len() > 250 {
             return Err(WebhookError::invalid("call_id", "must be 1..250 characters"));
         }
@@ -124,7 +164,27 @@ impl super::Adapter for Generic {
                 return Err(WebhookError::invalid("duration_secs", "must be 0..604800"));
             }
         }
-        let event_id = ev.event_id.unwrap_or_else(|| format!("{}:{}", ev.call_id, ev.event));
+        let event_id = ev.event_id.unwrap_or_else(|| match &ev.leg_id {
+            Some(leg) => format!("{}:{}:{leg}", ev.call_id, ev.event),
+            None => format!("{}:{}", ev.call_id, ev.event),
+        });
         Ok(Parsed::Events(vec![CallEvent { call_id: ev.call_id, event_id, facts }]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_name_the_field_and_numbers_pass_as_ids() {
+        let e = read_event(br#"{"call_id": "a", "event": "end", "duration_secs": "95"}"#).unwrap_err();
+        assert!(e.to_string().contains("'duration_secs'"), "{e}");
+        let e = read_event(br#"{"call_id": "a", "event": "end", "disposition": "hung"}"#).unwrap_err();
+        assert!(e.to_string().contains("'disposition'"), "{e}");
+        let e = read_event(br#"{"call_id": "a", "event": "end", "colour": "red"}"#).unwrap_err();
+        assert!(e.to_string().contains("'colour'"), "{e}");
+        let ok = read_event(br#"{"call_id": 1764226800, "event": "end", "extension": 101}"#).unwrap();
+        assert_eq!((ok.call_id.as_str(), ok.extension.as_deref()), ("1764226800", Some("101")));
     }
 }

@@ -149,7 +149,8 @@ pub struct WebhookRequest<'a> {
 /// events arrived in: they are applied by (rank, seq), later ones overriding earlier ones.
 pub fn merge(events: &[CallFacts]) -> CallFacts {
     let mut sorted: Vec<&CallFacts> = events.iter().collect();
-    sorted.sort_by_key(|f| (f.rank, f.seq));
+    // Ties (two legs' ends, a ring group) go to the answered one, whatever the arrival order.
+    sorted.sort_by_key(|f| (f.rank, f.seq, f.disposition == Some(Disposition::Answered)));
     let mut m = CallFacts::default();
     for f in sorted {
         macro_rules! take {
@@ -365,6 +366,22 @@ mod tests {
         let f = multipart_fields("multipart/form-data; boundary=XyZ", body.as_bytes()).unwrap();
         assert_eq!(f, vec![("event".into(), "newCall".into()), ("user[]".into(), "Emma Taylor".into())]);
         assert!(multipart_fields("multipart/form-data; boundary=XyZ", b"junk").is_err());
+    }
+
+    #[test]
+    fn two_legs_ending_differently_give_the_same_call_in_either_order() {
+        let missed =
+            CallFacts { disposition: Some(Disposition::Missed), is_final: true, rank: 2, ..Default::default() };
+        let answered = CallFacts {
+            disposition: Some(Disposition::Answered),
+            duration_secs: Some(40),
+            is_final: true,
+            rank: 2,
+            ..Default::default()
+        };
+        let a = merge(&[missed.clone(), answered.clone()]);
+        assert_eq!(a, merge(&[answered, missed]));
+        assert_eq!((a.disposition, a.duration_secs), (Some(Disposition::Answered), Some(40)));
     }
 
     #[test]
