@@ -185,7 +185,7 @@ fn pbx_webhooks(
     store: &Store,
 ) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
     let adapters = pbx_adapters(cfg);
-    if adapters.is_empty() {
+    if adapters.is_empty() && cfg.pbx.asterisk.is_empty() {
         return None;
     }
     let runtime = Arc::new(PbxRuntime::new(
@@ -274,6 +274,20 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         p
     });
     if let Some(p) = &pbx {
+        for a in &cfg.pbx.asterisk {
+            let client = crate::ingest::pbx::ami::AmiClient {
+                name: a.name.clone(),
+                host: a.host.clone(),
+                port: a.port,
+                username: a.username.clone(),
+                secret: a.secret.clone().unwrap_or_default(),
+                tz: a.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
+                region: cfg.org.default_phone_region.clone(),
+                max_backoff: Duration::from_secs(a.max_backoff_secs.max(1)),
+            };
+            let task = tokio::spawn(client.run(p.writer.clone(), token.clone()));
+            workers.push(health.watch(&format!("asterisk:{}", a.name), task, &token));
+        }
         workers.push(health.watch("pbx-jobs", spawn_pbx_worker(p.runtime.clone(), token.clone()), &token));
         workers.push(health.watch(
             "pbx-sweep",

@@ -406,6 +406,8 @@ pub struct PbxConfig {
     pub itoolabs: Option<ItooLabsConfig>,
     /// UIS / CoMagic / Novofon 2.0 event notifications (templates from README).
     pub uis: Option<UisConfig>,
+    /// Asterisk PBXs read through the manager interface (AMI `Cdr` events).
+    pub asterisk: Vec<AsteriskConfig>,
 }
 
 impl Default for PbxConfig {
@@ -428,6 +430,7 @@ impl Default for PbxConfig {
             sipuni: None,
             itoolabs: None,
             uis: None,
+            asterisk: Vec::new(),
         }
     }
 }
@@ -561,6 +564,43 @@ pub struct UisConfig {
     /// Zone of `notification_time` (UIS writes the account's local time without an
     /// offset); default org.timezone.
     pub timezone: Option<String>,
+}
+
+/// `[[pbx.asterisk]]`: one Asterisk (FreePBX, Issabel …) manager interface to keep a
+/// connection to; its `Cdr` events become calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsteriskConfig {
+    /// A name for logs and health (`asterisk:<name>`).
+    pub name: String,
+    pub host: String,
+    /// The manager port (manager.conf `port`).
+    pub port: u16,
+    /// A manager.conf user with `read = cdr` (nothing to write is needed).
+    pub username: String,
+    /// File with that user's secret.
+    pub secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub secret: Option<String>,
+    /// The zone of the PBX's CDR times; default org.timezone.
+    pub timezone: Option<String>,
+    /// The longest wait between reconnection attempts.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for AsteriskConfig {
+    fn default() -> Self {
+        AsteriskConfig {
+            name: "asterisk".into(),
+            host: "127.0.0.1".into(),
+            port: 5038,
+            username: String::new(),
+            secret_file: None,
+            secret: None,
+            timezone: None,
+            max_backoff_secs: 60,
+        }
+    }
 }
 
 /// `[[pbx.lines]]`: DOMAIN §2.13 `pbx_line`.
@@ -1025,6 +1065,17 @@ impl Config {
                 "is required: the PBX sends the CRM token set in its cabinet with every request".into(),
             );
         }
+        for (i, a) in self.pbx.asterisk.iter().enumerate() {
+            if a.username.trim().is_empty() || a.secret_file.is_none() {
+                bad(
+                    format!("pbx.asterisk[{i}]"),
+                    "needs username and secret_file: a manager.conf user with read = cdr".into(),
+                );
+            }
+            if let Some(tz) = a.timezone.as_deref().filter(|t| t.parse::<chrono_tz::Tz>().is_err()) {
+                bad(format!("pbx.asterisk[{i}].timezone"), format!("'{tz}' is not an IANA time zone"));
+            }
+        }
         if let Some(u) = &self.pbx.uis {
             if u.token_file.is_none() {
                 bad("pbx.uis.token_file".into(), "is required: UIS signs nothing, so its URLs carry this token".into());
@@ -1216,6 +1267,9 @@ impl Config {
         }
         if let Some(c) = self.pbx.sipuni.as_mut() {
             c.token = read("pbx.sipuni.token_file".into(), &c.token_file);
+        }
+        for (i, a) in self.pbx.asterisk.iter_mut().enumerate() {
+            a.secret = read(format!("pbx.asterisk[{i}].secret_file"), &a.secret_file);
         }
         if let Some(c) = self.pbx.uis.as_mut() {
             c.token = read("pbx.uis.token_file".into(), &c.token_file);
@@ -1598,6 +1652,7 @@ mod example_tests {
                 sipuni: Some(Default::default()),
                 itoolabs: Some(Default::default()),
                 uis: Some(Default::default()),
+                asterisk: vec![AsteriskConfig::default()],
                 ..Default::default()
             },
             api: ApiConfig {

@@ -1590,3 +1590,199 @@ async fn uis_notifications() {
     assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound unanswered: done");
     app.stop().await;
 }
+
+/// A small Asterisk manager for the tests (Asterisk is not in Debian 12): the banner, a
+/// Login checked against a secret, then the frames the test sends it; `CLOSE` drops the
+/// connection as a PBX restart would.
+struct AmiServer {
+    port: u16,
+    frames: tokio::sync::mpsc::UnboundedSender<String>,
+    logins: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AmiServer {
+    async fn start(secret: &'static str) -> AmiServer {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (frames, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let logins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, r) = (logins.clone(), refused.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                let (rx, l, r) = (rx.clone(), l.clone(), r.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = sock.into_split();
+                    write.write_all(b"Asterisk Call Manager/5.0.1\r\n").await.unwrap();
+                    let mut lines = tokio::io::BufReader::new(read).lines();
+                    let mut login = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.is_empty() {
+                            break;
+                        }
+                        login.push(line);
+                    }
+                    if !login.iter().any(|x| x == &format!("Secret: {secret}")) {
+                        r.fetch_add(1, SeqCst);
+                        let _ = write
+                            .write_all(
+                                b"Response: Error\r\nActionID: inflow-login\r\nMessage: Authentication failed\r\n\r\n",
+                            )
+                            .await;
+                        return;
+                    }
+                    write
+                        .write_all(
+                            b"Response: Success\r\nActionID: inflow-login\r\nMessage: Authentication accepted\r\n\r\n",
+                        )
+                        .await
+                        .unwrap();
+                    l.fetch_add(1, SeqCst);
+                    // Pings and the like are read and let be.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    let mut rx = rx.lock().await;
+                    while let Some(f) = rx.recv().await {
+                        if f == "CLOSE" {
+                            return;
+                        }
+                        if write.write_all(f.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        AmiServer { port, frames, logins, refused }
+    }
+
+    fn cdr(&self, fields: &[(&str, &str)]) {
+        let mut f = String::from("Event: Cdr\r\nPrivilege: cdr,all\r\n");
+        for (k, v) in fields {
+            f.push_str(&format!("{k}: {v}\r\n"));
+        }
+        f.push_str("\r\n");
+        self.frames.send(f).unwrap();
+    }
+}
+
+/// Asterisk through its manager interface: the client logs in, each Cdr event becomes a
+/// call (answered, missed → callback, a ring group's CDRs grouped by LinkedID), a
+/// redelivered CDR changes nothing, a dropped connection is re-made, and a PBX that
+/// refuses the login is retried without taking the daemon down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asterisk_manager_cdr_events() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let ami = AmiServer::start("ami-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ami"), "ami-secret").unwrap();
+    std::fs::write(dir.path().join("bad"), "not-the-secret").unwrap();
+    let extra = format!(
+        r#"[org]
+timezone = "Europe/Moscow"
+default_phone_region = "RU"
+
+[pbx]
+callback_sla_secs = 7200
+final_event_timeout_secs = 3600
+sweep_interval_secs = 3600
+
+[[pbx.lines]]
+did = "+7 (495) 123-45-67"
+owner = "head@acme.ru"
+
+[[pbx.asterisk]]
+name = "office"
+host = "127.0.0.1"
+port = {port}
+username = "inflow"
+secret_file = "{{dir}}/ami"
+max_backoff_secs = 1
+
+[[pbx.asterisk]]
+name = "misconfigured"
+host = "127.0.0.1"
+port = {port}
+username = "inflow"
+secret_file = "{{dir}}/bad"
+max_backoff_secs = 1
+"#,
+        port = ami.port
+    );
+    let app = TestApp::spawn("sqlite", dir, &extra).await;
+    let s = &app.store;
+    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
+    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
+    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        lastname: "Sidorov".into(),
+        mobilephone: Some("8 (916) 123-45-67".into()),
+        ..Default::default()
+    }
+    .stamped(head, EntityKind::Systemuser, now(), None);
+    s.insert(&c).await.unwrap();
+    poll_until("the client logged in", || async { ami.logins.load(SeqCst) == 1 }).await;
+    let answered = [
+        ("Source", "89161234567"),
+        ("Destination", "74951234567"),
+        ("DestinationContext", "from-trunk"),
+        ("Channel", "PJSIP/trunk-00000012"),
+        ("DestinationChannel", "PJSIP/101-00000013"),
+        ("StartTime", "2026-12-07 12:00:00"),
+        ("AnswerTime", "2026-12-07 12:00:06"),
+        ("EndTime", "2026-12-07 12:01:41"),
+        ("Duration", "101"),
+        ("BillableSeconds", "95"),
+        ("Disposition", "ANSWERED"),
+        ("UniqueID", "1764226800.42"),
+    ];
+    ami.cdr(&answered);
+    ami.cdr(&answered);
+    let a = app.call_activity("asterisk", "1764226800.42").await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)));
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(c.contactid), ext101));
+    // The PBX restarts: the client comes back and goes on.
+    ami.frames.send("CLOSE".into()).unwrap();
+    poll_until("the client logged in again", || async { ami.logins.load(SeqCst) == 2 }).await;
+    ami.cdr(&[
+        ("Source", "89035551100"),
+        ("Destination", "74951234567"),
+        ("DestinationChannel", "PJSIP/101-00000020"),
+        ("StartTime", "2026-12-07 12:10:00"),
+        ("EndTime", "2026-12-07 12:10:30"),
+        ("Duration", "30"),
+        ("BillableSeconds", "0"),
+        ("Disposition", "NO ANSWER"),
+        ("UniqueID", "1764227400.50"),
+    ]);
+    assert_eq!(app.call_activity("asterisk", "1764227400.50").await.statecode, 0, "missed: a callback");
+    // A ring group: two CDRs of one call (LinkedID mapped), 101 unanswered, 102 answered.
+    for (dst, disp, secs, uid) in
+        [("PJSIP/101-0031", "NO ANSWER", "0", "1764228000.61"), ("PJSIP/102-0032", "ANSWERED", "40", "1764228000.62")]
+    {
+        ami.cdr(&[
+            ("Source", "89161234567"),
+            ("Destination", "74951234567"),
+            ("DestinationChannel", dst),
+            ("StartTime", "2026-12-07 12:20:00"),
+            ("EndTime", "2026-12-07 12:20:50"),
+            ("Duration", "50"),
+            ("BillableSeconds", secs),
+            ("Disposition", disp),
+            ("UniqueID", uid),
+            ("LinkedID", "1764228000.60"),
+        ]);
+    }
+    let g = app.call_activity("asterisk", "1764228000.60").await;
+    assert_eq!((g.statecode, g.ownerid), (1, ext102), "the ring group's answered leg");
+    assert_eq!(app.count("activity").await, 3, "one activity per call, the redelivery included");
+    // The misconfigured PBX keeps being refused; the daemon stays healthy.
+    poll_until("the wrong secret was tried twice", || async { ami.refused.load(SeqCst) >= 2 }).await;
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 //! (`merge`), order-independently, and the merged record becomes CRM records in a job
 //! (`process`). Adapters do no I/O beyond reading the request they are given.
 
+pub mod ami;
 pub mod cti;
 pub mod generic;
 pub mod itoolabs;
