@@ -27,8 +27,10 @@ use crate::ingest::pbx::placetel::Placetel;
 use crate::ingest::pbx::process::{self as pbx_process, PbxRuntime, PbxSettings};
 use crate::ingest::pbx::sipgate::Sipgate;
 use crate::ingest::pbx::sipuni::Sipuni;
+use crate::ingest::pbx::threecx::ThreeCx;
 use crate::ingest::pbx::twilio::Twilio;
 use crate::ingest::pbx::uis::Uis;
+use crate::ingest::pbx::yeastar::Yeastar;
 use crate::ingest::pbx::zadarma::Zadarma;
 use crate::jobs::JobQueue;
 use crate::store::{Normalizer, Store};
@@ -171,6 +173,13 @@ pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
     if let Some(u) = &p.uis {
         let tz = u.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
         out.push(Arc::new(Uis { token: u.token.clone().unwrap_or_default(), tz }));
+    }
+    if let Some(y) = &p.yeastar {
+        let tz = y.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
+        out.push(Arc::new(Yeastar { token: y.token.clone().unwrap_or_default(), tz }));
+    }
+    if let Some(c) = &p.threecx {
+        out.push(Arc::new(ThreeCx { token: c.token.clone().unwrap_or_default() }));
     }
     if let Some(c) = &p.itoolabs {
         out.push(Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }));

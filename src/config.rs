@@ -408,6 +408,11 @@ pub struct PbxConfig {
     pub uis: Option<UisConfig>,
     /// Asterisk PBXs read through the manager interface (AMI `Cdr` events).
     pub asterisk: Vec<AsteriskConfig>,
+    /// 3CX's server-side CRM integration (contrib/3cx/inflow.xml).
+    #[serde(rename = "3cx")]
+    pub threecx: Option<TokenPbxConfig>,
+    /// Yeastar call detail reports (S-Series/Cloud API v1, v2, P-Series webhook).
+    pub yeastar: Option<UisConfig>,
 }
 
 impl Default for PbxConfig {
@@ -431,6 +436,8 @@ impl Default for PbxConfig {
             itoolabs: None,
             uis: None,
             asterisk: Vec::new(),
+            threecx: None,
+            yeastar: None,
         }
     }
 }
@@ -553,7 +560,9 @@ pub struct ItooLabsConfig {
     pub crm_token: Option<String>,
 }
 
-/// `[pbx.uis]`: POST /pbx/uis/<token> (UIS / CoMagic / Novofon 2.0 notifications).
+/// `[pbx.uis]`: POST /pbx/uis/<token> (UIS / CoMagic / Novofon 2.0 notifications), and
+/// `[pbx.yeastar]` (POST /pbx/yeastar/<token>): a token in the URL and the zone the
+/// provider writes local times in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UisConfig {
@@ -561,8 +570,8 @@ pub struct UisConfig {
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
     pub token: Option<String>,
-    /// Zone of `notification_time` (UIS writes the account's local time without an
-    /// offset); default org.timezone.
+    /// Zone of the provider's local times (UIS `notification_time`, Yeastar `timestart`,
+    /// written without an offset); default org.timezone.
     pub timezone: Option<String>,
 }
 
@@ -1076,15 +1085,19 @@ impl Config {
                 bad(format!("pbx.asterisk[{i}].timezone"), format!("'{tz}' is not an IANA time zone"));
             }
         }
-        if let Some(u) = &self.pbx.uis {
+        for (name, u) in [("uis", &self.pbx.uis), ("yeastar", &self.pbx.yeastar)] {
+            let Some(u) = u else { continue };
             if u.token_file.is_none() {
-                bad("pbx.uis.token_file".into(), "is required: UIS signs nothing, so its URLs carry this token".into());
+                bad(
+                    format!("pbx.{name}.token_file"),
+                    "is required: the provider signs nothing, so its URLs carry this token".into(),
+                );
             }
             if let Some(tz) = u.timezone.as_deref().filter(|t| t.parse::<chrono_tz::Tz>().is_err()) {
-                bad("pbx.uis.timezone".into(), format!("'{tz}' is not an IANA time zone"));
+                bad(format!("pbx.{name}.timezone"), format!("'{tz}' is not an IANA time zone"));
             }
         }
-        for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni)] {
+        for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni), ("3cx", &self.pbx.threecx)] {
             if c.as_ref().is_some_and(|c| c.token_file.is_none()) {
                 bad(
                     format!("pbx.{name}.token_file"),
@@ -1273,6 +1286,12 @@ impl Config {
         }
         if let Some(c) = self.pbx.uis.as_mut() {
             c.token = read("pbx.uis.token_file".into(), &c.token_file);
+        }
+        if let Some(c) = self.pbx.yeastar.as_mut() {
+            c.token = read("pbx.yeastar.token_file".into(), &c.token_file);
+        }
+        if let Some(c) = self.pbx.threecx.as_mut() {
+            c.token = read("pbx.3cx.token_file".into(), &c.token_file);
         }
         if let Some(c) = self.pbx.itoolabs.as_mut() {
             c.crm_token = read("pbx.itoolabs.crm_token_file".into(), &c.crm_token_file);
@@ -1653,6 +1672,8 @@ mod example_tests {
                 itoolabs: Some(Default::default()),
                 uis: Some(Default::default()),
                 asterisk: vec![AsteriskConfig::default()],
+                threecx: Some(Default::default()),
+                yeastar: Some(Default::default()),
                 ..Default::default()
             },
             api: ApiConfig {

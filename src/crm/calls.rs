@@ -38,6 +38,8 @@ pub enum Disposition {
 /// the call).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallerCard {
+    /// The record the number belongs to.
+    pub record: EntityRef,
     pub name: String,
     pub owner_extension: Option<String>,
 }

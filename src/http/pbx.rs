@@ -171,7 +171,7 @@ async fn webhook(
     };
     if let Parsed::Lookup(phone) = &parsed {
         return match hooks.runtime.store.caller_card(phone).await {
-            Ok(card) => reply_response(adapter.card_reply(card.as_ref())),
+            Ok(card) => reply_response(adapter.card_reply(phone, card.as_ref())),
             Err(e) => {
                 tracing::warn!(provider, error = %e, "caller lookup failed");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the lookup failed; retry later")

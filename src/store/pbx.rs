@@ -568,7 +568,7 @@ impl Store {
             .map(|row| row.get::<Option<String>>("pbx_extension"))
             .transpose()?
             .flatten();
-        Ok(Some(crate::crm::calls::CallerCard { name, owner_extension: ext }))
+        Ok(Some(crate::crm::calls::CallerCard { record: r, name, owner_extension: ext }))
     }
 
     /// An enabled user by PBX extension.

@@ -29,6 +29,8 @@ const CTI_TOKEN: &str = "cti-token-0f9e8d";
 const SIPUNI_TOKEN: &str = "sipuni-token-1a2b3c";
 const ITOOLABS_TOKEN: &str = "megapbx-crm-token-42";
 const UIS_TOKEN: &str = "uis-token-77aa";
+const THREECX_TOKEN: &str = "3cx-token-5e6f";
+const YEASTAR_TOKEN: &str = "yeastar-token-9c8d";
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/pbx/{path}", env!("CARGO_MANIFEST_DIR")))
@@ -62,6 +64,8 @@ async fn start(engine: &str) -> (TestApp, Seed) {
         ("sipuni", SIPUNI_TOKEN),
         ("itoolabs", ITOOLABS_TOKEN),
         ("uis", UIS_TOKEN),
+        ("3cx", THREECX_TOKEN),
+        ("yeastar", YEASTAR_TOKEN),
     ] {
         std::fs::write(dir.path().join(f), v).unwrap();
     }
@@ -132,6 +136,12 @@ crm_token_file = "{{dir}}/itoolabs"
 
 [pbx.uis]
 token_file = "{{dir}}/uis"
+
+[pbx.3cx]
+token_file = "{{dir}}/3cx"
+
+[pbx.yeastar]
+token_file = "{{dir}}/yeastar"
 "#
     );
     let app = TestApp::spawn(engine, dir, &extra).await;
@@ -1784,5 +1794,114 @@ max_backoff_secs = 1
     // The misconfigured PBX keeps being refused; the daemon stays healthy.
     poll_until("the wrong secret was tried twice", || async { ami.refused.load(SeqCst) >= 2 }).await;
     assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    app.stop().await;
+}
+
+/// The id inflow gives a journaled 3CX call (3CX sends none): computed here independently.
+fn threecx_call_id(start: &str, agent: &str, number: &str, call_type: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(format!("{start}|{agent}|{number}|{call_type}").as_bytes())[..12])
+}
+
+/// 3CX with contrib/3cx/inflow.xml: the lookup answers the one record with the number (and
+/// the number itself, which 3CX needs among the phones) or `{}`; ReportCall journals a
+/// call once however often it is sent, with literal unfilled `[Variables]` ignored; Missed
+/// → callback; Notanswered (outbound) → none; Basic authentication with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threecx_lookup_and_journal() {
+    let (app, seed) = start("sqlite").await;
+    let basic = |pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("3cx:{pw}")));
+    let lookup = |n: &str, pw: &str| {
+        app.http.get(app.url(&format!("/pbx/3cx/lookup?number={n}"))).header("Authorization", basic(pw)).send()
+    };
+    assert_eq!(lookup("89161234567", "wrong").await.unwrap().status(), 401);
+    let card = ok(lookup("89161234567", THREECX_TOKEN).await.unwrap()).await;
+    assert_eq!(
+        (card["id"].as_str(), card["lastName"].as_str(), card["phoneBusiness"].as_str(), card["entityType"].as_str()),
+        (Some(seed.known_contact.to_string().as_str()), Some("Sidorov"), Some("89161234567"), Some("contact"))
+    );
+    assert_eq!(ok(lookup("89035550000", THREECX_TOKEN).await.unwrap()).await, serde_json::json!({}));
+    let report = |body: serde_json::Value| {
+        app.http.post(app.url("/pbx/3cx/report")).header("Authorization", basic(THREECX_TOKEN)).json(&body).send()
+    };
+    let inbound = serde_json::json!({"call_type": "Inbound", "direction": "Inbound", "number": "89161234567", "name": "Sidorov",
+        "agent": "101", "agent_email": "[AgentEmail]", "queue": "", "duration_s": "95",
+        "start_utc": "2026-12-07T09:00:00Z", "end_utc": "2026-12-07T09:01:41Z", "contact_id": seed.known_contact.to_string()});
+    assert_eq!(ok(report(inbound.clone()).await.unwrap()).await, serde_json::json!({}));
+    ok(report(inbound).await.unwrap()).await;
+    // 3CX gives no call id: the one inflow makes is what `call_activity` looks up.
+    let id = threecx_call_id("2026-12-07T09:00:00Z", "101", "89161234567", "Inbound");
+    let a = app.call_activity("3cx", &id).await;
+    assert_eq!(
+        (a.statecode, a.statuscode, a.regardingobjectid, a.ownerid, a.actualdurationminutes),
+        (1, 4, Some(seed.known_contact), seed.ext101, Some(2))
+    );
+    assert_eq!(app.count("activity").await, 1, "one activity for a report sent twice");
+    ok(report(serde_json::json!({"call_type": "Missed", "number": "89035551200", "agent": "101", "duration_s": "0",
+        "start_utc": "2026-12-07T09:10:00Z", "end_utc": "2026-12-07T09:10:20Z"}))
+    .await
+    .unwrap())
+    .await;
+    ok(report(
+        serde_json::json!({"call_type": "Notanswered", "number": "89035551300", "agent": "102", "duration_s": "0",
+        "start_utc": "2026-12-07T09:20:00Z", "end_utc": "2026-12-07T09:20:30Z"}),
+    )
+    .await
+    .unwrap())
+    .await;
+    let missed =
+        app.call_activity("3cx", &threecx_call_id("2026-12-07T09:10:00Z", "101", "89035551200", "Missed")).await;
+    assert_eq!(missed.statecode, 0, "Missed: a callback");
+    let out =
+        app.call_activity("3cx", &threecx_call_id("2026-12-07T09:20:00Z", "102", "89035551300", "Notanswered")).await;
+    assert_eq!(
+        (out.statecode, out.directioncode, out.ownerid),
+        (1, Some(true), seed.ext102),
+        "Notanswered: no callback"
+    );
+    app.stop().await;
+}
+
+/// Yeastar: the S-Series v1 NewCdr (`action`), the v2 one (`event`) and the P-Series
+/// webhook (type 30012, `msg` as a JSON string) each make their call; a resent report is
+/// one; NO ANSWER inbound → callback; other events are answered and ignored; the URL's
+/// token is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yeastar_cdr_reports() {
+    let (app, seed) = start("sqlite").await;
+    let post = |token: &str, body: String| {
+        app.http
+            .post(app.url(&format!("/pbx/yeastar/{token}")))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let v1 = r#"{"action":"NewCdr","callid":"1505352445.265","timestart":"2026-12-07 12:00:00","callfrom":"89161234567","callto":"101","srctrunkname":"MTT","callduraction":"38","talkduraction":"29","status":"ANSWERED","type":"Inbound","didnumber":"74951234567","recording":"20261207120009-1505352445.265-89161234567-101-Inbound.wav","sn":"369362089179"}"#;
+    assert_eq!(post("nope", v1.into()).await.unwrap().status(), 401);
+    ok(post(YEASTAR_TOKEN, v1.into()).await.unwrap()).await;
+    ok(post(YEASTAR_TOKEN, v1.into()).await.unwrap()).await;
+    let a = app.call_activity("yeastar", "1505352445.265").await;
+    assert_eq!(
+        (a.statecode, a.statuscode, a.regardingobjectid, a.ownerid),
+        (1, 4, Some(seed.known_contact), seed.ext101)
+    );
+    assert_eq!(a.actualstart.map(|t| t.to_rfc3339()).as_deref(), Some("2026-12-07T09:00:00+00:00"), "PBX-local time");
+    // v2: "event", a missed inbound call.
+    let v2 = r#"{"event":"NewCdr","callid":"1547391782.318","timestart":"2026-12-07 12:05:00","callfrom":"89035551400","callto":"101","callduraction":"21","talkduraction":"0","status":"NO ANSWER","type":"Inbound","didnumber":"74951234567","sn":"369362089179"}"#;
+    ok(post(YEASTAR_TOKEN, v2.into()).await.unwrap()).await;
+    assert_eq!(app.call_activity("yeastar", "1547391782.318").await.statecode, 0, "missed: a callback");
+    // P-Series: msg is a JSON string; blank fields are a single space.
+    let msg = r#"{"call_id":"1651057476.362","time_start":"2026-12-07 12:10:00","call_from":"102","call_to":"89035551500","call_duration":24,"talk_duration":0,"src_trunk_name":" ","dst_trunk_name":"MTT","pin_code":" ","status":"BUSY","type":"Outbound","recording":" ","did_number":" ","agent_ring_time":0,"uid":"2024111913594421D77"}"#;
+    let p = serde_json::json!({"type": 30012, "sn": "3631A2124XXX", "msg": msg}).to_string();
+    ok(post(YEASTAR_TOKEN, p).await.unwrap()).await;
+    let o = app.call_activity("yeastar", "1651057476.362").await;
+    assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound busy: no callback");
+    let v = ok(post(
+        YEASTAR_TOKEN,
+        r#"{"type":30008,"sn":"x","msg":"{\"extension\":\"2002\",\"status\":\"Ringing\"}"}"#.into(),
+    )
+    .await
+    .unwrap())
+    .await;
+    assert_eq!(v["status"], "ignored");
     app.stop().await;
 }

@@ -62,12 +62,12 @@ impl Adapter for ItooLabs {
         Reply::Json(serde_json::json!({"status": "ok"}))
     }
 
-    fn card_reply(&self, card: Option<&CallerCard>) -> Reply {
+    fn card_reply(&self, _number: &str, card: Option<&CallerCard>) -> Reply {
         Reply::Json(match card {
-            Some(CallerCard { name, owner_extension: Some(ext) }) => {
+            Some(CallerCard { name, owner_extension: Some(ext), .. }) => {
                 serde_json::json!({"contact_name": name, "responsible": ext})
             }
-            Some(CallerCard { name, owner_extension: None }) => serde_json::json!({"contact_name": name}),
+            Some(CallerCard { name, owner_extension: None, .. }) => serde_json::json!({"contact_name": name}),
             None => serde_json::json!({}),
         })
     }

@@ -12,8 +12,10 @@ pub mod placetel;
 pub mod process;
 pub mod sipgate;
 pub mod sipuni;
+pub mod threecx;
 pub mod twilio;
 pub mod uis;
+pub mod yeastar;
 pub mod zadarma;
 
 use axum::http::HeaderMap;
@@ -103,8 +105,8 @@ pub trait Adapter: Send + Sync {
     fn reply(&self, _req: &WebhookRequest<'_>, _parsed: &Parsed) -> Reply {
         Reply::Summary
     }
-    /// The answer to a `Parsed::Lookup` (None: no single record has the number).
-    fn card_reply(&self, _card: Option<&CallerCard>) -> Reply {
+    /// The answer to a `Parsed::Lookup` of `number` (None: no single record has it).
+    fn card_reply(&self, _number: &str, _card: Option<&CallerCard>) -> Reply {
         Reply::Json(serde_json::json!({}))
     }
     /// The status of a summary answer for stored events (ignored ones are always 200).
