@@ -94,6 +94,8 @@ did = "8 800 555-35-35"
 owner = "marketing@acme.ru"
 campaignactivity_id = "{wave}"
 create_leads = true
+# Providers without talk times (sipgate, CTI) time an answer by arrival: any answer counts.
+min_answered_seconds = 0
 lead_subject = "Autumn campaign call"
 
 [pbx.zadarma]
@@ -1193,6 +1195,19 @@ async fn call_lists_close_by_the_pbx_postgres() {
     call_lists_close_by_the_pbx("postgres").await;
 }
 
+/// R-PBX-4/5 through a provider: the call to the tracking number from an unknown caller made
+/// a lead with the campaign and a campaign response.
+async fn assert_campaign_lead(app: &TestApp, provider: &str, call_id: &str, seed: &Seed) {
+    let a = app.call_activity(provider, call_id).await;
+    let lead: Lead = app.store.load(a.regardingobjectid.expect("regarding a new lead")).await.unwrap();
+    assert_eq!(lead.campaignid, Some(seed.campaign), "{provider}: the lead has the campaign");
+    let responses = app.store.list::<CampaignResponse>(50, 0).await.unwrap().items;
+    assert!(
+        responses.iter().any(|r| r.originatingactivityid == Some(a.activityid) && r.customerid == Some(lead.leadid)),
+        "{provider}: a campaign response for the call"
+    );
+}
+
 /// Placetel Notify: the published test vector verifies as is; events of one call in any
 /// order and redelivered make one activity; missed inbound → callback; outbound busy → no
 /// callback; an unknown caller to the campaign number → a response and a lead.
@@ -1242,10 +1257,7 @@ async fn placetel_notify_calls() {
         .placetel("call_id=aa03&direction=in&duration=40&event=HungUp&from=89035550123&to=88005553535&type=accepted")
         .await)
     .await;
-    let t = app.call_activity("placetel", "aa03").await;
-    let lead: Lead = app.store.load(t.regardingobjectid.expect("a lead")).await.unwrap();
-    assert_eq!(lead.campaignid, Some(seed.campaign));
-    assert_eq!(app.store.list::<CampaignResponse>(10, 0).await.unwrap().total, 1);
+    assert_campaign_lead(&app, "placetel", "aa03", &seed).await;
     app.stop().await;
 }
 
@@ -1378,6 +1390,23 @@ async fn sipgate_push_calls() {
     .await;
     let o = app.call_activity("sipgate", o_id).await;
     assert_eq!((o.statecode, o.ownerid), (1, seed.ext102), "outbound busy: done, no callback");
+    // An unknown caller to the tracking number, answered.
+    let t_id = "99CC";
+    let ev = |e: &str| {
+        sg(&[
+            ("event", e),
+            ("direction", "in"),
+            ("from", "79035552000"),
+            ("to", "78005553535"),
+            ("callId", t_id),
+            ("origCallId", t_id),
+            ("userId", "101"),
+        ])
+    };
+    for e in ["newCall", "answer", "hangup"] {
+        ok(app.sipgate(&ev(e)).await).await;
+    }
+    assert_campaign_lead(&app, "sipgate", t_id, &seed).await;
     app.stop().await;
 }
 
@@ -1415,6 +1444,11 @@ async fn generic_cti_calls() {
     ok(app.cti_form(&[&[("event", "newCall"), ("user", "102")], &out[..]].concat()).await).await;
     let o = app.call_activity("cti", "f0871278").await;
     assert_eq!((o.statecode, o.ownerid), (1, seed.ext102));
+    let t = [("from", "79035552100"), ("to", "78005553535"), ("direction", "in"), ("callId", "t-1")];
+    for e in ["newCall", "answer", "hangup"] {
+        ok(app.cti_form(&[&[("event", e)], &t[..]].concat()).await).await;
+    }
+    assert_campaign_lead(&app, "cti", "t-1", &seed).await;
     // A bad direction is named.
     let r =
         app.cti_json(CTI_TOKEN, serde_json::json!({"event": "newCall", "direction": "sideways", "callId": "x"})).await;
@@ -1468,6 +1502,9 @@ async fn sipuni_events() {
         (Some(seed.known_contact), seed.ext102, Some(2))
     );
     assert!(a.description.unwrap_or_default().contains("sipuni.com/api/crm/record"), "the recording link");
+    let t = "1774374000.600001";
+    ok(app.sipuni(&format!("call_id={t}&event=2&src_type=1&src_num=79035552200&dst_type=1&dst_num=78005553535_id1&pbxdstnum=78005553535&timestamp=1774374060&status=ANSWER&call_start_timestamp=1774374000&call_answer_timestamp=1774374010")).await).await;
+    assert_campaign_lead(&app, "sipuni", t, &seed).await;
     app.stop().await;
 }
 
@@ -1562,6 +1599,22 @@ async fn itoolabs_crm_api_calls() {
     // Authenticity, and a command inflow does not use.
     let r = app.http.post(app.url("/pbx/itoolabs")).body("cmd=history&crm_token=nope").send().await.unwrap();
     assert_eq!(r.status(), 401);
+    ok(app
+        .itoolabs(&[
+            ("cmd", "history"),
+            ("type", "in"),
+            ("user", "ivanov"),
+            ("ext", "101"),
+            ("phone", "79035552300"),
+            ("diversion", "78005553535"),
+            ("start", "20261207T093000Z"),
+            ("duration", "70"),
+            ("callid", "t-2"),
+            ("status", "Success"),
+        ])
+        .await)
+    .await;
+    assert_campaign_lead(&app, "itoolabs", "t-2", &seed).await;
     let v = ok(app.itoolabs(&[("cmd", "rating"), ("callid", id), ("rating", "5")]).await).await;
     assert_eq!(v, serde_json::json!({"status": "ok"}));
     app.stop().await;
@@ -1598,6 +1651,9 @@ async fn uis_notifications() {
     ok(app.uis(UIS_TOKEN, planfix).await).await;
     let o = app.call_activity("uis", "998677600").await;
     assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound unanswered: done");
+    let t = r#"{"event": "end", "call_session_id": 998677700, "notification_time": "2026-12-07 12:30:00.000", "contact_phone_number": "79035552400", "virtual_phone_number": "78005553535", "direction": "in", "talk_time_duration": 60, "total_time_duration": 70}"#;
+    ok(app.uis(UIS_TOKEN, t).await).await;
+    assert_campaign_lead(&app, "uis", "998677700", &seed).await;
     app.stop().await;
 }
 
@@ -1895,6 +1951,9 @@ async fn yeastar_cdr_reports() {
     ok(post(YEASTAR_TOKEN, p).await.unwrap()).await;
     let o = app.call_activity("yeastar", "1651057476.362").await;
     assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound busy: no callback");
+    let t = r#"{"action":"NewCdr","callid":"1547392000.400","timestart":"2026-12-07 12:30:00","callfrom":"89035552500","callto":"101","callduraction":"80","talkduraction":"70","status":"ANSWERED","type":"Inbound","didnumber":"88005553535"}"#;
+    ok(post(YEASTAR_TOKEN, t.into()).await.unwrap()).await;
+    assert_campaign_lead(&app, "yeastar", "1547392000.400", &seed).await;
     let v = ok(post(
         YEASTAR_TOKEN,
         r#"{"type":30008,"sn":"x","msg":"{\"extension\":\"2002\",\"status\":\"Ringing\"}"}"#.into(),
