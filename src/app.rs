@@ -283,6 +283,11 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         p
     });
     if let Some(p) = &pbx {
+        // `[[pbx.lines]]` seeds the lines (the API and CLI manage them from there).
+        store
+            .seed_pbx_lines(&pbx_process::config_lines(&cfg, chrono::Utc::now()))
+            .await
+            .context("seeding [[pbx.lines]]")?;
         for a in &cfg.pbx.asterisk {
             let client = crate::ingest::pbx::ami::AmiClient {
                 name: a.name.clone(),

@@ -620,8 +620,10 @@ pub struct PbxLineConfig {
     pub did: String,
     /// Owner of calls, callbacks and leads from this line (systemuser id or e-mail).
     pub owner: String,
-    /// R-PBX-4: a campaign tracking number maps to this wave (campaign activity id).
+    /// R-PBX-4: a campaign tracking number maps to this wave (campaign activity id)…
     pub campaignactivity_id: Option<uuid::Uuid>,
+    /// …or to this campaign's current phone campaign activity.
+    pub campaign_id: Option<uuid::Uuid>,
     /// R-PBX-5.
     pub create_leads: bool,
     pub min_answered_seconds: Option<u64>,

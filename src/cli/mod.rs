@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Source};
 
+mod lines;
 mod work;
 use work::{CampaignCommand, ListCommand, OpportunityCommand, TaskCommand};
 
@@ -52,6 +53,11 @@ pub enum Command {
     Campaign {
         #[command(subcommand)]
         command: CampaignCommand,
+    },
+    /// Phone lines: main lines and campaign tracking numbers (in effect for the next call).
+    Line {
+        #[command(subcommand)]
+        command: lines::LineCommand,
     },
     /// Marketing lists: create (static or dynamic), members, copy to static.
     List {
@@ -340,6 +346,7 @@ pub fn main() -> ExitCode {
                 Command::User { command } => user_command(&cfg, command).await,
                 Command::Campaign { command } => work::campaign_command(&cfg, command).await,
                 Command::List { command } => work::list_command(&cfg, command).await,
+                Command::Line { command } => lines::line_command(&cfg, command).await,
                 Command::Task { command } => work::task_command(&cfg, command).await,
                 Command::Opportunity { command } => work::opportunity_command(&cfg, command).await,
                 Command::Token { command } => token_command(&cfg, command).await,

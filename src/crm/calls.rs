@@ -33,6 +33,49 @@ pub enum Disposition {
     Failed,
 }
 
+/// DOMAIN §2.13 `pbx_line`: a number the company is called on (a main line or a campaign's
+/// tracking number), what its calls mean and who owns them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PbxLine {
+    pub pbx_lineid: Uuid,
+    /// The number dialled, E.164.
+    pub did: String,
+    pub name: Option<String>,
+    /// Owner of calls, callbacks and leads from the line: a user id or internal e-mail.
+    pub owner: String,
+    /// R-PBX-4: calls to the line are responses to this wave…
+    pub campaignactivityid: Option<Uuid>,
+    /// …or to this campaign's current phone campaign activity.
+    pub campaignid: Option<Uuid>,
+    /// R-PBX-5.
+    pub create_leads: bool,
+    pub min_answered_seconds: Option<i64>,
+    pub lead_subject: Option<String>,
+    /// Seeded from `[[pbx.lines]]` (and updated from it on each start).
+    pub from_config: bool,
+    pub createdon: DateTime<Utc>,
+    pub modifiedon: DateTime<Utc>,
+}
+
+/// §2.13: a line names one wave or one campaign, not both, and has an owner.
+pub fn check_line(l: &PbxLine) -> Result<(), super::error::RuleError> {
+    use super::error::RuleError;
+    if l.owner.trim().is_empty() {
+        return Err(RuleError::new("R-PBX-4", "required_field", "owner is required"));
+    }
+    if l.campaignactivityid.is_some() && l.campaignid.is_some() {
+        return Err(RuleError::new(
+            "R-PBX-4",
+            "campaign_or_activity",
+            "a line points at a campaign activity or at a campaign (its current phone activity), not both",
+        ));
+    }
+    if l.min_answered_seconds.is_some_and(|s| !(0..=86_400).contains(&s)) {
+        return Err(RuleError::new("R-PBX-5", "invalid_value", "min_answered_seconds must be 0..86400"));
+    }
+    Ok(())
+}
+
 /// What the CRM knows of a caller, for a PBX that asks while the phone rings: the one
 /// record the number matches, and the extension of that record's owner (who should take
 /// the call).

@@ -35,6 +35,7 @@ use super::{ApiError, AppState};
 mod actions;
 mod auth;
 mod extract;
+mod lines;
 mod openapi;
 mod records;
 mod work;
@@ -396,6 +397,7 @@ pub fn table() -> Vec<RouteDef> {
         )
     });
     work::routes(&mut t);
+    lines::routes(&mut t);
     t.push(route(Method::GET, "/api/v1/openapi.json", r(Meta), "This document", get(openapi_h)));
     t
 }

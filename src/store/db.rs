@@ -664,6 +664,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(8, "0008_close_the_loop"),
     migration!(9, "0009_oauth"),
     migration!(10, "0010_quick_email"),
+    migration!(11, "0011_pbx_lines"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -12,6 +12,7 @@ pub mod api;
 mod criteria;
 mod db;
 mod deals;
+mod lines;
 mod mail;
 mod marketing;
 mod merge;

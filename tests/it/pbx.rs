@@ -1964,3 +1964,79 @@ async fn yeastar_cdr_reports() {
     assert_eq!(v["status"], "ignored");
     app.stop().await;
 }
+
+/// Lines are data (DOMAIN §2.13): a marketer adds a campaign's tracking number through the
+/// API, pointed at the campaign (its current phone campaign activity), and the next call to
+/// it is that campaign's response and lead — no config, no restart; moved to no campaign,
+/// the next call is none; bad input is refused by rule; the config's lines are listed as
+/// such by the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_are_managed_through_the_api() {
+    use serde_json::json;
+    let (app, seed) = start("sqlite").await;
+    let tok = format!("test-marketer-{}", Uuid::new_v4().simple());
+    app.store
+        .add_api_token("m", &inflow::http::api::token_hash(&tok), seed.marketing, "marketer", now())
+        .await
+        .unwrap();
+    let call = |method: reqwest::Method, path: String, body: Option<serde_json::Value>| {
+        let mut r = app.http.request(method, app.url(&path)).bearer_auth(&tok);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let st = resp.status().as_u16();
+            (st, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    use reqwest::Method;
+    let line = json!({"did": "8 (800) 700-11-22", "owner": "marketing@acme.ru", "campaignid": seed.campaign, "create_leads": true, "min_answered_seconds": 5});
+    let (st, created) = call(Method::POST, "/api/v1/pbx-lines".into(), Some(line.clone())).await;
+    assert_eq!(st, 201, "{created}");
+    assert_eq!(created["did"], "+78007001122", "stored in E.164");
+    let id = created["pbx_lineid"].as_str().unwrap().to_string();
+    for (body, status, code) in [
+        (line.clone(), 409, "line_exists"),
+        (json!({"did": "not a number", "owner": "marketing@acme.ru"}), 422, "invalid_did"),
+        (json!({"did": "+7 800 700-11-23", "owner": "nobody@acme.ru"}), 422, "unknown_owner"),
+        (
+            json!({"did": "+7 800 700-11-24", "owner": "marketing@acme.ru", "campaignid": seed.campaign, "campaignactivityid": seed.wave}),
+            422,
+            "campaign_or_activity",
+        ),
+    ] {
+        let (st, b) = call(Method::POST, "/api/v1/pbx-lines".into(), Some(body)).await;
+        assert_eq!((st, b["error"]["code"].as_str()), (status, Some(code)), "{b}");
+    }
+    // The next call to the new number: the campaign's response and a lead.
+    let ev = |id: &str, from: &str| {
+        format!(
+            r#"{{"call_id":"{id}","event":"end","direction":"inbound","external_number":"{from}","did":"88007001122","disposition":"answered","duration_secs":30}}"#
+        )
+    };
+    assert_eq!(app.generic(&ev("ln-1", "+79035553000")).await.status(), 202);
+    assert_campaign_lead(&app, "generic", "ln-1", &seed).await;
+    // Moved off the campaign: the next call is no response.
+    let (st, b) = call(Method::PATCH, format!("/api/v1/pbx-lines/{id}"), Some(json!({"campaignid": null}))).await;
+    assert_eq!((st, b["campaignid"].is_null()), (200, true), "{b}");
+    let before = app.store.list::<CampaignResponse>(50, 0).await.unwrap().total;
+    assert_eq!(app.generic(&ev("ln-2", "+79035553001")).await.status(), 202);
+    app.call_activity("generic", "ln-2").await;
+    assert_eq!(app.store.list::<CampaignResponse>(50, 0).await.unwrap().total, before, "no campaign, no response");
+    let (st, all) = call(Method::GET, "/api/v1/pbx-lines".into(), None).await;
+    assert_eq!((st, all["total"].as_i64()), (200, Some(3)), "the two config lines and the new one: {all}");
+    let (st, _) = call(Method::DELETE, format!("/api/v1/pbx-lines/{id}"), None).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(Method::GET, format!("/api/v1/pbx-lines/{id}"), None).await;
+    assert_eq!(st, 404);
+    // The CLI lists the config's lines as such.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n[org]\ntimezone = \"Europe/Moscow\"\n", app.db_url()))
+        .unwrap();
+    let (code, out, err) = crate::helpers::run_inflow(&cfg, &["line", "list"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("+74951234567") && out.contains("(config)"), "{out}");
+    app.stop().await;
+}

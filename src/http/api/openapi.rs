@@ -121,7 +121,7 @@ pub(super) fn named_body(name: &str) -> J {
         "Members" => {
             json!({"type": "object", "additionalProperties": false, "required": ["members"], "properties": {"members": {"type": "array", "items": uuid}}})
         }
-        other => work::named_body(other).unwrap_or_else(|| json!({})),
+        other => work::named_body(other).or_else(|| super::lines::named_body(other)).unwrap_or_else(|| json!({})),
     }
 }
 

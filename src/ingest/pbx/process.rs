@@ -60,56 +60,55 @@ pub struct IngestRequest {
     pub reply: tokio::sync::oneshot::Sender<Result<Vec<crate::store::PbxCallUpdate>, String>>,
 }
 
-/// A configured line, normalised.
-#[derive(Debug, Clone)]
-pub struct Line {
-    pub did: String,
-    pub owner: String,
-    pub wave: Option<Uuid>,
-    pub create_leads: bool,
-    pub min_answered_secs: i64,
-    pub lead_subject: String,
-}
-
-/// What processing needs from the configuration.
+/// What processing needs from the configuration. The lines themselves are data
+/// (`pbx_line`, seeded from `[[pbx.lines]]`), read per call so changes apply at once.
 #[derive(Debug, Clone)]
 pub struct PbxSettings {
-    pub lines: Vec<Line>,
     pub callback_sla: Duration,
     pub final_event_timeout: Duration,
     pub tz: Tz,
     pub region: String,
     pub lead_source: i32,
     pub default_owner: Option<String>,
+    /// R-PBX-5's shortest answered call, for lines that do not set their own.
+    pub min_answered_secs: i64,
 }
 
 impl PbxSettings {
     pub fn from_config(cfg: &Config) -> PbxSettings {
-        let region = cfg.org.default_phone_region.to_ascii_uppercase();
         PbxSettings {
-            lines: cfg
-                .pbx
-                .lines
-                .iter()
-                .filter_map(|l| {
-                    Some(Line {
-                        did: Phone::parse(&l.did, &region).e164()?.to_string(),
-                        owner: l.owner.clone(),
-                        wave: l.campaignactivity_id,
-                        create_leads: l.create_leads,
-                        min_answered_secs: l.min_answered_seconds.unwrap_or(cfg.pbx.min_answered_seconds) as i64,
-                        lead_subject: l.lead_subject.clone().unwrap_or_else(|| "Phone call".into()),
-                    })
-                })
-                .collect(),
             callback_sla: Duration::seconds(cfg.pbx.callback_sla_secs as i64),
             final_event_timeout: Duration::seconds(cfg.pbx.final_event_timeout_secs as i64),
             tz: cfg.tz(),
-            region,
+            region: cfg.org.default_phone_region.to_ascii_uppercase(),
             lead_source: 100_000_001,
             default_owner: cfg.pbx.default_owner.clone(),
+            min_answered_secs: cfg.pbx.min_answered_seconds as i64,
         }
     }
+}
+
+/// `[[pbx.lines]]` as the lines the store is seeded with on start.
+pub fn config_lines(cfg: &Config, now: chrono::DateTime<Utc>) -> Vec<crate::crm::calls::PbxLine> {
+    cfg.pbx
+        .lines
+        .iter()
+        .map(|l| crate::crm::calls::PbxLine {
+            // Used only when the number is new; a known number keeps its row (and id).
+            pbx_lineid: Uuid::new_v4(),
+            did: l.did.clone(),
+            name: None,
+            owner: l.owner.clone(),
+            campaignactivityid: l.campaignactivity_id,
+            campaignid: l.campaign_id,
+            create_leads: l.create_leads,
+            min_answered_seconds: l.min_answered_seconds.map(|s| s as i64),
+            lead_subject: l.lead_subject.clone(),
+            from_config: true,
+            createdon: now,
+            modifiedon: now,
+        })
+        .collect()
 }
 
 /// Shared by the webhook handlers, the job worker and the sweep.
@@ -363,25 +362,38 @@ impl PbxRuntime {
         let rec = record(provider, call_id, &merged, &self.settings.region, timed_out);
 
         // Facts for the rules.
-        let find_line = |n: &Option<String>| n.as_ref().and_then(|d| self.settings.lines.iter().find(|l| &l.did == d));
-        let line_cfg = find_line(&rec.did).or_else(|| find_line(&rec.line));
+        let mut line_row = None;
+        for n in [&rec.did, &rec.line].into_iter().flatten() {
+            line_row = self.store.pbx_line_by_did(n).await?;
+            if line_row.is_some() {
+                break;
+            }
+        }
         let mut line = None;
-        if let Some(l) = line_cfg {
+        if let Some(l) = line_row {
             let owner = self.owner(&l.owner).await?;
-            let wave = match l.wave {
+            // R-PBX-4: the line's wave, or its campaign's current phone campaign activity.
+            let wave_id = match (l.campaignactivityid, l.campaignid) {
+                (Some(a), _) => Some(a),
+                (None, Some(c)) => {
+                    self.store.current_phone_activity(c, now.with_timezone(&self.settings.tz).date_naive()).await?
+                }
+                (None, None) => None,
+            };
+            let wave = match wave_id {
                 Some(id) => self.wave(id).await?,
                 None => None,
             };
-            if l.wave.is_some() && wave.is_none() {
-                tracing::warn!(did = %l.did, "the line's campaignactivity_id names no campaign activity; no campaign response");
+            if (l.campaignactivityid.is_some() || l.campaignid.is_some()) && wave.is_none() {
+                tracing::warn!(did = %l.did, "the line's campaign has no campaign activity to respond to; no campaign response");
             }
             if let Some(owner) = owner {
                 line = Some(LineInfo {
                     owner,
                     wave,
                     create_leads: l.create_leads,
-                    min_answered_secs: l.min_answered_secs,
-                    lead_subject: l.lead_subject.clone(),
+                    min_answered_secs: l.min_answered_seconds.unwrap_or(self.settings.min_answered_secs),
+                    lead_subject: l.lead_subject.clone().unwrap_or_else(|| "Phone call".into()),
                 });
             } else {
                 tracing::warn!(did = %l.did, owner = %l.owner, "the line's owner is not a known user");
