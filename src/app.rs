@@ -136,8 +136,11 @@ fn spawn_alerts(
 pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
     let p = &cfg.pbx;
     let mut out: Vec<Arc<dyn Adapter>> = Vec::new();
-    if let Some(z) = &p.zadarma {
+    // Zadarma and Novofon classic speak one format; each account is its own provider.
+    for (name, z) in [("zadarma", &p.zadarma), ("novofon", &p.novofon)] {
+        let Some(z) = z else { continue };
         out.push(Arc::new(Zadarma {
+            name,
             secret: z.secret.clone().unwrap_or_default(),
             tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
             max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),

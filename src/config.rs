@@ -386,8 +386,15 @@ pub struct PbxConfig {
     pub sweep_interval_secs: u64,
     /// Phone lines (DIDs) and what calls to them mean.
     pub lines: Vec<PbxLineConfig>,
-    /// Zadarma (and Novofon classic, its fork): enabled when the section is present.
+    /// Zadarma: enabled when the section is present.
     pub zadarma: Option<ZadarmaConfig>,
+    /// Novofon classic (Zadarma's fork, the same format), beside a Zadarma account or alone:
+    /// POST /pbx/novofon, its calls stored as `novofon`.
+    pub novofon: Option<ZadarmaConfig>,
+    /// Per provider, its own names for employees (an extension, a login, an employee id) →
+    /// a user (id or internal e-mail); a name not listed is looked up as a user's
+    /// `pbx_extension`.
+    pub extensions: BTreeMap<String, BTreeMap<String, String>>,
     /// Mango Office VPBX.
     pub mango: Option<MangoConfig>,
     /// Twilio Programmable Voice.
@@ -426,6 +433,8 @@ impl Default for PbxConfig {
             sweep_interval_secs: 60,
             lines: Vec::new(),
             zadarma: None,
+            novofon: None,
+            extensions: BTreeMap::new(),
             mango: None,
             twilio: None,
             generic: None,
@@ -1019,16 +1028,17 @@ impl Config {
         if self.pbx.body_limit_bytes < 1024 {
             bad("pbx.body_limit_bytes".into(), "must be at least 1024".into());
         }
-        if let Some(z) = &self.pbx.zadarma {
+        for (name, z) in [("zadarma", &self.pbx.zadarma), ("novofon", &self.pbx.novofon)] {
+            let Some(z) = z else { continue };
             if z.secret_file.is_none() {
                 bad(
-                    "pbx.zadarma.secret_file".into(),
-                    "is required: Zadarma notifications are signed with the API secret".into(),
+                    format!("pbx.{name}.secret_file"),
+                    "is required: the notifications are signed with the account's API secret".into(),
                 );
             }
             if let Some(tz) = &z.timezone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
-                    bad("pbx.zadarma.timezone".into(), format!("'{tz}' is not an IANA time zone"));
+                    bad(format!("pbx.{name}.timezone"), format!("'{tz}' is not an IANA time zone"));
                 }
             }
         }
@@ -1263,6 +1273,9 @@ impl Config {
         }
         if let Some(z) = self.pbx.zadarma.as_mut() {
             z.secret = read("pbx.zadarma.secret_file".into(), &z.secret_file);
+        }
+        if let Some(z) = self.pbx.novofon.as_mut() {
+            z.secret = read("pbx.novofon.secret_file".into(), &z.secret_file);
         }
         if let Some(m) = self.pbx.mango.as_mut() {
             m.api_salt = read("pbx.mango.api_salt_file".into(), &m.api_salt_file);
@@ -1664,6 +1677,11 @@ mod example_tests {
             pbx: PbxConfig {
                 lines: vec![PbxLineConfig::default()],
                 zadarma: Some(Default::default()),
+                novofon: Some(Default::default()),
+                extensions: BTreeMap::from([(
+                    "sipgate".into(),
+                    BTreeMap::from([("w0".into(), "u@example.com".into())]),
+                )]),
                 mango: Some(Default::default()),
                 twilio: Some(Default::default()),
                 generic: Some(Default::default()),

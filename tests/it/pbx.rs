@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, add_user, now, poll_until};
 
 const ZADARMA_SECRET: &str = "zd-secret-7f3a";
+const NOVOFON_SECRET: &str = "novofon-secret-2b1c";
 const MANGO_KEY: &str = "vpbx-key-1234";
 const MANGO_SALT: &str = "mango-salt-5678";
 const VOICEMAIL_TWIML: &str =
@@ -54,6 +55,7 @@ async fn start(engine: &str) -> (TestApp, Seed) {
     let dir = tempfile::tempdir().unwrap();
     for (f, v) in [
         ("zd", ZADARMA_SECRET),
+        ("novofon", NOVOFON_SECRET),
         ("salt", MANGO_SALT),
         ("tw", TWILIO_TOKEN),
         ("gt", GENERIC_TOKEN),
@@ -103,6 +105,13 @@ secret_file = "{{dir}}/zd"
 timezone = "Europe/Moscow"
 # The fixtures carry fixed dates; the replay window is unit-tested in zadarma.rs.
 max_event_age_secs = 0
+
+[pbx.novofon]
+secret_file = "{{dir}}/novofon"
+max_event_age_secs = 0
+
+[pbx.extensions.sipgate]
+w7 = "petrova@acme.ru"
 
 [pbx.mango]
 api_key = "{MANGO_KEY}"
@@ -186,6 +195,10 @@ token_file = "{{dir}}/yeastar"
 }
 
 fn zadarma_sig(body: &str) -> String {
+    zadarma_sig_with(ZADARMA_SECRET, body)
+}
+
+fn zadarma_sig_with(secret: &str, body: &str) -> String {
     let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
     let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let event = get("event");
@@ -197,7 +210,7 @@ fn zadarma_sig(body: &str) -> String {
         "NOTIFY_RECORD" => format!("{}{}", get("pbx_call_id"), get("call_id_with_rec")),
         _ => format!("{}{}{}", get("caller_id"), get("called_did"), get("call_start")),
     };
-    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(ZADARMA_SECRET.as_bytes()).unwrap();
+    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
     m.update(s.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(hex::encode(m.finalize().into_bytes()))
 }
@@ -1322,8 +1335,8 @@ async fn sipgate_push_calls() {
         ("event", "answer"),
         ("callId", second),
         ("origCallId", first),
-        ("user", "Ivanov"),
-        ("userId", "101"),
+        ("user", "Petrova"),
+        ("userId", "w7"),
         ("from", "79161234567"),
         ("to", "74951234567"),
         ("direction", "in"),
@@ -1334,7 +1347,11 @@ async fn sipgate_push_calls() {
     ok(app.sipgate(&hang(second, "normalClearing")).await).await;
     let a = app.call_activity("sipgate", first).await;
     assert_eq!((a.statecode, a.statuscode), (1, 4), "answered after the forward");
-    assert_eq!((a.regardingobjectid, a.ownerid), (Some(seed.known_contact), seed.ext101));
+    assert_eq!(
+        (a.regardingobjectid, a.ownerid),
+        (Some(seed.known_contact), seed.ext102),
+        "w7 is Petrova ([pbx.extensions.sipgate])"
+    );
     assert_eq!(app.count("activity").await, 1, "one conversation, one activity");
     // Missed: the caller gave up.
     let m_id = "77AA";
@@ -2038,5 +2055,27 @@ async fn lines_are_managed_through_the_api() {
     let (code, out, err) = crate::helpers::run_inflow(&cfg, &["line", "list"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("+74951234567") && out.contains("(config)"), "{out}");
+    app.stop().await;
+}
+
+/// A Novofon classic account beside the Zadarma one: the same format at /pbx/novofon with
+/// its own secret, its calls stored as `novofon` (a Zadarma signature is refused there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn novofon_beside_zadarma() {
+    let (app, seed) = start("sqlite").await;
+    let body = fixture("zadarma/notify_end_answered.form");
+    let send = |sig: String| {
+        app.http
+            .post(app.url("/pbx/novofon"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Signature", sig)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send(zadarma_sig(&body)).await.unwrap().status(), 401, "the Zadarma account's secret is not Novofon's");
+    ok(send(zadarma_sig_with(NOVOFON_SECRET, &body)).await.unwrap()).await;
+    let a = app.call_activity("novofon", "in_8b9a2f6c1d").await;
+    assert_eq!((a.regardingobjectid, a.ownerid), (Some(seed.known_contact), seed.ext101));
+    assert!(app.store.pbx_call("zadarma", "in_8b9a2f6c1d").await.unwrap().is_none(), "stored as novofon, not zadarma");
     app.stop().await;
 }

@@ -72,6 +72,8 @@ pub struct PbxSettings {
     pub default_owner: Option<String>,
     /// R-PBX-5's shortest answered call, for lines that do not set their own.
     pub min_answered_secs: i64,
+    /// (provider, its name for an employee) → user (id or e-mail): `[pbx.extensions.*]`.
+    pub extensions: std::collections::HashMap<(String, String), String>,
 }
 
 impl PbxSettings {
@@ -84,6 +86,12 @@ impl PbxSettings {
             lead_source: 100_000_001,
             default_owner: cfg.pbx.default_owner.clone(),
             min_answered_secs: cfg.pbx.min_answered_seconds as i64,
+            extensions: cfg
+                .pbx
+                .extensions
+                .iter()
+                .flat_map(|(p, m)| m.iter().map(move |(x, u)| ((p.clone(), x.clone()), u.clone())))
+                .collect(),
         }
     }
 }
@@ -399,8 +407,12 @@ impl PbxRuntime {
                 tracing::warn!(did = %l.did, owner = %l.owner, "the line's owner is not a known user");
             }
         }
+        // The provider's own name for the employee first, then the users' extensions.
         let ext_user = match &rec.extension {
-            Some(x) => self.store.user_by_extension(x).await?,
+            Some(x) => match self.settings.extensions.get(&(provider.to_string(), x.clone())) {
+                Some(u) => self.owner(u).await?,
+                None => self.store.user_by_extension(x).await?,
+            },
             None => None,
         };
         let e164 = rec.external.e164().map(str::to_string);

@@ -13,9 +13,11 @@ use super::{
     hmac_sha1, required,
 };
 
-/// The Zadarma adapter: its secret and the zone `call_start` is written in.
+/// The Zadarma adapter: its name (`zadarma`, or `novofon` for a Novofon classic account
+/// beside it, each with its own secret), its secret and the zone `call_start` is written in.
 #[derive(Debug, Clone)]
 pub struct Zadarma {
+    pub name: &'static str,
     pub secret: String,
     pub tz: Tz,
     /// Notifications whose `call_start` is further than this from now are refused
@@ -60,7 +62,7 @@ impl Zadarma {
 
 impl super::Adapter for Zadarma {
     fn name(&self) -> &'static str {
-        "zadarma"
+        self.name
     }
 
     /// POST notifications; GET `?zd_echo=` when the URL is saved in the cabinet.
@@ -195,8 +197,12 @@ mod tests {
 
     #[test]
     fn old_notifications_are_refused_as_replays() {
-        let z =
-            Zadarma { secret: "s".into(), tz: chrono_tz::Europe::Moscow, max_age: Some(chrono::Duration::hours(48)) };
+        let z = Zadarma {
+            name: "zadarma",
+            secret: "s".into(),
+            tz: chrono_tz::Europe::Moscow,
+            max_age: Some(chrono::Duration::hours(48)),
+        };
         let body = "event=NOTIFY_START&call_start=2026-11-27+10%3A00%3A00&pbx_call_id=in_1&caller_id=79161234567&called_did=74951234567";
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("Signature", signature("s", "79161234567749512345672026-11-27 10:00:00").parse().unwrap());
