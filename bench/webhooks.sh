@@ -6,7 +6,9 @@
 #   p50/p99 latency at ~1,000 requests/s (wrk 4 has no rate flag: 16 connections pausing
 #   12 ms between requests, achieved rate printed);
 #   the end-to-end rate at which calls become phone-call activities;
-#   lost calls: requests answered 2xx minus stored calls (must be 0).
+#   lost calls: requests answered 2xx minus stored calls (must be 0);
+#   latency: one call's final event to its phone-call activity, on an idle daemon just
+#   started and after 20 s idle (issue 20: within 2 s, idle or not).
 # Usage: bench/webhooks.sh [seconds-per-run]   (installs wrk from Debian if missing)
 #   ENGINES="sqlite postgres" (default both); INFLOW_BENCH_PG_SOCKET=/run/postgresql to reach
 #   PostgreSQL over its Unix socket instead of 127.0.0.1:5432; INFLOW_BENCH_SQLITE_SYNC=normal
@@ -40,6 +42,19 @@ kill $BASE_PID; wait $BASE_PID 2>/dev/null || true
 count() { # engine url sql
   if [ "$1" = sqlite ]; then /usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "${2#sqlite://}" "$3";
   else psql "$2" -qAtc "$3"; fi
+}
+
+# One call's final event to its activity (processed), in ms: engine url label call-id.
+latency() {
+  local body="{\"call_id\":\"$4\",\"event\":\"end\",\"direction\":\"inbound\",\"external_number\":\"+79035550000\",\"did\":\"+74951234567\",\"disposition\":\"answered\",\"duration_secs\":30}"
+  local t0=$(date +%s%N)
+  curl -sf -o /dev/null -H "Authorization: Bearer bench-token" -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$PORT/pbx/generic"
+  local n=0
+  while [ "$(count $1 "$2" "SELECT COUNT(*) FROM pbx_call WHERE call_id = '$4' AND status <> 'open'")" != 1 ]; do
+    n=$((n + 1)); [ $n -gt 3000 ] && { echo "LATENCY $1 $3: not processed in 60 s"; return; }
+    sleep 0.02
+  done
+  echo "LATENCY $1 $3: $(( ($(date +%s%N) - t0) / 1000000 )) ms from the final event to its activity"
 }
 
 run_engine() {
@@ -77,6 +92,7 @@ TOML
   $BIN --config "$WORK/inflow.toml" run 2>"$WORK/inflow.log" &
   local pid=$!
   wait_port $PORT
+  latency $engine "$url" "first call after start" "latency-start"
   local t0=$(date +%s.%N)
   echo "== inflow /pbx/generic on $engine: ~1,000 req/s =="
   local fixed=$(INFLOW_BENCH_RUN=fixed-$engine INFLOW_BENCH_DELAY_MS=12 wrk -t2 -c16 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
@@ -84,7 +100,8 @@ TOML
   echo "== inflow /pbx/generic on $engine: max throughput =="
   local max=$(INFLOW_BENCH_RUN=max-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$PORT | grep RESULT)
   echo "$max"
-  local sent=$(( $(echo "$max" | field requests) - $(echo "$max" | field non2xx) + $(echo "$fixed" | field requests) - $(echo "$fixed" | field non2xx) ))
+  # (+1: the latency probe's call.)
+  local sent=$(( $(echo "$max" | field requests) - $(echo "$max" | field non2xx) + $(echo "$fixed" | field requests) - $(echo "$fixed" | field non2xx) + 1 ))
   local stored=$(count $engine "$url" "SELECT COUNT(*) FROM pbx_call")
   # Wait (bounded) until every call is processed, then report the end-to-end rate.
   local deadline=$(( $(date +%s) + 600 ))
@@ -96,6 +113,8 @@ TOML
   done
   local t1=$(date +%s.%N)
   local acts=$(count $engine "$url" "SELECT COUNT(*) FROM activity")
+  sleep 20
+  latency $engine "$url" "after 20 s idle" "latency-idle"
   kill -TERM $pid; wait $pid || true
   local rps=$(echo "$max" | field rps)
   /usr/bin/python3 - "$engine" "$BASE_RPS" "$rps" "$sent" "$stored" "$acts" "$t0" "$t1" "$(echo "$fixed" | field rps)" "$(echo "$fixed" | field p99_ms)" <<'PY'
