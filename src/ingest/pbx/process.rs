@@ -134,6 +134,9 @@ pub struct PbxRuntime {
     /// Chunks of a job refused as a whole (a re-check conflict or a database error) and
     /// processed a call at a time instead.
     pub fallbacks: std::sync::atomic::AtomicU64,
+    /// A batch is being processed at once beside its job (`run_enqueuer`): one at a time,
+    /// so under steady traffic the jobs do the work and the writer keeps the database.
+    inline_busy: std::sync::atomic::AtomicBool,
 }
 
 /// How long a resolved owner or wave is reused.
@@ -232,6 +235,7 @@ impl PbxRuntime {
             lookups: Default::default(),
             writing: tokio::sync::watch::Sender::new(0),
             fallbacks: Default::default(),
+            inline_busy: Default::default(),
         }
     }
 
@@ -664,10 +668,18 @@ impl PbxRuntime {
             // A few calls at a time (a quiet line, not a flood): processed at once as well,
             // so a call becomes an activity in well under a second whatever the job poller's
             // idle back-off; the durable job then finds them done (stale) and does nothing.
-            if let Some(calls) = inline {
-                let rt = self.clone();
+            use std::sync::atomic::Ordering;
+            if let Some(calls) = inline.filter(|_| !self.inline_busy.swap(true, Ordering::AcqRel)) {
+                /// Lets the next batch in, even if processing this one panicked.
+                struct Done(Arc<PbxRuntime>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.inline_busy.store(false, Ordering::Release);
+                    }
+                }
+                let done = Done(self.clone());
                 tokio::spawn(async move {
-                    for (c, r) in rt.process_batch(&calls, Utc::now()).await {
+                    for (c, r) in done.0.process_batch(&calls, Utc::now()).await {
                         if let Err(e) = r {
                             tracing::debug!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing at once failed; the job retries it");
                         }
