@@ -45,11 +45,7 @@ impl Adapter for Cti {
         };
         let now = req.received_at;
         let (from, to) = (field(&f, "from").map(str::to_string), field(&f, "to").map(str::to_string));
-        let mut facts = CallFacts { direction: Some(direction), ..Default::default() };
-        match direction {
-            Direction::Outbound => (facts.external, facts.did) = (to, from),
-            _ => (facts.external, facts.did) = (from, to),
-        }
+        let mut facts = CallFacts::between(direction, from, to);
         match event {
             "newCall" => {
                 facts.started_at = Some(now);

@@ -55,6 +55,19 @@ pub struct CallFacts {
     pub seq: i64,
 }
 
+impl CallFacts {
+    /// A call between `from` and `to` as a provider writes them: the customer is the caller
+    /// of an inbound call and the callee of an outbound one; the other number is ours (the
+    /// number dialled, or our caller id, which names the line either way).
+    pub fn between(direction: Direction, from: Option<String>, to: Option<String>) -> CallFacts {
+        let (external, did) = match direction {
+            Direction::Outbound => (to, from),
+            _ => (from, to),
+        };
+        CallFacts { direction: Some(direction), external, did, ..Default::default() }
+    }
+}
+
 /// One accepted event of one call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallEvent {

@@ -58,12 +58,7 @@ impl Adapter for Placetel {
             _ => Direction::Inbound,
         };
         let (from, to) = (field(&f, "from").map(str::to_string), field(&f, "to").map(str::to_string));
-        let mut facts = CallFacts { direction: Some(direction), ..Default::default() };
-        // Inbound: the customer called our number; outbound: our caller id called them.
-        match direction {
-            Direction::Outbound => (facts.external, facts.did) = (to, from),
-            _ => (facts.external, facts.did) = (from, to),
-        }
+        let mut facts = CallFacts::between(direction, from, to);
         match event {
             "IncomingCall" | "OutgoingCall" => {
                 facts.started_at = Some(now);

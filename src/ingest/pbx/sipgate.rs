@@ -128,11 +128,7 @@ impl Adapter for Sipgate {
         };
         let now = req.received_at;
         let (from, to) = (e164(field(&f, "from")), e164(field(&f, "to")));
-        let mut facts = CallFacts { direction: Some(direction), ..Default::default() };
-        match direction {
-            Direction::Outbound => (facts.external, facts.did) = (to, from),
-            _ => (facts.external, facts.did) = (from, to),
-        }
+        let mut facts = CallFacts::between(direction, from, to);
         // A call diverted before it reached sipgate: the number first dialled.
         facts.line = e164(field(&f, "diversion"));
         let user = |k: &str| field(&f, k).map(str::to_string);
