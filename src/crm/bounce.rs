@@ -413,6 +413,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::RequirePtr,
             &[
                 r"\bmismatches client ip\b",
+                // Exim's "service permits N unverifyable sending IPs" (sic).
+                r"\bunverif(?:i|y)able sending ips?\b",
                 r"\breverse dns (?:validation|lookup)\b.*\bfail",
                 r"\bip name lookup failed\b",
                 r"\bdoes not have a (?:\S+ )?ptr record\b",
@@ -1016,6 +1018,11 @@ mod tests {
             "a directory's answer is sure"
         );
         assert_eq!(r(Some("5.1.1"), Some("550"), "550 5.1.1 mailbox full"), Reason::MailboxFull);
+        assert_eq!(
+            r(None, Some("450"), "450 service permits 2 unverifyable sending IPs - a.example is not 192.0.2.1"),
+            Reason::RequirePtr,
+            "the sending IP has no verifiable name"
+        );
         assert_eq!(r(Some("5.2.2"), None, ""), Reason::MailboxFull);
         assert_eq!(r(Some("4.4.7"), None, ""), Reason::Expired);
         assert_eq!(
