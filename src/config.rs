@@ -412,14 +412,14 @@ pub struct PbxConfig {
     /// The ITooLabs virtual-PBX CRM API (MegaFon «Виртуальная АТС», Gravitel, Kcell …).
     pub itoolabs: Option<ItooLabsConfig>,
     /// UIS / CoMagic / Novofon 2.0 event notifications (templates from README).
-    pub uis: Option<UisConfig>,
+    pub uis: Option<TokenZonePbxConfig>,
     /// Asterisk PBXs read through the manager interface (AMI `Cdr` events).
     pub asterisk: Vec<AsteriskConfig>,
     /// 3CX's server-side CRM integration (contrib/3cx/inflow.xml).
     #[serde(rename = "3cx")]
     pub threecx: Option<TokenPbxConfig>,
     /// Yeastar call detail reports (S-Series/Cloud API v1, v2, P-Series webhook).
-    pub yeastar: Option<UisConfig>,
+    pub yeastar: Option<TokenZonePbxConfig>,
 }
 
 impl Default for PbxConfig {
@@ -574,7 +574,7 @@ pub struct ItooLabsConfig {
 /// provider writes local times in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct UisConfig {
+pub struct TokenZonePbxConfig {
     /// File with the token the notification URLs carry.
     pub token_file: Option<PathBuf>,
     #[serde(skip)]

@@ -471,25 +471,13 @@ pub async fn list_command(cfg: &Config, cmd: ListCommand) -> anyhow::Result<()> 
             let kind = crate::crm::quick::check_params(&p)?;
             // E-mail goes through the wave sender, its message checked as a wave's is.
             let mail = if kind == EntityKind::Email {
-                let sched = crate::store::waves::WaveSchedule {
-                    activity_id: Uuid::nil(),
-                    start_at: p.start.as_deref().map(|d| local("start", d)).transpose()?.unwrap_or(now),
-                    timezone: cfg.tz().name().to_string(),
-                    subject: p.subject.clone(),
-                    text: p.description.clone().unwrap_or_default(),
-                    html: p.html.clone(),
-                    from_address: p
-                        .from
-                        .clone()
-                        .or(cfg.smtp.from.clone())
-                        .ok_or_else(|| anyhow::anyhow!("--from is required when smtp.from is not set"))?,
-                    from_name: p.from_name.clone(),
-                    reply_to: p.reply_to.clone(),
-                    rate_per_minute: p.rate_per_minute,
-                    skip_responders_of: None,
-                };
-                crate::waves::check_schedule(&sched)?;
-                Some(sched)
+                let start_at = p.start.as_deref().map(|d| local("start", d)).transpose()?.unwrap_or(now);
+                let from = p
+                    .from
+                    .clone()
+                    .or(cfg.smtp.from.clone())
+                    .ok_or_else(|| anyhow::anyhow!("--from is required when smtp.from is not set"))?;
+                Some(crate::waves::quick_campaign_message(&p, start_at, cfg.tz(), from)?)
             } else {
                 None
             };

@@ -19,9 +19,8 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::ingest::pbx::process::{IngestRequest, PbxRuntime};
+use crate::ingest::pbx::process::{IngestRequest, PbxRuntime, SubmitError};
 use crate::ingest::pbx::{Adapter, Parsed, Reply, WebhookError, WebhookRequest};
-use crate::store::PbxEventRow;
 
 /// The configured adapters and the processing runtime.
 pub struct PbxWebhooks {
@@ -73,41 +72,14 @@ async fn accept(
         }
         Parsed::Events(e) => e,
     };
-    // Ids become keys and index entries: bounded length, no control characters.
-    for e in &events {
-        for (name, v) in [("call id", &e.call_id), ("event id", &e.event_id)] {
-            if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed",
-                    format!("the {name} must be 1..512 characters without control characters"),
-                )
-                .into_response());
-            }
-        }
-    }
-    let rows: Vec<PbxEventRow> = events
-        .iter()
-        .map(|e| PbxEventRow {
-            call_id: e.call_id.clone(),
-            event_id: e.event_id.clone(),
-            facts: serde_json::to_string(&e.facts).unwrap_or_default(),
-            is_final: e.facts.is_final,
-        })
-        .collect();
     let raw = String::from_utf8_lossy(body).into_owned();
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let unavailable = || {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later")
-            .into_response()
-    };
-    if hooks.writer.send(IngestRequest { provider, rows, raw, reply }).await.is_err() {
-        return Err(unavailable());
-    }
-    let updates = match answer.await {
-        Ok(Ok(u)) => u,
-        _ => return Err(unavailable()),
-    };
+    let updates = IngestRequest::submit(&hooks.writer, provider, &events, raw).await.map_err(|e| match e {
+        SubmitError::Malformed(why) => ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response(),
+        SubmitError::Unavailable(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later")
+                .into_response()
+        }
+    })?;
     let calls: Vec<_> = updates.iter().map(|u| json!({ "call_id": u.call_id, "duplicate": !u.new_event, "status": u.status, "activityid": u.activityid })).collect();
     Ok(json!({ "status": "accepted", "calls": calls }))
 }

@@ -639,6 +639,32 @@ pub async fn schedule(store: &Store, s: &WaveSchedule, now: DateTime<Utc>) -> an
     Ok(store.schedule_wave(s, now).await?)
 }
 
+/// An e-mail quick campaign's message (R-QC-1) as a wave's schedule, checked as a wave's
+/// is: `subject` and `description` are its templates (the API and the CLI use this).
+pub fn quick_campaign_message(
+    p: &crate::crm::quick::QuickParams,
+    start_at: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+    from_address: String,
+) -> anyhow::Result<WaveSchedule> {
+    let s = WaveSchedule {
+        // The quick campaign's id, given when it is written.
+        activity_id: uuid::Uuid::nil(),
+        start_at,
+        timezone: zone.name().to_string(),
+        subject: p.subject.clone(),
+        text: p.description.clone().unwrap_or_default(),
+        html: p.html.clone(),
+        from_address,
+        from_name: p.from_name.clone(),
+        reply_to: p.reply_to.clone(),
+        rate_per_minute: p.rate_per_minute,
+        skip_responders_of: None,
+    };
+    check_schedule(&s)?;
+    Ok(s)
+}
+
 /// Checks a wave's rate, templates (rendered on sample members) and addresses.
 pub fn check_schedule(s: &WaveSchedule) -> anyhow::Result<()> {
     if s.rate_per_minute == Some(0) {

@@ -611,6 +611,11 @@ async fn generic_json_auth_and_validation() {
         .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("duration_secs"), "the field is named");
+    // Ids become keys: one too long to be one is refused before anything is stored.
+    let long = format!(r#"{{"call_id":"t-y","event_id":"{}","event":"start","direction":"inbound"}}"#, "x".repeat(600));
+    let r = app.generic(&long).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("event id"), "the id is named");
     let body = fixture("generic/end_answered.json");
     assert_eq!(app.generic(&body).await.status(), 202);
     assert_eq!(app.generic(&body).await.status(), 202, "redelivery accepted");

@@ -238,21 +238,7 @@ async fn quick_campaign_h(
     let mail = if kind == crate::crm::EntityKind::Email {
         let (start_at, zone, from) =
             super::actions::send_when_and_from(&s, p.start.as_deref(), p.timezone.as_deref(), p.from.clone(), now)?;
-        let sched = crate::store::waves::WaveSchedule {
-            activity_id: Uuid::nil(),
-            start_at,
-            timezone: zone.name().to_string(),
-            subject: p.subject.clone(),
-            text: p.description.clone().unwrap_or_default(),
-            html: p.html.clone(),
-            from_address: from,
-            from_name: p.from_name.clone(),
-            reply_to: p.reply_to.clone(),
-            rate_per_minute: p.rate_per_minute,
-            skip_responders_of: None,
-        };
-        crate::waves::check_schedule(&sched).map_err(super::actions::wave_error)?;
-        Some(sched)
+        Some(crate::waves::quick_campaign_message(&p, start_at, zone, from).map_err(super::actions::wave_error)?)
     } else {
         None
     };

@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::process::IngestRequest;
+use super::process::{IngestRequest, SubmitError};
 use super::{CallEvent, CallFacts, Direction, Disposition, WebhookError};
 use crate::crm::normalize::Phone;
 
@@ -249,18 +249,15 @@ impl AmiClient {
                 return true;
             }
         };
-        let row = crate::store::PbxEventRow {
-            call_id: ev.call_id.clone(),
-            event_id: ev.event_id.clone(),
-            facts: serde_json::to_string(&ev.facts).unwrap_or_default(),
-            is_final: ev.facts.is_final,
-        };
         let mut wait = Duration::from_millis(200);
         loop {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let req = IngestRequest { provider: "asterisk", rows: vec![row.clone()], raw: raw.clone(), reply };
-            if writer.send(req).await.is_ok() && matches!(answer.await, Ok(Ok(_))) {
-                return true;
+            match IngestRequest::submit(writer, "asterisk", std::slice::from_ref(&ev), raw.clone()).await {
+                Ok(_) => return true,
+                Err(SubmitError::Malformed(why)) => {
+                    tracing::warn!(pbx = %self.name, %why, cdr = %raw, "a Cdr event with unusable ids skipped");
+                    return true;
+                }
+                Err(SubmitError::Unavailable(_)) => {}
             }
             tracing::warn!(pbx = %self.name, call = %ev.call_id, retry_in = ?wait, "could not store a Cdr event");
             tokio::select! {

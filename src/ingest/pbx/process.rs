@@ -60,6 +60,50 @@ pub struct IngestRequest {
     pub reply: tokio::sync::oneshot::Sender<Result<Vec<crate::store::PbxCallUpdate>, String>>,
 }
 
+/// Why events were not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitError {
+    /// An id unfit to be a key: refused, never retried.
+    Malformed(String),
+    /// The writer or the database failed: retry later.
+    Unavailable(String),
+}
+
+impl IngestRequest {
+    /// Hands a provider's events (and the raw request) to the group-commit writer and waits
+    /// until they are committed: the webhooks and the Asterisk client share this path.
+    pub async fn submit(
+        writer: &tokio::sync::mpsc::Sender<IngestRequest>,
+        provider: &'static str,
+        events: &[super::CallEvent],
+        raw: String,
+    ) -> Result<Vec<crate::store::PbxCallUpdate>, SubmitError> {
+        // Ids become keys and index entries: bounded length, no control characters.
+        for e in events {
+            for (name, v) in [("call id", &e.call_id), ("event id", &e.event_id)] {
+                if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
+                    return Err(SubmitError::Malformed(format!(
+                        "the {name} must be 1..512 characters without control characters"
+                    )));
+                }
+            }
+        }
+        let rows = events
+            .iter()
+            .map(|e| crate::store::PbxEventRow {
+                call_id: e.call_id.clone(),
+                event_id: e.event_id.clone(),
+                facts: serde_json::to_string(&e.facts).unwrap_or_default(),
+                is_final: e.facts.is_final,
+            })
+            .collect();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || SubmitError::Unavailable("the PBX writer has stopped".into());
+        writer.send(IngestRequest { provider, rows, raw, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(SubmitError::Unavailable)
+    }
+}
+
 /// What processing needs from the configuration. The lines themselves are data
 /// (`pbx_line`, seeded from `[[pbx.lines]]`), read per call so changes apply at once.
 #[derive(Debug, Clone)]

@@ -73,6 +73,17 @@ pub struct WaveRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl WaveRow {
+    /// What its responses regard: the campaign, or the quick campaign (its bulkoperation,
+    /// whose id the wave shares).
+    pub fn responses_regard(&self) -> crate::crm::EntityRef {
+        match self.campaign_id {
+            Some(c) => crate::crm::EntityRef::new(EntityKind::Campaign, c),
+            None => crate::crm::EntityRef::new(EntityKind::Bulkoperation, self.activity_id),
+        }
+    }
+}
+
 /// Renders the personalised subject of one recipient of a wave.
 pub type SubjectRenderer<'a> =
     dyn Fn(&WaveRow, &serde_json::Map<String, serde_json::Value>) -> std::result::Result<String, String> + Sync + 'a;

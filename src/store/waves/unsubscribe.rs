@@ -74,12 +74,8 @@ impl Store {
         let resp = CampaignResponse {
             activityid: Uuid::new_v4(),
             subject: format!("Unsubscribe: {}", wave.subject_line).chars().take(200).collect(),
-            regardingobjectid: wave.campaign_id.unwrap_or(wave_id),
-            regardingobjectidtype: if wave.campaign_id.is_some() {
-                EntityKind::Campaign
-            } else {
-                EntityKind::Bulkoperation
-            },
+            regardingobjectid: wave.responses_regard().id,
+            regardingobjectidtype: wave.responses_regard().kind,
             originatingactivityid: Some(id),
             originatingactivityidtype: Some(EntityKind::Email),
             campaignactivityid: Some(wave_id),
