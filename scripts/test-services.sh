@@ -3,7 +3,8 @@
 #   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite);
 #   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server);
 #   dkimpy for /usr/bin/python3 (tests/support/dkim_verify.py checks DKIM signatures);
-#   Dovecot (dovecot-imapd), which the IMAP tests run in temp dirs of their own.
+#   Dovecot (dovecot-imapd), which the IMAP tests run in temp dirs of their own;
+#   chromium, chromium-driver and axe-core for the web console's browser test.
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
 set -euo pipefail
@@ -47,6 +48,21 @@ if ! command -v /usr/sbin/dovecot >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq dovecot-imapd >/dev/null
+fi
+
+# The web console's browser test (tests/it/console.rs) drives Debian's chromium through
+# chromedriver, and checks each page with axe-core (pinned, from the npm registry).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  echo "test-services: installing chromium and chromium-driver from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+AXE_DIR=/opt/inflow-test
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  echo "test-services: installing axe-core 4.10.3 into $AXE_DIR" >&2
+  mkdir -p "$AXE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" axe-core@4.10.3 >/dev/null
 fi
 
 # A fresh Debian cluster asks for a password on TCP; give the postgres role one we know.

@@ -360,6 +360,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         config: Some(Arc::new(cfg.clone())),
         smtp_from: cfg.smtp.from.clone(),
         health: Some(health.clone()),
+        console: Arc::new(crate::http::console::ConsoleSettings::from_config(&cfg)),
     };
     let app = router(state, cfg.http.body_limit_bytes);
     let server_token = token.clone();
@@ -370,7 +371,8 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
         // systemd's TimeoutStopSec however many workers there are.
         let mut deadline = None;
         {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(server_token.clone().cancelled_owned());
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(server_token.clone().cancelled_owned());
             let mut serve = std::pin::pin!(serve.into_future());
             tokio::select! {
                 r = &mut serve => r.context("http server failed")?,

@@ -29,6 +29,26 @@ pub struct Config {
     pub waves: WavesConfig,
     pub alerts: AlertsConfig,
     pub api: ApiConfig,
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console for people (issue 19) at `/`, on the HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console's pages (sign-in with a password set by `inflow user password`, or
+    /// with an API token).
+    pub enabled: bool,
+    /// A signed-in session ends this many hours after sign-in.
+    pub session_hours: u32,
+    /// Failed sign-ins allowed per client address per minute; more are refused (429).
+    pub sign_in_attempts_per_minute: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true, session_hours: 12, sign_in_attempts_per_minute: 10 }
+    }
 }
 
 /// `[api]`: the admin HTTP API under `/api/v1` (issue 7).
@@ -151,6 +171,8 @@ pub struct OrgConfig {
     pub custom_lead_sources: Vec<i32>,
     /// Base URL of this daemon as the outside world reaches it (links in mail).
     pub public_base_url: Option<String>,
+    /// Language of the web console: `ru` or `en` (a page's `?lang=` overrides it).
+    pub locale: String,
 }
 
 impl Default for OrgConfig {
@@ -162,6 +184,7 @@ impl Default for OrgConfig {
             email_fold_domains: Vec::new(),
             custom_lead_sources: vec![100_000_000, 100_000_001],
             public_base_url: None,
+            locale: "ru".into(),
         }
     }
 }
@@ -924,6 +947,15 @@ impl Config {
                 "org.default_phone_region".into(),
                 format!("'{}' is not a phone region (e.g. RU, UA)", self.org.default_phone_region),
             );
+        }
+        if !matches!(self.org.locale.as_str(), "ru" | "en") {
+            bad("org.locale".into(), format!("'{}': the console speaks ru or en", self.org.locale));
+        }
+        if self.console.session_hours == 0 || self.console.session_hours > 24 * 30 {
+            bad("console.session_hours".into(), "must be 1 to 720".into());
+        }
+        if self.console.sign_in_attempts_per_minute == 0 {
+            bad("console.sign_in_attempts_per_minute".into(), "must be at least 1".into());
         }
         for (i, c) in self.org.custom_lead_sources.iter().enumerate() {
             if *c < 100_000_000 {

@@ -165,6 +165,15 @@ pub enum UserCommand {
     },
     /// List users with their managers.
     List,
+    /// Let a user sign in to the web console with a password (read from standard input, one
+    /// line; only its Argon2 hash is kept) and a role.
+    Password {
+        /// The user: id or internal e-mail.
+        user: String,
+        /// admin, marketer or viewer.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -679,6 +688,19 @@ async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             u.modifiedon = now;
             store.update(&u).await?;
             println!("{} → manager {}", id, manager.map(|m| m.to_string()).unwrap_or_else(|| "none".into()));
+        }
+        UserCommand::Password { user, role } => {
+            if crate::http::api::Role::parse(&role).is_none() {
+                anyhow::bail!("--role: '{role}' is not admin, marketer or viewer");
+            }
+            let id = find_user(&store, &user).await?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            crate::http::console::password::check_new(password).map_err(|e| anyhow::anyhow!(e))?;
+            let hash = crate::http::console::password::hash(password).map_err(|e| anyhow::anyhow!(e))?;
+            store.set_console_login(id, &hash, &role, now).await?;
+            println!("{id} may sign in to the console as {role}");
         }
         UserCommand::List => {
             let page = store

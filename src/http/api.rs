@@ -49,7 +49,7 @@ use crate::store::api::{self as q, QueryError, ViewCtx, ViewSpec};
 use crate::store::{CreateMode, RecordExt};
 use actions::*;
 use auth::*;
-pub use auth::{Access, Area, Caller, Role, allowed, new_token, token_hash};
+pub use auth::{Access, Area, Caller, Role, allowed, new_token, resolve_token, token_hash};
 use extract::*;
 pub use openapi::openapi;
 use records::*;
@@ -78,7 +78,7 @@ impl Default for ApiSettings {
 }
 
 impl ApiSettings {
-    fn tz(&self) -> chrono_tz::Tz {
+    pub fn tz(&self) -> chrono_tz::Tz {
         self.tz.unwrap_or(chrono_tz::Europe::Moscow)
     }
 }

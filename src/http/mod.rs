@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::store::{Store, StoreError};
 
 pub mod api;
+pub mod console;
 pub mod pbx;
 pub mod unsubscribe;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub smtp_from: Option<String>,
     /// The worker supervisor (for `/healthz`).
     pub health: Option<std::sync::Arc<crate::app::Health>>,
+    /// The web console's settings and sign-in limiter.
+    pub console: std::sync::Arc<console::ConsoleSettings>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             config: None,
             smtp_from: None,
             health: None,
+            console: Default::default(),
         }
     }
 }
@@ -137,6 +141,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/metrics", get(crate::metrics::scrape));
     if state.api.enabled {
         r = r.merge(api::routes(state.clone()));
+    }
+    if state.console.enabled {
+        r = r.merge(console::routes());
     }
     r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .merge(unsubscribe::routes())

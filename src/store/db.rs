@@ -665,6 +665,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(9, "0009_oauth"),
     migration!(10, "0010_quick_email"),
     migration!(11, "0011_pbx_lines"),
+    migration!(12, "0012_console"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

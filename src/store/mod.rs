@@ -9,6 +9,7 @@
 
 mod alerts;
 pub mod api;
+pub mod console;
 mod criteria;
 mod db;
 mod deals;

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod console;
 mod corpus;
 mod daemon;
 mod dovecot;

@@ -20,6 +20,14 @@ impl Role {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Marketer => "marketer",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 /// What a route touches.
@@ -83,16 +91,9 @@ pub fn new_token() -> String {
     format!("ifl_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// Resolves the bearer token of a request, then checks the route's access.
-pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<Caller, ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
-    let raw = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-    let token = raw
-        .strip_prefix("Bearer ")
-        .or_else(|| raw.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(unauthorized)?;
+/// The user, role and name of a live token (from the config or the database), if it is one.
+/// The console's token sign-in uses it too.
+pub async fn resolve_token(state: &AppState, token: &str) -> Result<Option<(Uuid, Role, String)>, ApiError> {
     let hash = token_hash(token);
     let found = match state
         .api
@@ -103,8 +104,20 @@ pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, access: Acc
         Some(t) => Some((t.user, t.role.clone(), t.name.clone())),
         None => state.store.api_token_by_hash(&hash).await?.map(|t| (t.systemuserid, t.role, t.name)),
     };
-    let (user, role, name) = found.ok_or_else(unauthorized)?;
-    let role = Role::parse(&role).ok_or_else(unauthorized)?;
+    Ok(found.and_then(|(user, role, name)| Role::parse(&role).map(|r| (user, r, name))))
+}
+
+/// Resolves the bearer token of a request, then checks the route's access.
+pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<Caller, ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+    let raw = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthorized)?;
+    let (user, role, name) = resolve_token(state, token).await?.ok_or_else(unauthorized)?;
     // A token acts as its user: one who is gone or disabled can no longer act.
     match state.store.get::<SystemUser>(user).await? {
         Some(u) if !u.isdisabled => {}

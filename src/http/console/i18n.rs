@@ -1,0 +1,271 @@
+//! The console's words in English and Russian, and how dates and money read in each. The
+//! `org.locale` setting decides, `?lang=` overrides (and is remembered in a cookie). A key
+//! missing from a language falls back to English, so a page never shows a bare key.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// A language of the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ru,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "en" | "en-us" | "en-gb" => Some(Lang::En),
+            "ru" | "ru-ru" => Some(Lang::Ru),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ru => "ru",
+        }
+    }
+}
+
+/// (key, English, Russian).
+const WORDS: &[(&str, &str, &str)] = &[
+    ("app", "inflow", "inflow"),
+    ("skip", "Skip to the content", "К содержимому"),
+    ("dashboard", "Dashboard", "Сводка"),
+    ("my_work", "My work", "Мои дела"),
+    ("campaigns", "Campaigns", "Кампании"),
+    ("sign_in", "Sign in", "Войти"),
+    ("sign_out", "Sign out", "Выйти"),
+    ("email", "E-mail", "Эл. почта"),
+    ("password", "Password", "Пароль"),
+    ("api_token", "API token", "API-токен"),
+    ("or_token", "Or sign in with an API token", "Или войдите по API-токену"),
+    ("bad_sign_in", "The e-mail, password or token is not right.", "Неверная эл. почта, пароль или токен."),
+    (
+        "too_many",
+        "Too many sign-in attempts. Wait a minute and try again.",
+        "Слишком много попыток входа. Подождите минуту и попробуйте снова.",
+    ),
+    ("signed_in_as", "Signed in as", "Вы вошли как"),
+    ("new_leads_per_day", "New leads per day, by source", "Новые интересы по дням, по источникам"),
+    ("last_n_days", "Last {n} days", "За {n} дней"),
+    ("leads_by_source", "Leads by source", "Интересы по источникам"),
+    ("leads_by_campaign", "Leads by campaign", "Интересы по кампаниям"),
+    ("leads_by_owner", "Leads by owner", "Интересы по ответственным"),
+    (
+        "leads_this_week",
+        "Leads opened this week and last, by state",
+        "Интересы, открытые на этой и прошлой неделе, по состоянию",
+    ),
+    ("this_week", "This week", "Эта неделя"),
+    ("last_week", "Last week", "Прошлая неделя"),
+    ("day", "Day", "День"),
+    ("total", "Total", "Всего"),
+    ("count", "Count", "Количество"),
+    ("none", "(none)", "(нет)"),
+    ("no_data", "No data yet.", "Пока нет данных."),
+    ("my_open_activities", "My open activities", "Мои открытые дела"),
+    ("subject", "Subject", "Тема"),
+    ("type", "Type", "Тип"),
+    ("due", "Due", "Срок"),
+    ("regarding", "Regarding", "В отношении"),
+    ("actions", "Actions", "Действия"),
+    ("complete", "Complete", "Выполнить"),
+    ("cancel", "Cancel", "Отменить"),
+    ("overdue", "Overdue", "Просрочено"),
+    ("nothing_open", "Nothing open. Well done.", "Открытых дел нет."),
+    ("overdue_by_owner", "Overdue activities by owner", "Просроченные дела по ответственным"),
+    ("escalated", "Escalated to a manager", "Передано руководителю"),
+    ("owner", "Owner", "Ответственный"),
+    ("done_completed", "Completed.", "Выполнено."),
+    ("done_canceled", "Canceled.", "Отменено."),
+    ("budget_vs_actual", "Budget vs actual cost", "Бюджет и фактические затраты"),
+    ("budget", "Budget", "Бюджет"),
+    ("actual", "Actual cost", "Фактические затраты"),
+    ("over_budget", "over budget", "сверх бюджета"),
+    ("over_budget_col", "Over budget?", "Сверх бюджета?"),
+    ("source", "Source", "Источник"),
+    ("response_rate", "Response rate vs expected, %", "Отклик и ожидаемый отклик, %"),
+    ("responses", "Responses", "Отклики"),
+    ("expected", "Expected", "Ожидалось"),
+    ("campaign", "Campaign", "Кампания"),
+    ("waves", "E-mail waves", "Рассылки"),
+    ("wave", "Wave", "Рассылка"),
+    ("state", "State", "Состояние"),
+    ("targeted", "Targeted", "Адресатов"),
+    ("sent", "Sent", "Отправлено"),
+    ("pending", "Pending", "В очереди"),
+    ("failed", "Failed", "Ошибки"),
+    ("bounced", "Bounced", "Возвраты"),
+    ("responded", "Responded", "Откликнулись"),
+    ("canceled", "Canceled", "Отменено"),
+    ("wave_progress", "Wave progress", "Ход рассылки"),
+    ("failed_by_reason", "Failed, by reason", "Ошибки по причинам"),
+    ("excluded_by_reason", "Excluded, by reason", "Исключены, по причинам"),
+    ("pause", "Pause", "Приостановить"),
+    ("resume", "Resume", "Продолжить"),
+    ("cancel_wave", "Cancel the wave", "Отменить рассылку"),
+    ("refreshing", "Refresh every 5 seconds while the wave sends", "Обновлять каждые 5 секунд, пока идёт рассылка"),
+    ("started", "Started", "Начата"),
+    ("finished", "Finished", "Завершена"),
+    ("scheduled_for", "Scheduled for", "Запланирована на"),
+    ("forbidden", "Your role may not do this.", "Вашей роли это не разрешено."),
+    (
+        "bad_form",
+        "This form has expired or did not come from this page. Open the page again and retry.",
+        "Форма устарела или отправлена не с этой страницы. Откройте страницу заново и повторите.",
+    ),
+    ("not_found", "Not found.", "Не найдено."),
+    ("error", "Something went wrong", "Что-то пошло не так"),
+    ("back", "Back", "Назад"),
+    ("language", "Language", "Язык"),
+    ("chart_data", "Chart data", "Данные диаграммы"),
+    ("scheduled", "Scheduled", "Запланирована"),
+    ("sending", "Sending", "Идёт отправка"),
+    ("paused", "Paused", "Приостановлена"),
+    ("completed", "Completed", "Завершена"),
+    ("aborted", "Aborted", "Прервана"),
+    ("no_campaigns", "No campaigns yet.", "Кампаний пока нет."),
+    ("no_waves", "No e-mail waves.", "Рассылок нет."),
+];
+
+/// Labels of DOMAIN §2 picklists and states, as `crm::labels` gives them in English.
+const LABELS_RU: &[(&str, &str)] = &[
+    ("Advertisement", "Реклама"),
+    ("Employee Referral", "Рекомендация сотрудника"),
+    ("External Referral", "Внешняя рекомендация"),
+    ("Partner", "Партнёр"),
+    ("Public Relations", "Связи с общественностью"),
+    ("Seminar", "Семинар"),
+    ("Trade Show", "Выставка"),
+    ("Web", "Веб-сайт"),
+    ("Word of Mouth", "Сарафанное радио"),
+    ("Other", "Другое"),
+    ("E-mail", "Эл. почта"),
+    ("Phone call", "Телефонный звонок"),
+    ("Open", "Открыт"),
+    ("Qualified", "Квалифицирован"),
+    ("Disqualified", "Дисквалифицирован"),
+    ("Completed", "Выполнено"),
+    ("Canceled", "Отменено"),
+    ("Scheduled", "Запланировано"),
+    ("task", "Задача"),
+    ("phonecall", "Звонок"),
+    ("email", "Эл. письмо"),
+    ("appointment", "Встреча"),
+    ("letter", "Письмо"),
+    ("fax", "Факс"),
+];
+
+/// Every word of a language, for a template's `tr`.
+pub fn words(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    WORDS.iter().map(|(k, en, ru)| (*k, if lang == Lang::Ru { *ru } else { *en })).collect()
+}
+
+/// One word.
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    WORDS.iter().find(|(k, _, _)| *k == key).map(|(_, en, ru)| if lang == Lang::Ru { *ru } else { *en }).unwrap_or("?")
+}
+
+/// A picklist or state label in the language (English labels are the source).
+pub fn label(lang: Lang, english: &str) -> String {
+    if lang == Lang::Ru {
+        if let Some((_, ru)) = LABELS_RU.iter().find(|(en, _)| *en == english) {
+            return (*ru).to_string();
+        }
+    }
+    english.to_string()
+}
+
+/// An instant as people of the language read it, in the org time zone.
+pub fn datetime(lang: Lang, t: DateTime<Utc>, tz: Tz) -> String {
+    let local = t.with_timezone(&tz);
+    match lang {
+        Lang::Ru => local.format("%d.%m.%Y %H:%M").to_string(),
+        Lang::En => local.format("%Y-%m-%d %H:%M").to_string(),
+    }
+}
+
+/// A date in full, as the language writes it.
+pub fn date(lang: Lang, d: chrono::NaiveDate) -> String {
+    match lang {
+        Lang::Ru => d.format("%d.%m.%Y").to_string(),
+        Lang::En => d.format("%Y-%m-%d").to_string(),
+    }
+}
+
+/// A day (chart axis) as the language writes it.
+pub fn day(lang: Lang, d: chrono::NaiveDate) -> String {
+    match lang {
+        Lang::Ru => d.format("%d.%m").to_string(),
+        Lang::En => d.format("%m-%d").to_string(),
+    }
+}
+
+/// An amount in a currency: `1 234 567,50 ₽` in Russian, `RUB 1,234,567.50` in English.
+pub fn money(lang: Lang, amount: f64, currency: &str) -> String {
+    let cents = (amount * 100.0).round() as i64;
+    let (neg, cents) = (cents < 0, cents.unsigned_abs());
+    let (whole, frac) = (cents / 100, cents % 100);
+    let digits = whole.to_string();
+    let sep = if lang == Lang::Ru { '\u{a0}' } else { ',' };
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(sep);
+        }
+        grouped.push(ch);
+    }
+    let sign = if neg { "−" } else { "" };
+    match lang {
+        Lang::Ru => {
+            let symbol = match currency {
+                "RUB" => "₽",
+                "UAH" => "₴",
+                "EUR" => "€",
+                "USD" => "$",
+                other => other,
+            };
+            format!("{sign}{grouped},{frac:02}\u{a0}{symbol}")
+        }
+        Lang::En => format!("{sign}{currency} {grouped}.{frac:02}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_has_both_languages() {
+        for (k, en, ru) in WORDS {
+            assert!(!en.is_empty() && !ru.is_empty(), "{k}");
+        }
+        let mut keys: Vec<_> = WORDS.iter().map(|w| w.0).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), WORDS.len(), "a key is listed twice");
+    }
+
+    #[test]
+    fn money_reads_as_each_language_writes_it() {
+        assert_eq!(money(Lang::Ru, 1_234_567.5, "RUB"), "1\u{a0}234\u{a0}567,50\u{a0}₽");
+        assert_eq!(money(Lang::En, 1_234_567.5, "RUB"), "RUB 1,234,567.50");
+        assert_eq!(money(Lang::En, -12.0, "EUR"), "−EUR 12.00");
+        assert_eq!(money(Lang::Ru, 999.0, "UAH"), "999,00\u{a0}₴");
+    }
+
+    #[test]
+    fn dates_are_in_the_org_zone() {
+        let t = DateTime::parse_from_rfc3339("2026-12-06T22:30:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(datetime(Lang::Ru, t, chrono_tz::Europe::Moscow), "07.12.2026 01:30");
+        assert_eq!(datetime(Lang::En, t, chrono_tz::Europe::Moscow), "2026-12-07 01:30");
+        assert_eq!(label(Lang::Ru, "Trade Show"), "Выставка");
+        assert_eq!(label(Lang::En, "Trade Show"), "Trade Show");
+        assert_eq!(Lang::parse("RU"), Some(Lang::Ru));
+    }
+}

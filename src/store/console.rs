@@ -1,0 +1,130 @@
+//! What the web console keeps (issue 19): password logins (Argon2 hashes set by `inflow user
+//! password`), signed-in sessions (only the SHA-256 of the cookie, the form token and a
+//! server-side expiry), and the few figures its charts need that the API's views do not
+//! already give. SQL only; hashing and the rules of a session are the console's.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use super::db::Exec;
+use super::{Result, Store};
+use crate::crm::views as cal;
+
+/// A signed-in browser, as the console needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleSession {
+    pub user: Uuid,
+    pub role: String,
+    pub csrf: String,
+    pub expires: DateTime<Utc>,
+}
+
+/// One day's count of one series of a stacked chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCount {
+    pub day: NaiveDate,
+    pub series: Option<i64>,
+    pub count: i64,
+}
+
+impl Store {
+    /// Sets (or replaces) a user's console password hash and role.
+    pub async fn set_console_login(&self, user: Uuid, hash: &str, role: &str, now: DateTime<Utc>) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "INSERT INTO console_login (systemuserid, password_hash, role, modifiedon) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (systemuserid) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role, modifiedon = excluded.modifiedon",
+                vec![user.into(), hash.into(), role.into(), now.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The password hash and role of an enabled user who may sign in with a password.
+    pub async fn console_login(&self, user: Uuid) -> Result<Option<(String, String)>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT l.password_hash, l.role FROM console_login l JOIN systemuser u ON u.systemuserid = l.systemuserid \
+                 WHERE l.systemuserid = $1 AND u.isdisabled = FALSE",
+                vec![user.into()],
+            )
+            .await?;
+        row.map(|r| Ok((r.get("password_hash")?, r.get("role")?))).transpose()
+    }
+
+    /// Starts a session; sessions that have expired are removed on the way.
+    pub async fn start_console_session(
+        &self,
+        id_sha256: &str,
+        user: Uuid,
+        role: &str,
+        csrf: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        tx.execute("DELETE FROM console_session WHERE expireson <= $1", vec![now.into()]).await?;
+        tx.execute(
+            "INSERT INTO console_session (id_sha256, systemuserid, role, csrf, createdon, expireson) VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![id_sha256.into(), user.into(), role.into(), csrf.into(), now.into(), expires.into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live session with this id hash, if its user is still enabled.
+    pub async fn console_session(&self, id_sha256: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(
+                "SELECT s.systemuserid, s.role, s.csrf, s.expireson FROM console_session s JOIN systemuser u ON u.systemuserid = s.systemuserid \
+                 WHERE s.id_sha256 = $1 AND s.expireson > $2 AND u.isdisabled = FALSE",
+                vec![id_sha256.into(), now.into()],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(ConsoleSession {
+                user: r.get("systemuserid")?,
+                role: r.get("role")?,
+                csrf: r.get("csrf")?,
+                expires: r.get("expireson")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a session (sign-out).
+    pub async fn end_console_session(&self, id_sha256: &str) -> Result<()> {
+        self.db.clone().execute("DELETE FROM console_session WHERE id_sha256 = $1", vec![id_sha256.into()]).await?;
+        Ok(())
+    }
+
+    /// Leads created per local day over the last `days` days, per lead source (oldest first;
+    /// a day without leads has no entries).
+    pub async fn lead_creation_by_source(&self, now: DateTime<Utc>, tz: Tz, days: u32) -> Result<Vec<DayCount>> {
+        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
+        let from = cal::start_of_day(first_day, tz);
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT createdon, leadsourcecode FROM lead WHERE createdon >= $1 AND createdon <= $2",
+                vec![from.into(), now.into()],
+            )
+            .await?;
+        let mut counts: BTreeMap<(NaiveDate, Option<i64>), i64> = BTreeMap::new();
+        for r in rows {
+            let t: DateTime<Utc> = r.get("createdon")?;
+            *counts.entry((cal::today(t, tz), r.get("leadsourcecode")?)).or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((day, series), count)| DayCount { day, series, count }).collect())
+    }
+}

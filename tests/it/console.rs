@@ -1,0 +1,451 @@
+//! The web console (issue 19) driven as a person would: Debian's chromium through
+//! chromedriver (WebDriver), against the real app on SQLite and PostgreSQL. It signs in with
+//! a token and with a password, reads the dashboard's chart figures against the seeded
+//! leads, completes a task and sees it leave "my open activities", pauses a sending wave,
+//! is refused a forged form (no valid form token) and, as a viewer, sees no wave buttons
+//! and gets a 403 when posting anyway. Each main page passes axe-core with no serious or
+//! critical violations, and a screenshot of each is written (to `INFLOW_SCREENSHOTS` when
+//! set, else the test's temp dir).
+//!
+//! Needs `scripts/test-services.sh` (chromium, chromium-driver, axe-core); without them the
+//! test fails with a message saying so — it never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use chrono::Duration;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use inflow::crm::EntityKind;
+use inflow::crm::entities::{Activity, Lead};
+use inflow::crm::waves::WaveState;
+use inflow::http::api::token_hash;
+use inflow::store::{RecordExt, Store};
+
+use crate::helpers::{SmtpSink, TestApp, add_user, now, poll_until};
+
+const AXE_JS: &str = "/opt/inflow-test/node_modules/axe-core/axe.min.js";
+
+/// chromedriver on a free port, and a headless chromium session through it.
+struct Browser {
+    driver: tokio::process::Child,
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let bin = which("chromedriver").expect("chromedriver is not installed: run scripts/test-services.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = tokio::process::Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        poll_until("chromedriver answers", || async {
+            http.get(format!("{url}/status")).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": which("chromium").expect("chromium is not installed: run scripts/test-services.sh"),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a chromium session");
+        Browser { driver, client, _profile: profile }
+    }
+
+    async fn stop(mut self) {
+        self.client.close().await.ok();
+        self.driver.kill().await.ok();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
+    }
+
+    async fn click(&self, css: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    /// The rows of a table as text cells (header cell first).
+    async fn table(&self, id: &str) -> Vec<Vec<String>> {
+        let rows = self.client.execute(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).map(r => Array.from(r.children).map(c => c.textContent.trim()));",
+            vec![json!(format!("#{id}"))],
+        ).await.unwrap();
+        serde_json::from_value(rows).unwrap()
+    }
+
+    /// axe-core's serious and critical violations of the current page.
+    async fn axe(&self) -> Vec<String> {
+        let src = std::fs::read_to_string(AXE_JS)
+            .unwrap_or_else(|e| panic!("{AXE_JS}: {e} (run scripts/test-services.sh to install axe-core)"));
+        self.client.execute(&format!("{src}\nreturn true;"), vec![]).await.unwrap();
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations\
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+                   .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    async fn screenshot(&self, dir: &Path, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+async fn token(store: &Store, user: Uuid, role: &str) -> String {
+    let tok = format!("test-{role}-{}", Uuid::new_v4().simple());
+    store.add_api_token(role, &token_hash(&tok), user, role, now()).await.unwrap();
+    tok
+}
+
+fn lead(owner: Uuid, name: &str, source: Option<i32>, campaign: Option<Uuid>) -> Lead {
+    Lead {
+        leadid: Uuid::new_v4(),
+        subject: format!("Интерес: {name}"),
+        lastname: name.into(),
+        leadqualitycode: 2,
+        leadsourcecode: source,
+        campaignid: campaign,
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, now(), None)
+}
+
+/// HTTP calls to the API as one token (setting up the campaign and its wave).
+async fn api(app: &TestApp, token: &str, path: &str, body: J, want: u16) -> J {
+    let resp = app.http.post(app.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let b: J = resp.json().await.unwrap();
+    assert_eq!(status, want, "POST {path}: {b}");
+    b
+}
+
+async fn sign_in_with_token(b: &Browser, app: &TestApp, token: &str) {
+    b.client.goto(&app.url("/signin?lang=en")).await.unwrap();
+    b.fill("#token", token).await;
+    b.click("#sign-in-token").await;
+}
+
+async fn sign_out(b: &Browser) {
+    b.click("form[action='/signout'] button").await;
+    assert_eq!(b.path().await, "/signin");
+}
+
+async fn console(engine: &str) {
+    let sink = SmtpSink::start(0).await;
+    let cfg = format!(
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\nlocale = \"ru\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
+         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\nenabled = false\n",
+        sink.port
+    );
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &cfg).await;
+    let shots = match std::env::var_os("INFLOW_SCREENSHOTS") {
+        Some(d) => PathBuf::from(d).join(engine),
+        None => app._dir.path().join("screenshots"),
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // People: an admin (Анна) who owns work, a marketer with a password, a viewer.
+    let anna = add_user(&app.store, "Анна", "Волкова", "anna@crm.example.com", None, None).await;
+    let boris = add_user(&app.store, "Борис", "Петров", "boris@crm.example.com", Some(anna), None).await;
+    let vera = add_user(&app.store, "Вера", "Смотрова", "vera@crm.example.com", Some(anna), None).await;
+    let admin_token = token(&app.store, anna, "admin").await;
+    let viewer_token = token(&app.store, vera, "viewer").await;
+    let password = "зимняя-кампания-2026";
+    let hash = inflow::http::console::password::hash(password).unwrap();
+    app.store.set_console_login(boris, &hash, "marketer", now()).await.unwrap();
+
+    // A campaign with a wave sending to three contacts at one message a minute, so it is
+    // still sending when the marketer pauses it.
+    let camp = api(
+        &app,
+        &admin_token,
+        "/api/v1/campaigns",
+        json!({"name": "Зимняя рассылка", "expectedresponse": 5, "budgetedcost": 50000}),
+        201,
+    )
+    .await["campaignid"]
+        .as_str()
+        .unwrap()
+        .parse::<Uuid>()
+        .unwrap();
+    let list = api(&app, &admin_token, "/api/v1/lists", json!({"listname": "Клиенты", "createdfromcode": 2}), 201)
+        .await["listid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut contacts = Vec::new();
+    for (i, email) in ["oleg@client-one.ru", "irina@client-two.ru", "pavel@client-three.ru"].iter().enumerate() {
+        let c = api(
+            &app,
+            &admin_token,
+            "/api/v1/contacts",
+            json!({"lastname": format!("Клиент {i}"), "emailaddress1": email}),
+            201,
+        )
+        .await;
+        contacts.push(c["contactid"].as_str().unwrap().to_string());
+    }
+    api(&app, &admin_token, &format!("/api/v1/lists/{list}/members"), json!({"members": contacts}), 200).await;
+    api(&app, &admin_token, &format!("/api/v1/campaigns/{camp}/lists"), json!({"lists": [list]}), 200).await;
+    api(&app, &admin_token, &format!("/api/v1/campaigns/{camp}/status"), json!({"statuscode": 1}), 200).await;
+    let wave = api(
+        &app,
+        &admin_token,
+        "/api/v1/campaignactivities",
+        json!({"regardingobjectid": camp, "subject": "Письмо 1", "channeltypecode": 7}),
+        201,
+    )
+    .await["activityid"]
+        .as_str()
+        .unwrap()
+        .parse::<Uuid>()
+        .unwrap();
+    api(&app, &admin_token, &format!("/api/v1/campaignactivities/{wave}/lists"), json!({"lists": [list]}), 200).await;
+    api(
+        &app,
+        &admin_token,
+        &format!("/api/v1/campaignactivities/{wave}/schedule"),
+        json!({"subject": "С Новым годом!", "text": "Здравствуйте!", "rate_per_minute": 1}),
+        200,
+    )
+    .await;
+    poll_until("the wave is sending", || async { app.store.wave(wave).await.unwrap().state == WaveState::Sending })
+        .await;
+
+    // Leads: 3 from the web (Анна), 2 from a trade show for the campaign (Борис), one with
+    // no source, and one of Борис's qualified.
+    for name in ["Иванов", "Сидоров", "Кузнецов"] {
+        app.store.insert(&lead(anna, name, Some(8), None)).await.unwrap();
+    }
+    for name in ["Орлов", "Зайцев"] {
+        app.store.insert(&lead(boris, name, Some(7), Some(camp))).await.unwrap();
+    }
+    app.store.insert(&lead(anna, "Без источника", None, None)).await.unwrap();
+    let mut q = lead(boris, "Квалифицированный", Some(7), None);
+    (q.statecode, q.statuscode) = (1, 3);
+    app.store.insert(&q).await.unwrap();
+
+    // Анна's work: an overdue task and one due tomorrow.
+    let task = |subject: &str, due: chrono::DateTime<chrono::Utc>| {
+        Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Task,
+            subject: Some(subject.into()),
+            scheduledend: Some(due),
+            ..Default::default()
+        }
+        .stamped(anna, EntityKind::Systemuser, now(), None)
+    };
+    let overdue = task("Позвонить Иванову", now() - Duration::days(1));
+    let later = task("Подготовить КП", now() + Duration::days(1));
+    app.store.insert(&overdue).await.unwrap();
+    app.store.insert(&later).await.unwrap();
+
+    let b = Browser::start().await;
+
+    // Not signed in: the console sends the browser to the sign-in page.
+    b.client.goto(&app.url("/work")).await.unwrap();
+    assert_eq!(b.path().await, "/signin");
+    // A wrong token is refused with a message.
+    b.client.goto(&app.url("/signin?lang=en")).await.unwrap();
+    b.fill("#token", "not-a-token").await;
+    b.click("#sign-in-token").await;
+    assert!(b.text(".error").await.contains("not right"), "{}", b.text(".error").await);
+    assert!(b.axe().await.is_empty(), "sign-in page: {:?}", b.axe().await);
+    b.screenshot(&shots, "signin").await;
+
+    // The admin signs in with a token and lands on the dashboard.
+    sign_in_with_token(&b, &app, &admin_token).await;
+    assert_eq!(b.path().await, "/");
+    assert_eq!(b.text("h1").await, "Dashboard");
+    let by_source = b.table("by-source-data").await;
+    assert_eq!(
+        by_source,
+        vec![
+            vec!["Trade Show".to_string(), "3".into()],
+            vec!["Web".into(), "3".into()],
+            vec!["(none)".into(), "1".into()]
+        ],
+        "leads by source"
+    );
+    let by_campaign = b.table("by-campaign-data").await;
+    assert!(by_campaign.contains(&vec!["Зимняя рассылка".to_string(), "2".into()]), "{by_campaign:?}");
+    let by_owner = b.table("by-owner-data").await;
+    assert!(by_owner.contains(&vec!["Анна Волкова".to_string(), "4".into()]), "{by_owner:?}");
+    assert!(by_owner.contains(&vec!["Борис Петров".to_string(), "3".into()]), "{by_owner:?}");
+    let weeks = b.table("weeks-data").await;
+    assert_eq!(weeks[0], vec!["Open".to_string(), "6".into(), "0".into()], "{weeks:?}");
+    assert_eq!(weeks[1], vec!["Qualified".to_string(), "1".into(), "0".into()], "{weeks:?}");
+    // Today's column of new leads per day: 7 in all, 3 of them from the web.
+    let per_day = b.table("per-day-data").await;
+    assert_eq!(per_day.len(), 1, "{per_day:?}");
+    assert_eq!(per_day[0].last().map(String::as_str), Some("7"), "{per_day:?}");
+    assert!(b.exists("svg.chart title").await);
+    assert!(b.axe().await.is_empty(), "dashboard: {:?}", b.axe().await);
+    b.screenshot(&shots, "dashboard").await;
+
+    // My work: the overdue task first; completing it takes it off the list.
+    b.click("header nav a[href='/work']").await;
+    let rows = b.table("my-open").await;
+    assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["Позвонить Иванову", "Подготовить КП"]);
+    assert!(b.exists(&format!("#act-{}.overdue", overdue.activityid)).await);
+    assert!(b.axe().await.is_empty(), "work: {:?}", b.axe().await);
+    b.screenshot(&shots, "work").await;
+    b.click(&format!("#act-{} button.complete", overdue.activityid)).await;
+    assert_eq!(b.path().await, "/work");
+    assert_eq!(b.text(".notice").await, "Completed.");
+    let rows = b.table("my-open").await;
+    assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["Подготовить КП"]);
+    let stored: Activity = app.store.load(overdue.activityid).await.unwrap();
+    assert_eq!(stored.statecode, 1, "completed in the database");
+
+    // Campaigns: the budget and the wave.
+    b.click("header nav a[href='/campaigns']").await;
+    let budget = b.table("budget-data").await;
+    assert_eq!(budget[0][0], "Зимняя рассылка");
+    assert_eq!(budget[0][1], "RUB 50,000.00", "{budget:?}");
+    assert!(b.axe().await.is_empty(), "campaigns: {:?}", b.axe().await);
+    b.screenshot(&shots, "campaigns").await;
+    sign_out(&b).await;
+
+    // The marketer signs in with a password (a wrong one first) and pauses the wave.
+    b.client.goto(&app.url(&format!("/waves/{wave}"))).await.unwrap();
+    assert_eq!(b.path().await, "/signin");
+    b.fill("#email", "boris@crm.example.com").await;
+    b.fill("#password", "wrong password").await;
+    b.click("#sign-in").await;
+    assert!(b.exists(".error").await, "a wrong password is refused");
+    b.fill("#email", "boris@crm.example.com").await;
+    b.fill("#password", password).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.path().await, format!("/waves/{wave}"), "back where the person was going");
+    assert_eq!(b.client.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some("en"));
+    assert_eq!(b.text("#wave-state").await, "Sending");
+    // While it sends the page offers to refresh itself; the person turns that off to read.
+    let auto = b.client.find(Locator::Css("#auto-refresh")).await.unwrap();
+    assert!(auto.is_displayed().await.unwrap(), "the script shows the refresh switch");
+    auto.click().await.unwrap();
+    assert!(b.axe().await.is_empty(), "wave: {:?}", b.axe().await);
+    b.screenshot(&shots, "wave").await;
+    b.click("#pause").await;
+    assert_eq!(b.text("#wave-state").await, "Paused");
+    assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
+
+    // A forged form (a wrong form token) is refused and changes nothing.
+    b.client
+        .execute("document.querySelector('#resume').form.querySelector('[name=csrf]').value = 'forged';", vec![])
+        .await
+        .unwrap();
+    b.click("#resume").await;
+    assert!(b.text("#error-message").await.contains("did not come from this page"));
+    assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
+    // In Russian, as `?lang=ru` asks (and is remembered).
+    b.client.goto(&app.url(&format!("/waves/{wave}?lang=ru"))).await.unwrap();
+    assert_eq!(b.text("#wave-state").await, "Приостановлена");
+    b.client.goto(&app.url("/campaigns")).await.unwrap();
+    assert_eq!(b.text("h1").await, "Кампании");
+    b.screenshot(&shots, "campaigns-ru").await;
+    b.client.goto(&app.url("/?lang=en")).await.unwrap();
+    // A marketer does not see sales work of others: no overdue-by-owner chart on /work.
+    b.client.goto(&app.url("/work")).await.unwrap();
+    assert!(!b.exists("#overdue-data").await);
+    sign_out(&b).await;
+
+    // A viewer sees the wave without buttons, and posting anyway is a 403.
+    sign_in_with_token(&b, &app, &viewer_token).await;
+    b.client.goto(&app.url(&format!("/waves/{wave}"))).await.unwrap();
+    assert_eq!(b.text("#wave-state").await, "Paused");
+    assert!(!b.exists("#wave-actions").await && !b.exists("#resume").await, "no action buttons for a viewer");
+    b.client
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];\
+             const i = document.createElement('input'); i.type = 'hidden'; i.name = 'csrf';\
+             i.value = document.querySelector('form[action=\"/signout\"] [name=csrf]').value;\
+             f.appendChild(i); document.body.appendChild(f); f.submit();",
+            vec![json!(format!("/waves/{wave}/resume"))],
+        )
+        .await
+        .unwrap();
+    poll_until("the refusal page", || async { b.exists("#error-message").await }).await;
+    assert!(b.text("#error-message").await.contains("may not"), "{}", b.text("#error-message").await);
+    assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
+    sign_out(&b).await;
+    // Signed out: the old pages send the browser to sign in again.
+    b.client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(b.path().await, "/signin");
+
+    b.stop().await;
+    // Without a browser: a form post with no session is sent to sign in, and one with a
+    // session but no form token is a 403 (checked over plain HTTP as well).
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = plain.post(app.url(&format!("/waves/{wave}/resume"))).form(&[("csrf", "x")]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("/signin"));
+    app.stop().await;
+    sink.stop().await;
+    eprintln!("console screenshots: {}", shots.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_browser_sqlite() {
+    console("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_browser_postgres() {
+    console("postgres").await;
+}
