@@ -87,8 +87,22 @@ impl Browser {
         !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
     }
 
+    /// Clicks what loads a new page (a link, a form's button) and waits until the new page
+    /// has loaded: the old document is marked first, so its staying is seen.
     async fn click(&self, css: &str) {
+        self.client.execute("window.__inflow_old_page = true;", vec![]).await.unwrap();
         self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        self.wait_new_page().await;
+    }
+
+    async fn wait_new_page(&self) {
+        poll_until("the next page loads", || async {
+            self.client
+                .execute("return !window.__inflow_old_page && document.readyState === 'complete';", vec![])
+                .await
+                .is_ok_and(|v| v == json!(true))
+        })
+        .await;
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -338,6 +352,29 @@ async fn console(engine: &str) {
     assert!(b.axe().await.is_empty(), "dashboard: {:?}", b.axe().await);
     b.screenshot(&shots, "dashboard").await;
 
+    // Leads: the views as tabs, a source filter, a lead's page with its timeline, qualify.
+    b.click("header nav a[href='/leads']").await;
+    assert_eq!(b.text("#list-h").await, "4", "my open leads (Анна's)");
+    b.click("nav.tabs a[href='/leads?view=open']").await;
+    assert_eq!(b.table("leads").await.len(), 6);
+    b.client.find(Locator::Css("#source")).await.unwrap().select_by_value("8").await.unwrap();
+    b.click(".filters button").await;
+    let web = b.table("leads").await;
+    assert_eq!(web.len(), 3, "{web:?}");
+    assert!(web.iter().all(|r| r[3] == "Web" && r[5] == "Анна Волкова"), "{web:?}");
+    assert!(b.axe().await.is_empty(), "leads: {:?}", b.axe().await);
+    b.screenshot(&shots, "leads").await;
+    b.click("#leads a").await;
+    assert!(b.text("#timeline").await.contains("Lead: Интерес"), "{}", b.text("#timeline").await);
+    assert!(b.axe().await.is_empty(), "lead: {:?}", b.axe().await);
+    b.screenshot(&shots, "lead").await;
+    let lead_path = b.path().await;
+    b.click("#qualify").await;
+    assert_eq!(b.text(".notice").await, "Qualified.");
+    let qualified: Lead = app.store.load(lead_path.trim_start_matches("/leads/").parse().unwrap()).await.unwrap();
+    assert_eq!(qualified.statecode, 1, "qualified in the database");
+    assert!(b.text("#timeline").await.contains("Opportunity: "), "{}", b.text("#timeline").await);
+
     // My work: the overdue task first; completing it takes it off the list.
     b.click("header nav a[href='/work']").await;
     let rows = b.table("my-open").await;
@@ -410,6 +447,7 @@ async fn console(engine: &str) {
     b.client.goto(&app.url(&format!("/waves/{wave}"))).await.unwrap();
     assert_eq!(b.text("#wave-state").await, "Paused");
     assert!(!b.exists("#wave-actions").await && !b.exists("#resume").await, "no action buttons for a viewer");
+    b.client.execute("window.__inflow_old_page = true;", vec![]).await.unwrap();
     b.client
         .execute(
             "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];\
@@ -420,7 +458,7 @@ async fn console(engine: &str) {
         )
         .await
         .unwrap();
-    poll_until("the refusal page", || async { b.exists("#error-message").await }).await;
+    b.wait_new_page().await;
     assert!(b.text("#error-message").await.contains("may not"), "{}", b.text("#error-message").await);
     assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
     sign_out(&b).await;

@@ -42,6 +42,13 @@ pub fn nice_step(max: f64, ticks: u32) -> f64 {
     k * pow
 }
 
+/// The gridline step for these values: counts get whole steps.
+fn step_for(max: f64, ticks: u32, values: impl Iterator<Item = f64>) -> f64 {
+    let step = nice_step(max, ticks);
+    let mut vals = values;
+    if vals.all(|v| v.fract() == 0.0) { step.max(1.0) } else { step }
+}
+
 fn fmt_num(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 { format!("{}", v.round() as i64) } else { format!("{v:.1}") }
 }
@@ -81,7 +88,7 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Series]) -> 
     let h = top + plot_h + 24.0 + legend_h;
     let w = label_w + plot_w + right;
     let max = series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0, f64::max);
-    let step = nice_step(max, 4);
+    let step = step_for(max, 4, series.iter().flat_map(|s| s.values.iter().copied()));
     let top_value = (max / step).ceil().max(1.0) * step;
     let x_of = |v: f64| label_w + plot_w * (v / top_value);
     let mut out = open_svg(id, title, w as u32, h as u32);
@@ -145,7 +152,7 @@ pub fn stacked_columns(id: &str, title: &str, x_labels: &[String], series: &[Ser
     let totals: Vec<f64> =
         (0..n).map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0)).sum()).collect();
     let max = totals.iter().copied().fold(0.0, f64::max);
-    let step = nice_step(max, 4);
+    let step = step_for(max, 4, totals.iter().copied());
     let top_value = (max / step).ceil().max(1.0) * step;
     let y_of = |v: f64| top + plot_h - plot_h * (v / top_value);
     let slot = plot_w / n as f64;
@@ -209,6 +216,12 @@ pub fn stacked_columns(id: &str, title: &str, x_labels: &[String], series: &[Ser
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_get_whole_steps() {
+        assert_eq!(step_for(2.0, 4, [1.0, 2.0].into_iter()), 1.0);
+        assert_eq!(step_for(2.0, 4, [1.5, 2.0].into_iter()), 0.5);
+    }
 
     #[test]
     fn steps_are_round() {

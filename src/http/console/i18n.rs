@@ -131,6 +131,38 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("aborted", "Aborted", "Прервана"),
     ("no_campaigns", "No campaigns yet.", "Кампаний пока нет."),
     ("no_waves", "No e-mail waves.", "Рассылок нет."),
+    ("leads", "Leads", "Интересы"),
+    ("view_my-open", "My open leads", "Мои открытые"),
+    ("view_open", "Open leads", "Открытые"),
+    ("view_opened-this-week", "Opened this week", "Открытые на этой неделе"),
+    ("view_opened-last-week", "Opened last week", "Открытые на прошлой неделе"),
+    ("view_stale", "Without activity", "Без активности"),
+    ("view_qualified", "Qualified", "Квалифицированные"),
+    ("view_disqualified", "Disqualified", "Дисквалифицированные"),
+    ("view_all", "All leads", "Все"),
+    ("name", "Name", "Имя"),
+    ("company", "Company", "Компания"),
+    ("phone", "Phone", "Телефон"),
+    ("status", "Status", "Статус"),
+    ("created", "Created", "Создан"),
+    ("all_sources", "All sources", "Все источники"),
+    ("filter", "Filter", "Отобрать"),
+    ("page_of", "Page {page} of {pages}", "Страница {page} из {pages}"),
+    ("previous", "Previous", "Назад"),
+    ("next", "Next", "Далее"),
+    ("no_leads", "No leads in this view.", "В этом представлении интересов нет."),
+    ("timeline", "Timeline", "Хронология"),
+    ("qualify", "Qualify", "Квалифицировать"),
+    ("qualify_account", "Create an account", "Создать организацию"),
+    ("qualify_contact", "Create a contact", "Создать контакт"),
+    ("qualify_opportunity", "Create an opportunity", "Создать возможную сделку"),
+    ("disqualify", "Disqualify", "Дисквалифицировать"),
+    ("reason", "Reason", "Причина"),
+    ("reactivate", "Reactivate", "Открыть снова"),
+    ("done_qualified", "Qualified.", "Квалифицирован."),
+    ("done_disqualified", "Disqualified.", "Дисквалифицирован."),
+    ("done_reactivated", "Reactivated.", "Открыт снова."),
+    ("nothing_yet", "Nothing yet.", "Пока ничего."),
 ];
 
 /// Labels of DOMAIN §2 picklists and states, as `crm::labels` gives them in English.
@@ -153,13 +185,44 @@ const LABELS_RU: &[(&str, &str)] = &[
     ("Completed", "Выполнено"),
     ("Canceled", "Отменено"),
     ("Scheduled", "Запланировано"),
-    ("task", "Задача"),
-    ("phonecall", "Звонок"),
-    ("email", "Эл. письмо"),
-    ("appointment", "Встреча"),
-    ("letter", "Письмо"),
-    ("fax", "Факс"),
+    ("New", "Новый"),
+    ("Contacted", "Связались"),
+    ("Lost", "Потерян"),
+    ("Cannot Contact", "Не удаётся связаться"),
+    ("No Longer Interested", "Больше не заинтересован"),
 ];
+
+/// Record and history kinds as timelines and work lists name them (EntityKind codes and the
+/// history kinds of R-DEAL-1).
+const KINDS: &[(&str, &str, &str)] = &[
+    ("task", "Task", "Задача"),
+    ("phonecall", "Phone call", "Звонок"),
+    ("email", "E-mail", "Эл. письмо"),
+    ("appointment", "Appointment", "Встреча"),
+    ("letter", "Letter", "Письмо"),
+    ("fax", "Fax", "Факс"),
+    ("campaignactivity", "Campaign activity", "Мероприятие кампании"),
+    ("lead", "Lead", "Интерес"),
+    ("opportunity", "Opportunity", "Возможная сделка"),
+    ("contact", "Contact", "Контакт"),
+    ("account", "Account", "Организация"),
+    ("campaignresponse", "Campaign response", "Отклик на кампанию"),
+    ("stage", "Stage", "Стадия"),
+    ("won", "Won", "Выиграна"),
+    ("lost", "Lost", "Проиграна"),
+    ("reopened", "Reopened", "Открыта снова"),
+    ("act", "Act", "Акт"),
+];
+
+/// A record or history kind in the language (the code itself when unknown).
+pub fn kind(lang: Lang, code: &str) -> String {
+    KINDS
+        .iter()
+        .find(|(k, _, _)| *k == code)
+        .map(|(_, en, ru)| if lang == Lang::Ru { *ru } else { *en })
+        .unwrap_or(code)
+        .to_string()
+}
 
 /// Every word of a language, for a template's `tr`.
 pub fn words(lang: Lang) -> BTreeMap<&'static str, &'static str> {

@@ -5,7 +5,7 @@
 //! (`chart`), no JavaScript needed. English and Russian (`i18n`). Sign-in, sessions and form
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
-//! Paths: `/`, `/work`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
+//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
 //! `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
@@ -23,6 +23,7 @@ use session::Signed;
 
 pub mod chart;
 pub mod i18n;
+mod leads;
 mod pages;
 pub mod password;
 pub mod session;
@@ -38,6 +39,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("campaigns.html", include_str!("../../../templates/console/campaigns.html")),
     ("wave.html", include_str!("../../../templates/console/wave.html")),
     ("chart.html", include_str!("../../../templates/console/chart.html")),
+    ("leads.html", include_str!("../../../templates/console/leads.html")),
+    ("lead.html", include_str!("../../../templates/console/lead.html")),
 ];
 
 const STYLESHEET: &str = include_str!("../../../templates/console/console.css");
@@ -130,6 +133,9 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(pages::dashboard))
         .route("/work", get(pages::work))
         .route("/work/{id}/{action}", post(pages::work_action))
+        .route("/leads", get(leads::list))
+        .route("/leads/{id}", get(leads::show))
+        .route("/leads/{id}/{action}", post(leads::act))
         .route("/campaigns", get(pages::campaigns))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))

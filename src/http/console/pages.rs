@@ -39,13 +39,18 @@ struct ChartView {
 }
 
 /// A store failure as a page (the API's status and message).
-fn failed(who: &Signed, e: StoreError) -> Response {
+pub(super) fn failed(who: &Signed, e: StoreError) -> Response {
     let api = ApiError::from(e);
     let message = if api.status.is_server_error() { i18n::t(who.lang, "error").to_string() } else { api.message };
     who.error(api.status, &message)
 }
 
-fn ctx<'a>(s: &'a AppState, who: &Signed, now: DateTime<Utc>, params: &'a BTreeMap<String, String>) -> ViewCtx<'a> {
+pub(super) fn view_ctx<'a>(
+    s: &'a AppState,
+    who: &Signed,
+    now: DateTime<Utc>,
+    params: &'a BTreeMap<String, String>,
+) -> ViewCtx<'a> {
     ViewCtx {
         me: who.user,
         overdue_kinds: &s.api.overdue_kinds,
@@ -57,7 +62,7 @@ fn ctx<'a>(s: &'a AppState, who: &Signed, now: DateTime<Utc>, params: &'a BTreeM
 }
 
 /// The conditions of a named view (DOMAIN §7), as the API applies them.
-fn view_conds(table: &str, view: &str, c: &ViewCtx) -> (Vec<Cond>, Option<Sort>) {
+pub(super) fn view_conds(table: &str, view: &str, c: &ViewCtx) -> (Vec<Cond>, Option<Sort>) {
     match q::view(table, view, c) {
         Ok(ViewSpec::Rows { conds, sort }) => (conds, sort),
         Ok(ViewSpec::Groups { conds, .. }) => (conds, None),
@@ -90,7 +95,7 @@ fn group_chart(lang: Lang, id: &str, title: &str, dim: &str, groups: &[Group]) -
     }
 }
 
-fn query_params(raw: Option<String>) -> BTreeMap<String, String> {
+pub(super) fn query_params(raw: Option<String>) -> BTreeMap<String, String> {
     raw.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).ok())
         .map(|v| v.into_iter().collect())
         .unwrap_or_default()
@@ -188,7 +193,7 @@ async fn dashboard_data(
     }
 
     // This week against last week, by state (Open, Qualified, Disqualified).
-    let c = ctx(s, who, now, params);
+    let c = view_ctx(s, who, now, params);
     let this = s.store.group_records::<Lead>("statecode", &view_conds("lead", "opened-this-week", &c).0).await?;
     let last = s.store.group_records::<Lead>("statecode", &view_conds("lead", "opened-last-week", &c).0).await?;
     let states: Vec<(i64, String)> = (0..=2)
@@ -265,7 +270,7 @@ async fn work_data(
     let lang = who.lang;
     let now = Utc::now();
     let tz = s.api.tz();
-    let c = ctx(s, who, now, params);
+    let c = view_ctx(s, who, now, params);
     let (conds, _) = view_conds("activity", "my-open", &c);
     let page = s
         .store
@@ -280,7 +285,7 @@ async fn work_data(
         .map(|(a, j)| WorkItem {
             id: a.activityid,
             subject: a.subject.clone().unwrap_or_default(),
-            kind: i18n::label(lang, a.activitytypecode.as_str()),
+            kind: i18n::kind(lang, a.activitytypecode.as_str()),
             due: a.scheduledend.map(|t| i18n::datetime(lang, t, tz)).unwrap_or_default(),
             overdue: a.scheduledend.is_some_and(|t| t < now),
             regarding: j.get("regardingobjectid_name").and_then(J::as_str).unwrap_or_default().to_string(),

@@ -1,0 +1,223 @@
+//! Leads as people work them (issue 19 §3): the DOMAIN §7 views as tabs with a source filter
+//! and paging, and a lead's page with its details, its timeline (R-DEAL-1) and the actions
+//! qualify (§3.1), disqualify and reactivate (§3.2). The same store operations as the API.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::i18n::{self, Lang};
+use super::pages::{failed, query_params, view_conds, view_ctx};
+use super::session::{Signed, form};
+use super::{frame, redirect, render};
+use crate::crm::entities::Lead;
+use crate::crm::lead::QualifyParams;
+use crate::crm::{EntityKind, EntityRef, labels};
+use crate::http::AppState;
+use crate::http::api::{Access, Area};
+use crate::store::api::{self as q, Sort};
+
+/// The views offered as tabs, in order.
+const TABS: [&str; 8] =
+    ["my-open", "open", "opened-this-week", "opened-last-week", "stale", "qualified", "disqualified", "all"];
+const PAGE: i64 = 50;
+
+fn pick(lang: Lang, table: &str, col: &str, code: Option<i64>) -> String {
+    code.and_then(|c| labels::picklist(table, col, c)).map(|l| i18n::label(lang, l)).unwrap_or_default()
+}
+
+/// `GET /leads?view=…&source=…&page=…`
+pub async fn list(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Leads)) {
+        return r;
+    }
+    let lang = who.lang;
+    let params = query_params(raw);
+    let view = params.get("view").map(String::as_str).filter(|v| TABS.contains(v)).unwrap_or("my-open");
+    let page: i64 = params.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let now = Utc::now();
+    let empty = BTreeMap::new();
+    let c = view_ctx(&s, &who, now, &empty);
+    let (mut conds, sort) = view_conds("lead", view, &c);
+    let source = params.get("source").and_then(|v| v.parse::<i64>().ok());
+    if let Some(src) = source {
+        match q::filter::<Lead>("leadsourcecode", &src.to_string(), s.api.tz()) {
+            Ok(f) => conds.push(f),
+            Err(_) => return who.error(StatusCode::BAD_REQUEST, i18n::t(lang, "not_found")),
+        }
+    }
+    let sort = sort.or(Some(Sort { col: "createdon", desc: true }));
+    let result = s.store.query_records::<Lead>(&conds, sort, page, PAGE).await;
+    let leads = match result {
+        Ok(p) => p,
+        Err(e) => return failed(&who, e),
+    };
+    let mut rows: Vec<J> = leads.items.iter().map(|l| serde_json::to_value(l).unwrap_or(J::Null)).collect();
+    if let Err(e) = s.store.add_lookup_names("lead", &mut rows).await {
+        return failed(&who, e);
+    }
+    let tz = s.api.tz();
+    let items: Vec<J> = leads
+        .items
+        .iter()
+        .zip(&rows)
+        .map(|(l, j)| {
+            json!({
+                "id": l.leadid,
+                "name": format!("{}{}", l.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), l.lastname),
+                "subject": l.subject,
+                "company": l.companyname,
+                "source": pick(lang, "lead", "leadsourcecode", l.leadsourcecode.map(i64::from)),
+                "status": pick(lang, "lead", "statuscode", Some(i64::from(l.statuscode))),
+                "owner": j.get("ownerid_name").and_then(J::as_str).unwrap_or_default(),
+                "created": i18n::datetime(lang, l.createdon, tz),
+            })
+        })
+        .collect();
+    let sources: Vec<J> = (1..=10)
+        .chain([100_000_000, 100_000_001])
+        .map(|code| json!({"code": code, "label": pick(lang, "lead", "leadsourcecode", Some(code))}))
+        .collect();
+    let pages = (leads.total + PAGE - 1) / PAGE;
+    let mut m = frame(&who, "leads");
+    m.insert(
+        "tabs".into(),
+        json!(
+            TABS.iter().map(|t| json!({"view": t, "label": i18n::t(lang, &format!("view_{t}"))})).collect::<Vec<_>>()
+        ),
+    );
+    m.insert("view".into(), json!(view));
+    m.insert("source".into(), json!(source));
+    m.insert("sources".into(), json!(sources));
+    m.insert("items".into(), json!(items));
+    m.insert("total".into(), json!(leads.total));
+    m.insert("page".into(), json!(page));
+    m.insert("pages".into(), json!(pages));
+    render("leads.html", J::Object(m), StatusCode::OK)
+}
+
+/// `GET /leads/{id}`: the lead, its timeline and its actions.
+pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Leads)) {
+        return r;
+    }
+    let lang = who.lang;
+    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let lead = match crate::store::RecordExt::get::<Lead>(&s.store, id).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
+        Err(e) => return failed(&who, e),
+    };
+    let mut j = vec![serde_json::to_value(&lead).unwrap_or(J::Null)];
+    if let Err(e) = s.store.add_lookup_names("lead", &mut j).await {
+        return failed(&who, e);
+    }
+    let timeline = match s.store.timeline(EntityRef::new(EntityKind::Lead, id)).await {
+        Ok(t) => t,
+        Err(e) => return failed(&who, e),
+    };
+    let tz = s.api.tz();
+    let events: Vec<J> = timeline
+        .iter()
+        .rev()
+        .map(|i| {
+            json!({
+                "when": i18n::datetime(lang, i.when, tz),
+                "kind": i18n::kind(lang, &i.kind),
+                "subject": i.subject,
+                "who": i.who_name,
+                "state": i.state.as_deref().map(|st| i18n::label(lang, st)),
+                "detail": i.detail,
+                "direction": i.direction,
+            })
+        })
+        .collect();
+    let name = format!("{}{}", lead.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), lead.lastname);
+    let field = |k: &str| j[0].get(k).and_then(J::as_str).unwrap_or_default().to_string();
+    let facts = vec![
+        (i18n::t(lang, "subject"), lead.subject.clone()),
+        (i18n::t(lang, "company"), lead.companyname.clone().unwrap_or_default()),
+        (i18n::t(lang, "email"), lead.emailaddress1.clone().unwrap_or_default()),
+        (i18n::t(lang, "phone"), lead.telephone1.clone().or(lead.mobilephone.clone()).unwrap_or_default()),
+        (i18n::t(lang, "source"), pick(lang, "lead", "leadsourcecode", lead.leadsourcecode.map(i64::from))),
+        (i18n::t(lang, "campaign"), field("campaignid_name")),
+        (i18n::t(lang, "owner"), field("ownerid_name")),
+        (i18n::t(lang, "state"), pick(lang, "lead", "statecode", Some(i64::from(lead.statecode)))),
+        (i18n::t(lang, "status"), pick(lang, "lead", "statuscode", Some(i64::from(lead.statuscode)))),
+        (i18n::t(lang, "created"), i18n::datetime(lang, lead.createdon, tz)),
+    ];
+    let params = query_params(raw);
+    let mut m = frame(&who, "leads");
+    m.insert(
+        "lead".into(),
+        json!({
+            "id": id,
+            "name": name,
+            "open": lead.statecode == 0,
+            // §3.1: an account needs the lead's company name.
+            "has_company": lead.companyname.as_deref().is_some_and(|c| !c.trim().is_empty()),
+            "facts": facts.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        }),
+    );
+    m.insert("events".into(), json!(events));
+    m.insert("can_act".into(), json!(who.can(Access::Write(Area::Leads))));
+    m.insert(
+        "done".into(),
+        json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),
+    );
+    m.insert(
+        "disqualify_reasons".into(),
+        json!(
+            (4..=7).map(|c| json!({"code": c, "label": pick(lang, "lead", "statuscode", Some(c))})).collect::<Vec<_>>()
+        ),
+    );
+    render("lead.html", J::Object(m), StatusCode::OK)
+}
+
+/// `POST /leads/{id}/qualify|disqualify|reactivate`
+pub async fn act(
+    who: Signed,
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if let Some(r) = who.form_refusal(&f) {
+        return r;
+    }
+    if let Some(r) = who.refusal(Access::Write(Area::Leads)) {
+        return r;
+    }
+    let lang = who.lang;
+    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let now = Utc::now();
+    let on = |k: &str| f.get(k).is_some_and(|v| v == "on" || v == "true");
+    let done = match action.as_str() {
+        "qualify" => {
+            let p = QualifyParams {
+                create_account: on("account"),
+                create_contact: on("contact"),
+                create_opportunity: on("opportunity"),
+                ..Default::default()
+            };
+            s.store.qualify_lead(id, &p, Some(who.user), now).await.map(|_| "qualified")
+        }
+        "disqualify" => {
+            let status = f.get("status").and_then(|v| v.parse::<i32>().ok());
+            let reason = f.get("reason").map(|r| r.trim()).filter(|r| !r.is_empty());
+            s.store.disqualify_lead(id, status, reason, Some(who.user), now).await.map(|_| "disqualified")
+        }
+        "reactivate" => s.store.reactivate_lead(id, Some(who.user), now).await.map(|_| "reactivated"),
+        _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
+    };
+    match done {
+        Ok(d) => redirect(&format!("/leads/{id}?done={d}")),
+        Err(e) => failed(&who, e),
+    }
+}
