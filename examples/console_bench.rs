@@ -1,0 +1,242 @@
+//! Console page benchmark (bench/console.sh runs it; issue 19 §5): 100,000 leads, 1,000,000
+//! activities regarding them, 50 campaigns and 50 users in a fresh database, then the app on
+//! port 0 and each page requested through HTTP with a signed-in session cookie. Prints, per
+//! page, the median and the slowest of the timed requests (target: every page < 100 ms).
+//! Usage: console_bench DATABASE_URL   (CONSOLE_BENCH_LEADS / _ACTIVITIES shrink the data)
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use inflow::config::{Config, Source};
+use inflow::crm::EntityKind;
+use inflow::store::{Exec, Value};
+use uuid::Uuid;
+
+const USERS: usize = 50;
+const CAMPAIGNS: usize = 50;
+const ROUNDS: usize = 15;
+
+/// Inserts rows in multi-row statements of `per` rows, in one transaction.
+async fn load(
+    store: &inflow::store::Store,
+    table: &str,
+    cols: &[&str],
+    n: usize,
+    mut row: impl FnMut(usize) -> Vec<Value>,
+) -> anyhow::Result<()> {
+    let per = 800 / cols.len().max(1) * 10 / 10;
+    let mut tx = store.db.begin().await?;
+    for start in (0..n).step_by(per) {
+        let end = (start + per).min(n);
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
+        let mut args = Vec::with_capacity((end - start) * cols.len());
+        for (j, i) in (start..end).enumerate() {
+            let ph: Vec<String> = (0..cols.len()).map(|c| format!("${}", j * cols.len() + c + 1)).collect();
+            sql.push_str(&format!("{}({})", if j > 0 { ", " } else { "" }, ph.join(", ")));
+            args.extend(row(i));
+        }
+        tx.execute(&sql, args).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::args().nth(1).expect("usage: console_bench DATABASE_URL");
+    let env_n = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (leads, activities) = (env_n("CONSOLE_BENCH_LEADS", 100_000), env_n("CONSOLE_BENCH_ACTIVITIES", 1_000_000));
+    let text = format!(
+        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[http]\nlisten = \"127.0.0.1:0\"\n[org]\ntimezone = \"Europe/Moscow\"\nlocale = \"en\"\n[alerts]\nenabled = false\n"
+    );
+    let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = inflow::app::open_store(&cfg).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let ms = now.timestamp_millis();
+    let t = Instant::now();
+
+    let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
+    load(
+        &store,
+        "systemuser",
+        &["systemuserid", "lastname", "fullname", "internalemailaddress", "createdon", "modifiedon"],
+        USERS,
+        |i| {
+            vec![
+                users[i].into(),
+                format!("User {i}").into(),
+                format!("Пользователь {i}").into(),
+                format!("u{i}@bench.example").into(),
+                ms.into(),
+                ms.into(),
+            ]
+        },
+    )
+    .await?;
+    let campaigns: Vec<Uuid> = (0..CAMPAIGNS).map(|_| Uuid::new_v4()).collect();
+    load(
+        &store,
+        "campaign",
+        &[
+            "campaignid",
+            "name",
+            "transactioncurrencyid",
+            "budgetedcost",
+            "totalactualcost",
+            "expectedresponse",
+            "ownerid",
+            "createdon",
+            "modifiedon",
+        ],
+        CAMPAIGNS,
+        |i| {
+            vec![
+                campaigns[i].into(),
+                format!("Кампания {i}").into(),
+                "RUB".into(),
+                Value::from(((i as i64) + 1) * 10_000_000),
+                Value::from((i as i64) * 9_000_000),
+                Value::from(5i64),
+                users[i % USERS].into(),
+                ms.into(),
+                ms.into(),
+            ]
+        },
+    )
+    .await?;
+    // Leads over the last 120 days: sources 1..10 and the two custom ones, a campaign for a
+    // third of them, states open / qualified / disqualified.
+    let lead_ids: Vec<Uuid> = (0..leads).map(|_| Uuid::new_v4()).collect();
+    let sources = [1i64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100_000_000, 100_000_001];
+    load(
+        &store,
+        "lead",
+        &[
+            "leadid",
+            "subject",
+            "lastname",
+            "leadsourcecode",
+            "campaignid",
+            "ownerid",
+            "statecode",
+            "statuscode",
+            "createdon",
+            "modifiedon",
+        ],
+        leads,
+        |i| {
+            let created = (now - Duration::minutes((i as i64 * 7919) % (120 * 24 * 60))).timestamp_millis();
+            let state = [0i64, 0, 0, 1, 2][i % 5];
+            let campaign: Option<Uuid> = (i % 3 == 0).then(|| campaigns[i % CAMPAIGNS]);
+            vec![
+                lead_ids[i].into(),
+                format!("Интерес {i}").into(),
+                format!("Фамилия{i}").into(),
+                Value::from(sources[i % sources.len()]),
+                campaign.into(),
+                users[i % USERS].into(),
+                Value::from(state),
+                Value::from([1i64, 1, 1, 3, 4][i % 5]),
+                created.into(),
+                created.into(),
+            ]
+        },
+    )
+    .await?;
+    // Activities regarding the leads: tasks and calls, half open (due spread ±30 days).
+    load(
+        &store,
+        "activity",
+        &[
+            "activityid",
+            "activitytypecode",
+            "subject",
+            "regardingobjectid",
+            "regardingobjectidtype",
+            "ownerid",
+            "statecode",
+            "statuscode",
+            "scheduledend",
+            "createdon",
+            "modifiedon",
+        ],
+        activities,
+        |i| {
+            let kind = if i % 3 == 0 { EntityKind::Phonecall } else { EntityKind::Task };
+            let open = i % 2 == 0;
+            let due = now + Duration::minutes(((i as i64 * 104_729) % (60 * 24 * 60)) - 30 * 24 * 60);
+            vec![
+                Uuid::new_v4().into(),
+                kind.into(),
+                format!("Дело {i}").into(),
+                lead_ids[i % leads].into(),
+                "lead".into(),
+                users[i % USERS].into(),
+                Value::from(if open { 0i64 } else { 1 }),
+                Value::from(if open { 1i64 } else { 2 }),
+                due.into(),
+                ms.into(),
+                ms.into(),
+            ]
+        },
+    )
+    .await?;
+    store.db.clone().execute("ANALYZE", vec![]).await?;
+    println!(
+        "loaded {leads} leads, {activities} activities, {CAMPAIGNS} campaigns, {USERS} users in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await?;
+    let base = format!("http://{}", running.addr);
+    // A signed-in admin session (as sign-in would store it).
+    let session = "bench-session-id";
+    store
+        .start_console_session(
+            &inflow::http::api::token_hash(session),
+            users[0],
+            "admin",
+            "bench-csrf",
+            now,
+            now + Duration::hours(1),
+        )
+        .await?;
+    let http = reqwest::Client::new();
+    let pages = [
+        "/".to_string(),
+        "/?days=90".into(),
+        "/work".into(),
+        "/leads".into(),
+        "/leads?view=open".into(),
+        "/leads?view=open&source=8&page=20".into(),
+        "/leads?view=stale".into(),
+        "/leads?view=opened-this-week".into(),
+        format!("/leads/{}", lead_ids[leads / 2]),
+        "/campaigns".into(),
+    ];
+    for p in &pages {
+        let mut times = Vec::with_capacity(ROUNDS);
+        let mut bytes = 0;
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let r = http.get(format!("{base}{p}")).header("cookie", format!("inflow_session={session}")).send().await?;
+            let status = r.status();
+            bytes = r.bytes().await?.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(status.is_success(), "{p}: {status}");
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "PAGE engine={:?} path={p} median_ms={:.1} max_ms={:.1} bytes={bytes}",
+            store.engine(),
+            times[ROUNDS / 2],
+            times[ROUNDS - 1]
+        );
+    }
+    running.token.cancel();
+    running.done.await??;
+    store.close().await;
+    Ok(())
+}
