@@ -20,5 +20,7 @@ CREATE TABLE console_session (
 );
 CREATE INDEX console_session_expiry ON console_session (expireson);
 
--- The dashboard's charts read leads by creation time, activities by owner and state.
-CREATE INDEX IF NOT EXISTS lead_createdon ON lead (createdon);
+-- The dashboard's charts read leads by creation time; the work charts read phone calls by
+-- type and creation time.
+CREATE INDEX lead_createdon ON lead (createdon);
+CREATE INDEX activity_type_created ON activity (activitytypecode, createdon);

@@ -127,4 +127,65 @@ impl Store {
         }
         Ok(counts.into_iter().map(|((day, series), count)| DayCount { day, series, count }).collect())
     }
+
+    /// PBX calls per local day over the last `days` days (R-PBX-2): inbound calls answered
+    /// (talk time recorded) and missed, by the day the call started. Calls logged by hand
+    /// (no `actualstart`) are not PBX calls and are not counted.
+    pub async fn calls_per_day(
+        &self,
+        now: DateTime<Utc>,
+        tz: Tz,
+        days: u32,
+    ) -> Result<BTreeMap<NaiveDate, (i64, i64)>> {
+        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
+        let from = cal::start_of_day(first_day, tz);
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT actualstart, actualdurationminutes FROM activity WHERE activitytypecode = 'phonecall' AND createdon >= $1 \
+                 AND directioncode = FALSE AND actualstart IS NOT NULL AND actualstart >= $1",
+                vec![from.into()],
+            )
+            .await?;
+        let mut out: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+        for r in rows {
+            let t: DateTime<Utc> = r.get("actualstart")?;
+            let talk: Option<i64> = r.get("actualdurationminutes")?;
+            let e = out.entry(cal::today(t, tz)).or_default();
+            if talk.unwrap_or(0) > 0 { e.0 += 1 } else { e.1 += 1 }
+        }
+        Ok(out)
+    }
+
+    /// Callbacks (R-PBX-3: open inbound phone calls with a due date) opened per local day over
+    /// the last `days` days, and of those the ones closed, by the day they were closed.
+    pub async fn callbacks_per_day(
+        &self,
+        now: DateTime<Utc>,
+        tz: Tz,
+        days: u32,
+    ) -> Result<BTreeMap<NaiveDate, (i64, i64)>> {
+        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
+        let from = cal::start_of_day(first_day, tz);
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT createdon, modifiedon, statecode FROM activity WHERE activitytypecode = 'phonecall' AND createdon >= $1 \
+                 AND directioncode = FALSE AND actualstart IS NOT NULL AND scheduledend IS NOT NULL",
+                vec![from.into()],
+            )
+            .await?;
+        let mut out: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+        for r in rows {
+            let opened: DateTime<Utc> = r.get("createdon")?;
+            out.entry(cal::today(opened, tz)).or_default().0 += 1;
+            if r.get::<i64>("statecode")? != 0 {
+                let closed: DateTime<Utc> = r.get("modifiedon")?;
+                out.entry(cal::today(closed, tz)).or_default().1 += 1;
+            }
+        }
+        Ok(out)
+    }
 }

@@ -309,6 +309,30 @@ async fn console(engine: &str) {
     app.store.insert(&overdue).await.unwrap();
     app.store.insert(&later).await.unwrap();
 
+    // Calls from the PBX today: one answered, two missed (one of them left a callback to
+    // Борис).
+    let call = |answered: bool, callback: bool| {
+        let mut a = Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Phonecall,
+            subject: Some("Incoming call".into()),
+            directioncode: Some(false),
+            actualstart: Some(now() - Duration::minutes(5)),
+            actualend: Some(now()),
+            actualdurationminutes: Some(if answered { 3 } else { 0 }),
+            scheduledend: callback.then(|| now() + Duration::hours(2)),
+            ..Default::default()
+        }
+        .stamped(boris, EntityKind::Systemuser, now(), None);
+        if !callback {
+            (a.statecode, a.statuscode) = (1, 4);
+        }
+        a
+    };
+    for c in [call(true, false), call(false, false), call(false, true)] {
+        app.store.insert(&c).await.unwrap();
+    }
+
     let b = Browser::start().await;
 
     // Not signed in: the console sends the browser to the sign-in page.
@@ -380,6 +404,13 @@ async fn console(engine: &str) {
     let rows = b.table("my-open").await;
     assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["Позвонить Иванову", "Подготовить КП"]);
     assert!(b.exists(&format!("#act-{}.overdue", overdue.activityid)).await);
+    // The admin also sees the team's figures: overdue by owner, calls and callbacks today.
+    assert_eq!(b.table("overdue-data").await, vec![vec!["Анна Волкова".to_string(), "1".into(), "0".into()]]);
+    let calls = b.table("calls-data").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0][1..], ["1".to_string(), "2".into()], "answered, missed: {calls:?}");
+    let callbacks = b.table("callbacks-data").await;
+    assert_eq!(callbacks[0][1..], ["1".to_string(), "0".into()], "opened, closed: {callbacks:?}");
     assert!(b.axe().await.is_empty(), "work: {:?}", b.axe().await);
     b.screenshot(&shots, "work").await;
     b.click(&format!("#act-{} button.complete", overdue.activityid)).await;
@@ -397,6 +428,25 @@ async fn console(engine: &str) {
     assert_eq!(budget[0][1], "RUB 50,000.00", "{budget:?}");
     assert!(b.axe().await.is_empty(), "campaigns: {:?}", b.axe().await);
     b.screenshot(&shots, "campaigns").await;
+    // Operations: the suppression list says why, in words; the quarantine is empty.
+    app.store
+        .suppress(&inflow::store::Suppression {
+            address: "gone@client-four.ru".into(),
+            kind: "email".into(),
+            reason: "bounce: hard, userunknown 5.1.1".into(),
+            source: "imap".into(),
+            detail: None,
+            created_on: now(),
+        })
+        .await
+        .unwrap();
+    b.click("header nav a[href='/ops/quarantine']").await;
+    assert_eq!(b.text(".empty").await, "No mail is held.");
+    b.click("p.tabs a[href='/ops/suppression']").await;
+    let sup = b.table("suppression").await;
+    assert_eq!((sup[0][0].as_str(), sup[0][2].as_str()), ("gone@client-four.ru", "Bounce: hard, userunknown 5.1.1"));
+    assert!(b.axe().await.is_empty(), "suppression: {:?}", b.axe().await);
+    b.screenshot(&shots, "suppression").await;
     sign_out(&b).await;
 
     // The marketer signs in with a password (a wrong one first) and pauses the wave.
@@ -421,6 +471,14 @@ async fn console(engine: &str) {
     b.click("#pause").await;
     assert_eq!(b.text("#wave-state").await, "Paused");
     assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
+    // A test send goes to the one address given, marked [TEST].
+    b.fill("#test-to", "boris.test@crm.example.com").await;
+    b.click("#test-send").await;
+    assert_eq!(b.text(".notice").await, "The test message was handed to the relay.");
+    let got = sink.wait_for(2).await;
+    let test = got.iter().find(|(rcpt, _)| rcpt.contains("boris.test@crm.example.com")).expect("the test message");
+    let parsed = mail_parser::MessageParser::default().parse(test.1.as_bytes()).expect("a message");
+    assert_eq!(parsed.subject(), Some("[TEST] С Новым годом!"));
 
     // A forged form (a wrong form token) is refused and changes nothing.
     b.client
@@ -440,6 +498,7 @@ async fn console(engine: &str) {
     // A marketer does not see sales work of others: no overdue-by-owner chart on /work.
     b.client.goto(&app.url("/work")).await.unwrap();
     assert!(!b.exists("#overdue-data").await);
+    assert!(!b.exists("header nav a[href='/ops/quarantine']").await, "no operations for a marketer");
     sign_out(&b).await;
 
     // A viewer sees the wave without buttons, and posting anyway is a 403.

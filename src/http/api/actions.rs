@@ -225,7 +225,18 @@ pub(super) async fn test_send_h(
     Path(id): Path<String>,
     Body(b): Body<TestSendBody>,
 ) -> Result<Json<J>, ApiError> {
-    let id = parse_id(&id)?;
+    test_send_wave(&s, parse_id(&id)?, &b.to, b.vars).await?;
+    Ok(Json(json!({"sent_to": b.to})))
+}
+
+/// Sends a wave's message, marked [TEST], to one address (the API's test send and the
+/// console's); touches no counts.
+pub async fn test_send_wave(
+    s: &AppState,
+    id: Uuid,
+    to: &str,
+    vars: serde_json::Map<String, J>,
+) -> Result<(), ApiError> {
     let rt = s.waves.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -233,12 +244,11 @@ pub(super) async fn test_send_h(
             "this daemon has no SMTP relay configured ([smtp] host) or waves are disabled",
         )
     })?;
-    crate::crm::EmailAddress::parse(&b.to).map_err(|e| unprocessable("invalid_address", format!("to: {e}")))?;
+    crate::crm::EmailAddress::parse(to).map_err(|e| unprocessable("invalid_address", format!("to: {e}")))?;
     s.store.wave(id).await?;
-    rt.test_send(id, &b.to, b.vars)
+    rt.test_send(id, to, vars)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "send_failed", format!("{e:#}")))?;
-    Ok(Json(json!({"sent_to": b.to})))
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "send_failed", format!("{e:#}")))
 }
 
 pub(super) async fn optouts_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
@@ -313,7 +323,12 @@ pub(super) async fn replay_h(
     Path(id): Path<String>,
     Body(Empty {}): Body<Empty>,
 ) -> Result<Json<J>, ApiError> {
-    let id = parse_id(&id)?;
+    Ok(Json(replay_mail(&s, parse_id(&id)?).await?))
+}
+
+/// Processes a quarantined or failed message again with its mailbox's rules (the API's
+/// replay and the console's): its new status, class and reason.
+pub async fn replay_mail(s: &AppState, id: Uuid) -> Result<J, ApiError> {
     let events = s.store.quarantined_mail().await?;
     let ev = events.iter().find(|e| e.id == id).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{id} is not a quarantined or failed mail event"))
@@ -328,7 +343,7 @@ pub(super) async fn replay_h(
     let rt = crate::ingest::imap::MailboxRuntime::new(&cfg, mb, s.store.clone(), "api")
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "mailbox_config", e.to_string()))?;
     let out = rt.replay(ev).await.map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayed", format!("{e:#}")))?;
-    Ok(Json(json!({"status": out.status, "class": out.class, "reason": out.reason})))
+    Ok(json!({"status": out.status, "class": out.class, "reason": out.reason}))
 }
 
 pub(super) async fn openapi_h(State(s): State<AppState>) -> Json<J> {

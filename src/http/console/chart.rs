@@ -142,17 +142,32 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Series]) -> 
     out
 }
 
-/// Columns over `x_labels` (days), the series stacked; every `label_every`-th x label shown.
+/// Columns over `x_labels` (days), the series stacked (parts of one total).
 pub fn stacked_columns(id: &str, title: &str, x_labels: &[String], series: &[Series]) -> String {
+    columns(id, title, x_labels, series, true)
+}
+
+/// Columns over `x_labels` (days), the series side by side (figures to compare).
+pub fn grouped_columns(id: &str, title: &str, x_labels: &[String], series: &[Series]) -> String {
+    columns(id, title, x_labels, series, false)
+}
+
+/// Columns over `x_labels`; about ten x labels are shown, evenly spaced.
+fn columns(id: &str, title: &str, x_labels: &[String], series: &[Series], stacked: bool) -> String {
     let (left, plot_w, top, plot_h) = (44.0, 620.0, 16.0, 200.0);
     let legend_rows = series.len().div_ceil(4).max(1) as f64;
     let h = top + plot_h + 30.0 + 18.0 * legend_rows;
     let w = left + plot_w + 16.0;
     let n = x_labels.len().max(1);
-    let totals: Vec<f64> =
-        (0..n).map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0)).sum()).collect();
-    let max = totals.iter().copied().fold(0.0, f64::max);
-    let step = step_for(max, 4, totals.iter().copied());
+    let value = |s: &Series, i: usize| s.values.get(i).copied().unwrap_or(0.0);
+    let heights: Vec<f64> = (0..n)
+        .map(|i| {
+            let vals = series.iter().map(|s| value(s, i));
+            if stacked { vals.sum() } else { vals.fold(0.0, f64::max) }
+        })
+        .collect();
+    let max = heights.iter().copied().fold(0.0, f64::max);
+    let step = step_for(max, 4, heights.iter().copied());
     let top_value = (max / step).ceil().max(1.0) * step;
     let y_of = |v: f64| top + plot_h - plot_h * (v / top_value);
     let slot = plot_w / n as f64;
@@ -174,21 +189,23 @@ pub fn stacked_columns(id: &str, title: &str, x_labels: &[String], series: &[Ser
     for (i, label) in x_labels.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - col_w) / 2.0;
         let mut acc = 0.0;
+        let part_w = if stacked { col_w } else { col_w / series.len().max(1) as f64 };
         for (si, s) in series.iter().enumerate() {
-            let value = s.values.get(i).copied().unwrap_or(0.0);
-            if value <= 0.0 {
+            let v = value(s, i);
+            if v <= 0.0 {
                 continue;
             }
-            let (y1, y2) = (y_of(acc + value), y_of(acc));
+            let (y1, y2, px) =
+                if stacked { (y_of(acc + v), y_of(acc), x) } else { (y_of(v), y_of(0.0), x + part_w * si as f64) };
             out.push_str(&format!(
-                "<rect x=\"{x:.1}\" y=\"{y1:.1}\" width=\"{col_w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} · {}: {}</title></rect>",
+                "<rect x=\"{px:.1}\" y=\"{y1:.1}\" width=\"{part_w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} · {}: {}</title></rect>",
                 y2 - y1,
                 PALETTE[si % PALETTE.len()],
                 esc(label),
                 esc(&s.name),
-                fmt_num(value)
+                fmt_num(v)
             ));
-            acc += value;
+            acc += v;
         }
         if i % label_every == 0 || i + 1 == n {
             out.push_str(&format!(
@@ -245,6 +262,22 @@ mod tests {
         assert!(svg.contains(">Trade Show</text>") && svg.contains("<title>Leads: 3</title>"));
         // The longest bar spans the plot up to the top tick (3, with step 1); 1 is a third.
         assert!(svg.contains("width=\"400.0\"") && svg.contains("width=\"133.3\""), "{svg}");
+    }
+
+    #[test]
+    fn grouped_columns_stand_side_by_side_from_zero() {
+        let svg = grouped_columns(
+            "g",
+            "Calls",
+            &["01".into()],
+            &[
+                Series { name: "Answered".into(), values: vec![2.0] },
+                Series { name: "Missed".into(), values: vec![2.0] },
+            ],
+        );
+        // Two equal bars the plot's full height (the axis tops at 2), at different x.
+        assert_eq!(svg.matches("height=\"200.0\"").count(), 2, "{svg}");
+        assert!(svg.contains("<title>01 · Missed: 2</title>"));
     }
 
     #[test]

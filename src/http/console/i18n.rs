@@ -163,6 +163,28 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("done_disqualified", "Disqualified.", "Дисквалифицирован."),
     ("done_reactivated", "Reactivated.", "Открыт снова."),
     ("nothing_yet", "Nothing yet.", "Пока ничего."),
+    ("operations", "Operations", "Эксплуатация"),
+    ("test_send", "Send a test", "Отправить тест"),
+    ("test_send_to", "Test message to", "Тестовое письмо на"),
+    ("test_sent", "The test message was handed to the relay.", "Тестовое письмо передано почтовому серверу."),
+    ("calls_per_day", "Inbound calls per day", "Входящие звонки по дням"),
+    ("callbacks_per_day", "Callbacks opened and closed per day", "Перезвоны: открыто и закрыто по дням"),
+    ("answered", "Answered", "Отвечено"),
+    ("missed", "Missed", "Пропущено"),
+    ("opened", "Opened", "Открыто"),
+    ("closed", "Closed", "Закрыто"),
+    ("quarantine", "Quarantined mail", "Карантин почты"),
+    ("suppression", "Suppressed addresses", "Подавленные адреса"),
+    ("received", "Received", "Получено"),
+    ("sender", "Sender", "Отправитель"),
+    ("where", "Where", "Где"),
+    ("replay", "Process again", "Обработать снова"),
+    ("replayed", "Processed again:", "Обработано снова:"),
+    ("address", "Address", "Адрес"),
+    ("since", "Since", "С"),
+    ("detail", "Detail", "Подробности"),
+    ("nothing_quarantined", "No mail is held.", "Задержанной почты нет."),
+    ("nothing_suppressed", "No address is suppressed.", "Подавленных адресов нет."),
 ];
 
 /// Labels of DOMAIN §2 picklists and states, as `crm::labels` gives them in English.
@@ -222,6 +244,26 @@ pub fn kind(lang: Lang, code: &str) -> String {
         .map(|(_, en, ru)| if lang == Lang::Ru { *ru } else { *en })
         .unwrap_or(code)
         .to_string()
+}
+
+/// Why an address is suppressed, as people read it: the stored reason is a code
+/// (`unsubscribe`, `smtp_rejected`) or a line that starts with its kind (`bounce: …`,
+/// `complaint: …`), whose technical rest (reason, status) is kept as written.
+pub fn suppression_reason(lang: Lang, reason: &str) -> String {
+    let (en, ru) = match reason {
+        "unsubscribe" => ("Unsubscribed", "Отписка"),
+        "smtp_rejected" => ("Rejected by the mail relay", "Отклонено почтовым сервером"),
+        _ => {
+            for (prefix, en, ru) in [("bounce:", "Bounce:", "Возврат:"), ("complaint:", "Complaint:", "Жалоба:")]
+            {
+                if let Some(rest) = reason.strip_prefix(prefix) {
+                    return format!("{}{rest}", if lang == Lang::Ru { ru } else { en });
+                }
+            }
+            return reason.to_string();
+        }
+    };
+    if lang == Lang::Ru { ru } else { en }.to_string()
 }
 
 /// Every word of a language, for a template's `tr`.
@@ -330,5 +372,8 @@ mod tests {
         assert_eq!(label(Lang::Ru, "Trade Show"), "Выставка");
         assert_eq!(label(Lang::En, "Trade Show"), "Trade Show");
         assert_eq!(Lang::parse("RU"), Some(Lang::Ru));
+        assert_eq!(suppression_reason(Lang::Ru, "bounce: hard, userunknown 5.1.1"), "Возврат: hard, userunknown 5.1.1");
+        assert_eq!(suppression_reason(Lang::En, "unsubscribe"), "Unsubscribed");
+        assert_eq!(suppression_reason(Lang::En, "something new"), "something new");
     }
 }

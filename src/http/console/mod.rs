@@ -6,7 +6,7 @@
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
 //! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
-//! `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
+//! `/ops/quarantine`, `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
 
@@ -24,6 +24,7 @@ use session::Signed;
 pub mod chart;
 pub mod i18n;
 mod leads;
+mod ops;
 mod pages;
 pub mod password;
 pub mod session;
@@ -41,6 +42,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("chart.html", include_str!("../../../templates/console/chart.html")),
     ("leads.html", include_str!("../../../templates/console/leads.html")),
     ("lead.html", include_str!("../../../templates/console/lead.html")),
+    ("pager.html", include_str!("../../../templates/console/pager.html")),
+    ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
+    ("suppression.html", include_str!("../../../templates/console/suppression.html")),
 ];
 
 const STYLESHEET: &str = include_str!("../../../templates/console/console.css");
@@ -107,6 +111,7 @@ pub(crate) fn frame(who: &Signed, active: &str) -> serde_json::Map<String, J> {
             "sales": who.can(Access::Read(Area::Sales)),
             "marketing": who.can(Access::Read(Area::Marketing)),
             "run_waves": who.can(Access::Write(Area::Marketing)),
+            "ops": who.can(Access::Read(Area::Ops)),
         }),
     );
     m
@@ -139,6 +144,9 @@ pub fn routes() -> Router<AppState> {
         .route("/campaigns", get(pages::campaigns))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))
+        .route("/ops/quarantine", get(ops::quarantine))
+        .route("/ops/quarantine/{id}/replay", post(ops::replay))
+        .route("/ops/suppression", get(ops::suppression))
         .route("/signin", get(session::sign_in_page).post(session::sign_in))
         .route("/signout", post(session::sign_out))
         .route("/console.css", get(stylesheet))

@@ -247,7 +247,7 @@ pub async fn work(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuer
         Ok((items, overdue)) => {
             let mut m = frame(&who, "work");
             m.insert("items".into(), json!(items));
-            m.insert("overdue_chart".into(), json!(overdue));
+            m.insert("charts".into(), json!(overdue));
             m.insert(
                 "done".into(),
                 json!(match params.get("done").map(String::as_str) {
@@ -266,7 +266,7 @@ async fn work_data(
     s: &AppState,
     who: &Signed,
     params: &BTreeMap<String, String>,
-) -> crate::store::Result<(Vec<WorkItem>, Option<ChartView>)> {
+) -> crate::store::Result<(Vec<WorkItem>, Vec<ChartView>)> {
     let lang = who.lang;
     let now = Utc::now();
     let tz = s.api.tz();
@@ -294,11 +294,63 @@ async fn work_data(
     let overdue = if who.can(Access::Read(Area::Sales)) {
         let (conds, _) = view_conds("activity", "overdue-by-owner", &c);
         let groups = s.store.group_records::<Activity>("ownerid", &conds).await?;
-        Some(group_chart(lang, "overdue", i18n::t(lang, "overdue_by_owner"), "owner", &groups))
+        let (esc_conds, _) = view_conds("activity", "escalated", &c);
+        let escalated = s.store.group_records::<Activity>("ownerid", &esc_conds).await?;
+        let mut chart = group_chart(lang, "overdue", i18n::t(lang, "overdue_by_owner"), "owner", &groups);
+        // R-TASK-3: beside each owner's overdue count, how many reached their manager.
+        chart.columns.push(i18n::t(lang, "escalated").into());
+        for (row, g) in chart.rows.iter_mut().zip(&groups) {
+            row.push(escalated.iter().find(|e| e.key == g.key).map_or(0, |e| e.count).to_string());
+        }
+        let days = 30;
+        let calls = s.store.calls_per_day(now, tz, days).await?;
+        let callbacks = s.store.callbacks_per_day(now, tz, days).await?;
+        vec![
+            chart,
+            day_pair_chart(lang, "calls", "calls_per_day", ("answered", "missed"), &calls, now, tz, days),
+            day_pair_chart(lang, "callbacks", "callbacks_per_day", ("opened", "closed"), &callbacks, now, tz, days),
+        ]
     } else {
-        None
+        Vec::new()
     };
     Ok((items, overdue))
+}
+
+/// Two figures per day over the last `days` days, as side-by-side columns and a table of
+/// the days that have any.
+#[allow(clippy::too_many_arguments)]
+fn day_pair_chart(
+    lang: Lang,
+    id: &str,
+    title_key: &str,
+    (a, b): (&str, &str),
+    per_day: &BTreeMap<NaiveDate, (i64, i64)>,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    days: u32,
+) -> ChartView {
+    let first = crate::crm::views::today(now, tz) - chrono::Days::new(u64::from(days) - 1);
+    let all_days: Vec<NaiveDate> = (0..days).map(|i| first + chrono::Days::new(u64::from(i))).collect();
+    let get = |d: &NaiveDate| per_day.get(d).copied().unwrap_or_default();
+    let series = [
+        Series { name: i18n::t(lang, a).into(), values: all_days.iter().map(|d| get(d).0 as f64).collect() },
+        Series { name: i18n::t(lang, b).into(), values: all_days.iter().map(|d| get(d).1 as f64).collect() },
+    ];
+    let title =
+        format!("{} — {}", i18n::t(lang, title_key), i18n::t(lang, "last_n_days").replace("{n}", &days.to_string()));
+    let x_labels: Vec<String> = all_days.iter().map(|d| i18n::day(lang, *d)).collect();
+    ChartView {
+        id: id.into(),
+        svg: chart::grouped_columns(id, &title, &x_labels, &series),
+        title,
+        columns: vec![i18n::t(lang, "day").into(), series[0].name.clone(), series[1].name.clone()],
+        rows: all_days
+            .iter()
+            .filter(|d| get(d) != (0, 0))
+            .map(|d| vec![i18n::date(lang, *d), get(d).0.to_string(), get(d).1.to_string()])
+            .collect(),
+        empty: per_day.is_empty(),
+    }
 }
 
 /// `POST /work/{id}/complete|cancel`: closes one of the person's activities (R-ACT-1; the
@@ -430,7 +482,7 @@ async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<C
 /// `GET /waves/{id}`: a wave's progress (pending, sent, failed by reason, bounced,
 /// responded) as a chart and figures; refreshes itself while the wave sends; pause, resume
 /// and cancel for those who run campaigns.
-pub async fn wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     if let Some(r) = who.refusal(Access::Read(Area::Marketing)) {
         return r;
     }
@@ -491,6 +543,8 @@ pub async fn wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>
         }),
     );
     m.insert("chart".into(), json!(chart));
+    m.insert("sent".into(), json!(query_params(raw).contains_key("sent")));
+    m.insert("can_test_send".into(), json!(s.waves.is_some()));
     render("wave.html", J::Object(m), StatusCode::OK)
 }
 
@@ -501,13 +555,21 @@ pub async fn wave_action(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = who.form_refusal(&form(&body)) {
+    let f = form(&body);
+    if let Some(r) = who.form_refusal(&f) {
         return r;
     }
     if let Some(r) = who.refusal(Access::Write(Area::Marketing)) {
         return r;
     }
     let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")) };
+    if action == "test-send" {
+        let to = f.get("to").map(|t| t.trim()).unwrap_or_default();
+        return match crate::http::api::test_send_wave(&s, id, to, Default::default()).await {
+            Ok(()) => redirect(&format!("/waves/{id}?sent=1")),
+            Err(e) => who.error(e.status, &e.message),
+        };
+    }
     let action = match action.as_str() {
         "pause" => WaveAction::Pause,
         "resume" => WaveAction::Resume,

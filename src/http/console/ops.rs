@@ -1,0 +1,138 @@
+//! The operator's lists (issue 19 §3): quarantined and failed inbound mail with a replay
+//! button, and the suppression list with the reason for each address. Read through the
+//! API's ops pages; replay is the API's replay (`api::replay_mail`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::i18n::{self, Lang};
+use super::pages::{failed, query_params};
+use super::session::{Signed, form};
+use super::{frame, redirect, render};
+use crate::http::AppState;
+use crate::http::api::{Access, Area, replay_mail};
+use crate::store::api::OpsSet;
+
+const PAGE: i64 = 50;
+
+/// An instant column as people read it (the store gives RFC 3339).
+fn when(lang: Lang, v: &J, tz: chrono_tz::Tz) -> String {
+    v.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| i18n::datetime(lang, t.with_timezone(&chrono::Utc), tz))
+        .unwrap_or_else(|| v.as_str().unwrap_or_default().to_string())
+}
+
+fn text(v: &J) -> String {
+    match v {
+        J::Null => String::new(),
+        J::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn page(
+    s: &AppState,
+    who: &Signed,
+    set: OpsSet,
+    raw: Option<String>,
+) -> Result<(Vec<J>, i64, i64, i64), Response> {
+    let params = query_params(raw);
+    let page: i64 = params.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    match s.store.ops_page(set, &[], page, PAGE).await {
+        Ok(Ok(p)) => Ok((p.items, p.total, page, (p.total + PAGE - 1) / PAGE)),
+        Ok(Err(_)) => Err(who.error(StatusCode::BAD_REQUEST, i18n::t(who.lang, "not_found"))),
+        Err(e) => Err(failed(who, e)),
+    }
+}
+
+/// `GET /ops/quarantine`
+pub async fn quarantine(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Ops)) {
+        return r;
+    }
+    let params = query_params(raw.clone());
+    let (items, total, page, pages) = match page(&s, &who, OpsSet::Quarantine, raw).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (lang, tz) = (who.lang, s.api.tz());
+    let rows: Vec<J> = items
+        .iter()
+        .map(|e| {
+            json!({
+                "id": text(&e["id"]),
+                "received": when(lang, &e["received_at"], tz),
+                "sender": text(&e["sender"]),
+                "subject": text(&e["subject"]),
+                "status": text(&e["status"]),
+                "reason": text(&e["reason"]),
+                "where": text(&e["raw_location"]),
+            })
+        })
+        .collect();
+    let mut m = frame(&who, "ops");
+    m.insert("items".into(), json!(rows));
+    m.insert("total".into(), json!(total));
+    m.insert("page".into(), json!(page));
+    m.insert("pages".into(), json!(pages));
+    m.insert("can_replay".into(), json!(who.can(Access::Write(Area::Ops))));
+    m.insert("replayed".into(), json!(params.get("replayed")));
+    render("quarantine.html", J::Object(m), StatusCode::OK)
+}
+
+/// `POST /ops/quarantine/{id}/replay` (admins).
+pub async fn replay(who: Signed, State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Some(r) = who.form_refusal(&form(&body)) {
+        return r;
+    }
+    if let Some(r) = who.refusal(Access::Write(Area::Ops)) {
+        return r;
+    }
+    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")) };
+    match replay_mail(&s, id).await {
+        Ok(out) => {
+            let status = out["status"].as_str().unwrap_or_default();
+            redirect(&format!(
+                "/ops/quarantine?replayed={}",
+                serde_urlencoded::to_string([("", status)]).unwrap_or_default().trim_start_matches('=')
+            ))
+        }
+        Err(e) => who.error(e.status, &e.message),
+    }
+}
+
+/// `GET /ops/suppression`: addresses and numbers nothing is sent to, and why.
+pub async fn suppression(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Ops)) {
+        return r;
+    }
+    let (items, total, page, pages) = match page(&s, &who, OpsSet::Suppression, raw).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (lang, tz) = (who.lang, s.api.tz());
+    let rows: Vec<J> = items
+        .iter()
+        .map(|e| {
+            json!({
+                "address": text(&e["address"]),
+                "kind": text(&e["kind"]),
+                "reason": i18n::suppression_reason(lang, &text(&e["reason"])),
+                "source": text(&e["source"]),
+                "detail": text(&e["detail"]),
+                "since": when(lang, &e["created_on"], tz),
+            })
+        })
+        .collect();
+    let mut m = frame(&who, "ops");
+    m.insert("items".into(), json!(rows));
+    m.insert("total".into(), json!(total));
+    m.insert("page".into(), json!(page));
+    m.insert("pages".into(), json!(pages));
+    render("suppression.html", J::Object(m), StatusCode::OK)
+}
