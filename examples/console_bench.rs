@@ -54,6 +54,40 @@ async fn main() -> anyhow::Result<()> {
     let store = inflow::app::open_store(&cfg).await?;
     store.migrate().await?;
     let now = Utc::now();
+    // CONSOLE_BENCH_REUSE=1 on a database this program filled before: only the pages are
+    // timed (for trying an index or a query again without loading the data anew).
+    let reuse = std::env::var_os("CONSOLE_BENCH_REUSE").is_some()
+        && store.db.clone().fetch_one("SELECT COUNT(*) AS n FROM lead", vec![]).await?.get::<i64>("n")? > 0;
+    let (me, some_lead) = if reuse {
+        let me: Uuid = store
+            .db
+            .clone()
+            .fetch_one("SELECT systemuserid FROM systemuser WHERE lastname = 'User 0'", vec![])
+            .await?
+            .get("systemuserid")?;
+        let lead: Uuid = store
+            .db
+            .clone()
+            .fetch_one("SELECT leadid FROM lead ORDER BY leadid LIMIT 1", vec![])
+            .await?
+            .get("leadid")?;
+        (me, lead)
+    } else {
+        seed(&store, leads, activities, now).await?
+    };
+    timed_pages(&cfg, &store, me, some_lead, now).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Fills the database; returns the user the session acts as and a lead to open.
+async fn seed(
+    store: &inflow::store::Store,
+    leads: usize,
+    activities: usize,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<(Uuid, Uuid)> {
+    let store = store.clone();
     let ms = now.timestamp_millis();
     let t = Instant::now();
 
@@ -145,7 +179,8 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    // Activities regarding the leads: tasks and calls, half open (due spread ±30 days).
+    // Activities regarding the leads: tasks and calls, owners round-robin; a third open, and
+    // of the open ones a tenth overdue (due up to 30 days ago), the rest due within 60 days.
     load(
         &store,
         "activity",
@@ -165,8 +200,15 @@ async fn main() -> anyhow::Result<()> {
         activities,
         |i| {
             let kind = if i % 3 == 0 { EntityKind::Phonecall } else { EntityKind::Task };
-            let open = i % 2 == 0;
-            let due = now + Duration::minutes(((i as i64 * 104_729) % (60 * 24 * 60)) - 30 * 24 * 60);
+            let open = (i / USERS) % 3 == 0;
+            let spread = (i as i64 * 104_729) % (30 * 24 * 60);
+            let due = if (i / USERS) % 30 == 0 {
+                now - Duration::minutes(spread + 1)
+            } else {
+                now + Duration::minutes(2 * spread + 1)
+            };
+            // Made over the last 120 days, touched since.
+            let made = (now - Duration::minutes((i as i64 * 7_919) % (120 * 24 * 60))).timestamp_millis();
             vec![
                 Uuid::new_v4().into(),
                 kind.into(),
@@ -177,8 +219,8 @@ async fn main() -> anyhow::Result<()> {
                 Value::from(if open { 0i64 } else { 1 }),
                 Value::from(if open { 1i64 } else { 2 }),
                 due.into(),
-                ms.into(),
-                ms.into(),
+                made.into(),
+                made.into(),
             ]
         },
     )
@@ -188,7 +230,16 @@ async fn main() -> anyhow::Result<()> {
         "loaded {leads} leads, {activities} activities, {CAMPAIGNS} campaigns, {USERS} users in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    Ok((users[0], lead_ids[leads / 2]))
+}
 
+async fn timed_pages(
+    cfg: &Config,
+    store: &inflow::store::Store,
+    me: Uuid,
+    some_lead: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
     let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await?;
     let base = format!("http://{}", running.addr);
     // A signed-in admin session (as sign-in would store it).
@@ -196,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
     store
         .start_console_session(
             &inflow::http::api::token_hash(session),
-            users[0],
+            me,
             "admin",
             "bench-csrf",
             now,
@@ -213,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
         "/leads?view=open&source=8&page=20".into(),
         "/leads?view=stale".into(),
         "/leads?view=opened-this-week".into(),
-        format!("/leads/{}", lead_ids[leads / 2]),
+        format!("/leads/{some_lead}"),
         "/campaigns".into(),
     ];
     for p in &pages {
@@ -237,6 +288,5 @@ async fn main() -> anyhow::Result<()> {
     }
     running.token.cancel();
     running.done.await??;
-    store.close().await;
     Ok(())
 }

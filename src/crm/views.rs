@@ -24,6 +24,26 @@ pub fn today(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
     now.with_timezone(&tz).date_naive()
 }
 
+/// `days` local days from `first` cut into runs of whole 24-hour days: (start of the run, its
+/// number of days). A day that is not 24 hours long (a DST change) is a run of its own, so
+/// within a run the day of an instant is `(t - start) / 24 h` — what lets a database count
+/// per local day with integer arithmetic (charts over 90 days in a few queries).
+pub fn day_runs(first: NaiveDate, days: u32, tz: Tz) -> Vec<(DateTime<Utc>, u32)> {
+    let mut runs: Vec<(DateTime<Utc>, u32)> = Vec::new();
+    let mut prev_regular = false;
+    for i in 0..days {
+        let d = first + Days::new(u64::from(i));
+        let (start, end) = (start_of_day(d, tz), start_of_day(d + Days::new(1), tz));
+        let regular = end - start == chrono::Duration::days(1);
+        match runs.last_mut() {
+            Some(run) if regular && prev_regular => run.1 += 1,
+            _ => runs.push((start, 1)),
+        }
+        prev_regular = regular;
+    }
+    runs
+}
+
 /// [start, end) of the local day of `now`.
 pub fn day_bounds(now: DateTime<Utc>, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
     let d = today(now, tz);
@@ -69,6 +89,22 @@ pub fn months_ago(now: DateTime<Utc>, tz: Tz, n: u32) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_runs_split_at_a_dst_change() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // Moscow keeps one offset: 90 days are one run.
+        let runs = day_runs(d("2026-09-01"), 90, chrono_tz::Europe::Moscow);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].1, 90);
+        // Kyiv leaves summer time on 25 October 2026 (a 25-hour day): before it, the day
+        // alone, then the rest.
+        let runs = day_runs(d("2026-10-20"), 10, chrono_tz::Europe::Kyiv);
+        let lens: Vec<u32> = runs.iter().map(|r| r.1).collect();
+        assert_eq!(lens, [5, 1, 4]);
+        assert_eq!(runs.iter().map(|r| r.1).sum::<u32>(), 10);
+        assert_eq!(runs[1].0, start_of_day(d("2026-10-25"), chrono_tz::Europe::Kyiv));
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -18,6 +18,9 @@ use super::{Result, Store, StoreError};
 use crate::crm::entities::{Col, ColType, Record};
 use crate::crm::views as cal;
 
+/// Columns every owned record has and the store always sets (`stamped`).
+const ALWAYS_SET: [&str; 6] = ["createdon", "modifiedon", "statecode", "statuscode", "ownerid", "versionnumber"];
+
 /// The largest page the API serves.
 pub const MAX_LIMIT: i64 = 200;
 
@@ -425,6 +428,11 @@ impl Store {
         let (where_, mut args) = render(conds, 1);
         // NULLs last on both engines (PostgreSQL and SQLite disagree by default).
         let order = match sort {
+            // Columns every record has are never NULL: sorting on them alone lets an index
+            // give the order (a page of 50 out of 60,000 open leads without sorting them all).
+            Some(s) if ALWAYS_SET.contains(&s.col) || s.col == R::KEY => {
+                format!("{col} {}, {}", if s.desc { "DESC" } else { "ASC" }, R::KEY, col = s.col)
+            }
             Some(s) => {
                 format!("({col} IS NULL), {col} {}, {}", if s.desc { "DESC" } else { "ASC" }, R::KEY, col = s.col)
             }

@@ -108,24 +108,33 @@ impl Store {
     }
 
     /// Leads created per local day over the last `days` days, per lead source (oldest first;
-    /// a day without leads has no entries).
+    /// a day without leads has no entries). Counted by the database, a few queries for the
+    /// whole span (`day_runs`), never row by row.
     pub async fn lead_creation_by_source(&self, now: DateTime<Utc>, tz: Tz, days: u32) -> Result<Vec<DayCount>> {
         let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
-        let from = cal::start_of_day(first_day, tz);
-        let rows = self
-            .db
-            .clone()
-            .fetch_all(
-                "SELECT createdon, leadsourcecode FROM lead WHERE createdon >= $1 AND createdon <= $2",
-                vec![from.into(), now.into()],
-            )
-            .await?;
-        let mut counts: BTreeMap<(NaiveDate, Option<i64>), i64> = BTreeMap::new();
-        for r in rows {
-            let t: DateTime<Utc> = r.get("createdon")?;
-            *counts.entry((cal::today(t, tz), r.get("leadsourcecode")?)).or_default() += 1;
+        let mut out = Vec::new();
+        let mut day0 = first_day;
+        for (start, n) in cal::day_runs(first_day, days.max(1), tz) {
+            let end = cal::start_of_day(day0 + chrono::Days::new(u64::from(n)), tz)
+                .min(now + chrono::Duration::milliseconds(1));
+            let rows = self
+                .db
+                .clone()
+                .fetch_all(
+                    "SELECT (createdon - $1) / 86400000 AS d, leadsourcecode AS s, COUNT(*) AS n FROM lead \
+                     WHERE createdon >= $1 AND createdon < $2 GROUP BY 1, 2",
+                    vec![start.into(), end.into()],
+                )
+                .await?;
+            for r in rows {
+                // A longer (25-hour) day is a run of one: its last hour still belongs to it.
+                let d = u64::try_from(r.get::<i64>("d")?).unwrap_or(0).min(u64::from(n) - 1);
+                out.push(DayCount { day: day0 + chrono::Days::new(d), series: r.get("s")?, count: r.get("n")? });
+            }
+            day0 = day0 + chrono::Days::new(u64::from(n));
         }
-        Ok(counts.into_iter().map(|((day, series), count)| DayCount { day, series, count }).collect())
+        out.sort_by_key(|c| (c.day, c.series));
+        Ok(out)
     }
 
     /// PBX calls per local day over the last `days` days (R-PBX-2): inbound calls answered
@@ -143,8 +152,8 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                "SELECT actualstart, actualdurationminutes FROM activity WHERE activitytypecode = 'phonecall' AND createdon >= $1 \
-                 AND directioncode = FALSE AND actualstart IS NOT NULL AND actualstart >= $1",
+                "SELECT actualstart, actualdurationminutes FROM activity WHERE activitytypecode = 'phonecall' \
+                 AND actualstart IS NOT NULL AND actualstart >= $1 AND directioncode = FALSE",
                 vec![from.into()],
             )
             .await?;
@@ -172,9 +181,12 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                "SELECT createdon, modifiedon, statecode FROM activity WHERE activitytypecode = 'phonecall' AND createdon >= $1 \
-                 AND directioncode = FALSE AND actualstart IS NOT NULL AND scheduledend IS NOT NULL",
-                vec![from.into()],
+                // A callback is made when its call ends, so its call started at most a day
+                // before: the index on calls by start finds them.
+                "SELECT createdon, modifiedon, statecode FROM activity WHERE activitytypecode = 'phonecall' \
+                 AND actualstart IS NOT NULL AND actualstart >= $1 AND createdon >= $2 AND directioncode = FALSE \
+                 AND scheduledend IS NOT NULL",
+                vec![(from - chrono::Duration::days(1)).into(), from.into()],
             )
             .await?;
         let mut out: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();

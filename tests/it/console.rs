@@ -546,3 +546,39 @@ async fn console_in_a_browser_sqlite() {
 async fn console_in_a_browser_postgres() {
     console("postgres").await;
 }
+
+// New leads per local day by source, counted by the database: a lead at 23:30 Moscow time
+// belongs to that day, one at 00:30 to the next; a lead before the window is not counted.
+crate::both_engines!(leads_per_local_day_by_source, |store: Store| async move {
+    use chrono::TimeZone;
+    let msk = chrono_tz::Europe::Moscow;
+    let at = |d: u32, h: u32, m: u32| msk.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap().with_timezone(&chrono::Utc);
+    let owner = add_user(&store, "Анна", "Волкова", "anna@crm.example.com", None, None).await;
+    for (t, source) in [
+        (at(5, 23, 30), Some(8)),
+        (at(6, 0, 30), Some(8)),
+        (at(6, 12, 0), Some(7)),
+        (at(6, 13, 0), None),
+        (at(1, 10, 0), Some(8)),
+    ] {
+        let mut l = lead(owner, "X", source, None);
+        l.createdon = t;
+        store.insert(&l).await.unwrap();
+    }
+    let now = at(7, 9, 0);
+    let got = store.lead_creation_by_source(now, msk, 3).await.unwrap();
+    let d = |day: u32| chrono::NaiveDate::from_ymd_opt(2026, 12, day).unwrap();
+    let want = [(d(5), Some(8), 1), (d(6), None, 1), (d(6), Some(7), 1), (d(6), Some(8), 1)];
+    assert_eq!(got.iter().map(|c| (c.day, c.series, c.count)).collect::<Vec<_>>(), want);
+    // Kyiv changes its offset on 25 October: the day runs still count each lead once, on its day.
+    let kyiv = chrono_tz::Europe::Kyiv;
+    let k = |d: u32, h: u32| kyiv.with_ymd_and_hms(2026, 10, d, h, 30, 0).unwrap().with_timezone(&chrono::Utc);
+    for t in [k(24, 23), k(25, 23), k(26, 0)] {
+        let mut l = lead(owner, "Y", Some(1), None);
+        l.createdon = t;
+        store.insert(&l).await.unwrap();
+    }
+    let got = store.lead_creation_by_source(k(27, 12), kyiv, 5).await.unwrap();
+    let mine: Vec<_> = got.iter().filter(|c| c.series == Some(1)).map(|c| (c.day.to_string(), c.count)).collect();
+    assert_eq!(mine, [("2026-10-24".to_string(), 1), ("2026-10-25".into(), 1), ("2026-10-26".into(), 1)]);
+});
