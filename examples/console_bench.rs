@@ -200,9 +200,9 @@ async fn seed(
         activities,
         |i| {
             let kind = if i % 3 == 0 { EntityKind::Phonecall } else { EntityKind::Task };
-            let open = (i / USERS) % 3 == 0;
+            let open = (i / USERS).is_multiple_of(3);
             let spread = (i as i64 * 104_729) % (30 * 24 * 60);
-            let due = if (i / USERS) % 30 == 0 {
+            let due = if (i / USERS).is_multiple_of(30) {
                 now - Duration::minutes(spread + 1)
             } else {
                 now + Duration::minutes(2 * spread + 1)
