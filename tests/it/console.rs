@@ -582,3 +582,47 @@ crate::both_engines!(leads_per_local_day_by_source, |store: Store| async move {
     let mine: Vec<_> = got.iter().filter(|c| c.series == Some(1)).map(|c| (c.day.to_string(), c.count)).collect();
     assert_eq!(mine, [("2026-10-24".to_string(), 1), ("2026-10-25".into(), 1), ("2026-10-26".into(), 1)]);
 });
+
+/// `inflow user password` reads the password from standard input; the console then signs
+/// the user in with it, in the role given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_password_from_the_cli() {
+    use tokio::io::AsyncWriteExt;
+    let db = crate::helpers::TestDb::sqlite();
+    let store = db.store().await;
+    let anna = add_user(&store, "Анна", "Волкова", "anna@crm.example.com", None, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+    let run = |password: &'static str, role: &'static str| {
+        let cfg = cfg.clone();
+        async move {
+            let mut child = tokio::process::Command::new(crate::helpers::inflow_bin())
+                .arg("--config")
+                .arg(&cfg)
+                .args(["user", "password", "anna@crm.example.com", "--role", role])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(password.as_bytes()).await.unwrap();
+            let out = child.wait_with_output().await.unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    };
+    let (code, err) = run("short\n", "marketer").await;
+    assert_ne!(code, Some(0));
+    assert!(err.contains("at least 10 characters"), "{err}");
+    let (code, err) = run("admin", "wizard").await;
+    assert!(code != Some(0) && err.contains("not admin, marketer or viewer"), "{err}");
+    assert_eq!(store.console_login(anna).await.unwrap(), None, "nothing stored by the refusals");
+    let (code, err) = run("зимняя-кампания-2026\n", "marketer").await;
+    assert_eq!(code, Some(0), "{err}");
+    let (hash, role) = store.console_login(anna).await.unwrap().expect("a login");
+    assert_eq!(role, "marketer");
+    assert!(inflow::http::console::password::verify("зимняя-кампания-2026", &hash));
+    assert!(!hash.contains("зимняя"), "only the hash is kept");
+    store.close().await;
+    db.cleanup().await;
+}
