@@ -24,6 +24,12 @@ pub fn today(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
     now.with_timezone(&tz).date_naive()
 }
 
+/// The local days of "the last `days` days" up to today, oldest first (at least today).
+pub fn last_days(now: DateTime<Utc>, tz: Tz, days: u32) -> Vec<NaiveDate> {
+    let first = today(now, tz) - Days::new(u64::from(days.max(1)) - 1);
+    (0..days.max(1)).map(|i| first + Days::new(u64::from(i))).collect()
+}
+
 /// `days` local days from `first` cut into runs of whole 24-hour days: (start of the run, its
 /// number of days). A day that is not 24 hours long (a DST change) is a run of its own, so
 /// within a run the day of an instant is `(t - start) / 24 h` — what lets a database count

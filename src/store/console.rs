@@ -111,7 +111,7 @@ impl Store {
     /// a day without leads has no entries). Counted by the database, a few queries for the
     /// whole span (`day_runs`), never row by row.
     pub async fn lead_creation_by_source(&self, now: DateTime<Utc>, tz: Tz, days: u32) -> Result<Vec<DayCount>> {
-        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
+        let first_day = cal::last_days(now, tz, days)[0];
         let mut out = Vec::new();
         let mut day0 = first_day;
         for (start, n) in cal::day_runs(first_day, days.max(1), tz) {
@@ -146,8 +146,7 @@ impl Store {
         tz: Tz,
         days: u32,
     ) -> Result<BTreeMap<NaiveDate, (i64, i64)>> {
-        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
-        let from = cal::start_of_day(first_day, tz);
+        let from = cal::start_of_day(cal::last_days(now, tz, days)[0], tz);
         let rows = self
             .db
             .clone()
@@ -175,8 +174,7 @@ impl Store {
         tz: Tz,
         days: u32,
     ) -> Result<BTreeMap<NaiveDate, (i64, i64)>> {
-        let first_day = cal::today(now, tz) - chrono::Days::new(u64::from(days.max(1)) - 1);
-        let from = cal::start_of_day(first_day, tz);
+        let from = cal::start_of_day(cal::last_days(now, tz, days)[0], tz);
         let rows = self
             .db
             .clone()

@@ -398,6 +398,18 @@ async fn console(engine: &str) {
     let qualified: Lead = app.store.load(lead_path.trim_start_matches("/leads/").parse().unwrap()).await.unwrap();
     assert_eq!(qualified.statecode, 1, "qualified in the database");
     assert!(b.text("#timeline").await.contains("Opportunity: "), "{}", b.text("#timeline").await);
+    // The opportunity's page, from the lead's timeline: won with its value.
+    b.click("#timeline a[href^='/records/opportunities/']").await;
+    assert!(b.text("h1").await.starts_with("Opportunity: "), "{}", b.text("h1").await);
+    assert!(b.axe().await.is_empty(), "opportunity: {:?}", b.axe().await);
+    b.screenshot(&shots, "opportunity").await;
+    b.fill("#actualvalue", "125 000,50").await;
+    b.click("#win").await;
+    assert_eq!(b.text(".notice").await, "Marked as won.");
+    assert!(b.text("#record-facts").await.contains("RUB 125,000.50"), "{}", b.text("#record-facts").await);
+    let opp: inflow::crm::entities::Opportunity =
+        app.store.load(b.path().await.trim_start_matches("/records/opportunities/").parse().unwrap()).await.unwrap();
+    assert_eq!((opp.statecode, opp.actualvalue.map(|m| m.minor())), (1, Some(12_500_050)));
 
     // My work: the overdue task first; completing it takes it off the list.
     b.click("header nav a[href='/work']").await;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::i18n::{self, Lang};
 use super::pages::{failed, query_params, view_conds, view_ctx};
-use super::session::{Signed, form};
+use super::session::Signed;
 use super::{frame, redirect, render};
 use crate::crm::entities::Lead;
 use crate::crm::lead::QualifyParams;
@@ -118,26 +118,11 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     if let Err(e) = s.store.add_lookup_names("lead", &mut j).await {
         return failed(&who, e);
     }
-    let timeline = match s.store.timeline(EntityRef::new(EntityKind::Lead, id)).await {
+    let events = match super::records::timeline(&s, lang, EntityRef::new(EntityKind::Lead, id)).await {
         Ok(t) => t,
         Err(e) => return failed(&who, e),
     };
     let tz = s.api.tz();
-    let events: Vec<J> = timeline
-        .iter()
-        .rev()
-        .map(|i| {
-            json!({
-                "when": i18n::datetime(lang, i.when, tz),
-                "kind": i18n::kind(lang, &i.kind),
-                "subject": i.subject,
-                "who": i.who_name,
-                "state": i.state.as_deref().map(|st| i18n::label(lang, st)),
-                "detail": i.detail,
-                "direction": i.direction,
-            })
-        })
-        .collect();
     let name = format!("{}{}", lead.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), lead.lastname);
     let field = |k: &str| j[0].get(k).and_then(J::as_str).unwrap_or_default().to_string();
     let facts = vec![
@@ -187,15 +172,11 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    if let Some(r) = who.form_refusal(&f) {
-        return r;
-    }
-    if let Some(r) = who.refusal(Access::Write(Area::Leads)) {
-        return r;
-    }
+    let (f, id) = match who.posted(&body, Access::Write(Area::Leads), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
     let lang = who.lang;
-    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
     let now = Utc::now();
     let on = |k: &str| f.get(k).is_some_and(|v| v == "on" || v == "true");
     let done = match action.as_str() {

@@ -5,7 +5,7 @@
 //! (`chart`), no JavaScript needed. English and Russian (`i18n`). Sign-in, sessions and form
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
-//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
+//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
 //! `/ops/quarantine`, `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
@@ -27,6 +27,7 @@ mod leads;
 mod ops;
 mod pages;
 pub mod password;
+mod records;
 pub mod session;
 
 pub use session::ConsoleSettings;
@@ -42,6 +43,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("chart.html", include_str!("../../../templates/console/chart.html")),
     ("leads.html", include_str!("../../../templates/console/leads.html")),
     ("lead.html", include_str!("../../../templates/console/lead.html")),
+    ("record.html", include_str!("../../../templates/console/record.html")),
+    ("timeline.html", include_str!("../../../templates/console/timeline.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
     ("suppression.html", include_str!("../../../templates/console/suppression.html")),
@@ -141,6 +144,8 @@ pub fn routes() -> Router<AppState> {
         .route("/leads", get(leads::list))
         .route("/leads/{id}", get(leads::show))
         .route("/leads/{id}/{action}", post(leads::act))
+        .route("/records/{set}/{id}", get(records::show))
+        .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
         .route("/campaigns", get(pages::campaigns))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))

@@ -7,11 +7,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value as J, json};
-use uuid::Uuid;
 
 use super::i18n::{self, Lang};
 use super::pages::{failed, query_params};
-use super::session::{Signed, form};
+use super::session::Signed;
 use super::{frame, redirect, render};
 use crate::http::AppState;
 use crate::http::api::{Access, Area, replay_mail};
@@ -50,6 +49,16 @@ async fn page(
     }
 }
 
+/// A page of an ops list in the frame: its rows and where the page is.
+fn listing(who: &Signed, rows: Vec<J>, total: i64, page: i64, pages: i64) -> serde_json::Map<String, J> {
+    let mut m = frame(who, "ops");
+    m.insert("items".into(), json!(rows));
+    m.insert("total".into(), json!(total));
+    m.insert("page".into(), json!(page));
+    m.insert("pages".into(), json!(pages));
+    m
+}
+
 /// `GET /ops/quarantine`
 pub async fn quarantine(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     if let Some(r) = who.refusal(Access::Read(Area::Ops)) {
@@ -75,11 +84,7 @@ pub async fn quarantine(who: Signed, State(s): State<AppState>, RawQuery(raw): R
             })
         })
         .collect();
-    let mut m = frame(&who, "ops");
-    m.insert("items".into(), json!(rows));
-    m.insert("total".into(), json!(total));
-    m.insert("page".into(), json!(page));
-    m.insert("pages".into(), json!(pages));
+    let mut m = listing(&who, rows, total, page, pages);
     m.insert("can_replay".into(), json!(who.can(Access::Write(Area::Ops))));
     m.insert("replayed".into(), json!(params.get("replayed")));
     render("quarantine.html", J::Object(m), StatusCode::OK)
@@ -87,13 +92,10 @@ pub async fn quarantine(who: Signed, State(s): State<AppState>, RawQuery(raw): R
 
 /// `POST /ops/quarantine/{id}/replay` (admins).
 pub async fn replay(who: Signed, State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
-    if let Some(r) = who.form_refusal(&form(&body)) {
-        return r;
-    }
-    if let Some(r) = who.refusal(Access::Write(Area::Ops)) {
-        return r;
-    }
-    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")) };
+    let id = match who.posted(&body, Access::Write(Area::Ops), &id) {
+        Ok(p) => p.id,
+        Err(r) => return *r,
+    };
     match replay_mail(&s, id).await {
         Ok(out) => {
             let status = out["status"].as_str().unwrap_or_default();
@@ -129,10 +131,6 @@ pub async fn suppression(who: Signed, State(s): State<AppState>, RawQuery(raw): 
             })
         })
         .collect();
-    let mut m = frame(&who, "ops");
-    m.insert("items".into(), json!(rows));
-    m.insert("total".into(), json!(total));
-    m.insert("page".into(), json!(page));
-    m.insert("pages".into(), json!(pages));
+    let m = listing(&who, rows, total, page, pages);
     render("suppression.html", J::Object(m), StatusCode::OK)
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::chart::{self, Series};
 use super::i18n::{self, Lang};
-use super::session::{Signed, form};
+use super::session::Signed;
 use super::{frame, redirect, render};
 use crate::crm::entities::{Activity, Lead};
 use crate::crm::labels;
@@ -131,10 +131,22 @@ async fn dashboard_data(
     let tz = s.api.tz();
     let mut charts = Vec::new();
 
+    // The figures are independent reads: ask for them at once (each on its own pooled
+    // connection; both engines read concurrently).
+    let c = view_ctx(s, who, now, params);
+    let (this_week, last_week) =
+        (view_conds("lead", "opened-this-week", &c).0, view_conds("lead", "opened-last-week", &c).0);
+    let (per_day, by_source, by_campaign, by_owner, this, last) = futures::try_join!(
+        s.store.lead_creation_by_source(now, tz, days),
+        s.store.group_records::<Lead>("leadsourcecode", &[]),
+        s.store.group_records::<Lead>("campaignid", &[]),
+        s.store.group_records::<Lead>("ownerid", &[]),
+        s.store.group_records::<Lead>("statecode", &this_week),
+        s.store.group_records::<Lead>("statecode", &last_week),
+    )?;
+
     // New leads per day, stacked by source.
-    let per_day = s.store.lead_creation_by_source(now, tz, days).await?;
-    let first = crate::crm::views::today(now, tz) - chrono::Days::new(u64::from(days) - 1);
-    let all_days: Vec<NaiveDate> = (0..days).map(|i| first + chrono::Days::new(u64::from(i))).collect();
+    let all_days = crate::crm::views::last_days(now, tz, days);
     let mut sources: Vec<Option<i64>> = per_day.iter().map(|d| d.series).collect();
     sources.sort_by_key(|c| (c.is_none(), *c));
     sources.dedup();
@@ -183,19 +195,15 @@ async fn dashboard_data(
         empty: per_day.is_empty(),
     });
 
-    for (id, col, key, dim) in [
-        ("by-source", "leadsourcecode", "leads_by_source", "source"),
-        ("by-campaign", "campaignid", "leads_by_campaign", "campaign"),
-        ("by-owner", "ownerid", "leads_by_owner", "owner"),
+    for (id, groups, key, dim) in [
+        ("by-source", by_source, "leads_by_source", "source"),
+        ("by-campaign", by_campaign, "leads_by_campaign", "campaign"),
+        ("by-owner", by_owner, "leads_by_owner", "owner"),
     ] {
-        let groups = s.store.group_records::<Lead>(col, &[]).await?;
         charts.push(group_chart(lang, id, i18n::t(lang, key), dim, &groups));
     }
 
     // This week against last week, by state (Open, Qualified, Disqualified).
-    let c = view_ctx(s, who, now, params);
-    let this = s.store.group_records::<Lead>("statecode", &view_conds("lead", "opened-this-week", &c).0).await?;
-    let last = s.store.group_records::<Lead>("statecode", &view_conds("lead", "opened-last-week", &c).0).await?;
     let states: Vec<(i64, String)> = (0..=2)
         .map(|code| {
             (code, labels::picklist("lead", "statecode", code).map(|l| i18n::label(lang, l)).unwrap_or_default())
@@ -329,8 +337,7 @@ fn day_pair_chart(
     tz: chrono_tz::Tz,
     days: u32,
 ) -> ChartView {
-    let first = crate::crm::views::today(now, tz) - chrono::Days::new(u64::from(days) - 1);
-    let all_days: Vec<NaiveDate> = (0..days).map(|i| first + chrono::Days::new(u64::from(i))).collect();
+    let all_days = crate::crm::views::last_days(now, tz, days);
     let get = |d: &NaiveDate| per_day.get(d).copied().unwrap_or_default();
     let series = [
         Series { name: i18n::t(lang, a).into(), values: all_days.iter().map(|d| get(d).0 as f64).collect() },
@@ -361,10 +368,11 @@ pub async fn work_action(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = who.form_refusal(&form(&body)) {
-        return r;
-    }
-    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")) };
+    // R-ACT-1: any role finishes its own work; the store refuses another's.
+    let id = match who.posted(&body, Access::OwnWork, &id) {
+        Ok(p) => p.id,
+        Err(r) => return *r,
+    };
     let (act, done) = match action.as_str() {
         "complete" => (crate::crm::work::CloseAction::Complete, "completed"),
         "cancel" => (crate::crm::work::CloseAction::Cancel, "canceled"),
@@ -555,14 +563,10 @@ pub async fn wave_action(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    if let Some(r) = who.form_refusal(&f) {
-        return r;
-    }
-    if let Some(r) = who.refusal(Access::Write(Area::Marketing)) {
-        return r;
-    }
-    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")) };
+    let (f, id) = match who.posted(&body, Access::Write(Area::Marketing), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
     if action == "test-send" {
         let to = f.get("to").map(|t| t.trim()).unwrap_or_default();
         return match crate::http::api::test_send_wave(&s, id, to, Default::default()).await {

@@ -155,6 +155,12 @@ pub async fn remember_lang(req: Request, next: Next) -> Response {
     resp
 }
 
+/// A checked form post about one record: its fields and the record's id.
+pub struct Posted {
+    pub form: BTreeMap<String, String>,
+    pub id: Uuid,
+}
+
 /// The signed-in person of a console request.
 #[derive(Debug, Clone)]
 pub struct Signed {
@@ -184,6 +190,19 @@ impl Signed {
             Some(t) if same(t, &self.csrf) => None,
             _ => Some(self.error(StatusCode::FORBIDDEN, i18n::t(self.lang, "bad_form"))),
         }
+    }
+
+    /// A form post about one record, checked in order: the session's form token, the role's
+    /// access, the record's id. The refusal is the page to answer with.
+    pub fn posted(&self, body: &[u8], access: Access, id: &str) -> Result<Posted, Box<Response>> {
+        let form = form(body);
+        if let Some(r) = self.form_refusal(&form).or_else(|| self.refusal(access)) {
+            return Err(Box::new(r));
+        }
+        let id = id
+            .parse::<Uuid>()
+            .map_err(|_| Box::new(self.error(StatusCode::NOT_FOUND, i18n::t(self.lang, "not_found"))))?;
+        Ok(Posted { form, id })
     }
 
     /// The refusal (403 page) of what the role may not do, if it may not.

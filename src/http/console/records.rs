@@ -1,0 +1,239 @@
+//! A contact's, an account's or an opportunity's page (issue 19 §3): its facts with names
+//! and labels, its timeline (R-DEAL-1: the client's history of relations, deCard in seed
+//! 004) and, for an opportunity, win / lose / reopen (R-OPP-1). Timelines link to the pages
+//! of the records they mention.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::i18n::{self, Lang};
+use super::pages::{failed, query_params};
+use super::session::Signed;
+use super::{frame, redirect, render};
+use crate::crm::entities::{Account, Contact, Opportunity, Record};
+use crate::crm::opportunity::{LoseParams, WinParams};
+use crate::crm::{EntityKind, EntityRef, Money, labels};
+use crate::http::AppState;
+use crate::http::api::{Access, Area};
+use crate::store::RecordExt;
+
+/// How a fact of a record reads.
+enum Fact {
+    Text(&'static str),
+    /// A lookup, by the `<col>_name` the store adds.
+    Name(&'static str),
+    Pick(&'static str),
+    Money(&'static str),
+    Instant(&'static str),
+}
+
+/// The facts each page shows: (word, field).
+fn facts_of(kind: EntityKind) -> &'static [(&'static str, Fact)] {
+    use Fact::*;
+    match kind {
+        EntityKind::Contact => &[
+            ("email", Text("emailaddress1")),
+            ("phone", Text("telephone1")),
+            ("phone", Text("mobilephone")),
+            ("company", Name("parentcustomerid")),
+            ("owner", Name("ownerid")),
+            ("state", Pick("statecode")),
+            ("created", Instant("createdon")),
+        ],
+        EntityKind::Account => &[
+            ("email", Text("emailaddress1")),
+            ("phone", Text("telephone1")),
+            ("city", Text("address1_city")),
+            ("owner", Name("ownerid")),
+            ("state", Pick("statecode")),
+            ("created", Instant("createdon")),
+        ],
+        _ => &[
+            ("customer", Name("customerid")),
+            ("estimated_value", Money("estimatedvalue")),
+            ("probability", Text("closeprobability")),
+            ("stage", Pick("salesstage")),
+            ("state", Pick("statecode")),
+            ("status", Pick("statuscode")),
+            ("actual_value", Money("actualvalue")),
+            ("close_date", Text("actualclosedate")),
+            ("campaign", Name("campaignid")),
+            ("owner", Name("ownerid")),
+            ("created", Instant("createdon")),
+        ],
+    }
+}
+
+/// A page of the console for a record the timeline mentions, if it has one.
+pub fn page_of(r: EntityRef) -> Option<String> {
+    match r.kind {
+        EntityKind::Lead => Some(format!("/leads/{}", r.id)),
+        EntityKind::Contact | EntityKind::Account | EntityKind::Opportunity => {
+            Some(format!("/records/{}/{}", r.kind.set(), r.id))
+        }
+        _ => None,
+    }
+}
+
+/// A record's timeline, newest first, as the page shows it.
+pub async fn timeline(s: &AppState, lang: Lang, root: EntityRef) -> crate::store::Result<Vec<J>> {
+    let tz = s.api.tz();
+    Ok(s.store
+        .timeline(root)
+        .await?
+        .iter()
+        .rev()
+        .map(|i| {
+            json!({
+                "when": i18n::datetime(lang, i.when, tz),
+                "kind": i18n::kind(lang, &i.kind),
+                "subject": i.subject,
+                "who": i.who_name,
+                "state": i.state.as_deref().map(|st| i18n::label(lang, st)),
+                "detail": i.detail,
+                "direction": i.direction,
+                "link": (i.about != root).then(|| page_of(i.about)).flatten(),
+            })
+        })
+        .collect())
+}
+
+async fn load<R: Record>(s: &AppState, id: Uuid) -> crate::store::Result<Option<J>> {
+    let Some(r) = s.store.get::<R>(id).await? else { return Ok(None) };
+    let mut j = vec![serde_json::to_value(&r).unwrap_or(J::Null)];
+    s.store.add_lookup_names(R::TABLE, &mut j).await?;
+    Ok(j.pop())
+}
+
+/// `GET /records/{contacts|accounts|opportunities}/{id}`
+pub async fn show(
+    who: Signed,
+    State(s): State<AppState>,
+    Path((set, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Sales)) {
+        return r;
+    }
+    let lang = who.lang;
+    let not_found = || who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found"));
+    let Ok(id) = id.parse::<Uuid>() else { return not_found() };
+    let (kind, loaded) = match set.as_str() {
+        "contacts" => (EntityKind::Contact, load::<Contact>(&s, id).await),
+        "accounts" => (EntityKind::Account, load::<Account>(&s, id).await),
+        "opportunities" => (EntityKind::Opportunity, load::<Opportunity>(&s, id).await),
+        _ => return not_found(),
+    };
+    let rec = match loaded {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(),
+        Err(e) => return failed(&who, e),
+    };
+    let events = match timeline(&s, lang, EntityRef::new(kind, id)).await {
+        Ok(t) => t,
+        Err(e) => return failed(&who, e),
+    };
+    let (tz, cur) = (s.api.tz(), s.console.currency.as_str());
+    let table = kind.table().0;
+    let str_of = |k: &str| match &rec[k] {
+        J::Null => String::new(),
+        J::String(v) => v.clone(),
+        v => v.to_string(),
+    };
+    let facts: Vec<J> = facts_of(kind)
+        .iter()
+        .map(|(word, f)| {
+            let v = match f {
+                Fact::Text(k) => str_of(k),
+                Fact::Name(k) => str_of(&format!("{k}_name")),
+                Fact::Pick(k) => rec[*k]
+                    .as_i64()
+                    .and_then(|c| labels::picklist(table, k, c))
+                    .map(|l| i18n::label(lang, l))
+                    .unwrap_or_default(),
+                Fact::Money(k) => rec[*k].as_f64().map(|m| i18n::money(lang, m, cur)).unwrap_or_default(),
+                Fact::Instant(k) => rec[*k]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| i18n::datetime(lang, t.with_timezone(&Utc), tz))
+                    .unwrap_or_default(),
+            };
+            json!([i18n::t(lang, word), v])
+        })
+        .filter(|f| f[1].as_str().is_some_and(|v| !v.is_empty()))
+        .collect();
+    let name = match kind {
+        EntityKind::Contact => format!("{} {}", str_of("firstname"), str_of("lastname")).trim().to_string(),
+        _ => str_of("name"),
+    };
+    let params = query_params(raw);
+    let mut m = frame(&who, if kind == EntityKind::Opportunity { "leads" } else { "" });
+    m.insert(
+        "record".into(),
+        json!({
+            "id": id,
+            "set": set,
+            "kind": i18n::kind(lang, kind.as_str()),
+            "name": name,
+            "facts": facts,
+            "opportunity": kind == EntityKind::Opportunity,
+            "open": rec["statecode"].as_i64() == Some(0),
+        }),
+    );
+    m.insert("events".into(), json!(events));
+    m.insert("can_act".into(), json!(who.can(Access::Write(Area::Sales))));
+    m.insert(
+        "done".into(),
+        json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),
+    );
+    render("record.html", J::Object(m), StatusCode::OK)
+}
+
+/// `POST /records/opportunities/{id}/win|lose|reopen` (R-OPP-1), for those who write sales
+/// records.
+pub async fn opportunity_action(
+    who: Signed,
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (f, id) = match who.posted(&body, Access::Write(Area::Sales), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
+    let now = Utc::now();
+    let today = now.with_timezone(&s.api.tz()).date_naive();
+    let text = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let done = match action.as_str() {
+        "win" => {
+            let actualvalue = match text("actualvalue").map(|v| v.replace([' ', '\u{a0}'], "").replace(',', ".")) {
+                Some(v) => match serde_json::from_value::<Money>(json!(v)) {
+                    Ok(m) => Some(m),
+                    Err(_) => return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(who.lang, "bad_amount")),
+                },
+                None => None,
+            };
+            let p = WinParams { actualvalue, ..Default::default() };
+            s.store.win_opportunity(id, &p, who.user, today, now).await.map(|_| "won")
+        }
+        "lose" => {
+            let p = LoseParams {
+                statuscode: text("status").and_then(|v| v.parse().ok()),
+                reason: text("reason"),
+                ..Default::default()
+            };
+            s.store.lose_opportunity(id, &p, who.user, today, now).await.map(|_| "lost")
+        }
+        "reopen" => s.store.reopen_opportunity(id, who.user, now).await.map(|_| "reopened"),
+        _ => return who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found")),
+    };
+    match done {
+        Ok(d) => redirect(&format!("/records/opportunities/{id}?done={d}")),
+        Err(e) => failed(&who, e),
+    }
+}
