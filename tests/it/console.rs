@@ -440,6 +440,14 @@ async fn console(engine: &str) {
     assert_eq!(budget[0][1], "RUB 50,000.00", "{budget:?}");
     assert!(b.axe().await.is_empty(), "campaigns: {:?}", b.axe().await);
     b.screenshot(&shots, "campaigns").await;
+    // The campaign's own page: its facts, lists and waves.
+    b.click("#campaign-links a").await;
+    assert!(b.text("#campaign-facts").await.contains("RUB 50,000.00"), "{}", b.text("#campaign-facts").await);
+    assert_eq!(b.table("lists").await[0][0], "Клиенты");
+    assert_eq!(b.table("waves").await[0][0], "Письмо 1");
+    assert_eq!(b.table("wave-response-data").await[0][0], "Письмо 1");
+    assert!(b.axe().await.is_empty(), "campaign: {:?}", b.axe().await);
+    b.screenshot(&shots, "campaign").await;
     // Operations: the suppression list says why, in words; the quarantine is empty.
     app.store
         .suppress(&inflow::store::Suppression {

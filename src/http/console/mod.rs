@@ -5,7 +5,7 @@
 //! (`chart`), no JavaScript needed. English and Russian (`i18n`). Sign-in, sessions and form
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
-//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
+//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
 //! `/ops/quarantine`, `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
@@ -21,6 +21,7 @@ use super::AppState;
 use crate::http::api::{Access, Area};
 use session::Signed;
 
+mod campaign;
 pub mod chart;
 pub mod i18n;
 mod leads;
@@ -44,6 +45,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("leads.html", include_str!("../../../templates/console/leads.html")),
     ("lead.html", include_str!("../../../templates/console/lead.html")),
     ("record.html", include_str!("../../../templates/console/record.html")),
+    ("campaign.html", include_str!("../../../templates/console/campaign.html")),
     ("timeline.html", include_str!("../../../templates/console/timeline.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
@@ -147,6 +149,7 @@ pub fn routes() -> Router<AppState> {
         .route("/records/{set}/{id}", get(records::show))
         .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
         .route("/campaigns", get(pages::campaigns))
+        .route("/campaigns/{id}", get(campaign::show))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))
         .route("/ops/quarantine", get(ops::quarantine))

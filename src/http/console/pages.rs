@@ -29,13 +29,13 @@ use crate::store::api::{self as q, Cond, Group, Sort, ViewCtx, ViewSpec};
 
 /// A chart and the table of its figures.
 #[derive(Debug, Serialize)]
-struct ChartView {
-    id: String,
-    title: String,
-    svg: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
-    empty: bool,
+pub(super) struct ChartView {
+    pub id: String,
+    pub title: String,
+    pub svg: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub empty: bool,
 }
 
 /// A store failure as a page (the API's status and message).
@@ -392,9 +392,10 @@ pub async fn campaigns(who: Signed, State(s): State<AppState>) -> Response {
         return r;
     }
     match campaigns_data(&s, who.lang).await {
-        Ok((charts, waves)) => {
+        Ok((charts, waves, campaigns)) => {
             let mut m = frame(&who, "campaigns");
             m.insert("charts".into(), json!(charts));
+            m.insert("campaigns".into(), json!(campaigns));
             m.insert("waves".into(), json!(waves));
             render("campaigns.html", J::Object(m), StatusCode::OK)
         }
@@ -406,7 +407,7 @@ fn wave_state_word(lang: Lang, st: WaveState) -> &'static str {
     i18n::t(lang, st.as_str())
 }
 
-async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<ChartView>, Vec<J>)> {
+async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<ChartView>, Vec<J>, Vec<J>)> {
     let cur = &s.console.currency;
     let budget = s.store.campaign_budget_vs_actual().await?;
     let name = |c: &J| c["name"].as_str().unwrap_or_default().to_string();
@@ -484,7 +485,8 @@ async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<C
             })
         })
         .collect();
-    Ok((charts, waves))
+    let campaigns = budget.iter().map(|c| json!({"id": c["campaignid"], "name": c["name"]})).collect();
+    Ok((charts, waves, campaigns))
 }
 
 /// `GET /waves/{id}`: a wave's progress (pending, sent, failed by reason, bounced,

@@ -53,6 +53,17 @@ fn facts_of(kind: EntityKind) -> &'static [(&'static str, Fact)] {
             ("state", Pick("statecode")),
             ("created", Instant("createdon")),
         ],
+        EntityKind::Campaign => &[
+            ("status", Pick("statuscode")),
+            ("type", Pick("typecode")),
+            ("budget", Money("budgetedcost")),
+            ("actual", Money("totalactualcost")),
+            ("expected", Text("expectedresponse")),
+            ("start", Text("actualstart")),
+            ("end", Text("actualend")),
+            ("owner", Name("ownerid")),
+            ("created", Instant("createdon")),
+        ],
         _ => &[
             ("customer", Name("customerid")),
             ("estimated_value", Money("estimatedvalue")),
@@ -103,7 +114,43 @@ pub async fn timeline(s: &AppState, lang: Lang, root: EntityRef) -> crate::store
         .collect())
 }
 
-async fn load<R: Record>(s: &AppState, id: Uuid) -> crate::store::Result<Option<J>> {
+fn text(v: &J) -> String {
+    match v {
+        J::Null => String::new(),
+        J::String(v) => v.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// A record's facts as (word, value) pairs in the language, the empty ones left out.
+pub(super) fn facts(s: &AppState, lang: Lang, kind: EntityKind, rec: &J) -> Vec<J> {
+    let (tz, cur) = (s.api.tz(), s.console.currency.as_str());
+    let table = kind.table().0;
+    facts_of(kind)
+        .iter()
+        .map(|(word, f)| {
+            let v = match f {
+                Fact::Text(k) => text(&rec[*k]),
+                Fact::Name(k) => text(&rec[format!("{k}_name").as_str()]),
+                Fact::Pick(k) => rec[*k]
+                    .as_i64()
+                    .and_then(|c| labels::picklist(table, k, c))
+                    .map(|l| i18n::label(lang, l))
+                    .unwrap_or_default(),
+                Fact::Money(k) => rec[*k].as_f64().map(|m| i18n::money(lang, m, cur)).unwrap_or_default(),
+                Fact::Instant(k) => rec[*k]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| i18n::datetime(lang, t.with_timezone(&Utc), tz))
+                    .unwrap_or_default(),
+            };
+            json!([i18n::t(lang, word), v])
+        })
+        .filter(|f| f[1].as_str().is_some_and(|v| !v.is_empty()))
+        .collect()
+}
+
+pub(super) async fn load<R: Record>(s: &AppState, id: Uuid) -> crate::store::Result<Option<J>> {
     let Some(r) = s.store.get::<R>(id).await? else { return Ok(None) };
     let mut j = vec![serde_json::to_value(&r).unwrap_or(J::Null)];
     s.store.add_lookup_names(R::TABLE, &mut j).await?;
@@ -138,35 +185,8 @@ pub async fn show(
         Ok(t) => t,
         Err(e) => return failed(&who, e),
     };
-    let (tz, cur) = (s.api.tz(), s.console.currency.as_str());
-    let table = kind.table().0;
-    let str_of = |k: &str| match &rec[k] {
-        J::Null => String::new(),
-        J::String(v) => v.clone(),
-        v => v.to_string(),
-    };
-    let facts: Vec<J> = facts_of(kind)
-        .iter()
-        .map(|(word, f)| {
-            let v = match f {
-                Fact::Text(k) => str_of(k),
-                Fact::Name(k) => str_of(&format!("{k}_name")),
-                Fact::Pick(k) => rec[*k]
-                    .as_i64()
-                    .and_then(|c| labels::picklist(table, k, c))
-                    .map(|l| i18n::label(lang, l))
-                    .unwrap_or_default(),
-                Fact::Money(k) => rec[*k].as_f64().map(|m| i18n::money(lang, m, cur)).unwrap_or_default(),
-                Fact::Instant(k) => rec[*k]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| i18n::datetime(lang, t.with_timezone(&Utc), tz))
-                    .unwrap_or_default(),
-            };
-            json!([i18n::t(lang, word), v])
-        })
-        .filter(|f| f[1].as_str().is_some_and(|v| !v.is_empty()))
-        .collect();
+    let facts = facts(&s, lang, kind, &rec);
+    let str_of = |k: &str| text(&rec[k]);
     let name = match kind {
         EntityKind::Contact => format!("{} {}", str_of("firstname"), str_of("lastname")).trim().to_string(),
         _ => str_of("name"),

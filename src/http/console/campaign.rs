@@ -1,0 +1,135 @@
+//! One campaign's page (issue 19 §3): its facts, its figures (targeted, sent, responses,
+//! leads, deals won — the API's campaign performance), the response rate of each of its
+//! e-mail waves against the campaign's expected rate (R-WV-7), its marketing lists and its
+//! waves with links to their pages.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::chart::{self, Series};
+use super::i18n;
+use super::pages::{ChartView, failed};
+use super::records::{facts, load};
+use super::session::Signed;
+use super::{frame, render};
+use crate::crm::EntityKind;
+use crate::crm::entities::Campaign;
+use crate::crm::labels;
+use crate::http::AppState;
+use crate::http::api::{Access, Area};
+
+/// `GET /campaigns/{id}`
+pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Marketing)) {
+        return r;
+    }
+    let lang = who.lang;
+    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let rec = match load::<Campaign>(&s, id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
+        Err(e) => return failed(&who, e),
+    };
+    let data = async {
+        let perf = s.store.campaign_performance().await?;
+        let lists = s.store.campaign_lists(id).await?;
+        let mut waves = Vec::new();
+        for w in s.store.waves().await?.into_iter().filter(|w| w.campaign_id == Some(id)) {
+            waves.push(s.store.wave_status(w.activity_id).await?);
+        }
+        Ok::<_, crate::store::StoreError>((perf, lists, waves))
+    };
+    let (perf, lists, waves) = match data.await {
+        Ok(d) => d,
+        Err(e) => return failed(&who, e),
+    };
+    let tz = s.api.tz();
+    let mine =
+        perf.iter().find(|c| c["campaignid"].as_str() == Some(id.to_string().as_str())).cloned().unwrap_or(J::Null);
+    let figures: Vec<J> = [
+        ("targeted", "targeted"),
+        ("sent", "sent"),
+        ("failed", "failed"),
+        ("responses", "responses"),
+        ("leads", "leads"),
+        ("opportunities", "opportunities"),
+        ("won", "won"),
+    ]
+    .iter()
+    .map(|(word, k)| json!([i18n::t(lang, word), mine[*k].to_string()]))
+    .collect();
+    // R-WV-7: each wave's response rate against the campaign's expected rate.
+    let expected = rec["expectedresponse"].as_f64();
+    let cats: Vec<String> = waves.iter().map(|w| w.wave.subject_line.clone()).collect();
+    let (r, e) = (i18n::t(lang, "responses"), i18n::t(lang, "expected"));
+    let series = [
+        Series { name: format!("{r}, %"), values: waves.iter().map(|w| w.response_rate.unwrap_or(0.0)).collect() },
+        Series { name: format!("{e}, %"), values: waves.iter().map(|_| expected.unwrap_or(0.0)).collect() },
+    ];
+    let title = i18n::t(lang, "response_per_wave").to_string();
+    let pct = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_else(|| "—".into());
+    let chart = ChartView {
+        id: "wave-response".into(),
+        svg: chart::bars("wave-response", &title, &cats, &series),
+        title,
+        columns: vec![
+            i18n::t(lang, "wave").into(),
+            i18n::t(lang, "sent").into(),
+            i18n::t(lang, "responded").into(),
+            format!("{r}, %"),
+            format!("{e}, %"),
+        ],
+        rows: waves
+            .iter()
+            .map(|w| {
+                vec![
+                    w.wave.subject_line.clone(),
+                    w.sent.to_string(),
+                    w.responded.to_string(),
+                    pct(w.response_rate),
+                    pct(expected),
+                ]
+            })
+            .collect(),
+        empty: waves.is_empty(),
+    };
+    let lists: Vec<J> = lists
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.listname,
+                "members": labels::picklist("list", "createdfromcode", i64::from(l.createdfromcode)).map(|x| i18n::label(lang, x)),
+                "dynamic": l.isdynamic,
+                "count": l.membercount,
+            })
+        })
+        .collect();
+    let wave_rows: Vec<J> = waves
+        .iter()
+        .map(|w| {
+            json!({
+                "id": w.wave.activity_id,
+                "subject": w.wave.subject_line,
+                "state": i18n::t(lang, w.wave.state.as_str()),
+                "start": i18n::datetime(lang, w.wave.schedule.start_at, tz),
+                "targeted": w.wave.targeted,
+            })
+        })
+        .collect();
+    let mut m = frame(&who, "campaigns");
+    m.insert(
+        "campaign".into(),
+        json!({
+            "name": rec["name"],
+            "facts": facts(&s, lang, EntityKind::Campaign, &rec),
+            "figures": figures,
+        }),
+    );
+    m.insert("chart".into(), json!(chart));
+    m.insert("lists".into(), json!(lists));
+    m.insert("waves".into(), json!(wave_rows));
+    render("campaign.html", J::Object(m), StatusCode::OK)
+}
