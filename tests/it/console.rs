@@ -350,6 +350,7 @@ async fn console(engine: &str) {
     sign_in_with_token(&b, &app, &admin_token).await;
     assert_eq!(b.path().await, "/");
     assert_eq!(b.text("h1").await, "Dashboard");
+    assert!(b.text(".who").await.contains("Анна Волкова (administrator)"), "{}", b.text(".who").await);
     let by_source = b.table("by-source-data").await;
     assert_eq!(
         by_source,
