@@ -46,6 +46,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("lead.html", include_str!("../../../templates/console/lead.html")),
     ("record.html", include_str!("../../../templates/console/record.html")),
     ("campaign.html", include_str!("../../../templates/console/campaign.html")),
+    ("waves_table.html", include_str!("../../../templates/console/waves_table.html")),
     ("timeline.html", include_str!("../../../templates/console/timeline.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
