@@ -84,6 +84,20 @@ impl Store {
         Ok(keys.iter().map(|k| k.as_i64().and_then(|c| labels::picklist(table, col, c)).map(str::to_string)).collect())
     }
 
+    /// The display names of these records, by id (one statement per record type).
+    pub async fn names(&self, refs: &[crate::crm::EntityRef]) -> Result<HashMap<Uuid, String>> {
+        let mut by_kind: HashMap<EntityKind, Vec<Uuid>> = HashMap::new();
+        for r in refs {
+            by_kind.entry(r.kind).or_default().push(r.id);
+        }
+        let mut db = self.db.clone();
+        let mut out = HashMap::new();
+        for (k, ids) in by_kind {
+            out.extend(names_of(&mut db, k, &ids).await?);
+        }
+        Ok(out)
+    }
+
     /// Adds `<col>_name` beside every lookup of `table` in these records (JSON objects).
     pub async fn add_lookup_names(&self, table: &str, items: &mut [Json]) -> Result<()> {
         let Some(first) = items.first().and_then(Json::as_object) else { return Ok(()) };

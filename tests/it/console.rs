@@ -449,6 +449,23 @@ async fn console(engine: &str) {
     assert_eq!(b.table("wave-response-data").await[0][0], "Письмо 1");
     assert!(b.axe().await.is_empty(), "campaign: {:?}", b.axe().await);
     b.screenshot(&shots, "campaign").await;
+    // Its list: three members by name, each linked to its page; one who has since asked for
+    // no bulk e-mail is listed with why (R-OPT-1).
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/contacts/{}", contacts[1])))
+        .bearer_auth(&admin_token)
+        .json(&json!({"donotbulkemail": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    b.click("#lists a").await;
+    let members = b.table("members").await;
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().any(|m| m[0] == "Клиент 0" && m[1] == "Contact"), "{members:?}");
+    assert_eq!(b.table("optouts").await, vec![vec!["Клиент 1".to_string(), "does not want bulk e-mail".into()]]);
+    assert!(b.axe().await.is_empty(), "list: {:?}", b.axe().await);
     // Operations: the suppression list says why, in words; the quarantine is empty.
     app.store
         .suppress(&inflow::store::Suppression {

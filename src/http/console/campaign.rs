@@ -100,6 +100,7 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
         .iter()
         .map(|l| {
             json!({
+                "id": l.listid,
                 "name": l.listname,
                 "members": labels::picklist("list", "createdfromcode", i64::from(l.createdfromcode)).map(|x| i18n::label(lang, x)),
                 "dynamic": l.isdynamic,
@@ -132,4 +133,64 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     m.insert("lists".into(), json!(lists));
     m.insert("waves".into(), json!(wave_rows));
     render("campaign.html", J::Object(m), StatusCode::OK)
+}
+
+/// How many members a list's page shows (the API gives them all).
+const MEMBERS_SHOWN: usize = 200;
+
+/// `GET /lists/{id}`: a marketing list, its members (dynamic lists evaluated now) and the
+/// members no marketing e-mail reaches, with why (R-OPT-1).
+pub async fn list(who: Signed, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Marketing)) {
+        return r;
+    }
+    let lang = who.lang;
+    let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let data = async {
+        let Some(l) = load::<crate::crm::entities::MarketingList>(&s, id).await? else { return Ok(None) };
+        let now = chrono::Utc::now();
+        let members = s.store.list_members(id, now).await?;
+        let optouts = s.store.list_optouts(id, now).await?;
+        let names = s.store.names(&members).await?;
+        Ok::<_, crate::store::StoreError>(Some((l, members, optouts, names)))
+    };
+    let (l, members, optouts, names) = match data.await {
+        Ok(Some(d)) => d,
+        Ok(None) => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
+        Err(e) => return failed(&who, e),
+    };
+    let name_of = |id: &Uuid| names.get(id).cloned().unwrap_or_default();
+    let rows: Vec<J> = members
+        .iter()
+        .take(MEMBERS_SHOWN)
+        .map(|m| json!({"name": name_of(&m.id), "kind": i18n::kind(lang, m.kind.as_str()), "link": super::records::page_of(*m)}))
+        .collect();
+    let out: Vec<J> = optouts
+        .iter()
+        .map(|o| {
+            let id: Uuid = o["id"].as_str().and_then(|v| v.parse().ok()).unwrap_or_default();
+            let reasons: Vec<String> = o["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(J::as_str)
+                .map(|r| i18n::optout_reason(lang, r))
+                .collect();
+            json!({"name": name_of(&id), "reasons": reasons.join("; ")})
+        })
+        .collect();
+    let mut m = frame(&who, "campaigns");
+    m.insert(
+        "list".into(),
+        json!({
+            "name": l["listname"],
+            "members_kind": l["createdfromcode"].as_i64().and_then(|c| labels::picklist("list", "createdfromcode", c)).map(|x| i18n::label(lang, x)),
+            "dynamic": l["isdynamic"].as_bool() == Some(true),
+            "total": members.len(),
+            "shown": rows.len(),
+        }),
+    );
+    m.insert("members".into(), json!(rows));
+    m.insert("optouts".into(), json!(out));
+    render("list.html", J::Object(m), StatusCode::OK)
 }

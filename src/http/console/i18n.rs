@@ -168,6 +168,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("role_marketer", "marketer", "маркетолог"),
     ("role_viewer", "viewer", "наблюдатель"),
     ("figures", "Figures", "Показатели"),
+    ("list", "Marketing list", "Маркетинговый список"),
+    ("optouts", "Members no marketing e-mail reaches", "Кому маркетинговые письма не уходят"),
+    ("shown_of", "{shown} of {total} shown", "Показано {shown} из {total}"),
+    ("no_members", "No members.", "Участников нет."),
+    ("nobody_opted_out", "Everyone can be reached.", "Письма дойдут до всех."),
     ("response_per_wave", "Response rate per wave vs expected, %", "Отклик по рассылкам и ожидаемый, %"),
     ("lists", "Marketing lists", "Маркетинговые списки"),
     ("members", "Members", "Участники"),
@@ -317,6 +322,32 @@ pub fn suppression_reason(lang: Lang, reason: &str) -> String {
     if lang == Lang::Ru { ru } else { en }.to_string()
 }
 
+/// Why a list member gets no marketing e-mail (`crm::waves::optout_reasons`: a code, or
+/// "kind: detail"), in words.
+pub fn optout_reason(lang: Lang, reason: &str) -> String {
+    let (code, rest) = match reason.split_once(": ") {
+        Some((c, r)) => (c, Some(r)),
+        None => (reason, None),
+    };
+    use crate::crm::waves::{REASON_INACTIVE, REASON_NO_EMAIL, REASON_OPTED_OUT, REASON_SUPPRESSED};
+    let word = match (code, rest) {
+        (REASON_OPTED_OUT, Some("donotemail")) => ("does not want e-mail", "не хочет получать письма"),
+        (REASON_OPTED_OUT, Some("donotbulkemail")) => ("does not want bulk e-mail", "не хочет получать рассылки"),
+        (REASON_OPTED_OUT, Some("donotsendmm")) => {
+            ("does not want marketing materials", "не хочет получать маркетинговые материалы")
+        }
+        (REASON_SUPPRESSED, _) => ("the address is suppressed", "адрес подавлен"),
+        (REASON_INACTIVE, _) => ("inactive", "неактивен"),
+        (REASON_NO_EMAIL, _) => ("no valid e-mail address", "нет действующего адреса эл. почты"),
+        _ => return reason.to_string(),
+    };
+    let w = if lang == Lang::Ru { word.1 } else { word.0 };
+    match (code, rest) {
+        (REASON_SUPPRESSED, Some(a)) => format!("{w}: {a}"),
+        _ => w.to_string(),
+    }
+}
+
 /// Every word of a language, for a template's `tr`.
 pub fn words(lang: Lang) -> BTreeMap<&'static str, &'static str> {
     WORDS.iter().map(|(k, en, ru)| (*k, if lang == Lang::Ru { *ru } else { *en })).collect()
@@ -426,5 +457,7 @@ mod tests {
         assert_eq!(suppression_reason(Lang::Ru, "bounce: hard, userunknown 5.1.1"), "Возврат: hard, userunknown 5.1.1");
         assert_eq!(suppression_reason(Lang::En, "unsubscribe"), "Unsubscribed");
         assert_eq!(suppression_reason(Lang::En, "something new"), "something new");
+        assert_eq!(optout_reason(Lang::Ru, "opted_out: donotbulkemail"), "не хочет получать рассылки");
+        assert_eq!(optout_reason(Lang::En, "suppressed: a@b.ru"), "the address is suppressed: a@b.ru");
     }
 }

@@ -5,7 +5,7 @@
 //! (`chart`), no JavaScript needed. English and Russian (`i18n`). Sign-in, sessions and form
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
-//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
+//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns/{id}`, `/lists/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
 //! `/ops/quarantine`, `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
@@ -47,6 +47,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("record.html", include_str!("../../../templates/console/record.html")),
     ("campaign.html", include_str!("../../../templates/console/campaign.html")),
     ("waves_table.html", include_str!("../../../templates/console/waves_table.html")),
+    ("list.html", include_str!("../../../templates/console/list.html")),
     ("timeline.html", include_str!("../../../templates/console/timeline.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
@@ -151,6 +152,7 @@ pub fn routes() -> Router<AppState> {
         .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
         .route("/campaigns", get(pages::campaigns))
         .route("/campaigns/{id}", get(campaign::show))
+        .route("/lists/{id}", get(campaign::list))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))
         .route("/ops/quarantine", get(ops::quarantine))
