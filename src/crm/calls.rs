@@ -420,6 +420,12 @@ pub fn plan_call(rec: &CallRecord, ctx: &CallContext) -> CallPlan {
                 d.push_str(&format!("Recording: {r}"));
             }
         }
+        // Who took the call may be known only from a late event (the answer by an extension
+        // arriving after the hangup): while no person has edited the activity (people's
+        // edits set `modifiedby`), its owner follows the call's facts.
+        if old.modifiedby.is_none() {
+            a.ownerid = owner;
+        }
         // Our own open callback closes if the call turns out to have been answered.
         if a.statecode == 0 && inbound && rec.answered() {
             a.statecode = 1;
@@ -680,6 +686,26 @@ mod tests {
         assert_eq!(w.activity.activityid, first.activity.activityid);
         assert_eq!((w.activity.statecode, w.activity.statuscode), (1, 2), "a closed callback stays closed");
         assert!(w.activity.description.unwrap().contains("mango:rec1"));
+    }
+
+    #[test]
+    fn r_pbx_3_a_late_answer_gives_the_call_to_whoever_took_it_unless_a_person_edited_it() {
+        // The hangup came first: nobody known to have answered, the line's owner has it.
+        let r = rec(Direction::Inbound, Disposition::Answered, "+79161234567", 95);
+        let mut c = ctx(None, MatchOutcome::None);
+        c.owner = Some(Uuid::from_u128(2));
+        let first = apply(plan_call(&r, &c)).activity;
+        assert_eq!(first.ownerid, Uuid::from_u128(2));
+        // Then the answer by extension 101 (user 5).
+        let mut c = ctx(None, MatchOutcome::None);
+        c.owner = Some(Uuid::from_u128(5));
+        c.existing = Some(first.clone());
+        assert_eq!(apply(plan_call(&r, &c)).activity.ownerid, Uuid::from_u128(5));
+        // A person reassigned it in between: theirs stands.
+        let mut edited = first;
+        edited.modifiedby = Some(Uuid::from_u128(9));
+        c.existing = Some(edited);
+        assert_eq!(apply(plan_call(&r, &c)).activity.ownerid, Uuid::from_u128(2));
     }
 
     #[test]
