@@ -17,6 +17,8 @@ use crate::crm::views as cal;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleSession {
     pub user: Uuid,
+    /// The user's name as pages greet them (full name, else e-mail), read with the session.
+    pub user_name: String,
     pub role: String,
     pub csrf: String,
     pub expires: DateTime<Utc>,
@@ -85,7 +87,8 @@ impl Store {
             .db
             .clone()
             .fetch_optional(
-                "SELECT s.systemuserid, s.role, s.csrf, s.expireson FROM console_session s JOIN systemuser u ON u.systemuserid = s.systemuserid \
+                "SELECT s.systemuserid, COALESCE(u.fullname, u.internalemailaddress, '') AS user_name, s.role, s.csrf, s.expireson \
+                 FROM console_session s JOIN systemuser u ON u.systemuserid = s.systemuserid \
                  WHERE s.id_sha256 = $1 AND s.expireson > $2 AND u.isdisabled = FALSE",
                 vec![id_sha256.into(), now.into()],
             )
@@ -93,6 +96,7 @@ impl Store {
         row.map(|r| {
             Ok(ConsoleSession {
                 user: r.get("systemuserid")?,
+                user_name: r.get("user_name")?,
                 role: r.get("role")?,
                 csrf: r.get("csrf")?,
                 expires: r.get("expireson")?,

@@ -100,8 +100,8 @@ pub async fn replay(who: Signed, State(s): State<AppState>, Path(id): Path<Strin
         Ok(out) => {
             let status = out["status"].as_str().unwrap_or_default();
             redirect(&format!(
-                "/ops/quarantine?replayed={}",
-                serde_urlencoded::to_string([("", status)]).unwrap_or_default().trim_start_matches('=')
+                "/ops/quarantine?{}",
+                serde_urlencoded::to_string([("replayed", status)]).unwrap_or_default()
             ))
         }
         Err(e) => who.error(e.status, &e.message),

@@ -156,14 +156,12 @@ async fn dashboard_data(
             .unwrap_or_else(|| code.to_string()),
         None => i18n::t(lang, "none").to_string(),
     };
+    let count: BTreeMap<(NaiveDate, Option<i64>), i64> = per_day.iter().map(|x| ((x.day, x.series), x.count)).collect();
     let series: Vec<Series> = sources
         .iter()
         .map(|src| Series {
             name: source_name(src),
-            values: all_days
-                .iter()
-                .map(|d| per_day.iter().filter(|x| x.day == *d && x.series == *src).map(|x| x.count as f64).sum())
-                .collect(),
+            values: all_days.iter().map(|d| count.get(&(*d, *src)).copied().unwrap_or(0) as f64).collect(),
         })
         .collect();
     let title = format!(

@@ -128,25 +128,23 @@ pub fn form(body: &[u8]) -> BTreeMap<String, String> {
 
 /// The language of a request: `?lang=`, else the remembered choice, else `org.locale`.
 pub fn lang_of(parts_uri_query: Option<&str>, headers: &HeaderMap, state: &AppState) -> Lang {
-    let from_query = parts_uri_query.and_then(|q| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "lang")
-            .and_then(|(_, v)| Lang::parse(&v))
-    });
-    from_query.or_else(|| cookie(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v))).unwrap_or(state.console.locale)
+    query_lang(parts_uri_query)
+        .or_else(|| cookie(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v)))
+        .unwrap_or(state.console.locale)
+}
+
+/// The language a query string's `lang=` asks for.
+fn query_lang(query: Option<&str>) -> Option<Lang> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query?)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "lang")
+        .and_then(|(_, v)| Lang::parse(&v))
 }
 
 /// Remembers a `?lang=` choice in a cookie for the next pages.
 pub async fn remember_lang(req: Request, next: Next) -> Response {
-    let chosen = req.uri().query().and_then(|q| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "lang")
-            .and_then(|(_, v)| Lang::parse(&v))
-    });
+    let chosen = query_lang(req.uri().query());
     let headers = req.headers().clone();
     let mut resp = next.run(req).await;
     if let Some(l) = chosen {
@@ -213,10 +211,7 @@ impl Signed {
 
 fn to_sign_in(parts: &Parts) -> Response {
     let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    redirect(&format!(
-        "/signin?next={}",
-        serde_urlencoded::to_string([("", next)]).unwrap_or_default().trim_start_matches('=')
-    ))
+    redirect(&format!("/signin?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default()))
 }
 
 impl FromRequestParts<AppState> for Signed {
@@ -233,14 +228,7 @@ impl FromRequestParts<AppState> for Signed {
             return Err(to_sign_in(parts));
         };
         let Some(role) = Role::parse(&s.role) else { return Err(to_sign_in(parts)) };
-        let name = state
-            .store
-            .get::<SystemUser>(s.user)
-            .await
-            .map_err(err)?
-            .and_then(|u| u.fullname.or(u.internalemailaddress))
-            .unwrap_or_default();
-        Ok(Signed { user: s.user, name, role, csrf: s.csrf, lang })
+        Ok(Signed { user: s.user, name: s.user_name, role, csrf: s.csrf, lang })
     }
 }
 
