@@ -3,7 +3,8 @@
 #   PostgreSQL on 127.0.0.1:5432 (the store suite runs every body on it as well as on SQLite);
 #   aiosmtpd for /usr/bin/python3 (tests/support/smtp_sink.py is the tests' SMTP server);
 #   dkimpy for /usr/bin/python3 (tests/support/dkim_verify.py checks DKIM signatures);
-#   Dovecot (dovecot-imapd), which the IMAP tests run in temp dirs of their own;
+#   Dovecot (dovecot-imapd, and dovecot-submissiond for SMTP AUTH XOAUTH2), which the IMAP
+#   and OAuth tests run in temp dirs of their own;
 #   chromium, chromium-driver and axe-core for the web console's browser test.
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
@@ -48,6 +49,14 @@ if ! command -v /usr/sbin/dovecot >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq dovecot-imapd >/dev/null
+fi
+# Dovecot's submission server: the SMTP AUTH XOAUTH2 tests (tests/it/oauth.rs) relay
+# through it, with tokens checked by the same oauth2 passdb as IMAP.
+if [ ! -x /usr/lib/dovecot/submission ]; then
+  echo "test-services: installing dovecot-submissiond from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq dovecot-submissiond >/dev/null
 fi
 
 # The web console's browser test (tests/it/console.rs) drives Debian's chromium through

@@ -672,6 +672,10 @@ pub struct SmtpConfig {
     pub port: u16,
     pub tls: TlsMode,
     pub user: Option<String>,
+    /// `password` (default: PLAIN/LOGIN with `password_file` when `user` is set) or `oauth2`
+    /// (SASL XOAUTH2 as `user`, with `[smtp.oauth]` and `inflow oauth login smtp`).
+    pub auth: MailAuth,
+    pub oauth: Option<OAuthConfig>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
     /// Envelope and header sender of system mail.
@@ -689,6 +693,8 @@ impl Default for SmtpConfig {
             port: 587,
             tls: TlsMode::Starttls,
             user: None,
+            auth: MailAuth::Password,
+            oauth: None,
             password: None,
             password_file: None,
             from: None,
@@ -993,22 +999,9 @@ impl Config {
                 ),
                 _ => {}
             }
-            match (m.auth, &m.oauth) {
-                (MailAuth::Oauth2, None) => {
-                    bad(p("oauth"), "auth = \"oauth2\" needs [mailboxes.oauth] with provider and client_id".into())
-                }
-                (MailAuth::Oauth2, Some(o)) => {
-                    if o.client_id.trim().is_empty() {
-                        bad(p("oauth.client_id"), "is required (the app registration's client id)".into());
-                    }
-                    if let Err(e) = crate::oauth::endpoints(o) {
-                        bad(p("oauth"), e);
-                    }
-                }
-                (MailAuth::Password, Some(_)) => {
-                    bad(p("oauth"), "is set but auth is \"password\": set auth = \"oauth2\" to use it".into())
-                }
-                (MailAuth::Password, None) => {}
+            check_oauth(m.auth, m.oauth.as_ref(), "[mailboxes.oauth]", &p, &mut bad);
+            if m.auth == MailAuth::Oauth2 && m.name == crate::oauth::RELAY_ACCOUNT {
+                bad(p("name"), "'smtp' names the relay's OAuth grant: give the mailbox another name".into());
             }
             if m.batch_size == 0 || m.batch_size > 1000 {
                 bad(p("batch_size"), "must be between 1 and 1000".into());
@@ -1171,6 +1164,18 @@ impl Config {
             if self.smtp.password.is_some() && self.smtp.password_file.is_some() {
                 bad("smtp.password".into(), "set password or password_file, not both".into());
             }
+            if self.smtp.auth == MailAuth::Oauth2 {
+                if self.smtp.password.is_some() || self.smtp.password_file.is_some() {
+                    bad(
+                        "smtp.password".into(),
+                        "auth = \"oauth2\" signs in with a token: remove password and password_file".into(),
+                    );
+                }
+                if self.smtp.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                    bad("smtp.user".into(), "auth = \"oauth2\" needs the mailbox address that sends".into());
+                }
+            }
+            check_oauth(self.smtp.auth, self.smtp.oauth.as_ref(), "[smtp.oauth]", &|k| format!("smtp.{k}"), &mut bad);
         }
         if self.waves.max_attempts == 0 {
             bad("waves.max_attempts".into(), "must be at least 1".into());
@@ -1346,6 +1351,9 @@ impl Config {
         if let Some(g) = self.pbx.generic.as_mut() {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);
             g.hmac_secret = read("pbx.generic.hmac_secret_file".into(), &g.hmac_secret_file);
+        }
+        if let Some(o) = self.smtp.oauth.as_mut() {
+            o.client_secret = read("smtp.oauth.client_secret_file".into(), &o.client_secret_file);
         }
         if let Some(p) = read("smtp.password_file".into(), &self.smtp.password_file) {
             self.smtp.password = Some(p);
@@ -1598,6 +1606,34 @@ fn span_line(text: &str, root: &toml::de::DeTable<'_>, path: &[String]) -> Optio
     last_span.map(|s| line_of(text, s.start))
 }
 
+/// The OAuth checks a mailbox and the relay share: `[… .oauth]` present exactly when
+/// `auth = "oauth2"`, a client id, and endpoints that make sense.
+fn check_oauth(
+    auth: MailAuth,
+    oauth: Option<&OAuthConfig>,
+    section: &str,
+    p: &dyn Fn(&str) -> String,
+    bad: &mut impl FnMut(String, String),
+) {
+    match (auth, oauth) {
+        (MailAuth::Oauth2, None) => {
+            bad(p("oauth"), format!("auth = \"oauth2\" needs {section} with provider and client_id"))
+        }
+        (MailAuth::Oauth2, Some(o)) => {
+            if o.client_id.trim().is_empty() {
+                bad(p("oauth.client_id"), "is required (the app registration's client id)".into());
+            }
+            if let Err(e) = crate::oauth::endpoints(o) {
+                bad(p("oauth"), e);
+            }
+        }
+        (MailAuth::Password, Some(_)) => {
+            bad(p("oauth"), "is set but auth is \"password\": set auth = \"oauth2\" to use it".into())
+        }
+        (MailAuth::Password, None) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1633,6 +1669,18 @@ mod tests {
             ],
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_oauth_relay_needs_its_user_and_no_password() {
+        let relay = "[smtp]\nhost = \"smtp.office365.com\"\nfrom = \"crm@acme.ru\"\nauth = \"oauth2\"\n";
+        let err = load(&format!("{relay}password = \"p\"\n")).unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["smtp.password", "smtp.user", "smtp.oauth"], "{err}");
+        let ok = load(&format!("{relay}user = \"crm@acme.ru\"\n\n[smtp.oauth]\nclient_id = \"c\"\n")).unwrap();
+        assert_eq!(crate::oauth::accounts(&ok), ["smtp"]);
+        let oauth_without_auth = load("[smtp]\nhost = \"h\"\nfrom = \"a@b.ru\"\n\n[smtp.oauth]\nclient_id = \"c\"\n");
+        assert_eq!(oauth_without_auth.unwrap_err().problems[0].path, "smtp.oauth");
     }
 
     #[test]

@@ -9,9 +9,26 @@
 //! inflow_http_requests_total{route,method,status},
 //! inflow_http_request_duration_seconds{route,method} (histogram), and the gauges
 //! inflow_queue_depth{queue}, inflow_mailbox_up{mailbox,folder},
-//! inflow_mailbox_last_poll_timestamp_seconds{mailbox,folder}.
+//! inflow_mailbox_last_poll_timestamp_seconds{mailbox,folder}, inflow_mailbox_state{mailbox,
+//! folder,state} (1 for the current state: why a mailbox is down, e.g. auth_expired), and
+//! inflow_oauth_grant_up{account} (0: the account needs `inflow oauth login`).
 
 use std::sync::OnceLock;
+
+/// The states a mailbox worker reports (`ingest::imap`), for `inflow_mailbox_state`.
+const MAILBOX_STATES: &[&str] = &[
+    "idle",
+    "connected",
+    "standby",
+    "unreachable",
+    "tls_failed",
+    "login_rejected",
+    "auth_expired",
+    "server_error",
+    "connection_lost",
+    "store_error",
+    "owner_unknown",
+];
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -74,9 +91,22 @@ pub async fn scrape(State(s): State<AppState>) -> Response {
             for m in g.mailboxes {
                 let labels = [("mailbox", m.mailbox.clone()), ("folder", m.folder.clone())];
                 metrics::gauge!("inflow_mailbox_up", &labels).set(if m.state == "connected" { 1.0 } else { 0.0 });
+                // Why it is down, as a state set (one series per state, 1 for the current).
+                for state in MAILBOX_STATES {
+                    let l =
+                        [("mailbox", m.mailbox.clone()), ("folder", m.folder.clone()), ("state", state.to_string())];
+                    metrics::gauge!("inflow_mailbox_state", &l).set(if m.state == *state { 1.0 } else { 0.0 });
+                }
                 if let Some(t) = m.last_poll_at {
                     metrics::gauge!("inflow_mailbox_last_poll_timestamp_seconds", &labels)
                         .set(t.timestamp_millis() as f64 / 1000.0);
+                }
+            }
+            let accounts = s.config.as_deref().map(crate::oauth::accounts).unwrap_or_default();
+            if let Ok(trouble) = s.store.oauth_trouble(&accounts).await {
+                for a in accounts {
+                    let up = !trouble.iter().any(|(t, _)| *t == a);
+                    metrics::gauge!("inflow_oauth_grant_up", "account" => a).set(if up { 1.0 } else { 0.0 });
                 }
             }
             metrics::gauge!("inflow_database_up").set(1.0);

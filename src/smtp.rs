@@ -10,7 +10,35 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use crate::config::{SmtpConfig, TlsMode};
+use crate::config::{MailAuth, OAuthConfig, SmtpConfig, TlsMode};
+use crate::oauth::{OAuthError, RELAY_ACCOUNT, Tokens};
+use crate::store::Store;
+
+/// Why no session could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Unreachable, TLS, a refused password: try again later.
+    #[error("{0}")]
+    Failed(String),
+    /// The relay's OAuth grant is missing or dead, or the relay refuses a fresh token: mail
+    /// waits (nothing fails) until someone signs in again.
+    #[error("{0}")]
+    Auth(String),
+}
+
+impl From<String> for ConnectError {
+    fn from(s: String) -> ConnectError {
+        ConnectError::Failed(s)
+    }
+}
+
+/// The relay's OAuth sign-in: whose mailbox sends, the client, and the token source.
+struct RelayOAuth {
+    user: String,
+    config: OAuthConfig,
+    store: Store,
+    tokens: tokio::sync::OnceCell<Tokens>,
+}
 
 /// Why a single send failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +65,25 @@ pub struct Relay {
     pub tls_config: Arc<tokio_rustls::rustls::ClientConfig>,
     /// `smtp.tls_ca_file` as PEM, added to lettre's roots for STARTTLS.
     pub ca_pem: Option<Vec<u8>>,
+    /// `auth = "oauth2"`: SASL XOAUTH2 with the `smtp` grant instead of a password.
+    oauth: Option<Arc<RelayOAuth>>,
 }
 
 impl Relay {
-    pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Relay>> {
+    /// The relay of `[smtp]` (None when no host is set); `store` holds its OAuth grant.
+    pub fn from_config(c: &SmtpConfig, store: &Store) -> anyhow::Result<Option<Relay>> {
         let Some(host) = c.host.clone() else { return Ok(None) };
+        let oauth = match (c.auth, &c.oauth) {
+            (MailAuth::Oauth2, Some(o)) => Some(Arc::new(RelayOAuth {
+                user: c.user.clone().unwrap_or_default(),
+                config: o.clone(),
+                store: store.clone(),
+                tokens: tokio::sync::OnceCell::new(),
+            })),
+            _ => None,
+        };
         Ok(Some(Relay {
+            oauth,
             tls_config: crate::tls::client_config(c.tls_ca_file.as_deref())?,
             ca_pem: c
                 .tls_ca_file
@@ -52,8 +93,8 @@ impl Relay {
             key: format!("{host}:{}", c.port),
             port: c.port,
             tls: c.tls,
-            credentials: match (&c.user, &c.password) {
-                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+            credentials: match (c.auth, &c.user, &c.password) {
+                (MailAuth::Password, Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
                 _ => None,
             },
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
@@ -65,7 +106,7 @@ impl Relay {
     /// body and its final "." are two writes: measured 90 msg/s over 4 sessions on loopback,
     /// each message waiting out a delayed ACK), implicit TLS or STARTTLS, EHLO, AUTH.
     #[tracing::instrument(level = "debug", skip_all, fields(relay = %self.host))]
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
         let hello = ClientId::default();
         let at = format!("{}:{}", self.host, self.port);
         let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
@@ -103,8 +144,95 @@ impl Relay {
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|e| format!("{at}: AUTH: {e}"))?;
         }
+        if let Some(o) = &self.oauth {
+            if let Err(e) = o.authenticate(&mut conn, &at).await {
+                let _ = conn.quit().await;
+                return Err(e);
+            }
+        }
         Ok(conn)
     }
+}
+
+impl RelayOAuth {
+    /// AUTH XOAUTH2 with the stored token; a refusal gets one refresh and one retry on the
+    /// same session (a token revoked before its expiry), a second refusal is the answer.
+    async fn authenticate(&self, conn: &mut AsyncSmtpConnection, at: &str) -> Result<(), ConnectError> {
+        let tokens = self
+            .tokens
+            .get_or_try_init(|| Tokens::new(self.store.clone()))
+            .await
+            .map_err(|e| ConnectError::Failed(e.to_string()))?;
+        let mut refused = String::new();
+        for fresh in [false, true] {
+            let token = match tokens.access_token(RELAY_ACCOUNT, &self.config, fresh).await {
+                Ok(t) => t,
+                Err(e @ (OAuthError::Expired { .. } | OAuthError::NoGrant(_) | OAuthError::Config(_))) => {
+                    return Err(ConnectError::Auth(e.to_string()));
+                }
+                Err(e) => return Err(ConnectError::Failed(e.to_string())),
+            };
+            match xoauth2(conn, &self.user, &token).await {
+                Ok(()) => return Ok(()),
+                Err(Refusal::Refused(text)) => refused = text,
+                Err(Refusal::Broken(text)) => return Err(ConnectError::Failed(format!("{at}: AUTH XOAUTH2: {text}"))),
+            }
+        }
+        Err(ConnectError::Auth(format!(
+            "{at} refused a freshly issued token for '{}' ({refused}): check that SMTP AUTH is allowed for this \
+             mailbox and that the grant has the SMTP scope (inflow oauth login {RELAY_ACCOUNT})",
+            self.user
+        )))
+    }
+}
+
+enum Refusal {
+    /// 535 (or any 4xx/5xx): the token was not taken; the session is still usable.
+    Refused(String),
+    /// The connection failed.
+    Broken(String),
+}
+
+/// A command line written as is.
+struct Line(String);
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `AUTH XOAUTH2` by hand: on a bad token the server answers 334 with an error JSON and waits
+/// for an empty line before its 535 (Google's and Microsoft's protocol). lettre's mechanism
+/// gives up at the 334 and leaves the session mid-exchange, so a retry could not follow.
+async fn xoauth2(conn: &mut AsyncSmtpConnection, user: &str, token: &str) -> Result<(), Refusal> {
+    use base64::Engine as _;
+    let initial = base64::engine::general_purpose::STANDARD.encode(crate::oauth::xoauth2(user, token));
+    let refused = |e: lettre::transport::smtp::Error| {
+        if e.is_permanent() || e.is_transient() {
+            Refusal::Refused(e.to_string())
+        } else {
+            Refusal::Broken(e.to_string())
+        }
+    };
+    let r = conn.command(Line(format!("AUTH XOAUTH2 {initial}\r\n"))).await.map_err(refused)?;
+    if r.code().to_string() == "334" {
+        // The error challenge: an empty response ends the exchange with the real reply.
+        let detail = r
+            .message()
+            .next()
+            .and_then(|m| base64::engine::general_purpose::STANDARD.decode(m.trim()).ok())
+            .map(|j| String::from_utf8_lossy(&j).into_owned())
+            .unwrap_or_default();
+        return match conn.command(Line("\r\n".into())).await {
+            Ok(r) => Err(Refusal::Refused(format!("{} {detail}", r.code()))),
+            Err(e) => Err(match refused(e) {
+                Refusal::Refused(t) => Refusal::Refused(format!("{t} {detail}")),
+                b => b,
+            }),
+        };
+    }
+    Ok(())
 }
 
 /// An implicit-TLS session as lettre's transport trait wants it.
@@ -153,7 +281,7 @@ impl Relay {
     /// Sends one message on a session of its own (connect, MAIL/RCPT/DATA, QUIT): for the
     /// few messages that are not waves. A 5xx reply is permanent; anything else transient.
     pub async fn send_one(&self, message: &lettre::Message) -> Result<(), SendError> {
-        let mut conn = self.connect().await.map_err(SendError::Transient)?;
+        let mut conn = self.connect().await.map_err(|e| SendError::Transient(e.to_string()))?;
         let sent = conn.send(message.envelope(), &message.formatted()).await;
         let _ = conn.quit().await;
         match sent {

@@ -57,8 +57,8 @@ pub use crate::smtp::SendError;
 
 impl Mailer {
     /// The mailer of `[smtp]` (None when no host is set).
-    pub fn from_config(c: &SmtpConfig) -> anyhow::Result<Option<Mailer>> {
-        let Some(relay) = crate::smtp::Relay::from_config(c)? else { return Ok(None) };
+    pub fn from_config(c: &SmtpConfig, store: &Store) -> anyhow::Result<Option<Mailer>> {
+        let Some(relay) = crate::smtp::Relay::from_config(c, store)? else { return Ok(None) };
         let from: Mailbox = c.from.as_deref().unwrap_or("inflow@localhost").parse()?;
         Ok(Some(Mailer { relay, from }))
     }
@@ -89,6 +89,8 @@ pub struct ScanReport {
     pub digests: usize,
     /// Pending digests re-enqueued (lost job, 4xx).
     pub requeued: usize,
+    /// Alerts sent to the operator about OAuth accounts that need a new sign-in.
+    pub sign_in_alerts: usize,
     /// Outside working hours: nothing was claimed.
     pub quiet: bool,
     /// No `[smtp]` relay is configured: nothing was claimed (notifications wait for one).
@@ -117,7 +119,12 @@ pub struct AlertsRuntime {
     pub resend_after: Duration,
     /// R-LD-6: tell owners of the leads the daemon creates.
     pub new_lead_notice: bool,
+    /// The OAuth accounts (issue 17) whose lost sign-in the operator is told about.
+    pub oauth_accounts: Vec<String>,
 }
+
+/// One alert a day per OAuth account that needs a sign-in.
+const OAUTH_ALERT_EVERY: Duration = Duration::hours(24);
 
 /// How long a digest's sender holds it: longer than one SMTP session can take (connect,
 /// TLS, the timeouts of `[smtp]`), so a live send is never joined by a second.
@@ -131,10 +138,11 @@ impl AlertsRuntime {
     pub fn from_config(cfg: &Config, store: Store) -> anyhow::Result<AlertsRuntime> {
         let a = &cfg.alerts;
         let (start_min, end_min) = crate::config::parse_working_hours(&a.working_hours).unwrap_or((9 * 60, 18 * 60));
+        let mailer = Mailer::from_config(&cfg.smtp, &store)?;
         Ok(AlertsRuntime {
             queue: JobQueue::new(&store.db, QUEUE),
             store,
-            mailer: Mailer::from_config(&cfg.smtp)?,
+            mailer,
             escalation: Escalation {
                 delay: Duration::seconds(a.escalation_delay_secs as i64),
                 max_level: a.max_level,
@@ -153,7 +161,42 @@ impl AlertsRuntime {
             body_template: a.body_template.clone().unwrap_or_else(|| DEFAULT_BODY.to_string()),
             resend_after: Duration::seconds((a.scan_interval_secs as i64 * 2).max(60)),
             new_lead_notice: a.new_lead_notice,
+            oauth_accounts: crate::oauth::accounts(cfg),
         })
+    }
+
+    /// Tells the operator (`alerts.fallback_address`), at most once a day per account, which
+    /// OAuth accounts need a new sign-in and the command that does it: without one a mailbox
+    /// fetches nothing and the relay sends nothing, and nothing else would say so. Working
+    /// hours do not apply (this is for the operator, about the daemon). The relay's own
+    /// account can only be logged: the alert would go out through it.
+    async fn sign_in_alerts(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (Some(mailer), Some(to)) = (&self.mailer, &self.escalation.fallback) else { return Ok(0) };
+        let mut sent = 0;
+        for (account, why) in self.store.oauth_trouble(&self.oauth_accounts).await? {
+            if account == crate::oauth::RELAY_ACCOUNT {
+                continue;
+            }
+            if !self.store.claim_oauth_alert(&account, now, OAUTH_ALERT_EVERY).await? {
+                continue;
+            }
+            let subject = format!("inflow: mailbox '{account}' needs a new sign-in");
+            let body = format!(
+                "inflow cannot sign in to the mailbox '{account}': {why}.\n\n\
+                 Nothing is fetched from it until someone signs in again; its mail stays on the server \
+                 and is read after the sign-in. On the server, run:\n\n    inflow oauth login {account}\n\n\
+                 (add --browser for the sign-in in a web browser). `inflow oauth status` shows every grant.\n\n\
+                 This alert repeats once a day while the sign-in is missing.\n-- \ninflow\n"
+            );
+            match mailer.send(to, &subject, body).await {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    tracing::warn!(account, error = %e, "could not send the sign-in alert; the next scan tries again");
+                    self.store.unclaim_oauth_alert(&account, now).await?;
+                }
+            }
+        }
+        Ok(sent)
     }
 
     /// One scan at `now`: claim the due notifications as digests and enqueue them.
@@ -178,6 +221,7 @@ impl AlertsRuntime {
                 report.requeued = n;
             }
         }
+        report.sign_in_alerts = self.sign_in_alerts(now).await?;
         if self.mailer.is_none() {
             // Claiming without a relay would only pile up pending rows; once [smtp] is set,
             // the first scan claims and sends everything still overdue.

@@ -98,10 +98,22 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum OauthCommand {
-    /// Sign a mailbox in (RFC 8628 device sign-in: prints where to go and the code to type, then waits).
+    /// Sign a mailbox in once: prints what to open (and the code to type), waits, stores the grant.
+    /// Device sign-in (RFC 8628) where the provider offers it (Microsoft), else the browser
+    /// sign-in with PKCE (Google).
     Login {
-        /// The mailbox's `name` in the configuration.
+        /// The mailbox's `name` in the configuration, or `smtp` for the `[smtp]` relay.
         mailbox: String,
+        /// The browser sign-in (authorization code with PKCE on a loopback redirect, or the
+        /// redirected address pasted back), e.g. where a tenant blocks device sign-in.
+        #[arg(long, conflicts_with = "device")]
+        browser: bool,
+        /// The device sign-in.
+        #[arg(long)]
+        device: bool,
+        /// The browser sign-in's loopback port (0: any free one; fix it for `ssh -L PORT:127.0.0.1:PORT`).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
     /// Every stored grant: account, provider, scopes, access-token expiry, last refresh, last error.
     Status,
@@ -564,7 +576,7 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
             println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Cancel, now).await?.state.as_str())
         }
         WaveCommand::TestSend { wave, to, vars } => {
-            let relay = crate::waves::Relay::from_config(&cfg.smtp)?
+            let relay = crate::waves::Relay::from_config(&cfg.smtp, &store)?
                 .ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
             let signer = crate::waves::link_signer(cfg, &store).await?;
             let rt = crate::waves::WaveRuntime::new(
@@ -751,27 +763,44 @@ async fn token_command(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The OAuth client of an account: a mailbox's, or the relay's for `smtp`.
+fn oauth_client<'a>(cfg: &'a Config, account: &str) -> anyhow::Result<&'a crate::config::OAuthConfig> {
+    use crate::config::MailAuth;
+    if account == crate::oauth::RELAY_ACCOUNT {
+        return match (cfg.smtp.auth, &cfg.smtp.oauth) {
+            (MailAuth::Oauth2, Some(o)) => Ok(o),
+            _ => anyhow::bail!("[smtp] does not use auth = \"oauth2\""),
+        };
+    }
+    let m = cfg.mailboxes.iter().find(|m| m.name == account).ok_or_else(|| {
+        anyhow::anyhow!("no mailbox named '{account}' in the configuration (or 'smtp' for the relay)")
+    })?;
+    match (m.auth, &m.oauth) {
+        (MailAuth::Oauth2, Some(o)) => Ok(o),
+        _ => anyhow::bail!("mailbox '{account}' does not use auth = \"oauth2\""),
+    }
+}
+
 async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
     let store = open(cfg).await?;
     let tokens = crate::oauth::Tokens::new(store.clone()).await?;
     match cmd {
-        OauthCommand::Login { mailbox } => {
-            let m = cfg
-                .mailboxes
-                .iter()
-                .find(|m| m.name == mailbox)
-                .ok_or_else(|| anyhow::anyhow!("no mailbox named '{mailbox}' in the configuration"))?;
-            let o = match (m.auth, &m.oauth) {
-                (crate::config::MailAuth::Oauth2, Some(o)) => o,
-                _ => anyhow::bail!("mailbox '{mailbox}' does not use auth = \"oauth2\""),
+        OauthCommand::Login { mailbox, browser, device, port } => {
+            let o = oauth_client(cfg, &mailbox)?;
+            let say = |msg: &str| {
+                println!("{msg}");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
             };
-            tokens
-                .device_login(&mailbox, o, |msg| {
-                    println!("{msg}");
-                    use std::io::Write as _;
-                    let _ = std::io::stdout().flush();
-                })
-                .await?;
+            let offers_device = crate::oauth::endpoints(o).map_err(|e| anyhow::anyhow!(e))?.device_url.is_some();
+            if device || (offers_device && !browser) {
+                tokens.device_login(&mailbox, o, say).await?;
+            } else {
+                tokens.browser_login(&mailbox, o, port, crate::oauth::paste_lines(), say).await?;
+            }
+            if mailbox == crate::oauth::RELAY_ACCOUNT {
+                store.clear_relay_backoff(chrono::Utc::now()).await?;
+            }
             println!(
                 "signed in: the grant for '{mailbox}' is stored (sealed); the daemon uses it from its next connection"
             );

@@ -152,14 +152,26 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-/// Process is up and every worker alive (a worker that died makes it 503, naming it).
+/// Process is up and every worker alive (a worker that died makes it 503, naming it). An
+/// OAuth account that needs a sign-in makes it "degraded", naming the account and the command
+/// that fixes it — still 200: restarting the daemon would not help, a person has to sign in.
 async fn healthz(State(s): State<AppState>) -> Response {
     let dead = s.health.as_ref().map(|h| h.dead()).unwrap_or_default();
-    if dead.is_empty() {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unhealthy", "dead_workers": dead}))).into_response()
+    if !dead.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unhealthy", "dead_workers": dead})))
+            .into_response();
     }
+    let accounts = s.config.as_deref().map(crate::oauth::accounts).unwrap_or_default();
+    // The database's own trouble is /readyz's to report.
+    let trouble = s.store.oauth_trouble(&accounts).await.unwrap_or_default();
+    if trouble.is_empty() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    let auth_expired: Vec<_> = trouble
+        .iter()
+        .map(|(account, why)| json!({"account": account, "state": "auth_expired", "detail": why, "fix": format!("inflow oauth login {account}")}))
+        .collect();
+    Json(json!({"status": "degraded", "auth_expired": auth_expired})).into_response()
 }
 
 /// Database reachable and migrations applied.

@@ -4,6 +4,8 @@
 //!
 //! Tokens never reach a log or the API: they are sealed (`seal`) before the store sees them.
 
+mod browser;
+pub use browser::paste_lines;
 pub mod seal;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,10 +19,27 @@ use crate::config::{OAuthConfig, OAuthProvider};
 use crate::store::{OAuthGrant, Store};
 use seal::Sealer;
 
+/// The account name of the `[smtp]` relay's grant (`inflow oauth login smtp`).
+pub const RELAY_ACCOUNT: &str = "smtp";
+
+/// The accounts that sign in with OAuth: every enabled `auth = "oauth2"` mailbox by name,
+/// and `smtp` when the relay does.
+pub fn accounts(cfg: &crate::config::Config) -> Vec<String> {
+    use crate::config::MailAuth;
+    let mut out: Vec<String> =
+        cfg.mailboxes.iter().filter(|m| m.enabled && m.auth == MailAuth::Oauth2).map(|m| m.name.clone()).collect();
+    if cfg.smtp.host.is_some() && cfg.smtp.auth == MailAuth::Oauth2 {
+        out.push(RELAY_ACCOUNT.to_string());
+    }
+    out
+}
+
 /// Where a provider's endpoints are and what to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     pub token_url: String,
+    /// The authorization-code sign-in in a browser (RFC 6749 §4.1 with PKCE).
+    pub authorization_url: Option<String>,
     /// RFC 8628 device authorization; None where the provider refuses these scopes on it.
     pub device_url: Option<String>,
     pub scopes: Vec<String>,
@@ -28,7 +47,7 @@ pub struct Endpoints {
 
 /// The endpoints and scopes of a configured client: the preset's, with any override.
 pub fn endpoints(c: &OAuthConfig) -> Result<Endpoints, String> {
-    let (token, device, scopes): (Option<String>, Option<String>, Vec<&str>) = match c.provider {
+    let (auth, token, device, scopes): (Option<String>, Option<String>, Option<String>, Vec<&str>) = match c.provider {
         OAuthProvider::Microsoft => {
             let tenant = c.tenant.as_deref().unwrap_or("organizations");
             if tenant.is_empty() || !tenant.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch)) {
@@ -36,6 +55,7 @@ pub fn endpoints(c: &OAuthConfig) -> Result<Endpoints, String> {
             }
             let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
             (
+                Some(format!("{base}/authorize")),
                 Some(format!("{base}/token")),
                 Some(format!("{base}/devicecode")),
                 vec![
@@ -46,14 +66,18 @@ pub fn endpoints(c: &OAuthConfig) -> Result<Endpoints, String> {
             )
         }
         // Google's device flow does not allow the Gmail scope.
-        OAuthProvider::Google => {
-            (Some("https://oauth2.googleapis.com/token".into()), None, vec!["https://mail.google.com/"])
-        }
-        OAuthProvider::Generic => (None, None, vec![]),
+        OAuthProvider::Google => (
+            Some("https://accounts.google.com/o/oauth2/v2/auth".into()),
+            Some("https://oauth2.googleapis.com/token".into()),
+            None,
+            vec!["https://mail.google.com/"],
+        ),
+        OAuthProvider::Generic => (None, None, None, vec![]),
     };
     let token_url = c.token_url.clone().or(token).ok_or("provider = \"generic\" needs token_url")?;
     let device_url = c.device_url.clone().or(device);
-    for u in std::iter::once(&token_url).chain(device_url.iter()) {
+    let authorization_url = c.authorization_url.clone().or(auth);
+    for u in std::iter::once(&token_url).chain(device_url.iter()).chain(authorization_url.iter()) {
         let ok = u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost");
         if !ok {
             return Err(format!("'{u}' must be an https:// URL (plain http only to localhost)"));
@@ -63,7 +87,7 @@ pub fn endpoints(c: &OAuthConfig) -> Result<Endpoints, String> {
     if scopes.is_empty() {
         return Err("provider = \"generic\" needs scopes".into());
     }
-    Ok(Endpoints { token_url, device_url, scopes })
+    Ok(Endpoints { token_url, authorization_url, device_url, scopes })
 }
 
 /// The SASL XOAUTH2 initial response (Google's and Microsoft's format).
@@ -233,8 +257,8 @@ impl Tokens {
         let e = endpoints(c).map_err(OAuthError::Config)?;
         let Some(device_url) = e.device_url.clone() else {
             return Err(OAuthError::Config(
-                "this provider does not offer device sign-in for these scopes (Google refuses the Gmail scope on it); \
-                 the browser sign-in with PKCE is not built yet"
+                "this provider does not offer device sign-in for these scopes (Google refuses the Gmail scope on it): \
+                 use the browser sign-in (inflow oauth login NAME --browser)"
                     .into(),
             ));
         };
@@ -263,17 +287,31 @@ impl Tokens {
                 }
                 other => OAuthError::Unavailable(other.to_string()),
             })?;
+        self.save_grant(account, c, &e.scopes, &t).await
+    }
+
+    /// Stores what a sign-in returned: the refresh token (required) and the first access token.
+    async fn save_grant(
+        &self,
+        account: &str,
+        c: &OAuthConfig,
+        scopes: &[String],
+        t: &oauth2::basic::BasicTokenResponse,
+    ) -> Result<(), OAuthError> {
         let Some(refresh) = t.refresh_token() else {
-            return Err(OAuthError::Config(
-                "the provider sent no refresh token: add the offline_access scope (Microsoft)".into(),
-            ));
+            return Err(OAuthError::Config(match c.provider {
+                OAuthProvider::Google => "Google sent no refresh token: sign in again (inflow asks for offline access \
+                                          with consent, so this means the consent screen was skipped)"
+                    .into(),
+                _ => "the provider sent no refresh token: add the offline_access scope (Microsoft)".into(),
+            }));
         };
         let now = Utc::now();
-        let expires = expiry(now, &t);
+        let expires = expiry(now, t);
         let g = OAuthGrant {
             account: account.into(),
             provider: format!("{:?}", c.provider).to_lowercase(),
-            scopes: e.scopes.join(" "),
+            scopes: scopes.join(" "),
             refresh_token: self.sealer.seal(account, refresh.secret()),
             access_token: Some(self.sealer.seal(account, t.access_token().secret())),
             access_expires_at: Some(expires),

@@ -666,6 +666,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(10, "0010_quick_email"),
     migration!(11, "0011_pbx_lines"),
     migration!(12, "0012_console"),
+    migration!(13, "0013_oauth_alert"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -128,4 +128,46 @@ impl Store {
         let n = self.db.clone().execute("DELETE FROM oauth_grant WHERE account = $1", vec![account.into()]).await?;
         Ok(n == 1)
     }
+
+    /// Of the configured OAuth `accounts`, those that need a sign-in, with why: no grant yet,
+    /// or a grant whose provider answered that it is dead (`last_error`).
+    pub async fn oauth_trouble(&self, accounts: &[String]) -> Result<Vec<(String, String)>> {
+        if accounts.is_empty() {
+            return Ok(vec![]);
+        }
+        let grants = self.oauth_grants().await?;
+        Ok(accounts
+            .iter()
+            .filter_map(|a| match grants.iter().find(|g| &g.account == a) {
+                None => Some((a.clone(), "never signed in".to_string())),
+                Some(g) => g.last_error.clone().map(|e| (a.clone(), e)),
+            })
+            .collect())
+    }
+
+    /// Claims the day's alert about `account` (none in the last `every`): true for the one
+    /// caller that may send it. `unclaim_oauth_alert` gives it back if the send fails.
+    pub async fn claim_oauth_alert(&self, account: &str, now: DateTime<Utc>, every: chrono::Duration) -> Result<bool> {
+        let n = self
+            .db
+            .clone()
+            .execute(
+                "INSERT INTO oauth_alert (account, alerted_at) VALUES ($1, $2) ON CONFLICT (account) \
+                 DO UPDATE SET alerted_at = excluded.alerted_at WHERE oauth_alert.alerted_at <= $3",
+                vec![account.into(), now.into(), (now - every).into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn unclaim_oauth_alert(&self, account: &str, claimed_at: DateTime<Utc>) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "DELETE FROM oauth_alert WHERE account = $1 AND alerted_at = $2",
+                vec![account.into(), claimed_at.into()],
+            )
+            .await?;
+        Ok(())
+    }
 }

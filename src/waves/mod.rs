@@ -488,8 +488,17 @@ impl WaveRuntime {
                     let p = tokio::time::timeout(self.relay.timeout, offers_pipelining(&mut c)).await.unwrap_or(false);
                     *conn = Some((c, p));
                 }
-                Ok(Err(text)) => {
-                    tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session");
+                Ok(Err(e)) => {
+                    // An expired sign-in fails nobody: the deliveries wait, the relay's row says why.
+                    let text = e.to_string();
+                    match e {
+                        crate::smtp::ConnectError::Auth(_) => {
+                            tracing::error!(relay = %self.relay.key, error = %text, "the relay refuses our sign-in; waves wait")
+                        }
+                        crate::smtp::ConnectError::Failed(_) => {
+                            tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session")
+                        }
+                    }
                     let until = now + chrono::Duration::from_std(self.s.throttle_backoff).unwrap_or_default();
                     self.backoff_until.fetch_max(until.timestamp_millis(), Ordering::AcqRel);
                     return (DeliveryOutcome::Released { at: now }, Some(text));

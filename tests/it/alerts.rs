@@ -296,7 +296,9 @@ async fn digests_reach_a_starttls_relay_with_a_private_ca() {
         inflow::config::Config::load(inflow::config::Source::Text { name: "t", text: &text }, &Default::default())
             .unwrap()
     };
-    let without = inflow::alerts::Mailer::from_config(&cfg(false).smtp).unwrap().unwrap();
+    let db = crate::helpers::TestDb::sqlite();
+    let store = db.store().await;
+    let without = inflow::alerts::Mailer::from_config(&cfg(false).smtp, &store).unwrap().unwrap();
     match without.send("oleg@acme.ru", "1 overdue activity", "body".into()).await {
         Err(inflow::alerts::SendError::Transient(e)) => {
             assert!(e.to_lowercase().contains("certificate") || e.contains("TLS"), "{e}")
@@ -304,7 +306,7 @@ async fn digests_reach_a_starttls_relay_with_a_private_ca() {
         other => panic!("a relay whose CA is not trusted must fail transiently: {other:?}"),
     }
     assert!(smtp.messages().is_empty());
-    let with = inflow::alerts::Mailer::from_config(&cfg(true).smtp).unwrap().unwrap();
+    let with = inflow::alerts::Mailer::from_config(&cfg(true).smtp, &store).unwrap().unwrap();
     with.send("oleg@acme.ru", "1 overdue activity", "Send the offer".into()).await.unwrap();
     let msgs = smtp.wait_for(1).await;
     assert_eq!(msgs[0].0.trim(), "oleg@acme.ru");

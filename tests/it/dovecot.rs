@@ -17,6 +17,9 @@ pub struct Dovecot {
     pub port: u16,
     /// Implicit-TLS port, when started with TLS.
     pub tls_port: Option<u16>,
+    /// Dovecot's submission server (SMTP with AUTH, relaying to an SMTP sink), when started
+    /// with one.
+    pub submission_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -25,7 +28,14 @@ impl Dovecot {
     /// With a second passdb that checks XOAUTH2/OAUTHBEARER tokens against `introspection_url`
     /// (RFC 7662, POST), as Dovecot does in front of an OAuth 2.0 provider.
     pub fn start_oauth(introspection_url: &str) -> Dovecot {
-        Self::start_with(false, Some(introspection_url))
+        Self::start_with(false, Some(introspection_url), None)
+    }
+
+    /// [`Dovecot::start_oauth`] plus Dovecot's submission server on `submission_port`: SMTP
+    /// AUTH XOAUTH2/OAUTHBEARER checked by the same oauth2 passdb, mail relayed to the SMTP
+    /// server on `relay_port` (Debian `dovecot-submissiond`).
+    pub fn start_oauth_submission(introspection_url: &str, relay_port: u16) -> Dovecot {
+        Self::start_with(false, Some(introspection_url), Some(relay_port))
     }
 
     pub fn start() -> Dovecot {
@@ -43,10 +53,10 @@ impl Dovecot {
     }
 
     fn start_opts(tls: bool) -> Dovecot {
-        Self::start_with(tls, None)
+        Self::start_with(tls, None, None)
     }
 
-    fn start_with(tls: bool, introspection_url: Option<&str>) -> Dovecot {
+    fn start_with(tls: bool, introspection_url: Option<&str>, relay_port: Option<u16>) -> Dovecot {
         let dir = tempfile::Builder::new().prefix("dv").tempdir_in("/tmp").expect("temp dir");
         let d = dir.path();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -55,6 +65,17 @@ impl Dovecot {
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let tls_port = tls.then(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let submission_port =
+            relay_port.map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let submission = match (relay_port, submission_port) {
+            (Some(relay), Some(sub)) => format!(
+                "hostname = localhost\nsubmission_relay_host = 127.0.0.1\nsubmission_relay_port = {relay}\n\
+                 submission_relay_ssl = no\nservice submission-login {{\n  inet_listener submission {{\n    \
+                 address = 127.0.0.1\n    port = {sub}\n  }}\n}}\n"
+            ),
+            _ => String::new(),
+        };
+        let protocols = if relay_port.is_some() { "imap submission" } else { "imap" };
         let ssl = if tls {
             crate::helpers::private_ca_and_cert(d);
             format!("ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n", d = d.display())
@@ -87,7 +108,7 @@ impl Dovecot {
             None => ("plain login", String::new()),
         };
         let conf = format!(
-            r#"protocols = imap
+            r#"protocols = {protocols}
 listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
@@ -119,7 +140,7 @@ service imap-login {{
     port = {imaps}
   }}
 }}
-service stats {{
+{submission}service stats {{
   unix_listener stats-reader {{
     mode = 0666
   }}
@@ -134,7 +155,7 @@ service stats {{
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
         let st = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(d.join("home")).status().expect("chown");
         assert!(st.success(), "chown home to dovecot");
-        let mut dv = Dovecot { dir, port, tls_port, child: None };
+        let mut dv = Dovecot { dir, port, tls_port, submission_port, child: None };
         dv.run();
         dv
     }
@@ -155,9 +176,11 @@ service stats {{
         self.child = Some(child);
         // Ready when the login port accepts connections.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "dovecot did not listen on {}: {}", self.port, self.log());
-            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        for port in std::iter::once(self.port).chain(self.submission_port) {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "dovecot did not listen on {port}: {}", self.log());
+                std::thread::sleep(Duration::from_millis(20)); // poll interval
+            }
         }
     }
 

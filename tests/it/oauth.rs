@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::dovecot::{Dovecot, inquiry};
 use crate::helpers::{TestApp, add_user, poll_until, run_inflow};
+use inflow::store::Exec as _;
 
 #[derive(Default)]
 struct Idp {
@@ -20,6 +21,14 @@ struct Idp {
     access: HashSet<String>,
     issued: u32,
     refreshes: u32,
+    /// The browser sign-in in progress: its PKCE challenge and redirect address.
+    pending: Option<(String, String)>,
+    /// The person declines the consent screen.
+    decline: bool,
+    /// Whose tokens these are (introspection's `username`): `sales` unless set.
+    user: Option<String>,
+    /// The sign-in's first access token is already dead at the server (revoked early).
+    first_access_dead: bool,
 }
 
 type Shared = Arc<Mutex<Idp>>;
@@ -50,6 +59,25 @@ async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value
     let mut idp = s.lock().unwrap();
     match get("grant_type").as_str() {
         "urn:ietf:params:oauth:grant-type:device_code" if get("device_code") == "dev-1" => {
+            let t = issue(&mut idp);
+            if idp.first_access_dead {
+                idp.access.clear();
+            }
+            (StatusCode::OK, Json(t))
+        }
+        // RFC 7636 §4.6: the verifier must hash to the challenge sent with the authorization.
+        "authorization_code" if get("code") == "code-1" => {
+            let (challenge, redirect) = idp.pending.take().expect("an authorization came first");
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let hashed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+            if hashed != challenge || get("redirect_uri") != redirect {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "invalid_grant", "error_description": "PKCE or redirect_uri mismatch"})),
+                );
+            }
             (StatusCode::OK, Json(issue(&mut idp)))
         }
         "refresh_token" if Some(get("refresh_token")) == idp.refresh => {
@@ -65,17 +93,43 @@ async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value
     }
 }
 
+/// The consent page, approved at once: redirects to the client's loopback address.
+async fn authorize(
+    State(s): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    assert_eq!(get("response_type"), "code");
+    assert_eq!(get("client_id"), "inflow-test");
+    assert_eq!(get("code_challenge_method"), "S256", "PKCE with SHA-256");
+    assert_eq!(get("scope"), "imap");
+    let redirect = get("redirect_uri");
+    assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+    let mut idp = s.lock().unwrap();
+    let state = get("state");
+    let to = if idp.decline {
+        format!("{redirect}/?error=access_denied&error_description=the+user+declined&state={state}")
+    } else {
+        idp.pending = Some((get("code_challenge"), redirect.clone()));
+        format!("{redirect}/?code=code-1&state={state}")
+    };
+    (StatusCode::FOUND, [(axum::http::header::LOCATION, to)]).into_response()
+}
+
 async fn introspect(State(s): State<Shared>, body: String) -> Json<Value> {
     let f = form(&body);
     let t = f.iter().find(|(n, _)| n == "token").map(|(_, v)| v.clone()).unwrap_or_default();
-    let active = s.lock().unwrap().access.contains(&t);
-    Json(json!({"active": active, "username": "sales"}))
+    let idp = s.lock().unwrap();
+    let active = idp.access.contains(&t);
+    Json(json!({"active": active, "username": idp.user.as_deref().unwrap_or("sales")}))
 }
 
 async fn idp() -> (Shared, String) {
     let s: Shared = Arc::default();
     let app = Router::new()
         .route("/device", post(device))
+        .route("/authorize", axum::routing::get(authorize))
         .route("/token", post(token))
         .route("/introspect", post(introspect))
         .with_state(s.clone());
@@ -141,5 +195,208 @@ async fn oauth_device_login_then_xoauth2_ingest_refresh_rotation_and_revocation(
     assert_eq!(code, Some(0));
     assert!(out.contains("sales\tgeneric\timap") && out.contains("AADSTS70008"), "{out}");
     assert!(!out.contains("refresh-") && !out.contains("access-"), "no token in the status: {out}");
+
+    // The daemon says so: /healthz names the account and the fix, the gauge is 0.
+    let h: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["auth_expired"][0]["account"], "sales", "{h}");
+    assert_eq!(h["auth_expired"][0]["fix"], "inflow oauth login sales", "{h}");
+    assert!(h["auth_expired"][0]["detail"].as_str().unwrap().contains("AADSTS70008"), "{h}");
+    assert_eq!(crate::helpers::metric(&app, "inflow_oauth_grant_up", &[("account", "sales")]).await, 0.0);
+
+    // The operator gets one alert a day with the command, however often the scan runs.
+    let sink = crate::helpers::SmtpSink::start(0).await;
+    let alerts_cfg = inflow::config::Config::load(
+        inflow::config::Source::Text {
+            name: "t",
+            text: &format!(
+                "{mailbox}\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
+                 [alerts]\nfallback_address = \"ops@acme.ru\"\n",
+                sink.port
+            ),
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let alerts = inflow::alerts::AlertsRuntime::from_config(&alerts_cfg, app.store.clone()).unwrap();
+    let t0 = crate::helpers::now();
+    assert_eq!(alerts.scan(t0).await.unwrap().sign_in_alerts, 1);
+    assert_eq!(alerts.scan(t0 + chrono::Duration::hours(3)).await.unwrap().sign_in_alerts, 0);
+    let msgs = sink.wait_for(1).await;
+    assert_eq!(msgs[0].0.trim(), "ops@acme.ru");
+    assert!(msgs[0].1.contains("inflow oauth login sales") && msgs[0].1.contains("AADSTS70008"), "{}", msgs[0].1);
+    assert_eq!(alerts.scan(t0 + chrono::Duration::hours(25)).await.unwrap().sign_in_alerts, 1, "a day later");
+    assert_eq!(sink.wait_for(2).await.len(), 2);
+    sink.stop().await;
     app.stop().await;
+}
+
+/// `inflow oauth login --browser` as a child with its stdin and stdout piped; returns it with
+/// the sign-in address it printed.
+async fn browser_login(
+    cfg: &std::path::Path,
+) -> (tokio::process::Child, String, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(crate::helpers::inflow_bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(["oauth", "login", "sales", "--browser"])
+        .env_remove("INFLOW_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("inflow binary");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("the sign-in address is printed");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    (child, url, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_address() {
+    use tokio::io::AsyncWriteExt as _;
+    let (state, url) = idp().await;
+    let dv = Dovecot::start_oauth(&format!("{url}/introspect"));
+    // No device_url: the browser sign-in is the only one (as for Google).
+    let mailbox = format!(
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nauthorization_url = \"{url}/authorize\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n",
+        dv.port
+    );
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &mailbox).await;
+    add_user(&app.store, "", "Sales", "sales@crm.example.com", None, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n{mailbox}", app.db_url())).unwrap();
+
+    // 1. The browser is on this machine: the provider's redirect reaches the loopback listener.
+    let (child, sign_in, _lines) = browser_login(&cfg).await;
+    assert!(sign_in.starts_with(&format!("{url}/authorize?")) && sign_in.contains("code_challenge="), "{sign_in}");
+    let page = reqwest::get(&sign_in).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("inflow received the sign-in"));
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(state.lock().unwrap().issued, 1, "the code was exchanged with its PKCE verifier");
+    let g = app.store.oauth_grant("sales").await.unwrap().expect("grant stored");
+    assert!(!g.refresh_token.contains("refresh-1"), "sealed at rest");
+    dv.append("sales", "INBOX", &[inquiry("<pkce-1@client.example>", "ivan@client.example", "Нужна цена")]).await;
+    poll_until("ingested with the browser sign-in's token", || async {
+        dv.messages("sales", "Processed").await.len() == 1
+    })
+    .await;
+
+    // 2. The browser is elsewhere: the person pastes the address the provider sent it to; an
+    // address from another attempt is not taken.
+    let (mut child, sign_in, mut lines) = browser_login(&cfg).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_redirects.get(&sign_in).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let landed = r.headers()["location"].to_str().unwrap().to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    let stale = landed.replace("state=", "state=old");
+    stdin.write_all(format!("{stale}\n{landed}\n").as_bytes()).await.unwrap();
+    let mut said = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        said.push_str(&l);
+        said.push('\n');
+    }
+    let code = child.wait().await.unwrap().code();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("not from this sign-in"), "{said}");
+    assert!(said.contains("signed in"), "{said}");
+    assert_eq!(state.lock().unwrap().issued, 2);
+
+    // 3. Consent declined: the provider's words, a failing exit, the stored grant untouched.
+    state.lock().unwrap().decline = true;
+    let (child, sign_in, _lines) = browser_login(&cfg).await;
+    // The page may not load: the sign-in ends as soon as the refusal arrives.
+    let _ = reqwest::get(&sign_in).await;
+    let out = child.wait_with_output().await.unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("access_denied") && err.contains("the user declined"), "{err}");
+    assert!(app.store.oauth_grant("sales").await.unwrap().is_some());
+    app.stop().await;
+}
+
+/// The `[smtp]` relay signs in with XOAUTH2 (Dovecot's submission server checks the token
+/// with the same introspection as IMAP, then relays to an SMTP sink). Without a grant a wave
+/// waits — nobody fails — and the relay's row says which command fixes it; after the sign-in
+/// it goes out; a token the server stops taking gets one refresh and the wave carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_signs_in_with_xoauth2_and_a_wave_waits_for_the_grant_instead_of_failing() {
+    use crate::waves::{campaign, contact, schedule, static_list, wait_state, wave};
+    let (state, url) = idp().await;
+    state.lock().unwrap().user = Some("news".into());
+    let sink = crate::helpers::SmtpSink::start(0).await;
+    let dv = Dovecot::start_oauth_submission(&format!("{url}/introspect"), sink.port);
+    let toml = format!(
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\nuser = \"news\"\nauth = \"oauth2\"\npool_size = 1\n\n\
+         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\n\n\
+         [waves]\npoll_interval_ms = 100\nthrottle_backoff_secs = 1\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
+         [alerts]\nenabled = false\n",
+        dv.submission_port.unwrap()
+    );
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &toml).await;
+    let s = app.store.clone();
+    let (owner, camp) = campaign(&s).await;
+    let mut members = Vec::new();
+    for i in 0..6 {
+        members.push(contact(&s, owner, None, Some(&format!("relay{i}@client.example")), |_| {}).await);
+    }
+    let list = static_list(&s, owner, &members).await;
+    let w = wave(&s, owner, camp, &[list], "OAuth relay").await;
+    inflow::waves::schedule(&s, &schedule(w, crate::helpers::now(), None), crate::helpers::now()).await.unwrap();
+
+    // No grant yet: the relay's row names the fix; nothing is failed, nothing sent.
+    let relay_reply = || async {
+        let r = s.db.clone().fetch_optional("SELECT last_reply FROM smtp_relay", vec![]).await.unwrap();
+        r.and_then(|r| r.get::<Option<String>>("last_reply").unwrap()).unwrap_or_default()
+    };
+    poll_until("the relay says a sign-in is needed", || async {
+        relay_reply().await.contains("inflow oauth login smtp")
+    })
+    .await;
+    let st = s.wave_status(w).await.unwrap();
+    assert_eq!((st.sent, st.failed), (0, 0), "{st:?}");
+    assert!(sink.messages().is_empty());
+
+    // The operator signs the relay in; the stored access token then stops being taken by the
+    // server (revoked early): one refresh, one retry, and the wave goes out.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n{toml}", app.db_url())).unwrap();
+    state.lock().unwrap().first_access_dead = true;
+    let (code, out, err) = run_inflow(&cfg, &["oauth", "login", "smtp"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let done = wait_state(&s, w, "completed").await;
+    assert_eq!((done.sent, done.failed), (6, 0), "{done:?}");
+    let msgs = sink.wait_for(6).await;
+    let mut rcpts: Vec<String> = msgs.iter().map(|(r, _)| r.trim().to_string()).collect();
+    rcpts.sort();
+    rcpts.dedup();
+    assert_eq!(rcpts.len(), 6, "each recipient exactly once: {rcpts:?}");
+    assert_eq!(state.lock().unwrap().refreshes, 1, "the refused token was refreshed once");
+
+    // A dead grant: system mail fails transiently with the command that fixes it.
+    {
+        let mut idp = state.lock().unwrap();
+        idp.refresh = None;
+        idp.access.clear();
+    }
+    let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
+    let mailer = inflow::alerts::Mailer::from_config(&appcfg.smtp, &s).unwrap().unwrap();
+    match mailer.send("oleg@acme.ru", "1 overdue activity", "body".into()).await {
+        Err(inflow::alerts::SendError::Transient(e)) => assert!(e.contains("inflow oauth login smtp"), "{e}"),
+        other => panic!("a dead relay grant is a transient failure naming the fix: {other:?}"),
+    }
+    app.stop().await;
+    sink.stop().await;
 }

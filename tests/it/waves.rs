@@ -22,7 +22,7 @@ async fn count(store: &Store, sql: &str, args: Vec<inflow::store::Value>) -> i64
 }
 
 /// A launched campaign with `expectedresponse` 10 % and its owner.
-async fn campaign(s: &Store) -> (Uuid, Uuid) {
+pub(crate) async fn campaign(s: &Store) -> (Uuid, Uuid) {
     let owner = add_user(
         s,
         "Марина",
@@ -45,7 +45,7 @@ async fn campaign(s: &Store) -> (Uuid, Uuid) {
     (owner, c.campaignid)
 }
 
-async fn contact(
+pub(crate) async fn contact(
     s: &Store,
     owner: Uuid,
     first: Option<&str>,
@@ -65,7 +65,7 @@ async fn contact(
     c.contactid
 }
 
-async fn static_list(s: &Store, owner: Uuid, members: &[Uuid]) -> Uuid {
+pub(crate) async fn static_list(s: &Store, owner: Uuid, members: &[Uuid]) -> Uuid {
     let l = MarketingList {
         listid: Uuid::new_v4(),
         listname: format!("static {}", Uuid::new_v4().simple()),
@@ -79,7 +79,7 @@ async fn static_list(s: &Store, owner: Uuid, members: &[Uuid]) -> Uuid {
 }
 
 /// An e-mail campaign activity targeting `lists` (linked to the campaign as well).
-async fn wave(s: &Store, owner: Uuid, campaign: Uuid, lists: &[Uuid], subject: &str) -> Uuid {
+pub(crate) async fn wave(s: &Store, owner: Uuid, campaign: Uuid, lists: &[Uuid], subject: &str) -> Uuid {
     let w = CampaignActivity {
         activityid: Uuid::new_v4(),
         regardingobjectid: campaign,
@@ -96,7 +96,7 @@ async fn wave(s: &Store, owner: Uuid, campaign: Uuid, lists: &[Uuid], subject: &
     w.activityid
 }
 
-fn schedule(wave: Uuid, start: DateTime<Utc>, rate: Option<u32>) -> WaveSchedule {
+pub(crate) fn schedule(wave: Uuid, start: DateTime<Utc>, rate: Option<u32>) -> WaveSchedule {
     WaveSchedule {
         activity_id: wave,
         start_at: start,
@@ -145,7 +145,7 @@ fn parse(rcpt: &str, raw: &str) -> Parsed {
     }
 }
 
-async fn wait_state(s: &Store, wave: Uuid, state: &str) -> inflow::store::waves::WaveStatus {
+pub(crate) async fn wait_state(s: &Store, wave: Uuid, state: &str) -> inflow::store::waves::WaveStatus {
     poll_until(&format!("wave {state}"), || {
         let s = s.clone();
         async move { s.wave_status(wave).await.unwrap().wave.state.as_str() == state }
@@ -628,7 +628,7 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
     let rt = inflow::waves::WaveRuntime::new(
         s.clone(),
-        inflow::waves::Relay::from_config(&appcfg.smtp).unwrap().unwrap(),
+        inflow::waves::Relay::from_config(&appcfg.smtp, &s).unwrap().unwrap(),
         inflow::waves::WaveSettings::from_config(&appcfg).unwrap(),
         "test",
         inflow::waves::link_signer(&appcfg, &s).await.unwrap(),

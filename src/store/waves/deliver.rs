@@ -378,4 +378,16 @@ impl Store {
         tx.commit().await?;
         Ok(n)
     }
+
+    /// Lets the relays try again at once (a new sign-in of the relay: the back-off its refused
+    /// sign-ins built up no longer applies). The last reply stays for the record.
+    pub async fn clear_relay_backoff(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.db
+            .clone()
+            .execute(
+                "UPDATE smtp_relay SET throttled_until = 0, throttle_streak = 0, updated_at = $1 WHERE throttled_until > 0",
+                vec![now.into()],
+            )
+            .await
+    }
 }

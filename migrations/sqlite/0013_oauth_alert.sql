@@ -1,0 +1,2 @@
+-- SQLite part of migration 0013: nothing differs.
+SELECT 1;
