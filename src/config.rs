@@ -251,6 +251,29 @@ pub enum OAuthProvider {
     Generic,
 }
 
+/// How inflow gets its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrantType {
+    /// A person signs in once (`inflow oauth login`); refresh tokens keep it going.
+    #[default]
+    Delegated,
+    /// App-only (Microsoft's client-credentials grant for a service principal with mailbox
+    /// access): the client secret gets a token, nobody signs in.
+    ClientCredentials,
+}
+
+/// The SASL mechanism that carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaslMechanism {
+    /// Google's and Microsoft's XOAUTH2 (Microsoft offers only this one).
+    #[default]
+    Xoauth2,
+    /// RFC 7628 OAUTHBEARER (Gmail, Dovecot, and other standard servers).
+    Oauthbearer,
+}
+
 /// `[mailboxes.oauth]`: the OAuth 2.0 client inflow signs in as.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -271,6 +294,10 @@ pub struct OAuthConfig {
     pub device_url: Option<String>,
     /// Empty: the provider's defaults for IMAP and SMTP (see `oauth::endpoints`).
     pub scopes: Vec<String>,
+    /// `delegated` (default: a person signs in once) or `client_credentials` (app-only).
+    pub grant: OAuthGrantType,
+    /// `xoauth2` (default) or `oauthbearer`.
+    pub mechanism: SaslMechanism,
 }
 
 /// How to reach an IMAP or SMTP server.
@@ -1623,6 +1650,18 @@ fn check_oauth(
             if o.client_id.trim().is_empty() {
                 bad(p("oauth.client_id"), "is required (the app registration's client id)".into());
             }
+            if o.grant == OAuthGrantType::ClientCredentials {
+                if o.client_secret_file.is_none() {
+                    bad(
+                        p("oauth.client_secret_file"),
+                        "grant = \"client_credentials\" signs in with the app's secret: name the file that holds it"
+                            .into(),
+                    );
+                }
+                if o.provider == OAuthProvider::Google {
+                    bad(p("oauth.grant"), "Google has no client-credentials grant for mail: use the delegated sign-in (inflow oauth login NAME)".into());
+                }
+            }
             if let Err(e) = crate::oauth::endpoints(o) {
                 bad(p("oauth"), e);
             }
@@ -1678,7 +1717,7 @@ mod tests {
         let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["smtp.password", "smtp.user", "smtp.oauth"], "{err}");
         let ok = load(&format!("{relay}user = \"crm@acme.ru\"\n\n[smtp.oauth]\nclient_id = \"c\"\n")).unwrap();
-        assert_eq!(crate::oauth::accounts(&ok), ["smtp"]);
+        assert_eq!(crate::oauth::accounts(&ok), [crate::oauth::Account { name: "smtp".into(), app_only: false }]);
         let oauth_without_auth = load("[smtp]\nhost = \"h\"\nfrom = \"a@b.ru\"\n\n[smtp.oauth]\nclient_id = \"c\"\n");
         assert_eq!(oauth_without_auth.unwrap_err().problems[0].path, "smtp.oauth");
     }

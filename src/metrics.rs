@@ -103,10 +103,10 @@ pub async fn scrape(State(s): State<AppState>) -> Response {
                 }
             }
             let accounts = s.config.as_deref().map(crate::oauth::accounts).unwrap_or_default();
-            if let Ok(trouble) = s.store.oauth_trouble(&accounts).await {
+            if let Ok(trouble) = crate::oauth::trouble(&s.store, &accounts).await {
                 for a in accounts {
                     let up = !trouble.iter().any(|(t, _)| *t == a);
-                    metrics::gauge!("inflow_oauth_grant_up", "account" => a).set(if up { 1.0 } else { 0.0 });
+                    metrics::gauge!("inflow_oauth_grant_up", "account" => a.name).set(if up { 1.0 } else { 0.0 });
                 }
             }
             metrics::gauge!("inflow_database_up").set(1.0);

@@ -10,8 +10,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use crate::config::{MailAuth, OAuthConfig, SmtpConfig, TlsMode};
-use crate::oauth::{OAuthError, RELAY_ACCOUNT, Tokens};
+use crate::config::{MailAuth, OAuthConfig, SaslMechanism, SmtpConfig, TlsMode};
+use crate::oauth::{RELAY_ACCOUNT, Tokens};
 use crate::store::Store;
 
 /// Why no session could be opened.
@@ -145,7 +145,7 @@ impl Relay {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|e| format!("{at}: AUTH: {e}"))?;
         }
         if let Some(o) = &self.oauth {
-            if let Err(e) = o.authenticate(&mut conn, &at).await {
+            if let Err(e) = o.authenticate(&mut conn, &self.host, self.port, &at).await {
                 let _ = conn.quit().await;
                 return Err(e);
             }
@@ -157,7 +157,13 @@ impl Relay {
 impl RelayOAuth {
     /// AUTH XOAUTH2 with the stored token; a refusal gets one refresh and one retry on the
     /// same session (a token revoked before its expiry), a second refusal is the answer.
-    async fn authenticate(&self, conn: &mut AsyncSmtpConnection, at: &str) -> Result<(), ConnectError> {
+    async fn authenticate(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        host: &str,
+        port: u16,
+        at: &str,
+    ) -> Result<(), ConnectError> {
         let tokens = self
             .tokens
             .get_or_try_init(|| Tokens::new(self.store.clone()))
@@ -167,15 +173,13 @@ impl RelayOAuth {
         for fresh in [false, true] {
             let token = match tokens.access_token(RELAY_ACCOUNT, &self.config, fresh).await {
                 Ok(t) => t,
-                Err(e @ (OAuthError::Expired { .. } | OAuthError::NoGrant(_) | OAuthError::Config(_))) => {
-                    return Err(ConnectError::Auth(e.to_string()));
-                }
+                Err(e) if e.needs_person() => return Err(ConnectError::Auth(e.to_string())),
                 Err(e) => return Err(ConnectError::Failed(e.to_string())),
             };
-            match xoauth2(conn, &self.user, &token).await {
+            match sasl(conn, self.config.mechanism, &self.user, host, port, &token).await {
                 Ok(()) => return Ok(()),
                 Err(Refusal::Refused(text)) => refused = text,
-                Err(Refusal::Broken(text)) => return Err(ConnectError::Failed(format!("{at}: AUTH XOAUTH2: {text}"))),
+                Err(Refusal::Broken(text)) => return Err(ConnectError::Failed(format!("{at}: AUTH: {text}"))),
             }
         }
         Err(ConnectError::Auth(format!(
@@ -202,12 +206,21 @@ impl std::fmt::Display for Line {
     }
 }
 
-/// `AUTH XOAUTH2` by hand: on a bad token the server answers 334 with an error JSON and waits
-/// for an empty line before its 535 (Google's and Microsoft's protocol). lettre's mechanism
-/// gives up at the 334 and leaves the session mid-exchange, so a retry could not follow.
-async fn xoauth2(conn: &mut AsyncSmtpConnection, user: &str, token: &str) -> Result<(), Refusal> {
+/// `AUTH XOAUTH2` / `AUTH OAUTHBEARER` by hand: on a bad token the server answers 334 with an
+/// error JSON and waits for the mechanism's abort answer before its 535 (Google's and
+/// Microsoft's protocol, RFC 7628 §3.2.3). lettre's XOAUTH2 gives up at the 334 and leaves
+/// the session mid-exchange, so a retry could not follow.
+async fn sasl(
+    conn: &mut AsyncSmtpConnection,
+    m: SaslMechanism,
+    user: &str,
+    host: &str,
+    port: u16,
+    token: &str,
+) -> Result<(), Refusal> {
     use base64::Engine as _;
-    let initial = base64::engine::general_purpose::STANDARD.encode(crate::oauth::xoauth2(user, token));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (name, initial) = crate::oauth::sasl(m, user, host, port, token);
     let refused = |e: lettre::transport::smtp::Error| {
         if e.is_permanent() || e.is_transient() {
             Refusal::Refused(e.to_string())
@@ -215,16 +228,19 @@ async fn xoauth2(conn: &mut AsyncSmtpConnection, user: &str, token: &str) -> Res
             Refusal::Broken(e.to_string())
         }
     };
-    let r = conn.command(Line(format!("AUTH XOAUTH2 {initial}\r\n"))).await.map_err(refused)?;
+    let r = conn.command(Line(format!("AUTH {name} {}\r\n", b64.encode(initial)))).await.map_err(refused)?;
     if r.code().to_string() == "334" {
-        // The error challenge: an empty response ends the exchange with the real reply.
         let detail = r
             .message()
             .next()
-            .and_then(|m| base64::engine::general_purpose::STANDARD.decode(m.trim()).ok())
+            .and_then(|m| b64.decode(m.trim()).ok())
             .map(|j| String::from_utf8_lossy(&j).into_owned())
             .unwrap_or_default();
-        return match conn.command(Line("\r\n".into())).await {
+        let abort = match crate::oauth::sasl_abort(m) {
+            "" => String::new(),
+            a => b64.encode(a),
+        };
+        return match conn.command(Line(format!("{abort}\r\n"))).await {
             Ok(r) => Err(Refusal::Refused(format!("{} {detail}", r.code()))),
             Err(e) => Err(match refused(e) {
                 Refusal::Refused(t) => Refusal::Refused(format!("{t} {detail}")),

@@ -120,7 +120,7 @@ pub struct AlertsRuntime {
     /// R-LD-6: tell owners of the leads the daemon creates.
     pub new_lead_notice: bool,
     /// The OAuth accounts (issue 17) whose lost sign-in the operator is told about.
-    pub oauth_accounts: Vec<String>,
+    pub oauth_accounts: Vec<crate::oauth::Account>,
 }
 
 /// One alert a day per OAuth account that needs a sign-in.
@@ -173,26 +173,27 @@ impl AlertsRuntime {
     async fn sign_in_alerts(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let (Some(mailer), Some(to)) = (&self.mailer, &self.escalation.fallback) else { return Ok(0) };
         let mut sent = 0;
-        for (account, why) in self.store.oauth_trouble(&self.oauth_accounts).await? {
+        for (a, why) in crate::oauth::trouble(&self.store, &self.oauth_accounts).await? {
+            let (account, fix) = (a.name.as_str(), a.fix());
             if account == crate::oauth::RELAY_ACCOUNT {
                 continue;
             }
-            if !self.store.claim_oauth_alert(&account, now, OAUTH_ALERT_EVERY).await? {
+            if !self.store.claim_oauth_alert(account, now, OAUTH_ALERT_EVERY).await? {
                 continue;
             }
             let subject = format!("inflow: mailbox '{account}' needs a new sign-in");
             let body = format!(
                 "inflow cannot sign in to the mailbox '{account}': {why}.\n\n\
-                 Nothing is fetched from it until someone signs in again; its mail stays on the server \
-                 and is read after the sign-in. On the server, run:\n\n    inflow oauth login {account}\n\n\
-                 (add --browser for the sign-in in a web browser). `inflow oauth status` shows every grant.\n\n\
-                 This alert repeats once a day while the sign-in is missing.\n-- \ninflow\n"
+                 Nothing is fetched from it until this is fixed; its mail stays on the server \
+                 and is read afterwards. To fix it, on the server:\n\n    {fix}\n\n\
+                 (`inflow oauth login` takes --browser for the sign-in in a web browser; `inflow oauth status` \
+                 shows every grant.)\n\nThis alert repeats once a day until then.\n-- \ninflow\n"
             );
             match mailer.send(to, &subject, body).await {
                 Ok(()) => sent += 1,
                 Err(e) => {
                     tracing::warn!(account, error = %e, "could not send the sign-in alert; the next scan tries again");
-                    self.store.unclaim_oauth_alert(&account, now).await?;
+                    self.store.unclaim_oauth_alert(account, now).await?;
                 }
             }
         }

@@ -793,7 +793,12 @@ async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
                 let _ = std::io::stdout().flush();
             };
             let offers_device = crate::oauth::endpoints(o).map_err(|e| anyhow::anyhow!(e))?.device_url.is_some();
-            if device || (offers_device && !browser) {
+            if o.grant == crate::config::OAuthGrantType::ClientCredentials {
+                // Nobody signs in: ask for a token now, to show the secret and permissions work.
+                tokens.access_token(&mailbox, o, true).await?;
+                println!("'{mailbox}' is app-only (client credentials): a token was issued; nobody needs to sign in");
+                return Ok(());
+            } else if device || (offers_device && !browser) {
                 tokens.device_login(&mailbox, o, say).await?;
             } else {
                 tokens.browser_login(&mailbox, o, port, crate::oauth::paste_lines(), say).await?;

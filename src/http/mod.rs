@@ -163,13 +163,13 @@ async fn healthz(State(s): State<AppState>) -> Response {
     }
     let accounts = s.config.as_deref().map(crate::oauth::accounts).unwrap_or_default();
     // The database's own trouble is /readyz's to report.
-    let trouble = s.store.oauth_trouble(&accounts).await.unwrap_or_default();
+    let trouble = crate::oauth::trouble(&s.store, &accounts).await.unwrap_or_default();
     if trouble.is_empty() {
         return Json(json!({"status": "ok"})).into_response();
     }
     let auth_expired: Vec<_> = trouble
         .iter()
-        .map(|(account, why)| json!({"account": account, "state": "auth_expired", "detail": why, "fix": format!("inflow oauth login {account}")}))
+        .map(|(a, why)| json!({"account": a.name, "state": "auth_expired", "detail": why, "fix": a.fix()}))
         .collect();
     Json(json!({"status": "degraded", "auth_expired": auth_expired})).into_response()
 }

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::Session;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -128,16 +128,17 @@ impl Trouble {
     }
 }
 
-/// XOAUTH2: the initial response to the server's empty challenge; an empty answer to the
-/// error challenge a refusing server sends, so it ends with NO.
-struct XOAuth2 {
-    response: Option<String>,
+/// XOAUTH2 or OAUTHBEARER: the initial response to the server's empty challenge; to the
+/// error challenge a refusing server sends, the mechanism's abort answer, so it ends with NO.
+struct Sasl {
+    initial: Option<String>,
+    abort: &'static str,
 }
 
-impl async_imap::Authenticator for XOAuth2 {
+impl async_imap::Authenticator for Sasl {
     type Response = String;
     fn process(&mut self, _challenge: &[u8]) -> String {
-        self.response.take().unwrap_or_default()
+        self.initial.take().unwrap_or_else(|| self.abort.to_string())
     }
 }
 
@@ -467,7 +468,8 @@ impl MailboxRuntime {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(mailbox = %self.cfg.name, host = %self.cfg.host))]
-    async fn connect(&self) -> Result<Session<Conn>, Trouble> {
+    /// A signed-in session, and for an OAuth sign-in the time its token stops being good.
+    async fn connect(&self) -> Result<(Session<Conn>, Option<DateTime<Utc>>), Trouble> {
         let c = &self.cfg;
         let tcp =
             match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((c.host.as_str(), c.port))).await {
@@ -511,7 +513,7 @@ impl MailboxRuntime {
         let password = c.password.clone().unwrap_or_default();
         match tokio::time::timeout(IO_TIMEOUT, client.login(&c.user, &password)).await {
             Err(_) => Err(Trouble::Lost("login: no answer".into())),
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => Ok((s, None)),
             Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => {
                 Err(Trouble::Credentials(m.trim().to_string()))
             }
@@ -525,7 +527,7 @@ impl MailboxRuntime {
         &self,
         client: async_imap::Client<Conn>,
         o: &crate::config::OAuthConfig,
-    ) -> Result<Session<Conn>, Trouble> {
+    ) -> Result<(Session<Conn>, Option<DateTime<Utc>>), Trouble> {
         use crate::oauth::{OAuthError, Tokens};
         let c = &self.cfg;
         let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
@@ -534,25 +536,24 @@ impl MailboxRuntime {
             .get_or_try_init(|| Tokens::new(self.store.clone()))
             .await
             .map_err(|e| Trouble::Store(e.to_string()))?;
-        let token = match tokens.access_token(&c.name, o, fresh).await {
+        let (token, until) = match tokens.access_token_until(&c.name, o, fresh).await {
             Ok(t) => t,
-            Err(e @ (OAuthError::Expired { .. } | OAuthError::NoGrant(_) | OAuthError::Config(_))) => {
-                return Err(Trouble::AuthExpired(e.to_string()));
-            }
+            Err(e) if e.needs_person() => return Err(Trouble::AuthExpired(e.to_string())),
             Err(OAuthError::Store(e)) => return Err(Trouble::Store(e)),
-            Err(e @ OAuthError::Unavailable(_)) => return Err(Trouble::Unreachable(e.to_string())),
+            Err(e) => return Err(Trouble::Unreachable(e.to_string())),
         };
-        let auth = XOAuth2 { response: Some(crate::oauth::xoauth2(&c.user, &token)) };
-        match tokio::time::timeout(IO_TIMEOUT, client.authenticate("XOAUTH2", auth)).await {
+        let (mechanism, initial) = crate::oauth::sasl(o.mechanism, &c.user, &c.host, c.port, &token);
+        let auth = Sasl { initial: Some(initial), abort: crate::oauth::sasl_abort(o.mechanism) };
+        match tokio::time::timeout(IO_TIMEOUT, client.authenticate(mechanism, auth)).await {
             Err(_) => Err(Trouble::Lost("AUTHENTICATE: no answer".into())),
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => Ok((s, Some(until))),
             Ok(Err((async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m), _))) => {
                 if fresh {
-                    Err(Trouble::Credentials(format!("XOAUTH2 refused with a fresh token: {}", m.trim())))
+                    Err(Trouble::Credentials(format!("{mechanism} refused with a fresh token: {}", m.trim())))
                 } else {
                     // The token may have been revoked early: refresh before the next attempt.
                     self.oauth_refused.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Err(Trouble::Lost(format!("XOAUTH2 refused ({}): refreshing the token", m.trim())))
+                    Err(Trouble::Lost(format!("{mechanism} refused ({}): refreshing the token", m.trim())))
                 }
             }
             Ok(Err((e, _))) => Err(lost(format!("AUTHENTICATE: {e}"))),
@@ -566,7 +567,7 @@ impl MailboxRuntime {
         connected: &mut bool,
     ) -> Result<(), Trouble> {
         let policy = self.policy().await?;
-        let mut s = self.connect().await?;
+        let (mut s, token_until) = self.connect().await?;
         let caps = io("CAPABILITY", s.capabilities()).await?;
         let has_idle = caps.has_str("IDLE");
         let has_move = caps.has_str("MOVE");
@@ -611,6 +612,13 @@ impl MailboxRuntime {
         let wait_max = Duration::from_secs(c.poll_interval_secs.min(c.lease_secs / 3).max(1)).min(IDLE_MAX);
         loop {
             if token.is_cancelled() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
+                return Ok(());
+            }
+            // Servers may keep a session whose token has expired, or may not (Gmail): sign in
+            // again with a fresh one before it dies rather than find out mid-batch.
+            if token_until.is_some_and(|t| t <= Utc::now()) {
+                tracing::info!(mailbox = %c.name, "the access token is about to expire: reconnecting with a fresh one");
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
                 return Ok(());
             }
@@ -685,7 +693,12 @@ impl MailboxRuntime {
                     )
                     .await;
             }
-            // Wait for new mail: IDLE where offered, else sleep until the next poll.
+            // Wait for new mail: IDLE where offered, else sleep until the next poll; never past
+            // the token's end.
+            let wait_max = match token_until {
+                Some(t) => wait_max.min((t - Utc::now()).to_std().unwrap_or_default().max(Duration::from_millis(100))),
+                None => wait_max,
+            };
             if c.idle && has_idle {
                 let mut idle = s.idle();
                 io("IDLE", idle.init()).await?;

@@ -15,23 +15,64 @@ use oauth2::{
     RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
 };
 
-use crate::config::{OAuthConfig, OAuthProvider};
+use crate::config::{OAuthConfig, OAuthGrantType, OAuthProvider, SaslMechanism};
 use crate::store::{OAuthGrant, Store};
 use seal::Sealer;
 
 /// The account name of the `[smtp]` relay's grant (`inflow oauth login smtp`).
 pub const RELAY_ACCOUNT: &str = "smtp";
 
-/// The accounts that sign in with OAuth: every enabled `auth = "oauth2"` mailbox by name,
-/// and `smtp` when the relay does.
-pub fn accounts(cfg: &crate::config::Config) -> Vec<String> {
+/// An account that signs in with OAuth: an enabled `auth = "oauth2"` mailbox, by name, or
+/// `smtp` for the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// App-only (client credentials): nobody signs in; the app's secret is the credential.
+    pub app_only: bool,
+}
+
+impl Account {
+    /// What the operator does when the account cannot sign in.
+    pub fn fix(&self) -> String {
+        if self.app_only {
+            format!("put a valid client secret for '{}' in its client_secret_file and restart inflow", self.name)
+        } else {
+            format!("inflow oauth login {}", self.name)
+        }
+    }
+}
+
+pub fn accounts(cfg: &crate::config::Config) -> Vec<Account> {
     use crate::config::MailAuth;
-    let mut out: Vec<String> =
-        cfg.mailboxes.iter().filter(|m| m.enabled && m.auth == MailAuth::Oauth2).map(|m| m.name.clone()).collect();
+    let app_only = |o: &Option<OAuthConfig>| o.as_ref().is_some_and(|o| o.grant == OAuthGrantType::ClientCredentials);
+    let mut out: Vec<Account> = cfg
+        .mailboxes
+        .iter()
+        .filter(|m| m.enabled && m.auth == MailAuth::Oauth2)
+        .map(|m| Account { name: m.name.clone(), app_only: app_only(&m.oauth) })
+        .collect();
     if cfg.smtp.host.is_some() && cfg.smtp.auth == MailAuth::Oauth2 {
-        out.push(RELAY_ACCOUNT.to_string());
+        out.push(Account { name: RELAY_ACCOUNT.to_string(), app_only: app_only(&cfg.smtp.oauth) });
     }
     out
+}
+
+/// Of `accounts`, those that cannot sign in now, with why: a person never signed in, or the
+/// provider said the grant (or the app's secret) is dead. An app-only account without a row
+/// has simply not asked for its first token yet.
+pub async fn trouble(store: &Store, accounts: &[Account]) -> Result<Vec<(Account, String)>, crate::store::StoreError> {
+    if accounts.is_empty() {
+        return Ok(vec![]);
+    }
+    let grants = store.oauth_grants().await?;
+    Ok(accounts
+        .iter()
+        .filter_map(|a| match grants.iter().find(|g| g.account == a.name) {
+            None if a.app_only => None,
+            None => Some((a.clone(), "never signed in".to_string())),
+            Some(g) => g.last_error.clone().map(|e| (a.clone(), e)),
+        })
+        .collect())
 }
 
 /// Where a provider's endpoints are and what to ask for.
@@ -58,11 +99,16 @@ pub fn endpoints(c: &OAuthConfig) -> Result<Endpoints, String> {
                 Some(format!("{base}/authorize")),
                 Some(format!("{base}/token")),
                 Some(format!("{base}/devicecode")),
-                vec![
-                    "https://outlook.office.com/IMAP.AccessAsUser.All",
-                    "https://outlook.office.com/SMTP.Send",
-                    "offline_access",
-                ],
+                match c.grant {
+                    // App-only: the app's permissions as granted by the admin (IMAP.AccessAsApp,
+                    // SMTP.SendAsApp), asked for as one resource.
+                    OAuthGrantType::ClientCredentials => vec!["https://outlook.office365.com/.default"],
+                    OAuthGrantType::Delegated => vec![
+                        "https://outlook.office.com/IMAP.AccessAsUser.All",
+                        "https://outlook.office.com/SMTP.Send",
+                        "offline_access",
+                    ],
+                },
             )
         }
         // Google's device flow does not allow the Gmail scope.
@@ -95,6 +141,28 @@ pub fn xoauth2(user: &str, token: &str) -> String {
     format!("user={user}\x01auth=Bearer {token}\x01\x01")
 }
 
+/// The SASL mechanism's name and initial response for `user` at `host:port`: XOAUTH2, or
+/// RFC 7628 OAUTHBEARER (a GS2 header naming the user, then host, port and the token).
+pub fn sasl(m: SaslMechanism, user: &str, host: &str, port: u16, token: &str) -> (&'static str, String) {
+    match m {
+        SaslMechanism::Xoauth2 => ("XOAUTH2", xoauth2(user, token)),
+        SaslMechanism::Oauthbearer => {
+            // RFC 5801 §4: ',' and '=' in the authzid are escaped.
+            let user = user.replace('=', "=3D").replace(',', "=2C");
+            ("OAUTHBEARER", format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"))
+        }
+    }
+}
+
+/// What a client answers to the server's error challenge so that it ends the exchange with
+/// its refusal: nothing for XOAUTH2, a lone %x01 for OAUTHBEARER (RFC 7628 §3.2.3).
+pub fn sasl_abort(m: SaslMechanism) -> &'static str {
+    match m {
+        SaslMechanism::Xoauth2 => "",
+        SaslMechanism::Oauthbearer => "\x01",
+    }
+}
+
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -105,6 +173,12 @@ pub enum OAuthError {
         "the OAuth grant for '{account}' no longer works ({why}): sign in again with `inflow oauth login {account}`"
     )]
     Expired { account: String, why: String },
+    /// An app-only account's secret or permissions were refused: the operator must act.
+    #[error(
+        "the app-only sign-in of '{account}' was refused ({why}): check the app's client secret (client_secret_file) \
+         and its mailbox permissions, then restart inflow"
+    )]
+    AppRefused { account: String, why: String },
     /// The provider or the network failed for now: try again later.
     #[error("token endpoint: {0}")]
     Unavailable(String),
@@ -112,6 +186,16 @@ pub enum OAuthError {
     Config(String),
     #[error("store: {0}")]
     Store(String),
+}
+
+impl OAuthError {
+    /// Only a person can fix it (sign in, a new secret, the configuration): waiting will not.
+    pub fn needs_person(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::NoGrant(_) | OAuthError::Expired { .. } | OAuthError::AppRefused { .. } | OAuthError::Config(_)
+        )
+    }
 }
 
 fn http() -> Result<oauth2::reqwest::Client, OAuthError> {
@@ -182,7 +266,22 @@ impl Tokens {
     /// A valid access token for `account`: the stored one while it has more than five minutes
     /// left (and `fresh` is false), else a refreshed one.
     pub async fn access_token(&self, account: &str, c: &OAuthConfig, fresh: bool) -> Result<String, OAuthError> {
+        self.access_token_until(account, c, fresh).await.map(|(t, _)| t)
+    }
+
+    /// [`Tokens::access_token`] with the time to stop using it: its expiry less the margin
+    /// (a session that outlives its token — a long IDLE — reconnects with a fresh one then).
+    pub async fn access_token_until(
+        &self,
+        account: &str,
+        c: &OAuthConfig,
+        fresh: bool,
+    ) -> Result<(String, DateTime<Utc>), OAuthError> {
         let now = Utc::now();
+        let ahead = |(t, exp): (String, DateTime<Utc>)| (t, exp - Duration::seconds(AHEAD));
+        if c.grant == OAuthGrantType::ClientCredentials {
+            return self.app_token(account, c, fresh, now).await.map(ahead);
+        }
         let g = self
             .store
             .oauth_grant(account)
@@ -197,9 +296,9 @@ impl Tokens {
             && exp - Duration::seconds(AHEAD) > now
             && let Some(t) = self.sealer.open(account, t)
         {
-            return Ok(t);
+            return Ok(ahead((t, exp)));
         }
-        self.refresh(account, c, &g, now).await
+        self.refresh(account, c, &g, now).await.map(ahead)
     }
 
     async fn refresh(
@@ -208,7 +307,7 @@ impl Tokens {
         c: &OAuthConfig,
         g: &OAuthGrant,
         now: DateTime<Utc>,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<(String, DateTime<Utc>), OAuthError> {
         let e = endpoints(c).map_err(OAuthError::Config)?;
         let refresh = self.sealer.open(account, &g.refresh_token).ok_or_else(|| OAuthError::Expired {
             account: account.into(),
@@ -248,7 +347,69 @@ impl Tokens {
         if !saved {
             tracing::info!(account, "the OAuth grant changed while refreshing (a new sign-in): using the new token");
         }
-        Ok(access)
+        Ok((access, expires))
+    }
+
+    /// App-only (client credentials): the stored token while it lasts, else a new one for the
+    /// app's secret. The outcome is kept in the account's grant row like a person's: a secret
+    /// refused (expired — Entra secrets last at most two years —, wrong, or the app not
+    /// allowed) is `last_error`, which /healthz and the daily alert report; unlike a dead
+    /// refresh token it is tried again at each connection, since the fix is a new secret file.
+    async fn app_token(
+        &self,
+        account: &str,
+        c: &OAuthConfig,
+        fresh: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(String, DateTime<Utc>), OAuthError> {
+        let store = |e: crate::store::StoreError| OAuthError::Store(e.to_string());
+        let g = self.store.oauth_grant(account).await.map_err(store)?;
+        if !fresh
+            && let Some(g) = &g
+            && g.last_error.is_none()
+            && let (Some(t), Some(exp)) = (&g.access_token, g.access_expires_at)
+            && exp - Duration::seconds(AHEAD) > now
+            && let Some(t) = self.sealer.open(account, t)
+        {
+            return Ok((t, exp));
+        }
+        let e = endpoints(c).map_err(OAuthError::Config)?;
+        let answer = client(c, e.token_url)?
+            .exchange_client_credentials()
+            .add_scopes(e.scopes.iter().cloned().map(Scope::new))
+            .request_async(&http()?)
+            .await;
+        let mut row = OAuthGrant {
+            account: account.into(),
+            provider: format!("{:?}", c.provider).to_lowercase(),
+            scopes: e.scopes.join(" "),
+            // No refresh token in this grant: the secret is the long-lived credential.
+            refresh_token: String::new(),
+            access_token: None,
+            access_expires_at: None,
+            created_at: g.as_ref().map_or(now, |g| g.created_at),
+            last_refresh_at: Some(now),
+            last_error: None,
+        };
+        match answer {
+            Ok(t) => {
+                let expires = expiry(now, &t);
+                row.access_token = Some(self.sealer.seal(account, t.access_token().secret()));
+                row.access_expires_at = Some(expires);
+                self.store.save_oauth_grant(&row).await.map_err(store)?;
+                Ok((t.access_token().secret().clone(), expires))
+            }
+            Err(err) => {
+                let (_, why) = describe(&err);
+                if let RequestTokenError::ServerResponse(_) = err {
+                    // The provider said no: the operator must act (new secret, consent).
+                    row.last_error = Some(why.clone());
+                    self.store.save_oauth_grant(&row).await.map_err(store)?;
+                    return Err(OAuthError::AppRefused { account: account.into(), why });
+                }
+                Err(OAuthError::Unavailable(why))
+            }
+        }
     }
 
     /// RFC 8628 sign-in: asks for a device code, tells the person what to open and type

@@ -129,22 +129,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Of the configured OAuth `accounts`, those that need a sign-in, with why: no grant yet,
-    /// or a grant whose provider answered that it is dead (`last_error`).
-    pub async fn oauth_trouble(&self, accounts: &[String]) -> Result<Vec<(String, String)>> {
-        if accounts.is_empty() {
-            return Ok(vec![]);
-        }
-        let grants = self.oauth_grants().await?;
-        Ok(accounts
-            .iter()
-            .filter_map(|a| match grants.iter().find(|g| &g.account == a) {
-                None => Some((a.clone(), "never signed in".to_string())),
-                Some(g) => g.last_error.clone().map(|e| (a.clone(), e)),
-            })
-            .collect())
-    }
-
     /// Claims the day's alert about `account` (none in the last `every`): true for the one
     /// caller that may send it. `unclaim_oauth_alert` gives it back if the send fails.
     pub async fn claim_oauth_alert(&self, account: &str, now: DateTime<Utc>, every: chrono::Duration) -> Result<bool> {

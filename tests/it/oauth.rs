@@ -29,6 +29,9 @@ struct Idp {
     user: Option<String>,
     /// The sign-in's first access token is already dead at the server (revoked early).
     first_access_dead: bool,
+    /// The app's secret no longer works (app-only sign-in), and how often it was refused.
+    secret_expired: bool,
+    refused_secrets: u32,
 }
 
 type Shared = Arc<Mutex<Idp>>;
@@ -64,6 +67,23 @@ async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value
                 idp.access.clear();
             }
             (StatusCode::OK, Json(t))
+        }
+        "client_credentials" if get("client_secret") == "app-secret" && !idp.secret_expired => {
+            assert_eq!(get("scope"), "imap");
+            let mut t = issue(&mut idp);
+            t.as_object_mut().unwrap().remove("refresh_token");
+            // Good for 3 s past inflow's 5-minute margin: the session must sign in again soon.
+            t["expires_in"] = json!(303);
+            (StatusCode::OK, Json(t))
+        }
+        "client_credentials" => {
+            idp.refused_secrets += 1;
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(
+                    json!({"error": "invalid_client", "error_description": "AADSTS7000222: the provided client secret keys are expired"}),
+                ),
+            )
         }
         // RFC 7636 §4.6: the verifier must hash to the challenge sent with the authorization.
         "authorization_code" if get("code") == "code-1" => {
@@ -325,12 +345,12 @@ async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_addr
     app.stop().await;
 }
 
-/// The `[smtp]` relay signs in with XOAUTH2 (Dovecot's submission server checks the token
+/// The `[smtp]` relay signs in with OAUTHBEARER (Dovecot's submission server checks the token
 /// with the same introspection as IMAP, then relays to an SMTP sink). Without a grant a wave
 /// waits — nobody fails — and the relay's row says which command fixes it; after the sign-in
 /// it goes out; a token the server stops taking gets one refresh and the wave carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_signs_in_with_xoauth2_and_a_wave_waits_for_the_grant_instead_of_failing() {
+async fn the_relay_signs_in_with_oauthbearer_and_a_wave_waits_for_the_grant_instead_of_failing() {
     use crate::waves::{campaign, contact, schedule, static_list, wait_state, wave};
     let (state, url) = idp().await;
     state.lock().unwrap().user = Some("news".into());
@@ -339,7 +359,7 @@ async fn the_relay_signs_in_with_xoauth2_and_a_wave_waits_for_the_grant_instead_
     let toml = format!(
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\nuser = \"news\"\nauth = \"oauth2\"\npool_size = 1\n\n\
-         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\n\n\
+         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\nmechanism = \"oauthbearer\"\n\n\
          [waves]\npoll_interval_ms = 100\nthrottle_backoff_secs = 1\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
          [alerts]\nenabled = false\n",
         dv.submission_port.unwrap()
@@ -399,4 +419,64 @@ async fn the_relay_signs_in_with_xoauth2_and_a_wave_waits_for_the_grant_instead_
     }
     app.stop().await;
     sink.stop().await;
+}
+
+/// Microsoft's app-only sign-in (client credentials): no person, no refresh token — the
+/// app's secret gets a token, here sent with OAUTHBEARER. An expired secret is said in
+/// words, the mailbox waits with nothing marked processed, and /healthz names the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_only_client_credentials_sign_in_over_oauthbearer_and_an_expired_secret_is_named() {
+    let (state, url) = idp().await;
+    let dv = Dovecot::start_oauth(&format!("{url}/introspect"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.secret"), "app-secret\n").unwrap();
+    let mailbox = format!(
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nclient_secret_file = \"{}/app.secret\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\ngrant = \"client_credentials\"\nmechanism = \"oauthbearer\"\n",
+        dv.port,
+        dir.path().display()
+    );
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &mailbox).await;
+    add_user(&app.store, "", "Sales", "sales@crm.example.com", None, None).await;
+    dv.append("sales", "INBOX", &[inquiry("<app-1@client.example>", "ivan@client.example", "Нужна цена")]).await;
+    poll_until("ingested with an app-only token", || async { dv.messages("sales", "Processed").await.len() == 1 })
+        .await;
+    let h: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    let g = app.store.oauth_grant("sales").await.unwrap().expect("the app's token is kept");
+    assert!(g.refresh_token.is_empty() && g.last_error.is_none());
+
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n{mailbox}", app.db_url())).unwrap();
+    let (code, out, err) = run_inflow(&cfg, &["oauth", "login", "sales"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("app-only"), "{out}");
+
+    // The secret expires and the server stops taking the old tokens. The session does not
+    // outlive its token: it signs in again before the token's end, and is refused.
+    {
+        let mut idp = state.lock().unwrap();
+        idp.secret_expired = true;
+        idp.access.clear();
+    }
+    poll_until("auth_expired naming the secret", || async {
+        app.store.mailbox_state("sales", "INBOX").await.unwrap().is_some_and(|s| {
+            s.state == "auth_expired"
+                && s.state_detail.as_deref().is_some_and(|d| d.contains("client secret keys are expired"))
+        })
+    })
+    .await;
+    let h: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(h["auth_expired"][0]["fix"].as_str().unwrap().contains("client_secret_file"), "{h}");
+    // New mail waits on the server while the secret is refused (two more refused attempts)…
+    dv.append("sales", "INBOX", &[inquiry("<app-2@client.example>", "ivan@client.example", "Ещё вопрос")]).await;
+    let refused = state.lock().unwrap().refused_secrets;
+    poll_until("two more refused attempts", || async { state.lock().unwrap().refused_secrets >= refused + 2 }).await;
+    assert_eq!(dv.messages("sales", "INBOX").await.len(), 1, "nothing is fetched or marked processed");
+    // …and is read once a working secret is in place (here: the provider takes it again).
+    state.lock().unwrap().secret_expired = false;
+    poll_until("read after the fix", || async { dv.messages("sales", "Processed").await.len() == 2 }).await;
+    let h: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    app.stop().await;
 }
