@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     };
     inflow::waves::schedule(&store, &sched, chrono::Utc::now()).await?;
 
-    let relay = inflow::waves::Relay::from_config(&cfg.smtp, &store)?.expect("smtp host set");
+    let relay = inflow::waves::Relay::from_config(&cfg, &store)?.expect("smtp host set");
     let signer = inflow::waves::link_signer(&cfg, &store).await?;
     let rt = std::sync::Arc::new(inflow::waves::WaveRuntime::new(
         store.clone(),

@@ -337,7 +337,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
     }
     // The unsubscribe links work whether or not this daemon sends waves.
     let signer = crate::waves::link_signer(&cfg, &store).await.context("cannot load the unsubscribe-link key")?;
-    let waves = match crate::waves::Relay::from_config(&cfg.smtp, &store)? {
+    let waves = match crate::waves::Relay::from_config(&cfg, &store)? {
         Some(relay) if cfg.waves.enabled => {
             let rt = Arc::new(crate::waves::WaveRuntime::new(
                 store.clone(),

@@ -30,6 +30,21 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub api: ApiConfig,
     pub console: ConsoleConfig,
+    pub oauth: OAuthSettings,
+}
+
+/// `[oauth]`: how OAuth tokens are kept (issue 17).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthSettings {
+    /// File holding the key that seals refresh and access tokens at rest (relative paths are
+    /// looked up in $CREDENTIALS_DIRECTORY: a systemd credential). Unset: a key generated
+    /// once and kept in the database, like the unsubscribe key. Changing it makes every
+    /// stored grant unreadable: sign in again.
+    pub key_file: Option<PathBuf>,
+    /// Read from `key_file`; never set in TOML.
+    #[serde(skip)]
+    pub key: Option<String>,
 }
 
 /// `[console]`: the web console for people (issue 19) at `/`, on the HTTP listener.
@@ -1379,6 +1394,7 @@ impl Config {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);
             g.hmac_secret = read("pbx.generic.hmac_secret_file".into(), &g.hmac_secret_file);
         }
+        self.oauth.key = read("oauth.key_file".into(), &self.oauth.key_file);
         if let Some(o) = self.smtp.oauth.as_mut() {
             o.client_secret = read("smtp.oauth.client_secret_file".into(), &o.client_secret_file);
         }

@@ -10,7 +10,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use crate::config::{MailAuth, OAuthConfig, SaslMechanism, SmtpConfig, TlsMode};
+use crate::config::{Config, MailAuth, OAuthConfig, SaslMechanism, TlsMode};
 use crate::oauth::{RELAY_ACCOUNT, Tokens};
 use crate::store::Store;
 
@@ -35,6 +35,8 @@ impl From<String> for ConnectError {
 /// The relay's OAuth sign-in: whose mailbox sends, the client, and the token source.
 struct RelayOAuth {
     user: String,
+    /// `[oauth] key_file`'s key (None: the database's own).
+    key: Option<String>,
     config: OAuthConfig,
     store: Store,
     tokens: tokio::sync::OnceCell<Tokens>,
@@ -70,12 +72,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// The relay of `[smtp]` (None when no host is set); `store` holds its OAuth grant.
-    pub fn from_config(c: &SmtpConfig, store: &Store) -> anyhow::Result<Option<Relay>> {
+    /// The relay of `[smtp]` (None when no host is set); `store` holds its OAuth grant, sealed
+    /// with `[oauth]`'s key.
+    pub fn from_config(cfg: &Config, store: &Store) -> anyhow::Result<Option<Relay>> {
+        let c = &cfg.smtp;
         let Some(host) = c.host.clone() else { return Ok(None) };
         let oauth = match (c.auth, &c.oauth) {
             (MailAuth::Oauth2, Some(o)) => Some(Arc::new(RelayOAuth {
                 user: c.user.clone().unwrap_or_default(),
+                key: cfg.oauth.key.clone(),
                 config: o.clone(),
                 store: store.clone(),
                 tokens: tokio::sync::OnceCell::new(),
@@ -166,7 +171,7 @@ impl RelayOAuth {
     ) -> Result<(), ConnectError> {
         let tokens = self
             .tokens
-            .get_or_try_init(|| Tokens::new(self.store.clone()))
+            .get_or_try_init(|| Tokens::new(self.store.clone(), self.key.as_deref()))
             .await
             .map_err(|e| ConnectError::Failed(e.to_string()))?;
         let mut refused = String::new();

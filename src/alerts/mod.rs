@@ -17,7 +17,7 @@ use lettre::message::header::ContentType;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{Config, SmtpConfig};
+use crate::config::Config;
 use crate::crm::EntityKind;
 use crate::crm::alerts::{
     DigestGroup, DigestLine, Escalation, NOTICE_LEVEL, Notice, NoticeLine, WorkingHours, due_notices, line,
@@ -57,8 +57,9 @@ pub use crate::smtp::SendError;
 
 impl Mailer {
     /// The mailer of `[smtp]` (None when no host is set).
-    pub fn from_config(c: &SmtpConfig, store: &Store) -> anyhow::Result<Option<Mailer>> {
-        let Some(relay) = crate::smtp::Relay::from_config(c, store)? else { return Ok(None) };
+    pub fn from_config(cfg: &Config, store: &Store) -> anyhow::Result<Option<Mailer>> {
+        let c = &cfg.smtp;
+        let Some(relay) = crate::smtp::Relay::from_config(cfg, store)? else { return Ok(None) };
         let from: Mailbox = c.from.as_deref().unwrap_or("inflow@localhost").parse()?;
         Ok(Some(Mailer { relay, from }))
     }
@@ -138,7 +139,7 @@ impl AlertsRuntime {
     pub fn from_config(cfg: &Config, store: Store) -> anyhow::Result<AlertsRuntime> {
         let a = &cfg.alerts;
         let (start_min, end_min) = crate::config::parse_working_hours(&a.working_hours).unwrap_or((9 * 60, 18 * 60));
-        let mailer = Mailer::from_config(&cfg.smtp, &store)?;
+        let mailer = Mailer::from_config(cfg, &store)?;
         Ok(AlertsRuntime {
             queue: JobQueue::new(&store.db, QUEUE),
             store,

@@ -576,7 +576,7 @@ async fn wave_command(cfg: &Config, cmd: WaveCommand) -> anyhow::Result<()> {
             println!("wave {wave}: {}", store.control_wave(wave, WaveAction::Cancel, now).await?.state.as_str())
         }
         WaveCommand::TestSend { wave, to, vars } => {
-            let relay = crate::waves::Relay::from_config(&cfg.smtp, &store)?
+            let relay = crate::waves::Relay::from_config(cfg, &store)?
                 .ok_or_else(|| anyhow::anyhow!("[smtp] has no host: nothing can be sent"))?;
             let signer = crate::waves::link_signer(cfg, &store).await?;
             let rt = crate::waves::WaveRuntime::new(
@@ -783,7 +783,7 @@ fn oauth_client<'a>(cfg: &'a Config, account: &str) -> anyhow::Result<&'a crate:
 
 async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
     let store = open(cfg).await?;
-    let tokens = crate::oauth::Tokens::new(store.clone()).await?;
+    let tokens = crate::oauth::Tokens::new(store.clone(), cfg.oauth.key.as_deref()).await?;
     match cmd {
         OauthCommand::Login { mailbox, browser, device, port } => {
             let o = oauth_client(cfg, &mailbox)?;

@@ -170,8 +170,10 @@ pub struct MailboxRuntime {
     tls: Arc<rustls::ClientConfig>,
     /// The server refused the last XOAUTH2 token: the next attempt refreshes first.
     oauth_refused: std::sync::atomic::AtomicBool,
-    /// Built at the first XOAUTH2 sign-in (it reads the sealing key once), kept for reconnects.
+    /// Built at the first OAuth sign-in (it reads the sealing key once), kept for reconnects.
     tokens: tokio::sync::OnceCell<crate::oauth::Tokens>,
+    /// `[oauth] key_file`'s key (None: the database's own).
+    oauth_key: Option<String>,
 }
 
 use tokio_rustls::rustls;
@@ -205,6 +207,7 @@ impl MailboxRuntime {
             tls: crate::tls::client_config(mb.tls_ca_file.as_deref())?,
             oauth_refused: std::sync::atomic::AtomicBool::new(false),
             tokens: tokio::sync::OnceCell::new(),
+            oauth_key: cfg.oauth.key.clone(),
         })
     }
 
@@ -533,7 +536,7 @@ impl MailboxRuntime {
         let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
         let tokens = self
             .tokens
-            .get_or_try_init(|| Tokens::new(self.store.clone()))
+            .get_or_try_init(|| Tokens::new(self.store.clone(), self.oauth_key.as_deref()))
             .await
             .map_err(|e| Trouble::Store(e.to_string()))?;
         let (token, until) = match tokens.access_token_until(&c.name, o, fresh).await {

@@ -257,9 +257,15 @@ pub struct Tokens {
 const AHEAD: i64 = 300;
 
 impl Tokens {
-    pub async fn new(store: Store) -> Result<Tokens, OAuthError> {
-        let secret =
-            store.instance_secret("oauth_seal", Utc::now()).await.map_err(|e| OAuthError::Store(e.to_string()))?;
+    /// The tokens of `store`, sealed with `key` (`[oauth] key_file`) or, without one, with a
+    /// key generated once and kept in the database.
+    pub async fn new(store: Store, key: Option<&str>) -> Result<Tokens, OAuthError> {
+        let secret = match key {
+            Some(k) => k.trim().to_string(),
+            None => {
+                store.instance_secret("oauth_seal", Utc::now()).await.map_err(|e| OAuthError::Store(e.to_string()))?
+            }
+        };
         Ok(Tokens { store, sealer: Sealer::new(&secret) })
     }
 

@@ -298,7 +298,7 @@ async fn digests_reach_a_starttls_relay_with_a_private_ca() {
     };
     let db = crate::helpers::TestDb::sqlite();
     let store = db.store().await;
-    let without = inflow::alerts::Mailer::from_config(&cfg(false).smtp, &store).unwrap().unwrap();
+    let without = inflow::alerts::Mailer::from_config(&cfg(false), &store).unwrap().unwrap();
     match without.send("oleg@acme.ru", "1 overdue activity", "body".into()).await {
         Err(inflow::alerts::SendError::Transient(e)) => {
             assert!(e.to_lowercase().contains("certificate") || e.contains("TLS"), "{e}")
@@ -306,7 +306,7 @@ async fn digests_reach_a_starttls_relay_with_a_private_ca() {
         other => panic!("a relay whose CA is not trusted must fail transiently: {other:?}"),
     }
     assert!(smtp.messages().is_empty());
-    let with = inflow::alerts::Mailer::from_config(&cfg(true).smtp, &store).unwrap().unwrap();
+    let with = inflow::alerts::Mailer::from_config(&cfg(true), &store).unwrap().unwrap();
     with.send("oleg@acme.ru", "1 overdue activity", "Send the offer".into()).await.unwrap();
     let msgs = smtp.wait_for(1).await;
     assert_eq!(msgs[0].0.trim(), "oleg@acme.ru");

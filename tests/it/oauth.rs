@@ -196,7 +196,7 @@ async fn oauth_device_login_then_xoauth2_ingest_refresh_rotation_and_revocation(
     )
     .unwrap();
     let o = cfg_loaded.mailboxes[0].oauth.clone().unwrap();
-    let tokens = inflow::oauth::Tokens::new(app.store.clone()).await.unwrap();
+    let tokens = inflow::oauth::Tokens::new(app.store.clone(), None).await.unwrap();
     let t = tokens.access_token("sales", &o, true).await.unwrap();
     assert_eq!(t, "access-2");
     assert_eq!(state.lock().unwrap().refreshes, 1);
@@ -283,10 +283,14 @@ async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_addr
     use tokio::io::AsyncWriteExt as _;
     let (state, url) = idp().await;
     let dv = Dovecot::start_oauth(&format!("{url}/introspect"));
-    // No device_url: the browser sign-in is the only one (as for Google).
+    // No device_url: the browser sign-in is the only one (as for Google). The sealing key
+    // comes from a file (a systemd credential in production), not from the database.
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("oauth.key"), "a key that lives outside the database\n").unwrap();
     let mailbox = format!(
-        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nauthorization_url = \"{url}/authorize\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n",
-        dv.port
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nauthorization_url = \"{url}/authorize\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n\n[oauth]\nkey_file = \"{}/oauth.key\"\n",
+        dv.port,
+        keys.path().display()
     );
     let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &mailbox).await;
     add_user(&app.store, "", "Sales", "sales@crm.example.com", None, None).await;
@@ -310,6 +314,19 @@ async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_addr
         dv.messages("sales", "Processed").await.len() == 1
     })
     .await;
+    // The database alone does not open the grant: its own key is not the file's.
+    let o = inflow::config::Config::load(
+        inflow::config::Source::Text { name: "t", text: &std::fs::read_to_string(&cfg).unwrap() },
+        &Default::default(),
+    )
+    .unwrap()
+    .mailboxes[0]
+        .oauth
+        .clone()
+        .unwrap();
+    let without_key = inflow::oauth::Tokens::new(app.store.clone(), None).await.unwrap();
+    let e = without_key.access_token("sales", &o, true).await.unwrap_err();
+    assert!(e.to_string().contains("does not open"), "{e}");
 
     // 2. The browser is elsewhere: the person pastes the address the provider sent it to; an
     // address from another attempt is not taken.
@@ -412,7 +429,7 @@ async fn the_relay_signs_in_with_oauthbearer_and_a_wave_waits_for_the_grant_inst
         idp.access.clear();
     }
     let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
-    let mailer = inflow::alerts::Mailer::from_config(&appcfg.smtp, &s).unwrap().unwrap();
+    let mailer = inflow::alerts::Mailer::from_config(&appcfg, &s).unwrap().unwrap();
     match mailer.send("oleg@acme.ru", "1 overdue activity", "body".into()).await {
         Err(inflow::alerts::SendError::Transient(e)) => assert!(e.contains("inflow oauth login smtp"), "{e}"),
         other => panic!("a dead relay grant is a transient failure naming the fix: {other:?}"),

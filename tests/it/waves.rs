@@ -628,7 +628,7 @@ async fn cli_schedules_in_moscow_time_and_the_wave_starts_then() {
     let appcfg = inflow::config::Config::load(inflow::config::Source::File(&cfg), &Default::default()).unwrap();
     let rt = inflow::waves::WaveRuntime::new(
         s.clone(),
-        inflow::waves::Relay::from_config(&appcfg.smtp, &s).unwrap().unwrap(),
+        inflow::waves::Relay::from_config(&appcfg, &s).unwrap().unwrap(),
         inflow::waves::WaveSettings::from_config(&appcfg).unwrap(),
         "test",
         inflow::waves::link_signer(&appcfg, &s).await.unwrap(),
