@@ -247,10 +247,20 @@ fn expiry(now: DateTime<Utc>, t: &oauth2::basic::BasicTokenResponse) -> DateTime
     now + t.expires_in().and_then(|d| Duration::from_std(d).ok()).unwrap_or(Duration::seconds(3600))
 }
 
+/// Until when a token that expires at `exp` is used: up to five minutes before its end, or,
+/// for a provider whose tokens live less than ten minutes, half its remaining life — never a
+/// time already past, which would make a session sign in again at once, in a loop.
+fn use_until(now: DateTime<Utc>, exp: DateTime<Utc>) -> DateTime<Utc> {
+    let left = exp - now;
+    if left > Duration::seconds(2 * AHEAD) { exp - Duration::seconds(AHEAD) } else { now + left / 2 }
+}
+
 /// Access tokens for the accounts of one database.
 pub struct Tokens {
     store: Store,
     sealer: Sealer,
+    /// One refresh at a time through this value.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// Refresh this long before the access token expires (a long IDLE reconnects with a fresh one).
@@ -266,7 +276,7 @@ impl Tokens {
                 store.instance_secret("oauth_seal", Utc::now()).await.map_err(|e| OAuthError::Store(e.to_string()))?
             }
         };
-        Ok(Tokens { store, sealer: Sealer::new(&secret) })
+        Ok(Tokens { store, sealer: Sealer::new(&secret), refreshing: tokio::sync::Mutex::new(()) })
     }
 
     /// A valid access token for `account`: the stored one while it has more than five minutes
@@ -284,7 +294,7 @@ impl Tokens {
         fresh: bool,
     ) -> Result<(String, DateTime<Utc>), OAuthError> {
         let now = Utc::now();
-        let ahead = |(t, exp): (String, DateTime<Utc>)| (t, exp - Duration::seconds(AHEAD));
+        let ahead = |(t, exp): (String, DateTime<Utc>)| (t, use_until(Utc::now(), exp));
         if c.grant == OAuthGrantType::ClientCredentials {
             return self.app_token(account, c, fresh, now).await.map(ahead);
         }
@@ -307,13 +317,32 @@ impl Tokens {
         self.refresh(account, c, &g, now).await.map(ahead)
     }
 
+    /// A refresh, one at a time: in this process (the relay's sessions share one `Tokens`)
+    /// and, on PostgreSQL, across daemons (the grant's row is held). A caller that waited
+    /// finds the grant changed since it read `seen` and uses the token the other one got,
+    /// so a rotating provider never sees a spent refresh token (which some take as theft
+    /// and answer by revoking the grant).
     async fn refresh(
         &self,
         account: &str,
         c: &OAuthConfig,
-        g: &OAuthGrant,
+        seen: &OAuthGrant,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>), OAuthError> {
+        let store = |x: crate::store::StoreError| OAuthError::Store(x.to_string());
+        let _turn = self.refreshing.lock().await;
+        let held = self.store.hold_oauth_grant(account).await.map_err(store)?;
+        let Some(g) = held.grant.clone() else { return Err(OAuthError::NoGrant(account.to_string())) };
+        if let Some(why) = &g.last_error {
+            return Err(OAuthError::Expired { account: account.into(), why: why.clone() });
+        }
+        if (g.access_token != seen.access_token || g.refresh_token != seen.refresh_token)
+            && let (Some(t), Some(exp)) = (&g.access_token, g.access_expires_at)
+            && exp - Duration::seconds(AHEAD) > Utc::now()
+            && let Some(t) = self.sealer.open(account, t)
+        {
+            return Ok((t, exp));
+        }
         let e = endpoints(c).map_err(OAuthError::Config)?;
         let refresh = self.sealer.open(account, &g.refresh_token).ok_or_else(|| OAuthError::Expired {
             account: account.into(),
@@ -327,20 +356,24 @@ impl Tokens {
             Ok(t) => t,
             Err(err) => {
                 let (dead, why) = describe(&err);
-                if dead {
-                    self.store.record_oauth_error(account, &why).await.map_err(|x| OAuthError::Store(x.to_string()))?;
+                if !dead {
+                    return Err(OAuthError::Unavailable(why));
+                }
+                if held.record_error(account, &g.refresh_token, &why).await.map_err(store)? {
                     return Err(OAuthError::Expired { account: account.into(), why });
                 }
-                return Err(OAuthError::Unavailable(why));
+                return Err(OAuthError::Unavailable("the grant changed while refreshing (a new sign-in)".into()));
             }
         };
+        // The provider has answered: a crash from here to the commit loses its new tokens; the
+        // stored refresh token (spent, if the provider rotates) is still the one on record.
+        crate::failpoint::hit("oauth-after-refresh");
         let access = t.access_token().secret().clone();
         let expires = expiry(now, &t);
         // A rotated refresh token replaces the spent one in the same statement.
         let next = t.refresh_token().map(|r| r.secret().clone()).unwrap_or(refresh);
-        let saved = self
-            .store
-            .record_oauth_refresh(
+        let saved = held
+            .record_refresh(
                 account,
                 &g.refresh_token,
                 &self.sealer.seal(account, &next),
@@ -349,7 +382,7 @@ impl Tokens {
                 now,
             )
             .await
-            .map_err(|x| OAuthError::Store(x.to_string()))?;
+            .map_err(store)?;
         if !saved {
             tracing::info!(account, "the OAuth grant changed while refreshing (a new sign-in): using the new token");
         }
@@ -518,6 +551,14 @@ mod tests {
         let plain =
             OAuthConfig { token_url: Some("http://idp.example/token".into()), scopes: vec!["x".into()], ..generic };
         assert!(endpoints(&plain).unwrap_err().contains("https"), "no tokens over plain http to another host");
+    }
+
+    #[test]
+    fn a_token_is_used_until_five_minutes_before_its_end_or_half_a_short_life() {
+        let now = Utc::now();
+        assert_eq!(use_until(now, now + Duration::hours(1)), now + Duration::minutes(55));
+        assert_eq!(use_until(now, now + Duration::seconds(200)), now + Duration::seconds(100));
+        assert_eq!(use_until(now, now + Duration::seconds(4)), now + Duration::seconds(2));
     }
 
     #[test]

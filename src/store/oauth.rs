@@ -4,8 +4,18 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::{Exec, Row};
+use super::db::{Engine, Exec, Row, Tx};
 use super::{Result, Store};
+
+/// A grant held while it is refreshed. On PostgreSQL its row stays locked (`FOR UPDATE`)
+/// until `record_refresh`, `record_error` or drop, so of several daemons one calls the token
+/// endpoint and the others, once it is done, read its result. SQLite has one daemon (and a
+/// write transaction there would stop every other writer for the HTTP call): nothing is held.
+pub struct HeldGrant {
+    tx: Option<Tx>,
+    store: Store,
+    pub grant: Option<OAuthGrant>,
+}
 
 /// A stored grant. The token fields hold sealed text; only `oauth` opens them.
 #[derive(Debug, Clone)]
@@ -66,6 +76,22 @@ impl Store {
         Ok(())
     }
 
+    /// The grant, held for a refresh (see [`HeldGrant`]).
+    pub async fn hold_oauth_grant(&self, account: &str) -> Result<HeldGrant> {
+        if self.db.engine() == Engine::Sqlite {
+            return Ok(HeldGrant { tx: None, store: self.clone(), grant: self.oauth_grant(account).await? });
+        }
+        let mut tx = self.db.begin().await?;
+        let rows = tx
+            .fetch_all(
+                &format!("SELECT {COLUMNS} FROM oauth_grant WHERE account = $1 FOR UPDATE"),
+                vec![account.into()],
+            )
+            .await?;
+        let grant = rows.first().map(grant_from_row).transpose()?;
+        Ok(HeldGrant { tx: Some(tx), store: self.clone(), grant })
+    }
+
     pub async fn oauth_grant(&self, account: &str) -> Result<Option<OAuthGrant>> {
         let rows = self
             .db
@@ -79,49 +105,6 @@ impl Store {
         let rows =
             self.db.clone().fetch_all(&format!("SELECT {COLUMNS} FROM oauth_grant ORDER BY account"), vec![]).await?;
         rows.iter().map(grant_from_row).collect()
-    }
-
-    /// Records a refresh: the new access token, and the rotated refresh token when the
-    /// provider sent one — in one statement, so the rotation is never lost. Only applies while
-    /// the grant still holds `spent` (the refresh token used): a concurrent sign-in wins.
-    pub async fn record_oauth_refresh(
-        &self,
-        account: &str,
-        spent: &str,
-        refresh_token: &str,
-        access_token: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let n = self
-            .db
-            .clone()
-            .execute(
-                "UPDATE oauth_grant SET refresh_token = $1, access_token = $2, access_expires_at = $3, \
-                 last_refresh_at = $4, last_error = NULL WHERE account = $5 AND refresh_token = $6",
-                vec![
-                    refresh_token.into(),
-                    access_token.into(),
-                    expires_at.into(),
-                    now.into(),
-                    account.into(),
-                    spent.into(),
-                ],
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    /// Records why the grant cannot be used (revoked, expired): shown by `inflow oauth status`.
-    pub async fn record_oauth_error(&self, account: &str, error: &str) -> Result<()> {
-        self.db
-            .clone()
-            .execute(
-                "UPDATE oauth_grant SET last_error = $1, access_token = NULL WHERE account = $2",
-                vec![error.into(), account.into()],
-            )
-            .await?;
-        Ok(())
     }
 
     pub async fn delete_oauth_grant(&self, account: &str) -> Result<bool> {
@@ -153,5 +136,64 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+}
+
+impl HeldGrant {
+    async fn run(&mut self, sql: &str, args: Vec<super::Value>) -> Result<u64> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.execute(sql, args).await,
+            None => self.store.db.clone().execute(sql, args).await,
+        }
+    }
+
+    async fn finish(self) -> Result<()> {
+        match self.tx {
+            Some(tx) => tx.commit().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records a refresh: the new access token, and the rotated refresh token when the
+    /// provider sent one — in one statement, so the rotation is never lost. Only applies while
+    /// the grant still holds `spent` (the refresh token used): a concurrent sign-in wins.
+    pub async fn record_refresh(
+        mut self,
+        account: &str,
+        spent: &str,
+        refresh_token: &str,
+        access_token: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .run(
+                "UPDATE oauth_grant SET refresh_token = $1, access_token = $2, access_expires_at = $3, \
+                 last_refresh_at = $4, last_error = NULL WHERE account = $5 AND refresh_token = $6",
+                vec![
+                    refresh_token.into(),
+                    access_token.into(),
+                    expires_at.into(),
+                    now.into(),
+                    account.into(),
+                    spent.into(),
+                ],
+            )
+            .await?;
+        self.finish().await?;
+        Ok(n == 1)
+    }
+
+    /// Records why the grant cannot be used (revoked, expired), shown by `inflow oauth status`
+    /// — unless the grant no longer holds `spent` (a new sign-in meanwhile): false then.
+    pub async fn record_error(mut self, account: &str, spent: &str, error: &str) -> Result<bool> {
+        let n = self
+            .run(
+                "UPDATE oauth_grant SET last_error = $1, access_token = NULL WHERE account = $2 AND refresh_token = $3",
+                vec![error.into(), account.into(), spent.into()],
+            )
+            .await?;
+        self.finish().await?;
+        Ok(n == 1)
     }
 }
