@@ -622,13 +622,31 @@ async fn a_crash_between_refresh_and_save_loses_no_grant() {
     let g = store.oauth_grant("sales").await.unwrap().expect("the grant is still on record");
     assert!(g.last_error.is_none() && g.last_refresh_at.is_none(), "the grant from the sign-in, untouched");
 
-    // Restarted: the refresh token on record still works; mail is read.
-    let mut child = crate::helpers::daemon(&cfg, None);
+    // Restarted (at debug level, its log kept): the refresh token on record still works;
+    // mail is read.
+    let log_path = dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(crate::helpers::inflow_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     poll_until("read after the restart", || async { dv.messages("sales", "Processed").await.len() == 1 }).await;
     let _ = child.kill().await;
     // Tokens shorter than inflow's 5-minute margin are used for half their life, not
     // refreshed in a loop: the refresh that crashed, and one after the restart.
     assert_eq!(state.lock().unwrap().refreshes, 2);
+    // No token reaches the log, at any level (issue 8's secrets-in-log rule, for OAuth).
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains("DEBUG") && logged.contains("sales"), "a debug log was written:\n{logged}");
+    for t in ["access-", "refresh-", "Bearer"] {
+        assert!(!logged.contains(t), "{t} leaked into the log:\n{logged}");
+    }
     // The latest rotation was saved: with only the latest refresh token valid, it works.
     {
         let mut idp = state.lock().unwrap();
