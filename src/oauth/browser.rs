@@ -169,7 +169,8 @@ impl Tokens {
             }
             Ok(None) => return Err(OAuthError::Unavailable("the sign-in was not completed".into())),
             Ok(Some(Answer::Refused(why))) => {
-                return Err(OAuthError::Unavailable(format!("the provider refused: {why}")));
+                let hint = super::explain(&why).map(|h| format!(" — {h}")).unwrap_or_default();
+                return Err(OAuthError::Unavailable(format!("the provider refused: {why}{hint}")));
             }
             Ok(Some(Answer::Code(code))) => code,
             Ok(Some(Answer::Unrelated)) => unreachable!("skipped above"),

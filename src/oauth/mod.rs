@@ -207,6 +207,35 @@ fn http() -> Result<oauth2::reqwest::Client, OAuthError> {
         .map_err(|e| OAuthError::Unavailable(e.to_string()))
 }
 
+/// What the operator does about a provider's error, from the codes in its text: Microsoft's
+/// AADSTS numbers and Google's error names (their published meanings).
+pub fn explain(text: &str) -> Option<&'static str> {
+    const KNOWN: &[(&str, &str)] = &[
+        (
+            "AADSTS50011",
+            "the redirect URI is not registered: add http://localhost under \"Mobile and desktop applications\"",
+        ),
+        ("AADSTS90002", "no such tenant: check `tenant`"),
+        ("AADSTS700016", "no app with this client id in the tenant: check `client_id` and `tenant`"),
+        ("AADSTS7000215", "the client secret is wrong: use the secret's Value, not its ID"),
+        ("AADSTS7000222", "the client secret has expired: create a new one in the app registration"),
+        ("AADSTS7000218", "a client secret is required: add client_secret_file, or allow public client flows"),
+        ("AADSTS65001", "consent is missing: an admin must grant the app's API permissions"),
+        ("AADSTS70011", "a scope is not valid for this app"),
+        ("AADSTS700082", "the sign-in expired after inactivity: sign in again"),
+        ("AADSTS50173", "the sign-in was revoked (a password change): sign in again"),
+        ("AADSTS50076", "multi-factor authentication is required: sign in again"),
+        (
+            "AADSTS53003",
+            "a Conditional Access policy blocked the sign-in (device sign-in may be blocked: try --browser)",
+        ),
+        ("redirect_uri_mismatch", "the redirect URI does not match: use an OAuth client of type \"Desktop app\""),
+        ("org_internal", "the consent screen is \"Internal\": sign in with an account of that Workspace"),
+        ("admin_policy_enforced", "the Workspace admin does not allow this app"),
+    ];
+    KNOWN.iter().find(|(code, _)| text.contains(code)).map(|(_, words)| *words)
+}
+
 /// Words for a token endpoint's error, from its JSON (`error`, `error_description`).
 fn describe<E: std::error::Error>(e: &RequestTokenError<E, oauth2::basic::BasicErrorResponse>) -> (bool, String) {
     match e {
@@ -219,7 +248,10 @@ fn describe<E: std::error::Error>(e: &RequestTokenError<E, oauth2::basic::BasicE
                 other => other.to_string(),
             };
             let detail = r.error_description().map(|d| format!(": {d}")).unwrap_or_default();
-            (dead, format!("{what}{detail}"))
+            let hint = explain(&format!("{} {}", r.error(), r.error_description().map_or("", |d| d.as_str())))
+                .map(|h| format!(" — {h}"))
+                .unwrap_or_default();
+            (dead, format!("{what}{detail}{hint}"))
         }
         RequestTokenError::Request(e) => (false, format!("request failed: {e}")),
         RequestTokenError::Parse(e, _) => (false, format!("unreadable answer: {e}")),
@@ -559,6 +591,17 @@ mod tests {
         assert_eq!(use_until(now, now + Duration::hours(1)), now + Duration::minutes(55));
         assert_eq!(use_until(now, now + Duration::seconds(200)), now + Duration::seconds(100));
         assert_eq!(use_until(now, now + Duration::seconds(4)), now + Duration::seconds(2));
+    }
+
+    #[test]
+    fn provider_errors_are_put_in_words() {
+        let ms = "AADSTS7000222: The provided client secret keys for app '…' are expired.";
+        assert!(explain(ms).unwrap().contains("expired"));
+        assert!(
+            explain("invalid_request AADSTS50011: The redirect URI … does not match").unwrap().contains("redirect")
+        );
+        assert!(explain("redirect_uri_mismatch").unwrap().contains("Desktop app"));
+        assert_eq!(explain("invalid_grant: something new"), None);
     }
 
     #[test]

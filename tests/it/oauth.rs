@@ -185,14 +185,23 @@ async fn idp() -> (Shared, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauth_device_login_then_xoauth2_ingest_refresh_rotation_and_revocation() {
+async fn oauth_device_login_then_xoauth2_ingest_refresh_rotation_and_revocation_sqlite() {
+    device_login_then_ingest_refresh_rotation_and_revocation("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_device_login_then_xoauth2_ingest_refresh_rotation_and_revocation_postgres() {
+    device_login_then_ingest_refresh_rotation_and_revocation("postgres").await;
+}
+
+async fn device_login_then_ingest_refresh_rotation_and_revocation(engine: &str) {
     let (state, url) = idp().await;
     let dv = Dovecot::start_oauth(&format!("{url}/introspect"));
     let mailbox = format!(
         "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"imap\"]\n",
         dv.port
     );
-    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &mailbox).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &mailbox).await;
     add_user(&app.store, "", "Sales", "sales@crm.example.com", None, None).await;
     // Before any sign-in the mailbox says what to do, and fetches nothing.
     poll_until("auth_expired before the sign-in", || async {
@@ -387,12 +396,21 @@ async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_addr
     app.stop().await;
 }
 
-/// The `[smtp]` relay signs in with OAUTHBEARER (Dovecot's submission server checks the token
+/// The `[smtp]` relay signs in with XOAUTH2 or OAUTHBEARER (Dovecot's submission server checks the token
 /// with the same introspection as IMAP, then relays to an SMTP sink). Without a grant a wave
 /// waits — nobody fails — and the relay's row says which command fixes it; after the sign-in
 /// it goes out; a token the server stops taking gets one refresh and the wave carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_signs_in_with_oauthbearer_and_a_wave_waits_for_the_grant_instead_of_failing() {
+async fn the_relay_signs_in_with_xoauth2_and_a_wave_waits_for_the_grant_sqlite() {
+    relay_signs_in_and_a_wave_waits_for_the_grant("sqlite", "xoauth2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_signs_in_with_oauthbearer_and_a_wave_waits_for_the_grant_postgres() {
+    relay_signs_in_and_a_wave_waits_for_the_grant("postgres", "oauthbearer").await;
+}
+
+async fn relay_signs_in_and_a_wave_waits_for_the_grant(engine: &str, mechanism: &str) {
     use crate::waves::{campaign, contact, schedule, static_list, wait_state, wave};
     let (state, url) = idp().await;
     state.lock().unwrap().user = Some("news".into());
@@ -401,12 +419,12 @@ async fn the_relay_signs_in_with_oauthbearer_and_a_wave_waits_for_the_grant_inst
     let toml = format!(
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\nuser = \"news\"\nauth = \"oauth2\"\npool_size = 1\n\n\
-         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\nmechanism = \"oauthbearer\"\n\n\
+         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\nmechanism = \"{mechanism}\"\n\n\
          [waves]\npoll_interval_ms = 100\nthrottle_backoff_secs = 1\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
          [alerts]\nenabled = false\n",
         dv.submission_port.unwrap()
     );
-    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &toml).await;
+    let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &toml).await;
     let s = app.store.clone();
     let (owner, camp) = campaign(&s).await;
     let mut members = Vec::new();
