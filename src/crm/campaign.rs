@@ -5,6 +5,9 @@ use super::entities::{Campaign, CampaignActivity, MarketingList};
 use super::error::{RuleError, refuse, refuse_conflict};
 use super::types::Money;
 
+/// `channeltypecode` of an e-mail campaign activity: the ones sent as waves (R-WV-1).
+pub const CHANNEL_EMAIL: i32 = 7;
+
 pub const PROPOSED: i32 = 0;
 pub const READY_TO_LAUNCH: i32 = 1;
 pub const LAUNCHED: i32 = 2;

@@ -48,7 +48,7 @@ use crate::crm::entities::{
 use crate::store::api::{self as q, QueryError, ViewCtx, ViewSpec};
 use crate::store::{CreateMode, RecordExt};
 use actions::*;
-pub use actions::{replay_mail, test_send_wave};
+pub use actions::{NewWave, launch_wave, replay_mail, test_send_wave};
 use auth::*;
 pub use auth::{Access, Area, Caller, Role, allowed, new_token, resolve_token, token_hash};
 use extract::*;

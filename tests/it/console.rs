@@ -25,6 +25,7 @@ use inflow::http::api::token_hash;
 use inflow::store::{RecordExt, Store};
 
 use crate::helpers::{SmtpSink, TestApp, add_user, now, poll_until};
+use crate::waves::wait_state;
 
 const AXE_JS: &str = "/opt/inflow-test/node_modules/axe-core/axe.min.js";
 
@@ -526,6 +527,43 @@ async fn console(engine: &str) {
     b.click("#resume").await;
     assert!(b.text("#error-message").await.contains("did not come from this page"));
     assert_eq!(app.store.wave(wave).await.unwrap().state, WaveState::Paused);
+    // The marketer launches the campaign and sends a second wave from its page: no SQL, no CLI.
+    b.client.goto(&app.url(&format!("/campaigns/{camp}"))).await.unwrap();
+    b.click("#status-2").await;
+    let c: inflow::crm::entities::Campaign = app.store.load(camp).await.unwrap();
+    assert_eq!(c.statuscode, 2, "launched from the page");
+    assert!(!b.exists("#status-2").await, "only the changes allowed from here are offered");
+    b.fill("#wave-subject", "{{ first_name | default(\"Коллега\") }}, скидки января").await;
+    b.fill("#wave-text", "Здравствуйте!\nОтписаться: {{ unsubscribe_url }}").await;
+    b.fill("#wave-rate", "600").await;
+    b.fill("#wave-name", "Январская").await;
+    assert!(b.axe().await.is_empty(), "campaign with the wave form: {:?}", b.axe().await);
+    b.screenshot(&shots, "new-wave").await;
+    b.click("#schedule-wave").await;
+    let path = b.path().await;
+    let second: Uuid = path.strip_prefix("/waves/").expect("the new wave's page").parse().unwrap();
+    assert_ne!(second, wave);
+    let january = || {
+        sink.messages()
+            .into_iter()
+            .filter(|(_, raw)| {
+                let m = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+                m.subject().is_some_and(|s| s.ends_with("скидки января"))
+            })
+            .count()
+    };
+    // Of the list's three members one has opted out (above): two messages, one exclusion.
+    poll_until("the new wave reaches the two members who take mail", || async { january() == 2 }).await;
+    let st = wait_state(&app.store, second, "completed").await;
+    assert_eq!((st.sent, st.failed, st.wave.excluded.get("opted_out").copied()), (2, 0, Some(1)), "{st:?}");
+    assert_eq!(st.wave.subject_line, "Январская", "the name given for the lists");
+    // A wave without text is refused with words, and nothing is created.
+    b.client.goto(&app.url(&format!("/campaigns/{camp}"))).await.unwrap();
+    b.fill("#wave-subject", "Пустая").await;
+    b.client.execute("document.querySelector('#wave-text').removeAttribute('required');", vec![]).await.unwrap();
+    b.click("#schedule-wave").await;
+    assert!(b.text("#error-message").await.contains("subject and a text"), "{}", b.text("#error-message").await);
+    assert_eq!(app.store.waves().await.unwrap().len(), 2);
     // In Russian, as `?lang=ru` asks (and is remembered).
     b.client.goto(&app.url(&format!("/waves/{wave}?lang=ru"))).await.unwrap();
     assert_eq!(b.text("#wave-state").await, "Приостановлена");

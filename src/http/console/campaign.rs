@@ -3,6 +3,7 @@
 //! e-mail waves against the campaign's expected rate (R-WV-7), its marketing lists and its
 //! waves with links to their pages.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,10 +15,10 @@ use super::i18n;
 use super::pages::{ChartView, failed};
 use super::records::{facts, load};
 use super::session::Signed;
-use super::{frame, render};
+use super::{frame, redirect, render};
 use crate::crm::EntityKind;
 use crate::crm::entities::Campaign;
-use crate::crm::labels;
+use crate::crm::{campaign, labels};
 use crate::http::AppState;
 use crate::http::api::{Access, Area};
 
@@ -120,13 +121,28 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             })
         })
         .collect();
+    // The status changes allowed from here ([DESIGN] §2.7), as buttons.
+    let status = rec["statuscode"].as_i64().unwrap_or_default() as i32;
+    let moves: Vec<J> =
+        [campaign::READY_TO_LAUNCH, campaign::LAUNCHED, campaign::SUSPENDED, campaign::COMPLETED, campaign::CANCELED]
+            .iter()
+            .filter(|to| **to != status && campaign::check_status_change(status, **to).is_ok())
+            .map(|to| {
+                let label = labels::picklist("campaign", "statuscode", i64::from(*to)).map(|x| i18n::label(lang, x));
+                json!({"to": to, "label": label})
+            })
+            .collect();
     let mut m = frame(&who, "campaigns");
     m.insert(
         "campaign".into(),
         json!({
+            "id": id,
             "name": rec["name"],
             "facts": facts(&s, lang, EntityKind::Campaign, &rec),
             "figures": figures,
+            "moves": moves,
+            // R-WV-1: waves go out for a campaign that is ready or launched.
+            "can_send": matches!(status, campaign::READY_TO_LAUNCH | campaign::LAUNCHED),
         }),
     );
     m.insert("chart".into(), json!(chart));
@@ -193,4 +209,63 @@ pub async fn list(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     m.insert("members".into(), json!(rows));
     m.insert("optouts".into(), json!(out));
     render("list.html", J::Object(m), StatusCode::OK)
+}
+
+/// `POST /campaigns/{id}/waves`: a new e-mail wave from the campaign page's form — subject and
+/// text templates, the campaign's lists to send to, a start (empty: now) and a rate — for
+/// marketers and admins. The wave's page follows.
+pub async fn new_wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let (f, campaign) = match who.posted(&body, Access::Write(Area::Marketing), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
+    let lang = who.lang;
+    // Several boxes share the name "list".
+    let lists: Vec<Uuid> = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "list")
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let (Some(subject), Some(text)) = (field("subject"), field("text")) else {
+        return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "wave_needs_text"));
+    };
+    let rate = match field("rate").map(|r| r.parse::<u32>()) {
+        None => None,
+        Some(Ok(n)) if n > 0 => Some(n),
+        Some(_) => return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "wave_bad_rate")),
+    };
+    let w = crate::http::api::NewWave {
+        campaign,
+        owner: who.user,
+        name: field("name"),
+        subject,
+        // Browsers send text areas with CRLF line ends.
+        text: text.replace("\r\n", "\n"),
+        html: field("html"),
+        lists,
+        // <input type="datetime-local"> sends "YYYY-MM-DDTHH:MM".
+        start: field("start").map(|v| v.replacen('T', " ", 1)),
+        rate_per_minute: rate,
+    };
+    match crate::http::api::launch_wave(&s, w).await {
+        Ok(wave) => redirect(&format!("/waves/{wave}")),
+        Err(e) => who.error(e.status, &e.message),
+    }
+}
+
+/// `POST /campaigns/{id}/status`: a status change the page offers ([DESIGN] §2.7).
+pub async fn set_status(who: Signed, State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let (f, campaign) = match who.posted(&body, Access::Write(Area::Marketing), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
+    let Some(to) = f.get("to").and_then(|t| t.parse::<i32>().ok()) else {
+        return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(who.lang, "not_found"));
+    };
+    match s.store.set_campaign_status(campaign, to, Some(who.user), chrono::Utc::now()).await {
+        Ok(_) => redirect(&format!("/campaigns/{campaign}")),
+        Err(e) => failed(&who, e),
+    }
 }

@@ -152,6 +152,8 @@ pub fn routes() -> Router<AppState> {
         .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
         .route("/campaigns", get(pages::campaigns))
         .route("/campaigns/{id}", get(campaign::show))
+        .route("/campaigns/{id}/waves", post(campaign::new_wave))
+        .route("/campaigns/{id}/status", post(campaign::set_status))
         .route("/lists/{id}", get(campaign::list))
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))
