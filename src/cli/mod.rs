@@ -29,6 +29,12 @@ pub enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database to PATH while the daemon runs (checked
+    /// with PRAGMA integrity_check). On PostgreSQL: use pg_dump (README, "Storage").
+    Backup {
+        /// The copy's file; it must not exist yet.
+        path: PathBuf,
+    },
     /// Check a configuration file and report every problem (exit 2 if any).
     CheckConfig {
         /// File to check; defaults to --config, or the embedded defaults.
@@ -353,6 +359,24 @@ pub fn main() -> ExitCode {
         rt.block_on(async move {
             match cli.command {
                 Command::Run => crate::app::run(cfg).await,
+                Command::Backup { path } => {
+                    let store = crate::app::open_store(&cfg).await?;
+                    if store.db.engine() != crate::store::Engine::Sqlite {
+                        store.close().await;
+                        anyhow::bail!(
+                            "the database is PostgreSQL: back it up with its own tools, e.g. `pg_dump -Fc -f inflow.dump DBURL` \
+                             (README, \"Storage\")"
+                        );
+                    }
+                    let b = store.backup_into(&path).await;
+                    store.close().await;
+                    let b = b?;
+                    if b.integrity != "ok" {
+                        anyhow::bail!("the copy at {} failed its integrity check: {}", path.display(), b.integrity);
+                    }
+                    println!("backup written: {} ({} bytes, integrity ok)", path.display(), b.bytes);
+                    Ok(())
+                }
                 Command::Migrate => {
                     let store = crate::app::open_store(&cfg).await?;
                     store.migrate().await?;

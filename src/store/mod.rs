@@ -9,6 +9,7 @@
 
 mod alerts;
 pub mod api;
+mod backup;
 pub mod console;
 mod criteria;
 mod db;
@@ -30,6 +31,7 @@ pub mod waves;
 mod work;
 
 pub use alerts::DigestRow;
+pub use backup::Backup;
 pub use criteria::compile_members_query;
 pub use db::{Db, Engine, Exec, Row, Tx, Value};
 pub use mail::{BounceRules, LeaseFence, MailInput, MailOutcome, MailboxState, SOURCE as MAIL_SOURCE};
