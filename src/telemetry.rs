@@ -33,11 +33,23 @@ where
     }
 }
 
+/// Where sqlx logs PostgreSQL's notices.
+const NOTICE_TARGET: &str = "sqlx::postgres::notice";
+
 /// Installs the global subscriber. Safe to call once per process.
 pub fn init(cfg: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's NOTICEs (sqlx logs them at INFO) are the idempotent migrations' "already
+    // exists, skipping" on every start and CLI command: noise, not news. Its warnings and
+    // errors still show; a filter that names the target keeps its own choice.
+    let named = |v: &str| v.contains(NOTICE_TARGET);
+    if !std::env::var("RUST_LOG").is_ok_and(|v| named(&v)) && !named(&cfg.level) {
+        if let Ok(d) = format!("{NOTICE_TARGET}=warn").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()

@@ -444,3 +444,23 @@ async fn log_lines_for_journald_and_json() {
     assert!(json.iter().any(|j| j["level"] == "INFO" && j["fields"]["message"] == "inflow ready"), "{json:?}");
     assert!(json.iter().all(|j| j["timestamp"].is_string()));
 }
+
+/// Issue 22 §7: on PostgreSQL, CLI commands print no sqlx notices ("relation … already
+/// exists, skipping" from idempotent migrations) to stderr — an operator's terminal shows
+/// only what the command says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_commands_on_postgresql_print_no_server_notices() {
+    let db = crate::helpers::TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", db.config().url)).unwrap();
+    for _ in 0..2 {
+        let (code, out, err) = crate::helpers::run_inflow(&cfg, &["migrate"]).await;
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        assert!(!err.contains("skipping") && !err.contains("notice"), "server notices on stderr:\n{err}");
+    }
+    let (code, _, err) = crate::helpers::run_inflow(&cfg, &["user", "list"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("skipping"), "{err}");
+    db.cleanup().await;
+}
