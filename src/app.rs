@@ -413,13 +413,35 @@ fn open_engine(cfg: &Config) -> &'static str {
     if cfg.database.url.starts_with("postgres") { "postgres" } else { "sqlite" }
 }
 
+/// Blocks SIGTERM and SIGINT for this thread and the threads it starts from now on, from the
+/// first moment of `inflow run` (before the configuration is read and the runtime built), so
+/// a stop request that arrives before `run` has its handlers waits for them instead of
+/// killing the process by the default action. `run` lets them through again.
+pub fn hold_stop_signals() {
+    stop_signals(libc::SIG_BLOCK);
+}
+
+fn stop_signals(how: libc::c_int) {
+    // SAFETY: plain libc calls on a local, zero-initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 /// `inflow run`: start, notify systemd, wait for a signal, stop cleanly.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: a SIGTERM that arrives while starting (or right after "listening") is a
-    // clean stop, never the default action's kill.
+    // clean stop, never the default action's kill. One held back since `main` (see
+    // `hold_stop_signals`) is delivered to them when this thread lets signals through; the
+    // runtime's threads keep them blocked, so this thread is where they arrive.
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    stop_signals(libc::SIG_UNBLOCK);
     let token = CancellationToken::new();
     let running = start(cfg, token.clone()).await?;
     // "listening on" is machine-readable for tests and scripts that pass port 0.

@@ -331,6 +331,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run = cli.command {
+        crate::app::hold_stop_signals();
+    }
     let config_path = match &cli.command {
         Command::CheckConfig { path: Some(p) } => Some(p.clone()),
         _ => cli.config.clone(),
