@@ -6,7 +6,7 @@
 //! Names: inflow_mail_messages_total{mailbox,class,status}, inflow_mail_duplicates_total{mailbox}, inflow_mail_quarantined_total
 //! {mailbox}, inflow_pbx_calls_total{provider,disposition,outcome},
 //! inflow_wave_deliveries_total{outcome}, inflow_alerts_total{level,status},
-//! inflow_http_requests_total{route,method,status},
+//! inflow_http_requests_total{route,method,status}, inflow_http_auth_failures_total{route},
 //! inflow_http_request_duration_seconds{route,method} (histogram), and the gauges
 //! inflow_queue_depth{queue}, inflow_mailbox_up{mailbox,folder},
 //! inflow_mailbox_last_poll_timestamp_seconds{mailbox,folder}, inflow_mailbox_state{mailbox,
@@ -73,6 +73,10 @@ pub async fn track(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16().to_string();
     metrics::histogram!("inflow_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
         .record(t.elapsed().as_secs_f64());
+    if status == "401" {
+        // Refused credentials per route: a scan, a leaked-and-revoked token, a broken client.
+        metrics::counter!("inflow_http_auth_failures_total", "route" => route.clone()).increment(1);
+    }
     metrics::counter!("inflow_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     resp

@@ -206,9 +206,18 @@ pub enum TokenCommand {
         role: String,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// The token stops working this many days from now (default: it does not expire).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// Live tokens: id, name, role, user, created, expires, last used.
     List,
     Revoke {
+        id: uuid::Uuid,
+    },
+    /// Replace a token in one step: prints the new one (same name, user, role and term); the
+    /// old one stops working at once.
+    Rotate {
         id: uuid::Uuid,
     },
 }
@@ -764,20 +773,49 @@ async fn token_command(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
     let store = open(cfg).await?;
     let now = chrono::Utc::now();
     match cmd {
-        TokenCommand::Create { user, role, name } => {
+        TokenCommand::Create { user, role, name, expires_in_days } => {
             if crate::http::api::Role::parse(&role).is_none() {
                 anyhow::bail!("--role: '{role}' is not admin, marketer or viewer");
             }
             let user = find_user(&store, &user).await?;
             let token = crate::http::api::new_token();
-            let t = store.add_api_token(&name, &crate::http::api::token_hash(&token), user, &role, now).await?;
-            eprintln!("token {} ({role}, user {user}) created; it is shown once and only its hash is kept:", t.id);
+            let expires = expires_in_days.map(|d| now + chrono::Duration::days(i64::from(d)));
+            let hash = crate::http::api::token_hash(&token);
+            let t = store.add_api_token_expiring(&name, &hash, user, &role, expires, now).await?;
+            let until = expires.map(|e| format!(", expires {}", e.to_rfc3339())).unwrap_or_default();
+            eprintln!(
+                "token {} ({role}, user {user}{until}) created; it is shown once and only its hash is kept:",
+                t.id
+            );
             println!("{token}");
         }
         TokenCommand::List => {
-            for t in store.api_tokens().await? {
-                println!("{}\t{}\t{}\t{}\t{}", t.id, t.name, t.role, t.systemuserid, t.created_on.to_rfc3339());
+            println!("id\tname\trole\tuser\tcreated\texpires\tlast_used");
+            let t =
+                |d: Option<chrono::DateTime<chrono::Utc>>, none: &str| d.map_or(none.to_string(), |d| d.to_rfc3339());
+            for k in store.api_tokens().await? {
+                let expires = match k.expires_on {
+                    Some(e) if e <= now => format!("expired {}", e.to_rfc3339()),
+                    e => t(e, "never"),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{expires}\t{}",
+                    k.id,
+                    k.name,
+                    k.role,
+                    k.systemuserid,
+                    k.created_on.to_rfc3339(),
+                    t(k.last_used_on, "never")
+                );
             }
+        }
+        TokenCommand::Rotate { id } => {
+            let token = crate::http::api::new_token();
+            let Some(t) = store.rotate_api_token(id, &crate::http::api::token_hash(&token), now).await? else {
+                anyhow::bail!("no live token {id}");
+            };
+            eprintln!("token {id} revoked; its replacement {} is shown once:", t.id);
+            println!("{token}");
         }
         TokenCommand::Revoke { id } => {
             if !store.revoke_api_token(id, now).await? {

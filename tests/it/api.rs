@@ -1122,3 +1122,55 @@ async fn opportunity_campaign_response_and_ops_views_sqlite() {
 async fn opportunity_campaign_response_and_ops_views_postgres() {
     other_views("postgres").await;
 }
+
+/// Issue 22 §6: a token may expire (then it is a 401 like any bad token, counted per route),
+/// its last use is recorded, and `inflow token rotate` replaces it in one step — the old one
+/// stops at once, the new one works, with the same term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_record_their_last_use_and_rotate() {
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "").await;
+    let admin = add_user(&app.store, "Анна", "Админова", "admin@crm.example.com", None, None).await;
+    let t0 = now();
+    let live = app
+        .store
+        .add_api_token_expiring("ci", &token_hash("live-token"), admin, "admin", Some(t0 + Duration::days(30)), t0)
+        .await
+        .unwrap();
+    app.store
+        .add_api_token_expiring("old", &token_hash("old-token"), admin, "admin", Some(t0 - Duration::minutes(1)), t0)
+        .await
+        .unwrap();
+    let get = |tok: &'static str| {
+        let req = app.http.get(app.url("/api/v1/leads")).bearer_auth(tok);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let failures_before =
+        crate::helpers::metric(&app, "inflow_http_auth_failures_total", &[("route", "/api/v1/leads")]).await;
+    assert_eq!(get("live-token").await, 200);
+    assert_eq!(get("old-token").await, 401, "an expired token is refused");
+    let failures = crate::helpers::metric(&app, "inflow_http_auth_failures_total", &[("route", "/api/v1/leads")]).await;
+    assert!(failures > failures_before, "the refusal is counted for its route");
+    let listed = app.store.api_tokens().await.unwrap();
+    let used = listed.iter().find(|t| t.id == live.id).unwrap();
+    assert!(used.last_used_on.is_some_and(|u| u >= t0), "{used:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", app.db_url())).unwrap();
+    let (code, out, err) = crate::helpers::run_inflow(&cfg, &["token", "list"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l.contains("\told\t") && l.contains("expired")), "{out}");
+    let (code, out, err) = crate::helpers::run_inflow(&cfg, &["token", "rotate", &live.id.to_string()]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let fresh = out.trim().to_string();
+    assert_eq!(get("live-token").await, 401, "the rotated token stops at once");
+    let status = app.http.get(app.url("/api/v1/leads")).bearer_auth(&fresh).send().await.unwrap().status();
+    assert_eq!(status, 200, "its replacement works");
+    let replacement = app.store.api_tokens().await.unwrap().into_iter().find(|t| t.name == "ci").unwrap();
+    let term = replacement.expires_on.unwrap() - replacement.created_on;
+    assert_eq!(term, Duration::days(30), "the same term from the rotation");
+    let (code, _, err) = crate::helpers::run_inflow(&cfg, &["token", "rotate", &live.id.to_string()]).await;
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no live token"), "{err}");
+    app.stop().await;
+}

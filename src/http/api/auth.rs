@@ -102,7 +102,9 @@ pub async fn resolve_token(state: &AppState, token: &str) -> Result<Option<(Uuid
         .find(|t| subtle::ConstantTimeEq::ct_eq(t.sha256.as_bytes(), hash.as_bytes()).into())
     {
         Some(t) => Some((t.user, t.role.clone(), t.name.clone())),
-        None => state.store.api_token_by_hash(&hash).await?.map(|t| (t.systemuserid, t.role, t.name)),
+        None => {
+            state.store.api_token_by_hash(&hash, chrono::Utc::now()).await?.map(|t| (t.systemuserid, t.role, t.name))
+        }
     };
     Ok(found.and_then(|(user, role, name)| Role::parse(&role).map(|r| (user, r, name))))
 }
