@@ -444,6 +444,10 @@ async fn relay_signs_in_and_a_wave_waits_for_the_grant(engine: &str, mechanism: 
         relay_reply().await.contains("inflow oauth login smtp")
     })
     .await;
+    poll_until("the wave says why it waits", || async {
+        s.wave_status(w).await.unwrap().relay_held.is_some_and(|r| r.contains("inflow oauth login smtp"))
+    })
+    .await;
     let st = s.wave_status(w).await.unwrap();
     assert_eq!((st.sent, st.failed), (0, 0), "{st:?}");
     assert!(sink.messages().is_empty());

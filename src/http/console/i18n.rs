@@ -114,6 +114,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("finished", "Finished", "Завершена"),
     ("scheduled_for", "Scheduled for", "Запланирована на"),
     ("new_wave", "New e-mail wave", "Новая рассылка"),
+    (
+        "relay_held",
+        "The mail waits (nobody is failed); the relay answered:",
+        "Письма ждут (ни один получатель не потерян); ответ сервера отправки:",
+    ),
     ("wave_name", "Name in the lists (empty: the subject)", "Название в списках (пусто — тема)"),
     ("wave_subject", "Subject", "Тема письма"),
     ("wave_text", "Text", "Текст"),

@@ -543,6 +543,8 @@ pub async fn wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             "failed_by_reason": st.failed_by_reason,
             "excluded": st.wave.excluded,
             "error": st.wave.error,
+            // Mail waits on the relay (throttled, unreachable, its sign-in refused), only while sending.
+            "relay_held": st.relay_held.as_ref().filter(|_| state == WaveState::Sending),
             // R-WV-5 (`crm::waves::next_state`): pause only while sending.
             "can_pause": state == WaveState::Sending,
             "can_resume": state == WaveState::Paused,

@@ -200,6 +200,9 @@ pub struct WaveStatus {
     pub response_rate: Option<f64>,
     pub expected_response: Option<i32>,
     pub bulkoperation_status: Option<i32>,
+    /// While the wave has mail to send and the relay is backing off (throttled, unreachable,
+    /// refusing our sign-in): the relay's last reply, which says why the mail waits.
+    pub relay_held: Option<String>,
 }
 
 /// What the unsubscribe link did.
@@ -532,9 +535,23 @@ impl Store {
             None => None,
         };
         let sent = counts.get("sent").copied().unwrap_or(0);
+        let pending = counts.get("pending").copied().unwrap_or(0);
+        let relay_held = if pending > 0 {
+            db.fetch_optional(
+                "SELECT last_reply FROM smtp_relay WHERE throttled_until > $1 AND last_reply IS NOT NULL \
+                 ORDER BY throttled_until DESC LIMIT 1",
+                vec![Utc::now().into()],
+            )
+            .await?
+            .map(|r| r.get("last_reply"))
+            .transpose()?
+        } else {
+            None
+        };
         Ok(WaveStatus {
+            relay_held,
             campaign_name,
-            pending: counts.get("pending").copied().unwrap_or(0),
+            pending,
             in_flight: counts.get("sending").copied().unwrap_or(0),
             sent,
             failed: counts.get("failed").copied().unwrap_or(0),
