@@ -388,6 +388,17 @@ pub fn table() -> Vec<RouteDef> {
         });
     }
     t.push(RouteDef {
+        reply: ReplyDoc::Page,
+        list: false,
+        ..route(
+            Method::GET,
+            "/api/v1/ops/audit",
+            r(Audit),
+            "Every successful write through the API, newest first: who (user, role, token), when, what (admins)",
+            get(audit_h),
+        )
+    });
+    t.push(RouteDef {
         body: BodyDoc::Named("Empty"),
         ..route(
             Method::POST,

@@ -693,6 +693,7 @@ impl Store {
                         || *c == "received_at"
                         || *c == "processed_at"
                         || *c == "message_date"
+                        || *c == "at"
                     {
                         ColType::Instant
                     } else {
@@ -765,6 +766,8 @@ pub enum OpsSet {
     DupCandidates,
     Bounces,
     Mailboxes,
+    /// Successful writes through the API, newest first (admins only).
+    Audit,
 }
 
 impl OpsSet {
@@ -851,6 +854,12 @@ impl OpsSet {
                 "updated_at",
                 "mailbox, folder",
             ),
+            OpsSet::Audit => (
+                "api_audit",
+                &["id", "at", "systemuserid", "role", "token_name", "method", "route", "path", "status"],
+                "at",
+                "id",
+            ),
         }
     }
 
@@ -865,6 +874,7 @@ impl OpsSet {
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
             OpsSet::Bounces => &["address", "last_reason", "last_status"],
             OpsSet::Mailboxes => &["mailbox", "folder", "state"],
+            OpsSet::Audit => &["systemuserid", "role", "token_name", "method", "route"],
         }
     }
 }
@@ -1011,6 +1021,44 @@ impl Store {
             )
             .await?;
         rows.iter().map(token_from_row).collect()
+    }
+}
+
+/// One write through the API, as the audit keeps it.
+#[derive(Debug, Clone)]
+pub struct ApiWrite {
+    pub user: Uuid,
+    pub role: String,
+    pub token_name: String,
+    pub method: String,
+    /// The route's template (`/api/v1/leads/{id}`) and the path as called.
+    pub route: String,
+    pub path: String,
+    pub status: u16,
+}
+
+impl Store {
+    /// Appends a write to the audit (`GET /api/v1/ops/audit`).
+    pub async fn record_api_write(&self, w: &ApiWrite, now: DateTime<Utc>) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "INSERT INTO api_audit (id, at, systemuserid, role, token_name, method, route, path, status) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    Uuid::now_v7().into(),
+                    now.into(),
+                    w.user.into(),
+                    w.role.clone().into(),
+                    w.token_name.clone().into(),
+                    w.method.clone().into(),
+                    w.route.clone().into(),
+                    w.path.clone().into(),
+                    i64::from(w.status).into(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 }
 

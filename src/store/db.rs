@@ -667,7 +667,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(11, "0011_pbx_lines"),
     migration!(12, "0012_console"),
     migration!(13, "0013_oauth_alert"),
-    migration!(14, "0014_api_token_use"),
+    migration!(14, "0014_api_access"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -1174,3 +1174,46 @@ async fn tokens_expire_record_their_last_use_and_rotate() {
     assert!(err.contains("no live token"), "{err}");
     app.stop().await;
 }
+
+/// Issue 22 §6: every write that takes effect through the API is kept with who made it
+/// (user, role, token), when, and what (method, route, path); a refused write and a read are
+/// not; only admins read the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_the_api_are_audited_for_admins() {
+    let api = Api::start("sqlite").await;
+    let (status, lead) = api
+        .call(Role::Admin, Method::POST, "/api/v1/leads", Some(json!({"subject": "Аудит", "lastname": "Петров"})))
+        .await;
+    assert_eq!(status, 201, "{lead}");
+    let id = lead["leadid"].as_str().unwrap().to_string();
+    let (status, _) = api
+        .call(Role::Admin, Method::PATCH, &format!("/api/v1/leads/{id}"), Some(json!({"companyname": "ООО Ромашка"})))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.call(Role::Admin, Method::POST, "/api/v1/leads", Some(json!({"subject": "no name"}))).await;
+    assert_eq!(status, 422, "a refused write");
+    let (status, _) = api.call(Role::Viewer, Method::GET, "/api/v1/ops/audit", None).await;
+    assert_eq!(status, 403, "viewers do not read the audit");
+    let (status, _) = api.call(Role::Marketer, Method::GET, "/api/v1/ops/audit", None).await;
+    assert_eq!(status, 403);
+    let (status, page) = api.call(Role::Admin, Method::GET, "/api/v1/ops/audit", None).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    let lines: Vec<(&str, &str, &str)> = items
+        .iter()
+        .map(|i| (i["method"].as_str().unwrap(), i["route"].as_str().unwrap(), i["path"].as_str().unwrap()))
+        .collect();
+    let patched = format!("/api/v1/leads/{id}");
+    assert_eq!(
+        lines,
+        [("PATCH", "/api/v1/leads/{id}", patched.as_str()), ("POST", "/api/v1/leads", "/api/v1/leads")],
+        "newest first; the refused write and the reads are not there"
+    );
+    assert_eq!(items[0]["systemuserid"], json!(api.admin.to_string()));
+    assert_eq!((items[0]["role"].as_str(), items[0]["token_name"].as_str()), (Some("admin"), Some("admin")));
+    assert_eq!(items[1]["status"], json!(201));
+    assert!(items[0]["at"].as_str().unwrap().starts_with("20"), "an instant: {}", items[0]["at"]);
+    let (_, mine) = api.call(Role::Admin, Method::GET, "/api/v1/ops/audit?method=POST", None).await;
+    assert_eq!(mine["total"], json!(1), "filtered by method");
+    api.app.stop().await;
+}

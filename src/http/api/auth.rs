@@ -41,6 +41,8 @@ pub enum Area {
     Marketing,
     /// Inbound events, quarantine, PBX calls, suppression, dup candidates.
     Ops,
+    /// The audit of writes through the API: admins only.
+    Audit,
     /// The API description.
     Meta,
 }
@@ -63,7 +65,7 @@ pub fn allowed(role: Role, access: Access) -> bool {
         (Role::Admin, _)
             | (_, Access::OwnWork)
             | (_, Access::Read(Area::Meta))
-            | (Role::Viewer, Access::Read(_))
+            | (Role::Viewer, Access::Read(Area::Sales | Area::Leads | Area::Marketing | Area::Ops))
             | (Role::Marketer, Access::Read(Area::Marketing | Area::Leads))
             | (Role::Marketer, Access::Write(Area::Marketing))
     )
@@ -142,11 +144,34 @@ pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, access: Acc
 }
 
 pub(super) async fn guard(State((state, access)): State<(AppState, Access)>, mut req: Request, next: Next) -> Response {
-    match authorize(&state, req.headers(), access).await {
-        Ok(c) => {
-            req.extensions_mut().insert(c);
-            next.run(req).await
+    let c = match authorize(&state, req.headers(), access).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let what = write.then(|| {
+        let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+        (req.method().to_string(), route, req.uri().path().to_string())
+    });
+    req.extensions_mut().insert(c.clone());
+    let resp = next.run(req).await;
+    // Every write that took effect is kept with who made it. After the handler's own commit:
+    // a crash between the two loses the audit line, never the write.
+    if let Some((method, route, path)) = what
+        && resp.status().is_success()
+    {
+        let w = crate::store::api::ApiWrite {
+            user: c.user,
+            role: c.role.as_str().to_string(),
+            token_name: c.token,
+            method,
+            route: route.unwrap_or_else(|| path.clone()),
+            path,
+            status: resp.status().as_u16(),
+        };
+        if let Err(e) = state.store.record_api_write(&w, chrono::Utc::now()).await {
+            tracing::error!(error = %e, route = %w.route, "could not record the write in the audit");
         }
-        Err(e) => e.into_response(),
     }
+    resp
 }
