@@ -303,7 +303,25 @@ impl WaveRuntime {
     }
 
     /// Runs until `token` is cancelled.
+    /// Takes back the claims of a daemon of this host that is gone (restarted by systemd
+    /// after a crash) instead of waiting `claim_lease_secs` for them to run out. Its messages
+    /// in flight may go again — as they would once the claims ran out: the stated bound.
+    async fn take_back_dead_claims(&self) {
+        let host = crate::lease::hostname();
+        let holders = match self.store.claim_holders().await {
+            Ok(h) => h,
+            Err(e) => return tracing::warn!(error = %e, "could not look for a dead daemon's claims; they run out"),
+        };
+        for h in holders.iter().filter(|h| crate::lease::is_gone(h, &host)) {
+            match self.store.release_claims(h, Utc::now()).await {
+                Ok(n) => tracing::info!(previous = %h, deliveries = n, "took back the claims of a daemon that is gone"),
+                Err(e) => tracing::warn!(previous = %h, error = %e, "could not take back a dead daemon's claims"),
+            }
+        }
+    }
+
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        self.take_back_dead_claims().await;
         let (job_tx, job_rx) = mpsc::channel::<Job>(self.s.batch * 2);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (res_tx, res_rx) = mpsc::channel::<(DeliveryResult, Option<String>)>(self.s.batch * 4);

@@ -364,6 +364,19 @@ impl Store {
         Ok(())
     }
 
+    /// The holders of claims still in flight (state `sending`), for finding a dead one.
+    pub async fn claim_holders(&self) -> Result<Vec<String>> {
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT DISTINCT claimed_by FROM wave_delivery WHERE state = 'sending' AND claimed_by IS NOT NULL",
+                vec![],
+            )
+            .await?;
+        rows.iter().map(|r| r.get("claimed_by")).collect()
+    }
+
     /// Hands back this holder's claims (shutdown): pending again, no attempt counted.
     pub async fn release_claims(&self, holder: &str, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.db.begin().await?;
