@@ -33,12 +33,16 @@ for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && brea
 # Some data for the generated ids and filters to meet.
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"subject":"fuzz","lastname":"Fuzz","emailaddress1":"fuzz@example.com"}' http://127.0.0.1:$PORT/api/v1/leads
+# One worker: with two, hypothesis (6.170) describes filtered strategies by parsing their
+# source with `ast` in both threads at once, and CPython 3.11's AST validator then fails with
+# "AST constructor recursion depth mismatch" now and then (a Runtime Error, no API fault; seen
+# once in three runs on seed 20261127).
 $VENV/bin/schemathesis run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "$EXAMPLES" \
-  --workers 2 \
+  --workers 1 \
   ${INFLOW_FUZZ_SEED:+--seed "$INFLOW_FUZZ_SEED"} \
   --suppress-health-check all && status=0 || status=$?
 if grep -q "panicked" "$WORK/daemon.log"; then echo "the daemon panicked:" >&2; grep -A5 panicked "$WORK/daemon.log" >&2; exit 1; fi

@@ -20,6 +20,11 @@ async fn count(store: &Store, sql: &str) -> i64 {
     store.db.clone().fetch_one(sql, vec![]).await.unwrap().get("n").unwrap()
 }
 
+async fn event_ids(store: &Store) -> std::collections::BTreeSet<String> {
+    let rows = store.db.clone().fetch_all("SELECT id FROM inbound_event", vec![]).await.unwrap();
+    rows.iter().map(|r| r.get::<String>("id").unwrap()).collect()
+}
+
 async fn events(store: &Store) -> i64 {
     count(store, "SELECT COUNT(*) AS n FROM inbound_event WHERE source = 'imap'").await
 }
@@ -863,16 +868,7 @@ async fn an_online_backup_during_ingest_holds_every_committed_message() {
         .collect();
     dv.append("sales", "INBOX", &msgs).await;
     poll_until("ingest under way", || async { events(&app.store).await >= 10 }).await;
-    let committed: Vec<String> = app
-        .store
-        .db
-        .clone()
-        .fetch_all("SELECT id FROM inbound_event", vec![])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String>("id").unwrap())
-        .collect();
+    let committed = event_ids(&app.store).await;
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("inflow.toml");
@@ -889,15 +885,7 @@ async fn an_online_backup_during_ingest_holds_every_committed_message() {
     .await
     .unwrap();
     copied.readiness().await.expect("the copy is at the latest schema");
-    let in_copy: std::collections::HashSet<String> = copied
-        .db
-        .clone()
-        .fetch_all("SELECT id FROM inbound_event", vec![])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String>("id").unwrap())
-        .collect();
+    let in_copy = event_ids(&copied).await;
     let missing: Vec<&String> = committed.iter().filter(|id| !in_copy.contains(*id)).collect();
     assert!(missing.is_empty(), "committed before the backup but not in it: {missing:?}");
     assert!(in_copy.len() <= 300);
