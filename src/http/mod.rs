@@ -143,7 +143,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         r = r.merge(api::routes(state.clone()));
     }
     if state.console.enabled {
-        r = r.merge(console::routes());
+        r = r.merge(console::routes(state.clone()));
     }
     r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .merge(unsubscribe::routes())

@@ -557,6 +557,23 @@ async fn console(engine: &str) {
     let st = wait_state(&app.store, second, "completed").await;
     assert_eq!((st.sent, st.failed, st.wave.excluded.get("opted_out").copied()), (2, 0, Some(1)), "{st:?}");
     assert_eq!(st.wave.subject_line, "Январская", "the name given for the lists");
+    // The console's writes are in the audit with who made them (as the API's are).
+    let audit: J = app
+        .http
+        .get(app.url("/api/v1/ops/audit?token_name=console"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_route = |r: &str| audit["items"].as_array().unwrap().iter().find(|i| i["route"] == json!(r)).cloned();
+    let launched = by_route("/campaigns/{id}/waves").unwrap_or_else(|| panic!("the new wave is audited: {audit}"));
+    assert_eq!(launched["systemuserid"], json!(boris.to_string()), "{launched}");
+    assert_eq!(launched["path"], json!(format!("/campaigns/{camp}/waves")));
+    assert!(by_route("/campaigns/{id}/status").is_some(), "the status change too: {audit}");
+    assert!(by_route("/signin").is_none(), "sign-ins are not CRM writes");
     // A wave without text is refused with words, and nothing is created.
     b.client.goto(&app.url(&format!("/campaigns/{camp}"))).await.unwrap();
     b.fill("#wave-subject", "Пустая").await;

@@ -140,7 +140,7 @@ async fn script() -> Response {
 }
 
 /// The console's routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/work", get(pages::work))
@@ -165,6 +165,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .layer(axum::middleware::from_fn(session::remember_lang))
+        .route_layer(axum::middleware::from_fn_with_state(state, session::audit))
 }
 
 #[cfg(test)]

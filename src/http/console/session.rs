@@ -143,6 +143,42 @@ fn query_lang(query: Option<&str>) -> Option<Lang> {
 }
 
 /// Remembers a `?lang=` choice in a cookie for the next pages.
+/// Keeps every console write that took effect — a form post answered with a redirect, made
+/// in a signed-in session — in the API's audit (`GET /api/v1/ops/audit`) with who made it,
+/// marked `console`. Sign-in and sign-out are not writes to the CRM.
+pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+    let write = req.method() == axum::http::Method::POST && !matches!(route.as_deref(), Some("/signin" | "/signout"));
+    let Some(route) = route.filter(|_| write) else { return next.run(req).await };
+    let session = cookie(req.headers(), SESSION_COOKIE);
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let to_sign_in = resp.headers().get(header::LOCATION).is_some_and(|l| l.as_bytes().starts_with(b"/signin"));
+    if resp.status() != StatusCode::SEE_OTHER || to_sign_in {
+        return resp;
+    }
+    let Some(id) = session else { return resp };
+    match state.store.console_session(&token_hash(&id), Utc::now()).await {
+        Ok(Some(s)) => {
+            let w = crate::store::api::ApiWrite {
+                user: s.user,
+                role: s.role,
+                token_name: "console".into(),
+                method: "POST".into(),
+                route,
+                path,
+                status: resp.status().as_u16(),
+            };
+            if let Err(e) = state.store.record_api_write(&w, Utc::now()).await {
+                tracing::error!(error = %e, route = %w.route, "could not record the console write in the audit");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "could not record the console write in the audit"),
+    }
+    resp
+}
+
 pub async fn remember_lang(req: Request, next: Next) -> Response {
     let chosen = query_lang(req.uri().query());
     let headers = req.headers().clone();
