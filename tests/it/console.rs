@@ -201,7 +201,8 @@ async fn sign_out(b: &Browser) {
 async fn console(engine: &str) {
     let sink = SmtpSink::start(0).await;
     let cfg = format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\nlocale = \"ru\"\n\n\
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\nlocale = \"ru\"\n\
+         custom_lead_sources = [100000000, 100000001, 100000007]\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
          [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\nenabled = false\n",
         sink.port
@@ -383,6 +384,8 @@ async fn console(engine: &str) {
     assert_eq!(b.text("#list-h").await, "4", "my open leads (Анна's)");
     b.click("nav.tabs a[href='/leads?view=open']").await;
     assert_eq!(b.table("leads").await.len(), 6);
+    // The org's own lead sources are offered too: one inflow has no word for shows its number.
+    assert_eq!(b.text("#source option[value='100000007']").await, "№ 100000007");
     b.client.find(Locator::Css("#source")).await.unwrap().select_by_value("8").await.unwrap();
     b.click(".filters button").await;
     let web = b.table("leads").await;

@@ -80,9 +80,14 @@ pub async fn list(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuer
             })
         })
         .collect();
+    // The standard sources, then the org's own (`org.custom_lead_sources`), named by their
+    // label where inflow knows one and by their number where it does not.
     let sources: Vec<J> = (1..=10)
-        .chain([100_000_000, 100_000_001])
-        .map(|code| json!({"code": code, "label": pick(lang, "lead", "leadsourcecode", Some(code))}))
+        .chain(s.store.custom_lead_sources.iter().map(|c| i64::from(*c)))
+        .map(|code| {
+            let label = Some(pick(lang, "lead", "leadsourcecode", Some(code))).filter(|l| !l.is_empty());
+            json!({"code": code, "label": label.unwrap_or_else(|| format!("№ {code}"))})
+        })
         .collect();
     let pages = (leads.total + PAGE - 1) / PAGE;
     let mut m = frame(&who, "leads");
