@@ -889,6 +889,11 @@ async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
                     g.last_error.as_deref().unwrap_or("-")
                 );
             }
+            // Configured accounts without a grant: what still needs a sign-in.
+            let grants: Vec<String> = store.oauth_grants().await?.into_iter().map(|g| g.account).collect();
+            for a in crate::oauth::accounts(cfg).into_iter().filter(|a| !a.app_only && !grants.contains(&a.name)) {
+                println!("{}	-	-	-	-	never signed in: {}", a.name, a.fix());
+            }
         }
         OauthCommand::Revoke { mailbox } => {
             if !store.delete_oauth_grant(&mailbox).await? {

@@ -212,6 +212,9 @@ async fn device_login_then_ingest_refresh_rotation_and_revocation(engine: &str) 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("inflow.toml");
     std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n\n{mailbox}", app.db_url())).unwrap();
+    let (code, out, _) = run_inflow(&cfg, &["oauth", "status"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("sales\t-\t-\t-\t-\tnever signed in: inflow oauth login sales"), "{out}");
     let (code, out, err) = run_inflow(&cfg, &["oauth", "login", "sales"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("https://idp.example/device") && out.contains("WDJB-MJHT"), "{out}");
