@@ -378,6 +378,12 @@ async fn console(engine: &str) {
     assert!(b.exists("svg.chart title").await);
     assert!(b.axe().await.is_empty(), "dashboard: {:?}", b.axe().await);
     b.screenshot(&shots, "dashboard").await;
+    // A source's row opens the leads it counts; the "(none)" row leads nowhere.
+    assert!(!b.exists("#by-source-data tbody tr:nth-child(3) a").await);
+    b.click("#by-source-data a[href='/leads?view=all&source=8']").await;
+    let web = b.table("leads").await;
+    assert_eq!(web.len(), 3, "the three web leads: {web:?}");
+    b.client.goto(&app.url("/")).await.unwrap();
 
     // Leads: the views as tabs, a source filter, a lead's page with its timeline, qualify.
     b.click("header nav a[href='/leads']").await;

@@ -96,6 +96,7 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             })
             .collect(),
         empty: waves.is_empty(),
+        links: Vec::new(),
     };
     let lists: Vec<J> = lists
         .iter()

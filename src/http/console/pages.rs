@@ -36,6 +36,8 @@ pub(super) struct ChartView {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub empty: bool,
+    /// Per row, where its first cell leads (the list it counts), if anywhere.
+    pub links: Vec<Option<String>>,
 }
 
 /// A store failure as a page (the API's status and message).
@@ -92,6 +94,7 @@ fn group_chart(lang: Lang, id: &str, title: &str, dim: &str, groups: &[Group]) -
         columns: vec![i18n::t(lang, dim).to_string(), count],
         rows: cats.iter().zip(groups).map(|(c, g)| vec![c.clone(), g.count.to_string()]).collect(),
         empty: groups.is_empty(),
+        links: Vec::new(),
     }
 }
 
@@ -191,6 +194,7 @@ async fn dashboard_data(
         columns,
         rows,
         empty: per_day.is_empty(),
+        links: Vec::new(),
     });
 
     for (id, groups, key, dim) in [
@@ -198,7 +202,13 @@ async fn dashboard_data(
         ("by-campaign", by_campaign, "leads_by_campaign", "campaign"),
         ("by-owner", by_owner, "leads_by_owner", "owner"),
     ] {
-        charts.push(group_chart(lang, id, i18n::t(lang, key), dim, &groups));
+        let mut chart = group_chart(lang, id, i18n::t(lang, key), dim, &groups);
+        if dim == "source" {
+            // Each source's row opens the leads it counts.
+            chart.links =
+                groups.iter().map(|g| g.key.as_i64().map(|c| format!("/leads?view=all&source={c}"))).collect();
+        }
+        charts.push(chart);
     }
 
     // This week against last week, by state (Open, Qualified, Disqualified).
@@ -230,6 +240,7 @@ async fn dashboard_data(
             .map(|(c, l)| vec![l.clone(), count_of(&this, *c).to_string(), count_of(&last, *c).to_string()])
             .collect(),
         empty: this.is_empty() && last.is_empty(),
+        links: Vec::new(),
     });
     Ok(charts)
 }
@@ -355,6 +366,7 @@ fn day_pair_chart(
             .map(|d| vec![i18n::date(lang, *d), get(d).0.to_string(), get(d).1.to_string()])
             .collect(),
         empty: per_day.is_empty(),
+        links: Vec::new(),
     }
 }
 
@@ -431,6 +443,7 @@ async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<C
             })
             .collect(),
         empty: budget.is_empty(),
+        links: Vec::new(),
     }];
 
     let perf = s.store.campaign_performance().await?;
@@ -465,6 +478,7 @@ async fn campaigns_data(s: &AppState, lang: Lang) -> crate::store::Result<(Vec<C
             })
             .collect(),
         empty: perf.is_empty(),
+        links: Vec::new(),
     });
 
     let tz = s.api.tz();
@@ -524,6 +538,7 @@ pub async fn wave(who: Signed, State(s): State<AppState>, Path(id): Path<String>
         columns: vec![i18n::t(lang, "state").into(), count],
         rows: cats.iter().zip(&figures).map(|(c, (_, v))| vec![c.clone(), v.to_string()]).collect(),
         empty: false,
+        links: Vec::new(),
     };
     let state = st.wave.state;
     let mut m = frame(&who, "campaigns");
