@@ -11,7 +11,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, Tls
 use lettre::transport::smtp::extension::ClientId;
 
 use crate::config::{Config, MailAuth, OAuthConfig, SaslMechanism, TlsMode};
-use crate::oauth::{RELAY_ACCOUNT, Tokens};
+use crate::oauth::{LazyTokens, RELAY_ACCOUNT};
 use crate::store::Store;
 
 /// Why no session could be opened.
@@ -35,11 +35,8 @@ impl From<String> for ConnectError {
 /// The relay's OAuth sign-in: whose mailbox sends, the client, and the token source.
 struct RelayOAuth {
     user: String,
-    /// `[oauth] key_file`'s key (None: the database's own).
-    key: Option<String>,
     config: OAuthConfig,
-    store: Store,
-    tokens: tokio::sync::OnceCell<Tokens>,
+    tokens: LazyTokens,
 }
 
 /// Why a single send failed.
@@ -80,10 +77,8 @@ impl Relay {
         let oauth = match (c.auth, &c.oauth) {
             (MailAuth::Oauth2, Some(o)) => Some(Arc::new(RelayOAuth {
                 user: c.user.clone().unwrap_or_default(),
-                key: cfg.oauth.key.clone(),
                 config: o.clone(),
-                store: store.clone(),
-                tokens: tokio::sync::OnceCell::new(),
+                tokens: LazyTokens::new(store.clone(), cfg.oauth.key.clone()),
             })),
             _ => None,
         };
@@ -169,11 +164,7 @@ impl RelayOAuth {
         port: u16,
         at: &str,
     ) -> Result<(), ConnectError> {
-        let tokens = self
-            .tokens
-            .get_or_try_init(|| Tokens::new(self.store.clone(), self.key.as_deref()))
-            .await
-            .map_err(|e| ConnectError::Failed(e.to_string()))?;
+        let tokens = self.tokens.get().await.map_err(|e| ConnectError::Failed(e.to_string()))?;
         let mut refused = String::new();
         for fresh in [false, true] {
             let token = match tokens.access_token(RELAY_ACCOUNT, &self.config, fresh).await {

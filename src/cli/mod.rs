@@ -877,7 +877,8 @@ async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
         }
         OauthCommand::Status => {
             println!("account\tprovider\tscopes\taccess_expires\tlast_refresh\tlast_error");
-            for g in store.oauth_grants().await? {
+            let grants = store.oauth_grants().await?;
+            for g in &grants {
                 let t = |d: Option<chrono::DateTime<chrono::Utc>>| d.map_or("-".to_string(), |d| d.to_rfc3339());
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
@@ -890,8 +891,8 @@ async fn oauth_command(cfg: &Config, cmd: OauthCommand) -> anyhow::Result<()> {
                 );
             }
             // Configured accounts without a grant: what still needs a sign-in.
-            let grants: Vec<String> = store.oauth_grants().await?.into_iter().map(|g| g.account).collect();
-            for a in crate::oauth::accounts(cfg).into_iter().filter(|a| !a.app_only && !grants.contains(&a.name)) {
+            let signed_in = |name: &str| grants.iter().any(|g| g.account == name);
+            for a in crate::oauth::accounts(cfg).into_iter().filter(|a| !a.app_only && !signed_in(&a.name)) {
                 println!("{}	-	-	-	-	never signed in: {}", a.name, a.fix());
             }
         }

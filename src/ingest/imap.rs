@@ -170,10 +170,7 @@ pub struct MailboxRuntime {
     tls: Arc<rustls::ClientConfig>,
     /// The server refused the last XOAUTH2 token: the next attempt refreshes first.
     oauth_refused: std::sync::atomic::AtomicBool,
-    /// Built at the first OAuth sign-in (it reads the sealing key once), kept for reconnects.
-    tokens: tokio::sync::OnceCell<crate::oauth::Tokens>,
-    /// `[oauth] key_file`'s key (None: the database's own).
-    oauth_key: Option<String>,
+    tokens: crate::oauth::LazyTokens,
 }
 
 use tokio_rustls::rustls;
@@ -199,15 +196,14 @@ impl MailboxRuntime {
         };
         Ok(MailboxRuntime {
             cfg: mb.clone(),
-            store,
             policy_base,
             bounces: BounceRules { soft_limit: mb.soft_bounce_limit as i64 },
             tz: cfg.tz(),
             holder: holder.to_string(),
             tls: crate::tls::client_config(mb.tls_ca_file.as_deref())?,
             oauth_refused: std::sync::atomic::AtomicBool::new(false),
-            tokens: tokio::sync::OnceCell::new(),
-            oauth_key: cfg.oauth.key.clone(),
+            tokens: crate::oauth::LazyTokens::new(store.clone(), cfg.oauth.key.clone()),
+            store,
         })
     }
 
@@ -531,14 +527,10 @@ impl MailboxRuntime {
         client: async_imap::Client<Conn>,
         o: &crate::config::OAuthConfig,
     ) -> Result<(Session<Conn>, Option<DateTime<Utc>>), Trouble> {
-        use crate::oauth::{OAuthError, Tokens};
+        use crate::oauth::OAuthError;
         let c = &self.cfg;
         let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
-        let tokens = self
-            .tokens
-            .get_or_try_init(|| Tokens::new(self.store.clone(), self.oauth_key.as_deref()))
-            .await
-            .map_err(|e| Trouble::Store(e.to_string()))?;
+        let tokens = self.tokens.get().await.map_err(|e| Trouble::Store(e.to_string()))?;
         let (token, until) = match tokens.access_token_until(&c.name, o, fresh).await {
             Ok(t) => t,
             Err(e) if e.needs_person() => return Err(Trouble::AuthExpired(e.to_string())),

@@ -287,6 +287,25 @@ fn use_until(now: DateTime<Utc>, exp: DateTime<Utc>) -> DateTime<Utc> {
     if left > Duration::seconds(2 * AHEAD) { exp - Duration::seconds(AHEAD) } else { now + left / 2 }
 }
 
+/// The token source of a mailbox worker or the relay: built at the first OAuth sign-in (it
+/// reads, or first writes, the sealing key) and kept for every reconnect after.
+pub struct LazyTokens {
+    store: Store,
+    /// `[oauth] key_file`'s key (None: the database's own).
+    key: Option<String>,
+    cell: tokio::sync::OnceCell<Tokens>,
+}
+
+impl LazyTokens {
+    pub fn new(store: Store, key: Option<String>) -> LazyTokens {
+        LazyTokens { store, key, cell: tokio::sync::OnceCell::new() }
+    }
+
+    pub async fn get(&self) -> Result<&Tokens, OAuthError> {
+        self.cell.get_or_try_init(|| Tokens::new(self.store.clone(), self.key.as_deref())).await
+    }
+}
+
 /// Access tokens for the accounts of one database.
 pub struct Tokens {
     store: Store,
@@ -309,6 +328,15 @@ impl Tokens {
             }
         };
         Ok(Tokens { store, sealer: Sealer::new(&secret), refreshing: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The grant's stored access token and its expiry, while it has more than the margin left.
+    fn stored(&self, account: &str, g: &OAuthGrant, now: DateTime<Utc>) -> Option<(String, DateTime<Utc>)> {
+        let (t, exp) = (g.access_token.as_ref()?, g.access_expires_at?);
+        if exp - Duration::seconds(AHEAD) <= now {
+            return None;
+        }
+        self.sealer.open(account, t).map(|t| (t, exp))
     }
 
     /// A valid access token for `account`: the stored one while it has more than five minutes
@@ -339,12 +367,8 @@ impl Tokens {
         if let Some(why) = &g.last_error {
             return Err(OAuthError::Expired { account: account.into(), why: why.clone() });
         }
-        if !fresh
-            && let (Some(t), Some(exp)) = (&g.access_token, g.access_expires_at)
-            && exp - Duration::seconds(AHEAD) > now
-            && let Some(t) = self.sealer.open(account, t)
-        {
-            return Ok(ahead((t, exp)));
+        if !fresh && let Some(t) = self.stored(account, &g, now) {
+            return Ok(ahead(t));
         }
         self.refresh(account, c, &g, now).await.map(ahead)
     }
@@ -369,11 +393,9 @@ impl Tokens {
             return Err(OAuthError::Expired { account: account.into(), why: why.clone() });
         }
         if (g.access_token != seen.access_token || g.refresh_token != seen.refresh_token)
-            && let (Some(t), Some(exp)) = (&g.access_token, g.access_expires_at)
-            && exp - Duration::seconds(AHEAD) > Utc::now()
-            && let Some(t) = self.sealer.open(account, t)
+            && let Some(t) = self.stored(account, &g, Utc::now())
         {
-            return Ok((t, exp));
+            return Ok(t);
         }
         let e = endpoints(c).map_err(OAuthError::Config)?;
         let refresh = self.sealer.open(account, &g.refresh_token).ok_or_else(|| OAuthError::Expired {
@@ -438,11 +460,9 @@ impl Tokens {
         if !fresh
             && let Some(g) = &g
             && g.last_error.is_none()
-            && let (Some(t), Some(exp)) = (&g.access_token, g.access_expires_at)
-            && exp - Duration::seconds(AHEAD) > now
-            && let Some(t) = self.sealer.open(account, t)
+            && let Some(t) = self.stored(account, g, now)
         {
-            return Ok((t, exp));
+            return Ok(t);
         }
         let e = endpoints(c).map_err(OAuthError::Config)?;
         let answer = client(c, e.token_url)?
