@@ -13,6 +13,8 @@
 
 use std::sync::LazyLock;
 
+pub use super::receivers::Hosts;
+use super::receivers::{self, Answer};
 use regex::{Regex, RegexSet};
 use serde::{Serialize, Serializer};
 
@@ -175,6 +177,8 @@ pub struct Diagnosis<'a> {
     pub text: &'a str,
     /// The SMTP command the failure answered (`RCPT`, `MAIL`, `DATA`, `CONN`, …), if told.
     pub command: Option<&'a str>,
+    /// The recipient's domain and the MTAs involved, which may name a known receiver.
+    pub hosts: Hosts<'a>,
 }
 
 /// Phrases per reason, checked in this order on lower-cased text: the first that matches
@@ -889,7 +893,8 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
         return Reason::Delivered;
     }
     // One space for each run of whitespace: answers arrive folded over lines.
-    let text = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let joined = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let text = joined.clone();
     // Multi-line replies repeat their codes on every line ("550-5.7.1 … 550-5.7.1 …"): the
     // repeats inside the text go, so phrases split over lines read whole.
     static REPEAT: LazyLock<Regex> =
@@ -899,6 +904,11 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
         None => text,
     };
     let command = d.command.map(str::to_ascii_uppercase);
+    // A known receiver's own codes come first: its table says what its words mean.
+    let answer = Answer { text: &joined, status: d.status, reply_code: d.reply_code, command: command.as_deref() };
+    if let Some(r) = receivers::reason(&d.hosts, &answer) {
+        return r;
+    }
     let by_status = d.status.and_then(reason_of_status);
     // A bare number is a local mailer's exit code (sendmail's "Diagnostic-Code: X-Unix; 255").
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
@@ -989,7 +999,7 @@ mod tests {
     use super::*;
 
     fn r(status: Option<&str>, code: Option<&str>, text: &str) -> Reason {
-        reason(&Diagnosis { action: Some("failed"), status, reply_code: code, text, command: None })
+        reason(&Diagnosis { action: Some("failed"), status, reply_code: code, text, ..Default::default() })
     }
 
     #[test]
@@ -1007,6 +1017,7 @@ mod tests {
                 reply_code: Some("550"),
                 text: "550 5.0.0 <a@b.example>... User unknown",
                 command,
+                ..Default::default()
             })
         };
         assert_eq!(at(Some("RCPT")), Reason::UserUnknown);

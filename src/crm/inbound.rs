@@ -38,7 +38,12 @@ pub struct Sender {
 /// One recipient a bounce reports as failed or delayed (R-EM-8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedRecipient {
+    /// The failed mailbox as the report names it (RFC 3464 Final-Recipient).
     pub address: String,
+    /// The address the message was written to, where the report names another one
+    /// (Original-Recipient: an alias or forward in front of `address`). That is the address
+    /// our own records hold, so a bounce is applied to it as well.
+    pub mailed_as: Option<String>,
     /// Why (Sisimai's vocabulary), from the status, the reply code and the text.
     pub reason: Reason,
     pub severity: Severity,
@@ -51,6 +56,11 @@ pub struct FailedRecipient {
 }
 
 impl FailedRecipient {
+    /// Every address this failure is about: the failed mailbox, then the one written to.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.address.as_str()).chain(self.mailed_as.as_deref())
+    }
+
     /// The address is dead (R-EM-8): suppressed at once when the bounce is of our mail.
     pub fn hard(&self) -> bool {
         self.severity == Severity::Hard

@@ -209,7 +209,15 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             }),
             ..Default::default()
         };
-        let who = b.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", ");
+        let who = b
+            .recipients
+            .iter()
+            .map(|r| match &r.mailed_as {
+                Some(m) => format!("{m} (delivered to {})", r.address),
+                None => r.address.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let reason = if ours {
             format!("{} bounce for {who}", b.shape)
         } else {
@@ -599,6 +607,7 @@ mod tests {
                     shape: "rfc3464",
                     recipients: vec![FailedRecipient {
                         address: "nobody@client.example".into(),
+                        mailed_as: None,
                         reason: Reason::UserUnknown,
                         severity: Severity::Hard,
                         status: Some("5.1.1".into()),

@@ -23,6 +23,7 @@ pub mod normalize;
 pub mod opportunity;
 pub mod person_name;
 pub mod quick;
+pub mod receivers;
 pub mod reply_text;
 pub mod response;
 pub mod state;

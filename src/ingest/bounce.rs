@@ -16,7 +16,7 @@ use regex::Regex;
 use uuid::Uuid;
 
 use super::envelope;
-use crate::crm::bounce::{self, Diagnosis};
+use crate::crm::bounce::{self, Diagnosis, Hosts};
 use crate::crm::inbound::{Bounce, FailedRecipient, Sender, XHEADER_ACTIVITY, normalize_message_id};
 
 /// An RFC 3463 enhanced status code, not part of a dotted number such as an IP address.
@@ -349,8 +349,7 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         if !groups.is_empty() {
             let mut recipients = Vec::new();
             for g in &groups {
-                let address = g.address(&original);
-                let Some(address) = address else { continue };
+                let Some((address, mailed_as)) = g.address(&original) else { continue };
                 // Where the DSN has no diagnostic, the human-readable part may say why.
                 let own_text = match (&g.diagnostic, &g.status_note) {
                     (Some(d), Some(n)) => format!("{d} ({n})"),
@@ -375,12 +374,18 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                     None => status_in(&context),
                 };
                 let command = command_in(&context).or_else(|| command_in(context_for(&human, &address)));
+                let remote = g.remote_mta.clone().or_else(|| remote_in(&context));
                 let d = Diagnosis {
                     action: g.action.as_deref(),
                     status: status.as_deref(),
                     reply_code: reply.as_deref(),
                     text: &context,
                     command,
+                    hosts: Hosts {
+                        domain: domain_of(&address),
+                        remote: remote.as_deref(),
+                        reporting: g.reporting_mta.as_deref(),
+                    },
                 };
                 let reason = bounce::reason(&d);
                 if reason == bounce::Reason::Delivered {
@@ -391,7 +396,7 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                     g.diagnostic.clone().filter(|d| !d.trim().is_empty()).or_else(|| diagnostic_line(&context));
                 push(
                     &mut recipients,
-                    FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic },
+                    FailedRecipient { address, mailed_as, reason, severity, status, reply_code: reply, diagnostic },
                 );
             }
             if recipients.is_empty() {
@@ -456,12 +461,14 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         let command = command_in(ctx);
         let delayed = delayed_notice(section);
         let action = if delayed { "delayed" } else { "failed" };
+        let remote = remote_in(ctx);
         let d = Diagnosis {
             action: Some(action),
             status: status.as_deref(),
             reply_code: reply.as_deref(),
             text: ctx,
             command,
+            hosts: Hosts { domain: domain_of(&address), remote: remote.as_deref(), reporting: None },
         };
         let reason = bounce::reason(&d);
         if reason == bounce::Reason::Delivered {
@@ -470,7 +477,15 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         let severity = bounce::severity(reason, status.as_deref(), Some(action));
         push(
             &mut recipients,
-            FailedRecipient { address, reason, severity, status, reply_code: reply, diagnostic: diagnostic_line(ctx) },
+            FailedRecipient {
+                address,
+                mailed_as: None,
+                reason,
+                severity,
+                status,
+                reply_code: reply,
+                diagnostic: diagnostic_line(ctx),
+            },
         );
     }
     if recipients.is_empty() {
@@ -526,6 +541,7 @@ fn read_ses_json(text: &str) -> Option<Bounce> {
             reply_code: reply.as_deref(),
             text: &text,
             command: None,
+            hosts: Hosts { domain: domain_of(&address), ..Default::default() },
         };
         let reason = bounce::reason(&d);
         let severity = bounce::severity(reason, status.as_deref(), Some(if permanent { "failed" } else { "" }));
@@ -533,6 +549,7 @@ fn read_ses_json(text: &str) -> Option<Bounce> {
             &mut recipients,
             FailedRecipient {
                 address,
+                mailed_as: None,
                 reason,
                 severity,
                 status,
@@ -549,6 +566,21 @@ fn read_ses_json(text: &str) -> Option<Bounce> {
         original_message_id,
         original_activity: None,
     })
+}
+
+/// The domain of an address.
+fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, d)| d)
+}
+
+/// The receiving MTA a text names: a host name written right before its address in
+/// brackets ("host mx.example.net[192.0.2.1] said:", "connect to mx.example.net[…]").
+fn remote_in(text: &str) -> Option<String> {
+    static HOST: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)\s?\[(?:ipv6:)?[0-9a-f.:]+\]")
+            .unwrap()
+    });
+    HOST.captures(text).map(|c| c[1].to_ascii_lowercase())
 }
 
 fn push(v: &mut Vec<FailedRecipient>, r: FailedRecipient) {
@@ -809,14 +841,18 @@ struct Group {
     /// messages)"): part of why, when the diagnostic is only "User unknown".
     status_note: Option<String>,
     diagnostic: Option<String>,
+    /// `Remote-MTA`, and the per-message `Reporting-MTA`: host names without their type.
+    remote_mta: Option<String>,
+    reporting_mta: Option<String>,
 }
 
 impl Group {
-    /// The failed address: the Original-Recipient (the address that was mailed, before a
-    /// forward or alias) when it is an RFC 822 address the returned message was sent to or
-    /// when the Final-Recipient is no address (X.400, a local mailbox name); else the
-    /// Final-Recipient.
-    fn address(&self, original: &Original) -> Option<String> {
+    /// The failed address, and the address written to where that differs: the
+    /// Final-Recipient (the mailbox that failed, as every DSN reader records it) and the
+    /// Original-Recipient when it names another RFC 822 address (the alias or forward we
+    /// mailed, which is the address our records hold). A Final-Recipient that is no address
+    /// (X.400, a local mailbox name) gives way to the Original-Recipient.
+    fn address(&self, original: &Original) -> Option<(String, Option<String>)> {
         let valid = |r: &Option<(String, String)>| {
             r.as_ref()
                 .filter(|(t, a)| {
@@ -827,9 +863,9 @@ impl Group {
         let fin = valid(&self.final_recipient);
         let orig = valid(&self.original_recipient);
         match (fin, orig) {
-            (Some(f), Some(o)) if f != o && original.to.contains(&o) && !original.to.contains(&f) => Some(o),
-            (Some(f), _) => Some(f),
-            (None, Some(o)) => Some(o),
+            (Some(f), Some(o)) if !f.eq_ignore_ascii_case(&o) => Some((f, Some(o))),
+            (Some(f), _) => Some((f, None)),
+            (None, Some(o)) => Some((o, None)),
             (None, None) => {
                 // An X.400 or malformed Final-Recipient: an address inside it, else the
                 // returned message's single recipient.
@@ -837,7 +873,7 @@ impl Group {
                     .final_recipient
                     .as_ref()
                     .and_then(|(_, a)| EMAIL.find(a).map(|m| m.as_str().to_ascii_lowercase()));
-                inside.or_else(|| (original.to.len() == 1).then(|| original.to[0].clone()))
+                inside.or_else(|| (original.to.len() == 1).then(|| original.to[0].clone())).map(|a| (a, None))
             }
         }
     }
@@ -851,16 +887,23 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
     // Groups are separated by blank lines; some MTAs omit them, so a new Final-Recipient
     // (or Original-Recipient after a complete group) also starts a group.
     let mut g = Group::default();
-    let flush = |g: &mut Group, out: &mut Vec<Group>| {
+    let mut reporting: Option<String> = None;
+    let flush = |g: &mut Group, out: &mut Vec<Group>, reporting: &Option<String>| {
         if g.final_recipient.is_some() || g.original_recipient.is_some() {
+            g.reporting_mta = reporting.clone();
             out.push(std::mem::take(g));
         } else {
             *g = Group::default();
         }
     };
+    let host = |v: &str| {
+        let h = v.split_once(';').map_or(v, |(_, h)| h).trim();
+        let h = h.split(|c: char| c.is_whitespace() || c == '[' || c == '(').next().unwrap_or("");
+        (!h.is_empty()).then(|| h.trim_end_matches('.').to_ascii_lowercase())
+    };
     for line in unfolded.lines() {
         if line.trim().is_empty() {
-            flush(&mut g, &mut out);
+            flush(&mut g, &mut out, &reporting);
             continue;
         }
         let Some((k, v)) = line.split_once(':') else { continue };
@@ -872,17 +915,19 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
         match k.trim().to_ascii_lowercase().as_str() {
             "final-recipient" => {
                 if g.final_recipient.is_some() {
-                    flush(&mut g, &mut out);
+                    flush(&mut g, &mut out, &reporting);
                 }
                 g.final_recipient = Some(typed());
             }
             "original-recipient" => {
                 if g.original_recipient.is_some() {
-                    flush(&mut g, &mut out);
+                    flush(&mut g, &mut out, &reporting);
                 }
                 g.original_recipient = Some(typed());
             }
             "action" => g.action = Some(v.to_ascii_lowercase()),
+            "remote-mta" => g.remote_mta = host(v),
+            "reporting-mta" => reporting = host(v),
             "status" => {
                 g.status = status_in(&format!(" {v} ")).or_else(|| g.status.take());
                 g.status_note = v
@@ -898,7 +943,7 @@ fn parse_dsn(dsn: &str) -> Vec<Group> {
             _ => {}
         }
     }
-    flush(&mut g, &mut out);
+    flush(&mut g, &mut out, &reporting);
     out
 }
 

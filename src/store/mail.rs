@@ -15,7 +15,7 @@ use super::ops::{self, DupCandidate, InboundEvent, Suppression};
 use super::records::{get, insert_many, insert_rows};
 use super::{Result, Store, StoreError};
 use crate::crm::entities::{Activity, Lead};
-use crate::crm::inbound::{Malformed, ParsedMail, Severity, hits_unsubscribe_address};
+use crate::crm::inbound::{FailedRecipient, Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
 use crate::crm::matching::{Hit, MatchOutcome, resolve_sender};
 use crate::crm::{EmailAddress, EntityKind, EntityRef};
@@ -565,8 +565,13 @@ impl Store {
         }
         if let Some(b) = &w.bounce {
             let mut any_hard = false;
-            for r in &b.recipients {
-                let Ok(addr) = EmailAddress::parse_with(&r.address, &self.norm.email_rules) else { continue };
+            // Both the failed mailbox and the address written to (an alias in front of it).
+            // (Collected first: an iterator of closures held across the awaits below would make
+            // this future not Send.)
+            let targets: Vec<(&FailedRecipient, String)> =
+                b.recipients.iter().flat_map(|r| r.addresses().map(move |a| (r, a.to_string()))).collect();
+            for (r, address) in targets {
+                let Ok(addr) = EmailAddress::parse_with(&address, &self.norm.email_rules) else { continue };
                 let (s, h, d) = match r.severity {
                     Severity::Hard => (0, 1, 0),
                     Severity::Soft => (1, 0, 0),
