@@ -208,6 +208,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"グループにメッセージを投稿する権限",
                 r"\breturn address\b.*\b(?:invalid|rejected)\b",
                 r"\byour (?:e-?mail )?address (?:is|has been) (?:blocked|blacklisted|rejected)\b",
+                r"\bsending to/from an address that has been blacklisted\b",
             ],
         ),
         (
@@ -372,6 +373,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::HostUnknown,
             &[
                 r"\bhost (?:or domain name )?not found\b",
+                r"\bthe account or domain may not exist\b",
                 r"\bdomain is not reachable\b",
                 r"\bunrouteable (?:address|mail domain)\b",
                 r"(?:^|[\s<(])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist\b",
@@ -411,6 +413,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bthat domain isn'?t in my list of allowed rcpthosts\b",
                 r"\brelaying denied\b",
                 r"\brelay prohibited\b",
+                r"\binsecure mail relay\b",
             ],
         ),
         (
@@ -467,6 +470,10 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::Blocked,
             &[
                 r"\bnot accepting connections\b",
+                r"\bno access from mail server\b",
+                r"\binvalid ip for sending mail\b",
+                r"\bserver refused to talk to me\b",
+                r"\bconnection refused by\b",
                 r"\bsmtp server of your isp\b",
                 r"\buse your isp'?s (?:smtp|mail) server\b",
                 r"\b(?:ip|host|client|sender ip|your ip|connection)(?: address)?(?: \S+)? (?:is |has been |was )?(?:blocked|blacklisted|blocklisted|listed|banned|refused|rejected|denied)\b",
@@ -798,7 +805,11 @@ fn says_for_sure(text: &str) -> bool {
 fn vendor_reason(text: &str) -> Option<Reason> {
     static VENDOR: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         [
-            (Reason::PolicyViolation, r"\bcontent presents a potential\b"),
+            (Reason::PolicyViolation, r"\bcontent presents a potential\b|\brejected for policy reasons\b"),
+            // Google Groups: "rejected due to spam classification" (its advice mentions SPF).
+            (Reason::SpamDetected, r"\brejected due to spam classification\b"),
+            // Outlook.com's SC-001…SC-004: the sending network is on its block list.
+            (Reason::Blocked, r"\bsc-00[1-4]\b"),
             (Reason::SpamDetected, r"\bmail rejete\b|\bofr_?506\b"),
             (Reason::BadReputation, r"\[tss04\]|\bunexpected volume or user complaints\b"),
             (Reason::Filtered, r"\brefused due to recipient preferences\b"),

@@ -798,6 +798,28 @@ fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
     let lower = section.to_ascii_lowercase();
     let Some(at) = lower.find(&address.to_ascii_lowercase()) else { return section };
     let start = lower[..at].rfind('\n').map_or(0, |n| n + 1);
+    // sendmail's per-recipient verdict, "554 <a@b.example>... 550 Host unknown": that line
+    // is this recipient's answer (the transcript around it belongs to its neighbours).
+    static VERDICT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3} )?<?[^\s<>]+>?\.\.\. \S").unwrap());
+    let line_end = lower[at..].find('\n').map_or(section.len(), |n| at + n);
+    if VERDICT.is_match(&lower[start..line_end]) {
+        if bounce::reason_of_text(&lower[start..line_end]).is_some() {
+            return &section[start..line_end];
+        }
+        // "554 <a@b.example>... Remote protocol error": the why is in the transcript above
+        // it, from "While talking to …" (or the previous verdict) on.
+        let from = lower[..start]
+            .rfind("while talking to")
+            .into_iter()
+            .chain(lower[..start].trim_end().rfind("\n").filter(|n| {
+                let prev = &lower[n + 1..start];
+                VERDICT.is_match(prev) || prev.contains("(smtp)...")
+            }))
+            .max()
+            .unwrap_or(start);
+        return &section[from..line_end];
+    }
     let mut end = (at + 1200).min(section.len());
     while !section.is_char_boundary(end) {
         end -= 1;
