@@ -298,6 +298,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             &[
                 r"\bcouldn'?t find (?:a|any) mail exchanger\b",
                 r"\bno mx (?:or a )?(?:record|host)s?\b",
+                r"\bno mx found for domain\b",
+                r"\bindicated no smtp service\b",
                 r"\bdoes not accept (?:e-?)?mail\b",
                 r"\bdoesn'?t receive (?:e-?)?mail\b",
                 r"\bdoes not accept (?:any )?(?:e-?)?mail\b",
@@ -607,6 +609,8 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             Reason::Expired,
             &[
                 r"\bfailing for a long time\b",
+                r"\bnot delivered within \d+ days\b",
+                r"\bcould not deliver for the last\b",
                 r"\bconnection timed out\b",
                 r"\bconnect to \S+ connection timed out\b",
                 r"\bdelivery failed \d+ attempts\b",
@@ -689,6 +693,7 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bcommand (?:died|failed|output)\b",
                 r"\bunknown mailer\b",
                 r"\bpipe to (?:\S+ )?failed\b",
+                r"\bpipe to \|",
                 r"\bx-unix; \d+\b",
             ],
         ),

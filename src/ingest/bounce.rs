@@ -355,7 +355,9 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                     (Some(d), Some(n)) => format!("{d} ({n})"),
                     (d, n) => d.clone().or_else(|| n.clone()).unwrap_or_default(),
                 };
-                let context = if own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none() {
+                // A bare number is a local mailer's exit code ("X-Unix; 77"): that is the answer.
+                let exit_code = !own_text.trim().is_empty() && own_text.trim().chars().all(|c| c.is_ascii_digit());
+                let context = if !exit_code && (own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none()) {
                     format!("{own_text}\n{}", context_for(&human, &address))
                 } else {
                     own_text.clone()
@@ -834,7 +836,7 @@ fn context_for<'a>(section: &'a str, address: &str) -> &'a str {
         for line in rest.get(offset..).unwrap_or("").split_inclusive('\n') {
             // "554 <next@example>... Host unknown": a reply code may open the line.
             let t = REPLY_PREFIX.replace(line, "");
-            let t = t.trim_start_matches([' ', '\t', '<', '*', '-']);
+            let t = t.trim_start_matches([' ', '\t', '<', '*', '-', '"']);
             if EMAIL.find(t).is_some_and(|m| m.start() == 0 && m.as_str() != address.to_ascii_lowercase()) {
                 end = after + offset;
                 break;
