@@ -24,6 +24,12 @@ static STATUS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\s|$)|$)").unwrap());
 /// An SMTP reply code at the start of a reply (`550 `, `550-`, `#550`, `(550)`).
 static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(\[])([245][0-5]\d)(?:[\s\-\])]|$)").unwrap());
+/// An address with a quoted local part that is no dot-atom, whole.
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)^"(?:\.[^"\\\s]*|[^"\\\s]*\.\.[^"\\\s]*|[^"\\\s]*\.)"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"#)
+        .unwrap()
+});
+
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?i)[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+",
@@ -349,7 +355,7 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
         if !groups.is_empty() {
             let mut recipients = Vec::new();
             for g in &groups {
-                let Some((address, mailed_as)) = g.address(&original) else { continue };
+                let Some((address, mailed_as)) = g.address(&original, &failed_header) else { continue };
                 // Where the DSN has no diagnostic, the human-readable part may say why.
                 let own_text = match (&g.diagnostic, &g.status_note) {
                     (Some(d), Some(n)) => format!("{d} ({n})"),
@@ -357,11 +363,12 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
                 };
                 // A bare number is a local mailer's exit code ("X-Unix; 77"): that is the answer.
                 let exit_code = !own_text.trim().is_empty() && own_text.trim().chars().all(|c| c.is_ascii_digit());
-                let context = if !exit_code && (own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none()) {
-                    format!("{own_text}\n{}", context_for(&human, &address))
-                } else {
-                    own_text.clone()
-                };
+                let context =
+                    if !exit_code && (own_text.trim().is_empty() || bounce::reason_of_text(&own_text).is_none()) {
+                        format!("{own_text}\n{}", context_for(&human, &address))
+                    } else {
+                        own_text.clone()
+                    };
                 let reply = g.diagnostic.as_deref().and_then(reply_in).or_else(|| reply_in(&context));
                 // A generic DSN status (x.0.0) gives way to a specific one in the diagnostic.
                 let status = match g.status.clone() {
@@ -445,6 +452,11 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
     let mut candidates =
         if failed_header.is_empty() { recipients_in_text(section, &own, &ids) } else { failed_header.clone() };
     if candidates.is_empty() {
+        // A gateway's notice wrapped around the real report (the returned message is itself
+        // a bounce): that report names the recipients.
+        if let Some(b) = nested(msg, raw, from) {
+            return Reading::Bounce(b);
+        }
         // Nothing in a recipient's place: the returned message's single recipient, as a
         // last resort only when the notice clearly says delivery failed.
         if original.to.len() == 1
@@ -721,6 +733,13 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
                 let m = c.get(1).unwrap();
                 let whole =
                     EMAIL.find_at(l, m.start()).filter(|w| w.start() == m.start()).map_or(m.as_str(), |w| w.as_str());
+                // "name@x.example <addr@y.example>:": a name-addr whose display name looks like
+                // an address; the address is the one in brackets.
+                let after = l[m.start() + whole.len()..].trim_start_matches('>').trim_start();
+                let whole = match BRACKETED.captures(after).filter(|b| b.get(0).is_some_and(|g| g.start() == 0)) {
+                    Some(b) => b.get(1).map_or(whole, |g| g.as_str()),
+                    None => whole,
+                };
                 push_as(whole, &mut out, alone);
                 continue;
             }
@@ -763,6 +782,16 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
 /// Trims what MTAs wrap addresses in: brackets, quotes, `SMTP=`/`rfc822;` prefixes, a
 /// trailing dot or colon.
 fn clean(a: &str) -> String {
+    // A quoted local part ("a..b"@example.org) is an address only with its quotes (RFC 5321
+    // §4.1.2: it is no dot-atom): kept whole.
+    let bare = a.trim().trim_matches(['<', '>']).trim();
+    let bare = ["rfc822;", "smtp:", "mailto:"]
+        .iter()
+        .find_map(|p| bare.get(..p.len()).filter(|h| h.eq_ignore_ascii_case(p)).map(|_| bare[p.len()..].trim()))
+        .unwrap_or(bare);
+    if QUOTED.is_match(bare) {
+        return bare.to_ascii_lowercase();
+    }
     let mut s = a.trim().trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';']).to_string();
     for p in ["smtp=", "smtp:", "rfc822;", "mailto:", "sip:"] {
         if s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p) {
@@ -876,11 +905,12 @@ impl Group {
     /// Original-Recipient when it names another RFC 822 address (the alias or forward we
     /// mailed, which is the address our records hold). A Final-Recipient that is no address
     /// (X.400, a local mailbox name) gives way to the Original-Recipient.
-    fn address(&self, original: &Original) -> Option<(String, Option<String>)> {
+    fn address(&self, original: &Original, failed_header: &[String]) -> Option<(String, Option<String>)> {
         let valid = |r: &Option<(String, String)>| {
             r.as_ref()
                 .filter(|(t, a)| {
-                    (t.is_empty() || t.contains("rfc822")) && EMAIL.find(a).is_some_and(|m| m.as_str().len() == a.len())
+                    (t.is_empty() || t.contains("rfc822"))
+                        && (EMAIL.find(a).is_some_and(|m| m.as_str().len() == a.len()) || QUOTED.is_match(a))
                 })
                 .map(|(_, a)| a.clone())
         };
@@ -891,13 +921,19 @@ impl Group {
             (Some(f), _) => Some((f, None)),
             (None, Some(o)) => Some((o, None)),
             (None, None) => {
-                // An X.400 or malformed Final-Recipient: an address inside it, else the
-                // returned message's single recipient.
+                // An X.400, a mailbox path or a malformed Final-Recipient: an address inside it,
+                // else the MTA's own X-Failed-Recipients (with the returned message's single
+                // recipient as the address written to), else that recipient.
                 let inside = self
                     .final_recipient
                     .as_ref()
                     .and_then(|(_, a)| EMAIL.find(a).map(|m| m.as_str().to_ascii_lowercase()));
-                inside.or_else(|| (original.to.len() == 1).then(|| original.to[0].clone())).map(|a| (a, None))
+                let to = (original.to.len() == 1).then(|| original.to[0].clone());
+                match (inside, failed_header) {
+                    (Some(a), _) => Some((a, None)),
+                    (None, [one]) => Some((one.clone(), to.filter(|t| t != one))),
+                    (None, _) => to.map(|a| (a, None)),
+                }
             }
         }
     }

@@ -37,6 +37,14 @@ fn found(m: &ParsedMail) -> Vec<(String, bool, String, String)> {
         .unwrap_or_default()
 }
 
+/// The `Removal-Recipient:` of an opt-out feedback report, lower-cased.
+fn removal_recipient(raw: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(raw).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("removal-recipient").then(|| v.trim().to_lowercase())
+    })
+}
+
 #[derive(Default)]
 struct Figures {
     truth: usize,
@@ -167,8 +175,15 @@ fn sisimai_corpus_is_read_right() {
                 Some(c) if c.address.as_deref().is_some_and(|a| truth.iter().any(|t| t.eq_ignore_ascii_case(a))) => {
                     arf.0 += 1
                 }
-                // Sisimai's placeholder for a report that names nobody: naming nobody is right.
-                Some(c) if c.address.is_none() && truth.iter().all(|t| t.ends_with(".invalid")) => arf.0 += 1,
+                // Sisimai's placeholder for a report that names nobody: naming nobody is right,
+                // and so is the address an opt-out report names in its own Removal-Recipient
+                // field (arf-12), which Sisimai does not read.
+                Some(c)
+                    if truth.iter().all(|t| t.ends_with(".invalid"))
+                        && c.address.as_deref().is_none_or(|a| removal_recipient(&raw).as_deref() == Some(a)) =>
+                {
+                    arf.0 += 1
+                }
                 other => f.misses.push(format!("{file}: complaint {other:?}, expected {truth:?}")),
             }
         }
@@ -186,15 +201,15 @@ fn sisimai_corpus_is_read_right() {
          auto-replies {auto_ok}/5; look-alikes {not_bounce_ok}/3; delivery reports {delivered_ok}/3; ARF {}/{}",
         f.hits, f.truth, f.hits, f.found, f.hard_agree, f.hard_rows, f.reason_agree, f.reason_rows, arf.0, arf.1
     );
-    // Floors at what this code reaches today, so any regression fails. Issue 16's targets
-    // are recall 0.98, precision 0.99, hard/soft 0.97, reason 0.90: raise these as the
-    // readers improve (the misses above are the work list).
-    assert!(recall >= 0.96, "recall {recall:.3}");
-    assert!(precision >= 0.97, "precision {precision:.3}");
-    assert!(hard >= 0.945, "hard/soft agreement {hard:.3}");
-    assert!(reason >= 0.835, "reason agreement {reason:.3}");
+    // Issue 16's targets. The misses above are the work list; where inflow deliberately
+    // differs from Sisimai (the address written to is kept beside the Final-Recipient, see
+    // `FailedRecipient::mailed_as`), the miss is the address Sisimai names.
+    assert!(recall >= 0.98, "recall {recall:.3}");
+    assert!(precision >= 0.99, "precision {precision:.3}");
+    assert!(hard >= 0.97, "hard/soft agreement {hard:.3}");
+    assert!(reason >= 0.90, "reason agreement {reason:.3}");
     assert_eq!(auto_ok, 5, "rfc3834-01..05 are auto-replies");
     assert_eq!(not_bounce_ok, 3, "not-bounce/ files are no bounces");
     assert_eq!(delivered_ok, 3, "delivery reports suppress nobody");
-    assert!(arf.0 + 1 >= arf.1, "ARF reports are complaints naming the complaining recipient ({}/{})", arf.0, arf.1);
+    assert_eq!(arf.0, arf.1, "ARF reports are complaints naming the complaining recipient");
 }

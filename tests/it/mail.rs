@@ -128,6 +128,7 @@ async fn every_class(engine: &str) {
         "reply-to-wave.eml",
         "unsubscribe-mailto.eml",
         "bounce-postfix-dsn.eml",
+        "bounce-alias-dsn.eml",
         "autoreply-rfc3834.eml",
         "malformed-no-from.eml",
         "newsletter-bulk.eml",
@@ -147,12 +148,12 @@ async fn every_class(engine: &str) {
     let seed = seed(&s).await;
     poll_until("all ten messages handled", || {
         let s = s.clone();
-        async move { events(&s).await == 10 }
+        async move { events(&s).await == 11 }
     })
     .await;
     poll_until("processed mail moved out of INBOX", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
     let moved = dv.messages("sales", "Processed").await;
-    assert_eq!(moved.len(), 10, "never deleted: all moved to Processed");
+    assert_eq!(moved.len(), 11, "never deleted: all moved to Processed");
     assert!(
         moved.iter().all(|(_, flags)| !flags.iter().any(|f| f.contains("Seen"))),
         "BODY.PEEK leaves \\Seen unset: {moved:?}"
@@ -225,6 +226,12 @@ async fn every_class(engine: &str) {
     );
     let sup = s.suppression("nobody@client.example").await.unwrap().expect("hard bounce suppressed");
     assert!(sup.reason.contains("5.1.1"), "{sup:?}");
+    // An alias that expanded to a dead mailbox: the address we mailed (Original-Recipient)
+    // and the mailbox (Final-Recipient) are both suppressed.
+    for address in ["sales-olga@client.example", "olga.s@mbox.client.example"] {
+        let sup = s.suppression(address).await.unwrap().unwrap_or_else(|| panic!("{address} suppressed"));
+        assert_eq!(sup.reason, "bounce: hard, userunknown 5.1.1", "{address}");
+    }
     assert_eq!(
         s.suppression("angry@mail.example").await.unwrap().expect("complaint").reason,
         "complaint: ARF abuse report"
@@ -261,12 +268,12 @@ async fn every_class(engine: &str) {
     })
     .await;
     poll_until("INBOX emptied again", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
-    assert_eq!(events(&s).await, 11);
+    assert_eq!(events(&s).await, 12);
     assert_eq!(lead_by_email(&s, "ivan.petrov@zavod.example").await.len(), 1);
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM campaignresponse").await, 1);
     assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM activity WHERE messageid = 'reply-1@client.example'").await, 1);
     let st = s.mailbox_state("sales", "INBOX").await.unwrap().unwrap();
-    assert_eq!(st.last_uid, 13, "checkpoint after the last UID");
+    assert_eq!(st.last_uid, 14, "checkpoint after the last UID");
     assert_eq!(st.state, "connected");
     app.stop().await;
 }
