@@ -460,6 +460,12 @@ impl MailboxRuntime {
             _ => tracing::warn!(mailbox = %m, state, "{detail}"),
         }
         *last = Some(state.to_string());
+        // Counted in memory as well: when the database itself is the trouble (a full disk,
+        // an outage), the state row below cannot be written, and this is what shows it.
+        if !matches!(state, "connected" | "standby") {
+            metrics::counter!("inflow_mailbox_errors_total", "mailbox" => m.clone(), "state" => state.to_string())
+                .increment(1);
+        }
         let _ = self
             .store
             .set_mailbox_status(&self.cfg.name, &self.cfg.folder, state, Some(detail), false, Utc::now())

@@ -36,6 +36,11 @@ impl TestDb {
         TestDb { url, pg_name: None, _dir: Some(dir) }
     }
 
+    /// An SQLite database file at `path` (on a mount the test controls, say).
+    pub fn sqlite_at(path: &std::path::Path) -> TestDb {
+        TestDb { url: format!("sqlite://{}", path.display()), pg_name: None, _dir: None }
+    }
+
     /// A fresh PostgreSQL database. Panics (fails the test) if the server is unreachable.
     pub async fn postgres() -> TestDb {
         use sqlx::Connection;
@@ -192,9 +197,15 @@ impl TestApp {
     /// by a temp dir where tests put secret files (write them before calling).
     pub async fn spawn(engine: &str, dir: tempfile::TempDir, extra: &str) -> TestApp {
         let db = if engine == "sqlite" { TestDb::sqlite() } else { TestDb::postgres().await };
+        let url = db.url.clone();
+        TestApp::spawn_on(db, &url, dir, extra).await
+    }
+
+    /// Starts the app on `db`, reaching it at `url` (a proxy in front of it, say).
+    pub async fn spawn_on(db: TestDb, url: &str, dir: tempfile::TempDir, extra: &str) -> TestApp {
         let text = format!(
             "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n\n{}",
-            db.url,
+            url,
             extra.replace("{dir}", &dir.path().display().to_string())
         );
         let cfg = inflow::config::Config::load(

@@ -12,6 +12,7 @@ mod layers;
 mod mail;
 mod mail_real;
 mod oauth;
+mod outage;
 mod pbx;
 mod scale;
 mod store;

@@ -112,7 +112,7 @@ pub(crate) fn schedule(wave: Uuid, start: DateTime<Utc>, rate: Option<u32>) -> W
     }
 }
 
-fn smtp_toml(sink: &SmtpSink, waves_extra: &str) -> String {
+pub(crate) fn smtp_toml(sink: &SmtpSink, waves_extra: &str) -> String {
     format!(
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\npool_size = 2\n\n\
          [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n{waves_extra}\n\n\
