@@ -794,7 +794,8 @@ fn clean(a: &str) -> String {
     }
     let mut s = a.trim().trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';']).to_string();
     for p in ["smtp=", "smtp:", "rfc822;", "mailto:", "sip:"] {
-        if s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p) {
+        // `get`: the prefix's length may fall inside a multi-byte character (found by fuzzing).
+        if s.len() > p.len() && s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)) {
             s = s[p.len()..].to_string();
         }
     }
@@ -1032,5 +1033,8 @@ mod tests {
         assert!(looks_like_id("20100101123456.ab12cd@mx.example"));
         assert!(!looks_like_id("ivan.petrov@client.example"));
         assert_eq!(clean("SMTP=\"gone@client.example\""), "gone@client.example");
+        // A multi-byte character where a prefix would end (fuzz/seeds/mail/crash-6258867c…).
+        assert_eq!(clean("abcdé@client.example"), "abcdé@client.example");
+        assert_eq!(clean("rfc8é@client.example"), "rfc8é@client.example");
     }
 }

@@ -296,6 +296,22 @@ mod tests {
         parse(&fixture(name), 1 << 24).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Every input a fuzzer crashed the reader with is kept in `fuzz/seeds/mail/crash-*`
+    /// (fuzz/README.md): each must now parse or be refused, never panic.
+    #[test]
+    fn fuzz_crashes_stay_fixed() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/mail");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("fuzz/seeds/mail") {
+            let path = e.unwrap().path();
+            if path.file_name().is_some_and(|f| f.to_string_lossy().starts_with("crash-")) {
+                let _ = parse(&std::fs::read(&path).unwrap(), 1 << 24);
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "the crash seeds are in {}", dir.display());
+    }
+
     #[test]
     fn r_em_1_key_is_the_message_id_else_a_content_hash() {
         let m = p("inquiry-plain.eml");

@@ -62,6 +62,19 @@ impl Proxy {
     }
 }
 
+/// A fresh PostgreSQL database, a store the test reaches it with directly, and a proxy in
+/// front of it with the URL the daemon is given.
+async fn proxied_postgres() -> (TestDb, Store, Proxy, reqwest::Url) {
+    let db = TestDb::postgres().await;
+    let direct = db.store().await;
+    let mut via = reqwest::Url::parse(&db.url).unwrap();
+    let upstream = format!("{}:{}", via.host_str().unwrap(), via.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port)).unwrap();
+    (db, direct, proxy, via)
+}
+
 async fn count(store: &Store, sql: &str) -> i64 {
     store.db.clone().fetch_one(sql, vec![]).await.unwrap().get("n").unwrap()
 }
@@ -72,14 +85,7 @@ async fn status(app: &TestApp, path: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_mid_ingest_loses_and_doubles_nothing() {
-    let db = TestDb::postgres().await;
-    // The test's own store goes straight to the database; the daemon goes through the proxy.
-    let direct = db.store().await;
-    let mut via = reqwest::Url::parse(&db.url).unwrap();
-    let upstream = format!("{}:{}", via.host_str().unwrap(), via.port().unwrap_or(5432));
-    let proxy = Proxy::start(upstream).await;
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port)).unwrap();
+    let (db, direct, proxy, via) = proxied_postgres().await;
 
     let dv = Dovecot::start();
     let total = 40;
@@ -136,13 +142,7 @@ async fn postgres_outage_mid_ingest_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_mid_wave_sends_each_recipient_once() {
-    let db = TestDb::postgres().await;
-    let direct = db.store().await;
-    let mut via = reqwest::Url::parse(&db.url).unwrap();
-    let upstream = format!("{}:{}", via.host_str().unwrap(), via.port().unwrap_or(5432));
-    let proxy = Proxy::start(upstream).await;
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port)).unwrap();
+    let (db, direct, proxy, via) = proxied_postgres().await;
     let sink = SmtpSink::start(0).await;
     let app = TestApp::spawn_on(db, via.as_str(), tempfile::tempdir().unwrap(), &smtp_toml(&sink, "")).await;
 
