@@ -75,6 +75,19 @@ async fn proxied_postgres() -> (TestDb, Store, Proxy, reqwest::Url) {
     (db, direct, proxy, via)
 }
 
+/// The config of one mailbox making leads, in batches of five.
+fn sales_mailbox(dv: &Dovecot) -> String {
+    format!(
+        "[org]\ntimezone = \"Europe/Moscow\"\n\n{}",
+        dv.mailbox_toml(
+            "sales",
+            "sales",
+            PASSWORD,
+            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\n"
+        )
+    )
+}
+
 async fn count(store: &Store, sql: &str) -> i64 {
     store.db.clone().fetch_one(sql, vec![]).await.unwrap().get("n").unwrap()
 }
@@ -92,15 +105,7 @@ async fn postgres_outage_mid_ingest_loses_and_doubles_nothing() {
     let msgs: Vec<Vec<u8>> = (0..total)
         .map(|i| inquiry(&format!("out-{i}@client.example"), &format!("Buyer {i} <buyer{i}@client.example>"), "Offer"))
         .collect();
-    let config = format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\n\n{}",
-        dv.mailbox_toml(
-            "sales",
-            "sales",
-            PASSWORD,
-            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\n"
-        )
-    );
+    let config = sales_mailbox(&dv);
     let first = 10;
     dv.append("sales", "INBOX", &msgs[..first]).await;
     let app = TestApp::spawn_on(db, via.as_str(), tempfile::tempdir().unwrap(), &config).await;
@@ -222,15 +227,7 @@ async fn sqlite_on_a_full_disk_corrupts_nothing_and_resumes() {
     let db = TestDb::sqlite_at(&path);
     let url = db.url.clone();
     let dv = Dovecot::start();
-    let config = format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\n\n{}",
-        dv.mailbox_toml(
-            "sales",
-            "sales",
-            PASSWORD,
-            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\n"
-        )
-    );
+    let config = sales_mailbox(&dv);
     let app = TestApp::spawn_on(db, &url, tempfile::tempdir().unwrap(), &config).await;
     let s = app.store.clone();
     add_user(&s, "", "Sales", "sales@crm.example.com", None, None).await;
