@@ -4,9 +4,10 @@
 //! Each receiver here is one entry: the hosts that identify it (the recipient's domain, the
 //! remote MTA, or the MTA that wrote the report) and the rule that reads its answers.
 //!
-//! Sources: each provider's published error-code page, cited on its entry, and Sisimai's
-//! per-receiver modules (BSD-2-Clause, `sisimai/go-sisimai` `rhost/`), which the reason
-//! vocabulary follows. The entries are written here from those tables, not translated code.
+//! Sources: Sisimai's per-receiver modules (BSD-2-Clause, `sisimai/go-sisimai` `rhost/`),
+//! which collect the providers' published codes and whose reason vocabulary inflow uses;
+//! where a provider publishes an error-code page, its entry links to it. The entries are
+//! written here from those tables, not translated code.
 
 use super::bounce::Reason;
 
