@@ -910,14 +910,14 @@ pub fn reason(d: &Diagnosis<'_>) -> Reason {
     }
     // One space for each run of whitespace: answers arrive folded over lines.
     let joined = d.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-    let text = joined.clone();
     // Multi-line replies repeat their codes on every line ("550-5.7.1 … 550-5.7.1 …"): the
-    // repeats inside the text go, so phrases split over lines read whole.
+    // repeats inside the text go, so phrases split over lines read whole. (Known receivers
+    // read `joined`, codes and all.)
     static REPEAT: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r" [245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?").unwrap());
-    let text = match text.find(' ') {
-        Some(i) => format!("{}{}", &text[..i], REPEAT.replace_all(&text[i..], " ")),
-        None => text,
+    let text = match joined.find(' ') {
+        Some(i) => format!("{}{}", &joined[..i], REPEAT.replace_all(&joined[i..], " ")),
+        None => joined.clone(),
     };
     let command = d.command.map(str::to_ascii_uppercase);
     // A known receiver's own codes come first: its table says what its words mean.

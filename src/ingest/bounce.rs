@@ -784,23 +784,22 @@ fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<Stri
 fn clean(a: &str) -> String {
     // A quoted local part ("a..b"@example.org) is an address only with its quotes (RFC 5321
     // §4.1.2: it is no dot-atom): kept whole.
-    let bare = a.trim().trim_matches(['<', '>']).trim();
-    let bare = ["rfc822;", "smtp:", "mailto:"]
-        .iter()
-        .find_map(|p| bare.get(..p.len()).filter(|h| h.eq_ignore_ascii_case(p)).map(|_| bare[p.len()..].trim()))
-        .unwrap_or(bare);
+    let bare = strip_address_prefix(a.trim().trim_matches(['<', '>']).trim());
     if QUOTED.is_match(bare) {
         return bare.to_ascii_lowercase();
     }
-    let mut s = a.trim().trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';']).to_string();
-    for p in ["smtp=", "smtp:", "rfc822;", "mailto:", "sip:"] {
-        // `get`: the prefix's length may fall inside a multi-byte character (found by fuzzing).
-        if s.len() > p.len() && s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)) {
-            s = s[p.len()..].to_string();
-        }
-    }
+    let s = strip_address_prefix(a.trim().trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';']));
     let s = s.trim_end_matches(['.', ':', ',', ';']).trim_matches(['<', '>', '"', '\'']);
     s.to_ascii_lowercase()
+}
+
+/// Without an `SMTP=`, `rfc822;`, `mailto:` or `sip:` prefix. (`get`: the prefix's length
+/// may fall inside a multi-byte character — found by fuzzing.)
+fn strip_address_prefix(s: &str) -> &str {
+    ["smtp=", "smtp:", "rfc822;", "mailto:", "sip:"]
+        .iter()
+        .find(|p| s.len() > p.len() && s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+        .map_or(s, |p| s[p.len()..].trim_start())
 }
 
 /// A Message-ID or queue id written like an address (`20100101.abc123@mx.example`,
