@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Source};
 
+mod audit;
 mod lines;
 mod work;
 use work::{CampaignCommand, ListCommand, OpportunityCommand, TaskCommand};
@@ -339,7 +340,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
 
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let audited = audit::write_verb(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Run = cli.command {
         crate::app::hold_stop_signals();
     }
@@ -367,6 +370,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cfg_for_audit = cfg.clone();
     let result =
         rt.block_on(async move {
             match cli.command {
@@ -420,6 +424,12 @@ pub fn main() -> ExitCode {
                 }
             }
         });
+    let result = match (result, audited) {
+        (Ok(()), Some(verb)) => rt
+            .block_on(audit::record(&cfg_for_audit, &verb))
+            .map_err(|e| anyhow::anyhow!("the command took effect, but it could not be written to the audit: {e:#}")),
+        (result, _) => result,
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

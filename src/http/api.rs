@@ -52,6 +52,7 @@ pub use actions::{NewWave, launch_wave, replay_mail, test_send_wave};
 use auth::*;
 pub use auth::{Access, Area, Caller, Role, allowed, new_token, resolve_token, token_hash};
 use extract::*;
+pub use extract::{ListParams, list_params};
 pub use openapi::openapi;
 use records::*;
 pub use records::{Creatable, Entity};

@@ -185,7 +185,8 @@ impl Store {
                 Ok(o)
             }
             Err(e) if transient(&e) => Err(e),
-            Err(e @ StoreError::LeaseLost(_)) => Err(e),
+            // Not the message's fault: the worker retries the batch, which then finds it seen.
+            Err(e @ (StoreError::LeaseLost(_) | StoreError::Overtaken(_))) => Err(e),
             Err(e) => {
                 drop(tx);
                 let key = it.parsed.as_ref().map(|p| p.key.clone()).unwrap_or_else(|_| it.raw_key.clone());
@@ -304,17 +305,6 @@ impl Store {
     async fn batch_facts(&self, tx: &mut Tx, items: &[MailInput], now: DateTime<Utc>) -> Result<BatchFacts> {
         let mut f = BatchFacts::default();
         let parsed: Vec<&ParsedMail> = items.iter().filter_map(|i| i.parsed.as_ref().ok()).collect();
-        let keys: Vec<Value> = parsed.iter().map(|m| m.key.clone().into()).collect();
-        for r in in_chunks(
-            tx,
-            "SELECT external_id, status FROM inbound_event WHERE source = $1 AND external_id IN ({})",
-            vec![SOURCE.into()],
-            &keys,
-        )
-        .await?
-        {
-            f.seen.insert(r.get("external_id")?, r.get("status")?);
-        }
         let senders: Vec<String> = parsed
             .iter()
             .filter_map(|m| EmailAddress::parse_with(&m.from.address, &self.norm.email_rules).ok())
@@ -331,6 +321,20 @@ impl Store {
                 let list = (1..=chunk.len()).map(|i| format!("(CAST(${i} AS TEXT))")).collect::<Vec<_>>().join(", ");
                 tx.fetch_all(&format!("SELECT COUNT(l) AS n FROM (SELECT CAST(pg_advisory_xact_lock(hashtextextended(v, 7)) AS TEXT) AS l FROM (SELECT v FROM (VALUES {list}) AS t(v) ORDER BY v) AS s) AS x"), chunk.to_vec()).await?;
             }
+        }
+        // Seen keys only now, under the senders' locks: a worker that recorded one of these
+        // messages (the same message in another mailbox) has committed by the time the locks
+        // are ours, so it reads as seen here instead of being planned twice.
+        let keys: Vec<Value> = parsed.iter().map(|m| m.key.clone().into()).collect();
+        for r in in_chunks(
+            tx,
+            "SELECT external_id, status FROM inbound_event WHERE source = $1 AND external_id IN ({})",
+            vec![SOURCE.into()],
+            &keys,
+        )
+        .await?
+        {
+            f.seen.insert(r.get("external_id")?, r.get("status")?);
         }
         for r in in_chunks(tx, "SELECT entitytype, entityid, statecode, value FROM contact_point WHERE channel = 'email' AND value IN ({})", vec![], &sv).await? {
             let kind: EntityKind = r.get("entitytype")?;
@@ -653,15 +657,24 @@ impl Store {
         )
         .await?;
         insert_many(tx, self, &std::mem::take(&mut p.responses)).await?;
-        insert_rows(
+        // Each event is new or replaces a `skipped` one. Fewer rows written means another
+        // worker recorded one of these messages after this batch read its seen keys: what
+        // the batch planned for it would double that worker's records (issue 22), so the
+        // batch is undone and retried message by message, which then finds it seen.
+        let events = std::mem::take(&mut p.events);
+        let written = insert_rows(
             tx,
             "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class, subject, message_date, raw)",
-            &std::mem::take(&mut p.events),
+            &events,
             " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, raw_location = excluded.raw_location, \
                processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class, subject = excluded.subject, message_date = excluded.message_date, \
                raw = excluded.raw WHERE inbound_event.status = 'skipped'",
         )
         .await?;
+        if written < events.len() as u64 {
+            let missing = events.len() as u64 - written;
+            return Err(StoreError::Overtaken(format!("{missing} of the batch's {} mail events", events.len())));
+        }
         Ok(())
     }
 

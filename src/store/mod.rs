@@ -63,6 +63,10 @@ pub enum StoreError {
     /// A lease this write needed is held by someone else now (issue 22: a lease fences).
     #[error("the lease on {0} is no longer ours")]
     LeaseLost(String),
+    /// Another worker wrote one of this transaction's keys after it read them: the work is
+    /// undone, to be planned again from what is there now (issue 22: never pass silently).
+    #[error("{0}: another worker recorded it first")]
+    Overtaken(String),
     #[error("migration failed: {0}")]
     Migrate(String),
     #[error("database error: {0}")]

@@ -101,8 +101,14 @@ pub(crate) async fn insert_points(ex: &mut impl Exec, points: &[PointRow]) -> Re
             ]
         })
         .collect();
-    super::records::insert_rows(ex, "contact_point (entitytype, entityid, field, channel, value, statecode)", &rows, "")
-        .await
+    super::records::insert_rows(
+        ex,
+        "contact_point (entitytype, entityid, field, channel, value, statecode)",
+        &rows,
+        "",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Party hits (contacts, leads, accounts) for an e-mail and/or an E.164 number.

@@ -81,7 +81,8 @@ async fn apply_run(store: &Store, tx: &mut Tx, plan: &RunPlan) -> Result<()> {
         &parties,
         "",
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// What a run did, for the caller.

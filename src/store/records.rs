@@ -117,24 +117,26 @@ const UNNEST_MIN_ROWS: usize = 8;
 /// one statement per table whatever the row count, with the same text (and cached plan)
 /// every time. Multi-row VALUES with a parameter per value cost PostgreSQL a parse and plan
 /// per row count (a 20,000 recipient expansion took 1.6 s at 400 values per statement and
-/// 31 s at 1,000). Where `unnest` says no, the chunk goes as VALUES.
+/// 31 s at 1,000). Where `unnest` says no, the chunk goes as VALUES. Returns the rows
+/// written (a conflict the tail skips is not counted).
 pub(crate) async fn insert_rows(
     ex: &mut impl Exec,
     table_cols: &str,
     rows: &[Vec<Value>],
     on_conflict: &str,
-) -> Result<()> {
-    let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+) -> Result<u64> {
+    let Some(width) = rows.first().map(Vec::len) else { return Ok(0) };
+    let mut written = 0;
     for chunk in rows.chunks(UNNEST_ROWS) {
-        match unnest(ex.engine(), chunk, width) {
+        written += match unnest(ex.engine(), chunk, width) {
             Some((casts, args)) => {
                 ex.execute(&format!("INSERT INTO {table_cols} SELECT * FROM UNNEST({casts}){on_conflict}"), args)
-                    .await?;
+                    .await?
             }
             None => insert_values(ex, table_cols, chunk, on_conflict).await?,
-        }
+        };
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Same-shaped rows as PostgreSQL array parameters, one per column: the `$1::type[], …`
@@ -156,8 +158,9 @@ pub(crate) fn unnest(engine: super::db::Engine, rows: &[Vec<Value>], width: usiz
 /// named parameter (`$N`) by a linear scan, so binding n named values costs n²/2 lookups —
 /// with `?` it is linear, and a statement can carry ~900 values (measured: expanding a
 /// 20,000 recipient wave, 3.3 s of inserts at 400 named values per statement).
-async fn insert_values(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<()> {
-    let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+async fn insert_values(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>], on_conflict: &str) -> Result<u64> {
+    let Some(width) = rows.first().map(Vec::len) else { return Ok(0) };
+    let mut written = 0;
     let sqlite = ex.engine() == super::db::Engine::Sqlite;
     let per_statement = if sqlite { 900 } else { 400 };
     for chunk in rows.chunks((per_statement / width).max(1)) {
@@ -171,9 +174,10 @@ async fn insert_values(ex: &mut impl Exec, table_cols: &str, rows: &[Vec<Value>]
             })
             .collect();
         let args: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        ex.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
+        written +=
+            ex.execute(&format!("INSERT INTO {table_cols} VALUES {}{on_conflict}", tuples.join(", ")), args).await?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Selects one record by key.

@@ -1175,9 +1175,9 @@ async fn tokens_expire_record_their_last_use_and_rotate() {
     app.stop().await;
 }
 
-/// Issue 22 §6: every write that takes effect through the API is kept with who made it
-/// (user, role, token), when, and what (method, route, path); a refused write and a read are
-/// not; only admins read the audit.
+/// Issue 22 §6: every write that takes effect through the API or the command line is kept with
+/// who made it (user, role, token or login), when, and what (method, route, path); a refused
+/// write and a read are not; only admins read the audit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_the_api_are_audited_for_admins() {
     let api = Api::start("sqlite").await;
@@ -1215,5 +1215,24 @@ async fn writes_through_the_api_are_audited_for_admins() {
     assert!(items[0]["at"].as_str().unwrap().starts_with("20"), "an instant: {}", items[0]["at"]);
     let (_, mine) = api.call(Role::Admin, Method::GET, "/api/v1/ops/audit?method=POST", None).await;
     assert_eq!(mine["total"], json!(1), "filtered by method");
+
+    // The command line writes to the same database: its writes are in the same audit, with
+    // the operator's login; its reads and its refused writes are not.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("inflow.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", api.app.db_url())).unwrap();
+    let (code, _, err) = cli(&["user", "add", "--last", "Сидоров", "--email", "sidorov@example.com"], &cfg).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&["user", "list"], &cfg).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, _) = cli(&["user", "add", "--last", "Нет", "--email", "not-an-address"], &cfg).await;
+    assert_ne!(code, Some(0));
+    let (_, page) = api.call(Role::Admin, Method::GET, "/api/v1/ops/audit?method=CLI", None).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one write from the command line: {page}");
+    assert_eq!(items[0]["route"], json!("user add"));
+    assert_eq!(items[0]["role"], json!("operator"));
+    assert!(items[0]["path"].as_str().unwrap().contains("user add --last Сидоров"), "{}", items[0]);
+    assert!(items[0]["token_name"].as_str().unwrap().starts_with("cli:"), "{}", items[0]);
     api.app.stop().await;
 }

@@ -741,6 +741,112 @@ both_engines!(pbx_group_commit_counts_each_event_once, |store: Store| async move
     assert!(out[0][0].new_event);
 });
 
+fn sales_policy(owner: Uuid) -> inflow::crm::mail::MailboxPolicy {
+    inflow::crm::mail::MailboxPolicy {
+        name: "sales".into(),
+        owner,
+        filter: 0,
+        create: inflow::crm::mail::Create::Leads,
+        create_responses: true,
+        auto_unsubscribe: true,
+        auto_convert: true,
+        lead_source: 100_000_000,
+        sender_hourly_limit: 1000,
+        unsubscribe_keywords: vec![],
+        unsubscribe_mailto: None,
+    }
+}
+
+fn mail_input(raw: &[u8]) -> inflow::store::MailInput {
+    inflow::store::MailInput {
+        parsed: inflow::ingest::mail::parse(raw, 1 << 20),
+        raw: Some(raw.to_vec()),
+        location: "imap://sales/INBOX;UIDVALIDITY=1/;UID=1".into(),
+        raw_key: "k".into(),
+    }
+}
+
+async fn count_rows(store: &Store, sql: &str) -> i64 {
+    use inflow::store::Exec;
+    store.db.clone().fetch_one(sql, vec![]).await.unwrap().get::<i64>("n").unwrap()
+}
+
+/// Polls until `n` of the store's sessions wait on a lock (PostgreSQL), or fails at 20 s.
+async fn until_waiting_on_locks(store: &Store, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count_rows(store, "SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").await < n {
+        assert!(std::time::Instant::now() < deadline, "{n} sessions never waited on a lock");
+        tokio::task::yield_now().await;
+    }
+}
+
+// Issue 22: the same message arriving in two mailboxes at once (PostgreSQL, two workers) is
+// recorded once. Both workers read the message before either commits; the first to take
+// the sender's lock writes it, and the other must find it seen under that lock rather than
+// plan it a second time (the seen keys used to be read before the locks: a second e-mail
+// activity, and the second event insert skipped without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_in_two_mailboxes_at_once_is_recorded_once() {
+    use inflow::store::{BounceRules, Exec};
+    crate::helpers::with_store("postgres", |store: Store| async move {
+        let owner = user(&store, "Sales", "sales@example.com", None).await;
+        let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com, info@example.com\r\nSubject: Price list\r\nMessage-ID: <twice-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n".to_vec();
+        let tz = chrono_tz::Europe::Moscow;
+        // Hold the sender's lock (the one the ingest takes) so that both workers are inside
+        // their transactions, past reading, before either may write.
+        let mut gate = store.db.begin().await.unwrap();
+        gate.fetch_all("SELECT CAST(pg_advisory_xact_lock(hashtextextended('anna@client.example', 7)) AS TEXT) AS l", vec![])
+            .await
+            .unwrap();
+        let worker = |mailbox: &'static str| {
+            let (store, raw) = (store.clone(), raw.clone());
+            let policy = inflow::crm::mail::MailboxPolicy { name: mailbox.into(), ..sales_policy(owner.systemuserid) };
+            tokio::spawn(async move {
+                store.ingest_mail(&[mail_input(&raw)], &policy, BounceRules { soft_limit: 3 }, tz, now(), None).await.unwrap()
+            })
+        };
+        let (sales, info) = (worker("sales"), worker("info"));
+        until_waiting_on_locks(&store, 2).await;
+        gate.commit().await.unwrap();
+        let mut statuses = vec![sales.await.unwrap()[0].status.clone(), info.await.unwrap()[0].status.clone()];
+        statuses.sort();
+        assert_eq!(statuses, ["duplicate", "processed"]);
+        assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM inbound_event").await, 1);
+        assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM lead").await, 1);
+        assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 1);
+
+        // A message no sender lock orders (no sender address): another worker's event row,
+        // not yet committed when this batch read the seen keys, must undo the batch (a short
+        // insert count), not let it pass as written.
+        let raw = b"From: undisclosed\r\nTo: sales@example.com\r\nSubject: Hello\r\nMessage-ID: <twice-2@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nHello.\r\n".to_vec();
+        let input = mail_input(&raw);
+        let key = input.parsed.as_ref().unwrap().key.clone();
+        let mut other = store.db.begin().await.unwrap();
+        other
+            .execute(
+                "INSERT INTO inbound_event (id, source, external_id, received_at, status) VALUES ($1, 'imap', $2, $3, 'processed')",
+                vec![Uuid::new_v4().into(), key.into(), now().into()],
+            )
+            .await
+            .unwrap();
+        let late = {
+            let store = store.clone();
+            let policy = sales_policy(owner.systemuserid);
+            tokio::spawn(async move {
+                store.ingest_mail(&[input], &policy, BounceRules { soft_limit: 3 }, tz, now(), None).await
+            })
+        };
+        until_waiting_on_locks(&store, 1).await; // the event insert waits on the other's row
+        other.commit().await.unwrap();
+        // The batch was undone and its message tried again alone, which found it recorded.
+        let late = late.await.unwrap().unwrap();
+        assert_eq!(late[0].status, "duplicate", "{late:?}");
+        assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'processed'").await, 2);
+        assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 1);
+    })
+    .await;
+}
+
 // Issue 22: a mailbox lease fences. A holder whose lease was taken over while it was paused
 // writes nothing of its batch (no event, no lead), and says so; the new holder writes it once.
 both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {

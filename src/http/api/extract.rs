@@ -43,21 +43,21 @@ pub(super) fn bad(e: QueryError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message)
 }
 
-/// Query parameters of list routes.
-pub(super) struct ListParams {
-    pub(super) view: Option<String>,
-    pub(super) page: i64,
-    pub(super) limit: i64,
-    pub(super) sort: Option<String>,
-    pub(super) group_by: Option<String>,
+/// Query parameters of list routes (public for the fuzz target `api_params`).
+pub struct ListParams {
+    pub view: Option<String>,
+    pub page: i64,
+    pub limit: i64,
+    pub sort: Option<String>,
+    pub group_by: Option<String>,
     /// View parameters (`id`, `campaign`, `all_states`, `days`).
-    pub(super) extra: BTreeMap<String, String>,
-    pub(super) filters: Vec<(String, String)>,
+    pub extra: BTreeMap<String, String>,
+    pub filters: Vec<(String, String)>,
 }
 
 pub(super) const VIEW_PARAMS: [&str; 4] = ["id", "campaign", "all_states", "days"];
 
-pub(super) fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
+pub fn list_params(raw: Option<&str>) -> Result<ListParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
     let mut p = ListParams {

@@ -36,6 +36,12 @@ fn signed_fields(event: &str) -> Option<[&'static str; 3]> {
     })
 }
 
+/// The string an `event`'s `Signature` is computed over, from its fields (None: an event
+/// type that is not signed, and not read).
+pub fn signed_string(event: &str, f: &[(String, String)]) -> Option<String> {
+    Some(signed_fields(event)?.iter().map(|k| field(f, k).unwrap_or("")).collect())
+}
+
 /// base64(hex(HMAC-SHA1(secret, s))), as `encodeSignature` computes it.
 pub fn signature(secret: &str, s: &str) -> String {
     let mac = hmac_sha1(secret.as_bytes(), s.as_bytes());
@@ -81,10 +87,9 @@ impl super::Adapter for Zadarma {
         }
         let f = form_fields(req.body)?;
         let event = required(&f, "event")?;
-        let Some(sig_fields) = signed_fields(event) else {
+        let Some(signed) = signed_string(event, &f) else {
             return Ok(Parsed::Ignored(event.to_string()));
         };
-        let signed: String = sig_fields.iter().map(|k| field(&f, k).unwrap_or("")).collect();
         let given = req
             .headers
             .get("Signature")

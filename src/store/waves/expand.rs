@@ -286,7 +286,8 @@ impl Store {
             rows,
             " ON CONFLICT (wave_id, address) DO NOTHING",
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Writes `chunks` of a wave's recipients, one transaction each, while the wave is still
