@@ -5,7 +5,8 @@
 #   dkimpy for /usr/bin/python3 (tests/support/dkim_verify.py checks DKIM signatures);
 #   Dovecot (dovecot-imapd, and dovecot-submissiond for SMTP AUTH XOAUTH2), which the IMAP
 #   and OAuth tests run in temp dirs of their own;
-#   chromium, chromium-driver and axe-core for the web console's browser test.
+#   chromium, chromium-driver and axe-core for the web console's browser test;
+#   MariaDB on 127.0.0.1:3306 for the FreePBX CDR table test.
 # On the project's machines PostgreSQL is already running; on a fresh Debian machine this
 # installs it from Debian packages and starts it. Prints the INFLOW_TEST_PG_URL to use.
 set -euo pipefail
@@ -72,6 +73,22 @@ if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
   echo "test-services: installing axe-core 4.10.3 into $AXE_DIR" >&2
   mkdir -p "$AXE_DIR"
   npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" axe-core@4.10.3 >/dev/null
+fi
+
+# MariaDB on 127.0.0.1:3306 (root, no password): the FreePBX CDR table test
+# (tests/it/pbx.rs) creates its own database and read-only user there. The project's
+# machines run it; on a fresh Debian machine this installs and starts it.
+my_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
+if ! command -v mariadb >/dev/null 2>&1 || ! my_up; then
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "test-services: installing mariadb-server from Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq mariadb-server >/dev/null
+  fi
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1 --port=3306
+  for _ in $(seq 1 60); do my_up && break; sleep 0.5; done
+  my_up || { echo "test-services: MariaDB did not come up on 127.0.0.1:3306" >&2; exit 1; }
 fi
 
 # A fresh Debian cluster asks for a password on TCP; give the postgres role one we know.

@@ -197,7 +197,7 @@ fn pbx_webhooks(
     store: &Store,
 ) -> Option<(Arc<PbxWebhooks>, tokio::sync::mpsc::Receiver<pbx_process::IngestRequest>)> {
     let adapters = pbx_adapters(cfg);
-    if adapters.is_empty() && cfg.pbx.asterisk.is_empty() {
+    if adapters.is_empty() && cfg.pbx.asterisk.is_empty() && cfg.pbx.cdr_table.is_empty() {
         return None;
     }
     let runtime = Arc::new(PbxRuntime::new(
@@ -304,6 +304,13 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
             };
             let task = tokio::spawn(client.run(p.writer.clone(), token.clone()));
             workers.push(health.watch(&format!("asterisk:{}", a.name), task, &token));
+        }
+        for c in &cfg.pbx.cdr_table {
+            let table = crate::ingest::pbx::cdr_table::from_config(c, cfg.tz(), &cfg.org.default_phone_region)
+                .map_err(|e| anyhow::anyhow!("pbx.cdr_table {}: url: {e}", c.name))?;
+            let name = table.source();
+            let task = tokio::spawn(table.run(store.clone(), p.writer.clone(), token.clone()));
+            workers.push(health.watch(&name, task, &token));
         }
         workers.push(health.watch("pbx-jobs", spawn_pbx_worker(p.runtime.clone(), token.clone()), &token));
         workers.push(health.watch(

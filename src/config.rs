@@ -480,6 +480,8 @@ pub struct PbxConfig {
     pub uis: Option<TokenZonePbxConfig>,
     /// Asterisk PBXs read through the manager interface (AMI `Cdr` events).
     pub asterisk: Vec<AsteriskConfig>,
+    /// FreePBX / Issabel CDR tables polled read-only (MariaDB/MySQL `asteriskcdrdb.cdr`).
+    pub cdr_table: Vec<CdrTableConfig>,
     /// 3CX's server-side CRM integration (contrib/3cx/inflow.xml).
     #[serde(rename = "3cx")]
     pub threecx: Option<TokenPbxConfig>,
@@ -510,6 +512,7 @@ impl Default for PbxConfig {
             itoolabs: None,
             uis: None,
             asterisk: Vec::new(),
+            cdr_table: Vec::new(),
             threecx: None,
             yeastar: None,
         }
@@ -682,6 +685,50 @@ impl Default for AsteriskConfig {
             secret: None,
             timezone: None,
             max_backoff_secs: 60,
+        }
+    }
+}
+
+/// `[[pbx.cdr_table]]`: a FreePBX / Issabel (or any Asterisk `cdr_mysql` / `cdr_adaptive_odbc`)
+/// CDR table, polled read-only. Its calls are stored as provider `asterisk` with the same event
+/// ids as the AMI client, so both may watch one PBX: the poll fills in what AMI missed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdrTableConfig {
+    /// A name for logs, health (`cdr_table:<name>`) and the checkpoint.
+    pub name: String,
+    /// `mysql://USER@HOST:3306/asteriskcdrdb` (MariaDB or MySQL); the password in `password_file`.
+    pub url: String,
+    /// File with the user's password (a user with `SELECT` on the table only).
+    pub password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// The table: `cdr` on FreePBX and Issabel.
+    pub table: String,
+    /// The zone of the PBX's `calldate`; default org.timezone.
+    pub timezone: Option<String>,
+    /// How often the table is read.
+    pub poll_interval_secs: u64,
+    /// A row is written when its call ends, with the call's start as `calldate`: the poll looks
+    /// this far back in `calldate` for calls that ended since it last read. Longer calls are
+    /// not found by the poll.
+    pub longest_call_secs: u64,
+    /// On the first poll, read calls that ended up to this many hours ago (0: from now on).
+    pub backfill_hours: u64,
+}
+
+impl Default for CdrTableConfig {
+    fn default() -> Self {
+        CdrTableConfig {
+            name: "freepbx".into(),
+            url: String::new(),
+            password_file: None,
+            password: None,
+            table: "cdr".into(),
+            timezone: None,
+            poll_interval_secs: 30,
+            longest_call_secs: 4 * 3600,
+            backfill_hours: 0,
         }
     }
 }
@@ -1164,6 +1211,20 @@ impl Config {
                 bad(format!("pbx.asterisk[{i}].timezone"), format!("'{tz}' is not an IANA time zone"));
             }
         }
+        for (i, c) in self.pbx.cdr_table.iter().enumerate() {
+            if !(c.url.starts_with("mysql://") || c.url.starts_with("mariadb://")) {
+                bad(format!("pbx.cdr_table[{i}].url"), "must be mysql://USER@HOST:PORT/DATABASE".into());
+            }
+            if c.table.is_empty() || !c.table.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                bad(format!("pbx.cdr_table[{i}].table"), "must be a plain table name (letters, digits, _)".into());
+            }
+            if let Some(tz) = c.timezone.as_deref().filter(|t| t.parse::<chrono_tz::Tz>().is_err()) {
+                bad(format!("pbx.cdr_table[{i}].timezone"), format!("'{tz}' is not an IANA time zone"));
+            }
+            if c.poll_interval_secs == 0 || c.longest_call_secs == 0 {
+                bad(format!("pbx.cdr_table[{i}]"), "poll_interval_secs and longest_call_secs must be above 0".into());
+            }
+        }
         for (name, u) in [("uis", &self.pbx.uis), ("yeastar", &self.pbx.yeastar)] {
             let Some(u) = u else { continue };
             if u.token_file.is_none() {
@@ -1377,6 +1438,9 @@ impl Config {
         }
         for (i, a) in self.pbx.asterisk.iter_mut().enumerate() {
             a.secret = read(format!("pbx.asterisk[{i}].secret_file"), &a.secret_file);
+        }
+        for (i, c) in self.pbx.cdr_table.iter_mut().enumerate() {
+            c.password = read(format!("pbx.cdr_table[{i}].password_file"), &c.password_file);
         }
         if let Some(c) = self.pbx.uis.as_mut() {
             c.token = read("pbx.uis.token_file".into(), &c.token_file);
@@ -1827,6 +1891,7 @@ mod example_tests {
                 itoolabs: Some(Default::default()),
                 uis: Some(Default::default()),
                 asterisk: vec![AsteriskConfig::default()],
+                cdr_table: vec![CdrTableConfig::default()],
                 threecx: Some(Default::default()),
                 yeastar: Some(Default::default()),
                 ..Default::default()

@@ -668,6 +668,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(12, "0012_console"),
     migration!(13, "0013_oauth_alert"),
     migration!(14, "0014_api_access"),
+    migration!(15, "0015_pbx_cdr_table"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -653,4 +653,27 @@ impl Store {
             .await?;
         rows.iter().map(super::records::from_row).collect()
     }
+
+    /// How far a polled CDR table has been read (the latest call end seen), if ever.
+    pub async fn cdr_checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional("SELECT read_until FROM pbx_cdr_checkpoint WHERE source = $1", vec![source.into()])
+            .await?;
+        row.map(|r| r.get("read_until")).transpose()
+    }
+
+    /// Records how far a CDR table has been read, once its rows are stored.
+    pub async fn save_cdr_checkpoint(&self, source: &str, read_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        self.db
+            .clone()
+            .execute(
+                "INSERT INTO pbx_cdr_checkpoint (source, read_until, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (source) DO UPDATE SET read_until = excluded.read_until, updated_at = excluded.updated_at",
+                vec![source.into(), read_until.into(), now.into()],
+            )
+            .await?;
+        Ok(())
+    }
 }

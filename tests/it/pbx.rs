@@ -1875,6 +1875,225 @@ max_backoff_secs = 1
     app.stop().await;
 }
 
+/// A FreePBX CDR database on the machine's MariaDB (127.0.0.1:3306, root without a password;
+/// `INFLOW_TEST_MYSQL_URL` to change it): its own database with FreePBX's `cdr` table, and a
+/// user that may only read that table.
+struct FreePbxDb {
+    admin: sqlx::MySqlConnection,
+    name: String,
+    user: String,
+}
+
+impl FreePbxDb {
+    async fn create() -> FreePbxDb {
+        use sqlx::Connection;
+        let url = std::env::var("INFLOW_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!("MariaDB is required for the FreePBX CDR test and is unreachable at {url}: {e}. Run scripts/test-services.sh.")
+        });
+        let tag = format!("{}_{}", std::process::id(), Uuid::new_v4().simple().to_string().get(..8).unwrap());
+        let (name, user) = (format!("inflow_cdr_{tag}"), format!("inflow_ro_{tag}"));
+        // FreePBX's asteriskcdrdb.cdr, as its installer creates it.
+        let table = "(calldate datetime NOT NULL DEFAULT '0000-00-00 00:00:00', clid varchar(80) NOT NULL DEFAULT '', \
+             src varchar(80) NOT NULL DEFAULT '', dst varchar(80) NOT NULL DEFAULT '', dcontext varchar(80) NOT NULL DEFAULT '', \
+             channel varchar(80) NOT NULL DEFAULT '', dstchannel varchar(80) NOT NULL DEFAULT '', lastapp varchar(80) NOT NULL DEFAULT '', \
+             lastdata varchar(80) NOT NULL DEFAULT '', duration int(11) NOT NULL DEFAULT 0, billsec int(11) NOT NULL DEFAULT 0, \
+             disposition varchar(45) NOT NULL DEFAULT '', amaflags int(11) NOT NULL DEFAULT 0, accountcode varchar(20) NOT NULL DEFAULT '', \
+             uniqueid varchar(32) NOT NULL DEFAULT '', userfield varchar(255) NOT NULL DEFAULT '', did varchar(50) NOT NULL DEFAULT '', \
+             recordingfile varchar(255) NOT NULL DEFAULT '', cnum varchar(80) NOT NULL DEFAULT '', cnam varchar(80) NOT NULL DEFAULT '', \
+             outbound_cnum varchar(80) NOT NULL DEFAULT '', outbound_cnam varchar(80) NOT NULL DEFAULT '', dst_cnam varchar(80) NOT NULL DEFAULT '', \
+             linkedid varchar(32) NOT NULL DEFAULT '', peeraccount varchar(80) NOT NULL DEFAULT '', sequence int(11) NOT NULL DEFAULT 0, \
+             KEY calldate (calldate), KEY dst (dst), KEY accountcode (accountcode))";
+        for sql in [
+            format!("CREATE DATABASE {name}"),
+            format!("CREATE TABLE {name}.cdr {table}"),
+            format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'cdr-reader'"),
+            format!("GRANT SELECT ON {name}.cdr TO '{user}'@'%'"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+        }
+        FreePbxDb { admin, name, user }
+    }
+
+    /// A row as Asterisk writes it when a leg ends: `start` is local PBX time.
+    #[allow(clippy::too_many_arguments)]
+    async fn cdr(
+        &mut self,
+        start: chrono::NaiveDateTime,
+        src: &str,
+        dstchannel: &str,
+        duration: i64,
+        billsec: i64,
+        disposition: &str,
+        uniqueid: &str,
+        linkedid: &str,
+    ) {
+        let sql = format!(
+            "INSERT INTO {}.cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec, disposition, uniqueid, did, linkedid) \
+             VALUES (?, ?, ?, '74951234567', 'from-trunk', 'PJSIP/trunk-00000012', ?, 'Dial', ?, ?, ?, ?, '74951234567', ?)",
+            self.name
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(start.format("%Y-%m-%d %H:%M:%S").to_string())
+            .bind(format!("\"\" <{src}>"))
+            .bind(src)
+            .bind(dstchannel)
+            .bind(duration)
+            .bind(billsec)
+            .bind(disposition)
+            .bind(uniqueid)
+            .bind(linkedid)
+            .execute(&mut self.admin)
+            .await
+            .unwrap();
+    }
+
+    fn config(&self, backfill_hours: u64) -> String {
+        format!(
+            r#"[org]
+timezone = "Europe/Moscow"
+default_phone_region = "RU"
+
+[pbx]
+callback_sla_secs = 7200
+final_event_timeout_secs = 3600
+sweep_interval_secs = 3600
+
+[[pbx.lines]]
+did = "+7 (495) 123-45-67"
+owner = "head@acme.ru"
+
+[[pbx.cdr_table]]
+name = "freepbx"
+url = "mysql://{user}@127.0.0.1:3306/{name}"
+password_file = "{{dir}}/cdr.secret"
+poll_interval_secs = 1
+backfill_hours = {backfill_hours}
+"#,
+            user = self.user,
+            name = self.name
+        )
+    }
+
+    async fn drop(mut self) {
+        for sql in
+            [format!("DROP DATABASE IF EXISTS {}", self.name), format!("DROP USER IF EXISTS '{}'@'%'", self.user)]
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut self.admin).await;
+        }
+    }
+}
+
+/// FreePBX / Issabel: the CDR table, read by a user that may only SELECT it. A call that ended
+/// before the first poll (within `backfill_hours`) and calls that end later are stored once
+/// each; a long call, whose row is written after later and shorter ones, is found; a ring
+/// group's rows make one call; a row that cannot be read is quarantined with its reason; a
+/// restarted daemon goes on from its checkpoint and doubles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freepbx_cdr_table_is_polled() {
+    let mut pbx = FreePbxDb::create().await;
+    let dbdir = tempfile::tempdir().unwrap();
+    let db_path = dbdir.path().join("inflow.db");
+    let config_dir = || {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cdr.secret"), "cdr-reader\n").unwrap();
+        dir
+    };
+    let local_now = || chrono::Utc::now().with_timezone(&chrono_tz::Europe::Moscow).naive_local();
+    let ago = |mins: i64| local_now() - Duration::minutes(mins);
+    let extra = pbx.config(24);
+    let url = format!("sqlite://{}", db_path.display());
+    let app = TestApp::spawn_on(crate::helpers::TestDb::sqlite_at(&db_path), &url, config_dir(), &extra).await;
+    let s = &app.store;
+    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
+    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
+    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        lastname: "Sidorov".into(),
+        mobilephone: Some("8 (916) 123-45-67".into()),
+        ..Default::default()
+    }
+    .stamped(head, EntityKind::Systemuser, now(), None);
+    s.insert(&c).await.unwrap();
+    // A call that ended an hour ago, before any row was read: found through backfill_hours.
+    pbx.cdr(ago(60), "89161234567", "PJSIP/101-00000013", 101, 95, "ANSWERED", "1764226800.42", "").await;
+    let a = app.call_activity("asterisk", "1764226800.42").await;
+    assert_eq!((a.statecode, a.statuscode, a.actualdurationminutes), (1, 4, Some(2)), "answered, 95 s");
+    assert_eq!((a.ownerid, a.regardingobjectid), (ext101, Some(c.contactid)));
+    let checkpoint = s.cdr_checkpoint("cdr_table:freepbx").await.unwrap().expect("a checkpoint after the first poll");
+    // A missed call now: a callback.
+    pbx.cdr(ago(1), "89035551100", "PJSIP/101-00000020", 30, 0, "NO ANSWER", "1764227400.50", "").await;
+    let missed = app.call_activity("asterisk", "1764227400.50").await;
+    assert_eq!((missed.statecode, missed.ownerid), (0, head), "missed: an open callback for the line owner (R-PBX-3)");
+    // A call that started 100 minutes ago and has just ended: its calldate is older than
+    // every row read so far, its end is not.
+    pbx.cdr(
+        ago(100),
+        "89161234567",
+        "PJSIP/102-00000031",
+        100 * 60 - 5,
+        100 * 60 - 20,
+        "ANSWERED",
+        "1764221000.70",
+        "",
+    )
+    .await;
+    let long = app.call_activity("asterisk", "1764221000.70").await;
+    assert_eq!((long.statecode, long.ownerid, long.regardingobjectid), (1, ext102, Some(c.contactid)));
+    assert_eq!(long.actualdurationminutes, Some(100), "5,980 s talked, in started minutes");
+    // A ring group: 101 did not answer, 102 did; one call under the linkedid.
+    pbx.cdr(ago(2), "89161234567", "PJSIP/101-0031", 50, 0, "NO ANSWER", "1764228000.61", "1764228000.60").await;
+    pbx.cdr(ago(2), "89161234567", "PJSIP/102-0032", 50, 40, "ANSWERED", "1764228000.62", "1764228000.60").await;
+    let group = app.call_activity("asterisk", "1764228000.60").await;
+    assert_eq!((group.statecode, group.ownerid), (1, ext102), "the ring group's answered leg");
+    // A row no call can be made of: kept with the reason, not dropped.
+    pbx.cdr(ago(1), "89035552200", "PJSIP/101-0040", 10, 0, "WEIRD", "1764229000.80", "").await;
+    let quarantined = || async {
+        use inflow::store::Exec;
+        s.db.clone()
+            .fetch_all(
+                "SELECT reason FROM inbound_event WHERE source = 'pbx:asterisk' AND status = 'quarantined'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String>("reason").unwrap())
+            .collect::<Vec<_>>()
+    };
+    poll_until("the unreadable row is quarantined", || async { !quarantined().await.is_empty() }).await;
+    let reasons = quarantined().await;
+    assert!(reasons[0].contains("cdr_table:freepbx") && reasons[0].contains("Disposition"), "{reasons:?}");
+    assert_eq!(app.count("activity").await, 4);
+    let moved = s.cdr_checkpoint("cdr_table:freepbx").await.unwrap().unwrap();
+    assert!(moved > checkpoint, "the checkpoint follows the calls: {checkpoint} → {moved}");
+    app.stop().await;
+
+    // Restarted: the rows read again (the overlap before the checkpoint) change nothing, and
+    // a new call is stored.
+    pbx.cdr(ago(0), "89035553300", "PJSIP/102-0050", 20, 12, "ANSWERED", "1764229500.90", "").await;
+    let app = TestApp::spawn_on(crate::helpers::TestDb::sqlite_at(&db_path), &url, config_dir(), &extra).await;
+    let next = app.call_activity("asterisk", "1764229500.90").await;
+    assert_eq!((next.statecode, next.ownerid), (1, ext102));
+    assert_eq!(app.count("activity").await, 5, "nothing read twice became a second activity");
+    assert_eq!(quarantined_count(&app).await, 1, "the unreadable row is kept once");
+    app.stop().await;
+    pbx.drop().await;
+}
+
+async fn quarantined_count(app: &TestApp) -> i64 {
+    use inflow::store::Exec;
+    app.store
+        .db
+        .clone()
+        .fetch_one("SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'quarantined'", vec![])
+        .await
+        .unwrap()
+        .get("n")
+        .unwrap()
+}
+
 /// The id inflow gives a journaled 3CX call (3CX sends none): computed here independently.
 fn threecx_call_id(start: &str, agent: &str, number: &str, call_type: &str) -> String {
     hex::encode(&sha2::Sha256::digest(format!("{start}|{agent}|{number}|{call_type}").as_bytes())[..12])

@@ -4,6 +4,7 @@
 //! (`process`). Adapters do no I/O beyond reading the request they are given.
 
 pub mod ami;
+pub mod cdr_table;
 pub mod cti;
 pub mod generic;
 pub mod itoolabs;

@@ -1,0 +1,2 @@
+-- PostgreSQL part of migration 0015: nothing differs.
+SELECT 1;
