@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::alerts::AlertsRuntime;
 use crate::config::Config;
-use crate::http::pbx::PbxWebhooks;
+use crate::http::pbx::{PbxAccount, PbxWebhooks};
 use crate::http::{AppState, router};
 use crate::ingest::pbx::Adapter;
 use crate::ingest::pbx::cti::Cti;
@@ -132,60 +132,75 @@ fn spawn_alerts(
     })
 }
 
-/// The enabled telephony providers: one line per provider section of `[pbx]`.
-pub fn pbx_adapters(cfg: &Config) -> Vec<Arc<dyn Adapter>> {
+/// The enabled telephony providers, one entry per account: a line per provider section of
+/// `[pbx]` (one table, or a list of named accounts).
+pub fn pbx_adapters(cfg: &Config) -> Vec<PbxAccount> {
     let p = &cfg.pbx;
-    let mut out: Vec<Arc<dyn Adapter>> = Vec::new();
-    // Zadarma and Novofon classic speak one format; each account is its own provider.
-    for (name, z) in [("zadarma", &p.zadarma), ("novofon", &p.novofon)] {
-        let Some(z) = z else { continue };
-        out.push(Arc::new(Zadarma {
+    let mut out: Vec<PbxAccount> = Vec::new();
+    let mut add = |provider: &'static str, name: &Option<String>, adapter: Arc<dyn Adapter>| {
+        out.push(PbxAccount { name: name.clone().unwrap_or_else(|| provider.to_string()), adapter });
+    };
+    // Zadarma and Novofon classic speak one format; each is its own provider.
+    for (name, z) in p.zadarma.iter().map(|z| ("zadarma", z)).chain(p.novofon.iter().map(|z| ("novofon", z))) {
+        add(
             name,
-            secret: z.secret.clone().unwrap_or_default(),
-            tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
-            max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
-        }));
-    }
-    if let Some(m) = &p.mango {
-        out.push(Arc::new(Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }));
-    }
-    if let Some(t) = &p.twilio {
-        out.push(Arc::new(Twilio::from_config(t, cfg.org.public_base_url.as_deref())));
-    }
-    if let Some(g) = &p.generic {
-        out.push(Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }));
-    }
-    if let Some(pt) = &p.placetel {
-        out.push(Arc::new(Placetel { secret: pt.secret.clone().unwrap_or_default() }));
-    }
-    if let Some(sg) = &p.sipgate {
-        let pem = sg.public_key.as_deref().unwrap_or(crate::ingest::pbx::sipgate::SIPGATE_PUBLIC_KEY);
-        out.push(Arc::new(Sipgate {
-            public_key: crate::ingest::pbx::sipgate::rsa_key_from_pem(pem).unwrap_or_default(),
-            public_url: sg.public_url.clone().unwrap_or_else(|| {
-                format!("{}/pbx/sipgate", cfg.org.public_base_url.as_deref().unwrap_or("").trim_end_matches('/'))
+            &z.name,
+            Arc::new(Zadarma {
+                name,
+                secret: z.secret.clone().unwrap_or_default(),
+                tz: z.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
+                max_age: (z.max_event_age_secs > 0).then(|| chrono::Duration::seconds(z.max_event_age_secs as i64)),
             }),
-        }));
+        );
     }
-    if let Some(c) = &p.cti {
-        out.push(Arc::new(Cti { token: c.token.clone().unwrap_or_default() }));
+    for m in &p.mango {
+        add(
+            "mango",
+            &m.name,
+            Arc::new(Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
+        );
     }
-    if let Some(c) = &p.sipuni {
-        out.push(Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
+    for t in &p.twilio {
+        add("twilio", &t.name, Arc::new(Twilio::from_config(t, cfg.org.public_base_url.as_deref())));
     }
-    if let Some(u) = &p.uis {
+    for g in &p.generic {
+        add("generic", &g.name, Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }));
+    }
+    for pt in &p.placetel {
+        add("placetel", &pt.name, Arc::new(Placetel { secret: pt.secret.clone().unwrap_or_default() }));
+    }
+    for sg in &p.sipgate {
+        let pem = sg.public_key.as_deref().unwrap_or(crate::ingest::pbx::sipgate::SIPGATE_PUBLIC_KEY);
+        add(
+            "sipgate",
+            &sg.name,
+            Arc::new(Sipgate {
+                public_key: crate::ingest::pbx::sipgate::rsa_key_from_pem(pem).unwrap_or_default(),
+                public_url: sg.public_url.clone().unwrap_or_else(|| {
+                    format!("{}/pbx/sipgate", cfg.org.public_base_url.as_deref().unwrap_or("").trim_end_matches('/'))
+                }),
+            }),
+        );
+    }
+    for c in &p.cti {
+        add("cti", &c.name, Arc::new(Cti { token: c.token.clone().unwrap_or_default() }));
+    }
+    for c in &p.sipuni {
+        add("sipuni", &c.name, Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
+    }
+    for u in &p.uis {
         let tz = u.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
-        out.push(Arc::new(Uis { token: u.token.clone().unwrap_or_default(), tz }));
+        add("uis", &u.name, Arc::new(Uis { token: u.token.clone().unwrap_or_default(), tz }));
     }
-    if let Some(y) = &p.yeastar {
+    for y in &p.yeastar {
         let tz = y.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
-        out.push(Arc::new(Yeastar { token: y.token.clone().unwrap_or_default(), tz }));
+        add("yeastar", &y.name, Arc::new(Yeastar { token: y.token.clone().unwrap_or_default(), tz }));
     }
-    if let Some(c) = &p.threecx {
-        out.push(Arc::new(ThreeCx { token: c.token.clone().unwrap_or_default() }));
+    for c in &p.threecx {
+        add("3cx", &c.name, Arc::new(ThreeCx { token: c.token.clone().unwrap_or_default() }));
     }
-    if let Some(c) = &p.itoolabs {
-        out.push(Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }));
+    for c in &p.itoolabs {
+        add("itoolabs", &c.name, Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }));
     }
     out
 }
@@ -209,7 +224,10 @@ fn pbx_webhooks(
     let hooks = Arc::new(PbxWebhooks {
         runtime,
         writer,
-        adapters: adapters.into_iter().map(|a| (a.name(), a)).collect(),
+        adapters: adapters.into_iter().fold(std::collections::BTreeMap::new(), |mut by, a| {
+            by.entry(a.adapter.name()).or_insert_with(Vec::new).push(a);
+            by
+        }),
         body_limit: cfg.pbx.body_limit_bytes,
     });
     Some((hooks, inbox))

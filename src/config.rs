@@ -452,41 +452,86 @@ pub struct PbxConfig {
     /// Phone lines (DIDs) and what calls to them mean.
     pub lines: Vec<PbxLineConfig>,
     /// Zadarma: enabled when the section is present.
-    pub zadarma: Option<ZadarmaConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub zadarma: Vec<ZadarmaConfig>,
     /// Novofon classic (Zadarma's fork, the same format), beside a Zadarma account or alone:
     /// POST /pbx/novofon, its calls stored as `novofon`.
-    pub novofon: Option<ZadarmaConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub novofon: Vec<ZadarmaConfig>,
     /// Per provider, its own names for employees (an extension, a login, an employee id) →
     /// a user (id or internal e-mail); a name not listed is looked up as a user's
     /// `pbx_extension`.
     pub extensions: BTreeMap<String, BTreeMap<String, String>>,
     /// Mango Office VPBX.
-    pub mango: Option<MangoConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub mango: Vec<MangoConfig>,
     /// Twilio Programmable Voice.
-    pub twilio: Option<TwilioConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub twilio: Vec<TwilioConfig>,
     /// inflow's own JSON format for PBXs without an adapter.
-    pub generic: Option<GenericPbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub generic: Vec<GenericPbxConfig>,
     /// Placetel Notify.
-    pub placetel: Option<PlacetelConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub placetel: Vec<PlacetelConfig>,
     /// sipgate.io push.
-    pub sipgate: Option<SipgateConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub sipgate: Vec<SipgateConfig>,
     /// The Generic CTI push format (Zammad's; many PBXs and connectors speak it).
-    pub cti: Option<TokenPbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub cti: Vec<TokenPbxConfig>,
     /// Sipuni PBX events.
-    pub sipuni: Option<TokenPbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub sipuni: Vec<TokenPbxConfig>,
     /// The ITooLabs virtual-PBX CRM API (MegaFon «Виртуальная АТС», Gravitel, Kcell …).
-    pub itoolabs: Option<ItooLabsConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub itoolabs: Vec<ItooLabsConfig>,
     /// UIS / CoMagic / Novofon 2.0 event notifications (templates from README).
-    pub uis: Option<TokenZonePbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub uis: Vec<TokenZonePbxConfig>,
     /// Asterisk PBXs read through the manager interface (AMI `Cdr` events).
     pub asterisk: Vec<AsteriskConfig>,
     /// FreePBX / Issabel CDR tables polled read-only (MariaDB/MySQL `asteriskcdrdb.cdr`).
     pub cdr_table: Vec<CdrTableConfig>,
     /// 3CX's server-side CRM integration (contrib/3cx/inflow.xml).
     #[serde(rename = "3cx")]
-    pub threecx: Option<TokenPbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub threecx: Vec<TokenPbxConfig>,
     /// Yeastar call detail reports (S-Series/Cloud API v1, v2, P-Series webhook).
-    pub yeastar: Option<TokenZonePbxConfig>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub yeastar: Vec<TokenZonePbxConfig>,
+}
+
+impl PbxConfig {
+    /// Every configured account's own employee names: (provider, account, its map).
+    pub fn account_extensions(&self) -> Vec<(&'static str, String, &BTreeMap<String, String>)> {
+        fn each<'a, T>(
+            out: &mut Vec<(&'static str, String, &'a BTreeMap<String, String>)>,
+            provider: &'static str,
+            list: &'a [T],
+            part: impl Fn(&'a T) -> (&'a Option<String>, &'a BTreeMap<String, String>),
+        ) {
+            for a in list {
+                let (name, map) = part(a);
+                out.push((provider, name.clone().unwrap_or_else(|| provider.to_string()), map));
+            }
+        }
+        let mut out = Vec::new();
+        each(&mut out, "zadarma", &self.zadarma, |a| (&a.name, &a.extensions));
+        each(&mut out, "novofon", &self.novofon, |a| (&a.name, &a.extensions));
+        each(&mut out, "mango", &self.mango, |a| (&a.name, &a.extensions));
+        each(&mut out, "twilio", &self.twilio, |a| (&a.name, &a.extensions));
+        each(&mut out, "generic", &self.generic, |a| (&a.name, &a.extensions));
+        each(&mut out, "placetel", &self.placetel, |a| (&a.name, &a.extensions));
+        each(&mut out, "sipgate", &self.sipgate, |a| (&a.name, &a.extensions));
+        each(&mut out, "cti", &self.cti, |a| (&a.name, &a.extensions));
+        each(&mut out, "sipuni", &self.sipuni, |a| (&a.name, &a.extensions));
+        each(&mut out, "itoolabs", &self.itoolabs, |a| (&a.name, &a.extensions));
+        each(&mut out, "uis", &self.uis, |a| (&a.name, &a.extensions));
+        each(&mut out, "3cx", &self.threecx, |a| (&a.name, &a.extensions));
+        each(&mut out, "yeastar", &self.yeastar, |a| (&a.name, &a.extensions));
+        out
+    }
 }
 
 impl Default for PbxConfig {
@@ -499,23 +544,37 @@ impl Default for PbxConfig {
             body_limit_bytes: 64 * 1024,
             sweep_interval_secs: 60,
             lines: Vec::new(),
-            zadarma: None,
-            novofon: None,
+            zadarma: Vec::new(),
+            novofon: Vec::new(),
             extensions: BTreeMap::new(),
-            mango: None,
-            twilio: None,
-            generic: None,
-            placetel: None,
-            sipgate: None,
-            cti: None,
-            sipuni: None,
-            itoolabs: None,
-            uis: None,
+            mango: Vec::new(),
+            twilio: Vec::new(),
+            generic: Vec::new(),
+            placetel: Vec::new(),
+            sipgate: Vec::new(),
+            cti: Vec::new(),
+            sipuni: Vec::new(),
+            itoolabs: Vec::new(),
+            uis: Vec::new(),
             asterisk: Vec::new(),
             cdr_table: Vec::new(),
-            threecx: None,
-            yeastar: None,
+            threecx: Vec::new(),
+            yeastar: Vec::new(),
         }
+    }
+}
+
+/// A provider's section: one table (`[pbx.zadarma]`, one account) or a list of named
+/// accounts (`[[pbx.zadarma]]`).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error as _;
+    match toml::Value::deserialize(d)? {
+        toml::Value::Array(items) => items.into_iter().map(|i| T::deserialize(i).map_err(D::Error::custom)).collect(),
+        one => Ok(vec![T::deserialize(one).map_err(D::Error::custom)?]),
     }
 }
 
@@ -523,6 +582,13 @@ impl Default for PbxConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZadarmaConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the API secret (the HMAC key of the `Signature` header).
     pub secret_file: Option<PathBuf>,
     #[serde(skip)]
@@ -536,7 +602,14 @@ pub struct ZadarmaConfig {
 
 impl Default for ZadarmaConfig {
     fn default() -> Self {
-        ZadarmaConfig { secret_file: None, secret: None, timezone: None, max_event_age_secs: 2 * 86_400 }
+        ZadarmaConfig {
+            name: None,
+            extensions: BTreeMap::new(),
+            secret_file: None,
+            secret: None,
+            timezone: None,
+            max_event_age_secs: 2 * 86_400,
+        }
     }
 }
 
@@ -544,6 +617,13 @@ impl Default for ZadarmaConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MangoConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// The VPBX API key (`vpbx_api_key`; an identifier, checked against each request).
     pub api_key: String,
     /// File with the API salt (the secret part of `sign`).
@@ -557,6 +637,13 @@ pub struct MangoConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwilioConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the account's Auth Token (the HMAC key of `X-Twilio-Signature`).
     pub auth_token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -581,6 +668,13 @@ pub struct TwilioConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenericPbxConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with a bearer token (`Authorization: Bearer …`).
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -595,6 +689,13 @@ pub struct GenericPbxConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlacetelConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the shared secret of Placetel's external API settings (the HMAC-SHA256
     /// key of `X-PLACETEL-SIGNATURE`).
     pub secret_file: Option<PathBuf>,
@@ -606,6 +707,13 @@ pub struct PlacetelConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipgateConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// The URL sipgate is told to send answer and hangup events to; default
     /// org.public_base_url + `/pbx/sipgate`.
     pub public_url: Option<String>,
@@ -621,6 +729,13 @@ pub struct SipgateConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenPbxConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the token.
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -631,6 +746,13 @@ pub struct TokenPbxConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ItooLabsConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the CRM token set in the PBX's cabinet (sent as `crm_token`).
     pub crm_token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -643,6 +765,13 @@ pub struct ItooLabsConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenZonePbxConfig {
+    /// The account's name, stored on its calls (default: the provider's name). Several
+    /// accounts of one provider are a list, `[[pbx.<provider>]]`, each with its own secret;
+    /// a request belongs to the account whose secret or token it carries.
+    pub name: Option<String>,
+    /// This account's own names for employees (an extension, a login, an employee id) → a
+    /// user (id or internal e-mail), looked up before `[pbx.extensions.<provider>]`.
+    pub extensions: BTreeMap<String, String>,
     /// File with the token the notification URLs carry.
     pub token_file: Option<PathBuf>,
     #[serde(skip)]
@@ -1142,8 +1271,9 @@ impl Config {
         if self.pbx.body_limit_bytes < 1024 {
             bad("pbx.body_limit_bytes".into(), "must be at least 1024".into());
         }
-        for (name, z) in [("zadarma", &self.pbx.zadarma), ("novofon", &self.pbx.novofon)] {
-            let Some(z) = z else { continue };
+        for (name, z) in
+            self.pbx.zadarma.iter().map(|z| ("zadarma", z)).chain(self.pbx.novofon.iter().map(|z| ("novofon", z)))
+        {
             if z.secret_file.is_none() {
                 bad(
                     format!("pbx.{name}.secret_file"),
@@ -1156,7 +1286,7 @@ impl Config {
                 }
             }
         }
-        if let Some(m) = &self.pbx.mango {
+        for m in &self.pbx.mango {
             if m.api_key.trim().is_empty() {
                 bad("pbx.mango.api_key".into(), "is required".into());
             }
@@ -1164,7 +1294,7 @@ impl Config {
                 bad("pbx.mango.api_salt_file".into(), "is required: Mango signs events with the API salt".into());
             }
         }
-        if let Some(t) = &self.pbx.twilio {
+        for t in &self.pbx.twilio {
             if t.auth_token_file.is_none() {
                 bad("pbx.twilio.auth_token_file".into(), "is required".into());
             }
@@ -1175,13 +1305,13 @@ impl Config {
                 );
             }
         }
-        if self.pbx.placetel.as_ref().is_some_and(|p| p.secret_file.is_none()) {
+        if self.pbx.placetel.iter().any(|p| p.secret_file.is_none()) {
             bad(
                 "pbx.placetel.secret_file".into(),
                 "is required: set a shared secret in Placetel's external API settings and put it here".into(),
             );
         }
-        if let Some(g) = &self.pbx.sipgate {
+        for g in &self.pbx.sipgate {
             if g.public_url.is_none() && self.org.public_base_url.is_none() {
                 bad(
                     "pbx.sipgate.public_url".into(),
@@ -1194,7 +1324,7 @@ impl Config {
                 }
             }
         }
-        if self.pbx.itoolabs.as_ref().is_some_and(|c| c.crm_token_file.is_none()) {
+        if self.pbx.itoolabs.iter().any(|c| c.crm_token_file.is_none()) {
             bad(
                 "pbx.itoolabs.crm_token_file".into(),
                 "is required: the PBX sends the CRM token set in its cabinet with every request".into(),
@@ -1225,8 +1355,8 @@ impl Config {
                 bad(format!("pbx.cdr_table[{i}]"), "poll_interval_secs and longest_call_secs must be above 0".into());
             }
         }
-        for (name, u) in [("uis", &self.pbx.uis), ("yeastar", &self.pbx.yeastar)] {
-            let Some(u) = u else { continue };
+        for (name, u) in self.pbx.uis.iter().map(|u| ("uis", u)).chain(self.pbx.yeastar.iter().map(|u| ("yeastar", u)))
+        {
             if u.token_file.is_none() {
                 bad(
                     format!("pbx.{name}.token_file"),
@@ -1238,14 +1368,14 @@ impl Config {
             }
         }
         for (name, c) in [("cti", &self.pbx.cti), ("sipuni", &self.pbx.sipuni), ("3cx", &self.pbx.threecx)] {
-            if c.as_ref().is_some_and(|c| c.token_file.is_none()) {
+            if c.iter().any(|c| c.token_file.is_none()) {
                 bad(
                     format!("pbx.{name}.token_file"),
                     "is required: the provider signs nothing, so its URL carries this token".into(),
                 );
             }
         }
-        if let Some(g) = &self.pbx.generic {
+        for g in &self.pbx.generic {
             if g.token_file.is_none() && g.hmac_secret_file.is_none() {
                 bad(
                     "pbx.generic.token_file".into(),
@@ -1411,29 +1541,29 @@ impl Config {
                 o.client_secret = read(format!("mailboxes[{i}].oauth.client_secret_file"), &o.client_secret_file);
             }
         }
-        if let Some(z) = self.pbx.zadarma.as_mut() {
+        for z in self.pbx.zadarma.iter_mut() {
             z.secret = read("pbx.zadarma.secret_file".into(), &z.secret_file);
         }
-        if let Some(z) = self.pbx.novofon.as_mut() {
+        for z in self.pbx.novofon.iter_mut() {
             z.secret = read("pbx.novofon.secret_file".into(), &z.secret_file);
         }
-        if let Some(m) = self.pbx.mango.as_mut() {
+        for m in self.pbx.mango.iter_mut() {
             m.api_salt = read("pbx.mango.api_salt_file".into(), &m.api_salt_file);
         }
-        if let Some(t) = self.pbx.twilio.as_mut() {
+        for t in self.pbx.twilio.iter_mut() {
             t.auth_token = read("pbx.twilio.auth_token_file".into(), &t.auth_token_file);
             t.dial_action_twiml = read("pbx.twilio.dial_action_twiml_file".into(), &t.dial_action_twiml_file);
         }
-        if let Some(p) = self.pbx.placetel.as_mut() {
+        for p in self.pbx.placetel.iter_mut() {
             p.secret = read("pbx.placetel.secret_file".into(), &p.secret_file);
         }
-        if let Some(g) = self.pbx.sipgate.as_mut() {
+        for g in self.pbx.sipgate.iter_mut() {
             g.public_key = read("pbx.sipgate.public_key_file".into(), &g.public_key_file);
         }
-        if let Some(c) = self.pbx.cti.as_mut() {
+        for c in self.pbx.cti.iter_mut() {
             c.token = read("pbx.cti.token_file".into(), &c.token_file);
         }
-        if let Some(c) = self.pbx.sipuni.as_mut() {
+        for c in self.pbx.sipuni.iter_mut() {
             c.token = read("pbx.sipuni.token_file".into(), &c.token_file);
         }
         for (i, a) in self.pbx.asterisk.iter_mut().enumerate() {
@@ -1442,19 +1572,19 @@ impl Config {
         for (i, c) in self.pbx.cdr_table.iter_mut().enumerate() {
             c.password = read(format!("pbx.cdr_table[{i}].password_file"), &c.password_file);
         }
-        if let Some(c) = self.pbx.uis.as_mut() {
+        for c in self.pbx.uis.iter_mut() {
             c.token = read("pbx.uis.token_file".into(), &c.token_file);
         }
-        if let Some(c) = self.pbx.yeastar.as_mut() {
+        for c in self.pbx.yeastar.iter_mut() {
             c.token = read("pbx.yeastar.token_file".into(), &c.token_file);
         }
-        if let Some(c) = self.pbx.threecx.as_mut() {
+        for c in self.pbx.threecx.iter_mut() {
             c.token = read("pbx.3cx.token_file".into(), &c.token_file);
         }
-        if let Some(c) = self.pbx.itoolabs.as_mut() {
+        for c in self.pbx.itoolabs.iter_mut() {
             c.crm_token = read("pbx.itoolabs.crm_token_file".into(), &c.crm_token_file);
         }
-        if let Some(g) = self.pbx.generic.as_mut() {
+        for g in self.pbx.generic.iter_mut() {
             g.token = read("pbx.generic.token_file".into(), &g.token_file);
             g.hmac_secret = read("pbx.generic.hmac_secret_file".into(), &g.hmac_secret_file);
         }
@@ -1875,25 +2005,25 @@ mod example_tests {
             mailboxes: vec![MailboxConfig::default()],
             pbx: PbxConfig {
                 lines: vec![PbxLineConfig::default()],
-                zadarma: Some(Default::default()),
-                novofon: Some(Default::default()),
+                zadarma: vec![Default::default()],
+                novofon: vec![Default::default()],
                 extensions: BTreeMap::from([(
                     "sipgate".into(),
                     BTreeMap::from([("w0".into(), "u@example.com".into())]),
                 )]),
-                mango: Some(Default::default()),
-                twilio: Some(Default::default()),
-                generic: Some(Default::default()),
-                placetel: Some(Default::default()),
-                sipgate: Some(Default::default()),
-                cti: Some(Default::default()),
-                sipuni: Some(Default::default()),
-                itoolabs: Some(Default::default()),
-                uis: Some(Default::default()),
+                mango: vec![Default::default()],
+                twilio: vec![Default::default()],
+                generic: vec![Default::default()],
+                placetel: vec![Default::default()],
+                sipgate: vec![Default::default()],
+                cti: vec![Default::default()],
+                sipuni: vec![Default::default()],
+                itoolabs: vec![Default::default()],
+                uis: vec![Default::default()],
                 asterisk: vec![AsteriskConfig::default()],
                 cdr_table: vec![CdrTableConfig::default()],
-                threecx: Some(Default::default()),
-                yeastar: Some(Default::default()),
+                threecx: vec![Default::default()],
+                yeastar: vec![Default::default()],
                 ..Default::default()
             },
             api: ApiConfig {

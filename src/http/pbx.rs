@@ -22,13 +22,21 @@ use super::{ApiError, AppState};
 use crate::ingest::pbx::process::{IngestRequest, PbxRuntime, SubmitError};
 use crate::ingest::pbx::{Adapter, Parsed, Reply, WebhookError, WebhookRequest};
 
+/// One configured account of a provider: its name (stored on its calls) and its adapter,
+/// which holds the account's secret.
+pub struct PbxAccount {
+    pub name: String,
+    pub adapter: Arc<dyn Adapter>,
+}
+
 /// The configured adapters and the processing runtime.
 pub struct PbxWebhooks {
     pub runtime: Arc<PbxRuntime>,
     /// The group-commit writer's inbox.
     pub writer: tokio::sync::mpsc::Sender<IngestRequest>,
-    /// The enabled providers by name (the first segment below `/pbx/`).
-    pub adapters: BTreeMap<&'static str, Arc<dyn Adapter>>,
+    /// The enabled providers by name (the first segment below `/pbx/`), each with its
+    /// accounts in configuration order.
+    pub adapters: BTreeMap<&'static str, Vec<PbxAccount>>,
     pub body_limit: usize,
 }
 
@@ -59,6 +67,7 @@ fn note_ignored(provider: &str, kind: &str) {
 async fn accept(
     hooks: &PbxWebhooks,
     provider: &'static str,
+    account: &str,
     parsed: Parsed,
     body: &[u8],
 ) -> Result<serde_json::Value, Response> {
@@ -73,7 +82,7 @@ async fn accept(
         Parsed::Events(e) => e,
     };
     let raw = String::from_utf8_lossy(body).into_owned();
-    let updates = IngestRequest::submit(&hooks.writer, provider, &events, raw).await.map_err(|e| match e {
+    let updates = IngestRequest::submit(&hooks.writer, provider, account, &events, raw).await.map_err(|e| match e {
         SubmitError::Malformed(why) => ApiError::new(StatusCode::BAD_REQUEST, "malformed", why).into_response(),
         SubmitError::Unavailable(_) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event could not be stored; retry later")
@@ -96,7 +105,8 @@ async fn webhook(
 ) -> Response {
     let name = params.get("provider").map(String::as_str).unwrap_or("");
     let Some(hooks) = s.pbx.as_ref() else { return not_configured(name) };
-    let Some(adapter) = hooks.adapters.get(name) else { return not_configured(name) };
+    let Some(accounts) = hooks.adapters.get(name).filter(|a| !a.is_empty()) else { return not_configured(name) };
+    let adapter = &accounts[0].adapter;
     let provider = adapter.name();
     if !adapter.methods().contains(&method.as_str()) {
         return ApiError::new(
@@ -127,7 +137,25 @@ async fn webhook(
         body: &body,
         received_at: Utc::now(),
     };
-    let parsed = match adapter.parse(&req) {
+    // The request is the account's whose secret or token verifies it (issue 20 §3); 401 when
+    // none does.
+    let mut refused = String::new();
+    let mut chosen = None;
+    for a in accounts {
+        match a.adapter.parse(&req) {
+            Err(WebhookError::Unauthorized(why)) => refused = why,
+            other => {
+                chosen = Some((a, other));
+                break;
+            }
+        }
+    }
+    let (account, parsed) = match chosen {
+        Some(c) => c,
+        None => (&accounts[0], Err(WebhookError::Unauthorized(refused))),
+    };
+    let adapter = &account.adapter;
+    let parsed = match parsed {
         Ok(Parsed::Echo(text)) => {
             return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
         }
@@ -153,7 +181,7 @@ async fn webhook(
     }
     let ignored = matches!(parsed, Parsed::Ignored(_));
     let reply = adapter.reply(&req, &parsed);
-    let summary = match accept(hooks, provider, parsed, &body).await {
+    let summary = match accept(hooks, provider, &account.name, parsed, &body).await {
         Ok(v) => v,
         Err(r) => return r,
     };

@@ -805,6 +805,7 @@ impl OpsSet {
                     "reason",
                     "activityid",
                     "result",
+                    "account",
                 ],
                 "first_event_at",
                 "provider, call_id",
@@ -869,7 +870,7 @@ impl OpsSet {
             OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => {
                 &["id", "source", "external_id", "status", "class", "sender"]
             }
-            OpsSet::PbxCalls => &["provider", "call_id", "status", "activityid"],
+            OpsSet::PbxCalls => &["provider", "account", "call_id", "status", "activityid"],
             OpsSet::Suppression => &["address", "kind", "reason", "source"],
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
             OpsSet::Bounces => &["address", "last_reason", "last_status"],

@@ -669,6 +669,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(13, "0013_oauth_alert"),
     migration!(14, "0014_api_access"),
     migration!(15, "0015_pbx_cdr_table"),
+    migration!(16, "0016_pbx_accounts"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

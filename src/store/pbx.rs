@@ -63,9 +63,12 @@ pub struct PbxCall {
     pub reason: Option<String>,
     pub activityid: Option<Uuid>,
     pub result: Option<Json>,
+    /// The provider account the call came through (`[[pbx.<provider>]]` `name`; an Asterisk
+    /// PBX's name).
+    pub account: String,
 }
 
-const CALL_COLS: &str = "provider, call_id, first_event_at, last_event_at, is_final, timed_out, version, processed_version, status, reason, activityid, result";
+const CALL_COLS: &str = "provider, call_id, first_event_at, last_event_at, is_final, timed_out, version, processed_version, status, reason, activityid, result, account";
 
 fn call_from_row(r: &Row) -> Result<PbxCall> {
     Ok(PbxCall {
@@ -85,6 +88,7 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(StoreError::decode)?,
+        account: r.get("account")?,
     })
 }
 
@@ -162,15 +166,16 @@ impl Store {
     /// Returns, per request, what happened to each event's call.
     pub async fn record_pbx_events(
         &self,
-        requests: &[(&str, &[PbxEventRow], &str)],
+        requests: &[(&str, &str, &[PbxEventRow], &str)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Vec<PbxCallUpdate>>> {
         use std::collections::{BTreeMap, HashSet};
         let mut tx = self.db.begin().await?;
         // 1. Every event, once: the database says which are new.
         let mut new_events: HashSet<(String, String)> = HashSet::new();
-        let mut all: Vec<(&str, &PbxEventRow, &str)> =
-            requests.iter().flat_map(|(p, evs, raw)| evs.iter().map(move |e| (*p, e, *raw))).collect();
+        // (provider, event, raw request, account)
+        let mut all: Vec<(&str, &PbxEventRow, &str, &str)> =
+            requests.iter().flat_map(|(p, a, evs, raw)| evs.iter().map(move |e| (*p, e, *raw, *a))).collect();
         // Several batches are written at once on PostgreSQL: rows are locked in one order
         // (events by id here, calls by the sorted map below), so two batches that share an
         // event or a call wait for each other instead of deadlocking.
@@ -180,9 +185,11 @@ impl Store {
         let pg = tx.engine() == super::Engine::Postgres;
         for chunk in all.chunks(if pg { usize::MAX } else { super::ROWS_PER_STATEMENT }) {
             const TAIL: &str = " ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id";
+            const INTO: &str =
+                "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw, account)";
             let rows: Vec<Vec<Value>> = chunk
                 .iter()
-                .map(|(p, e, raw)| {
+                .map(|(p, e, raw, a)| {
                     vec![
                         Uuid::new_v4().into(),
                         (*p).into(),
@@ -191,35 +198,28 @@ impl Store {
                         now.into(),
                         e.facts.clone().into(),
                         (*raw).into(),
+                        (*a).into(),
                     ]
                 })
                 .collect();
-            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 7) {
-                Some((casts, args)) => (
-                    format!(
-                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) SELECT * FROM UNNEST({casts}){TAIL}"
-                    ),
-                    args,
-                ),
-                None => (
-                    format!(
-                        "INSERT INTO pbx_event (id, provider, event_id, call_id, received_at, facts, raw) VALUES {}{TAIL}",
-                        tuples(rows.len(), 7)
-                    ),
-                    rows.into_iter().flatten().collect(),
-                ),
+            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 8) {
+                Some((casts, args)) => (format!("{INTO} SELECT * FROM UNNEST({casts}){TAIL}"), args),
+                None => {
+                    (format!("{INTO} VALUES {}{TAIL}", tuples(rows.len(), 8)), rows.into_iter().flatten().collect())
+                }
             };
             for r in tx.fetch_all(&sql, args).await? {
                 new_events.insert((r.get("provider")?, r.get("event_id")?));
             }
         }
         // 2. Each call touched by a new event: one upsert row (new-event count, finality).
-        let mut touched: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
+        // The call's account is its first event's (a call does not move between accounts).
+        let mut touched: BTreeMap<(String, String), (i64, bool, &str)> = BTreeMap::new();
         let mut seen: HashSet<(String, String)> = HashSet::new();
-        for (p, e, _) in &all {
+        for (p, e, _, a) in &all {
             let id = (p.to_string(), e.event_id.clone());
             if new_events.contains(&id) && seen.insert(id) {
-                let t = touched.entry((p.to_string(), e.call_id.clone())).or_insert((0, false));
+                let t = touched.entry((p.to_string(), e.call_id.clone())).or_insert((0, false, a));
                 t.0 += 1;
                 t.1 |= e.is_final;
             }
@@ -231,29 +231,32 @@ impl Store {
                 " ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
                   is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + excluded.version, status = 'open' RETURNING {CALL_COLS}"
             );
-            const INTO: &str =
-                "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status)";
+            const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status, account)";
             let rows: Vec<Vec<Value>> = chunk
                 .iter()
-                .map(|((p, c), (n, fin))| {
-                    vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into()]
+                .map(|((p, c), (n, fin, a))| {
+                    vec![p.clone().into(), c.clone().into(), now.into(), (*fin).into(), (*n).into(), (*a).into()]
                 })
                 .collect();
-            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 5) {
+            let (sql, args) = match super::records::unnest(tx.engine(), &rows, 6) {
                 Some((casts, args)) => (
-                    format!("{INTO} SELECT p, c, t, t, f, v, 'open' FROM UNNEST({casts}) AS u(p, c, t, f, v){tail}"),
+                    format!(
+                        "{INTO} SELECT p, c, t, t, f, v, 'open', a FROM UNNEST({casts}) AS u(p, c, t, f, v, a){tail}"
+                    ),
                     args,
                 ),
                 None => {
                     let values: Vec<String> = (0..rows.len())
                         .map(|i| {
+                            let n = i * 6;
                             format!(
-                                "(${0}, ${1}, ${2}, ${2}, ${3}, ${4}, 'open')",
-                                i * 5 + 1,
-                                i * 5 + 2,
-                                i * 5 + 3,
-                                i * 5 + 4,
-                                i * 5 + 5
+                                "(${}, ${}, ${}, ${2}, ${}, ${}, 'open', ${})",
+                                n + 1,
+                                n + 2,
+                                n + 3,
+                                n + 4,
+                                n + 5,
+                                n + 6
                             )
                         })
                         .collect();
@@ -266,7 +269,7 @@ impl Store {
             }
         }
         // 3. Calls only redelivered events touched: read as they are.
-        for (p, e, _) in &all {
+        for (p, e, _, _) in &all {
             let key = (p.to_string(), e.call_id.clone());
             if let std::collections::btree_map::Entry::Vacant(slot) = calls.entry(key) {
                 let row = tx
@@ -282,7 +285,7 @@ impl Store {
         let mut reported: HashSet<(String, String)> = HashSet::new();
         Ok(requests
             .iter()
-            .map(|(p, evs, _)| {
+            .map(|(p, _, evs, _)| {
                 evs.iter()
                     .map(|e| {
                         let call = &calls[&(p.to_string(), e.call_id.clone())];

@@ -2282,6 +2282,68 @@ async fn lines_are_managed_through_the_api() {
     app.stop().await;
 }
 
+/// Two accounts of one provider (issue 20 §3): each `[[pbx.zadarma]]` has its own secret and
+/// its own employees. A request is the account's whose secret verifies it; the call is stored
+/// with that account, and extension 101 is whoever that account says; a secret of neither
+/// is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_of_one_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("moscow"), "moscow-secret").unwrap();
+    std::fs::write(dir.path().join("spb"), "spb-secret").unwrap();
+    let extra = r#"[org]
+timezone = "Europe/Moscow"
+default_phone_region = "RU"
+
+[pbx]
+final_event_timeout_secs = 3600
+sweep_interval_secs = 3600
+
+[[pbx.lines]]
+did = "+7 (495) 123-45-67"
+owner = "head@acme.ru"
+
+[[pbx.zadarma]]
+name = "moscow"
+secret_file = "{dir}/moscow"
+max_event_age_secs = 0
+[pbx.zadarma.extensions]
+101 = "ivanov@acme.ru"
+
+[[pbx.zadarma]]
+name = "spb"
+secret_file = "{dir}/spb"
+max_event_age_secs = 0
+[pbx.zadarma.extensions]
+101 = "petrova@acme.ru"
+"#;
+    let app = TestApp::spawn("sqlite", dir, extra).await;
+    let s = &app.store;
+    add_user(s, "", "Head", "head@acme.ru", None, None).await;
+    let ivanov = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, None).await;
+    let petrova = add_user(s, "", "Petrova", "petrova@acme.ru", None, None).await;
+    let body = fixture("zadarma/notify_end_answered.form");
+    let send = |secret: &'static str, body: String| {
+        let sig = zadarma_sig_with(secret, &body);
+        app.http
+            .post(app.url("/pbx/zadarma"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Signature", sig)
+            .body(body)
+            .send()
+    };
+    assert_eq!(send("neither-secret", body.clone()).await.unwrap().status(), 401);
+    ok(send("moscow-secret", body.clone()).await.unwrap()).await;
+    let spb_body = body.replace("in_8b9a2f6c1d", "in_spb_0001");
+    ok(send("spb-secret", spb_body).await.unwrap()).await;
+    let moscow = app.call_activity("zadarma", "in_8b9a2f6c1d").await;
+    let spb = app.call_activity("zadarma", "in_spb_0001").await;
+    assert_eq!((moscow.ownerid, spb.ownerid), (ivanov, petrova), "extension 101 is each account's own");
+    let account = |id: &'static str| async move { s.pbx_call("zadarma", id).await.unwrap().unwrap().account };
+    assert_eq!((account("in_8b9a2f6c1d").await, account("in_spb_0001").await), ("moscow".into(), "spb".into()));
+    app.stop().await;
+}
+
 /// A Novofon classic account beside the Zadarma one: the same format at /pbx/novofon with
 /// its own secret, its calls stored as `novofon` (a Zadarma signature is refused there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

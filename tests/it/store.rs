@@ -727,17 +727,21 @@ both_engines!(pbx_group_commit_counts_each_event_once, |store: Store| async move
     };
     let a = [ev("c1", "c1:start", false), ev("c1", "c1:end", true)];
     let b = [ev("c1", "c1:end", true), ev("c2", "c2:end", true)]; // c1:end twice in one batch
-    let out = store.record_pbx_events(&[("generic", &a, "raw-a"), ("generic", &b, "raw-b")], now()).await.unwrap();
+    let out = store
+        .record_pbx_events(&[("generic", "generic", &a, "raw-a"), ("generic", "generic", &b, "raw-b")], now())
+        .await
+        .unwrap();
     let flags: Vec<Vec<(bool, i64, bool)>> =
         out.iter().map(|r| r.iter().map(|u| (u.new_event, u.version, u.is_final)).collect()).collect();
     assert_eq!(flags, vec![vec![(true, 2, true), (true, 2, true)], vec![(false, 2, true), (true, 1, true)]]);
     // A later batch: a redelivery changes nothing; a new event bumps the version and reopens.
     let c = [ev("c1", "c1:start", false), ev("c1", "c1:recording", false)];
-    let out = store.record_pbx_events(&[("generic", &c, "raw-c")], now()).await.unwrap();
+    let out = store.record_pbx_events(&[("generic", "generic", &c, "raw-c")], now()).await.unwrap();
     assert_eq!(out[0].iter().map(|u| (u.new_event, u.version)).collect::<Vec<_>>(), vec![(false, 3), (true, 3)]);
     assert_eq!(store.pbx_call_facts("generic", "c1").await.unwrap().len(), 3);
     // The same event id from another provider is another event.
-    let out = store.record_pbx_events(&[("zadarma", &[ev("c1", "c1:start", false)], "raw")], now()).await.unwrap();
+    let out =
+        store.record_pbx_events(&[("zadarma", "zadarma", &[ev("c1", "c1:start", false)], "raw")], now()).await.unwrap();
     assert!(out[0][0].new_event);
 });
 

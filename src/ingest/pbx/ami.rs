@@ -251,7 +251,7 @@ impl AmiClient {
         };
         let mut wait = Duration::from_millis(200);
         loop {
-            match IngestRequest::submit(writer, "asterisk", std::slice::from_ref(&ev), raw.clone()).await {
+            match IngestRequest::submit(writer, "asterisk", &self.name, std::slice::from_ref(&ev), raw.clone()).await {
                 Ok(_) => return true,
                 Err(SubmitError::Malformed(why)) => {
                     tracing::warn!(pbx = %self.name, %why, cdr = %raw, "a Cdr event with unusable ids skipped");

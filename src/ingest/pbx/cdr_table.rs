@@ -293,7 +293,7 @@ impl CdrTable {
     ) -> Result<Result<(), String>, PollError> {
         let mut wait = Duration::from_millis(200);
         loop {
-            match IngestRequest::submit(writer, "asterisk", events, raw.clone()).await {
+            match IngestRequest::submit(writer, "asterisk", &self.name, events, raw.clone()).await {
                 Ok(_) => return Ok(Ok(())),
                 Err(SubmitError::Malformed(why)) => return Ok(Err(why)),
                 Err(SubmitError::Unavailable(why)) => {

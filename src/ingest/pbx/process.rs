@@ -55,6 +55,8 @@ const PG_WRITERS: usize = 3;
 /// `reply` says they are committed.
 pub struct IngestRequest {
     pub provider: &'static str,
+    /// The provider account it came through (`[[pbx.<provider>]]` `name`).
+    pub account: String,
     pub rows: Vec<crate::store::PbxEventRow>,
     pub raw: String,
     pub reply: tokio::sync::oneshot::Sender<Result<Vec<crate::store::PbxCallUpdate>, String>>,
@@ -75,6 +77,7 @@ impl IngestRequest {
     pub async fn submit(
         writer: &tokio::sync::mpsc::Sender<IngestRequest>,
         provider: &'static str,
+        account: &str,
         events: &[super::CallEvent],
         raw: String,
     ) -> Result<Vec<crate::store::PbxCallUpdate>, SubmitError> {
@@ -99,7 +102,8 @@ impl IngestRequest {
             .collect();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let gone = || SubmitError::Unavailable("the PBX writer has stopped".into());
-        writer.send(IngestRequest { provider, rows, raw, reply }).await.map_err(|_| gone())?;
+        let account = account.to_string();
+        writer.send(IngestRequest { provider, account, rows, raw, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?.map_err(SubmitError::Unavailable)
     }
 }
@@ -116,7 +120,8 @@ pub struct PbxSettings {
     pub default_owner: Option<String>,
     /// R-PBX-5's shortest answered call, for lines that do not set their own.
     pub min_answered_secs: i64,
-    /// (provider, its name for an employee) → user (id or e-mail): `[pbx.extensions.*]`.
+    /// (provider, its name for an employee) → user (id or e-mail): `[pbx.extensions.*]`; and
+    /// ("provider:account", name) → user: an account's own `extensions`, looked up first.
     pub extensions: std::collections::HashMap<(String, String), String>,
 }
 
@@ -135,6 +140,12 @@ impl PbxSettings {
                 .extensions
                 .iter()
                 .flat_map(|(p, m)| m.iter().map(move |(x, u)| ((p.clone(), x.clone()), u.clone())))
+                .chain(
+                    cfg.pbx
+                        .account_extensions()
+                        .into_iter()
+                        .flat_map(|(p, a, m)| m.iter().map(move |(x, u)| ((format!("{p}:{a}"), x.clone()), u.clone()))),
+                )
                 .collect(),
         }
     }
@@ -457,7 +468,12 @@ impl PbxRuntime {
         }
         // The provider's own name for the employee first, then the users' extensions.
         let ext_user = match &rec.extension {
-            Some(x) => match self.settings.extensions.get(&(provider.to_string(), x.clone())) {
+            Some(x) => match self
+                .settings
+                .extensions
+                .get(&(format!("{provider}:{}", call.account), x.clone()))
+                .or_else(|| self.settings.extensions.get(&(provider.to_string(), x.clone())))
+            {
                 Some(u) => self.owner(u).await?,
                 None => self.store.user_by_extension(x).await?,
             },
@@ -662,8 +678,8 @@ impl PbxRuntime {
                 }
                 batch
             };
-            let reqs: Vec<(&str, &[crate::store::PbxEventRow], &str)> =
-                batch.iter().map(|r| (r.provider, r.rows.as_slice(), r.raw.as_str())).collect();
+            let reqs: Vec<(&str, &str, &[crate::store::PbxEventRow], &str)> =
+                batch.iter().map(|r| (r.provider, r.account.as_str(), r.rows.as_slice(), r.raw.as_str())).collect();
             let stored = {
                 let _writing = Writing::start(&self.writing);
                 self.store.record_pbx_events(&reqs, Utc::now()).await

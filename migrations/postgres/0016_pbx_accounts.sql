@@ -1,0 +1,2 @@
+-- PostgreSQL part of migration 0016: nothing differs.
+SELECT 1;
