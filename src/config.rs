@@ -162,11 +162,15 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest request body accepted; larger gets 413.
     pub body_limit_bytes: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client:
+    /// behind one, every request comes from the proxy's address, and the console's sign-in
+    /// limit would otherwise count every person as one. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into(), body_limit_bytes: 1024 * 1024 }
+        HttpConfig { listen: "127.0.0.1:8080".into(), body_limit_bytes: 1024 * 1024, trusted_proxies: Vec::new() }
     }
 }
 
@@ -1156,6 +1160,11 @@ impl Config {
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             bad("http.listen".into(), format!("'{}' is not an address like 127.0.0.1:8080", self.http.listen));
+        }
+        for (i, p) in self.http.trusted_proxies.iter().enumerate() {
+            if crate::http::client::parse_proxy(p).is_none() {
+                bad(format!("http.trusted_proxies[{i}]"), format!("'{p}' is not an IP address or CIDR range"));
+            }
         }
         if self.http.body_limit_bytes < 1024 {
             bad("http.body_limit_bytes".into(), "must be at least 1024".into());

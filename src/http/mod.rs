@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::store::{Store, StoreError};
 
 pub mod api;
+pub mod client;
 pub mod console;
 pub mod pbx;
 pub mod unsubscribe;

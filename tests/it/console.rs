@@ -649,6 +649,40 @@ async fn console_in_a_browser_postgres() {
     console("postgres").await;
 }
 
+/// Behind a reverse proxy (`[http] trusted_proxies`) every request comes from the proxy's
+/// address: the sign-in limit counts the client the proxy names in `X-Forwarded-For`, so one
+/// person's wrong passwords do not lock everybody out; a header sent by anyone else is not
+/// believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_limit_counts_the_client_behind_a_trusted_proxy() {
+    let extra = "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[console]\nsign_in_attempts_per_minute = 2\n";
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), extra).await;
+    // One sign-in attempt with a wrong token, as the proxy forwards it for `client`.
+    let attempt = |client: &'static str| {
+        let app = &app;
+        async move {
+            let form = app.http.get(app.url("/signin")).header("X-Forwarded-For", client).send().await.unwrap();
+            let cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+            let page = form.text().await.unwrap();
+            let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+            app.http
+                .post(app.url("/signin"))
+                .header("X-Forwarded-For", client)
+                .header("Cookie", cookie)
+                .form(&[("csrf", csrf.as_str()), ("next", "/"), ("token", "wrong")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!((attempt("203.0.113.7").await, attempt("203.0.113.7").await), (401, 401));
+    assert_eq!(attempt("203.0.113.7").await, 429, "that client is over the limit");
+    assert_eq!(attempt("198.51.100.9").await, 401, "another client behind the same proxy is not");
+    app.stop().await;
+}
+
 // New leads per local day by source, counted by the database: a lead at 23:30 Moscow time
 // belongs to that day, one at 00:30 to the next; a lead before the window is not counted.
 crate::both_engines!(leads_per_local_day_by_source, |store: Store| async move {

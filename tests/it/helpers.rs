@@ -203,10 +203,15 @@ impl TestApp {
 
     /// Starts the app on `db`, reaching it at `url` (a proxy in front of it, say).
     pub async fn spawn_on(db: TestDb, url: &str, dir: tempfile::TempDir, extra: &str) -> TestApp {
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
+        // A test's own [http] section gets the listener on a free port added to it.
+        let listen = "[http]\nlisten = \"127.0.0.1:0\"\n";
+        let (http, extra) = match extra.starts_with("[http]\n") || extra.contains("\n[http]\n") {
+            true => ("", extra.replacen("[http]\n", listen, 1)),
+            false => (listen, extra),
+        };
         let text = format!(
-            "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n\n{}",
-            url,
-            extra.replace("{dir}", &dir.path().display().to_string())
+            "[database]\nurl = \"{url}\"\nmax_connections = 4\n\n{http}\n[daemon]\nshutdown_timeout_secs = 5\n\n{extra}"
         );
         let cfg = inflow::config::Config::load(
             inflow::config::Source::Text { name: "test", text: &text },

@@ -40,6 +40,8 @@ pub struct ConsoleSettings {
     pub attempts_per_minute: u32,
     pub locale: Lang,
     pub currency: String,
+    /// `[http] trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
@@ -51,6 +53,7 @@ impl Default for ConsoleSettings {
             attempts_per_minute: 10,
             locale: Lang::Ru,
             currency: "RUB".into(),
+            trusted_proxies: Vec::new(),
             failures: Mutex::default(),
         }
     }
@@ -64,6 +67,12 @@ impl ConsoleSettings {
             attempts_per_minute: cfg.console.sign_in_attempts_per_minute,
             locale: Lang::parse(&cfg.org.locale).unwrap_or(Lang::Ru),
             currency: cfg.org.currency.clone(),
+            trusted_proxies: cfg
+                .http
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::http::client::parse_proxy(p))
+                .collect(),
             failures: Mutex::default(),
         }
     }
@@ -301,11 +310,15 @@ fn sign_in_form(lang: Lang, headers: &HeaderMap, next: &str, error: Option<&str>
     resp
 }
 
-fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
+fn client_ip(req: &Request, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let forwarded: Vec<&str> =
+        req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    crate::http::client::client_address(peer, &forwarded, trusted)
 }
 
 /// A hash to verify against when the e-mail is unknown, so the answer takes as long.
@@ -317,7 +330,7 @@ fn dummy_hash() -> &'static str {
 /// `POST /signin`: an API token, or an e-mail and password.
 pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     let lang = lang_of(req.uri().query(), req.headers(), &s);
-    let ip = client_ip(&req);
+    let ip = client_ip(&req, &s.console.trusted_proxies);
     let headers = req.headers().clone();
     let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
         return page_error(lang, StatusCode::PAYLOAD_TOO_LARGE, i18n::t(lang, "bad_form"));
