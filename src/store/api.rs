@@ -806,6 +806,7 @@ impl OpsSet {
                     "activityid",
                     "result",
                     "account",
+                    "line",
                 ],
                 "first_event_at",
                 "provider, call_id",
@@ -870,7 +871,7 @@ impl OpsSet {
             OpsSet::InboundEvents | OpsSet::InboundEmailLog | OpsSet::Quarantine | OpsSet::UnmatchedSenders => {
                 &["id", "source", "external_id", "status", "class", "sender"]
             }
-            OpsSet::PbxCalls => &["provider", "account", "call_id", "status", "activityid"],
+            OpsSet::PbxCalls => &["provider", "account", "call_id", "status", "activityid", "line"],
             OpsSet::Suppression => &["address", "kind", "reason", "source"],
             OpsSet::DupCandidates => &["id", "rule", "subject_type", "subject_value", "source_ref", "status"],
             OpsSet::Bounces => &["address", "last_reason", "last_status"],

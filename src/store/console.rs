@@ -170,6 +170,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Inbound PBX calls per line over the last `days` days: (the line's number, its name if
+    /// it is a configured line, answered, missed), most calls first. Answered and missed as
+    /// in `calls_per_day`.
+    pub async fn calls_per_line(
+        &self,
+        now: DateTime<Utc>,
+        tz: Tz,
+        days: u32,
+    ) -> Result<Vec<(String, Option<String>, i64, i64)>> {
+        let from = cal::start_of_day(cal::last_days(now, tz, days)[0], tz);
+        let rows = self
+            .db
+            .clone()
+            .fetch_all(
+                "SELECT c.line, l.name, a.actualdurationminutes FROM pbx_call c \
+                 JOIN activity a ON a.activityid = c.activityid LEFT JOIN pbx_line l ON l.did = c.line \
+                 WHERE c.line IS NOT NULL AND c.first_event_at >= $1 AND a.activitytypecode = 'phonecall' \
+                 AND a.directioncode = FALSE",
+                vec![from.into()],
+            )
+            .await?;
+        let mut by: BTreeMap<String, (Option<String>, i64, i64)> = BTreeMap::new();
+        for r in rows {
+            let e = by.entry(r.get("line")?).or_insert((r.get("name")?, 0, 0));
+            if r.get::<Option<i64>>("actualdurationminutes")?.unwrap_or(0) > 0 { e.1 += 1 } else { e.2 += 1 }
+        }
+        let mut out: Vec<_> = by.into_iter().map(|(line, (name, a, m))| (line, name, a, m)).collect();
+        out.sort_by(|x, y| (y.2 + y.3).cmp(&(x.2 + x.3)).then_with(|| x.0.cmp(&y.0)));
+        Ok(out)
+    }
+
     /// Callbacks (R-PBX-3: open inbound phone calls with a due date) opened per local day over
     /// the last `days` days, and of those the ones closed, by the day they were closed.
     pub async fn callbacks_per_day(

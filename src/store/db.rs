@@ -670,6 +670,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(14, "0014_api_access"),
     migration!(15, "0015_pbx_cdr_table"),
     migration!(16, "0016_pbx_accounts"),
+    migration!(17, "0017_pbx_call_line"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -46,6 +46,8 @@ pub struct CallApply {
     pub status: &'static str,
     pub reason: Option<String>,
     pub timed_out: bool,
+    /// The line it came in on: the configured line's number, else the dialled one (E.164).
+    pub line: Option<String>,
 }
 
 /// A call's aggregation row.
@@ -373,11 +375,11 @@ impl Store {
         order.sort_by(|&a, &b| (&calls[a].provider, &calls[a].call_id).cmp(&(&calls[b].provider, &calls[b].call_id)));
         let mut applied = vec![false; calls.len()];
         for i in order {
-            let CallApply { provider, call_id, version, writes, status, reason, timed_out } = calls[i];
+            let CallApply { provider, call_id, version, writes, status, reason, timed_out, line } = calls[i];
             let n = tx
                 .execute(
                     "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
-                       activityid = COALESCE($8, activityid) \
+                       activityid = COALESCE($8, activityid), line = COALESCE($9, line) \
                      WHERE provider = $1 AND call_id = $2 AND version = $3 AND processed_version < $3",
                     vec![
                         provider.clone().into(),
@@ -388,6 +390,7 @@ impl Store {
                         (*timed_out).into(),
                         results[i].clone().into(),
                         writes.as_ref().map(|w| w.activity.activityid).into(),
+                        line.clone().into(),
                     ],
                 )
                 .await?;

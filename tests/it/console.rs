@@ -333,6 +333,18 @@ async fn console(engine: &str) {
     };
     for c in [call(true, false), call(false, false), call(false, true)] {
         app.store.insert(&c).await.unwrap();
+        // The PBX's record of the call, on the main line (what the per-line chart counts).
+        use inflow::store::Exec;
+        app.store
+            .db
+            .clone()
+            .execute(
+                "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, processed_version, \
+                 status, activityid, line) VALUES ('generic', $1, $2, $2, TRUE, 1, 1, 'processed', $3, '+74951234567')",
+                vec![c.activityid.to_string().into(), (now() - Duration::minutes(5)).into(), c.activityid.into()],
+            )
+            .await
+            .unwrap();
     }
 
     let b = Browser::start().await;
@@ -434,6 +446,8 @@ async fn console(engine: &str) {
     assert_eq!(calls[0][1..], ["1".to_string(), "2".into()], "answered, missed: {calls:?}");
     let callbacks = b.table("callbacks-data").await;
     assert_eq!(callbacks[0][1..], ["1".to_string(), "0".into()], "opened, closed: {callbacks:?}");
+    let lines = b.table("lines-data").await;
+    assert_eq!(lines, vec![vec!["+74951234567".to_string(), "1".into(), "2".into()]], "answered, missed per line");
     assert!(b.axe().await.is_empty(), "work: {:?}", b.axe().await);
     b.screenshot(&shots, "work").await;
     b.click(&format!("#act-{} button.complete", overdue.activityid)).await;

@@ -2341,6 +2341,9 @@ max_event_age_secs = 0
     assert_eq!((moscow.ownerid, spb.ownerid), (ivanov, petrova), "extension 101 is each account's own");
     let account = |id: &'static str| async move { s.pbx_call("zadarma", id).await.unwrap().unwrap().account };
     assert_eq!((account("in_8b9a2f6c1d").await, account("in_spb_0001").await), ("moscow".into(), "spb".into()));
+    // Both came in on the main line (issue 19: the console counts calls per line).
+    let per_line = s.calls_per_line(now(), chrono_tz::Europe::Moscow, 3650).await.unwrap();
+    assert_eq!(per_line, vec![("+74951234567".to_string(), None, 2, 0)]);
     app.stop().await;
 }
 

@@ -236,6 +236,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("test_send_to", "Test message to", "Тестовое письмо на"),
     ("test_sent", "The test message was handed to the relay.", "Тестовое письмо передано почтовому серверу."),
     ("calls_per_day", "Inbound calls per day", "Входящие звонки по дням"),
+    ("calls_per_line", "Inbound calls per line", "Входящие звонки по линиям"),
+    ("line", "Line", "Линия"),
     ("callbacks_per_day", "Callbacks opened and closed per day", "Перезвоны: открыто и закрыто по дням"),
     ("answered", "Answered", "Отвечено"),
     ("missed", "Missed", "Пропущено"),

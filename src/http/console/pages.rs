@@ -321,16 +321,48 @@ async fn work_data(
         }
         let days = 30;
         let calls = s.store.calls_per_day(now, tz, days).await?;
+        let per_line = s.store.calls_per_line(now, tz, days).await?;
         let callbacks = s.store.callbacks_per_day(now, tz, days).await?;
         vec![
             chart,
             day_pair_chart(lang, "calls", "calls_per_day", ("answered", "missed"), &calls, now, tz, days),
+            line_chart(lang, &per_line, days),
             day_pair_chart(lang, "callbacks", "callbacks_per_day", ("opened", "closed"), &callbacks, now, tz, days),
         ]
     } else {
         Vec::new()
     };
     Ok((items, overdue))
+}
+
+/// Inbound calls answered and missed per line: a bar pair per line, named by the line's
+/// name and number (a number no configured line has is shown as it was dialled).
+fn line_chart(lang: Lang, per_line: &[(String, Option<String>, i64, i64)], days: u32) -> ChartView {
+    let labels: Vec<String> = per_line
+        .iter()
+        .map(|(n, name, _, _)| match name {
+            Some(name) => format!("{name} ({n})"),
+            None => n.clone(),
+        })
+        .collect();
+    let series = [
+        Series { name: i18n::t(lang, "answered").into(), values: per_line.iter().map(|l| l.2 as f64).collect() },
+        Series { name: i18n::t(lang, "missed").into(), values: per_line.iter().map(|l| l.3 as f64).collect() },
+    ];
+    let title = format!(
+        "{} — {}",
+        i18n::t(lang, "calls_per_line"),
+        i18n::t(lang, "last_n_days").replace("{n}", &days.to_string())
+    );
+    ChartView {
+        id: "lines".into(),
+        svg: chart::bars("lines", &title, &labels, &series),
+        title,
+        columns: vec![i18n::t(lang, "line").into(), series[0].name.clone(), series[1].name.clone()],
+        rows: labels.iter().zip(per_line).map(|(l, x)| vec![l.clone(), x.2.to_string(), x.3.to_string()]).collect(),
+        empty: per_line.is_empty(),
+        links: Vec::new(),
+    }
 }
 
 /// Two figures per day over the last `days` days, as side-by-side columns and a table of

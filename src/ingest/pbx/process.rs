@@ -409,6 +409,7 @@ impl PbxRuntime {
                     status: "skipped",
                     reason: Some(reason),
                     timed_out,
+                    line: None,
                 },
                 disposition,
                 number,
@@ -436,6 +437,8 @@ impl PbxRuntime {
                 break;
             }
         }
+        // The line the call is counted under: the configured one, else the dialled number.
+        let line_number = line_row.as_ref().map(|l| l.did.clone()).or_else(|| rec.did.clone());
         let mut line = None;
         if let Some(l) = line_row {
             let owner = self.owner(&l.owner).await?;
@@ -541,6 +544,7 @@ impl PbxRuntime {
                     status: "processed",
                     reason: None,
                     timed_out,
+                    line: line_number,
                 },
                 disposition: Some(disposition),
                 number: e164,

@@ -1,0 +1,2 @@
+-- PostgreSQL part of migration 0017: nothing differs.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- SQLite part of migration 0017: nothing differs.
+SELECT 1;
