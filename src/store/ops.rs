@@ -450,6 +450,16 @@ impl Store {
         row.as_ref().map(inbound_from_row).transpose()
     }
 
+    /// One inbound event by its id, with its stored bytes (the quarantine's detail page).
+    pub async fn inbound_event_by_id(&self, id: Uuid) -> Result<Option<InboundEvent>> {
+        let row = self
+            .db
+            .clone()
+            .fetch_optional(&format!("SELECT {INBOUND_COLS} FROM inbound_event WHERE id = $1"), vec![id.into()])
+            .await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
     pub async fn suppress(&self, s: &Suppression) -> Result<bool> {
         suppress(&mut self.db.clone(), s).await
     }

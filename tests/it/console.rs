@@ -504,6 +504,31 @@ async fn console(engine: &str) {
         .unwrap();
     b.click("header nav a[href='/ops/quarantine']").await;
     assert_eq!(b.text(".empty").await, "No mail is held.");
+    // A held message: listed, and its page shows it as it arrived (markup as text, never
+    // as markup) with why it is held.
+    let held = inflow::store::InboundEvent {
+        id: Uuid::new_v4(),
+        source: "imap".into(),
+        external_id: "<held-1@client.example>".into(),
+        received_at: now(),
+        status: "quarantined".into(),
+        reason: Some("no readable sender".into()),
+        result: None,
+        raw: Some(b"From: nobody\r\nSubject: Prices\r\n\r\nHello <script>document.title='x'</script>\r\n".to_vec()),
+        raw_location: Some("imap://sales/INBOX;UIDVALIDITY=1/;UID=7".into()),
+        processed_at: None,
+    };
+    app.store.record_inbound(&held).await.unwrap();
+    b.click("header nav a[href='/ops/quarantine']").await;
+    assert_eq!(b.table("quarantine").await.len(), 1);
+    b.click(&format!("#ev-{} a", held.id)).await;
+    assert_eq!(b.path().await, format!("/ops/quarantine/{}", held.id));
+    assert_eq!(b.text("#held-h").await, "no readable sender");
+    assert!(b.text("#raw").await.contains("Hello <script>document.title='x'</script>"), "the bytes, as text");
+    assert!(!b.exists("#raw script").await, "markup in a held message is never markup on the page");
+    assert!(b.exists("#replay").await, "an admin may process it again");
+    assert!(b.axe().await.is_empty(), "held message: {:?}", b.axe().await);
+    b.click("p.tabs a[href='/ops/quarantine']").await;
     b.click("p.tabs a[href='/ops/suppression']").await;
     let sup = b.table("suppression").await;
     assert_eq!((sup[0][0].as_str(), sup[0][2].as_str()), ("gone@client-four.ru", "Bounce: hard, userunknown 5.1.1"));

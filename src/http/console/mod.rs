@@ -6,7 +6,7 @@
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
 //! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns/{id}`, `/lists/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
-//! `/ops/quarantine`, `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
+//! `/ops/quarantine` (and each held message), `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
 
@@ -51,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("timeline.html", include_str!("../../../templates/console/timeline.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
+    ("held.html", include_str!("../../../templates/console/held.html")),
     ("suppression.html", include_str!("../../../templates/console/suppression.html")),
 ];
 
@@ -158,6 +159,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/waves/{id}", get(pages::wave))
         .route("/waves/{id}/{action}", post(pages::wave_action))
         .route("/ops/quarantine", get(ops::quarantine))
+        .route("/ops/quarantine/{id}", get(ops::held))
         .route("/ops/quarantine/{id}/replay", post(ops::replay))
         .route("/ops/suppression", get(ops::suppression))
         .route("/signin", get(session::sign_in_page).post(session::sign_in))

@@ -90,6 +90,45 @@ pub async fn quarantine(who: Signed, State(s): State<AppState>, RawQuery(raw): R
     render("quarantine.html", J::Object(m), StatusCode::OK)
 }
 
+/// The most of a held message the detail page shows.
+const RAW_SHOWN: usize = 256 * 1024;
+
+/// `GET /ops/quarantine/{id}`: one held message as it arrived (headers and body, as text),
+/// with why it is held and the replay button: what an operator reads before "process again".
+pub async fn held(who: Signed, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(r) = who.refusal(Access::Read(Area::Ops)) {
+        return r;
+    }
+    let not_found = || who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found"));
+    let Ok(id) = id.parse::<uuid::Uuid>() else { return not_found() };
+    let ev = match s.store.inbound_event_by_id(id).await {
+        Ok(Some(ev)) if matches!(ev.status.as_str(), "quarantined" | "failed" | "skipped") => ev,
+        Ok(_) => return not_found(),
+        Err(e) => return failed(&who, e),
+    };
+    let (lang, tz) = (who.lang, s.api.tz());
+    let raw = ev.raw.as_deref().unwrap_or_default();
+    let shown = String::from_utf8_lossy(&raw[..raw.len().min(RAW_SHOWN)]).into_owned();
+    let mut m = frame(&who, "ops");
+    m.insert(
+        "event".into(),
+        json!({
+            "id": ev.id.to_string(),
+            "source": ev.source,
+            "received": i18n::datetime(lang, ev.received_at, tz),
+            "status": ev.status,
+            "reason": ev.reason.unwrap_or_default(),
+            "where": ev.raw_location.unwrap_or_default(),
+        }),
+    );
+    m.insert("raw".into(), json!(shown));
+    m.insert("has_raw".into(), json!(!raw.is_empty()));
+    m.insert("raw_bytes".into(), json!(raw.len()));
+    m.insert("cut".into(), json!(raw.len() > RAW_SHOWN));
+    m.insert("can_replay".into(), json!(who.can(Access::Write(Area::Ops)) && ev.source == crate::store::MAIL_SOURCE));
+    render("held.html", J::Object(m), StatusCode::OK)
+}
+
 /// `POST /ops/quarantine/{id}/replay` (admins).
 pub async fn replay(who: Signed, State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
     let id = match who.posted(&body, Access::Write(Area::Ops), &id) {
