@@ -688,6 +688,88 @@ async fn console_in_a_browser_postgres() {
     console("postgres").await;
 }
 
+/// Signs in over plain HTTP (no browser) with an API token, as a proxy would forward it for
+/// `client`: the sign-in's status and the session cookie (`name=value`) it set, if any.
+async fn http_sign_in(app: &TestApp, client: &str, token: &str) -> (u16, Option<String>) {
+    let form = app.http.get(app.url("/signin")).header("X-Forwarded-For", client).send().await.unwrap();
+    let cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = form.text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // The session cookie is on the sign-in's own answer (a redirect): not followed.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_redirects
+        .post(app.url("/signin"))
+        .header("X-Forwarded-For", client)
+        .header("Cookie", cookie)
+        .form(&[("csrf", csrf.as_str()), ("next", "/"), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("inflow_session="))
+        .map(|c| c.split(';').next().unwrap().to_string());
+    (resp.status().as_u16(), session)
+}
+
+/// A list's page shows 200 members at a time, with links to the next pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_list_is_paged() {
+    let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), "").await;
+    let admin = add_user(&app.store, "Анна", "Волкова", "anna@crm.example.com", None, None).await;
+    let tok = token(&app.store, admin, "admin").await;
+    let mut contacts = Vec::new();
+    for i in 0..205 {
+        let c = inflow::crm::entities::Contact {
+            contactid: Uuid::new_v4(),
+            lastname: format!("Клиент {i:03}"),
+            ..Default::default()
+        }
+        .stamped(admin, EntityKind::Systemuser, now(), None);
+        app.store.insert(&c).await.unwrap();
+        contacts.push(c.contactid);
+    }
+    let list =
+        api(&app, &tok, "/api/v1/lists", json!({"listname": "Большой", "createdfromcode": 2}), 201).await["listid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    api(&app, &tok, &format!("/api/v1/lists/{list}/members"), json!({"members": contacts}), 200).await;
+    let (status, session) = http_sign_in(&app, "127.0.0.1", &tok).await;
+    assert_eq!(status, 303, "signed in");
+    let page = |n: u32| {
+        let (app, session, list) = (&app, session.clone().unwrap(), list.clone());
+        async move {
+            let resp = app
+                .http
+                .get(app.url(&format!("/lists/{list}?page={n}&lang=en")))
+                .header("Cookie", session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    // Rows of the members' table (the opt-outs' table follows it).
+    let rows = |html: &str| {
+        let table = html.split("id=\"members\"").nth(1).unwrap().split("</table>").next().unwrap().to_string();
+        table.matches("<tr><th scope=\"row\">").count()
+    };
+    let first = page(1).await;
+    assert_eq!(rows(&first), 200);
+    assert!(first.contains("href=\"?page=2\" rel=\"next\""), "a link to the rest");
+    let second = page(2).await;
+    assert_eq!(rows(&second), 5, "the last five");
+    assert!(second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""));
+    // None of them has an e-mail address: the opt-outs' table shows the first 200 of 205.
+    assert!(first.contains("200 of 205"), "the opt-outs' count");
+    app.stop().await;
+}
+
 /// Behind a reverse proxy (`[http] trusted_proxies`) every request comes from the proxy's
 /// address: the sign-in limit counts the client the proxy names in `X-Forwarded-For`, so one
 /// person's wrong passwords do not lock everybody out; a header sent by anyone else is not
@@ -699,22 +781,7 @@ async fn sign_in_limit_counts_the_client_behind_a_trusted_proxy() {
     // One sign-in attempt with a wrong token, as the proxy forwards it for `client`.
     let attempt = |client: &'static str| {
         let app = &app;
-        async move {
-            let form = app.http.get(app.url("/signin")).header("X-Forwarded-For", client).send().await.unwrap();
-            let cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-            let page = form.text().await.unwrap();
-            let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-            app.http
-                .post(app.url("/signin"))
-                .header("X-Forwarded-For", client)
-                .header("Cookie", cookie)
-                .form(&[("csrf", csrf.as_str()), ("next", "/"), ("token", "wrong")])
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        async move { http_sign_in(app, client, "wrong").await.0 }
     };
     assert_eq!((attempt("203.0.113.7").await, attempt("203.0.113.7").await), (401, 401));
     assert_eq!(attempt("203.0.113.7").await, 429, "that client is over the limit");

@@ -152,23 +152,37 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     render("campaign.html", J::Object(m), StatusCode::OK)
 }
 
-/// How many members a list's page shows (the API gives them all).
+/// How many members a page of a list shows (`?page=N` for the next ones).
 const MEMBERS_SHOWN: usize = 200;
 
 /// `GET /lists/{id}`: a marketing list, its members (dynamic lists evaluated now) and the
 /// members no marketing e-mail reaches, with why (R-OPT-1).
-pub async fn list(who: Signed, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn list(
+    who: Signed,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
     if let Some(r) = who.refusal(Access::Read(Area::Marketing)) {
         return r;
     }
     let lang = who.lang;
     let Ok(id) = id.parse::<Uuid>() else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let page: usize = super::pages::query_params(raw).get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
     let data = async {
         let Some(l) = load::<crate::crm::entities::MarketingList>(&s, id).await? else { return Ok(None) };
         let now = chrono::Utc::now();
         let members = s.store.list_members(id, now).await?;
         let optouts = s.store.list_optouts(id, now).await?;
-        let names = s.store.names(&members).await?;
+        // Names for this page's members and the opted-out ones only (a list may be large).
+        let mut named: Vec<crate::crm::EntityRef> =
+            members.iter().skip((page - 1) * MEMBERS_SHOWN).take(MEMBERS_SHOWN).copied().collect();
+        let kind = members.first().map(|m| m.kind);
+        named.extend(optouts.iter().take(MEMBERS_SHOWN).filter_map(|o| {
+            let id = o["id"].as_str().and_then(|v| v.parse().ok())?;
+            Some(crate::crm::EntityRef::new(kind?, id))
+        }));
+        let names = s.store.names(&named).await?;
         Ok::<_, crate::store::StoreError>(Some((l, members, optouts, names)))
     };
     let (l, members, optouts, names) = match data.await {
@@ -179,11 +193,14 @@ pub async fn list(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     let name_of = |id: &Uuid| names.get(id).cloned().unwrap_or_default();
     let rows: Vec<J> = members
         .iter()
+        .skip((page - 1) * MEMBERS_SHOWN)
         .take(MEMBERS_SHOWN)
         .map(|m| json!({"name": name_of(&m.id), "kind": i18n::kind(lang, m.kind.as_str()), "link": super::records::page_of(*m)}))
         .collect();
+    // The first of those no marketing e-mail reaches, with how many there are in all.
     let out: Vec<J> = optouts
         .iter()
+        .take(MEMBERS_SHOWN)
         .map(|o| {
             let id: Uuid = o["id"].as_str().and_then(|v| v.parse().ok()).unwrap_or_default();
             let reasons: Vec<String> = o["reasons"]
@@ -207,7 +224,10 @@ pub async fn list(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             "shown": rows.len(),
         }),
     );
+    m.insert("page".into(), json!(page));
+    m.insert("pages".into(), json!(members.len().div_ceil(MEMBERS_SHOWN)));
     m.insert("members".into(), json!(rows));
+    m.insert("optouts_total".into(), json!(optouts.len()));
     m.insert("optouts".into(), json!(out));
     render("list.html", J::Object(m), StatusCode::OK)
 }
