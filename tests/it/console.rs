@@ -433,6 +433,43 @@ async fn console(engine: &str) {
     let opp: inflow::crm::entities::Opportunity =
         app.store.load(b.path().await.trim_start_matches("/records/opportunities/").parse().unwrap()).await.unwrap();
     assert_eq!((opp.statecode, opp.actualvalue.map(|m| m.minor())), (1, Some(12_500_050)));
+    // An account's page lists its people and its deals, each linked to its page.
+    let acct =
+        inflow::crm::entities::Account {
+            accountid: Uuid::new_v4(), name: "ООО Ромашка".into(), ..Default::default()
+        }
+        .stamped(anna, EntityKind::Systemuser, now(), None);
+    app.store.insert(&acct).await.unwrap();
+    let person = inflow::crm::entities::Contact {
+        contactid: Uuid::new_v4(),
+        firstname: Some("Пётр".into()),
+        lastname: "Сидоров".into(),
+        emailaddress1: Some("sidorov@romashka.ru".into()),
+        parentcustomerid: Some(acct.accountid),
+        parentcustomeridtype: Some(EntityKind::Account),
+        ..Default::default()
+    }
+    .stamped(anna, EntityKind::Systemuser, now(), None);
+    app.store.insert(&person).await.unwrap();
+    let deal = inflow::crm::entities::Opportunity {
+        opportunityid: Uuid::new_v4(),
+        name: "Поставка".into(),
+        customerid: Some(acct.accountid),
+        customeridtype: Some(EntityKind::Account),
+        estimatedvalue: Some(inflow::crm::Money(1_000_000)),
+        ..Default::default()
+    }
+    .stamped(anna, EntityKind::Systemuser, now(), None);
+    app.store.insert(&deal).await.unwrap();
+    b.client.goto(&app.url(&format!("/records/accounts/{}", acct.accountid))).await.unwrap();
+    assert_eq!(b.table("account-contacts").await, vec![vec!["Пётр Сидоров".to_string(), "sidorov@romashka.ru".into()]]);
+    assert_eq!(
+        b.table("account-deals").await,
+        vec![vec!["Поставка".to_string(), "Open".into(), "RUB 10,000.00".into()]]
+    );
+    assert!(b.axe().await.is_empty(), "account: {:?}", b.axe().await);
+    b.click("#account-contacts a").await;
+    assert_eq!(b.path().await, format!("/records/contacts/{}", person.contactid));
 
     // My work: the overdue task first; completing it takes it off the list.
     b.click("header nav a[href='/work']").await;

@@ -216,6 +216,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("start", "Start", "Начало"),
     ("end", "End", "Окончание"),
     ("opportunities", "Opportunities", "Возможные сделки"),
+    ("contacts", "Contacts", "Контакты"),
+    ("none_yet", "None yet.", "Пока нет."),
     ("won", "Won", "Выиграно"),
     ("city", "City", "Город"),
     ("customer", "Customer", "Клиент"),

@@ -186,6 +186,14 @@ pub async fn show(
         Err(e) => return failed(&who, e),
     };
     let facts = facts(&s, lang, kind, &rec);
+    // An account's people and deals, linked to their pages.
+    let related = match kind {
+        EntityKind::Account => match account_related(&s, lang, id).await {
+            Ok(r) => r,
+            Err(e) => return failed(&who, e),
+        },
+        _ => json!(null),
+    };
     let str_of = |k: &str| text(&rec[k]);
     let name = match kind {
         EntityKind::Contact => format!("{} {}", str_of("firstname"), str_of("lastname")).trim().to_string(),
@@ -206,12 +214,71 @@ pub async fn show(
         }),
     );
     m.insert("events".into(), json!(events));
+    m.insert("related".into(), related);
     m.insert("can_act".into(), json!(who.can(Access::Write(Area::Sales))));
     m.insert(
         "done".into(),
         json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),
     );
     render("record.html", J::Object(m), StatusCode::OK)
+}
+
+/// The most contacts or opportunities an account's page lists.
+const RELATED_SHOWN: i64 = 100;
+
+/// An account's contacts (`parentcustomerid`) and opportunities (`customerid`), each with the
+/// total, the first `RELATED_SHOWN` by name.
+async fn account_related(s: &AppState, lang: Lang, id: Uuid) -> Result<J, crate::store::StoreError> {
+    use crate::store::api as q;
+    let tz = s.api.tz();
+    let bad = |e: q::QueryError| crate::store::StoreError::Decode(e.message);
+    let contacts = s
+        .store
+        .query_records::<Contact>(
+            &[q::filter::<Contact>("parentcustomerid", &id.to_string(), tz).map_err(bad)?],
+            Some(q::sort::<Contact>("lastname").map_err(bad)?),
+            1,
+            RELATED_SHOWN,
+        )
+        .await?;
+    let deals = s
+        .store
+        .query_records::<Opportunity>(
+            &[q::filter::<Opportunity>("customerid", &id.to_string(), tz).map_err(bad)?],
+            Some(q::sort::<Opportunity>("-createdon").map_err(bad)?),
+            1,
+            RELATED_SHOWN,
+        )
+        .await?;
+    let contact_rows: Vec<J> = contacts
+        .items
+        .iter()
+        .map(|c| {
+            json!({
+                "name": format!("{} {}", c.firstname.clone().unwrap_or_default(), c.lastname).trim(),
+                "link": page_of(EntityRef::new(EntityKind::Contact, c.contactid)),
+                "email": c.emailaddress1.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let deal_rows: Vec<J> = deals
+        .items
+        .iter()
+        .map(|o| {
+            json!({
+                "name": o.name,
+                "link": page_of(EntityRef::new(EntityKind::Opportunity, o.opportunityid)),
+                "state": labels::picklist("opportunity", "statecode", i64::from(o.statecode))
+                    .map(|l| i18n::label(lang, l))
+                    .unwrap_or_default(),
+                "value": o.estimatedvalue.map(|m| i18n::money(lang, m.0 as f64 / 100.0, &s.console.currency)).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "contacts": contact_rows, "contacts_total": contacts.total,
+        "deals": deal_rows, "deals_total": deals.total,
+    }))
 }
 
 /// `POST /records/opportunities/{id}/win|lose|reopen` (R-OPP-1), for those who write sales
