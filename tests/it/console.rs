@@ -470,6 +470,38 @@ async fn console(engine: &str) {
     assert!(b.axe().await.is_empty(), "account: {:?}", b.axe().await);
     b.click("#account-contacts a").await;
     assert_eq!(b.path().await, format!("/records/contacts/{}", person.contactid));
+    // A lead typed in by hand; the same e-mail again is named as a likely duplicate and is
+    // created only when the person says it is not one.
+    for attempt in 0..2 {
+        b.click("header nav a[href='/leads']").await;
+        // Opens the form in place (no new page).
+        b.client.find(Locator::Css("#new-lead summary")).await.unwrap().click().await.unwrap();
+        b.fill("#nl-subject", "Звонок с выставки").await;
+        b.fill("#nl-lastname", "Новиков").await;
+        b.fill("#nl-email", "novikov@zavod.ru").await;
+        b.click("#nl-create").await;
+        if attempt == 0 {
+            assert_eq!(b.text(".notice").await, "Created.");
+            assert!(b.text("#timeline").await.contains("Lead: Звонок с выставки"), "{}", b.text("#timeline").await);
+        }
+    }
+    assert!(b.exists("#nl-duplicates a[href^='/leads/']").await, "the likely duplicate, linked");
+    assert!(b.axe().await.is_empty(), "new lead refused: {:?}", b.axe().await);
+    b.client.find(Locator::Css("#nl-allow")).await.unwrap().click().await.unwrap();
+    b.click("#nl-create").await;
+    assert_eq!(b.text(".notice").await, "Created.");
+    let novikov = {
+        use inflow::store::Exec;
+        app.store
+            .db
+            .clone()
+            .fetch_one("SELECT COUNT(*) AS n FROM lead WHERE emailaddress1 = 'novikov@zavod.ru'", vec![])
+            .await
+            .unwrap()
+            .get::<i64>("n")
+            .unwrap()
+    };
+    assert_eq!(novikov, 2, "the second only once the person said so");
 
     // My work: the overdue task first; completing it takes it off the list.
     b.click("header nav a[href='/work']").await;

@@ -82,13 +82,7 @@ pub async fn list(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuer
         .collect();
     // The standard sources, then the org's own (`org.custom_lead_sources`), named by their
     // label where inflow knows one and by their number where it does not.
-    let sources: Vec<J> = (1..=10)
-        .chain(s.store.custom_lead_sources.iter().map(|c| i64::from(*c)))
-        .map(|code| {
-            let label = Some(pick(lang, "lead", "leadsourcecode", Some(code))).filter(|l| !l.is_empty());
-            json!({"code": code, "label": label.unwrap_or_else(|| format!("№ {code}"))})
-        })
-        .collect();
+    let sources = source_options(lang, &s);
     let pages = (leads.total + PAGE - 1) / PAGE;
     let mut m = frame(&who, "leads");
     m.insert(
@@ -104,6 +98,7 @@ pub async fn list(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuer
     m.insert("total".into(), json!(leads.total));
     m.insert("page".into(), json!(page));
     m.insert("pages".into(), json!(pages));
+    m.insert("can_create".into(), json!(who.can(Access::Write(Area::Leads))));
     render("leads.html", J::Object(m), StatusCode::OK)
 }
 
@@ -171,6 +166,62 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
 }
 
 /// `POST /leads/{id}/qualify|disqualify|reactivate`
+/// The lead sources offered in the filter and the new-lead form: Dynamics' ten and the org's own.
+fn source_options(lang: Lang, s: &AppState) -> Vec<J> {
+    (1..=10)
+        .chain(s.store.custom_lead_sources.iter().map(|c| i64::from(*c)))
+        .map(|code| {
+            let label = Some(pick(lang, "lead", "leadsourcecode", Some(code))).filter(|l| !l.is_empty());
+            json!({"code": code, "label": label.unwrap_or_else(|| format!("№ {code}"))})
+        })
+        .collect()
+}
+
+/// `POST /leads/new`: a lead typed in by a person (a call that did not come through the PBX,
+/// a business card). The API's own checks run (R-LD-1, R-LD-4, R-DUP-*): a likely duplicate is
+/// named with a link, and "create it anyway" (`duplicates=allow`) creates it.
+pub async fn create(who: Signed, State(s): State<AppState>, body: Bytes) -> Response {
+    use crate::http::api::Creatable as _;
+    let f = super::session::form(&body);
+    if let Some(r) = who.form_refusal(&f).or_else(|| who.refusal(Access::Write(Area::Leads))) {
+        return r;
+    }
+    let lang = who.lang;
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let lead = Lead {
+        subject: field("subject").unwrap_or_default(),
+        firstname: field("firstname"),
+        lastname: field("lastname").unwrap_or_default(),
+        companyname: field("companyname"),
+        emailaddress1: field("emailaddress1"),
+        telephone1: field("telephone1"),
+        leadsourcecode: field("leadsourcecode").and_then(|v| v.parse().ok()),
+        ..Default::default()
+    };
+    let mode = match f.get("duplicates").map(String::as_str) {
+        Some("allow") => crate::store::CreateMode::IgnoreDuplicates,
+        _ => crate::store::CreateMode::CheckDuplicates,
+    };
+    let created = match lead.prepare(who.user, who.user, Utc::now(), &s) {
+        Ok(l) => Lead::create(&s, l, mode).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(l) => redirect(&format!("/leads/{}?done=created", l.leadid)),
+        Err(e) => {
+            let mut m = frame(&who, "leads");
+            m.insert("message".into(), json!(e.message));
+            m.insert(
+                "duplicates".into(),
+                json!(e.candidates.iter().map(|c| super::records::page_of(*c)).collect::<Vec<_>>()),
+            );
+            m.insert("form".into(), json!(f));
+            m.insert("sources".into(), json!(source_options(lang, &s)));
+            render("new_lead.html", J::Object(m), e.status)
+        }
+    }
+}
+
 pub async fn act(
     who: Signed,
     State(s): State<AppState>,

@@ -43,6 +43,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("wave.html", include_str!("../../../templates/console/wave.html")),
     ("chart.html", include_str!("../../../templates/console/chart.html")),
     ("leads.html", include_str!("../../../templates/console/leads.html")),
+    ("new_lead.html", include_str!("../../../templates/console/new_lead.html")),
+    ("new_lead_form.html", include_str!("../../../templates/console/new_lead_form.html")),
     ("lead.html", include_str!("../../../templates/console/lead.html")),
     ("record.html", include_str!("../../../templates/console/record.html")),
     ("campaign.html", include_str!("../../../templates/console/campaign.html")),
@@ -147,6 +149,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/work", get(pages::work))
         .route("/work/{id}/{action}", post(pages::work_action))
         .route("/leads", get(leads::list))
+        .route("/leads/new", post(leads::create))
         .route("/leads/{id}", get(leads::show))
         .route("/leads/{id}/{action}", post(leads::act))
         .route("/records/{set}/{id}", get(records::show))
