@@ -1679,6 +1679,22 @@ async fn uis_notifications() {
     app.stop().await;
 }
 
+/// The settings the PBXs inflow reads (AMI, the CDR table) are tested with: Moscow time, one
+/// main line owned by head@acme.ru.
+const PBX_READ_BASE: &str = r#"[org]
+timezone = "Europe/Moscow"
+default_phone_region = "RU"
+
+[pbx]
+callback_sla_secs = 7200
+final_event_timeout_secs = 3600
+sweep_interval_secs = 3600
+
+[[pbx.lines]]
+did = "+7 (495) 123-45-67"
+owner = "head@acme.ru"
+"#;
+
 /// A small Asterisk manager for the tests (Asterisk is not in Debian 12): the banner, a
 /// Login checked against a secret, then the frames the test sends it; `CLOSE` drops the
 /// connection as a PBX restart would.
@@ -1770,19 +1786,7 @@ async fn asterisk_manager_cdr_events() {
     std::fs::write(dir.path().join("ami"), "ami-secret").unwrap();
     std::fs::write(dir.path().join("bad"), "not-the-secret").unwrap();
     let extra = format!(
-        r#"[org]
-timezone = "Europe/Moscow"
-default_phone_region = "RU"
-
-[pbx]
-callback_sla_secs = 7200
-final_event_timeout_secs = 3600
-sweep_interval_secs = 3600
-
-[[pbx.lines]]
-did = "+7 (495) 123-45-67"
-owner = "head@acme.ru"
-
+        r#"{PBX_READ_BASE}
 [[pbx.asterisk]]
 name = "office"
 host = "127.0.0.1"
@@ -1950,19 +1954,7 @@ impl FreePbxDb {
 
     fn config(&self, backfill_hours: u64) -> String {
         format!(
-            r#"[org]
-timezone = "Europe/Moscow"
-default_phone_region = "RU"
-
-[pbx]
-callback_sla_secs = 7200
-final_event_timeout_secs = 3600
-sweep_interval_secs = 3600
-
-[[pbx.lines]]
-did = "+7 (495) 123-45-67"
-owner = "head@acme.ru"
-
+            r#"{PBX_READ_BASE}
 [[pbx.cdr_table]]
 name = "freepbx"
 url = "mysql://{user}@127.0.0.1:3306/{name}"

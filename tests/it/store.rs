@@ -854,8 +854,7 @@ async fn one_message_in_two_mailboxes_at_once_is_recorded_once() {
 // Issue 22: a mailbox lease fences. A holder whose lease was taken over while it was paused
 // writes nothing of its batch (no event, no lead), and says so; the new holder writes it once.
 both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {
-    use inflow::crm::mail::{Create, MailboxPolicy};
-    use inflow::store::{BounceRules, Exec, LeaseFence, MailInput};
+    use inflow::store::{BounceRules, Exec, LeaseFence};
     let owner = user(&store, "Sales", "sales@example.com", None).await;
     let t0 = now();
     let lease = Duration::seconds(60);
@@ -864,25 +863,8 @@ both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {
     let later = t0 + Duration::seconds(61);
     assert!(store.acquire_mailbox_lease("sales", "INBOX", "host:2:bbbb", lease, later).await.unwrap());
     let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com\r\nSubject: Price list\r\nMessage-ID: <fence-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n".to_vec();
-    let input = || MailInput {
-        parsed: inflow::ingest::mail::parse(&raw, 1 << 20),
-        raw: Some(raw.clone()),
-        location: "imap://sales/INBOX;UIDVALIDITY=1/;UID=1".into(),
-        raw_key: "k".into(),
-    };
-    let policy = MailboxPolicy {
-        name: "sales".into(),
-        owner: owner.systemuserid,
-        filter: 0,
-        create: Create::Leads,
-        create_responses: true,
-        auto_unsubscribe: true,
-        auto_convert: true,
-        lead_source: 100_000_000,
-        sender_hourly_limit: 1000,
-        unsubscribe_keywords: vec![],
-        unsubscribe_mailto: None,
-    };
+    let input = || mail_input(&raw);
+    let policy = sales_policy(owner.systemuserid);
     let fence = |holder: &str| LeaseFence { mailbox: "sales".into(), folder: "INBOX".into(), holder: holder.into() };
     let tz = chrono_tz::Europe::Moscow;
     let stale = store
