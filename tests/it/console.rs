@@ -502,6 +502,35 @@ async fn console(engine: &str) {
             .unwrap()
     };
     assert_eq!(novikov, 2, "the second only once the person said so");
+    // Editing the lead: saved through its rules; a form filled before someone else's change
+    // is refused (409), not written over that change.
+    let lead_id: Uuid = b.path().await.trim_start_matches("/leads/").parse().unwrap();
+    b.client.find(Locator::Css("#edit-lead summary")).await.unwrap().click().await.unwrap();
+    b.fill("#edit-lead-form #nl-company", "ООО Завод").await;
+    b.click("#nl-save").await;
+    assert_eq!(b.text(".notice").await, "Saved.");
+    assert!(b.text("#lead-facts").await.contains("ООО Завод"), "{}", b.text("#lead-facts").await);
+    let saved: Lead = app.store.load(lead_id).await.unwrap();
+    assert_eq!(saved.companyname.as_deref(), Some("ООО Завод"));
+    b.client.find(Locator::Css("#edit-lead summary")).await.unwrap().click().await.unwrap();
+    let resp = app
+        .http
+        .patch(app.url(&format!("/api/v1/leads/{lead_id}")))
+        .bearer_auth(&admin_token)
+        .json(&json!({"jobtitle": "Главный инженер"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "someone else changes the lead meanwhile");
+    b.fill("#edit-lead-form #nl-company", "ООО Другой").await;
+    b.click("#nl-save").await;
+    assert!(b.text("main").await.contains("changed concurrently"), "{}", b.text("main").await);
+    let kept: Lead = app.store.load(lead_id).await.unwrap();
+    assert_eq!(
+        (kept.companyname.as_deref(), kept.jobtitle.as_deref()),
+        (Some("ООО Завод"), Some("Главный инженер")),
+        "the other change stands; the stale form wrote nothing"
+    );
 
     // My work: the overdue task first; completing it takes it off the list.
     b.click("header nav a[href='/work']").await;

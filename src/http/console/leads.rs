@@ -21,6 +21,7 @@ use crate::crm::lead::QualifyParams;
 use crate::crm::{EntityKind, EntityRef, labels};
 use crate::http::AppState;
 use crate::http::api::{Access, Area};
+use crate::store::RecordExt;
 use crate::store::api::{self as q, Sort};
 
 /// The views offered as tabs, in order.
@@ -147,11 +148,26 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             "open": lead.statecode == 0,
             // §3.1: an account needs the lead's company name.
             "has_company": lead.companyname.as_deref().is_some_and(|c| !c.trim().is_empty()),
+            "version": lead.versionnumber,
             "facts": facts.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         }),
     );
     m.insert("events".into(), json!(events));
     m.insert("can_act".into(), json!(who.can(Access::Write(Area::Leads))));
+    // The edit form, filled with the lead as it is.
+    m.insert(
+        "form".into(),
+        json!({
+            "subject": lead.subject,
+            "firstname": lead.firstname,
+            "lastname": lead.lastname,
+            "companyname": lead.companyname,
+            "emailaddress1": lead.emailaddress1,
+            "telephone1": lead.telephone1,
+            "leadsourcecode": lead.leadsourcecode.map(|c| c.to_string()),
+        }),
+    );
+    m.insert("sources".into(), json!(source_options(lang, &s)));
     m.insert(
         "done".into(),
         json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),
@@ -165,7 +181,30 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     render("lead.html", J::Object(m), StatusCode::OK)
 }
 
-/// `POST /leads/{id}/qualify|disqualify|reactivate`
+/// A lead's own fields from the edit form, through the lead's rules (R-LD-1 …).
+async fn edit_lead(
+    s: &AppState,
+    id: Uuid,
+    f: &BTreeMap<String, String>,
+    me: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> Result<Lead, crate::store::StoreError> {
+    let mut lead: Lead = s.store.load(id).await?;
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    lead.subject = field("subject").unwrap_or_default();
+    lead.firstname = field("firstname");
+    lead.lastname = field("lastname").unwrap_or_default();
+    lead.companyname = field("companyname");
+    lead.emailaddress1 = field("emailaddress1");
+    lead.telephone1 = field("telephone1");
+    lead.leadsourcecode = field("leadsourcecode").and_then(|v| v.parse().ok());
+    // The version the form showed: a change made since is a conflict.
+    lead.versionnumber = field("versionnumber").and_then(|v| v.parse().ok()).unwrap_or(-1);
+    lead.modifiedby = Some(me);
+    lead.modifiedon = now;
+    s.store.update_lead(&lead).await
+}
+
 /// The lead sources offered in the filter and the new-lead form: Dynamics' ten and the org's own.
 fn source_options(lang: Lang, s: &AppState) -> Vec<J> {
     (1..=10)
@@ -222,6 +261,8 @@ pub async fn create(who: Signed, State(s): State<AppState>, body: Bytes) -> Resp
     }
 }
 
+/// `POST /leads/{id}/qualify|disqualify|reactivate|edit`. An edit carries the version the
+/// form was filled from: a lead someone changed meanwhile is refused (409), not overwritten.
 pub async fn act(
     who: Signed,
     State(s): State<AppState>,
@@ -251,6 +292,7 @@ pub async fn act(
             s.store.disqualify_lead(id, status, reason, Some(who.user), now).await.map(|_| "disqualified")
         }
         "reactivate" => s.store.reactivate_lead(id, Some(who.user), now).await.map(|_| "reactivated"),
+        "edit" => edit_lead(&s, id, &f, who.user, now).await.map(|_| "edited"),
         _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
     };
     match done {
