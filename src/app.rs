@@ -319,6 +319,7 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
                 tz: a.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz()),
                 region: cfg.org.default_phone_region.clone(),
                 max_backoff: Duration::from_secs(a.max_backoff_secs.max(1)),
+                store: store.clone(),
             };
             let task = tokio::spawn(client.run(p.writer.clone(), token.clone()));
             workers.push(health.watch(&format!("asterisk:{}", a.name), task, &token));

@@ -1873,6 +1873,18 @@ max_backoff_secs = 1
     let g = app.call_activity("asterisk", "1764228000.60").await;
     assert_eq!((g.statecode, g.ownerid), (1, ext102), "the ring group's answered leg");
     assert_eq!(app.count("activity").await, 3, "one activity per call, the redelivery included");
+    // A Cdr no call can be made of is kept with the reason (the quarantine), not dropped.
+    ami.cdr(&[
+        ("Source", "89035552200"),
+        ("Destination", "74951234567"),
+        ("StartTime", "2026-12-07 12:30:00"),
+        ("Disposition", "WEIRD"),
+        ("UniqueID", "1764229000.80"),
+    ]);
+    poll_until("the unreadable Cdr is quarantined", || async { quarantined_count(&app).await == 1 }).await;
+    let held =
+        app.store.inbound_event("pbx:asterisk", "cdr:1764229000.80::2026-12-07 12:30:00").await.unwrap().unwrap();
+    assert!(held.reason.as_deref().unwrap_or_default().contains("asterisk:office"), "{:?}", held.reason);
     // The misconfigured PBX keeps being refused; the daemon stays healthy.
     poll_until("the wrong secret was tried twice", || async { ami.refused.load(SeqCst) >= 2 }).await;
     assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);

@@ -36,6 +36,8 @@ pub struct AmiClient {
     pub region: String,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// Where an unreadable CDR is kept (the quarantine).
+    pub store: crate::store::Store,
 }
 
 /// One AMI message: `Key: Value` lines up to a blank line.
@@ -111,6 +113,45 @@ pub fn cdr_event(f: &Frame, tz: Tz, region: &str) -> Result<CallEvent, WebhookEr
     let event_id =
         format!("cdr:{unique}:{}:{}", get(f, "DestinationChannel").unwrap_or(""), get(f, "StartTime").unwrap_or(""));
     Ok(CallEvent { call_id, event_id, facts })
+}
+
+/// A CDR's key where it cannot be read as a call: its event id as `cdr_event` would make it.
+pub fn cdr_key(f: &Frame) -> String {
+    format!(
+        "cdr:{}:{}:{}",
+        get(f, "UniqueID").unwrap_or(""),
+        get(f, "DestinationChannel").unwrap_or(""),
+        get(f, "StartTime").unwrap_or("")
+    )
+}
+
+/// Keeps a CDR that cannot become a call (from the manager interface or a CDR table), with
+/// the reason, where operators look (`GET /api/v1/ops/quarantine`, the console's quarantine):
+/// never dropped in silence. Recording it again is a no-op (one row per key).
+pub async fn quarantine_cdr(
+    store: &crate::store::Store,
+    key: &str,
+    raw: &str,
+    why: &str,
+    from: &str,
+) -> crate::store::Result<()> {
+    tracing::warn!(from, cdr = %key, reason = %why, "a CDR could not be read; quarantined");
+    let now = chrono::Utc::now();
+    store
+        .record_inbound(&crate::store::InboundEvent {
+            id: uuid::Uuid::new_v4(),
+            source: "pbx:asterisk".into(),
+            external_id: key.to_string(),
+            received_at: now,
+            status: "quarantined".into(),
+            reason: Some(format!("{from}: {why}")),
+            result: None,
+            raw: Some(raw.as_bytes().to_vec()),
+            raw_location: Some(from.to_string()),
+            processed_at: Some(now),
+        })
+        .await?;
+    Ok(())
 }
 
 /// Why a session ended.
@@ -245,7 +286,10 @@ impl AmiClient {
         let ev = match cdr_event(f, self.tz, &self.region) {
             Ok(ev) => ev,
             Err(e) => {
-                tracing::warn!(pbx = %self.name, error = %e, cdr = %raw, "unreadable Cdr event skipped");
+                let from = format!("asterisk:{}", self.name);
+                if let Err(se) = quarantine_cdr(&self.store, &cdr_key(f), &raw, &e.to_string(), &from).await {
+                    tracing::error!(pbx = %self.name, error = %se, cdr = %raw, "an unreadable Cdr event could not be quarantined");
+                }
                 return true;
             }
         };

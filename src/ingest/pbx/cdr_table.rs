@@ -32,9 +32,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::CallEvent;
-use super::ami::{Frame, cdr_event};
+use super::ami::{Frame, cdr_event, cdr_key, quarantine_cdr};
 use super::process::{IngestRequest, SubmitError};
-use crate::store::{InboundEvent, Store};
+use crate::store::Store;
 
 /// Rows read per query.
 const PAGE: usize = 500;
@@ -218,7 +218,7 @@ impl CdrTable {
                     Ok(ev) if seen.contains_key(&ev.event_id) => {}
                     Ok(ev) => fresh.push((ev, raw, end)),
                     Err(e) => {
-                        self.quarantine(store, &row_key(&frame), &raw, &e.to_string(), seen, end).await.map_err(st)?
+                        self.quarantine(store, &cdr_key(&frame), &raw, &e.to_string(), seen, end).await.map_err(st)?
                     }
                 }
             }
@@ -322,31 +322,10 @@ impl CdrTable {
         if seen.contains_key(key) {
             return Ok(());
         }
-        tracing::warn!(pbx = %self.name, row = %key, reason = %why, "a CDR row could not be read; quarantined");
-        let now = Utc::now();
-        store
-            .record_inbound(&InboundEvent {
-                id: uuid::Uuid::new_v4(),
-                source: "pbx:asterisk".into(),
-                external_id: key.to_string(),
-                received_at: now,
-                status: "quarantined".into(),
-                reason: Some(format!("{}: {why}", self.source())),
-                result: None,
-                raw: Some(raw.as_bytes().to_vec()),
-                raw_location: Some(format!("{}/{}", self.source(), self.table)),
-                processed_at: Some(now),
-            })
-            .await?;
+        quarantine_cdr(store, key, raw, why, &format!("{}/{}", self.source(), self.table)).await?;
         seen.insert(key.to_string(), end);
         Ok(())
     }
-}
-
-/// A row's key where it cannot be read as a call: its event id as `ami::cdr_event` would make it.
-fn row_key(frame: &Frame) -> String {
-    let get = |k: &str| frame.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
-    format!("cdr:{}:{}:{}", get("UniqueID"), get("DestinationChannel"), get("StartTime"))
 }
 
 /// When an answered leg was answered: its end less its billed seconds.
