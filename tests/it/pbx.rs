@@ -1679,6 +1679,23 @@ async fn uis_notifications() {
     app.stop().await;
 }
 
+/// The people of the AMI and CDR-table tests: the main line's owner, extensions 101 and 102,
+/// and a known caller (Sidorov, 8 916 123-45-67).
+async fn read_pbx_people(s: &inflow::store::Store) -> (Uuid, Uuid, Uuid, Contact) {
+    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
+    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
+    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
+    let c = Contact {
+        contactid: Uuid::new_v4(),
+        lastname: "Sidorov".into(),
+        mobilephone: Some("8 (916) 123-45-67".into()),
+        ..Default::default()
+    }
+    .stamped(head, EntityKind::Systemuser, now(), None);
+    s.insert(&c).await.unwrap();
+    (head, ext101, ext102, c)
+}
+
 /// The settings the PBXs inflow reads (AMI, the CDR table) are tested with: Moscow time, one
 /// main line owned by head@acme.ru.
 const PBX_READ_BASE: &str = r#"[org]
@@ -1807,17 +1824,7 @@ max_backoff_secs = 1
     );
     let app = TestApp::spawn("sqlite", dir, &extra).await;
     let s = &app.store;
-    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
-    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
-    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
-    let c = Contact {
-        contactid: Uuid::new_v4(),
-        lastname: "Sidorov".into(),
-        mobilephone: Some("8 (916) 123-45-67".into()),
-        ..Default::default()
-    }
-    .stamped(head, EntityKind::Systemuser, now(), None);
-    s.insert(&c).await.unwrap();
+    let (_, ext101, ext102, c) = read_pbx_people(s).await;
     poll_until("the client logged in", || async { ami.logins.load(SeqCst) == 1 }).await;
     let answered = [
         ("Source", "89161234567"),
@@ -2009,17 +2016,7 @@ async fn freepbx_cdr_table_is_polled() {
     let url = format!("sqlite://{}", db_path.display());
     let app = TestApp::spawn_on(crate::helpers::TestDb::sqlite_at(&db_path), &url, config_dir(), &extra).await;
     let s = &app.store;
-    let head = add_user(s, "", "Head", "head@acme.ru", None, None).await;
-    let ext101 = add_user(s, "", "Ivanov", "ivanov@acme.ru", None, Some("101")).await;
-    let ext102 = add_user(s, "", "Petrova", "petrova@acme.ru", None, Some("102")).await;
-    let c = Contact {
-        contactid: Uuid::new_v4(),
-        lastname: "Sidorov".into(),
-        mobilephone: Some("8 (916) 123-45-67".into()),
-        ..Default::default()
-    }
-    .stamped(head, EntityKind::Systemuser, now(), None);
-    s.insert(&c).await.unwrap();
+    let (head, ext101, ext102, c) = read_pbx_people(s).await;
     // A call that ended an hour ago, before any row was read: found through backfill_hours.
     pbx.cdr(ago(60), "89161234567", "PJSIP/101-00000013", 101, 95, "ANSWERED", "1764226800.42", "").await;
     let a = app.call_activity("asterisk", "1764226800.42").await;
