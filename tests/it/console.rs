@@ -468,8 +468,28 @@ async fn console(engine: &str) {
         vec![vec!["Поставка".to_string(), "Open".into(), "RUB 10,000.00".into()]]
     );
     assert!(b.axe().await.is_empty(), "account: {:?}", b.axe().await);
+    // Its name edited on its page.
+    b.client.find(Locator::Css("#edit-record summary")).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css("#ed-name")).await.unwrap().clear().await.unwrap();
+    b.fill("#ed-name", "ООО Ромашка-Плюс").await;
+    b.click("#ed-save").await;
+    assert_eq!(b.text(".notice").await, "Saved.");
+    assert_eq!(b.text("h1").await, "Account: ООО Ромашка-Плюс");
+    let renamed: inflow::crm::entities::Account = app.store.load(acct.accountid).await.unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.versionnumber), ("ООО Ромашка-Плюс", acct.versionnumber + 1));
     b.click("#account-contacts a").await;
     assert_eq!(b.path().await, format!("/records/contacts/{}", person.contactid));
+    // A contact's job title, added on its page.
+    b.client.find(Locator::Css("#edit-record summary")).await.unwrap().click().await.unwrap();
+    b.fill("#ed-jobtitle", "Главный инженер").await;
+    b.click("#ed-save").await;
+    assert_eq!(b.text(".notice").await, "Saved.");
+    let titled: inflow::crm::entities::Contact = app.store.load(person.contactid).await.unwrap();
+    assert_eq!(
+        (titled.jobtitle.as_deref(), titled.emailaddress1.as_deref()),
+        (Some("Главный инженер"), Some("sidorov@romashka.ru"))
+    );
+    assert!(b.axe().await.is_empty(), "contact: {:?}", b.axe().await);
     // A lead typed in by hand; the same e-mail again is named as a likely duplicate and is
     // created only when the person says it is not one.
     for attempt in 0..2 {

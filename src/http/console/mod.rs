@@ -152,7 +152,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/leads/new", post(leads::create))
         .route("/leads/{id}", get(leads::show))
         .route("/leads/{id}/{action}", post(leads::act))
-        .route("/records/{set}/{id}", get(records::show))
+        .route("/records/{set}/{id}", get(records::show).post(records::edit))
         .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
         .route("/campaigns", get(pages::campaigns))
         .route("/campaigns/{id}", get(campaign::show))

@@ -215,12 +215,102 @@ pub async fn show(
     );
     m.insert("events".into(), json!(events));
     m.insert("related".into(), related);
+    m.insert(
+        "edit".into(),
+        json!(
+            editable(kind)
+                .iter()
+                .map(|(k, label, req, ty)| json!({"name": k, "label": i18n::t(lang, label), "required": req, "type": ty, "value": text(&rec[*k])}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert("version".into(), rec["versionnumber"].clone());
     m.insert("can_act".into(), json!(who.can(Access::Write(Area::Sales))));
     m.insert(
         "done".into(),
         json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),
     );
     render("record.html", J::Object(m), StatusCode::OK)
+}
+
+/// The fields a person edits on a contact's or an account's page: (field, label key,
+/// required, input type).
+fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'static str)] {
+    match kind {
+        EntityKind::Contact => &[
+            ("firstname", "first_name", false, "text"),
+            ("lastname", "last_name", true, "text"),
+            ("jobtitle", "job_title", false, "text"),
+            ("emailaddress1", "email", false, "email"),
+            ("telephone1", "phone", false, "tel"),
+            ("mobilephone", "mobile", false, "tel"),
+        ],
+        EntityKind::Account => &[
+            ("name", "name", true, "text"),
+            ("emailaddress1", "email", false, "email"),
+            ("telephone1", "phone", false, "tel"),
+        ],
+        _ => &[],
+    }
+}
+
+/// `POST /records/{contacts|accounts}/{id}`: the record's edit form. It carries the version it
+/// was filled from: a change someone made meanwhile is a 409, never overwritten.
+pub async fn edit(
+    who: Signed,
+    State(s): State<AppState>,
+    Path((set, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (f, id) = match who.posted(&body, Access::Write(Area::Sales), &id) {
+        Ok(p) => (p.form, p.id),
+        Err(r) => return *r,
+    };
+    let lang = who.lang;
+    let kind = match set.as_str() {
+        "contacts" => EntityKind::Contact,
+        "accounts" => EntityKind::Account,
+        _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
+    };
+    let value = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    if let Some((_, label, _, _)) = editable(kind).iter().find(|(k, _, req, _)| *req && value(k).is_none()) {
+        let message = format!("{} {}", i18n::t(lang, label), i18n::t(lang, "required"));
+        return who.error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+    }
+    let version: i64 = value("versionnumber").and_then(|v| v.parse().ok()).unwrap_or(-1);
+    let saved = match kind {
+        EntityKind::Contact => edit_fields::<Contact>(&s, id, kind, &value, version, who.user).await,
+        _ => edit_fields::<Account>(&s, id, kind, &value, version, who.user).await,
+    };
+    match saved {
+        Ok(()) => redirect(&format!("/records/{set}/{id}?done=edited")),
+        Err(e) => failed(&who, e),
+    }
+}
+
+/// Sets the editable fields of a record from the form and writes it, at the version given.
+async fn edit_fields<R>(
+    s: &AppState,
+    id: Uuid,
+    kind: EntityKind,
+    value: &(dyn Fn(&str) -> Option<String> + Sync),
+    version: i64,
+    me: Uuid,
+) -> Result<(), crate::store::StoreError>
+where
+    R: Record + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let current: R = s.store.load(id).await?;
+    let mut j = serde_json::to_value(&current).map_err(crate::store::StoreError::decode)?;
+    for (k, _, _, _) in editable(kind) {
+        j[*k] = value(k).map(J::from).unwrap_or(J::Null);
+    }
+    j["versionnumber"] = json!(version);
+    j["modifiedby"] = json!(me);
+    j["modifiedon"] = json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let rec: R = serde_json::from_value(j).map_err(crate::store::StoreError::decode)?;
+    s.store.update(&rec).await?;
+    Ok(())
 }
 
 /// The most contacts or opportunities an account's page lists.
