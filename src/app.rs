@@ -16,9 +16,8 @@ use std::sync::Arc;
 
 use crate::alerts::AlertsRuntime;
 use crate::config::Config;
-use crate::http::pbx::{PbxAccount, PbxWebhooks};
+use crate::http::pbx::PbxWebhooks;
 use crate::http::{AppState, router};
-use crate::ingest::pbx::Adapter;
 use crate::ingest::pbx::cti::Cti;
 use crate::ingest::pbx::generic::Generic;
 use crate::ingest::pbx::itoolabs::ItooLabs;
@@ -32,6 +31,7 @@ use crate::ingest::pbx::twilio::Twilio;
 use crate::ingest::pbx::uis::Uis;
 use crate::ingest::pbx::yeastar::Yeastar;
 use crate::ingest::pbx::zadarma::Zadarma;
+use crate::ingest::pbx::{Adapter, PbxAccount};
 use crate::jobs::JobQueue;
 use crate::store::{Normalizer, Store};
 
@@ -137,14 +137,19 @@ fn spawn_alerts(
 pub fn pbx_adapters(cfg: &Config) -> Vec<PbxAccount> {
     let p = &cfg.pbx;
     let mut out: Vec<PbxAccount> = Vec::new();
-    let mut add = |provider: &'static str, name: &Option<String>, adapter: Arc<dyn Adapter>| {
-        out.push(PbxAccount { name: name.clone().unwrap_or_else(|| provider.to_string()), adapter });
+    let mut add = |provider: &'static str,
+                   name: &Option<String>,
+                   extensions: &std::collections::BTreeMap<String, String>,
+                   adapter: Arc<dyn Adapter>| {
+        let name = name.clone().unwrap_or_else(|| provider.to_string());
+        out.push(PbxAccount { name, adapter, extensions: extensions.clone() });
     };
     // Zadarma and Novofon classic speak one format; each is its own provider.
     for (name, z) in p.zadarma.iter().map(|z| ("zadarma", z)).chain(p.novofon.iter().map(|z| ("novofon", z))) {
         add(
             name,
             &z.name,
+            &z.extensions,
             Arc::new(Zadarma {
                 name,
                 secret: z.secret.clone().unwrap_or_default(),
@@ -157,23 +162,30 @@ pub fn pbx_adapters(cfg: &Config) -> Vec<PbxAccount> {
         add(
             "mango",
             &m.name,
+            &m.extensions,
             Arc::new(Mango { api_key: m.api_key.clone(), api_salt: m.api_salt.clone().unwrap_or_default() }),
         );
     }
     for t in &p.twilio {
-        add("twilio", &t.name, Arc::new(Twilio::from_config(t, cfg.org.public_base_url.as_deref())));
+        add("twilio", &t.name, &t.extensions, Arc::new(Twilio::from_config(t, cfg.org.public_base_url.as_deref())));
     }
     for g in &p.generic {
-        add("generic", &g.name, Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }));
+        add(
+            "generic",
+            &g.name,
+            &g.extensions,
+            Arc::new(Generic { token: g.token.clone(), hmac_secret: g.hmac_secret.clone() }),
+        );
     }
     for pt in &p.placetel {
-        add("placetel", &pt.name, Arc::new(Placetel { secret: pt.secret.clone().unwrap_or_default() }));
+        add("placetel", &pt.name, &pt.extensions, Arc::new(Placetel { secret: pt.secret.clone().unwrap_or_default() }));
     }
     for sg in &p.sipgate {
         let pem = sg.public_key.as_deref().unwrap_or(crate::ingest::pbx::sipgate::SIPGATE_PUBLIC_KEY);
         add(
             "sipgate",
             &sg.name,
+            &sg.extensions,
             Arc::new(Sipgate {
                 public_key: crate::ingest::pbx::sipgate::rsa_key_from_pem(pem).unwrap_or_default(),
                 public_url: sg.public_url.clone().unwrap_or_else(|| {
@@ -183,24 +195,29 @@ pub fn pbx_adapters(cfg: &Config) -> Vec<PbxAccount> {
         );
     }
     for c in &p.cti {
-        add("cti", &c.name, Arc::new(Cti { token: c.token.clone().unwrap_or_default() }));
+        add("cti", &c.name, &c.extensions, Arc::new(Cti { token: c.token.clone().unwrap_or_default() }));
     }
     for c in &p.sipuni {
-        add("sipuni", &c.name, Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
+        add("sipuni", &c.name, &c.extensions, Arc::new(Sipuni { token: c.token.clone().unwrap_or_default() }));
     }
     for u in &p.uis {
         let tz = u.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
-        add("uis", &u.name, Arc::new(Uis { token: u.token.clone().unwrap_or_default(), tz }));
+        add("uis", &u.name, &u.extensions, Arc::new(Uis { token: u.token.clone().unwrap_or_default(), tz }));
     }
     for y in &p.yeastar {
         let tz = y.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| cfg.tz());
-        add("yeastar", &y.name, Arc::new(Yeastar { token: y.token.clone().unwrap_or_default(), tz }));
+        add("yeastar", &y.name, &y.extensions, Arc::new(Yeastar { token: y.token.clone().unwrap_or_default(), tz }));
     }
     for c in &p.threecx {
-        add("3cx", &c.name, Arc::new(ThreeCx { token: c.token.clone().unwrap_or_default() }));
+        add("3cx", &c.name, &c.extensions, Arc::new(ThreeCx { token: c.token.clone().unwrap_or_default() }));
     }
     for c in &p.itoolabs {
-        add("itoolabs", &c.name, Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }));
+        add(
+            "itoolabs",
+            &c.name,
+            &c.extensions,
+            Arc::new(ItooLabs { crm_token: c.crm_token.clone().unwrap_or_default() }),
+        );
     }
     out
 }
@@ -217,7 +234,7 @@ fn pbx_webhooks(
     }
     let runtime = Arc::new(PbxRuntime::new(
         store.clone(),
-        PbxSettings::from_config(cfg),
+        PbxSettings::from_config(cfg, &adapters),
         JobQueue::new(&store.db, pbx_process::QUEUE),
     ));
     let (writer, inbox) = tokio::sync::mpsc::channel(4096);

@@ -506,38 +506,6 @@ pub struct PbxConfig {
     pub yeastar: Vec<TokenZonePbxConfig>,
 }
 
-impl PbxConfig {
-    /// Every configured account's own employee names: (provider, account, its map).
-    pub fn account_extensions(&self) -> Vec<(&'static str, String, &BTreeMap<String, String>)> {
-        fn each<'a, T>(
-            out: &mut Vec<(&'static str, String, &'a BTreeMap<String, String>)>,
-            provider: &'static str,
-            list: &'a [T],
-            part: impl Fn(&'a T) -> (&'a Option<String>, &'a BTreeMap<String, String>),
-        ) {
-            for a in list {
-                let (name, map) = part(a);
-                out.push((provider, name.clone().unwrap_or_else(|| provider.to_string()), map));
-            }
-        }
-        let mut out = Vec::new();
-        each(&mut out, "zadarma", &self.zadarma, |a| (&a.name, &a.extensions));
-        each(&mut out, "novofon", &self.novofon, |a| (&a.name, &a.extensions));
-        each(&mut out, "mango", &self.mango, |a| (&a.name, &a.extensions));
-        each(&mut out, "twilio", &self.twilio, |a| (&a.name, &a.extensions));
-        each(&mut out, "generic", &self.generic, |a| (&a.name, &a.extensions));
-        each(&mut out, "placetel", &self.placetel, |a| (&a.name, &a.extensions));
-        each(&mut out, "sipgate", &self.sipgate, |a| (&a.name, &a.extensions));
-        each(&mut out, "cti", &self.cti, |a| (&a.name, &a.extensions));
-        each(&mut out, "sipuni", &self.sipuni, |a| (&a.name, &a.extensions));
-        each(&mut out, "itoolabs", &self.itoolabs, |a| (&a.name, &a.extensions));
-        each(&mut out, "uis", &self.uis, |a| (&a.name, &a.extensions));
-        each(&mut out, "3cx", &self.threecx, |a| (&a.name, &a.extensions));
-        each(&mut out, "yeastar", &self.yeastar, |a| (&a.name, &a.extensions));
-        out
-    }
-}
-
 impl Default for PbxConfig {
     fn default() -> Self {
         PbxConfig {

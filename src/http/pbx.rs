@@ -20,14 +20,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::ingest::pbx::process::{IngestRequest, PbxRuntime, SubmitError};
-use crate::ingest::pbx::{Adapter, Parsed, Reply, WebhookError, WebhookRequest};
-
-/// One configured account of a provider: its name (stored on its calls) and its adapter,
-/// which holds the account's secret.
-pub struct PbxAccount {
-    pub name: String,
-    pub adapter: Arc<dyn Adapter>,
-}
+use crate::ingest::pbx::{Parsed, PbxAccount, Reply, WebhookError, WebhookRequest};
 
 /// The configured adapters and the processing runtime.
 pub struct PbxWebhooks {

@@ -181,6 +181,18 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     render("lead.html", J::Object(m), StatusCode::OK)
 }
 
+/// The fields the new-lead and edit forms carry (`new_lead_form.html`); an empty one is none.
+fn from_form(lead: &mut Lead, f: &BTreeMap<String, String>) {
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    lead.subject = field("subject").unwrap_or_default();
+    lead.firstname = field("firstname");
+    lead.lastname = field("lastname").unwrap_or_default();
+    lead.companyname = field("companyname");
+    lead.emailaddress1 = field("emailaddress1");
+    lead.telephone1 = field("telephone1");
+    lead.leadsourcecode = field("leadsourcecode").and_then(|v| v.parse().ok());
+}
+
 /// A lead's own fields from the edit form, through the lead's rules (R-LD-1 …).
 async fn edit_lead(
     s: &AppState,
@@ -190,16 +202,9 @@ async fn edit_lead(
     now: chrono::DateTime<Utc>,
 ) -> Result<Lead, crate::store::StoreError> {
     let mut lead: Lead = s.store.load(id).await?;
-    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    lead.subject = field("subject").unwrap_or_default();
-    lead.firstname = field("firstname");
-    lead.lastname = field("lastname").unwrap_or_default();
-    lead.companyname = field("companyname");
-    lead.emailaddress1 = field("emailaddress1");
-    lead.telephone1 = field("telephone1");
-    lead.leadsourcecode = field("leadsourcecode").and_then(|v| v.parse().ok());
+    from_form(&mut lead, f);
     // The version the form showed: a change made since is a conflict.
-    lead.versionnumber = field("versionnumber").and_then(|v| v.parse().ok()).unwrap_or(-1);
+    lead.versionnumber = f.get("versionnumber").and_then(|v| v.trim().parse().ok()).unwrap_or(-1);
     lead.modifiedby = Some(me);
     lead.modifiedon = now;
     s.store.update_lead(&lead).await
@@ -226,17 +231,8 @@ pub async fn create(who: Signed, State(s): State<AppState>, body: Bytes) -> Resp
         return r;
     }
     let lang = who.lang;
-    let field = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let lead = Lead {
-        subject: field("subject").unwrap_or_default(),
-        firstname: field("firstname"),
-        lastname: field("lastname").unwrap_or_default(),
-        companyname: field("companyname"),
-        emailaddress1: field("emailaddress1"),
-        telephone1: field("telephone1"),
-        leadsourcecode: field("leadsourcecode").and_then(|v| v.parse().ok()),
-        ..Default::default()
-    };
+    let mut lead = Lead::default();
+    from_form(&mut lead, &f);
     let mode = match f.get("duplicates").map(String::as_str) {
         Some("allow") => crate::store::CreateMode::IgnoreDuplicates,
         _ => crate::store::CreateMode::CheckDuplicates,

@@ -129,6 +129,14 @@ pub trait Adapter: Send + Sync {
     }
 }
 
+/// One configured account of a provider: its name (stored on its calls), its adapter (which
+/// holds the account's secret) and its own names for employees (`extensions`).
+pub struct PbxAccount {
+    pub name: String,
+    pub adapter: std::sync::Arc<dyn Adapter>,
+    pub extensions: std::collections::BTreeMap<String, String>,
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WebhookError {

@@ -126,7 +126,7 @@ pub struct PbxSettings {
 }
 
 impl PbxSettings {
-    pub fn from_config(cfg: &Config) -> PbxSettings {
+    pub fn from_config(cfg: &Config, accounts: &[super::PbxAccount]) -> PbxSettings {
         PbxSettings {
             callback_sla: Duration::seconds(cfg.pbx.callback_sla_secs as i64),
             final_event_timeout: Duration::seconds(cfg.pbx.final_event_timeout_secs as i64),
@@ -140,12 +140,10 @@ impl PbxSettings {
                 .extensions
                 .iter()
                 .flat_map(|(p, m)| m.iter().map(move |(x, u)| ((p.clone(), x.clone()), u.clone())))
-                .chain(
-                    cfg.pbx
-                        .account_extensions()
-                        .into_iter()
-                        .flat_map(|(p, a, m)| m.iter().map(move |(x, u)| ((format!("{p}:{a}"), x.clone()), u.clone()))),
-                )
+                .chain(accounts.iter().flat_map(|a| {
+                    let key = format!("{}:{}", a.adapter.name(), a.name);
+                    a.extensions.iter().map(move |(x, u)| ((key.clone(), x.clone()), u.clone()))
+                }))
                 .collect(),
         }
     }
