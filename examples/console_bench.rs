@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
     let env_n = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (leads, activities) = (env_n("CONSOLE_BENCH_LEADS", 100_000), env_n("CONSOLE_BENCH_ACTIVITIES", 1_000_000));
     let text = format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[http]\nlisten = \"127.0.0.1:0\"\n[org]\ntimezone = \"Europe/Moscow\"\nlocale = \"en\"\n[alerts]\nenabled = false\n"
+        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[http]\nlisten = \"127.0.0.1:0\"\n[org]\n\
+            timezone = \"Europe/Moscow\"\nlocale = \"en\"\n[alerts]\nenabled = false\n"
     );
     let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -65,9 +65,12 @@ async fn bare(port: u16, user: &str, password: &str, batch: usize) -> anyhow::Re
 
 async fn run_inflow(port: u16, user: &str, password: &str, batch: usize, url: &str) -> anyhow::Result<()> {
     let text = format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[alerts]\nenabled = false\n\n[org]\ntimezone = \"Europe/Moscow\"\n\n\
-         [[mailboxes]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\nuser = \"{user}\"\npassword = \"{password}\"\nowner = \"sales@crm.example.com\"\n\
-         filter = 0\nauto_create = \"leads\"\nbatch_size = {batch}\nidle = false\npoll_interval_secs = 1\nsender_hourly_limit = 1000000\n"
+        "[database]\nurl = \"{url}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[alerts]\n\
+            enabled = false\n\n[org]\ntimezone = \"Europe/Moscow\"\n\n\
+         [[mailboxes]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\n\
+         user = \"{user}\"\npassword = \"{password}\"\nowner = \"sales@crm.example.com\"\n\
+         filter = 0\nauto_create = \"leads\"\nbatch_size = {batch}\nidle = false\npoll_interval_secs = 1\n\
+         sender_hourly_limit = 1000000\n"
     );
     let cfg =
         inflow::config::Config::load(inflow::config::Source::Text { name: "bench", text: &text }, &Default::default())

@@ -23,7 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let activities: usize =
         std::env::var("OVERDUE_BENCH_ACTIVITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000).max(OVERDUE);
     let text = format!(
-        "[database]\nurl = \"{url}\"\n[org]\ntimezone = \"Europe/Moscow\"\n[alerts]\nworking_hours = \"00:00-24:00\"\nworking_days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\nkinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n"
+        "[database]\nurl = \"{url}\"\n[org]\ntimezone = \"Europe/Moscow\"\n[alerts]\n\
+            working_hours = \"00:00-24:00\"\n\
+            working_days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\n\
+            kinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n"
     );
     let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -39,8 +42,19 @@ async fn main() -> anyhow::Result<()> {
     for (i, id) in managers.iter().chain(owners.iter()).enumerate() {
         let manager: Option<Uuid> = if i < MANAGERS { None } else { Some(managers[(i - MANAGERS) % MANAGERS]) };
         tx.execute(
-            "INSERT INTO systemuser (systemuserid, lastname, internalemailaddress, parentsystemuserid, createdon, modifiedon) VALUES ($1, $2, $3, $4, $5, $5)",
-            vec![(*id).into(), format!("User {i}").into(), format!("u{i}@bench.example").into(), manager.into(), ms.into()],
+            "INSERT INTO systemuser (systemuserid, lastname, internalemailaddress, parentsystemuserid, \
+                createdon, modifiedon) VALUES ($1, $2, $3, $4, $5, $5)",
+            vec![
+                (*id).into(),
+                format!(
+                    "User \
+                {i}"
+                )
+                .into(),
+                format!("u{i}@bench.example").into(),
+                manager.into(),
+                ms.into(),
+            ],
         )
         .await?;
     }
@@ -112,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
         println!("  {line}");
     }
     println!(
-        "RESULT engine={:?} overdue_found={} scan_query_ms={:.1} scan_and_enqueue_ms={:.1} (query {:.1} + rules {:.1} + claims {:.1} + enqueue {:.1}) notifications_claimed={} digests_enqueued={}",
+        "RESULT engine={:?} overdue_found={} scan_query_ms={:.1} scan_and_enqueue_ms={:.1} (query {:.1} + \
+            rules {:.1} + claims {:.1} + enqueue {:.1}) notifications_claimed={} digests_enqueued={}",
         store.engine(),
         items.len(),
         scan_query.as_secs_f64() * 1000.0,

@@ -25,9 +25,12 @@ fn peak_rss_mb() -> f64 {
 
 /// About 10 KB once rendered: a newsletter with the reader's name and company in it.
 fn template() -> String {
-    let para = "Dear {{ first_name | default(\"colleague\") }}, our November catalogue for {{ company | default(\"your company\") }} is out. \
-                It lists the new industrial pumps, the spare parts we keep in stock in Kazan and Moscow, delivery terms, and the discounts \
-                for orders placed before the end of the year. Reply to this message and your account manager will call you back.\n\n";
+    let para = "Dear {{ first_name | default(\"colleague\") }}, our November catalogue for {{ company | \
+        default(\"your company\") }} is out. \
+                It lists the new industrial pumps, the spare parts we keep in stock in Kazan and Moscow, \
+                delivery terms, and the discounts \
+                for orders placed before the end of the year. Reply to this message and your account manager \
+                will call you back.\n\n";
     let mut t = String::from("Hello {{ first_name | default(\"colleague\") }},\n\n");
     while t.len() < 10_000 {
         t.push_str(para);
@@ -42,8 +45,10 @@ async fn main() -> anyhow::Result<()> {
     let [_, port, n, conc, url] = &args[..] else { anyhow::bail!("usage: wave_bench PORT N CONCURRENCY DATABASE_URL") };
     let (port, n, conc): (u16, usize, u32) = (port.parse()?, n.parse()?, conc.parse()?);
     let text = format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[alerts]\nenabled = false\n\n[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.example.com\"\n\n\
-         [smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\nfrom = \"news@example.com\"\npool_size = {conc}\n\n\
+        "[database]\nurl = \"{url}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[alerts]\n\
+            enabled = false\n\n[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.example.com\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\nfrom = \"news@example.com\"\n\
+         pool_size = {conc}\n\n\
          [waves]\nbatch_size = 500\npoll_interval_ms = 50\nunsubscribe_mailto = \"unsubscribe@example.com\"\n"
     );
     let cfg =
@@ -102,7 +107,15 @@ async fn main() -> anyhow::Result<()> {
             m_sql.push(format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
             m_args.extend([list.listid.into(), (*id).into(), "contact".into(), t.into()]);
         }
-        tx.execute(&format!("INSERT INTO contact (contactid, firstname, lastname, emailaddress1, ownerid, createdon, modifiedon) VALUES {}", c_sql.join(", ")), c_args).await?;
+        tx.execute(
+            &format!(
+                "INSERT INTO contact (contactid, firstname, lastname, emailaddress1, ownerid, \
+            createdon, modifiedon) VALUES {}",
+                c_sql.join(", ")
+            ),
+            c_args,
+        )
+        .await?;
         tx.execute(
             &format!("INSERT INTO listmember (listid, entityid, entitytype, createdon) VALUES {}", m_sql.join(", ")),
             m_args,
@@ -167,7 +180,8 @@ async fn main() -> anyhow::Result<()> {
     let st = store.wave_status(wave.activityid).await?;
     let exp = expanded.map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "inflow wave: {} sent, {} failed in {secs:.2} s = {:.0} msg/s (expansion {exp:.2} s, sending alone {:.0} msg/s); peak RSS {:.1} MB",
+        "inflow wave: {} sent, {} failed in {secs:.2} s = {:.0} msg/s (expansion {exp:.2} s, sending alone \
+            {:.0} msg/s); peak RSS {:.1} MB",
         st.sent,
         st.failed,
         st.sent as f64 / secs,

@@ -112,12 +112,24 @@ fn spawn_alerts(
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     macro_rules! run {
         ($backend:expr) => {{
-            let backend = $backend.poll_with_backoff(Duration::from_millis(200), apalis::prelude::BackoffConfig::new(Duration::from_secs(5)));
+            let backend = $backend.poll_with_backoff(Duration::from_millis(200),
+                apalis::prelude::BackoffConfig::new(Duration::from_secs(5)));
             let (scan_rt, digest_rt) = (rt.clone(), rt.clone());
             let (scan_name, digest_name) = (format!("overdue-scan-{suffix}"), format!("alert-digest-{suffix}"));
             let monitor = Monitor::new()
-                .register(move |_| WorkerBuilder::new(scan_name.as_str()).backend(apalis_cron::CronScheduler::new(schedule.clone())).data(scan_rt.clone()).build(crate::alerts::on_tick))
-                .register(move |_| WorkerBuilder::new(digest_name.as_str()).backend(backend.clone()).data(digest_rt.clone()).concurrency(2).build(crate::alerts::on_digest))
+                .register(move |_| {
+                    WorkerBuilder::new(scan_name.as_str())
+                        .backend(apalis_cron::CronScheduler::new(schedule.clone()))
+                        .data(scan_rt.clone())
+                        .build(crate::alerts::on_tick)
+                })
+                .register(move |_| {
+                    WorkerBuilder::new(digest_name.as_str())
+                        .backend(backend.clone())
+                        .data(digest_rt.clone())
+                        .concurrency(2)
+                        .build(crate::alerts::on_digest)
+                })
                 .shutdown_timeout(Duration::from_secs(10));
             tokio::spawn(async move {
                 if let Err(e) = monitor.run_with_signal(async move { token.cancelled().await; Ok(()) }).await {
@@ -259,10 +271,17 @@ fn spawn_pbx_worker(rt: Arc<PbxRuntime>, token: CancellationToken) -> tokio::tas
         ($backend:expr, $concurrency:expr) => {{
             // Idle polling backs off from 100 ms to 2 s (apalis' default backs off to 60 s,
             // which would leave a call unprocessed for up to a minute).
-            let backend = $backend.poll_with_backoff(Duration::from_millis(100), apalis::prelude::BackoffConfig::new(Duration::from_secs(2)));
+            let backend = $backend.poll_with_backoff(Duration::from_millis(100),
+                apalis::prelude::BackoffConfig::new(Duration::from_secs(2)));
             let data = rt.clone();
             let monitor = Monitor::new()
-                .register(move |_restarts| WorkerBuilder::new(name.as_str()).backend(backend.clone()).data(data.clone()).concurrency($concurrency).build(pbx_process::handle))
+                .register(move |_restarts| {
+                    WorkerBuilder::new(name.as_str())
+                        .backend(backend.clone())
+                        .data(data.clone())
+                        .concurrency($concurrency)
+                        .build(pbx_process::handle)
+                })
                 .shutdown_timeout(Duration::from_secs(10));
             tokio::spawn(async move {
                 if let Err(e) = monitor.run_with_signal(async move { token.cancelled().await; Ok(()) }).await {
@@ -424,7 +443,8 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
                     let at = *deadline.insert(tokio::time::Instant::now() + limit);
                     match tokio::time::timeout_at(at, &mut serve).await {
                         Ok(r) => r.context("http server failed")?,
-                        Err(_) => tracing::warn!(limit_secs = limit.as_secs(), "shutdown limit reached; dropping open connections"),
+                        Err(_) => tracing::warn!(limit_secs = limit.as_secs(), "shutdown limit reached; \
+                            dropping open connections"),
                     }
                 }
             }

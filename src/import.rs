@@ -324,7 +324,8 @@ mod tests {
 
     #[test]
     fn windows_1251_with_semicolons_and_russian_headers() {
-        let text = "Фамилия;Имя;Компания;E-mail;Телефон;Выручка;Оценка;Стенд\nИванов;Иван;ООО Ромашка;ivanov@romashka.ru;+7 495 123-45-67;1 500 000,50;горячий;A12\n";
+        let text = "Фамилия;Имя;Компания;E-mail;Телефон;Выручка;Оценка;Стенд\n\
+            Иванов;Иван;ООО Ромашка;ivanov@romashka.ru;+7 495 123-45-67;1 500 000,50;горячий;A12\n";
         let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(text);
         let p = parse(&bytes, Encoding::Auto, &BTreeMap::new(), "Выставка").unwrap();
         // The same file as Excel's UTF-16 "Unicode text" (with its byte-order mark).
@@ -347,7 +348,8 @@ mod tests {
 
     #[test]
     fn row_errors_carry_their_line() {
-        let text = "lastname,email,employees,revenue\nA,a@x.ru,5,\nB,not-an-address,5,\nC,c@x.ru,many,\nD,d@x.ru\nE,e@x.ru,1,\"1,500\"\nF,f@x.ru,1,\"1500,5\"\n";
+        let text = "lastname,email,employees,revenue\nA,a@x.ru,5,\nB,not-an-address,5,\nC,c@x.ru,many,\n\
+            D,d@x.ru\nE,e@x.ru,1,\"1,500\"\nF,f@x.ru,1,\"1500,5\"\n";
         let p = parse(text.as_bytes(), Encoding::Utf8, &BTreeMap::new(), "s").unwrap();
         let errs: Vec<u64> = p.rows.iter().filter_map(|r| r.as_ref().err().map(|e| e.line)).collect();
         assert_eq!(errs, vec![3, 4, 5, 6], "{:?}", p.rows);

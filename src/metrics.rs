@@ -3,9 +3,10 @@
 //! depths and per-mailbox connection state — so every daemon sharing a database reports the
 //! same truth about it. The text format is served at `GET /metrics`.
 //!
-//! Names: inflow_mail_messages_total{mailbox,class,status}, inflow_mail_duplicates_total{mailbox}, inflow_mail_quarantined_total
-//! {mailbox}, inflow_pbx_calls_total{provider,disposition,outcome}, inflow_cdr_table_rows_total{name},
-//! inflow_cdr_table_errors_total{name} (a polled CDR table that could not be read),
+//! Names: inflow_mail_messages_total{mailbox,class,status}, inflow_mail_duplicates_total{mailbox},
+//! inflow_mail_quarantined_total{mailbox}, inflow_pbx_calls_total{provider,disposition,outcome},
+//! inflow_cdr_table_rows_total{name}, inflow_cdr_table_errors_total{name} (a polled CDR table
+//! that could not be read),
 //! inflow_wave_deliveries_total{outcome}, inflow_alerts_total{level,status},
 //! inflow_http_requests_total{route,method,status}, inflow_http_auth_failures_total{route},
 //! inflow_http_request_duration_seconds{route,method} (histogram), and the gauges

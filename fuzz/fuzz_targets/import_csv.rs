@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    use inflow::import::{Encoding, parse};
+    use inflow::import::{parse, Encoding};
     for enc in [Encoding::Auto, Encoding::Utf8, Encoding::Windows1251] {
         let _ = parse(data, enc, &std::collections::BTreeMap::new(), "Imported");
     }

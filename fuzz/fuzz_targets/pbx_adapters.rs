@@ -41,7 +41,8 @@ static ADAPTERS: LazyLock<Vec<Box<dyn Adapter>>> = LazyLock::new(|| {
         Box::new(generic::Generic { token: Some(TOKEN.into()), hmac_secret: Some(SECRET.into()) }),
         Box::new(placetel::Placetel { secret: SECRET.into() }),
         Box::new(sipgate::Sipgate {
-            public_key: sipgate::rsa_key_from_pem(include_str!("../../fixtures/pbx/sipgate/test-signing-key.pub.pem")).unwrap(),
+            public_key: sipgate::rsa_key_from_pem(include_str!("../../fixtures/pbx/sipgate/test-signing-key.pub.pem"))
+                .unwrap(),
             public_url: format!("{BASE}/pbx/sipgate"),
         }),
         Box::new(cti::Cti { token: TOKEN.into() }),
@@ -58,8 +59,18 @@ static ADAPTERS: LazyLock<Vec<Box<dyn Adapter>>> = LazyLock::new(|| {
 static TRACE: LazyLock<bool> = LazyLock::new(|| std::env::var_os("FUZZ_TRACE").is_some());
 
 /// Paths the providers call.
-const PATHS: &[&str] =
-    &["", "/", "/status", "/dial", "/recording", "/events/call", "/events/summary", "/lookup", "/report", "/events/recording"];
+const PATHS: &[&str] = &[
+    "",
+    "/",
+    "/status",
+    "/dial",
+    "/recording",
+    "/events/call",
+    "/events/summary",
+    "/lookup",
+    "/report",
+    "/events/recording",
+];
 
 fuzz_target!(|data: &[u8]| {
     let [pick, path, rest @ ..] = data else { return };

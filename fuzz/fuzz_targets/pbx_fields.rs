@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    use inflow::ingest::pbx::{WebhookRequest, form_fields, multipart_fields, request_fields};
+    use inflow::ingest::pbx::{form_fields, multipart_fields, request_fields, WebhookRequest};
     // The first line is the content type, the rest the body.
     let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
     let (ct, body) = (String::from_utf8_lossy(&data[..split]).into_owned(), data.get(split + 1..).unwrap_or(&[]));

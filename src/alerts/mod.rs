@@ -6,6 +6,7 @@
 //! re-enqueues them, so at most the in-flight digest is sent twice, and nothing is lost.
 //! The clock is a parameter (`scan(now)`), so tests drive time without sleeping.
 
+use crate::crm::status::NotificationStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -38,10 +39,14 @@ pub struct SendDigests {
 
 /// The default templates (English). Config can replace them; config/alerts-ru.example.toml
 /// has a Russian pair.
-pub const DEFAULT_SUBJECT: &str = "{% if count == 0 %}{{ notices | length }} new for you{% else %}{% if escalation %}Escalation: {% endif %}{{ count }} overdue activit{{ 'y' if count == 1 else 'ies' }}{% endif %}";
+pub const DEFAULT_SUBJECT: &str = "{% if count == 0 %}{{ notices | length }} new for you{% else %}{% if \
+    escalation %}Escalation: {% endif %}{{ count }} overdue activit{{ 'y' if count == 1 else 'ies' }}{% endif %}";
 pub const DEFAULT_BODY: &str = "Hello {{ recipient }},\n\n\
-{% if count %}{% if escalation %}These activities of your team are still overdue:{% else %}These activities you own are overdue:{% endif %}\n\
-{% for g in groups %}\n{{ g.owner }}\n{% for l in g.lines %}  - {{ l.subject }} ({{ l.kind }}), due {{ l.due }}, {{ l.overdue_hours }} h overdue{% if l.regarding %}, regarding {{ l.regarding }}{% endif %}\n    {{ l.link }}\n{% endfor %}{% endfor %}\n{% endif %}\
+{% if count %}{% if escalation %}These activities of your team are still overdue:{% else %}These activities \
+you own are overdue:{% endif %}\n\
+{% for g in groups %}\n{{ g.owner }}\n\
+{% for l in g.lines %}  - {{ l.subject }} ({{ l.kind }}), due {{ l.due }}, {{ l.overdue_hours }} h overdue{% \
+if l.regarding %}, regarding {{ l.regarding }}{% endif %}\n    {{ l.link }}\n{% endfor %}{% endfor %}\n{% endif %}\
 {% if notices %}New for you:\n{% for n in notices %}  - {{ n.text }}\n    {{ n.link }}\n{% endfor %}\n{% endif %}\
 -- \ninflow\n";
 
@@ -339,7 +344,7 @@ impl AlertsRuntime {
         let (subject, body) = self.render(&first.recipient, &lines, escalation)?;
         match mailer.send(&first.recipient, &subject, body).await {
             Ok(()) => {
-                self.store.finish_digest(digest_id, "sent", None, now).await?;
+                self.store.finish_digest(digest_id, NotificationStatus::Sent, None, now).await?;
                 for r in &rows {
                     metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "sent")
                         .increment(1);
@@ -348,7 +353,7 @@ impl AlertsRuntime {
                 Ok(true)
             }
             Err(SendError::Permanent(e)) => {
-                self.store.finish_digest(digest_id, "failed", Some(&e), now).await?;
+                self.store.finish_digest(digest_id, NotificationStatus::Failed, Some(&e), now).await?;
                 for r in &rows {
                     metrics::counter!("inflow_alerts_total", "level" => r.level.to_string(), "status" => "failed")
                         .increment(1);
@@ -357,7 +362,7 @@ impl AlertsRuntime {
                 Ok(false)
             }
             Err(SendError::Transient(e)) => {
-                self.store.finish_digest(digest_id, "pending", Some(&e), now).await?;
+                self.store.finish_digest(digest_id, NotificationStatus::Pending, Some(&e), now).await?;
                 anyhow::bail!("digest {digest_id}: {e}")
             }
         }
@@ -383,7 +388,8 @@ impl AlertsRuntime {
         let mut env = minijinja::Environment::new();
         env.add_template("subject", &self.subject_template)?;
         env.add_template("body", &self.body_template)?;
-        let ctx = minijinja::context! { recipient => recipient, count => count, escalation => escalation, groups => groups, notices => notices };
+        let ctx = minijinja::context! { recipient => recipient, count => count, escalation => escalation,
+        groups => groups, notices => notices };
         Ok((env.get_template("subject")?.render(&ctx)?.trim().to_string(), env.get_template("body")?.render(&ctx)?))
     }
 }
@@ -496,11 +502,14 @@ mod tests {
             let mut env = minijinja::Environment::new();
             env.add_template("s", &subject).unwrap();
             env.add_template("b", &body).unwrap();
-            let only_notices = minijinja::context! { recipient => "r", count => 0, escalation => false, groups => Vec::<DigestGroup>::new(), notices => vec![notice.clone()] };
+            let only_notices = minijinja::context! { recipient => "r", count => 0, escalation => false,
+            groups => Vec::<DigestGroup>::new(), notices => vec![notice.clone()] };
             let b = env.get_template("b").unwrap().render(&only_notices).unwrap();
             assert!(b.contains(notice_words) && b.contains("Caller +7916") && !b.contains(overdue_words), "{b}");
             assert!(env.get_template("s").unwrap().render(&only_notices).unwrap().contains('1'));
-            let only_lines = minijinja::context! { recipient => "r", count => 1, escalation => false, groups => vec![DigestGroup { owner: "Oleg".into(), lines: vec![line.clone()] }], notices => Vec::<NoticeLine>::new() };
+            let only_lines = minijinja::context! { recipient => "r", count => 1, escalation => false,
+            groups => vec![DigestGroup { owner: "Oleg".into(), lines: vec![line.clone()] }],
+                notices => Vec::<NoticeLine>::new() };
             let b = env.get_template("b").unwrap().render(&only_lines).unwrap();
             assert!(b.contains(overdue_words) && b.contains("Call back") && !b.contains(notice_words), "{b}");
         }

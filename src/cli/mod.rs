@@ -380,7 +380,8 @@ pub fn main() -> ExitCode {
                     if store.db.engine() != crate::store::Engine::Sqlite {
                         store.close().await;
                         anyhow::bail!(
-                            "the database is PostgreSQL: back it up with its own tools, e.g. `pg_dump -Fc -f inflow.dump DBURL` \
+                            "the database is PostgreSQL: back it up with its own tools, e.g. `pg_dump -Fc -f \
+                                inflow.dump DBURL` \
                              (README, \"Storage\")"
                         );
                     }

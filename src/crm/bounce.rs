@@ -193,7 +193,10 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Rejected,
             &[
-                r"\bsender (?:address )?(?:rejected|refused|denied|blocked|verify failed|verification failed|not (?:allowed|permitted|authorized))\b",
+                concat!(
+                    r"\bsender (?:address )?(?:rejected|refused|denied|blocked|verify failed|verification failed|",
+                    r"not (?:allowed|permitted|authorized))\b",
+                ),
                 r"\b(?:domain of )?sender (?:address )?(?:domain )?(?:does not exist|not found|must exist|unknown)\b",
                 r"\bpurported responsible address\b",
                 r"\bdomain of sender address\b",
@@ -312,7 +315,11 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
         (
             Reason::Suspend,
             &[
-                r"\b(?:account|mailbox|user|address|recipient)(?: \S+){0,2} (?:is |has been )?(?:temporarily |temporary |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|closed|expired)\b",
+                concat!(
+                    r"\b(?:account|mailbox|user|address|recipient)(?: \S+){0,2} (?:is |has been )?(?:temporarily |",
+                    r"temporary |currently )?(?:suspended|disabled|deactivated|inactive|locked|frozen|blocked for|",
+                    r"closed|expired)\b",
+                ),
                 r"\bsuspended (?:account|mailbox|user)\b",
                 r"\b(?:recipient )?account is (?:blocked|inactive|bloque)\b",
                 r"\b(?:account|user|mailbox)(?: that you tried to reach)? is inactive\b",
@@ -321,7 +328,10 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bdisabled (?:account|mailbox|user|recipient)\b",
                 r"\binactive (?:account|mailbox|user)\b",
                 r"\bthis account has been (?:disabled|discontinued|suspended)\b",
-                r"\bmailbox (?:is )?(?:currently )?(?:unavailable|inactive|suspended|disabled)\b.*\b(?:suspend|disable|inactiv)",
+                concat!(
+                    r"\bmailbox (?:is )?(?:currently )?(?:unavailable|inactive|suspended|",
+                    r"disabled)\b.*\b(?:suspend|disable|inactiv)",
+                ),
                 r"\baccount is not active\b",
                 r"\bpaused\b",
                 r"\bboite du destinataire archivee\b",
@@ -332,13 +342,25 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
             &[
                 r"\buser ?unknown\b",
                 r"\bunknown (?:user|recipient|mailbox|local[- ]part|address|account|e-?mail address)\b",
-                r"\b(?:user|recipient|mailbox|address|account|addressee|e-?mail address|local[- ]part)(?: name)? (?:\S+ )?(?:does not|doesn'?t|did not) exist",
-                r"\b(?:no such|non-?existent|nonexistent|invalid) (?:user|recipient|mailbox|address|account|local[- ]part|person|e-?mail address)",
-                r"\b(?:user|recipient|mailbox|address|account)(?: address)? (?:is )?(?:unknown|invalid|not found|not valid|not listed|unavailable|unrouteable|not recognized)",
+                concat!(
+                    r"\b(?:user|recipient|mailbox|address|account|addressee|e-?mail address|",
+                    r"local[- ]part)(?: name)? (?:\S+ )?(?:does not|doesn'?t|did not) exist",
+                ),
+                concat!(
+                    r"\b(?:no such|non-?existent|nonexistent|invalid) (?:user|recipient|mailbox|address|account|",
+                    r"local[- ]part|person|e-?mail address)",
+                ),
+                concat!(
+                    r"\b(?:user|recipient|mailbox|address|account)(?: address)? (?:is )?(?:unknown|invalid|",
+                    r"not found|not valid|not listed|unavailable|unrouteable|not recognized)",
+                ),
                 r"\bno (?:such|valid) (?:user|recipient|mailbox|account)\b",
                 r"\bno mailbox (?:here|found|by that name)\b",
                 r"\baddress (?:not found|unknown|does not exist)\b",
-                r"\brecipient (?:address )?rejected: (?:user unknown|undeliverable address|unknown|access denied|invalid)",
+                concat!(
+                    r"\brecipient (?:address )?rejected: (?:user unknown|undeliverable address|unknown|",
+                    r"access denied|invalid)",
+                ),
                 r"\bmailbox (?:not found|unavailable|not available|does not exist|is not available|inactive)\b",
                 r"\baccount (?:not found|does not exist|has been deleted|is not available)\b",
                 r"\bthe email account that you tried to reach does not exist\b",
@@ -478,8 +500,14 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\bconnection refused by\b",
                 r"\bsmtp server of your isp\b",
                 r"\buse your isp'?s (?:smtp|mail) server\b",
-                r"\b(?:ip|host|client|sender ip|your ip|connection)(?: address)?(?: \S+)? (?:is |has been |was )?(?:blocked|blacklisted|blocklisted|listed|banned|refused|rejected|denied)\b",
-                r"\b(?:blacklist|blocklist|black list|block list|dnsbl|rbl|spamhaus|spamcop|sorbs|barracudacentral|uceprotect)\b",
+                concat!(
+                    r"\b(?:ip|host|client|sender ip|your ip|connection)(?: address)?(?: \S+)? (?:is |has been |",
+                    r"was )?(?:blocked|blacklisted|blocklisted|listed|banned|refused|rejected|denied)\b",
+                ),
+                concat!(
+                    r"\b(?:blacklist|blocklist|black list|block list|dnsbl|rbl|spamhaus|spamcop|sorbs|",
+                    r"barracudacentral|uceprotect)\b",
+                ),
                 r"\blisted (?:at|in|on|by)\b",
                 r"\bclient host (?:\S+ )?(?:rejected|blocked)\b",
                 r"\bconnection (?:refused|rejected|denied|blocked)\b",
@@ -573,7 +601,10 @@ static PHRASES: LazyLock<Vec<(Reason, Regex)>> = LazyLock::new(|| {
                 r"\brefused by (?:the )?recipient\b",
                 r"\bdelivery not (?:authorized|permitted)\b",
                 r"\bthe user does not accept mail from\b",
-                r"\brecipient (?:has )?(?:rejected|refused|blocked|denied) (?:your|the|this) (?:message|mail|e-?mail|sender)\b",
+                concat!(
+                    r"\brecipient (?:has )?(?:rejected|refused|blocked|denied) (?:your|the|this) (?:message|mail|",
+                    r"e-?mail|sender)\b",
+                ),
                 r"\bsender (?:is )?(?:blocked|rejected|denied) by (?:the )?recipient\b",
                 r"\bnot accepting (?:mail|e-?mail|messages) from\b",
                 r"\brestricted (?:mailbox|recipient)\b",
@@ -795,9 +826,13 @@ fn says(reason: Reason, text: &str) -> bool {
 /// RecipNotFound, "no such user here"): the address is unknown whatever the SMTP stage.
 fn says_for_sure(text: &str) -> bool {
     static SURE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r"recipient name is not recognized|\baddress (?:couldn'?t|could not) be found\b|\bno valid recipients\b|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|no such user here|no mailbox here by that name|this user doesn'?t have a \S+ account|mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
-        )
+        Regex::new(concat!(
+            r"recipient name is not recognized|\baddress (?:couldn'?t|could not) be found\b|",
+            r"\bno valid recipients\b|\bunknown recipient\b|recipnotfound|invalid (?:final delivery )?userid|",
+            r"no such user here|no mailbox here by that name|this user doesn'?t have a \S+ account|",
+            r"mail\.local: unknown user|requested action not taken: mailbox unavailable|destinataire invalide|",
+            r"not listed in (?:the )?(?:domino directory|public name & address book)|\bunknown user: \S+@",
+        ))
         .unwrap()
     });
     SURE.is_match(text)

@@ -103,7 +103,8 @@ macro_rules! record {
             /// Sets what every new user-owned record carries: owner, the default state
             /// (0 with its default status; for activities, of their activitytypecode),
             /// creation and modification stamps, version 1.
-            pub fn stamped(mut self, owner: Uuid, owner_type: EntityKind, now: DateTime<Utc>, actor: Option<Uuid>) -> Self {
+            pub fn stamped(mut self, owner: Uuid, owner_type: EntityKind, now: DateTime<Utc>,
+                actor: Option<Uuid>) -> Self {
                 self.ownerid = owner;
                 self.owneridtype = owner_type;
                 #[allow(unused_variables)]

@@ -159,7 +159,11 @@ pub fn first_line(text: &str) -> &str {
 /// Removes `Re:`, `Fwd:`, `Отв:`, `AW:`, … prefixes (repeated, any case) and list tags.
 pub fn strip_reply_prefixes(subject: &str) -> &str {
     static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^\s*(?:(?:re|fwd?|fw|aw|wg|sv|vs|antw|отв|ответ|пер|переслано|відп|вiдп|рн)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+").unwrap()
+        Regex::new(concat!(
+            r"(?i)^\s*(?:(?:re|fwd?|fw|aw|wg|sv|vs|antw|отв|ответ|пер|переслано|відп|вiдп|рн)\s*(?:\[\d+\]|",
+            r"\(\d+\))?\s*:\s*)+",
+        ))
+        .unwrap()
     });
     let s = subject.trim();
     match PREFIX.find(s) {

@@ -14,6 +14,7 @@ use super::inbound::{Automated, FailedRecipient, ParsedMail, is_unsubscribe_text
 use super::matching::MatchOutcome;
 use super::normalize::EmailAddress;
 use super::response::{self, ConvertFacts, ConvertOption, ConvertPlan};
+use super::status::EventStatus;
 use super::types::{EntityKind, EntityRef};
 
 /// R-EM-6 (a).
@@ -154,8 +155,8 @@ impl MailWrites {
 pub struct MailPlan {
     /// inquiry | reply | bounce | auto_reply | unsubscribe | internal | filtered | rate_limited
     pub class: &'static str,
-    /// `processed` or `skipped` (inbound_event status).
-    pub status: &'static str,
+    /// `Processed` or `Skipped`.
+    pub status: EventStatus,
     pub reason: Option<String>,
     pub writes: MailWrites,
 }
@@ -188,7 +189,7 @@ fn follow_up(
 }
 
 fn skip(class: &'static str, reason: String) -> MailPlan {
-    MailPlan { class, status: "skipped", reason: Some(reason), writes: MailWrites::default() }
+    MailPlan { class, status: EventStatus::Skipped, reason: Some(reason), writes: MailWrites::default() }
 }
 
 /// Decides what a parsed message creates.
@@ -226,7 +227,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                 b.shape
             )
         };
-        return MailPlan { class: "bounce", status: "processed", reason: Some(reason), writes: w };
+        return MailPlan { class: "bounce", status: EventStatus::Processed, reason: Some(reason), writes: w };
     }
     // A spam complaint (ARF) about our mail: stop mailing the complainer.
     // (Apple Mail's unsubscribe message to our List-Unsubscribe mailto is an unsubscribe.)
@@ -242,7 +243,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             c.address.as_deref().unwrap_or("an unnamed recipient"),
             if ours { "" } else { " about mail we did not send: recorded only" }
         );
-        return MailPlan { class: "complaint", status: "processed", reason: Some(reason), writes: w };
+        return MailPlan { class: "complaint", status: EventStatus::Processed, reason: Some(reason), writes: w };
     }
     if ctx.internal_sender {
         return skip("internal", "R-EM-4: the sender is a CRM user; nothing is created".into());
@@ -250,7 +251,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     if let (Some(Automated::AutoReply(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
         return MailPlan {
             class: "auto_reply",
-            status: "processed",
+            status: EventStatus::Processed,
             reason: Some(format!("auto-reply ({r}): recorded, never answered")),
             writes: MailWrites::default(),
         };
@@ -260,7 +261,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     if let (Some(Automated::Report(r)), false) = (&mail.automated, ctx.mailto_unsubscribe) {
         return MailPlan {
             class: "report",
-            status: "processed",
+            status: EventStatus::Processed,
             reason: Some(format!("report ({r}): recorded, nothing created")),
             writes: MailWrites::default(),
         };
@@ -528,7 +529,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         }
         _ => None,
     };
-    MailPlan { class, status: "processed", reason, writes: w }
+    MailPlan { class, status: EventStatus::Processed, reason, writes: w }
 }
 
 #[cfg(test)]
@@ -691,7 +692,7 @@ mod tests {
     fn r_em_6_unknown_sender_becomes_a_lead_with_the_field_mapping() {
         let m = fixture("inquiry-koi8r.eml");
         let p = plan_mail(&m, &ctx(&m), &policy(0, Create::Leads));
-        assert_eq!((p.class, p.status), ("inquiry", "processed"));
+        assert_eq!((p.class, p.status), ("inquiry", EventStatus::Processed));
         let lead = p.writes.lead.expect("lead");
         assert_eq!(lead.subject, "Запрос цены на оборудование");
         assert_eq!((lead.firstname.as_deref(), lead.lastname.as_str()), (Some("Иван"), "Петров"));
@@ -728,12 +729,12 @@ mod tests {
     #[test]
     fn r_em_2_filters() {
         let m = fixture("inquiry-plain.eml");
-        assert_eq!(plan_mail(&m, &ctx(&m), &policy(1, Create::Leads)).status, "skipped");
-        assert_eq!(plan_mail(&m, &ctx(&m), &policy(2, Create::Leads)).status, "skipped");
+        assert_eq!(plan_mail(&m, &ctx(&m), &policy(1, Create::Leads)).status, EventStatus::Skipped);
+        assert_eq!(plan_mail(&m, &ctx(&m), &policy(2, Create::Leads)).status, EventStatus::Skipped);
         let mut c = ctx(&m);
         c.party = MatchOutcome::Unique(EntityRef::new(EntityKind::Contact, Uuid::from_u128(7)));
         let p = plan_mail(&m, &c, &policy(2, Create::Leads));
-        assert_eq!(p.status, "processed");
+        assert_eq!(p.status, EventStatus::Processed);
         assert!(p.writes.lead.is_none(), "R-EM-7: known sender, no lead");
         assert_eq!(p.writes.email.unwrap().regardingobjectid, Some(Uuid::from_u128(7)));
         assert!(p.writes.task.is_none());
@@ -848,7 +849,7 @@ mod tests {
         let mut c = ctx(&m);
         c.mailto_unsubscribe = true;
         let p = plan_mail(&m, &c, &policy(1, Create::Leads));
-        assert_eq!((p.class, p.status), ("unsubscribe", "processed"));
+        assert_eq!((p.class, p.status), ("unsubscribe", EventStatus::Processed));
         assert_eq!(p.writes.suppress[0].0, "petr@client.example");
         assert!(p.writes.lead.is_none());
     }
@@ -863,7 +864,7 @@ mod tests {
         let mut c = ctx(&m);
         c.outbound = Some(wave_outbound());
         let p = plan_mail(&m, &c, &policy(0, Create::Leads));
-        assert_eq!((p.class, p.status), ("complaint", "processed"));
+        assert_eq!((p.class, p.status), ("complaint", EventStatus::Processed));
         assert_eq!(
             p.writes.suppress,
             vec![("angry@mail.example".to_string(), "complaint: ARF abuse report".to_string())]
@@ -896,6 +897,6 @@ mod tests {
         let mut c = ctx(&m);
         c.recent_from_sender = 20;
         let p = plan_mail(&m, &c, &policy(0, Create::Leads));
-        assert_eq!((p.class, p.status), ("rate_limited", "skipped"));
+        assert_eq!((p.class, p.status), ("rate_limited", EventStatus::Skipped));
     }
 }

@@ -135,13 +135,16 @@ mod tests {
 
     #[test]
     fn r_dup_5_the_survivor_keeps_its_values_and_fills_its_gaps() {
-        let mut keep = json!({"contactid": "a", "lastname": "Сидоров", "emailaddress1": "petr@romashka.ru", "mobilephone": null, "jobtitle": "", "ownerid": "u1", "statecode": 0})
-            .as_object()
-            .unwrap()
-            .clone();
+        let mut keep = json!({"contactid": "a", "lastname": "Сидоров", "emailaddress1": "petr@romashka.ru",
+            "mobilephone": null, "jobtitle": "", "ownerid": "u1", "statecode": 0})
+        .as_object()
+        .unwrap()
+        .clone();
         keep.insert("donotbulkemail".into(), json!(false));
         keep.insert("donotphone".into(), json!(false));
-        let other = json!({"contactid": "b", "lastname": "Сидоров П.", "emailaddress1": "p.sidorov@gmail.com", "mobilephone": "+79161234567", "jobtitle": "Директор", "ownerid": "u2", "statecode": 0, "donotbulkemail": true, "donotphone": false});
+        let other = json!({"contactid": "b", "lastname": "Сидоров \
+            П.", "emailaddress1": "p.sidorov@gmail.com", "mobilephone": "+79161234567", "jobtitle": "Директор",
+                "ownerid": "u2", "statecode": 0, "donotbulkemail": true, "donotphone": false});
         let mut filled = fill(&mut keep, other.as_object().unwrap(), "contactid");
         filled.sort();
         assert_eq!(filled, ["donotbulkemail", "jobtitle", "mobilephone"]);

@@ -27,6 +27,7 @@ pub mod receivers;
 pub mod reply_text;
 pub mod response;
 pub mod state;
+pub mod status;
 pub mod timeline;
 pub mod types;
 pub mod views;

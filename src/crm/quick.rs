@@ -149,7 +149,8 @@ pub fn check_params(p: &QuickParams) -> Result<EntityKind, RuleError> {
             return refuse(
                 "R-QC-1",
                 "not_for_email",
-                "an e-mail quick campaign is sent to active members at its start: give start, not due or ignore_inactive",
+                "an e-mail quick campaign is sent to active members at its start: give start, not due or \
+                    ignore_inactive",
             );
         }
     } else {

@@ -27,9 +27,12 @@ use regex::Regex;
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
-            (?:on|am|le|el|il|op|em|den|w\s+dniu)\b.*\b(?:wrote|schrieb|a\s+écrit|a\s+ecrit|escribió|escribio|ha\s+scritto|schreef|escreveu|skrev|napisał)\s*:?\s*$
-          | .*\b(?:wrote|написал|написала|написал\(а\)|пишет|пише|написав|написала|написав\(ла\)|писал|писала|schrieb|a\s+écrit|escribió)\s*:\s*$
-          | (?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}),?\s+\d{1,2}:\d{2}.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
+            (?:on|am|le|el|il|op|em|den|w\s+dniu)\b.*\b(?:wrote|schrieb|a\s+écrit|a\s+ecrit|escribió|escribio|
+                ha\s+scritto|schreef|escreveu|skrev|napisał)\s*:?\s*$
+          | .*\b(?:wrote|написал|написала|написал\(а\)|пишет|пише|написав|написала|
+              написав\(ла\)|писал|писала|schrieb|a\s+écrit|escribió)\s*:\s*$
+          | (?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}),?\s+\d{1,2}:\d{2}
+              .*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
           | .*\d{4},?\s+\d{1,2}:\d{2}.*\s(?:от|від|from)\s.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
           | .*\b\d{1,2}:\d{2}\b.*(?:<[^>@\s]+@[^>\s]+>|\S+@\S+)\s*:\s*$
         )",
@@ -44,22 +47,33 @@ static ATTRIBUTION_END: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)^\s*.*\b(?:wrote|schrieb|a écrit|escribió)\s*:\s*$").unwrap());
 
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)^\s*(?:[-_=*]{2,}\s*(?:original message|исходное сообщение|оригинальное сообщение|пересылаемое сообщение|вихідне повідомлення|оригінальне повідомлення|переслане повідомлення|ursprüngliche nachricht|message d'origine|message original|mensaje original|messaggio originale|forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado)\s*[-_=*]{2,}|_{20,}|-{20,}|begin forwarded message:|начало переадресованного сообщения:)\s*$",
-    )
+    Regex::new(concat!(
+        r"(?i)^\s*(?:[-_=*]{2,}\s*(?:original message|исходное сообщение|оригинальное сообщение|",
+        r"пересылаемое сообщение|вихідне повідомлення|оригінальне повідомлення|переслане повідомлення|",
+        r"ursprüngliche nachricht|message d'origine|message original|mensaje original|messaggio originale|",
+        r"forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado)\s*[-_=*]{2,}|",
+        r"_{20,}|-{20,}|begin forwarded message:|начало переадресованного сообщения:)\s*$",
+    ))
     .unwrap()
 });
 
 static HEADER_FROM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)^\s*\*?(?:from|от|від|von|de|da|van|od)\s*\*?\s*:\s*\S").unwrap());
 static HEADER_OTHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия|надіслано|відправлено|gesendet|datum|an|betreff|envoyé|envoye|date|à|a|objet|enviado|fecha|para|asunto|inviato|oggetto)\s*\*?\s*:").unwrap()
+    Regex::new(concat!(
+        r"(?i)^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия|надіслано|відправлено|gesendet|",
+        r"datum|an|betreff|envoyé|envoye|date|à|a|objet|enviado|fecha|para|asunto|inviato|oggetto)\s*\*?\s*:",
+    ))
+    .unwrap()
 });
 
 static SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)^\s*(?:--|—|sent from my \w+|sent from (?:mail|outlook) for \w+|get outlook for \w+|отправлено с (?:моего )?\w+|отправлено из мобильной почты mail\.ru|отправлено из мобильной яндекс\.?почты|надіслано з (?:мого )?\w+|von meinem \w+ gesendet|envoyé de mon \w+|enviado desde mi \w+)\s*$",
-    )
+    Regex::new(concat!(
+        r"(?i)^\s*(?:--|—|sent from my \w+|sent from (?:mail|outlook) for \w+|get outlook for \w+|",
+        r"отправлено с (?:моего )?\w+|отправлено из мобильной почты mail\.ru|",
+        r"отправлено из мобильной яндекс\.?почты|надіслано з (?:мого )?\w+|von meinem \w+ gesendet|",
+        r"envoyé de mon \w+|enviado desde mi \w+)\s*$",
+    ))
     .unwrap()
 });
 
@@ -128,9 +142,12 @@ pub fn new_text(text: &str) -> String {
 /// Cuts an HTML body at its quote container, so the text made from it is the new part only.
 pub fn strip_html_quote(html: &str) -> &str {
     static QUOTE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r#"(?i)<(?:div|span)[^>]*\b(?:class|id)\s*=\s*["']?(?:gmail_quote|gmail_attr|divRplyFwdMsg|appendonsend|moz-cite-prefix|yahoo_quoted|ymail_android_signature|OutlookMessageHeader|mail-quote|yandex_quote)\b|<blockquote\b|<hr[^>]*id\s*=\s*["']?stopSpelling|<div[^>]*style\s*=\s*["'][^"']*border-top:\s*solid\s*#(?:B5C4DF|E1E1E1)"#,
-        )
+        Regex::new(concat!(
+            r#"(?i)<(?:div|span)[^>]*\b(?:class|id)\s*=\s*["']?(?:gmail_quote|gmail_attr|divRplyFwdMsg|"#,
+            r#"appendonsend|moz-cite-prefix|yahoo_quoted|ymail_android_signature|OutlookMessageHeader|"#,
+            r#"mail-quote|yandex_quote)\b|<blockquote\b|<hr[^>]*id\s*=\s*["']?stopSpelling|"#,
+            r#"<div[^>]*style\s*=\s*["'][^"']*border-top:\s*solid\s*#(?:B5C4DF|E1E1E1)"#,
+        ))
         .unwrap()
     });
     match QUOTE.find(html) {
@@ -147,7 +164,8 @@ mod tests {
     fn r_em_9_quotes_attributions_and_signatures_are_cut() {
         assert_eq!(
             new_text(
-                "Yes, please send the price list.\n\nOn Tue, 12 Mar 2024 at 10:15, Sales <sales@ours.example> wrote:\n> November news\n> ...\n"
+                "Yes, please send the price list.\n\n\
+                    On Tue, 12 Mar 2024 at 10:15, Sales <sales@ours.example> wrote:\n> November news\n> ...\n"
             ),
             "Yes, please send the price list."
         );
@@ -162,7 +180,8 @@ mod tests {
         assert_eq!(new_text("Interested.\n\n-----Original Message-----\nFrom: Sales\nSent: Tuesday\n"), "Interested.");
         assert_eq!(
             new_text(
-                "Interested.\n\nFrom: Sales <sales@ours.example>\nSent: Tuesday, March 12, 2024 10:15 AM\nTo: Ivan\nSubject: News\n\nbody"
+                "Interested.\n\nFrom: Sales <sales@ours.example>\nSent: Tuesday, March 12, 2024 10:15 AM\n\
+                    To: Ivan\nSubject: News\n\nbody"
             ),
             "Interested."
         );

@@ -272,7 +272,19 @@ pub fn table() -> Vec<RouteDef> {
             post(convert_h),
         )
     });
-    t.push(RouteDef { body: BodyDoc::Named("CampaignStatus"), reply: ReplyDoc::Record, set: Some(("campaigns", Campaign::COLS, "campaign")), ..route(Method::POST, "/api/v1/campaigns/{id}/status", w(Marketing), "Change a campaign's status: 0 Proposed → 1 Ready To Launch → 2 Launched → 3 Completed; 4 Canceled; 2 ↔ 5 Suspended", post(campaign_status_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("CampaignStatus"),
+        reply: ReplyDoc::Record,
+        set: Some(("campaigns", Campaign::COLS, "campaign")),
+        ..route(
+            Method::POST,
+            "/api/v1/campaigns/{id}/status",
+            w(Marketing),
+            "Change a campaign's status: 0 Proposed → 1 Ready To Launch → 2 Launched → 3 Completed; 4 \
+                Canceled; 2 ↔ 5 Suspended",
+            post(campaign_status_h),
+        )
+    });
     t.push(RouteDef {
         body: BodyDoc::Named("Schedule"),
         ..route(

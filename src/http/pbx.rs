@@ -82,7 +82,13 @@ async fn accept(
                 .into_response()
         }
     })?;
-    let calls: Vec<_> = updates.iter().map(|u| json!({ "call_id": u.call_id, "duplicate": !u.new_event, "status": u.status, "activityid": u.activityid })).collect();
+    let calls: Vec<_> = updates
+        .iter()
+        .map(|u| {
+            json!({ "call_id": u.call_id, "duplicate": !u.new_event,
+        "status": u.status, "activityid": u.activityid })
+        })
+        .collect();
     Ok(json!({ "status": "accepted", "calls": calls }))
 }
 

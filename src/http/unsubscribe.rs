@@ -21,7 +21,8 @@ pub fn routes() -> Router<AppState> {
 
 fn page_html(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><meta name=\"robots\" content=\"noindex\"><title>{title}</title></head>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+            content=\"width=device-width\"><meta name=\"robots\" content=\"noindex\"><title>{title}</title></head>\
          <body style=\"font-family:sans-serif;max-width:32em;margin:3em auto\"><h1>{title}</h1>{body}</body></html>"
     )
 }
@@ -55,7 +56,8 @@ async fn page(State(s): State<AppState>, Path(token): Path<String>) -> Response 
         Ok(Some((address, _))) => Html(page_html(
             "Unsubscribe",
             &format!(
-                "<p>Stop marketing e-mail to <b>{}</b>?</p><form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>",
+                "<p>Stop marketing e-mail to <b>{}</b>?</p><form method=\"post\"><input type=\"hidden\" \
+                    name=\"List-Unsubscribe\" value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>",
                 escape(&masked(&address))
             ),
         ))

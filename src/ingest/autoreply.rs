@@ -11,14 +11,25 @@ use super::envelope;
 use crate::crm::inbound::{Automated, Sender};
 
 static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)^\s*(?:(?:re|aw|sv|antw)\s*:\s*)?(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|respon[sd]e?|antwort)|autorespon|autoreply|auto:|abwesenheitsnotiz|abwesend|absence|away from (?:the )?office|on vacation|vacation reply|i am (?:currently )?(?:out|away)|i will be out|réponse automatique|reponse automatique|absent(?:e)? du bureau|respuesta automática|respuesta automatica|fuera de la oficina|risposta automatica|fuori sede|automatisch antwoord|niet aanwezig|automatyczna odpowiedź|автоматический ответ|автоответ|нет на месте|вне офиса|в отпуске|отсутствую|автовідповідь|автоматична відповідь|поза офісом|у відпустці|відсутній)",
-    )
+    Regex::new(concat!(
+        r"(?i)^\s*(?:(?:re|aw|sv|antw)\s*:\s*)?(?:out of (?:the )?office|automatic reply|",
+        r"auto(?:matic)?[- ]?(?:reply|respon[sd]e?|antwort)|autorespon|autoreply|auto:|abwesenheitsnotiz|",
+        r"abwesend|absence|away from (?:the )?office|on vacation|vacation reply|i am (?:currently )?(?:out|",
+        r"away)|i will be out|réponse automatique|reponse automatique|absent(?:e)? du bureau|",
+        r"respuesta automática|respuesta automatica|fuera de la oficina|risposta automatica|fuori sede|",
+        r"automatisch antwoord|niet aanwezig|automatyczna odpowiedź|автоматический ответ|автоответ|",
+        r"нет на месте|вне офиса|в отпуске|отсутствую|автовідповідь|автоматична відповідь|поза офісом|",
+        r"у відпустці|відсутній)",
+    ))
     .unwrap()
 });
 
 static NOREPLY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:no-?reply|do-?not-?reply|donotreply|noreply-[a-z0-9]+|bounces?|mailer-daemon|postmaster|notifications?|alerts?|daemon|auto-?confirm|automailer)(?:[+.-].*)?$").unwrap()
+    Regex::new(concat!(
+        r"(?i)^(?:no-?reply|do-?not-?reply|donotreply|noreply-[a-z0-9]+|bounces?|mailer-daemon|postmaster|",
+        r"notifications?|alerts?|daemon|auto-?confirm|automailer)(?:[+.-].*)?$",
+    ))
+    .unwrap()
 });
 
 fn header(msg: &Message<'_>, name: &str) -> Option<String> {

@@ -26,8 +26,11 @@ static STATUS: LazyLock<Regex> =
 static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:^|[\s#:(\[])([245][0-5]\d)(?:[\s\-\])]|$)").unwrap());
 /// An address with a quoted local part that is no dot-atom, whole.
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)^"(?:\.[^"\\\s]*|[^"\\\s]*\.\.[^"\\\s]*|[^"\\\s]*\.)"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"#)
-        .unwrap()
+    Regex::new(concat!(
+        r#"(?i)^"(?:\.[^"\\\s]*|[^"\\\s]*\.\.[^"\\\s]*|"#,
+        r#"[^"\\\s]*\.)"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"#,
+    ))
+    .unwrap()
 });
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -38,7 +41,12 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// The SMTP command a reply answered, as MTAs name it.
 static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:(?:\b(?:after|in reply to|in response to|during|while sending|command|did not like our|most progress was)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*|\[)(rcpt to|rcpt_to|mail from|mail_from|data|ehlo|helo|connect|conn|end of data|body|message|rcpt(?:\s+command))|(does not like recipient))\b").unwrap()
+    Regex::new(concat!(
+        r"(?i)(?:(?:\b(?:after|in reply to|in response to|during|while sending|command|did not like our|",
+        r"most progress was)\s+(?:the\s+)?(?:end of\s+)?|^\s*>>>\s*|\[)(rcpt to|rcpt_to|mail from|mail_from|data|",
+        r"ehlo|helo|connect|conn|end of data|body|message|rcpt(?:\s+command))|(does not like recipient))\b",
+    ))
+    .unwrap()
 });
 
 /// The SMTP command the failure answered: the last one a transcript or a "(in reply to …)"
@@ -65,31 +73,54 @@ fn command_in(text: &str) -> Option<&'static str> {
 }
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)(undeliver|undelivered mail|delivery status notification|delivery (?:has )?failed|delivery failure|delivery problem|mail delivery failed|failure notice|returned mail|return(?:ed)? to sender|could not be delivered|message not delivered|nondeliverable|non-?delivery|delivery notification|mail system error|permanent error|rejected|not delivered|недоставлен|не доставлен|не удалось доставить|не вдалося доставити|ошибка доставки|повідомлення не доставлено|unzustellbar|nicht zustellbar|メールエラー|配信エラー|不達|non remis|non recapitabile|no se puede entregar)",
-    )
+    Regex::new(concat!(
+        r"(?i)(undeliver|undelivered mail|delivery status notification|delivery (?:has )?failed|",
+        r"delivery failure|delivery problem|mail delivery failed|failure notice|returned mail|",
+        r"return(?:ed)? to sender|could not be delivered|message not delivered|nondeliverable|non-?delivery|",
+        r"delivery notification|mail system error|permanent error|rejected|not delivered|недоставлен|",
+        r"не доставлен|не удалось доставить|не вдалося доставити|ошибка доставки|повідомлення не доставлено|",
+        r"unzustellbar|nicht zustellbar|メールエラー|配信エラー|不達|non remis|non recapitabile|no se puede entregar)",
+    ))
     .unwrap()
 });
 
 /// Lines that mark where a text bounce's own words end and the returned message begins.
 static RETURNED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?im)^[\s>-]*(?:-+\s*)?(?:original message|below this line is a copy of the message|this is a copy of the message|original message follows|original message headers|message headers follow|the header of the original message|returned message|unsent message below|content-type: message/rfc822|copy of the original message|headers of the original message|your message reads|message text follows|undelivered message attached|text of the returned message|\*\*\*\*\*\*\* original message|original-message|here is a copy of the first part of the message|message header follows|original message header)",
-    )
+    Regex::new(concat!(
+        r"(?im)^[\s>-]*(?:-+\s*)?(?:original message|below this line is a copy of the message|",
+        r"this is a copy of the message|original message follows|original message headers|",
+        r"message headers follow|the header of the original message|returned message|unsent message below|",
+        r"content-type: message/rfc822|copy of the original message|headers of the original message|",
+        r"your message reads|message text follows|undelivered message attached|text of the returned message|",
+        r"\*\*\*\*\*\*\* original message|original-message|here is a copy of the first part of the message|",
+        r"message header follows|original message header)",
+    ))
     .unwrap()
 });
 
 /// Phrases of a mail system's failure notice (the body of a text bounce).
 static NOTICE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)(could not be delivered|couldn't be delivered|was not delivered|delivery (?:to the following recipients? )?(?:has )?failed|permanent (?:fatal )?error|following address(?:es)? failed|unable to deliver|undeliverable|failed permanently|not be delivered|delivery to the following|could not deliver|this is the qmail-send program|mail delivery software|message could not|delivery status notification|has not been delivered|returned mail|unknown user|user unknown|no such user|mailbox (?:is )?(?:full|unavailable)|не может быть доставлено|не удалось доставить|не доставлено)",
-    )
+    Regex::new(concat!(
+        r"(?i)(could not be delivered|couldn't be delivered|was not delivered|",
+        r"delivery (?:to the following recipients? )?(?:has )?failed|permanent (?:fatal )?error|",
+        r"following address(?:es)? failed|unable to deliver|undeliverable|failed permanently|not be delivered|",
+        r"delivery to the following|could not deliver|this is the qmail-send program|mail delivery software|",
+        r"message could not|delivery status notification|has not been delivered|returned mail|unknown user|",
+        r"user unknown|no such user|mailbox (?:is )?(?:full|unavailable)|не может быть доставлено|",
+        r"не удалось доставить|не доставлено)",
+    ))
     .unwrap()
 });
 
 /// Addresses that are a mail system's own, never a failed recipient.
 static SYSTEM_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:mailer-daemon|postmaster|post_master|post-master|mail-daemon|maildaemon|mailer_daemon|abuse|hostmaster|webmaster|noc|root|nobody|daemon|mail\.?delivery\.?(?:subsystem|system)?|microsoftexchange[0-9a-f]*|ms-?exchange.*|bounce[s]?|bounce-.*|dmarc.*|double-bounce|mailman|majordomo|listserv|owner-.+|.+-owner|.+-admin|.+-request|.+-bounces)$").unwrap()
+    Regex::new(concat!(
+        r"(?i)^(?:mailer-daemon|postmaster|post_master|post-master|mail-daemon|maildaemon|mailer_daemon|abuse|",
+        r"hostmaster|webmaster|noc|root|nobody|daemon|mail\.?delivery\.?(?:subsystem|system)?|",
+        r"microsoftexchange[0-9a-f]*|ms-?exchange.*|bounce[s]?|bounce-.*|dmarc.*|double-bounce|mailman|majordomo|",
+        r"listserv|owner-.+|.+-owner|.+-admin|.+-request|.+-bounces)$",
+    ))
+    .unwrap()
 });
 
 /// What the returned copy of the message (or its headers) tells.
@@ -591,8 +622,11 @@ fn domain_of(address: &str) -> Option<&str> {
 /// brackets ("host mx.example.net[192.0.2.1] said:", "connect to mx.example.net[…]").
 fn remote_in(text: &str) -> Option<String> {
     static HOST: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\b([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)\s?\[(?:ipv6:)?[0-9a-f.:]+\]")
-            .unwrap()
+        Regex::new(concat!(
+            r"(?i)\b([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)\s?\[(?:ipv6:)?[0-9a-f.",
+            r":]+\]",
+        ))
+        .unwrap()
     });
     HOST.captures(text).map(|c| c[1].to_ascii_lowercase())
 }
@@ -606,7 +640,12 @@ fn push(v: &mut Vec<FailedRecipient>, r: FailedRecipient) {
 /// A notice that the message is only delayed ("will retry", "has not yet been delivered").
 fn delayed_notice(section: &str) -> bool {
     static DELAY: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)(has not yet been delivered|not yet been delivered|delivery (?:is |has been )?delayed|will (?:continue to )?(?:retry|try again|keep trying)|still trying|this is (?:only )?a warning|temporary (?:error|failure)s? (?:only|that)|no action is required)").unwrap()
+        Regex::new(concat!(
+            r"(?i)(has not yet been delivered|not yet been delivered|delivery (?:is |has been )?delayed|",
+            r"will (?:continue to )?(?:retry|try again|keep trying)|still trying|this is (?:only )?a warning|",
+            r"temporary (?:error|failure)s? (?:only|that)|no action is required)",
+        ))
+        .unwrap()
     });
     DELAY.is_match(section) && !section.to_ascii_lowercase().contains("permanent")
 }
@@ -660,7 +699,11 @@ fn split_returned(text: &str) -> (&str, Option<&str>) {
 
 fn header_block_start(text: &str) -> Option<usize> {
     static HEAD: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?im)^(?:received|return-path|dkim-signature|x-received|arc-seal|message-id|authentication-results|x-originating-ip|x-mailer|mime-version|delivered-to): ").unwrap()
+        Regex::new(concat!(
+            r"(?im)^(?:received|return-path|dkim-signature|x-received|arc-seal|message-id|authentication-results|",
+            r"x-originating-ip|x-mailer|mime-version|delivered-to): ",
+        ))
+        .unwrap()
     });
     let m = HEAD.find(text)?;
     // At least two header-like lines in the next few: a lone "Received: from" in prose is not a block.
@@ -682,13 +725,23 @@ fn header_block_start(text: &str) -> Option<usize> {
 /// Addresses in a recipient's place in a text bounce's own words.
 fn recipients_in_text(section: &str, own: &[String], ids: &[String]) -> Vec<String> {
     static LINE_START: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?i)^[\s*>-]*(?:(?:recipient|recipients|address|rcpt|original-recipient|final-recipient|failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-9])>?["']?(?:\s*(?:[:.,;<]|\.\.\.|\(|\[|$)|\s+\S)"#).unwrap()
+        Regex::new(concat!(
+            r#"(?i)^[\s*>-]*(?:(?:recipient|recipients|address|rcpt|original-recipient|final-recipient|"#,
+            r#"failed recipient|invalid recipient|unknown recipient|user|mailbox|destinataire|empfänger|"#,
+            r#"получатель|адрес)\s*[:=]\s*)?(?:rfc822;\s*)?["']?<?([^\s<>"',;()\[\]]+@[^\s<>"',;()\[\]]*[A-Za-z0-"#,
+            r#"9])>?["']?(?:\s*(?:[:.,;<]|\.\.\.|\(|\[|$)|\s+\S)"#,
+        ))
+        .unwrap()
     });
     static RCPT: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?i)\b(?:rcpt to|recipient|to)\s*:?\s*<([^\s<>]+@[^\s<>]+)>").unwrap());
     static BRACKETED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<([^\s<>@]+@[^\s<>]+)>").unwrap());
     static NOT_A_RECIPIENT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)(message-id|\bid\b|mailto:|https?://|contact|please|help ?desk|support|postmaster|administrator|\bfrom\b|sender|envelope-from|reply|return-path|questions|inquir|if you|\bvia\b)").unwrap()
+        Regex::new(concat!(
+            r"(?i)(message-id|\bid\b|mailto:|https?://|contact|please|help ?desk|support|postmaster|administrator|",
+            r"\bfrom\b|sender|envelope-from|reply|return-path|questions|inquir|if you|\bvia\b)",
+        ))
+        .unwrap()
     });
     let mut out: Vec<String> = Vec::new();
     // `strong`: the address stands alone as a recipient line ("<addr>:", "addr"), where even
@@ -1027,7 +1080,9 @@ mod tests {
     #[test]
     fn r_em_8_ids_and_help_desks_are_no_recipients() {
         let own = vec!["sender@ours.example".to_string()];
-        let text = "Your message could not be delivered.\n\n<gone@client.example>:\n550 5.1.1 user unknown\n\nIf you need help, contact support@isp.example.\nMessage-ID: <20100101.abcdef123456@mx.example>\n";
+        let text = "Your message could not be delivered.\n\n<gone@client.example>:\n\
+            550 5.1.1 user unknown\n\nIf you need help, contact support@isp.example.\n\
+            Message-ID: <20100101.abcdef123456@mx.example>\n";
         assert_eq!(recipients_in_text(text, &own, &[]), vec!["gone@client.example"]);
         assert!(looks_like_id("20100101123456.ab12cd@mx.example"));
         assert!(!looks_like_id("ivan.petrov@client.example"));

@@ -9,6 +9,7 @@
 //! Owned by `app::start`, which spawns [`MailboxRuntime::run`] and cancels it through the
 //! shared shutdown token; the CLI uses [`MailboxRuntime::replay`] for quarantined mail.
 
+use crate::crm::status::EventStatus;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -77,7 +78,7 @@ type BatchTask = tokio::task::JoinHandle<Result<Vec<MailOutcome>, Trouble>>;
 
 /// Why a mailbox is not being worked right now. The kind is what state-change logging
 /// compares: a retry that fails the same way logs nothing new.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Trouble {
     /// TCP connect failed or timed out.
     Unreachable(String),
@@ -92,7 +93,9 @@ pub enum Trouble {
     /// The connection dropped mid-session (server restart, network).
     Lost(String),
     /// The database refused a write.
-    Store(String),
+    Store(crate::store::StoreError),
+    /// The batch's task died (a panic): nothing of it was committed.
+    Batch(String),
     /// The configured owner is not a CRM user.
     Owner(String),
     /// Another daemon holds the mailbox's lease now: the batch wrote nothing.
@@ -108,12 +111,12 @@ impl Trouble {
             Trouble::AuthExpired(_) => "auth_expired",
             Trouble::Server(_) => "server_error",
             Trouble::Lost(_) => "connection_lost",
-            Trouble::Store(_) => "store_error",
+            Trouble::Store(_) | Trouble::Batch(_) => "store_error",
             Trouble::Owner(_) => "owner_unknown",
             Trouble::LeaseLost(_) => "standby",
         }
     }
-    fn detail(&self) -> &str {
+    fn detail(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Trouble::Unreachable(d)
             | Trouble::Tls(d)
@@ -121,9 +124,20 @@ impl Trouble {
             | Trouble::AuthExpired(d)
             | Trouble::Server(d)
             | Trouble::Lost(d)
-            | Trouble::Store(d)
+            | Trouble::Batch(d)
             | Trouble::Owner(d)
-            | Trouble::LeaseLost(d) => d,
+            | Trouble::LeaseLost(d) => d.into(),
+            Trouble::Store(e) => e.to_string().into(),
+        }
+    }
+}
+
+/// A store error ends the session; a lost lease means another daemon has the mailbox now.
+impl From<crate::store::StoreError> for Trouble {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::LeaseLost(d) => Trouble::LeaseLost(d),
+            other => Trouble::Store(other),
         }
     }
 }
@@ -209,7 +223,7 @@ impl MailboxRuntime {
 
     /// The policy with the owner resolved now (the owner may be created after start).
     async fn policy(&self) -> Result<MailboxPolicy, Trouble> {
-        let owner = self.store.resolve_user(&self.cfg.owner).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let owner = self.store.resolve_user(&self.cfg.owner).await?;
         let Some(owner) = owner else {
             return Err(Trouble::Owner(format!(
                 "owner '{}' is not a CRM user (systemuser id or internal e-mail)",
@@ -265,12 +279,9 @@ impl MailboxRuntime {
             folder: self.cfg.folder.clone(),
             holder: self.holder.clone(),
         };
-        tokio::spawn(async move {
-            store.ingest_mail(&items, &policy, bounces, tz, Utc::now(), Some(&fence)).await.map_err(|e| match e {
-                crate::store::StoreError::LeaseLost(d) => Trouble::LeaseLost(d),
-                other => Trouble::Store(other.to_string()),
-            })
-        })
+        tokio::spawn(
+            async move { Ok(store.ingest_mail(&items, &policy, bounces, tz, Utc::now(), Some(&fence)).await?) },
+        )
     }
 
     /// After a batch committed: move or flag its messages, then advance the checkpoint
@@ -290,28 +301,33 @@ impl MailboxRuntime {
         let c = &self.cfg;
         crate::failpoint::hit("imap-after-commit");
         for o in outcomes {
-            metrics::counter!("inflow_mail_messages_total", "mailbox" => c.name.clone(), "class" => o.class.clone().unwrap_or_else(|| "none".into()), "status" => o.status.clone()).increment(1);
-            if o.status == "quarantined" {
+            metrics::counter!("inflow_mail_messages_total", "mailbox" => c.name.clone(),
+                "class" => o.class.clone().unwrap_or_else(|| "none".into()), "status" => o.status.as_str())
+            .increment(1);
+            if o.status == EventStatus::Quarantined {
                 metrics::counter!("inflow_mail_quarantined_total", "mailbox" => c.name.clone()).increment(1);
             }
-            if o.status == "duplicate" {
+            if o.status == EventStatus::Duplicate {
                 metrics::counter!("inflow_mail_duplicates_total", "mailbox" => c.name.clone()).increment(1);
             }
-            match o.status.as_str() {
-                "quarantined" | "failed" => {
-                    tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message {}", o.status)
+            match o.status {
+                EventStatus::Quarantined | EventStatus::Failed => {
+                    tracing::warn!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""),
+                        "message {}", o.status)
                 }
                 // Visible without debug logging: the same Message-ID seen again (another
                 // mailbox, a re-sent copy, or a different message reusing an id).
-                "duplicate" => {
-                    tracing::info!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""), "message already seen; nothing new recorded")
+                EventStatus::Duplicate => {
+                    tracing::info!(mailbox = %c.name, key = %o.key, reason = o.reason.as_deref().unwrap_or(""),
+                        "message already seen; nothing new recorded")
                 }
                 _ => {
-                    tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status, class = o.class.as_deref().unwrap_or(""), "message handled")
+                    tracing::debug!(mailbox = %c.name, key = %o.key, status = %o.status,
+                        class = o.class.as_deref().unwrap_or(""), "message handled")
                 }
             }
         }
-        let dups = outcomes.iter().filter(|o| o.status == "duplicate").count() as i64;
+        let dups = outcomes.iter().filter(|o| o.status == EventStatus::Duplicate).count() as i64;
         if let Err(e) = self.store.add_mailbox_duplicates(&c.name, &c.folder, dups).await {
             tracing::warn!(mailbox = %c.name, error = %e, "duplicate count not recorded");
         }
@@ -321,7 +337,8 @@ impl MailboxRuntime {
             // The records are committed; a refused MOVE/STORE (quota, a bad folder name) must
             // not stall the mailbox on these messages forever. They stay where they are.
             Err(Trouble::Server(m)) => {
-                tracing::warn!(mailbox = %c.name, uids = %set, "processed mail could not be moved or flagged ({m}); it stays in {}", c.folder)
+                tracing::warn!(mailbox = %c.name, uids = %set, "processed mail could not be moved or flagged \
+                    ({m}); it stays in {}", c.folder)
             }
             Err(t) => return Err(t),
         }
@@ -338,7 +355,7 @@ impl MailboxRuntime {
                 Utc::now(),
             )
             .await
-            .map_err(|e| Trouble::Store(e.to_string()))
+            .map_err(Trouble::from)
     }
 
     /// Re-processes a quarantined or failed message from its stored bytes.
@@ -382,7 +399,8 @@ impl MailboxRuntime {
                 let taken =
                     self.store.take_over_mailbox_lease(&self.cfg.name, folder, &old, &self.holder, lease, now).await?;
                 if taken {
-                    tracing::info!(mailbox = %self.cfg.name, previous = %old, "took over the lease of a daemon that is gone");
+                    tracing::info!(mailbox = %self.cfg.name, previous = %old, "took over the lease of a daemon \
+                        that is gone");
                 }
                 Ok(taken)
             }
@@ -424,7 +442,7 @@ impl MailboxRuntime {
             match r {
                 Ok(()) => {}
                 Err(t) => {
-                    self.report(&mut last, t.kind(), t.detail()).await;
+                    self.report(&mut last, t.kind(), &t.detail()).await;
                     if sleep_or_cancel(&token, backoff).await {
                         break;
                     }
@@ -446,7 +464,8 @@ impl MailboxRuntime {
             "connected" => tracing::info!(mailbox = %m, host = %self.cfg.host, folder = %self.cfg.folder, "{detail}"),
             "standby" => tracing::info!(mailbox = %m, "standby: {detail}"),
             "login_rejected" => {
-                tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password ({detail}); retrying with backoff")
+                tracing::error!(mailbox = %m, user = %self.cfg.user, "login rejected: wrong user or password \
+                    ({detail}); retrying with backoff")
             }
             "owner_unknown" => tracing::error!(mailbox = %m, "{detail}; retrying with backoff"),
             "auth_expired" => tracing::error!(mailbox = %m, "{detail}; nothing is fetched until then"),
@@ -454,7 +473,8 @@ impl MailboxRuntime {
                 tracing::error!(mailbox = %m, host = %self.cfg.host, "TLS failed: {detail}; retrying with backoff")
             }
             "unreachable" => {
-                tracing::warn!(mailbox = %m, host = %self.cfg.host, port = self.cfg.port, "server unreachable: {detail}; retrying with backoff")
+                tracing::warn!(mailbox = %m, host = %self.cfg.host, port = self.cfg.port, "server unreachable: \
+                    {detail}; retrying with backoff")
             }
             "connection_lost" => tracing::warn!(mailbox = %m, "connection lost: {detail}; reconnecting with backoff"),
             _ => tracing::warn!(mailbox = %m, state, "{detail}"),
@@ -534,15 +554,15 @@ impl MailboxRuntime {
         o: &crate::config::OAuthConfig,
     ) -> Result<(Session<Conn>, Option<DateTime<Utc>>), Trouble> {
         use crate::oauth::OAuthError;
+        let trouble = |e: OAuthError| match e {
+            e if e.needs_person() => Trouble::AuthExpired(e.to_string()),
+            OAuthError::Store(e) => e.into(),
+            e => Trouble::Unreachable(e.to_string()),
+        };
         let c = &self.cfg;
         let fresh = self.oauth_refused.swap(false, std::sync::atomic::Ordering::Relaxed);
-        let tokens = self.tokens.get().await.map_err(|e| Trouble::Store(e.to_string()))?;
-        let (token, until) = match tokens.access_token_until(&c.name, o, fresh).await {
-            Ok(t) => t,
-            Err(e) if e.needs_person() => return Err(Trouble::AuthExpired(e.to_string())),
-            Err(OAuthError::Store(e)) => return Err(Trouble::Store(e)),
-            Err(e) => return Err(Trouble::Unreachable(e.to_string())),
-        };
+        let tokens = self.tokens.get().await.map_err(trouble)?;
+        let (token, until) = tokens.access_token_until(&c.name, o, fresh).await.map_err(trouble)?;
         let (mechanism, initial) = crate::oauth::sasl(o.mechanism, &c.user, &c.host, c.port, &token);
         let auth = Sasl { initial: Some(initial), abort: crate::oauth::sasl_abort(o.mechanism) };
         match tokio::time::timeout(IO_TIMEOUT, client.authenticate(mechanism, auth)).await {
@@ -589,11 +609,12 @@ impl MailboxRuntime {
         let Some(uidvalidity) = mb.uid_validity else {
             return Err(Trouble::Server("the server sent no UIDVALIDITY".into()));
         };
-        let state = self.store.mailbox_state(&c.name, &c.folder).await.map_err(|e| Trouble::Store(e.to_string()))?;
+        let state = self.store.mailbox_state(&c.name, &c.folder).await?;
         let mut last_uid: u32 = match &state {
             Some(st) if st.uidvalidity == Some(uidvalidity as i64) => st.last_uid as u32,
             Some(st) if st.uidvalidity.is_some() => {
-                tracing::warn!(mailbox = %c.name, old = st.uidvalidity, new = uidvalidity, "UIDVALIDITY changed: rescanning the folder (already-seen messages are recognised by Message-ID)");
+                tracing::warn!(mailbox = %c.name, old = st.uidvalidity, new = uidvalidity, "UIDVALIDITY \
+                    changed: rescanning the folder (already-seen messages are recognised by Message-ID)");
                 0
             }
             _ => 0,
@@ -623,12 +644,7 @@ impl MailboxRuntime {
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
                 return Ok(());
             }
-            if !self
-                .store
-                .acquire_mailbox_lease(&c.name, &c.folder, &self.holder, lease, Utc::now())
-                .await
-                .map_err(|e| Trouble::Store(e.to_string()))?
-            {
+            if !self.store.acquire_mailbox_lease(&c.name, &c.folder, &self.holder, lease, Utc::now()).await? {
                 tracing::warn!(mailbox = %c.name, "lease lost to another daemon; stepping back");
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
                 return Ok(());
@@ -662,7 +678,7 @@ impl MailboxRuntime {
                     None
                 };
                 if let Some((h, done)) = in_flight.take() {
-                    let outcomes = h.await.map_err(|e| Trouble::Store(format!("batch task: {e}")))??;
+                    let outcomes = h.await.map_err(|e| Trouble::Batch(e.to_string()))??;
                     if !self.finish_batch(&mut s, done, &outcomes, has_move, has_uidplus, uidvalidity, lease).await? {
                         tracing::warn!(mailbox = %c.name, "lease lost before the checkpoint; stepping back");
                         return Ok(());
@@ -774,7 +790,8 @@ impl MailboxRuntime {
             if prefix == 0 {
                 return Err(Trouble::Server(format!("the server returned no body for UID {missing}; retrying")));
             }
-            tracing::warn!(mailbox = %self.cfg.name, uid = missing, "no body returned for a UID; this batch stops before it");
+            tracing::warn!(mailbox = %self.cfg.name, uid = missing, "no body returned for a UID; this batch \
+                stops before it");
             out.truncate(prefix);
         }
         Ok(out)

@@ -394,7 +394,13 @@ mod tests {
 
     #[test]
     fn a_success_dsn_is_no_bounce_and_no_inquiry() {
-        let raw = b"From: MAILER-DAEMON@mx.example\r\nTo: news@crm.example.com\r\nSubject: Successful Mail Delivery Report\r\nMessage-ID: <ok-1@mx.example>\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nYour message was successfully delivered to happy@client.example.\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; happy@client.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n--B--\r\n";
+        let raw = b"From: MAILER-DAEMON@mx.example\r\nTo: news@crm.example.com\r\n\
+            Subject: Successful Mail Delivery Report\r\nMessage-ID: <ok-1@mx.example>\r\n\
+            Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\n\
+            Content-Type: text/plain\r\n\r\n\
+            Your message was successfully delivered to happy@client.example.\r\n\r\n--B\r\n\
+            Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+            Final-Recipient: rfc822; happy@client.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n--B--\r\n";
         let m = parse(raw, 1 << 20).unwrap();
         assert!(m.bounce.is_none(), "{:?}", m.bounce);
         assert!(matches!(m.automated, Some(Automated::Report(_))), "{:?}", m.automated);
@@ -443,21 +449,28 @@ mod tests {
     #[test]
     fn review_shapes_human_mail_is_no_bounce_and_policy_codes_are_soft() {
         // A customer's complaint with a bounce-like subject, quoting our address.
-        let raw = "From: Client <client@shop.example>\r\nTo: sales@ours.example\r\nSubject: Re: Заказ 512 не доставлен\r\nMessage-ID: <h1@shop.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nГде заказ?\r\n\r\nОт: Отдел продаж <sales@ours.example>\r\nТел. 550 12 34\r\n".as_bytes();
+        let raw = "From: Client <client@shop.example>\r\nTo: sales@ours.example\r\n\
+            Subject: Re: Заказ 512 не доставлен\r\nMessage-ID: <h1@shop.example>\r\n\
+            Content-Type: text/plain; charset=utf-8\r\n\r\nГде заказ?\r\n\r\n\
+            От: Отдел продаж <sales@ours.example>\r\nТел. 550 12 34\r\n"
+            .as_bytes();
         let m = parse(raw, 1 << 20).unwrap();
         assert!(m.bounce.is_none(), "{:?}", m.bounce);
         // Policy refusals do not suppress; an IP address is not a status code.
         assert_eq!(bounce::status_in("host mx [10.4.5.120] said: 550 5.1.1 <x@y>").as_deref(), Some("5.1.1"));
         assert_eq!(bounce::status_in("[2.56.1.1]"), None);
         // Outlook's X-Auto-Response-Suppress on a person's mail is no auto-reply.
-        let raw = b"From: Kate <kate@client.example>\r\nTo: sales@ours.example\r\nSubject: Price request\r\nMessage-ID: <h2@client.example>\r\nX-Auto-Response-Suppress: All\r\n\r\nPlease send prices.\r\n";
+        let raw = b"From: Kate <kate@client.example>\r\nTo: sales@ours.example\r\nSubject: Price request\r\n\
+            Message-ID: <h2@client.example>\r\nX-Auto-Response-Suppress: All\r\n\r\nPlease send prices.\r\n";
         assert!(parse(raw, 1 << 20).unwrap().automated.is_none());
         // Null Return-Path: machine mail, no lead.
-        let raw = b"Return-Path: <>\r\nFrom: Service Desk <sd@vendor.example>\r\nSubject: Request 4711 received\r\nMessage-ID: <h3@vendor.example>\r\n\r\nThanks.\r\n";
+        let raw = b"Return-Path: <>\r\nFrom: Service Desk <sd@vendor.example>\r\n\
+            Subject: Request 4711 received\r\nMessage-ID: <h3@vendor.example>\r\n\r\nThanks.\r\n";
         assert!(matches!(parse(raw, 1 << 20).unwrap().automated, Some(Automated::Bulk(_))));
         // A huge address in a daemon's text does not panic.
         let raw = format!(
-            "From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nMessage-ID: <h4@x>\r\n\r\n{}@x.example failed\r\n",
+            "From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\nMessage-ID: <h4@x>\r\n\r\n\
+                {}@x.example failed\r\n",
             "a".repeat(900)
         );
         let _ = parse(raw.as_bytes(), 1 << 20);

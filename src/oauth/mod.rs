@@ -185,7 +185,7 @@ pub enum OAuthError {
     #[error("{0}")]
     Config(String),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
 }
 
 impl OAuthError {
@@ -323,9 +323,7 @@ impl Tokens {
     pub async fn new(store: Store, key: Option<&str>) -> Result<Tokens, OAuthError> {
         let secret = match key {
             Some(k) => k.trim().to_string(),
-            None => {
-                store.instance_secret("oauth_seal", Utc::now()).await.map_err(|e| OAuthError::Store(e.to_string()))?
-            }
+            None => store.instance_secret("oauth_seal", Utc::now()).await?,
         };
         Ok(Tokens { store, sealer: Sealer::new(&secret), refreshing: tokio::sync::Mutex::new(()) })
     }
@@ -358,12 +356,7 @@ impl Tokens {
         if c.grant == OAuthGrantType::ClientCredentials {
             return self.app_token(account, c, fresh, now).await.map(ahead);
         }
-        let g = self
-            .store
-            .oauth_grant(account)
-            .await
-            .map_err(|e| OAuthError::Store(e.to_string()))?
-            .ok_or_else(|| OAuthError::NoGrant(account.to_string()))?;
+        let g = self.store.oauth_grant(account).await?.ok_or_else(|| OAuthError::NoGrant(account.to_string()))?;
         if let Some(why) = &g.last_error {
             return Err(OAuthError::Expired { account: account.into(), why: why.clone() });
         }
@@ -385,7 +378,7 @@ impl Tokens {
         seen: &OAuthGrant,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>), OAuthError> {
-        let store = |x: crate::store::StoreError| OAuthError::Store(x.to_string());
+        let store = OAuthError::Store;
         let _turn = self.refreshing.lock().await;
         let held = self.store.hold_oauth_grant(account).await.map_err(store)?;
         let Some(g) = held.grant.clone() else { return Err(OAuthError::NoGrant(account.to_string())) };
@@ -455,7 +448,7 @@ impl Tokens {
         fresh: bool,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>), OAuthError> {
-        let store = |e: crate::store::StoreError| OAuthError::Store(e.to_string());
+        let store = OAuthError::Store;
         let g = self.store.oauth_grant(account).await.map_err(store)?;
         if !fresh
             && let Some(g) = &g
@@ -571,7 +564,7 @@ impl Tokens {
             last_refresh_at: None,
             last_error: None,
         };
-        self.store.save_oauth_grant(&g).await.map_err(|x| OAuthError::Store(x.to_string()))
+        self.store.save_oauth_grant(&g).await.map_err(OAuthError::Store)
     }
 }
 

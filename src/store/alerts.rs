@@ -1,5 +1,6 @@
 //! Overdue scan (R-TASK-1) and the notification log of alert digests.
 
+use crate::crm::status::NotificationStatus;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -8,7 +9,7 @@ use uuid::Uuid;
 
 use super::db::{Exec, Row, Value};
 use super::ops::NotificationClaim;
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 use crate::crm::activity::date_only_due;
 use crate::crm::alerts::{OverdueItem, UserNode};
 use crate::crm::{EntityKind, EntityRef};
@@ -45,8 +46,10 @@ impl Store {
         let mut db = self.db.clone();
         let mut out = Vec::new();
         if new_leads {
-            let sql = "SELECT leadid, ownerid, createdon, subject, COALESCE(firstname || ' ', '') || lastname AS name FROM lead l WHERE createdby IS NULL AND createdon > $1 \
-                       AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = l.leadid AND n.level = $2) ORDER BY createdon LIMIT 10000";
+            let sql = "SELECT leadid, ownerid, createdon, subject, COALESCE(firstname || ' ', '') || lastname \
+                AS name FROM lead l WHERE createdby IS NULL AND createdon > $1 \
+                       AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = l.leadid AND \
+                       n.level = $2) ORDER BY createdon LIMIT 10000";
             for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
                 let id: Uuid = r.get("leadid")?;
                 out.push(PendingNotice {
@@ -59,9 +62,11 @@ impl Store {
                 });
             }
         }
-        let sql = "SELECT h.id, h.entitytype, h.entityid, h.at, h.summary, a.ownerid FROM record_history h JOIN activity a ON a.activityid = h.entityid \
+        let sql = "SELECT h.id, h.entitytype, h.entityid, h.at, h.summary, a.ownerid FROM record_history h \
+            JOIN activity a ON a.activityid = h.entityid \
                    WHERE h.kind = 'assigned' AND h.at > $1 AND a.statecode = 0 \
-                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = $2) ORDER BY h.at LIMIT 10000";
+                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = \
+                     $2) ORDER BY h.at LIMIT 10000";
         for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
             out.push(PendingNotice {
                 id: r.get("id")?,
@@ -72,9 +77,11 @@ impl Store {
                 text: r.get("summary")?,
             });
         }
-        let sql = "SELECT h.id, h.entityid, h.at, h.summary, c.name, c.ownerid FROM record_history h JOIN campaign c ON c.campaignid = h.entityid \
+        let sql = "SELECT h.id, h.entityid, h.at, h.summary, c.name, c.ownerid FROM record_history h JOIN \
+            campaign c ON c.campaignid = h.entityid \
                    WHERE h.kind = 'over_budget' AND h.at > $1 \
-                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = $2) ORDER BY h.at LIMIT 10000";
+                     AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.activityid = h.id AND n.level = \
+                     $2) ORDER BY h.at LIMIT 10000";
         for r in db.fetch_all(sql, vec![since.into(), NOTICE_LEVEL.into()]).await? {
             out.push(PendingNotice {
                 id: r.get("id")?,
@@ -105,8 +112,10 @@ impl Store {
         if !plain.is_empty() {
             let ph: Vec<String> = (0..plain.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
-                "SELECT activityid, activitytypecode, subject, ownerid, owneridtype, scheduledend, regardingobjectid, regardingobjectidtype \
-                 FROM activity WHERE statecode = 0 AND scheduledend < $1 AND activitytypecode IN ({}) ORDER BY scheduledend LIMIT $2",
+                "SELECT activityid, activitytypecode, subject, ownerid, owneridtype, scheduledend, \
+                    regardingobjectid, regardingobjectidtype \
+                 FROM activity WHERE statecode = 0 AND scheduledend < $1 AND activitytypecode IN ({}) ORDER BY \
+                 scheduledend LIMIT $2",
                 ph.join(", ")
             );
             let mut args: Vec<Value> = vec![now.into(), limit.into()];
@@ -154,14 +163,30 @@ impl Store {
     pub async fn alert_directory(&self) -> Result<(HashMap<Uuid, UserNode>, HashMap<Uuid, String>)> {
         let mut db = self.db.clone();
         let mut users = HashMap::new();
-        for r in db.fetch_all("SELECT systemuserid, fullname, firstname, lastname, internalemailaddress, isdisabled, parentsystemuserid FROM systemuser", vec![]).await? {
+        for r in db
+            .fetch_all(
+                "SELECT systemuserid, fullname, firstname, lastname, internalemailaddress, \
+            isdisabled, parentsystemuserid FROM systemuser",
+                vec![],
+            )
+            .await?
+        {
             let name = r.get::<Option<String>>("fullname")?.unwrap_or_else(|| {
                 let first: Option<String> = r.get("firstname").ok().flatten();
                 let last: String = r.get("lastname").unwrap_or_default();
                 first.map(|f| format!("{f} {last}")).unwrap_or(last)
             });
             let id: Uuid = r.get("systemuserid")?;
-            users.insert(id, UserNode { id, name, email: r.get("internalemailaddress")?, disabled: r.get("isdisabled")?, manager: r.get("parentsystemuserid")? });
+            users.insert(
+                id,
+                UserNode {
+                    id,
+                    name,
+                    email: r.get("internalemailaddress")?,
+                    disabled: r.get("isdisabled")?,
+                    manager: r.get("parentsystemuserid")?,
+                },
+            );
         }
         let mut teams = HashMap::new();
         for r in db.fetch_all("SELECT teamid, contact_email FROM team WHERE contact_email IS NOT NULL", vec![]).await? {
@@ -178,7 +203,8 @@ impl Store {
         let mut new: HashSet<(Uuid, i32, i64, Uuid)> = HashSet::new();
         for chunk in claims.chunks(super::ROWS_PER_STATEMENT) {
             let mut sql = String::from(
-                "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, recipient, recipient_userid, digest_id, item, status, created_at) VALUES ",
+                "INSERT INTO notification_log (id, activityid, activitytype, level, scheduledend, ownerid, \
+                    recipient, recipient_userid, digest_id, item, status, created_at) VALUES ",
             );
             let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
             for (i, c) in chunk.iter().enumerate() {
@@ -213,7 +239,10 @@ impl Store {
                     c.created_at.into(),
                 ]);
             }
-            sql.push_str(" ON CONFLICT (activityid, level, scheduledend, ownerid) DO NOTHING RETURNING activityid, level, scheduledend, ownerid");
+            sql.push_str(
+                " ON CONFLICT (activityid, level, scheduledend, ownerid) DO NOTHING RETURNING \
+                activityid, level, scheduledend, ownerid",
+            );
             for r in tx.fetch_all(&sql, args).await? {
                 let due: DateTime<Utc> = r.get("scheduledend")?;
                 new.insert((r.get("activityid")?, r.get("level")?, due.timestamp_millis(), r.get("ownerid")?));
@@ -229,7 +258,8 @@ impl Store {
     /// The query plan of the plain-activity overdue query (for the benchmark). Dialect:
     /// SQLite says EXPLAIN QUERY PLAN, PostgreSQL EXPLAIN.
     pub async fn explain_overdue(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
-        let q = "SELECT activityid FROM activity WHERE statecode = 0 AND scheduledend < $1 AND activitytypecode IN ($2, $3) ORDER BY scheduledend LIMIT 100000";
+        let q = "SELECT activityid FROM activity WHERE statecode = 0 AND scheduledend < $1 AND \
+            activitytypecode IN ($2, $3) ORDER BY scheduledend LIMIT 100000";
         let (sql, col) = match self.engine() {
             super::Engine::Sqlite => (format!("EXPLAIN QUERY PLAN {q}"), "detail"),
             super::Engine::Postgres => (format!("EXPLAIN {q}"), "QUERY PLAN"),
@@ -247,7 +277,11 @@ impl Store {
         let rows = self
             .db
             .clone()
-            .fetch_all("SELECT id, recipient, item, level, attempts FROM notification_log WHERE digest_id = $1 AND status = 'pending' ORDER BY scheduledend, id", vec![digest.into()])
+            .fetch_all(
+                "SELECT id, recipient, item, level, attempts FROM notification_log WHERE digest_id = $1 \
+                AND status = 'pending' ORDER BY scheduledend, id",
+                vec![digest.into()],
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -266,17 +300,15 @@ impl Store {
     pub async fn finish_digest(
         &self,
         digest: Uuid,
-        status: &str,
+        status: NotificationStatus,
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        if !matches!(status, "sent" | "failed" | "pending") {
-            return Err(StoreError::Decode(format!("bad digest status {status}")));
-        }
         self.db
             .clone()
             .execute(
-                "UPDATE notification_log SET status = $2, last_error = $3, attempts = attempts + 1, sending_until = NULL, sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE sent_at END \
+                "UPDATE notification_log SET status = $2, last_error = $3, attempts = attempts + 1, \
+                    sending_until = NULL, sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE sent_at END \
                  WHERE digest_id = $1 AND status = 'pending'",
                 vec![digest.into(), status.into(), error.into(), now.into()],
             )
@@ -294,7 +326,8 @@ impl Store {
             .clone()
             .execute(
                 "UPDATE notification_log SET sending_until = $2 WHERE digest_id = $1 AND status = 'pending' \
-                 AND NOT EXISTS (SELECT 1 FROM notification_log o WHERE o.digest_id = $1 AND o.status = 'pending' AND o.sending_until >= $3)",
+                 AND NOT EXISTS (SELECT 1 FROM notification_log o WHERE o.digest_id = $1 AND o.status = \
+                 'pending' AND o.sending_until >= $3)",
                 vec![digest.into(), until.into(), now.into()],
             )
             .await?;
@@ -305,7 +338,11 @@ impl Store {
         let rows = self
             .db
             .clone()
-            .fetch_all("SELECT DISTINCT digest_id FROM notification_log WHERE status = 'pending' AND created_at < $1 AND digest_id IS NOT NULL", vec![before.into()])
+            .fetch_all(
+                "SELECT DISTINCT digest_id FROM notification_log WHERE status = 'pending' AND \
+                created_at < $1 AND digest_id IS NOT NULL",
+                vec![before.into()],
+            )
             .await?;
         rows.iter().map(|r| r.get("digest_id")).collect()
     }

@@ -21,10 +21,10 @@ impl Store {
     /// then opens the copy and checks it.
     pub async fn backup_into(&self, path: &Path) -> Result<Backup> {
         if self.db.engine() != Engine::Sqlite {
-            return Err(StoreError::Unavailable("an online copy is made of SQLite databases only".into()));
+            return Err(StoreError::Unsupported("an online copy is made of SQLite databases only".into()));
         }
         if path.exists() {
-            return Err(StoreError::Unavailable(format!("{} exists already: name a new file", path.display())));
+            return Err(StoreError::Unsupported(format!("{} exists already: name a new file", path.display())));
         }
         let target = path.to_string_lossy().to_string();
         self.db.clone().execute("VACUUM INTO $1", vec![target.into()]).await?;

@@ -39,7 +39,8 @@ impl Store {
             .clone()
             .execute(
                 "INSERT INTO console_login (systemuserid, password_hash, role, modifiedon) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (systemuserid) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role, modifiedon = excluded.modifiedon",
+                 ON CONFLICT (systemuserid) DO UPDATE SET password_hash = excluded.password_hash, role = \
+                 excluded.role, modifiedon = excluded.modifiedon",
                 vec![user.into(), hash.into(), role.into(), now.into()],
             )
             .await?;
@@ -52,7 +53,8 @@ impl Store {
             .db
             .clone()
             .fetch_optional(
-                "SELECT l.password_hash, l.role FROM console_login l JOIN systemuser u ON u.systemuserid = l.systemuserid \
+                "SELECT l.password_hash, l.role FROM console_login l JOIN systemuser u ON u.systemuserid = \
+                    l.systemuserid \
                  WHERE l.systemuserid = $1 AND u.isdisabled = FALSE",
                 vec![user.into()],
             )
@@ -73,7 +75,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.execute("DELETE FROM console_session WHERE expireson <= $1", vec![now.into()]).await?;
         tx.execute(
-            "INSERT INTO console_session (id_sha256, systemuserid, role, csrf, createdon, expireson) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO console_session (id_sha256, systemuserid, role, csrf, createdon, expireson) VALUES \
+                ($1, $2, $3, $4, $5, $6)",
             vec![id_sha256.into(), user.into(), role.into(), csrf.into(), now.into(), expires.into()],
         )
         .await?;
@@ -87,7 +90,8 @@ impl Store {
             .db
             .clone()
             .fetch_optional(
-                "SELECT s.systemuserid, COALESCE(u.fullname, u.internalemailaddress, '') AS user_name, s.role, s.csrf, s.expireson \
+                "SELECT s.systemuserid, COALESCE(u.fullname, u.internalemailaddress, '') AS user_name, s.role, \
+                    s.csrf, s.expireson \
                  FROM console_session s JOIN systemuser u ON u.systemuserid = s.systemuserid \
                  WHERE s.id_sha256 = $1 AND s.expireson > $2 AND u.isdisabled = FALSE",
                 vec![id_sha256.into(), now.into()],

@@ -123,13 +123,15 @@ mod tests {
     fn values_are_parameters_never_sql_text() {
         let c = crate::crm::criteria::parse(
             EntityKind::Lead,
-            &json!({"all": [{"field": "subject", "op": "contains", "value": "50%'; DROP TABLE lead; --"}, {"field": "industrycode", "op": "in", "value": [16, 7]}]}),
+            &json!({"all": [{"field": "subject", "op": "contains", "value": "50%'; DROP TABLE lead; \
+                --"}, {"field": "industrycode", "op": "in", "value": [16, 7]}]}),
         )
         .unwrap();
         let (sql, args) = compile_members_query(&c, Engine::Postgres, Utc::now());
         assert_eq!(
             sql,
-            "SELECT leadid AS id FROM lead WHERE ((subject ILIKE $1 ESCAPE '\\') AND (industrycode IN ($2, $3))) ORDER BY leadid"
+            "SELECT leadid AS id FROM lead WHERE ((subject ILIKE $1 ESCAPE '\\') AND (industrycode IN ($2, \
+                $3))) ORDER BY leadid"
         );
         assert!(!sql.contains("DROP"));
         assert_eq!(args[0], Value::Text(Some("%50\\%'; DROP TABLE lead; --%".into())));

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Column, PgPool, Postgres, Row as _, Sqlite, SqlitePool
 
 use super::{Result, StoreError};
 use crate::config::DatabaseConfig;
+use crate::crm::status::{CallStatus, CandidateStatus, EventStatus, NotificationStatus};
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +115,16 @@ fn nul_free(s: String) -> String {
 
 macro_rules! value_from {
     ($($t:ty => $v:ident $(via $conv:expr)?),* $(,)?) => {$(
-        impl From<$t> for Value { fn from(x: $t) -> Value { Value::$v(Some(value_from!(@conv x $(, $conv)?))) } }
-        impl From<Option<$t>> for Value { fn from(x: Option<$t>) -> Value { Value::$v(x.map(|x| value_from!(@conv x $(, $conv)?))) } }
+        impl From<$t> for Value {
+            fn from(x: $t) -> Value {
+                Value::$v(Some(value_from!(@conv x $(, $conv)?)))
+            }
+        }
+        impl From<Option<$t>> for Value {
+            fn from(x: Option<$t>) -> Value {
+                Value::$v(x.map(|x| value_from!(@conv x $(, $conv)?)))
+            }
+        }
     )*};
     (@conv $x:ident) => { $x.into() };
     (@conv $x:ident, $conv:expr) => { ($conv)($x) };
@@ -128,6 +137,10 @@ value_from! {
     chrono::NaiveDate => Text via |d: chrono::NaiveDate| d.to_string(),
     crate::crm::Money => Int via |m: crate::crm::Money| m.minor(),
     crate::crm::EntityKind => Text via |k: crate::crm::EntityKind| k.as_str().to_string(),
+    EventStatus => Text via |s: EventStatus| s.as_str().to_string(),
+    CallStatus => Text via |s: CallStatus| s.as_str().to_string(),
+    NotificationStatus => Text via |s: NotificationStatus| s.as_str().to_string(),
+    CandidateStatus => Text via |s: CandidateStatus| s.as_str().to_string(),
 }
 
 /// Reads a typed value out of a `Value`.
@@ -216,6 +229,17 @@ impl FromValue for crate::crm::EntityKind {
         String::from_value(v)?.parse()
     }
 }
+
+macro_rules! from_stored_name {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: &Value) -> Result<Self, String> {
+                String::from_value(v)?.parse()
+            }
+        }
+    )*};
+}
+from_stored_name!(EventStatus, CallStatus, NotificationStatus, CandidateStatus);
 
 /// A result row: column names and values, engine-neutral.
 #[derive(Debug, Clone)]
@@ -712,7 +736,7 @@ impl Db {
     /// `_sqlx_migrations`, apalis-postgres in schema `apalis`).
     pub async fn migrate(&self) -> Result<()> {
         let m = migrator(self.engine());
-        let err = |e: sqlx::migrate::MigrateError| StoreError::Migrate(e.to_string());
+        let err = |e: sqlx::migrate::MigrateError| StoreError::Migrate(Box::new(e));
         match self {
             Db::Sqlite(p) => {
                 m.run(p).await.map_err(err)?;
@@ -722,9 +746,7 @@ impl Db {
             }
             Db::Postgres(p) => {
                 m.run(p).await.map_err(err)?;
-                apalis_postgres::PostgresStorage::<()>::setup(p)
-                    .await
-                    .map_err(|e| StoreError::Migrate(e.to_string()))?;
+                apalis_postgres::PostgresStorage::<()>::setup(p).await.map_err(|e| StoreError::Migrate(Box::new(e)))?;
             }
         }
         Ok(())
@@ -737,7 +759,7 @@ impl Db {
         let row = db.fetch_one(&sql, vec![]).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let applied: i64 = row.get("v")?;
         if applied < latest {
-            return Err(StoreError::Migrate(format!("schema at version {applied}, this binary needs {latest}")));
+            return Err(StoreError::SchemaBehind { applied, latest });
         }
         Ok(())
     }

@@ -22,7 +22,8 @@ pub(crate) async fn add_history(
     summary: &str,
 ) -> Result<()> {
     ex.execute(
-        "INSERT INTO record_history (id, entitytype, entityid, at, actor, kind, summary) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO record_history (id, entitytype, entityid, at, actor, kind, summary) VALUES ($1, $2, $3, \
+            $4, $5, $6, $7)",
         vec![Uuid::now_v7().into(), of.kind.into(), of.id.into(), at.into(), actor.into(), kind.into(), summary.into()],
     )
     .await?;

@@ -97,7 +97,8 @@ impl Store {
             tx.execute(
                 &format!(
                     "INSERT INTO pbx_line ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (did) DO UPDATE SET owner = excluded.owner, campaignactivityid = excluded.campaignactivityid, \
+                     ON CONFLICT (did) DO UPDATE SET owner = excluded.owner, campaignactivityid = \
+                     excluded.campaignactivityid, \
                      campaignid = excluded.campaignid, create_leads = excluded.create_leads, \
                      min_answered_seconds = excluded.min_answered_seconds, lead_subject = excluded.lead_subject, \
                      from_config = TRUE, modifiedon = excluded.modifiedon"
@@ -165,7 +166,8 @@ impl Store {
         }
         let n = tx
             .execute(
-                "UPDATE pbx_line SET did = $2, name = $3, owner = $4, campaignactivityid = $5, campaignid = $6, create_leads = $7, \
+                "UPDATE pbx_line SET did = $2, name = $3, owner = $4, campaignactivityid = $5, campaignid = \
+                    $6, create_leads = $7, \
                  min_answered_seconds = $8, lead_subject = $9, modifiedon = $12 WHERE pbx_lineid = $1",
                 values(&l),
             )

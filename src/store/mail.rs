@@ -18,6 +18,7 @@ use crate::crm::entities::{Activity, Lead};
 use crate::crm::inbound::{FailedRecipient, Malformed, ParsedMail, Severity, hits_unsubscribe_address};
 use crate::crm::mail::{MailContext, MailPlan, MailboxPolicy, Outbound, Wave, plan_mail};
 use crate::crm::matching::{Hit, MatchOutcome, resolve_sender};
+use crate::crm::status::EventStatus;
 use crate::crm::{EmailAddress, EntityKind, EntityRef};
 
 /// The inbound_event source of every mailbox: one key space, so the same message in two
@@ -40,8 +41,7 @@ pub struct MailInput {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MailOutcome {
     pub key: String,
-    /// processed | skipped | quarantined | failed | duplicate
-    pub status: String,
+    pub status: EventStatus,
     pub class: Option<String>,
     pub reason: Option<String>,
     pub created: Vec<EntityRef>,
@@ -77,7 +77,8 @@ impl LeaseFence {
     async fn check(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<()> {
         let n = tx
             .execute(
-                "UPDATE mailbox_state SET updated_at = $4 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3 AND lease_until >= $4",
+                "UPDATE mailbox_state SET updated_at = $4 WHERE mailbox = $1 AND folder = $2 AND lease_holder \
+                    = $3 AND lease_until >= $4",
                 vec![self.mailbox.clone().into(), self.folder.clone().into(), self.holder.clone().into(), now.into()],
             )
             .await?;
@@ -128,7 +129,8 @@ impl Store {
             Err(e @ StoreError::LeaseLost(_)) => Err(e),
             Err(e) if transient(&e) => Err(e),
             Err(batch_err) if items.len() > 1 => {
-                tracing::warn!(error = %batch_err, n = items.len(), "mail batch failed; retrying its messages one by one");
+                tracing::warn!(error = %batch_err, n = items.len(), "mail batch failed; retrying its messages \
+                    one by one");
                 let mut out = Vec::with_capacity(items.len());
                 for it in items {
                     out.push(self.ingest_alone(it, policy, bounces, tz, now, None, fence).await?);
@@ -191,11 +193,12 @@ impl Store {
                 drop(tx);
                 let key = it.parsed.as_ref().map(|p| p.key.clone()).unwrap_or_else(|_| it.raw_key.clone());
                 let reason = format!("processing failed: {e}");
-                tracing::error!(key = %key, error = %e, "inbound message could not be applied; kept as failed for replay");
+                tracing::error!(key = %key, error = %e, "inbound message could not be applied; kept as failed \
+                    for replay");
                 let mut tx = self.db.begin().await?;
                 let ev = InboundEvent {
                     id: replacing.unwrap_or_else(Uuid::new_v4),
-                    ..event(&key, "failed", Some(reason.clone()), None, it, now)
+                    ..event(&key, EventStatus::Failed, Some(reason.clone()), None, it, now)
                 };
                 if let Some(old) = replacing {
                     tx.execute("DELETE FROM inbound_event WHERE id = $1", vec![old.into()]).await?;
@@ -204,7 +207,7 @@ impl Store {
                 tx.commit().await?;
                 Ok(MailOutcome {
                     key,
-                    status: "failed".into(),
+                    status: EventStatus::Failed,
                     class: None,
                     reason: Some(reason),
                     created: vec![],
@@ -227,14 +230,14 @@ impl Store {
     ) -> Result<MailOutcome> {
         let mail = match &it.parsed {
             Err(m) => {
-                let ev = event(&it.raw_key, "quarantined", Some(m.to_string()), None, it, now);
+                let ev = event(&it.raw_key, EventStatus::Quarantined, Some(m.to_string()), None, it, now);
                 let status = match ops::record_inbound(tx, &ev).await? {
-                    ops::InboundOutcome::New => "quarantined",
-                    ops::InboundOutcome::Duplicate(_) => "duplicate",
+                    ops::InboundOutcome::New => EventStatus::Quarantined,
+                    ops::InboundOutcome::Duplicate(_) => EventStatus::Duplicate,
                 };
                 return Ok(MailOutcome {
                     key: it.raw_key.clone(),
-                    status: status.into(),
+                    status,
                     class: None,
                     reason: Some(m.to_string()),
                     created: vec![],
@@ -245,10 +248,10 @@ impl Store {
         };
         // R-EM-1: seen before (here, in another mailbox, or earlier in this batch) → nothing new.
         // A message one mailbox skipped (its filter) may still count in another.
-        if let Some(status) = facts.seen.get(&mail.key).filter(|s| s.as_str() != "skipped") {
+        if let Some(status) = facts.seen.get(&mail.key).filter(|s| **s != EventStatus::Skipped) {
             return Ok(MailOutcome {
                 key: mail.key.clone(),
-                status: "duplicate".into(),
+                status: EventStatus::Duplicate,
                 class: None,
                 reason: Some(format!("already {status}")),
                 created: vec![],
@@ -263,7 +266,8 @@ impl Store {
         let result = json!({
             "class": plan.class,
             "created": created,
-            "correlation": ctx.outbound.as_ref().map(|o| json!({"activityid": o.activity_id, "method": o.method, "wave": o.wave.map(|w| w.activity_id)})),
+            "correlation": ctx.outbound.as_ref().map(|o| json!({"activityid": o.activity_id, "method": o.method,
+                "wave": o.wave.map(|w| w.activity_id)})),
             "bounce": plan.writes.bounce,
         });
         let id = Uuid::new_v4();
@@ -291,7 +295,7 @@ impl Store {
         let ev = InboundEvent { id, ..event(&mail.key, plan.status, None, None, it, now) };
         Ok(MailOutcome {
             key: mail.key.clone(),
-            status: plan.status.into(),
+            status: plan.status,
             class: Some(plan.class.into()),
             reason: plan.reason,
             created,
@@ -319,7 +323,15 @@ impl Store {
         if tx.engine() == super::Engine::Postgres && !sv.is_empty() {
             for chunk in sv.chunks(super::ROWS_PER_STATEMENT) {
                 let list = (1..=chunk.len()).map(|i| format!("(CAST(${i} AS TEXT))")).collect::<Vec<_>>().join(", ");
-                tx.fetch_all(&format!("SELECT COUNT(l) AS n FROM (SELECT CAST(pg_advisory_xact_lock(hashtextextended(v, 7)) AS TEXT) AS l FROM (SELECT v FROM (VALUES {list}) AS t(v) ORDER BY v) AS s) AS x"), chunk.to_vec()).await?;
+                tx.fetch_all(
+                    &format!(
+                        "SELECT COUNT(l) AS n FROM (SELECT \
+                    CAST(pg_advisory_xact_lock(hashtextextended(v, 7)) AS TEXT) AS l FROM (SELECT v FROM \
+                    (VALUES {list}) AS t(v) ORDER BY v) AS s) AS x"
+                    ),
+                    chunk.to_vec(),
+                )
+                .await?;
             }
         }
         // Seen keys only now, under the senders' locks: a worker that recorded one of these
@@ -336,9 +348,20 @@ impl Store {
         {
             f.seen.insert(r.get("external_id")?, r.get("status")?);
         }
-        for r in in_chunks(tx, "SELECT entitytype, entityid, statecode, value FROM contact_point WHERE channel = 'email' AND value IN ({})", vec![], &sv).await? {
+        for r in in_chunks(
+            tx,
+            "SELECT entitytype, entityid, statecode, value FROM contact_point WHERE channel \
+            = 'email' AND value IN ({})",
+            vec![],
+            &sv,
+        )
+        .await?
+        {
             let kind: EntityKind = r.get("entitytype")?;
-            f.points.entry(r.get("value")?).or_default().push((EntityRef::new(kind, r.get("entityid")?), r.get("statecode")?));
+            f.points
+                .entry(r.get("value")?)
+                .or_default()
+                .push((EntityRef::new(kind, r.get("entityid")?), r.get("statecode")?));
         }
         for r in in_chunks(tx, "SELECT address FROM suppression WHERE address IN ({})", vec![], &sv).await? {
             f.suppressed.insert(r.get("address")?);
@@ -348,7 +371,8 @@ impl Store {
         let oldest = parsed.iter().map(|m| message_time(m, now)).min().unwrap_or(now);
         for r in in_chunks(
             tx,
-            "SELECT sender, COALESCE(message_date, received_at) AS t FROM inbound_event WHERE COALESCE(message_date, received_at) > $1 AND status = 'processed' \
+            "SELECT sender, COALESCE(message_date, received_at) AS t FROM inbound_event WHERE \
+                COALESCE(message_date, received_at) > $1 AND status = 'processed' \
              AND class IN ('inquiry', 'reply', 'unsubscribe') AND sender IN ({})",
             vec![(oldest - Duration::hours(1)).into()],
             &sv,
@@ -406,7 +430,8 @@ impl Store {
         for (sql, kind) in [
             ("SELECT activityid, regardingobjectid, ownerid FROM campaignactivity WHERE activityid IN ({})", None),
             (
-                "SELECT activityid, activityid AS regardingobjectid, ownerid FROM bulkoperation WHERE activityid IN ({})",
+                "SELECT activityid, activityid AS regardingobjectid, ownerid FROM bulkoperation WHERE \
+                    activityid IN ({})",
                 Some(EntityKind::Bulkoperation),
             ),
         ] {
@@ -436,7 +461,16 @@ impl Store {
                 &sv,
             )
             .await?;
-            rows.extend(in_chunks(tx, "SELECT campaignactivityid, customerid, emailaddress FROM campaignresponse WHERE customerid IN ({})", vec![], &parties).await?);
+            rows.extend(
+                in_chunks(
+                    tx,
+                    "SELECT campaignactivityid, customerid, emailaddress FROM \
+                campaignresponse WHERE customerid IN ({})",
+                    vec![],
+                    &parties,
+                )
+                .await?,
+            );
             for r in rows {
                 let Some(wave) = r.get::<Option<Uuid>>("campaignactivityid")? else { continue };
                 if let Some(c) = r.get::<Option<Uuid>>("customerid")? {
@@ -547,7 +581,10 @@ impl Store {
             if p.kind.is_party() {
                 let (table, key) = p.kind.table();
                 tx.execute(
-                    &format!("UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, versionnumber = versionnumber + 1 WHERE {key} = $1"),
+                    &format!(
+                        "UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, \
+                        versionnumber = versionnumber + 1 WHERE {key} = $1"
+                    ),
                     vec![p.id.into(), now.into()],
                 )
                 .await?;
@@ -583,11 +620,23 @@ impl Store {
                 };
                 any_hard |= r.severity == Severity::Hard;
                 tx.execute(
-                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, last_diagnostic, last_at, last_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (address) DO UPDATE SET soft_count = mail_bounce.soft_count + excluded.soft_count, hard_count = mail_bounce.hard_count + excluded.hard_count, \
-                       delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = excluded.last_status, last_diagnostic = excluded.last_diagnostic, \
+                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, \
+                        last_diagnostic, last_at, last_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (address) DO UPDATE SET soft_count = mail_bounce.soft_count + \
+                     excluded.soft_count, hard_count = mail_bounce.hard_count + excluded.hard_count, \
+                       delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = \
+                       excluded.last_status, last_diagnostic = excluded.last_diagnostic, \
                        last_at = excluded.last_at, last_reason = excluded.last_reason",
-                    vec![addr.as_str().into(), (s as i64).into(), (h as i64).into(), (d as i64).into(), r.status.clone().into(), r.diagnostic.clone().into(), now.into(), r.reason.as_str().into()],
+                    vec![
+                        addr.as_str().into(),
+                        (s as i64).into(),
+                        (h as i64).into(),
+                        (d as i64).into(),
+                        r.status.clone().into(),
+                        r.diagnostic.clone().into(),
+                        now.into(),
+                        r.reason.as_str().into(),
+                    ],
                 )
                 .await?;
                 let soft: i64 = tx
@@ -619,7 +668,9 @@ impl Store {
             // R-WV-4: the delivery that bounced goes to 8 Failed (statecode back to Open).
             if let (Some(d), true) = (b.delivery, any_hard && b.ours) {
                 tx.execute(
-                    "UPDATE activity SET statecode = 0, statuscode = 8, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1 AND activitytypecode = 'email' AND directioncode = TRUE",
+                    "UPDATE activity SET statecode = 0, statuscode = 8, modifiedon = $2, versionnumber = \
+                        versionnumber + 1 WHERE activityid = $1 AND activitytypecode = 'email' AND \
+                        directioncode = TRUE",
                     vec![d.into(), now.into()],
                 )
                 .await?;
@@ -635,7 +686,7 @@ impl Store {
                     subject_value: w.parties.first().and_then(|p| p.addressused.clone()).unwrap_or_default(),
                     source_ref: format!("{SOURCE}:{}", mail.key),
                     candidates: c.clone(),
-                    status: "open".into(),
+                    status: crate::crm::status::CandidateStatus::Open,
                     created_at: now,
                 },
             )
@@ -664,10 +715,13 @@ impl Store {
         let events = std::mem::take(&mut p.events);
         let written = insert_rows(
             tx,
-            "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, processed_at, sender, class, subject, message_date, raw)",
+            "inbound_event (id, source, external_id, received_at, status, reason, result, raw_location, \
+                processed_at, sender, class, subject, message_date, raw)",
             &events,
-            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, raw_location = excluded.raw_location, \
-               processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class, subject = excluded.subject, message_date = excluded.message_date, \
+            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = \
+                excluded.reason, result = excluded.result, raw_location = excluded.raw_location, \
+               processed_at = excluded.processed_at, sender = excluded.sender, class = excluded.class, subject \
+               = excluded.subject, message_date = excluded.message_date, \
                raw = excluded.raw WHERE inbound_event.status = 'skipped'",
         )
         .await?;
@@ -722,14 +776,16 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         tx.execute(
-            "INSERT INTO mailbox_state (mailbox, folder, updated_at) VALUES ($1, $2, $3) ON CONFLICT (mailbox, folder) DO NOTHING",
+            "INSERT INTO mailbox_state (mailbox, folder, updated_at) VALUES ($1, $2, $3) ON CONFLICT (mailbox, \
+                folder) DO NOTHING",
             vec![mailbox.into(), folder.into(), now.into()],
         )
         .await?;
         let n = tx
             .execute(
                 "UPDATE mailbox_state SET lease_holder = $3, lease_until = $4, updated_at = $5 \
-                 WHERE mailbox = $1 AND folder = $2 AND (lease_holder IS NULL OR lease_holder = $3 OR lease_until < $5)",
+                 WHERE mailbox = $1 AND folder = $2 AND (lease_holder IS NULL OR lease_holder = $3 OR \
+                 lease_until < $5)",
                 vec![mailbox.into(), folder.into(), holder.into(), (now + ttl).into(), now.into()],
             )
             .await?;
@@ -752,7 +808,8 @@ impl Store {
             .db
             .clone()
             .execute(
-                "UPDATE mailbox_state SET lease_holder = $4, lease_until = $5, updated_at = $6 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+                "UPDATE mailbox_state SET lease_holder = $4, lease_until = $5, updated_at = $6 WHERE mailbox = \
+                    $1 AND folder = $2 AND lease_holder = $3",
                 vec![mailbox.into(), folder.into(), from.into(), holder.into(), (now + ttl).into(), now.into()],
             )
             .await?;
@@ -763,7 +820,11 @@ impl Store {
     pub async fn release_mailbox_lease(&self, mailbox: &str, folder: &str, holder: &str) -> Result<()> {
         self.db
             .clone()
-            .execute("UPDATE mailbox_state SET lease_holder = NULL, lease_until = NULL WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3", vec![mailbox.into(), folder.into(), holder.into()])
+            .execute(
+                "UPDATE mailbox_state SET lease_holder = NULL, lease_until = NULL WHERE mailbox = $1 AND \
+                folder = $2 AND lease_holder = $3",
+                vec![mailbox.into(), folder.into(), holder.into()],
+            )
             .await?;
         Ok(())
     }
@@ -785,8 +846,17 @@ impl Store {
             .db
             .clone()
             .execute(
-                "UPDATE mailbox_state SET uidvalidity = $4, last_uid = $5, last_poll_at = $6, updated_at = $6, lease_until = $7 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
-                vec![mailbox.into(), folder.into(), holder.into(), uidvalidity.into(), last_uid.into(), now.into(), (now + lease).into()],
+                "UPDATE mailbox_state SET uidvalidity = $4, last_uid = $5, last_poll_at = $6, updated_at = $6, \
+                    lease_until = $7 WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+                vec![
+                    mailbox.into(),
+                    folder.into(),
+                    holder.into(),
+                    uidvalidity.into(),
+                    last_uid.into(),
+                    now.into(),
+                    (now + lease).into(),
+                ],
             )
             .await?;
         Ok(n == 1)
@@ -819,7 +889,8 @@ impl Store {
         self.db
             .clone()
             .execute(
-                "UPDATE mailbox_state SET state = $3, state_detail = $4, last_poll_at = CASE WHEN $5 THEN $6 ELSE last_poll_at END, updated_at = $6 WHERE mailbox = $1 AND folder = $2",
+                "UPDATE mailbox_state SET state = $3, state_detail = $4, last_poll_at = CASE WHEN $5 THEN $6 \
+                    ELSE last_poll_at END, updated_at = $6 WHERE mailbox = $1 AND folder = $2",
                 vec![mailbox.into(), folder.into(), state.into(), detail.into(), polled.into(), now.into()],
             )
             .await?;
@@ -831,7 +902,8 @@ impl Store {
             .db
             .clone()
             .fetch_optional(
-                "SELECT mailbox, folder, uidvalidity, last_uid, lease_holder, lease_until, state, state_detail, last_poll_at FROM mailbox_state WHERE mailbox = $1 AND folder = $2",
+                "SELECT mailbox, folder, uidvalidity, last_uid, lease_holder, lease_until, state, \
+                    state_detail, last_poll_at FROM mailbox_state WHERE mailbox = $1 AND folder = $2",
                 vec![mailbox.into(), folder.into()],
             )
             .await?;
@@ -856,7 +928,11 @@ impl Store {
         let rows = self
             .db
             .clone()
-            .fetch_all("SELECT status, COALESCE(class, '') AS class, COUNT(*) AS n FROM inbound_event WHERE source = $1 GROUP BY status, class ORDER BY status, class", vec![SOURCE.into()])
+            .fetch_all(
+                "SELECT status, COALESCE(class, '') AS class, COUNT(*) AS n FROM inbound_event WHERE \
+                source = $1 GROUP BY status, class ORDER BY status, class",
+                vec![SOURCE.into()],
+            )
             .await?;
         rows.iter().map(|r| Ok((r.get("status")?, r.get("class")?, r.get("n")?))).collect()
     }
@@ -879,7 +955,7 @@ fn transient(e: &StoreError) -> bool {
 
 fn event(
     key: &str,
-    status: &str,
+    status: EventStatus,
     reason: Option<String>,
     result: Option<serde_json::Value>,
     it: &MailInput,
@@ -890,10 +966,10 @@ fn event(
         source: SOURCE.into(),
         external_id: key.into(),
         received_at: now,
-        status: status.into(),
+        status,
         reason,
         result,
-        raw: if status == "quarantined" || status == "failed" { it.raw.clone() } else { None },
+        raw: if status.keeps_raw() { it.raw.clone() } else { None },
         raw_location: Some(it.location.clone()),
         processed_at: Some(now),
     }
@@ -916,7 +992,7 @@ struct Pending {
 struct BatchFacts {
     pending: Pending,
     /// Inbound keys already recorded, with their status.
-    seen: HashMap<String, String>,
+    seen: HashMap<String, EventStatus>,
     /// Normalised address → the records carrying it (with statecode), users included.
     points: HashMap<String, Vec<(EntityRef, i32)>>,
     outbound: Vec<Activity>,
@@ -963,7 +1039,7 @@ impl BatchFacts {
 
     /// Takes in what a message just wrote.
     fn learn(&mut self, mail: &ParsedMail, ctx: &MailContext, plan: &MailPlan) {
-        self.seen.insert(mail.key.clone(), plan.status.to_string());
+        self.seen.insert(mail.key.clone(), plan.status);
         let Some(addr) = ctx.sender.as_ref().map(|e| e.as_str().to_string()) else { return };
         let w = &plan.writes;
         if let Some(l) = &w.lead {
@@ -975,7 +1051,7 @@ impl BatchFacts {
         for (a, _) in &w.suppress {
             self.suppressed.insert(a.clone());
         }
-        if plan.status == "processed" && matches!(plan.class, "inquiry" | "reply" | "unsubscribe") {
+        if plan.status == EventStatus::Processed && matches!(plan.class, "inquiry" | "reply" | "unsubscribe") {
             self.recent.entry(addr.clone()).or_default().push(message_time(mail, ctx.now));
         }
         if let Some(r) = &w.response {

@@ -21,7 +21,8 @@ async fn linked_lists(
     owner: Uuid,
 ) -> Result<Vec<MarketingList>> {
     let sql = format!(
-        "SELECT {} FROM {link_table} i JOIN list l ON l.listid = i.listid WHERE i.{owner_col} = $1 ORDER BY l.listname, l.listid",
+        "SELECT {} FROM {link_table} i JOIN list l ON l.listid = i.listid WHERE i.{owner_col} = $1 ORDER BY \
+            l.listname, l.listid",
         list_cols()
     );
     ex.fetch_all(&sql, vec![owner.into()]).await?.iter().map(from_row).collect()
@@ -69,7 +70,12 @@ impl Store {
         let found = load_lists(&mut tx, lists).await?;
         campaign::check_link_lists(&c, &found)?;
         for l in lists {
-            tx.execute("INSERT INTO campaignitem (campaignid, listid) VALUES ($1, $2) ON CONFLICT (campaignid, listid) DO NOTHING", vec![campaign_id.into(), (*l).into()]).await?;
+            tx.execute(
+                "INSERT INTO campaignitem (campaignid, listid) VALUES ($1, $2) ON CONFLICT (campaignid, \
+                listid) DO NOTHING",
+                vec![campaign_id.into(), (*l).into()],
+            )
+            .await?;
         }
         let out = linked_lists(&mut tx, "campaignitem", "campaignid", campaign_id).await?;
         tx.commit().await?;
@@ -83,7 +89,8 @@ impl Store {
         for l in load_lists(&mut tx, lists).await? {
             let used: Vec<Uuid> = tx
                 .fetch_all(
-                    "SELECT i.campaignactivityid FROM campaignactivityitem i JOIN campaignactivity a ON a.activityid = i.campaignactivityid WHERE a.regardingobjectid = $1 AND i.listid = $2",
+                    "SELECT i.campaignactivityid FROM campaignactivityitem i JOIN campaignactivity a ON \
+                        a.activityid = i.campaignactivityid WHERE a.regardingobjectid = $1 AND i.listid = $2",
                     vec![campaign_id.into(), l.listid.into()],
                 )
                 .await?
@@ -120,7 +127,12 @@ impl Store {
         let started = wave_started(&mut tx, activity_id).await?;
         campaign::check_target_lists(&a, started, &found, &linked)?;
         for l in lists {
-            tx.execute("INSERT INTO campaignactivityitem (campaignactivityid, listid) VALUES ($1, $2) ON CONFLICT (campaignactivityid, listid) DO NOTHING", vec![activity_id.into(), (*l).into()]).await?;
+            tx.execute(
+                "INSERT INTO campaignactivityitem (campaignactivityid, listid) VALUES ($1, $2) ON \
+                CONFLICT (campaignactivityid, listid) DO NOTHING",
+                vec![activity_id.into(), (*l).into()],
+            )
+            .await?;
         }
         let out = linked_lists(&mut tx, "campaignactivityitem", "campaignactivityid", activity_id).await?;
         tx.commit().await?;

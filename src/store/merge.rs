@@ -13,6 +13,7 @@ use super::records::{load, update};
 use super::{Result, Store, StoreError};
 use crate::crm::entities::{Account, Contact, Lead, Record};
 use crate::crm::merge;
+use crate::crm::status::CandidateStatus;
 use crate::crm::{EntityKind, EntityRef, RuleError};
 
 /// The reference columns that name a party, per table: each follows the survivor.
@@ -35,7 +36,7 @@ const REFERENCES: &[(&str, &str)] = &[
 ];
 
 /// Loads a dup candidate row in `tx`.
-async fn candidate_in(tx: &mut Tx, id: Uuid) -> Result<(Vec<EntityRef>, String)> {
+async fn candidate_in(tx: &mut Tx, id: Uuid) -> Result<(Vec<EntityRef>, CandidateStatus)> {
     let row = tx
         .fetch_optional("SELECT candidates, status FROM dup_candidate WHERE id = $1", vec![id.into()])
         .await?
@@ -44,8 +45,8 @@ async fn candidate_in(tx: &mut Tx, id: Uuid) -> Result<(Vec<EntityRef>, String)>
     Ok((cands, row.get("status")?))
 }
 
-fn check_open(status: &str) -> Result<()> {
-    if status != "open" {
+fn check_open(status: CandidateStatus) -> Result<()> {
+    if status != CandidateStatus::Open {
         return Err(RuleError::conflict(
             "R-DUP-5",
             "candidate_resolved",
@@ -107,7 +108,8 @@ async fn merge_pair<R: Record>(
         .map(|r| r.get("listid"))
         .collect::<Result<_>>()?;
     tx.execute(
-        "INSERT INTO listmember (listid, entityid, entitytype, createdon) SELECT listid, $1, entitytype, $2 FROM listmember WHERE entityid = $3 ON CONFLICT (listid, entityid) DO NOTHING",
+        "INSERT INTO listmember (listid, entityid, entitytype, createdon) SELECT listid, $1, entitytype, $2 \
+            FROM listmember WHERE entityid = $3 ON CONFLICT (listid, entityid) DO NOTHING",
         vec![keep.into(), now.into(), other.into()],
     )
     .await?;
@@ -147,7 +149,7 @@ impl Store {
     ) -> Result<MergeOutcome> {
         let mut tx = self.db.begin().await?;
         let (cands, status) = candidate_in(&mut tx, id).await?;
-        check_open(&status)?;
+        check_open(status)?;
         let (keep, others) = merge::pick(&cands, survivor, only)?;
         let mut filled = Vec::new();
         for o in &others {
@@ -170,7 +172,7 @@ impl Store {
     pub async fn dismiss_dup_candidate(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let (cands, status) = candidate_in(&mut tx, id).await?;
-        check_open(&status)?;
+        check_open(status)?;
         for (i, a) in cands.iter().enumerate() {
             for b in &cands[i + 1..] {
                 let (x, y) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };

@@ -1,11 +1,14 @@
 //! The only place with SQL. One interface over SQLite (embedded default) and PostgreSQL
 //! (several daemons on one database).
 //!
-//! SQL is written once, portable, with `$n` placeholders (SQLite accepts `$NNN` too) and
-//! portable column types: ids TEXT, instants BIGINT epoch ms, dates TEXT, money BIGINT minor
-//! units, booleans BOOLEAN. Statements go through a tiny value layer (`Value`, `Row`) so that
-//! each query exists once and runs on either engine; per-engine SQL exists only where the
-//! dialects differ (`dialect`). Callers get typed results and `StoreError`.
+//! SQL is written once, portable, with `$n` placeholders (SQLite accepts `$NNN` too; the
+//! multi-row inserts of `records::insert_values` write `?` on SQLite, where binding named
+//! parameters costs n²) and portable column types: ids TEXT, instants BIGINT epoch ms, dates
+//! TEXT, money BIGINT minor units, booleans BOOLEAN. Statements go through a tiny value layer
+//! (`Value`, `Row`) so that each query exists once and runs on either engine; per-engine SQL
+//! exists only where the dialects differ (`match` on `Engine` beside the statement;
+//! docs/architecture.md §3 lists each place). How writers take turns on SQLite's single writer
+//! is `gate`. Callers get typed results and `StoreError`.
 
 mod alerts;
 pub mod api;
@@ -14,6 +17,8 @@ pub mod console;
 mod criteria;
 mod db;
 mod deals;
+mod gate;
+pub use gate::WriteGate;
 mod lines;
 mod mail;
 mod marketing;
@@ -68,7 +73,20 @@ pub enum StoreError {
     #[error("{0}: another worker recorded it first")]
     Overtaken(String),
     #[error("migration failed: {0}")]
-    Migrate(String),
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database's schema is older than this binary: run `inflow migrate`.
+    #[error("schema at version {applied}, this binary needs {latest}")]
+    SchemaBehind { applied: i64, latest: i64 },
+    /// A row of an import could not be written (what the store said, and on which line).
+    #[error("line {line}: {source}")]
+    AtLine {
+        line: u64,
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// The operation does not apply here (e.g. an online copy of a PostgreSQL database).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -108,13 +126,22 @@ pub struct Store {
     /// Configured custom `leadsourcecode` values (R-LD-4).
     pub custom_lead_sources: Vec<i32>,
     pub default_currency: String,
+    /// How writers take turns on SQLite's single writer (shared by every clone).
+    pub gate: std::sync::Arc<WriteGate>,
 }
 
 impl Store {
     /// Connects (creating the SQLite file if needed). Does not migrate.
     pub async fn connect(cfg: &DatabaseConfig, norm: Normalizer) -> Result<Store> {
         let db = Db::connect(cfg).await?;
-        Ok(Store { db, norm, custom_lead_sources: vec![100_000_000, 100_000_001], default_currency: "RUB".into() })
+        let gate = std::sync::Arc::new(WriteGate::new(db.engine()));
+        Ok(Store {
+            db,
+            norm,
+            custom_lead_sources: vec![100_000_000, 100_000_001],
+            default_currency: "RUB".into(),
+            gate,
+        })
     }
 
     pub fn engine(&self) -> Engine {

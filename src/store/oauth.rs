@@ -31,7 +31,8 @@ pub struct OAuthGrant {
     pub last_error: Option<String>,
 }
 
-const COLUMNS: &str = "account, provider, scopes, refresh_token, access_token, access_expires_at, created_at, last_refresh_at, last_error";
+const COLUMNS: &str = "account, provider, scopes, refresh_token, access_token, access_expires_at, created_at, \
+    last_refresh_at, last_error";
 
 fn grant_from_row(r: &Row) -> Result<OAuthGrant> {
     Ok(OAuthGrant {

@@ -143,7 +143,8 @@ pub(crate) async fn field_matches(
 ) -> Result<Vec<EntityRef>> {
     let rows = ex
         .fetch_all(
-            "SELECT entityid FROM contact_point WHERE entitytype = $1 AND field = $2 AND value = $3 AND ($4 IS NULL OR statecode = $4)",
+            "SELECT entityid FROM contact_point WHERE entitytype = $1 AND field = $2 AND value = $3 AND ($4 IS \
+                NULL OR statecode = $4)",
             vec![kind.into(), field.into(), value.into(), Value::Int(statecode.map(i64::from))],
         )
         .await?;
@@ -159,8 +160,7 @@ pub struct InboundEvent {
     /// Normalised Message-ID, PBX call/event id, or a content hash.
     pub external_id: String,
     pub received_at: DateTime<Utc>,
-    /// pending | processed | skipped | quarantined | failed
-    pub status: String,
+    pub status: crate::crm::status::EventStatus,
     pub reason: Option<String>,
     /// Created entity references and other results, as JSON.
     pub result: Option<Json>,
@@ -216,13 +216,16 @@ pub(crate) fn inbound_from_row(r: &super::db::Row) -> Result<InboundEvent> {
 pub(crate) async fn record_inbound(ex: &mut impl Exec, ev: &InboundEvent) -> Result<InboundOutcome> {
     let n = ex
         .execute(
-            &format!("INSERT INTO inbound_event ({INBOUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source, external_id) DO NOTHING"),
+            &format!(
+                "INSERT INTO inbound_event ({INBOUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                $10) ON CONFLICT (source, external_id) DO NOTHING"
+            ),
             vec![
                 ev.id.into(),
                 ev.source.clone().into(),
                 ev.external_id.clone().into(),
                 ev.received_at.into(),
-                ev.status.clone().into(),
+                ev.status.into(),
                 ev.reason.clone().into(),
                 ev.result.as_ref().map(|j| j.to_string()).into(),
                 ev.raw.clone().into(),
@@ -282,8 +285,16 @@ pub struct Suppression {
 pub(crate) async fn suppress(ex: &mut impl Exec, s: &Suppression) -> Result<bool> {
     let n = ex
         .execute(
-            "INSERT INTO suppression (address, kind, reason, source, detail, created_on) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (address) DO NOTHING",
-            vec![s.address.clone().into(), s.kind.clone().into(), s.reason.clone().into(), s.source.clone().into(), s.detail.clone().into(), s.created_on.into()],
+            "INSERT INTO suppression (address, kind, reason, source, detail, created_on) VALUES ($1, $2, $3, \
+                $4, $5, $6) ON CONFLICT (address) DO NOTHING",
+            vec![
+                s.address.clone().into(),
+                s.kind.clone().into(),
+                s.reason.clone().into(),
+                s.source.clone().into(),
+                s.detail.clone().into(),
+                s.created_on.into(),
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -320,7 +331,7 @@ pub struct DupCandidate {
     /// What raised it (e.g. an inbound event id); empty if none.
     pub source_ref: String,
     pub candidates: Vec<EntityRef>,
-    pub status: String,
+    pub status: crate::crm::status::CandidateStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -332,7 +343,8 @@ pub(crate) async fn record_dup_candidate(ex: &mut impl Exec, d: &DupCandidate) -
     }
     let n = ex
         .execute(
-            "INSERT INTO dup_candidate (id, rule, subject_type, subject_value, source_ref, candidates, status, created_at) \
+            "INSERT INTO dup_candidate (id, rule, subject_type, subject_value, source_ref, candidates, status, \
+                created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rule, subject_value, source_ref) DO NOTHING",
             vec![
                 d.id.into(),
@@ -341,7 +353,7 @@ pub(crate) async fn record_dup_candidate(ex: &mut impl Exec, d: &DupCandidate) -
                 d.subject_value.clone().into(),
                 d.source_ref.clone().into(),
                 serde_json::to_string(&d.candidates).map_err(StoreError::decode)?.into(),
-                d.status.clone().into(),
+                d.status.into(),
                 d.created_at.into(),
             ],
         )
@@ -352,7 +364,8 @@ pub(crate) async fn record_dup_candidate(ex: &mut impl Exec, d: &DupCandidate) -
 pub(crate) async fn dup_candidates(ex: &mut impl Exec, status: &str) -> Result<Vec<DupCandidate>> {
     let rows = ex
         .fetch_all(
-            "SELECT id, rule, subject_type, subject_value, source_ref, candidates, status, created_at FROM dup_candidate WHERE status = $1 ORDER BY created_at, id",
+            "SELECT id, rule, subject_type, subject_value, source_ref, candidates, status, created_at FROM \
+                dup_candidate WHERE status = $1 ORDER BY created_at, id",
             vec![status.into()],
         )
         .await?;
@@ -395,7 +408,8 @@ impl Store {
     /// Jobs of a queue still to run: waiting, running, or failed with attempts left (apalis
     /// fetches those again). Done and killed jobs stay in the table but are not queued.
     pub async fn queued_jobs(&self, name: &str) -> Result<i64> {
-        const STILL_TO_RUN: &str = "job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))";
+        const STILL_TO_RUN: &str = "job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = \
+            'Failed' AND attempts < max_attempts))";
         let sql = match self.engine() {
             super::Engine::Sqlite => format!("SELECT COUNT(*) AS n FROM Jobs WHERE {STILL_TO_RUN}"),
             super::Engine::Postgres => format!("SELECT COUNT(*) AS n FROM apalis.jobs WHERE {STILL_TO_RUN}"),

@@ -1,6 +1,7 @@
 //! PBX call records: raw events (idempotent per provider event id), per-call aggregation
 //! rows, and applying a call's CRM writes in one transaction.
 
+use crate::crm::status::{CallStatus, EventStatus};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -29,7 +30,7 @@ pub struct PbxCallUpdate {
     pub new_event: bool,
     pub version: i64,
     pub is_final: bool,
-    pub status: String,
+    pub status: CallStatus,
     pub activityid: Option<Uuid>,
 }
 
@@ -42,8 +43,8 @@ pub struct CallApply {
     pub version: i64,
     /// The CRM writes; none for a skipped call.
     pub writes: Option<CallWrites>,
-    /// `processed` or `skipped`.
-    pub status: &'static str,
+    /// `Processed` or `Skipped`.
+    pub status: CallStatus,
     pub reason: Option<String>,
     pub timed_out: bool,
     /// The line it came in on: the configured line's number, else the dialled one (E.164).
@@ -61,7 +62,7 @@ pub struct PbxCall {
     pub timed_out: bool,
     pub version: i64,
     pub processed_version: i64,
-    pub status: String,
+    pub status: CallStatus,
     pub reason: Option<String>,
     pub activityid: Option<Uuid>,
     pub result: Option<Json>,
@@ -70,7 +71,8 @@ pub struct PbxCall {
     pub account: String,
 }
 
-const CALL_COLS: &str = "provider, call_id, first_event_at, last_event_at, is_final, timed_out, version, processed_version, status, reason, activityid, result, account";
+const CALL_COLS: &str = "provider, call_id, first_event_at, last_event_at, is_final, timed_out, version, \
+    processed_version, status, reason, activityid, result, account";
 
 fn call_from_row(r: &Row) -> Result<PbxCall> {
     Ok(PbxCall {
@@ -99,7 +101,8 @@ fn call_from_row(r: &Row) -> Result<PbxCall> {
 async fn open_callback_in(ex: &mut impl Exec, e164: &str, except: Option<Uuid>) -> Result<Option<Uuid>> {
     let row = ex
         .fetch_optional(
-            "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL \
+            "SELECT activityid FROM activity WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = \
+                'phonecall' AND scheduledend IS NOT NULL \
              AND ($2 IS NULL OR activityid <> $2) ORDER BY createdon LIMIT 1",
             vec![e164.into(), except.into()],
         )
@@ -117,7 +120,8 @@ async fn wave_response_in(
 ) -> Result<bool> {
     let row = ex
         .fetch_optional(
-            "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
+            "SELECT activityid FROM campaignresponse WHERE campaignactivityid = $1 AND ((customerid IS NOT \
+                NULL AND customerid = $2) OR (telephone IS NOT NULL AND telephone = $3)) LIMIT 1",
             vec![wave.into(), customer.into(), telephone.into()],
         )
         .await?;
@@ -231,9 +235,11 @@ impl Store {
         for chunk in touched.chunks(if pg { usize::MAX } else { super::ROWS_PER_STATEMENT }) {
             let tail = format!(
                 " ON CONFLICT (provider, call_id) DO UPDATE SET last_event_at = excluded.last_event_at, \
-                  is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + excluded.version, status = 'open' RETURNING {CALL_COLS}"
+                  is_final = (pbx_call.is_final OR excluded.is_final), version = pbx_call.version + \
+                  excluded.version, status = 'open' RETURNING {CALL_COLS}"
             );
-            const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, status, account)";
+            const INTO: &str = "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, \
+                is_final, version, status, account)";
             let rows: Vec<Vec<Value>> = chunk
                 .iter()
                 .map(|((p, c), (n, fin, a))| {
@@ -299,7 +305,7 @@ impl Store {
                             new_event,
                             version: call.version,
                             is_final: call.is_final,
-                            status: call.status.clone(),
+                            status: call.status,
                             activityid: call.activityid,
                         }
                     })
@@ -339,7 +345,10 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                &format!("SELECT {CALL_COLS} FROM pbx_call WHERE status = 'open' AND (is_final OR last_event_at < $1) ORDER BY last_event_at LIMIT $2"),
+                &format!(
+                    "SELECT {CALL_COLS} FROM pbx_call WHERE status = 'open' AND (is_final OR \
+                    last_event_at < $1) ORDER BY last_event_at LIMIT $2"
+                ),
                 vec![(now - timeout).into(), limit.into()],
             )
             .await?;
@@ -367,7 +376,9 @@ impl Store {
             .iter()
             .map(|c| {
                 let w = c.writes.as_ref();
-                serde_json::json!({ "activityid": w.map(|w| w.activity.activityid), "created": w.map(|w| w.created()).unwrap_or_default() }).to_string()
+                serde_json::json!({ "activityid": w.map(|w| w.activity.activityid),
+                    "created": w.map(|w| w.created()).unwrap_or_default() })
+                .to_string()
             })
             .collect();
         // Phase 1: the call rows.
@@ -378,7 +389,8 @@ impl Store {
             let CallApply { provider, call_id, version, writes, status, reason, timed_out, line } = calls[i];
             let n = tx
                 .execute(
-                    "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, result = $7, \
+                    "UPDATE pbx_call SET processed_version = $3, status = $4, reason = $5, timed_out = $6, \
+                        result = $7, \
                        activityid = COALESCE($8, activityid), line = COALESCE($9, line) \
                      WHERE provider = $1 AND call_id = $2 AND version = $3 AND processed_version < $3",
                     vec![
@@ -440,7 +452,8 @@ impl Store {
                 }
                 if let Some((id, line)) = &w.note_on {
                     tx.execute(
-                        "UPDATE activity SET description = CASE WHEN description IS NULL OR description = '' THEN $2 ELSE description || $3 END, \
+                        "UPDATE activity SET description = CASE WHEN description IS NULL OR description = '' \
+                            THEN $2 ELSE description || $3 END, \
                            modifiedon = $4, versionnumber = versionnumber + 1 WHERE activityid = $1 AND statecode = 0",
                         vec![(*id).into(), line.clone().into(), format!("\n{line}").into(), now.into()],
                     )
@@ -457,12 +470,10 @@ impl Store {
                 }));
             }
             // R-PBX-1: the call's idempotency + audit row, with the refs it produced.
-            let state = if *status == "processed" {
-                "processed"
-            } else if *status == "failed" {
-                "failed"
-            } else {
-                "skipped"
+            let state = match status {
+                CallStatus::Processed => EventStatus::Processed,
+                CallStatus::Failed => EventStatus::Failed,
+                CallStatus::Open | CallStatus::Skipped => EventStatus::Skipped,
             };
             events.push(vec![
                 Uuid::new_v4().into(),
@@ -489,7 +500,8 @@ impl Store {
             tx,
             "inbound_event (id, source, external_id, received_at, status, reason, result, processed_at)",
             &events,
-            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, result = excluded.result, processed_at = excluded.processed_at",
+            " ON CONFLICT (source, external_id) DO UPDATE SET status = excluded.status, reason = \
+                excluded.reason, result = excluded.result, processed_at = excluded.processed_at",
         )
         .await?;
         Ok(applied)
@@ -613,7 +625,8 @@ impl Store {
             .clone()
             .fetch_all(
                 "SELECT activityid, COALESCE(actualend, actualstart, createdon) AS since FROM activity \
-                 WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend IS NOT NULL ORDER BY createdon, activityid",
+                 WHERE phonenumber = $1 AND statecode = 0 AND activitytypecode = 'phonecall' AND scheduledend \
+                 IS NOT NULL ORDER BY createdon, activityid",
                 vec![e164.into()],
             )
             .await?;
@@ -629,7 +642,8 @@ impl Store {
         }
         let (table, key) = of.kind.table();
         let sql = format!(
-            "SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = $1 AND u.isdisabled = FALSE"
+            "SELECT r.ownerid FROM {table} r JOIN systemuser u ON u.systemuserid = r.ownerid WHERE r.{key} = \
+                $1 AND u.isdisabled = FALSE"
         );
         let row = self.db.clone().fetch_optional(&sql, vec![of.id.into()]).await?;
         row.map(|r| r.get("ownerid")).transpose()
@@ -655,7 +669,13 @@ impl Store {
         let rows = self
             .db
             .clone()
-            .fetch_all(&format!("SELECT {cols} FROM activity WHERE phonenumber = $1 AND activitytypecode = $2 ORDER BY createdon DESC, activityid"), vec![e164.into(), EntityKind::Phonecall.into()])
+            .fetch_all(
+                &format!(
+                    "SELECT {cols} FROM activity WHERE phonenumber = $1 AND activitytypecode = $2 \
+                ORDER BY createdon DESC, activityid"
+                ),
+                vec![e164.into(), EntityKind::Phonecall.into()],
+            )
             .await?;
         rows.iter().map(super::records::from_row).collect()
     }

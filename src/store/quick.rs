@@ -29,7 +29,8 @@ async fn targets_of(store: &Store, ex: &mut impl Exec, members: &[EntityRef]) ->
         for chunk in ids.chunks(200) {
             let ph = super::records::placeholders(chunk.len(), 1);
             let sql = format!(
-                "SELECT t.{key} AS id, t.statecode, t.ownerid, COALESCE(u.isdisabled, TRUE) AS disabled, t.telephone1, {mobile} AS mobile, \
+                "SELECT t.{key} AS id, t.statecode, t.ownerid, COALESCE(u.isdisabled, TRUE) AS disabled, \
+                    t.telephone1, {mobile} AS mobile, \
                    t.donotphone, t.donotpostalmail, t.donotfax, {name} AS name \
                  FROM {table} t LEFT JOIN systemuser u ON u.systemuserid = t.ownerid WHERE t.{key} IN ({})",
                 ph
@@ -214,7 +215,8 @@ impl Store {
         let targets = targets_of(self, &mut tx, &members).await?;
         let already: HashSet<Uuid> = tx
             .fetch_all(
-                "SELECT p.partyid FROM activity a JOIN activityparty p ON p.activityid = a.activityid WHERE a.regardingobjectid = $1 AND a.activitytypecode = $2 AND p.participationtypemask = 2",
+                "SELECT p.partyid FROM activity a JOIN activityparty p ON p.activityid = a.activityid WHERE \
+                    a.regardingobjectid = $1 AND a.activitytypecode = $2 AND p.participationtypemask = 2",
                 vec![id.into(), kind.into()],
             )
             .await?

@@ -512,7 +512,8 @@ impl Store {
             }
             added += tx
                 .execute(
-                    "INSERT INTO listmember (listid, entityid, entitytype, createdon) VALUES ($1, $2, $3, $4) ON CONFLICT (listid, entityid) DO NOTHING",
+                    "INSERT INTO listmember (listid, entityid, entitytype, createdon) VALUES ($1, $2, $3, $4) \
+                        ON CONFLICT (listid, entityid) DO NOTHING",
                     vec![list_id.into(), (*m).into(), kind.into(), now.into()],
                 )
                 .await?;
@@ -616,7 +617,7 @@ impl Store {
                 subject_value,
                 source_ref: source_ref.into(),
                 candidates: c.clone(),
-                status: "open".into(),
+                status: crate::crm::status::CandidateStatus::Open,
                 created_at: now,
             })
             .await?;
@@ -627,7 +628,8 @@ impl Store {
 
 pub(crate) async fn refresh_member_count(tx: &mut Tx, list_id: Uuid) -> Result<()> {
     tx.execute(
-        "UPDATE list SET membercount = (SELECT COUNT(*) FROM listmember WHERE listid = $1), versionnumber = versionnumber + 1 WHERE listid = $1",
+        "UPDATE list SET membercount = (SELECT COUNT(*) FROM listmember WHERE listid = $1), versionnumber = \
+            versionnumber + 1 WHERE listid = $1",
         vec![list_id.into()],
     )
     .await?;
@@ -721,7 +723,9 @@ impl Store {
                     continue;
                 }
             }
-            insert(&mut tx, self, &lead).await.map_err(|e| StoreError::Decode(format!("line {}: {e}", row.line)))?;
+            insert(&mut tx, self, &lead)
+                .await
+                .map_err(|e| StoreError::AtLine { line: row.line, source: Box::new(e) })?;
             match linked_to {
                 Some(c) => rep.linked.push((row.line, lead.leadid, c)),
                 None => rep.created.push((row.line, lead.leadid)),

@@ -199,7 +199,8 @@ impl Store {
         for chunk in ids.chunks(200) {
             let ph = super::records::placeholders(chunk.len(), 1);
             let sql = format!(
-                "SELECT id, entityid, at, actor, kind, summary FROM record_history WHERE entityid IN ({}) ORDER BY at LIMIT {MAX_ROWS}",
+                "SELECT id, entityid, at, actor, kind, summary FROM record_history WHERE entityid IN ({}) \
+                    ORDER BY at LIMIT {MAX_ROWS}",
                 ph
             );
             for r in db.fetch_all(&sql, chunk.iter().map(|i| (*i).into()).collect()).await? {

@@ -81,10 +81,6 @@ pub struct WaveRuntime {
     pub holder: String,
     pub signer: LinkSigner,
     waves: Mutex<HashMap<Uuid, Arc<(WaveRow, Templates)>>>,
-    /// Taken by the claim loop and the recorder around their transactions: on SQLite the
-    /// two would otherwise meet on the write lock and wait in SQLite's busy handler, which
-    /// sleeps in steps of milliseconds.
-    db_turn: Mutex<()>,
     /// Epoch ms until which no session sends (after a throttle or an unusable relay).
     backoff_until: std::sync::atomic::AtomicI64,
 }
@@ -105,22 +101,15 @@ impl WaveRuntime {
             holder: holder.to_string(),
             signer,
             waves: Mutex::new(HashMap::new()),
-            db_turn: Mutex::new(()),
             backoff_until: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
-    /// SQLite's one writer: the claim loop, the recorder and the expansion take turns. On
-    /// PostgreSQL their transactions touch different rows and run side by side.
-    fn db_turn(&self) -> Option<&Mutex<()>> {
-        (self.store.db.engine() == crate::store::Engine::Sqlite).then_some(&self.db_turn)
-    }
-
+    /// SQLite's one writer: the claim loop, the recorder and the expansion take turns
+    /// (`store::WriteGate`). On PostgreSQL their transactions touch different rows and run
+    /// side by side.
     async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.db_turn() {
-            Some(m) => Some(m.lock().await),
-            None => None,
-        }
+        self.store.gate.turn().await
     }
 
     /// The unsubscribe URL of a delivery.
@@ -137,7 +126,6 @@ impl WaveRuntime {
             chunk: self.s.expansion_chunk,
             lease: self.s.lease,
             after_chunk: &|n| failpoint("wave-mid-expansion", n),
-            turn: self.db_turn(),
         }
     }
 
@@ -415,7 +403,8 @@ impl WaveRuntime {
                     }
                     Err((permanent, e)) => {
                         if permanent {
-                            tracing::error!(wave = %d.wave_id, error = %e, "wave templates unusable; aborting the wave");
+                            tracing::error!(wave = %d.wave_id, error = %e, "wave templates unusable; aborting \
+                                the wave");
                             if let Err(err) = self.store.abort_wave(d.wave_id, &e, Utc::now()).await {
                                 tracing::warn!(wave = %d.wave_id, error = %err, "could not abort the wave");
                             }
@@ -511,7 +500,8 @@ impl WaveRuntime {
                     let text = e.to_string();
                     match e {
                         crate::smtp::ConnectError::Auth(_) => {
-                            tracing::error!(relay = %self.relay.key, error = %text, "the relay refuses our sign-in; waves wait")
+                            tracing::error!(relay = %self.relay.key, error = %text, "the relay refuses our \
+                                sign-in; waves wait")
                         }
                         crate::smtp::ConnectError::Failed(_) => {
                             tracing::warn!(relay = %self.relay.key, error = %text, "cannot open an SMTP session")

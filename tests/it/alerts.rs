@@ -50,8 +50,10 @@ async fn task(store: &Store, owner: Uuid, subject: &str, due: DateTime<Utc>) -> 
 
 async fn start(engine: &str, smtp: &SmtpSink, hours: &str, days: &str) -> TestApp {
     let extra = format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
-         [alerts]\nenabled = true\nscan_interval_secs = 3600\nescalation_delay_secs = 86400\nmax_level = 1\nfallback_address = \"crm-admin@acme.ru\"\n\
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\n\
+            host = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
+         [alerts]\nenabled = true\nscan_interval_secs = 3600\nescalation_delay_secs = 86400\nmax_level = 1\n\
+         fallback_address = \"crm-admin@acme.ru\"\n\
          working_hours = \"{hours}\"\nworking_days = {days}\nkinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n",
         smtp.port
     );
@@ -231,7 +233,13 @@ async fn transient_smtp_failure_is_retried_and_a_crash_after_claiming_loses_noth
         recipient: "oleg@acme.ru".into(),
         recipient_userid: Some(owner),
         digest_id: Some(digest),
-        item: Some(serde_json::json!({"owner": "Oleg Ivanov", "line": {"kind": "task", "id": b.activityid, "subject": "Claimed before the crash", "due": "2026-01-01 10:00", "overdue_hours": 3, "level": 0, "regarding": null, "link": "x"}}).to_string()),
+        item: Some(
+            serde_json::json!({"owner": "Oleg \
+            Ivanov", "line": {"kind": "task", "id": b.activityid, "subject": "Claimed before the \
+            crash", "due": "2026-01-01 \
+            10:00", "overdue_hours": 3, "level": 0, "regarding": null, "link": "x"}})
+            .to_string(),
+        ),
         created_at: t0,
     };
     assert_eq!(app.store.claim_notifications(&[claim]).await.unwrap(), vec![true]);

@@ -325,7 +325,14 @@ async fn lead_and_activity_views_postgres() {
 async fn actions(engine: &str) {
     let api = Api::start(engine).await;
     // Manual create runs the duplicate rules: 409 with candidates, unless told otherwise.
-    let (st, lead) = api.post("/api/v1/leads", json!({"subject": "Выставка ПМЭФ", "lastname": "Петров", "firstname": "Пётр", "companyname": "ООО Вектор", "emailaddress1": "petrov@vector.ru"})).await;
+    let (st, lead) = api
+        .post(
+            "/api/v1/leads",
+            json!({"subject": "Выставка \
+        ПМЭФ", "lastname": "Петров", "firstname": "Пётр", "companyname": "ООО \
+        Вектор", "emailaddress1": "petrov@vector.ru"}),
+        )
+        .await;
     assert_eq!(st, 201, "{lead}");
     let lead_id = lead["leadid"].as_str().unwrap().to_string();
     assert_eq!(lead["ownerid"], json!(api.admin.to_string()));
@@ -485,7 +492,13 @@ async fn actions(engine: &str) {
     let (st, removed) =
         api.post(&format!("/api/v1/lists/{sl_id}/members/remove"), json!({"members": [other_id]})).await;
     assert_eq!((st, removed["removed"].as_i64()), (200, Some(1)));
-    let (st, dl) = api.post("/api/v1/lists", json!({"listname": "Петровы", "createdfromcode": 4, "isdynamic": true, "query": {"field": "lastname", "op": "eq", "value": "Петров"}})).await;
+    let (st, dl) = api
+        .post(
+            "/api/v1/lists",
+            json!({"listname": "Петровы", "createdfromcode": 4, "isdynamic": true,
+        "query": {"field": "lastname", "op": "eq", "value": "Петров"}}),
+        )
+        .await;
     assert_eq!(st, 201, "{dl}");
     let dl_id = dl["listid"].as_str().unwrap().to_string();
     let (st, e) = api.post(&format!("/api/v1/lists/{dl_id}/members"), json!({"members": [lead_id]})).await;
@@ -511,10 +524,24 @@ async fn actions(engine: &str) {
         )
         .await;
     assert_eq!((st, e["error"]["code"].as_str()), (422, Some("invalid_wave")), "a rate of 0 would never send: {e}");
-    let (st, e) = api.post(&format!("/api/v1/campaignactivities/{wid}/schedule"), json!({"start": "2031-03-02 10:00", "timezone": "Europe/Moscow", "subject": "{{ first_name | nope }}", "text": "x", "from": "news@example.com"})).await;
+    let (st, e) = api
+        .post(
+            &format!("/api/v1/campaignactivities/{wid}/schedule"),
+            json!({"start": "2031-03-02 \
+        10:00", "timezone": "Europe/Moscow", "subject": "{{ first_name | nope \
+        }}", "text": "x", "from": "news@example.com"}),
+        )
+        .await;
     assert_eq!((st, e["error"]["code"].as_str()), (422, Some("invalid_wave")), "{e}");
     let (st, sch) = api
-        .call(Role::Marketer, Method::POST, &format!("/api/v1/campaignactivities/{wid}/schedule"), Some(json!({"start": "2031-03-02 10:00", "timezone": "Europe/Moscow", "subject": "Привет, {{ first_name | default(\"коллега\") }}", "text": "Текст", "from": "news@example.com"})))
+        .call(
+            Role::Marketer,
+            Method::POST,
+            &format!("/api/v1/campaignactivities/{wid}/schedule"),
+            Some(json!({"start": "2031-03-02 10:00", "timezone": "Europe/Moscow",
+                "subject": "Привет, {{ first_name | default(\"коллега\") }}", "text": "Текст",
+                    "from": "news@example.com"})),
+        )
         .await;
     assert_eq!(st, 200, "{sch}");
     assert_eq!(sch["schedule"]["start_at"], json!("2031-03-02T07:00:00Z"));
@@ -1055,7 +1082,8 @@ async fn other_views(engine: &str) {
     );
     assert_eq!(
         api.get("/api/v1/campaignresponses?view=by-responsecode").await["groups"],
-        json!([{"key": 1, "label": "Interested", "count": 2}, {"key": 3, "label": "Do Not Send Marketing Materials", "count": 1}])
+        json!([{"key": 1, "label": "Interested", "count": 2}, {"key": 3, "label": "Do Not Send Marketing \
+            Materials", "count": 1}])
     );
     assert_eq!(
         api.get("/api/v1/campaignresponses?view=by-campaign").await["groups"],

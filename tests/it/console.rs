@@ -122,10 +122,15 @@ impl Browser {
 
     /// The rows of a table as text cells (header cell first).
     async fn table(&self, id: &str) -> Vec<Vec<String>> {
-        let rows = self.client.execute(
-            "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).map(r => Array.from(r.children).map(c => c.textContent.trim()));",
-            vec![json!(format!("#{id}"))],
-        ).await.unwrap();
+        let rows = self
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).map(r => \
+                Array.from(r.children).map(c => c.textContent.trim()));",
+                vec![json!(format!("#{id}"))],
+            )
+            .await
+            .unwrap();
         serde_json::from_value(rows).unwrap()
     }
 
@@ -204,7 +209,8 @@ async fn console(engine: &str) {
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\nlocale = \"ru\"\n\
          custom_lead_sources = [100000000, 100000001, 100000007]\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
-         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\nenabled = false\n",
+         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\n\
+         enabled = false\n",
         sink.port
     );
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &cfg).await;
@@ -339,7 +345,8 @@ async fn console(engine: &str) {
             .db
             .clone()
             .execute(
-                "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, processed_version, \
+                "INSERT INTO pbx_call (provider, call_id, first_event_at, last_event_at, is_final, version, \
+                    processed_version, \
                  status, activityid, line) VALUES ('generic', $1, $2, $2, TRUE, 1, 1, 'processed', $3, '+74951234567')",
                 vec![c.activityid.to_string().into(), (now() - Duration::minutes(5)).into(), c.activityid.into()],
             )
@@ -629,7 +636,7 @@ async fn console(engine: &str) {
         source: "imap".into(),
         external_id: "<held-1@client.example>".into(),
         received_at: now(),
-        status: "quarantined".into(),
+        status: inflow::crm::status::EventStatus::Quarantined,
         reason: Some("no readable sender".into()),
         result: None,
         raw: Some(b"From: nobody\r\nSubject: Prices\r\n\r\nHello <script>document.title='x'</script>\r\n".to_vec()),

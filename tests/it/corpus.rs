@@ -197,7 +197,8 @@ fn sisimai_corpus_is_read_right() {
         println!("  {m}");
     }
     println!(
-        "sisimai corpus: recipients recall {recall:.3} ({}/{}), precision {precision:.3} ({}/{}); hard/soft {hard:.3} ({}/{}); reason {reason:.3} ({}/{}); \
+        "sisimai corpus: recipients recall {recall:.3} ({}/{}), precision {precision:.3} ({}/{}); hard/soft \
+            {hard:.3} ({}/{}); reason {reason:.3} ({}/{}); \
          auto-replies {auto_ok}/5; look-alikes {not_bounce_ok}/3; delivery reports {delivered_ok}/3; ARF {}/{}",
         f.hits, f.truth, f.hits, f.found, f.hard_agree, f.hard_rows, f.reason_agree, f.reason_rows, arf.0, arf.1
     );

@@ -77,7 +77,15 @@ impl Daemon {
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("inflow.toml");
     let db = dir.join("state.db");
-    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n{extra}", db.display())).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+        [daemon]\nshutdown_timeout_secs = 5\n{extra}",
+            db.display()
+        ),
+    )
+    .unwrap();
     path
 }
 
@@ -204,7 +212,15 @@ async fn the_shutdown_limit_is_one_deadline_for_every_worker() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inflow.toml");
     let db = dir.path().join("state.db");
-    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 2\n", db.display())).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+        [daemon]\nshutdown_timeout_secs = 2\n",
+            db.display()
+        ),
+    )
+    .unwrap();
     let mut d =
         spawn(&["--config", path.to_str().unwrap(), "run"], dir.path(), &[("INFLOW_FAILPOINT", "stuck-workers")]).await;
     let pid = d.child.id().unwrap().to_string();
@@ -248,7 +264,12 @@ async fn check_config_accepts_the_example() {
 async fn check_config_reports_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[database]\nurl = \"sqlite://x.db\"\ncolour = \"blue\"\n\n[http]\nlisten = [1]\n\n[smtp]\nport = \"twenty-five\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"sqlite://x.db\"\ncolour = \"blue\"\n\n[http]\nlisten = [1]\n\n\
+        [smtp]\nport = \"twenty-five\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
     assert_eq!(code, Some(2), "{err}");
     for needle in ["database.colour (line 3)", "http.listen (line 6)", "smtp.port (line 9)", "3 problem(s)"] {
@@ -259,14 +280,21 @@ async fn check_config_reports_every_problem_and_exits_2() {
     // Semantic problems and a missing secret file, all named.
     std::fs::write(
         &path,
-        "[org]\ntimezone = \"Europe/Atlantis\"\ndefault_phone_region = \"XX\"\n\n[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"/nonexistent/imap.pass\"\n",
+        "[org]\ntimezone = \"Europe/Atlantis\"\ndefault_phone_region = \"XX\"\n\n[[mailboxes]]\n\
+            name = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\nowner = \"o\"\n\
+            password_file = \"/nonexistent/imap.pass\"\n",
     )
     .unwrap();
     let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("org.timezone") && err.contains("org.default_phone_region"), "{err}");
     // Secret files are read only once the rest is valid; fix the rest and the secret is named.
-    std::fs::write(&path, "[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\nowner = \"o\"\npassword_file = \"/nonexistent/imap.pass\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"imap.example.com\"\nuser = \"u\"\n\
+        owner = \"o\"\npassword_file = \"/nonexistent/imap.pass\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()], dir.path()).await;
     assert_eq!(code, Some(2));
     assert!(err.contains("mailboxes[0].password_file") && err.contains("/nonexistent/imap.pass"), "{err}");
@@ -352,8 +380,10 @@ async fn secrets_tokens_and_bodies_never_reach_the_log() {
     let api_hash = hex::encode(sha2::Sha256::digest(secrets[5].as_bytes()));
     let d = dir.path().display();
     let extra = format!(
-        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"sales\"\npassword_file = \"{d}/imap.pass\"\nowner = \"ops@example.com\"\npoll_interval_secs = 1\n\n\
-         [smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"mailer\"\npassword_file = \"{d}/smtp.pass\"\nfrom = \"crm@example.com\"\n\n\
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"sales\"\n\
+            password_file = \"{d}/imap.pass\"\nowner = \"ops@example.com\"\npoll_interval_secs = 1\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"plain\"\nuser = \"mailer\"\n\
+         password_file = \"{d}/smtp.pass\"\nfrom = \"crm@example.com\"\n\n\
          [pbx.generic]\ntoken_file = \"{d}/pbx.token\"\nhmac_secret_file = \"{d}/pbx.hmac\"\n\n\
          [waves]\nunsubscribe_secret_file = \"{d}/unsub.key\"\n\n\
          [[api.tokens]]\nname = \"ops\"\nsha256 = \"{api_hash}\"\nuser = \"{user}\"\nrole = \"admin\"\n"
@@ -364,7 +394,9 @@ async fn secrets_tokens_and_bodies_never_reach_the_log() {
     let url = |p: &str| format!("http://{}{p}", daemon.addr);
     let body_marker = "BODY-Marker-Kq42 секретное содержание";
     // A webhook with the right token and a body, one with a wrong one.
-    let call = serde_json::json!({"call_id": "c-1", "event_id": "e-1", "direction": "inbound", "from": "+74951112233", "to": "+74957654321", "start": "2026-11-27T10:00:00Z", "end": "2026-11-27T10:01:00Z", "disposition": "answered", "note": body_marker});
+    let call = serde_json::json!({"call_id": "c-1", "event_id": "e-1", "direction": "inbound",
+        "from": "+74951112233", "to": "+74957654321", "start": "2026-11-27T10:00:00Z",
+            "end": "2026-11-27T10:01:00Z", "disposition": "answered", "note": body_marker});
     let ok = http.post(url("/pbx/generic")).bearer_auth(secrets[2]).json(&call).send().await.unwrap();
     assert!(ok.status().is_success() || ok.status().as_u16() == 400, "{}", ok.status());
     let bad = http.post(url("/pbx/generic")).bearer_auth("wrong-token").json(&call).send().await.unwrap();

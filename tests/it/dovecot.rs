@@ -94,13 +94,18 @@ impl Dovecot {
             Some(url) => {
                 std::fs::write(
                     d.join("oauth2.conf"),
-                    format!("introspection_mode = post\nintrospection_url = {url}\nusername_attribute = username\nactive_attribute = active\nactive_value = true\nforce_introspection = yes\n"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                        username_attribute = username\nactive_attribute = active\nactive_value = true\n\
+                        force_introspection = yes\n"
+                    ),
                 )
                 .unwrap();
                 (
                     "plain login xoauth2 oauthbearer",
                     format!(
-                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf\n}}\n",
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = \
+                            {}/oauth2.conf\n}}\n",
                         d.display()
                     ),
                 )
@@ -220,7 +225,8 @@ service imap-login {{
     /// `[[mailboxes]]` TOML for a user of this server.
     pub fn mailbox_toml(&self, name: &str, user: &str, password: &str, extra: &str) -> String {
         format!(
-            "[[mailboxes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"{user}\"\npassword = \"{password}\"\nfolder = \"INBOX\"\nmax_backoff_secs = 2\n{extra}\n",
+            "[[mailboxes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n\
+                user = \"{user}\"\npassword = \"{password}\"\nfolder = \"INBOX\"\nmax_backoff_secs = 2\n{extra}\n",
             self.port
         )
     }
@@ -276,5 +282,10 @@ pub fn fixture(name: &str) -> Vec<u8> {
 
 /// A simple new inquiry with a given Message-ID and sender.
 pub fn inquiry(id: &str, from: &str, subject: &str) -> Vec<u8> {
-    format!("From: {from}\r\nTo: sales@crm.example.com\r\nSubject: {subject}\r\nDate: Fri, 27 Nov 2026 10:00:00 +0300\r\nMessage-ID: <{id}>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, {subject}.\r\n").into_bytes()
+    format!(
+        "From: {from}\r\nTo: sales@crm.example.com\r\nSubject: {subject}\r\n\
+        Date: Fri, 27 Nov 2026 10:00:00 +0300\r\nMessage-ID: <{id}>\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\r\nHello, {subject}.\r\n"
+    )
+    .into_bytes()
 }

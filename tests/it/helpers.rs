@@ -46,7 +46,10 @@ impl TestDb {
         use sqlx::Connection;
         let admin = pg_admin_url();
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is required for the store suite and is unreachable at {admin}: {e}. Run scripts/test-services.sh or set INFLOW_TEST_PG_URL.")
+            panic!(
+                "PostgreSQL is required for the store suite and is unreachable at {admin}: {e}. Run \
+                scripts/test-services.sh or set INFLOW_TEST_PG_URL."
+            )
         });
         let now = chrono::Utc::now().timestamp();
         // Leftovers of killed runs (older than an hour) are dropped; names carry their birth time.

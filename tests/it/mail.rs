@@ -3,6 +3,7 @@
 //! a working mailbox, a crash between commit and checkpoint (real binary + failpoint),
 //! UIDVALIDITY change, quarantine and replay, two daemons sharing a mailbox on PostgreSQL.
 
+use inflow::crm::status::EventStatus;
 use std::process::Stdio;
 
 use inflow::crm::EntityKind;
@@ -103,8 +104,18 @@ async fn seed(s: &Store) -> Seed {
 
 fn config(dv: &Dovecot, mailbox_extra: &str) -> String {
     format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\n\n[waves]\nunsubscribe_mailto = \"unsubscribe@news.crm.example.com\"\n\n{}",
-        dv.mailbox_toml("sales", "sales", PASSWORD, &format!("owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_message_bytes = 20000\nauto_unsubscribe = true\n{mailbox_extra}"))
+        "[org]\ntimezone = \"Europe/Moscow\"\n\n[waves]\n\
+            unsubscribe_mailto = \"unsubscribe@news.crm.example.com\"\n\n{}",
+        dv.mailbox_toml(
+            "sales",
+            "sales",
+            PASSWORD,
+            &format!(
+                "owner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_message_bytes = 20000\n\
+            auto_unsubscribe = true\n{mailbox_extra}"
+            )
+        )
     )
 }
 
@@ -241,7 +252,7 @@ async fn every_class(engine: &str) {
 
     // Auto-reply recorded, newsletter kept without a lead, malformed and oversized quarantined.
     let ev = s.inbound_event("imap", "<ooo-1@client.example>").await.unwrap().unwrap();
-    assert_eq!(ev.status, "processed");
+    assert_eq!(ev.status, EventStatus::Processed);
     assert!(ev.reason.unwrap().contains("auto-reply"));
     assert!(lead_by_email(&s, "boris@client.example").await.is_empty());
     assert!(lead_by_email(&s, "digest@lists.vendor.example").await.is_empty());
@@ -579,7 +590,10 @@ async fn quarantine_is_listed_and_replayed_from_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.quarantined_mail().await.unwrap().is_empty());
     assert_eq!(lead_by_email(&s, "fixed@client.example").await.len(), 1);
-    assert_eq!(s.inbound_event("imap", "<broken-1@nowhere.example>").await.unwrap().unwrap().status, "processed");
+    assert_eq!(
+        s.inbound_event("imap", "<broken-1@nowhere.example>").await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
     s.close().await;
 }
 
@@ -592,7 +606,8 @@ async fn two_daemons_share_a_mailbox_under_a_lease() {
     dv.append("sales", "INBOX", &msgs).await;
     let db = crate::helpers::TestDb::postgres().await;
     let text = format!(
-        "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\nshutdown_timeout_secs = 5\n\n{}",
+        "[database]\nurl = \"{}\"\nmax_connections = 4\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\n\
+            shutdown_timeout_secs = 5\n\n{}",
         db.url,
         config(&dv, "batch_size = 20\nlease_secs = 10\npoll_interval_secs = 1")
     );
@@ -639,9 +654,14 @@ async fn starttls_and_implicit_tls_with_a_private_ca_and_a_clear_tls_failure() {
     let ca = dv.ca_file();
     let tls_port = dv.tls_port.unwrap();
     let boxes = format!(
-        "[[mailboxes]]\nname = \"starttls\"\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"starttls\"\ntls_ca_file = \"{ca}\"\nuser = \"sales\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
-         [[mailboxes]]\nname = \"implicit\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\ntls_ca_file = \"{ca}\"\nuser = \"news\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
-         [[mailboxes]]\nname = \"untrusted\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\nuser = \"other\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nmax_backoff_secs = 2\n",
+        "[[mailboxes]]\nname = \"starttls\"\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"starttls\"\n\
+            tls_ca_file = \"{ca}\"\nuser = \"sales\"\npassword = \"{PASSWORD}\"\n\
+            owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
+         [[mailboxes]]\nname = \"implicit\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\n\
+         tls_ca_file = \"{ca}\"\nuser = \"news\"\npassword = \"{PASSWORD}\"\n\
+         owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\n\
+         [[mailboxes]]\nname = \"untrusted\"\nhost = \"127.0.0.1\"\nport = {tls_port}\ntls = \"implicit\"\n\
+         user = \"other\"\npassword = \"{PASSWORD}\"\nowner = \"sales@crm.example.com\"\nmax_backoff_secs = 2\n",
         p = dv.port,
         ca = ca.display()
     );
@@ -827,7 +847,13 @@ async fn two_mailboxes_one_unknown_sender_one_lead_on_postgres() {
     let extra = format!(
         "{}\n{}",
         config(&dv, "batch_size = 5\nsender_hourly_limit = 1000"),
-        dv.mailbox_toml("news", "news", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\nsender_hourly_limit = 1000\n")
+        dv.mailbox_toml(
+            "news",
+            "news",
+            PASSWORD,
+            "owner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\nsender_hourly_limit = 1000\n"
+        )
     );
     let app = TestApp::spawn("postgres", tempfile::tempdir().unwrap(), &extra).await;
     let s = app.store.clone();
@@ -863,7 +889,8 @@ async fn an_online_backup_during_ingest_holds_every_committed_message() {
             "sales",
             "sales",
             PASSWORD,
-            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\n",
+            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\
+                processed_folder = \"Processed\"\nbatch_size = 5\n",
         ),
     )
     .await;

@@ -3,6 +3,7 @@
 //! `From: <>` notices are read as bounces; the loop guard loses nothing on a backlog and
 //! keeps what it holds back for replay; charsets; a NUL-bearing body; replay keeps ids.
 
+use inflow::crm::status::EventStatus;
 use inflow::store::{Exec, Store};
 
 use crate::dovecot::{Dovecot, PASSWORD};
@@ -32,7 +33,13 @@ fn corpus_files() -> Vec<(String, Vec<u8>)> {
 fn config(dv: &Dovecot) -> String {
     format!(
         "[org]\ntimezone = \"Europe/Moscow\"\n\n{}",
-        dv.mailbox_toml("sales", "sales", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 40\n")
+        dv.mailbox_toml(
+            "sales",
+            "sales",
+            PASSWORD,
+            "owner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 40\n"
+        )
     )
 }
 
@@ -73,7 +80,7 @@ async fn machine_mail_makes_nothing(engine: &str) {
         let raw = &files.iter().find(|(n, _)| n == file).unwrap().1;
         let key = inflow::ingest::mail::parse(raw, 1 << 24).unwrap_or_else(|e| panic!("{file}: {e}")).key;
         let ev = s.inbound_event("imap", &key).await.unwrap().unwrap_or_else(|| panic!("{file}: no event"));
-        assert_eq!(ev.status, "processed", "{file}: {ev:?}");
+        assert_eq!(ev.status, EventStatus::Processed, "{file}: {ev:?}");
     }
     // The corpus reuses Message-IDs: each repeat is counted as a duplicate of the mailbox.
     let dups = count(&s, "SELECT duplicates AS n FROM mailbox_state WHERE mailbox = 'sales'").await;
@@ -108,7 +115,11 @@ async fn machine_mail_makes_nothing_postgres() {
 
 /// A plain message from `from`, dated `date` (RFC 5322).
 fn message(id: &str, from: &str, date: &str, subject_header: &str, body: &str) -> Vec<u8> {
-    format!("From: {from}\r\nTo: sales@crm.example.com\r\nSubject: {subject_header}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\nMIME-Version: 1.0\r\n{body}").into_bytes()
+    format!(
+        "From: {from}\r\nTo: sales@crm.example.com\r\nSubject: {subject_header}\r\nDate: {date}\r\n\
+        Message-ID: <{id}>\r\nMIME-Version: 1.0\r\n{body}"
+    )
+    .into_bytes()
 }
 
 async fn backlog_charsets_nul_and_replay(engine: &str) {
@@ -160,7 +171,10 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
         "=?UTF-7?Q?Gr+APw-sse?=",
         "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n",
     ));
-    let mut latin1 = b"From: Fr\xf6sche <frog@de.example>\r\nTo: sales@crm.example.com\r\nSubject: Fr\xf6sche und K\xe4se\r\nDate: Fri, 27 Nov 2026 10:00:00 +0300\r\nMessage-ID: <l1@de.example>\r\n\r\nHallo\r\n".to_vec();
+    let mut latin1 = b"From: Fr\xf6sche <frog@de.example>\r\nTo: sales@crm.example.com\r\n\
+        Subject: Fr\xf6sche und K\xe4se\r\nDate: Fri, 27 Nov 2026 10:00:00 +0300\r\n\
+        Message-ID: <l1@de.example>\r\n\r\nHallo\r\n"
+        .to_vec();
     msgs.push(std::mem::take(&mut latin1));
     msgs.push(message(
         "cp@ru.example",
@@ -177,7 +191,16 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
         "Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n",
     ));
     // A quoted-printable body that decodes to a NUL (PostgreSQL refuses NUL in text).
-    msgs.push(message("nul@client.example", "Nul Sender <nul@client.example>", d, "With a NUL", "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nbefore=00after\r\n"));
+    msgs.push(message(
+        "nul@client.example",
+        "Nul Sender \
+        <nul@client.example>",
+        d,
+        "With a \
+        NUL",
+        "Content-Type: text/plain; charset=us-ascii\r\n\
+            Content-Transfer-Encoding: quoted-printable\r\n\r\nbefore=00after\r\n",
+    ));
     // Unparsable: no From at all.
     msgs.push(b"Subject: nobody\r\nMessage-ID: <nofrom@x.example>\r\n\r\nbody\r\n".to_vec());
     dv.append("sales", "INBOX", &msgs).await;
@@ -210,7 +233,7 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
         20
     );
     let held = s.quarantined_mail().await.unwrap();
-    let loops: Vec<_> = held.iter().filter(|e| e.status == "skipped").collect();
+    let loops: Vec<_> = held.iter().filter(|e| e.status == EventStatus::Skipped).collect();
     assert_eq!(loops.len(), 5, "{held:?}");
     assert!(loops.iter().all(|e| e.raw.is_some()), "skipped mail keeps its bytes");
 
@@ -250,7 +273,7 @@ async fn backlog_charsets_nul_and_replay(engine: &str) {
 
     // Replay keeps ids: the unparsable message stays quarantined under the same id; a held
     // back message replays into an e-mail, still under its id.
-    let bad = held.iter().find(|e| e.status == "quarantined").expect("the From-less message");
+    let bad = held.iter().find(|e| e.status == EventStatus::Quarantined).expect("the From-less message");
     let text = config(&dv);
     let rt_cfg = inflow::config::Config::load(
         inflow::config::Source::Text { name: "test", text: &text },

@@ -66,9 +66,8 @@ fn form(body: &str) -> Vec<(String, String)> {
 async fn device(body: String) -> Json<Value> {
     let f = form(&body);
     assert!(f.iter().any(|(k, v)| k == "client_id" && v == "inflow-test"), "{f:?}");
-    Json(
-        json!({"device_code": "dev-1", "user_code": "WDJB-MJHT", "verification_uri": "https://idp.example/device", "expires_in": 600, "interval": 1}),
-    )
+    Json(json!({"device_code": "dev-1", "user_code": "WDJB-MJHT", "verification_uri": "https://idp.example/device",
+            "expires_in": 600, "interval": 1}))
 }
 
 async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value>) {
@@ -102,9 +101,8 @@ async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value
             idp.refused_secrets += 1;
             (
                 StatusCode::UNAUTHORIZED,
-                Json(
-                    json!({"error": "invalid_client", "error_description": "AADSTS7000222: the provided client secret keys are expired"}),
-                ),
+                Json(json!({"error": "invalid_client", "error_description": "AADSTS7000222: the provided client \
+                        secret keys are expired"})),
             )
         }
         // RFC 7636 §4.6: the verifier must hash to the challenge sent with the authorization.
@@ -131,9 +129,8 @@ async fn token(State(s): State<Shared>, body: String) -> (StatusCode, Json<Value
         }
         _ => (
             StatusCode::BAD_REQUEST,
-            Json(
-                json!({"error": "invalid_grant", "error_description": "AADSTS70008: the refresh token has expired or was revoked"}),
-            ),
+            Json(json!({"error": "invalid_grant", "error_description": "AADSTS70008: the refresh token has \
+                    expired or was revoked"})),
         ),
     }
 }
@@ -198,7 +195,11 @@ async fn device_login_then_ingest_refresh_rotation_and_revocation(engine: &str) 
     let (state, url) = idp().await;
     let dv = Dovecot::start_oauth(&format!("{url}/introspect"));
     let mailbox = format!(
-        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"imap\"]\n",
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n\
+            user = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n\
+            [mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\n\
+            token_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"imap\"]\n",
         dv.port
     );
     let app = TestApp::spawn(engine, tempfile::tempdir().unwrap(), &mailbox).await;
@@ -325,7 +326,12 @@ async fn oauth_browser_sign_in_with_pkce_by_loopback_redirect_and_by_pasted_addr
     let keys = tempfile::tempdir().unwrap();
     std::fs::write(keys.path().join("oauth.key"), "a key that lives outside the database\n").unwrap();
     let mailbox = format!(
-        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nauthorization_url = \"{url}/authorize\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n\n[oauth]\nkey_file = \"{}/oauth.key\"\n",
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n\
+            user = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n\
+            [mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\n\
+            authorization_url = \"{url}/authorize\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n\n\
+            [oauth]\nkey_file = \"{}/oauth.key\"\n",
         dv.port,
         keys.path().display()
     );
@@ -421,9 +427,12 @@ async fn relay_signs_in_and_a_wave_waits_for_the_grant(engine: &str, mechanism: 
     let dv = Dovecot::start_oauth_submission(&format!("{url}/introspect"), sink.port);
     let toml = format!(
         "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n\
-         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\nuser = \"news\"\nauth = \"oauth2\"\npool_size = 1\n\n\
-         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"smtp\"]\nmechanism = \"{mechanism}\"\n\n\
-         [waves]\npoll_interval_ms = 100\nthrottle_backoff_secs = 1\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\
+         user = \"news\"\nauth = \"oauth2\"\npool_size = 1\n\n\
+         [smtp.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\n\
+         device_url = \"{url}/device\"\nscopes = [\"smtp\"]\nmechanism = \"{mechanism}\"\n\n\
+         [waves]\npoll_interval_ms = 100\nthrottle_backoff_secs = 1\n\
+         unsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
          [alerts]\nenabled = false\n",
         dv.submission_port.unwrap()
     );
@@ -498,7 +507,12 @@ async fn app_only_client_credentials_sign_in_over_oauthbearer_and_an_expired_sec
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.secret"), "app-secret\n").unwrap();
     let mailbox = format!(
-        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n[mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\nclient_secret_file = \"{}/app.secret\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\ngrant = \"client_credentials\"\nmechanism = \"oauthbearer\"\n",
+        "[[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n\
+            user = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n\
+            [mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\n\
+            client_secret_file = \"{}/app.secret\"\ntoken_url = \"{url}/token\"\nscopes = [\"imap\"]\n\
+            grant = \"client_credentials\"\nmechanism = \"oauthbearer\"\n",
         dv.port,
         dir.path().display()
     );
@@ -621,8 +635,11 @@ async fn a_crash_between_refresh_and_save_loses_no_grant() {
         &cfg,
         format!(
             "[database]\nurl = \"sqlite://{}/inflow.db\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n\
-             [mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\ntoken_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"imap\"]\n",
+             [[mailboxes]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n\
+             user = \"sales\"\nauth = \"oauth2\"\nowner = \"sales@crm.example.com\"\nfilter = 0\n\
+             auto_create = \"leads\"\nprocessed_folder = \"Processed\"\nmax_backoff_secs = 1\n\n\
+             [mailboxes.oauth]\nprovider = \"generic\"\nclient_id = \"inflow-test\"\n\
+             token_url = \"{url}/token\"\ndevice_url = \"{url}/device\"\nscopes = [\"imap\"]\n",
             dir.path().display(),
             dv.port
         ),

@@ -97,7 +97,8 @@ fn sales_mailbox(dv: &Dovecot) -> String {
             "sales",
             "sales",
             PASSWORD,
-            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 5\n"
+            "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\
+                processed_folder = \"Processed\"\nbatch_size = 5\n"
         )
     )
 }

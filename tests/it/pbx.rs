@@ -8,6 +8,7 @@ use base64::Engine as _;
 use chrono::Duration;
 use hmac::{KeyInit, Mac};
 use inflow::crm::entities::*;
+use inflow::crm::status::{CallStatus, EventStatus};
 use inflow::crm::{EntityKind, Money};
 use inflow::store::RecordExt;
 use sha2::Digest;
@@ -374,12 +375,12 @@ impl TestApp {
                     .pbx_call(&p, &c)
                     .await
                     .unwrap()
-                    .is_some_and(|call| call.status != "open" && call.processed_version == call.version)
+                    .is_some_and(|call| call.status != CallStatus::Open && call.processed_version == call.version)
             }
         })
         .await;
         let call = self.store.pbx_call(provider, call_id).await.unwrap().unwrap();
-        assert_eq!(call.status, "processed", "{call:?}");
+        assert_eq!(call.status, CallStatus::Processed, "{call:?}");
         self.store.load::<Activity>(call.activityid.expect("activity")).await.unwrap()
     }
 
@@ -566,7 +567,10 @@ async fn twilio_status_and_dial_callbacks() {
     assert_eq!((o.statecode, o.statuscode, o.directioncode), (1, 2, Some(true)));
     assert_eq!(o.ownerid, seed.head, "no extension: the line owner of the caller id");
     // A recording callback through the proxy: signed for the URL Twilio was given.
-    let rec = "AccountSid=AC0123456789abcdef0123456789abcdef&CallSid=CA11111111111111111111111111111111&RecordingSid=RE0123456789abcdef0123456789abcdef&RecordingStatus=completed&RecordingUrl=https%3A%2F%2Fapi.twilio.com%2F2010-04-01%2FAccounts%2FAC0123456789abcdef0123456789abcdef%2FRecordings%2FRE0123456789abcdef0123456789abcdef";
+    let rec = "AccountSid=AC0123456789abcdef0123456789abcdef&CallSid=CA11111111111111111111111111111111&Record\
+        ingSid=RE0123456789abcdef0123456789abcdef&RecordingStatus=completed&RecordingUrl=https%3A%2F%2Fapi.twi\
+        lio.com%2F2010-04-01%2FAccounts%2FAC0123456789abcdef0123456789abcdef%2FRecordings%2FRE0123456789abcdef\
+        0123456789abcdef";
     assert_eq!(app.twilio("/recording", rec).await.status(), 401, "not the URL Twilio signed");
     ok(app.twilio_at("/recording", "https://calls.acme.ru/hooks/twilio-recording", rec).await).await;
     let again = app.call_activity("twilio", "CA11111111111111111111111111111111").await;
@@ -596,9 +600,9 @@ async fn generic_json_auth_and_validation() {
     for (call, order) in [("rg-1", ["a", "b"]), ("rg-2", ["b", "a"])] {
         for leg in order {
             let (disposition, secs) = if leg == "a" { ("missed", 0) } else { ("answered", 40) };
-            let ev = format!(
-                r#"{{"call_id":"{call}","leg_id":"{leg}","event":"end","direction":"inbound","external_number":"+79035551000","did":"+74951234567","disposition":"{disposition}","duration_secs":{secs}}}"#
-            );
+            let ev = format!(r#"{{"call_id":"{call}","leg_id":"{leg}","event":"end","direction":"inbound","#)
+                + r#""external_number":"+79035551000","did":"+74951234567","#
+                + &format!(r#""disposition":"{disposition}","duration_secs":{secs}}}"#);
             assert_eq!(app.generic(&ev).await.status(), 202);
         }
         let a = app.call_activity("generic", call).await;
@@ -664,7 +668,8 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     let (app, seed) = start("sqlite").await;
     let ev = |id: &str, from: &str, did: &str, disp: &str, secs: i64| {
         serde_json::json!({"call_id": id, "event": "end", "direction": "inbound", "external_number": from, "did": did,
-            "duration_secs": secs, "disposition": disp, "started_at": "2026-11-27T07:00:00Z", "ended_at": "2026-11-27T07:03:00Z"})
+            "duration_secs": secs, "disposition": disp, "started_at": "2026-11-27T07:00:00Z",
+                "ended_at": "2026-11-27T07:03:00Z"})
         .to_string()
     };
     // R-PBX-4 + R-PBX-5: unknown caller to the campaign number → response, lead through it.
@@ -712,7 +717,9 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     assert!(amb.regardingobjectid.is_none());
     assert_eq!(app.store.dup_candidates("open").await.unwrap().len(), 1);
     // A call whose final event never comes is closed by the sweep after the timeout.
-    let start_only = serde_json::json!({"call_id": "t6", "event": "start", "direction": "inbound", "external_number": "+7 903 555-66-77", "did": "+74951234567"}).to_string();
+    let start_only = serde_json::json!({"call_id": "t6", "event": "start", "direction": "inbound",
+        "external_number": "+7 903 555-66-77", "did": "+74951234567"})
+    .to_string();
     app.generic(&start_only).await;
     let rt = app.running.pbx.clone().unwrap();
     assert_eq!(rt.sweep(chrono::Utc::now()).await.unwrap(), 0, "not due yet");
@@ -731,7 +738,7 @@ async fn tracking_number_unknown_callers_ambiguity_and_timeouts() {
     let call = app.store.pbx_call("generic", "t6").await.unwrap().unwrap();
     assert!(call.timed_out);
     // R-PBX-1: every call has its idempotency/audit row with the refs.
-    assert_eq!(app.store.inbound_event("pbx:generic", "t1").await.unwrap().unwrap().status, "processed");
+    assert_eq!(app.store.inbound_event("pbx:generic", "t1").await.unwrap().unwrap().status, EventStatus::Processed);
     app.stop().await;
 }
 
@@ -770,8 +777,14 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     }
     app.call_activity("twilio", "CA55555555555555555555555555555555").await;
     // Generic: a missed inbound and an outbound call.
-    let missed = r#"{"call_id":"g-m","event":"end","direction":"inbound","external_number":"+79035550099","did":"+74951234567","disposition":"missed"}"#;
-    let out = r#"{"call_id":"g-o","event":"end","direction":"outbound","external_number":"+74997654321","did":"+74951234567","extension":"102","duration_secs":12,"disposition":"answered"}"#;
+    let missed = concat!(
+        r#"{"call_id":"g-m","event":"end","direction":"inbound","external_number":"+79035550099","did":"+74951234"#,
+        r#"567","disposition":"missed"}"#,
+    );
+    let out = concat!(
+        r#"{"call_id":"g-o","event":"end","direction":"outbound","external_number":"+74997654321","did":"+7495123"#,
+        r#"4567","extension":"102","duration_secs":12,"disposition":"answered"}"#,
+    );
     assert_eq!(app.generic(missed).await.status(), 202);
     assert_eq!(app.generic(missed).await.status(), 202);
     assert_eq!(app.generic(out).await.status(), 202);
@@ -783,7 +796,8 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
 
     // Twilio with the StatusCallback alone: 'completed' with CallDuration > 0 is an answered
     // call with that talk time, not a missed one.
-    let status_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=%2B79035550077&To=%2B74951234567&CallDuration=197&SequenceNumber=1";
+    let status_only = "CallSid=CA66666666666666666666666666666666&CallStatus=completed&Direction=inbound&From=\
+        %2B79035550077&To=%2B74951234567&CallDuration=197&SequenceNumber=1";
     ok(app.twilio("/status", status_only).await).await;
     let a = app.call_activity("twilio", "CA66666666666666666666666666666666").await;
     assert_eq!(
@@ -794,7 +808,9 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
     // Its dialled leg went unanswered: a missed call, a callback for the line owner, in
     // either order.
     let parent = status_only.replace("CA666", "CA667");
-    let leg = "CallSid=CA77777777777777777777777777777777&ParentCallSid=CA66766666666666666666666666666666&CallStatus=no-answer&Direction=outbound-dial&From=%2B79035550077&To=%2B79160000101&CallDuration=0&SequenceNumber=3";
+    let leg = "CallSid=CA77777777777777777777777777777777&ParentCallSid=CA66766666666666666666666666666666&Cal\
+        lStatus=no-answer&Direction=outbound-dial&From=%2B79035550077&To=%2B79160000101&CallDuration=0&Sequenc\
+        eNumber=3";
     ok(app.twilio("/status", leg).await).await;
     ok(app.twilio("/status", &parent).await).await;
     let m = app.call_activity("twilio", "CA66766666666666666666666666666666").await;
@@ -804,7 +820,11 @@ async fn every_provider_refuses_oversized_and_malformed_bodies_and_ignores_redel
         "a callback for the line owner"
     );
     // Mango legs without a summary, closed by the timeout: an outbound leg stays outbound.
-    let out_leg = r#"{"entry_id":"NDAw","call_id":"NDAwOjE=","timestamp":1764234000,"seq":1,"call_state":"Appeared","location":"abonent","from":{"extension":"102","number":"sip:petrova@acme.mangosip.ru"},"to":{"number":"74997654321"}}"#;
+    let out_leg = concat!(
+        r#"{"entry_id":"NDAw","call_id":"NDAwOjE=","timestamp":1764234000,"seq":1,"call_state":"Appeared","locati"#,
+        r#"on":"abonent","from":{"extension":"102","number":"sip:petrova@acme.mangosip.ru"},"to":{"number":"74997"#,
+        r#"654321"}}"#,
+    );
     ok(app.mango("/events/call", out_leg).await).await;
     let rt = app.running.pbx.clone().unwrap();
     rt.process("mango", "NDAw", chrono::Utc::now() + Duration::hours(2)).await.unwrap();
@@ -859,7 +879,8 @@ async fn calls_of_one_job_are_applied_together(engine: &str) {
     ];
     for (id, from, did, disp, secs) in calls {
         let answered = (disp == "answered").then_some("2026-11-27T07:00:05Z");
-        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound", "external_number": from, "did": did,
+        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound",
+            "external_number": from, "did": did,
             "duration_secs": secs, "disposition": disp, "started_at": "2026-11-27T07:00:00Z", "answered_at": answered});
         ok(app.generic(&ev.to_string()).await).await;
     }
@@ -925,7 +946,8 @@ async fn concurrent_plans_open_one_callback_per_number() {
     use inflow::ingest::pbx::process::Outcome;
     let (app, _seed) = start("postgres").await;
     for id in ["m1", "m2"] {
-        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound", "external_number": "+7 903 555-77-88", "did": "+74951234567",
+        let ev = serde_json::json!({"call_id": id, "event": "answer", "direction": "inbound",
+            "external_number": "+7 903 555-77-88", "did": "+74951234567",
             "disposition": "missed", "started_at": "2026-11-27T07:00:00Z"});
         ok(app.generic(&ev.to_string()).await).await;
     }
@@ -970,21 +992,16 @@ async fn callbacks_go_to_the_account_manager_and_close_themselves(engine: &str) 
     let mut c: Contact = s.load(seed.known_contact).await.unwrap();
     c.ownerid = seed.ext102;
     s.update(&c).await.unwrap();
-    let call = |id: &str,
-                dir: &str,
-                number: &str,
-                disp: &str,
-                at: &str,
-                answered: Option<&str>,
-                end: &str,
-                secs: i64| {
-        let mut v = serde_json::json!({"call_id": id, "event": "end", "direction": dir, "external_number": number, "did": "+7 495 123-45-67", "extension": "101",
+    let call =
+        |id: &str, dir: &str, number: &str, disp: &str, at: &str, answered: Option<&str>, end: &str, secs: i64| {
+            let mut v = serde_json::json!({"call_id": id, "event": "end", "direction": dir, "external_number": number,
+            "did": "+7 495 123-45-67", "extension": "101",
             "started_at": at, "ended_at": end, "duration_secs": secs, "disposition": disp});
-        if let Some(a) = answered {
-            v["answered_at"] = serde_json::json!(a);
-        }
-        v.to_string()
-    };
+            if let Some(a) = answered {
+                v["answered_at"] = serde_json::json!(a);
+            }
+            v.to_string()
+        };
     assert_eq!(
         app.generic(&call(
             "cb-missed",
@@ -1193,8 +1210,11 @@ async fn call_lists_close_by_the_pbx(engine: &str) {
     assert_eq!((first[0].statecode, first[0].ownerid, first[0].directioncode), (0, seed.ext101, Some(true)));
     assert_eq!(first[0].scheduledend, Some(inflow::crm::activity::date_only_due(due, tz)));
     // Ivanov calls the first member from extension 101; the PBX reports it answered.
-    let body = serde_json::json!({"call_id": "list-1", "event": "end", "direction": "outbound", "external_number": "+79031112201", "extension": "101",
-        "started_at": (t + Duration::minutes(5)).to_rfc3339(), "answered_at": (t + Duration::minutes(5)).to_rfc3339(), "ended_at": (t + Duration::minutes(8)).to_rfc3339(), "duration_secs": 180, "disposition": "answered"});
+    let body = serde_json::json!({"call_id": "list-1", "event": "end", "direction": "outbound",
+        "external_number": "+79031112201", "extension": "101",
+        "started_at": (t + Duration::minutes(5)).to_rfc3339(),
+            "answered_at": (t + Duration::minutes(5)).to_rfc3339(),
+                "ended_at": (t + Duration::minutes(8)).to_rfc3339(), "duration_secs": 180, "disposition": "answered"});
     assert_eq!(app.generic(&body.to_string()).await.status(), 202);
     app.call_activity("generic", "list-1").await;
     let closed = s.load::<Activity>(first[0].activityid).await.unwrap();
@@ -1492,13 +1512,20 @@ async fn sipuni_events() {
     // Inbound to the main line, rung to extension 101, not answered.
     let id = "1774373436.533962";
     let leg1 = format!(
-        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=74951234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373436&treeName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D1%8F&treeNumber=000-1734442&user_id=070196"
+        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=7495\
+            1234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373436&tre\
+            eName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D1%8F&treeNumber=000-1734442&user_id=070196"
     );
     let leg2 = format!(
-        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=2&dst_num=070196101&short_dst_num=101&timestamp=1774373437&user_id=070196"
+        "call_id={id}&event=1&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=2&dst_num=0701\
+            96101&short_dst_num=101&timestamp=1774373437&user_id=070196"
     );
     let end = format!(
-        "call_id={id}&event=2&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=74951234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373455&status=NOANSWER&call_start_timestamp=1774373436&treeName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D1%8F&treeNumber=000-1734442&user_id=070196&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2Frecord%3Fid%3D1774373436.533962%26hash%3Dab12"
+        "call_id={id}&event=2&src_type=1&src_num=79035550600&short_src_num=79035550600&dst_type=1&dst_num=7495\
+            1234567_id265648&short_dst_num=74951234567_id265648&pbxdstnum=74951234567&timestamp=1774373455&sta\
+            tus=NOANSWER&call_start_timestamp=1774373436&treeName=%D0%92%D1%85%D0%BE%D0%B4%D1%8F%D1%89%D0%B0%D\
+            1%8F&treeNumber=000-1734442&user_id=070196&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2\
+            Frecord%3Fid%3D1774373436.533962%26hash%3Dab12"
     );
     for q in [&end, &leg1, &leg2, &leg1] {
         assert_eq!(ok(app.sipuni(q).await).await, serde_json::json!({"success": true}));
@@ -1508,11 +1535,15 @@ async fn sipuni_events() {
     // Outbound from extension 102 to the known contact, answered after 10 s, 95 s of talk.
     let o = "1774372584.533596";
     let start_q = format!(
-        "call_id={o}&event=1&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&pbxdstnum=%2B79161234567&timestamp=1774372584&user_id=070196"
+        "call_id={o}&event=1&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&pbx\
+            dstnum=%2B79161234567&timestamp=1774372584&user_id=070196"
     );
     let answer_q = format!("call_id={o}&event=3&timestamp=1774372594&channel=SIP%2F070196998783337125-000471d4");
     let end_q = format!(
-        "call_id={o}&event=2&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&status=ANSWER&call_start_timestamp=1774372584&call_answer_timestamp=1774372594&timestamp=1774372689&last_called=102&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2Frecord%3Fid%3D1774372584.533596%26hash%3D9324"
+        "call_id={o}&event=2&src_type=2&src_num=070196102&short_src_num=102&dst_type=1&dst_num=79161234567&sta\
+            tus=ANSWER&call_start_timestamp=1774372584&call_answer_timestamp=1774372594&timestamp=1774372689&l\
+            ast_called=102&call_record_link=https%3A%2F%2Fsipuni.com%2Fapi%2Fcrm%2Frecord%3Fid%3D1774372584.53\
+            3596%26hash%3D9324"
     );
     for q in [&start_q, &answer_q, &end_q] {
         ok(app.sipuni(q).await).await;
@@ -1525,7 +1556,14 @@ async fn sipuni_events() {
     );
     assert!(a.description.unwrap_or_default().contains("sipuni.com/api/crm/record"), "the recording link");
     let t = "1774374000.600001";
-    ok(app.sipuni(&format!("call_id={t}&event=2&src_type=1&src_num=79035552200&dst_type=1&dst_num=78005553535_id1&pbxdstnum=78005553535&timestamp=1774374060&status=ANSWER&call_start_timestamp=1774374000&call_answer_timestamp=1774374010")).await).await;
+    ok(app
+        .sipuni(&format!(
+            "call_id={t}&event=2&src_type=1&src_num=79035552200&dst_type=1&dst_num=78005553535_\
+        id1&pbxdstnum=78005553535&timestamp=1774374060&status=ANSWER&call_start_timestamp=1774374000&call_answ\
+        er_timestamp=1774374010"
+        ))
+        .await)
+    .await;
     assert_campaign_lead(&app, "sipuni", t, &seed).await;
     app.stop().await;
 }
@@ -1649,9 +1687,20 @@ async fn itoolabs_crm_api_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uis_notifications() {
     let (app, seed) = start("sqlite").await;
-    let end = r#"{"event": "end", "call_session_id": 998677427, "notification_time": "2026-12-07 12:01:40.234", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction": "in", "talk_time_duration": 95, "total_time_duration": 100}"#;
-    let talk = r#"{"event": "talk", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:05.000", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction": "in"}"#;
-    let incoming = r#"{"event": "incoming", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:00.000", "contact_phone_number": "79161234567", "virtual_phone_number": "74951234567"}"#;
+    let end = concat!(
+        r#"{"event": "end", "call_session_id": 998677427, "notification_time": "2026-12-07 12:01:40.234", "contac"#,
+        r#"t_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction""#,
+        r#": "in", "talk_time_duration": 95, "total_time_duration": 100}"#,
+    );
+    let talk = concat!(
+        r#"{"event": "talk", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:05.000", "conta"#,
+        r#"ct_phone_number": "79161234567", "virtual_phone_number": "74951234567", "employee_id": 101, "direction"#,
+        r#"": "in"}"#,
+    );
+    let incoming = concat!(
+        r#"{"event": "incoming", "call_session_id": 998677427, "notification_time": "2026-12-07 12:00:00.000", "c"#,
+        r#"ontact_phone_number": "79161234567", "virtual_phone_number": "74951234567"}"#,
+    );
     assert_eq!(app.uis("wrong", end).await.status(), 401);
     for b in [end, talk, incoming, end] {
         ok(app.uis(UIS_TOKEN, b).await).await;
@@ -1665,15 +1714,28 @@ async fn uis_notifications() {
     ok(app.uis(UIS_TOKEN, rec).await).await;
     assert!(app.call_activity("uis", "998677427").await.description.unwrap_or_default().contains("media.uiscom.ru"));
     // A lost call: a callback.
-    let lost = r#"{"event": "lost", "call_session_id": 998677500, "notification_time": "2026-12-07 12:10:00.000", "contact_phone_number": "79035550800", "virtual_phone_number": "74951234567"}"#;
+    let lost = concat!(
+        r#"{"event": "lost", "call_session_id": 998677500, "notification_time": "2026-12-07 12:10:00.000", "conta"#,
+        r#"ct_phone_number": "79035550800", "virtual_phone_number": "74951234567"}"#,
+    );
     ok(app.uis(UIS_TOKEN, lost).await).await;
     assert_eq!(app.call_activity("uis", "998677500").await.statecode, 0);
     // Planfix's "Завершение звонка" template, outbound, nobody answered, one variable unfilled.
-    let planfix = r#"{"notification_name": "crm-out", "notification_mnemonic": {{notification_mnemonic}}, "virtual_phone_number": "74951234567", "notification_time": "2026-12-07 12:20:00.000", "external_id": null, "contact_phone_number": "79035550900", "employee_full_name": "Петрова", "employee_id": 102, "call_source": "va", "direction": "out", "call_session_id": 998677600, "scenario_name": null, "talk_time_duration": 0, "total_time_duration": 30, "wait_time_duration": 30, "tag_names": null}"#;
+    let planfix = concat!(
+        r#"{"notification_name": "crm-out", "notification_mnemonic": {{notification_mnemonic}}, "virtual_phone_nu"#,
+        r#"mber": "74951234567", "notification_time": "2026-12-07 12:20:00.000", "external_id": null, "contact_ph"#,
+        r#"one_number": "79035550900", "employee_full_name": "Петрова", "employee_id": 102, "call_source": "va", "#,
+        r#""direction": "out", "call_session_id": 998677600, "scenario_name": null, "talk_time_duration": 0, "tot"#,
+        r#"al_time_duration": 30, "wait_time_duration": 30, "tag_names": null}"#,
+    );
     ok(app.uis(UIS_TOKEN, planfix).await).await;
     let o = app.call_activity("uis", "998677600").await;
     assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound unanswered: done");
-    let t = r#"{"event": "end", "call_session_id": 998677700, "notification_time": "2026-12-07 12:30:00.000", "contact_phone_number": "79035552400", "virtual_phone_number": "78005553535", "direction": "in", "talk_time_duration": 60, "total_time_duration": 70}"#;
+    let t = concat!(
+        r#"{"event": "end", "call_session_id": 998677700, "notification_time": "2026-12-07 12:30:00.000", "contac"#,
+        r#"t_phone_number": "79035552400", "virtual_phone_number": "78005553535", "direction": "in", "talk_time_d"#,
+        r#"uration": 60, "total_time_duration": 70}"#,
+    );
     ok(app.uis(UIS_TOKEN, t).await).await;
     assert_campaign_lead(&app, "uis", "998677700", &seed).await;
     app.stop().await;
@@ -1912,20 +1974,31 @@ impl FreePbxDb {
         use sqlx::Connection;
         let url = std::env::var("INFLOW_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
         let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!("MariaDB is required for the FreePBX CDR test and is unreachable at {url}: {e}. Run scripts/test-services.sh.")
+            panic!(
+                "MariaDB is required for the FreePBX CDR test and is unreachable at {url}: {e}. Run \
+                scripts/test-services.sh."
+            )
         });
         let tag = format!("{}_{}", std::process::id(), Uuid::new_v4().simple().to_string().get(..8).unwrap());
         let (name, user) = (format!("inflow_cdr_{tag}"), format!("inflow_ro_{tag}"));
         // FreePBX's asteriskcdrdb.cdr, as its installer creates it.
         let table = "(calldate datetime NOT NULL DEFAULT '0000-00-00 00:00:00', clid varchar(80) NOT NULL DEFAULT '', \
-             src varchar(80) NOT NULL DEFAULT '', dst varchar(80) NOT NULL DEFAULT '', dcontext varchar(80) NOT NULL DEFAULT '', \
-             channel varchar(80) NOT NULL DEFAULT '', dstchannel varchar(80) NOT NULL DEFAULT '', lastapp varchar(80) NOT NULL DEFAULT '', \
-             lastdata varchar(80) NOT NULL DEFAULT '', duration int(11) NOT NULL DEFAULT 0, billsec int(11) NOT NULL DEFAULT 0, \
-             disposition varchar(45) NOT NULL DEFAULT '', amaflags int(11) NOT NULL DEFAULT 0, accountcode varchar(20) NOT NULL DEFAULT '', \
-             uniqueid varchar(32) NOT NULL DEFAULT '', userfield varchar(255) NOT NULL DEFAULT '', did varchar(50) NOT NULL DEFAULT '', \
-             recordingfile varchar(255) NOT NULL DEFAULT '', cnum varchar(80) NOT NULL DEFAULT '', cnam varchar(80) NOT NULL DEFAULT '', \
-             outbound_cnum varchar(80) NOT NULL DEFAULT '', outbound_cnam varchar(80) NOT NULL DEFAULT '', dst_cnam varchar(80) NOT NULL DEFAULT '', \
-             linkedid varchar(32) NOT NULL DEFAULT '', peeraccount varchar(80) NOT NULL DEFAULT '', sequence int(11) NOT NULL DEFAULT 0, \
+             src varchar(80) NOT NULL DEFAULT '', dst varchar(80) NOT NULL DEFAULT '', dcontext varchar(80) \
+             NOT NULL DEFAULT '', \
+             channel varchar(80) NOT NULL DEFAULT '', dstchannel varchar(80) NOT NULL DEFAULT '', lastapp \
+             varchar(80) NOT NULL DEFAULT '', \
+             lastdata varchar(80) NOT NULL DEFAULT '', duration int(11) NOT NULL DEFAULT 0, billsec int(11) \
+             NOT NULL DEFAULT 0, \
+             disposition varchar(45) NOT NULL DEFAULT '', amaflags int(11) NOT NULL DEFAULT 0, accountcode \
+             varchar(20) NOT NULL DEFAULT '', \
+             uniqueid varchar(32) NOT NULL DEFAULT '', userfield varchar(255) NOT NULL DEFAULT '', did \
+             varchar(50) NOT NULL DEFAULT '', \
+             recordingfile varchar(255) NOT NULL DEFAULT '', cnum varchar(80) NOT NULL DEFAULT '', cnam \
+             varchar(80) NOT NULL DEFAULT '', \
+             outbound_cnum varchar(80) NOT NULL DEFAULT '', outbound_cnam varchar(80) NOT NULL DEFAULT '', \
+             dst_cnam varchar(80) NOT NULL DEFAULT '', \
+             linkedid varchar(32) NOT NULL DEFAULT '', peeraccount varchar(80) NOT NULL DEFAULT '', sequence \
+             int(11) NOT NULL DEFAULT 0, \
              KEY calldate (calldate), KEY dst (dst), KEY accountcode (accountcode))";
         for sql in [
             format!("CREATE DATABASE {name}"),
@@ -1952,8 +2025,10 @@ impl FreePbxDb {
         linkedid: &str,
     ) {
         let sql = format!(
-            "INSERT INTO {}.cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec, disposition, uniqueid, did, linkedid) \
-             VALUES (?, ?, ?, '74951234567', 'from-trunk', 'PJSIP/trunk-00000012', ?, 'Dial', ?, ?, ?, ?, '74951234567', ?)",
+            "INSERT INTO {}.cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, duration, \
+                billsec, disposition, uniqueid, did, linkedid) \
+             VALUES (?, ?, ?, '74951234567', 'from-trunk', 'PJSIP/trunk-00000012', ?, 'Dial', ?, ?, ?, ?, \
+             '74951234567', ?)",
             self.name
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -2121,9 +2196,11 @@ async fn threecx_lookup_and_journal() {
     let report = |body: serde_json::Value| {
         app.http.post(app.url("/pbx/3cx/report")).header("Authorization", basic(THREECX_TOKEN)).json(&body).send()
     };
-    let inbound = serde_json::json!({"call_type": "Inbound", "direction": "Inbound", "number": "89161234567", "name": "Sidorov",
+    let inbound = serde_json::json!({"call_type": "Inbound", "direction": "Inbound", "number": "89161234567",
+        "name": "Sidorov",
         "agent": "101", "agent_email": "[AgentEmail]", "queue": "", "duration_s": "95",
-        "start_utc": "2026-12-07T09:00:00Z", "end_utc": "2026-12-07T09:01:41Z", "contact_id": seed.known_contact.to_string()});
+        "start_utc": "2026-12-07T09:00:00Z", "end_utc": "2026-12-07T09:01:41Z",
+            "contact_id": seed.known_contact.to_string()});
     assert_eq!(ok(report(inbound.clone()).await.unwrap()).await, serde_json::json!({}));
     ok(report(inbound).await.unwrap()).await;
     // 3CX gives no call id: the one inflow makes is what `call_activity` looks up.
@@ -2173,7 +2250,12 @@ async fn yeastar_cdr_reports() {
             .body(body)
             .send()
     };
-    let v1 = r#"{"action":"NewCdr","callid":"1505352445.265","timestart":"2026-12-07 12:00:00","callfrom":"89161234567","callto":"101","srctrunkname":"MTT","callduraction":"38","talkduraction":"29","status":"ANSWERED","type":"Inbound","didnumber":"74951234567","recording":"20261207120009-1505352445.265-89161234567-101-Inbound.wav","sn":"369362089179"}"#;
+    let v1 = concat!(
+        r#"{"action":"NewCdr","callid":"1505352445.265","timestart":"2026-12-07 12:00:00","callfrom":"89161234567"#,
+        r#"","callto":"101","srctrunkname":"MTT","callduraction":"38","talkduraction":"29","status":"ANSWERED","t"#,
+        r#"ype":"Inbound","didnumber":"74951234567","recording":"20261207120009-1505352445.265-89161234567-101-In"#,
+        r#"bound.wav","sn":"369362089179"}"#,
+    );
     assert_eq!(post("nope", v1.into()).await.unwrap().status(), 401);
     ok(post(YEASTAR_TOKEN, v1.into()).await.unwrap()).await;
     ok(post(YEASTAR_TOKEN, v1.into()).await.unwrap()).await;
@@ -2184,16 +2266,29 @@ async fn yeastar_cdr_reports() {
     );
     assert_eq!(a.actualstart.map(|t| t.to_rfc3339()).as_deref(), Some("2026-12-07T09:00:00+00:00"), "PBX-local time");
     // v2: "event", a missed inbound call.
-    let v2 = r#"{"event":"NewCdr","callid":"1547391782.318","timestart":"2026-12-07 12:05:00","callfrom":"89035551400","callto":"101","callduraction":"21","talkduraction":"0","status":"NO ANSWER","type":"Inbound","didnumber":"74951234567","sn":"369362089179"}"#;
+    let v2 = concat!(
+        r#"{"event":"NewCdr","callid":"1547391782.318","timestart":"2026-12-07 12:05:00","callfrom":"89035551400""#,
+        r#","callto":"101","callduraction":"21","talkduraction":"0","status":"NO ANSWER","type":"Inbound","didnum"#,
+        r#"ber":"74951234567","sn":"369362089179"}"#,
+    );
     ok(post(YEASTAR_TOKEN, v2.into()).await.unwrap()).await;
     assert_eq!(app.call_activity("yeastar", "1547391782.318").await.statecode, 0, "missed: a callback");
     // P-Series: msg is a JSON string; blank fields are a single space.
-    let msg = r#"{"call_id":"1651057476.362","time_start":"2026-12-07 12:10:00","call_from":"102","call_to":"89035551500","call_duration":24,"talk_duration":0,"src_trunk_name":" ","dst_trunk_name":"MTT","pin_code":" ","status":"BUSY","type":"Outbound","recording":" ","did_number":" ","agent_ring_time":0,"uid":"2024111913594421D77"}"#;
+    let msg = concat!(
+        r#"{"call_id":"1651057476.362","time_start":"2026-12-07 12:10:00","call_from":"102","call_to":"8903555150"#,
+        r#"0","call_duration":24,"talk_duration":0,"src_trunk_name":" ","dst_trunk_name":"MTT","pin_code":" ","st"#,
+        r#"atus":"BUSY","type":"Outbound","recording":" ","did_number":" ","agent_ring_time":0,"uid":"20241119135"#,
+        r#"94421D77"}"#,
+    );
     let p = serde_json::json!({"type": 30012, "sn": "3631A2124XXX", "msg": msg}).to_string();
     ok(post(YEASTAR_TOKEN, p).await.unwrap()).await;
     let o = app.call_activity("yeastar", "1651057476.362").await;
     assert_eq!((o.statecode, o.directioncode, o.ownerid), (1, Some(true), seed.ext102), "outbound busy: no callback");
-    let t = r#"{"action":"NewCdr","callid":"1547392000.400","timestart":"2026-12-07 12:30:00","callfrom":"89035552500","callto":"101","callduraction":"80","talkduraction":"70","status":"ANSWERED","type":"Inbound","didnumber":"88005553535"}"#;
+    let t = concat!(
+        r#"{"action":"NewCdr","callid":"1547392000.400","timestart":"2026-12-07 12:30:00","callfrom":"89035552500"#,
+        r#"","callto":"101","callduraction":"80","talkduraction":"70","status":"ANSWERED","type":"Inbound","didnu"#,
+        r#"mber":"88005553535"}"#,
+    );
     ok(post(YEASTAR_TOKEN, t.into()).await.unwrap()).await;
     assert_campaign_lead(&app, "yeastar", "1547392000.400", &seed).await;
     let v = ok(post(
@@ -2233,7 +2328,9 @@ async fn lines_are_managed_through_the_api() {
         }
     };
     use reqwest::Method;
-    let line = json!({"did": "8 (800) 700-11-22", "owner": "marketing@acme.ru", "campaignid": seed.campaign, "create_leads": true, "min_answered_seconds": 5});
+    let line = json!({"did": "8 (800) \
+        700-11-22", "owner": "marketing@acme.ru", "campaignid": seed.campaign, "create_leads": true,
+            "min_answered_seconds": 5});
     let (st, created) = call(Method::POST, "/api/v1/pbx-lines".into(), Some(line.clone())).await;
     assert_eq!(st, 201, "{created}");
     assert_eq!(created["did"], "+78007001122", "stored in E.164");
@@ -2243,7 +2340,9 @@ async fn lines_are_managed_through_the_api() {
         (json!({"did": "not a number", "owner": "marketing@acme.ru"}), 422, "invalid_did"),
         (json!({"did": "+7 800 700-11-23", "owner": "nobody@acme.ru"}), 422, "unknown_owner"),
         (
-            json!({"did": "+7 800 700-11-24", "owner": "marketing@acme.ru", "campaignid": seed.campaign, "campaignactivityid": seed.wave}),
+            json!({"did": "+7 800 \
+                700-11-24", "owner": "marketing@acme.ru", "campaignid": seed.campaign,
+                    "campaignactivityid": seed.wave}),
             422,
             "campaign_or_activity",
         ),
@@ -2253,9 +2352,8 @@ async fn lines_are_managed_through_the_api() {
     }
     // The next call to the new number: the campaign's response and a lead.
     let ev = |id: &str, from: &str| {
-        format!(
-            r#"{{"call_id":"{id}","event":"end","direction":"inbound","external_number":"{from}","did":"88007001122","disposition":"answered","duration_secs":30}}"#
-        )
+        format!(r#"{{"call_id":"{id}","event":"end","direction":"inbound","external_number":"{from}","#)
+            + r#""did":"88007001122","disposition":"answered","duration_secs":30}"#
     };
     assert_eq!(app.generic(&ev("ln-1", "+79035553000")).await.status(), 202);
     assert_campaign_lead(&app, "generic", "ln-1", &seed).await;

@@ -5,6 +5,7 @@
 //! when the daemon holding the mailbox is killed (-9) mid-work the other finishes the mailbox
 //! (lease takeover) and the wave.
 
+use inflow::crm::status::CallStatus;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -76,18 +77,31 @@ async fn two_daemons_on_one_postgres_database() {
     let ports = [free_port(), free_port()];
     let config = |port: u16| {
         format!(
-            "[database]\nurl = \"{db}\"\nmax_connections = 6\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\nshutdown_timeout_secs = 5\n\n\
+            "[database]\nurl = \"{db}\"\nmax_connections = 6\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                [daemon]\nshutdown_timeout_secs = 5\n\n\
              [org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\npool_size = 2\n\n\
-             [waves]\npoll_interval_ms = 100\nbatch_size = 20\nclaim_lease_secs = 5\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
-             [alerts]\nenabled = true\nscan_interval_secs = 2\nescalation_delay_secs = 3600\nmax_level = 1\nworking_hours = \"00:00-24:00\"\n\
-             working_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nkinds = [\"task\"]\nnew_lead_notice = false\n\n\
-             [pbx]\nfinal_event_timeout_secs = 3600\n\n[[pbx.lines]]\ndid = \"+7 495 123-45-67\"\nowner = \"sales@crm.example.com\"\ncreate_leads = true\n\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\
+             pool_size = 2\n\n\
+             [waves]\npoll_interval_ms = 100\nbatch_size = 20\nclaim_lease_secs = 5\n\
+             unsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n\
+             [alerts]\nenabled = true\nscan_interval_secs = 2\nescalation_delay_secs = 3600\nmax_level = 1\n\
+             working_hours = \"00:00-24:00\"\n\
+             working_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+             kinds = [\"task\"]\nnew_lead_notice = false\n\n\
+             [pbx]\nfinal_event_timeout_secs = 3600\n\n[[pbx.lines]]\ndid = \"+7 495 123-45-67\"\n\
+             owner = \"sales@crm.example.com\"\ncreate_leads = true\n\n\
              [pbx.generic]\ntoken_file = \"{dir}/pbx.token\"\n\n{mailbox}",
             db = db.url,
             smtp = sink.port,
             dir = dir.path().display(),
-            mailbox = dv.mailbox_toml("sales", "sales", crate::dovecot::PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\nbatch_size = 50\nlease_secs = 10\npoll_interval_secs = 1\n"),
+            mailbox = dv.mailbox_toml(
+                "sales",
+                "sales",
+                crate::dovecot::PASSWORD,
+                "owner \
+                = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\n\
+                processed_folder = \"Processed\"\nbatch_size = 50\nlease_secs = 10\npoll_interval_secs = 1\n"
+            ),
         )
     };
     let cfgs: Vec<std::path::PathBuf> = ports
@@ -200,16 +214,20 @@ async fn two_daemons_on_one_postgres_database() {
     }
     // One call, its events split between the daemons (and the final one sent to both).
     let call = |event: &str| {
-        serde_json::json!({"call_id": "scale-call-1", "event": event, "direction": "inbound", "external_number": "+7 916 555-00-11", "did": "+7 495 123-45-67",
-            "extension": "101", "started_at": "2026-11-27T07:00:00Z", "answered_at": "2026-11-27T07:00:05Z", "ended_at": "2026-11-27T07:03:00Z", "duration_secs": 175, "disposition": "answered"})
+        serde_json::json!({"call_id": "scale-call-1", "event": event, "direction": "inbound",
+            "external_number": "+7 916 555-00-11", "did": "+7 495 123-45-67",
+            "extension": "101", "started_at": "2026-11-27T07:00:00Z", "answered_at": "2026-11-27T07:00:05Z",
+                "ended_at": "2026-11-27T07:03:00Z", "duration_secs": 175, "disposition": "answered"})
     };
     assert_eq!(pbx_event(ports[0], &call("start")).await, 202);
     assert_eq!(pbx_event(ports[1], &call("end")).await, 202);
     assert_eq!(pbx_event(ports[0], &call("end")).await, 202);
     // Six first calls from one new number, at once, half to each daemon: one lead, linked by all.
     let new_caller = |i: usize| {
-        serde_json::json!({"call_id": format!("scale-new-{i}"), "event": "end", "direction": "inbound", "external_number": "+7 916 555-77-88", "did": "+7 495 123-45-67",
-            "started_at": "2026-11-27T08:00:00Z", "answered_at": "2026-11-27T08:00:03Z", "ended_at": "2026-11-27T08:02:00Z", "duration_secs": 117, "disposition": "answered"})
+        serde_json::json!({"call_id": format!("scale-new-{i}"), "event": "end", "direction": "inbound",
+            "external_number": "+7 916 555-77-88", "did": "+7 495 123-45-67",
+            "started_at": "2026-11-27T08:00:00Z", "answered_at": "2026-11-27T08:00:03Z",
+                "ended_at": "2026-11-27T08:02:00Z", "duration_secs": 117, "disposition": "answered"})
     };
     let sends: Vec<_> = (0..6)
         .map(|i| {
@@ -248,7 +266,15 @@ async fn two_daemons_on_one_postgres_database() {
     let s2 = s.clone();
     poll_until("the mailbox ingested", || {
         let s = s2.clone();
-        async move { count(&s, "SELECT COUNT(*) AS n FROM inbound_event WHERE source = 'imap'").await == MESSAGES as i64 }
+        async move {
+            count(
+                &s,
+                "SELECT COUNT(*) AS n FROM inbound_event WHERE source = \
+            'imap'",
+            )
+            .await
+                == MESSAGES as i64
+        }
     })
     .await;
     poll_until("INBOX emptied", || async { dv.messages("sales", "INBOX").await.is_empty() }).await;
@@ -276,7 +302,7 @@ async fn two_daemons_on_one_postgres_database() {
                 s.pbx_call("generic", &id)
                     .await
                     .unwrap()
-                    .is_some_and(|c| c.status != "open" && c.processed_version == c.version)
+                    .is_some_and(|c| c.status != CallStatus::Open && c.processed_version == c.version)
             }
         })
         .await;
@@ -320,10 +346,18 @@ async fn two_daemons_on_one_postgres_database() {
     assert_eq!(acts, 1);
     let new_leads = count(&s, "SELECT COUNT(*) AS n FROM lead WHERE telephone1 = '+79165557788'").await;
     assert_eq!(new_leads, 1, "one new caller, one lead");
-    let on_lead = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN lead l ON l.leadid = a.regardingobjectid WHERE l.telephone1 = '+79165557788' AND a.activitytypecode = 'phonecall'").await;
+    let on_lead = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity a JOIN lead l ON l.leadid = \
+        a.regardingobjectid WHERE l.telephone1 = '+79165557788' AND a.activitytypecode = 'phonecall'",
+    )
+    .await;
     assert_eq!(on_lead, 6, "every call regards that lead");
     eprintln!(
-        "scale-out: mail {MESSAGES} messages → {leads} leads ({ingested_at_kill} before the kill of daemon {victim}); wave {RECIPIENTS} recipients → {} distinct received, {doubles} second copies ({sent_at_kill} sent before the kill); alerts {} notifications for {TASKS} tasks; call events 3 → {acts} activity; 6 concurrent first calls of one number → {new_leads} lead",
+        "scale-out: mail {MESSAGES} messages → {leads} leads ({ingested_at_kill} before the kill of daemon \
+            {victim}); wave {RECIPIENTS} recipients → {} distinct received, {doubles} second copies \
+            ({sent_at_kill} sent before the kill); alerts {} notifications for {TASKS} tasks; call events 3 → \
+            {acts} activity; 6 concurrent first calls of one number → {new_leads} lead",
         wave_rcpts.len(),
         2 * TASKS
     );

@@ -5,6 +5,7 @@ use inflow::crm::entities::*;
 use inflow::crm::lead::QualifyParams;
 use inflow::crm::matching::MatchOutcome;
 use inflow::crm::response::ConvertOption;
+use inflow::crm::status::EventStatus;
 use inflow::crm::{EntityKind, EntityRef, Money};
 use inflow::store::{
     CreateMode, InboundEvent, InboundOutcome, NotificationClaim, RecordExt, Store, StoreError, Suppression,
@@ -619,7 +620,7 @@ both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
         source: "imap:sales".into(),
         external_id: "<abc@example.com>".into(),
         received_at: t,
-        status: "pending".into(),
+        status: EventStatus::Pending,
         reason: None,
         result: None,
         raw: Some(b"From: a@b.c\r\n\r\nhello\xff".to_vec()),
@@ -632,7 +633,7 @@ both_engines!(daemon_tables_are_idempotent, |store: Store| async move {
     match store.record_inbound(&again).await.unwrap() {
         InboundOutcome::Duplicate(existing) => {
             assert_eq!(existing.id, ev.id);
-            assert_eq!(existing.status, "processed");
+            assert_eq!(existing.status, EventStatus::Processed);
             assert_eq!(existing.raw, ev.raw, "raw bytes kept exactly");
             assert_eq!(existing.result, Some(json!({"created": ["lead:1"]})));
         }
@@ -704,7 +705,15 @@ both_engines!(job_queue_idempotency_keys_on_both_engines, |store: Store| async m
     .await
     .unwrap();
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1);
-    db.execute(&format!("UPDATE {table} SET status = 'Failed', attempts = 1 WHERE job_type = 'test-ping' AND idempotency_key = 'ping:2'"), vec![]).await.unwrap();
+    db.execute(
+        &format!(
+            "UPDATE {table} SET status = 'Failed', attempts = 1 WHERE job_type = 'test-ping' AND \
+        idempotency_key = 'ping:2'"
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(store.queued_jobs("test-ping").await.unwrap(), 1, "failed with attempts left");
     db.execute(
         &format!(
@@ -794,27 +803,37 @@ async fn one_message_in_two_mailboxes_at_once_is_recorded_once() {
     use inflow::store::{BounceRules, Exec};
     crate::helpers::with_store("postgres", |store: Store| async move {
         let owner = user(&store, "Sales", "sales@example.com", None).await;
-        let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com, info@example.com\r\nSubject: Price list\r\nMessage-ID: <twice-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n".to_vec();
+        let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com, info@example.com\r\n\
+            Subject: Price list\r\nMessage-ID: <twice-1@client.example>\r\n\
+            Date: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n"
+            .to_vec();
         let tz = chrono_tz::Europe::Moscow;
         // Hold the sender's lock (the one the ingest takes) so that both workers are inside
         // their transactions, past reading, before either may write.
         let mut gate = store.db.begin().await.unwrap();
-        gate.fetch_all("SELECT CAST(pg_advisory_xact_lock(hashtextextended('anna@client.example', 7)) AS TEXT) AS l", vec![])
-            .await
-            .unwrap();
+        gate.fetch_all(
+            "SELECT CAST(pg_advisory_xact_lock(hashtextextended('anna@client.example', 7)) AS TEXT) \
+            AS l",
+            vec![],
+        )
+        .await
+        .unwrap();
         let worker = |mailbox: &'static str| {
             let (store, raw) = (store.clone(), raw.clone());
             let policy = inflow::crm::mail::MailboxPolicy { name: mailbox.into(), ..sales_policy(owner.systemuserid) };
             tokio::spawn(async move {
-                store.ingest_mail(&[mail_input(&raw)], &policy, BounceRules { soft_limit: 3 }, tz, now(), None).await.unwrap()
+                store
+                    .ingest_mail(&[mail_input(&raw)], &policy, BounceRules { soft_limit: 3 }, tz, now(), None)
+                    .await
+                    .unwrap()
             })
         };
         let (sales, info) = (worker("sales"), worker("info"));
         until_waiting_on_locks(&store, 2).await;
         gate.commit().await.unwrap();
-        let mut statuses = vec![sales.await.unwrap()[0].status.clone(), info.await.unwrap()[0].status.clone()];
+        let mut statuses = vec![sales.await.unwrap()[0].status, info.await.unwrap()[0].status];
         statuses.sort();
-        assert_eq!(statuses, ["duplicate", "processed"]);
+        assert_eq!(statuses, [EventStatus::Processed, EventStatus::Duplicate]);
         assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM inbound_event").await, 1);
         assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM lead").await, 1);
         assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 1);
@@ -822,13 +841,16 @@ async fn one_message_in_two_mailboxes_at_once_is_recorded_once() {
         // A message no sender lock orders (no sender address): another worker's event row,
         // not yet committed when this batch read the seen keys, must undo the batch (a short
         // insert count), not let it pass as written.
-        let raw = b"From: undisclosed\r\nTo: sales@example.com\r\nSubject: Hello\r\nMessage-ID: <twice-2@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nHello.\r\n".to_vec();
+        let raw = b"From: undisclosed\r\nTo: sales@example.com\r\nSubject: Hello\r\n\
+            Message-ID: <twice-2@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nHello.\r\n"
+            .to_vec();
         let input = mail_input(&raw);
         let key = input.parsed.as_ref().unwrap().key.clone();
         let mut other = store.db.begin().await.unwrap();
         other
             .execute(
-                "INSERT INTO inbound_event (id, source, external_id, received_at, status) VALUES ($1, 'imap', $2, $3, 'processed')",
+                "INSERT INTO inbound_event (id, source, external_id, received_at, status) VALUES ($1, 'imap', \
+                    $2, $3, 'processed')",
                 vec![Uuid::new_v4().into(), key.into(), now().into()],
             )
             .await
@@ -844,7 +866,7 @@ async fn one_message_in_two_mailboxes_at_once_is_recorded_once() {
         other.commit().await.unwrap();
         // The batch was undone and its message tried again alone, which found it recorded.
         let late = late.await.unwrap().unwrap();
-        assert_eq!(late[0].status, "duplicate", "{late:?}");
+        assert_eq!(late[0].status, EventStatus::Duplicate, "{late:?}");
         assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM inbound_event WHERE status = 'processed'").await, 2);
         assert_eq!(count_rows(&store, "SELECT COUNT(*) AS n FROM activity WHERE activitytypecode = 'email'").await, 1);
     })
@@ -862,7 +884,10 @@ both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {
     // The holder stalls past its lease; another daemon takes the mailbox over.
     let later = t0 + Duration::seconds(61);
     assert!(store.acquire_mailbox_lease("sales", "INBOX", "host:2:bbbb", lease, later).await.unwrap());
-    let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com\r\nSubject: Price list\r\nMessage-ID: <fence-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\nPlease send the price list.\r\n".to_vec();
+    let raw = b"From: Anna <anna@client.example>\r\nTo: sales@example.com\r\nSubject: Price list\r\n\
+        Message-ID: <fence-1@client.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0300\r\n\r\n\
+        Please send the price list.\r\n"
+        .to_vec();
     let input = || mail_input(&raw);
     let policy = sales_policy(owner.systemuserid);
     let fence = |holder: &str| LeaseFence { mailbox: "sales".into(), folder: "INBOX".into(), holder: holder.into() };
@@ -889,6 +914,6 @@ both_engines!(a_lost_lease_fences_the_batch, |store: Store| async move {
         .ingest_mail(&[input()], &policy, BounceRules { soft_limit: 3 }, tz, later, Some(&fence("host:2:bbbb")))
         .await
         .unwrap();
-    assert_eq!(fresh[0].status, "processed", "{fresh:?}");
+    assert_eq!(fresh[0].status, EventStatus::Processed, "{fresh:?}");
     assert_eq!((count("inbound_event").await, count("lead").await), (1, 1));
 });

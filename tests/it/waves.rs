@@ -102,8 +102,14 @@ pub(crate) fn schedule(wave: Uuid, start: DateTime<Utc>, rate: Option<u32>) -> W
         start_at: start,
         timezone: "Europe/Moscow".into(),
         subject: "{{ first_name | default(\"колега\") }}, новости ноября".into(),
-        text: "Здравствуйте, {{ first_name | default(\"колега\") }}!\nНовый прайс уже на сайте.\nОтписаться: {{ unsubscribe_url }}\n".into(),
-        html: Some("<p>Здравствуйте, {{ first_name | default(\"колега\") }}!</p><p><a href=\"{{ unsubscribe_url }}\">Отписаться</a></p>".into()),
+        text: "Здравствуйте, {{ first_name | default(\"колега\") }}!\nНовый прайс уже на сайте.\n\
+            Отписаться: {{ unsubscribe_url }}\n"
+            .into(),
+        html: Some(
+            "<p>Здравствуйте, {{ first_name | default(\"колега\") }}!</p><p><a href=\"{{ \
+            unsubscribe_url }}\">Отписаться</a></p>"
+                .into(),
+        ),
         from_address: "news@crm.example.com".into(),
         from_name: Some("Acme News".into()),
         reply_to: None,
@@ -114,7 +120,8 @@ pub(crate) fn schedule(wave: Uuid, start: DateTime<Utc>, rate: Option<u32>) -> W
 
 pub(crate) fn smtp_toml(sink: &SmtpSink, waves_extra: &str) -> String {
     format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\npool_size = 2\n\n\
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\n\
+            host = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\npool_size = 2\n\n\
          [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n{waves_extra}\n\n\
          [alerts]\nenabled = false\n",
         sink.port
@@ -304,7 +311,13 @@ async fn full_wave(engine: &str) {
     let c: Contact = s.load(anna).await.unwrap();
     assert!(c.donotsendmm && c.donotbulkemail, "R-OPT-3 flags");
     assert_eq!(s.suppression("anna@client.example").await.unwrap().unwrap().reason, "unsubscribe");
-    let n = count(&s, "SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1 AND customerid = $2 AND responsecode = 3", vec![w.into(), anna.into()]).await;
+    let n = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM campaignresponse WHERE campaignactivityid = $1 AND customerid \
+        = $2 AND responsecode = 3",
+        vec![w.into(), anna.into()],
+    )
+    .await;
     assert_eq!(n, 1, "one code-3 response however often the link is used");
     let st = s.wave_status(w).await.unwrap();
     assert_eq!(st.responded, 1);
@@ -365,7 +378,14 @@ async fn retry_reject_and_throttle() {
     let relay = s.db.clone().fetch_one("SELECT throttle_streak, last_reply FROM smtp_relay", vec![]).await.unwrap();
     assert_eq!(relay.get::<i32>("throttle_streak").unwrap(), 0, "a success after the back-off resets it");
     assert!(relay.get::<String>("last_reply").unwrap().contains("rate limit"));
-    let failed_email = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = a.activityid WHERE d.address = 'nobody@reject.test' AND a.statuscode = 8 AND a.statecode = 0 AND a.deliveryattempts = 1", vec![]).await;
+    let failed_email = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = \
+        a.activityid WHERE d.address = 'nobody@reject.test' AND a.statuscode = 8 AND a.statecode = 0 AND \
+        a.deliveryattempts = 1",
+        vec![],
+    )
+    .await;
     assert_eq!(failed_email, 1, "R-WV-4: 8 Failed, back to Open, attempts counted");
     // The admin views of the run: its failures with the reason, and the list's opt-outs now
     // that the refused address is suppressed.
@@ -383,7 +403,8 @@ async fn retry_reject_and_throttle() {
     let optouts = get(format!("/api/v1/lists/{l}/optouts")).await;
     assert_eq!(
         optouts["items"],
-        serde_json::json!([{"kind": "contact", "id": ids[1].to_string(), "reasons": ["suppressed: nobody@reject.test"]}]),
+        serde_json::json!([{"kind": "contact", "id": ids[1].to_string(), "reasons": ["suppressed: \
+            nobody@reject.test"]}]),
         "{optouts}"
     );
     let runs = get("/api/v1/bulkoperations?view=runs".into()).await;
@@ -429,7 +450,9 @@ async fn pause_resume_and_cancel_take_effect() {
     // In-flight messages finish; then nothing more goes out.
     poll_until("in-flight messages recorded", || {
         let s = s.clone();
-        async move { s.wave_status(wa).await.unwrap().in_flight == 0 && s.wave_status(wb).await.unwrap().in_flight == 0 }
+        async move {
+            s.wave_status(wa).await.unwrap().in_flight == 0 && s.wave_status(wb).await.unwrap().in_flight == 0
+        }
     })
     .await;
     let pa = s.wave_status(wa).await.unwrap();
@@ -442,9 +465,21 @@ async fn pause_resume_and_cancel_take_effect() {
     assert_eq!(sent_to("cancel"), cb.sent);
     assert_eq!(cb.bulkoperation_status, Some(5), "run canceled");
     // An e-mail activity exists from a delivery's first claim; none of a canceled delivery is left pending.
-    let open_emails = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = a.activityid WHERE d.wave_id = $1 AND d.state = 'canceled' AND a.statecode <> 2", vec![wb.into()]).await;
+    let open_emails = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = \
+        a.activityid WHERE d.wave_id = $1 AND d.state = 'canceled' AND a.statecode <> 2",
+        vec![wb.into()],
+    )
+    .await;
     assert_eq!(open_emails, 0);
-    let sent_emails = count(&s, "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = a.activityid WHERE d.wave_id = $1 AND a.statuscode = 3", vec![wb.into()]).await;
+    let sent_emails = count(
+        &s,
+        "SELECT COUNT(*) AS n FROM activity a JOIN wave_delivery d ON d.id = \
+        a.activityid WHERE d.wave_id = $1 AND a.statuscode = 3",
+        vec![wb.into()],
+    )
+    .await;
     assert_eq!(sent_emails, cb.sent);
     s.control_wave(wa, inflow::crm::waves::WaveAction::Resume, now()).await.unwrap();
     let done = wait_state(&s, wa, "completed").await;
@@ -693,7 +728,13 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
     let extra = format!(
         "{}\n{}",
         smtp_toml(&sink, ""),
-        dv.mailbox_toml("sales", "sales", PASSWORD, "owner = \"sales@crm.example.com\"\nfilter = 0\nauto_create = \"leads\"\nprocessed_folder = \"Processed\"\npoll_interval_secs = 1\nidle = false")
+        dv.mailbox_toml(
+            "sales",
+            "sales",
+            PASSWORD,
+            "owner = \"sales@crm.example.com\"\nfilter = 0\n\
+            auto_create = \"leads\"\nprocessed_folder = \"Processed\"\npoll_interval_secs = 1\nidle = false"
+        )
     );
     let app = TestApp::spawn("sqlite", tempfile::tempdir().unwrap(), &extra).await;
     let s = app.store.clone();
@@ -710,7 +751,10 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
     dv.append("other", "INBOX", &[raw.clone().into_bytes()]).await;
     let sent = parse("anna@client.example", &raw);
     let reply = format!(
-        "From: =?utf-8?B?{}?= <anna@client.example>\r\nTo: news@crm.example.com\r\nSubject: Re: {}\r\nMessage-ID: <reply-{}@client.example>\r\nIn-Reply-To: <{}>\r\nReferences: <{}>\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nИнтересно, пришлите коммерческое предложение.\r\n",
+        "From: =?utf-8?B?{}?= <anna@client.example>\r\nTo: news@crm.example.com\r\nSubject: Re: {}\r\n\
+            Message-ID: <reply-{}@client.example>\r\nIn-Reply-To: <{}>\r\nReferences: <{}>\r\nDate: {}\r\n\
+            MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+            Content-Transfer-Encoding: 8bit\r\n\r\nИнтересно, пришлите коммерческое предложение.\r\n",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "Анна Тестова"),
         sent.subject,
         Uuid::new_v4().simple(),
@@ -727,7 +771,15 @@ async fn a_reply_to_a_wave_message_becomes_a_campaign_response() {
         }
     })
     .await;
-    let row = s.db.clone().fetch_one("SELECT customerid, responsecode, regardingobjectid, originatingactivityid FROM campaignresponse WHERE campaignactivityid = $1", vec![w.into()]).await.unwrap();
+    let row =
+        s.db.clone()
+            .fetch_one(
+                "SELECT customerid, responsecode, regardingobjectid, \
+        originatingactivityid FROM campaignresponse WHERE campaignactivityid = $1",
+                vec![w.into()],
+            )
+            .await
+            .unwrap();
     assert_eq!(row.get::<Uuid>("customerid").unwrap(), anna);
     assert_eq!(row.get::<i32>("responsecode").unwrap(), 1);
     assert_eq!(row.get::<Uuid>("regardingobjectid").unwrap(), camp);

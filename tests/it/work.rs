@@ -61,8 +61,10 @@ async fn token(store: &Store, user: Uuid, role: &str) -> String {
 
 fn wave_app_toml(sink: &SmtpSink) -> String {
     format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
-         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\nenabled = false\n",
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\n\
+            host = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"news@crm.example.com\"\n\n\
+         [waves]\npoll_interval_ms = 100\nunsubscribe_mailto = \"unsubscribe@crm.example.com\"\n\n[alerts]\n\
+         enabled = false\n",
         sink.port
     )
 }
@@ -213,7 +215,12 @@ async fn marketer_path_cli(engine: &str) {
     cli_id(&cfg, &["user", "add", "--first", "Марина", "--last", "Маркетова", "--email", "marketer@crm.example.com"])
         .await;
     let csv = dir.path().join("expo.csv");
-    std::fs::write(&csv, "Фамилия;Имя;Компания;E-mail\nСидоров;Пётр;ООО Ромашка;petr@romashka.ru\nКузнецова;Анна;АО Лютик;anna@lutik.ru\n").unwrap();
+    std::fs::write(
+        &csv,
+        "Фамилия;Имя;Компания;E-mail\nСидоров;Пётр;ООО Ромашка;petr@romashka.ru\n\
+        Кузнецова;Анна;АО Лютик;anna@lutik.ru\n",
+    )
+    .unwrap();
     let out =
         cli(&cfg, &["import", "leads", csv.to_str().unwrap(), "--owner", "marketer@crm.example.com", "--source", "3"])
             .await;
@@ -306,9 +313,13 @@ async fn marketer_path_cli_postgres() {
 
 fn alerts_toml(sink: &SmtpSink) -> String {
     format!(
-        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
-         [alerts]\nenabled = true\nscan_interval_secs = 3600\nescalation_delay_secs = 86400\nmax_level = 1\nfallback_address = \"crm-admin@acme.ru\"\n\
-         working_hours = \"00:00-24:00\"\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nkinds = [\"task\", \"phonecall\"]\n",
+        "[org]\ntimezone = \"Europe/Moscow\"\npublic_base_url = \"https://crm.acme.ru\"\n\n[smtp]\n\
+            host = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"crm@acme.ru\"\n\n\
+         [alerts]\nenabled = true\nscan_interval_secs = 3600\nescalation_delay_secs = 86400\nmax_level = 1\n\
+         fallback_address = \"crm-admin@acme.ru\"\n\
+         working_hours = \"00:00-24:00\"\n\
+         working_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         kinds = [\"task\", \"phonecall\"]\n",
         sink.port
     )
 }
@@ -486,7 +497,13 @@ async fn deals(engine: &str) {
         .await;
     assert_eq!((s, b["error"]["code"].as_str()), (422, Some("unknown_customer")), "{b}");
     let o = c
-        .ok("/api/v1/opportunities", json!({"name": "Поставка 40 ноутбуков", "customerid": acc, "customeridtype": "account", "estimatedvalue": 1200000, "salesstage": 0, "campaignid": camp}), 201)
+        .ok(
+            "/api/v1/opportunities",
+            json!({"name": "Поставка 40 \
+            ноутбуков", "customerid": acc, "customeridtype": "account", "estimatedvalue": 1200000, "salesstage": 0,
+                "campaignid": camp}),
+            201,
+        )
         .await;
     let id = o["opportunityid"].as_str().unwrap().to_string();
     assert_eq!(
@@ -531,7 +548,14 @@ async fn deals(engine: &str) {
     // The record of it: two opportunityclose activities and the history lines, in order.
     let oid: Uuid = id.parse().unwrap();
     let mut db = app.store.db.clone();
-    let closes = db.fetch_all("SELECT subject, statecode FROM activity WHERE regardingobjectid = $1 AND activitytypecode = 'opportunityclose' ORDER BY createdon", vec![oid.into()]).await.unwrap();
+    let closes = db
+        .fetch_all(
+            "SELECT subject, statecode FROM activity WHERE regardingobjectid = $1 AND \
+        activitytypecode = 'opportunityclose' ORDER BY createdon",
+            vec![oid.into()],
+        )
+        .await
+        .unwrap();
     let subjects: Vec<String> = closes.iter().map(|r| r.get::<String>("subject").unwrap()).collect();
     assert_eq!(subjects, ["Lost: Поставка 40 ноутбуков", "Won: Поставка 40 ноутбуков"]);
     let hist = db
@@ -657,7 +681,14 @@ async fn timeline_and_names(engine: &str) {
     s.insert(&task).await.unwrap();
     c.ok(&format!("/api/v1/activities/{}/complete", task.activityid), json!({"note": "sent"}), 200).await;
     // The deal: created, moved, won, the Act.
-    let o = c.ok("/api/v1/opportunities", json!({"name": "Поставка", "customerid": acc.accountid, "customeridtype": "account", "estimatedvalue": 500000, "salesstage": 1}), 201).await;
+    let o = c
+        .ok(
+            "/api/v1/opportunities",
+            json!({"name": "Поставка", "customerid": acc.accountid,
+        "customeridtype": "account", "estimatedvalue": 500000, "salesstage": 1}),
+            201,
+        )
+        .await;
     let oid = o["opportunityid"].as_str().unwrap().to_string();
     c.call(Method::PATCH, &format!("/api/v1/opportunities/{oid}"), Some(json!({"salesstage": 2}))).await;
     c.ok(&format!("/api/v1/opportunities/{oid}/win"), json!({}), 200).await;
@@ -764,7 +795,14 @@ async fn duplicates_merge_and_dismiss(engine: &str) {
     .stamped(admin, EntityKind::Systemuser, t, None);
     s.insert(&task).await.unwrap();
     let mut db = s.db.clone();
-    db.execute("INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) VALUES ($1, 2, $2, 'contact', 'Petr@Romashka.ru')", vec![task.activityid.into(), other.contactid.into()]).await.unwrap();
+    db.execute(
+        "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, \
+        addressused) VALUES ($1, 2, $2, 'contact', \
+        'Petr@Romashka.ru')",
+        vec![task.activityid.into(), other.contactid.into()],
+    )
+    .await
+    .unwrap();
     let camp = inflow::crm::entities::Campaign {
         campaignid: Uuid::new_v4(),
         name: "Осень".into(),
@@ -1044,7 +1082,8 @@ async fn quick_email_campaign(engine: &str) {
     let out = m
         .ok(
             &path,
-            json!({"activity": "email", "subject": "Новости, {{ first_name | default(\"коллега\") }}", "description": "Здравствуйте, {{ first_name }}!"}),
+            json!({"activity": "email", "subject": "Новости, {{ first_name | default(\"коллега\") \
+                }}", "description": "Здравствуйте, {{ first_name }}!"}),
             201,
         )
         .await;

@@ -370,10 +370,13 @@ pub(super) async fn ops_h(s: &AppState, set: q::OpsSet, raw: Option<&str>) -> Re
 
 macro_rules! ops_handler {
     ($($name:ident => $set:ident),*) => {$(
-        pub(super) async fn $name(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> { ops_h(&s, q::OpsSet::$set, raw.as_deref()).await }
+        pub(super) async fn $name(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<J>,
+            ApiError> { ops_h(&s, q::OpsSet::$set, raw.as_deref()).await }
     )*};
 }
-ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine, unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates, bounces_h => Bounces, mailboxes_h => Mailboxes, audit_h => Audit);
+ops_handler!(inbound_h => InboundEvents, email_log_h => InboundEmailLog, quarantine_h => Quarantine,
+    unmatched_h => UnmatchedSenders, calls_h => PbxCalls, suppression_h => Suppression, dups_h => DupCandidates,
+        bounces_h => Bounces, mailboxes_h => Mailboxes, audit_h => Audit);
 
 pub(super) async fn replay_h(
     State(s): State<AppState>,

@@ -131,10 +131,12 @@ pub(super) fn named_body(name: &str) -> Option<J> {
     let ostr = json!({"type": "string", "nullable": true, "maxLength": 200});
     let ouuid = json!({"type": "string", "format": "uuid", "nullable": true});
     let props = json!({
-        "did": {"type": "string", "maxLength": 40, "description": "the number dialled, any format (normalised to E.164)"},
+        "did": {"type": "string", "maxLength": 40, "description": "the number dialled, any format (normalised \
+            to E.164)"},
         "name": ostr, "owner": {"type": "string", "maxLength": 200, "description": "a user id or internal e-mail"},
         "campaignactivityid": ouuid, "campaignid": ouuid, "create_leads": {"type": "boolean"},
-        "min_answered_seconds": {"type": "integer", "minimum": 0, "maximum": 86400, "nullable": true}, "lead_subject": ostr});
+        "min_answered_seconds": {"type": "integer", "minimum": 0, "maximum": 86400, "nullable": true},
+            "lead_subject": ostr});
     Some(match name {
         "PbxLine" => {
             json!({"type": "object", "additionalProperties": false, "required": ["did", "owner"], "properties": props})
@@ -164,7 +166,8 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
             Method::POST,
             "/api/v1/pbx-lines",
             w,
-            "Add a line: its number, owner, campaign (or campaign activity) and lead settings; in effect for the next call",
+            "Add a line: its number, owner, campaign (or campaign activity) and lead settings; in effect for \
+                the next call",
             axum::routing::post(create_h),
         )
     });

@@ -95,31 +95,48 @@ pub(super) fn named_body(name: &str) -> J {
     match name {
         "Empty" => json!({"type": "object", "additionalProperties": false}),
         "Disqualify" => {
-            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5, 6, 7], "nullable": true}, "reason": ostr}})
+            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer",
+                "enum": [4, 5, 6, 7], "nullable": true}, "reason": ostr}})
         }
         "QualifyParams" => json!({"type": "object", "additionalProperties": false,
             "required": ["create_account", "create_contact", "create_opportunity"],
-            "properties": {"create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"}, "create_opportunity": {"type": "boolean"},
-                "opportunity_currency_id": ostr, "opportunity_customer": {"type": "object", "nullable": true, "required": ["kind", "id"], "properties": {"kind": {"type": "string", "enum": ["account", "contact"]}, "id": uuid}},
-                "source_campaign_id": {"type": "string", "format": "uuid", "nullable": true}, "status": {"type": "integer", "nullable": true}}}),
+            "properties": {"create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"},
+                "create_opportunity": {"type": "boolean"},
+                "opportunity_currency_id": ostr, "opportunity_customer": {"type": "object", "nullable": true,
+                    "required": ["kind", "id"], "properties": {"kind": {"type": "string", "enum": ["account",
+                        "contact"]}, "id": uuid}},
+                "source_campaign_id": {"type": "string", "format": "uuid", "nullable": true},
+                    "status": {"type": "integer", "nullable": true}}}),
         "ConvertOption" => json!({"oneOf": [
-            {"type": "object", "additionalProperties": false, "required": ["option"], "properties": {"option": {"type": "string", "enum": ["new_lead"]}}},
-            {"type": "object", "additionalProperties": false, "required": ["option", "lead_id"], "properties": {"option": {"type": "string", "enum": ["existing_lead"]}, "lead_id": uuid, "reactivate": {"type": "boolean"}}},
-            {"type": "object", "additionalProperties": false, "required": ["option", "create_account", "create_contact"], "properties": {"option": {"type": "string", "enum": ["new_customer"]}, "create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"}, "create_opportunity": {"type": "boolean"}}},
-            {"type": "object", "additionalProperties": false, "required": ["option"], "properties": {"option": {"type": "string", "enum": ["close"]}, "cancel": {"type": "boolean"}}}]}),
+            {"type": "object", "additionalProperties": false, "required": ["option"],
+                "properties": {"option": {"type": "string", "enum": ["new_lead"]}}},
+            {"type": "object", "additionalProperties": false, "required": ["option", "lead_id"],
+                "properties": {"option": {"type": "string", "enum": ["existing_lead"]}, "lead_id": uuid,
+                    "reactivate": {"type": "boolean"}}},
+            {"type": "object", "additionalProperties": false, "required": ["option", "create_account",
+                "create_contact"], "properties": {"option": {"type": "string", "enum": ["new_customer"]},
+                    "create_account": {"type": "boolean"}, "create_contact": {"type": "boolean"},
+                        "create_opportunity": {"type": "boolean"}}},
+            {"type": "object", "additionalProperties": false, "required": ["option"],
+                "properties": {"option": {"type": "string", "enum": ["close"]}, "cancel": {"type": "boolean"}}}]}),
         "Schedule" => {
             json!({"type": "object", "additionalProperties": false, "required": ["subject", "text"], "properties": {
-            "start": ostr, "timezone": ostr, "subject": {"type": "string"}, "text": {"type": "string"}, "html": ostr, "from": ostr, "from_name": ostr, "reply_to": ostr,
-            "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true}, "skip_responders_of": {"type": "string", "format": "uuid", "nullable": true}}})
+            "start": ostr, "timezone": ostr, "subject": {"type": "string"}, "text": {"type": "string"},
+                "html": ostr, "from": ostr, "from_name": ostr, "reply_to": ostr,
+            "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true},
+                "skip_responders_of": {"type": "string", "format": "uuid", "nullable": true}}})
         }
         "CampaignStatus" => {
-            json!({"type": "object", "additionalProperties": false, "required": ["statuscode"], "properties": {"statuscode": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}}})
+            json!({"type": "object", "additionalProperties": false, "required": ["statuscode"],
+                "properties": {"statuscode": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}}})
         }
         "TestSend" => {
-            json!({"type": "object", "additionalProperties": false, "required": ["to"], "properties": {"to": {"type": "string"}, "vars": {"type": "object"}}})
+            json!({"type": "object", "additionalProperties": false, "required": ["to"],
+                "properties": {"to": {"type": "string"}, "vars": {"type": "object"}}})
         }
         "Members" => {
-            json!({"type": "object", "additionalProperties": false, "required": ["members"], "properties": {"members": {"type": "array", "items": uuid}}})
+            json!({"type": "object", "additionalProperties": false, "required": ["members"],
+                "properties": {"members": {"type": "array", "items": uuid}}})
         }
         other => work::named_body(other).or_else(|| super::lines::named_body(other)).unwrap_or_else(|| json!({})),
     }
@@ -150,8 +167,10 @@ pub fn openapi() -> J {
         }
         let paged = matches!(d.reply, ReplyDoc::Page);
         if paged {
-            params.push(json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}));
-            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": q::MAX_LIMIT}}));
+            params.push(json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                "maximum": 1_000_000}}));
+            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                "maximum": q::MAX_LIMIT}}));
         }
         if d.list {
             let (_, cols, table) = d.set.expect("list routes have a set");
@@ -160,10 +179,14 @@ pub fn openapi() -> J {
             params.push(json!({"name": "view", "in": "query", "schema": {"type": "string", "enum": q::views(table)}}));
             params.push(json!({"name": "sort", "in": "query", "schema": {"type": "string", "enum": sorts}}));
             params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string", "enum": names}}));
-            params.push(json!({"name": "id", "in": "query", "description": "view by-regarding: the regarding record", "schema": {"type": "string", "format": "uuid"}}));
-            params.push(json!({"name": "campaign", "in": "query", "description": "view by-campaign: the campaign", "schema": {"type": "string", "format": "uuid"}}));
-            params.push(json!({"name": "all_states", "in": "query", "description": "view older-than-6-months: every state", "schema": {"type": "boolean"}}));
-            params.push(json!({"name": "days", "in": "query", "description": "view creation-rate: days back", "schema": {"type": "integer", "minimum": 1, "maximum": 366}}));
+            params.push(json!({"name": "id", "in": "query", "description": "view by-regarding: the regarding \
+                record", "schema": {"type": "string", "format": "uuid"}}));
+            params.push(json!({"name": "campaign", "in": "query", "description": "view by-campaign: the \
+                campaign", "schema": {"type": "string", "format": "uuid"}}));
+            params.push(json!({"name": "all_states", "in": "query", "description": "view older-than-6-months: \
+                every state", "schema": {"type": "boolean"}}));
+            params.push(json!({"name": "days", "in": "query", "description": "view creation-rate: days \
+                back", "schema": {"type": "integer", "minimum": 1, "maximum": 366}}));
         }
         if d.method == Method::POST && (matches!(d.body, BodyDoc::Record) || d.path.ends_with("/convert")) {
             params.push(
@@ -193,13 +216,20 @@ pub fn openapi() -> J {
         let ok = match (d.reply, d.set) {
             (ReplyDoc::Record, Some((_, cols, _))) => record_schema(cols),
             (ReplyDoc::Page, Some((_, cols, _))) => {
-                json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}, "groups": {"type": "array", "items": {"type": "object", "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true}, "count": {"type": "integer"}}}}, "totals": {"type": "object"}}})
+                json!({"type": "object", "properties": {"items": {"type": "array", "items": record_schema(cols)},
+                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
+                        "groups": {"type": "array", "items": {"type": "object",
+                            "properties": {"key": {"nullable": true}, "label": {"type": "string", "nullable": true},
+                                "count": {"type": "integer"}}}}, "totals": {"type": "object"}}})
             }
             (ReplyDoc::List, Some((_, cols, _))) => {
-                json!({"type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": record_schema(cols)}, "total": {"type": "integer"}}})
+                json!({"type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array",
+                    "items": record_schema(cols)}, "total": {"type": "integer"}}})
             }
             (ReplyDoc::Page, None) => {
-                json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["items", "total"]})
+                json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"}},
+                        "required": ["items", "total"]})
             }
             _ => json!({"type": "object"}),
         };
@@ -211,7 +241,13 @@ pub fn openapi() -> J {
             let links: serde_json::Map<String, J> = all
                 .iter()
                 .filter(|o| o.path.starts_with(&prefix))
-                .map(|o| (op_id(o), json!({"operationId": op_id(o), "parameters": {"id": format!("$response.body#/{}", crate_key(table))}})))
+                .map(|o| {
+                    (
+                        op_id(o),
+                        json!({"operationId": op_id(o),
+                    "parameters": {"id": format!("$response.body#/{}", crate_key(table))}}),
+                    )
+                })
                 .collect();
             success["links"] = J::Object(links);
         }
@@ -236,12 +272,17 @@ pub fn openapi() -> J {
     }
     json!({
         "openapi": "3.0.3",
-        "info": {"title": "inflow admin API", "version": env!("CARGO_PKG_VERSION"), "description": "CRM entities, views (DOMAIN §7) and actions (§3) of the inflow daemon."},
+        "info": {"title": "inflow admin \
+            API", "version": env!("CARGO_PKG_VERSION"), "description": "CRM entities, views (DOMAIN §7) and \
+            actions (§3) of the inflow daemon."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "candidates": {"type": "array", "items": {"type": "object"}}}}}}}
+            "schemas": {"Error": {"type": "object", "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                        "candidates": {"type": "array", "items": {"type": "object"}}}}}}}
         }
     })
 }

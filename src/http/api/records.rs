@@ -209,7 +209,8 @@ pub(super) fn required(ok: bool, field: &str) -> Result<(), ApiError> {
 macro_rules! creatable {
     ($t:ty, |$r:ident, $st:ident| $check:block, |$s:ident, $rec:ident, $mode:ident| $create:expr) => {
         impl Creatable for $t {
-            fn prepare(mut self, owner: Uuid, me: Uuid, now: chrono::DateTime<Utc>, $st: &AppState) -> Result<Self, ApiError> {
+            fn prepare(mut self, owner: Uuid, me: Uuid, now: chrono::DateTime<Utc>, $st: &AppState) -> Result<Self,
+                ApiError> {
                 self.activityid_or_key_new();
                 let $r = &mut self;
                 $check
@@ -227,9 +228,16 @@ pub(super) trait NewKey {
     fn activityid_or_key_new(&mut self);
 }
 macro_rules! new_key {
-    ($($t:ty => $k:ident),*) => {$( impl NewKey for $t { fn activityid_or_key_new(&mut self) { self.$k = Uuid::now_v7(); } } )*};
+    ($($t:ty => $k:ident),*) => {$(
+        impl NewKey for $t {
+            fn activityid_or_key_new(&mut self) {
+                self.$k = Uuid::now_v7();
+            }
+        }
+    )*};
 }
-new_key!(Lead => leadid, Contact => contactid, Account => accountid, Campaign => campaignid, MarketingList => listid, CampaignActivity => activityid, Activity => activityid, Opportunity => opportunityid);
+new_key!(Lead => leadid, Contact => contactid, Account => accountid, Campaign => campaignid,
+    MarketingList => listid, CampaignActivity => activityid, Activity => activityid, Opportunity => opportunityid);
 
 creatable!(
     Lead,

@@ -47,7 +47,8 @@ async fn wave_lists_h(State(s): State<AppState>, Path(id): Path<String>) -> Resu
 /// Handlers that change the lists linked to a record, each through one store operation.
 macro_rules! list_change_handlers {
     ($($name:ident => $op:ident),*) => {$(
-        async fn $name(State(s): State<AppState>, Path(id): Path<String>, Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
+        async fn $name(State(s): State<AppState>, Path(id): Path<String>,
+            Body(b): Body<ListsBody>) -> Result<Json<J>, ApiError> {
             check_count(&b)?;
             Ok(lists_reply(s.store.$op(parse_id(&id)?, &b.lists).await?))
         }
@@ -190,12 +191,14 @@ async fn timeline_h(s: &AppState, kind: EntityKind, id: &str, raw: Option<&str>)
 
 macro_rules! timeline_handlers {
     ($($name:ident => $kind:ident),*) => {$(
-        async fn $name(State(s): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> {
+        async fn $name(State(s): State<AppState>, Path(id): Path<String>,
+            RawQuery(raw): RawQuery) -> Result<Json<J>, ApiError> {
             timeline_h(&s, EntityKind::$kind, &id, raw.as_deref()).await
         }
     )*};
 }
-timeline_handlers!(opportunity_timeline_h => Opportunity, account_timeline_h => Account, contact_timeline_h => Contact, lead_timeline_h => Lead);
+timeline_handlers!(opportunity_timeline_h => Opportunity, account_timeline_h => Account,
+    contact_timeline_h => Contact, lead_timeline_h => Lead);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,31 +267,46 @@ pub(super) fn named_body(name: &str) -> Option<J> {
     let odate = json!({"type": "string", "format": "date", "nullable": true});
     Some(match name {
         "Lists" => {
-            json!({"type": "object", "additionalProperties": false, "required": ["lists"], "properties": {"lists": {"type": "array", "minItems": 1, "maxItems": 100, "items": uuid}}})
+            json!({"type": "object", "additionalProperties": false, "required": ["lists"],
+                "properties": {"lists": {"type": "array", "minItems": 1, "maxItems": 100, "items": uuid}}})
         }
         "Close" => json!({"type": "object", "additionalProperties": false, "properties": {
-            "note": ostr, "statuscode": {"type": "integer", "nullable": true, "description": "a status of the target state other than its default"},
-            "outcome": {"type": "string", "enum": ["made", "received", "voicemail"], "nullable": true, "description": "phone calls being completed only"}}}),
+            "note": ostr, "statuscode": {"type": "integer", "nullable": true, "description": "a status of the \
+                target state other than its default"},
+            "outcome": {"type": "string", "enum": ["made", "received", "voicemail"], "nullable": true,
+                "description": "phone calls being completed only"}}}),
         "Note" => json!({"type": "object", "additionalProperties": false, "properties": {"note": ostr}}),
         "Win" => {
-            json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}})
+            json!({"type": "object", "additionalProperties": false, "properties": {"actualvalue": {"type": "number",
+                "nullable": true, "minimum": 0, "maximum": 1e12}, "actualclosedate": odate, "description": ostr}})
         }
         "Lose" => {
-            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer", "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}})
+            json!({"type": "object", "additionalProperties": false, "properties": {"statuscode": {"type": "integer",
+                "enum": [4, 5], "nullable": true}, "reason": ostr, "actualclosedate": odate}})
         }
         "Merge" => {
-            json!({"type": "object", "additionalProperties": false, "required": ["survivor"], "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true, "maxItems": 20}}})
+            json!({"type": "object", "additionalProperties": false, "required": ["survivor"],
+                "properties": {"survivor": uuid, "merge": {"type": "array", "items": uuid, "nullable": true,
+                    "maxItems": 20}}})
         }
         "QuickCampaign" => {
             json!({"type": "object", "additionalProperties": false, "required": ["activity", "subject"], "properties": {
-            "activity": {"type": "string", "enum": ["phonecall", "task", "letter", "email"]}, "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
-            "description": {"type": "string", "nullable": true, "description": "for email, the text body template (required)"},
-            "due": {"type": "string", "format": "date-time", "nullable": true, "description": "not for email"}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
+            "activity": {"type": "string", "enum": ["phonecall", "task", "letter", "email"]},
+                "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+            "description": {"type": "string", "nullable": true, "description": "for email, the text body \
+                template (required)"},
+            "due": {"type": "string", "format": "date-time", "nullable": true, "description": "not for \
+                email"}, "ownerid": {"type": "string", "format": "uuid", "nullable": true},
             "ignore_inactive": {"type": "boolean", "nullable": true},
-            "html": {"type": "string", "nullable": true, "description": "email only, as a wave's schedule"}, "from": {"type": "string", "nullable": true, "description": "email only"},
-            "from_name": {"type": "string", "nullable": true, "description": "email only"}, "reply_to": {"type": "string", "nullable": true, "description": "email only"},
-            "start": {"type": "string", "nullable": true, "description": "email only: local YYYY-MM-DD HH:MM in timezone, or RFC 3339; default now"},
-            "timezone": {"type": "string", "nullable": true, "description": "email only"}, "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true, "description": "email only"}}})
+            "html": {"type": "string", "nullable": true, "description": "email only, as a wave's \
+                schedule"}, "from": {"type": "string", "nullable": true, "description": "email only"},
+            "from_name": {"type": "string", "nullable": true, "description": "email \
+                only"}, "reply_to": {"type": "string", "nullable": true, "description": "email only"},
+            "start": {"type": "string", "nullable": true, "description": "email only: local YYYY-MM-DD HH:MM \
+                in timezone, or RFC 3339; default now"},
+            "timezone": {"type": "string", "nullable": true, "description": "email \
+                only"}, "rate_per_minute": {"type": "integer", "minimum": 0, "nullable": true,
+                    "description": "email only"}}})
         }
         "Act" => json!({"type": "object", "additionalProperties": false, "properties": {"deal_closed_on": odate}}),
         _ => return None,
@@ -422,7 +440,19 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
             post(reopen_opportunity_h),
         )
     });
-    t.push(RouteDef { body: BodyDoc::Named("QuickCampaign"), status: 201, ..route(Method::POST, "/api/v1/lists/{id}/quick-campaign", w, "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new bulkoperation with exclusions by reason; or one e-mail per member, sent by the wave sender from start (see /quick-campaigns/{id}/status)", post(quick_campaign_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("QuickCampaign"),
+        status: 201,
+        ..route(
+            Method::POST,
+            "/api/v1/lists/{id}/quick-campaign",
+            w,
+            "Quick campaign (R-QC-1): one phone call, task or letter per member of the list, counted in a new \
+                bulkoperation with exclusions by reason; or one e-mail per member, sent by the wave sender \
+                from start (see /quick-campaigns/{id}/status)",
+            post(quick_campaign_h),
+        )
+    });
     // An e-mail quick campaign's wave, under its bulkoperation's id.
     t.push(route(
         Method::GET,
@@ -441,9 +471,30 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
             ..route(Method::POST, format!("/api/v1/quick-campaigns/{{id}}/{action}"), w, doc, h)
         });
     }
-    t.push(RouteDef { body: BodyDoc::Named("Empty"), status: 201, ..route(Method::POST, "/api/v1/campaignactivities/{id}/distribute", w, "Distribute a phone, letter, fax or appointment campaign activity (R-QC-2): one open activity per member of its target lists (a call list for Phone); again, only new members", post(distribute_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Empty"),
+        status: 201,
+        ..route(
+            Method::POST,
+            "/api/v1/campaignactivities/{id}/distribute",
+            w,
+            "Distribute a phone, letter, fax or appointment campaign activity (R-QC-2): one open activity per \
+                member of its target lists (a call list for Phone); again, only new members",
+            post(distribute_h),
+        )
+    });
     let ops = Access::Write(Area::Ops);
-    t.push(RouteDef { body: BodyDoc::Named("Merge"), ..route(Method::POST, "/api/v1/ops/dup-candidates/{id}/merge", ops, "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, list memberships, deals and numbers follow; the others are deactivated", post(merge_h)) });
+    t.push(RouteDef {
+        body: BodyDoc::Named("Merge"),
+        ..route(
+            Method::POST,
+            "/api/v1/ops/dup-candidates/{id}/merge",
+            ops,
+            "Merge a duplicate candidate's records into the survivor (R-DUP-5): its activities, responses, \
+            list memberships, deals and numbers follow; the others are deactivated",
+            post(merge_h),
+        )
+    });
     t.push(RouteDef {
         body: BodyDoc::Named("Empty"),
         ..route(
@@ -460,7 +511,9 @@ pub(super) fn routes(t: &mut Vec<RouteDef>) {
         ("contacts", Area::Sales, get(contact_timeline_h)),
         ("leads", Area::Leads, get(lead_timeline_h)),
     ] {
-        let summary = "The history of relations with the client (R-DEAL-1), oldest first: how the lead came, mail in and out, calls with recordings, tasks and their completion, responses, stage changes, win/lose, the Act; an account's includes its contacts and deals";
+        let summary = "The history of relations with the client (R-DEAL-1), oldest first: how the lead came, \
+            mail in and out, calls with recordings, tasks and their completion, responses, stage changes, \
+            win/lose, the Act; an account's includes its contacts and deals";
         t.push(RouteDef {
             reply: ReplyDoc::Page,
             ..route(Method::GET, format!("/api/v1/{set}/{{id}}/timeline"), Access::Read(area), summary, h)

@@ -104,7 +104,8 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
             json!({
                 "id": l.listid,
                 "name": l.listname,
-                "members": labels::picklist("list", "createdfromcode", i64::from(l.createdfromcode)).map(|x| i18n::label(lang, x)),
+                "members": labels::picklist("list", "createdfromcode",
+                    i64::from(l.createdfromcode)).map(|x| i18n::label(lang, x)),
                 "dynamic": l.isdynamic,
                 "count": l.membercount,
             })
@@ -195,7 +196,10 @@ pub async fn list(
         .iter()
         .skip((page - 1) * MEMBERS_SHOWN)
         .take(MEMBERS_SHOWN)
-        .map(|m| json!({"name": name_of(&m.id), "kind": i18n::kind(lang, m.kind.as_str()), "link": super::records::page_of(*m)}))
+        .map(|m| {
+            json!({"name": name_of(&m.id), "kind": i18n::kind(lang, m.kind.as_str()),
+            "link": super::records::page_of(*m)})
+        })
         .collect();
     // The first of those no marketing e-mail reaches, with how many there are in all.
     let out: Vec<J> = optouts
@@ -218,7 +222,8 @@ pub async fn list(
         "list".into(),
         json!({
             "name": l["listname"],
-            "members_kind": l["createdfromcode"].as_i64().and_then(|c| labels::picklist("list", "createdfromcode", c)).map(|x| i18n::label(lang, x)),
+            "members_kind": l["createdfromcode"].as_i64().and_then(|c| labels::picklist("list", "createdfromcode",
+                c)).map(|x| i18n::label(lang, x)),
             "dynamic": l["isdynamic"].as_bool() == Some(true),
             "total": members.len(),
             "shown": rows.len(),

@@ -55,7 +55,8 @@ fn fmt_num(v: f64) -> String {
 
 fn open_svg(id: &str, title: &str, w: u32, h: u32) -> String {
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-labelledby=\"{id}-t\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {w} {h}\" width=\"100%\" \
+            role=\"img\" aria-labelledby=\"{id}-t\">\
          <title id=\"{id}-t\">{}</title>",
         esc(title)
     )
@@ -65,7 +66,8 @@ fn legend(out: &mut String, series: &[Series], x0: f64, y: f64) {
     let mut x = x0;
     for (i, s) in series.iter().enumerate() {
         out.push_str(&format!(
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{y:.1}\" class=\"legend\">{}</text>",
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" \
+                y=\"{y:.1}\" class=\"legend\">{}</text>",
             y - 9.0,
             PALETTE[i % PALETTE.len()],
             x + 14.0,
@@ -97,7 +99,8 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Series]) -> 
     while v <= top_value + 1e-9 {
         let x = x_of(v);
         out.push_str(&format!(
-            "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"grid\"/><text x=\"{x:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+            "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"grid\"/><text x=\"{x:.1}\" \
+                y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
             top + plot_h,
             top + plot_h + 14.0,
             fmt_num(v)
@@ -119,7 +122,8 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Series]) -> 
             let y = y0 + bar_h * si as f64;
             let bw = (x_of(value) - label_w).max(0.0);
             out.push_str(&format!(
-                "<rect x=\"{label_w:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}: {}</title></rect>\
+                "<rect x=\"{label_w:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" \
+                    fill=\"{}\"><title>{}: {}</title></rect>\
                  <text x=\"{:.1}\" y=\"{:.1}\" class=\"val\">{}</text>",
                 bar_h - 2.0,
                 PALETTE[si % PALETTE.len()],
@@ -177,7 +181,8 @@ fn columns(id: &str, title: &str, x_labels: &[String], series: &[Series], stacke
     while v <= top_value + 1e-9 {
         let y = y_of(v);
         out.push_str(&format!(
-            "<line x1=\"{left:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
+            "<line x1=\"{left:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{:.1}\" \
+                y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
             left + plot_w,
             left - 6.0,
             y + 4.0,
@@ -198,7 +203,8 @@ fn columns(id: &str, title: &str, x_labels: &[String], series: &[Series], stacke
             let (y1, y2, px) =
                 if stacked { (y_of(acc + v), y_of(acc), x) } else { (y_of(v), y_of(0.0), x + part_w * si as f64) };
             out.push_str(&format!(
-                "<rect x=\"{px:.1}\" y=\"{y1:.1}\" width=\"{part_w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} · {}: {}</title></rect>",
+                "<rect x=\"{px:.1}\" y=\"{y1:.1}\" width=\"{part_w:.1}\" height=\"{:.1}\" \
+                    fill=\"{}\"><title>{} · {}: {}</title></rect>",
                 y2 - y1,
                 PALETTE[si % PALETTE.len()],
                 esc(label),
@@ -217,7 +223,8 @@ fn columns(id: &str, title: &str, x_labels: &[String], series: &[Series], stacke
         }
     }
     out.push_str(&format!(
-        "<line x1=\"{left:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" class=\"axis\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{:.1}\" class=\"axis\"/>",
+        "<line x1=\"{left:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" class=\"axis\"/><line x1=\"{left:.1}\" \
+            y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{:.1}\" class=\"axis\"/>",
         top + plot_h,
         left + plot_w,
         top + plot_h,

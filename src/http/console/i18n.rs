@@ -125,8 +125,10 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("wave_html", "HTML version (optional)", "HTML-версия (необязательно)"),
     (
         "wave_fields",
-        "Filled in for each recipient: {{ first_name }}, {{ last_name }}, {{ full_name }}, {{ email }}, {{ unsubscribe_url }}.",
-        "Подставляются для каждого получателя: {{ first_name }}, {{ last_name }}, {{ full_name }}, {{ email }}, {{ unsubscribe_url }}.",
+        "Filled in for each recipient: {{ first_name }}, {{ last_name }}, {{ full_name }}, {{ email }}, {{ \
+            unsubscribe_url }}.",
+        "Подставляются для каждого получателя: {{ first_name }}, {{ last_name }}, {{ full_name }}, {{ email \
+            }}, {{ unsubscribe_url }}.",
     ),
     ("wave_lists", "Send to", "Кому"),
     ("wave_start", "Start (empty: now)", "Начало (пусто — сразу)"),

@@ -71,7 +71,8 @@ pub async fn list(who: Signed, State(s): State<AppState>, RawQuery(raw): RawQuer
         .map(|(l, j)| {
             json!({
                 "id": l.leadid,
-                "name": format!("{}{}", l.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(), l.lastname),
+                "name": format!("{}{}", l.firstname.as_deref().map(|f| format!("{f} ")).unwrap_or_default(),
+                    l.lastname),
                 "subject": l.subject,
                 "company": l.companyname,
                 "source": pick(lang, "lead", "leadsourcecode", l.leadsourcecode.map(i64::from)),

@@ -5,8 +5,10 @@
 //! (`chart`), no JavaScript needed. English and Russian (`i18n`). Sign-in, sessions and form
 //! tokens are `session`; every page and action checks the role with the API's matrix.
 //!
-//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`, `/campaigns/{id}`, `/lists/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
-//! `/ops/quarantine` (and each held message), `/ops/suppression`, `/console.css`, `/console.js`. Nothing here touches the API, PBX or unsubscribe paths.
+//! Paths: `/`, `/work`, `/leads`, `/leads/{id}`, `/records/{contacts|accounts|opportunities}/{id}`,
+//! `/campaigns/{id}`, `/lists/{id}`, `/campaigns`, `/waves/{id}`, `/signin`, `/signout`,
+//! `/ops/quarantine` (and each held message), `/ops/suppression`, `/console.css`, `/console.js`.
+//! Nothing here touches the API, PBX or unsubscribe paths.
 
 use std::sync::OnceLock;
 

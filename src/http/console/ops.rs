@@ -2,6 +2,7 @@
 //! button, and the suppression list with the reason for each address. Read through the
 //! API's ops pages; replay is the API's replay (`api::replay_mail`).
 
+use crate::crm::status::EventStatus;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -102,7 +103,9 @@ pub async fn held(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     let not_found = || who.error(StatusCode::NOT_FOUND, i18n::t(who.lang, "not_found"));
     let Ok(id) = id.parse::<uuid::Uuid>() else { return not_found() };
     let ev = match s.store.inbound_event_by_id(id).await {
-        Ok(Some(ev)) if matches!(ev.status.as_str(), "quarantined" | "failed" | "skipped") => ev,
+        Ok(Some(ev)) if matches!(ev.status, EventStatus::Quarantined | EventStatus::Failed | EventStatus::Skipped) => {
+            ev
+        }
         Ok(_) => return not_found(),
         Err(e) => return failed(&who, e),
     };

@@ -220,7 +220,8 @@ pub async fn show(
         json!(
             editable(kind)
                 .iter()
-                .map(|(k, label, req, ty)| json!({"name": k, "label": i18n::t(lang, label), "required": req, "type": ty, "value": text(&rec[*k])}))
+                .map(|(k, label, req, ty)| json!({"name": k, "label": i18n::t(lang, label), "required": req,
+                    "type": ty, "value": text(&rec[*k])}))
                 .collect::<Vec<_>>()
         ),
     );
@@ -361,7 +362,8 @@ async fn account_related(s: &AppState, lang: Lang, id: Uuid) -> Result<J, crate:
                 "state": labels::picklist("opportunity", "statecode", i64::from(o.statecode))
                     .map(|l| i18n::label(lang, l))
                     .unwrap_or_default(),
-                "value": o.estimatedvalue.map(|m| i18n::money(lang, m.0 as f64 / 100.0, &s.console.currency)).unwrap_or_default(),
+                "value": o.estimatedvalue.map(|m| i18n::money(lang, m.0 as f64 / 100.0,
+                    &s.console.currency)).unwrap_or_default(),
             })
         })
         .collect();

@@ -143,7 +143,7 @@ pub async fn quarantine_cdr(
             source: "pbx:asterisk".into(),
             external_id: key.to_string(),
             received_at: now,
-            status: "quarantined".into(),
+            status: crate::crm::status::EventStatus::Quarantined,
             reason: Some(format!("{from}: {why}")),
             result: None,
             raw: Some(raw.as_bytes().to_vec()),
@@ -171,7 +171,8 @@ impl AmiClient {
             let wait = match ended {
                 Ended::Cancelled => return,
                 Ended::Refused(why) => {
-                    tracing::error!(pbx = %self.name, %why, "Asterisk refused the manager login; check pbx.asterisk username and secret");
+                    tracing::error!(pbx = %self.name, %why, "Asterisk refused the manager login; check \
+                        pbx.asterisk username and secret");
                     self.max_backoff
                 }
                 Ended::Dropped(why) => {
@@ -288,7 +289,8 @@ impl AmiClient {
             Err(e) => {
                 let from = format!("asterisk:{}", self.name);
                 if let Err(se) = quarantine_cdr(&self.store, &cdr_key(f), &raw, &e.to_string(), &from).await {
-                    tracing::error!(pbx = %self.name, error = %se, cdr = %raw, "an unreadable Cdr event could not be quarantined");
+                    tracing::error!(pbx = %self.name, error = %se, cdr = %raw, "an unreadable Cdr event could \
+                        not be quarantined");
                 }
                 return true;
             }
@@ -326,9 +328,12 @@ mod tests {
         // The fields cdr_manager.c writes (Asterisk 20), an inbound trunk call to the DID.
         let f = frame(
             "Event: Cdr\nAccountCode: \nSource: 89161234567\nDestination: 74951234567\nDestinationContext: from-trunk\n\
-             CallerID: \"Sidorov\" <89161234567>\nChannel: PJSIP/trunk-00000012\nDestinationChannel: PJSIP/101-00000013\n\
-             LastApplication: Dial\nLastData: PJSIP/101,30\nStartTime: 2026-12-07 12:00:00\nAnswerTime: 2026-12-07 12:00:06\n\
-             EndTime: 2026-12-07 12:01:41\nDuration: 101\nBillableSeconds: 95\nDisposition: ANSWERED\nAMAFlags: DOCUMENTATION\n\
+             CallerID: \"Sidorov\" <89161234567>\nChannel: PJSIP/trunk-00000012\n\
+             DestinationChannel: PJSIP/101-00000013\n\
+             LastApplication: Dial\nLastData: PJSIP/101,30\nStartTime: 2026-12-07 12:00:00\n\
+             AnswerTime: 2026-12-07 12:00:06\n\
+             EndTime: 2026-12-07 12:01:41\nDuration: 101\nBillableSeconds: 95\nDisposition: ANSWERED\n\
+             AMAFlags: DOCUMENTATION\n\
              UniqueID: 1764226800.42\nUserField: ",
         );
         let ev = cdr_event(&f, chrono_tz::Europe::Moscow, "RU").unwrap();
@@ -344,7 +349,8 @@ mod tests {
         );
         assert_eq!(x.started_at.unwrap().to_rfc3339(), "2026-12-07T09:00:00+00:00");
         let out = frame(
-            "Source: 102\nDestination: 89031234567\nChannel: SIP/102-0001\nDisposition: BUSY\nUniqueID: 9.1\nLinkedID: 9.0",
+            "Source: 102\nDestination: 89031234567\nChannel: SIP/102-0001\nDisposition: BUSY\nUniqueID: 9.1\n\
+                LinkedID: 9.0",
         );
         let ev = cdr_event(&out, chrono_tz::UTC, "RU").unwrap();
         assert_eq!(

@@ -138,7 +138,8 @@ impl CdrTable {
     /// Asterisk version and distribution.
     async fn columns(&self, db: &MySqlPool) -> Result<Vec<&'static str>, PollError> {
         let rows = sqlx::query(
-            "SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+            "SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND \
+                TABLE_NAME = ?",
         )
         .bind(&self.table)
         .fetch_all(db)
@@ -228,7 +229,8 @@ impl CdrTable {
             }
             if !full || page_end <= from_end {
                 if full {
-                    tracing::warn!(pbx = %self.name, at = %from_end, "more than {PAGE} CDR rows end in one second; the rest wait for the next poll");
+                    tracing::warn!(pbx = %self.name, at = %from_end, "more than {PAGE} CDR rows end in one \
+                        second; the rest wait for the next poll");
                 }
                 break;
             }

@@ -387,7 +387,8 @@ mod tests {
     fn multipart_form_fields_are_read() {
         // What `curl --form 'event="newCall"' --form 'user[]="Emma Taylor"'` sends (curl
         // drops the quotes that protect a value).
-        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"event\"\r\n\r\nnewCall\r\n--XyZ\r\nContent-Disposition: form-data; name=\"user[]\"\r\n\r\nEmma Taylor\r\n--XyZ--\r\n";
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"event\"\r\n\r\nnewCall\r\n--XyZ\r\n\
+            Content-Disposition: form-data; name=\"user[]\"\r\n\r\nEmma Taylor\r\n--XyZ--\r\n";
         let f = multipart_fields("multipart/form-data; boundary=XyZ", body.as_bytes()).unwrap();
         assert_eq!(f, vec![("event".into(), "newCall".into()), ("user[]".into(), "Emma Taylor".into())]);
         assert!(multipart_fields("multipart/form-data; boundary=XyZ", b"junk").is_err());

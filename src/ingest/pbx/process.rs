@@ -3,6 +3,7 @@
 //! apply it through the store in one transaction. Runs in the `pbx-call` job; a sweep closes
 //! calls whose final event never came.
 
+use crate::crm::status::CallStatus;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -180,10 +181,6 @@ pub struct PbxRuntime {
     /// Line owners and waves found recently (positive answers only, for `LOOKUP_TTL`), so a
     /// busy line does not resolve the same owner and wave for every call.
     pub lookups: std::sync::Mutex<Lookups>,
-    /// How many webhook batches are being written now. On SQLite, where writers take turns,
-    /// call processing waits for this to be zero before it applies: the webhook's answer is
-    /// what a provider waits for, the CRM records can come a moment later.
-    writing: tokio::sync::watch::Sender<usize>,
     /// Chunks of a job refused as a whole (a re-check conflict or a database error) and
     /// processed a call at a time instead.
     pub fallbacks: std::sync::atomic::AtomicU64,
@@ -200,23 +197,6 @@ const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct Lookups {
     users: std::collections::HashMap<String, (std::time::Instant, Uuid)>,
     waves: std::collections::HashMap<Uuid, (std::time::Instant, WaveRef)>,
-}
-
-/// Counts one webhook batch in `PbxRuntime::writing` while it lives (a cancelled write
-/// still uncounts itself).
-struct Writing<'a>(&'a tokio::sync::watch::Sender<usize>);
-
-impl<'a> Writing<'a> {
-    fn start(w: &'a tokio::sync::watch::Sender<usize>) -> Self {
-        w.send_modify(|n| *n += 1);
-        Writing(w)
-    }
-}
-
-impl Drop for Writing<'_> {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
 }
 
 /// A call read and planned, waiting to be applied.
@@ -286,7 +266,6 @@ impl PbxRuntime {
             settings,
             queue,
             lookups: Default::default(),
-            writing: tokio::sync::watch::Sender::new(0),
             fallbacks: Default::default(),
             inline_busy: Default::default(),
         }
@@ -336,15 +315,11 @@ impl PbxRuntime {
         }
     }
 
-    /// On SQLite, waits until no webhook batch is being written (see `writing`), for at
-    /// most `YIELD_MAX`: a writer with requests waiting starts its next batch at once, so
-    /// under steady traffic the count may never be seen at zero, and the CRM records must
-    /// not wait for the traffic to stop.
+    /// On SQLite, lets webhook batches being written go first (`WriteGate`), for at most
+    /// `YIELD_MAX`: the webhook's answer is what a provider waits for, the CRM records can
+    /// come a moment later, but must not wait for the traffic to stop.
     async fn yield_to_webhooks(&self) {
-        if self.store.db.engine() == crate::store::Engine::Sqlite {
-            let mut writing = self.writing.subscribe();
-            let _ = tokio::time::timeout(YIELD_MAX, writing.wait_for(|n| *n == 0)).await;
-        }
+        self.store.gate.yield_to_urgent(YIELD_MAX).await;
     }
 
     /// What applying a prepared call came to (counted and logged once it is committed).
@@ -355,14 +330,19 @@ impl PbxRuntime {
         let c = &a.apply;
         match &c.writes {
             Some(w) => {
-                metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(), "disposition" => a.disposition.clone().unwrap_or_default(), "outcome" => "processed").increment(1);
-                tracing::info!(provider = %c.provider, call_id = %c.call_id, activity = %w.activity.activityid, created = w.created().len(), timed_out = c.timed_out, "call recorded");
+                metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(),
+                    "disposition" => a.disposition.clone().unwrap_or_default(), "outcome" => "processed")
+                .increment(1);
+                tracing::info!(provider = %c.provider, call_id = %c.call_id, activity = %w.activity.activityid,
+                    created = w.created().len(), timed_out = c.timed_out, "call recorded");
                 Outcome::Processed(w.created())
             }
             None => {
                 let reason = c.reason.clone().unwrap_or_default();
                 if let Some(d) = &a.disposition {
-                    metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(), "disposition" => d.clone(), "outcome" => "skipped").increment(1);
+                    metrics::counter!("inflow_pbx_calls_total", "provider" => c.provider.clone(),
+                        "disposition" => d.clone(), "outcome" => "skipped")
+                    .increment(1);
                     tracing::info!(provider = %c.provider, call_id = %c.call_id, %reason, "call skipped");
                 }
                 Outcome::Skipped(reason)
@@ -390,7 +370,7 @@ impl PbxRuntime {
         let Some(call) = self.store.pbx_call(provider, call_id).await? else {
             return Ok(Prepared::Done(Outcome::Stale));
         };
-        if call.status != "open" || call.processed_version >= call.version {
+        if call.status != CallStatus::Open || call.processed_version >= call.version {
             return Ok(Prepared::Done(Outcome::Stale));
         }
         let timed_out = !call.is_final && call.last_event_at < now - self.settings.final_event_timeout;
@@ -404,7 +384,7 @@ impl PbxRuntime {
                     call_id: call_id.to_string(),
                     version: call.version,
                     writes: None,
-                    status: "skipped",
+                    status: CallStatus::Skipped,
                     reason: Some(reason),
                     timed_out,
                     line: None,
@@ -453,7 +433,8 @@ impl PbxRuntime {
                 None => None,
             };
             if (l.campaignactivityid.is_some() || l.campaignid.is_some()) && wave.is_none() {
-                tracing::warn!(did = %l.did, "the line's campaign has no campaign activity to respond to; no campaign response");
+                tracing::warn!(did = %l.did, "the line's campaign has no campaign activity to respond to; no \
+                    campaign response");
             }
             if let Some(owner) = owner {
                 line = Some(LineInfo {
@@ -539,7 +520,7 @@ impl PbxRuntime {
                     call_id: call_id.to_string(),
                     version: call.version,
                     writes: Some(*writes),
-                    status: "processed",
+                    status: CallStatus::Processed,
                     reason: None,
                     timed_out,
                     line: line_number,
@@ -588,7 +569,8 @@ impl PbxRuntime {
                 Err(e) => {
                     self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     metrics::counter!("inflow_pbx_batch_fallbacks_total").increment(1);
-                    tracing::debug!(error = %e, calls = chunk.len(), "a chunk of calls was refused; processing its calls one by one");
+                    tracing::debug!(error = %e, calls = chunk.len(), "a chunk of calls was refused; processing \
+                        its calls one by one");
                     for a in chunk {
                         results.push((a.call_ref(), self.process(&a.apply.provider, &a.apply.call_id, now).await));
                     }
@@ -683,7 +665,7 @@ impl PbxRuntime {
             let reqs: Vec<(&str, &str, &[crate::store::PbxEventRow], &str)> =
                 batch.iter().map(|r| (r.provider, r.account.as_str(), r.rows.as_slice(), r.raw.as_str())).collect();
             let stored = {
-                let _writing = Writing::start(&self.writing);
+                let _urgent = self.store.gate.urgent();
                 self.store.record_pbx_events(&reqs, Utc::now()).await
             };
             match stored {
@@ -743,7 +725,8 @@ impl PbxRuntime {
                 tokio::spawn(async move {
                     for (c, r) in done.0.process_batch(&calls, Utc::now()).await {
                         if let Err(e) = r {
-                            tracing::debug!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing at once failed; the job retries it");
+                            tracing::debug!(provider = %c.provider, call_id = %c.call_id, error = %e,
+                                "processing at once failed; the job retries it");
                         }
                     }
                 });
@@ -764,7 +747,8 @@ pub async fn handle(
     let mut failed = Vec::new();
     for (c, r) in rt.process_batch(&job.calls, Utc::now()).await {
         if let Err(e) = r {
-            tracing::warn!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing a call failed; will retry");
+            tracing::warn!(provider = %c.provider, call_id = %c.call_id, error = %e, "processing a call \
+                failed; will retry");
             failed.push(c.call_id);
         }
     }

@@ -56,7 +56,8 @@ impl Store {
         let waves = tx
             .fetch_all(
                 &format!(
-                    "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, COALESCE(ca.ownerid, q.ownerid) AS ownerid, ca.activityid AS ca_id \
+                    "SELECT w.activityid, w.rate_per_minute, w.tat, w.from_address, COALESCE(ca.ownerid, \
+                        q.ownerid) AS ownerid, ca.activityid AS ca_id \
                      FROM {WAVE_FROM} WHERE w.state = 'sending' ORDER BY w.start_at, w.activityid"
                 ),
                 vec![],
@@ -93,11 +94,15 @@ impl Store {
             }
             // Two index range scans (due pending rows; claims whose lease ended) rather than
             // one OR, which SQLite answers by scanning every delivery of the wave.
-            let cols = "d.id, d.address, d.written, d.member_id, d.member_type, d.message_id, d.token, d.vars, d.subject, d.attempts, d.has_activity";
+            let cols = "d.id, d.address, d.written, d.member_id, d.member_type, d.message_id, d.token, d.vars, \
+                d.subject, d.attempts, d.has_activity";
             let lock = lock_rows(engine).replace("UPDATE", "UPDATE OF d");
             let mut rows = tx
                 .fetch_all(
-                    &format!("SELECT {cols} FROM wave_delivery d WHERE d.wave_id = $1 AND d.state = 'sending' AND d.claimed_until < $2 LIMIT $3{lock}"),
+                    &format!(
+                        "SELECT {cols} FROM wave_delivery d WHERE d.wave_id = $1 AND d.state = 'sending' \
+                        AND d.claimed_until < $2 LIMIT $3{lock}"
+                    ),
                     vec![wid.into(), now.into(), (allow as i64).into()],
                 )
                 .await?;
@@ -105,7 +110,8 @@ impl Store {
                 rows.extend(
                     tx.fetch_all(
                         &format!(
-                            "SELECT {cols} FROM wave_delivery d WHERE d.wave_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
+                            "SELECT {cols} FROM wave_delivery d WHERE d.wave_id = $1 AND d.state = 'pending' \
+                                AND d.next_attempt_at <= $2 \
                              ORDER BY d.next_attempt_at LIMIT $3{lock}"
                         ),
                         vec![wid.into(), now.into(), ((allow - rows.len()) as i64).into()],
@@ -188,7 +194,8 @@ impl Store {
             }
             insert_rows(
                 &mut tx,
-                "activity (activityid, activitytypecode, subject, regardingobjectid, regardingobjectidtype, directioncode, messageid, trackingtoken, sender, torecipients, \
+                "activity (activityid, activitytypecode, subject, regardingobjectid, regardingobjectidtype, \
+                    directioncode, messageid, trackingtoken, sender, torecipients, \
                  deliveryattempts, ownerid, owneridtype, statecode, statuscode, createdon, modifiedon, versionnumber)",
                 &fresh,
                 " ON CONFLICT (activityid) DO NOTHING",
@@ -210,7 +217,14 @@ impl Store {
             for (set, ids) in id_sets(engine, 3, &ids) {
                 let mut args: Vec<Value> = vec![holder.into(), (now + lease).into()];
                 args.extend(ids);
-                tx.execute(&format!("UPDATE wave_delivery SET state = 'sending', claimed_by = $1, claimed_until = $2, has_activity = TRUE WHERE id {set}"), args).await?;
+                tx.execute(
+                    &format!(
+                        "UPDATE wave_delivery SET state = 'sending', claimed_by = $1, \
+                    claimed_until = $2, has_activity = TRUE WHERE id {set}"
+                    ),
+                    args,
+                )
+                .await?;
             }
             // R-WV-4: 7 Sending again for retries and taken-over claims.
             for (set, ids) in id_sets(engine, 1, &again) {
@@ -250,13 +264,21 @@ impl Store {
             let mut args: Vec<Value> = vec![now.into()];
             args.extend(ids);
             tx.execute(
-                &format!("UPDATE wave_delivery SET state = 'sent', attempts = attempts + 1, sent_at = $1, claimed_by = NULL, claimed_until = NULL, reason = NULL WHERE id {set} AND state IN ('sending', 'pending')"),
+                &format!(
+                    "UPDATE wave_delivery SET state = 'sent', attempts = attempts + 1, sent_at = $1, \
+                    claimed_by = NULL, claimed_until = NULL, reason = NULL WHERE id {set} AND state IN \
+                    ('sending', 'pending')"
+                ),
                 args.clone(),
             )
             .await?;
             // R-WV-4: 3 Sent (state 1 Completed).
             tx.execute(
-                &format!("UPDATE activity SET statecode = 1, statuscode = 3, senton = $1, actualend = $1, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $1, versionnumber = versionnumber + 1 WHERE activityid {set}"),
+                &format!(
+                    "UPDATE activity SET statecode = 1, statuscode = 3, senton = $1, actualend = $1, \
+                    deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $1, versionnumber = \
+                    versionnumber + 1 WHERE activityid {set}"
+                ),
                 args,
             )
             .await?;
@@ -270,19 +292,28 @@ impl Store {
                     // a lease another daemon took over changes nothing).
                     let n = tx
                         .execute(
-                            "UPDATE wave_delivery SET state = 'pending', attempts = attempts + 1, next_attempt_at = $2, reason = 'retry', detail = $3, claimed_by = NULL, claimed_until = NULL \
+                            "UPDATE wave_delivery SET state = 'pending', attempts = attempts + 1, \
+                                next_attempt_at = $2, reason = 'retry', detail = $3, claimed_by = NULL, \
+                                claimed_until = NULL \
                              WHERE id = $1 AND state = 'sending' AND claimed_by = $4",
                             vec![r.id.into(), (*at).into(), detail.clone().into(), holder.into()],
                         )
                         .await?;
                     if n > 0 {
-                        tx.execute("UPDATE activity SET statuscode = 6, deliveryattempts = COALESCE(deliveryattempts, 0) + 1 WHERE activityid = $1", vec![r.id.into()]).await?;
+                        tx.execute(
+                            "UPDATE activity SET statuscode = 6, deliveryattempts = \
+                            COALESCE(deliveryattempts, 0) + 1 WHERE activityid = $1",
+                            vec![r.id.into()],
+                        )
+                        .await?;
                     }
                 }
                 DeliveryOutcome::Failed { reason, detail, suppress } => {
                     let n = tx
                         .execute(
-                            "UPDATE wave_delivery SET state = 'failed', attempts = attempts + 1, reason = $2, detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $4",
+                            "UPDATE wave_delivery SET state = 'failed', attempts = attempts + 1, reason = $2, \
+                                detail = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = \
+                                'sending' AND claimed_by = $4",
                             vec![r.id.into(), reason.clone().into(), detail.clone().into(), holder.into()],
                         )
                         .await?;
@@ -291,7 +322,9 @@ impl Store {
                     }
                     // R-WV-4: 8 Failed, statecode back to 0 Open, attempts counted.
                     tx.execute(
-                        "UPDATE activity SET statecode = 0, statuscode = 8, deliveryattempts = COALESCE(deliveryattempts, 0) + 1, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1",
+                        "UPDATE activity SET statecode = 0, statuscode = 8, deliveryattempts = \
+                            COALESCE(deliveryattempts, 0) + 1, modifiedon = $2, versionnumber = versionnumber \
+                            + 1 WHERE activityid = $1",
                         vec![r.id.into(), now.into()],
                     )
                     .await?;
@@ -313,7 +346,8 @@ impl Store {
                 DeliveryOutcome::Released { at } => {
                     let n = tx
                         .execute(
-                            "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $3",
+                            "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = \
+                                NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $3",
                             vec![r.id.into(), (*at).into(), holder.into()],
                         )
                         .await?;
@@ -326,7 +360,13 @@ impl Store {
                     }
                 }
                 DeliveryOutcome::AbortWave { detail } => {
-                    tx.execute("UPDATE wave_delivery SET state = 'pending', claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND state = 'sending' AND claimed_by = $2", vec![r.id.into(), holder.into()]).await?;
+                    tx.execute(
+                        "UPDATE wave_delivery SET state = 'pending', claimed_by = NULL, claimed_until = \
+                        NULL WHERE id = $1 AND state = 'sending' AND claimed_by = \
+                        $2",
+                        vec![r.id.into(), holder.into()],
+                    )
+                    .await?;
                     if !abort.iter().any(|(w, _)| *w == r.wave_id) {
                         abort.push((r.wave_id, detail.clone()));
                     }
@@ -343,7 +383,8 @@ impl Store {
             );
             let until = now + Duration::from_std(wait).unwrap_or_default();
             tx.execute(
-                "UPDATE smtp_relay SET throttled_until = $2, throttle_streak = throttle_streak + 1, last_reply = $3, updated_at = $4 WHERE relay = $1",
+                "UPDATE smtp_relay SET throttled_until = $2, throttle_streak = throttle_streak + 1, last_reply \
+                    = $3, updated_at = $4 WHERE relay = $1",
                 vec![relay.into(), until.into(), reply.into(), now.into()],
             )
             .await?;
@@ -358,7 +399,8 @@ impl Store {
         // After the commit: a failure here must not make the caller replay the outcomes.
         for (w, detail) in abort {
             if let Err(e) = self.abort_wave(w, &detail, now).await {
-                tracing::warn!(wave = %w, error = %e, "could not abort the wave; its sender stays refused and the next outcome retries");
+                tracing::warn!(wave = %w, error = %e, "could not abort the wave; its sender stays refused and \
+                    the next outcome retries");
             }
         }
         Ok(())
@@ -381,12 +423,17 @@ impl Store {
     pub async fn release_claims(&self, holder: &str, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.db.begin().await?;
         tx.execute(
-            "UPDATE activity SET statuscode = 6 WHERE statuscode = 7 AND activityid IN (SELECT id FROM wave_delivery WHERE claimed_by = $1 AND state = 'sending')",
+            "UPDATE activity SET statuscode = 6 WHERE statuscode = 7 AND activityid IN (SELECT id FROM \
+                wave_delivery WHERE claimed_by = $1 AND state = 'sending')",
             vec![holder.into()],
         )
         .await?;
         let n = tx
-            .execute("UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND state = 'sending'", vec![holder.into(), now.into()])
+            .execute(
+                "UPDATE wave_delivery SET state = 'pending', next_attempt_at = $2, claimed_by = NULL, \
+                claimed_until = NULL WHERE claimed_by = $1 AND state = 'sending'",
+                vec![holder.into(), now.into()],
+            )
             .await?;
         tx.commit().await?;
         Ok(n)
@@ -398,7 +445,8 @@ impl Store {
         self.db
             .clone()
             .execute(
-                "UPDATE smtp_relay SET throttled_until = 0, throttle_streak = 0, updated_at = $1 WHERE throttled_until > 0",
+                "UPDATE smtp_relay SET throttled_until = 0, throttle_streak = 0, updated_at = $1 WHERE \
+                    throttled_until > 0",
                 vec![now.into()],
             )
             .await

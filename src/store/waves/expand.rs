@@ -12,7 +12,8 @@ pub(super) async fn list_member_facts(ex: &mut impl Exec, list_id: Uuid, now: Da
         .ok_or_else(|| StoreError::Decode("bad createdfromcode".into()))?;
     let (table, key, extra) = member_table(kind);
     let cols = format!(
-        "t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra}"
+        "t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, \
+            t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra}"
     );
     let (sql, args) = if l.isdynamic {
         let doc = l.query.clone().unwrap_or(serde_json::Value::Null);
@@ -29,7 +30,8 @@ pub(super) async fn list_member_facts(ex: &mut impl Exec, list_id: Uuid, now: Da
         // analysed (an IN subquery here took 30 s on PostgreSQL right after a bulk import).
         (
             format!(
-                "SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 ORDER BY t.{key}"
+                "SELECT {cols} FROM listmember lm JOIN {table} t ON t.{key} = lm.entityid WHERE lm.listid = $1 \
+                    ORDER BY t.{key}"
             ),
             vec![Value::from(list_id)],
         )
@@ -76,7 +78,8 @@ pub(super) async fn frozen_recipients(
         let (table, key, extra) = member_table(kind);
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra} \
+                "SELECT t.{key} AS id, t.statecode, t.emailaddress1, t.emailaddress2, t.emailaddress3, \
+                    t.donotemail, t.donotbulkemail, t.donotsendmm, t.lastusedincampaign, t.address1_city, {extra} \
                  FROM {table} t WHERE t.{key} IN ({})",
                 in_list(1, chunk.len())
             );
@@ -282,7 +285,8 @@ impl Store {
     pub(super) async fn insert_deliveries(tx: &mut Tx, rows: &[Vec<Value>]) -> Result<()> {
         insert_rows(
             tx,
-            "wave_delivery (id, wave_id, address, written, member_id, member_type, message_id, token, vars, subject, state, attempts, next_attempt_at)",
+            "wave_delivery (id, wave_id, address, written, member_id, member_type, message_id, token, vars, \
+                subject, state, attempts, next_attempt_at)",
             rows,
             " ON CONFLICT (wave_id, address) DO NOTHING",
         )
@@ -304,14 +308,14 @@ impl Store {
         for (i, chunk) in chunks.iter().enumerate() {
             let rows = Self::delivery_rows(wave, chunk, now, opts)?;
             let last = i + 1 == chunks.len();
-            let _turn = match opts.turn {
-                Some(t) => Some(t.lock().await),
-                None => None,
-            };
+            // The sender's other writers take the same turn (`WriteGate`), so on SQLite they
+            // queue here instead of sleeping in SQLite's busy handler.
+            let _turn = self.gate.turn().await;
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
-                    "UPDATE wave SET expand_until = $2, expanded = $3, updated_at = $4, frozen = CASE WHEN $3 THEN NULL ELSE frozen END \
+                    "UPDATE wave SET expand_until = $2, expanded = $3, updated_at = $4, frozen = CASE WHEN $3 \
+                        THEN NULL ELSE frozen END \
                      WHERE activityid = $1 AND expanded = FALSE AND state IN ('sending', 'paused')",
                     vec![wave.activity_id.into(), (Utc::now() + opts.lease).into(), last.into(), now.into()],
                 )
@@ -358,13 +362,16 @@ impl Store {
             return Ok(Some(StartOutcome::Aborted { wave: id, reason }));
         }
         let plan = self.plan_wave(&mut db, &wave, ca.as_ref(), now, opts).await?;
-        let turn = match opts.turn {
-            Some(t) => Some(t.lock().await),
-            None => None,
-        };
+        let turn = self.gate.turn().await;
         let mut tx = self.db.begin().await?;
         // The conditional state change decides which daemon starts the wave.
-        let n = tx.execute("UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'scheduled'", vec![id.into(), now.into()]).await?;
+        let n = tx
+            .execute(
+                "UPDATE wave SET state = 'sending', started_at = $2, updated_at = $2 WHERE \
+            activityid = $1 AND state = 'scheduled'",
+                vec![id.into(), now.into()],
+            )
+            .await?;
         if n == 0 {
             return Ok(None);
         }
@@ -397,7 +404,8 @@ impl Store {
             None => {
                 // A quick campaign (R-QC-1) is its own run: In Progress, with its members.
                 tx.execute(
-                    "UPDATE bulkoperation SET statuscode = 2, targetmemberscount = $2, successcount = 0, failurecount = 0, excluded = $3, \
+                    "UPDATE bulkoperation SET statuscode = 2, targetmemberscount = $2, successcount = 0, \
+                        failurecount = 0, excluded = $3, \
                      modifiedon = $4, versionnumber = versionnumber + 1 WHERE activityid = $1",
                     vec![
                         id.into(),
@@ -415,7 +423,8 @@ impl Store {
         Self::insert_deliveries(&mut tx, &Self::delivery_rows(&wave, first, now, opts)?).await?;
         let excluded: BTreeMap<&str, usize> = plan.excluded.clone();
         tx.execute(
-            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until = $6, expanded = $7, frozen = $8 WHERE activityid = $1",
+            "UPDATE wave SET bulkoperationid = $2, targeted = $3, excluded = $4, updated_at = $5, expand_until \
+                = $6, expanded = $7, frozen = $8 WHERE activityid = $1",
             vec![
                 id.into(),
                 run_id.into(),
@@ -426,7 +435,11 @@ impl Store {
                 (chunks.len() <= 1).into(),
                 if chunks.len() > 1 {
                     // Who and where only (the personalisation is read again on a resume).
-                    let who: Vec<(EntityKind, Uuid, &str, &str)> = plan.recipients.iter().map(|r| (r.kind, r.id, r.address.as_str(), r.written.as_str())).collect();
+                    let who: Vec<(EntityKind, Uuid, &str, &str)> = plan
+                        .recipients
+                        .iter()
+                        .map(|r| (r.kind, r.id, r.address.as_str(), r.written.as_str()))
+                        .collect();
                     Some(serde_json::to_string(&who).map_err(StoreError::decode)?)
                 } else {
                     None
@@ -452,7 +465,11 @@ impl Store {
         let rows = self
             .db
             .clone()
-            .fetch_all("SELECT activityid FROM wave WHERE state IN ('sending', 'paused') AND expanded = FALSE AND expand_until < $1", vec![now.into()])
+            .fetch_all(
+                "SELECT activityid FROM wave WHERE state IN ('sending', 'paused') AND expanded = FALSE \
+                AND expand_until < $1",
+                vec![now.into()],
+            )
             .await?;
         let mut out = Vec::new();
         for r in rows {
@@ -460,7 +477,8 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
-                    "UPDATE wave SET expand_until = $3 WHERE activityid = $1 AND expanded = FALSE AND expand_until < $2 AND state IN ('sending', 'paused')",
+                    "UPDATE wave SET expand_until = $3 WHERE activityid = $1 AND expanded = FALSE AND \
+                        expand_until < $2 AND state IN ('sending', 'paused')",
                     vec![id.into(), now.into(), (Utc::now() + opts.lease).into()],
                 )
                 .await?;

@@ -13,7 +13,9 @@ impl Store {
             .db
             .clone()
             .fetch_all(
-                "SELECT w.activityid FROM wave w WHERE w.state = 'sending' AND w.expanded = TRUE AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = w.activityid AND d.state IN ('pending', 'sending'))",
+                "SELECT w.activityid FROM wave w WHERE w.state = 'sending' AND w.expanded = TRUE AND NOT \
+                    EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = w.activityid AND d.state IN \
+                    ('pending', 'sending'))",
                 vec![],
             )
             .await?;
@@ -24,8 +26,10 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let n = tx
                 .execute(
-                    "UPDATE wave SET state = 'completed', finished_at = $2, updated_at = $2 WHERE activityid = $1 AND state = 'sending' AND expanded = TRUE \
-                     AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = $1 AND d.state IN ('pending', 'sending'))",
+                    "UPDATE wave SET state = 'completed', finished_at = $2, updated_at = $2 WHERE activityid = \
+                        $1 AND state = 'sending' AND expanded = TRUE \
+                     AND NOT EXISTS (SELECT 1 FROM wave_delivery d WHERE d.wave_id = $1 AND d.state IN \
+                     ('pending', 'sending'))",
                     vec![id.into(), now.into()],
                 )
                 .await?;
@@ -43,7 +47,10 @@ impl Store {
             for kind in [EntityKind::Contact, EntityKind::Lead, EntityKind::Account] {
                 let (table, key) = kind.table();
                 tx.execute(
-                    &format!("UPDATE {table} SET lastusedincampaign = $3 WHERE {key} IN (SELECT member_id FROM wave_delivery WHERE wave_id = $1 AND state = 'sent' AND member_type = $2)"),
+                    &format!(
+                        "UPDATE {table} SET lastusedincampaign = $3 WHERE {key} IN (SELECT member_id FROM \
+                        wave_delivery WHERE wave_id = $1 AND state = 'sent' AND member_type = $2)"
+                    ),
                     vec![id.into(), kind.into(), today.into()],
                 )
                 .await?;
@@ -65,16 +72,20 @@ impl Store {
     /// R-OPT-1 holds until the send).
     pub(super) async fn sweep_deliveries(&self, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        const ENDED: &str = "wave_id IN (SELECT activityid FROM wave WHERE state IN ('canceled', 'aborted')) AND (state = 'pending' OR (state = 'sending' AND claimed_until < $1))";
-        const SUPPRESSED: &str = "state = 'pending' AND address IN (SELECT address FROM suppression) AND wave_id IN (SELECT activityid FROM wave WHERE state IN ('sending', 'paused'))";
+        const ENDED: &str = "wave_id IN (SELECT activityid FROM wave WHERE state IN ('canceled', 'aborted')) \
+            AND (state = 'pending' OR (state = 'sending' AND claimed_until < $1))";
+        const SUPPRESSED: &str = "state = 'pending' AND address IN (SELECT address FROM suppression) AND \
+            wave_id IN (SELECT activityid FROM wave WHERE state IN ('sending', 'paused'))";
         let cancel_emails = |cond: &str| {
             format!(
-                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $1 WHERE activityid IN (SELECT id FROM wave_delivery WHERE {cond})"
+                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $1 WHERE activityid IN \
+                    (SELECT id FROM wave_delivery WHERE {cond})"
             )
         };
         let cancel = |cond: &str, reason: &str| {
             format!(
-                "UPDATE wave_delivery SET state = 'canceled', reason = '{reason}', claimed_by = NULL, claimed_until = NULL WHERE {cond}"
+                "UPDATE wave_delivery SET state = 'canceled', reason = '{reason}', claimed_by = NULL, \
+                    claimed_until = NULL WHERE {cond}"
             )
         };
         tx.execute(&cancel_emails(ENDED), vec![now.into()]).await?;
@@ -95,15 +106,24 @@ impl Store {
     ) -> Result<()> {
         let c = tx
             .fetch_one(
-                "SELECT SUM(CASE WHEN state = 'sent' THEN 1 ELSE 0 END) AS ok, SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS bad FROM wave_delivery WHERE wave_id = $1",
+                "SELECT SUM(CASE WHEN state = 'sent' THEN 1 ELSE 0 END) AS ok, SUM(CASE WHEN state = 'failed' \
+                    THEN 1 ELSE 0 END) AS bad FROM wave_delivery WHERE wave_id = $1",
                 vec![wave.into()],
             )
             .await?;
         let (ok, bad): (Option<i64>, Option<i64>) = (c.get("ok")?, c.get("bad")?);
         tx.execute(
-            "UPDATE bulkoperation SET statecode = $2, statuscode = $3, successcount = $4, failurecount = $5, modifiedon = $6, versionnumber = versionnumber + 1 \
+            "UPDATE bulkoperation SET statecode = $2, statuscode = $3, successcount = $4, failurecount = $5, \
+                modifiedon = $6, versionnumber = versionnumber + 1 \
              WHERE activityid = (SELECT bulkoperationid FROM wave WHERE activityid = $1)",
-            vec![wave.into(), statecode.into(), statuscode.into(), ok.unwrap_or(0).into(), bad.unwrap_or(0).into(), now.into()],
+            vec![
+                wave.into(),
+                statecode.into(),
+                statuscode.into(),
+                ok.unwrap_or(0).into(),
+                bad.unwrap_or(0).into(),
+                now.into(),
+            ],
         )
         .await?;
         Ok(())

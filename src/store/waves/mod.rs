@@ -103,9 +103,6 @@ pub struct ExpandOptions<'a> {
     pub lease: Duration,
     /// Called after each committed expansion chunk with its number (crash tests).
     pub after_chunk: &'a (dyn Fn(usize) + Sync),
-    /// Held around each expansion transaction: the caller's other writers take it too, so
-    /// on SQLite they queue here instead of sleeping in SQLite's busy handler.
-    pub turn: Option<&'a tokio::sync::Mutex<()>>,
 }
 
 /// The result of starting one due wave.
@@ -212,8 +209,10 @@ pub enum UnsubscribeOutcome {
     AlreadyDone { address: String },
 }
 
-const WAVE_COLS: &str = "w.activityid, w.state, w.start_at, w.timezone, w.subject_template, w.text_template, w.html_template, w.from_address, w.from_name, w.reply_to, \
-    w.rate_per_minute, w.skip_responders_of, w.bulkoperationid, w.targeted, w.excluded, w.error, w.started_at, w.finished_at, \
+const WAVE_COLS: &str = "w.activityid, w.state, w.start_at, w.timezone, w.subject_template, w.text_template, \
+    w.html_template, w.from_address, w.from_name, w.reply_to, \
+    w.rate_per_minute, w.skip_responders_of, w.bulkoperationid, w.targeted, w.excluded, w.error, w.started_at, \
+    w.finished_at, \
     ca.regardingobjectid AS campaign_id, q.regardingobjectid AS quick_list, COALESCE(ca.ownerid, q.ownerid) AS owner, \
     COALESCE(ca.subject, q.subject, '') AS subject_line";
 
@@ -320,7 +319,9 @@ fn text_var(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, v: 
 /// Writes a scheduled wave.
 pub(in crate::store) async fn insert_wave(tx: &mut Tx, s: &WaveSchedule, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
-        "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, updated_at) \
+        "INSERT INTO wave (activityid, state, start_at, timezone, subject_template, text_template, \
+            html_template, from_address, from_name, reply_to, rate_per_minute, skip_responders_of, created_at, \
+            updated_at) \
          VALUES ($1, 'scheduled', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
         vec![
             s.activity_id.into(),
@@ -343,7 +344,8 @@ pub(in crate::store) async fn insert_wave(tx: &mut Tx, s: &WaveSchedule, now: Da
 
 /// The lists a wave sends to: its campaign activity's targets, or its quick campaign's list.
 const WAVE_LISTS: &str = "SELECT listid FROM campaignactivityitem WHERE campaignactivityid = $1 \
-    UNION SELECT regardingobjectid AS listid FROM bulkoperation WHERE activityid = $1 AND regardingobjectidtype = 'list'";
+    UNION SELECT regardingobjectid AS listid FROM bulkoperation WHERE activityid = $1 AND \
+    regardingobjectidtype = 'list'";
 
 impl Store {
     /// Schedules (or, while still scheduled, re-schedules) a wave. R-WV-1 is checked now
@@ -443,23 +445,28 @@ impl Store {
         let w = wave_in(&mut tx, id).await?;
         let to = next_state(w.state, action)?;
         let n = tx
-            .execute("UPDATE wave SET state = $3, updated_at = $4, finished_at = CASE WHEN $3 = 'canceled' THEN $4 ELSE finished_at END WHERE activityid = $1 AND state = $2", vec![
-                id.into(),
-                w.state.as_str().into(),
-                to.as_str().into(),
-                now.into(),
-            ])
+            .execute(
+                "UPDATE wave SET state = $3, updated_at = $4, finished_at = CASE WHEN $3 = 'canceled' \
+                THEN $4 ELSE finished_at END WHERE activityid = $1 AND state = $2",
+                vec![id.into(), w.state.as_str().into(), to.as_str().into(), now.into()],
+            )
             .await?;
         if n == 0 {
             return Err(StoreError::Conflict { kind: "wave", id: id.to_string() });
         }
         if to == WaveState::Canceled {
             tx.execute(
-                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN (SELECT id FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
+                "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN \
+                    (SELECT id FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
                 vec![id.into(), now.into()],
             )
             .await?;
-            tx.execute("UPDATE wave_delivery SET state = 'canceled', reason = 'wave_canceled' WHERE wave_id = $1 AND state = 'pending'", vec![id.into()]).await?;
+            tx.execute(
+                "UPDATE wave_delivery SET state = 'canceled', reason = 'wave_canceled' WHERE wave_id = \
+                $1 AND state = 'pending'",
+                vec![id.into()],
+            )
+            .await?;
             if w.bulkoperation_id.is_some() {
                 self.close_run(&mut tx, id, 2, 5, now).await?;
             }
@@ -474,7 +481,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let n = tx
             .execute(
-                "UPDATE wave SET state = 'aborted', error = $2, finished_at = $3, updated_at = $3 WHERE activityid = $1 AND state IN ('scheduled', 'sending', 'paused')",
+                "UPDATE wave SET state = 'aborted', error = $2, finished_at = $3, updated_at = $3 WHERE \
+                    activityid = $1 AND state IN ('scheduled', 'sending', 'paused')",
                 vec![id.into(), reason.into(), now.into()],
             )
             .await?;
@@ -482,13 +490,24 @@ impl Store {
             return Ok(());
         }
         tx.execute(
-            "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN (SELECT id FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
+            "UPDATE activity SET statecode = 2, statuscode = 5, modifiedon = $2 WHERE activityid IN (SELECT id \
+                FROM wave_delivery WHERE wave_id = $1 AND state = 'pending')",
             vec![id.into(), now.into()],
         )
         .await?;
-        tx.execute("UPDATE wave_delivery SET state = 'canceled', reason = 'wave_aborted' WHERE wave_id = $1 AND state = 'pending'", vec![id.into()]).await?;
+        tx.execute(
+            "UPDATE wave_delivery SET state = 'canceled', reason = 'wave_aborted' WHERE wave_id = $1 \
+            AND state = 'pending'",
+            vec![id.into()],
+        )
+        .await?;
         self.close_run(&mut tx, id, 1, 3, now).await?;
-        tx.execute("UPDATE campaignactivity SET statuscode = 5, modifiedon = $2, versionnumber = versionnumber + 1 WHERE activityid = $1 AND statecode = 0", vec![id.into(), now.into()]).await?;
+        tx.execute(
+            "UPDATE campaignactivity SET statuscode = 5, modifiedon = $2, versionnumber = versionnumber \
+            + 1 WHERE activityid = $1 AND statecode = 0",
+            vec![id.into(), now.into()],
+        )
+        .await?;
         tx.commit().await
     }
 
@@ -515,11 +534,22 @@ impl Store {
             counts.insert(r.get("state")?, r.get("n")?);
         }
         let mut failed_by_reason = BTreeMap::new();
-        for r in db.fetch_all("SELECT COALESCE(reason, 'unknown') AS reason, COUNT(*) AS n FROM wave_delivery WHERE wave_id = $1 AND state = 'failed' GROUP BY COALESCE(reason, 'unknown')", vec![id.into()]).await? {
+        for r in db
+            .fetch_all(
+                "SELECT COALESCE(reason, 'unknown') AS reason, COUNT(*) AS n FROM wave_delivery \
+            WHERE wave_id = $1 AND state = 'failed' GROUP BY COALESCE(reason, 'unknown')",
+                vec![id.into()],
+            )
+            .await?
+        {
             failed_by_reason.insert(r.get("reason")?, r.get("n")?);
         }
         let bounced: i64 = db
-            .fetch_one("SELECT COUNT(*) AS n FROM wave_delivery d JOIN activity a ON a.activityid = d.id WHERE d.wave_id = $1 AND d.state = 'sent' AND a.statuscode = 8", vec![id.into()])
+            .fetch_one(
+                "SELECT COUNT(*) AS n FROM wave_delivery d JOIN activity a ON a.activityid = d.id WHERE \
+                d.wave_id = $1 AND d.state = 'sent' AND a.statuscode = 8",
+                vec![id.into()],
+            )
             .await?
             .get("n")?;
         let responded: i64 = db
@@ -568,7 +598,9 @@ impl Store {
 
     /// The `failures` view of bulk operations: failed e-mails per wave run with the reason.
     pub async fn wave_failures(&self, bulkoperation: Option<Uuid>, limit: i64) -> Result<Vec<serde_json::Value>> {
-        let mut sql = "SELECT b.activityid AS run, d.wave_id, d.address, d.reason, d.detail, d.attempts FROM wave_delivery d                        JOIN wave w ON w.activityid = d.wave_id JOIN bulkoperation b ON b.activityid = w.bulkoperationid WHERE d.state = 'failed'"
+        let mut sql = "SELECT b.activityid AS run, d.wave_id, d.address, d.reason, d.detail, d.attempts FROM \
+            wave_delivery d                        JOIN wave w ON w.activityid = d.wave_id JOIN bulkoperation \
+            b ON b.activityid = w.bulkoperationid WHERE d.state = 'failed'"
             .to_string();
         let mut args = Vec::new();
         if let Some(b) = bulkoperation {
@@ -583,8 +615,10 @@ impl Store {
             .iter()
             .map(|r| {
                 Ok(serde_json::json!({
-                    "bulkoperationid": r.get::<String>("run")?, "wave": r.get::<String>("wave_id")?, "address": r.get::<String>("address")?,
-                    "reason": r.get::<Option<String>>("reason")?, "detail": r.get::<Option<String>>("detail")?, "attempts": r.get::<i64>("attempts")?,
+                    "bulkoperationid": r.get::<String>("run")?, "wave": r.get::<String>("wave_id")?,
+                        "address": r.get::<String>("address")?,
+                    "reason": r.get::<Option<String>>("reason")?, "detail": r.get::<Option<String>>("detail")?,
+                        "attempts": r.get::<i64>("attempts")?,
                 }))
             })
             .collect()

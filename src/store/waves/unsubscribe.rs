@@ -41,7 +41,7 @@ impl Store {
             source: "unsubscribe".into(),
             external_id: id.to_string(),
             received_at: now,
-            status: "processed".into(),
+            status: crate::crm::status::EventStatus::Processed,
             reason: Some(via.into()),
             result: None,
             raw: None,
@@ -53,7 +53,10 @@ impl Store {
         }
         let (table, key, _) = member_table(member.kind);
         tx.execute(
-            &format!("UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, versionnumber = versionnumber + 1 WHERE {key} = $1"),
+            &format!(
+                "UPDATE {table} SET donotsendmm = TRUE, donotbulkemail = TRUE, modifiedon = $2, \
+                versionnumber = versionnumber + 1 WHERE {key} = $1"
+            ),
             vec![member.id.into(), now.into()],
         )
         .await?;
