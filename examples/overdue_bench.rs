@@ -2,6 +2,12 @@
 //! overdue, across 500 owners and 50 managers. Prints the time of the overdue scan query,
 //! of a whole scan (query + directory + rules + claims + enqueueing the digests), and the
 //! query plan. Usage: overdue_bench DATABASE_URL
+//!
+//! The scan claims and enqueues only when it could send: with a relay configured and inside
+//! working hours. So the bench names a relay (the scan never connects to it; the digest jobs,
+//! which would, do not run here) and sets working hours to the whole week, and it refuses to
+//! print a figure when nothing was claimed: an earlier version had no relay and timed an
+//! empty step (issue 23).
 
 use std::time::Instant;
 
@@ -26,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
         "[database]\nurl = \"{url}\"\n[org]\ntimezone = \"Europe/Moscow\"\n[alerts]\n\
             working_hours = \"00:00-24:00\"\n\
             working_days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\n\
-            kinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n"
+            kinds = [\"task\", \"phonecall\", \"campaignactivity\"]\n\
+            [smtp]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"plain\"\nfrom = \"alerts@bench.example\"\n"
     );
     let cfg = Config::load(Source::Text { name: "bench", text: &text }, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -46,11 +53,7 @@ async fn main() -> anyhow::Result<()> {
                 createdon, modifiedon) VALUES ($1, $2, $3, $4, $5, $5)",
             vec![
                 (*id).into(),
-                format!(
-                    "User \
-                {i}"
-                )
-                .into(),
+                format!("User {i}").into(),
                 format!("u{i}@bench.example").into(),
                 manager.into(),
                 ms.into(),
@@ -121,6 +124,15 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let report = rt.scan(now).await?;
     let whole = t.elapsed();
+    anyhow::ensure!(
+        report.claimed > 0 && report.digests > 0,
+        "the scan claimed {} notifications and enqueued {} digests (no relay: {}, outside working hours: {}): \
+         it timed nothing",
+        report.claimed,
+        report.digests,
+        report.no_relay,
+        report.quiet
+    );
     println!("query plan:");
     for line in store.explain_overdue(now).await? {
         println!("  {line}");

@@ -464,6 +464,7 @@ async fn console(engine: &str) {
         customerid: Some(acct.accountid),
         customeridtype: Some(EntityKind::Account),
         estimatedvalue: Some(inflow::crm::Money(1_000_000)),
+        opportunityratingcode: 2,
         ..Default::default()
     }
     .stamped(anna, EntityKind::Systemuser, now(), None);
@@ -497,6 +498,37 @@ async fn console(engine: &str) {
         (Some("Главный инженер"), Some("sidorov@romashka.ru"))
     );
     assert!(b.axe().await.is_empty(), "contact: {:?}", b.axe().await);
+    // An open deal's value, probability and expected date, edited on its page through its
+    // rule: the new probability is a line of its history; a probability over 100 is refused
+    // (422) and writes nothing.
+    b.client.goto(&app.url(&format!("/records/opportunities/{}", deal.opportunityid))).await.unwrap();
+    b.client.find(Locator::Css("#edit-record summary")).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css("#ed-estimatedvalue")).await.unwrap().clear().await.unwrap();
+    b.fill("#ed-estimatedvalue", "12345.5").await;
+    b.fill("#ed-closeprobability", "70").await;
+    // A date input's typing order follows the browser's locale; the value is what is posted.
+    b.client.execute("document.querySelector('#ed-estimatedclosedate').value = '2026-12-31';", vec![]).await.unwrap();
+    b.click("#ed-save").await;
+    assert!(b.exists(".notice").await, "{}", b.text("main").await);
+    assert_eq!(b.text(".notice").await, "Saved.");
+    let edited: inflow::crm::entities::Opportunity = app.store.load(deal.opportunityid).await.unwrap();
+    assert_eq!(
+        (edited.estimatedvalue.map(|m| m.minor()), edited.closeprobability, edited.estimatedclosedate),
+        (Some(1_234_550), Some(70), chrono::NaiveDate::from_ymd_opt(2026, 12, 31)),
+    );
+    assert!(b.text("#timeline").await.contains("Probability: none → 70%"), "{}", b.text("#timeline").await);
+    assert!(b.axe().await.is_empty(), "deal: {:?}", b.axe().await);
+    let deal_page = format!("/records/opportunities/{}", deal.opportunityid);
+    let version = edited.versionnumber.to_string();
+    post_in_page(&b, &deal_page, &[("name", "Поставка"), ("closeprobability", "101"), ("versionnumber", &version)])
+        .await;
+    assert!(b.text("#error-message").await.contains("closeprobability: 0 to 100"), "{}", b.text("main").await);
+    b.client.goto(&app.url(&deal_page)).await.unwrap();
+    post_in_page(&b, &deal_page, &[("name", "Поставка"), ("estimatedvalue", "много"), ("versionnumber", &version)])
+        .await;
+    assert_eq!(b.text("#error-message").await, "Estimated value: is not a number");
+    let unchanged: inflow::crm::entities::Opportunity = app.store.load(deal.opportunityid).await.unwrap();
+    assert_eq!(unchanged.versionnumber, edited.versionnumber, "a refused form writes nothing");
     // A lead typed in by hand; the same e-mail again is named as a likely duplicate and is
     // created only when the person says it is not one.
     for attempt in 0..2 {
@@ -811,6 +843,25 @@ async fn console_in_a_browser_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_browser_postgres() {
     console("postgres").await;
+}
+
+/// Posts a form built in the page (the session's form token, and `fields`), as a person
+/// whose browser sends what the form's inputs would not let them type; waits for the answer.
+async fn post_in_page(b: &Browser, action: &str, fields: &[(&str, &str)]) {
+    b.client.execute("window.__inflow_old_page = true;", vec![]).await.unwrap();
+    b.client
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];\
+             const add = (n, v) => { const i = document.createElement('input'); i.type = 'hidden';\
+               i.name = n; i.value = v; f.appendChild(i); };\
+             add('csrf', document.querySelector('form[action=\"/signout\"] [name=csrf]').value);\
+             for (const [n, v] of arguments[1]) add(n, v);\
+             document.body.appendChild(f); f.submit();",
+            vec![json!(action), json!(fields)],
+        )
+        .await
+        .unwrap();
+    b.wait_new_page().await;
 }
 
 /// Signs in over plain HTTP (no browser) with an API token, as a proxy would forward it for

@@ -234,8 +234,9 @@ pub async fn show(
     render("record.html", J::Object(m), StatusCode::OK)
 }
 
-/// The fields a person edits on a contact's or an account's page: (field, label key,
-/// required, input type).
+/// The fields a person edits on a contact's, an account's or an open opportunity's page:
+/// (field, label key, required, input type). `money` and `percent` are number inputs whose
+/// text is read here (a decimal comma and spaces between thousands are accepted).
 fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'static str)] {
     match kind {
         EntityKind::Contact => &[
@@ -251,12 +252,34 @@ fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'
             ("emailaddress1", "email", false, "email"),
             ("telephone1", "phone", false, "tel"),
         ],
+        EntityKind::Opportunity => &[
+            ("name", "topic", true, "text"),
+            ("estimatedvalue", "estimated_value", false, "money"),
+            ("closeprobability", "probability", false, "percent"),
+            ("estimatedclosedate", "estimated_close", false, "date"),
+            ("description", "description", false, "text"),
+        ],
         _ => &[],
     }
 }
 
-/// `POST /records/{contacts|accounts}/{id}`: the record's edit form. It carries the version it
-/// was filled from: a change someone made meanwhile is a 409, never overwritten.
+/// A form field's text as the JSON value the record reads: numbers for `money` and
+/// `percent` fields (`None` when the text is no such number), the text itself otherwise.
+fn field_value(ty: &str, text: &str) -> Option<J> {
+    let number = || text.replace([' ', '\u{a0}'], "").replace(',', ".");
+    match ty {
+        "percent" => number().parse::<i64>().ok().map(J::from),
+        // Read as the record reads it (two decimals, within the money range), so a bad amount
+        // is the person's 422, not a record that cannot be decoded.
+        "money" => serde_json::from_value::<crate::crm::Money>(J::from(number()))
+            .ok()
+            .and_then(|m| serde_json::to_value(m).ok()),
+        _ => Some(J::from(text)),
+    }
+}
+
+/// `POST /records/{contacts|accounts|opportunities}/{id}`: the record's edit form. It carries
+/// the version it was filled from: a change someone made meanwhile is a 409, never overwritten.
 pub async fn edit(
     who: Signed,
     State(s): State<AppState>,
@@ -271,6 +294,7 @@ pub async fn edit(
     let kind = match set.as_str() {
         "contacts" => EntityKind::Contact,
         "accounts" => EntityKind::Account,
+        "opportunities" => EntityKind::Opportunity,
         _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
     };
     let value = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
@@ -278,10 +302,30 @@ pub async fn edit(
         let message = format!("{} {}", i18n::t(lang, label), i18n::t(lang, "required"));
         return who.error(StatusCode::UNPROCESSABLE_ENTITY, &message);
     }
+    let mut fields = serde_json::Map::new();
+    for (k, label, _, ty) in editable(kind) {
+        let v = match value(k) {
+            None => J::Null,
+            Some(text) => match field_value(ty, &text) {
+                Some(v) => v,
+                None => {
+                    let message = format!("{}: {}", i18n::t(lang, label), i18n::t(lang, "not_a_number"));
+                    return who.error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+                }
+            },
+        };
+        fields.insert(k.to_string(), v);
+    }
     let version: i64 = value("versionnumber").and_then(|v| v.parse().ok()).unwrap_or(-1);
     let saved = match kind {
-        EntityKind::Contact => edit_fields::<Contact>(&s, id, kind, &value, version, who.user).await,
-        _ => edit_fields::<Account>(&s, id, kind, &value, version, who.user).await,
+        EntityKind::Contact => edit_fields::<Contact>(&s, id, fields, version, who.user).await.map(drop),
+        EntityKind::Account => edit_fields::<Account>(&s, id, fields, version, who.user).await.map(drop),
+        // A deal's change goes through its rule (R-OPP-1: open only, probability 0..100, a
+        // history line for a new probability), as the API's PATCH does.
+        _ => match edited::<Opportunity>(&s, id, fields, version, who.user).await {
+            Ok(o) => s.store.update_opportunity(&o).await.map(drop),
+            Err(e) => Err(e),
+        },
     };
     match saved {
         Ok(()) => redirect(&format!("/records/{set}/{id}?done=edited")),
@@ -293,25 +337,39 @@ pub async fn edit(
 async fn edit_fields<R>(
     s: &AppState,
     id: Uuid,
-    kind: EntityKind,
-    value: &(dyn Fn(&str) -> Option<String> + Sync),
+    fields: serde_json::Map<String, J>,
     version: i64,
     me: Uuid,
 ) -> Result<(), crate::store::StoreError>
 where
     R: Record + serde::Serialize + serde::de::DeserializeOwned,
 {
+    let rec: R = edited(s, id, fields, version, me).await?;
+    s.store.update(&rec).await?;
+    Ok(())
+}
+
+/// The record as it is now, with the form's fields set, at the version the form was filled
+/// from.
+async fn edited<R>(
+    s: &AppState,
+    id: Uuid,
+    fields: serde_json::Map<String, J>,
+    version: i64,
+    me: Uuid,
+) -> Result<R, crate::store::StoreError>
+where
+    R: Record + serde::Serialize + serde::de::DeserializeOwned,
+{
     let current: R = s.store.load(id).await?;
     let mut j = serde_json::to_value(&current).map_err(crate::store::StoreError::decode)?;
-    for (k, _, _, _) in editable(kind) {
-        j[*k] = value(k).map(J::from).unwrap_or(J::Null);
+    for (k, v) in fields {
+        j[k] = v;
     }
     j["versionnumber"] = json!(version);
     j["modifiedby"] = json!(me);
     j["modifiedon"] = json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let rec: R = serde_json::from_value(j).map_err(crate::store::StoreError::decode)?;
-    s.store.update(&rec).await?;
-    Ok(())
+    serde_json::from_value(j).map_err(crate::store::StoreError::decode)
 }
 
 /// The most contacts or opportunities an account's page lists.
