@@ -695,6 +695,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(15, "0015_pbx_cdr_table"),
     migration!(16, "0016_pbx_accounts"),
     migration!(17, "0017_pbx_call_line"),
+    migration!(18, "0018_lead_last_activity"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -7,6 +7,7 @@ use inflow::crm::matching::MatchOutcome;
 use inflow::crm::response::ConvertOption;
 use inflow::crm::status::EventStatus;
 use inflow::crm::{EntityKind, EntityRef, Money};
+use inflow::store::Exec as _;
 use inflow::store::{
     CreateMode, InboundEvent, InboundOutcome, NotificationClaim, RecordExt, Store, StoreError, Suppression,
 };
@@ -141,6 +142,84 @@ both_engines!(every_record_type_round_trips, |store: Store| async move {
     assert!(store.get::<Lead>(Uuid::new_v4()).await.unwrap().is_none());
     let page = store.list::<Lead>(10, 0).await.unwrap();
     assert_eq!((page.total, page.items.len()), (1, 1));
+});
+
+/// The lead's `lastactivityon` as migration 0018's triggers keep it, and the `stale` view.
+async fn touched(store: &Store, lead: Uuid) -> Option<i64> {
+    let mut db = store.db.clone();
+    let r = db.fetch_one("SELECT lastactivityon FROM lead WHERE leadid = $1", vec![lead.into()]).await.unwrap();
+    r.get("lastactivityon").unwrap()
+}
+
+async fn stale_leads(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Vec<Uuid> {
+    use inflow::store::api::{ViewCtx, ViewSpec, view};
+    let params = Default::default();
+    let ctx =
+        ViewCtx { me: Uuid::nil(), overdue_kinds: &[], now, tz: chrono_tz::UTC, stale_lead_days: 30, params: &params };
+    let ViewSpec::Rows { conds, sort } = view("lead", "stale", &ctx).unwrap() else { panic!("stale lists rows") };
+    let mut ids: Vec<Uuid> =
+        store.query_records::<Lead>(&conds, sort, 1, 200).await.unwrap().items.iter().map(|l| l.leadid).collect();
+    ids.sort();
+    ids
+}
+
+// R-LD-5: the `stale` view reads when something last happened with a lead: an activity
+// regarding it or naming it as a party was created, changed state, or was moved to it.
+both_engines!(r_ld_5_activity_events_keep_a_lead_from_going_stale, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let t = now();
+    let old = |subject: &str| Lead { createdon: t - Duration::days(60), ..lead(u.systemuserid, subject, None, None) };
+    let (quiet, called, mailed) = (old("quiet"), old("called"), old("mailed"));
+    for l in [&quiet, &called, &mailed] {
+        store.insert(l).await.unwrap();
+    }
+    let mut all = vec![quiet.leadid, called.leadid, mailed.leadid];
+    all.sort();
+    assert_eq!(stale_leads(&store, t).await, all, "nothing happened with any of them");
+    // A call regarding one, made yesterday.
+    let call = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Phonecall,
+        regardingobjectid: Some(called.leadid),
+        regardingobjectidtype: Some(EntityKind::Lead),
+        ..Default::default()
+    }
+    .stamped(u.systemuserid, EntityKind::Systemuser, t - Duration::days(1), None);
+    store.insert(&call).await.unwrap();
+    assert_eq!(touched(&store, called.leadid).await, Some(call.modifiedon.timestamp_millis()));
+    // An e-mail drafted 40 days ago naming one as its recipient (a party, not the regarding).
+    let mail = Activity { activityid: Uuid::new_v4(), activitytypecode: EntityKind::Email, ..Default::default() }
+        .stamped(u.systemuserid, EntityKind::Systemuser, t - Duration::days(40), None);
+    store.insert(&mail).await.unwrap();
+    let mut db = store.db.clone();
+    db.execute(
+        "INSERT INTO activityparty (activityid, participationtypemask, partyid, partyidtype, addressused) \
+         VALUES ($1, 2, $2, 'lead', 'mailed@example.com')",
+        vec![mail.activityid.into(), mailed.leadid.into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(touched(&store, mailed.leadid).await, Some(mail.modifiedon.timestamp_millis()));
+    let mut expected = vec![quiet.leadid, mailed.leadid];
+    expected.sort();
+    assert_eq!(stale_leads(&store, t).await, expected, "a call yesterday; a draft 40 days ago");
+    // Editing the old draft's text is no activity with the lead; sending it is.
+    let mut edited = store.load::<Activity>(mail.activityid).await.unwrap();
+    edited.description = Some("typo fixed".into());
+    edited.modifiedon = t - Duration::hours(2);
+    let edited = store.update(&edited).await.unwrap();
+    assert_eq!(touched(&store, mailed.leadid).await, Some(mail.modifiedon.timestamp_millis()));
+    let mut sent = edited.clone();
+    (sent.statecode, sent.statuscode, sent.modifiedon) = (1, 3, t - Duration::hours(1));
+    store.update(&sent).await.unwrap();
+    assert_eq!(touched(&store, mailed.leadid).await, Some((t - Duration::hours(1)).timestamp_millis()));
+    assert_eq!(stale_leads(&store, t).await, vec![quiet.leadid]);
+    // The call moved to the quiet lead (a merge, say) counts for it too.
+    let mut moved = store.load::<Activity>(call.activityid).await.unwrap();
+    moved.regardingobjectid = Some(quiet.leadid);
+    store.update(&moved).await.unwrap();
+    assert_eq!(touched(&store, quiet.leadid).await, Some(call.modifiedon.timestamp_millis()));
+    assert_eq!(stale_leads(&store, t).await, Vec::<Uuid>::new());
 });
 
 both_engines!(optimistic_concurrency_on_versionnumber, |store: Store| async move {

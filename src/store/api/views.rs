@@ -139,17 +139,13 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
             }
         }
         ("lead", "stale") => {
+            // R-LD-5: nothing happened with the lead since: `lastactivityon` is kept by the
+            // activity triggers of migration 0018.
             let since = ctx.now - chrono::Duration::days(i64::from(ctx.stale_lead_days));
             rows(vec![
                 open(),
                 Cond::new("createdon < ?", vec![since.into()]),
-                Cond::new(
-                    "NOT EXISTS (SELECT 1 FROM activity a WHERE a.regardingobjectid = lead.leadid AND \
-                        a.modifiedon >= ?) \
-                     AND NOT EXISTS (SELECT 1 FROM activityparty p JOIN activity a2 ON a2.activityid = \
-                     p.activityid WHERE p.partyid = lead.leadid AND a2.modifiedon >= ?)",
-                    vec![since.into(), since.into()],
-                ),
+                Cond::new("(lastactivityon IS NULL OR lastactivityon < ?)", vec![since.into()]),
             ])
         }
         ("lead", "filter") => rows(vec![]),

@@ -1,0 +1,37 @@
+-- SQLite part of migration 0018: the triggers, and the `stale` view answered from an index
+-- (open leads by creation, with the time of their last activity beside it).
+DROP INDEX lead_state_created;
+CREATE INDEX lead_state_created ON lead (statecode, createdon, lastactivityon);
+
+CREATE TRIGGER activity_created_touches_lead AFTER INSERT ON activity
+WHEN NEW.regardingobjectid IS NOT NULL
+BEGIN
+    UPDATE lead SET lastactivityon = NEW.modifiedon
+    WHERE leadid = NEW.regardingobjectid AND (lastactivityon IS NULL OR lastactivityon < NEW.modifiedon);
+END;
+
+CREATE TRIGGER activity_changed_touches_lead AFTER UPDATE OF statecode, regardingobjectid ON activity
+WHEN OLD.statecode IS NOT NEW.statecode OR OLD.regardingobjectid IS NOT NEW.regardingobjectid
+BEGIN
+    UPDATE lead SET lastactivityon = NEW.modifiedon
+    WHERE leadid = NEW.regardingobjectid AND (lastactivityon IS NULL OR lastactivityon < NEW.modifiedon);
+    UPDATE lead SET lastactivityon = NEW.modifiedon
+    WHERE leadid IN (SELECT partyid FROM activityparty WHERE activityid = NEW.activityid)
+      AND (lastactivityon IS NULL OR lastactivityon < NEW.modifiedon);
+END;
+
+CREATE TRIGGER activityparty_touches_lead AFTER INSERT ON activityparty
+WHEN NEW.partyid IS NOT NULL
+BEGIN
+    UPDATE lead SET lastactivityon = (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid)
+    WHERE leadid = NEW.partyid
+      AND (lastactivityon IS NULL OR lastactivityon < (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid));
+END;
+
+CREATE TRIGGER activityparty_moved_touches_lead AFTER UPDATE OF partyid ON activityparty
+WHEN NEW.partyid IS NOT NULL AND OLD.partyid IS NOT NEW.partyid
+BEGIN
+    UPDATE lead SET lastactivityon = (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid)
+    WHERE leadid = NEW.partyid
+      AND (lastactivityon IS NULL OR lastactivityon < (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid));
+END;
