@@ -696,6 +696,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(16, "0016_pbx_accounts"),
     migration!(17, "0017_pbx_call_line"),
     migration!(18, "0018_lead_last_activity"),
+    migration!(19, "0019_lz4"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

@@ -222,6 +222,35 @@ both_engines!(r_ld_5_activity_events_keep_a_lead_from_going_stale, |store: Store
     assert_eq!(stale_leads(&store, t).await, Vec::<Uuid>::new());
 });
 
+/// Issue 23: a large e-mail body is stored with lz4 on PostgreSQL (migration 0019), not pglz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_lz4_on_postgres() {
+    crate::helpers::with_store("postgres", |store: Store| async move {
+        let u = user(&store, "Owner", "owner@example.com", None).await;
+        // Compressible and over the 2 KB at which PostgreSQL starts compressing a row.
+        let body: String = (0..400).map(|i| format!("Строка письма {i}. ")).collect();
+        let mail = Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Email,
+            description: Some(body.clone()),
+            ..Default::default()
+        }
+        .stamped(u.systemuserid, EntityKind::Systemuser, now(), None);
+        store.insert(&mail).await.unwrap();
+        let mut db = store.db.clone();
+        let r = db
+            .fetch_one(
+                "SELECT pg_column_compression(description) AS c, description FROM activity WHERE activityid = $1",
+                vec![mail.activityid.into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.get::<Option<String>>("c").unwrap().as_deref(), Some("lz4"));
+        assert_eq!(r.get::<String>("description").unwrap(), body, "read back whole");
+    })
+    .await;
+}
+
 both_engines!(optimistic_concurrency_on_versionnumber, |store: Store| async move {
     let u = user(&store, "Owner", "owner@example.com", None).await;
     let l = lead(u.systemuserid, "Topic", None, None);
