@@ -253,11 +253,12 @@ async fn timed_pages(
 ) -> anyhow::Result<()> {
     let running = inflow::app::start(cfg.clone(), tokio_util::sync::CancellationToken::new()).await?;
     let base = format!("http://{}", running.addr);
-    // A signed-in admin session (as sign-in would store it).
-    let session = "bench-session-id";
+    // A signed-in admin session (as sign-in would store it), new each run (a reused database
+    // keeps the sessions of earlier runs).
+    let session = format!("bench-session-{}", Uuid::new_v4());
     store
         .start_console_session(
-            &inflow::http::api::token_hash(session),
+            &inflow::http::api::token_hash(&session),
             me,
             "admin",
             "bench-csrf",
