@@ -13,8 +13,12 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A reference typed as something else is no lead: those activities (a wave's e-mails regard
+-- its campaign activity) skip the function call.
 CREATE TRIGGER activity_created_touches_lead AFTER INSERT ON activity
-FOR EACH ROW WHEN (NEW.regardingobjectid IS NOT NULL) EXECUTE FUNCTION activity_touches_lead();
+FOR EACH ROW
+WHEN (NEW.regardingobjectid IS NOT NULL AND (NEW.regardingobjectidtype IS NULL OR NEW.regardingobjectidtype = 'lead'))
+EXECUTE FUNCTION activity_touches_lead();
 
 CREATE TRIGGER activity_changed_touches_lead AFTER UPDATE OF statecode, regardingobjectid ON activity
 FOR EACH ROW
@@ -30,8 +34,15 @@ BEGIN
 END $$;
 
 CREATE TRIGGER activityparty_touches_lead AFTER INSERT ON activityparty
-FOR EACH ROW WHEN (NEW.partyid IS NOT NULL) EXECUTE FUNCTION activityparty_touches_lead();
+FOR EACH ROW WHEN (NEW.partyid IS NOT NULL AND (NEW.partyidtype IS NULL OR NEW.partyidtype = 'lead'))
+EXECUTE FUNCTION activityparty_touches_lead();
 
 CREATE TRIGGER activityparty_moved_touches_lead AFTER UPDATE OF partyid ON activityparty
-FOR EACH ROW WHEN (NEW.partyid IS NOT NULL AND OLD.partyid IS DISTINCT FROM NEW.partyid)
+FOR EACH ROW
+WHEN (NEW.partyid IS NOT NULL AND (NEW.partyidtype IS NULL OR NEW.partyidtype = 'lead')
+      AND OLD.partyid IS DISTINCT FROM NEW.partyid)
 EXECUTE FUNCTION activityparty_touches_lead();
+
+-- Fresh statistics for the planner: the backfill rewrote every lead (autovacuum reclaims the old
+-- versions later).
+ANALYZE lead;

@@ -3,8 +3,10 @@
 DROP INDEX lead_state_created;
 CREATE INDEX lead_state_created ON lead (statecode, createdon, lastactivityon);
 
+-- A reference typed as something else is no lead: those activities (a wave's e-mails regard
+-- its campaign activity) skip the trigger.
 CREATE TRIGGER activity_created_touches_lead AFTER INSERT ON activity
-WHEN NEW.regardingobjectid IS NOT NULL
+WHEN NEW.regardingobjectid IS NOT NULL AND (NEW.regardingobjectidtype IS NULL OR NEW.regardingobjectidtype = 'lead')
 BEGIN
     UPDATE lead SET lastactivityon = NEW.modifiedon
     WHERE leadid = NEW.regardingobjectid AND (lastactivityon IS NULL OR lastactivityon < NEW.modifiedon);
@@ -21,7 +23,7 @@ BEGIN
 END;
 
 CREATE TRIGGER activityparty_touches_lead AFTER INSERT ON activityparty
-WHEN NEW.partyid IS NOT NULL
+WHEN NEW.partyid IS NOT NULL AND (NEW.partyidtype IS NULL OR NEW.partyidtype = 'lead')
 BEGIN
     UPDATE lead SET lastactivityon = (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid)
     WHERE leadid = NEW.partyid
@@ -29,7 +31,8 @@ BEGIN
 END;
 
 CREATE TRIGGER activityparty_moved_touches_lead AFTER UPDATE OF partyid ON activityparty
-WHEN NEW.partyid IS NOT NULL AND OLD.partyid IS NOT NEW.partyid
+WHEN NEW.partyid IS NOT NULL AND (NEW.partyidtype IS NULL OR NEW.partyidtype = 'lead')
+    AND OLD.partyid IS NOT NEW.partyid
 BEGIN
     UPDATE lead SET lastactivityon = (SELECT modifiedon FROM activity WHERE activityid = NEW.activityid)
     WHERE leadid = NEW.partyid
