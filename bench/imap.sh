@@ -4,6 +4,10 @@
 # 2-50 KB). Prints (a) the bare async-imap fetch rate in the worker's batches, (b) inflow's
 # end-to-end rate (fetch, parse, classify, dedup, commit, flag, checkpoint) on SQLite and
 # PostgreSQL, the ratio b/a, and peak RSS of each run. Target: ratio >= 0.5, RSS < 100 MB.
+# (c) The ingest floor of ../shared/bench-floors (issue 23: the same durable work — fetch, full
+# parse, one multi-row insert per batch, durable commit, flag, checkpoint — done by the simplest
+# fast program) on the same mailbox right before inflow on each engine, and inflow's ratio to
+# it (target >= 0.5). FLOORS=0 leaves the floor out; bench/floors.sh builds it.
 # Usage: bench/imap.sh   (N=10000 BATCH=50 ENGINES="sqlite postgres";
 #                         INFLOW_BENCH_PG_SOCKET=/run/postgresql uses the Unix socket)
 set -euo pipefail
@@ -13,6 +17,8 @@ BATCH=${BATCH:-50}
 PG_ADMIN=${INFLOW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v /usr/sbin/dovecot >/dev/null || { echo "needs dovecot-imapd (scripts/test-services.sh installs it)" >&2; exit 1; }
 cargo build --release --quiet --example imap_bench
+floor=""
+[ "${FLOORS:-1}" = 1 ] && floor=$(bench/floors.sh ingest-floor)
 WORK=$(mktemp -d /tmp/imapbench.XXXXXX)
 chmod 755 "$WORK"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -68,8 +74,24 @@ for engine in ${ENGINES:-sqlite postgres}; do
     url="${PG_ADMIN%/*}/inflow_imapbench"
     [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && url="postgres://postgres@localhost/inflow_imapbench?host=$INFLOW_BENCH_PG_SOCKET"
   fi
+  floor_rate=""
+  if [ -n "$floor" ]; then
+    if [ "$engine" = sqlite ]; then
+      furl="sqlite://$WORK/floor.db"
+    else
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS inflow_floorbench WITH (FORCE)" -qc "CREATE DATABASE inflow_floorbench" >/dev/null
+      furl="${PG_ADMIN%/*}/inflow_floorbench"
+      [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && furl="postgres://postgres@localhost/inflow_floorbench?host=$INFLOW_BENCH_PG_SOCKET"
+    fi
+    fout=$("$floor" --port "$PORT" --user bench --pass secret --db "$furl" --batch "$BATCH")
+    echo "$fout"
+    floor_rate=$(echo "$fout" | sed -E 's/.* msg_per_s=([0-9]+).*/\1/')
+  fi
   out=$(RUST_LOG=warn ${PERF_CMD:-} target/release/examples/imap_bench inflow "$PORT" bench secret "$BATCH" "$url")
   echo "$out"
   rate=$(echo "$out" | sed -E 's/.* = ([0-9]+) msg\/s.*/\1/')
-  python3 -c "print(f'ratio {\"$engine\"}: {$rate / $bare_rate:.2f} (target >= 0.5)')"
+  python3 -c "print(f'ratio {\"$engine\"}: {$rate / $bare_rate:.2f} of the bare fetch')"
+  if [ -n "$floor_rate" ]; then
+    python3 -c "print(f'floor ratio {\"$engine\"}: {$rate / $floor_rate:.2f} of the ingest floor ({$floor_rate} msg/s) (target >= 0.5)')"
+  fi
 done

@@ -9,6 +9,10 @@
 #   lost calls: requests answered 2xx minus stored calls (must be 0);
 #   latency: one call's final event to its phone-call activity, on an idle daemon just
 #   started and after 20 s idle (issue 20: within 2 s, idle or not).
+#   (c) the webhook floor of ../shared/bench-floors (issue 23: the same durable work — parse,
+#       one group-commit writer, answer after the commit — done by the simplest fast server)
+#       under the same wrk load on each engine, right before inflow, and inflow's ratio to it
+#       (target >= 0.5). FLOORS=0 leaves it out; bench/floors.sh builds it.
 # Usage: bench/webhooks.sh [seconds-per-run]   (installs wrk from Debian if missing)
 #   ENGINES="sqlite postgres" (default both); INFLOW_BENCH_PG_SOCKET=/run/postgresql to reach
 #   PostgreSQL over its Unix socket instead of 127.0.0.1:5432; INFLOW_BENCH_SQLITE_SYNC=normal
@@ -22,6 +26,9 @@ PG_ADMIN=${INFLOW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --quiet --bin inflow --example empty_server
+FLOOR=""
+[ "${FLOORS:-1}" = 1 ] && FLOOR=$(bench/floors.sh webhook-floor)
+FLOOR_PORT=18082
 BIN=target/release/inflow
 WORK=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -66,6 +73,23 @@ run_engine() {
     [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && url="postgres://postgres@localhost/inflow_bench?host=$INFLOW_BENCH_PG_SOCKET"
   fi
   echo "bench-token" > "$WORK/token"
+  local floor_rps=0
+  if [ -n "$FLOOR" ]; then
+    local furl
+    if [ "$engine" = sqlite ]; then furl="sqlite://$WORK/floor.db"; else
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS inflow_floorbench WITH (FORCE)" -qc "CREATE DATABASE inflow_floorbench" >/dev/null
+      furl="${PG_ADMIN%/*}/inflow_floorbench"
+      [ -n "${INFLOW_BENCH_PG_SOCKET:-}" ] && furl="postgres://postgres@localhost/inflow_floorbench?host=$INFLOW_BENCH_PG_SOCKET"
+    fi
+    "$FLOOR" --db "$furl" --listen 127.0.0.1:$FLOOR_PORT --token bench-token 2>/dev/null &
+    local fpid=$!
+    wait_port $FLOOR_PORT
+    echo "== webhook floor on $engine: max throughput =="
+    local fl=$(INFLOW_BENCH_RUN=floor-$engine wrk -t2 -c32 -d${SECS}s -s bench/webhook.lua http://127.0.0.1:$FLOOR_PORT | grep RESULT)
+    echo "$fl"
+    floor_rps=$(echo "$fl" | field rps)
+    kill -TERM $fpid; wait $fpid 2>/dev/null || true
+  fi
   cat > "$WORK/inflow.toml" <<TOML
 [database]
 url = "$url"
@@ -117,11 +141,12 @@ TOML
   latency $engine "$url" "after 20 s idle" "latency-idle"
   kill -TERM $pid; wait $pid || true
   local rps=$(echo "$max" | field rps)
-  /usr/bin/python3 - "$engine" "$BASE_RPS" "$rps" "$sent" "$stored" "$acts" "$t0" "$t1" "$(echo "$fixed" | field rps)" "$(echo "$fixed" | field p99_ms)" <<'PY'
+  /usr/bin/python3 - "$engine" "$BASE_RPS" "$rps" "$sent" "$stored" "$acts" "$t0" "$t1" "$(echo "$fixed" | field rps)" "$(echo "$fixed" | field p99_ms)" "$floor_rps" <<'PY'
 import sys
-eng, base, rps, sent, stored, acts, t0, t1, frps, p99 = sys.argv[1:]
-base, rps, t0, t1 = float(base), float(rps), float(t0), float(t1)
-print(f"SUMMARY {eng}: empty={base:.0f} req/s inflow={rps:.0f} req/s ratio={rps/base:.3f} | "
+eng, base, rps, sent, stored, acts, t0, t1, frps, p99, floor = sys.argv[1:]
+base, rps, t0, t1, floor = float(base), float(rps), float(t0), float(t1), float(floor or 0)
+vs_floor = f" floor={floor:.0f} req/s floor_ratio={rps/floor:.2f} (target >= 0.5)" if floor else ""
+print(f"SUMMARY {eng}: empty={base:.0f} req/s inflow={rps:.0f} req/s ratio={rps/base:.3f}{vs_floor} | "
       f"~1k run: {float(frps):.0f} req/s p99={float(p99):.2f} ms | 2xx answered={sent} calls stored={stored} lost={int(sent)-int(stored)} | "
       f"activities={acts} end-to-end={int(acts)/(t1-t0):.0f} calls/s over {t1-t0:.1f} s")
 PY
