@@ -224,12 +224,8 @@ impl FromValue for crate::crm::Money {
         i64::from_value(v).map(crate::crm::Money)
     }
 }
-impl FromValue for crate::crm::EntityKind {
-    fn from_value(v: &Value) -> Result<Self, String> {
-        String::from_value(v)?.parse()
-    }
-}
 
+/// Types stored by name (`as_str` on the way in, `FromStr` on the way out).
 macro_rules! from_stored_name {
     ($($t:ty),*) => {$(
         impl FromValue for $t {
@@ -239,7 +235,7 @@ macro_rules! from_stored_name {
         }
     )*};
 }
-from_stored_name!(EventStatus, CallStatus, NotificationStatus, CandidateStatus);
+from_stored_name!(crate::crm::EntityKind, EventStatus, CallStatus, NotificationStatus, CandidateStatus);
 
 /// A result row: column names and values, engine-neutral.
 #[derive(Debug, Clone)]

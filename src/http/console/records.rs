@@ -317,36 +317,25 @@ pub async fn edit(
         fields.insert(k.to_string(), v);
     }
     let version: i64 = value("versionnumber").and_then(|v| v.parse().ok()).unwrap_or(-1);
-    let saved = match kind {
-        EntityKind::Contact => edit_fields::<Contact>(&s, id, fields, version, who.user).await.map(drop),
-        EntityKind::Account => edit_fields::<Account>(&s, id, fields, version, who.user).await.map(drop),
-        // A deal's change goes through its rule (R-OPP-1: open only, probability 0..100, a
-        // history line for a new probability), as the API's PATCH does.
-        _ => match edited::<Opportunity>(&s, id, fields, version, who.user).await {
-            Ok(o) => s.store.update_opportunity(&o).await.map(drop),
-            Err(e) => Err(e),
-        },
-    };
+    let me = who.user;
+    let saved = async {
+        match kind {
+            EntityKind::Contact => {
+                s.store.update(&edited::<Contact>(&s, id, fields, version, me).await?).await.map(drop)
+            }
+            EntityKind::Account => {
+                s.store.update(&edited::<Account>(&s, id, fields, version, me).await?).await.map(drop)
+            }
+            // A deal's change goes through its rule (R-OPP-1: open only, probability 0..100, a
+            // history line for a new probability), as the API's PATCH does.
+            _ => s.store.update_opportunity(&edited::<Opportunity>(&s, id, fields, version, me).await?).await.map(drop),
+        }
+    }
+    .await;
     match saved {
         Ok(()) => redirect(&format!("/records/{set}/{id}?done=edited")),
         Err(e) => failed(&who, e),
     }
-}
-
-/// Sets the editable fields of a record from the form and writes it, at the version given.
-async fn edit_fields<R>(
-    s: &AppState,
-    id: Uuid,
-    fields: serde_json::Map<String, J>,
-    version: i64,
-    me: Uuid,
-) -> Result<(), crate::store::StoreError>
-where
-    R: Record + serde::Serialize + serde::de::DeserializeOwned,
-{
-    let rec: R = edited(s, id, fields, version, me).await?;
-    s.store.update(&rec).await?;
-    Ok(())
 }
 
 /// The record as it is now, with the form's fields set, at the version the form was filled
