@@ -80,8 +80,32 @@ impl Store {
     /// be an enabled user; a new owner or due date restarts the escalation.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_activity(&self, after: &Activity) -> Result<Activity> {
+        self.change_activity(after, None).await
+    }
+
+    /// The same change made by `actor` from the console, who must be allowed to finish the
+    /// activity (R-ACT-1: its owner, a manager above the owner, or an admin): people
+    /// reschedule, reword and hand over their own work.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn update_activity_as(&self, after: &Activity, actor: Actor) -> Result<Activity> {
+        self.change_activity(after, Some(actor)).await
+    }
+
+    async fn change_activity(&self, after: &Activity, actor: Option<Actor>) -> Result<Activity> {
         let mut tx = self.db.begin().await?;
         let before: Activity = load(&mut tx, after.activityid).await?;
+        if let Some(actor) = actor
+            && !actor.admin
+            && actor.user != before.ownerid
+            && !work::may_close(actor, before.ownerid, &manager_chain(&mut tx, before.ownerid).await?)
+        {
+            return Err(RuleError::forbidden(
+                "R-ACT-1",
+                "not_your_activity",
+                "only the owner, a manager above the owner, or an admin changes an activity",
+            )
+            .into());
+        }
         let enabled = match super::records::get::<SystemUser>(&mut tx, after.ownerid).await? {
             Some(u) => !u.isdisabled,
             None => false,

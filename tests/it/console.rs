@@ -498,6 +498,131 @@ async fn console(engine: &str) {
         (Some("Главный инженер"), Some("sidorov@romashka.ru"))
     );
     assert!(b.axe().await.is_empty(), "contact: {:?}", b.axe().await);
+    // A call to plan, from the contact's page (due in the org's zone): it joins the timeline,
+    // which links to the call's own page.
+    b.client.find(Locator::Css("#new-activity summary")).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css("#na-type")).await.unwrap().select_by_value("phonecall").await.unwrap();
+    b.fill("#na-subject", "Позвонить Петру").await;
+    b.client.execute("document.querySelector('#na-due').value = '2026-12-30T15:00';", vec![]).await.unwrap();
+    b.click("#na-create").await;
+    assert_eq!(b.text(".notice").await, "The activity was created.");
+    assert!(
+        b.text("#timeline").await.contains("Phone call (outgoing): Позвонить Петру"),
+        "{}",
+        b.text("#timeline").await
+    );
+    b.click("#timeline a[href^='/activities/']").await;
+    let call_id: Uuid = b.path().await.trim_start_matches("/activities/").parse().unwrap();
+    let call: Activity = app.store.load(call_id).await.unwrap();
+    assert_eq!(
+        (call.activitytypecode, call.regardingobjectid, call.ownerid, call.directioncode, call.statecode),
+        (EntityKind::Phonecall, Some(person.contactid), anna, Some(true), 0)
+    );
+    let moscow = |d: u32, h: u32| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, d, h - 3, 0, 0).unwrap();
+    assert_eq!(call.scheduledend, Some(moscow(30, 15)), "15:00 in Moscow");
+    assert_eq!(b.text("h1").await, "Phone call: Позвонить Петру");
+    assert!(b.text("#activity-facts").await.contains("Contact: Пётр Сидоров"), "{}", b.text("#activity-facts").await);
+    assert!(b.axe().await.is_empty(), "activity: {:?}", b.axe().await);
+    b.screenshot(&shots, "activity").await;
+    // Reworded, moved and handed to Борис on its page (R-ACT-2).
+    b.client.find(Locator::Css("#edit-activity summary")).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css("#ed-subject")).await.unwrap().clear().await.unwrap();
+    b.fill("#ed-subject", "Позвонить Петру о поставке").await;
+    b.client.execute("document.querySelector('#ed-due').value = '2026-12-31T10:00';", vec![]).await.unwrap();
+    b.client.find(Locator::Css("#ed-owner")).await.unwrap().select_by_value(&boris.to_string()).await.unwrap();
+    b.click("#ed-save").await;
+    assert_eq!(b.text(".notice").await, "Saved.");
+    let moved: Activity = app.store.load(call_id).await.unwrap();
+    assert_eq!(
+        (moved.subject.as_deref(), moved.scheduledend, moved.ownerid, moved.versionnumber),
+        (Some("Позвонить Петру о поставке"), Some(moscow(31, 10)), boris, call.versionnumber + 1)
+    );
+    assert!(b.text("#activity-facts").await.contains("Борис Петров"), "{}", b.text("#activity-facts").await);
+    // A due date that is no date is refused and writes nothing.
+    let v = moved.versionnumber.to_string();
+    let call_page = format!("/activities/{call_id}");
+    post_in_page(&b, &call_page, &[("subject", "x"), ("due", "завтра"), ("versionnumber", &v)]).await;
+    assert_eq!(b.text("#error-message").await, "The date is not a date and time.");
+    let same: Activity = app.store.load(call_id).await.unwrap();
+    assert_eq!(same.versionnumber, moved.versionnumber, "a refused form writes nothing");
+
+    // Customers: accounts by name with a quick find, contacts with their company (found as
+    // typed in lower case), a new account, a contact and a deal for it from its page, and a
+    // contact that may be a duplicate created only when the person says so.
+    b.client.goto(&app.url("/")).await.unwrap();
+    b.click("header nav a[href='/records/accounts']").await;
+    assert_eq!(b.table("customers").await[0][0], "ООО Ромашка-Плюс");
+    b.fill("#q", "ООО Р").await;
+    b.click("#search").await;
+    assert_eq!(b.table("customers").await.len(), 1);
+    b.client.find(Locator::Css("#q")).await.unwrap().clear().await.unwrap();
+    b.fill("#q", "ООО Я").await;
+    b.click("#search").await;
+    assert_eq!(b.text(".empty").await, "Nothing found.");
+    b.click("nav.tabs a[href='/records/contacts']").await;
+    let people = b.table("customers").await;
+    assert!(
+        people.contains(&vec![
+            "Пётр Сидоров".to_string(),
+            "ООО Ромашка-Плюс".into(),
+            "sidorov@romashka.ru".into(),
+            "".into(),
+            "Анна Волкова".into()
+        ]),
+        "{people:?}"
+    );
+    assert!(b.axe().await.is_empty(), "contacts: {:?}", b.axe().await);
+    b.screenshot(&shots, "contacts").await;
+    b.fill("#q", "сидор").await;
+    b.click("#search").await;
+    assert_eq!(b.table("customers").await.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["Пётр Сидоров"]);
+    b.click("nav.tabs a[href='/records/accounts']").await;
+    b.client.find(Locator::Css("#new-record summary")).await.unwrap().click().await.unwrap();
+    b.fill("#nr-name", "ООО Василёк").await;
+    b.fill("#nr-address1_city", "Тверь").await;
+    b.click("#nr-create").await;
+    assert_eq!(b.text(".notice").await, "Created.");
+    assert_eq!(b.text("h1").await, "Account: ООО Василёк");
+    let vasilek: Uuid = b.path().await.trim_start_matches("/records/accounts/").parse().unwrap();
+    b.client.find(Locator::Css("#new-contact summary")).await.unwrap().click().await.unwrap();
+    b.fill("#nc-firstname", "Мария").await;
+    b.fill("#nc-lastname", "Лебедева").await;
+    b.fill("#nc-emailaddress1", "lebedeva@vasilek.ru").await;
+    b.click("#nc-create").await;
+    assert_eq!(b.text(".notice").await, "Created.");
+    assert_eq!(b.text("h1").await, "Contact: Мария Лебедева");
+    let maria: inflow::crm::entities::Contact =
+        app.store.load(b.path().await.trim_start_matches("/records/contacts/").parse().unwrap()).await.unwrap();
+    assert_eq!((maria.parentcustomerid, maria.ownerid), (Some(vasilek), anna));
+    b.client.goto(&app.url(&format!("/records/accounts/{vasilek}"))).await.unwrap();
+    b.client.find(Locator::Css("#new-deal summary")).await.unwrap().click().await.unwrap();
+    b.fill("#nd-name", "Поставка цветов").await;
+    b.fill("#nd-estimatedvalue", "50000").await;
+    b.click("#nd-create").await;
+    assert_eq!(b.text(".notice").await, "Created.");
+    assert_eq!(b.text("h1").await, "Opportunity: Поставка цветов");
+    assert!(b.text("#record-facts").await.contains("ООО Василёк"), "{}", b.text("#record-facts").await);
+    b.client.goto(&app.url(&format!("/records/accounts/{vasilek}"))).await.unwrap();
+    assert_eq!(
+        b.table("account-contacts").await,
+        vec![vec!["Мария Лебедева".to_string(), "lebedeva@vasilek.ru".into()]]
+    );
+    assert_eq!(
+        b.table("account-deals").await,
+        vec![vec!["Поставка цветов".to_string(), "Open".into(), "RUB 50,000.00".into()]]
+    );
+    assert!(b.axe().await.is_empty(), "new account: {:?}", b.axe().await);
+    b.client.goto(&app.url("/records/contacts")).await.unwrap();
+    b.client.find(Locator::Css("#new-record summary")).await.unwrap().click().await.unwrap();
+    b.fill("#nr-lastname", "Сидоров-второй").await;
+    b.fill("#nr-emailaddress1", "sidorov@romashka.ru").await;
+    b.click("#nr-create").await;
+    assert!(b.exists("#duplicates a[href^='/records/contacts/']").await, "{}", b.text("main").await);
+    assert!(b.axe().await.is_empty(), "duplicate contact: {:?}", b.axe().await);
+    b.client.find(Locator::Css("#nr-anyway")).await.unwrap().click().await.unwrap();
+    b.click("#nr-create").await;
+    assert_eq!(b.text(".notice").await, "Created.");
+    assert_eq!(b.text("h1").await, "Contact: Сидоров-второй");
     // An open deal's value, probability and expected date, edited on its page through its
     // rule: the new probability is a line of its history; a probability over 100 is refused
     // (422) and writes nothing.
@@ -797,6 +922,25 @@ async fn console(engine: &str) {
     b.client.goto(&app.url("/work")).await.unwrap();
     assert!(!b.exists("#overdue-data").await);
     assert!(!b.exists("header nav a[href='/ops/quarantine']").await, "no operations for a marketer");
+    // The call handed to Борис is on his list; he reschedules it on its page (R-ACT-1: its
+    // owner may), and may not change Анна's task (refused, nothing written).
+    let mine = b.table("my-open").await;
+    assert!(mine.iter().any(|r| r[0] == "Позвонить Петру о поставке"), "{mine:?}");
+    b.click(&format!("#act-{call_id} th a")).await;
+    b.client.find(Locator::Css("#edit-activity summary")).await.unwrap().click().await.unwrap();
+    b.client.execute("document.querySelector('#ed-due').value = '2027-01-11T09:30';", vec![]).await.unwrap();
+    b.click("#ed-save").await;
+    assert_eq!(b.text(".notice").await, "Saved.");
+    let rescheduled: Activity = app.store.load(call_id).await.unwrap();
+    assert_eq!(
+        rescheduled.scheduledend,
+        Some(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 1, 11, 6, 30, 0).unwrap())
+    );
+    let theirs = format!("/activities/{}", later.activityid);
+    post_in_page(&b, &theirs, &[("subject", "Чужое"), ("versionnumber", &later.versionnumber.to_string())]).await;
+    assert!(b.text("#error-message").await.contains("only the owner"), "{}", b.text("#error-message").await);
+    let untouched: Activity = app.store.load(later.activityid).await.unwrap();
+    assert_eq!(untouched.subject.as_deref(), Some("Подготовить КП"));
     sign_out(&b).await;
 
     // A viewer sees the wave without buttons, and posting anyway is a 403.

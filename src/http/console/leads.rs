@@ -155,6 +155,7 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     );
     m.insert("events".into(), json!(events));
     m.insert("can_act".into(), json!(who.can(Access::Write(Area::Leads))));
+    m.insert("new_activity".into(), super::activities::new_activity_form(&who, EntityRef::new(EntityKind::Lead, id)));
     // The edit form, filled with the lead as it is.
     m.insert(
         "form".into(),

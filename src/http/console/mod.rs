@@ -23,8 +23,10 @@ use super::AppState;
 use crate::http::api::{Access, Area};
 use session::Signed;
 
+mod activities;
 mod campaign;
 pub mod chart;
+mod customers;
 pub mod i18n;
 mod leads;
 mod ops;
@@ -53,6 +55,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("waves_table.html", include_str!("../../../templates/console/waves_table.html")),
     ("list.html", include_str!("../../../templates/console/list.html")),
     ("timeline.html", include_str!("../../../templates/console/timeline.html")),
+    ("activity.html", include_str!("../../../templates/console/activity.html")),
+    ("new_activity.html", include_str!("../../../templates/console/new_activity.html")),
+    ("customers.html", include_str!("../../../templates/console/customers.html")),
     ("pager.html", include_str!("../../../templates/console/pager.html")),
     ("quarantine.html", include_str!("../../../templates/console/quarantine.html")),
     ("held.html", include_str!("../../../templates/console/held.html")),
@@ -154,8 +159,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/leads/new", post(leads::create))
         .route("/leads/{id}", get(leads::show))
         .route("/leads/{id}/{action}", post(leads::act))
+        .route("/records/{set}", get(customers::list).post(customers::create))
         .route("/records/{set}/{id}", get(records::show).post(records::edit))
         .route("/records/opportunities/{id}/{action}", post(records::opportunity_action))
+        .route("/activities", post(activities::create))
+        .route("/activities/{id}", get(activities::show).post(activities::edit))
         .route("/campaigns", get(pages::campaigns))
         .route("/campaigns/{id}", get(campaign::show))
         .route("/campaigns/{id}/waves", post(campaign::new_wave))

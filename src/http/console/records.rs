@@ -108,7 +108,12 @@ pub async fn timeline(s: &AppState, lang: Lang, root: EntityRef) -> crate::store
                 "state": i.state.as_deref().map(|st| i18n::label(lang, st)),
                 "detail": i.detail,
                 "direction": i.direction,
-                "link": (i.about != root).then(|| page_of(i.about)).flatten(),
+                // An activity links to its own page; anything else about another record of
+                // the timeline (an account's contact, a lead's opportunity) to that record's.
+                "link": match i.kind.parse::<EntityKind>() {
+                    Ok(k) if k.is_plain_activity() => Some(format!("/activities/{}", i.id)),
+                    _ => (i.about != root).then(|| page_of(i.about)).flatten(),
+                },
             })
         })
         .collect())
@@ -200,7 +205,7 @@ pub async fn show(
         _ => str_of("name"),
     };
     let params = query_params(raw);
-    let mut m = frame(&who, if kind == EntityKind::Opportunity { "leads" } else { "" });
+    let mut m = frame(&who, if kind == EntityKind::Opportunity { "leads" } else { "customers" });
     m.insert(
         "record".into(),
         json!({
@@ -227,6 +232,25 @@ pub async fn show(
     );
     m.insert("version".into(), rec["versionnumber"].clone());
     m.insert("can_act".into(), json!(who.can(Access::Write(Area::Sales))));
+    m.insert("new_activity".into(), super::activities::new_activity_form(&who, EntityRef::new(kind, id)));
+    // An account's page adds a contact to it; an account's or a contact's opens a deal.
+    let may_create = who.can(Access::Write(Area::Sales));
+    m.insert(
+        "new_contact".into(),
+        match kind {
+            EntityKind::Account if may_create => super::customers::fields_json(lang, EntityKind::Contact),
+            _ => J::Null,
+        },
+    );
+    m.insert(
+        "new_deal".into(),
+        match kind {
+            EntityKind::Account | EntityKind::Contact if may_create => {
+                super::customers::fields_json(lang, EntityKind::Opportunity)
+            }
+            _ => J::Null,
+        },
+    );
     m.insert(
         "done".into(),
         json!(params.get("done").map(|d| i18n::t(lang, &format!("done_{d}"))).filter(|t| *t != "?")),

@@ -104,6 +104,12 @@ pub fn filter<R: Record>(param: &str, raw: &str, tz: Tz) -> std::result::Result<
     if let Some(col) = field::<R>(param) {
         return Ok(Cond::new(format!("{} = ?", col.name), vec![parse_value(col, raw, tz)?]));
     }
+    if let Some(col) = param.strip_suffix("_begins").and_then(field::<R>) {
+        if col.ty != ColType::Text {
+            return Err(qerr("bad_filter", format!("{param}: only text fields take _begins")));
+        }
+        return Ok(begins_with(col.name, raw));
+    }
     for (suffix, op) in OPS {
         if let Some(col) = param.strip_suffix(suffix).and_then(field::<R>) {
             if suffix == "_null" {
@@ -121,6 +127,20 @@ pub fn filter<R: Record>(param: &str, raw: &str, tz: Tz) -> std::result::Result<
         "unknown_filter",
         format!("'{}' is not a filterable field of {}", param.chars().take(60).collect::<String>(), R::TABLE),
     ))
+}
+
+/// "Begins with" (Dynamics' quick find): the text as typed or with its first letter in
+/// capitals (people type "ivan" for Ivan; PostgreSQL's LIKE minds case, SQLite's minds it
+/// for letters outside ASCII). `%`, `_` and `\` in the text match themselves.
+fn begins_with(col: &'static str, text: &str) -> Cond {
+    let escaped: String =
+        text.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
+    let mut chars = escaped.chars();
+    let capital: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+    Cond::new(
+        format!(r"({col} LIKE ? ESCAPE '\' OR {col} LIKE ? ESCAPE '\')"),
+        vec![format!("{escaped}%").into(), format!("{capital}%").into()],
+    )
 }
 
 /// A sort order: `field` or `-field`.
@@ -432,6 +452,13 @@ mod tests {
         assert_eq!(filter::<Lead>("leadid; DROP TABLE lead", "x", msk).unwrap_err().code, "unknown_filter");
         assert_eq!(filter::<Lead>("statecode", "open", msk).unwrap_err().code, "bad_filter");
         assert_eq!(filter::<Lead>("parentaccountid_null", "true", msk).unwrap().sql, "parentaccountid IS NULL");
+        // Quick find: as typed or capitalised, wildcards matched as themselves; text only.
+        let c = filter::<Lead>("lastname_begins", "иван", msk).unwrap();
+        assert_eq!(c.sql, r"(lastname LIKE ? ESCAPE '\' OR lastname LIKE ? ESCAPE '\')");
+        assert_eq!(c.args, vec![Value::from("иван%".to_string()), Value::from("Иван%".to_string())]);
+        let c = filter::<Lead>("lastname_begins", "50%_off", msk).unwrap();
+        assert_eq!(c.args[0], Value::from(r"50\%\_off%".to_string()));
+        assert!(filter::<Lead>("createdon_begins", "2026", msk).is_err());
         // A bare date is local midnight in the org zone: 1 May 00:00 in Moscow is 30 April 21:00 UTC.
         let c = filter::<Lead>("createdon_ge", "2026-05-01", msk).unwrap();
         assert_eq!(
