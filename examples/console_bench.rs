@@ -1,5 +1,6 @@
 //! Console page benchmark (bench/console.sh runs it; issue 19 §5): 100,000 leads, 1,000,000
-//! activities regarding them, 50 campaigns and 50 users in a fresh database, then the app on
+//! activities regarding them, 50 campaigns and 50 users (and 10,000 accounts with 50,000
+//! contacts for the customer pages) in a fresh database, then the app on
 //! port 0 and each page requested through HTTP with a signed-in session cookie. Prints, per
 //! page, the median and the slowest of the timed requests (target: every page < 100 ms).
 //! Usage: console_bench DATABASE_URL   (CONSOLE_BENCH_LEADS / _ACTIVITIES shrink the data)
@@ -229,6 +230,57 @@ async fn seed(
         },
     )
     .await?;
+    // Customers: accounts, and contacts of them (a fifth with no company).
+    let (n_accounts, n_contacts) = (leads / 10, leads / 2);
+    let account_ids: Vec<Uuid> = (0..n_accounts).map(|_| Uuid::new_v4()).collect();
+    load(
+        &store,
+        "account",
+        &["accountid", "name", "address1_city", "ownerid", "createdon", "modifiedon"],
+        n_accounts,
+        |i| {
+            vec![
+                account_ids[i].into(),
+                format!("ООО Компания {i}").into(),
+                ["Москва", "Тверь", "Казань"][i % 3].into(),
+                users[i % USERS].into(),
+                ms.into(),
+                ms.into(),
+            ]
+        },
+    )
+    .await?;
+    load(
+        &store,
+        "contact",
+        &[
+            "contactid",
+            "firstname",
+            "lastname",
+            "emailaddress1",
+            "parentcustomerid",
+            "parentcustomeridtype",
+            "ownerid",
+            "createdon",
+            "modifiedon",
+        ],
+        n_contacts,
+        |i| {
+            let company: Option<Uuid> = (i % 5 != 0).then(|| account_ids[i % n_accounts.max(1)]);
+            vec![
+                Uuid::new_v4().into(),
+                "Иван".into(),
+                format!("Клиентов{i}").into(),
+                format!("c{i}@client.example").into(),
+                company.into(),
+                company.map(|_| "account").into(),
+                users[i % USERS].into(),
+                ms.into(),
+                ms.into(),
+            ]
+        },
+    )
+    .await?;
     // The steady state of a database in use: statistics, and on PostgreSQL a vacuumed table
     // (autovacuum's work; index-only scans need it), on SQLite the WAL folded back.
     if store.engine() == inflow::store::Engine::Postgres {
@@ -266,6 +318,12 @@ async fn timed_pages(
             now + Duration::hours(1),
         )
         .await?;
+    let some_activity: Uuid = store
+        .db
+        .clone()
+        .fetch_one("SELECT activityid FROM activity WHERE regardingobjectid = $1", vec![some_lead.into()])
+        .await?
+        .get("activityid")?;
     let http = reqwest::Client::new();
     let pages = [
         "/".to_string(),
@@ -278,6 +336,11 @@ async fn timed_pages(
         "/leads?view=opened-this-week".into(),
         format!("/leads/{some_lead}"),
         "/campaigns".into(),
+        "/records/accounts".into(),
+        "/records/accounts?q=ООО%20Компания%2099&page=2".into(),
+        "/records/contacts".into(),
+        "/records/contacts?q=клиентов123".into(),
+        format!("/activities/{some_activity}"),
     ];
     // Every page once, untimed: the first reads of a page's data from disk (and into each
     // pooled connection's cache) are not what people wait for on a running system.

@@ -315,6 +315,24 @@ fn spawn_pbx_sweep(rt: Arc<PbxRuntime>, every: Duration, token: CancellationToke
     })
 }
 
+/// On PostgreSQL, rolls up what the `stale` lead view reads (`store/rollup.rs`) every
+/// `ROLLUP_EVERY`; one daemon at a time does it, the others' turns return at once.
+fn spawn_rollup(store: Store, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::store::ROLLUP_EVERY);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = store.roll_up_lead_activity(chrono::Utc::now()).await {
+                        tracing::warn!(error = %e, "lead activity roll-up failed; retrying at the next tick");
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// Connects, migrates, binds and starts serving; returns once the daemon is ready.
 pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Running> {
     let store = open_store(&cfg).await?;
@@ -373,6 +391,9 @@ pub async fn start(cfg: Config, token: CancellationToken) -> anyhow::Result<Runn
             spawn_pbx_sweep(p.runtime.clone(), Duration::from_secs(cfg.pbx.sweep_interval_secs), token.clone()),
             &token,
         ));
+    }
+    if store.engine() == crate::store::Engine::Postgres {
+        workers.push(health.watch("rollup", spawn_rollup(store.clone(), token.clone()), &token));
     }
     let pbx_runtime = pbx.as_ref().map(|p| p.runtime.clone());
     let alerts = if cfg.alerts.enabled {

@@ -693,6 +693,7 @@ const MIGRATIONS: &[MigrationFiles] = &[
     migration!(17, "0017_pbx_call_line"),
     migration!(18, "0018_lead_last_activity"),
     migration!(19, "0019_lz4"),
+    migration!(20, "0020_lead_activity_rollup"),
 ];
 
 /// Migrations that manage their own transaction on SQLite (a table rebuild must switch

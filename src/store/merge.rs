@@ -100,6 +100,16 @@ async fn merge_pair<R: Record>(
     for (table, col) in REFERENCES {
         tx.execute(&format!("UPDATE {table} SET {col} = $1 WHERE {col} = $2"), vec![keep.into(), other.into()]).await?;
     }
+    if R::KIND == EntityKind::Lead {
+        // R-LD-5: the survivor had the other's activities all along (moving them keeps their
+        // `modifiedon`, which PostgreSQL's roll-up reads).
+        tx.execute(
+            "UPDATE lead SET lastactivityon = (SELECT MAX(lastactivityon) FROM lead WHERE leadid IN ($1, $2)) \
+             WHERE leadid = $3",
+            vec![keep.into(), other.into(), keep.into()],
+        )
+        .await?;
+    }
     // List memberships: the survivor joins the other's lists (once), the other leaves them.
     let lists: Vec<Uuid> = tx
         .fetch_all("SELECT listid FROM listmember WHERE entityid = $1", vec![other.into()])

@@ -49,7 +49,6 @@ pub(super) async fn list_h<R: Entity>(
         tz: s.api.tz(),
         stale_lead_days: s.api.stale_lead_days,
         params: &p.extra,
-        engine: s.store.db.engine(),
     };
     let spec = q::view(R::TABLE, p.view.as_deref().unwrap_or("all"), &ctx).map_err(bad)?;
     if let Some(g) = &p.group_by {

@@ -60,7 +60,6 @@ pub(super) fn view_ctx<'a>(
         tz: s.api.tz(),
         stale_lead_days: s.api.stale_lead_days,
         params,
-        engine: s.store.db.engine(),
     }
 }
 

@@ -488,7 +488,6 @@ mod tests {
             tz: chrono_tz::Europe::Moscow,
             stale_lead_days: 30,
             params: &params,
-            engine: crate::store::Engine::Sqlite,
         };
         for t in [
             "lead",

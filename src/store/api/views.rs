@@ -41,8 +41,6 @@ pub struct ViewCtx<'a> {
     pub tz: Tz,
     pub stale_lead_days: u32,
     pub params: &'a BTreeMap<String, String>,
-    /// The engine the view runs on (the `stale` view reads a column only SQLite keeps).
-    pub engine: crate::store::Engine,
 }
 
 fn rows(conds: Vec<Cond>) -> ViewSpec {
@@ -141,23 +139,15 @@ pub fn view(table: &str, view: &str, ctx: &ViewCtx) -> std::result::Result<ViewS
             }
         }
         ("lead", "stale") => {
-            // R-LD-5: nothing happened with the lead since. SQLite reads `lastactivityon`, kept
-            // by the activity triggers of migration 0018; PostgreSQL asks the activities (the
-            // same triggers cost it two thirds of its call processing: see the migration).
+            // R-LD-5: nothing happened with the lead since. `lastactivityon` is kept by
+            // SQLite's triggers (migration 0018) and by PostgreSQL's roll-up (0020, up to a
+            // minute behind; see `store/rollup.rs`).
             let since = ctx.now - chrono::Duration::days(i64::from(ctx.stale_lead_days));
-            let quiet = match ctx.engine {
-                crate::store::Engine::Sqlite => {
-                    Cond::new("(lastactivityon IS NULL OR lastactivityon < ?)", vec![since.into()])
-                }
-                crate::store::Engine::Postgres => Cond::new(
-                    "NOT EXISTS (SELECT 1 FROM activity a WHERE a.regardingobjectid = lead.leadid AND \
-                        a.modifiedon >= ?) \
-                     AND NOT EXISTS (SELECT 1 FROM activityparty p JOIN activity a2 ON a2.activityid = \
-                     p.activityid WHERE p.partyid = lead.leadid AND a2.modifiedon >= ?)",
-                    vec![since.into(), since.into()],
-                ),
-            };
-            rows(vec![open(), Cond::new("createdon < ?", vec![since.into()]), quiet])
+            rows(vec![
+                open(),
+                Cond::new("createdon < ?", vec![since.into()]),
+                Cond::new("(lastactivityon IS NULL OR lastactivityon < ?)", vec![since.into()]),
+            ])
         }
         ("lead", "filter") => rows(vec![]),
         ("lead", "by-source") => ViewSpec::Groups { col: "leadsourcecode", conds: vec![] },

@@ -1,0 +1,70 @@
+//! Values kept outside the writers' transactions, as Dynamics' rollup fields are: on
+//! PostgreSQL, `lead.lastactivityon` for the `stale` lead view (R-LD-5, migration 0020),
+//! rolled up every minute (`ROLLUP_EVERY`), so the view may be that much behind. SQLite
+//! keeps the same column with triggers in the writer's own transaction (0018), which costs
+//! it nothing measurable; on PostgreSQL such triggers cost most of the call throughput.
+
+use chrono::{DateTime, Utc};
+
+use super::db::Exec;
+use super::{Engine, Result, Store};
+
+/// How often each daemon on PostgreSQL rolls up.
+pub const ROLLUP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The checkpoint row of the lead roll-up.
+const LEAD_ROLLUP: &str = "lead_last_activity";
+
+/// How far before its checkpoint each roll-up reads again: an activity whose transaction
+/// commits after a roll-up read past its `modifiedon` (a long transaction, another daemon's
+/// clock a little behind) is seen by the next one.
+const ROLLUP_OVERLAP_MS: i64 = 2 * 60 * 1000;
+
+/// An arbitrary key for the advisory lock that lets one daemon roll up at a time.
+const ROLLUP_LOCK: i64 = 0x696e_666c_6f77_0014;
+
+impl Store {
+    /// Folds the activities modified since the checkpoint into `lead.lastactivityon`
+    /// (PostgreSQL; SQLite's triggers keep it already). One daemon at a time: another that
+    /// is rolling up now is enough, and this returns at once. Returns how many leads moved.
+    pub async fn roll_up_lead_activity(&self, now: DateTime<Utc>) -> Result<u64> {
+        if self.engine() == Engine::Sqlite {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        let got: bool =
+            tx.fetch_one("SELECT pg_try_advisory_xact_lock($1) AS got", vec![ROLLUP_LOCK.into()]).await?.get("got")?;
+        if !got {
+            return Ok(0);
+        }
+        let upto: i64 = tx
+            .fetch_one("SELECT upto FROM rollup_checkpoint WHERE name = $1", vec![LEAD_ROLLUP.into()])
+            .await?
+            .get("upto")?;
+        let from = upto - ROLLUP_OVERLAP_MS;
+        // In key order, so two of these (or a merge) never wait on each other's leads in a
+        // cycle.
+        let moved = tx
+            .execute(
+                "UPDATE lead SET lastactivityon = t.m FROM ( \
+                    SELECT leadid, MAX(m) AS m FROM ( \
+                        SELECT a.regardingobjectid AS leadid, a.modifiedon AS m FROM activity a \
+                        WHERE a.modifiedon >= $1 AND a.regardingobjectid IS NOT NULL \
+                        UNION ALL \
+                        SELECT p.partyid, a.modifiedon FROM activity a JOIN activityparty p ON p.activityid = \
+                            a.activityid WHERE a.modifiedon >= $1 AND p.partyid IS NOT NULL \
+                    ) e GROUP BY leadid ORDER BY leadid \
+                 ) t \
+                 WHERE lead.leadid = t.leadid AND (lead.lastactivityon IS NULL OR lead.lastactivityon < t.m)",
+                vec![from.into()],
+            )
+            .await?;
+        tx.execute(
+            "UPDATE rollup_checkpoint SET upto = GREATEST(upto, $1) WHERE name = $2",
+            vec![now.timestamp_millis().into(), LEAD_ROLLUP.into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+}
