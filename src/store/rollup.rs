@@ -24,6 +24,17 @@ const ROLLUP_OVERLAP_MS: i64 = 2 * 60 * 1000;
 const ROLLUP_LOCK: i64 = 0x696e_666c_6f77_0014;
 
 impl Store {
+    /// Makes the next roll-up read every activity (PostgreSQL): after data was loaded around
+    /// the daemon (a bulk load, a benchmark's fill), whose `modifiedon` lies before the
+    /// checkpoint. Nothing to do on SQLite, whose triggers saw every row.
+    pub async fn reset_lead_rollup(&self) -> Result<()> {
+        if self.engine() == Engine::Postgres {
+            let mut db = self.db.clone();
+            db.execute("UPDATE rollup_checkpoint SET upto = 0 WHERE name = $1", vec![LEAD_ROLLUP.into()]).await?;
+        }
+        Ok(())
+    }
+
     /// Folds the activities modified since the checkpoint into `lead.lastactivityon`
     /// (PostgreSQL; SQLite's triggers keep it already). One daemon at a time: another that
     /// is rolling up now is enough, and this returns at once. Returns how many leads moved.

@@ -167,11 +167,8 @@ async fn stale_leads(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Vec<U
 /// once the roll-up has run (migration 0020). The activities of these tests are stamped in
 /// the past, before the roll-up's checkpoint, so it is first moved back to read them all.
 async fn rolled_up(store: &Store) {
-    if store.engine() == inflow::store::Engine::Postgres {
-        let mut db = store.db.clone();
-        db.execute("UPDATE rollup_checkpoint SET upto = 0", vec![]).await.unwrap();
-        store.roll_up_lead_activity(now()).await.unwrap();
-    }
+    store.reset_lead_rollup().await.unwrap();
+    store.roll_up_lead_activity(now()).await.unwrap();
 }
 
 // R-LD-5: the `stale` view: a lead is stale while nothing happened with it lately: an activity
