@@ -283,9 +283,8 @@ async fn seed(
     .await?;
     // The fill went around the daemon: PostgreSQL's roll-up of when each lead last had an
     // activity (the `stale` view) reads it all once, as it keeps up with a daemon's writes.
-    store.reset_lead_rollup().await?;
     let rolled = Instant::now();
-    let moved = store.roll_up_lead_activity(now).await?;
+    let moved = store.roll_up_lead_activity(now, true).await?;
     if store.engine() == inflow::store::Engine::Postgres {
         println!("roll-up of {moved} leads in {:.2} s", rolled.elapsed().as_secs_f64());
     }

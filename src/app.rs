@@ -316,15 +316,18 @@ fn spawn_pbx_sweep(rt: Arc<PbxRuntime>, every: Duration, token: CancellationToke
 }
 
 /// On PostgreSQL, rolls up what the `stale` lead view reads (`store/rollup.rs`) every
-/// `ROLLUP_EVERY`; one daemon at a time does it, the others' turns return at once.
+/// `ROLLUP_EVERY`, the first time and once a day fully; the daemons take turns.
 fn spawn_rollup(store: Store, token: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(crate::store::ROLLUP_EVERY);
+        let mut n: u32 = 0;
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = tick.tick() => {
-                    if let Err(e) = store.roll_up_lead_activity(chrono::Utc::now()).await {
+                    let full = n.is_multiple_of(crate::store::FULL_ROLLUP_EVERY);
+                    n = n.wrapping_add(1);
+                    if let Err(e) = store.roll_up_lead_activity(chrono::Utc::now(), full).await {
                         tracing::warn!(error = %e, "lead activity roll-up failed; retrying at the next tick");
                     }
                 }

@@ -15,6 +15,7 @@ use super::matching::MatchOutcome;
 use super::normalize::EmailAddress;
 use super::response::{self, ConvertFacts, ConvertOption, ConvertPlan};
 use super::status::EventStatus;
+use super::text::take_chars;
 use super::types::{EntityKind, EntityRef};
 
 /// R-EM-6 (a).
@@ -173,7 +174,7 @@ fn follow_up(
     Activity {
         activityid: ctx.ids[3],
         activitytypecode: EntityKind::Task,
-        subject: Some(subject.chars().take(200).collect()),
+        subject: Some(take_chars(&subject, 200).to_string()),
         description: Some(format!(
             "Created by inflow from an inbound e-mail about {} {}.",
             about.kind.as_str(),
@@ -329,7 +330,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
     let (firstname, lastname) =
         super::person_name::split(mail.from.name.as_deref(), addr.as_deref().unwrap_or(&mail.from.address));
     let subject_line = {
-        let s: String = strip_reply_prefixes(&mail.subject).chars().take(300).collect();
+        let s: String = take_chars(strip_reply_prefixes(&mail.subject), 300).to_string();
         if s.is_empty() { format!("E-mail from {}", addr.as_deref().unwrap_or(&mail.from.address)) } else { s }
     };
     if wave.is_none() && may_create {
@@ -342,7 +343,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                         firstname: firstname.clone(),
                         lastname: lastname.clone(),
                         emailaddress1: addr.clone(),
-                        description: Some(mail.new_text.chars().take(2000).collect())
+                        description: Some(take_chars(&mail.new_text, 2000).to_string())
                             .filter(|d: &String| !d.is_empty()),
                         leadsourcecode: Some(policy.lead_source),
                         leadqualitycode: 2,
@@ -380,7 +381,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
             let code = if unsubscribe { 3 } else { 1 };
             let mut r = CampaignResponse {
                 activityid: ctx.ids[2],
-                subject: subject_line.chars().take(200).collect(),
+                subject: take_chars(&subject_line, 200).to_string(),
                 regardingobjectid: wv.regarding.id,
                 regardingobjectidtype: wv.regarding.kind,
                 originatingactivityid: Some(out.activity_id),
@@ -394,7 +395,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
                 responsecode: code,
                 channeltypecode: Some(1),
                 receivedon: Some(mail.date.unwrap_or(t).with_timezone(&ctx.tz).date_naive()),
-                description: Some(mail.new_text.chars().take(2000).collect()).filter(|d: &String| !d.is_empty()),
+                description: Some(take_chars(&mail.new_text, 2000).to_string()).filter(|d: &String| !d.is_empty()),
                 ..Default::default()
             }
             .stamped(wv.owner, EntityKind::Systemuser, t, None);
@@ -470,7 +471,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
 
     // R-EM-5: the e-mail activity.
     let regarding = ctx.outbound.as_ref().and_then(|o| o.regarding).or(party_after);
-    let mut description = mail.text.chars().take(64 * 1024).collect::<String>();
+    let mut description = take_chars(&mail.text, 64 * 1024).to_string();
     if !notes.is_empty() {
         description = format!("{}\n\n[inflow] {}", description, notes.join(" "));
     }
@@ -480,7 +481,7 @@ pub fn plan_mail(mail: &ParsedMail, ctx: &MailContext, policy: &MailboxPolicy) -
         subject: Some(if mail.subject.is_empty() {
             subject_line.clone()
         } else {
-            mail.subject.chars().take(200).collect()
+            take_chars(&mail.subject, 200).to_string()
         }),
         description: Some(description),
         regardingobjectid: regarding.map(|r| r.id),

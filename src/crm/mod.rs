@@ -28,6 +28,7 @@ pub mod reply_text;
 pub mod response;
 pub mod state;
 pub mod status;
+pub mod text;
 pub mod timeline;
 pub mod types;
 pub mod views;

@@ -284,7 +284,7 @@ fn read_one(msg: &Message<'_>, raw: &[u8], from: &Sender, subject: &str, text: &
             .map(|p| p + 4)
             .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
             .unwrap_or(raw.len());
-        raw_body = String::from_utf8_lossy(&raw[start..]).replace("\r\n", "\n");
+        raw_body = crate::crm::text::unix_newlines(String::from_utf8_lossy(&raw[start..]).into_owned());
         raw_body.as_str()
     } else {
         text

@@ -280,7 +280,7 @@ fn body_text(msg: &Message<'_>) -> String {
             out.push_str(&t);
         }
     }
-    out.replace("\r\n", "\n").trim().to_string()
+    crate::crm::text::unix_newlines(out).trim().to_string()
 }
 
 #[cfg(test)]

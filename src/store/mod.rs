@@ -19,7 +19,7 @@ mod db;
 mod deals;
 mod gate;
 pub use gate::WriteGate;
-pub use rollup::ROLLUP_EVERY;
+pub use rollup::{FULL_ROLLUP_EVERY, ROLLUP_EVERY};
 mod lines;
 mod mail;
 mod marketing;
