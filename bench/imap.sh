@@ -87,7 +87,7 @@ for engine in ${ENGINES:-sqlite postgres}; do
     echo "$fout"
     floor_rate=$(echo "$fout" | sed -E 's/.* msg_per_s=([0-9]+).*/\1/')
   fi
-  out=$(RUST_LOG=warn ${PERF_CMD:-} target/release/examples/imap_bench inflow "$PORT" bench secret "$BATCH" "$url")
+  out=$(RUST_LOG=${INFLOW_BENCH_LOG:-warn} ${PERF_CMD:-} target/release/examples/imap_bench inflow "$PORT" bench secret "$BATCH" "$url")
   echo "$out"
   rate=$(echo "$out" | sed -E 's/.* = ([0-9]+) msg\/s.*/\1/')
   python3 -c "print(f'ratio {\"$engine\"}: {$rate / $bare_rate:.2f} of the bare fetch')"

@@ -158,6 +158,11 @@ async fn run_inflow(port: u16, user: &str, password: &str, batch: usize, url: &s
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=sqlx::query=debug, say, lists every statement (on stderr) to count them.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let a: Vec<String> = std::env::args().collect();
     let port: u16 = a[2].parse()?;
     let batch: usize = a[5].parse()?;

@@ -35,6 +35,10 @@ pub struct Item {
     pub recording: Option<String>,
     /// One more line: how a lead arrived, a response's code, a completion time.
     pub detail: Option<String>,
+    /// An open activity's due time, and when a closed one was closed (the times the detail
+    /// names, for a reader that writes them in its own zone and language).
+    pub due: Option<DateTime<Utc>>,
+    pub closed: Option<DateTime<Utc>>,
 }
 
 fn state_name(kind: EntityKind, statecode: i32) -> Option<String> {
@@ -69,6 +73,8 @@ pub fn created(
         direction: None,
         recording: None,
         detail,
+        due: None,
+        closed: None,
     }
 }
 
@@ -141,6 +147,8 @@ pub fn activity_item(a: &Activity, about: EntityRef) -> Item {
         direction,
         recording,
         detail,
+        due: (a.statecode == 0).then_some(a.scheduledend).flatten(),
+        closed: (matches!(a.statecode, 1 | 2) && kind != EntityKind::Opportunityclose).then_some(a.actualend).flatten(),
     }
 }
 
@@ -159,6 +167,8 @@ pub fn response_item(r: &CampaignResponse, about: EntityRef) -> Item {
         direction: Some("incoming".into()),
         recording: None,
         detail: code,
+        due: None,
+        closed: None,
     }
 }
 
@@ -184,6 +194,8 @@ pub fn history_item(
         direction: None,
         recording: None,
         detail: None,
+        due: None,
+        closed: None,
     }
 }
 

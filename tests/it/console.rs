@@ -506,11 +506,9 @@ async fn console(engine: &str) {
     b.client.execute("document.querySelector('#na-due').value = '2026-12-30T15:00';", vec![]).await.unwrap();
     b.click("#na-create").await;
     assert_eq!(b.text(".notice").await, "The activity was created.");
-    assert!(
-        b.text("#timeline").await.contains("Phone call (outgoing): Позвонить Петру"),
-        "{}",
-        b.text("#timeline").await
-    );
+    let line = b.text("#timeline").await;
+    assert!(line.contains("Phone call (outgoing): Позвонить Петру"), "{line}");
+    assert!(line.contains("Due 2026-12-30 15:00"), "the due time in the org's zone: {line}");
     b.click("#timeline a[href^='/activities/']").await;
     let call_id: Uuid = b.path().await.trim_start_matches("/activities/").parse().unwrap();
     let call: Activity = app.store.load(call_id).await.unwrap();

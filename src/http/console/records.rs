@@ -106,7 +106,17 @@ pub async fn timeline(s: &AppState, lang: Lang, root: EntityRef) -> crate::store
                 "subject": i.subject,
                 "who": i.who_name,
                 "state": i.state.as_deref().map(|st| i18n::label(lang, st)),
-                "detail": i.detail,
+                // The due or closing time in the org's zone and the reader's language; any
+                // other detail as the timeline words it.
+                "detail": match (i.closed, i.due) {
+                    (Some(t), _) => Some(format!(
+                        "{} {}",
+                        i.state.as_deref().map(|st| i18n::label(lang, st)).unwrap_or_default(),
+                        i18n::datetime(lang, t, tz)
+                    )),
+                    (None, Some(t)) => Some(format!("{} {}", i18n::t(lang, "due"), i18n::datetime(lang, t, tz))),
+                    _ => i.detail.clone(),
+                },
                 "direction": i.direction,
                 // An activity links to its own page; anything else about another record of
                 // the timeline (an account's contact, a lead's opportunity) to that record's.
