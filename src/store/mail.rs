@@ -619,28 +619,27 @@ impl Store {
                     Severity::Delayed => (0, 0, 1),
                 };
                 any_hard |= r.severity == Severity::Hard;
-                tx.execute(
-                    "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, \
+                // The address's soft bounces so far come back with the upsert (one statement).
+                let soft: i64 = tx
+                    .fetch_one(
+                        "INSERT INTO mail_bounce (address, soft_count, hard_count, delayed_count, last_status, \
                         last_diagnostic, last_at, last_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (address) DO UPDATE SET soft_count = mail_bounce.soft_count + \
                      excluded.soft_count, hard_count = mail_bounce.hard_count + excluded.hard_count, \
                        delayed_count = mail_bounce.delayed_count + excluded.delayed_count, last_status = \
                        excluded.last_status, last_diagnostic = excluded.last_diagnostic, \
-                       last_at = excluded.last_at, last_reason = excluded.last_reason",
-                    vec![
-                        addr.as_str().into(),
-                        (s as i64).into(),
-                        (h as i64).into(),
-                        (d as i64).into(),
-                        r.status.clone().into(),
-                        r.diagnostic.clone().into(),
-                        now.into(),
-                        r.reason.as_str().into(),
-                    ],
-                )
-                .await?;
-                let soft: i64 = tx
-                    .fetch_one("SELECT soft_count FROM mail_bounce WHERE address = $1", vec![addr.as_str().into()])
+                       last_at = excluded.last_at, last_reason = excluded.last_reason RETURNING soft_count",
+                        vec![
+                            addr.as_str().into(),
+                            (s as i64).into(),
+                            (h as i64).into(),
+                            (d as i64).into(),
+                            r.status.clone().into(),
+                            r.diagnostic.clone().into(),
+                            now.into(),
+                            r.reason.as_str().into(),
+                        ],
+                    )
                     .await?
                     .get("soft_count")?;
                 if let Some(reason) = crate::crm::bounce::suppression(

@@ -301,6 +301,58 @@ both_engines!(r_ld_5_a_merged_lead_brings_its_last_activity, |store: Store| asyn
     assert!(!stale_leads(&store, t).await.contains(&keep.leadid));
 });
 
+// R-EM-8: soft bounces of mail we sent suppress the address once they reach the limit (this
+// one included: the count comes back from the upsert that records it); not before.
+both_engines!(r_em_8_soft_bounces_suppress_at_the_limit, |store: Store| async move {
+    let u = user(&store, "Owner", "owner@example.com", None).await;
+    let sent = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Email,
+        directioncode: Some(true),
+        messageid: Some("out-1@crm.example.com".into()),
+        ..Default::default()
+    }
+    .stamped(u.systemuserid, EntityKind::Systemuser, now(), None);
+    store.insert(&sent).await.unwrap();
+    let soft = |n: u32| {
+        format!(
+            "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.client.example (Mail Delivery System)\r\n\
+             To: news@crm.example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+             Date: Mon, 7 Dec 2026 10:0{n}:00 +0300\r\nMessage-Id: <soft-{n}@mx.client.example>\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+             --B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.client.example\r\n\r\n\
+             Final-Recipient: rfc822; full@client.example\r\nAction: failed\r\nStatus: 4.2.2\r\n\
+             Diagnostic-Code: smtp; 452 4.2.2 Mailbox full\r\n\r\n\
+             --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <out-1@crm.example.com>\r\n\
+             From: news@crm.example.com\r\nTo: full@client.example\r\nSubject: News\r\n\r\n--B--\r\n"
+        )
+        .into_bytes()
+    };
+    let policy = sales_policy(u.systemuserid);
+    for n in 1..=3 {
+        let out = store
+            .ingest_mail(
+                &[mail_input(&soft(n))],
+                &policy,
+                inflow::store::BounceRules { soft_limit: 3 },
+                chrono_tz::UTC,
+                now(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out[0].class.as_deref(), Some("bounce"), "{out:?}");
+        let sup = store.suppression("full@client.example").await.unwrap();
+        if n < 3 {
+            assert!(sup.is_none(), "{n} soft bounces: {sup:?}");
+        } else {
+            assert_eq!(sup.expect("suppressed at the third").reason, "bounce: 3 soft bounces, last mailboxfull 4.2.2");
+        }
+    }
+});
+
 /// Issue 23: a large e-mail body is stored with lz4 on PostgreSQL (migration 0019), not pglz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_are_lz4_on_postgres() {
