@@ -5,6 +5,10 @@
 /// The first `n` characters of `s`, borrowed (`s.chars().take(n).collect()` without pushing
 /// each character).
 pub fn take_chars(s: &str, n: usize) -> &str {
+    // No more bytes than `n`: no more characters either (the usual case for a body).
+    if s.len() <= n {
+        return s;
+    }
     match s.char_indices().nth(n) {
         Some((end, _)) => &s[..end],
         None => s,

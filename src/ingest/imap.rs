@@ -244,7 +244,7 @@ impl MailboxRuntime {
                 match f.body {
                     Body::Full(raw) => {
                         let parsed = mail::parse(&raw, limit);
-                        let raw_key = mail::raw_key(&raw);
+                        let raw_key = mail::raw_key_if_unread(&parsed, &raw);
                         // Kept for every message: a quarantined or failed one is stored with its
                         // bytes so it can be replayed (the store drops them otherwise).
                         MailInput { raw: Some(raw), parsed, location, raw_key }
@@ -373,7 +373,7 @@ impl MailboxRuntime {
         let limit = self.cfg.max_message_bytes as u64;
         let parsed = mail::parse(&raw, limit);
         let it = MailInput {
-            raw_key: mail::raw_key(&raw),
+            raw_key: mail::raw_key_if_unread(&parsed, &raw),
             raw: Some(raw),
             parsed,
             location: ev.raw_location.clone().unwrap_or_default(),

@@ -33,7 +33,8 @@ pub struct MailInput {
     pub raw: Option<Vec<u8>>,
     /// Where the message was: `imap://<mailbox>/<folder>;UIDVALIDITY=v/;UID=n` (RFC 5092 style).
     pub location: String,
-    /// Key for an unparsable message (hash of its bytes or headers).
+    /// Key for an unparsable message (hash of its bytes or headers); unused (empty) when
+    /// `parsed` is Ok.
     pub raw_key: String,
 }
 
