@@ -165,6 +165,26 @@ pub async fn show(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     render("activity.html", J::Object(m), StatusCode::OK)
 }
 
+/// The form's subject (required) and due time (optional, read in the org's zone); the 422
+/// page that says which is wrong.
+fn subject_and_due(
+    who: &Signed,
+    f: &std::collections::BTreeMap<String, String>,
+    tz: Tz,
+) -> Result<(String, Option<DateTime<Utc>>), Box<Response>> {
+    let lang = who.lang;
+    let text = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let Some(subject) = text("subject") else {
+        let message = format!("{} {}", i18n::t(lang, "subject"), i18n::t(lang, "required"));
+        return Err(Box::new(who.error(StatusCode::UNPROCESSABLE_ENTITY, &message)));
+    };
+    match text("due").map(|d| from_local_input(&d, tz)) {
+        None => Ok((subject, None)),
+        Some(Some(t)) => Ok((subject, Some(t))),
+        Some(None) => Err(Box::new(who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "bad_date")))),
+    }
+}
+
 /// `POST /activities/{id}`: the edit form (subject, due, description, owner). R-ACT-1's
 /// people may change it (its owner, a manager above, an admin); R-ACT-2: a new owner or due
 /// date restarts the escalation. It carries the version it was filled from: a change made
@@ -176,16 +196,9 @@ pub async fn edit(who: Signed, State(s): State<AppState>, Path(id): Path<String>
     };
     let lang = who.lang;
     let text = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let Some(subject) = text("subject") else {
-        return who.error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("{} {}", i18n::t(lang, "subject"), i18n::t(lang, "required")),
-        );
-    };
-    let due = match text("due").map(|d| from_local_input(&d, s.api.tz())) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "bad_date")),
+    let (subject, due) = match subject_and_due(&who, &f, s.api.tz()) {
+        Ok(v) => v,
+        Err(r) => return *r,
     };
     let mut a: Activity = match s.store.get::<Activity>(id).await {
         Ok(Some(a)) => a,
@@ -235,16 +248,9 @@ pub async fn create(who: Signed, State(s): State<AppState>, body: Bytes) -> Resp
     let Some(kind) = text("type").and_then(|t| NEW_KINDS.into_iter().find(|k| k.as_str() == t)) else {
         return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "not_found"));
     };
-    let Some(subject) = text("subject") else {
-        return who.error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("{} {}", i18n::t(lang, "subject"), i18n::t(lang, "required")),
-        );
-    };
-    let due = match text("due").map(|d| from_local_input(&d, s.api.tz())) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => return who.error(StatusCode::UNPROCESSABLE_ENTITY, i18n::t(lang, "bad_date")),
+    let (subject, due) = match subject_and_due(&who, &f, s.api.tz()) {
+        Ok(v) => v,
+        Err(r) => return *r,
     };
     // The record must exist: an activity regarding nothing would vanish from every page.
     let exists = match regarding.kind {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::i18n::{self, Lang};
 use super::pages::{failed, query_params};
-use super::records::page_of;
+use super::records::{editable, field_value, page_of};
 use super::session::Signed;
 use super::{frame, redirect, render};
 use crate::crm::entities::{Account, Contact, Opportunity};
@@ -31,35 +31,11 @@ fn search<R: crate::crm::entities::Record>(field: &str, q: &str) -> crate::store
         .map_err(|e| crate::store::StoreError::Decode(e.message))
 }
 
-/// The fields of the new-record forms: (field, label key, required, input type).
-fn form_fields(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'static str)] {
-    match kind {
-        EntityKind::Contact => &[
-            ("firstname", "first_name", false, "text"),
-            ("lastname", "last_name", true, "text"),
-            ("jobtitle", "job_title", false, "text"),
-            ("emailaddress1", "email", false, "email"),
-            ("telephone1", "phone", false, "tel"),
-            ("mobilephone", "mobile", false, "tel"),
-        ],
-        EntityKind::Account => &[
-            ("name", "account_name", true, "text"),
-            ("emailaddress1", "email", false, "email"),
-            ("telephone1", "phone", false, "tel"),
-            ("address1_city", "city", false, "text"),
-        ],
-        _ => &[
-            ("name", "topic", true, "text"),
-            ("estimatedvalue", "estimated_value", false, "money"),
-            ("estimatedclosedate", "estimated_close", false, "date"),
-        ],
-    }
-}
-
-/// The form's fields with their labels in the language, as a template shows them.
+/// A new record's form: the fields its page edits (`records::editable`), with their labels in
+/// the language, as a template shows them.
 pub fn fields_json(lang: Lang, kind: EntityKind) -> J {
     json!(
-        form_fields(kind)
+        editable(kind)
             .iter()
             .map(|(k, label, req, ty)| json!({"name": k, "label": i18n::t(lang, label), "required": req, "type": ty}))
             .collect::<Vec<_>>()
@@ -189,23 +165,18 @@ where
     R: Default + serde::Serialize + serde::de::DeserializeOwned,
 {
     let mut j = serde_json::to_value(R::default()).map_err(|e| e.to_string())?;
-    for (k, label, req, ty) in form_fields(kind) {
-        let v = f.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        match (v, ty) {
-            (None, _) if *req => return Err(format!("{} {}", i18n::t(lang, label), i18n::t(lang, "required"))),
-            (None, _) => {}
-            (Some(v), &"money") => {
-                let n = v.replace([' ', '\u{a0}'], "").replace(',', ".");
-                match serde_json::from_value::<crate::crm::Money>(J::from(n)) {
-                    Ok(m) => j[*k] = serde_json::to_value(m).map_err(|e| e.to_string())?,
-                    Err(_) => return Err(format!("{}: {}", i18n::t(lang, label), i18n::t(lang, "not_a_number"))),
-                }
+    for (k, label, req, ty) in editable(kind) {
+        match f.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None if *req => return Err(format!("{} {}", i18n::t(lang, label), i18n::t(lang, "required"))),
+            None => {}
+            Some(v) if *ty == "date" && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_err() => {
+                return Err(i18n::t(lang, "bad_date").to_string());
             }
-            (Some(v), &"date") => match chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-                Ok(d) => j[*k] = json!(d),
-                Err(_) => return Err(i18n::t(lang, "bad_date").to_string()),
+            // Amounts and percentages read as on the record's page (a decimal comma, spaces).
+            Some(v) => match field_value(ty, v) {
+                Some(x) => j[*k] = x,
+                None => return Err(format!("{}: {}", i18n::t(lang, label), i18n::t(lang, "not_a_number"))),
             },
-            (Some(v), _) => j[*k] = json!(v),
         }
     }
     serde_json::from_value(j).map_err(|e| e.to_string())

@@ -268,10 +268,11 @@ pub async fn show(
     render("record.html", J::Object(m), StatusCode::OK)
 }
 
-/// The fields a person edits on a contact's, an account's or an open opportunity's page:
-/// (field, label key, required, input type). `money` and `percent` are number inputs whose
-/// text is read here (a decimal comma and spaces between thousands are accepted).
-fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'static str)] {
+/// The fields a person fills in for a contact, an account or an open opportunity, on its
+/// page and in the new-record forms: (field, label key, required, input type). `money` and
+/// `percent` are number inputs whose text is read here (a decimal comma and spaces between
+/// thousands are accepted).
+pub(super) fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'static str)] {
     match kind {
         EntityKind::Contact => &[
             ("firstname", "first_name", false, "text"),
@@ -282,9 +283,10 @@ fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'
             ("mobilephone", "mobile", false, "tel"),
         ],
         EntityKind::Account => &[
-            ("name", "name", true, "text"),
+            ("name", "account_name", true, "text"),
             ("emailaddress1", "email", false, "email"),
             ("telephone1", "phone", false, "tel"),
+            ("address1_city", "city", false, "text"),
         ],
         EntityKind::Opportunity => &[
             ("name", "topic", true, "text"),
@@ -299,7 +301,7 @@ fn editable(kind: EntityKind) -> &'static [(&'static str, &'static str, bool, &'
 
 /// A form field's text as the JSON value the record reads: numbers for `money` and
 /// `percent` fields (`None` when the text is no such number), the text itself otherwise.
-fn field_value(ty: &str, text: &str) -> Option<J> {
+pub(super) fn field_value(ty: &str, text: &str) -> Option<J> {
     let number = || text.replace([' ', '\u{a0}'], "").replace(',', ".");
     match ty {
         "percent" => number().parse::<i64>().ok().map(J::from),
