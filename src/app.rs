@@ -321,14 +321,20 @@ fn spawn_rollup(store: Store, token: CancellationToken) -> tokio::task::JoinHand
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(crate::store::ROLLUP_EVERY);
         let mut n: u32 = 0;
+        // A full roll-up that failed is tried again at the next tick, not a day later.
+        let mut owe_full = true;
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = tick.tick() => {
-                    let full = n.is_multiple_of(crate::store::FULL_ROLLUP_EVERY);
+                    let full = owe_full || n.is_multiple_of(crate::store::FULL_ROLLUP_EVERY);
                     n = n.wrapping_add(1);
-                    if let Err(e) = store.roll_up_lead_activity(chrono::Utc::now(), full).await {
-                        tracing::warn!(error = %e, "lead activity roll-up failed; retrying at the next tick");
+                    match store.roll_up_lead_activity(chrono::Utc::now(), full).await {
+                        Ok(_) => owe_full = false,
+                        Err(e) => {
+                            owe_full = full;
+                            tracing::warn!(error = %e, full, "lead activity roll-up failed; retrying at the next tick");
+                        }
                     }
                 }
             }

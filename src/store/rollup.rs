@@ -32,7 +32,8 @@ impl Store {
     /// written around the daemon (a bulk load, a benchmark's fill, a row stamped long before
     /// it was committed) has a `modifiedon` before the checkpoint. Each daemon's first
     /// roll-up is full, and one a day after (3.6 s at 1,000,000 activities). One daemon at a
-    /// time: one whose turn comes while another rolls up waits, then finds little left.
+    /// time: one whose turn comes while another rolls up waits, then finds little left. A
+    /// roll-up that fails (a lead held too long) changes nothing and moves no checkpoint.
     /// Returns how many leads moved.
     pub async fn roll_up_lead_activity(&self, now: DateTime<Utc>, full: bool) -> Result<u64> {
         if self.engine() == Engine::Sqlite {
@@ -40,13 +41,16 @@ impl Store {
         }
         let mut tx = self.db.begin().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", vec![ROLLUP_LOCK.into()]).await?;
+        // A writer holds a lead only for its own short transaction. Waiting at most this long
+        // for one makes the roll-up, not a writer, the one that gives up when a writer that
+        // locks several leads (a merge) waits on it in turn: PostgreSQL would only look for
+        // the deadlock after `deadlock_timeout` (1 s) and could abort either side.
+        tx.execute("SET LOCAL lock_timeout = '200ms'", vec![]).await?;
         let upto: i64 = tx
             .fetch_one("SELECT upto FROM rollup_checkpoint WHERE name = $1", vec![LEAD_ROLLUP.into()])
             .await?
             .get("upto")?;
         let from = if full { i64::MIN } else { upto - ROLLUP_OVERLAP_MS };
-        // In key order, so two of these (or a merge) never wait on each other's leads in a
-        // cycle.
         let moved = tx
             .execute(
                 "UPDATE lead SET lastactivityon = t.m FROM ( \
@@ -56,7 +60,7 @@ impl Store {
                         UNION ALL \
                         SELECT p.partyid, a.modifiedon FROM activity a JOIN activityparty p ON p.activityid = \
                             a.activityid WHERE a.modifiedon >= $1 AND p.partyid IS NOT NULL \
-                    ) e GROUP BY leadid ORDER BY leadid \
+                    ) e GROUP BY leadid \
                  ) t \
                  WHERE lead.leadid = t.leadid AND (lead.lastactivityon IS NULL OR lead.lastactivityon < t.m)",
                 vec![from.into()],

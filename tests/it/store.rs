@@ -353,6 +353,48 @@ both_engines!(r_em_8_soft_bounces_suppress_at_the_limit, |store: Store| async mo
     }
 });
 
+/// R-LD-5 on PostgreSQL: a roll-up that meets a lead a writer holds gives up within its lock
+/// timeout (the writer is never the one aborted), changes nothing and keeps its checkpoint;
+/// the next one, once the writer is done, folds the activity in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_up_gives_way_to_a_writer_holding_a_lead() {
+    crate::helpers::with_store("postgres", |store: Store| async move {
+        let u = user(&store, "Owner", "owner@example.com", None).await;
+        let t = now();
+        let lead = Lead { createdon: t - Duration::days(60), ..lead(u.systemuserid, "held", None, None) };
+        store.insert(&lead).await.unwrap();
+        let call = Activity {
+            activityid: Uuid::new_v4(),
+            activitytypecode: EntityKind::Phonecall,
+            regardingobjectid: Some(lead.leadid),
+            regardingobjectidtype: Some(EntityKind::Lead),
+            ..Default::default()
+        }
+        .stamped(u.systemuserid, EntityKind::Systemuser, t, None);
+        store.insert(&call).await.unwrap();
+        let checkpoint = |store: Store| async move {
+            let mut db = store.db.clone();
+            let r = db.fetch_one("SELECT upto FROM rollup_checkpoint", vec![]).await.unwrap();
+            r.get::<i64>("upto").unwrap()
+        };
+        let before = checkpoint(store.clone()).await;
+        let mut writer = store.db.begin().await.unwrap();
+        writer.execute("UPDATE lead SET jobtitle = 'held' WHERE leadid = $1", vec![lead.leadid.into()]).await.unwrap();
+        let later = t + Duration::minutes(1);
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_secs(10), store.roll_up_lead_activity(later, false))
+                .await
+                .expect("the roll-up gives up instead of waiting for the writer");
+        assert!(gave_up.is_err(), "{gave_up:?}");
+        writer.commit().await.unwrap();
+        assert_eq!(touched(&store, lead.leadid).await, None, "nothing changed");
+        assert_eq!(checkpoint(store.clone()).await, before, "the checkpoint stays");
+        assert_eq!(store.roll_up_lead_activity(later, false).await.unwrap(), 1);
+        assert_eq!(touched(&store, lead.leadid).await, Some(t.timestamp_millis()));
+    })
+    .await;
+}
+
 /// Issue 23: a large e-mail body is stored with lz4 on PostgreSQL (migration 0019), not pglz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_are_lz4_on_postgres() {
