@@ -42,9 +42,9 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", vec![ROLLUP_LOCK.into()]).await?;
         // A writer holds a lead only for its own short transaction. Waiting at most this long
-        // for one makes the roll-up, not a writer, the one that gives up when a writer that
-        // locks several leads (a merge) waits on it in turn: PostgreSQL would only look for
-        // the deadlock after `deadlock_timeout` (1 s) and could abort either side.
+        // for one makes the roll-up, not a writer, the side that usually gives up when a
+        // writer that locks several leads (a merge) waits on it in turn: PostgreSQL looks for
+        // a deadlock only after `deadlock_timeout` (1 s) and may abort either side.
         tx.execute("SET LOCAL lock_timeout = '200ms'", vec![]).await?;
         let upto: i64 = tx
             .fetch_one("SELECT upto FROM rollup_checkpoint WHERE name = $1", vec![LEAD_ROLLUP.into()])

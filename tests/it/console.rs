@@ -573,7 +573,11 @@ async fn console(engine: &str) {
     b.screenshot(&shots, "contacts").await;
     b.fill("#q", "сидор").await;
     b.click("#search").await;
-    assert_eq!(b.table("customers").await.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["Пётр Сидоров"]);
+    // (The lead qualified above is one of three made at the same instant, so its contact
+    // may be a Сидоров too.)
+    let found: Vec<String> = b.table("customers").await.iter().map(|r| r[0].clone()).collect();
+    assert!(found.contains(&"Пётр Сидоров".to_string()), "{found:?}");
+    assert!(found.iter().all(|n| n.split(' ').next_back() == Some("Сидоров")), "only Сидоровы: {found:?}");
     b.click("nav.tabs a[href='/records/accounts']").await;
     b.client.find(Locator::Css("#new-record summary")).await.unwrap().click().await.unwrap();
     b.fill("#nr-name", "ООО Василёк").await;

@@ -354,8 +354,8 @@ both_engines!(r_em_8_soft_bounces_suppress_at_the_limit, |store: Store| async mo
 });
 
 /// R-LD-5 on PostgreSQL: a roll-up that meets a lead a writer holds gives up within its lock
-/// timeout (the writer is never the one aborted), changes nothing and keeps its checkpoint;
-/// the next one, once the writer is done, folds the activity in.
+/// timeout instead of waiting on the writer, changes nothing and keeps its checkpoint; the
+/// next one, once the writer is done, folds the activity in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roll_up_gives_way_to_a_writer_holding_a_lead() {
     crate::helpers::with_store("postgres", |store: Store| async move {
