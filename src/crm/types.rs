@@ -135,6 +135,12 @@ impl EntityKind {
         }
     }
 
+    /// The record type of an entity set (the inverse of `set`); None for `activities`, which
+    /// every plain activity type shares, and for names that are no set.
+    pub fn from_set(set: &str) -> Option<EntityKind> {
+        EntityKind::ALL.iter().copied().find(|k| k.set() == set && k.table().0 != "activity")
+    }
+
     /// Account, contact or lead: the parties a list can hold and a response can name.
     pub fn is_party(self) -> bool {
         matches!(self, EntityKind::Account | EntityKind::Contact | EntityKind::Lead)
@@ -280,6 +286,16 @@ impl<'de> Deserialize<'de> for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_names_its_record_type_and_activities_name_none() {
+        for k in [EntityKind::Lead, EntityKind::Contact, EntityKind::Account, EntityKind::Opportunity] {
+            assert_eq!(EntityKind::from_set(k.set()), Some(k));
+        }
+        assert_eq!(EntityKind::from_set("campaignactivities"), Some(EntityKind::Campaignactivity));
+        assert_eq!(EntityKind::from_set("activities"), None);
+        assert_eq!(EntityKind::from_set("lead"), None);
+    }
 
     #[test]
     fn money_parses_and_prints_exactly() {

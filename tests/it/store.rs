@@ -144,6 +144,20 @@ both_engines!(every_record_type_round_trips, |store: Store| async move {
     assert_eq!((page.total, page.items.len()), (1, 1));
 });
 
+/// A phone call regarding `lead`, owned by `owner`, made (and last changed) at `when`.
+async fn call_about(store: &Store, owner: Uuid, lead: Uuid, when: chrono::DateTime<chrono::Utc>) -> Activity {
+    let call = Activity {
+        activityid: Uuid::new_v4(),
+        activitytypecode: EntityKind::Phonecall,
+        regardingobjectid: Some(lead),
+        regardingobjectidtype: Some(EntityKind::Lead),
+        ..Default::default()
+    }
+    .stamped(owner, EntityKind::Systemuser, when, None);
+    store.insert(&call).await.unwrap();
+    call
+}
+
 /// The lead's `lastactivityon`, which the `stale` view reads (migrations 0018 and 0020).
 async fn touched(store: &Store, lead: Uuid) -> Option<i64> {
     let mut db = store.db.clone();
@@ -187,15 +201,7 @@ both_engines!(r_ld_5_activity_events_keep_a_lead_from_going_stale, |store: Store
     rolled_up(&store).await;
     assert_eq!(stale_leads(&store, t).await, all, "nothing happened with any of them");
     // A call regarding one, made yesterday.
-    let call = Activity {
-        activityid: Uuid::new_v4(),
-        activitytypecode: EntityKind::Phonecall,
-        regardingobjectid: Some(called.leadid),
-        regardingobjectidtype: Some(EntityKind::Lead),
-        ..Default::default()
-    }
-    .stamped(u.systemuserid, EntityKind::Systemuser, t - Duration::days(1), None);
-    store.insert(&call).await.unwrap();
+    let call = call_about(&store, u.systemuserid, called.leadid, t - Duration::days(1)).await;
     rolled_up(&store).await;
     assert_eq!(touched(&store, called.leadid).await, Some(call.modifiedon.timestamp_millis()));
     // An e-mail drafted 40 days ago naming one as its recipient (a party, not the regarding).
@@ -249,15 +255,7 @@ both_engines!(r_ld_5_a_call_now_reaches_the_stale_view_by_the_next_roll_up, |sto
     let lead = Lead { createdon: t - Duration::days(60), ..lead(u.systemuserid, "old lead", None, None) };
     store.insert(&lead).await.unwrap();
     assert_eq!(stale_leads(&store, t).await, vec![lead.leadid]);
-    let call = Activity {
-        activityid: Uuid::new_v4(),
-        activitytypecode: EntityKind::Phonecall,
-        regardingobjectid: Some(lead.leadid),
-        regardingobjectidtype: Some(EntityKind::Lead),
-        ..Default::default()
-    }
-    .stamped(u.systemuserid, EntityKind::Systemuser, t, None);
-    store.insert(&call).await.unwrap();
+    call_about(&store, u.systemuserid, lead.leadid, t).await;
     let pg = store.engine() == inflow::store::Engine::Postgres;
     assert_eq!(store.roll_up_lead_activity(t, false).await.unwrap(), u64::from(pg), "the one lead the call touched");
     assert_eq!(touched(&store, lead.leadid).await, Some(t.timestamp_millis()));
@@ -276,15 +274,7 @@ both_engines!(r_ld_5_a_merged_lead_brings_its_last_activity, |store: Store| asyn
     for l in [&keep, &other] {
         store.insert(l).await.unwrap();
     }
-    let call = Activity {
-        activityid: Uuid::new_v4(),
-        activitytypecode: EntityKind::Phonecall,
-        regardingobjectid: Some(other.leadid),
-        regardingobjectidtype: Some(EntityKind::Lead),
-        ..Default::default()
-    }
-    .stamped(u.systemuserid, EntityKind::Systemuser, t - Duration::days(2), None);
-    store.insert(&call).await.unwrap();
+    let call = call_about(&store, u.systemuserid, other.leadid, t - Duration::days(2)).await;
     rolled_up(&store).await;
     let cand = Uuid::new_v4();
     let refs = serde_json::json!([{"kind": "lead", "id": keep.leadid}, {"kind": "lead", "id": other.leadid}]);
@@ -363,15 +353,7 @@ async fn a_roll_up_gives_way_to_a_writer_holding_a_lead() {
         let t = now();
         let lead = Lead { createdon: t - Duration::days(60), ..lead(u.systemuserid, "held", None, None) };
         store.insert(&lead).await.unwrap();
-        let call = Activity {
-            activityid: Uuid::new_v4(),
-            activitytypecode: EntityKind::Phonecall,
-            regardingobjectid: Some(lead.leadid),
-            regardingobjectidtype: Some(EntityKind::Lead),
-            ..Default::default()
-        }
-        .stamped(u.systemuserid, EntityKind::Systemuser, t, None);
-        store.insert(&call).await.unwrap();
+        call_about(&store, u.systemuserid, lead.leadid, t).await;
         let checkpoint = |store: Store| async move {
             let mut db = store.db.clone();
             let r = db.fetch_one("SELECT upto FROM rollup_checkpoint", vec![]).await.unwrap();

@@ -234,14 +234,11 @@ pub async fn create(who: Signed, State(s): State<AppState>, body: Bytes) -> Resp
     }
     let lang = who.lang;
     let text = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    // A lead's, a contact's, an account's or an opportunity's page carries the form.
     let regarding = text("regarding_id").and_then(|id| id.parse::<Uuid>().ok()).and_then(|id| {
-        let kind = match text("regarding_set").as_deref() {
-            Some("leads") => EntityKind::Lead,
-            Some("contacts") => EntityKind::Contact,
-            Some("accounts") => EntityKind::Account,
-            Some("opportunities") => EntityKind::Opportunity,
-            _ => return None,
-        };
+        let kind = text("regarding_set").and_then(|set| EntityKind::from_set(&set)).filter(|k| {
+            matches!(k, EntityKind::Lead | EntityKind::Contact | EntityKind::Account | EntityKind::Opportunity)
+        })?;
         Some(EntityRef::new(kind, id))
     });
     let Some(regarding) = regarding else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::i18n::{self, Lang};
 use super::pages::{failed, query_params};
-use super::records::{editable, field_value, page_of};
+use super::records::{editable, field_value, page_of, record_kind};
 use super::session::Signed;
 use super::{frame, redirect, render};
 use crate::crm::entities::{Account, Contact, Opportunity};
@@ -42,15 +42,6 @@ pub fn fields_json(lang: Lang, kind: EntityKind) -> J {
     )
 }
 
-fn kind_of_set(set: &str) -> Option<EntityKind> {
-    match set {
-        "contacts" => Some(EntityKind::Contact),
-        "accounts" => Some(EntityKind::Account),
-        "opportunities" => Some(EntityKind::Opportunity),
-        _ => None,
-    }
-}
-
 /// `GET /records/{accounts|contacts}?q=…&page=…`
 pub async fn list(
     who: Signed,
@@ -62,7 +53,7 @@ pub async fn list(
         return r;
     }
     let lang = who.lang;
-    let kind = match kind_of_set(&set) {
+    let kind = match record_kind(&set) {
         Some(k @ (EntityKind::Contact | EntityKind::Account)) => k,
         _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
     };
@@ -186,11 +177,8 @@ where
 /// joins, the customer of an opportunity).
 fn form_ref(f: &std::collections::BTreeMap<String, String>, prefix: &str) -> Option<EntityRef> {
     let id = f.get(&format!("{prefix}_id"))?.trim().parse::<Uuid>().ok()?;
-    let kind = match f.get(&format!("{prefix}_set"))?.as_str() {
-        "accounts" => EntityKind::Account,
-        "contacts" => EntityKind::Contact,
-        _ => return None,
-    };
+    let kind = EntityKind::from_set(f.get(&format!("{prefix}_set"))?)
+        .filter(|k| matches!(k, EntityKind::Account | EntityKind::Contact))?;
     Some(EntityRef::new(kind, id))
 }
 
@@ -204,7 +192,7 @@ pub async fn create(who: Signed, State(s): State<AppState>, Path(set): Path<Stri
         return r;
     }
     let lang = who.lang;
-    let Some(kind) = kind_of_set(&set) else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
+    let Some(kind) = record_kind(&set) else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
     let mode = match f.get("duplicates").map(String::as_str) {
         Some("allow" | "on") => CreateMode::IgnoreDuplicates,
         _ => CreateMode::CheckDuplicates,

@@ -80,6 +80,12 @@ fn facts_of(kind: EntityKind) -> &'static [(&'static str, Fact)] {
     }
 }
 
+/// The record type of a `/records/{set}` path: contacts, accounts or opportunities.
+pub(super) fn record_kind(set: &str) -> Option<EntityKind> {
+    EntityKind::from_set(set)
+        .filter(|k| matches!(k, EntityKind::Contact | EntityKind::Account | EntityKind::Opportunity))
+}
+
 /// A page of the console for a record the timeline mentions, if it has one.
 pub fn page_of(r: EntityRef) -> Option<String> {
     match r.kind {
@@ -327,12 +333,7 @@ pub async fn edit(
         Err(r) => return *r,
     };
     let lang = who.lang;
-    let kind = match set.as_str() {
-        "contacts" => EntityKind::Contact,
-        "accounts" => EntityKind::Account,
-        "opportunities" => EntityKind::Opportunity,
-        _ => return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")),
-    };
+    let Some(kind) = record_kind(&set) else { return who.error(StatusCode::NOT_FOUND, i18n::t(lang, "not_found")) };
     let value = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     if let Some((_, label, _, _)) = editable(kind).iter().find(|(k, _, req, _)| *req && value(k).is_none()) {
         let message = format!("{} {}", i18n::t(lang, label), i18n::t(lang, "required"));
